@@ -1,0 +1,1 @@
+"""The concrete actors: Run, Instrument, Solver, Twin, Calibrator, Recorder."""

@@ -1,0 +1,1 @@
+"""Instrument drivers, the simulated potentiostat server and safety interlocks."""

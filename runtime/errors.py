@@ -1,0 +1,57 @@
+"""Every exception the runtime raises, in one hierarchy.
+
+Messages name what was wrong (the field, the value) and what would be accepted.
+"""
+
+from __future__ import annotations
+
+
+class GalvanaError(Exception):
+    """Base class of every error Galvana raises on purpose."""
+
+
+class MessageError(GalvanaError, ValueError):
+    """An encoded message is malformed, oversized or does not match its type.
+
+    ``field`` names the offending field (``"<frame>"`` for the envelope itself).
+    """
+
+    def __init__(self, message: str, *, field: str = "<frame>") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SupervisorSpecError(GalvanaError, ValueError):
+    """A supervisor or child specification is invalid (unknown strategy, bad timeout, ...)."""
+
+
+class SupervisorError(GalvanaError):
+    """A supervisor could not do what it was asked (start a child, find a child, ...)."""
+
+
+class ChildStartError(SupervisorError):
+    """A child failed in ``on_start`` while its supervisor was starting it."""
+
+
+class RestartIntensityError(SupervisorError):
+    """More than ``max_restarts`` restarts happened within ``max_seconds``; the supervisor gave up."""
+
+
+class BusError(GalvanaError):
+    """Base class of event-bus errors."""
+
+
+class BackpressureTimeout(BusError):
+    """A lossless subscriber stayed full for longer than the publisher was willing to wait."""
+
+
+class SubscriptionClosed(BusError):
+    """The subscription was closed (unsubscribed, or its bus shut down)."""
+
+
+class EventStoreError(GalvanaError):
+    """The event store cannot be opened, written or read (corrupt file, disk full, closed)."""
+
+
+class FieldStoreError(GalvanaError):
+    """The field store cannot create, append to or read an array."""

@@ -1,0 +1,1 @@
+"""Twin logic: lockstep prediction, residuals, drift, online calibration and experiment design."""
