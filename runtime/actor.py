@@ -1,0 +1,210 @@
+"""The actor every Galvana actor derives from: a Pykka ``ThreadingActor`` with OTP exits.
+
+Pykka has no links and treats failures unevenly: an exception in an ask handler
+goes back to the caller and the actor carries on; one in ``on_start`` stops the
+actor without calling ``on_failure``. Galvana actors follow OTP instead:
+
+- any exception in ``on_start``, a tell handler or an ask handler ends the actor
+  with reason ``error`` (an ask's caller still receives the exception);
+- ``on_failure`` runs for every failure, wherever it happened;
+- the actor's supervisor (when it has one) is told how the actor exited, after the
+  actor has stopped taking messages.
+
+Only the actor loop is replaced; message dispatch, proxies and the registry remain
+Pykka's own.
+
+>>> class Greeter(Actor):
+...     def on_receive(self, message: object) -> object:
+...         return f"hello {message}"
+>>> ref = Greeter.start()
+>>> ref.ask("lab")
+'hello lab'
+>>> ref.stop()
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from runtime.messages import ChildExited, ExitKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runtime.event_bus import EventBus
+
+__all__ = ["Actor", "ExitReason", "Link"]
+
+logger = logging.getLogger("galvana.actor")
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitReason:
+    """How an actor ended. ``exception`` is set for ``error`` exits (in-process only)."""
+
+    kind: ExitKind
+    detail: str = ""
+    exception: BaseException | None = None
+
+    @property
+    def abnormal(self) -> bool:
+        """True for exits a ``transient`` child is restarted after (OTP: not normal/shutdown)."""
+        return self.kind in ("error", "killed")
+
+
+@dataclass(eq=False)
+class Link:
+    """The bond between one incarnation of a child and its supervisor.
+
+    Set by the supervisor before the child starts; read by both threads. ``path`` is
+    the child's place in the tree (``root/runs/run-7``) and ``bus`` the tree's event
+    bus. ``started`` is set once ``on_start`` returned; ``exited`` once the actor
+    stopped taking messages, after which ``reason`` holds why; ``settled`` once either.
+    """
+
+    child_id: str
+    incarnation: int
+    supervisor: pykka.ActorRef[Any] | None
+    path: str
+    bus: EventBus | None = None
+    started: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    shutdown_requested: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)
+    reason: ExitReason | None = None
+    kill: Callable[[], None] | None = None
+
+
+_pending = threading.local()
+
+
+def _take_pending_link() -> Link | None:
+    link: Link | None = getattr(_pending, "link", None)
+    _pending.link = None
+    return link
+
+
+def start_linked(cls: type[Actor], link: Link, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+    """Start ``cls`` with ``link`` attached (the supervisor's way of starting a child).
+
+    Pykka constructs the actor inside ``start()``, in this thread, so the link is
+    handed over through a thread-local that ``Actor.__init__`` takes.
+    """
+    _pending.link = link
+    try:
+        return cls.start(*args, **kwargs)
+    finally:
+        _pending.link = None
+
+
+class Actor(pykka.ThreadingActor):
+    """Base class of Galvana actors: Pykka's API, OTP's exit semantics.
+
+    Override ``on_start``, ``on_receive`` (or expose methods for proxies),
+    ``on_stop``, ``on_failure`` as with Pykka, and ``on_kill`` to release what
+    must not outlive an actor its supervisor abandoned (a worker process, say).
+    """
+
+    # An actor its supervisor abandoned must not keep the process alive.
+    use_daemon_thread = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._link: Link | None = _take_pending_link()
+        self._failure: _ExcInfo | None = None
+        if self._link is not None:
+            self._link.kill = self.on_kill
+
+    @property
+    def link(self) -> Link | None:
+        """This incarnation's link to its supervisor (None when unsupervised)."""
+        return self._link
+
+    def on_kill(self) -> None:
+        """Called from the supervisor's thread when this actor is abandoned; must not block."""
+
+    def _actor_loop(self) -> None:
+        try:
+            self.on_start()
+        except Exception:
+            self._fail(sys.exc_info())  # type: ignore[arg-type]
+        else:
+            if self._link is not None:
+                self._link.started.set()
+                self._link.settled.set()
+        while not self.actor_stopped.is_set():
+            envelope = self.actor_inbox.get()
+            try:
+                response = self._handle_receive(envelope.message)
+            except Exception:
+                exc_info: _ExcInfo = sys.exc_info()  # type: ignore[assignment]
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception(exc_info)
+                self._fail(exc_info)
+            except BaseException:
+                # Pykka's rule: KeyboardInterrupt and friends stop every actor.
+                logger.debug("%r in %s; stopping all actors", sys.exc_info()[1], self)
+                self._stop()
+                pykka.ActorRegistry.stop_all()
+            else:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set(response)
+        self._actor_loop_teardown()
+        self._report_exit()
+
+    def _fail(self, exc_info: _ExcInfo) -> None:
+        """End the actor with reason ``error``: log, unregister, run ``on_failure``."""
+        self._handle_failure(*exc_info)
+        try:
+            self.on_failure(*exc_info)
+        except Exception:
+            logger.exception("on_failure of %s raised", self)
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Also reached from Pykka's _stop() when on_stop raises; the first failure wins.
+        if self._failure is None and exception_type is not None and exception_value is not None:
+            self._failure = (exception_type, exception_value, traceback)
+        logger.error(
+            "Unhandled exception in %s", self, exc_info=(exception_type, exception_value, traceback)
+        )
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def _exit_reason(self) -> ExitReason:
+        if self._failure is not None:
+            _, exc, _ = self._failure
+            return ExitReason("error", f"{type(exc).__name__}: {exc}", exc)
+        if self._link is not None and self._link.shutdown_requested.is_set():
+            return ExitReason("shutdown")
+        return ExitReason("normal")
+
+    def _report_exit(self) -> None:
+        link = self._link
+        if link is None:
+            return
+        reason = self._exit_reason()
+        link.reason = reason
+        link.exited.set()
+        link.settled.set()
+        if link.supervisor is not None:
+            try:
+                link.supervisor.tell(
+                    ChildExited(link.child_id, link.incarnation, reason.kind, reason.detail)
+                )
+            except pykka.ActorDeadError:
+                pass  # the supervisor is gone; whoever stopped it handles the tree

@@ -1,0 +1,548 @@
+"""The one message codec: frozen dataclasses <-> msgpack ``[tag, field, field, ...]``.
+
+A message class is declared with :func:`message`, which makes it a frozen, slotted
+dataclass and registers it under a stable tag. Field annotations are the wire
+schema; they are compiled once, at registration, into validators that decoding
+runs on every field. Supported field types:
+
+- ``bool``, ``int``, ``float`` (an int is accepted for a float), ``str``, ``bytes``
+- ``datetime`` (timezone-aware; travels as a msgpack timestamp)
+- numpy arrays, annotated with :class:`ArraySpec` (``Annotated[np.ndarray, ArraySpec(...)]``)
+- ``X | None``, ``tuple[X, ...]``, ``dict[str, X]``, ``Literal[...]`` of strings or ints
+- another registered message class (nested as its own ``[tag, ...]`` list)
+- :data:`Plain`: free-form data made of the types above, lists and string-keyed maps
+
+Arrays travel as msgpack extension type :data:`ARRAY_EXT` whose payload is itself a
+msgpack array ``[dtype, shape, data]``: ``dtype`` a numpy type string (``"<f8"``,
+``"<f4"``, ``"<i8"``, ``"<i4"``, ``"|u1"``, ``"|b1"``), ``shape`` a list of
+non-negative ints and ``data`` the C-order, little-endian bytes.
+
+Decoding never executes code and raises only :class:`~runtime.errors.MessageError`,
+whose ``field`` names the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from runtime.errors import MessageError
+
+__all__ = [
+    "ARRAY_DTYPES",
+    "ARRAY_EXT",
+    "ArraySpec",
+    "Bool1D",
+    "DecodeLimits",
+    "F64Array1D",
+    "Message",
+    "Plain",
+    "U8Array1D",
+    "decode",
+    "encode",
+    "message",
+    "message_types",
+    "pack_plain",
+    "unpack_plain",
+]
+
+ARRAY_EXT = 1
+"""The msgpack extension type code that carries a numpy array."""
+
+ARRAY_DTYPES: frozenset[str] = frozenset({"<f4", "<f8", "<i4", "<i8", "|u1", "|b1"})
+"""The numpy dtypes an array field may carry, as numpy type strings."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """The constraint an array field puts on what it carries.
+
+    ``dtype`` is a numpy type string from :data:`ARRAY_DTYPES` (``None``: any of them);
+    ``ndim`` the number of dimensions (``None``: any).
+    """
+
+    dtype: str | None = None
+    ndim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in ARRAY_DTYPES:
+            raise ValueError(f"ArraySpec dtype {self.dtype!r} is not one of {sorted(ARRAY_DTYPES)}")
+
+
+class _PlainMarker:
+    """Marks a field that carries free-form plain data."""
+
+
+Plain = Annotated[object, _PlainMarker()]
+"""Free-form data: None, bool, int, float, str, bytes, datetime, arrays, lists, str-keyed maps."""
+
+F64Array1D = Annotated[npt.NDArray[np.float64], ArraySpec("<f8", 1)]
+"""A one-dimensional float64 array field."""
+
+U8Array1D = Annotated[npt.NDArray[np.uint8], ArraySpec("|u1", 1)]
+"""A one-dimensional uint8 array field."""
+
+Bool1D = Annotated[npt.NDArray[np.bool_], ArraySpec("|b1", 1)]
+"""A one-dimensional boolean array field."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Upper bounds decoding enforces before it allocates anything large.
+
+    ``max_bytes``: the whole encoded message; ``max_array_bytes``: one array's data;
+    ``max_depth``: nesting of plain data, tuples, maps and nested messages.
+    """
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_array_bytes: int = 64 * 1024 * 1024
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+class Message(Protocol):
+    """What every registered message class provides."""
+
+    __message_tag__: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+M = TypeVar("M")
+
+# A converter checks one decoded value against its field type and returns the value
+# the dataclass holds (a tuple for a msgpack array, a numpy array for the extension).
+_Converter = Callable[[object, str, int], object]
+
+
+@dataclass(frozen=True, slots=True)
+class _MessageType:
+    cls: type[Any]
+    tag: str
+    names: tuple[str, ...]
+    converters: tuple[_Converter, ...]
+
+
+_REGISTRY: dict[str, _MessageType] = {}
+_BY_CLASS: dict[type[Any], _MessageType] = {}
+
+
+def message(tag: str) -> Callable[[type[M]], type[M]]:
+    """Declare a message class: a frozen, slotted dataclass registered under ``tag``.
+
+    The tag is the wire identity of the class and must never change once messages
+    with it have been recorded. Field annotations are validated on decode.
+
+    >>> @message("example.point")
+    ... class Point:
+    ...     x: float
+    ...     y: float
+    >>> decode(encode(Point(1.0, 2.5)))
+    Point(x=1.0, y=2.5)
+    """
+    if not tag or not isinstance(tag, str):
+        raise ValueError(f"message tag must be a non-empty string, got {tag!r}")
+
+    def register(cls: type[M]) -> type[M]:
+        if tag in _REGISTRY:
+            raise ValueError(f"message tag {tag!r} is already registered to {_REGISTRY[tag].cls}")
+        made = dataclasses.dataclass(frozen=True, slots=True, eq=False)(cls)
+        made.__message_tag__ = tag  # type: ignore[attr-defined]
+        made.__eq__ = _message_eq  # type: ignore[method-assign, assignment]
+        made.__hash__ = None  # type: ignore[assignment]
+        hints = typing.get_type_hints(made, include_extras=True)
+        fields = dataclasses.fields(made)  # type: ignore[arg-type]
+        converters = tuple(_compile(hints[f.name], f"{tag}.{f.name}") for f in fields)
+        entry = _MessageType(made, tag, tuple(f.name for f in fields), converters)
+        _REGISTRY[tag] = entry
+        _BY_CLASS[made] = entry
+        return made
+
+    return register
+
+
+def message_types() -> dict[str, type[Any]]:
+    """Every registered message class, by tag."""
+    return {tag: entry.cls for tag, entry in _REGISTRY.items()}
+
+
+def _message_eq(self: object, other: object) -> bool:
+    if type(self) is not type(other):
+        return NotImplemented
+    entry = _BY_CLASS[type(self)]
+    return all(_values_equal(getattr(self, n), getattr(other, n)) for n in entry.names)
+
+
+def _values_equal(a: object, b: object) -> bool:
+    """Structural equality in which arrays compare by dtype, shape and content, NaN equals NaN."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_values_equal, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def encode(msg: object) -> bytes:
+    """Encode a registered message as msgpack ``[tag, field, ...]``.
+
+    Raises :class:`MessageError` naming the field when a value cannot travel
+    (an unregistered class, an array of an unsupported dtype, a naive datetime, ...).
+    """
+    entry = _BY_CLASS.get(type(msg))
+    if entry is None:
+        raise MessageError(f"{type(msg).__qualname__} is not a registered message class")
+    try:
+        return cast(bytes, msgpack.packb(_as_list(msg, entry), default=_pack_default, datetime=True))
+    except MessageError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _locate_encode_error(msg, entry, exc) from exc
+
+
+def _as_list(msg: object, entry: _MessageType) -> list[object]:
+    return [entry.tag, *(getattr(msg, n) for n in entry.names)]
+
+
+def _pack_default(obj: object) -> object:
+    if isinstance(obj, np.ndarray):
+        return _array_ext(obj)
+    entry = _BY_CLASS.get(type(obj))
+    if entry is not None:
+        return _as_list(obj, entry)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{type(obj).__qualname__} cannot be encoded")
+
+
+def _array_ext(arr: npt.NDArray[Any]) -> msgpack.ExtType:
+    dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+    if dt.str not in ARRAY_DTYPES:
+        raise TypeError(f"array dtype {arr.dtype} is not supported; accepted: {sorted(ARRAY_DTYPES)}")
+    data = np.ascontiguousarray(arr, dtype=dt).tobytes()
+    payload = msgpack.packb([dt.str, list(arr.shape), data])
+    return msgpack.ExtType(ARRAY_EXT, payload)
+
+
+def _locate_encode_error(msg: object, entry: _MessageType, exc: Exception) -> MessageError:
+    """Find which field made packing fail, so the error names it."""
+    for name in entry.names:
+        try:
+            msgpack.packb(getattr(msg, name), default=_pack_default, datetime=True)
+        except (TypeError, ValueError, OverflowError) as field_exc:
+            return MessageError(f"{entry.tag}.{name}: {field_exc}", field=f"{entry.tag}.{name}")
+    return MessageError(f"{entry.tag}: {exc}", field=entry.tag)
+
+
+def pack_plain(value: object) -> bytes:
+    """Encode free-form plain data (maps, lists, scalars, arrays, messages) with msgpack."""
+    try:
+        return cast(bytes, msgpack.packb(value, default=_pack_default, datetime=True))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MessageError(f"value cannot be encoded: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def _unpack(data: bytes, limits: DecodeLimits) -> object:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MessageError(f"expected bytes to decode, got {type(data).__qualname__}")
+    if len(data) > limits.max_bytes:
+        raise MessageError(f"message of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+
+    def ext_hook(code: int, payload: bytes) -> object:
+        if code != ARRAY_EXT:
+            raise MessageError(f"unknown msgpack extension type {code}; only {ARRAY_EXT} (array)")
+        return _decode_array(payload, limits)
+
+    try:
+        return msgpack.unpackb(
+            data, ext_hook=ext_hook, timestamp=3, raw=False, strict_map_key=True, use_list=True
+        )
+    except MessageError:
+        raise
+    except Exception as exc:
+        # The trust boundary: whatever msgpack makes of hostile bytes becomes one error type.
+        raise MessageError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_array(payload: bytes, limits: DecodeLimits) -> npt.NDArray[Any]:
+    try:
+        header = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:
+        raise MessageError(f"array payload is not valid msgpack: {exc}") from exc
+    if not (isinstance(header, list) and len(header) == 3):
+        raise MessageError("array payload must be [dtype, shape, data]")
+    dtype_str, shape, raw = header
+    if not isinstance(dtype_str, str) or dtype_str not in ARRAY_DTYPES:
+        raise MessageError(f"array dtype {dtype_str!r} is not one of {sorted(ARRAY_DTYPES)}")
+    if not (
+        isinstance(shape, list)
+        and len(shape) <= 32
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise MessageError(f"array shape {shape!r} must be a list of non-negative integers")
+    if not isinstance(raw, bytes):
+        raise MessageError("array data must be bytes")
+    dtype = np.dtype(dtype_str)
+    count = math.prod(shape)
+    if count * dtype.itemsize > limits.max_array_bytes:
+        raise MessageError(
+            f"array of {count} x {dtype_str} exceeds the limit of {limits.max_array_bytes} bytes"
+        )
+    if len(raw) != count * dtype.itemsize:
+        raise MessageError(
+            f"array data is {len(raw)} bytes but dtype {dtype_str} and shape {shape} need "
+            f"{count * dtype.itemsize}"
+        )
+    if dtype.kind == "b" and raw.translate(None, b"\x00\x01"):
+        raise MessageError("bool array holds bytes other than 0 and 1")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Decode bytes made by :func:`encode` into the registered message object.
+
+    Raises :class:`MessageError` (with ``field`` set) on anything malformed: not msgpack,
+    an unknown tag, a wrong number of fields, a field of the wrong type, an inconsistent
+    or oversized array, trailing bytes.
+    """
+    obj = _unpack(data, limits)
+    return _to_message(obj, "<frame>", 0, limits.max_depth)
+
+
+def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:
+    if depth > max_depth:
+        raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+    if not isinstance(obj, list) or not obj:
+        raise MessageError(
+            f"{where}: a message is a non-empty array [tag, fields...], got {_kind(obj)}",
+            field=where,
+        )
+    tag = obj[0]
+    if not isinstance(tag, str):
+        raise MessageError(f"{where}: message tag must be a string, got {_kind(tag)}", field=where)
+    entry = _REGISTRY.get(tag)
+    if entry is None:
+        raise MessageError(f"unknown message tag {tag!r}", field=where)
+    if len(obj) - 1 != len(entry.names):
+        raise MessageError(
+            f"{tag}: expected {len(entry.names)} fields ({', '.join(entry.names)}), "
+            f"got {len(obj) - 1}",
+            field=tag,
+        )
+    values = [conv(v, max_depth, depth + 1) for conv, v in zip(entry.converters, obj[1:], strict=True)]
+    try:
+        return entry.cls(*values)
+    except MessageError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"{tag}: {exc}", field=tag) from exc
+
+
+def unpack_plain(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
+    """Decode msgpack plain data (as made by :func:`pack_plain`), arrays included."""
+    return _to_plain(_unpack(data, limits), "<value>", limits.max_depth, 0)
+
+
+# ---------------------------------------------------------------------------
+# Field validators, compiled from annotations once per message class
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array of {value.dtype.str} {list(value.shape)}"
+    return type(value).__name__
+
+
+def _fail(where: str, expected: str, value: object) -> MessageError:
+    shown = repr(value) if isinstance(value, int | float | str | bool | None) else _kind(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return MessageError(f"{where}: expected {expected}, got {shown}", field=where)
+
+
+def _compile(tp: Any, where: str) -> _Converter:  # noqa: PLR0911, PLR0912 - one case per supported type
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        for extra in extras:
+            if isinstance(extra, ArraySpec):
+                return _array_converter(extra, where)
+            if isinstance(extra, _PlainMarker):
+                return lambda v, max_depth, depth: _to_plain(v, where, max_depth, depth)
+        return _compile(base, where)
+    if tp is bool:
+        return _scalar_converter(where, "bool", lambda v: type(v) is bool)
+    if tp is int:
+        return _scalar_converter(where, "int", lambda v: type(v) is int)
+    if tp is float:
+        return _float_converter(where)
+    if tp is str:
+        return _scalar_converter(where, "str", lambda v: type(v) is str)
+    if tp is bytes:
+        return _scalar_converter(where, "bytes", lambda v: type(v) is bytes)
+    if tp is datetime:
+        return _scalar_converter(where, "timestamp", lambda v: isinstance(v, datetime))
+    if tp is type(None):
+        return _scalar_converter(where, "nil", lambda v: v is None)
+    if origin is Literal:
+        return _literal_converter(typing.get_args(tp), where)
+    if origin is typing.Union or origin is types.UnionType:
+        return _union_converter(typing.get_args(tp), where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _tuple_converter(_compile(args[0], f"{where}[]"), where)
+        raise TypeError(f"{where}: only homogeneous tuple[X, ...] fields are supported")
+    if origin is dict:
+        key, val = typing.get_args(tp)
+        if key is not str:
+            raise TypeError(f"{where}: map fields need str keys")
+        return _dict_converter(_compile(val, f"{where}{{}}"), where)
+    if isinstance(tp, type) and tp in _BY_CLASS:
+        return _nested_converter(tp, where)
+    if isinstance(tp, type) and issubclass(tp, np.ndarray):
+        return _array_converter(ArraySpec(), where)
+    raise TypeError(f"{where}: field type {tp!r} cannot travel in a message")
+
+
+def _scalar_converter(where: str, expected: str, ok: Callable[[object], bool]) -> _Converter:
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if not ok(value):
+            raise _fail(where, expected, value)
+        return value
+
+    return convert
+
+
+def _float_converter(where: str) -> _Converter:
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if type(value) is float:
+            return value
+        if type(value) is int:
+            return float(value)
+        raise _fail(where, "float", value)
+
+    return convert
+
+
+def _literal_converter(choices: tuple[object, ...], where: str) -> _Converter:
+    accepted = ", ".join(repr(c) for c in choices)
+
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if type(value) in (str, int) and value in choices:
+            return value
+        raise _fail(where, f"one of {accepted}", value)
+
+    return convert
+
+
+def _union_converter(options: tuple[Any, ...], where: str) -> _Converter:
+    convs = [_compile(opt, where) for opt in options]
+    names = " | ".join(getattr(o, "__name__", repr(o)) for o in options)
+
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        for conv in convs:
+            try:
+                return conv(value, max_depth, depth)
+            except MessageError:
+                continue
+        raise _fail(where, names, value)
+
+    return convert
+
+
+def _tuple_converter(item: _Converter, where: str) -> _Converter:
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if not isinstance(value, list):
+            raise _fail(where, "array", value)
+        if depth > max_depth:
+            raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+        return tuple(item(v, max_depth, depth + 1) for v in value)
+
+    return convert
+
+
+def _dict_converter(item: _Converter, where: str) -> _Converter:
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if not isinstance(value, dict):
+            raise _fail(where, "map", value)
+        if depth > max_depth:
+            raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _fail(f"{where} key", "str", k)
+            out[k] = item(v, max_depth, depth + 1)
+        return out
+
+    return convert
+
+
+def _nested_converter(cls: type[Any], where: str) -> _Converter:
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        msg = _to_message(value, where, depth, max_depth)
+        if type(msg) is not cls:
+            raise _fail(where, f"a {_BY_CLASS[cls].tag} message", msg)
+        return msg
+
+    return convert
+
+
+def _array_converter(spec: ArraySpec, where: str) -> _Converter:
+    expected = f"{spec.dtype or 'any supported'} array" + (
+        f" with {spec.ndim} dimension(s)" if spec.ndim is not None else ""
+    )
+
+    def convert(value: object, max_depth: int, depth: int) -> object:
+        if not isinstance(value, np.ndarray):
+            raise _fail(where, expected, value)
+        if spec.dtype is not None and value.dtype.str != spec.dtype:
+            raise _fail(where, expected, value)
+        if spec.ndim is not None and value.ndim != spec.ndim:
+            raise _fail(where, expected, value)
+        return value
+
+    return convert
+
+
+def _to_plain(value: object, where: str, max_depth: int, depth: int) -> object:
+    if depth > max_depth:
+        raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value
+    if isinstance(value, datetime | np.ndarray):
+        return value
+    if isinstance(value, list):
+        return [_to_plain(v, where, max_depth, depth + 1) for v in value]
+    if isinstance(value, dict):
+        for k in value:
+            if type(k) is not str:
+                raise _fail(f"{where} key", "str", k)
+        return {k: _to_plain(v, where, max_depth, depth + 1) for k, v in value.items()}
+    raise _fail(where, "plain data", value)

@@ -1,0 +1,150 @@
+"""Every message that crosses an actor boundary, each under a stable tag.
+
+A tag is the wire identity of its class: it is written into the event log, so it
+never changes once released. Add new messages; never repurpose a tag.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from runtime.codec import F64Array1D, Plain, U8Array1D, message
+from runtime.errors import MessageError
+
+__all__ = [
+    "ActorExited",
+    "ActorRestarting",
+    "ActorStarted",
+    "ChildExited",
+    "ExitKind",
+    "Lagged",
+    "SampleBatch",
+    "SupervisorGaveUp",
+    "SystemNote",
+    "utc_now",
+]
+
+ExitKind = Literal["normal", "shutdown", "error", "killed"]
+"""Why an actor exited, as OTP says it.
+
+``normal``: it stopped itself; ``shutdown``: its supervisor stopped it; ``error``: it
+raised (in ``on_start``, a tell handler or an ask handler); ``killed``: it did not stop
+within its shutdown timeout and was abandoned.
+"""
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (UTC), as messages carry it."""
+    return datetime.now(UTC)
+
+
+# --- supervision -----------------------------------------------------------
+
+
+@message("actor.started")
+class ActorStarted:
+    """An actor finished ``on_start`` under its supervisor."""
+
+    path: str
+    incarnation: int
+    at: datetime
+
+
+@message("actor.exited")
+class ActorExited:
+    """An actor exited; ``detail`` holds the exception or the reason, when there is one."""
+
+    path: str
+    incarnation: int
+    reason: ExitKind
+    detail: str
+    at: datetime
+
+
+@message("actor.restarting")
+class ActorRestarting:
+    """A supervisor will restart an actor after ``delay_s`` seconds (backoff)."""
+
+    path: str
+    incarnation: int
+    restarts: int
+    delay_s: float
+    at: datetime
+
+
+@message("supervisor.gave_up")
+class SupervisorGaveUp:
+    """More than ``max_restarts`` restarts within ``window_s``: the supervisor stops and fails."""
+
+    path: str
+    restarts: int
+    window_s: float
+    at: datetime
+
+
+@message("supervisor.child_exited")
+class ChildExited:
+    """Sent by a supervised actor to its supervisor as it exits (the link of OTP)."""
+
+    child_id: str
+    incarnation: int
+    reason: ExitKind
+    detail: str
+
+
+# --- event bus -------------------------------------------------------------
+
+
+@message("bus.lagged")
+class Lagged:
+    """A lossy subscriber fell behind: ``lost`` messages on ``topic`` were dropped for it."""
+
+    topic: str
+    lost: int
+
+
+# --- samples ---------------------------------------------------------------
+
+
+@message("samples")
+class SampleBatch:
+    """A batch of instrument samples, columnar.
+
+    ``t`` time since the run started (s), ``E`` applied potential (V), ``I`` current
+    (A, anodic positive), ``flags`` per-sample status bits (overload, compliance, ...).
+    ``seq`` numbers the batches of one run from 0 without gaps.
+    """
+
+    run_id: str
+    seq: int
+    t: F64Array1D
+    E: F64Array1D
+    I: F64Array1D  # noqa: E741 - the electrochemist's name for current
+    flags: U8Array1D
+
+    def __post_init__(self) -> None:
+        n = len(self.t)
+        for name in ("E", "I", "flags"):
+            if len(getattr(self, name)) != n:
+                raise MessageError(
+                    f"samples.{name}: has {len(getattr(self, name))} points but t has {n}",
+                    field=f"samples.{name}",
+                )
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+# --- system ----------------------------------------------------------------
+
+
+@message("system.note")
+class SystemNote:
+    """A structured note from the runtime (``level``: debug, info, warning, error)."""
+
+    level: Literal["debug", "info", "warning", "error"]
+    source: str
+    text: str
+    data: Plain
+    at: datetime
