@@ -12,8 +12,8 @@ from typing import Any
 
 __all__ = [
     "Actor",
-    "BackpressureTimeout",
     "Backoff",
+    "BackpressureTimeout",
     "ChildSpec",
     "EventBus",
     "GalvanaError",

@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -177,11 +178,14 @@ class Actor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         # Also reached from Pykka's _stop() when on_stop raises; the first failure wins.
-        if self._failure is None and exception_type is not None and exception_value is not None:
-            self._failure = (exception_type, exception_value, traceback)
-        logger.error(
-            "Unhandled exception in %s", self, exc_info=(exception_type, exception_value, traceback)
-        )
+        if exception_type is not None and exception_value is not None:
+            if self._failure is None:
+                self._failure = (exception_type, exception_value, traceback)
+            logger.error(
+                "Unhandled exception in %s",
+                self,
+                exc_info=(exception_type, exception_value, traceback),
+            )
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
 
@@ -202,9 +206,8 @@ class Actor(pykka.ThreadingActor):
         link.exited.set()
         link.settled.set()
         if link.supervisor is not None:
-            try:
+            # A supervisor that is gone already has whoever stopped it handling the tree.
+            with contextlib.suppress(pykka.ActorDeadError):
                 link.supervisor.tell(
                     ChildExited(link.child_id, link.incarnation, reason.kind, reason.detail)
                 )
-            except pykka.ActorDeadError:
-                pass  # the supervisor is gone; whoever stopped it handles the tree

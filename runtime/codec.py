@@ -30,7 +30,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast, dataclass_transform
 
 import msgpack
 import numpy as np
@@ -123,7 +123,8 @@ M = TypeVar("M")
 
 # A converter checks one decoded value against its field type and returns the value
 # the dataclass holds (a tuple for a msgpack array, a numpy array for the extension).
-_Converter = Callable[[object, str, int], object]
+# Its arguments: the value, the nesting limit, the current depth.
+_Converter = Callable[[object, int, int], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ _REGISTRY: dict[str, _MessageType] = {}
 _BY_CLASS: dict[type[Any], _MessageType] = {}
 
 
+@dataclass_transform(frozen_default=True)
 def message(tag: str) -> Callable[[type[M]], type[M]]:
     """Declare a message class: a frozen, slotted dataclass registered under ``tag``.
 
@@ -159,7 +161,7 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
             raise ValueError(f"message tag {tag!r} is already registered to {_REGISTRY[tag].cls}")
         made = dataclasses.dataclass(frozen=True, slots=True, eq=False)(cls)
         made.__message_tag__ = tag  # type: ignore[attr-defined]
-        made.__eq__ = _message_eq  # type: ignore[method-assign, assignment]
+        made.__eq__ = _message_eq  # type: ignore[method-assign]
         made.__hash__ = None  # type: ignore[assignment]
         hints = typing.get_type_hints(made, include_extras=True)
         fields = dataclasses.fields(made)  # type: ignore[arg-type]
@@ -179,7 +181,7 @@ def message_types() -> dict[str, type[Any]]:
 
 def _message_eq(self: object, other: object) -> bool:
     if type(self) is not type(other):
-        return NotImplemented
+        return NotImplemented  # type: ignore[no-any-return]
     entry = _BY_CLASS[type(self)]
     return all(_values_equal(getattr(self, n), getattr(other, n)) for n in entry.names)
 
@@ -191,7 +193,7 @@ def _values_equal(a: object, b: object) -> bool:
             return False
         if a.dtype != b.dtype or a.shape != b.shape:
             return False
-        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+        return bool(np.array_equal(a, b, equal_nan=bool(a.dtype.kind == "f")))
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
@@ -215,7 +217,9 @@ def encode(msg: object) -> bytes:
     if entry is None:
         raise MessageError(f"{type(msg).__qualname__} is not a registered message class")
     try:
-        return cast(bytes, msgpack.packb(_as_list(msg, entry), default=_pack_default, datetime=True))
+        return cast(
+            bytes, msgpack.packb(_as_list(msg, entry), default=_pack_default, datetime=True)
+        )
     except MessageError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
@@ -240,7 +244,9 @@ def _pack_default(obj: object) -> object:
 def _array_ext(arr: npt.NDArray[Any]) -> msgpack.ExtType:
     dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
     if dt.str not in ARRAY_DTYPES:
-        raise TypeError(f"array dtype {arr.dtype} is not supported; accepted: {sorted(ARRAY_DTYPES)}")
+        raise TypeError(
+            f"array dtype {arr.dtype} is not supported; accepted: {sorted(ARRAY_DTYPES)}"
+        )
     data = np.ascontiguousarray(arr, dtype=dt).tobytes()
     payload = msgpack.packb([dt.str, list(arr.shape), data])
     return msgpack.ExtType(ARRAY_EXT, payload)
@@ -355,7 +361,9 @@ def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:
             f"got {len(obj) - 1}",
             field=tag,
         )
-    values = [conv(v, max_depth, depth + 1) for conv, v in zip(entry.converters, obj[1:], strict=True)]
+    values = [
+        conv(v, max_depth, depth + 1) for conv, v in zip(entry.converters, obj[1:], strict=True)
+    ]
     try:
         return entry.cls(*values)
     except MessageError:
@@ -386,7 +394,7 @@ def _fail(where: str, expected: str, value: object) -> MessageError:
     return MessageError(f"{where}: expected {expected}, got {shown}", field=where)
 
 
-def _compile(tp: Any, where: str) -> _Converter:  # noqa: PLR0911, PLR0912 - one case per supported type
+def _compile(tp: Any, where: str) -> _Converter:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         base, *extras = typing.get_args(tp)

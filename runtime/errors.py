@@ -34,7 +34,7 @@ class ChildStartError(SupervisorError):
 
 
 class RestartIntensityError(SupervisorError):
-    """More than ``max_restarts`` restarts happened within ``max_seconds``; the supervisor gave up."""
+    """More than ``max_restarts`` restarts within ``max_seconds``: the supervisor gave up."""
 
 
 class BusError(GalvanaError):

@@ -123,10 +123,8 @@ class Subscription:
                     self._queue.popleft()
                     self._unreported_loss += 1
                     self._lost += 1
-                else:
-                    self._wait_for_room(timeout)
-                    if self._closed:
-                        return
+                elif not self._wait_for_room(timeout):
+                    return  # closed while the publisher waited
             was_empty = not self._queue and not self._unreported_loss
             self._queue.append((topic, msg))
             self._delivered += 1
@@ -134,7 +132,8 @@ class Subscription:
         if was_empty and self._on_ready is not None:
             self._on_ready()
 
-    def _wait_for_room(self, timeout: float | None) -> None:
+    def _wait_for_room(self, timeout: float | None) -> bool:
+        """Wait (lock held) until the queue has room; False if it was closed meanwhile."""
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         try:
@@ -148,6 +147,7 @@ class Subscription:
                 self._cond.wait(remaining)
         finally:
             self._blocked_s += time.monotonic() - started
+        return not self._closed
 
     def receive(self, timeout: float | None = None) -> tuple[str, object]:
         """The next ``(topic, message)``, waiting up to ``timeout`` seconds (None: forever).

@@ -31,6 +31,7 @@ bus under :data:`ACTORS_TOPIC`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import random
@@ -100,7 +101,7 @@ class Restart(enum.StrEnum):
 
 def _enum_value(enum_cls: type[enum.StrEnum], value: object, what: str) -> Any:
     try:
-        return enum_cls(value)
+        return enum_cls(str(value)) if isinstance(value, str) else enum_cls(value)  # type: ignore[arg-type]
     except ValueError:
         valid = ", ".join(repr(m.value) for m in enum_cls)
         raise SupervisorSpecError(f"unknown {what} {value!r}; valid: {valid}") from None
@@ -155,7 +156,9 @@ class ChildSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id or "/" in self.id:
-            raise SupervisorSpecError(f"child id must be a non-empty string without '/', got {self.id!r}")
+            raise SupervisorSpecError(
+                f"child id must be a non-empty string without '/', got {self.id!r}"
+            )
         if not (isinstance(self.actor, type) and issubclass(self.actor, Actor)):
             raise SupervisorSpecError(
                 f"child {self.id!r}: actor must be a runtime.actor.Actor subclass, got {self.actor!r}"
@@ -180,7 +183,9 @@ class SupervisorSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategy", _enum_value(Strategy, self.strategy, "strategy"))
         if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise SupervisorSpecError(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
+            raise SupervisorSpecError(
+                f"max_restarts must be an integer >= 0, got {self.max_restarts!r}"
+            )
         if not self.max_seconds > 0:
             raise SupervisorSpecError(f"max_seconds must be > 0, got {self.max_seconds!r}")
         object.__setattr__(self, "children", tuple(self.children))
@@ -194,7 +199,7 @@ class SupervisorSpec:
 
 
 def supervisor_child(
-    id: str,  # noqa: A002 - OTP's name for it
+    id: str,
     spec: SupervisorSpec,
     *,
     restart: Restart | str = Restart.PERMANENT,
@@ -294,8 +299,6 @@ class Supervisor(Actor):
 
     def start_child(self, spec: ChildSpec) -> tuple[pykka.ActorRef[Any] | None, str | None]:
         """Add and start a dynamic child; returns (ref, None) or (None, why not)."""
-        if not isinstance(spec, ChildSpec):
-            return None, f"start_child needs a ChildSpec, got {spec!r}"
         if self._find(spec.id) is not None:
             return None, f"{self.path} already has a child {spec.id!r}"
         child = _Child(spec, dynamic=True)
@@ -344,7 +347,9 @@ class Supervisor(Actor):
             link.shutdown_requested.set()
             ref.stop(block=False)
             self._kill(link)
-            reason = ExitReason("killed", f"on_start did not finish within {spec.start_timeout_s} s")
+            reason = ExitReason(
+                "killed", f"on_start did not finish within {spec.start_timeout_s} s"
+            )
             self._record_exit(child, reason)
             return reason
         if link.exited.is_set():
@@ -359,7 +364,8 @@ class Supervisor(Actor):
     def _terminate(self, child: _Child) -> None:
         """Stop a running child within its shutdown timeout, or abandon it."""
         link, ref = child.link, child.ref
-        assert link is not None and ref is not None
+        assert link is not None
+        assert ref is not None
         child.state = "stopping"
         link.shutdown_requested.set()
         ref.stop(block=False)
@@ -367,7 +373,9 @@ class Supervisor(Actor):
             reason = link.reason or ExitReason("shutdown")
         else:
             self._kill(link)
-            reason = ExitReason("killed", f"did not stop within {child.spec.shutdown_s} s; abandoned")
+            reason = ExitReason(
+                "killed", f"did not stop within {child.spec.shutdown_s} s; abandoned"
+            )
             logger.error("%s %s", link.path, reason.detail)
         child.ref, child.link = None, None
         self._record_exit(child, reason)
@@ -393,7 +401,9 @@ class Supervisor(Actor):
         if reason.abnormal:
             child.last_failure = reason.detail
         self._publish(
-            ActorExited(self._path_of(child), child.incarnation, reason.kind, reason.detail, utc_now())
+            ActorExited(
+                self._path_of(child), child.incarnation, reason.kind, reason.detail, utc_now()
+            )
         )
 
     # --- reacting to exits -----------------------------------------------------
@@ -473,10 +483,9 @@ class Supervisor(Actor):
         ref = self.actor_ref
 
         def fire() -> None:
-            try:
+            # The supervisor may have stopped while the timer ran.
+            with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(_RestartDue(child_ids, token))
-            except pykka.ActorDeadError:
-                pass  # the supervisor stopped while the timer ran
 
         timer = threading.Timer(delay, fire)
         timer.daemon = True
@@ -512,7 +521,7 @@ class Supervisor(Actor):
             restart=Restart(child.spec.restart),
             incarnation=child.incarnation,
             restarts=child.restarts,
-            mailbox=ref.actor_inbox.qsize() if ref is not None else 0,
+            mailbox=_mailbox_depth(ref),
             last_failure=child.last_failure,
             supervisor=issubclass(child.spec.actor, Supervisor),
             ref=ref,
@@ -526,6 +535,12 @@ class Supervisor(Actor):
         except BusError:
             # A stuck watcher must not take supervision down with it.
             logger.exception("%s could not publish %r", self.path, msg)
+
+
+def _mailbox_depth(ref: pykka.ActorRef[Any] | None) -> int:
+    """Messages waiting in an actor's inbox (a ``queue.Queue`` for threading actors)."""
+    qsize = getattr(ref.actor_inbox, "qsize", None) if ref is not None else None
+    return int(qsize()) if qsize is not None else 0
 
 
 class SupervisorRef:
@@ -549,6 +564,8 @@ class SupervisorRef:
 
     def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> pykka.ActorRef[Any]:
         """Start a dynamic child and return its ref once its ``on_start`` finished."""
+        if not isinstance(spec, ChildSpec):
+            raise SupervisorError(f"start_child needs a ChildSpec, got {spec!r}")
         ref, error = self._call("start_child", spec, timeout=timeout)
         if error is not None:
             raise SupervisorError(error)

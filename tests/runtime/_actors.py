@@ -80,7 +80,9 @@ class Probe(Actor):
         return (self.name, message)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -95,7 +95,8 @@ def test_lossless_subscriber_loses_nothing_and_slows_the_publisher() -> None:
     consumer.join(timeout=30)
     assert received == list(range(500))
     stats = sub.statistics()
-    assert stats.lost == 0 and stats.delivered == 500
+    assert stats.lost == 0
+    assert stats.delivered == 500
     assert stats.blocked_s > 0.05  # the publisher really waited: backpressure
 
 
@@ -104,7 +105,9 @@ def test_lossless_backpressure_times_out_without_dropping() -> None:
     sub = bus.subscribe("t", mode="lossless", maxsize=3)
     for i in range(3):
         bus.publish("t", i)
-    with pytest.raises(BackpressureTimeout, match="full \\(3 queued\\) for 0.05 s; nothing was dropped"):
+    with pytest.raises(
+        BackpressureTimeout, match="full \\(3 queued\\) for 0.05 s; nothing was dropped"
+    ):
         bus.publish("t", 3, timeout=0.05)
     assert [m for _, m in sub.drain()] == [0, 1, 2]
 

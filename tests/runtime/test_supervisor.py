@@ -231,7 +231,9 @@ def test_intensity_escalates_through_two_levels(journal: Journal) -> None:
     bus = EventBus()
     events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=1000)
     journal.fail_starts["leaf"] = 0
-    mid = SupervisorSpec(max_restarts=2, max_seconds=30, backoff=FAST, children=(probe(journal, "leaf"),))
+    mid = SupervisorSpec(
+        max_restarts=2, max_seconds=30, backoff=FAST, children=(probe(journal, "leaf"),)
+    )
     spec = SupervisorSpec(
         max_restarts=1,
         max_seconds=30,
@@ -242,7 +244,8 @@ def test_intensity_escalates_through_two_levels(journal: Journal) -> None:
     journal.fail_starts["leaf"] = -1  # from now on the leaf never starts again
     root.child("mid").child_ref("leaf").tell("crash")
     reason = root.wait_exited(timeout=20)
-    assert reason is not None and reason.kind == "error"
+    assert reason is not None
+    assert reason.kind == "error"
     assert isinstance(reason.exception, RestartIntensityError)
     assert "root: 2 restarts within 30 s exceed max_restarts=1" in reason.detail
     gave_up = [m.path for _, m in events.drain() if isinstance(m, SupervisorGaveUp)]
@@ -258,7 +261,8 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
     rng = random.Random(1)
     for attempt, base in [(1, 0.01), (2, 0.02), (3, 0.04), (4, 0.08), (5, 0.1), (9, 0.1)]:
         delays = [backoff.delay(attempt, rng) for _ in range(200)]
-        assert base * 0.8 <= min(delays) and max(delays) <= base * 1.2
+        assert base * 0.8 <= min(delays)
+        assert max(delays) <= base * 1.2
         assert max(delays) - min(delays) > base * 0.2  # the jitter is really there
 
 
@@ -335,9 +339,16 @@ def test_thousand_children_under_one_supervisor(journal: Journal) -> None:
 
 
 def test_bad_specs_name_the_valid_values(journal: Journal) -> None:
-    with pytest.raises(SupervisorSpecError, match="unknown strategy 'one_for_some'; valid: 'one_for_one', 'one_for_all', 'rest_for_one'"):
+    with pytest.raises(
+        SupervisorSpecError,
+        match="unknown strategy 'one_for_some'; "
+        "valid: 'one_for_one', 'one_for_all', 'rest_for_one'",
+    ):
         SupervisorSpec(strategy="one_for_some")
-    with pytest.raises(SupervisorSpecError, match="unknown restart type 'sometimes'; valid: 'permanent', 'transient', 'temporary'"):
+    with pytest.raises(
+        SupervisorSpecError,
+        match="unknown restart type 'sometimes'; valid: 'permanent', 'transient', 'temporary'",
+    ):
         probe(journal, "x", "sometimes")
     with pytest.raises(SupervisorSpecError, match="appears twice"):
         SupervisorSpec(children=(probe(journal, "x"), probe(journal, "x")))

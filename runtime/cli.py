@@ -1,0 +1,173 @@
+"""``galvana``: the command line.
+
+Each subcommand lives in the package it belongs to and is imported only when it is
+used, so ``galvana --help`` stays instant and a command never drags in another's
+dependencies (numba, torch, ...). A command module provides
+``configure(parser)`` and ``run(args) -> int``.
+
+The CLI is the composition root: it is the one place in ``runtime`` that reaches
+up into the other packages, and only through the table below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from runtime.errors import GalvanaError
+
+__all__ = ["main"]
+
+
+class _Command(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help). Listed in `galvana --help` in this order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("runtime.cli", "run the demo: daemon, simulated potentiostat and live twin"),
+    "bench": ("runtime.cli", "run a benchmark suite and report its figures"),
+    "doctor": ("runtime.cli", "check the installation and print versions"),
+}
+
+# Benchmark suites: `galvana bench NAME` imports bench.NAME.
+BENCH_SUITES: dict[str, str] = {
+    "runtime": "actors, codec, event store and field store throughput",
+}
+
+
+def _load(name: str) -> _Command:
+    module, _ = COMMANDS[name]
+    if module == __name__:
+        return _LOCAL[name]
+    return importlib.import_module(module)
+
+
+def _parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="galvana",
+        description="Galvana: a digital-twin runtime for electrochemistry.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub = subs.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            _load(name).configure(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status (2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = _parser(selected if selected in COMMANDS else None)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _load(args.command).run(args)
+    except GalvanaError as exc:
+        print(f"galvana {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- commands that belong to the runtime itself -------------------------------------
+
+
+class _Bench:
+    """A suite is a module ``bench.NAME`` with ``run(args) -> dict`` and, optionally,
+    ``configure(parser)`` for options of its own (given after the suite's name)."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        suites = ", ".join(f"{k} ({v})" for k, v in BENCH_SUITES.items())
+        parser.add_argument("suite", choices=sorted(BENCH_SUITES), help=f"the suite: {suites}")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--quick", action="store_true", help="a short run (less precise)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        suite: Any = importlib.import_module(f"bench.{args.suite}")
+        own = argparse.ArgumentParser(prog=f"galvana bench {args.suite}")
+        if hasattr(suite, "configure"):
+            suite.configure(own)
+        suite_args = own.parse_args(args.rest)
+        suite_args.quick, suite_args.json = args.quick, args.json
+        figures: dict[str, Any] = suite.run(suite_args)
+        if args.json:
+            print(json.dumps(figures, indent=2, sort_keys=True))
+        else:
+            width = max(map(len, figures), default=0)
+            for key, value in figures.items():
+                shown = f"{value:,.4g}" if isinstance(value, float) else str(value)
+                print(f"{key:<{width}}  {shown}")
+        return 0
+
+
+class _Demo:
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--headless", action="store_true", help="progress lines, no TUI")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        print("galvana demo: the demo arrives with the daemon; try `galvana bench runtime`.")
+        return 0
+
+
+class _Doctor:
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from importlib import metadata
+
+        report: dict[str, str] = {"python": sys.version.split()[0]}
+        for dist in (
+            "galvana",
+            "pykka",
+            "trio",
+            "numpy",
+            "numba",
+            "msgpack",
+            "lmdb",
+            "zarr",
+            "torch",
+            "pyro-ppl",
+            "textual",
+            "pyvisa",
+            "pyvisa-py",
+        ):
+            try:
+                report[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                report[dist] = "missing"
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for key, value in report.items():
+                print(f"{key:<10} {value}")
+        return 1 if "missing" in report.values() else 0
+
+
+_LOCAL: dict[str, _Command] = {"bench": _Bench, "demo": _Demo, "doctor": _Doctor}
+
+if __name__ == "__main__":
+    sys.exit(main())
