@@ -1,1 +1,1 @@
-"""Benchmarks, run by ``galvana bench NAME``; each reports ratios against a baseline run beside it."""
+"""Benchmarks, run by ``galvana bench NAME``; each reports figures beside a baseline run."""

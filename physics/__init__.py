@@ -1,1 +1,1 @@
-"""Simulation engines, mechanisms, kinetics, waveforms, analytic references and the scenario schema."""
+"""Simulation engines, kinetics, waveforms, analytic references and the scenario schema."""

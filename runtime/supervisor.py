@@ -100,11 +100,11 @@ class Restart(enum.StrEnum):
 
 
 def _enum_value(enum_cls: type[enum.StrEnum], value: object, what: str) -> Any:
-    try:
-        return enum_cls(str(value)) if isinstance(value, str) else enum_cls(value)  # type: ignore[arg-type]
-    except ValueError:
-        valid = ", ".join(repr(m.value) for m in enum_cls)
-        raise SupervisorSpecError(f"unknown {what} {value!r}; valid: {valid}") from None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return enum_cls(value)
+    valid = ", ".join(repr(m.value) for m in enum_cls)
+    raise SupervisorSpecError(f"unknown {what} {value!r}; valid: {valid}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +161,8 @@ class ChildSpec:
             )
         if not (isinstance(self.actor, type) and issubclass(self.actor, Actor)):
             raise SupervisorSpecError(
-                f"child {self.id!r}: actor must be a runtime.actor.Actor subclass, got {self.actor!r}"
+                f"child {self.id!r}: actor must be a runtime.actor.Actor subclass, "
+                f"got {self.actor!r}"
             )
         object.__setattr__(self, "restart", _enum_value(Restart, self.restart, "restart type"))
         if self.shutdown_s is not None and self.shutdown_s < 0:

@@ -67,7 +67,7 @@ PLAIN: st.SearchStrategy[Any] = st.recursive(
 )
 
 
-def strategy_for(tp: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911
+def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         base, *extras = typing.get_args(tp)

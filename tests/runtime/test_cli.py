@@ -1,0 +1,70 @@
+"""The `galvana` command, run as a real process through its console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GALVANA = Path(sys.executable).with_name("galvana")
+
+
+def galvana(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GALVANA), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+        check=False,
+    )
+
+
+def test_help_lists_the_subcommands() -> None:
+    out = galvana("--help")
+    assert out.returncode == 0
+    for command in ("demo", "bench", "doctor"):
+        assert f"    {command} " in out.stdout
+
+
+def test_unknown_command_and_bad_options_exit_2_without_traceback() -> None:
+    for argv in (("frobnicate",), ("bench", "nope"), ("doctor", "--bogus")):
+        out = galvana(*argv)
+        assert out.returncode == 2, argv
+        assert "Traceback" not in out.stderr
+        assert "error:" in out.stderr
+
+
+def test_doctor_reports_versions() -> None:
+    out = galvana("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["python"].startswith("3.11")
+    assert report["pykka"] != "missing"
+    assert report["lmdb"] != "missing"
+
+
+@pytest.mark.slow
+def test_bench_runtime_json_has_the_promised_keys() -> None:
+    out = galvana("bench", "runtime", "--quick", "--json")
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key in (
+        "tell_per_s",
+        "raw_pykka_tell_per_s",
+        "ask_per_s",
+        "raw_pykka_ask_per_s",
+        "codec_encode_batches_per_s",
+        "codec_decode_batches_per_s",
+        "store_durable_events_per_s",
+        "zarr_append_mb_per_s",
+    ):
+        assert isinstance(figures[key], float), key
+        assert figures[key] > 0, key
+    assert figures["tell_ratio"] == pytest.approx(
+        figures["tell_per_s"] / figures["raw_pykka_tell_per_s"]
+    )
