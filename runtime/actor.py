@@ -8,7 +8,12 @@ actor without calling ``on_failure``. Galvana actors follow OTP instead:
   with reason ``error`` (an ask's caller still receives the exception);
 - ``on_failure`` runs for every failure, wherever it happened;
 - the actor's supervisor (when it has one) is told how the actor exited, after the
-  actor has stopped taking messages.
+  actor has stopped taking messages;
+- a handler that raises :class:`~runtime.errors.CallError` refuses the request: the
+  caller gets the error and the actor carries on (OTP's ``{reply, {error, Reason}}``).
+
+Methods decorated with :func:`exposed` can be called through the actor message API
+(an :class:`~runtime.messages.ApiCall`); nothing else can.
 
 Only the actor loop is replaced; message dispatch, proxies and the registry remain
 Pykka's own.
@@ -26,23 +31,25 @@ True
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import sys
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pykka
 
-from runtime.messages import ChildExited, ExitKind
+from runtime.errors import CallError
+from runtime.messages import ApiCall, ChildExited, ExitKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from runtime.event_bus import EventBus
 
-__all__ = ["Actor", "ExitReason", "Link"]
+__all__ = ["Actor", "ExitReason", "Link", "exposed"]
 
 logger = logging.getLogger("galvana.actor")
 
@@ -86,6 +93,21 @@ class Link:
     kill: Callable[[], None] | None = None
 
 
+_EXPOSED = "__galvana_exposed__"
+
+F = TypeVar("F", bound="Callable[..., Any]")
+
+
+def exposed(method: F) -> F:
+    """Mark an actor method as callable through the actor message API.
+
+    Its arguments and result must be plain data (what ``runtime.codec.Plain`` holds).
+    Raise :class:`~runtime.errors.CallError` to refuse a request.
+    """
+    setattr(method, _EXPOSED, True)
+    return method
+
+
 _pending = threading.local()
 
 
@@ -119,6 +141,14 @@ class Actor(pykka.ThreadingActor):
     # An actor its supervisor abandoned must not keep the process alive.
     use_daemon_thread = True
 
+    _exposed: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._exposed = frozenset(
+            name for name, member in inspect.getmembers(cls) if getattr(member, _EXPOSED, False)
+        )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._link: Link | None = _take_pending_link()
@@ -146,7 +176,15 @@ class Actor(pykka.ThreadingActor):
         while not self.actor_stopped.is_set():
             envelope = self.actor_inbox.get()
             try:
-                response = self._handle_receive(envelope.message)
+                if isinstance(envelope.message, ApiCall):
+                    response = self._api_call(envelope.message)
+                else:
+                    response = self._handle_receive(envelope.message)
+            except CallError as refusal:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception(exc_info=(CallError, refusal, None))
+                else:
+                    logger.warning("%s refused a message: %s", self, refusal)
             except Exception:
                 exc_info: _ExcInfo = sys.exc_info()  # type: ignore[assignment]
                 if envelope.reply_to is not None:
@@ -162,6 +200,23 @@ class Actor(pykka.ThreadingActor):
                     envelope.reply_to.set(response)
         self._actor_loop_teardown()
         self._report_exit()
+
+    def _api_call(self, call: ApiCall) -> object:
+        if call.method not in self._exposed:
+            offered = ", ".join(sorted(self._exposed)) or "nothing"
+            raise CallError(
+                "not_found",
+                f"{self._name()} has no method {call.method!r}; it offers: {offered}",
+            )
+        method = getattr(self, call.method)
+        try:
+            bound = inspect.signature(method).bind(*call.args, **call.kwargs)
+        except TypeError as exc:
+            raise CallError("bad_request", f"{call.method}: {exc}") from None
+        return method(*bound.args, **bound.kwargs)
+
+    def _name(self) -> str:
+        return self._link.path if self._link is not None else type(self).__name__
 
     def _fail(self, exc_info: _ExcInfo) -> None:
         """End the actor with reason ``error``: log, unregister, run ``on_failure``."""

@@ -51,6 +51,7 @@ __all__ = [
     "decode",
     "encode",
     "message",
+    "message_from_plain",
     "message_types",
     "pack_plain",
     "unpack_plain",
@@ -370,6 +371,14 @@ def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise MessageError(f"{tag}: {exc}", field=tag) from exc
+
+
+def message_from_plain(value: object, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Build the message that ``value`` (an unpacked ``[tag, field, ...]`` list) encodes.
+
+    For messages that arrive nested in plain data, such as the API's event frames.
+    """
+    return _to_message(value, "<message>", 0, limits.max_depth)
 
 
 def unpack_plain(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> object:

@@ -21,6 +21,19 @@ class MessageError(GalvanaError, ValueError):
         self.field = field
 
 
+class CallError(GalvanaError):
+    """An ask was refused: the caller receives this error and the actor carries on.
+
+    This is OTP's ``{reply, {error, Reason}}``: bad requests are answered, not crashed
+    on. ``code`` is a short machine-readable word (``not_found``, ``bad_request``,
+    ``conflict``, ...) that the API passes on to clients.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class SupervisorSpecError(GalvanaError, ValueError):
     """A supervisor or child specification is invalid (unknown strategy, bad timeout, ...)."""
 
@@ -55,3 +68,18 @@ class EventStoreError(GalvanaError):
 
 class FieldStoreError(GalvanaError):
     """The field store cannot create, append to or read an array."""
+
+
+class ApiError(GalvanaError):
+    """An API request failed; ``code`` says how (see ``runtime.api.protocol.ErrorCode``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConnectionLost(ApiError):
+    """The connection to the daemon closed or could not be opened."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("connection", message)

@@ -16,6 +16,7 @@ __all__ = [
     "ActorExited",
     "ActorRestarting",
     "ActorStarted",
+    "ApiCall",
     "ChildExited",
     "ExitKind",
     "Lagged",
@@ -134,6 +135,18 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.t)
+
+
+# --- the actor message API -----------------------------------------------------
+
+
+@message("api.call")
+class ApiCall:
+    """Ask an actor to run one of its exposed methods (see ``runtime.actor.exposed``)."""
+
+    method: str
+    args: tuple[Plain, ...]
+    kwargs: dict[str, Plain]
 
 
 # --- system ----------------------------------------------------------------

@@ -48,6 +48,7 @@ from runtime.actor import Actor, ExitReason, Link, start_linked
 from runtime.codec import message
 from runtime.errors import (
     BusError,
+    CallError,
     ChildStartError,
     RestartIntensityError,
     SupervisorError,
@@ -597,6 +598,29 @@ class SupervisorRef:
             if info.id == child_id and info.supervisor and info.ref is not None:
                 return SupervisorRef(info.ref, info.path)
         raise SupervisorError(f"{self.path} has no running supervisor child {child_id!r}")
+
+    def resolve(self, path: str, *, timeout: float | None = 10.0) -> pykka.ActorRef[Any]:
+        """The ref of the actor at ``path`` below this supervisor (``runs/run-7``).
+
+        The empty path is this supervisor. Raises :class:`CallError` ``not_found``
+        naming the first segment that does not exist (the API passes it on).
+        """
+        ref: pykka.ActorRef[Any] = self.actor_ref
+        here = SupervisorRef(ref, self.path)
+        for segment in [p for p in path.split("/") if p]:
+            try:
+                infos = here.which_children(timeout=timeout)
+            except (SupervisorError, pykka.Timeout):
+                raise CallError("not_found", f"{here.path} is not running") from None
+            info = next((i for i in infos if i.id == segment), None)
+            if info is None or info.ref is None:
+                known = ", ".join(i.id for i in infos if i.ref is not None) or "none"
+                raise CallError(
+                    "not_found", f"no actor {segment!r} under {here.path} (running: {known})"
+                )
+            ref = info.ref
+            here = SupervisorRef(ref, info.path)
+        return ref
 
     def is_alive(self) -> bool:
         """Whether the supervisor is still running."""

@@ -1,0 +1,465 @@
+"""The actor message API over a real Unix socket and real TCP, against supervised actors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pykka
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime.actor import Actor, exposed
+from runtime.api import ApiConfig, ApiServer, ServerThread
+from runtime.api.protocol import HEADER, encode_frame
+from runtime.client import AsyncClient, Client
+from runtime.errors import ApiError, CallError, ConnectionLost
+from runtime.event_bus import EventBus
+from runtime.messages import SampleBatch
+from runtime.supervisor import (
+    Backoff,
+    ChildSpec,
+    SupervisorRef,
+    SupervisorSpec,
+    start_supervisor,
+    supervisor_child,
+)
+
+from ._actors import wait_until
+
+
+class Lab(Actor):
+    """An actor with a small API: echo, add, a refusal and a crash."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    @exposed
+    def echo(self, value: Any) -> Any:
+        return value
+
+    @exposed
+    def add(self, a: float, b: float = 0.0) -> float:
+        self.count += 1
+        return a + b
+
+    @exposed
+    def refuse(self) -> None:
+        raise CallError("conflict", "the cell is busy")
+
+    @exposed
+    def crash(self) -> None:
+        raise RuntimeError("wires crossed")
+
+    @exposed
+    def slow(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "done"
+
+    def hidden(self) -> str:
+        return "never reachable through the API"
+
+
+@pytest.fixture
+def tree() -> Iterator[SupervisorRef]:
+    runs = SupervisorSpec(children=(ChildSpec("run-1", Lab),))
+    root = start_supervisor(
+        SupervisorSpec(
+            backoff=Backoff(initial_s=0.001, max_s=0.01),
+            children=(ChildSpec("lab", Lab), supervisor_child("runs", runs)),
+        )
+    )
+    yield root
+    root.stop()
+    pykka.ActorRegistry.stop_all(timeout=5)
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Path:
+    return tmp_path / "g.sock"
+
+
+def serve(tree: SupervisorRef, bus: EventBus, **config: Any) -> ServerThread:
+    server = ServerThread(ApiServer(ApiConfig(**config), bus, tree.resolve))
+    server.start()
+    return server
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    return EventBus()
+
+
+@pytest.fixture
+def server(tree: SupervisorRef, bus: EventBus, sock_path: Path) -> Iterator[ServerThread]:
+    with serve(tree, bus, socket_path=sock_path, subscription_queue=50) as running:
+        yield running
+
+
+_RAW: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_sockets() -> Iterator[None]:
+    yield
+    while _RAW:
+        _RAW.pop().close()
+
+
+def raw_connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _RAW.append(sock)
+    sock.settimeout(5)
+    sock.connect(str(path))
+    return sock
+
+
+def raw_send(sock: socket.socket, payload: Any) -> None:
+    body = msgpack.packb(payload)
+    sock.sendall(struct.pack(">I", len(body)) + body)
+
+
+def raw_recv(sock: socket.socket) -> dict[str, Any]:
+    header = b""
+    while len(header) < 4:
+        chunk = sock.recv(4 - len(header))
+        if not chunk:
+            raise ConnectionError("closed")
+        header += chunk
+    (n,) = HEADER.unpack(header)
+    body = b""
+    while len(body) < n:
+        body += sock.recv(n - len(body))
+    return msgpack.unpackb(body)  # type: ignore[no-any-return]
+
+
+def greeted(path: Path) -> socket.socket:
+    sock = raw_connect(path)
+    raw_send(sock, {"id": 0, "op": "hello", "protocol": 1})
+    assert raw_recv(sock)["ok"] is True
+    return sock
+
+
+# --- calls ---------------------------------------------------------------------------
+
+
+def test_calls_reach_actors_by_path(server: ServerThread, sock_path: Path) -> None:
+    with Client(socket_path=sock_path) as client:
+        assert client.server_info["server"] == "galvana"
+        assert client.call("lab", "add", 2, b=3.5) == 5.5
+        assert client.call("runs/run-1", "echo", {"E": [0.1, 0.2], "ok": True}) == {
+            "E": [0.1, 0.2],
+            "ok": True,
+        }
+        arr = client.call("lab", "echo", np.arange(5.0))
+        np.testing.assert_array_equal(arr, np.arange(5.0))
+
+
+def test_socket_is_private(server: ServerThread, sock_path: Path) -> None:
+    assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(sock_path).st_mode)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "args", "code", "says"),
+    [
+        ("nowhere", "echo", [1], "not_found", "no actor 'nowhere' under root (running: lab, runs)"),
+        ("runs/run-9", "echo", [1], "not_found", "no actor 'run-9' under root/runs"),
+        ("lab", "hidden", [], "not_found", "has no method 'hidden'; it offers: add, crash, echo"),
+        ("lab", "_stop", [], "not_found", "has no method '_stop'"),
+        ("lab", "add", [], "bad_request", "add: missing a required argument: 'a'"),
+        ("lab", "add", [1, 2, 3], "bad_request", "add: too many positional arguments"),
+        ("lab", "refuse", [], "conflict", "the cell is busy"),
+    ],
+)
+def test_call_errors_say_what_is_wrong(
+    server: ServerThread,
+    sock_path: Path,
+    path: str,
+    method: str,
+    args: list[Any],
+    code: str,
+    says: str,
+) -> None:
+    with Client(socket_path=sock_path) as client:
+        with pytest.raises(ApiError) as info:
+            client.call(path, method, *args)
+        assert info.value.code == code
+        assert says in str(info.value)
+        assert client.call("lab", "echo", "still here") == "still here"
+
+
+def test_a_crashing_call_is_reported_and_the_actor_restarted(
+    server: ServerThread, tree: SupervisorRef, sock_path: Path
+) -> None:
+    with Client(socket_path=sock_path) as client:
+        with pytest.raises(ApiError, match="lab.crash failed: RuntimeError: wires crossed") as info:
+            client.call("lab", "crash")
+        assert info.value.code == "internal"
+        wait_until(lambda: tree.which_children()[0].incarnation == 2, what="lab restarted")
+        assert client.call("lab", "add", 1) == 1.0  # a fresh incarnation: count restarted
+
+
+def test_call_timeout(server: ServerThread, sock_path: Path) -> None:
+    with Client(socket_path=sock_path) as client:
+        with pytest.raises(ApiError, match="did not answer within 0.1 s") as info:
+            client.call("lab", "slow", 1.0, timeout=0.1)
+        assert info.value.code == "timeout"
+
+
+# --- bad frames -------------------------------------------------------------------------
+
+
+def test_hello_comes_first(server: ServerThread, sock_path: Path) -> None:
+    sock = raw_connect(sock_path)
+    raw_send(sock, {"id": 1, "op": "call", "path": "lab", "method": "echo", "args": [1]})
+    reply = raw_recv(sock)
+    assert reply["error"] == {"code": "unauthorized", "message": "send 'hello' first"}
+    raw_send(sock, {"id": 2, "op": "hello", "protocol": 7})
+    assert "protocol 7 is not supported" in raw_recv(sock)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        (b"\xc1", "bad_frame", "frame is not valid msgpack"),
+        (msgpack.packb([1, 2]), "bad_frame", "a frame holds a map, got list"),
+        (msgpack.packb({"op": "call"}), "bad_request", "'call' needs 'id'"),
+        (
+            msgpack.packb({"id": 5, "op": "dance"}),
+            "unknown_op",
+            "unknown op 'dance'; valid: hello, call",
+        ),
+        (
+            msgpack.packb({"id": 6, "op": "call", "path": "lab"}),
+            "bad_request",
+            "'call' needs 'method'",
+        ),
+        (
+            msgpack.packb({"id": 7, "op": "call", "path": 3, "method": "x"}),
+            "bad_request",
+            "'path' must be",
+        ),
+        (
+            msgpack.packb({"id": 8, "op": "subscribe", "topic": "a//b"}),
+            "bad_request",
+            "empty segment",
+        ),
+        (
+            msgpack.packb({"id": 9, "op": "unsubscribe", "subscription": 99}),
+            "not_found",
+            "no subscription 99",
+        ),
+        (b"", "bad_frame", "frame is not valid msgpack"),
+    ],
+)
+def test_malformed_frames_get_an_error_and_the_connection_stays(
+    server: ServerThread, sock_path: Path, body: bytes, code: str, says: str
+) -> None:
+    sock = greeted(sock_path)
+    sock.sendall(struct.pack(">I", len(body)) + body)
+    reply = raw_recv(sock)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == code
+    assert says in reply["error"]["message"]
+    raw_send(sock, {"id": 100, "op": "call", "path": "lab", "method": "echo", "args": ["alive"]})
+    assert raw_recv(sock) == {"id": 100, "ok": True, "result": "alive"}
+
+
+def test_oversize_frame_is_refused_and_skipped(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, socket_path=sock_path, max_frame_bytes=1024):
+        sock = greeted(sock_path)
+        sock.sendall(struct.pack(">I", 5000) + b"\x00" * 5000)
+        reply = raw_recv(sock)
+        assert reply["error"]["code"] == "too_large"
+        assert "frame of 5000 bytes exceeds the limit of 1024" in reply["error"]["message"]
+        raw_send(sock, {"id": 1, "op": "call", "path": "lab", "method": "echo", "args": [1]})
+        assert raw_recv(sock)["result"] == 1
+
+
+def test_broken_framing_disconnects_only_that_client(server: ServerThread, sock_path: Path) -> None:
+    other = greeted(sock_path)
+    sock = greeted(sock_path)
+    sock.sendall(b"\xff\xff\xff\xff")  # a 4 GiB frame: nobody means that
+    assert raw_recv(sock)["error"]["code"] == "bad_frame"
+    with pytest.raises(ConnectionError):
+        raw_recv(sock)
+    raw_send(other, {"id": 1, "op": "call", "path": "lab", "method": "echo", "args": [2]})
+    assert raw_recv(other)["result"] == 2
+
+
+def test_connection_limit(tree: SupervisorRef, bus: EventBus, sock_path: Path) -> None:
+    with serve(tree, bus, socket_path=sock_path, max_connections=2):
+        first, second = Client(socket_path=sock_path), Client(socket_path=sock_path)
+        _RAW.extend([first._sock, second._sock])
+        with pytest.raises(ApiError, match="at most 2 connections") as info:
+            Client(socket_path=sock_path)
+        assert info.value.code == "limit"
+        first.close()
+        wait_until(lambda: _can_connect(sock_path), what="a slot to free up")
+        second.close()
+
+
+def _can_connect(path: Path) -> bool:
+    try:
+        Client(socket_path=path).close()
+    except ApiError:
+        return False
+    return True
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frames=st.lists(st.binary(max_size=64), min_size=1, max_size=5))
+def test_fuzz_random_frames_never_hurt_the_server(
+    server: ServerThread, sock_path: Path, frames: list[bytes]
+) -> None:
+    sock = greeted(sock_path)
+    for body in frames:
+        sock.sendall(struct.pack(">I", len(body)) + body)
+    sock.close()
+    with Client(socket_path=sock_path) as client:
+        assert client.call("lab", "echo", "ok") == "ok"
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+
+def batch(seq: int, n: int = 10) -> SampleBatch:
+    return SampleBatch(
+        "r1", seq, np.arange(n, dtype=float), np.zeros(n), np.ones(n), np.zeros(n, np.uint8)
+    )
+
+
+def test_subscriptions_deliver_decoded_messages(
+    server: ServerThread, bus: EventBus, sock_path: Path
+) -> None:
+    with Client(socket_path=sock_path) as client:
+        sid = client.subscribe("run/*/samples")
+        for seq in range(3):
+            bus.publish("run/r1/samples", batch(seq))
+        bus.publish("run/r1/state", batch(99))  # another topic: not delivered
+        got = []
+        for event in client.events(timeout=5):
+            got.append(event)
+            if len(got) == 3:
+                break
+        assert [(e.subscription, e.topic, e.message.seq) for e in got] == [
+            (sid, "run/r1/samples", 0),
+            (sid, "run/r1/samples", 1),
+            (sid, "run/r1/samples", 2),
+        ]
+        assert got[0].message == batch(0)
+        client.unsubscribe(sid)
+        bus.publish("run/r1/samples", batch(3))
+        assert list(client.events(timeout=0.3)) == []
+
+
+def test_a_slow_client_lags_and_never_slows_the_publisher(
+    server: ServerThread, bus: EventBus, sock_path: Path
+) -> None:
+    client = Client(socket_path=sock_path)
+    _RAW.append(client._sock)
+    client.subscribe("run/**")
+    began = time.monotonic()
+    for seq in range(20_000):  # the client does not read meanwhile
+        bus.publish("run/r1/samples", batch(seq, 50), timeout=0)
+    assert time.monotonic() - began < 30
+    seen, lost = 0, 0
+    for event in client.events(timeout=2):
+        if event.lagged:
+            lost += event.lost
+        else:
+            seen += 1
+    assert lost > 0
+    assert seen + lost == 20_000
+    client.close()
+
+
+def test_subscription_limit(tree: SupervisorRef, bus: EventBus, sock_path: Path) -> None:
+    with (
+        serve(tree, bus, socket_path=sock_path, max_subscriptions=2),
+        Client(socket_path=sock_path) as client,
+    ):
+        client.subscribe("a")
+        client.subscribe("b")
+        with pytest.raises(ApiError, match="at most 2 subscriptions per connection"):
+            client.subscribe("c")
+
+
+# --- TCP and tokens -------------------------------------------------------------------
+
+
+def test_tcp_on_another_interface_needs_a_token() -> None:
+    with pytest.raises(ApiError, match="set a token"):
+        ApiConfig(tcp=("0.0.0.0", 0))
+    ApiConfig(tcp=("0.0.0.0", 0), token="s3cret")
+
+
+def test_tcp_with_token(tree: SupervisorRef, bus: EventBus) -> None:
+    with serve(tree, bus, tcp=("127.0.0.1", 0), token="s3cret") as running:
+        host, port = running.server.addresses[0].removeprefix("tcp:").rsplit(":", 1)
+        with pytest.raises(ApiError, match="wrong or missing token") as info:
+            Client(tcp=(host, int(port)), token="guess")
+        assert info.value.code == "unauthorized"
+        with Client(tcp=(host, int(port)), token="s3cret") as client:
+            assert client.call("lab", "add", 1, 1) == 2.0
+
+
+def test_no_daemon_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConnectionLost, match="is `galvana daemon` running"):
+        Client(socket_path=tmp_path / "absent.sock")
+
+
+def test_second_server_on_the_same_socket_is_refused(
+    server: ServerThread, tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with pytest.raises(ApiError, match="another server is listening"):
+        serve(tree, bus, socket_path=sock_path)
+
+
+# --- the trio client ----------------------------------------------------------------------
+
+
+def test_async_client_concurrent_calls_and_events(
+    server: ServerThread, bus: EventBus, sock_path: Path
+) -> None:
+    async def main() -> None:
+        async with AsyncClient.connect(socket_path=sock_path) as client:
+            results: dict[int, float] = {}
+
+            async def one(i: int) -> None:
+                results[i] = await client.call("lab", "add", i, 1)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(12):  # under the 16 calls in flight a connection may have
+                    nursery.start_soon(one, i)
+            assert results == {i: i + 1.0 for i in range(12)}
+            await client.subscribe("run/**")
+            bus.publish("run/r1/samples", batch(7))
+            with trio.fail_after(5):
+                event = await client.events().receive()
+            assert event.message.seq == 7
+            with pytest.raises(ApiError, match="no actor 'x'"):
+                await client.call("x", "echo", 1)
+
+    trio.run(main)
+
+
+def test_frames_encode_numpy_results() -> None:
+    frame = encode_frame({"id": 1, "ok": True, "result": np.arange(3)})
+    assert HEADER.unpack(frame[:4])[0] == len(frame) - 4
