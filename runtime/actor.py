@@ -37,7 +37,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import pykka
 
@@ -98,14 +98,27 @@ _EXPOSED = "__galvana_exposed__"
 F = TypeVar("F", bound="Callable[..., Any]")
 
 
-def exposed(method: F) -> F:
+@overload
+def exposed(method: F) -> F: ...
+
+
+@overload
+def exposed(*, name: str) -> Callable[[F], F]: ...
+
+
+def exposed(method: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Mark an actor method as callable through the actor message API.
 
     Its arguments and result must be plain data (what ``runtime.codec.Plain`` holds).
-    Raise :class:`~runtime.errors.CallError` to refuse a request.
+    Raise :class:`~runtime.errors.CallError` to refuse a request. ``name`` publishes
+    it under another name (``stop`` for a method that cannot be called ``stop``).
     """
-    setattr(method, _EXPOSED, True)
-    return method
+
+    def mark(fn: F) -> F:
+        setattr(fn, _EXPOSED, name or fn.__name__)
+        return fn
+
+    return mark(method) if method is not None else mark
 
 
 _pending = threading.local()
@@ -141,13 +154,16 @@ class Actor(pykka.ThreadingActor):
     # An actor its supervisor abandoned must not keep the process alive.
     use_daemon_thread = True
 
-    _exposed: ClassVar[frozenset[str]] = frozenset()
+    # API name -> attribute name, for the methods marked with @exposed.
+    _exposed: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._exposed = frozenset(
-            name for name, member in inspect.getmembers(cls) if getattr(member, _EXPOSED, False)
-        )
+        cls._exposed = {
+            getattr(member, _EXPOSED): attr
+            for attr, member in inspect.getmembers(cls)
+            if getattr(member, _EXPOSED, None)
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -208,7 +224,7 @@ class Actor(pykka.ThreadingActor):
                 "not_found",
                 f"{self._name()} has no method {call.method!r}; it offers: {offered}",
             )
-        method = getattr(self, call.method)
+        method = getattr(self, self._exposed[call.method])
         try:
             bound = inspect.signature(method).bind(*call.args, **call.kwargs)
         except TypeError as exc:

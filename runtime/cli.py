@@ -30,11 +30,21 @@ class _Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-# name -> (module, one-line help). Listed in `galvana --help` in this order.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("runtime.cli", "run the demo: daemon, simulated potentiostat and live twin"),
-    "bench": ("runtime.cli", "run a benchmark suite and report its figures"),
-    "doctor": ("runtime.cli", "check the installation and print versions"),
+# name -> (module, attribute or "" for the module itself, one-line help).
+# Listed in `galvana --help` in this order.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("runtime.cli", "DEMO", "run the demo: daemon, simulated potentiostat and live twin"),
+    "daemon": ("runtime.daemon", "", "run the daemon in the foreground"),
+    "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
+    "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
+    "events": (
+        "runtime.commands",
+        "EVENTS",
+        "print a run's recorded events (--follow for new ones)",
+    ),
+    "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
+    "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
+    "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
 }
 
 # Benchmark suites: `galvana bench NAME` imports bench.NAME.
@@ -44,10 +54,9 @@ BENCH_SUITES: dict[str, str] = {
 
 
 def _load(name: str) -> _Command:
-    module, _ = COMMANDS[name]
-    if module == __name__:
-        return _LOCAL[name]
-    return importlib.import_module(module)
+    module, attribute, _ = COMMANDS[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
@@ -57,7 +66,7 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, help_text) in COMMANDS.items():
+    for name, (_, _, help_text) in COMMANDS.items():
         sub = subs.add_parser(name, help=help_text, description=help_text)
         if name == selected:
             _load(name).configure(sub)
@@ -73,10 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # the terminal stays quiet even when a log file takes more
     try:
         return _load(args.command).run(args)
     except GalvanaError as exc:
@@ -167,7 +176,7 @@ class _Doctor:
         return 1 if "missing" in report.values() else 0
 
 
-_LOCAL: dict[str, _Command] = {"bench": _Bench, "demo": _Demo, "doctor": _Doctor}
+BENCH, DEMO, DOCTOR = _Bench, _Demo, _Doctor
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,6 +20,10 @@ __all__ = [
     "ChildExited",
     "ExitKind",
     "Lagged",
+    "ProcedureReport",
+    "RunCreated",
+    "RunState",
+    "RunStateChanged",
     "SampleBatch",
     "SupervisorGaveUp",
     "SystemNote",
@@ -135,6 +139,48 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.t)
+
+
+# --- runs ----------------------------------------------------------------------
+
+RunState = Literal[
+    "idle", "running", "paused", "completed", "stopped", "aborted", "failed", "interrupted"
+]
+"""A run's state (Bluesky's RunEngine): the last five are final."""
+
+
+@message("run.created")
+class RunCreated:
+    """A run was created from ``spec`` (the twin spec, as plain data).
+
+    ``source`` is empty for a live run and ``replay:<run id>`` for a replay.
+    """
+
+    run_id: str
+    created: datetime
+    spec: Plain
+    source: str
+
+
+@message("run.state")
+class RunStateChanged:
+    """A run moved from ``previous`` to ``state``; ``reason`` says why, in words."""
+
+    run_id: str
+    state: RunState
+    previous: RunState
+    reason: str
+    at: datetime
+
+
+@message("run.procedure")
+class ProcedureReport:
+    """What a run's procedure tells its run: it reached a checkpoint, finished, failed,
+    or a suspender tripped (``suspend``) or cleared (``unsuspend``)."""
+
+    run_id: str
+    kind: Literal["checkpoint", "done", "failed", "suspend", "unsuspend"]
+    reason: str
 
 
 # --- the actor message API -----------------------------------------------------

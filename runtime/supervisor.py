@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import pykka
 
-from runtime.actor import Actor, ExitReason, Link, start_linked
+from runtime.actor import Actor, ExitReason, Link, exposed, start_linked
 from runtime.codec import message
 from runtime.errors import (
     BusError,
@@ -325,6 +325,31 @@ class Supervisor(Actor):
     def which_children(self) -> list[ChildInfo]:
         """A snapshot of every child, in start order."""
         return [self._info(c) for c in self._children]
+
+    @exposed
+    def tree(self) -> list[dict[str, Any]]:
+        """The supervision tree below this supervisor, as plain data (``galvana actors``)."""
+        out = []
+        for child in self._children:
+            info = self._info(child)
+            node: dict[str, Any] = {
+                "id": info.id,
+                "path": info.path,
+                "state": info.state,
+                "restart": str(info.restart),
+                "incarnation": info.incarnation,
+                "restarts": info.restarts,
+                "mailbox": info.mailbox,
+                "last_failure": info.last_failure,
+                "supervisor": info.supervisor,
+            }
+            if info.supervisor and info.ref is not None:
+                try:
+                    node["children"] = info.ref.proxy().tree().get(timeout=5)
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    node["children"] = []
+            out.append(node)
+        return out
 
     # --- starting and stopping children ----------------------------------------
 

@@ -1,0 +1,63 @@
+"""The API actor: serves the actor message API for the tree it belongs to.
+
+It runs the trio server in a thread of its own (``runtime.api.ServerThread``) and
+resolves call paths against its parent, the root supervisor. Short aliases:
+``run/<id>`` for ``runs/<id>`` and ``instrument/<id>`` for ``instruments/<id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pykka
+
+from runtime.actor import Actor
+from runtime.api import ApiConfig, ApiServer, ServerThread
+from runtime.errors import SupervisorError
+from runtime.event_bus import EventBus
+from runtime.supervisor import SupervisorRef
+
+__all__ = ["ApiActor", "expand_alias"]
+
+_ALIASES = {"run": "runs", "instrument": "instruments"}
+
+
+def expand_alias(path: str) -> str:
+    """``run/7`` -> ``runs/7``; other paths are left as they are."""
+    head, _, rest = path.strip("/").partition("/")
+    return f"{_ALIASES[head]}/{rest}" if head in _ALIASES and rest else path.strip("/")
+
+
+class ApiActor(Actor):
+    """Owns the API server thread."""
+
+    def __init__(
+        self, config: ApiConfig, bus: EventBus, info: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.bus = bus
+        self.info = info or {}
+        self._server: ServerThread | None = None
+        self.addresses: list[str] = []
+
+    def on_start(self) -> None:
+        link = self.link
+        if link is None or link.supervisor is None:
+            raise SupervisorError("the API actor must run under the root supervisor")
+        root = SupervisorRef(link.supervisor, link.path.rsplit("/", 1)[0])
+
+        def resolve(path: str) -> pykka.ActorRef[Any]:
+            return root.resolve(expand_alias(path))
+
+        self._server = ServerThread(
+            ApiServer(self.config, self.bus, resolve, server_info=self.info)
+        )
+        self.addresses = self._server.start()
+
+    def on_stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def on_failure(self, *exc_info: object) -> None:
+        self.on_stop()

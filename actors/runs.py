@@ -1,0 +1,276 @@
+"""The runs supervisor: starts each run as a dynamic child and keeps every run's record.
+
+At start it rebuilds every run's record by folding its stream in the event log, and
+marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
+``interrupted``: they are never silently lost. Afterwards it keeps the records current
+from the bus (``run/*/state``, ``run/*/samples``).
+
+A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
+restarting it would resurrect a run from a stale state. Its solver, twin and
+calibrator are restarted by the run itself (``rest_for_one``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import pykka
+
+from actors.replay import ReplayProcedure
+from actors.run import Procedure, Run, RunContext
+from actors.run_state import FINAL_STATES, RunRecord, fold
+from actors.services import Services
+from runtime.actor import exposed
+from runtime.codec import decode
+from runtime.errors import CallError, MessageError
+from runtime.event_bus import Subscription
+from runtime.event_store import EventStore
+from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
+from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
+
+__all__ = ["Runs", "replay_procedure"]
+
+logger = logging.getLogger("galvana.runs")
+
+
+class _Drain:
+    pass
+
+
+_DRAIN = _Drain()
+
+
+def _new_run_id() -> str:
+    return f"{utc_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class Runs(Supervisor):
+    """Supervises the runs and answers for every run, live or finished."""
+
+    def __init__(self, spec: SupervisorSpec, *, services: Services) -> None:
+        super().__init__(spec)
+        self.services = services
+        self.records: dict[str, RunRecord] = {}
+        self._sub: Subscription | None = None
+
+    def on_start(self) -> None:
+        super().on_start()
+        ref = self.actor_ref
+        self._sub = self.services.bus.subscribe(
+            "run/**", mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+        )
+        self._rebuild()
+
+    def on_stop(self) -> None:
+        super().on_stop()  # the runs stop first (reverse order), recording how they ended
+        self._drain()
+        if self._sub is not None:
+            self._sub.close()
+
+    def on_failure(self, *exc_info: object) -> None:
+        super().on_failure(*exc_info)
+        if self._sub is not None:
+            self._sub.close()
+
+    def _rebuild(self) -> None:
+        store = self.services.store
+        interrupted = []
+        for stream in store.streams():
+            if not stream.startswith("run/"):
+                continue
+            record = fold(self._decoded(stream))
+            if record is None:
+                logger.warning("stream %s has no run.created event; skipped", stream)
+                continue
+            self.records[record.id] = record
+            if record.state not in FINAL_STATES:
+                interrupted.append(record)
+        for record in interrupted:
+            event = RunStateChanged(
+                record.id,
+                "interrupted",
+                record.state,
+                "the daemon stopped while the run was live (crash or kill); found at restart",
+                utc_now(),
+            )
+            self.services.recorder_ref().proxy().commit(f"run/{record.id}/state", event).get()
+        if interrupted:
+            logger.warning("marked %d live runs interrupted", len(interrupted))
+        self._drain()
+
+    def _decoded(self, stream: str) -> Any:
+        for seq, data in self.services.store.read(stream):
+            try:
+                yield decode(data)
+            except MessageError as exc:
+                logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+
+    def on_receive(self, message: object) -> object:
+        if message is _DRAIN:
+            self._drain()
+            return None
+        return super().on_receive(message)
+
+    def _drain(self) -> None:
+        if self._sub is None:
+            return
+        for _, event in self._sub.drain():
+            if isinstance(event, RunCreated):
+                self.records[event.run_id] = RunRecord(
+                    event.run_id, "idle", event.created, event.spec, event.source
+                )
+            elif isinstance(event, RunStateChanged | SampleBatch):
+                record = self.records.get(event.run_id)
+                if record is not None:
+                    self.records[event.run_id] = record.apply(event)
+
+    # --- the API ---------------------------------------------------------------------
+
+    def _record(self, run_id: str) -> RunRecord:
+        self._drain()
+        record = self.records.get(run_id)
+        if record is None:
+            raise CallError("not_found", f"no run {run_id!r}; `galvana run list` shows the runs")
+        return record
+
+    def _live(self, run_id: str) -> pykka.ActorRef[Any]:
+        record = self._record(run_id)
+        if record.state in FINAL_STATES:
+            raise CallError("conflict", f"run {run_id} is {record.state}; it can no longer change")
+        child = self._find(run_id)
+        if child is None or child.ref is None:
+            raise CallError(
+                "unavailable", f"run {run_id} is {record.state} but its actor is not running"
+            )
+        return child.ref
+
+    @exposed(name="list")
+    def list_runs(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Every run, oldest first (only those in ``state`` when given)."""
+        self._drain()
+        records = sorted(self.records.values(), key=lambda r: r.created)
+        return [r.as_plain() for r in records if state is None or r.state == state]
+
+    @exposed
+    def show(self, run_id: str) -> dict[str, Any]:
+        """One run's record (with live details while it runs)."""
+        record = self._record(run_id)
+        shown = record.as_plain()
+        shown["transitions"] = [list(t) for t in record.transitions]
+        shown["spec"] = record.spec
+        if record.state not in FINAL_STATES:
+            child = self._find(run_id)
+            if child is not None and child.ref is not None:
+                try:
+                    live = child.ref.proxy().status().get(timeout=5)
+                    shown.update(
+                        suspended_by=live["suspended_by"], pause_pending=live["pause_pending"]
+                    )
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    pass
+        return shown
+
+    @exposed(name="start")
+    def start_run(self, spec: dict[str, Any], source: str = "") -> dict[str, Any]:
+        """Create and start a run from a spec; returns its record once it is running."""
+        if not isinstance(spec, dict):
+            raise CallError("bad_request", f"a run spec is a map, got {type(spec).__name__}")
+        kind = "replay" if "replay" in spec else spec.get("procedure", "acquire")
+        factory = self.services.procedures.get(kind)
+        if factory is None:
+            offered = ", ".join(sorted(self.services.procedures)) or "none"
+            raise CallError(
+                "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
+            )
+        run_id = _new_run_id()
+        created = RunCreated(run_id, utc_now(), spec, source)
+        bus, recorder = self.services.bus, self.services.recorder_ref()
+        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        record = RunRecord(run_id, "idle", created.created, spec, source)
+        self.records[run_id] = record
+
+        def procedure(context: RunContext) -> Procedure:
+            return factory(context, spec)
+
+        child = ChildSpec(
+            run_id,
+            Run,
+            (SupervisorSpec(strategy="rest_for_one"),),
+            {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
+            restart="temporary",
+            shutdown_s=15.0,
+        )
+        _, error = self.start_child(child)
+        if error is not None:
+            if self._record(run_id).state not in FINAL_STATES:
+                failed = RunStateChanged(
+                    run_id, "failed", "idle", f"could not start: {error}", utc_now()
+                )
+                bus.publish(f"run/{run_id}/state", failed)
+                recorder.proxy().flush().get()
+            raise CallError("failed", f"run {run_id} could not start: {error}")
+        return self._record(run_id).as_plain()
+
+    @exposed
+    def replay(self, run_id: str, speed: float | str = "max") -> dict[str, Any]:
+        """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or 'max')."""
+        source = self._record(run_id)
+        if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
+            raise CallError(
+                "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
+            )
+        spec = dict(source.spec) if isinstance(source.spec, dict) else {}
+        spec["replay"] = {"run": run_id, "speed": speed}
+        return self.start_run(spec, source=f"replay:{run_id}")
+
+    @exposed
+    def events(self, run_id: str, from_seq: int = 1, limit: int = 1000) -> list[dict[str, Any]]:
+        """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``."""
+        self._record(run_id)
+        if not (isinstance(limit, int) and 1 <= limit <= 10_000):
+            raise CallError("bad_request", f"limit must be an integer in 1..10000, got {limit!r}")
+        out: list[dict[str, Any]] = []
+        for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
+            try:
+                out.append({"seq": seq, "message": decode(data)})
+            except MessageError as exc:
+                out.append({"seq": seq, "message": None, "error": str(exc)})
+        return out
+
+    def _command(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
+        ref = self._live(run_id)
+        try:
+            return getattr(ref.proxy(), method)(*args).get(timeout=30)  # type: ignore[no-any-return]
+        except pykka.ActorDeadError:
+            return self._record(run_id).as_plain()
+
+    @exposed
+    def pause(self, run_id: str, immediate: bool = False) -> dict[str, Any]:
+        """Pause a run at its next checkpoint, or at once when ``immediate``."""
+        return self._command(run_id, "pause", immediate)
+
+    @exposed
+    def resume(self, run_id: str) -> dict[str, Any]:
+        """Resume a paused run."""
+        return self._command(run_id, "resume")
+
+    @exposed(name="stop")
+    def stop_run(self, run_id: str) -> dict[str, Any]:
+        """Finish a run cleanly (cell off); it ends ``stopped``."""
+        return self._command(run_id, "stop_run")
+
+    @exposed
+    def abort(self, run_id: str) -> dict[str, Any]:
+        """Cell off at once; the run ends ``aborted``."""
+        return self._command(run_id, "abort")
+
+
+def replay_procedure(context: RunContext, spec: dict[str, Any], store: EventStore) -> Procedure:
+    """The procedure of a replay run (``spec["replay"] = {"run": id, "speed": x | "max"}``)."""
+    replay = spec.get("replay")
+    if not isinstance(replay, dict) or not isinstance(replay.get("run"), str):
+        raise CallError("bad_request", "a replay spec needs replay.run, the id of a recorded run")
+    speed = replay.get("speed", "max")
+    return ReplayProcedure(context, store, replay["run"], None if speed == "max" else float(speed))

@@ -1,0 +1,255 @@
+"""The client-side subcommands: each talks to a running daemon through ``runtime.client``.
+
+Every command takes ``--data`` / ``--socket`` (or ``--tcp`` with ``--token``) to find the
+daemon, honours ``$GALVANA_HOME``, and prints human tables, or JSON with ``--json``.
+A daemon that cannot be reached is one clear line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from runtime.api.server import default_socket_path
+from runtime.client import Client, resolve_data_dir
+from runtime.codec import message_from_plain
+from runtime.errors import GalvanaError, MessageError
+from runtime.messages import RunStateChanged, SampleBatch
+
+__all__ = ["ACTORS", "EVENTS", "REPLAY", "RUN"]
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", help="the daemon's data directory (default: $GALVANA_HOME or ./galvana-data)"
+    )
+    parser.add_argument("--socket", help="the daemon's Unix socket (default: DATA/galvana.sock)")
+    parser.add_argument("--tcp", help="reach the daemon over TCP at HOST:PORT instead")
+    parser.add_argument("--token", help="the daemon's TCP token (or $GALVANA_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """A client for the daemon the options name."""
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            raise GalvanaError(f"--tcp {args.tcp!r} is not HOST:PORT")
+        return Client(
+            tcp=(host or "127.0.0.1", int(port)),
+            token=args.token or os.environ.get("GALVANA_TOKEN"),
+        )
+    socket_path = (
+        Path(args.socket) if args.socket else default_socket_path(resolve_data_dir(args.data))
+    )
+    return Client(socket_path=socket_path)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+_RUN_COLUMNS = ["id", "state", "name", "samples", "created", "source", "reason"]
+
+
+def _show_run(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(record)
+        return
+    for key in ("id", "state", "reason", "name", "created", "updated", "samples", "source"):
+        print(f"{key:<9} {record.get(key, '')}")
+    for state, reason in record.get("transitions", []):
+        print(f"  -> {state:<12} {reason}")
+
+
+class _Run:
+    """``galvana run start|list|show|pause|resume|stop|abort``."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        subs = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        start = subs.add_parser("start", help="start a run from a twin spec (YAML)")
+        start.add_argument("spec", help="the twin spec file")
+        listing = subs.add_parser("list", help="list the runs")
+        listing.add_argument("--state", help="only runs in this state")
+        for action, text in [
+            ("show", "show one run"),
+            ("pause", "pause a run (at its next checkpoint; --now for at once)"),
+            ("resume", "resume a paused run"),
+            ("stop", "finish a run cleanly (cell off)"),
+            ("abort", "cell off at once; the run ends aborted"),
+        ]:
+            sub = subs.add_parser(action, help=text)
+            sub.add_argument("run_id", metavar="ID")
+            if action == "pause":
+                sub.add_argument("--now", action="store_true", help="pause at once")
+        for sub in subs.choices.values():
+            _connection_options(sub)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            if args.action == "list":
+                runs = daemon.call("runs", "list", args.state)
+                if args.json:
+                    _print_json(runs)
+                else:
+                    _table(runs, _RUN_COLUMNS)
+                return 0
+            if args.action == "start":
+                try:
+                    spec = yaml.safe_load(Path(args.spec).read_text())
+                except (OSError, yaml.YAMLError) as exc:
+                    raise GalvanaError(f"cannot read {args.spec}: {exc}") from None
+                record = daemon.call("runs", "start", spec)
+            elif args.action == "show":
+                record = daemon.call("runs", "show", args.run_id)
+            elif args.action == "pause":
+                record = daemon.call("runs", "pause", args.run_id, args.now)
+            else:
+                record = daemon.call("runs", args.action, args.run_id)
+            _show_run(record, args.json)
+        return 0
+
+
+class _Replay:
+    """``galvana replay RUN_ID [--speed X|max]``."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("run_id", metavar="RUN_ID", help="the recorded run to replay")
+        parser.add_argument(
+            "--speed", default="max", help="a factor of real time, or 'max' (default)"
+        )
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        speed: float | str = args.speed
+        if speed != "max":
+            try:
+                speed = float(speed)
+            except ValueError:
+                raise GalvanaError(f"--speed {args.speed!r} is not a number or 'max'") from None
+        with connect(args) as daemon:
+            _show_run(daemon.call("runs", "replay", args.run_id, speed), args.json)
+        return 0
+
+
+class _Actors:
+    """``galvana actors``: the supervision tree with states and restart counts."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            tree = daemon.call("", "tree")
+        if args.json:
+            _print_json(tree)
+            return 0
+        print("root")
+        for line in _tree_lines(tree, "  "):
+            print(line)
+        return 0
+
+
+def _tree_lines(nodes: list[dict[str, Any]], indent: str) -> Iterator[str]:
+    for node in nodes:
+        extra = f"  last failure: {node['last_failure']}" if node.get("last_failure") else ""
+        yield (
+            f"{indent}{node['id']:<24} {node['state']:<10} restarts={node['restarts']:<3} "
+            f"mailbox={node['mailbox']}{extra}"
+        )
+        yield from _tree_lines(node.get("children", []), indent + "  ")
+
+
+class _Events:
+    """``galvana events RUN [--follow]``: a run's recorded events, one per line."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("run_id", metavar="RUN")
+        parser.add_argument("--follow", action="store_true", help="keep printing new events")
+        parser.add_argument(
+            "--from", dest="from_seq", type=int, default=1, help="first sequence number"
+        )
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            if args.follow:
+                daemon.subscribe(f"run/{args.run_id}/**")
+            seq = args.from_seq
+            while True:
+                page = daemon.call("runs", "events", args.run_id, seq, 1000)
+                for item in page:
+                    _print_event(item["seq"], item["message"], args.json)
+                if len(page) < 1000:
+                    break
+                seq = page[-1]["seq"] + 1
+            if args.follow:
+                for event in daemon.events():
+                    _print_event(None, event.message, args.json)
+        return 0
+
+
+def _print_event(seq: int | None, raw: Any, as_json: bool) -> None:
+    try:
+        msg = message_from_plain(raw) if isinstance(raw, list) else raw
+    except MessageError:
+        msg = raw
+    if as_json:
+        _print_json(
+            {"seq": seq, "tag": getattr(msg, "__message_tag__", "?"), "message": _plain(msg)}
+        )
+        return
+    where = f"{seq:>7}" if seq is not None else "      +"
+    if isinstance(msg, SampleBatch):
+        span = f"t={msg.t[0]:.4f}..{msg.t[-1]:.4f} s" if len(msg) else "empty"
+        print(f"{where}  samples      batch {msg.seq}: {len(msg)} points, {span}")
+    elif isinstance(msg, RunStateChanged):
+        print(f"{where}  run.state    {msg.previous} -> {msg.state}: {msg.reason}")
+    else:
+        print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {msg}")
+
+
+def _plain(msg: Any) -> Any:
+    fields = getattr(msg, "__dataclass_fields__", None)
+    if fields is None:
+        return msg
+    return {name: getattr(msg, name) for name in fields}
+
+
+RUN = _Run
+REPLAY = _Replay
+ACTORS = _Actors
+EVENTS = _Events

@@ -1,0 +1,254 @@
+"""The daemon as a real process: runs over the API, pause/resume/stop/abort, SIGTERM, SIGKILL.
+
+Runs here are replays of a recorded log that the tests write with the event store
+before the daemon starts (a real LMDB log, as a lab would have).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.client import Client
+from runtime.codec import decode, encode, message_from_plain
+from runtime.errors import ApiError
+from runtime.event_store import EventStore
+from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
+
+from ._actors import wait_until
+
+GALVANA = Path(sys.executable).with_name("galvana")
+BATCHES, POINTS, RATE = 40, 100, 100.0  # 4,000 samples over 40 s of recorded time
+
+
+def record_source_run(data: Path, run_id: str = "src") -> None:
+    """Write a finished run with BATCHES sample batches into DATA/events.lmdb."""
+    data.mkdir(parents=True, exist_ok=True)
+    stream = f"run/{run_id}"
+    with EventStore(data / "events.lmdb") as store:
+        now = utc_now()
+        store.append(stream, encode(RunCreated(run_id, now, {"name": "recorded cv"}, ""))).result()
+        store.append(
+            stream, encode(RunStateChanged(run_id, "running", "idle", "started", now))
+        ).result()
+        for k in range(BATCHES):
+            t = (k * POINTS + np.arange(POINTS)) / RATE
+            E = 0.5 - 0.1 * t
+            batch = SampleBatch(run_id, k, t, E, 1e-6 * np.tanh(E), np.zeros(POINTS, np.uint8))
+            store.append(stream, encode(batch))
+        store.append(
+            stream, encode(RunStateChanged(run_id, "completed", "running", "done", now))
+        ).result()
+
+
+class Daemon:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(GALVANA), "daemon", "--data", str(self.data)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "serving" not in line:
+            self.proc.kill()
+            raise AssertionError(f"daemon did not start: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+
+    def client(self) -> Client:
+        return Client(socket_path=self.data / "galvana.sock", timeout=30)
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=60)
+        self.proc.communicate()
+        return code
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(GALVANA), *args, "--data", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    data = tmp_path / "d"
+    record_source_run(data)
+    running = Daemon(data)
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.signal(signal.SIGTERM)
+
+
+def state_of(client: Client, run_id: str) -> str:
+    return str(client.call("runs", "show", run_id)["state"])
+
+
+def test_recorded_runs_are_listed(daemon: Daemon) -> None:
+    out = daemon.cli("run", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    runs = json.loads(out.stdout)
+    assert [(r["id"], r["state"], r["samples"]) for r in runs] == [("src", "completed", 4000)]
+    assert set(runs[0]) >= {"id", "state", "created", "samples", "source"}
+
+
+def test_replay_at_max_speed_reproduces_every_sample(daemon: Daemon) -> None:
+    out = daemon.cli("replay", "src", "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["source"] == "replay:src"
+    with daemon.client() as client:
+        wait_until(lambda: state_of(client, run["id"]) == "completed", what="the replay to finish")
+        shown = client.call("runs", "show", run["id"])
+        assert shown["samples"] == BATCHES * POINTS
+        assert (
+            "replayed 40 batches (4000 samples); stopped at the end of the recording"
+            in shown["reason"]
+        )
+        events = client.call("runs", "events", run["id"], 1, 1000)
+    messages = [message_from_plain(e["message"]) for e in events]  # results are plain data
+    batches = [m for m in messages if isinstance(m, SampleBatch)]
+    assert len(batches) == BATCHES
+    t = np.concatenate([b.t for b in batches])
+    np.testing.assert_array_equal(t, np.arange(BATCHES * POINTS) / RATE)
+    states = [(m.previous, m.state) for m in messages if isinstance(m, RunStateChanged)]
+    assert states == [("idle", "running"), ("running", "completed")]
+
+
+def test_pause_resume_stop_abort_over_the_api(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        slow = client.call("runs", "replay", "src", 1.0)  # 40 s of recorded time at 1x
+        run_id = slow["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 0, what="first samples")
+        paused = client.call("runs", "pause", run_id)  # deferred: at the next checkpoint
+        assert paused["pause_pending"] is True
+        wait_until(lambda: state_of(client, run_id) == "paused", what="the deferred pause")
+        assert "paused at a checkpoint" in client.call("runs", "show", run_id)["reason"]
+        samples = client.call("runs", "show", run_id)["samples"]
+        time.sleep(1.5)
+        assert client.call("runs", "show", run_id)["samples"] == samples  # really paused
+        with pytest.raises(ApiError, match="cannot go from paused to paused") as info:
+            client.call("runs", "pause", run_id)
+        assert info.value.code == "conflict"
+        assert client.call("runs", "resume", run_id)["state"] == "running"
+        wait_until(
+            lambda: client.call("runs", "show", run_id)["samples"] > samples, what="more samples"
+        )
+        assert client.call("runs", "pause", run_id, True)["state"] == "paused"  # at once
+        assert client.call("runs", "stop", run_id)["state"] == "stopped"
+        with pytest.raises(ApiError, match="is stopped; it can no longer change"):
+            client.call("runs", "resume", run_id)
+
+        other = client.call("runs", "replay", "src", 1.0)["id"]
+        wait_until(lambda: state_of(client, other) == "running", what="the second run")
+        assert client.call("runs", "abort", other)["state"] == "aborted"
+        # The run actor is gone once finished: the supervisor forgot the transient child.
+        tree = client.call("", "tree")
+        runs_node = next(n for n in tree if n["id"] == "runs")
+        assert runs_node["children"] == []
+
+
+def test_sigterm_marks_live_runs_interrupted_and_exits_0(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "replay", "src", 1.0)["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 0, what="first samples")
+    assert daemon.signal(signal.SIGTERM) == 0
+    with EventStore(daemon.data / "events.lmdb", readonly=True) as store:
+        events = [decode(d) for _, d in store.read(f"run/{run_id}")]
+    last = [e for e in events if isinstance(e, RunStateChanged)][-1]
+    assert (last.previous, last.state) == ("running", "interrupted")
+    assert "shut down" in last.reason
+
+
+def test_sigkill_mid_run_loses_no_acknowledged_event(daemon: Daemon) -> None:
+    acknowledged: dict[str, Any] = {}
+    with daemon.client() as client:
+        run_id = client.call("runs", "replay", "src", 2.0)["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] >= 600, what="samples")
+        acknowledged = client.call("runs", "show", run_id)
+        client.call("recorder", "flush")  # everything so far is durable, and said so
+        flushed = client.call("runs", "show", run_id)["samples"]
+    assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL
+    daemon.start()  # the pid lock died with the process: no manual cleanup
+    with daemon.client() as client:
+        after = client.call("runs", "show", run_id)
+    assert after["state"] == "interrupted"
+    assert "crash or kill" in after["reason"]
+    assert after["samples"] >= flushed >= acknowledged["samples"]
+    assert [t[0] for t in after["transitions"]] == ["running", "interrupted"]
+
+
+def test_daemon_survives_garbage_clients_and_bad_calls(daemon: Daemon) -> None:
+    import socket
+
+    for junk in (b"\x00\x00\x00\x03abc", b"\xff\xff\xff\xff", os.urandom(200)):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(daemon.data / "galvana.sock"))
+            sock.sendall(junk)
+    with daemon.client() as client:
+        with pytest.raises(ApiError, match="no actor 'ghost'"):
+            client.call("ghost", "x")
+        with pytest.raises(ApiError, match="no run 'nope'"):
+            client.call("runs", "show", "nope")
+        with pytest.raises(ApiError, match="a run spec is a map"):
+            client.call("runs", "start", [1, 2])
+        with pytest.raises(ApiError, match="procedure 'acquire' is not available"):
+            client.call("runs", "start", {"name": "x"})
+        assert client.call("runs", "list")[0]["id"] == "src"
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
+
+
+def test_second_daemon_on_one_directory_is_refused(daemon: Daemon) -> None:
+    out = subprocess.run(
+        [str(GALVANA), "daemon", "--data", str(daemon.data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "another daemon (pid" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_actors_command_shows_the_tree(daemon: Daemon) -> None:
+    out = daemon.cli("actors")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "root"
+    assert [line.split()[0] for line in lines[1:5]] == ["recorder", "instruments", "runs", "api"]
+
+
+def test_clients_without_a_daemon_get_one_clear_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [str(GALVANA), "run", "list", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "cannot reach the daemon" in out.stderr
