@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # Benchmark suites: `galvana bench NAME` imports bench.NAME.
 BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
+    "api": "call round trips and event fan-out over the Unix socket",
 }
 
 
