@@ -143,9 +143,13 @@ class Recorder(Actor):
 
     @exposed
     def flush(self) -> int:
-        """Make everything published so far durable; returns the events recorded so far."""
+        """Make everything published so far durable (events and sample arrays).
+
+        Returns the number of events recorded since the recorder started.
+        """
         self._drain()
         self.store.flush()
+        self.fields.flush()
         return self._recorded
 
     @exposed

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "print a run's recorded events (--follow for new ones)",
     ),
     "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
+    "export": ("runtime.commands", "EXPORT", "export a run's samples as csv, zarr or netcdf"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
 }

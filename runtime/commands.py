@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ import yaml
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import message_from_plain
-from runtime.errors import GalvanaError, MessageError
+from runtime.errors import ConnectionLost, GalvanaError, MessageError
 from runtime.messages import RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "EVENTS", "REPLAY", "RUN"]
+__all__ = ["ACTORS", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run"]
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +250,69 @@ def _plain(msg: Any) -> Any:
     return {name: getattr(msg, name) for name in fields}
 
 
+class _Export:
+    """``galvana export RUN --format csv|zarr|netcdf DEST``."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("run_id", metavar="RUN")
+        parser.add_argument("--format", choices=("csv", "zarr", "netcdf"), required=True)
+        parser.add_argument(
+            "dest", metavar="DEST", help="the file (csv, netcdf) or directory (zarr)"
+        )
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        data = resolve_data_dir(args.data)
+        try:
+            with connect(args) as daemon:
+                daemon.call("runs", "show", args.run_id)  # an unknown run is refused here
+                daemon.call("recorder", "flush")  # rows still buffered reach the disk
+        except ConnectionLost:
+            pass  # no daemon: the files on disk are complete
+        dest = Path(args.dest)
+        if dest.exists():
+            raise GalvanaError(f"{dest} exists; choose a new destination")
+        source = data / "fields" / f"{args.run_id}.zarr"
+        if not source.exists():
+            raise GalvanaError(f"no sample arrays for run {args.run_id!r} in {data / 'fields'}")
+        rows = export_run(source, args.format, dest)
+        if args.json:
+            _print_json(
+                {"run": args.run_id, "format": args.format, "dest": str(dest), "samples": rows}
+            )
+        else:
+            print(f"exported {rows} samples of run {args.run_id} to {dest} ({args.format})")
+        return 0
+
+
+def export_run(source: Path, fmt: str, dest: Path) -> int:
+    """Write a run's sample arrays (a zarr group) as csv, zarr or netcdf; returns the rows."""
+    import xarray as xr
+    import zarr
+
+    group = zarr.open_group(str(source), mode="r")
+    names = [n for n in ("t", "E", "I", "flags") if n in group]
+    rows = int(group["t"].shape[0]) if "t" in group else 0
+    if fmt == "zarr":
+        shutil.copytree(source, dest)
+    elif fmt == "netcdf":
+        with xr.open_zarr(str(source), consolidated=False) as ds:
+            ds.attrs["exported_by"] = "galvana export"
+            ds.to_netcdf(dest, engine="scipy")
+    else:
+        step = 1_000_000
+        with dest.open("w") as out:
+            out.write(",".join(names) + "\n")
+            for start in range(0, rows, step):
+                block = np.column_stack([group[n][start : start + step] for n in names])
+                np.savetxt(out, block, delimiter=",", fmt=["%.17g"] * (len(names) - 1) + ["%d"])
+    return rows
+
+
 RUN = _Run
+EXPORT = _Export
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

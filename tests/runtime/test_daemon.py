@@ -252,3 +252,41 @@ def test_clients_without_a_daemon_get_one_clear_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1
     assert "cannot reach the daemon" in out.stderr
+
+
+def test_export_csv_zarr_netcdf(daemon: Daemon, tmp_path: Path) -> None:
+    import xarray as xr
+    import zarr
+
+    with daemon.client() as client:
+        run_id = client.call("runs", "replay", "src", "max")["id"]
+        wait_until(lambda: state_of(client, run_id) == "completed", what="the replay")
+    expected_t = np.arange(BATCHES * POINTS) / RATE
+    out = daemon.cli("export", run_id, "--format", "csv", str(tmp_path / "run.csv"))
+    assert out.returncode == 0, out.stderr
+    assert f"exported {BATCHES * POINTS} samples" in out.stdout
+    table = np.loadtxt(tmp_path / "run.csv", delimiter=",", skiprows=1)
+    assert (tmp_path / "run.csv").read_text().splitlines()[0] == "t,E,I,flags"
+    np.testing.assert_array_equal(table[:, 0], expected_t)
+    np.testing.assert_allclose(table[:, 2], 1e-6 * np.tanh(0.5 - 0.1 * expected_t), rtol=1e-15)
+
+    assert (
+        daemon.cli("export", run_id, "--format", "zarr", str(tmp_path / "run.zarr")).returncode == 0
+    )
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
+    np.testing.assert_array_equal(group["t"][:], expected_t)
+    assert group["I"].attrs["units"] == "A"
+
+    assert (
+        daemon.cli("export", run_id, "--format", "netcdf", str(tmp_path / "run.nc")).returncode == 0
+    )
+    with xr.open_dataset(tmp_path / "run.nc", engine="scipy") as ds:
+        np.testing.assert_array_equal(ds["E"].values, 0.5 - 0.1 * expected_t)
+        assert ds["t"].attrs["units"] == "s"
+
+    again = daemon.cli("export", run_id, "--format", "csv", str(tmp_path / "run.csv"))
+    assert again.returncode == 2
+    assert "exists; choose a new destination" in again.stderr
+    unknown = daemon.cli("export", "nope", "--format", "csv", str(tmp_path / "x.csv"))
+    assert unknown.returncode == 2
+    assert "no run 'nope'" in unknown.stderr
