@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+import zarr
 
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
@@ -289,12 +290,14 @@ class _Export:
 
 def export_run(source: Path, fmt: str, dest: Path) -> int:
     """Write a run's sample arrays (a zarr group) as csv, zarr or netcdf; returns the rows."""
-    import xarray as xr
-    import zarr
+    # xarray pulls in pandas: load it only when exporting.
+    import xarray as xr  # noqa: PLC0415
 
     group = zarr.open_group(str(source), mode="r")
-    names = [n for n in ("t", "E", "I", "flags") if n in group]
-    rows = int(group["t"].shape[0]) if "t" in group else 0
+    columns = {n: group[n] for n in ("t", "E", "I", "flags") if n in group}
+    arrays = {n: a for n, a in columns.items() if isinstance(a, zarr.Array)}
+    names = list(arrays)
+    rows = int(arrays["t"].shape[0]) if "t" in arrays else 0
     if fmt == "zarr":
         shutil.copytree(source, dest)
     elif fmt == "netcdf":
@@ -306,7 +309,9 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
         with dest.open("w") as out:
             out.write(",".join(names) + "\n")
             for start in range(0, rows, step):
-                block = np.column_stack([group[n][start : start + step] for n in names])
+                block = np.column_stack(
+                    [np.asarray(arrays[n][start : start + step]) for n in names]
+                )
                 np.savetxt(out, block, delimiter=",", fmt=["%.17g"] * (len(names) - 1) + ["%d"])
     return rows
 
