@@ -1,0 +1,429 @@
+"""The dimensionless model handed to the kernels, built from a scenario, and the
+Python side of each kernel call (allocation, state, parameter bookkeeping).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from physics.engines.numba import _single_couple as sc_kernel
+from physics.engines.numba._batch import run_single_couple_batch
+from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, mhc_table
+from physics.engines.numba.grid import Grid, expanding_grid
+from physics.errors import NumericalError, ParameterError
+from physics.scenario import Scenario
+from physics.units import FARADAY, GAS_CONSTANT
+
+__all__ = [
+    "KernelState",
+    "Model",
+    "Outputs",
+    "build",
+    "extend_state",
+    "initial_state",
+    "parameter_map",
+    "run",
+    "run_batch",
+    "starts_away_from_rest",
+    "warm_up",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# `nernst` kinetics: a rate constant this many times the diffusive one (1 in these
+# units) makes the surface Nernstian to far better than the discretization error.
+_NERNST_K0 = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """Dimensionless model: species diffusion ``d`` and bulk ``cb``; electron transfers
+    (arrays over transfers: ``n``, ``theta0``, ``K0``, ``alpha``, ``kinetics`` model id,
+    species indices ``ox``/``red``); reactions; ``rho``/``gamma`` for Ru and Cdl."""
+
+    species: tuple[str, ...]
+    d: FloatArray
+    cb: FloatArray
+    n: FloatArray
+    theta0: FloatArray
+    K0: FloatArray
+    alpha: FloatArray
+    kinetics: IntArray
+    ox: IntArray
+    red: IntArray
+    tables: FloatArray
+    eta0: float
+    deta: float
+    rho: float
+    gamma: float
+    kf: FloatArray
+    kb: FloatArray
+    reactants: IntArray
+    products: IntArray
+
+    @property
+    def d_min(self) -> float:
+        return float(self.d.min())
+
+    @property
+    def d_max(self) -> float:
+        return float(self.d.max())
+
+    @property
+    def single_couple(self) -> bool:
+        """True when the fast one-couple kernel applies (mechanism E)."""
+        return self.n.size == 1 and self.kf.size == 0
+
+    def reaction_rates(self) -> list[float]:
+        """Pseudo-first-order homogeneous rates (1/t_ref) that set reaction layers."""
+        out = []
+        for j in range(self.kf.size):
+            for k, idx in ((self.kf[j], self.reactants[j]), (self.kb[j], self.products[j])):
+                partners = [i for i in idx if i >= 0]
+                # A second-order step is at most as fast as with every partner at its
+                # largest concentration (1 in these units).
+                out.append(float(k) * (1.0 if len(partners) < 2 else max(1.0, *self.cb[partners])))
+        return out
+
+
+@dataclass(slots=True)
+class KernelState:
+    """Mutable kernel arrays: two concentration levels (S, N), scalars
+    ``(theta, theta_prev, h_prev, has_prev)``, and per-parameter sensitivities."""
+
+    c: FloatArray
+    c_prev: FloatArray
+    scal: FloatArray
+    s: FloatArray
+    s_prev: FloatArray
+    s_theta: FloatArray
+
+    def copy(self) -> KernelState:
+        return KernelState(
+            self.c.copy(),
+            self.c_prev.copy(),
+            self.scal.copy(),
+            self.s.copy(),
+            self.s_prev.copy(),
+            self.s_theta.copy(),
+        )
+
+
+@dataclass(slots=True)
+class Outputs:
+    """Kernel outputs for one run: current, interfacial potential, dI/dp, profiles."""
+
+    psi: FloatArray
+    theta: FloatArray
+    dpsi: FloatArray
+    profiles: FloatArray
+
+    @classmethod
+    def empty(cls, steps: int, params: int, frames: int, shape: tuple[int, ...]) -> Outputs:
+        return cls(
+            psi=np.zeros(steps),
+            theta=np.zeros(steps),
+            dpsi=np.zeros((steps, params)),
+            profiles=np.zeros((frames, *shape)),
+        )
+
+
+def build(sc: Scenario, scales: object) -> Model:
+    """The dimensionless model of ``sc`` in ``scales`` (a :class:`physics.simulation.Scales`)."""
+    D_ref: float = scales.D_ref  # type: ignore[attr-defined]
+    c_ref: float = scales.c_ref  # type: ignore[attr-defined]
+    t_ref: float = scales.t_ref  # type: ignore[attr-defined]
+    L: float = scales.L  # type: ignore[attr-defined]
+    f: float = scales.f  # type: ignore[attr-defined]
+    I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+    names = tuple(s.name for s in sc.species)
+    index = {n: i for i, n in enumerate(names)}
+    d = np.array([s.D / D_ref for s in sc.species])
+    cb = np.array([s.c_bulk / c_ref for s in sc.species])
+    kin = sc.kinetics
+    models = np.array(
+        [MARCUS_HUSH_CHIDSEY if k.model == "marcus-hush-chidsey" else BUTLER_VOLMER for k in kin],
+        dtype=np.int64,
+    )
+    tables, eta0, deta = _tables(sc, f)
+    kf, kb, reac, prod = [], [], [], []
+    for chem in sc.chemistry:
+        order = len(chem.reactants)
+        # Second-order constants (m^3/mol/s) become first-order ones at c_ref.
+        kf.append(chem.kf * t_ref * (c_ref if order == 2 else 1.0))
+        kb.append(chem.kb * t_ref * (c_ref if len(chem.products) == 2 else 1.0))
+        reac.append([index[n] for n in chem.reactants] + [-1] * (2 - order))
+        prod.append([index[n] for n in chem.products] + [-1] * (2 - len(chem.products)))
+    return Model(
+        species=names,
+        d=d,
+        cb=cb,
+        n=np.array([float(k.n) for k in kin]),
+        theta0=np.array([k.E0 * f for k in kin]),
+        K0=np.array([(_NERNST_K0 if k.model == "nernst" else k.k0 * L / D_ref) for k in kin]),
+        alpha=np.array([k.alpha for k in kin]),
+        kinetics=models,
+        ox=np.array([index[k.oxidized] for k in kin], dtype=np.int64),
+        red=np.array([index[k.reduced] for k in kin], dtype=np.int64),
+        tables=tables,
+        eta0=eta0,
+        deta=deta,
+        rho=f * sc.cell.Ru * I_scale,
+        gamma=sc.cell.Cdl / (f * t_ref * I_scale),
+        kf=np.array(kf, dtype=np.float64),
+        kb=np.array(kb, dtype=np.float64),
+        reactants=np.array(reac, dtype=np.int64).reshape(-1, 2),
+        products=np.array(prod, dtype=np.int64).reshape(-1, 2),
+    )
+
+
+def _tables(sc: Scenario, f: float) -> tuple[FloatArray, float, float]:
+    """Marcus-Hush-Chidsey tables, one per transfer (a dummy when none is needed)."""
+    lams = [k.reorganization_energy for k in sc.kinetics]
+    if all(lam is None for lam in lams):
+        return np.zeros((len(lams), 2, 2)), 0.0, 1.0
+    # Beyond a few volts from E0 the tables extrapolate; the rates there are already
+    # saturated (oxidation) or negligible (reduction) on any measurable scale.
+    eta_max = 200.0
+    rows = []
+    eta0 = deta = 0.0
+    for lam in lams:
+        # lambda / (R T) in kT units; f = F / (R T). Butler-Volmer transfers in a
+        # mixed scenario get an unused table of the same shape.
+        lam_dimless = (lam if lam is not None else 1e5) * f / FARADAY
+        table, eta0, deta = mhc_table(round(lam_dimless, 12), eta_max)
+        rows.append(table)
+    return np.stack(rows), eta0, deta
+
+
+def parameter_map(
+    sc: Scenario, model: Model, scales: object, names: Sequence[str]
+) -> tuple[IntArray, FloatArray]:
+    """Kernel parameter ids for the key paths ``names`` and d(dimensionless)/d(SI)."""
+    D_ref: float = scales.D_ref  # type: ignore[attr-defined]
+    L: float = scales.L  # type: ignore[attr-defined]
+    f: float = scales.f  # type: ignore[attr-defined]
+    t_ref: float = scales.t_ref  # type: ignore[attr-defined]
+    I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+    ids: list[int] = []
+    factors: list[float] = []
+    if not model.single_couple:
+        raise ParameterError("sensitivities are only available for mechanism E so far")
+    ox_name = model.species[int(model.ox[0])]
+    for name in names:
+        key = name.split(".")[-1]
+        if name.startswith("kinetics"):
+            pid = {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key]
+            factor = {"k0": L / D_ref, "alpha": 1.0, "E0": f}[key]
+        elif name.startswith("species."):
+            sp = name.split(".")[1]
+            pid = sc_kernel.P_D_O if sp == ox_name else sc_kernel.P_D_R
+            factor = 1.0 / D_ref
+        elif name == "cell.Ru":
+            pid, factor = sc_kernel.P_RU, f * I_scale
+        elif name == "cell.Cdl":
+            pid, factor = sc_kernel.P_CDL, 1.0 / (f * t_ref * I_scale)
+        else:
+            raise ParameterError(f"no sensitivity is available for {name!r}")
+        ids.append(pid)
+        factors.append(factor)
+    return np.array(ids, dtype=np.int64), np.array(factors)
+
+
+def initial_state(model: Model, grid: Grid, params: int, theta: float) -> KernelState:
+    """Uniform bulk concentrations, no history, interfacial potential ``theta``."""
+    S = model.d.size
+    c = np.repeat(model.cb[:, None], grid.points, axis=1)
+    return KernelState(
+        c=c,
+        c_prev=c.copy(),
+        scal=np.array([theta, theta, 0.0, 0.0]),
+        s=np.zeros((params, S, grid.points)),
+        s_prev=np.zeros((params, S, grid.points)),
+        s_theta=np.zeros((params, 2)),
+    )
+
+
+def extend_state(state: KernelState, model: Model, old_points: int, new_points: int) -> KernelState:
+    """Append bulk nodes: the old outermost node was already held at the bulk."""
+    extra = new_points - old_points
+    bulk = np.repeat(model.cb[:, None], extra, axis=1)
+    zeros = np.zeros((state.s.shape[0], state.s.shape[1], extra))
+    return KernelState(
+        c=np.concatenate([state.c, bulk], axis=1),
+        c_prev=np.concatenate([state.c_prev, bulk], axis=1),
+        scal=state.scal.copy(),
+        s=np.concatenate([state.s, zeros], axis=2),
+        s_prev=np.concatenate([state.s_prev, zeros], axis=2),
+        s_theta=state.s_theta.copy(),
+    )
+
+
+def starts_away_from_rest(sc: Scenario, E: float) -> bool:
+    """Whether the bulk is out of Nernstian equilibrium with the potential ``E`` (V)
+    enough for a noticeable initial transient (then the first steps are refined)."""
+    f = FARADAY / (GAS_CONSTANT * sc.cell.T)
+    c_ref = max(s.c_bulk for s in sc.species)
+    for k in sc.kinetics:
+        cO = sc.species_named(k.oxidized).c_bulk
+        cR = sc.species_named(k.reduced).c_bulk
+        total = cO + cR
+        if total == 0:
+            continue
+        x = max(-500.0, min(500.0, k.n * f * (E - k.E0)))
+        f_eq = 1.0 / (1.0 + math.exp(-x))
+        if abs(f_eq - cO / total) * total / c_ref > 1e-4:
+            return True
+    return False
+
+
+def run(
+    model: Model,
+    grid: Grid,
+    *,
+    h: FloatArray,
+    theta: FloatArray,
+    restart: npt.NDArray[np.bool_],
+    state: KernelState,
+    param_ids: IntArray,
+    out: Outputs,
+    offset: int,
+    rec_idx: IntArray,
+) -> tuple[int, int]:
+    """Advance ``state`` (in place) over the steps; outputs go to ``out[offset:]``."""
+    stop = offset + h.size
+    status, failed = sc_kernel.run_single_couple(
+        grid.V,
+        grid.G,
+        model.d,
+        model.cb,
+        float(model.n[0]),
+        float(model.theta0[0]),
+        float(model.K0[0]),
+        float(model.alpha[0]),
+        int(model.kinetics[0]),
+        model.tables[0],
+        model.eta0,
+        model.deta,
+        model.rho,
+        model.gamma,
+        np.ascontiguousarray(h),
+        np.ascontiguousarray(theta),
+        np.ascontiguousarray(restart),
+        state.c,
+        state.c_prev,
+        state.scal,
+        param_ids,
+        state.s,
+        state.s_prev,
+        state.s_theta,
+        out.psi[offset:stop],
+        out.theta[offset:stop],
+        out.dpsi[offset:stop],
+        rec_idx - offset,
+        out.profiles,
+    )
+    return int(status), int(failed)
+
+
+def run_batch(
+    models: Sequence[Model],
+    grid: Grid,
+    *,
+    h: FloatArray,
+    theta: FloatArray,
+    restart: npt.NDArray[np.bool_],
+    theta_init: float,
+    threads: int | None,
+) -> FloatArray:
+    """Currents (sets, steps) of many single-couple models on one grid, in parallel."""
+    first = models[0]
+    if not all(m.single_couple for m in models):
+        raise ParameterError("batch mode is only available for mechanism E so far")
+    B = len(models)
+    psi = np.zeros((B, h.size))
+    status = np.zeros(B, dtype=np.int64)
+    previous = numba.get_num_threads()
+    if threads is not None:
+        available = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+        numba.set_num_threads(max(1, min(int(threads), available)))
+    try:
+        run_single_couple_batch(
+            grid.V,
+            grid.G,
+            np.stack([m.d for m in models]),
+            first.cb,
+            np.array([m.n[0] for m in models]),
+            np.array([m.theta0[0] for m in models]),
+            np.array([m.K0[0] for m in models]),
+            np.array([m.alpha[0] for m in models]),
+            int(first.kinetics[0]),
+            first.tables[0],
+            first.eta0,
+            first.deta,
+            np.array([m.rho for m in models]),
+            np.array([m.gamma for m in models]),
+            h,
+            theta,
+            restart,
+            theta_init,
+            psi,
+            status,
+        )
+    finally:
+        numba.set_num_threads(previous)
+    if np.any(status != 0):
+        bad = int(np.argmax(status != 0))
+        raise NumericalError(f"parameter set {bad} failed to converge (status {int(status[bad])})")
+    return psi
+
+
+@functools.cache
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel once, so timings exclude it."""
+    grid = expanding_grid(0.1, 1.2, 3.0, "planar", math.inf)
+    model_arrays = (np.array([1.0, 1.0]), np.array([1.0, 0.0]))
+    h = np.full(3, 0.01)
+    theta = np.zeros(3)
+    restart = np.array([True, False, False])
+    N = grid.points
+    for P in (0, 1):
+        sc_kernel.run_single_couple(
+            grid.V,
+            grid.G,
+            model_arrays[0],
+            model_arrays[1],
+            1.0,
+            0.0,
+            1.0,
+            0.5,
+            BUTLER_VOLMER,
+            np.zeros((2, 2)),
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            h,
+            theta,
+            restart,
+            np.ones((2, N)),
+            np.ones((2, N)),
+            np.array([0.0, 0.0, 0.0, 0.0]),
+            np.zeros(P, dtype=np.int64),
+            np.zeros((P, 2, N)),
+            np.zeros((P, 2, N)),
+            np.zeros((P, 2)),
+            np.zeros(3),
+            np.zeros(3),
+            np.zeros((3, P)),
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, 2, N)),
+        )
