@@ -42,19 +42,16 @@ def find_peaks(t: FloatArray, E: FloatArray, I: FloatArray) -> list[Peak]:  # no
     I = np.asarray(I, dtype=np.float64)  # noqa: E741
     if I.size < 5:
         return []
-    dE = np.diff(E)
-    direction = np.sign(dE)
-    # Constant stretches (holds) take the direction of the sweep they belong to.
-    for i in range(1, direction.size):
-        if direction[i] == 0:
-            direction[i] = direction[i - 1]
+    # Monotonic runs of E; holds (dE = 0) form runs of their own and are skipped, so
+    # potential steps and chronoamperometry report no peaks.
+    direction = np.sign(np.diff(E))
     breaks = np.flatnonzero(np.diff(direction) != 0) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks + 1, [E.size]])
     peaks: list[Peak] = []
     for a, b in zip(starts, stops, strict=True):
         sweep_dir = direction[min(a, direction.size - 1)]
-        if sweep_dir == 0 or b - a < 5:
+        if sweep_dir == 0 or b - a < 5:  # a hold, or a jump
             continue
         seg = I[a:b] * sweep_dir  # anodic sweeps: look for a maximum of I
         k = int(np.argmax(seg))

@@ -252,6 +252,7 @@ class Simulator:
             potential_step=sc.numerics.potential_step,
             refine=sc.numerics.refine,
             start_jump=_model.starts_away_from_rest(sc, _initial_potential(sc)),
+            rc_time=sc.cell.Ru * sc.cell.Cdl,
         )
 
     def _run_steps(

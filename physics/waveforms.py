@@ -26,14 +26,23 @@ from physics.scenario import (
     square_wave_periods,
 )
 
-__all__ = ["Segment", "TimeSteps", "segments", "time_steps", "trace_steps"]
+__all__ = [
+    "Segment",
+    "SquareWaveCurrents",
+    "TimeSteps",
+    "applied_potential",
+    "segments",
+    "square_wave_currents",
+    "time_steps",
+    "trace_steps",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
 # After a jump: first reported step as a fraction of the segment, geometric growth,
 # and steps per hold once the growth stops (all divided/multiplied by `refine`).
-_HOLD_FIRST = {"ca": 1e-5, "swv": 1e-3, "piecewise": 1e-5}
-_HOLD_STEPS = {"ca": 100, "swv": 12, "piecewise": 100}
+_HOLD_FIRST = {"ca": 1e-5, "swv": 1e-3, "piecewise": 1e-5, "cv": 1.0}
+_HOLD_STEPS = {"ca": 100, "swv": 12, "piecewise": 100, "cv": 100}
 _GROWTH = 0.12
 
 
@@ -48,6 +57,17 @@ class Segment:
     E_from: float
     E_to: float
     jump: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SquareWaveCurrents:
+    """Square-wave currents sampled at the end of each pulse, per staircase tread:
+    ``E_base`` (V), ``I_forward``, ``I_reverse`` and ``I_net = I_forward - I_reverse`` (A)."""
+
+    E_base: FloatArray
+    I_forward: FloatArray
+    I_reverse: FloatArray
+    I_net: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +142,19 @@ def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, flo
 
 
 def time_steps(
-    wf: Waveform, *, potential_step: float, refine: float, start_jump: bool
+    wf: Waveform,
+    *,
+    potential_step: float,
+    refine: float,
+    start_jump: bool,
+    rc_time: float = 0.0,
 ) -> TimeSteps:
-    """Discretize a scenario waveform (see the module docstring for the rules)."""
+    """Discretize a scenario waveform (see the module docstring for the rules).
+
+    ``rc_time`` (s) is the cell's Ru Cdl time constant: where a segment starts with a
+    jump or a kink and the regular step would not resolve it, the steps are graded
+    from a twentieth of it, so that the charging transient is followed accurately.
+    """
     segs, kind, E_initial = segments(wf, start_jump=start_jump)
     dE = potential_step / refine
     growth = 1.0 + _GROWTH / refine
@@ -132,6 +162,7 @@ def time_steps(
     Es: list[FloatArray] = []
     rs: list[npt.NDArray[np.bool_]] = []
     outs: list[npt.NDArray[np.bool_]] = []
+    rc_first = rc_time / (20.0 * refine)
     for seg in segs:
         span = abs(seg.E_to - seg.E_from)
         if span > 0:
@@ -139,9 +170,14 @@ def time_steps(
         else:
             n_uniform = max(1, math.ceil(_HOLD_STEPS[kind] * refine))
         h_target = seg.duration / n_uniform
+        resolve_rc = rc_first > 0 and h_target > 4.0 * rc_first
         if seg.jump:
             h_first = min(h_target, seg.duration * _HOLD_FIRST[kind] / refine)
-            h, shown = _graded(seg.duration, h_first, h_target, growth)
+            if resolve_rc:
+                h_first = min(h_first, rc_first)
+            h, shown = _graded(seg.duration, h_first, h_target, growth, startup=True)
+        elif resolve_rc:
+            h, shown = _graded(seg.duration, rc_first, h_target, growth, startup=False)
         else:
             h = np.full(n_uniform, h_target)
             shown = np.ones(n_uniform, dtype=np.bool_)
@@ -176,11 +212,12 @@ _STARTUP_SPAN = 400.0
 
 
 def _graded(
-    duration: float, h_first: float, h_target: float, growth: float
+    duration: float, h_first: float, h_target: float, growth: float, *, startup: bool
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Steps growing geometrically up to ``h_target``, then uniform, summing exactly to
-    ``duration``; the start-up steps below ``h_first`` are marked as not reported."""
-    n_startup = math.ceil(math.log(_STARTUP_SPAN) / math.log(growth))
+    """Steps growing geometrically from ``h_first`` to ``h_target``, then uniform,
+    summing exactly to ``duration``. With ``startup`` (after a jump) the sequence
+    starts further down and those start-up steps are marked as not reported."""
+    n_startup = math.ceil(math.log(_STARTUP_SPAN) / math.log(growth)) if startup else 0
     h_start = h_first * growth ** (-n_startup)
     if h_start >= h_target:
         n = max(1, round(duration / h_target))
@@ -263,3 +300,22 @@ def applied_potential(wf: Waveform, t: FloatArray) -> FloatArray:
     frac = np.clip((t - bounds[idx]) / dur, 0.0, 1.0)
     out: FloatArray = e_from + (e_to - e_from) * frac
     return np.where(t < 0, E_initial, out)
+
+
+def square_wave_currents(wf: SquareWave, t: FloatArray, I: FloatArray) -> SquareWaveCurrents:  # noqa: E741
+    """Sample a simulated square-wave trace ``(t s, I A)`` at the end of every pulse."""
+    periods = square_wave_periods(wf)
+    half = 0.5 / wf.frequency
+    ends = half * np.arange(1, 2 * periods + 1)
+    # The last reported step of each pulse ends exactly at the pulse's end.
+    idx = np.clip(np.searchsorted(t, ends * (1 - 1e-12)), 0, t.size - 1)
+    sampled = np.asarray(I)[idx]
+    direction = 1.0 if wf.E_end > wf.E_start else -1.0
+    forward = sampled[0::2]
+    reverse = sampled[1::2]
+    return SquareWaveCurrents(
+        E_base=wf.E_start + direction * wf.E_step * np.arange(periods, dtype=np.float64),
+        I_forward=forward,
+        I_reverse=reverse,
+        I_net=forward - reverse,
+    )
