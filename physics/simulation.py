@@ -245,14 +245,14 @@ class Simulator:
 
     # -- internals ------------------------------------------------------------------
 
-    def _scenario_steps(self) -> TimeSteps:
+    def _scenario_steps(self, rc_time: float | None = None) -> TimeSteps:
         sc = self.scenario
         return time_steps(
             sc.waveform,
             potential_step=sc.numerics.potential_step,
             refine=sc.numerics.refine,
             start_jump=_model.starts_away_from_rest(sc, _initial_potential(sc)),
-            rc_time=sc.cell.Ru * sc.cell.Cdl,
+            rc_time=sc.cell.Ru * sc.cell.Cdl if rc_time is None else rc_time,
         )
 
     def _run_steps(
@@ -419,19 +419,24 @@ def simulate_trace(
         raise ParameterError(
             f"t and E must be 1-D arrays of equal length >= 2; got shapes {ta.shape} and {Ea.shape}"
         )
-    span = float(ta[-1] - ta[0])
-    dE_max = float(np.max(np.abs(np.diff(Ea)))) if ta.size > 1 else 0.0
-    sc = load_scenario(scenario)
-    dE = sc.numerics.potential_step / sc.numerics.refine
-    dt = np.diff(ta)
-    if np.any(dt <= 0):
-        i = int(np.argmax(dt <= 0)) + 1
+    bad = np.flatnonzero(np.diff(ta) <= 0)
+    if bad.size:
+        i = int(bad[0]) + 1
         raise ParameterError(
-            f"t[{i}] = {ta[i]!r} is not after t[{i - 1}]; accepted: strictly increasing times"
+            f"t[{i}] = {ta[i]!r} is not after t[{i - 1}] = {ta[i - 1]!r}; "
+            "accepted: strictly increasing times"
         )
-    n_sub = np.maximum(1.0, np.ceil(np.abs(np.diff(Ea)) / dE))
-    h_min = float(np.min(dt / n_sub))
-    del dE_max
+    sc = load_scenario(scenario)
+    # The same sub-steps that advance() will take, to size the grid for them.
+    steps = trace_steps(
+        ta[1:] - ta[0],
+        Ea[1:],
+        t0=0.0,
+        E0=float(Ea[0]),
+        potential_step=sc.numerics.potential_step / sc.numerics.refine,
+    )
+    span = float(ta[-1] - ta[0])
+    h_min = float(steps.h.min())
     sim = Simulator(sc, sensitivities=sensitivities, horizon=span, min_time_step=h_min)
     state = sim.initial_state(t0=float(ta[0]), E0=float(Ea[0]))
     rest, _ = sim.advance(state, ta[1:], Ea[1:])
@@ -480,14 +485,32 @@ def simulate_batch(
     sim = Simulator(sc)
     models = [_model.build(v, sim.scales) for v in variants]
     steps = sim._steps
+    # One time grid for all sets: the nominal one, unless a set charges its double
+    # layer clearly faster than the nominal set and so needs finer steps there.
+    nominal_rc = sc.cell.Ru * sc.cell.Cdl
+    fastest_rc = min(
+        (v.cell.Ru * v.cell.Cdl for v in variants if v.cell.Ru * v.cell.Cdl > 0), default=0.0
+    )
+    if fastest_rc > 0 and (nominal_rc == 0 or fastest_rc < 0.5 * nominal_rc):
+        steps = sim._scenario_steps(rc_time=fastest_rc)
     h_min = float(steps.h.min()) / sim.scales.t_ref
     grids = [
         _grid_for(v, model=m, scales=sim.scales, h_min=h_min, horizon=sim.horizon)
         for v, m in zip(variants, models, strict=True)
     ]
+    # The nominal grid serves every set unless one needs a clearly finer or longer one;
+    # keeping it fixed for nearby sets makes finite differences across sets exact.
+    grid = sim.grid
     first = min(g.first for g in grids)
     extent = max(float(g.x[-1]) for g in grids)
-    grid = expanding_grid(first, grids[0].expansion, extent, sc.electrode.geometry, grids[0].radius)
+    if first < 0.8 * grid.first or extent > 1.05 * float(grid.x[-1]):
+        grid = expanding_grid(
+            min(first, grid.first),
+            grid.expansion,
+            max(extent, float(grid.x[-1])),
+            sc.electrode.geometry,
+            grid.radius,
+        )
     E0 = steps.E_initial * sim.scales.f
     _model.warm_up()
     start = time.perf_counter()

@@ -170,7 +170,9 @@ def time_steps(
         else:
             n_uniform = max(1, math.ceil(_HOLD_STEPS[kind] * refine))
         h_target = seg.duration / n_uniform
-        resolve_rc = rc_first > 0 and h_target > 4.0 * rc_first
+        # Unresolved charging costs a relative error of about rc_time / h on the first
+        # step only, so time constants far below the step are left alone.
+        resolve_rc = h_target > 4.0 * rc_first and rc_time > 1e-3 * h_target
         if seg.jump:
             h_first = min(h_target, seg.duration * _HOLD_FIRST[kind] / refine)
             if resolve_rc:
