@@ -94,11 +94,17 @@ _NONE = Quantity("dimensionless number", "dimensionless", "[]")
 
 @dataclass(frozen=True, slots=True)
 class Species:
-    """A dissolved species: diffusion coefficient ``D`` (m^2/s), bulk concentration (mol/m^3)."""
+    """A dissolved species: diffusion coefficient ``D`` (m^2/s), bulk concentration (mol/m^3).
+
+    ``derived`` marks a bulk concentration that was not given but computed from the
+    chemical equilibrium with the species it is made from; it follows the rate
+    constants when they change (:meth:`Scenario.with_parameters`).
+    """
 
     name: str
     D: float
     c_bulk: float
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +336,10 @@ class Scenario:
             "name": self.name,
             "engine": self.engine,
             "mechanism": self.mechanism,
-            "species": {s.name: {"D": s.D, "c_bulk": s.c_bulk} for s in self.species},
+            "species": {
+                s.name: {"D": s.D} if s.derived else {"D": s.D, "c_bulk": s.c_bulk}
+                for s in self.species
+            },
             "kinetics": kinetics[0] if len(kinetics) == 1 else kinetics,
             "electrode": {
                 k: v
@@ -725,18 +734,6 @@ def _parse_species(top: _Reader, mechanism: str) -> dict[str, tuple[float | None
         assert sp is not None
         D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
         c = sp.optional_number("c_bulk", _C, lo=0.0)
-        if key in _REQUIRED_SPECIES[mechanism]:
-            if D is None:
-                raise ScenarioError(
-                    sp.key("D"),
-                    "required key is missing (a number in [1e-14, 1e-06] m^2/s, "
-                    "or a string with units)",
-                )
-            if c is None:
-                raise ScenarioError(
-                    sp.key("c_bulk"),
-                    "required key is missing (a number >= 0 mol/m^3, or a string with units)",
-                )
         if c is not None and c > 1e5:
             raise ScenarioError(
                 sp.key("c_bulk"), f"got {c:g}; accepted: a number in [0, 100000] mol/m^3"
@@ -875,45 +872,47 @@ def _complete_species(
     mechanism: str,
     chemistry: tuple[Chemistry, ...],
 ) -> tuple[Species, ...]:
-    """Fill optional species from the ones they are made of (D) and from equilibrium (c)."""
+    """Fill what was left out: a species made by a homogeneous step takes the diffusion
+    coefficient of the species it is made from, and a bulk concentration at chemical
+    equilibrium with it (0 when the step is irreversible)."""
     names = list(_mechanism_species(mechanism))
-    if mechanism == "EC'" and not any("Z" in c.reactants for c in chemistry):
+    substrate = any("Z" in c.reactants for c in chemistry)
+    if mechanism == "EC'" and not substrate:
         if "Z" in raw:
             raise ScenarioError(
                 "species.Z",
                 "the first-order EC' step has no substrate; remove it or set chemistry.order: 2",
             )
         names.remove("Z")
-    if (
-        mechanism == "EC'"
-        and any("Z" in c.reactants for c in chemistry)
-        and ("Z" not in raw or raw["Z"][0] is None or raw["Z"][1] is None)
-    ):
+    if mechanism == "EC'" and substrate and ("Z" not in raw or None in raw["Z"]):
         raise ScenarioError(
             "species.Z", "the second-order EC' step needs the substrate Z with D and c_bulk"
         )
     out: dict[str, Species] = {}
+    pending = []
     for name in names:
-        if name in raw and raw[name][0] is not None and raw[name][1] is not None:
-            D, c = raw[name]
-            assert D is not None
-            assert c is not None
+        D, c = raw.get(name, (None, None))
+        made_by = [chem for chem in chemistry if name in chem.products]
+        if D is not None and c is not None:
             out[name] = Species(name, D, c)
-    for name in names:
-        if name in out:
-            continue
+        elif not made_by:
+            missing = "D" if D is None else "c_bulk"
+            raise ScenarioError(f"species.{name}.{missing}", "required key is missing")
+        else:
+            pending.append((name, made_by[0]))
+    for name, chem in pending:
         D_given, c_given = raw.get(name, (None, None))
-        chem = next(c for c in chemistry if name in c.products)
         source = out[chem.reactants[0]]
         D = D_given if D_given is not None else source.D
+        derived = False
         if c_given is not None:
             c = c_given
         elif chem.kb > 0:
-            forward = chem.kf * math.prod(out[s].c_bulk for s in chem.reactants)
-            c = forward / chem.kb
+            c = chem.kf * math.prod(out[r].c_bulk for r in chem.reactants) / chem.kb
+            derived = True
         else:
             c = 0.0
-        out[name] = Species(name, D, c)
+        out[name] = Species(name, D, c, derived)
     return tuple(out[n] for n in names)
 
 

@@ -194,9 +194,7 @@ class Simulator:
             h_min=h_min / self.scales.t_ref,
             horizon=self.horizon,
         )
-        self._param_ids, self._param_factors = _model.parameter_map(
-            sc, self.model, self.scales, self.sensitivities
-        )
+        self._params = _model.parameter_map(sc, self.model, self.scales, self.sensitivities)
 
     # -- public API -----------------------------------------------------------------
 
@@ -204,9 +202,7 @@ class Simulator:
         """The cell at rest (uniform bulk concentrations) at time ``t0`` (s) and applied
         potential ``E0`` (V; default: the waveform's initial potential)."""
         E = self._steps.E_initial if E0 is None else float(E0)
-        arrays = _model.initial_state(
-            self.model, self.grid, len(self.sensitivities), E * self.scales.f
-        )
+        arrays = _model.initial_state(self.model, self.grid, self._params, E * self.scales.f)
         return SimulationState(t=float(t0), E_applied=E, grid=self.grid, arrays=arrays)
 
     def run(
@@ -274,7 +270,9 @@ class Simulator:
         )
         if needed > grid.x[-1] * 1.000001:
             new_grid = grid.extended(needed)
-            arrays = _model.extend_state(arrays, self.model, grid.points, new_grid.points)
+            arrays = _model.extend_state(
+                arrays, self.model, self._params, grid.points, new_grid.points
+            )
             grid = new_grid
         M = steps.count
         frames = 0
@@ -287,7 +285,7 @@ class Simulator:
         )
         h = steps.h / scales.t_ref
         theta = steps.E * scales.f
-        out = _model.Outputs.empty(M, len(self._param_ids), rec_idx.size, arrays.c.shape)
+        out = _model.Outputs.empty(M, self._params.count, rec_idx.size, arrays.c.shape)
         chunk = max(20000, M // 50) if progress is not None else M
         _model.warm_up()
         start = time.perf_counter()
@@ -301,7 +299,7 @@ class Simulator:
                 theta=theta[done:stop],
                 restart=steps.restart[done:stop],
                 state=arrays,
-                param_ids=self._param_ids,
+                params=self._params,
                 out=out,
                 offset=done,
                 rec_idx=rec_idx,
@@ -323,7 +321,7 @@ class Simulator:
         sel = steps.output
         current = out.psi[sel] * scales.I_scale
         sens = {
-            name: out.dpsi[sel, q] * scales.I_scale * self._param_factors[q]
+            name: out.dpsi[sel, q] * scales.I_scale * self._params.factors[q]
             for q, name in enumerate(self.sensitivities)
         }
         E_app = steps.E[sel]

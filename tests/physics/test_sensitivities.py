@@ -38,7 +38,9 @@ def test_sensitivities_match_finite_differences(ru: float) -> None:
     nominal = physics.load_scenario(doc).parameters()
     for name in PARAMETERS:
         p = nominal[name]
-        step = 1e-5 * abs(p) if p != 0 else 1e-2  # Ru = 0: a step of 0.01 ohm
+        # 1e-3 relative: central-difference truncation ~1e-6, while the rounding noise of
+        # the capacitive current on the microsecond steps after a vertex stays below it.
+        step = 1e-3 * abs(p) if p != 0 else 1e-2  # Ru = 0: a step of 0.01 ohm
         lo = p - step if p != 0 else p
         hi = p + step
         batch = physics.simulate_batch(doc, [name], [[lo], [hi]])
@@ -47,7 +49,7 @@ def test_sensitivities_match_finite_differences(ru: float) -> None:
         scale = float(np.max(np.abs(exact)))
         assert scale > 0, name
         # One-sided at Ru = 0 (Ru cannot be negative): first-order accurate.
-        tol = 2e-3 if p == 0 else 1e-5
+        tol = 2e-3 if p == 0 else 2e-5
         assert np.max(np.abs(fd - exact)) < tol * scale, name
 
 

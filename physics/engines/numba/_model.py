@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,8 +14,9 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from physics.engines.numba import _network as nw
 from physics.engines.numba import _single_couple as sc_kernel
-from physics.engines.numba._batch import run_single_couple_batch
+from physics.engines.numba._batch import run_network_batch, run_single_couple_batch
 from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, mhc_table
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import NumericalError, ParameterError
@@ -25,6 +27,7 @@ __all__ = [
     "KernelState",
     "Model",
     "Outputs",
+    "ParameterMap",
     "build",
     "extend_state",
     "initial_state",
@@ -204,65 +207,131 @@ def _tables(sc: Scenario, f: float) -> tuple[FloatArray, float, float]:
     return np.stack(rows), eta0, deta
 
 
-def parameter_map(
-    sc: Scenario, model: Model, scales: object, names: Sequence[str]
-) -> tuple[IntArray, FloatArray]:
-    """Kernel parameter ids for the key paths ``names`` and d(dimensionless)/d(SI)."""
+@dataclass(frozen=True, slots=True)
+class ParameterMap:
+    """How the requested sensitivities map onto a kernel: ids for the single-couple
+    kernel, ``(ptype, pidx)`` pairs for the network kernel, ``factors`` = d(kernel
+    parameter)/d(SI parameter), and ``dcb`` (P, S), the derivative of the bulk
+    concentrations (non-zero for equilibrium bulks that follow kf/kb)."""
+
+    single: IntArray
+    ptype: IntArray
+    pidx: IntArray
+    factors: FloatArray
+    dcb: FloatArray
+
+    @property
+    def count(self) -> int:
+        return int(self.factors.size)
+
+
+_INDEXED = re.compile(r"^(kinetics|chemistry)(?:\[(\d+)\])?\.(\w+)$")
+
+
+def parameter_map(sc: Scenario, model: Model, scales: object, names: Sequence[str]) -> ParameterMap:
+    """Kernel parameters for the key paths ``names`` (validated by the caller)."""
     D_ref: float = scales.D_ref  # type: ignore[attr-defined]
     L: float = scales.L  # type: ignore[attr-defined]
     f: float = scales.f  # type: ignore[attr-defined]
     t_ref: float = scales.t_ref  # type: ignore[attr-defined]
+    c_ref: float = scales.c_ref  # type: ignore[attr-defined]
     I_scale: float = scales.I_scale  # type: ignore[attr-defined]
-    ids: list[int] = []
+    S = model.d.size
+    single: list[int] = []
+    ptype: list[int] = []
+    pidx: list[int] = []
     factors: list[float] = []
-    if not model.single_couple:
-        raise ParameterError("sensitivities are only available for mechanism E so far")
-    ox_name = model.species[int(model.ox[0])]
-    for name in names:
-        key = name.split(".")[-1]
-        if name.startswith("kinetics"):
-            pid = {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key]
-            factor = {"k0": L / D_ref, "alpha": 1.0, "E0": f}[key]
-        elif name.startswith("species."):
-            sp = name.split(".")[1]
-            pid = sc_kernel.P_D_O if sp == ox_name else sc_kernel.P_D_R
-            factor = 1.0 / D_ref
+    dcb = np.zeros((len(names), S))
+    for q, name in enumerate(names):
+        m = _INDEXED.match(name)
+        if name.startswith("species."):
+            k = model.species.index(name.split(".")[1])
+            ptype.append(nw.Q_D)
+            pidx.append(k)
+            single.append(sc_kernel.P_D_O if k == int(model.ox[0]) else sc_kernel.P_D_R)
+            factors.append(1.0 / D_ref)
         elif name == "cell.Ru":
-            pid, factor = sc_kernel.P_RU, f * I_scale
+            ptype.append(nw.Q_RU)
+            pidx.append(-1)
+            single.append(sc_kernel.P_RU)
+            factors.append(f * I_scale)
         elif name == "cell.Cdl":
-            pid, factor = sc_kernel.P_CDL, 1.0 / (f * t_ref * I_scale)
+            ptype.append(nw.Q_CDL)
+            pidx.append(-1)
+            single.append(sc_kernel.P_CDL)
+            factors.append(1.0 / (f * t_ref * I_scale))
+        elif m is not None and m.group(1) == "kinetics":
+            j = int(m.group(2) or 0)
+            key = m.group(3)
+            ptype.append({"k0": nw.Q_K0, "alpha": nw.Q_ALPHA, "E0": nw.Q_E0}[key])
+            pidx.append(j)
+            single.append(
+                {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key]
+            )
+            factors.append({"k0": L / D_ref, "alpha": 1.0, "E0": f}[key])
+        elif m is not None and m.group(1) == "chemistry":
+            j = int(m.group(2) or 0)
+            forward = m.group(3) == "kf"
+            ptype.append(nw.Q_KF if forward else nw.Q_KB)
+            pidx.append(j)
+            single.append(-1)
+            factor, dcb[q] = _chemistry_parameter(
+                sc, model, j, forward=forward, t_ref=t_ref, c_ref=c_ref
+            )
+            factors.append(factor)
         else:
             raise ParameterError(f"no sensitivity is available for {name!r}")
-        ids.append(pid)
-        factors.append(factor)
-    return np.array(ids, dtype=np.int64), np.array(factors)
+    return ParameterMap(
+        single=np.array(single, dtype=np.int64),
+        ptype=np.array(ptype, dtype=np.int64),
+        pidx=np.array(pidx, dtype=np.int64),
+        factors=np.array(factors, dtype=np.float64),
+        dcb=dcb,
+    )
 
 
-def initial_state(model: Model, grid: Grid, params: int, theta: float) -> KernelState:
+def _chemistry_parameter(
+    sc: Scenario, model: Model, j: int, *, forward: bool, t_ref: float, c_ref: float
+) -> tuple[float, FloatArray]:
+    """d(kernel rate)/d(SI rate) of step ``j``'s kf or kb, and the derivative of the bulk
+    concentrations that follow the equilibrium (``c = kf/kb * prod(reactants)``)."""
+    chem = sc.chemistry[j]
+    order = len(chem.reactants) if forward else len(chem.products)
+    K = float(model.kf[j] if forward else model.kb[j])
+    dcb = np.zeros(model.d.size)
+    for k, sp in enumerate(sc.species):
+        if sp.derived and sp.name in chem.products and K > 0:
+            dcb[k] = model.cb[k] / K * (1.0 if forward else -1.0)
+    return t_ref * (c_ref if order == 2 else 1.0), dcb
+
+
+def initial_state(model: Model, grid: Grid, params: ParameterMap, theta: float) -> KernelState:
     """Uniform bulk concentrations, no history, interfacial potential ``theta``."""
-    S = model.d.size
     c = np.repeat(model.cb[:, None], grid.points, axis=1)
+    s = np.repeat(params.dcb[:, :, None], grid.points, axis=2)
     return KernelState(
         c=c,
         c_prev=c.copy(),
         scal=np.array([theta, theta, 0.0, 0.0]),
-        s=np.zeros((params, S, grid.points)),
-        s_prev=np.zeros((params, S, grid.points)),
-        s_theta=np.zeros((params, 2)),
+        s=s,
+        s_prev=s.copy(),
+        s_theta=np.zeros((params.count, 2)),
     )
 
 
-def extend_state(state: KernelState, model: Model, old_points: int, new_points: int) -> KernelState:
+def extend_state(
+    state: KernelState, model: Model, params: ParameterMap, old_points: int, new_points: int
+) -> KernelState:
     """Append bulk nodes: the old outermost node was already held at the bulk."""
     extra = new_points - old_points
     bulk = np.repeat(model.cb[:, None], extra, axis=1)
-    zeros = np.zeros((state.s.shape[0], state.s.shape[1], extra))
+    s_bulk = np.repeat(params.dcb[:, :, None], extra, axis=2)
     return KernelState(
         c=np.concatenate([state.c, bulk], axis=1),
         c_prev=np.concatenate([state.c_prev, bulk], axis=1),
         scal=state.scal.copy(),
-        s=np.concatenate([state.s, zeros], axis=2),
-        s_prev=np.concatenate([state.s_prev, zeros], axis=2),
+        s=np.concatenate([state.s, s_bulk], axis=2),
+        s_prev=np.concatenate([state.s_prev, s_bulk], axis=2),
         s_theta=state.s_theta.copy(),
     )
 
@@ -293,44 +362,41 @@ def run(
     theta: FloatArray,
     restart: npt.NDArray[np.bool_],
     state: KernelState,
-    param_ids: IntArray,
+    params: ParameterMap,
     out: Outputs,
     offset: int,
     rec_idx: IntArray,
 ) -> tuple[int, int]:
     """Advance ``state`` (in place) over the steps; outputs go to ``out[offset:]``."""
     stop = offset + h.size
-    status, failed = sc_kernel.run_single_couple(
-        grid.V,
-        grid.G,
-        model.d,
-        model.cb,
-        float(model.n[0]),
-        float(model.theta0[0]),
-        float(model.K0[0]),
-        float(model.alpha[0]),
-        int(model.kinetics[0]),
-        model.tables[0],
-        model.eta0,
-        model.deta,
-        model.rho,
-        model.gamma,
-        np.ascontiguousarray(h),
-        np.ascontiguousarray(theta),
-        np.ascontiguousarray(restart),
-        state.c,
-        state.c_prev,
-        state.scal,
-        param_ids,
-        state.s,
-        state.s_prev,
-        state.s_theta,
-        out.psi[offset:stop],
-        out.theta[offset:stop],
-        out.dpsi[offset:stop],
-        rec_idx - offset,
-        out.profiles,
-    )
+    h = np.ascontiguousarray(h)
+    theta = np.ascontiguousarray(theta)
+    restart = np.ascontiguousarray(restart)
+    if model.single_couple:
+        status, failed = sc_kernel.run_single_couple(
+            grid.V, grid.G, model.d, model.cb,
+            float(model.n[0]), float(model.theta0[0]), float(model.K0[0]), float(model.alpha[0]),
+            int(model.kinetics[0]), model.tables[0], model.eta0, model.deta,
+            model.rho, model.gamma,
+            h, theta, restart,
+            state.c, state.c_prev, state.scal,
+            params.single, state.s, state.s_prev, state.s_theta,
+            out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
+            rec_idx - offset, out.profiles,
+        )  # fmt: skip
+    else:
+        status, failed = nw.run_network(
+            grid.V, grid.G, model.d, model.cb,
+            model.n, model.theta0, model.K0, model.alpha, model.kinetics, model.ox, model.red,
+            model.tables, model.eta0, model.deta,
+            model.kf, model.kb, model.reactants, model.products,
+            model.rho, model.gamma,
+            h, theta, restart,
+            state.c, state.c_prev, state.scal,
+            params.ptype, params.pidx, params.dcb, state.s, state.s_prev, state.s_theta,
+            out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
+            rec_idx - offset, out.profiles,
+        )  # fmt: skip
     return int(status), int(failed)
 
 
@@ -344,10 +410,8 @@ def run_batch(
     theta_init: float,
     threads: int | None,
 ) -> FloatArray:
-    """Currents (sets, steps) of many single-couple models on one grid, in parallel."""
+    """Currents (sets, steps) of many models of one mechanism on one grid, in parallel."""
     first = models[0]
-    if not all(m.single_couple for m in models):
-        raise ParameterError("batch mode is only available for mechanism E so far")
     B = len(models)
     psi = np.zeros((B, h.size))
     status = np.zeros(B, dtype=np.int64)
@@ -356,28 +420,26 @@ def run_batch(
         available = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
         numba.set_num_threads(max(1, min(int(threads), available)))
     try:
-        run_single_couple_batch(
-            grid.V,
-            grid.G,
-            np.stack([m.d for m in models]),
-            first.cb,
-            np.array([m.n[0] for m in models]),
-            np.array([m.theta0[0] for m in models]),
-            np.array([m.K0[0] for m in models]),
-            np.array([m.alpha[0] for m in models]),
-            int(first.kinetics[0]),
-            first.tables[0],
-            first.eta0,
-            first.deta,
-            np.array([m.rho for m in models]),
-            np.array([m.gamma for m in models]),
-            h,
-            theta,
-            restart,
-            theta_init,
-            psi,
-            status,
-        )
+        if first.single_couple:
+            run_single_couple_batch(
+                grid.V, grid.G, np.stack([m.d for m in models]), first.cb,
+                np.array([m.n[0] for m in models]), np.array([m.theta0[0] for m in models]),
+                np.array([m.K0[0] for m in models]), np.array([m.alpha[0] for m in models]),
+                int(first.kinetics[0]), first.tables[0], first.eta0, first.deta,
+                np.array([m.rho for m in models]), np.array([m.gamma for m in models]),
+                h, theta, restart, theta_init, psi, status,
+            )  # fmt: skip
+        else:
+            run_network_batch(
+                grid.V, grid.G, np.stack([m.d for m in models]), np.stack([m.cb for m in models]),
+                first.n, np.stack([m.theta0 for m in models]), np.stack([m.K0 for m in models]),
+                np.stack([m.alpha for m in models]), first.kinetics, first.ox, first.red,
+                first.tables, first.eta0, first.deta,
+                np.stack([m.kf for m in models]), np.stack([m.kb for m in models]),
+                first.reactants, first.products,
+                np.array([m.rho for m in models]), np.array([m.gamma for m in models]),
+                h, theta, restart, theta_init, psi, status,
+            )  # fmt: skip
     finally:
         numba.set_num_threads(previous)
     if np.any(status != 0):
@@ -390,40 +452,27 @@ def run_batch(
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel once, so timings exclude it."""
     grid = expanding_grid(0.1, 1.2, 3.0, "planar", math.inf)
-    model_arrays = (np.array([1.0, 1.0]), np.array([1.0, 0.0]))
+    N = grid.points
     h = np.full(3, 0.01)
     theta = np.zeros(3)
     restart = np.array([True, False, False])
-    N = grid.points
+    no_rec = np.zeros(0, dtype=np.int64)
     for P in (0, 1):
         sc_kernel.run_single_couple(
-            grid.V,
-            grid.G,
-            model_arrays[0],
-            model_arrays[1],
-            1.0,
-            0.0,
-            1.0,
-            0.5,
-            BUTLER_VOLMER,
-            np.zeros((2, 2)),
-            0.0,
-            1.0,
-            0.0,
-            0.0,
-            h,
-            theta,
-            restart,
-            np.ones((2, N)),
-            np.ones((2, N)),
-            np.array([0.0, 0.0, 0.0, 0.0]),
-            np.zeros(P, dtype=np.int64),
-            np.zeros((P, 2, N)),
-            np.zeros((P, 2, N)),
-            np.zeros((P, 2)),
-            np.zeros(3),
-            np.zeros(3),
-            np.zeros((3, P)),
-            np.zeros(0, dtype=np.int64),
-            np.zeros((0, 2, N)),
-        )
+            grid.V, grid.G, np.ones(2), np.array([1.0, 0.0]), 1.0, 0.0, 1.0, 0.5,
+            BUTLER_VOLMER, np.zeros((2, 2)), 0.0, 1.0, 0.0, 0.0, h, theta, restart,
+            np.ones((2, N)), np.ones((2, N)), np.zeros(4),
+            np.zeros(P, dtype=np.int64), np.zeros((P, 2, N)), np.zeros((P, 2, N)), np.zeros((P, 2)),
+            np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 2, N)),
+        )  # fmt: skip
+        nw.run_network(
+            grid.V, grid.G, np.ones(3), np.array([1.0, 0.0, 0.0]),
+            np.ones(1), np.zeros(1), np.ones(1), np.full(1, 0.5), np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros((1, 2, 2)), 0.0, 1.0,
+            np.ones(1), np.zeros(1), np.array([[1, -1]]), np.array([[2, -1]]),
+            0.0, 0.0, h, theta, restart,
+            np.ones((3, N)), np.ones((3, N)), np.zeros(4),
+            np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64), np.zeros((P, 3)),
+            np.zeros((P, 3, N)), np.zeros((P, 3, N)), np.zeros((P, 2)),
+            np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 3, N)),
+        )  # fmt: skip

@@ -195,9 +195,10 @@ def run_single_couple(  # noqa: PLR0912, PLR0915, PLR0917 - one hot loop; numba 
                 elif step < -2.0:
                     step = -2.0
                 x += step
-                if abs(step) < 1e-12 * (1.0 + abs(x)):
+                if converged:
+                    break  # one polishing step after convergence: Newton is then exact to rounding
+                if abs(step) < 1e-10 * (1.0 + abs(x)):
                     converged = True
-                    break
             if not converged:
                 scal[0] = th
                 return STATUS_NEWTON, m
