@@ -204,7 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     available = {k: v for k, v in peers.items() if "ms_per_cv" in v}
     fastest = min(available, key=lambda k: available[k]["ms_per_cv"]) if available else None
     return {
-        "benchmark": "reversible E CV, planar, 1 mM, D 1e-9 m2/s, 0.1 V/s, +0.5 to -0.5 V, 1 mV steps",
+        "benchmark": (
+            "reversible E CV, planar, 1 mM, D 1e-9 m2/s, 0.1 V/s, +0.5 to -0.5 V, 1 mV steps"
+        ),
         "steps_per_s": ours["steps_per_s"],
         "ms_per_cv": ours["ms_per_cv"],
         "steps": ours["steps"],

@@ -1,1 +1,2 @@
-"""The 1D finite-volume engine: expanding grid, implicit BDF2 in time, numba kernels."""
+"""The 1D engine: compact fourth-order differences on an expanding grid, implicit BDF
+(order up to 3) in time, numba kernels."""

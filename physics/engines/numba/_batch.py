@@ -6,6 +6,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from physics.engines.numba._bdf import MAX_ORDER
 from physics.engines.numba._jit import parallel_kernel
 from physics.engines.numba._network import run_network
 from physics.engines.numba._single_couple import run_single_couple
@@ -17,8 +18,8 @@ __all__ = ["run_network_batch", "run_single_couple_batch"]
 
 @parallel_kernel
 def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional arrays
-    V: Array,
-    G: Array,
+    mass: Array,
+    stiff: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -40,61 +41,32 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
 ) -> None:
     """Run set ``b`` with ``d[b]``, ``n_e[b]``, ... from rest; currents into ``psi_out[b]``."""
     B = psi_out.shape[0]
-    N = V.shape[0]
+    N = mass.shape[0]
     M = h.shape[0]
+    K = MAX_ORDER
     for b in numba.prange(B):
-        c = np.empty((2, N))
-        for i in range(N):
-            c[0, i] = cb[0]
-            c[1, i] = cb[1]
-        c_prev = c.copy()
-        scal = np.array([theta_init, theta_init, 0.0, 0.0])
-        par = np.zeros(0, dtype=np.int64)
-        s = np.zeros((0, 2, N))
-        s_prev = np.zeros((0, 2, N))
-        s_theta = np.zeros((0, 2))
-        theta_out = np.empty(M)
-        dpsi = np.zeros((M, 0))
-        rec = np.zeros(0, dtype=np.int64)
-        prof = np.zeros((0, 2, N))
+        hist = np.empty((K, 2, N))
+        for j in range(K):
+            for i in range(N):
+                hist[j, 0, i] = cb[0]
+                hist[j, 1, i] = cb[1]
+        scal = np.zeros(1 + 2 * K)
+        scal[0] = 1.0
+        for j in range(K):
+            scal[1 + j] = theta_init
         st, _ = run_single_couple(
-            V,
-            G,
-            d[b],
-            cb,
-            n_e[b],
-            theta0[b],
-            K0[b],
-            alpha[b],
-            model,
-            table,
-            eta0,
-            deta,
-            rho[b],
-            gamma[b],
-            h,
-            theta_app,
-            restart,
-            c,
-            c_prev,
-            scal,
-            par,
-            s,
-            s_prev,
-            s_theta,
-            psi_out[b],
-            theta_out,
-            dpsi,
-            rec,
-            prof,
-        )
+            mass, stiff, d[b], cb, n_e[b], theta0[b], K0[b], alpha[b], model, table, eta0, deta,
+            rho[b], gamma[b], h, theta_app, restart, hist, scal, np.zeros(0, dtype=np.int64),
+            np.zeros((0, K, 2, N)), np.zeros((0, K)), psi_out[b], np.empty(M), np.zeros((M, 0)),
+            np.zeros(0, dtype=np.int64), np.zeros((0, 2, N)),
+        )  # fmt: skip
         status[b] = st
 
 
 @parallel_kernel
 def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
-    V: Array,
-    G: Array,
+    mass: Array,
+    stiff: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -123,22 +95,25 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     """Run set ``b`` of a reaction network (per-set ``d[b]``, ``cb[b]``, ``theta0[b]``,
     ``K0[b]``, ``alpha[b]``, ``kf[b]``, ``kb[b]``, ``rho[b]``, ``gamma[b]``) from rest."""
     B = psi_out.shape[0]
-    N = V.shape[0]
+    N = mass.shape[0]
     S = d.shape[1]
     M = h.shape[0]
+    K = MAX_ORDER
     for b in numba.prange(B):
-        c = np.empty((S, N))
-        for k in range(S):
-            for i in range(N):
-                c[k, i] = cb[b, k]
-        c_prev = c.copy()
-        scal = np.array([theta_init, theta_init, 0.0, 0.0])
+        hist = np.empty((K, S, N))
+        for j in range(K):
+            for k in range(S):
+                for i in range(N):
+                    hist[j, k, i] = cb[b, k]
+        scal = np.zeros(1 + 2 * K)
+        scal[0] = 1.0
+        for j in range(K):
+            scal[1 + j] = theta_init
         none = np.zeros(0, dtype=np.int64)
         st, _ = run_network(
-            V, G, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
+            mass, stiff, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
             eta0, deta, kf[b], kb[b], reac, prod, rho[b], gamma[b], h, theta_app, restart,
-            c, c_prev, scal, none, none, np.zeros((0, S)), np.zeros((0, S, N)),
-            np.zeros((0, S, N)), np.zeros((0, 2)), psi_out[b], np.empty(M), np.zeros((M, 0)),
-            none, np.zeros((0, S, N)),
+            hist, scal, none, none, np.zeros((0, S)), np.zeros((0, K, S, N)), np.zeros((0, K)),
+            psi_out[b], np.empty(M), np.zeros((M, 0)), none, np.zeros((0, S, N)),
         )  # fmt: skip
         status[b] = st

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from physics.engines.numba import _network as nw
 from physics.engines.numba import _single_couple as sc_kernel
 from physics.engines.numba._batch import run_network_batch, run_single_couple_batch
+from physics.engines.numba._bdf import MAX_ORDER
 from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, mhc_table
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import NumericalError, ParameterError
@@ -99,24 +100,25 @@ class Model:
 
 @dataclass(slots=True)
 class KernelState:
-    """Mutable kernel arrays: two concentration levels (S, N), scalars
-    ``(theta, theta_prev, h_prev, has_prev)``, and per-parameter sensitivities."""
+    """Mutable kernel arrays (layout in ``_single_couple``'s docstring): past
+    concentration levels ``hist`` (K, S, N), scalars ``scal`` (levels, past interfacial
+    potentials, past step sizes), and the sensitivities ``s_hist`` (P, K, S, N) and
+    ``s_theta`` (P, K)."""
 
-    c: FloatArray
-    c_prev: FloatArray
+    hist: FloatArray
     scal: FloatArray
-    s: FloatArray
-    s_prev: FloatArray
+    s_hist: FloatArray
     s_theta: FloatArray
+
+    @property
+    def c(self) -> FloatArray:
+        """The newest concentration level (S, N)."""
+        newest: FloatArray = self.hist[0]
+        return newest
 
     def copy(self) -> KernelState:
         return KernelState(
-            self.c.copy(),
-            self.c_prev.copy(),
-            self.scal.copy(),
-            self.s.copy(),
-            self.s_prev.copy(),
-            self.s_theta.copy(),
+            self.hist.copy(), self.scal.copy(), self.s_hist.copy(), self.s_theta.copy()
         )
 
 
@@ -306,17 +308,12 @@ def _chemistry_parameter(
 
 
 def initial_state(model: Model, grid: Grid, params: ParameterMap, theta: float) -> KernelState:
-    """Uniform bulk concentrations, no history, interfacial potential ``theta``."""
-    c = np.repeat(model.cb[:, None], grid.points, axis=1)
-    s = np.repeat(params.dcb[:, :, None], grid.points, axis=2)
-    return KernelState(
-        c=c,
-        c_prev=c.copy(),
-        scal=np.array([theta, theta, 0.0, 0.0]),
-        s=s,
-        s_prev=s.copy(),
-        s_theta=np.zeros((params.count, 2)),
-    )
+    """Uniform bulk concentrations, one level of history, interfacial potential ``theta``."""
+    K = MAX_ORDER
+    hist = np.repeat(np.repeat(model.cb[None, :, None], grid.points, axis=2), K, axis=0)
+    s_hist = np.repeat(np.repeat(params.dcb[:, None, :, None], grid.points, axis=3), K, axis=1)
+    scal = np.concatenate([[1.0], np.full(K, theta), np.zeros(K)])
+    return KernelState(hist=hist, scal=scal, s_hist=s_hist, s_theta=np.zeros((params.count, K)))
 
 
 def extend_state(
@@ -324,14 +321,13 @@ def extend_state(
 ) -> KernelState:
     """Append bulk nodes: the old outermost node was already held at the bulk."""
     extra = new_points - old_points
-    bulk = np.repeat(model.cb[:, None], extra, axis=1)
-    s_bulk = np.repeat(params.dcb[:, :, None], extra, axis=2)
+    K = state.hist.shape[0]
+    bulk = np.repeat(np.repeat(model.cb[None, :, None], extra, axis=2), K, axis=0)
+    s_bulk = np.repeat(np.repeat(params.dcb[:, None, :, None], extra, axis=3), K, axis=1)
     return KernelState(
-        c=np.concatenate([state.c, bulk], axis=1),
-        c_prev=np.concatenate([state.c_prev, bulk], axis=1),
+        hist=np.concatenate([state.hist, bulk], axis=2),
         scal=state.scal.copy(),
-        s=np.concatenate([state.s, s_bulk], axis=2),
-        s_prev=np.concatenate([state.s_prev, s_bulk], axis=2),
+        s_hist=np.concatenate([state.s_hist, s_bulk], axis=3),
         s_theta=state.s_theta.copy(),
     )
 
@@ -374,26 +370,26 @@ def run(
     restart = np.ascontiguousarray(restart)
     if model.single_couple:
         status, failed = sc_kernel.run_single_couple(
-            grid.V, grid.G, model.d, model.cb,
+            grid.mass, grid.stiff, model.d, model.cb,
             float(model.n[0]), float(model.theta0[0]), float(model.K0[0]), float(model.alpha[0]),
             int(model.kinetics[0]), model.tables[0], model.eta0, model.deta,
             model.rho, model.gamma,
             h, theta, restart,
-            state.c, state.c_prev, state.scal,
-            params.single, state.s, state.s_prev, state.s_theta,
+            state.hist, state.scal,
+            params.single, state.s_hist, state.s_theta,
             out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
             rec_idx - offset, out.profiles,
         )  # fmt: skip
     else:
         status, failed = nw.run_network(
-            grid.V, grid.G, model.d, model.cb,
+            grid.mass, grid.stiff, model.d, model.cb,
             model.n, model.theta0, model.K0, model.alpha, model.kinetics, model.ox, model.red,
             model.tables, model.eta0, model.deta,
             model.kf, model.kb, model.reactants, model.products,
             model.rho, model.gamma,
             h, theta, restart,
-            state.c, state.c_prev, state.scal,
-            params.ptype, params.pidx, params.dcb, state.s, state.s_prev, state.s_theta,
+            state.hist, state.scal,
+            params.ptype, params.pidx, params.dcb, state.s_hist, state.s_theta,
             out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
             rec_idx - offset, out.profiles,
         )  # fmt: skip
@@ -422,7 +418,7 @@ def run_batch(
     try:
         if first.single_couple:
             run_single_couple_batch(
-                grid.V, grid.G, np.stack([m.d for m in models]), first.cb,
+                grid.mass, grid.stiff, np.stack([m.d for m in models]), first.cb,
                 np.array([m.n[0] for m in models]), np.array([m.theta0[0] for m in models]),
                 np.array([m.K0[0] for m in models]), np.array([m.alpha[0] for m in models]),
                 int(first.kinetics[0]), first.tables[0], first.eta0, first.deta,
@@ -431,7 +427,8 @@ def run_batch(
             )  # fmt: skip
         else:
             run_network_batch(
-                grid.V, grid.G, np.stack([m.d for m in models]), np.stack([m.cb for m in models]),
+                grid.mass, grid.stiff,
+                np.stack([m.d for m in models]), np.stack([m.cb for m in models]),
                 first.n, np.stack([m.theta0 for m in models]), np.stack([m.K0 for m in models]),
                 np.stack([m.alpha for m in models]), first.kinetics, first.ox, first.red,
                 first.tables, first.eta0, first.deta,
@@ -453,26 +450,28 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel once, so timings exclude it."""
     grid = expanding_grid(0.1, 1.2, 3.0, "planar", math.inf)
     N = grid.points
+    K = MAX_ORDER
     h = np.full(3, 0.01)
     theta = np.zeros(3)
     restart = np.array([True, False, False])
     no_rec = np.zeros(0, dtype=np.int64)
+    scal = np.concatenate([[1.0], np.zeros(2 * K)])
     for P in (0, 1):
         sc_kernel.run_single_couple(
-            grid.V, grid.G, np.ones(2), np.array([1.0, 0.0]), 1.0, 0.0, 1.0, 0.5,
+            grid.mass, grid.stiff, np.ones(2), np.array([1.0, 0.0]), 1.0, 0.0, 1.0, 0.5,
             BUTLER_VOLMER, np.zeros((2, 2)), 0.0, 1.0, 0.0, 0.0, h, theta, restart,
-            np.ones((2, N)), np.ones((2, N)), np.zeros(4),
-            np.zeros(P, dtype=np.int64), np.zeros((P, 2, N)), np.zeros((P, 2, N)), np.zeros((P, 2)),
+            np.ones((K, 2, N)), scal.copy(),
+            np.zeros(P, dtype=np.int64), np.zeros((P, K, 2, N)), np.zeros((P, K)),
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 2, N)),
         )  # fmt: skip
         nw.run_network(
-            grid.V, grid.G, np.ones(3), np.array([1.0, 0.0, 0.0]),
+            grid.mass, grid.stiff, np.ones(3), np.array([1.0, 0.0, 0.0]),
             np.ones(1), np.zeros(1), np.ones(1), np.full(1, 0.5), np.zeros(1, dtype=np.int64),
             np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros((1, 2, 2)), 0.0, 1.0,
             np.ones(1), np.zeros(1), np.array([[1, -1]]), np.array([[2, -1]]),
             0.0, 0.0, h, theta, restart,
-            np.ones((3, N)), np.ones((3, N)), np.zeros(4),
+            np.ones((K, 3, N)), scal.copy(),
             np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64), np.zeros((P, 3)),
-            np.zeros((P, 3, N)), np.zeros((P, 3, N)), np.zeros((P, 2)),
+            np.zeros((P, K, 3, N)), np.zeros((P, K)),
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 3, N)),
         )  # fmt: skip

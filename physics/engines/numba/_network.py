@@ -1,10 +1,11 @@
 """The general kernel: several species coupled by homogeneous reactions and one or two
 electron transfers (mechanisms EC, CE, EC', ECE; first- and second-order steps).
 
-Same discretization as the single-couple kernel (finite volumes on the expanding grid,
-variable-step BDF2), but the species at a node are coupled by the reactions, so each
-step is a block-tridiagonal solve with small dense blocks, eliminated from the bulk
-towards the electrode. That leaves the surface concentrations affine in the
+Same discretization as the single-couple kernel (compact differences on the expanding
+grid, variable-step BDF up to order 3; the reaction terms are lumped on the node, which
+keeps the off-diagonal blocks diagonal), but the species at a node are coupled by the
+reactions, so each step is a block-tridiagonal solve with small dense blocks,
+eliminated from the bulk towards the electrode. That leaves the surface concentrations affine in the
 interfacial rates ``r`` of the electron transfers; the rate laws then give ``r`` from
 an ``m x m`` system (m <= 2), inside a scalar Newton iteration on the interfacial
 potential when Ru > 0. Second-order steps are linearized and iterated (Newton) to
@@ -19,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from physics.engines.numba._bdf import MAX_ORDER, bdf_weights
 from physics.engines.numba._jit import kernel
 from physics.engines.numba._kinetics import rates
 
@@ -48,6 +50,7 @@ Q_KF = 6
 Q_KB = 7
 
 _NEWTON_TOL = 1e-11
+K = MAX_ORDER
 _NEWTON_MAX = 50
 
 
@@ -133,10 +136,10 @@ def _reaction(  # noqa: PLR0917 - called from kernels, positionally
 
 @kernel
 def _factor(  # noqa: PLR0917 - called from kernels, positionally
-    V: Array, G: Array, d: Array, h: float, a0: float, J: Array, den_inv: Array, B: Array
+    mass: Array, stiff: Array, d: Array, b0: float, J: Array, den_inv: Array, B: Array
 ) -> bool:
     """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S)."""
-    N = V.shape[0]
+    N = mass.shape[0]
     S = d.shape[0]
     tmp = np.empty((S, S))
     inv = np.empty((S, S))
@@ -144,25 +147,32 @@ def _factor(  # noqa: PLR0917 - called from kernels, positionally
         for b in range(S):
             B[N - 1, a, b] = 0.0
     for i in range(N - 2, -1, -1):
+        w = mass[i, 0] + mass[i, 1] + mass[i, 2]  # reactions are lumped on the node
         for a in range(S):
-            up = -h * d[a] * G[i]
+            up = b0 * mass[i, 2] - d[a] * stiff[i, 2]
             for b in range(S):
-                tmp[a, b] = -h * V[i] * J[i, a, b] + up * B[i + 1, a, b]
-            tmp[a, a] += a0 * V[i] + h * d[a] * G[i]
-            if i > 0:
-                tmp[a, a] += h * d[a] * G[i - 1]
+                tmp[a, b] = -w * J[i, a, b] + up * B[i + 1, a, b]
+            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1]
         if not _invert(tmp, inv):
             return False
         for a in range(S):
             for b in range(S):
                 den_inv[i, a, b] = inv[a, b]
-                B[i, a, b] = inv[a, b] * h * d[b] * G[i - 1] if i > 0 else 0.0
+                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0]
+                B[i, a, b] = -inv[a, b] * lo if i > 0 else 0.0
     return True
 
 
 @kernel
 def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
-    G: Array, d: Array, h: float, rhs: Array, boundary: Array, den_inv: Array, al: Array
+    mass: Array,
+    stiff: Array,
+    d: Array,
+    b0: float,
+    rhs: Array,
+    boundary: Array,
+    den_inv: Array,
+    al: Array,
 ) -> None:
     """``al[i] = den_inv[i] (rhs[i] - Up_i al[i+1])`` from the bulk node inwards."""
     N = rhs.shape[1]
@@ -172,12 +182,38 @@ def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
         al[a, N - 1] = boundary[a]
     for i in range(N - 2, -1, -1):
         for a in range(S):
-            v[a] = rhs[a, i] + h * d[a] * G[i] * al[a, i + 1]
+            v[a] = rhs[a, i] - (b0 * mass[i, 2] - d[a] * stiff[i, 2]) * al[a, i + 1]
         for a in range(S):
             acc = 0.0
             for b in range(S):
                 acc += den_inv[i, a, b] * v[b]
             al[a, i] = acc
+
+
+@kernel
+def _history(  # noqa: PLR0917 - called from kernels, positionally
+    ring: Array, head: int, order: int, beta_w: Array, ring_size: int, out: Array
+) -> None:
+    """``out = sum_{j=1..order} beta_w[j] * level(j-1)`` for (S, N) levels in a ring."""
+    S, N = out.shape
+    for a in range(S):
+        for i in range(N):
+            acc = 0.0
+            for j in range(1, order + 1):
+                acc += beta_w[j] * ring[(head + j - 1) % ring_size, a, i]
+            out[a, i] = acc
+
+
+@kernel
+def _mass_rhs(mass: Array, hsum: Array, rhs: Array) -> None:
+    """``rhs[:, i] = -sum_j mass[i, j] * hsum[:, j]`` over the row's three nodes."""
+    S, N = hsum.shape
+    for a in range(S):
+        for i in range(N - 1):
+            acc = mass[i, 1] * hsum[a, i] + mass[i, 2] * hsum[a, i + 1]
+            if i > 0:
+                acc += mass[i, 0] * hsum[a, i - 1]
+            rhs[a, i] = -acc
 
 
 @kernel
@@ -215,8 +251,8 @@ def _solve_small(A: Array, b: Array, x: Array) -> bool:
 
 @kernel
 def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; numba takes arrays positionally
-    V: Array,
-    G: Array,
+    mass: Array,
+    stiff: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -238,14 +274,12 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
     h: Array,
     theta_app: Array,
     restart: npt.NDArray[np.bool_],
-    c: Array,
-    c_prev: Array,
+    hist: Array,
     scal: Array,
     ptype: IntArray,
     pidx: IntArray,
     dcb: Array,
-    s: Array,
-    s_prev: Array,
+    s_hist: Array,
     s_theta: Array,
     psi_out: Array,
     theta_out: Array,
@@ -263,11 +297,12 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
     Status 1: the potential iteration failed; 2: non-finite current; 3: the
     concentration iteration failed; 4: a singular block.
     """
-    N = V.shape[0]
+    N = mass.shape[0]
     S = d.shape[0]
     m_et = n_e.shape[0]
     M = h.shape[0]
     P = ptype.shape[0]
+    R1 = K + 1
     nonlinear = False
     for j in range(kf.shape[0]):
         if reac[j, 1] >= 0 or prod[j, 1] >= 0:
@@ -277,18 +312,28 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
     for j in range(m_et):
         nu[ox[j], j] += 1.0
         nu[red[j], j] -= 1.0
-    cur = c.copy()
-    old = c_prev.copy()
-    new = np.empty_like(c)
-    guess = np.empty_like(c)
-    scur = s.copy()
-    sold = s_prev.copy()
-    snew = np.empty_like(s)
-    st_cur = s_theta[:, 0].copy()
-    st_old = s_theta[:, 1].copy()
+    ring = np.empty((R1, S, N))
+    sring = np.empty((R1, P, S, N))
+    th_ring = np.zeros(R1)
+    st_ring = np.zeros((R1, P))
+    for j in range(K):
+        ring[j] = hist[j]
+        th_ring[j] = scal[1 + j]
+        for q in range(P):
+            sring[j, q] = s_hist[q, j]
+            st_ring[j, q] = s_theta[q, j]
+    head = 0
+    levels = int(scal[0])
+    h_hist = np.empty(K)
+    for j in range(K):
+        h_hist[j] = scal[1 + K + j]
+    beta_w = np.zeros(K + 1)
+    guess = np.empty((S, N))
     Jn = np.zeros((N, S, S))
     den_inv = np.zeros((N, S, S))
     B = np.zeros((N, S, S))
+    hsum = np.empty((S, N))
+    base = np.empty((S, N))
     rhs = np.empty((S, N))
     al = np.empty((S, N))
     Rn = np.empty(S)
@@ -314,12 +359,7 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
     ap = np.empty(m_et)
     rp = np.empty(m_et)
     th_p = np.zeros(P)
-    th = scal[0]
-    th_old = scal[1]
-    h_prev = scal[2]
-    has_prev = scal[3] > 0.5
-    fa0 = -1.0
-    fh = -1.0
+    fb0 = -1.0
     if not nonlinear:
         # First-order steps: the Jacobian is the same at every node and every step.
         _reaction(cb, kf, kb, reac, prod, Rn, Jtmp)
@@ -330,46 +370,48 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
         rec += 1
     for m in range(M):
         hm = h[m]
-        if restart[m] or not has_prev:
-            a0, a1, a2 = 1.0, -1.0, 0.0
-        else:
-            w = hm / h_prev
-            a0 = (1.0 + 2.0 * w) / (1.0 + w)
-            a1 = -(1.0 + w)
-            a2 = w * w / (1.0 + w)
-        hist_th = (a1 * th + a2 * th_old) / hm
+        if restart[m]:
+            levels = min(levels, 1)
+        order = bdf_weights(hm, h_hist, levels, beta_w)
+        b0 = beta_w[0]
+        _history(ring, head, order, beta_w, R1, hsum)
+        _mass_rhs(mass, hsum, base)
+        hist_th = 0.0
+        for j in range(1, order + 1):
+            hist_th += beta_w[j] * th_ring[(head + j - 1) % R1]
+        cur = ring[head]
+        slot = (head + K) % R1
+        new = ring[slot]
         guess[:, :] = cur
-        th_new = th
+        th_new = th_ring[head]
         converged = False
         for _newton in range(_NEWTON_MAX if nonlinear else 1):
             if nonlinear:
                 for i in range(N - 1):
+                    w = mass[i, 0] + mass[i, 1] + mass[i, 2]
                     _reaction(guess[:, i], kf, kb, reac, prod, Rn, Jtmp)
                     for a in range(S):
                         corr = Rn[a]
                         for b in range(S):
                             Jn[i, a, b] = Jtmp[a, b]
                             corr -= Jtmp[a, b] * guess[b, i]
-                        rhs[a, i] = -V[i] * (a1 * cur[a, i] + a2 * old[a, i]) + hm * V[i] * corr
-                if not _factor(V, G, d, hm, a0, Jn, den_inv, B):
+                        rhs[a, i] = base[a, i] + w * corr
+                if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
                     return 4, m
             else:
-                if a0 != fa0 or hm != fh:
-                    if not _factor(V, G, d, hm, a0, Jn, den_inv, B):
+                if b0 != fb0:
+                    if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
                         return 4, m
-                    fa0 = a0
-                    fh = hm
-                for i in range(N - 1):
-                    for a in range(S):
-                        rhs[a, i] = -V[i] * (a1 * cur[a, i] + a2 * old[a, i])
-            _sweep_back(G, d, hm, rhs, cb, den_inv, al)
+                    fb0 = b0
+                rhs[:, :] = base
+            _sweep_back(mass, stiff, d, b0, rhs, cb, den_inv, al)
             for a in range(S):
                 u[a] = al[a, 0]
                 for j in range(m_et):
                     acc = 0.0
                     for b in range(S):
                         acc += den_inv[0, a, b] * nu[b, j]
-                    W[a, j] = hm * acc
+                    W[a, j] = acc
             # Interfacial potential (Newton when Ru > 0) and the transfer rates.
             x = th_new if rho > 0.0 else theta_app[m]
             ok = False
@@ -405,8 +447,8 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                         acc -= dA[j, col] * rr[col]
                     tmpv[j] = acc
                 _solve_small(A, tmpv, drr)
-                psi = gamma * (a0 * x / hm + hist_th)
-                dpsi_dx = gamma * a0 / hm
+                psi = gamma * (b0 * x + hist_th)
+                dpsi_dx = gamma * b0
                 for j in range(m_et):
                     psi += n_e[j] * rr[j]
                     dpsi_dx += n_e[j] * drr[j]
@@ -414,36 +456,14 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                 dg = -1.0 - rho * dpsi_dx
                 step = -g / dg
                 step = min(2.0, max(-2.0, step))
-                x += step
                 if ok:
-                    break  # one polishing step after convergence: Newton is then exact to rounding
+                    break  # the step just computed is the polishing one; rates match x
+                x += step
                 if abs(step) < 1e-10 * (1.0 + abs(x)):
                     ok = True
             if not ok:
-                scal[0] = th
                 return 1, m
             th_new = x
-            if rho > 0.0:
-                # rates at the converged potential
-                for j in range(m_et):
-                    kr, ko, dkr, dko, dkra, dkoa = rates(
-                        model[j], n_e[j], alpha[j], x - theta0[j], tables[j], eta0, deta
-                    )
-                    kred[j] = K0[j] * kr
-                    kox[j] = K0[j] * ko
-                    dkred[j] = K0[j] * dkr
-                    dkox[j] = K0[j] * dko
-                    dkred_a[j] = K0[j] * dkra
-                    dkox_a[j] = K0[j] * dkoa
-                for j in range(m_et):
-                    oj = ox[j]
-                    rj = red[j]
-                    for col in range(m_et):
-                        A[j, col] = (
-                            (1.0 if j == col else 0.0) - kox[j] * W[rj, col] + kred[j] * W[oj, col]
-                        )
-                    bvec[j] = kox[j] * u[rj] - kred[j] * u[oj]
-                _solve_small(A, bvec, rr)
             for a in range(S):
                 acc = u[a]
                 for j in range(m_et):
@@ -463,7 +483,7 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                 break
         if not converged:
             return 3, m
-        psi = gamma * (a0 * th_new / hm + hist_th)
+        psi = gamma * (b0 * th_new + hist_th)
         for j in range(m_et):
             psi += n_e[j] * rr[j]
         if not np.isfinite(psi):
@@ -479,31 +499,36 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
             for q in range(P):
                 pt = ptype[q]
                 pi = pidx[q]
-                for i in range(N - 1):
-                    for a in range(S):
-                        rhs[a, i] = -V[i] * (a1 * scur[q, a, i] + a2 * sold[q, a, i])
+                for a in range(S):
+                    for i in range(N):
+                        acc = 0.0
+                        for j in range(1, order + 1):
+                            acc += beta_w[j] * sring[(head + j - 1) % R1, q, a, i]
+                        hsum[a, i] = acc
+                _mass_rhs(mass, hsum, rhs)
                 if pt == Q_D:
                     a = pi
                     for i in range(N - 1):
-                        lap = G[i] * (new[a, i + 1] - new[a, i])
+                        acc = stiff[i, 1] * new[a, i] + stiff[i, 2] * new[a, i + 1]
                         if i > 0:
-                            lap -= G[i - 1] * (new[a, i] - new[a, i - 1])
-                        rhs[a, i] += hm * lap
+                            acc += stiff[i, 0] * new[a, i - 1]
+                        rhs[a, i] += acc
                 elif pt in (Q_KF, Q_KB):
                     r0 = reac[pi, 0]
                     r1 = reac[pi, 1]
                     p0 = prod[pi, 0]
                     p1 = prod[pi, 1]
                     for i in range(N - 1):
+                        w = mass[i, 0] + mass[i, 1] + mass[i, 2]
                         if pt == Q_KF:
                             rate = new[r0, i] * (new[r1, i] if r1 >= 0 else 1.0)
                         else:
                             rate = -new[p0, i] * (new[p1, i] if p1 >= 0 else 1.0)
-                        for slot in range(4):
-                            k = r0 if slot == 0 else r1 if slot == 1 else p0 if slot == 2 else p1
+                        for spot in range(4):
+                            k = r0 if spot == 0 else r1 if spot == 1 else p0 if spot == 2 else p1
                             if k >= 0:
-                                rhs[k, i] += hm * V[i] * (-1.0 if slot < 2 else 1.0) * rate
-                _sweep_back(G, d, hm, rhs, dcb[q], den_inv, al)
+                                rhs[k, i] += w * (-1.0 if spot < 2 else 1.0) * rate
+                _sweep_back(mass, stiff, d, b0, rhs, dcb[q], den_inv, al)
                 for j in range(m_et):
                     oj = ox[j]
                     rj = red[j]
@@ -517,7 +542,9 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                             expl = -(dkox[j] * new[rj, 0] - dkred[j] * new[oj, 0])
                     tmpv[j] = kox[j] * al[rj, 0] - kred[j] * al[oj, 0] + expl
                 _solve_small(A, tmpv, ap)
-                hist_p = (a1 * st_cur[q] + a2 * st_old[q]) / hm
+                hist_p = 0.0
+                for j in range(1, order + 1):
+                    hist_p += beta_w[j] * st_ring[(head + j - 1) % R1, q]
                 sum_ap = 0.0
                 sum_bv = 0.0
                 for j in range(m_et):
@@ -527,14 +554,14 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                 if pt == Q_RU:
                     rhs_t -= psi
                 elif pt == Q_CDL:
-                    rhs_t -= rho * (a0 * th_new / hm + hist_th)
-                tp = rhs_t / (1.0 + rho * sum_bv + rho * gamma * a0 / hm)
-                dpsi = gamma * (a0 * tp / hm + hist_p)
+                    rhs_t -= rho * (b0 * th_new + hist_th)
+                tp = rhs_t / (1.0 + rho * sum_bv + rho * gamma * b0)
+                dpsi = gamma * (b0 * tp + hist_p)
                 for j in range(m_et):
                     rp[j] = ap[j] + bv_t[j] * tp
                     dpsi += n_e[j] * rp[j]
                 if pt == Q_CDL:
-                    dpsi += a0 * th_new / hm + hist_th
+                    dpsi += b0 * th_new + hist_th
                 dpsi_out[m, q] = dpsi
                 th_p[q] = tp
                 for a in range(S):
@@ -542,29 +569,26 @@ def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; num
                     for j in range(m_et):
                         acc += W[a, j] * rp[j]
                     c0[a] = acc
-                _sweep_forward(al, B, c0, dcb[q], snew[q])
+                _sweep_forward(al, B, c0, dcb[q], sring[slot, q])
             for q in range(P):
-                st_old[q] = st_cur[q]
-                st_cur[q] = th_p[q]
-            scur, sold, snew = snew, scur, sold
+                st_ring[slot, q] = th_p[q]
 
         while rec < rec_idx.shape[0] and rec_idx[rec] == m:
             prof_out[rec, :, :] = new
             rec += 1
-        cur, old, new = new, cur, old
-        th_old = th
-        th = th_new
-        h_prev = hm
-        has_prev = True
+        th_ring[slot] = th_new
+        head = slot
+        for j in range(K - 1, 0, -1):
+            h_hist[j] = h_hist[j - 1]
+        h_hist[0] = hm
+        levels = min(levels + 1, K)
 
-    c[:, :] = cur
-    c_prev[:, :] = old
-    s[:, :, :] = scur
-    s_prev[:, :, :] = sold
-    s_theta[:, 0] = st_cur
-    s_theta[:, 1] = st_old
-    scal[0] = th
-    scal[1] = th_old
-    scal[2] = h_prev
-    scal[3] = 1.0 if has_prev else 0.0
+    for j in range(K):
+        hist[j] = ring[(head + j) % R1]
+        scal[1 + j] = th_ring[(head + j) % R1]
+        scal[1 + K + j] = h_hist[j]
+        for q in range(P):
+            s_hist[q, j] = sring[(head + j) % R1, q]
+            s_theta[q, j] = st_ring[(head + j) % R1, q]
+    scal[0] = levels
     return 0, -1
