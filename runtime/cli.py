@@ -35,6 +35,7 @@ class _Command(Protocol):
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("runtime.cli", "DEMO", "run the demo: daemon, simulated potentiostat and live twin"),
     "daemon": ("runtime.daemon", "", "run the daemon in the foreground"),
+    "simulate": ("physics.cli", "", "simulate a scenario (YAML): current trace, peaks, CSV"),
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
     "events": (
@@ -52,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
     "api": "call round trips and event fan-out over the Unix socket",
+    "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
 }
 
 
