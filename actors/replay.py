@@ -31,7 +31,13 @@ class ReplayProcedure:
     """Publishes a recorded run's sample batches into a new run, at ``speed`` x real time."""
 
     def __init__(
-        self, context: RunContext, store: EventStore, source_run: str, speed: float | None
+        self,
+        context: RunContext,
+        store: EventStore,
+        source_run: str,
+        speed: float | None,
+        *,
+        owns_store: bool = False,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"replay speed must be > 0 or 'max', got {speed}")
@@ -39,6 +45,7 @@ class ReplayProcedure:
         self.store = store
         self.source_run = source_run
         self.speed = speed
+        self._owns_store = owns_store  # a log opened for this replay alone is closed after it
         self._running = threading.Event()  # set while not paused
         self._halt = threading.Event()
         self._pause_at_checkpoint = threading.Event()
@@ -69,6 +76,13 @@ class ReplayProcedure:
         self.stop()
 
     def _main(self) -> None:
+        try:
+            self._replay()
+        finally:
+            if self._owns_store:
+                self.store.close()
+
+    def _replay(self) -> None:
         topic = f"run/{self.context.run_id}/samples"
         seq = 0
         began = time.monotonic()

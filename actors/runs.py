@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -24,7 +26,7 @@ from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime.actor import exposed
 from runtime.codec import decode
-from runtime.errors import CallError, MessageError
+from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
@@ -100,12 +102,8 @@ class Runs(Supervisor):
             logger.warning("marked %d live runs interrupted", len(interrupted))
         self._drain()
 
-    def _decoded(self, stream: str) -> Any:
-        for seq, data in self.services.store.read(stream):
-            try:
-                yield decode(data)
-            except MessageError as exc:
-                logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+    def _decoded(self, stream: str) -> Iterator[object]:
+        return _decoded_events(self.services.store, stream)
 
     def on_receive(self, message: object) -> object:
         if message is _DRAIN:
@@ -226,6 +224,47 @@ class Runs(Supervisor):
         return self.start_run(spec, source=f"replay:{run_id}")
 
     @exposed
+    def replay_log(
+        self, log_dir: str, run_id: str | None = None, speed: float | str = "max"
+    ) -> dict[str, Any]:
+        """Replay a run recorded in another data directory (``log_dir`` holds events.lmdb).
+
+        ``run_id`` may be left out when the log holds a single run.
+        """
+        path = Path(log_dir).resolve()
+        if path == self.services.store.path.parent.resolve():
+            if run_id is None:
+                raise CallError(
+                    "bad_request", "that is this daemon's own log: name the run to replay"
+                )
+            return self.replay(run_id, speed)
+        if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
+            raise CallError(
+                "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
+            )
+        try:
+            with EventStore(path / "events.lmdb", readonly=True) as log:
+                runs = sorted(s.removeprefix("run/") for s in log.streams() if s.startswith("run/"))
+                if run_id is None:
+                    if len(runs) != 1:
+                        raise CallError(
+                            "bad_request",
+                            f"{path} holds {len(runs)} runs ({', '.join(runs) or 'none'}); "
+                            "name one with --run",
+                        )
+                    run_id = runs[0]
+                if run_id not in runs:
+                    raise CallError(
+                        "not_found", f"{path} has no run {run_id!r}; it has {', '.join(runs)}"
+                    )
+                record = fold(_decoded_events(log, f"run/{run_id}"))
+        except EventStoreError as exc:
+            raise CallError("bad_request", f"cannot replay from {path}: {exc}") from None
+        spec = dict(record.spec) if record is not None and isinstance(record.spec, dict) else {}
+        spec["replay"] = {"run": run_id, "log": str(path), "speed": speed}
+        return self.start_run(spec, source=f"replay:{path}#{run_id}")
+
+    @exposed
     def events(self, run_id: str, from_seq: int = 1, limit: int = 1000) -> list[dict[str, Any]]:
         """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``."""
         self._record(run_id)
@@ -267,10 +306,32 @@ class Runs(Supervisor):
         return self._command(run_id, "abort")
 
 
+def _decoded_events(store: EventStore, stream: str) -> Iterator[object]:
+    for seq, data in store.read(stream):
+        try:
+            yield decode(data)
+        except MessageError as exc:
+            logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+
+
 def replay_procedure(context: RunContext, spec: dict[str, Any], store: EventStore) -> Procedure:
-    """The procedure of a replay run (``spec["replay"] = {"run": id, "speed": x | "max"}``)."""
+    """The procedure of a replay run.
+
+    ``spec["replay"] = {"run": id, "speed": x | "max"}``, plus ``"log": DIR`` to read
+    from another data directory's event log (opened read-only for the replay).
+    """
     replay = spec.get("replay")
     if not isinstance(replay, dict) or not isinstance(replay.get("run"), str):
         raise CallError("bad_request", "a replay spec needs replay.run, the id of a recorded run")
     speed = replay.get("speed", "max")
-    return ReplayProcedure(context, store, replay["run"], None if speed == "max" else float(speed))
+    factor = None if speed == "max" else float(speed)
+    log = replay.get("log")
+    if isinstance(log, str):
+        return ReplayProcedure(
+            context,
+            EventStore(Path(log) / "events.lmdb", readonly=True),
+            replay["run"],
+            factor,
+            owns_store=True,
+        )
+    return ReplayProcedure(context, store, replay["run"], factor)

@@ -140,11 +140,16 @@ class _Run:
 
 
 class _Replay:
-    """``galvana replay RUN_ID [--speed X|max]``."""
+    """``galvana replay RUN_ID | LOGDIR [--run ID] [--speed X|max]``."""
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("run_id", metavar="RUN_ID", help="the recorded run to replay")
+        parser.add_argument(
+            "run_id",
+            metavar="RUN_ID|LOGDIR",
+            help="a run of this daemon, or a data directory holding another log (events.lmdb)",
+        )
+        parser.add_argument("--run", help="with LOGDIR: the run in it to replay")
         parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
@@ -159,7 +164,12 @@ class _Replay:
             except ValueError:
                 raise GalvanaError(f"--speed {args.speed!r} is not a number or 'max'") from None
         with connect(args) as daemon:
-            _show_run(daemon.call("runs", "replay", args.run_id, speed), args.json)
+            log_dir = Path(args.run_id)
+            if (log_dir / "events.lmdb").exists():
+                record = daemon.call("runs", "replay_log", str(log_dir.resolve()), args.run, speed)
+            else:
+                record = daemon.call("runs", "replay", args.run_id, speed)
+            _show_run(record, args.json)
         return 0
 
 

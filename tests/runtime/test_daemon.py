@@ -290,3 +290,47 @@ def test_export_csv_zarr_netcdf(daemon: Daemon, tmp_path: Path) -> None:
     unknown = daemon.cli("export", "nope", "--format", "csv", str(tmp_path / "x.csv"))
     assert unknown.returncode == 2
     assert "no run 'nope'" in unknown.stderr
+
+
+def test_replay_from_another_log_directory(daemon: Daemon, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    record_source_run(other, "lab-7")
+    out = daemon.cli("replay", str(other), "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["source"] == f"replay:{other.resolve()}#lab-7"
+    with daemon.client() as client:
+        wait_until(lambda: state_of(client, run["id"]) == "completed", what="the replay")
+        assert client.call("runs", "show", run["id"])["samples"] == BATCHES * POINTS
+    record_source_run(other, "lab-8")
+    two = daemon.cli("replay", str(other))
+    assert two.returncode == 2
+    assert "holds 2 runs (lab-7, lab-8); name one with --run" in two.stderr
+
+
+def test_replay_of_a_log_with_a_corrupt_tail_stops_there_and_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    record_source_run(data)
+    with EventStore(data / "events.lmdb") as store:
+        good = encode(
+            SampleBatch(
+                "src", 99, np.array([50.0]), np.zeros(1), np.zeros(1), np.zeros(1, np.uint8)
+            )
+        )
+        store.append("run/src", good[: len(good) // 2]).result()  # a torn write
+        store.append("run/src", good).result()
+    daemon = Daemon(data)
+    daemon.start()
+    try:
+        with daemon.client() as client:
+            assert client.call("runs", "show", "src")["state"] == "completed"  # folding skips it
+            run_id = client.call("runs", "replay", "src", "max")["id"]
+            wait_until(lambda: state_of(client, run_id) == "completed", what="the replay")
+            shown = client.call("runs", "show", run_id)
+        assert shown["samples"] == BATCHES * POINTS  # everything before the corrupt event
+        assert (
+            "replayed 40 batches (4000 samples); stopped at event 44, which is corrupt"
+            in shown["reason"]
+        )
+    finally:
+        daemon.signal(signal.SIGTERM)
