@@ -262,7 +262,7 @@ class Simulator:
     ) -> tuple[SimulationResult, SimulationState]:
         sc = self.scenario
         scales = self.scales
-        elapsed_total = t_offset + float(steps.t[-1]) - 0.0
+        elapsed_total = t_offset + float(steps.t[-1])
         grid = state.grid
         arrays = state.arrays.copy()
         needed = _EXTENT * math.sqrt(
