@@ -64,3 +64,26 @@ def test_large_reorganization_energy_approaches_butler_volmer() -> None:
         {"model": "marcus-hush-chidsey", "E0": 0.0, "k0": k0, "reorganization_energy": "4 eV"}
     )
     assert abs(mhc - bv) < 1e-3
+
+
+def test_marcus_sensitivities_match_finite_differences() -> None:
+    doc = e_scenario(
+        waveform={"type": "cv", "E_start": 0.4, "E_vertex": -0.4, "scan_rate": 0.1},
+        kinetics={
+            "model": "marcus-hush-chidsey",
+            "E0": 0.01,
+            "k0": 2e-5,
+            "reorganization_energy": "0.5 eV",
+        },
+        cell={"Ru": 300.0, "Cdl": 1e-7},
+    )
+    names = ["kinetics.k0", "kinetics.E0", "cell.Ru"]
+    result = physics.simulate(doc, sensitivities=names)
+    nominal = physics.load_scenario(doc).parameters()
+    for name in names:
+        p = nominal[name]
+        step = 1e-3 * abs(p)
+        batch = physics.simulate_batch(doc, [name], [[p - step], [p + step]])
+        fd = (batch.I[1] - batch.I[0]) / (2 * step)
+        scale = float(np.max(np.abs(result.sensitivities[name])))
+        assert np.max(np.abs(fd - result.sensitivities[name])) < 2e-5 * scale, name
