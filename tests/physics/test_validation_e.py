@@ -15,6 +15,8 @@ import pytest
 import physics
 from physics import analytic
 from physics.peaks import Peak, find_peaks
+from physics.scenario import SquareWave
+from physics.waveforms import square_wave_currents
 from tests.physics.conftest import F_RT, e_scenario
 
 AREA = 1e-6
@@ -303,3 +305,27 @@ def test_reversible_sweep_follows_the_exact_current_function() -> None:
     exact = -scale * analytic.reversible_sweep_function(F_RT * result.E_applied)
     peak = float(np.max(np.abs(exact)))
     assert np.max(np.abs(result.I - exact)) < 1e-4 * peak
+
+
+def test_square_wave_net_peak_sits_at_the_half_wave_potential() -> None:
+    """Reversible Osteryoung SWV: the net current peaks at E1/2 (Ramaley & Krause 1969;
+    Osteryoung & O'Dea 1986), for either scan direction."""
+    E_half = analytic.reversible_half_wave_potential(E0=-0.1, n=1, D_O=1e-9, D_R=5e-10)
+    for start, end in ((0.2, -0.4), (-0.4, 0.2)):
+        reduced_bulk = start < end
+        doc = e_scenario(
+            waveform={"type": "swv", "E_start": start, "E_end": end, "E_step": 0.002,
+                      "amplitude": 0.025, "frequency": 25.0},
+            kinetics={"model": "nernst", "E0": -0.1},
+            D_R=5e-10,
+            c_O=0.0 if reduced_bulk else 1.0,
+            c_R=1.0 if reduced_bulk else 0.0,
+        )  # fmt: skip
+        scenario = physics.load_scenario(doc)
+        result = physics.simulate(scenario)
+        assert isinstance(scenario.waveform, SquareWave)
+        swv = square_wave_currents(scenario.waveform, result.t, result.I)
+        peaks = find_peaks(np.arange(swv.E_base.size, dtype=float), swv.E_base, swv.I_net)
+        assert len(peaks) == 1
+        assert abs(peaks[0].E - E_half) < 1.5e-3
+        assert peaks[0].kind == ("anodic" if reduced_bulk else "cathodic")
