@@ -1,8 +1,9 @@
 """``galvana simulate SCENARIO [--output FILE.csv] [--json]``: run one scenario.
 
 The runtime's CLI owns the top-level parser and calls :func:`configure` and
-:func:`run`. Exit status: 0 on success, 2 for a broken scenario or bad arguments
-(one line on stderr, no traceback), 1 when the numerics fail.
+:func:`run`. Exit status: 0 on success; 2 for a scenario that cannot be simulated as given (a
+schema error, an unavailable engine, or numerics the scenario's parameters make
+infeasible), with one line on stderr and no traceback.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{args.scenario}: {exc}", 2)
     except NumericalError as exc:
         progress.close()
-        return _fail(f"{args.scenario}: {exc}", 1)
+        return _fail(f"{args.scenario}: {exc}", 2)
     progress.close()
     if args.output:
         try:

@@ -113,7 +113,8 @@ class SimulationResult:
 @dataclass(frozen=True, slots=True)
 class SimulationState:
     """Everything needed to continue a simulation: time ``t`` (s), applied potential
-    ``E_applied`` (V) and the kernel's arrays (dimensionless; treat as opaque).
+    ``E_applied`` (V), the time the cell left rest ``t_origin`` (s) and the kernel's
+    arrays (dimensionless; treat as opaque).
 
     States are immutable snapshots: :meth:`Simulator.advance` copies before writing,
     so an old state can be advanced again (e.g. to try several futures).
@@ -123,6 +124,7 @@ class SimulationState:
     E_applied: float
     grid: Grid
     arrays: _model.KernelState
+    t_origin: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,9 @@ class Simulator:
         potential ``E0`` (V; default: the waveform's initial potential)."""
         E = self._steps.E_initial if E0 is None else float(E0)
         arrays = _model.initial_state(self.model, self.grid, self._params, E * self.scales.f)
-        return SimulationState(t=float(t0), E_applied=E, grid=self.grid, arrays=arrays)
+        return SimulationState(
+            t=float(t0), E_applied=E, grid=self.grid, arrays=arrays, t_origin=float(t0)
+        )
 
     def run(
         self, *, profiles: bool | int = False, progress: ProgressCallback | None = None
@@ -223,7 +227,9 @@ class Simulator:
         simulated current at every sample and the new state.
 
         The applied potential is linear between samples, with sub-steps of at most the
-        scenario's potential step. Times must be increasing and after ``state.t``.
+        scenario's potential step. Times must be increasing and after ``state.t``; keep
+        them relative to the start of the run (not epoch seconds), or the step sizes
+        lose precision.
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
@@ -262,7 +268,7 @@ class Simulator:
     ) -> tuple[SimulationResult, SimulationState]:
         sc = self.scenario
         scales = self.scales
-        elapsed_total = t_offset + float(steps.t[-1]) - 0.0
+        elapsed_total = state.t - state.t_origin + float(steps.t[-1])
         grid = state.grid
         arrays = state.arrays.copy()
         needed = _EXTENT * math.sqrt(
@@ -347,7 +353,11 @@ class Simulator:
             profiles=prof,
         )
         new_state = SimulationState(
-            t=t_offset + float(steps.t[-1]), E_applied=float(steps.E[-1]), grid=grid, arrays=arrays
+            t=t_offset + float(steps.t[-1]),
+            E_applied=float(steps.E[-1]),
+            grid=grid,
+            arrays=arrays,
+            t_origin=state.t_origin,
         )
         return result, new_state
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from physics.errors import ParameterError
+from physics.errors import NumericalError, ParameterError
 from physics.scenario import (
     Chronoamperometry,
     CyclicVoltammetry,
@@ -44,6 +44,9 @@ FloatArray = npt.NDArray[np.float64]
 _HOLD_FIRST = {"ca": 1e-5, "swv": 1e-3, "piecewise": 1e-5, "cv": 1.0}
 _HOLD_STEPS = {"ca": 100, "swv": 12, "piecewise": 100, "cv": 100}
 _GROWTH = 0.12
+# Beyond this many time steps a run would take minutes and gigabytes; the scenario's
+# time scales are then too far apart for a 1D simulation at the requested resolution.
+MAX_STEPS = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ def time_steps(
     rs: list[npt.NDArray[np.bool_]] = []
     outs: list[npt.NDArray[np.bool_]] = []
     rc_first = rc_time / (20.0 * refine)
+    _check_count(segs, kind, dE, refine)
     for seg in segs:
         span = abs(seg.E_to - seg.E_from)
         if span > 0:
@@ -211,6 +215,18 @@ def time_steps(
 # with the small self-similar error of the geometric sequence alone (~0.2 % of a
 # Cottrell current at 12 % growth).
 _STARTUP_SPAN = 400.0
+
+
+def _check_count(segs: list[Segment], kind: str, dE: float, refine: float) -> None:
+    spans = np.array([abs(s.E_to - s.E_from) for s in segs])
+    holds = np.count_nonzero(spans == 0) * math.ceil(_HOLD_STEPS[kind] * refine)
+    total = int(np.sum(np.ceil(spans / dE))) + holds
+    if total > MAX_STEPS:
+        raise NumericalError(
+            f"the waveform would need about {total:.3g} time steps (potential step "
+            f"{dE * 1e3:.3g} mV over {len(segs)} segments); at most {MAX_STEPS:.3g} are "
+            "allowed: use fewer cycles, a narrower window or a larger numerics.potential_step"
+        )
 
 
 def _graded(
@@ -266,6 +282,11 @@ def trace_steps(
         )
     dE = np.diff(EE)
     n = np.maximum(1, np.ceil(np.abs(dE) / potential_step - 1e-9)).astype(np.int64)
+    if int(n.sum()) > MAX_STEPS:
+        raise NumericalError(
+            f"the trace would need {int(n.sum()):.3g} sub-steps of at most "
+            f"{potential_step * 1e3:.3g} mV; at most {MAX_STEPS:.3g} are allowed per call"
+        )
     h = np.repeat(dt / n, n)
     ends = np.cumsum(n)
     starts = ends - n

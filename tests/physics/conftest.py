@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 F_RT = 96485.33212 / (8.314462618 * 298.15)  # F/(RT) at 25 C, 1/V
 
 
@@ -34,11 +32,3 @@ def e_scenario(
     if cell is not None:
         doc["cell"] = cell
     return doc
-
-
-@pytest.fixture
-def reversible_cv() -> dict[str, Any]:
-    """Reversible reduction, 100 mV/s, switching 500 mV past E0."""
-    return e_scenario(
-        waveform={"type": "cv", "E_start": 0.5, "E_vertex": -0.5, "scan_rate": 0.1},
-    )

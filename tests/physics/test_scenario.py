@@ -172,3 +172,17 @@ def test_every_example_loads_and_runs(path: Path) -> None:
     result = physics.simulate(scenario)
     assert result.I.size > 10
     assert all(map(math.isfinite, result.I))
+
+
+def test_runaway_step_counts_are_refused() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["waveform"] = {
+        "type": "cv",
+        "E_start": 5.0,
+        "E_vertex": -5.0,
+        "scan_rate": 1.0,
+        "cycles": 1000,
+    }
+    doc["numerics"] = {"potential_step": 1e-5}
+    with pytest.raises(physics.NumericalError, match="time steps"):
+        physics.simulate(doc)

@@ -15,6 +15,8 @@ import pytest
 import physics
 from physics import analytic
 from physics.peaks import Peak, find_peaks
+from physics.scenario import SquareWave
+from physics.waveforms import square_wave_currents
 from tests.physics.conftest import F_RT, e_scenario
 
 AREA = 1e-6
@@ -240,20 +242,23 @@ def test_charge_conservation() -> None:
 
 
 def test_convergence_under_refinement() -> None:
-    """Grid and time step refined together: the peak-current error falls at second
-    order and the coarse (default) result is already within the stated accuracy."""
+    """Grid and time step refined together: the largest deviation from the exact
+    reversible sweep falls at least eightfold per halving of every resolution (the
+    scheme is fourth order in space and third order in time), and the default
+    resolution is already well inside the stated accuracy."""
+    v, D = 0.1, 1e-9
+    scale = 96485.33212 * AREA * math.sqrt(F_RT * v * D)
     errors = []
-    for refine in (1.0, 2.0, 4.0):
+    for refine in (0.5, 1.0, 2.0):
         doc = e_scenario(
-            waveform={"type": "cv", "E_start": 0.5, "E_vertex": -0.5, "scan_rate": 0.1},
-            refine=refine,
+            waveform={"type": "lsv", "E_start": 0.5, "E_end": -0.5, "scan_rate": v}, refine=refine
         )
-        cathodic, _ = _peaks(physics.simulate(doc))
-        ip = analytic.randles_sevcik_reversible(n=1, area=AREA, c=1.0, D=1e-9, scan_rate=0.1)
-        errors.append(abs(-cathodic.I / ip - 1))
-    assert errors[0] < 0.005
-    assert errors[1] < errors[0] / 3
-    assert errors[2] < errors[1] / 3 + 2e-5  # 0.4463 itself is given to 4 digits
+        result = physics.simulate(doc)
+        exact = -scale * analytic.reversible_sweep_function(F_RT * result.E_applied)
+        errors.append(float(np.max(np.abs(result.I - exact))) / (scale * analytic.REVERSIBLE_PEAK))
+    assert errors[1] < 1e-4
+    assert errors[1] < errors[0] / 8
+    assert errors[2] < errors[1] / 8
 
 
 def test_double_layer_charging_through_resistance() -> None:
@@ -288,3 +293,39 @@ def test_ohmic_drop_shifts_the_peak_by_ip_ru() -> None:
     # The peak in interfacial potential stays near the reversible value.
     i = int(np.argmin(r1.I))
     assert abs(r1.E[i] - p0.E) < 5e-3
+
+
+def test_reversible_sweep_follows_the_exact_current_function() -> None:
+    """The whole first sweep against pi^0.5 chi(xi) (Reinmuth's series, continued as a
+    Fermi-Dirac integral): within 1e-4 of the peak everywhere at the default resolution."""
+    v, D = 0.1, 1e-9
+    doc = e_scenario(waveform={"type": "lsv", "E_start": 0.5, "E_end": -0.5, "scan_rate": v})
+    result = physics.simulate(doc)
+    scale = 96485.33212 * AREA * 1.0 * math.sqrt(F_RT * v * D)
+    exact = -scale * analytic.reversible_sweep_function(F_RT * result.E_applied)
+    peak = float(np.max(np.abs(exact)))
+    assert np.max(np.abs(result.I - exact)) < 1e-4 * peak
+
+
+def test_square_wave_net_peak_sits_at_the_half_wave_potential() -> None:
+    """Reversible Osteryoung SWV: the net current peaks at E1/2 (Ramaley & Krause 1969;
+    Osteryoung & O'Dea 1986), for either scan direction."""
+    E_half = analytic.reversible_half_wave_potential(E0=-0.1, n=1, D_O=1e-9, D_R=5e-10)
+    for start, end in ((0.2, -0.4), (-0.4, 0.2)):
+        reduced_bulk = start < end
+        doc = e_scenario(
+            waveform={"type": "swv", "E_start": start, "E_end": end, "E_step": 0.002,
+                      "amplitude": 0.025, "frequency": 25.0},
+            kinetics={"model": "nernst", "E0": -0.1},
+            D_R=5e-10,
+            c_O=0.0 if reduced_bulk else 1.0,
+            c_R=1.0 if reduced_bulk else 0.0,
+        )  # fmt: skip
+        scenario = physics.load_scenario(doc)
+        result = physics.simulate(scenario)
+        assert isinstance(scenario.waveform, SquareWave)
+        swv = square_wave_currents(scenario.waveform, result.t, result.I)
+        peaks = find_peaks(np.arange(swv.E_base.size, dtype=float), swv.E_base, swv.I_net)
+        assert len(peaks) == 1
+        assert abs(peaks[0].E - E_half) < 1.5e-3
+        assert peaks[0].kind == ("anodic" if reduced_bulk else "cathodic")
