@@ -68,6 +68,15 @@ def open_resource(
                 res.close()
             attempts.append((backend, f"{type(res).__name__} is not message-based"))
             continue
+        try:
+            # pyvisa-py "opens" a socket whose connection was refused; a device clear
+            # touches the wire, so a dead resource fails here with its reason.
+            res.clear()
+        except VISA_ERRORS as exc:
+            with contextlib.suppress(*VISA_ERRORS):
+                res.close()
+            attempts.append((backend, f"{type(exc).__name__}: {exc}"))
+            continue
         logger.debug("opened %s with backend %s", resource, backend)
         return res
     raise InstrumentOpenError(resource, attempts)

@@ -115,8 +115,6 @@ class ScpiPotentiostat:
             self._close_session()
             self._res = open_resource(self.resource, self.backends, timeout_s=self.timeout_s)
             self._res.chunk_size = 1 << 20
-            with visa_errors_as_link_errors(f"{self.resource}: clearing the session"):
-                self._res.clear()
             self.identify()
 
     def identify(self) -> Identity:
