@@ -369,6 +369,10 @@ def potential_bounds(wf: Waveform) -> tuple[float, float]:
 
 def max_scan_rate(wf: Waveform) -> float:
     """The fastest sweep (V/s) in the waveform; jumps (steps, pulses) do not count."""
+    if isinstance(wf, CyclicVoltammetry | LinearSweep):
+        return wf.scan_rate  # exact, where corner times would carry rounding
+    if isinstance(wf, Chronoamperometry | SquareWave):
+        return 0.0
     t, E = breakpoints(wf)
     dt = np.diff(t)
     dE = np.abs(np.diff(E))
