@@ -175,10 +175,11 @@ def find_breach(limits: SafetyLimits, samples: Samples) -> Breach | None:
         return None
     i = int(np.argmax(any_bad))
     t = float(samples.t[i])
-    if bad_I[i]:
-        return Breach("current_limit", float(amps[i]), f"|I| <= {limits.I_max:g} A", i, t)
+    # A wrong potential is usually the cause of a current breach in the same sample.
     if bad_E[i]:
         return Breach("potential_window", float(volts[i]), limits.window, i, t)
+    if bad_I[i]:
+        return Breach("current_limit", float(amps[i]), f"|I| <= {limits.I_max:g} A", i, t)
     return Breach("compliance", float(amps[i]), "the instrument below its current compliance", i, t)
 
 
@@ -260,13 +261,15 @@ class Interlock:
 
     def trip(self, limit: str, value: float, accepted: str, detail: str) -> Trip:
         """Cut the cell off and latch; returns the latching trip (the first one)."""
+        # Latch before cutting: whoever sees the cell go off must find the latch set.
+        with self._lock:
+            first = self._trip is None
+            if self._trip is None:
+                self._trip = Trip(limit, value, accepted, detail, False, time.time())
         confirmed = self._cut()
         with self._lock:
-            trip = self._trip
-            first = trip is None
-            if trip is None:
-                trip = Trip(limit, value, accepted, detail, confirmed, time.time())
-            elif confirmed and not trip.cell_off:
+            trip = self._trip or Trip(limit, value, accepted, detail, confirmed, time.time())
+            if confirmed and not trip.cell_off:
                 trip = replace(trip, cell_off=True)
             self._trip = trip
         if first:

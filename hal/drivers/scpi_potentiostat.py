@@ -267,8 +267,7 @@ class ScpiPotentiostat:
         raise LinkError(f"{self.resource}: could not turn the cell off ({'; '.join(failures)})")
 
     def close(self) -> None:
-        """Close the session (idempotent)."""
-        self._stopping.set()
+        """Close the session (idempotent); an acquisition on the instrument goes on."""
         with self._lock:
             self._close_session()
 
