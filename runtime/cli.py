@@ -35,11 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("runtime.cli", "run the demo: daemon, simulated potentiostat and live twin"),
     "bench": ("runtime.cli", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "check the installation and print versions"),
+    "instrument": ("hal.cli", "instruments: `serve` runs the simulated potentiostat"),
 }
 
 # Benchmark suites: `galvana bench NAME` imports bench.NAME.
 BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
+    "instrument": "sample rate and latency from the simulated potentiostat to the bus",
 }
 
 
