@@ -305,11 +305,20 @@ class Parsed:
     range_code: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     events: list[Event] = field(default_factory=list)
     garbage: list[bytes] = field(default_factory=list)
+    lines: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _data: bytes = b""
+    _starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _ends: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def count(self) -> int:
         """Number of packets decoded."""
         return int(self.status.size)
+
+    def raw(self, row: int) -> bytes:
+        """The bytes of decoded packet ``row`` as received (for logs of dropped samples)."""
+        line = int(self.lines[row])
+        return self._data[int(self._starts[line]) : int(self._ends[line])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,8 +424,10 @@ class PacketParser:
             packet = self._line(line, out)
             if packet is not None:
                 extra.append((int(i), *packet))
+        out.lines = fast
         if extra:
             _merge(out, fast, extra)
+        out._data, out._starts, out._ends = data, starts, ends
         return out
 
     def _decode_fast(
@@ -466,7 +477,12 @@ class PacketParser:
         """One line the fast path did not take; a packet's values are returned."""
         if line.startswith(b"P"):
             packet = _slow_packet(line)
-            if packet is None or (out.values and set(packet[0]) != set(out.values)):
+            # A NaN carries no sample: such a packet is dropped like garbage, with its bytes.
+            if (
+                packet is None
+                or any(math.isnan(v) for v in packet[0].values())
+                or (out.values and set(packet[0]) != set(out.values))
+            ):
                 out.garbage.append(line)
                 return None
             return packet
@@ -507,6 +523,7 @@ def _merge(
         extra = [e for e in extra if set(e[1]) == set(names)]
     index = np.concatenate([fast, np.array([e[0] for e in extra], dtype=np.int64)])
     order = np.argsort(index, kind="stable")
+    out.lines = index[order]
     for name in names:
         column = np.concatenate(
             [out.values.get(name, np.zeros(fast.size)), np.array([e[1][name] for e in extra])]

@@ -351,7 +351,7 @@ def potential_at(tb: FloatArray, Eb: FloatArray, t: npt.ArrayLike, E_before: flo
     i = np.clip(np.searchsorted(tb, tt, side="right") - 1, 0, tb.size - 2)
     t0, t1 = tb[i], tb[i + 1]
     span = t1 - t0
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         frac = np.where(span > 0, (tt - t0) / np.where(span > 0, span, 1.0), 1.0)
     frac = np.clip(frac, 0.0, 1.0)
     out: FloatArray = Eb[i] + (Eb[i + 1] - Eb[i]) * frac

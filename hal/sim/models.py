@@ -170,6 +170,9 @@ class RandlesModel:
         self._t = 0.0
         self._E = 0.0
         self._x = 0.0
+        # Compile (or load from numba's cache) now, not inside the first INIT a client
+        # is waiting on.
+        self.reset(0.0, 0.0)
 
     def reset(self, t0: float, E0: float) -> None:
         """At rest at ``E0`` (V): the double layer charged to it, no current."""

@@ -48,7 +48,7 @@ SETTINGS = Settings(sample_rate=1000.0)
 class Rig:
     """A simulated potentiostat, its server, a driver, the interlock and the actor."""
 
-    def __init__(self, *, speed: float, stall_timeout_s: float = 2.0, timeout_s: float = 0.5):
+    def __init__(self, *, speed: float, stall_timeout_s: float = 2.0, timeout_s: float = 1.0):
         self.sim = SimPotentiostat(RandlesModel(), speed=speed, seed=3)
         self.server = ScpiServer(self.sim, port=0).start()
         self.driver = ScpiPotentiostat(self.server.resource, timeout_s=timeout_s, poll_s=0.002)
