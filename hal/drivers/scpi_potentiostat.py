@@ -31,8 +31,9 @@ import numpy.typing as npt
 from pyvisa.resources import MessageBasedResource
 
 from hal.driver import KNOWN_FLAGS, Capabilities, Flag, Identity, LatencyProfile, Samples, Settings
-from hal.drivers._visa import VISA_ERRORS, open_resource, visa_errors_as_link_errors
-from hal.errors import InstrumentError, InstrumentOpenError, LinkError, ProtocolError
+from hal.drivers._scpi import ScpiLink
+from hal.drivers._visa import VISA_ERRORS, visa_errors_as_link_errors
+from hal.errors import InstrumentError, LinkError, ProtocolError
 from hal.waveform import Waveform, breakpoints, initial_potential, period
 
 __all__ = ["RECORD", "ScpiPotentiostat"]
@@ -71,14 +72,18 @@ class ScpiPotentiostat:
         on_drop: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.resource = resource
-        self.backends = tuple(backends)
         self.timeout_s = float(timeout_s)
         self.poll_s = float(poll_s)
         self.max_batch = int(max_batch)
-        self.cell_off_wait_s = float(cell_off_wait_s)
         self.on_drop = on_drop
-        self._res: MessageBasedResource | None = None
-        self._lock = threading.RLock()
+        self._link = ScpiLink(
+            resource,
+            backends=backends,
+            timeout_s=self.timeout_s,
+            cell_off_wait_s=cell_off_wait_s,
+            on_drop=self._drop,
+        )
+        self._lock = self._link.lock
         self._stopping = threading.Event()
         self._last_n = 0
         self._dropped = 0
@@ -95,7 +100,7 @@ class ScpiPotentiostat:
             command_s=0.001,
             poll_s=self.poll_s,
             max_batch=self.max_batch,
-            cell_off_s=self.cell_off_wait_s + 2 * self.timeout_s,
+            cell_off_s=self._link.cell_off_wait_s + 2 * self.timeout_s,
             notes="binary block per poll; cell_off falls back to a second session",
         )
 
@@ -107,14 +112,12 @@ class ScpiPotentiostat:
     @property
     def connected(self) -> bool:
         """Whether a session is open (it may still turn out to be dead)."""
-        return self._res is not None
+        return self._link.is_open
 
     def connect(self) -> None:
         """Open the session and check the instrument answers (``*IDN?``)."""
         with self._lock:
-            self._close_session()
-            self._res = open_resource(self.resource, self.backends, timeout_s=self.timeout_s)
-            self._res.chunk_size = 1 << 20
+            self._link.open()
             self.identify()
 
     def identify(self) -> Identity:
@@ -231,45 +234,11 @@ class ScpiPotentiostat:
     def cell_off(self) -> None:
         """Turn the cell off now, from any thread (see the module docstring); idempotent."""
         self._stopping.set()
-        failures: list[str] = []
-        if self._lock.acquire(timeout=self.cell_off_wait_s):
-            try:
-                if self._res is not None:
-                    try:
-                        if self._cell_off_on(self._res):
-                            return
-                        failures.append("the output stayed on")
-                    except VISA_ERRORS as exc:
-                        failures.append(f"main session: {exc}")
-            finally:
-                self._lock.release()
-        else:
-            failures.append("main session busy")
-        # A second session reaches the instrument even when the first is stuck.
-        try:
-            side = open_resource(
-                self.resource, self.backends, timeout_s=self.timeout_s, open_timeout_s=1.0
-            )
-        except InstrumentOpenError as exc:
-            failures.append(f"second session: {exc}")
-        else:
-            try:
-                if self._cell_off_on(side):
-                    return
-                failures.append("second session: the output stayed on")
-            except VISA_ERRORS as exc:
-                failures.append(f"second session: {exc}")
-            finally:
-                try:
-                    side.close()
-                except VISA_ERRORS:
-                    logger.debug("closing the second session failed", exc_info=True)
-        raise LinkError(f"{self.resource}: could not turn the cell off ({'; '.join(failures)})")
+        self._link.cell_off("ABOR;:OUTP OFF", "OUTP?", "0")
 
     def close(self) -> None:
         """Close the session (idempotent); an acquisition on the instrument goes on."""
-        with self._lock:
-            self._close_session()
+        self._link.close()
 
     # --- beyond the contract ---------------------------------------------------------
 
@@ -301,7 +270,7 @@ class ScpiPotentiostat:
         A bad reply is dropped (counted, logged) and an empty batch returned.
         """
         with self._lock:
-            res = self._session()
+            res = self._link.session()
             with visa_errors_as_link_errors(f"{self.resource}: FETC:NEW?"):
                 res.write(f"FETC:NEW? {self.max_batch}")
             try:
@@ -313,48 +282,14 @@ class ScpiPotentiostat:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _session(self) -> MessageBasedResource:
-        if self._res is None:
-            raise LinkError(f"{self.resource}: not connected")
-        return self._res
-
     def _write(self, command: str) -> None:
-        res = self._session()
-        with visa_errors_as_link_errors(f"{self.resource}: writing {command[:40]!r}"):
-            res.write(command)
+        self._link.write(command)
 
     def _query(self, command: str) -> str:
-        with self._lock:
-            res = self._session()
-            with visa_errors_as_link_errors(f"{self.resource}: query {command!r}"):
-                res.write(command)
-                raw = bytes(res.read_raw())
-        # Decoded by hand: pyvisa's own decoding raises on the first non-ASCII byte.
-        reply = raw.decode("ascii", errors="replace").strip()
-        if "\ufffd" in reply or any(ord(c) < 32 and c != "\t" for c in reply):
-            self._drop(f"reply to {command!r} is garbage", raw)
-            raise ProtocolError(f"reply to {command!r} is garbage: {raw[:60]!r}", raw=raw)
-        return reply
+        return self._link.query(command)
 
     def _raise_instrument_errors(self, what: str) -> None:
-        errors: list[str] = []
-        first_code = 0
-        for _ in range(32):
-            reply = self._query("SYST:ERR?")
-            code_text, _, text = reply.partition(",")
-            try:
-                code = int(code_text)
-            except ValueError:
-                self._drop("SYST:ERR? reply has no error code", reply.encode())
-                break
-            if code == 0:
-                break
-            first_code = first_code or code
-            errors.append(f"{code} {text.strip(chr(34))}")
-        if errors:
-            raise InstrumentError(
-                f"{self.resource} refused {what}: {'; '.join(errors)}", code=first_code
-            )
+        self._link.raise_errors(what)
 
     def _read_block(self, res: MessageBasedResource) -> bytes:
         """Read one ``#<d><len><data>\\n`` block; ProtocolError (resynchronised) if bad."""
@@ -393,7 +328,7 @@ class ScpiPotentiostat:
 
     def _resync(self, raw: bytes) -> None:
         """After a bad block: drain whatever is in flight and prove the link answers."""
-        res = self._session()
+        res = self._link.session()
         with visa_errors_as_link_errors(
             f"{self.resource}: no answer after a truncated reply {raw[:20]!r}"
         ):
@@ -432,19 +367,6 @@ class ScpiPotentiostat:
         logger.warning("%s: dropped a reply (%s); raw bytes %r", self.resource, reason, raw[:96])
         if self.on_drop is not None:
             self.on_drop(reason, raw[:256])
-
-    @staticmethod
-    def _cell_off_on(res: MessageBasedResource) -> bool:
-        res.write("ABOR;:OUTP OFF")
-        return res.query("OUTP?").strip() == "0"
-
-    def _close_session(self) -> None:
-        res, self._res = self._res, None
-        if res is not None:
-            try:
-                res.close()
-            except VISA_ERRORS:
-                logger.debug("closing %s failed", self.resource, exc_info=True)
 
 
 def _implausible(rec: npt.NDArray[np.void], last_n: int) -> str:
