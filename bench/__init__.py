@@ -1,1 +1,4 @@
-"""Benchmarks, run by ``galvana bench NAME``; each reports ratios against a baseline run beside it."""
+"""Benchmarks, run by ``galvana bench NAME``.
+
+Each reports ratios against a baseline run beside it.
+"""

@@ -1,0 +1,594 @@
+"""The general kernel: several species coupled by homogeneous reactions and one or two
+electron transfers (mechanisms EC, CE, EC', ECE; first- and second-order steps).
+
+Same discretization as the single-couple kernel (compact differences on the expanding
+grid, variable-step BDF up to order 3; the reaction terms are lumped on the node, which
+keeps the off-diagonal blocks diagonal), but the species at a node are coupled by the
+reactions, so each step is a block-tridiagonal solve with small dense blocks,
+eliminated from the bulk towards the electrode. That leaves the surface concentrations affine in the
+interfacial rates ``r`` of the electron transfers; the rate laws then give ``r`` from
+an ``m x m`` system (m <= 2), inside a scalar Newton iteration on the interfacial
+potential when Ru > 0. Second-order steps are linearized and iterated (Newton) to
+convergence. With first-order steps only, the elimination coefficients depend on the
+step size alone and are reused across equal steps.
+
+Sensitivities: one more right-hand side per parameter through the same elimination.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from physics.engines.numba._bdf import MAX_ORDER, bdf_weights
+from physics.engines.numba._jit import kernel
+from physics.engines.numba._kinetics import rates
+
+__all__ = [
+    "Q_ALPHA",
+    "Q_CDL",
+    "Q_D",
+    "Q_E0",
+    "Q_K0",
+    "Q_KB",
+    "Q_KF",
+    "Q_RU",
+    "run_network",
+]
+
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# Parameter types; the parameter's index (transfer, species or reaction) goes alongside.
+Q_K0 = 0
+Q_ALPHA = 1
+Q_E0 = 2
+Q_D = 3
+Q_RU = 4
+Q_CDL = 5
+Q_KF = 6
+Q_KB = 7
+
+_NEWTON_TOL = 1e-11
+K = MAX_ORDER
+_NEWTON_MAX = 50
+
+
+@kernel
+def _invert(a: Array, out: Array) -> bool:  # noqa: PLR0912 - pivoting loop
+    """Gauss-Jordan inverse with partial pivoting of a small matrix; False if singular."""
+    n = a.shape[0]
+    w = a.copy()
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = 1.0 if i == j else 0.0
+    for col in range(n):
+        piv = col
+        best = abs(w[col, col])
+        for r in range(col + 1, n):
+            if abs(w[r, col]) > best:
+                best = abs(w[r, col])
+                piv = r
+        if best == 0.0:
+            return False
+        if piv != col:
+            for j in range(n):
+                w[col, j], w[piv, j] = w[piv, j], w[col, j]
+                out[col, j], out[piv, j] = out[piv, j], out[col, j]
+        inv = 1.0 / w[col, col]
+        for j in range(n):
+            w[col, j] *= inv
+            out[col, j] *= inv
+        for r in range(n):
+            if r != col:
+                f = w[r, col]
+                if f != 0.0:
+                    for j in range(n):
+                        w[r, j] -= f * w[col, j]
+                        out[r, j] -= f * out[col, j]
+    return True
+
+
+@kernel
+def _reaction(  # noqa: PLR0917 - called from kernels, positionally
+    c: Array, kf: Array, kb: Array, reac: IntArray, prod: IntArray, R: Array, J: Array
+) -> None:
+    """Net production rates ``R`` (S) at one node and their Jacobian ``J`` (S, S)."""
+    S = c.shape[0]
+    for a in range(S):
+        R[a] = 0.0
+        for b in range(S):
+            J[a, b] = 0.0
+    for j in range(kf.shape[0]):
+        # Forward rate kf * c_r0 [* c_r1] and its partial derivatives.
+        r0 = reac[j, 0]
+        r1 = reac[j, 1]
+        p0 = prod[j, 0]
+        p1 = prod[j, 1]
+        fw = kf[j] * c[r0]
+        dfw0 = kf[j]
+        dfw1 = 0.0
+        if r1 >= 0:
+            dfw0 = kf[j] * c[r1]
+            dfw1 = kf[j] * c[r0]
+            fw *= c[r1]
+        bw = kb[j] * c[p0]
+        dbw0 = kb[j]
+        dbw1 = 0.0
+        if p1 >= 0:
+            dbw0 = kb[j] * c[p1]
+            dbw1 = kb[j] * c[p0]
+            bw *= c[p1]
+        net = fw - bw
+        for slot in range(4):
+            k = r0 if slot == 0 else r1 if slot == 1 else p0 if slot == 2 else p1
+            if k < 0:
+                continue
+            sign = -1.0 if slot < 2 else 1.0
+            R[k] += sign * net
+            J[k, r0] += sign * dfw0
+            if r1 >= 0:
+                J[k, r1] += sign * dfw1
+            J[k, p0] -= sign * dbw0
+            if p1 >= 0:
+                J[k, p1] -= sign * dbw1
+
+
+@kernel
+def _factor(  # noqa: PLR0917 - called from kernels, positionally
+    mass: Array, stiff: Array, d: Array, b0: float, J: Array, den_inv: Array, B: Array
+) -> bool:
+    """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S)."""
+    N = mass.shape[0]
+    S = d.shape[0]
+    tmp = np.empty((S, S))
+    inv = np.empty((S, S))
+    for a in range(S):
+        for b in range(S):
+            B[N - 1, a, b] = 0.0
+    for i in range(N - 2, -1, -1):
+        w = mass[i, 0] + mass[i, 1] + mass[i, 2]  # reactions are lumped on the node
+        for a in range(S):
+            up = b0 * mass[i, 2] - d[a] * stiff[i, 2]
+            for b in range(S):
+                tmp[a, b] = -w * J[i, a, b] + up * B[i + 1, a, b]
+            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1]
+        if not _invert(tmp, inv):
+            return False
+        for a in range(S):
+            for b in range(S):
+                den_inv[i, a, b] = inv[a, b]
+                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0]
+                B[i, a, b] = -inv[a, b] * lo if i > 0 else 0.0
+    return True
+
+
+@kernel
+def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
+    mass: Array,
+    stiff: Array,
+    d: Array,
+    b0: float,
+    rhs: Array,
+    boundary: Array,
+    den_inv: Array,
+    al: Array,
+) -> None:
+    """``al[i] = den_inv[i] (rhs[i] - Up_i al[i+1])`` from the bulk node inwards."""
+    N = rhs.shape[1]
+    S = d.shape[0]
+    v = np.empty(S)
+    for a in range(S):
+        al[a, N - 1] = boundary[a]
+    for i in range(N - 2, -1, -1):
+        for a in range(S):
+            v[a] = rhs[a, i] - (b0 * mass[i, 2] - d[a] * stiff[i, 2]) * al[a, i + 1]
+        for a in range(S):
+            acc = 0.0
+            for b in range(S):
+                acc += den_inv[i, a, b] * v[b]
+            al[a, i] = acc
+
+
+@kernel
+def _history(  # noqa: PLR0917 - called from kernels, positionally
+    ring: Array, head: int, order: int, beta_w: Array, ring_size: int, out: Array
+) -> None:
+    """``out = sum_{j=1..order} beta_w[j] * level(j-1)`` for (S, N) levels in a ring."""
+    S, N = out.shape
+    for a in range(S):
+        for i in range(N):
+            acc = 0.0
+            for j in range(1, order + 1):
+                acc += beta_w[j] * ring[(head + j - 1) % ring_size, a, i]
+            out[a, i] = acc
+
+
+@kernel
+def _mass_rhs(mass: Array, hsum: Array, rhs: Array) -> None:
+    """``rhs[:, i] = -sum_j mass[i, j] * hsum[:, j]`` over the row's three nodes."""
+    S, N = hsum.shape
+    for a in range(S):
+        for i in range(N - 1):
+            acc = mass[i, 1] * hsum[a, i] + mass[i, 2] * hsum[a, i + 1]
+            if i > 0:
+                acc += mass[i, 0] * hsum[a, i - 1]
+            rhs[a, i] = -acc
+
+
+@kernel
+def _sweep_forward(al: Array, B: Array, c0: Array, boundary: Array, out: Array) -> None:
+    """``out[:, 0] = c0``; ``out[:, i] = al[:, i] + B[i] out[:, i-1]``; bulk node last."""
+    S, N = out.shape
+    for a in range(S):
+        out[a, 0] = c0[a]
+    for i in range(1, N - 1):
+        for a in range(S):
+            acc = al[a, i]
+            for b in range(S):
+                acc += B[i, a, b] * out[b, i - 1]
+            out[a, i] = acc
+    for a in range(S):
+        out[a, N - 1] = boundary[a]
+
+
+@kernel
+def _solve_small(A: Array, b: Array, x: Array) -> bool:
+    """Solve ``A x = b`` for m <= 2."""
+    m = b.shape[0]
+    if m == 1:
+        if A[0, 0] == 0.0:
+            return False
+        x[0] = b[0] / A[0, 0]
+        return True
+    det = A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+    if det == 0.0:
+        return False
+    x[0] = (b[0] * A[1, 1] - A[0, 1] * b[1]) / det
+    x[1] = (A[0, 0] * b[1] - A[1, 0] * b[0]) / det
+    return True
+
+
+@kernel
+def run_network(  # noqa: PLR0911, PLR0912, PLR0915, PLR0917 - one hot loop; numba takes arrays positionally
+    mass: Array,
+    stiff: Array,
+    d: Array,
+    cb: Array,
+    n_e: Array,
+    theta0: Array,
+    K0: Array,
+    alpha: Array,
+    model: IntArray,
+    ox: IntArray,
+    red: IntArray,
+    tables: Array,
+    eta0: float,
+    deta: float,
+    kf: Array,
+    kb: Array,
+    reac: IntArray,
+    prod: IntArray,
+    rho: float,
+    gamma: float,
+    h: Array,
+    theta_app: Array,
+    restart: npt.NDArray[np.bool_],
+    hist: Array,
+    scal: Array,
+    ptype: IntArray,
+    pidx: IntArray,
+    dcb: Array,
+    s_hist: Array,
+    s_theta: Array,
+    psi_out: Array,
+    theta_out: Array,
+    dpsi_out: Array,
+    rec_idx: IntArray,
+    prof_out: Array,
+) -> tuple[int, int]:
+    """Advance the state over ``h.size`` steps; return ``(status, failed_step)``.
+
+    As :func:`run_single_couple`, with S species (``d``, ``cb``), m transfers (arrays
+    ``n_e``, ``theta0``, ``K0``, ``alpha``, ``model``, species indices ``ox``/``red``,
+    one Marcus table per transfer in ``tables``) and reactions ``reac -> prod`` (index
+    pairs, -1 for none) with rate constants ``kf``/``kb``. Parameters are
+    ``(ptype[q], pidx[q])``; ``dcb[q]`` is the derivative of the bulk concentrations.
+    Status 1: the potential iteration failed; 2: non-finite current; 3: the
+    concentration iteration failed; 4: a singular block.
+    """
+    N = mass.shape[0]
+    S = d.shape[0]
+    m_et = n_e.shape[0]
+    M = h.shape[0]
+    P = ptype.shape[0]
+    R1 = K + 1
+    nonlinear = False
+    for j in range(kf.shape[0]):
+        if reac[j, 1] >= 0 or prod[j, 1] >= 0:
+            nonlinear = True
+    # nu[k, j]: moles of species k made per mole of oxidation through transfer j.
+    nu = np.zeros((S, m_et))
+    for j in range(m_et):
+        nu[ox[j], j] += 1.0
+        nu[red[j], j] -= 1.0
+    ring = np.empty((R1, S, N))
+    sring = np.empty((R1, P, S, N))
+    th_ring = np.zeros(R1)
+    st_ring = np.zeros((R1, P))
+    for j in range(K):
+        ring[j] = hist[j]
+        th_ring[j] = scal[1 + j]
+        for q in range(P):
+            sring[j, q] = s_hist[q, j]
+            st_ring[j, q] = s_theta[q, j]
+    head = 0
+    levels = int(scal[0])
+    h_hist = np.empty(K)
+    for j in range(K):
+        h_hist[j] = scal[1 + K + j]
+    beta_w = np.zeros(K + 1)
+    guess = np.empty((S, N))
+    Jn = np.zeros((N, S, S))
+    den_inv = np.zeros((N, S, S))
+    B = np.zeros((N, S, S))
+    hsum = np.empty((S, N))
+    base = np.empty((S, N))
+    rhs = np.empty((S, N))
+    al = np.empty((S, N))
+    Rn = np.empty(S)
+    Jtmp = np.empty((S, S))
+    W = np.empty((S, m_et))
+    u = np.empty(S)
+    c0 = np.empty(S)
+    kred = np.empty(m_et)
+    kox = np.empty(m_et)
+    dkred = np.empty(m_et)
+    dkox = np.empty(m_et)
+    dkred_a = np.empty(m_et)
+    dkox_a = np.empty(m_et)
+    A = np.empty((m_et, m_et))
+    bvec = np.empty(m_et)
+    rr = np.empty(m_et)
+    dA = np.empty((m_et, m_et))
+    dbv = np.empty(m_et)
+    tmpv = np.empty(m_et)
+    drr = np.empty(m_et)
+    beta_t = np.empty(m_et)
+    bv_t = np.empty(m_et)
+    ap = np.empty(m_et)
+    rp = np.empty(m_et)
+    th_p = np.zeros(P)
+    fb0 = -1.0
+    if not nonlinear:
+        # First-order steps: the Jacobian is the same at every node and every step.
+        _reaction(cb, kf, kb, reac, prod, Rn, Jtmp)
+        for i in range(N):
+            Jn[i] = Jtmp
+    rec = 0
+    while rec < rec_idx.shape[0] and rec_idx[rec] < 0:
+        rec += 1
+    for m in range(M):
+        hm = h[m]
+        if restart[m]:
+            levels = min(levels, 1)
+        order = bdf_weights(hm, h_hist, levels, beta_w)
+        b0 = beta_w[0]
+        _history(ring, head, order, beta_w, R1, hsum)
+        _mass_rhs(mass, hsum, base)
+        hist_th = 0.0
+        for j in range(1, order + 1):
+            hist_th += beta_w[j] * th_ring[(head + j - 1) % R1]
+        cur = ring[head]
+        slot = (head + K) % R1
+        new = ring[slot]
+        guess[:, :] = cur
+        th_new = th_ring[head]
+        converged = False
+        for _newton in range(_NEWTON_MAX if nonlinear else 1):
+            if nonlinear:
+                for i in range(N - 1):
+                    w = mass[i, 0] + mass[i, 1] + mass[i, 2]
+                    _reaction(guess[:, i], kf, kb, reac, prod, Rn, Jtmp)
+                    for a in range(S):
+                        corr = Rn[a]
+                        for b in range(S):
+                            Jn[i, a, b] = Jtmp[a, b]
+                            corr -= Jtmp[a, b] * guess[b, i]
+                        rhs[a, i] = base[a, i] + w * corr
+                if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
+                    return 4, m
+            else:
+                if b0 != fb0:
+                    if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
+                        return 4, m
+                    fb0 = b0
+                rhs[:, :] = base
+            _sweep_back(mass, stiff, d, b0, rhs, cb, den_inv, al)
+            for a in range(S):
+                u[a] = al[a, 0]
+                for j in range(m_et):
+                    acc = 0.0
+                    for b in range(S):
+                        acc += den_inv[0, a, b] * nu[b, j]
+                    W[a, j] = acc
+            # Interfacial potential (Newton when Ru > 0) and the transfer rates.
+            x = th_new if rho > 0.0 else theta_app[m]
+            ok = False
+            for _it in range(100):
+                for j in range(m_et):
+                    kr, ko, dkr, dko, dkra, dkoa = rates(
+                        model[j], n_e[j], alpha[j], x - theta0[j], tables[j], eta0, deta
+                    )
+                    kred[j] = K0[j] * kr
+                    kox[j] = K0[j] * ko
+                    dkred[j] = K0[j] * dkr
+                    dkox[j] = K0[j] * dko
+                    dkred_a[j] = K0[j] * dkra
+                    dkox_a[j] = K0[j] * dkoa
+                for j in range(m_et):
+                    oj = ox[j]
+                    rj = red[j]
+                    for col in range(m_et):
+                        A[j, col] = (
+                            (1.0 if j == col else 0.0) - kox[j] * W[rj, col] + kred[j] * W[oj, col]
+                        )
+                        dA[j, col] = -dkox[j] * W[rj, col] + dkred[j] * W[oj, col]
+                    bvec[j] = kox[j] * u[rj] - kred[j] * u[oj]
+                    dbv[j] = dkox[j] * u[rj] - dkred[j] * u[oj]
+                if not _solve_small(A, bvec, rr):
+                    return 4, m
+                if rho <= 0.0:
+                    ok = True
+                    break
+                for j in range(m_et):
+                    acc = dbv[j]
+                    for col in range(m_et):
+                        acc -= dA[j, col] * rr[col]
+                    tmpv[j] = acc
+                _solve_small(A, tmpv, drr)
+                psi = gamma * (b0 * x + hist_th)
+                dpsi_dx = gamma * b0
+                for j in range(m_et):
+                    psi += n_e[j] * rr[j]
+                    dpsi_dx += n_e[j] * drr[j]
+                g = theta_app[m] - x - rho * psi
+                dg = -1.0 - rho * dpsi_dx
+                step = -g / dg
+                step = min(2.0, max(-2.0, step))
+                if ok:
+                    break  # the step just computed is the polishing one; rates match x
+                x += step
+                if abs(step) < 1e-10 * (1.0 + abs(x)):
+                    ok = True
+            if not ok:
+                return 1, m
+            th_new = x
+            for a in range(S):
+                acc = u[a]
+                for j in range(m_et):
+                    acc += W[a, j] * rr[j]
+                c0[a] = acc
+            _sweep_forward(al, B, c0, cb, new)
+            if not nonlinear:
+                converged = True
+                break
+            change = 0.0
+            for a in range(S):
+                for i in range(N):
+                    change = max(change, abs(new[a, i] - guess[a, i]))
+            guess[:, :] = new
+            if change < _NEWTON_TOL:
+                converged = True
+                break
+        if not converged:
+            return 3, m
+        psi = gamma * (b0 * th_new + hist_th)
+        for j in range(m_et):
+            psi += n_e[j] * rr[j]
+        if not np.isfinite(psi):
+            return 2, m
+        psi_out[m] = psi
+        theta_out[m] = th_new
+
+        if P > 0:
+            # beta_t[j] = d r_j / d theta at fixed surface concentrations.
+            for j in range(m_et):
+                beta_t[j] = dkox[j] * new[red[j], 0] - dkred[j] * new[ox[j], 0]
+            _solve_small(A, beta_t, bv_t)
+            for q in range(P):
+                pt = ptype[q]
+                pi = pidx[q]
+                for a in range(S):
+                    for i in range(N):
+                        acc = 0.0
+                        for j in range(1, order + 1):
+                            acc += beta_w[j] * sring[(head + j - 1) % R1, q, a, i]
+                        hsum[a, i] = acc
+                _mass_rhs(mass, hsum, rhs)
+                if pt == Q_D:
+                    a = pi
+                    for i in range(N - 1):
+                        acc = stiff[i, 1] * new[a, i] + stiff[i, 2] * new[a, i + 1]
+                        if i > 0:
+                            acc += stiff[i, 0] * new[a, i - 1]
+                        rhs[a, i] += acc
+                elif pt in (Q_KF, Q_KB):
+                    r0 = reac[pi, 0]
+                    r1 = reac[pi, 1]
+                    p0 = prod[pi, 0]
+                    p1 = prod[pi, 1]
+                    for i in range(N - 1):
+                        w = mass[i, 0] + mass[i, 1] + mass[i, 2]
+                        if pt == Q_KF:
+                            rate = new[r0, i] * (new[r1, i] if r1 >= 0 else 1.0)
+                        else:
+                            rate = -new[p0, i] * (new[p1, i] if p1 >= 0 else 1.0)
+                        for spot in range(4):
+                            k = r0 if spot == 0 else r1 if spot == 1 else p0 if spot == 2 else p1
+                            if k >= 0:
+                                rhs[k, i] += w * (-1.0 if spot < 2 else 1.0) * rate
+                _sweep_back(mass, stiff, d, b0, rhs, dcb[q], den_inv, al)
+                for j in range(m_et):
+                    oj = ox[j]
+                    rj = red[j]
+                    expl = 0.0
+                    if pi == j:
+                        if pt == Q_K0:
+                            expl = (kox[j] * new[rj, 0] - kred[j] * new[oj, 0]) / K0[j]
+                        elif pt == Q_ALPHA:
+                            expl = dkox_a[j] * new[rj, 0] - dkred_a[j] * new[oj, 0]
+                        elif pt == Q_E0:
+                            expl = -(dkox[j] * new[rj, 0] - dkred[j] * new[oj, 0])
+                    tmpv[j] = kox[j] * al[rj, 0] - kred[j] * al[oj, 0] + expl
+                _solve_small(A, tmpv, ap)
+                hist_p = 0.0
+                for j in range(1, order + 1):
+                    hist_p += beta_w[j] * st_ring[(head + j - 1) % R1, q]
+                sum_ap = 0.0
+                sum_bv = 0.0
+                for j in range(m_et):
+                    sum_ap += n_e[j] * ap[j]
+                    sum_bv += n_e[j] * bv_t[j]
+                rhs_t = -rho * (sum_ap + gamma * hist_p)
+                if pt == Q_RU:
+                    rhs_t -= psi
+                elif pt == Q_CDL:
+                    rhs_t -= rho * (b0 * th_new + hist_th)
+                tp = rhs_t / (1.0 + rho * sum_bv + rho * gamma * b0)
+                dpsi = gamma * (b0 * tp + hist_p)
+                for j in range(m_et):
+                    rp[j] = ap[j] + bv_t[j] * tp
+                    dpsi += n_e[j] * rp[j]
+                if pt == Q_CDL:
+                    dpsi += b0 * th_new + hist_th
+                dpsi_out[m, q] = dpsi
+                th_p[q] = tp
+                for a in range(S):
+                    acc = al[a, 0]
+                    for j in range(m_et):
+                        acc += W[a, j] * rp[j]
+                    c0[a] = acc
+                _sweep_forward(al, B, c0, dcb[q], sring[slot, q])
+            for q in range(P):
+                st_ring[slot, q] = th_p[q]
+
+        while rec < rec_idx.shape[0] and rec_idx[rec] == m:
+            prof_out[rec, :, :] = new
+            rec += 1
+        th_ring[slot] = th_new
+        head = slot
+        for j in range(K - 1, 0, -1):
+            h_hist[j] = h_hist[j - 1]
+        h_hist[0] = hm
+        levels = min(levels + 1, K)
+
+    for j in range(K):
+        hist[j] = ring[(head + j) % R1]
+        scal[1 + j] = th_ring[(head + j) % R1]
+        scal[1 + K + j] = h_hist[j]
+        for q in range(P):
+            s_hist[q, j] = sring[(head + j) % R1, q]
+            s_theta[q, j] = st_ring[(head + j) % R1, q]
+    scal[0] = levels
+    return 0, -1

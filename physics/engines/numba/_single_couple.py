@@ -1,0 +1,329 @@
+"""The fast kernel: one redox couple ``O + n e- = R`` with no homogeneous chemistry.
+
+Compact fourth-order differences on an expanding grid (node 0 on the electrode, the
+last node held at the bulk; see :mod:`grid`), variable-step BDF of order up to 3 in
+time (backward Euler on the first step and after every restart). Each species is a
+tridiagonal system that is eliminated from the bulk towards the electrode, which
+leaves the surface concentration as an affine function of the interfacial rate
+``r``; the Butler-Volmer (or Marcus) rate law then gives ``r`` in closed form, or,
+with uncompensated resistance, through a scalar Newton iteration on the interfacial
+potential. The elimination coefficients depend only on the leading BDF weight, so
+runs of equal steps reuse them and a step costs two multiply-add sweeps per species.
+
+Forward sensitivities (the derivative of the discrete solution, not of the PDE) reuse
+the same elimination with one more right-hand side per parameter.
+
+State layout (see ``_model.KernelState``): ``hist`` (K, 2, N) past concentration
+levels, newest first; ``scal`` = ``(levels, theta[0..K-1], h[0..K-1])`` with the past
+interfacial potentials and step sizes, newest first; per parameter ``s_hist``
+(P, K, 2, N) and ``s_theta`` (P, K).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from physics.engines.numba._bdf import MAX_ORDER, bdf_weights
+from physics.engines.numba._jit import kernel
+from physics.engines.numba._kinetics import rates
+
+__all__ = [
+    "OK",
+    "P_ALPHA",
+    "P_CDL",
+    "P_D_O",
+    "P_D_R",
+    "P_E0",
+    "P_K0",
+    "P_RU",
+    "STATUS_NEWTON",
+    "STATUS_NONFINITE",
+    "run_single_couple",
+]
+
+# Dimensionless parameters that sensitivities can be taken against.
+P_K0 = 0
+P_ALPHA = 1
+P_E0 = 2
+P_D_O = 3
+P_D_R = 4
+P_RU = 5
+P_CDL = 6
+
+OK = 0
+STATUS_NEWTON = 1
+STATUS_NONFINITE = 2
+
+Array = npt.NDArray[np.float64]
+K = MAX_ORDER
+
+
+@kernel
+def run_single_couple(  # noqa: PLR0912, PLR0915, PLR0917 - one hot loop; numba takes arrays positionally
+    mass: Array,
+    stiff: Array,
+    d: Array,
+    cb: Array,
+    n_e: float,
+    theta0: float,
+    K0: float,
+    alpha: float,
+    model: int,
+    table: Array,
+    eta0: float,
+    deta: float,
+    rho: float,
+    gamma: float,
+    h: Array,
+    theta_app: Array,
+    restart: npt.NDArray[np.bool_],
+    hist: Array,
+    scal: Array,
+    par: npt.NDArray[np.int64],
+    s_hist: Array,
+    s_theta: Array,
+    psi_out: Array,
+    theta_out: Array,
+    dpsi_out: Array,
+    rec_idx: npt.NDArray[np.int64],
+    prof_out: Array,
+) -> tuple[int, int]:
+    """Advance the state over ``h.size`` steps; return ``(status, failed_step)``.
+
+    Grid: ``mass`` and ``stiff`` (N, 3) row weights. ``d`` and ``cb`` (2: O, R) are the
+    relative diffusion coefficients and bulk concentrations. Kinetics: ``n_e``
+    electrons, formal potential ``theta0``, rate constant ``K0``, ``alpha``, ``model``
+    with its ``table``. ``rho`` and ``gamma`` are the dimensionless uncompensated
+    resistance and double-layer capacitance. Step ``m`` has size ``h[m]`` and ends at
+    the applied potential ``theta_app[m]``; ``restart[m]`` drops the history.
+
+    State (module docstring) is updated in place. Outputs per step: ``psi_out``
+    (current), ``theta_out`` (interfacial potential), ``dpsi_out`` (M, P);
+    ``prof_out[k]`` gets the concentrations after step ``rec_idx[k]``.
+    """
+    N = mass.shape[0]
+    M = h.shape[0]
+    P = par.shape[0]
+    nu0 = 1.0  # O is produced by oxidation
+    # Ring buffers: slot (head + j) % (K + 1) holds level j (0 = newest).
+    ring = np.empty((K + 1, 2, N))
+    sring = np.empty((K + 1, P, 2, N))
+    th_ring = np.zeros(K + 1)
+    st_ring = np.zeros((K + 1, P))
+    for j in range(K):
+        ring[j] = hist[j]
+        th_ring[j] = scal[1 + j]
+        for q in range(P):
+            sring[j, q] = s_hist[q, j]
+            st_ring[j, q] = s_theta[q, j]
+    head = 0
+    levels = int(scal[0])
+    h_hist = np.empty(K)
+    for j in range(K):
+        h_hist[j] = scal[1 + K + j]
+    beta_w = np.zeros(K + 1)
+    al = np.empty((2, N))
+    beta = np.zeros((2, N))
+    dinv = np.zeros((2, N))
+    ee = np.zeros((2, N))
+    hsum = np.empty((2, N))
+    sal = np.empty((2, N))
+    lap = np.zeros((2, N))
+    th_p = np.zeros(P)
+    fb0 = -1.0
+    rec = 0
+    while rec < rec_idx.shape[0] and rec_idx[rec] < 0:
+        rec += 1
+    for m in range(M):
+        hm = h[m]
+        if restart[m]:
+            levels = min(levels, 1)
+        order = bdf_weights(hm, h_hist, levels, beta_w)
+        b0 = beta_w[0]
+        if b0 != fb0:
+            # Eliminate from the bulk (Dirichlet) node towards the electrode.
+            for k in range(2):
+                b_next = 0.0
+                for i in range(N - 2, -1, -1):
+                    lo = b0 * mass[i, 0] - d[k] * stiff[i, 0]
+                    diag = b0 * mass[i, 1] - d[k] * stiff[i, 1]
+                    up = b0 * mass[i, 2] - d[k] * stiff[i, 2]
+                    inv = 1.0 / (diag + up * b_next)
+                    dinv[k, i] = inv
+                    ee[k, i] = up * inv
+                    b_next = -lo * inv if i > 0 else 0.0
+                    beta[k, i] = b_next
+            fb0 = b0
+        # History part of the time derivative, node by node.
+        for k in range(2):
+            for i in range(N):
+                acc = 0.0
+                for j in range(1, order + 1):
+                    acc += beta_w[j] * ring[(head + j - 1) % (K + 1), k, i]
+                hsum[k, i] = acc
+        hist_th = 0.0
+        for j in range(1, order + 1):
+            hist_th += beta_w[j] * th_ring[(head + j - 1) % (K + 1)]
+        # Backward sweep: surface concentrations as u + v * (nu r).
+        al[0, N - 1] = cb[0]
+        al[1, N - 1] = cb[1]
+        for i in range(N - 2, -1, -1):
+            rhs0 = -(mass[i, 1] * hsum[0, i] + mass[i, 2] * hsum[0, i + 1])
+            rhs1 = -(mass[i, 1] * hsum[1, i] + mass[i, 2] * hsum[1, i + 1])
+            if i > 0:
+                rhs0 -= mass[i, 0] * hsum[0, i - 1]
+                rhs1 -= mass[i, 0] * hsum[1, i - 1]
+            al[0, i] = rhs0 * dinv[0, i] - ee[0, i] * al[0, i + 1]
+            al[1, i] = rhs1 * dinv[1, i] - ee[1, i] * al[1, i + 1]
+        uO = al[0, 0]
+        uR = al[1, 0]
+        vO = dinv[0, 0]
+        vR = dinv[1, 0]
+        th_cur = th_ring[head]
+        # Interfacial potential and rate.
+        if rho > 0.0:
+            x = th_cur + (theta_app[m] - (theta_app[m - 1] if m > 0 else th_cur))
+            converged = False
+            for _ in range(100):
+                kred, kox, dkred, dkox, _a, _b = rates(
+                    model, n_e, alpha, x - theta0, table, eta0, deta
+                )
+                kred *= K0
+                kox *= K0
+                dkred *= K0
+                dkox *= K0
+                num = kox * uR - kred * uO
+                dn = 1.0 + kox * vR + kred * vO
+                rr = num / dn
+                drr = ((dkox * uR - dkred * uO) * dn - num * (dkox * vR + dkred * vO)) / (dn * dn)
+                psi = n_e * rr + gamma * (b0 * x + hist_th)
+                g = theta_app[m] - x - rho * psi
+                dg = -1.0 - rho * (n_e * drr + gamma * b0)
+                step = -g / dg
+                if step > 2.0:
+                    step = 2.0
+                elif step < -2.0:
+                    step = -2.0
+                x += step
+                if converged:
+                    break  # one polishing step after convergence: Newton is then exact to rounding
+                if abs(step) < 1e-10 * (1.0 + abs(x)):
+                    converged = True
+            if not converged:
+                return STATUS_NEWTON, m
+            th_new = x
+        else:
+            th_new = theta_app[m]
+        kred, kox, dkred, dkox, dkred_a, dkox_a = rates(
+            model, n_e, alpha, th_new - theta0, table, eta0, deta
+        )
+        kred *= K0
+        kox *= K0
+        dkred *= K0
+        dkox *= K0
+        dkred_a *= K0
+        dkox_a *= K0
+        dn = 1.0 + kox * vR + kred * vO
+        rr = (kox * uR - kred * uO) / dn
+        psi = n_e * rr + gamma * (b0 * th_new + hist_th)
+        if not np.isfinite(psi):
+            return STATUS_NONFINITE, m
+        # Forward sweep into the free slot, which becomes level 0.
+        slot = (head + K) % (K + 1)
+        new = ring[slot]
+        new[0, 0] = uO + vO * nu0 * rr
+        new[1, 0] = uR - vR * nu0 * rr
+        for i in range(1, N - 1):
+            new[0, i] = al[0, i] + beta[0, i] * new[0, i - 1]
+            new[1, i] = al[1, i] + beta[1, i] * new[1, i - 1]
+        new[0, N - 1] = cb[0]
+        new[1, N - 1] = cb[1]
+        psi_out[m] = psi
+        theta_out[m] = th_new
+
+        if P > 0:
+            cO0 = new[0, 0]
+            cR0 = new[1, 0]
+            # d r / d theta at fixed surface concentrations.
+            B = (dkox * cR0 - dkred * cO0) / dn
+            for k in range(2):
+                for i in range(N - 1):
+                    acc = stiff[i, 1] * new[k, i] + stiff[i, 2] * new[k, i + 1]
+                    if i > 0:
+                        acc += stiff[i, 0] * new[k, i - 1]
+                    lap[k, i] = acc
+            for q in range(P):
+                p = par[q]
+                for k in range(2):
+                    for i in range(N):
+                        acc = 0.0
+                        for j in range(1, order + 1):
+                            acc += beta_w[j] * sring[(head + j - 1) % (K + 1), q, k, i]
+                        hsum[k, i] = acc
+                    sal[k, N - 1] = 0.0
+                    src = 1.0 if (p == P_D_O and k == 0) or (p == P_D_R and k == 1) else 0.0
+                    for i in range(N - 2, -1, -1):
+                        rhs = (
+                            -(mass[i, 1] * hsum[k, i] + mass[i, 2] * hsum[k, i + 1])
+                            + src * lap[k, i]
+                        )
+                        if i > 0:
+                            rhs -= mass[i, 0] * hsum[k, i - 1]
+                        sal[k, i] = rhs * dinv[k, i] - ee[k, i] * sal[k, i + 1]
+                # Explicit dependence of the rate on the parameter.
+                if p == P_K0:
+                    expl = (kox * cR0 - kred * cO0) / K0
+                elif p == P_ALPHA:
+                    expl = dkox_a * cR0 - dkred_a * cO0
+                elif p == P_E0:
+                    expl = -(dkox * cR0 - dkred * cO0)
+                else:
+                    expl = 0.0
+                A = (kox * sal[1, 0] - kred * sal[0, 0] + expl) / dn
+                hist_p = 0.0
+                for j in range(1, order + 1):
+                    hist_p += beta_w[j] * st_ring[(head + j - 1) % (K + 1), q]
+                # theta = theta_app - rho * psi, differentiated (also at rho = 0,
+                # where d theta / d rho = -psi is what a calibrator starting there needs).
+                rhs_t = -rho * (n_e * A + gamma * hist_p)
+                if p == P_RU:
+                    rhs_t -= psi
+                elif p == P_CDL:
+                    rhs_t -= rho * (b0 * th_new + hist_th)
+                tp = rhs_t / (1.0 + rho * n_e * B + rho * gamma * b0)
+                rp = A + B * tp
+                dpsi = n_e * rp + gamma * (b0 * tp + hist_p)
+                if p == P_CDL:
+                    dpsi += b0 * th_new + hist_th
+                dpsi_out[m, q] = dpsi
+                th_p[q] = tp
+                snew = sring[slot, q]
+                snew[0, 0] = sal[0, 0] + vO * nu0 * rp
+                snew[1, 0] = sal[1, 0] - vR * nu0 * rp
+                for k in range(2):
+                    for i in range(1, N - 1):
+                        snew[k, i] = sal[k, i] + beta[k, i] * snew[k, i - 1]
+                    snew[k, N - 1] = 0.0
+            for q in range(P):
+                st_ring[slot, q] = th_p[q]
+
+        while rec < rec_idx.shape[0] and rec_idx[rec] == m:
+            prof_out[rec, :, :] = new
+            rec += 1
+        th_ring[slot] = th_new
+        head = slot
+        for j in range(K - 1, 0, -1):
+            h_hist[j] = h_hist[j - 1]
+        h_hist[0] = hm
+        levels = min(levels + 1, K)
+
+    for j in range(K):
+        hist[j] = ring[(head + j) % (K + 1)]
+        scal[1 + j] = th_ring[(head + j) % (K + 1)]
+        scal[1 + K + j] = h_hist[j]
+        for q in range(P):
+            s_hist[q, j] = sring[(head + j) % (K + 1), q]
+            s_theta[q, j] = st_ring[(head + j) % (K + 1), q]
+    scal[0] = levels
+    return OK, -1

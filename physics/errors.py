@@ -1,0 +1,46 @@
+"""Every exception the physics package raises on purpose, in one hierarchy.
+
+Messages name what was wrong (the key path, the value) and what would be accepted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineUnavailableError",
+    "NumericalError",
+    "ParameterError",
+    "PhysicsError",
+    "ScenarioError",
+]
+
+
+class PhysicsError(Exception):
+    """Base class of every error the physics package raises on purpose."""
+
+
+class ScenarioError(PhysicsError, ValueError):
+    """A scenario is malformed: unknown or missing key, wrong type, value out of range.
+
+    ``path`` is the dotted key path of the offending entry (``"species.O.D"``), or
+    ``"<scenario>"`` when the whole document is wrong.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+class ParameterError(PhysicsError, ValueError):
+    """A parameter name or value passed to the simulation API is not accepted."""
+
+
+class EngineUnavailableError(PhysicsError):
+    """The scenario asks for an engine that this installation does not provide."""
+
+
+class NumericalError(PhysicsError):
+    """The discretized problem could not be solved to the required accuracy.
+
+    Raised instead of returning silently wrong numbers (a Newton iteration that does
+    not converge, a non-finite current, a grid that would need too many points).
+    """

@@ -1,0 +1,1125 @@
+"""The scenario schema: YAML (or a mapping) in, validated frozen objects out.
+
+Bare numbers are SI; strings with units (``"1 mM"``, ``"100 mV/s"``) are converted by
+:mod:`physics.units`. Every problem raises :class:`~physics.errors.ScenarioError`
+naming the key path, the value and what is accepted.
+
+Example::
+
+    name: ferrocene-cv
+    mechanism: E
+    species: {O: {D: 1.0e-9, c_bulk: 1.0}, R: {D: 1.0e-9, c_bulk: 0.0}}
+    kinetics: {model: butler-volmer, E0: 0.0, k0: 1.0e-2, alpha: 0.5, n: 1}
+    electrode: {geometry: planar, area: 7.07e-6}
+    cell: {T: 298.15, Ru: 0.0, Cdl: 0.0}
+    waveform: {type: cv, E_start: 0.5, E_vertex: -0.5, scan_rate: 0.1}
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import yaml
+
+from physics.errors import ScenarioError
+from physics.units import Quantity, to_si
+
+__all__ = [
+    "Cell",
+    "Chemistry",
+    "Chronoamperometry",
+    "CyclicVoltammetry",
+    "Electrode",
+    "Kinetics",
+    "LinearSweep",
+    "Numerics",
+    "Piecewise",
+    "PotentialStep",
+    "Scenario",
+    "Species",
+    "SquareWave",
+    "Waveform",
+    "load_scenario",
+]
+
+Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]
+KineticsModel: TypeAlias = Literal["butler-volmer", "marcus-hush-chidsey", "nernst"]
+Geometry: TypeAlias = Literal["planar", "sphere", "cylinder"]
+Engine: TypeAlias = Literal["numba", "fenicsx", "auto"]
+
+MECHANISMS: tuple[str, ...] = ("E", "EC", "CE", "EC'", "ECE")
+KINETICS_MODELS: tuple[str, ...] = ("butler-volmer", "marcus-hush-chidsey", "nernst")
+GEOMETRIES_1D: tuple[str, ...] = ("planar", "sphere", "cylinder")
+GEOMETRIES_2D: tuple[str, ...] = ("disk", "ring", "band", "recessed")
+ENGINES: tuple[str, ...] = ("numba", "fenicsx", "auto")
+
+# Which species each mechanism involves. Required ones must appear under `species`;
+# optional ones default to the diffusion coefficient of the species they are made
+# from and to a bulk concentration at chemical equilibrium.
+_REQUIRED_SPECIES: dict[str, tuple[str, ...]] = {
+    "E": ("O", "R"),
+    "EC": ("O", "R"),
+    "CE": ("Y", "O", "R"),
+    "EC'": ("O", "R"),
+    "ECE": ("O", "R", "O2", "R2"),
+}
+
+_D = Quantity("diffusion coefficient", "m^2/s", "[length]**2/[time]")
+_C = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
+_E = Quantity("potential", "V", "[electric_potential]")
+_K0 = Quantity("heterogeneous rate constant", "m/s", "[length]/[time]")
+_K1 = Quantity("first-order rate constant", "1/s", "1/[time]")
+_K2 = Quantity("second-order rate constant", "m^3/(mol*s)", "[length]**3/[substance]/[time]")
+_LAMBDA = Quantity("reorganization energy", "J/mol", "[energy]/[substance]", "[energy]")
+_AREA = Quantity("area", "m^2", "[length]**2")
+_LENGTH = Quantity("length", "m", "[length]")
+_T = Quantity("temperature", "K", "[temperature]")
+_RU = Quantity("resistance", "ohm", "[resistance]")
+_CDL = Quantity("capacitance", "F", "[capacitance]")
+_SCAN = Quantity("scan rate", "V/s", "[electric_potential]/[time]")
+_TIME = Quantity("time", "s", "[time]")
+_FREQ = Quantity("frequency", "Hz", "1/[time]")
+_NONE = Quantity("dimensionless number", "dimensionless", "[]")
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass(frozen=True, slots=True)
+class Species:
+    """A dissolved species: diffusion coefficient ``D`` (m^2/s), bulk concentration (mol/m^3).
+
+    ``derived`` marks a bulk concentration that was not given but computed from the
+    chemical equilibrium with the species it is made from; it follows the rate
+    constants when they change (:meth:`Scenario.with_parameters`).
+    """
+
+    name: str
+    D: float
+    c_bulk: float
+    derived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Kinetics:
+    """One heterogeneous electron transfer ``O + n e- = R``.
+
+    ``E0`` formal potential (V), ``k0`` standard rate constant (m/s), ``alpha`` transfer
+    coefficient (Butler-Volmer), ``reorganization_energy`` (J/mol, Marcus-Hush-Chidsey).
+    ``oxidized`` and ``reduced`` name the species of the couple.
+    """
+
+    model: KineticsModel
+    E0: float
+    k0: float
+    alpha: float
+    n: int
+    reorganization_energy: float | None
+    oxidized: str
+    reduced: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chemistry:
+    """One homogeneous step ``reactants = products`` with forward/backward rate constants.
+
+    ``kf`` and ``kb`` are in 1/s for first-order steps and m^3/(mol s) for second-order
+    ones (``order`` counts the reactants of the forward direction).
+    """
+
+    kf: float
+    kb: float
+    order: int
+    reactants: tuple[str, ...]
+    products: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Electrode:
+    """The working electrode. ``area`` (m^2); ``radius`` and ``length`` (m) for curved ones."""
+
+    geometry: Geometry
+    area: float
+    radius: float | None = None
+    length: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F)."""
+
+    T: float = 298.15
+    Ru: float = 0.0
+    Cdl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CyclicVoltammetry:
+    """Triangular sweeps ``E_start -> vertices -> E_end`` at ``scan_rate`` (V/s), repeated
+    ``cycles`` times."""
+
+    E_start: float
+    vertices: tuple[float, ...]
+    E_end: float
+    scan_rate: float
+    cycles: int = 1
+    type: Literal["cv"] = "cv"
+
+
+@dataclass(frozen=True, slots=True)
+class LinearSweep:
+    """One sweep from ``E_start`` to ``E_end`` (V) at ``scan_rate`` (V/s)."""
+
+    E_start: float
+    E_end: float
+    scan_rate: float
+    type: Literal["lsv"] = "lsv"
+
+
+@dataclass(frozen=True, slots=True)
+class PotentialStep:
+    """Hold the potential ``E`` (V) for ``duration`` (s)."""
+
+    E: float
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Chronoamperometry:
+    """A sequence of potential steps; the cell rests at ``E_initial`` (V) before t = 0."""
+
+    steps: tuple[PotentialStep, ...]
+    E_initial: float
+    type: Literal["ca"] = "ca"
+
+
+@dataclass(frozen=True, slots=True)
+class SquareWave:
+    """Osteryoung square-wave voltammetry.
+
+    The base potential staircases from ``E_start`` towards ``E_end`` by ``E_step`` (V) per
+    period; each period is a forward pulse of ``+amplitude`` (in the scan direction)
+    and a reverse pulse of ``-amplitude``, each lasting half of ``1/frequency`` (Hz).
+    """
+
+    E_start: float
+    E_end: float
+    E_step: float
+    amplitude: float
+    frequency: float
+    type: Literal["swv"] = "swv"
+
+
+@dataclass(frozen=True, slots=True)
+class Piecewise:
+    """A piecewise-linear applied potential through ``points`` ``(t s, E V)``.
+
+    Two consecutive points at the same time make a potential jump.
+    """
+
+    points: tuple[tuple[float, float], ...]
+    type: Literal["piecewise"] = "piecewise"
+
+
+Waveform: TypeAlias = CyclicVoltammetry | LinearSweep | Chronoamperometry | SquareWave | Piecewise
+
+
+@dataclass(frozen=True, slots=True)
+class Numerics:
+    """Optional numerical controls; the defaults already meet the documented accuracy.
+
+    ``potential_step`` (V) is the largest change of the applied potential per time step;
+    ``refine`` scales every resolution at once (2.0 halves the potential step, the
+    first grid spacing and the first time step after a jump, and doubles the number of
+    grid points per decade), which is what convergence studies need.
+    """
+
+    potential_step: float = 1.0e-3
+    refine: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A validated, immutable description of one simulated experiment."""
+
+    name: str
+    engine: Engine
+    mechanism: Mechanism
+    species: tuple[Species, ...]
+    kinetics: tuple[Kinetics, ...]
+    chemistry: tuple[Chemistry, ...]
+    electrode: Electrode
+    cell: Cell
+    waveform: Waveform
+    numerics: Numerics = field(default_factory=Numerics)
+
+    def species_named(self, name: str) -> Species:
+        """The species called ``name``; ``KeyError`` if the scenario has none."""
+        for s in self.species:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def duration(self) -> float:
+        """Total duration of the waveform (s)."""
+        return waveform_duration(self.waveform)
+
+    def parameters(self) -> dict[str, float]:
+        """The calibratable parameters by key path (``"kinetics.k0"``), with values in SI."""
+        out: dict[str, float] = {}
+        for prefix, k in _indexed("kinetics", self.kinetics):
+            if k.model != "nernst":
+                out[f"{prefix}.k0"] = k.k0
+            if k.model == "butler-volmer":
+                out[f"{prefix}.alpha"] = k.alpha
+            out[f"{prefix}.E0"] = k.E0
+        for s in self.species:
+            out[f"species.{s.name}.D"] = s.D
+        out["cell.Ru"] = self.cell.Ru
+        out["cell.Cdl"] = self.cell.Cdl
+        for prefix, c in _indexed("chemistry", self.chemistry):
+            out[f"{prefix}.kf"] = c.kf
+            out[f"{prefix}.kb"] = c.kb
+        return out
+
+    def with_parameters(self, values: Mapping[str, float]) -> Scenario:
+        """A copy with the named parameters (key paths, as in :meth:`parameters`) replaced.
+
+        Values are validated like the scenario's own; an unknown name raises
+        ``ScenarioError`` listing the accepted ones.
+        """
+        doc = self.to_mapping()
+        known = self.parameters()
+        for name, value in values.items():
+            canonical = canonical_parameter(self, name)
+            if canonical not in known:
+                raise ScenarioError(
+                    name, f"not a parameter of this scenario; accepted: {', '.join(known)}"
+                )
+            _set_path(doc, canonical, float(value))
+        return load_scenario(doc)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """A plain mapping in SI units that :func:`load_scenario` turns back into this scenario."""
+        wf = self.waveform
+        waveform: dict[str, Any]
+        if isinstance(wf, CyclicVoltammetry):
+            waveform = {
+                "type": "cv",
+                "E_start": wf.E_start,
+                "E_vertex": list(wf.vertices) if len(wf.vertices) > 1 else wf.vertices[0],
+                "E_end": wf.E_end,
+                "scan_rate": wf.scan_rate,
+                "cycles": wf.cycles,
+            }
+        elif isinstance(wf, Chronoamperometry):
+            waveform = {
+                "type": "ca",
+                "E_initial": wf.E_initial,
+                "steps": [{"E": s.E, "duration": s.duration} for s in wf.steps],
+            }
+        elif isinstance(wf, Piecewise):
+            waveform = {"type": "piecewise", "points": [list(p) for p in wf.points]}
+        else:
+            waveform = {f.name: getattr(wf, f.name) for f in fields(wf)}
+        kinetics = [_kinetics_mapping(k) for k in self.kinetics]
+        chemistry = [self._chemistry_mapping(c) for c in self.chemistry]
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "engine": self.engine,
+            "mechanism": self.mechanism,
+            "species": {
+                s.name: {"D": s.D} if s.derived else {"D": s.D, "c_bulk": s.c_bulk}
+                for s in self.species
+            },
+            "kinetics": kinetics[0] if len(kinetics) == 1 else kinetics,
+            "electrode": {
+                k: v
+                for k, v in (
+                    ("geometry", self.electrode.geometry),
+                    ("area", self.electrode.area),
+                    ("radius", self.electrode.radius),
+                    ("length", self.electrode.length),
+                )
+                if v is not None
+            },
+            "cell": {"T": self.cell.T, "Ru": self.cell.Ru, "Cdl": self.cell.Cdl},
+            "waveform": waveform,
+            "numerics": {
+                "potential_step": self.numerics.potential_step,
+                "refine": self.numerics.refine,
+            },
+        }
+        if chemistry:
+            doc["chemistry"] = chemistry[0] if len(chemistry) == 1 else chemistry
+        return doc
+
+    def _chemistry_mapping(self, c: Chemistry) -> dict[str, Any]:
+        out: dict[str, Any] = {"kf": c.kf, "kb": c.kb, "order": c.order}
+        if self.mechanism in ("EC", "EC'"):
+            out["reactant"] = c.reactants[0]
+        return out
+
+
+def _kinetics_mapping(k: Kinetics) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": k.model, "E0": k.E0, "n": k.n}
+    if k.model != "nernst":
+        out["k0"] = k.k0
+    if k.model == "butler-volmer":
+        out["alpha"] = k.alpha
+    if k.reorganization_energy is not None:
+        out["reorganization_energy"] = k.reorganization_energy
+    return out
+
+
+def _indexed(key: str, items: Sequence[Any]) -> list[tuple[str, Any]]:
+    if len(items) == 1:
+        return [(key, items[0])]
+    return [(f"{key}[{i}]", item) for i, item in enumerate(items)]
+
+
+_INDEX_ZERO = re.compile(r"^(kinetics|chemistry)\[0\]\.")
+
+
+def canonical_parameter(scenario: Scenario, name: str) -> str:
+    """The canonical key path of a parameter: ``kinetics[0].k0`` is ``kinetics.k0`` when
+    the scenario has a single electron transfer (likewise for ``chemistry``)."""
+    m = _INDEX_ZERO.match(name)
+    if m is not None:
+        group = m.group(1)
+        count = len(scenario.kinetics) if group == "kinetics" else len(scenario.chemistry)
+        if count == 1:
+            return group + "." + name[m.end() :]
+    return name
+
+
+def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
+    parts = path.split(".")
+    head = parts[0]
+    m = re.match(r"^(\w+)\[(\d+)\]$", head)
+    node: Any
+    if m is not None:
+        node = doc[m.group(1)][int(m.group(2))]
+    else:
+        node = doc[head]
+        if isinstance(node, list):
+            node = node[0]
+    for part in parts[1:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def waveform_duration(wf: Waveform) -> float:
+    """Total duration (s) of a waveform."""
+    if isinstance(wf, CyclicVoltammetry):
+        path = (wf.E_start, *wf.vertices, wf.E_end)
+        span = sum(abs(b - a) for a, b in itertools.pairwise(path))
+        return wf.cycles * span / wf.scan_rate
+    if isinstance(wf, LinearSweep):
+        return abs(wf.E_end - wf.E_start) / wf.scan_rate
+    if isinstance(wf, Chronoamperometry):
+        return sum(s.duration for s in wf.steps)
+    if isinstance(wf, SquareWave):
+        return square_wave_periods(wf) / wf.frequency
+    return wf.points[-1][0]
+
+
+def square_wave_periods(wf: SquareWave) -> int:
+    """Number of square-wave periods (staircase treads) from ``E_start`` to ``E_end``."""
+    # The small tolerance keeps E_end itself when the span is a whole number of steps.
+    return math.floor(abs(wf.E_end - wf.E_start) / wf.E_step + 1e-9) + 1
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Walks one mapping of the document, remembering the key path for error messages."""
+
+    def __init__(self, node: object, path: str) -> None:
+        if not isinstance(node, Mapping):
+            raise ScenarioError(path or "<scenario>", f"expected a mapping, got {_show(node)}")
+        self.node: Mapping[Any, Any] = node
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.node
+
+    def raw(self, name: str) -> object:
+        self.used.add(name)
+        return self.node[name]
+
+    def require(self, name: str) -> object:
+        if name not in self.node:
+            raise ScenarioError(self.key(name), "required key is missing")
+        return self.raw(name)
+
+    def number(
+        self,
+        name: str,
+        quantity: Quantity,
+        *,
+        default: float | None = None,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+        hi_open: bool = False,
+    ) -> float:
+        if name not in self.node:
+            if default is None:
+                raise ScenarioError(
+                    self.key(name),
+                    f"required key is missing ({_accepted(quantity, lo, hi, lo_open, hi_open)})",
+                )
+            return default
+        return _number(
+            self.raw(name), self.key(name), quantity, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open
+        )
+
+    def optional_number(
+        self,
+        name: str,
+        quantity: Quantity,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+    ) -> float | None:
+        if name not in self.node:
+            return None
+        return _number(self.raw(name), self.key(name), quantity, lo=lo, hi=hi, lo_open=lo_open)
+
+    def integer(self, name: str, *, default: int, lo: int, hi: int) -> int:
+        if name not in self.node:
+            return default
+        value = self.raw(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ScenarioError(
+                    self.key(name), f"got {_show(value)}; accepted: an integer from {lo} to {hi}"
+                )
+        if not lo <= value <= hi:
+            raise ScenarioError(
+                self.key(name), f"got {value}; accepted: an integer from {lo} to {hi}"
+            )
+        return value
+
+    def choice(self, name: str, options: Sequence[str], *, default: str | None = None) -> str:
+        if name not in self.node:
+            if default is None:
+                raise ScenarioError(
+                    self.key(name), f"required key is missing; accepted: {_options(options)}"
+                )
+            return default
+        value = self.raw(name)
+        if not isinstance(value, str) or value not in options:
+            raise ScenarioError(
+                self.key(name), f"got {_show(value)}; accepted: {_options(options)}"
+            )
+        return value
+
+    def text(self, name: str, *, default: str) -> str:
+        if name not in self.node:
+            return default
+        value = self.raw(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ScenarioError(self.key(name), f"got {_show(value)}; accepted: a non-empty string")
+        return value
+
+    def child(self, name: str, *, required: bool = True) -> _Reader | None:
+        if name not in self.node:
+            if required:
+                raise ScenarioError(self.key(name), "required key is missing")
+            return None
+        return _Reader(self.raw(name), self.key(name))
+
+    def finish(self, accepted: Sequence[str]) -> None:
+        """Reject keys that were never read: they are typos or unsupported options."""
+        for key in self.node:
+            if key not in self.used:
+                shown = f"{self.path}.{key}" if self.path else str(key)
+                raise ScenarioError(shown, f"unknown key; accepted keys here: {_options(accepted)}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _options(options: Sequence[str]) -> str:
+    return ", ".join(str(o) for o in options)
+
+
+def _accepted(
+    quantity: Quantity, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool
+) -> str:
+    unit = "" if quantity.si_unit == "dimensionless" else f" {quantity.si_unit}"
+    if lo is not None and hi is not None:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        span = f"a number in {left}{lo:g}, {hi:g}{right}{unit}"
+    elif lo is not None:
+        span = f"a number {'>' if lo_open else '>='} {lo:g}{unit}"
+    else:
+        span = f"a number{unit}"
+    if quantity.si_unit != "dimensionless":
+        span += f", or a string with units (a {quantity.name})"
+    return span
+
+
+def _number(
+    value: object,
+    path: str,
+    quantity: Quantity,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    accepted = _accepted(quantity, lo, hi, lo_open, hi_open)
+    if isinstance(value, bool):
+        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
+    if isinstance(value, int | float):
+        x = float(value)
+    elif isinstance(value, str):
+        try:
+            # YAML 1.1 reads "1e-9" (no dot) as a string; a bare number is still SI.
+            x = float(value)
+        except ValueError:
+            if quantity.si_unit == "dimensionless":
+                raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}") from None
+            try:
+                x = to_si(value, quantity)
+            except ValueError as exc:
+                raise ScenarioError(path, str(exc)) from None
+    else:
+        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
+    if not math.isfinite(x):
+        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
+    too_low = lo is not None and (x <= lo if lo_open else x < lo)
+    too_high = hi is not None and (x >= hi if hi_open else x > hi)
+    if too_low or too_high:
+        shown = _show(value) if isinstance(value, str) else f"{x:g}"
+        if isinstance(value, str):
+            shown += f" (= {x:g} {quantity.si_unit})"
+        raise ScenarioError(path, f"got {shown}; accepted: {accepted}")
+    return x
+
+
+def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario) -> Scenario:
+    """Load and validate a scenario from a YAML file path, a YAML string or a mapping.
+
+    A string that names an existing file is read as a file; any other string is parsed
+    as YAML text. Raises :class:`~physics.errors.ScenarioError` on any problem.
+    """
+    if isinstance(source, Scenario):
+        return source
+    default_name = "scenario"
+    doc: object
+    if isinstance(source, Mapping):
+        doc = source
+    else:
+        text: str
+        path = Path(source)
+        is_file = False
+        try:
+            is_file = path.is_file()
+        except OSError:  # a long YAML string is not a valid path on some systems
+            is_file = False
+        if is_file:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ScenarioError(
+                    "<scenario>", f"cannot read {str(path)!r}: {exc.strerror}"
+                ) from None
+            default_name = path.stem
+        elif isinstance(source, str) and ("\n" in source or ":" in source):
+            text = source
+        else:
+            raise ScenarioError("<scenario>", f"no such file: {str(source)!r}")
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = (
+                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            )
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ScenarioError("<scenario>", f"not valid YAML{where}: {problem}") from None
+    return _parse(doc, default_name)
+
+
+_TOP_KEYS = (
+    "name",
+    "engine",
+    "mechanism",
+    "species",
+    "kinetics",
+    "chemistry",
+    "electrode",
+    "cell",
+    "waveform",
+    "numerics",
+)
+
+
+def _parse(doc: object, default_name: str) -> Scenario:
+    top = _Reader(doc, "")
+    name = top.text("name", default=default_name)
+    engine = top.choice("engine", ENGINES, default="numba")
+    mechanism = top.choice("mechanism", MECHANISMS, default="E")
+    species_raw = _parse_species(top, mechanism)
+    kinetics = _parse_kinetics(top, mechanism)
+    chemistry = _parse_chemistry(top, mechanism)
+    species = _complete_species(species_raw, mechanism, chemistry)
+    electrode = _parse_electrode(top, engine)
+    cell = _parse_cell(top)
+    waveform = _parse_waveform(top)
+    numerics = _parse_numerics(top)
+    top.finish(_TOP_KEYS)
+    scenario = Scenario(
+        name=name,
+        engine=engine,  # type: ignore[arg-type]
+        mechanism=mechanism,  # type: ignore[arg-type]
+        species=species,
+        kinetics=kinetics,
+        chemistry=chemistry,
+        electrode=electrode,
+        cell=cell,
+        waveform=waveform,
+        numerics=numerics,
+    )
+    _check_bulk_equilibrium(scenario)
+    if not any(s.c_bulk > 0 for s in species):
+        raise ScenarioError(
+            "species", "every c_bulk is 0; accepted: at least one species with c_bulk > 0"
+        )
+    return scenario
+
+
+def _parse_species(top: _Reader, mechanism: str) -> dict[str, tuple[float | None, float | None]]:
+    reader = top.child("species")
+    assert reader is not None
+    allowed = _mechanism_species(mechanism)
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for required in _REQUIRED_SPECIES[mechanism]:
+        if not reader.has(required):
+            raise ScenarioError(
+                reader.key(required),
+                f"required for mechanism {mechanism} (species: {_options(allowed)})",
+            )
+    for key in list(reader.node):
+        if key not in allowed:
+            raise ScenarioError(
+                reader.key(str(key)),
+                f"unknown species for mechanism {mechanism}; accepted: {_options(allowed)}",
+            )
+        sp = reader.child(key)
+        assert sp is not None
+        D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
+        c = sp.optional_number("c_bulk", _C, lo=0.0)
+        if c is not None and c > 1e5:
+            raise ScenarioError(
+                sp.key("c_bulk"), f"got {c:g}; accepted: a number in [0, 100000] mol/m^3"
+            )
+        sp.finish(("D", "c_bulk"))
+        out[key] = (D, c)
+    return out
+
+
+def _mechanism_species(mechanism: str) -> tuple[str, ...]:
+    return {
+        "E": ("O", "R"),
+        "EC": ("O", "R", "Z"),
+        "CE": ("Y", "O", "R"),
+        "EC'": ("O", "R", "Z"),
+        "ECE": ("O", "R", "O2", "R2"),
+    }[mechanism]
+
+
+_KINETICS_KEYS = ("model", "E0", "k0", "alpha", "n", "reorganization_energy")
+
+
+def _parse_kinetics(top: _Reader, mechanism: str) -> tuple[Kinetics, ...]:
+    raw = top.require("kinetics")
+    couples = [("O", "R"), ("O2", "R2")] if mechanism == "ECE" else [("O", "R")]
+    items: list[tuple[object, str]]
+    if isinstance(raw, list):
+        items = [(item, f"kinetics[{i}]") for i, item in enumerate(raw)]
+    else:
+        items = [(raw, "kinetics")]
+    if len(items) != len(couples):
+        need = (
+            "a list of two electron transfers (O/R, then O2/R2)"
+            if len(couples) == 2
+            else "one mapping"
+        )
+        raise ScenarioError("kinetics", f"mechanism {mechanism} takes {need}; got {len(items)}")
+    return tuple(
+        _parse_transfer(_Reader(node, path), ox, red)
+        for (node, path), (ox, red) in zip(items, couples, strict=True)
+    )
+
+
+def _parse_transfer(r: _Reader, ox: str, red: str) -> Kinetics:
+    model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
+    E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
+    n = r.integer("n", default=1, lo=1, hi=6)
+    k0 = 1.0
+    alpha = 0.5
+    lam: float | None = None
+    if model == "nernst":
+        for unused in ("k0", "alpha", "reorganization_energy"):
+            if r.has(unused):
+                raise ScenarioError(
+                    r.key(unused), "not used by model nernst (reversible); remove it"
+                )
+    else:
+        k0 = r.number("k0", _K0, lo=1e-15, hi=1e3)
+    if model == "butler-volmer":
+        alpha = r.number("alpha", _NONE, default=0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        if r.has("reorganization_energy"):
+            raise ScenarioError(
+                r.key("reorganization_energy"), "only used by model marcus-hush-chidsey"
+            )
+    if model == "marcus-hush-chidsey":
+        if r.has("alpha"):
+            raise ScenarioError(
+                r.key("alpha"),
+                "not used by marcus-hush-chidsey (the reorganization energy sets "
+                "the asymmetry); remove it",
+            )
+        if n != 1:
+            raise ScenarioError(
+                r.key("n"),
+                f"got {n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
+            )
+        lam = r.number("reorganization_energy", _LAMBDA, lo=4.8e3, hi=9.7e5)
+    r.finish(_KINETICS_KEYS)
+    return Kinetics(model, E0, k0, alpha, n, lam, ox, red)  # type: ignore[arg-type]
+
+
+_CHEMISTRY_KEYS = ("kf", "kb", "order", "reactant")
+
+
+def _parse_chemistry(top: _Reader, mechanism: str) -> tuple[Chemistry, ...]:
+    if mechanism == "E":
+        if top.has("chemistry"):
+            raise ScenarioError(
+                "chemistry",
+                "mechanism E has no homogeneous step; remove it or choose EC, CE, EC' or ECE",
+            )
+        return ()
+    raw = top.require("chemistry")
+    node: object = raw
+    path = "chemistry"
+    if isinstance(raw, list):
+        if len(raw) != 1:
+            raise ScenarioError(
+                "chemistry", f"mechanism {mechanism} has one homogeneous step; got {len(raw)}"
+            )
+        node, path = raw[0], "chemistry[0]"
+    r = _Reader(node, path)
+    order = r.integer("order", default=1, lo=1, hi=2)
+    k_quantity = _K1 if order == 1 else _K2
+    kf = r.number("kf", k_quantity, lo=0.0, hi=1e12)
+    kb = r.number("kb", k_quantity, default=0.0, lo=0.0, hi=1e12)
+    reactant = "R"
+    if mechanism in ("EC", "EC'"):
+        reactant = r.choice("reactant", ("R", "O"), default="R")
+    product = "O" if reactant == "R" else "R"
+    if mechanism in ("CE", "ECE") and order != 1:
+        raise ScenarioError(r.key("order"), f"got {order}; accepted for mechanism {mechanism}: 1")
+    chem: Chemistry
+    if mechanism == "EC":
+        reactants = (reactant,) * order
+        chem = Chemistry(kf, kb, order, reactants, ("Z",))
+    elif mechanism == "CE":
+        chem = Chemistry(kf, kb, 1, ("Y",), ("O",))
+    elif mechanism == "EC'":
+        if kb != 0.0:
+            raise ScenarioError(
+                r.key("kb"),
+                f"got {kb:g}; accepted for mechanism EC' "
+                "(catalytic regeneration is irreversible): 0",
+            )
+        reactants = (reactant,) if order == 1 else (reactant, "Z")
+        chem = Chemistry(kf, 0.0, order, reactants, (product,))
+    else:  # ECE
+        chem = Chemistry(kf, kb, 1, ("R",), ("O2",))
+    r.finish(_CHEMISTRY_KEYS if mechanism in ("EC", "EC'") else ("kf", "kb", "order"))
+    return (chem,)
+
+
+def _complete_species(
+    raw: dict[str, tuple[float | None, float | None]],
+    mechanism: str,
+    chemistry: tuple[Chemistry, ...],
+) -> tuple[Species, ...]:
+    """Fill what was left out: a species made by a homogeneous step takes the diffusion
+    coefficient of the species it is made from, and a bulk concentration at chemical
+    equilibrium with it (0 when the step is irreversible)."""
+    names = list(_mechanism_species(mechanism))
+    substrate = any("Z" in c.reactants for c in chemistry)
+    if mechanism == "EC'" and not substrate:
+        if "Z" in raw:
+            raise ScenarioError(
+                "species.Z",
+                "the first-order EC' step has no substrate; remove it or set chemistry.order: 2",
+            )
+        names.remove("Z")
+    if mechanism == "EC'" and substrate and ("Z" not in raw or None in raw["Z"]):
+        raise ScenarioError(
+            "species.Z", "the second-order EC' step needs the substrate Z with D and c_bulk"
+        )
+    out: dict[str, Species] = {}
+    pending = []
+    for name in names:
+        D, c = raw.get(name, (None, None))
+        made_by = [chem for chem in chemistry if name in chem.products]
+        if D is not None and c is not None:
+            out[name] = Species(name, D, c)
+        elif not made_by:
+            missing = "D" if D is None else "c_bulk"
+            raise ScenarioError(f"species.{name}.{missing}", "required key is missing")
+        else:
+            pending.append((name, made_by[0]))
+    for name, chem in pending:
+        D_given, c_given = raw.get(name, (None, None))
+        source = out[chem.reactants[0]]
+        D = D_given if D_given is not None else source.D
+        derived = False
+        if c_given is not None:
+            c = c_given
+        elif chem.kb > 0:
+            c = chem.kf * math.prod(out[r].c_bulk for r in chem.reactants) / chem.kb
+            derived = True
+        else:
+            c = 0.0
+        out[name] = Species(name, D, c, derived)
+    return tuple(out[n] for n in names)
+
+
+def _check_bulk_equilibrium(s: Scenario) -> None:
+    for i, chem in enumerate(s.chemistry):
+        cr = math.prod(s.species_named(n).c_bulk for n in chem.reactants)
+        cp = math.prod(s.species_named(n).c_bulk for n in chem.products)
+        forward, backward = chem.kf * cr, chem.kb * cp
+        if abs(forward - backward) > 1e-6 * max(forward, backward):
+            path = "chemistry" if len(s.chemistry) == 1 else f"chemistry[{i}]"
+            reac = " * ".join(f"c_{n}" for n in chem.reactants)
+            prod = " * ".join(f"c_{n}" for n in chem.products)
+            raise ScenarioError(
+                path,
+                f"the bulk is not at chemical equilibrium: kf*{reac} = {forward:g} but "
+                f"kb*{prod} = {backward:g} (mol/m^3/s); accepted: bulk concentrations with "
+                f"kf*{reac} = kb*{prod}",
+            )
+
+
+def _parse_electrode(top: _Reader, engine: str) -> Electrode:
+    r = top.child("electrode")
+    assert r is not None
+    geometry = r.choice("geometry", GEOMETRIES_1D + GEOMETRIES_2D, default="planar")
+    if geometry in GEOMETRIES_2D:
+        raise ScenarioError(
+            r.key("geometry"),
+            f"got {geometry!r}, a 2D geometry that needs engine: fenicsx, which is not "
+            f"available yet; accepted by the {engine} engine: {_options(GEOMETRIES_1D)}",
+        )
+    radius = length = None
+    if geometry == "planar":
+        area = r.number("area", _AREA, lo=0.0, hi=1.0, lo_open=True)
+        r.finish(("geometry", "area"))
+        return Electrode("planar", area)
+    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
+    if geometry == "sphere":
+        area = r.number(
+            "area", _AREA, default=4 * math.pi * radius**2, lo=0.0, hi=1.0, lo_open=True
+        )
+        r.finish(("geometry", "radius", "area"))
+        return Electrode("sphere", area, radius)
+    length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
+    area = r.number(
+        "area", _AREA, default=2 * math.pi * radius * length, lo=0.0, hi=1.0, lo_open=True
+    )
+    r.finish(("geometry", "radius", "length", "area"))
+    return Electrode("cylinder", area, radius, length)
+
+
+def _parse_cell(top: _Reader) -> Cell:
+    r = top.child("cell", required=False)
+    if r is None:
+        return Cell()
+    T = r.number("T", _T, default=298.15, lo=200.0, hi=600.0)
+    Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
+    Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
+    r.finish(("T", "Ru", "Cdl"))
+    return Cell(T, Ru, Cdl)
+
+
+_WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
+    "cv": ("type", "E_start", "E_vertex", "E_end", "scan_rate", "cycles"),
+    "lsv": ("type", "E_start", "E_end", "scan_rate"),
+    "ca": ("type", "steps", "E_initial"),
+    "swv": ("type", "E_start", "E_end", "E_step", "amplitude", "frequency"),
+    "piecewise": ("type", "points"),
+}
+
+
+def _parse_waveform(top: _Reader) -> Waveform:
+    r = top.child("waveform")
+    assert r is not None
+    kind = r.choice("type", tuple(_WAVEFORM_KEYS))
+    parsers: dict[str, Callable[[_Reader], Waveform]] = {
+        "cv": _parse_cv,
+        "lsv": _parse_lsv,
+        "ca": _parse_ca,
+        "swv": _parse_swv,
+        "piecewise": _parse_piecewise,
+    }
+    wf = parsers[kind](r)
+    r.finish(_WAVEFORM_KEYS[kind])
+    return wf
+
+
+def _potential(r: _Reader, name: str, default: float | None = None) -> float:
+    return r.number(name, _E, default=default, lo=-10.0, hi=10.0)
+
+
+def _parse_cv(r: _Reader) -> CyclicVoltammetry:
+    E_start = _potential(r, "E_start")
+    raw_vertex = r.require("E_vertex")
+    raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
+    if not raw_list:
+        raise ScenarioError(
+            r.key("E_vertex"),
+            "got an empty list; accepted: a potential or a list of potentials (V)",
+        )
+    indexed = isinstance(raw_vertex, list)
+    vertices = tuple(
+        _number(v, r.key("E_vertex") + (f"[{i}]" if indexed else ""), _E, lo=-10.0, hi=10.0)
+        for i, v in enumerate(raw_list)
+    )
+    E_end = _potential(r, "E_end", default=E_start)
+    scan_rate = r.number("scan_rate", _SCAN, lo=1e-6, hi=1e6)
+    cycles = r.integer("cycles", default=1, lo=1, hi=1000)
+    path = (E_start, *vertices, E_end)
+    for i, (a, b) in enumerate(itertools.pairwise(path)):
+        if a == b:
+            what = "E_vertex" if i < len(vertices) else "E_end"
+            raise ScenarioError(
+                r.key(what),
+                f"got {b:g}, equal to the potential before it; accepted: a different "
+                "potential (a sweep needs a span)",
+            )
+    if cycles > 1 and E_end != E_start:
+        raise ScenarioError(
+            r.key("E_end"),
+            f"got {E_end:g} with cycles = {cycles}; accepted: E_end equal to "
+            f"E_start ({E_start:g}) when cycles > 1",
+        )
+    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
+
+
+def _parse_lsv(r: _Reader) -> LinearSweep:
+    E_start = _potential(r, "E_start")
+    E_end = _potential(r, "E_end")
+    if E_end == E_start:
+        raise ScenarioError(
+            r.key("E_end"), f"got {E_end:g}, equal to E_start; accepted: a different potential"
+        )
+    return LinearSweep(E_start, E_end, r.number("scan_rate", _SCAN, lo=1e-6, hi=1e6))
+
+
+def _parse_ca(r: _Reader) -> Chronoamperometry:
+    raw_steps = r.require("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ScenarioError(
+            r.key("steps"),
+            f"got {_show(raw_steps)}; accepted: a non-empty list of {{E, duration}}",
+        )
+    steps = []
+    for i, node in enumerate(raw_steps):
+        s = _Reader(node, f"{r.key('steps')}[{i}]")
+        E = _potential(s, "E")
+        duration = s.number("duration", _TIME, lo=0.0, hi=1e7, lo_open=True)
+        s.finish(("E", "duration"))
+        steps.append(PotentialStep(E, duration))
+    E_initial = _potential(r, "E_initial", default=steps[0].E)
+    return Chronoamperometry(tuple(steps), E_initial)
+
+
+def _parse_swv(r: _Reader) -> SquareWave:
+    E_start = _potential(r, "E_start")
+    E_end = _potential(r, "E_end")
+    E_step = r.number("E_step", _E, lo=0.0, hi=0.1, lo_open=True)
+    amplitude = r.number("amplitude", _E, lo=0.0, hi=1.0, lo_open=True)
+    frequency = r.number("frequency", _FREQ, lo=1e-2, hi=1e6)
+    if E_end == E_start:
+        raise ScenarioError(
+            r.key("E_end"), f"got {E_end:g}, equal to E_start; accepted: a different potential"
+        )
+    return SquareWave(E_start, E_end, E_step, amplitude, frequency)
+
+
+def _parse_piecewise(r: _Reader) -> Piecewise:
+    raw = r.require("points")
+    path = r.key("points")
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ScenarioError(
+            path, f"got {_show(raw)}; accepted: a list of at least two [t, E] pairs"
+        )
+    points: list[tuple[float, float]] = []
+    for i, p in enumerate(raw):
+        if not isinstance(p, list | tuple) or len(p) != 2:
+            raise ScenarioError(f"{path}[{i}]", f"got {_show(p)}; accepted: a pair [t (s), E (V)]")
+        t = _number(p[0], f"{path}[{i}][0]", _TIME, lo=0.0, hi=1e7)
+        E = _number(p[1], f"{path}[{i}][1]", _E, lo=-10.0, hi=10.0)
+        if i == 0 and t != 0.0:
+            raise ScenarioError(
+                f"{path}[0][0]", f"got {t:g}; accepted: 0 (the waveform starts at t = 0)"
+            )
+        if i > 0 and t < points[-1][0]:
+            raise ScenarioError(
+                f"{path}[{i}][0]",
+                f"got {t:g}, earlier than the point before ({points[-1][0]:g}); "
+                "accepted: non-decreasing times",
+            )
+        points.append((t, E))
+    if points[-1][0] <= 0.0:
+        raise ScenarioError(path, "the points span no time; accepted: a last time > 0")
+    return Piecewise(tuple(points))
+
+
+def _parse_numerics(top: _Reader) -> Numerics:
+    r = top.child("numerics", required=False)
+    if r is None:
+        return Numerics()
+    dE = r.number("potential_step", _E, default=1e-3, lo=1e-5, hi=1e-2)
+    refine = r.number("refine", _NONE, default=1.0, lo=0.25, hi=16.0)
+    r.finish(("potential_step", "refine"))
+    return Numerics(dE, refine)
+
+
+def with_numerics(scenario: Scenario, **changes: float) -> Scenario:
+    """A validated copy of ``scenario`` with numerical controls changed (``refine=2.0``)."""
+    doc = scenario.to_mapping()
+    doc["numerics"].update(changes)
+    return load_scenario(doc)
