@@ -47,9 +47,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=10_000.0, help="sample rate (Hz)")
     parser.add_argument("--seconds", type=float, default=10.0, help="acquisition length (s)")
     parser.add_argument("--poll", type=float, default=0.002, help="driver poll interval (s)")
+    parser.add_argument(
+        "--model",
+        choices=("randles", "physics"),
+        default="randles",
+        help="the simulated cell: the built-in Randles cell (measures the chain alone) or "
+        "the physics engine (includes its cost in the instrument process)",
+    )
 
 
-def _serve(rate: float, speed: float) -> tuple[subprocess.Popen[str], str]:
+def _serve(rate: float, speed: float, model: str) -> tuple[subprocess.Popen[str], str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
@@ -61,7 +68,7 @@ def _serve(rate: float, speed: float) -> tuple[subprocess.Popen[str], str]:
             "--port",
             "0",
             "--model",
-            "randles",
+            model,
             "--rate",
             str(rate),
             "--speed",
@@ -80,8 +87,8 @@ def _serve(rate: float, speed: float) -> tuple[subprocess.Popen[str], str]:
     return proc, resource
 
 
-def _measure(rate: float, seconds: float, poll: float, speed: float) -> dict[str, Any]:
-    proc, resource = _serve(rate, speed)
+def _measure(rate: float, seconds: float, poll: float, speed: float, model: str) -> dict[str, Any]:
+    proc, resource = _serve(rate, speed, model)
     bus = EventBus()
     try:
         driver = ScpiPotentiostat(resource, poll_s=poll, timeout_s=5.0)
@@ -157,8 +164,8 @@ def _wait_link(client: Any) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the suite; returns its figures (see the module docstring)."""
     seconds = min(args.seconds, 3.0) if args.quick else args.seconds
-    live = _measure(args.rate, seconds, args.poll, speed=1.0)
-    unpaced = _measure(args.rate, seconds, args.poll, speed=0.0)
+    live = _measure(args.rate, seconds, args.poll, speed=1.0, model=args.model)
+    unpaced = _measure(args.rate, seconds, args.poll, speed=0.0, model=args.model)
     latency = live["latency_ms"]
     return {
         "target_rate_hz": args.rate,
@@ -173,5 +180,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dropped_replies": int(live["dropped_replies"]),
         "capacity_hz": unpaced["samples"] / unpaced["elapsed_s"],
         "poll_s": args.poll,
+        "model": args.model,
         "cpus": os.cpu_count() or 0,
     }

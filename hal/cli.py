@@ -14,6 +14,7 @@ Connect with pyvisa (``pyvisa.ResourceManager("@py").open_resource(...)``), with
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 
@@ -23,6 +24,8 @@ from hal.sim.potentiostat import DriftSpec, SimPotentiostat
 from hal.sim.server import LOOPBACK, ScpiServer
 
 __all__ = ["build_model", "configure", "run"]
+
+logger = logging.getLogger("galvana.hal.cli")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +40,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--scenario",
         metavar="FILE",
-        help="the hidden true cell, as a physics scenario YAML (default: a Randles cell)",
+        help="the hidden true cell, a physics scenario YAML "
+        "(default: examples/simulated-cell.yaml)",
     )
     serve.add_argument(
         "--model",
         choices=("auto", "physics", "randles"),
         default="auto",
         help="current model: the physics engine, the built-in Randles cell, or auto "
-        "(physics when a scenario is given)",
+        "(physics when it is installed, else Randles)",
     )
     serve.add_argument("--rate", type=float, default=1000.0, help="default sample rate (Hz)")
     serve.add_argument(
@@ -58,24 +62,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=FRACTION",
-        help="a model parameter that changes by FRACTION per cycle (k0=-0.03); repeatable",
+        help="a model parameter that changes by FRACTION per cycle "
+        "(kinetics.k0=-0.03; Randles: k0=-0.03); repeatable",
     )
     serve.add_argument("--seed", type=int, default=0, help="noise seed")
     serve.add_argument("--buffer", type=int, default=1_000_000, help="instrument buffer (samples)")
 
 
 def build_model(scenario: str | None, model: str) -> CurrentModel:
-    """The current model ``serve`` would use for these options."""
-    if model == "physics" or (model == "auto" and scenario is not None):
-        raise SimulatorError(
-            "--model physics is not available in this build; accepted: --model randles"
-        )
-    if scenario is not None:
-        raise SimulatorError(
-            f"--scenario {scenario!r} needs the physics model; accepted: no --scenario with "
-            "--model randles"
-        )
-    return RandlesModel()
+    """The current model ``serve`` uses for these options.
+
+    ``physics`` (and ``auto``, the default): the physics engine on ``scenario``, or on
+    ``examples/simulated-cell.yaml`` when none is given; ``auto`` falls back to the
+    Randles cell when the physics engine or that file is missing. ``randles``: the
+    built-in Randles cell (no scenario).
+    """
+    if model == "randles":
+        if scenario is not None:
+            raise SimulatorError(
+                f"--scenario {scenario!r} needs the physics model; accepted: --model physics "
+                "or auto with --scenario, or --model randles without it"
+            )
+        return RandlesModel()
+    try:
+        from hal.sim.physics_model import DEFAULT_SCENARIO, PhysicsModel  # noqa: PLC0415
+    except ImportError as exc:  # the physics engine is not installed
+        if model == "physics" or scenario is not None:
+            raise SimulatorError(
+                f"--model physics: the physics engine is unavailable ({exc})"
+            ) from None
+        logger.warning("the physics engine is unavailable (%s); serving a Randles cell", exc)
+        return RandlesModel()
+    if scenario is None and not DEFAULT_SCENARIO.exists():
+        if model == "physics":
+            raise SimulatorError(
+                f"--model physics without --scenario needs {DEFAULT_SCENARIO}; it is missing"
+            )
+        logger.warning("%s is missing; serving a Randles cell", DEFAULT_SCENARIO)
+        return RandlesModel()
+    return PhysicsModel(scenario if scenario is not None else DEFAULT_SCENARIO)
 
 
 def run(args: argparse.Namespace) -> int:
