@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
     "export": ("runtime.commands", "EXPORT", "export a run's samples as csv, zarr or netcdf"),
+    "instrument": ("hal.cli", "", "instruments: `serve` runs the simulated potentiostat"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
 }
@@ -54,6 +55,7 @@ BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
     "api": "call round trips and event fan-out over the Unix socket",
     "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
+    "instrument": "sample rate and latency from the simulated potentiostat to the bus",
 }
 
 

@@ -207,3 +207,134 @@ class SystemNote:
     text: str
     data: Plain
     at: datetime
+
+
+# --- instruments -------------------------------------------------------------
+# Published by the instrument actor (actors/instrument.py) on
+# ``instrument/<id>/state``; samples go to ``instrument/<id>/samples``, or to
+# ``run/<run_id>/samples`` while the instrument is bound to a run. A run actor
+# suspends its run on InstrumentLinkDown and StreamStalled, resumes it on
+# InstrumentLinkUp and StreamResumed, and aborts it on SafetyTripped.
+
+InstrumentEndReason = Literal["completed", "stopped", "aborted", "tripped", "failed"]
+"""How an acquisition ended: its waveform ran out, it was stopped cleanly, it was
+aborted, the safety interlock tripped, or the instrument could not go on."""
+
+
+@message("instrument.link_down")
+class InstrumentLinkDown:
+    """The link to an instrument broke; a bound run is suspended (not failed) meanwhile.
+
+    ``run_id`` is the bound run ("" when none); ``reason`` what failed.
+    """
+
+    instrument_id: str
+    run_id: str
+    reason: str
+    at: datetime
+
+
+@message("instrument.link_up")
+class InstrumentLinkUp:
+    """The instrument answers (again): ``identity`` as it reported it, after ``attempts``
+    connection attempts (1 when the first one succeeded)."""
+
+    instrument_id: str
+    run_id: str
+    identity: str
+    attempts: int
+    at: datetime
+
+
+@message("instrument.stream_stalled")
+class StreamStalled:
+    """No sample arrived for ``silent_s`` seconds while acquiring; a bound run is suspended."""
+
+    instrument_id: str
+    run_id: str
+    silent_s: float
+    at: datetime
+
+
+@message("instrument.stream_resumed")
+class StreamResumed:
+    """Samples flow again after a stall that lasted ``silent_s`` seconds."""
+
+    instrument_id: str
+    run_id: str
+    silent_s: float
+    at: datetime
+
+
+@message("instrument.safety_tripped")
+class SafetyTripped:
+    """The safety interlock turned the cell off; a bound run is aborted.
+
+    ``limit``: ``potential_window``, ``current_limit``, ``compliance`` or
+    ``emergency_stop``; ``value`` the offending value (SI; NaN when none);
+    ``accepted`` what the limit allows; ``cell_off`` whether the instrument
+    confirmed the cell is off (False: retried on reconnect).
+    """
+
+    instrument_id: str
+    run_id: str
+    limit: str
+    value: float
+    accepted: str
+    detail: str
+    cell_off: bool
+    at: datetime
+
+
+@message("instrument.reply_dropped")
+class ReplyDropped:
+    """An instrument reply was garbage, truncated or out of range, and was dropped.
+
+    ``raw`` holds its first bytes; ``total`` counts the drops of this instrument so far.
+    """
+
+    instrument_id: str
+    reason: str
+    raw: bytes
+    total: int
+    at: datetime
+
+
+@message("instrument.acquisition_started")
+class AcquisitionStarted:
+    """A waveform started on an instrument: ``technique`` (cv, lsv, ca, swv,
+    piecewise), its ``duration_s`` and ``sample_rate_hz``."""
+
+    instrument_id: str
+    run_id: str
+    technique: str
+    duration_s: float
+    sample_rate_hz: float
+    at: datetime
+
+
+@message("instrument.acquisition_ended")
+class AcquisitionEnded:
+    """An acquisition ended (see :data:`InstrumentEndReason`), with the samples
+    delivered and those lost on the way."""
+
+    instrument_id: str
+    run_id: str
+    reason: InstrumentEndReason
+    samples: int
+    lost: int
+    detail: str
+    at: datetime
+
+
+__all__ += [  # the instrument messages, appended with them
+    "AcquisitionEnded",
+    "AcquisitionStarted",
+    "InstrumentEndReason",
+    "InstrumentLinkDown",
+    "InstrumentLinkUp",
+    "ReplyDropped",
+    "SafetyTripped",
+    "StreamResumed",
+    "StreamStalled",
+]

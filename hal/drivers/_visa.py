@@ -1,0 +1,94 @@
+"""Opening VISA resources, shared by the SCPI drivers.
+
+A resource is tried with each backend in turn (``"@py"``: pyvisa-py, pure Python;
+``"@ivi"``: a vendor VISA library; ``"path/to/device.yaml@sim"``: pyvisa-sim), and
+when none opens it the error names the resource and every backend with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+
+import pyvisa
+from pyvisa.resources import MessageBasedResource
+
+from hal.errors import InstrumentOpenError, LinkError
+
+__all__ = ["VISA_ERRORS", "open_resource", "visa_errors_as_link_errors"]
+
+logger = logging.getLogger("galvana.hal.visa")
+
+VISA_ERRORS: tuple[type[BaseException], ...] = (pyvisa.errors.Error, OSError, EOFError)
+"""What a VISA call raises when the link fails (pyvisa's errors, and the socket's)."""
+
+_managers: dict[str, pyvisa.ResourceManager] = {}
+_managers_lock = threading.Lock()
+
+
+def _manager(backend: str) -> pyvisa.ResourceManager:
+    # One manager per backend for the process: creating one loads a library.
+    with _managers_lock:
+        rm = _managers.get(backend)
+        if rm is None:
+            rm = pyvisa.ResourceManager(backend)
+            _managers[backend] = rm
+        return rm
+
+
+def open_resource(
+    resource: str,
+    backends: Sequence[str] = ("@py",),
+    *,
+    timeout_s: float = 2.0,
+    open_timeout_s: float = 2.0,
+) -> MessageBasedResource:
+    """Open ``resource`` with the first backend that can; lines end in ``\\n``.
+
+    Raises :class:`InstrumentOpenError` naming the resource and each backend tried.
+    """
+    attempts: list[tuple[str, str]] = []
+    for backend in backends:
+        try:
+            rm = _manager(backend)
+            res = rm.open_resource(
+                resource,
+                read_termination="\n",
+                write_termination="\n",
+                timeout=round(timeout_s * 1000),
+                open_timeout=round(open_timeout_s * 1000),
+            )
+        except Exception as exc:  # pyvisa-py raises a bare Exception when it cannot connect
+            attempts.append((backend, f"{type(exc).__name__}: {exc}".strip()))
+            continue
+        if not isinstance(res, MessageBasedResource):
+            with contextlib.suppress(*VISA_ERRORS):
+                res.close()
+            attempts.append((backend, f"{type(res).__name__} is not message-based"))
+            continue
+        try:
+            # pyvisa-py "opens" a socket whose connection was refused; a device clear
+            # touches the wire, so a dead resource fails here with its reason.
+            res.clear()
+        except NotImplementedError:
+            pass  # a backend without device clear (pyvisa-sim) has no wire to check
+        except VISA_ERRORS as exc:
+            with contextlib.suppress(*VISA_ERRORS):
+                res.close()
+            attempts.append((backend, f"{type(exc).__name__}: {exc}"))
+            continue
+        logger.debug("opened %s with backend %s", resource, backend)
+        return res
+    raise InstrumentOpenError(resource, attempts)
+
+
+@contextlib.contextmanager
+def visa_errors_as_link_errors(what: str) -> Iterator[None]:
+    """Turn VISA and socket failures inside the block into :class:`LinkError` (``what`` failed)."""
+    try:
+        yield
+    except VISA_ERRORS as exc:
+        description = getattr(exc, "description", "") or str(exc) or type(exc).__name__
+        raise LinkError(f"{what}: {description}") from exc
