@@ -25,8 +25,9 @@ from physics import PhysicsError, Scenario, SimulationState, Simulator
 from physics.engines.numba import _model
 from physics.scenario import canonical_parameter
 from twins.errors import ForwardModelError
+from twins.spec import TwinSpec
 
-__all__ = ["ModelStream", "StreamState"]
+__all__ = ["ModelStream", "StreamState", "stream_for"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -142,3 +143,24 @@ class ModelStream:
             del self._cache[oldest]
         self._cache[key] = sim
         return sim
+
+
+def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
+    """The model stream of a twin spec: its model with the calibrated parameters at their
+    prior medians, ``names`` streamed, the grid sized for the whole protocol."""
+    protocol = spec.protocol
+    numerics = spec.model.numerics
+    step = 1.0 / protocol.sample_rate
+    rate = protocol.max_scan_rate()
+    if rate > 0:
+        # trace_steps sub-divides sample intervals to this potential step.
+        step = min(step, numerics.potential_step / numerics.refine / rate)
+    start = spec.initial_values()
+    calibrated = spec.calibrate.names if spec.calibrate is not None else ()
+    return ModelStream(
+        spec.model,
+        names,
+        horizon=protocol.duration,
+        min_time_step=step,
+        values={n: start[n] for n in calibrated},
+    )
