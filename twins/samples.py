@@ -184,12 +184,23 @@ class Segmenter:
         self._parts: list[tuple[FloatArray, FloatArray, FloatArray, BoolArray]] = []
         self._pending = 0
         self._started = False
+        self.skipped = 0
 
     def feed(self, chunk: CleanChunk) -> list[Segment]:
-        """The segments this chunk completes (possibly none)."""
+        """The segments this chunk completes (possibly none).
+
+        A stream that begins after the end of some segments (a calibrator that
+        restarted mid-run) starts at the segment its first sample falls in; ``skipped``
+        says how many were passed over.
+        """
         out: list[Segment] = []
         start = 0
         n = chunk.t.size
+        if n and not self._started and not self._pending and self.unit == "cycles":
+            ahead = int(np.searchsorted(self.bounds, chunk.t[0], side="left"))
+            if ahead > self.index:
+                self.skipped = ahead - self.index
+                self.index = ahead
         while start < n:
             stop = self._close_at(chunk.t, start)
             end = n if stop is None else stop + 1
