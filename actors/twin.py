@@ -57,9 +57,7 @@ def run_children(spec: TwinSpec, run_id: str, bus: EventBus) -> tuple[ChildSpec,
     """The children a run supervisor (``rest_for_one``) starts for a validated twin spec:
     the twin, then the calibrator when the spec calibrates anything. A twin that crashes
     takes its calibrator down with it and both restart; a calibrator restarts alone."""
-    children = [
-        ChildSpec("twin", Twin, (run_id, spec, bus), restart="transient", shutdown_s=10.0)
-    ]
+    children = [ChildSpec("twin", Twin, (run_id, spec, bus), restart="transient", shutdown_s=10.0)]
     if spec.calibrate is not None:
         children.append(
             ChildSpec(

@@ -215,44 +215,28 @@ def laplace_fit(
                 z[param.count] = math.log(rms)
         point = _evaluate(data, param, prior, z, noise)
     except ForwardModelError as exc:
-        raise InferenceError(f"the model cannot be simulated at the starting point: {exc}") from None
+        raise InferenceError(
+            f"the model cannot be simulated at the starting point: {exc}"
+        ) from None
     if not math.isfinite(point.phi):
         raise InferenceError("the objective is not finite at the starting point")
-    damping = 1e-3
-    decrement = math.inf
-    iterations = 0
-    while data.problem.evaluations - evals_before < _MAX_EVALUATIONS:
+
+    def step(p: _Point) -> _Point | None:
         try:
-            decrement = float(point.g @ np.linalg.solve(point.H, point.g))
-        except np.linalg.LinAlgError:
-            decrement = math.inf
-        if 0 <= decrement < _CONVERGED:
-            break
-        A = point.H + damping * np.diag(np.maximum(np.diag(point.H), 1e-12))
-        try:
-            step = np.linalg.solve(A, -point.g)
-        except np.linalg.LinAlgError:
-            damping *= 10
-            continue
-        iterations += 1
-        try:
-            candidate = _evaluate(data, param, prior, point.z + step, noise)
+            return _evaluate(data, param, prior, p.z, noise)
         except ForwardModelError:
-            candidate = None
-        if candidate is not None and math.isfinite(candidate.phi) and candidate.phi <= point.phi:
-            point = candidate
-            damping = max(damping / 5.0, 1e-9)
-        else:
-            damping *= 10.0
-            if damping > 1e10:
-                break
+            return None
+
+    point, decrement, iterations = _descend(
+        point, step, budget=lambda: data.problem.evaluations - evals_before < _MAX_EVALUATIONS
+    )
     if not (0 <= decrement < _ACCEPTABLE):
         raise InferenceError(
             f"the mode search did not converge (Newton decrement {decrement:.3g} after "
             f"{data.problem.evaluations - evals_before} engine runs)"
         )
     try:
-        cov = np.linalg.inv(point.H)
+        cov = np.asarray(np.linalg.inv(point.H), dtype=np.float64)
         gaussian = Gaussian.from_cov(point.z, cov)
     except np.linalg.LinAlgError:
         raise InferenceError("the posterior Hessian is not positive definite") from None
@@ -267,6 +251,41 @@ def laplace_fit(
             "newton_decrement": decrement,
         },
     )
+
+
+def _descend(
+    point: _Point, evaluate: Callable[[_Point], _Point | None], *, budget: Callable[[], bool]
+) -> tuple[_Point, float, int]:
+    """Levenberg-Marquardt from ``point`` until the squared Newton decrement (the step
+    length in posterior sds, squared) is below ``_CONVERGED`` or the budget is spent.
+    ``evaluate`` returns the objective at a trial point's ``z`` (None: cannot simulate)."""
+    damping = 1e-3
+    decrement = math.inf
+    iterations = 0
+    while budget():
+        try:
+            decrement = float(point.g @ np.linalg.solve(point.H, point.g))
+        except np.linalg.LinAlgError:
+            decrement = math.inf
+        if 0 <= decrement < _CONVERGED:
+            break
+        A = point.H + damping * np.diag(np.maximum(np.diag(point.H), 1e-12))
+        try:
+            delta = np.linalg.solve(A, -point.g)
+        except np.linalg.LinAlgError:
+            damping *= 10
+            continue
+        iterations += 1
+        trial = _Point(point.z + delta, math.inf, point.g, point.H, point.rss)
+        candidate = evaluate(trial)
+        if candidate is not None and math.isfinite(candidate.phi) and candidate.phi <= point.phi:
+            point = candidate
+            damping = max(damping / 5.0, 1e-9)
+        else:
+            damping *= 10.0
+            if damping > 1e10:
+                break
+    return point, decrement, iterations
 
 
 # --------------------------------------------------------------------------- Pyro
@@ -335,7 +354,7 @@ def svi_refine(
                 raise InferenceError(f"SVI step {k}: {exc}") from None
             if not torch.isfinite(loss):
                 raise InferenceError(f"SVI step {k}: the ELBO is not finite")
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             optimizer.step()
             trace[k] = -float(loss.detach())
     if steps >= 8:
@@ -538,7 +557,13 @@ class OnlineCalibrator:
         diagnostics["svi_steps"] = self.cal.svi_steps
         diagnostics["prior"] = "spec" if self.version == 1 else "previous posterior"
         self.latest = self._message(
-            "svi", segment, data.used, summary, gaussian, elbo, diagnostics
+            method="svi",
+            segment=segment,
+            used=data.used,
+            summary=summary,
+            gaussian=gaussian,
+            elbo=elbo,
+            diagnostics=diagnostics,
         )
         return self.latest
 
@@ -572,6 +597,7 @@ class OnlineCalibrator:
 
     def _message(
         self,
+        *,
         method: str,
         segment: Segment,
         used: int,
@@ -637,7 +663,13 @@ class OnlineCalibrator:
         gaussian = Gaussian.from_cov(z.mean(axis=0), np.cov(z, rowvar=False))
         summary = self.param.summarize_samples(z)
         message = self._message(
-            "nuts", last, data.used, summary, gaussian, np.zeros(0), diagnostics
+            method="nuts",
+            segment=last,
+            used=data.used,
+            summary=summary,
+            gaussian=gaussian,
+            elbo=np.zeros(0),
+            diagnostics=diagnostics,
         )
         rhat = max(diagnostics["r_hat"].values())
         extra = []

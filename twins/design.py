@@ -104,10 +104,9 @@ def suggest_next_experiment(
     for i, raw in enumerate(candidates):
         wf = _waveform(spec, raw, i)
         Jz = _jacobian(spec, wf, values[:P]) * slope[:P]
-        post_cov = np.linalg.inv(np.linalg.inv(prior_cov) + Jz.T @ Jz / noise**2)
-        eig_linear = 0.5 * (
-            _logdet(prior_cov[np.ix_(S, S)]) - _logdet(post_cov[np.ix_(S, S)])
-        )
+        precision = np.linalg.inv(prior_cov) + Jz.T @ Jz / noise**2
+        post_cov = np.asarray(np.linalg.inv(precision), dtype=np.float64)
+        eig_linear = 0.5 * (_logdet(prior_cov[np.ix_(S, S)]) - _logdet(post_cov[np.ix_(S, S)]))
         eig = eig_linear
         if method == "nmc":
             eig = _nmc(Jz / noise, prior_cov, S, seed=derive_seed(seed, i))
@@ -181,7 +180,8 @@ def _nmc(A: FloatArray, prior_cov: FloatArray, S: list[int], *, seed: int) -> fl
             z_n = pyro.sample("z_n", dist.MultivariateNormal(mean_n, cond))
             z[..., N_idx] = z_n
         mean = z @ Rt.T
-        return pyro.sample("y", dist.Normal(mean, 1.0).to_event(1))
+        y: torch.Tensor = pyro.sample("y", dist.Normal(mean, 1.0).to_event(1))
+        return y
 
     design = torch.zeros(1, 1, dtype=_F64)
     with seeded(seed):

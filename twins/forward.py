@@ -30,7 +30,9 @@ class ForwardProblem:
     point more than once. ``evaluations`` counts engine runs.
     """
 
-    def __init__(self, stream: ModelStream, start: StreamState, t: FloatArray, E: FloatArray) -> None:
+    def __init__(
+        self, stream: ModelStream, start: StreamState, t: FloatArray, E: FloatArray
+    ) -> None:
         self.stream = stream
         self.start = start
         self.t = np.ascontiguousarray(t, dtype=np.float64)
@@ -49,7 +51,7 @@ class ForwardProblem:
         hit = self._memo.get(key)
         if hit is not None:
             return hit
-        I, J, _ = self.stream.advance(self.start, self.t, self.E, v)
+        I, J, _ = self.stream.advance(self.start, self.t, self.E, v)  # noqa: E741 - current
         self.evaluations += 1
         if len(self._memo) >= 4:
             self._memo.pop(next(iter(self._memo)))

@@ -119,8 +119,10 @@ class LockstepTwin:
                 self.state = self.stream.start(float(t[0]), float(E[0]))
                 first = 1
             if t.size > first:
-                I, Jm, self.state = self.stream.advance(self.state, t[first:], E[first:], self.values)  # noqa: E741
-                predicted[first:] = I
+                current, Jm, self.state = self.stream.advance(
+                    self.state, t[first:], E[first:], self.values
+                )
+                predicted[first:] = current
                 J[first:] = Jm
         band = self._band(J)
         residual = np.where(chunk.usable, chunk.I - predicted, np.nan)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -98,7 +98,7 @@ class SpecPrior(dist.TorchDistribution):  # type: ignore[misc]
     """The spec's priors as one distribution over the unconstrained vector ``z``:
     ``log p(z) = sum_j [log p_j(T_j(z_j)) + log |T_j'(z_j)|]``."""
 
-    arg_constraints: dict[str, Any] = {}
+    arg_constraints: ClassVar[dict[str, Any]] = {}
     support = constraints.real_vector
     has_rsample = False
 
@@ -113,12 +113,16 @@ class SpecPrior(dist.TorchDistribution):  # type: ignore[misc]
         for j, (d, T) in enumerate(zip(self._dists, self._transforms, strict=True)):
             z = value[..., j]
             x = T(z)
-            total = total + d.log_prob(x) + T.log_abs_det_jacobian(z, x)
+            ladj: torch.Tensor = T.log_abs_det_jacobian(z, x)  # type: ignore[no-untyped-call]
+            total = total + d.log_prob(x) + ladj
         return total
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         with torch.no_grad():
-            cols = [T.inv(d.sample(sample_shape)) for d, T in zip(self._dists, self._transforms, strict=True)]
+            cols = [
+                T.inv(d.sample(sample_shape))
+                for d, T in zip(self._dists, self._transforms, strict=True)
+            ]
             return torch.stack(cols, dim=-1)
 
     def expand(self, batch_shape: Any, _instance: Any = None) -> SpecPrior:
@@ -159,7 +163,8 @@ class Gaussian:
         """From a covariance matrix (symmetrized); raises ``LinAlgError`` unless it is
         positive definite."""
         sym = 0.5 * (cov + cov.T)
-        return cls(np.asarray(loc, dtype=np.float64).copy(), np.linalg.cholesky(sym))
+        tril = np.asarray(np.linalg.cholesky(sym), dtype=np.float64)
+        return cls(np.asarray(loc, dtype=np.float64).copy(), tril)
 
     def distribution(self) -> dist.MultivariateNormal:
         """As a Pyro distribution."""
@@ -219,7 +224,7 @@ class Parameterization:
         x = self.constrain(zt)
         slope = torch.stack(
             [
-                T.log_abs_det_jacobian(zt[..., j], x[..., j]).exp()
+                T.log_abs_det_jacobian(zt[..., j], x[..., j]).exp()  # type: ignore[no-untyped-call]
                 for j, T in enumerate(self._transforms)
             ],
             dim=-1,

@@ -85,7 +85,9 @@ class SampleCleaner:
         finite = np.isfinite(t) & np.isfinite(E)
         bad = ~finite
         if np.any(bad):
-            issues.append(_issue("non_finite", bad, t, "samples with a non-finite time or potential dropped"))
+            issues.append(
+                _issue("non_finite", bad, t, "samples with a non-finite time or potential dropped")
+            )
         # A time must come after every earlier one (running maximum, previous batches too).
         t_f = np.where(finite, t, -math.inf)
         before = np.maximum.accumulate(np.concatenate([[self.last_t], t_f]))[:-1]
@@ -108,9 +110,7 @@ class SampleCleaner:
             )
         flagged = np.isfinite(Ik) & ((fk & UNTRUSTED) != 0)
         if np.any(flagged):
-            issues.append(
-                _issue("flagged", flagged, tk, "overload or compliance samples masked")
-            )
+            issues.append(_issue("flagged", flagged, tk, "overload or compliance samples masked"))
         if tk.size:
             usable &= tk > self.masked_until  # still recovering from an earlier gap
             steps = np.diff(np.concatenate([[self.last_t], tk]))
@@ -206,7 +206,12 @@ class Segmenter:
             end = n if stop is None else stop + 1
             if self.keep_data:
                 self._parts.append(
-                    (chunk.t[start:end], chunk.E[start:end], chunk.I[start:end], chunk.usable[start:end])
+                    (
+                        chunk.t[start:end],
+                        chunk.E[start:end],
+                        chunk.I[start:end],
+                        chunk.usable[start:end],
+                    )
                 )
             self._pending += end - start
             start = end
@@ -227,9 +232,9 @@ class Segmenter:
 
     def _close(self) -> Segment:
         if self.keep_data and self._parts:
-            t, E, I, usable = (np.concatenate(c) for c in zip(*self._parts, strict=True))
+            t, E, I, usable = (np.concatenate(c) for c in zip(*self._parts, strict=True))  # noqa: E741
         else:
-            t = E = I = np.zeros(0)
+            t = E = I = np.zeros(0)  # noqa: E741 - current
             usable = np.zeros(0, dtype=np.bool_)
         seg = Segment(self.index, t, E, I, usable.astype(np.bool_), not self._started)
         self._started = True

@@ -50,8 +50,8 @@ from twins.errors import TwinSpecError
 
 __all__ = [
     "BetaPrior",
-    "CalibrationSpec",
     "Cadence",
+    "CalibrationSpec",
     "HalfNormalPrior",
     "LogNormalPrior",
     "NormalPrior",
@@ -186,7 +186,7 @@ class Protocol:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
         ``t_end``): what a potentiostat running this protocol applies and reports."""
         end = self.duration if t_end is None else float(t_end)
-        n = int(math.floor(end * self.sample_rate + 1e-9)) + 1
+        n = math.floor(end * self.sample_rate + 1e-9) + 1
         t = np.arange(n, dtype=np.float64) / self.sample_rate
         return t, self.potential_at(t)
 
@@ -453,7 +453,9 @@ def load_twin_spec(source: str | os.PathLike[str] | Mapping[str, Any] | TwinSpec
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
-                raise TwinSpecError("<spec>", f"cannot read {str(path)!r}: {exc.strerror}") from None
+                raise TwinSpecError(
+                    "<spec>", f"cannot read {str(path)!r}: {exc.strerror}"
+                ) from None
             base = path.resolve().parent
             default_name = path.stem
         elif isinstance(source, str) and ("\n" in source or ":" in source):
@@ -560,7 +562,9 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
         raise TwinSpecError(r.key("parameters"), "required key is missing")
     params = _Reader(r.raw("parameters"), r.key("parameters"))
     if not params.node:
-        raise TwinSpecError(params.path, "no parameters; accepted: at least one of " + ", ".join(known))
+        raise TwinSpecError(
+            params.path, "no parameters; accepted: at least one of " + ", ".join(known)
+        )
     names: list[str] = []
     priors: list[Prior] = []
     for key in list(params.node):
@@ -584,20 +588,7 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
             noise = _parse_prior(_Reader(raw, r.key("noise")), _A, "positive")
         else:
             noise = _number(raw, r.key("noise"), _A, lo=0.0, lo_open=True)
-    every = Cadence()
-    if r.has("every"):
-        raw = r.raw("every")
-        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-            every = Cadence("cycles", raw)
-        else:
-            er = _Reader(raw, r.key("every"))
-            if len(er.node) != 1 or not (er.has("cycles") or er.has("samples")):
-                raise TwinSpecError(
-                    er.path,
-                    f"got {_show(raw)}; accepted: {{cycles: N}} or {{samples: N}} (N >= 1)",
-                )
-            unit = "cycles" if er.has("cycles") else "samples"
-            every = Cadence(unit, er.integer(unit, default=1, lo=1, hi=10**9))
+    every = _parse_cadence(r.raw("every"), r.key("every")) if r.has("every") else Cadence()
     forgetting = r.number("forgetting", _NONE, default=1.0, lo=0.0, hi=1.0, lo_open=True)
     drift = [0.0] * len(names)
     if r.has("drift"):
@@ -631,6 +622,18 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
     )
 
 
+def _parse_cadence(raw: object, path: str) -> Cadence:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return Cadence("cycles", raw)
+    er = _Reader(raw, path)
+    if len(er.node) != 1 or not (er.has("cycles") or er.has("samples")):
+        raise TwinSpecError(
+            path, f"got {_show(raw)}; accepted: N, {{cycles: N}} or {{samples: N}} (N >= 1)"
+        )
+    unit: Literal["cycles", "samples"] = "cycles" if er.has("cycles") else "samples"
+    return Cadence(unit, er.integer(unit, default=1, lo=1, hi=10**9))
+
+
 def _noise_scale(model: Scenario) -> float:
     """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s."""
     c = max(s.c_bulk for s in model.species)
@@ -642,12 +645,12 @@ def _noise_scale(model: Scenario) -> float:
 
 def _parse_prior(r: _Reader, quantity: Quantity, support: str) -> Prior:
     if not r.has("dist"):
-        raise TwinSpecError(r.key("dist"), f"required key is missing; accepted: {', '.join(PRIOR_KINDS)}")
+        raise TwinSpecError(
+            r.key("dist"), f"required key is missing; accepted: {', '.join(PRIOR_KINDS)}"
+        )
     kind = r.raw("dist")
     if kind not in PRIOR_KINDS:
-        raise TwinSpecError(
-            r.key("dist"), f"got {_show(kind)}; accepted: {', '.join(PRIOR_KINDS)}"
-        )
+        raise TwinSpecError(r.key("dist"), f"got {_show(kind)}; accepted: {', '.join(PRIOR_KINDS)}")
     fitting = {"positive": _POSITIVE, "unit": _UNIT, "real": _REAL}[support]
     if kind not in fitting:
         where = {"positive": "positive", "unit": "in (0, 1)", "real": "real"}[support]
@@ -664,7 +667,9 @@ def _parse_prior(r: _Reader, quantity: Quantity, support: str) -> Prior:
         )
         keys: tuple[str, ...] = ("dist", "median", "scale")
     elif kind == "normal":
-        prior = NormalPrior(r.number("mean", quantity), r.number("sd", quantity, lo=0.0, lo_open=True))
+        prior = NormalPrior(
+            r.number("mean", quantity), r.number("sd", quantity, lo=0.0, lo_open=True)
+        )
         keys = ("dist", "mean", "sd")
     elif kind == "beta":
         prior = BetaPrior(
@@ -676,11 +681,17 @@ def _parse_prior(r: _Reader, quantity: Quantity, support: str) -> Prior:
         low = r.number("low", quantity)
         high = r.number("high", quantity)
         if not high > low:
-            raise TwinSpecError(r.key("high"), f"got {high:g}; accepted: a value above low ({low:g})")
+            raise TwinSpecError(
+                r.key("high"), f"got {high:g}; accepted: a value above low ({low:g})"
+            )
         if support == "positive" and low < 0:
-            raise TwinSpecError(r.key("low"), f"got {low:g}; accepted: >= 0 (the parameter is positive)")
+            raise TwinSpecError(
+                r.key("low"), f"got {low:g}; accepted: >= 0 (the parameter is positive)"
+            )
         if support == "unit" and (low < 0 or high > 1):
-            raise TwinSpecError(r.key("low" if low < 0 else "high"), "accepted: bounds within [0, 1]")
+            raise TwinSpecError(
+                r.key("low" if low < 0 else "high"), "accepted: bounds within [0, 1]"
+            )
         prior = UniformPrior(low, high)
         keys = ("dist", "low", "high")
     else:
