@@ -54,6 +54,7 @@ BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
     "api": "call round trips and event fan-out over the Unix socket",
     "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
+    "calibration": "online posteriors: accuracy, 90 % coverage, drift tracking, refresh time",
 }
 
 
