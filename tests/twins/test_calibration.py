@@ -57,11 +57,13 @@ def test_accuracy_four_parameters() -> None:
     )
     expected = np.array([5e-5, 0.45, 0.25, 7.2e-10, NOISE])
     np.testing.assert_allclose(update.median, expected, rtol=0.05)
-    assert np.all(update.q05 < update.median) and np.all(update.median < update.q95)
+    assert np.all(update.q05 < update.median)
+    assert np.all(update.median < update.q95)
     corr = update.correlation.reshape(5, 5)
     np.testing.assert_allclose(np.diag(corr), 1.0)
     assert update.diagnostics["newton_decrement"] < 1e-2
-    assert update.elbo.size == 8 and np.all(np.isfinite(update.elbo))
+    assert update.elbo.size == 8
+    assert np.all(np.isfinite(update.elbo))
     assert update.warnings == ()
 
 
@@ -121,7 +123,8 @@ def test_a_diverging_update_is_reported_and_rolled_back(
     broken = Segment(s.index, s.t, s.E, np.full_like(s.I, 1e3), s.usable, s.first)
     outcome = calibrator.update(broken)
     assert isinstance(outcome, CalibrationDiverged)
-    assert outcome.kept_version == 1 and outcome.segment == 1
+    assert outcome.kept_version == 1
+    assert outcome.segment == 1
     assert calibrator.posterior is before
     assert calibrator.version == 1
 

@@ -87,7 +87,8 @@ def test_drift_is_detected_when_the_cell_changes(small_spec: TwinSpec, small_tru
     steady, drifting = events
     assert steady == []
     assert len(drifting) == 1
-    assert drifting[0].t > 7.5 and drifting[0].fraction > 0.5
+    assert drifting[0].t > 7.5
+    assert drifting[0].fraction > 0.5
 
 
 def test_bad_samples_are_masked_and_reported(small_spec: TwinSpec, small_truth: Any) -> None:
@@ -108,5 +109,6 @@ def test_bad_samples_are_masked_and_reported(small_spec: TwinSpec, small_truth: 
     ]
     pred = _predictions(events)[1]
     assert np.isnan(pred.residual[[5, 6, 10]]).all()
-    assert np.isnan(pred.predicted[10]) and np.isfinite(pred.predicted[5])
+    assert np.isnan(pred.predicted[10])
+    assert np.isfinite(pred.predicted[5])
     assert np.isfinite(_predictions(events)[2].predicted).all()

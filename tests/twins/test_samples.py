@@ -44,7 +44,8 @@ def test_a_gap_masks_the_recovery_after_it() -> None:
     cleaner = SampleCleaner(100.0, 5.0)
     t1 = np.arange(50) / 100.0
     first = cleaner.clean(0, t1, np.zeros(50), np.zeros(50), np.zeros(50, np.uint8))
-    assert first.usable.all() and not first.issues
+    assert first.usable.all()
+    assert not first.issues
     # One second missing: the next second of samples is masked, across batches too.
     t2 = 1.49 + np.arange(1, 51) / 100.0
     second = cleaner.clean(1, t2, np.zeros(50), np.zeros(50), np.zeros(50, np.uint8))
@@ -76,5 +77,6 @@ def test_segments_do_not_depend_on_batching(small_spec: TwinSpec, size: int) -> 
     assert segments[0].t[-1] == pytest.approx(7.0)
     assert segments[1].t[0] == pytest.approx(7.01)
     assert segments[1].t[-1] == pytest.approx(14.5)
-    assert segments[0].first and not segments[1].first
+    assert segments[0].first
+    assert not segments[1].first
     assert sum(s.t.size for s in segments) == t.size

@@ -34,9 +34,11 @@ def test_units_and_priors_are_read_in_si() -> None:
     spec = load_twin_spec(doc)
     assert spec.calibrate is not None
     k0, alpha, ru = spec.calibrate.priors
-    assert isinstance(k0, LogNormalPrior) and k0.median == pytest.approx(5e-5)
+    assert isinstance(k0, LogNormalPrior)
+    assert k0.median == pytest.approx(5e-5)
     assert isinstance(alpha, BetaPrior)
-    assert isinstance(ru, HalfNormalPrior) and ru.scale == pytest.approx(1000.0)
+    assert isinstance(ru, HalfNormalPrior)
+    assert ru.scale == pytest.approx(1000.0)
     assert spec.protocol.rest == 2.0
     # The twin starts from the prior medians.
     assert spec.initial_values()["kinetics.k0"] == pytest.approx(5e-5)
@@ -47,7 +49,8 @@ def test_protocol_timing_and_trace() -> None:
     np.testing.assert_allclose(spec.protocol.cycle_starts(), [0.0, 7.5, 15.0])
     np.testing.assert_allclose(spec.protocol.cycle_ends(), [7.0, 14.5, 22.0])
     t, E = spec.protocol.trace()
-    assert t[0] == 0.0 and t[-1] == pytest.approx(22.0)
+    assert t[0] == 0.0
+    assert t[-1] == pytest.approx(22.0)
     assert E[0] == pytest.approx(0.6)
     assert E[np.searchsorted(t, 3.5)] == pytest.approx(-0.1)
     # During a rest the potential holds the next cycle's start.
