@@ -75,7 +75,7 @@ SHORT = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of this suite."""
-    parser.add_argument("--seeds", type=int, default=50, help="noise draws for coverage")
+    parser.add_argument("--seeds", type=int, default=100, help="noise draws for coverage")
     parser.add_argument("--cycles", type=int, default=30, help="CV cycles for tracking")
     parser.add_argument("--tracking-seeds", type=int, default=5, help="noise draws for tracking")
 

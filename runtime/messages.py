@@ -277,6 +277,9 @@ class DriftCleared:
 class PosteriorUpdate:
     """A posterior over the calibrated parameters (and the noise sd, named ``noise``).
 
+    ``method``: ``svi`` (the online update: Laplace, refined by SVI), ``laplace`` (the
+    online update without SVI steps) or ``nuts`` (the reference, on demand).
+
     ``version`` counts accepted online updates (a NUTS reference repeats the version
     it was run at). ``segment`` is the calibration segment it used (the last one for
     NUTS) and ``t_end`` (s) its last sample time; ``samples`` the samples that entered
@@ -292,7 +295,7 @@ class PosteriorUpdate:
     run_id: str
     version: int
     segment: int
-    method: Literal["svi", "nuts"]
+    method: Literal["svi", "laplace", "nuts"]
     t_end: float
     samples: int
     parameters: tuple[str, ...]

@@ -557,7 +557,7 @@ class OnlineCalibrator:
         diagnostics["svi_steps"] = self.cal.svi_steps
         diagnostics["prior"] = "spec" if self.version == 1 else "previous posterior"
         self.latest = self._message(
-            method="svi",
+            method="svi" if self.cal.svi_steps > 0 else "laplace",
             segment=segment,
             used=data.used,
             summary=summary,
