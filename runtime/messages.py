@@ -214,6 +214,7 @@ class SystemNote:
 # (run/<id>/posterior). None of them carries a wall-clock time: a replay of the same
 # samples with the same spec reproduces them bit for bit.
 
+
 @message("twin.prediction")
 class TwinPrediction:
     """The twin's prediction for one sample batch (``seq``), columnar.
