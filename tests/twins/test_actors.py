@@ -79,6 +79,13 @@ def _run(spec: TwinSpec, batches: list[SampleBatch], *, calls: bool = False) -> 
             calibrator = tree.child_ref("calibrator")
             got["summary"] = calibrator.ask(ApiCall("posterior", (), {}))
             got["status"] = tree.child_ref("twin").ask(ApiCall("status", (), {}))
+            candidates = [
+                {"type": "cv", "E_start": 0.6, "E_vertex": -0.1, "scan_rate": rate}
+                for rate in (0.05, 2.0)
+            ]
+            got["suggest"] = calibrator.ask(
+                ApiCall("suggest", (candidates,), {"parameters": ["kinetics.k0"]})
+            )
         return got
     finally:
         tree.stop()
@@ -112,6 +119,25 @@ def test_twin_follows_and_posterior_converges(spec: TwinSpec, batches: list[Samp
     assert summary["parameters"]["kinetics.k0"]["median"] == pytest.approx(k0, rel=0.01)
     assert got["status"]["predicted"] == len(batches)
     assert got["status"]["held"] == 0
+    ranked = got["suggest"]
+    assert [r["waveform"]["scan_rate"] for r in ranked] == [2.0, 0.05]
+    assert ranked[0]["eig"] > ranked[1]["eig"] > 0
+
+
+def test_a_run_spec_with_a_model_gets_its_twin_and_calibrator(spec: TwinSpec) -> None:
+    from actors.runs import _twin_children, _twin_spec
+    from runtime.errors import CallError
+
+    assert _twin_spec({"name": "no twin"}) is None
+    doc = twin_doc()
+    twin = _twin_spec(doc)
+    children = _twin_children(twin, "r9", EventBus())
+    assert [c.id for c in children] == ["twin", "calibrator"]
+    assert all(c.restart == "transient" for c in children)
+    doc["calibrate"]["parameters"] = {"kinetics.k0": {"dist": "lognormal", "median": 1e-5}}
+    with pytest.raises(CallError, match=r"calibrate\.parameters\.kinetics\.k0\.scale") as info:
+        _twin_spec(doc)
+    assert info.value.code == "bad_request"
 
 
 def test_same_log_same_predictions_and_posteriors(
