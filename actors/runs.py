@@ -182,6 +182,7 @@ class Runs(Supervisor):
             raise CallError(
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
+        twin = _twin_spec(spec)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
@@ -195,7 +196,7 @@ class Runs(Supervisor):
         child = ChildSpec(
             run_id,
             Run,
-            (SupervisorSpec(strategy="rest_for_one"),),
+            (SupervisorSpec(strategy="rest_for_one", children=_twin_children(twin, run_id, bus)),),
             {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
             restart="temporary",
             shutdown_s=15.0,
@@ -312,6 +313,29 @@ def _decoded_events(store: EventStore, stream: str) -> Iterator[object]:
             yield decode(data)
         except MessageError as exc:
             logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+
+
+def _twin_spec(spec: dict[str, Any]) -> Any:
+    """The validated twin spec when ``spec`` has a model (None otherwise); refuses a bad one."""
+    if "model" not in spec:
+        return None
+    # twins pulls in torch and pyro: imported on the first twin run, not at daemon start.
+    from twins.errors import TwinError  # noqa: PLC0415
+    from twins.spec import load_twin_spec  # noqa: PLC0415
+
+    try:
+        return load_twin_spec(spec)
+    except TwinError as exc:
+        raise CallError("bad_request", f"twin spec: {exc}") from None
+
+
+def _twin_children(twin: Any, run_id: str, bus: Any) -> tuple[ChildSpec, ...]:
+    """The run's twin and calibrator (none without a twin spec)."""
+    if twin is None:
+        return ()
+    from actors.twin import run_children  # noqa: PLC0415 - see _twin_spec
+
+    return run_children(twin, run_id, bus)
 
 
 def replay_procedure(context: RunContext, spec: dict[str, Any], store: EventStore) -> Procedure:

@@ -56,6 +56,7 @@ BENCH_SUITES: dict[str, str] = {
     "api": "call round trips and event fan-out over the Unix socket",
     "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
     "instrument": "sample rate and latency from the simulated potentiostat to the bus",
+    "calibration": "online posteriors: accuracy, 90 % coverage, drift tracking, refresh time",
 }
 
 

@@ -338,3 +338,150 @@ __all__ += [  # the instrument messages, appended with them
     "StreamResumed",
     "StreamStalled",
 ]
+
+
+# --- twin and calibration ----------------------------------------------------------
+# Published by the twin (run/<id>/twin, run/<id>/drift) and the calibrator
+# (run/<id>/posterior). None of them carries a wall-clock time: a replay of the same
+# samples with the same spec reproduces them bit for bit.
+
+
+@message("twin.prediction")
+class TwinPrediction:
+    """The twin's prediction for one sample batch (``seq``), columnar.
+
+    ``t`` (s); ``predicted`` current (A); ``residual`` measured minus predicted (A; NaN
+    where the sample was masked); ``band`` the half-width (A) of the central predictive
+    interval of probability ``level`` (parameter uncertainty and noise);
+    ``posterior`` the version of the posterior used (0: the prior).
+    """
+
+    run_id: str
+    seq: int
+    posterior: int
+    level: float
+    t: F64Array1D
+    predicted: F64Array1D
+    residual: F64Array1D
+    band: F64Array1D
+
+
+@message("twin.data_issue")
+class DataIssue:
+    """Samples of batch ``seq`` the twin and calibrator set aside, and why: ``non_finite``
+    (NaN or infinite values), ``flagged`` (overload or compliance), ``out_of_order``
+    (a time not after the previous one) or ``gap`` (missing time; the samples right
+    after it are masked while the model recovers). ``t_start``/``t_end`` (s) span them."""
+
+    run_id: str
+    seq: int
+    kind: Literal["non_finite", "flagged", "out_of_order", "gap"]
+    count: int
+    t_start: float
+    t_end: float
+    detail: str
+
+
+@message("twin.drift")
+class DriftDetected:
+    """Residuals left the predictive band for a sustained window: ``fraction`` of the last
+    ``window`` samples (from ``t_start`` to ``t``, s) were outside the band of
+    probability ``level``; the model no longer describes the cell."""
+
+    run_id: str
+    t_start: float
+    t: float
+    fraction: float
+    window: int
+    level: float
+
+
+@message("twin.drift_cleared")
+class DriftCleared:
+    """The residuals are back inside the band (``fraction`` outside over the window)."""
+
+    run_id: str
+    t: float
+    fraction: float
+
+
+@message("calibration.posterior")
+class PosteriorUpdate:
+    """A posterior over the calibrated parameters (and the noise sd, named ``noise``).
+
+    ``method``: ``svi`` (the online update: Laplace, refined by SVI), ``laplace`` (the
+    online update without SVI steps) or ``nuts`` (the reference, on demand).
+
+    ``version`` counts accepted online updates (a NUTS reference repeats the version
+    it was run at). ``segment`` is the calibration segment it used (the last one for
+    NUTS) and ``t_end`` (s) its last sample time; ``samples`` the samples that entered
+    the likelihood. Per parameter, in ``parameters`` order and SI: ``mean``,
+    ``median``, ``q05``, ``q95``. ``loc``/``scale_tril``: the Gaussian over the
+    unconstrained coordinates (ln p for positive parameters, logit for bounded ones);
+    ``correlation`` its correlation matrix. ``elbo``: the SVI trace (empty for NUTS);
+    ``diagnostics``: method-specific figures (``r_hat``, ``ess``, ``divergences`` for
+    NUTS; ``evaluations``, ``newton_decrement`` for the online fit). ``warnings``:
+    identifiability and convergence warnings, in words.
+    """
+
+    run_id: str
+    version: int
+    segment: int
+    method: Literal["svi", "laplace", "nuts"]
+    t_end: float
+    samples: int
+    parameters: tuple[str, ...]
+    mean: F64Array1D
+    median: F64Array1D
+    q05: F64Array1D
+    q95: F64Array1D
+    loc: F64Array1D
+    scale_tril: F64Array1D
+    correlation: F64Array1D
+    elbo: F64Array1D
+    diagnostics: dict[str, Plain]
+    warnings: tuple[str, ...]
+
+
+@message("calibration.diverged")
+class CalibrationDiverged:
+    """The update for ``segment`` failed (``reason``); the calibrator rolled back to the
+    posterior of version ``kept_version`` and carries on with the next segment."""
+
+    run_id: str
+    segment: int
+    t_end: float
+    reason: str
+    kept_version: int
+
+
+@message("calibration.skipped")
+class CalibrationSkipped:
+    """Segments ``first``..``last`` were not used for an update (``reason``: too few
+    usable samples, or the calibrator restarted and never saw them)."""
+
+    run_id: str
+    first: int
+    last: int
+    t_end: float
+    reason: str
+
+
+@message("calibration.started")
+class CalibratorStarted:
+    """A calibrator (``incarnation`` 1, or a restart) began listening to its run."""
+
+    run_id: str
+    incarnation: int
+
+
+__all__ += [
+    "CalibrationDiverged",
+    "CalibrationSkipped",
+    "CalibratorStarted",
+    "DataIssue",
+    "DriftCleared",
+    "DriftDetected",
+    "PosteriorUpdate",
+    "TwinPrediction",
+]

@@ -1,1 +1,50 @@
-"""Twin logic: lockstep prediction, residuals, drift, online calibration and experiment design."""
+"""Twin logic: lockstep prediction, residuals, drift, online calibration and experiment design.
+
+The public API::
+
+    import twins
+    spec = twins.load_twin_spec("examples/twin-quasi-reversible.yaml")
+    twin = twins.LockstepTwin(spec, run_id)            # predict(batch) -> prediction, events
+    calibrator = twins.OnlineCalibrator(spec, run_id)  # update(segment) -> posterior | why not
+    twins.suggest_next_experiment(spec, candidates, parameters=["kinetics.k0"])
+
+Everything here is a pure function of the samples it is fed, in order: the actors
+(``actors.twin``, ``actors.calibrator``) only move messages in and out.
+"""
+
+from twins.calibration import OnlineCalibrator, Outcome
+from twins.design import Suggestion, suggest_next_experiment
+from twins.errors import DesignError, ForwardModelError, InferenceError, TwinError, TwinSpecError
+from twins.forward import EngineCurrent, ForwardProblem, engine_current
+from twins.lockstep import LockstepTwin
+from twins.samples import SampleCleaner, Segment, Segmenter
+from twins.spec import TwinSpec, load_twin_spec, resolve_document
+from twins.stream import ModelStream, StreamState, stream_for
+from twins.synthetic import synthetic_batches, true_current
+
+__all__ = [
+    "DesignError",
+    "EngineCurrent",
+    "ForwardModelError",
+    "ForwardProblem",
+    "InferenceError",
+    "LockstepTwin",
+    "ModelStream",
+    "OnlineCalibrator",
+    "Outcome",
+    "SampleCleaner",
+    "Segment",
+    "Segmenter",
+    "StreamState",
+    "Suggestion",
+    "TwinError",
+    "TwinSpec",
+    "TwinSpecError",
+    "engine_current",
+    "load_twin_spec",
+    "resolve_document",
+    "stream_for",
+    "suggest_next_experiment",
+    "synthetic_batches",
+    "true_current",
+]

@@ -1,0 +1,185 @@
+"""The calibrator actor: online Bayesian calibration of a run's model parameters.
+
+It subscribes losslessly to ``run/<id>/samples``, cuts the stream into calibration
+segments (the spec's cadence, counted in cycles or samples) and, for each, publishes
+the outcome on ``run/<id>/posterior``: a :class:`~runtime.messages.PosteriorUpdate`,
+or a :class:`~runtime.messages.CalibrationDiverged` (rolled back to the last good
+posterior) or :class:`~runtime.messages.CalibrationSkipped`. The work is a pure
+function of the samples (see :mod:`twins.calibration`); a replay reproduces it.
+
+Exposed through the API: ``posterior()`` (the latest summary), ``reference()`` (a full
+NUTS run on everything seen so far, published with method ``nuts``) and ``suggest()``
+(which candidate experiment would narrow chosen parameters fastest).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from runtime.actor import Actor, exposed
+from runtime.errors import CallError
+from runtime.event_bus import EventBus, Subscription
+from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
+from twins.calibration import OnlineCalibrator
+from twins.design import suggest_next_experiment
+from twins.errors import TwinError
+from twins.samples import SampleCleaner, Segmenter
+from twins.spec import TwinSpec
+
+__all__ = ["Calibrator", "posterior_plain"]
+
+logger = logging.getLogger("galvana.calibrator")
+
+
+class _Drain:
+    """Internal wake-up: samples are queued."""
+
+
+_DRAIN = _Drain()
+
+
+def posterior_plain(update: PosteriorUpdate) -> dict[str, Any]:
+    """A posterior update as plain data, per parameter (what the API returns)."""
+    return {
+        "version": update.version,
+        "segment": update.segment,
+        "method": update.method,
+        "t_end": update.t_end,
+        "samples": update.samples,
+        "parameters": {
+            name: {
+                "mean": float(update.mean[i]),
+                "median": float(update.median[i]),
+                "q05": float(update.q05[i]),
+                "q95": float(update.q95[i]),
+            }
+            for i, name in enumerate(update.parameters)
+        },
+        "diagnostics": update.diagnostics,
+        "warnings": list(update.warnings),
+    }
+
+
+class Calibrator(Actor):
+    """The calibrator of run ``run_id`` (see the module docstring)."""
+
+    def __init__(self, run_id: str, spec: TwinSpec, bus: EventBus) -> None:
+        super().__init__()
+        if spec.calibrate is None:
+            raise CallError("bad_request", "calibrate: the spec calibrates nothing")
+        self.run_id = run_id
+        self.spec = spec
+        self.bus = bus
+        self.topic = f"run/{run_id}/posterior"
+        self.core: OnlineCalibrator | None = None
+        self._cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+        self._segmenter = Segmenter(spec)
+        self._sub: Subscription | None = None
+
+    def on_start(self) -> None:
+        self.core = OnlineCalibrator(self.spec, self.run_id)
+        incarnation = self.link.incarnation if self.link is not None else 1
+        self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
+        ref = self.actor_ref
+        self._sub = self.bus.subscribe(
+            f"run/{self.run_id}/samples",
+            mode="lossless",
+            maxsize=100_000,
+            on_ready=lambda: ref.tell(_DRAIN),
+        )
+        self._drain()
+
+    def on_stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+
+    def on_failure(self, *exc_info: object) -> None:
+        if self._sub is not None:
+            self._sub.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if message is _DRAIN:
+            self._drain()
+        return None
+
+    def _drain(self) -> None:
+        if self._sub is None:
+            return
+        for _, msg in self._sub.drain():
+            if isinstance(msg, SampleBatch):
+                self._use(msg)
+
+    def _use(self, batch: SampleBatch) -> None:
+        core = self.core
+        assert core is not None
+        chunk = self._cleaner.clean(batch.seq, batch.t, batch.E, batch.I, batch.flags)
+        before = self._segmenter.skipped
+        segments = self._segmenter.feed(chunk)
+        if self._segmenter.skipped != before:
+            self.bus.publish(
+                self.topic,
+                CalibrationSkipped(
+                    self.run_id,
+                    0,
+                    self._segmenter.skipped - 1,
+                    float(chunk.t[0]),
+                    "the calibrator started after these segments and never saw them",
+                ),
+            )
+        for segment in segments:
+            outcome = core.update(segment)
+            if not isinstance(outcome, PosteriorUpdate):
+                logger.warning("run %s: segment %d: %s", self.run_id, segment.index, outcome)
+            self.bus.publish(self.topic, outcome)
+
+    # --- the API ---------------------------------------------------------------------
+
+    @exposed
+    def posterior(self) -> dict[str, Any] | None:
+        """The latest online posterior (None before the first update)."""
+        self._drain()
+        core = self.core
+        assert core is not None
+        return None if core.latest is None else posterior_plain(core.latest)
+
+    @exposed
+    def reference(
+        self, warmup: int | None = None, samples: int | None = None, chains: int = 2
+    ) -> dict[str, Any]:
+        """Run NUTS on every sample seen so far (spec priors, from rest), publish it as a
+        posterior with method ``nuts`` and return its summary. Blocks this calibrator
+        while it runs; samples wait (losslessly) meanwhile."""
+        self._drain()
+        core = self.core
+        assert core is not None
+        for name, value in (("warmup", warmup), ("samples", samples), ("chains", chains)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise CallError("bad_request", f"{name} must be a positive integer, got {value!r}")
+        try:
+            update = core.reference(warmup=warmup, samples=samples, chains=chains)
+        except TwinError as exc:
+            raise CallError("unavailable", f"reference posterior: {exc}") from None
+        self.bus.publish(self.topic, update)
+        return posterior_plain(update)
+
+    @exposed
+    def suggest(
+        self, candidates: list[dict[str, Any]], parameters: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rank candidate waveforms (protocol waveform mappings) by the expected
+        information gain about ``parameters`` (default: every calibrated one) under the
+        current posterior; best first."""
+        self._drain()
+        core = self.core
+        assert core is not None
+        try:
+            ranked = suggest_next_experiment(
+                self.spec,
+                candidates,
+                parameters=parameters,
+                posterior=core.posterior,
+            )
+        except TwinError as exc:
+            raise CallError("bad_request", str(exc)) from None
+        return [r.as_plain() for r in ranked]
