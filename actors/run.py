@@ -162,6 +162,8 @@ class Run(Supervisor):
             self._to("completed", report.reason or "the procedure finished")
         elif report.kind == "failed":
             self._to("failed", report.reason)
+        elif report.kind == "aborted":
+            self._to("aborted", report.reason)
         elif report.kind == "checkpoint":
             if self._pause_pending and state == "running":
                 self._pause_pending = False

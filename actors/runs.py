@@ -338,6 +338,18 @@ def _twin_children(twin: Any, run_id: str, bus: Any) -> tuple[ChildSpec, ...]:
     return run_children(twin, run_id, bus)
 
 
+def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:
+    """The procedure of a twin run: its protocol, on the instrument its spec names."""
+    from actors.acquire import AcquireProcedure  # noqa: PLC0415 - see _twin_spec
+
+    twin = _twin_spec(spec)
+    if twin is None:
+        raise CallError("bad_request", "a run spec needs a model (a twin spec) to acquire")
+    return AcquireProcedure(
+        context, services.instrument(twin.instrument), twin.instrument, twin.protocol
+    )
+
+
 def replay_procedure(context: RunContext, spec: dict[str, Any], store: EventStore) -> Procedure:
     """The procedure of a replay run.
 

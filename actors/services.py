@@ -25,13 +25,21 @@ ProcedureMaker = Callable[["RunContext", dict[str, Any]], "Procedure"]
 class Services:
     """What the daemon shares with its actors: the stores, the bus, well-known actors.
 
-    The recorder registers itself here when it starts (and again after a restart).
+    The recorder and the instruments supervisor register themselves here when they
+    start (and again after a restart).
     """
 
     store: EventStore
     bus: EventBus
     recorder: pykka.ActorRef[Any] | None = None
+    instruments: pykka.ActorRef[Any] | None = None
     procedures: dict[str, ProcedureMaker] = field(default_factory=dict)
+
+    def instrument(self, instrument_id: str) -> Any:
+        """A client (``actors.instrument.InstrumentClient``) of a running instrument."""
+        if self.instruments is None or not self.instruments.is_alive():
+            raise CallError("unavailable", "the instruments supervisor is not running")
+        return self.instruments.proxy().client(instrument_id).get(timeout=10)
 
     def recorder_ref(self) -> pykka.ActorRef[Any]:
         """The running recorder; refuses when there is none."""

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("physics.cli", "", "simulate a scenario (YAML): current trace, peaks, CSV"),
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
+    "estop": ("runtime.commands", "ESTOP", "emergency stop: every cell (or one) off at once"),
     "events": (
         "runtime.commands",
         "EVENTS",
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`galvana events RUN | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 # --- commands that belong to the runtime itself -------------------------------------

@@ -25,7 +25,7 @@ from runtime.codec import message_from_plain
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
 from runtime.messages import RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run"]
+__all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -124,11 +124,7 @@ class _Run:
                     _table(runs, _RUN_COLUMNS)
                 return 0
             if args.action == "start":
-                try:
-                    spec = yaml.safe_load(Path(args.spec).read_text())
-                except (OSError, yaml.YAMLError) as exc:
-                    raise GalvanaError(f"cannot read {args.spec}: {exc}") from None
-                record = daemon.call("runs", "start", spec)
+                record = daemon.call("runs", "start", read_twin_spec(Path(args.spec)))
             elif args.action == "show":
                 record = daemon.call("runs", "show", args.run_id)
             elif args.action == "pause":
@@ -137,6 +133,52 @@ class _Run:
                 record = daemon.call("runs", args.action, args.run_id)
             _show_run(record, args.json)
         return 0
+
+
+def read_twin_spec(path: Path) -> dict[str, Any]:
+    """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
+    elsewhere, so paths relative to the spec would mean nothing there)."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GalvanaError(f"cannot read {path}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise GalvanaError(f"{path}: a twin spec is a map of settings")
+    model = spec.get("model")
+    if isinstance(model, str):
+        model_path = (path.parent / model).resolve()
+        try:
+            spec["model"] = yaml.safe_load(model_path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
+    return spec
+
+
+class _Estop:
+    """``galvana estop [INSTRUMENT]``: every cell (or one) off at once; never asks."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("instrument", nargs="?", help="one instrument (default: all)")
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            trips = daemon.call(
+                "instruments", "estop", args.instrument, "emergency stop (galvana estop)"
+            )
+        if args.json:
+            _print_json(trips)
+        else:
+            for trip in trips:
+                state = (
+                    "cell OFF"
+                    if trip["cell_off"]
+                    else "cell-off NOT CONFIRMED (link down; retried)"
+                )
+                print(f"{trip['instrument']}: {state}")
+        return 0 if all(t["cell_off"] for t in trips) else 1
 
 
 class _Replay:
@@ -251,7 +293,27 @@ def _print_event(seq: int | None, raw: Any, as_json: bool) -> None:
     elif isinstance(msg, RunStateChanged):
         print(f"{where}  run.state    {msg.previous} -> {msg.state}: {msg.reason}")
     else:
-        print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {msg}")
+        print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {_summary(msg)}")
+
+
+def _summary(msg: Any) -> str:
+    """A message on one line: arrays shown by their length and range, not their values."""
+    fields = getattr(msg, "__dataclass_fields__", None)
+    if fields is None:
+        return str(msg)
+    parts = []
+    for name in fields:
+        value = getattr(msg, name)
+        if isinstance(value, np.ndarray):
+            shown = f"[{value.size} pts]" if value.size else "[]"
+        elif hasattr(value, "isoformat"):
+            continue
+        else:
+            shown = repr(value)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+        parts.append(f"{name}={shown}")
+    return " ".join(parts)
 
 
 def _plain(msg: Any) -> Any:
@@ -328,6 +390,7 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
 
 RUN = _Run
 EXPORT = _Export
+ESTOP = _Estop
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

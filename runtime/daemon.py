@@ -53,7 +53,6 @@ from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.supervisor import (
     ChildSpec,
-    Supervisor,
     SupervisorRef,
     SupervisorSpec,
     start_supervisor,
@@ -77,9 +76,11 @@ class DaemonConfig:
     tcp: tuple[str, int] | None = None
     token: str | None = None
     log_level: str = "INFO"
+    instruments: object = None  # the raw `instruments:` list; actors.instruments parses it
+    config_dir: Path = Path()
 
 
-_CONFIG_KEYS = {"socket", "tcp", "token", "log_level"}
+_CONFIG_KEYS = {"socket", "tcp", "token", "log_level", "instruments"}
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
@@ -114,6 +115,8 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         tcp=tcp,
         token=args.token or os.environ.get("GALVANA_TOKEN") or file.get("token"),
         log_level=str(file.get("log_level", "INFO")).upper(),
+        instruments=file.get("instruments"),
+        config_dir=Path(args.config).resolve().parent if args.config else Path.cwd(),
     )
 
 
@@ -172,15 +175,19 @@ def _setup_logging(data: Path, level: str) -> logging.Handler:
 
 
 def _tree(
-    config: DaemonConfig, store: EventStore, fields: FieldStore, bus: EventBus
+    config: DaemonConfig, store: EventStore, fields: FieldStore, bus: EventBus, park: Any
 ) -> SupervisorSpec:
     from actors.api import ApiActor
+    from actors.instruments import Instruments, build_instruments, parse_instruments
     from actors.recorder import Recorder
-    from actors.runs import Runs, replay_procedure
+    from actors.runs import Runs, acquire_procedure, replay_procedure
     from actors.services import Services
 
     services = Services(store, bus)
     services.procedures["replay"] = partial(replay_procedure, store=store)
+    services.procedures["acquire"] = partial(acquire_procedure, services=services)
+    setups = parse_instruments(config.instruments, config.config_dir)
+    instruments, interlocks = build_instruments(setups, park)
     api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
     return SupervisorSpec(
@@ -189,7 +196,13 @@ def _tree(
         max_seconds=30,
         children=(
             ChildSpec("recorder", Recorder, (store, fields, bus, services), shutdown_s=60),
-            ChildSpec("instruments", Supervisor, (SupervisorSpec(),), shutdown_s=None),
+            ChildSpec(
+                "instruments",
+                Instruments,
+                (SupervisorSpec(children=instruments),),
+                {"interlocks": interlocks, "services": services},
+                shutdown_s=None,
+            ),
             ChildSpec(
                 "runs",
                 Runs,
@@ -211,9 +224,13 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         store = EventStore(config.data / "events.lmdb")
         fields = FieldStore(config.data / "fields")
         bus = EventBus()
+        from actors.instruments import SimulatorPark
+
+        park = SimulatorPark()
         try:
-            root = start_supervisor(_tree(config, store, fields, bus), bus=bus)
+            root = start_supervisor(_tree(config, store, fields, bus, park), bus=bus)
         except GalvanaError:
+            park.close()
             store.close()
             fields.close()
             raise
@@ -225,6 +242,7 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         status = _wait(root, stop)
         bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
         root.stop(timeout=120)
+        park.close()
         store.close()
         fields.close()
         logger.info("daemon stopped (status %d)", status)
@@ -248,7 +266,9 @@ def _wait(root: SupervisorRef, stop: threading.Event) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``galvana daemon``."""
     parser.add_argument("--data", help="data directory (default: $GALVANA_HOME or ./galvana-data)")
-    parser.add_argument("--config", help="a YAML file of settings (socket, tcp, token, log_level)")
+    parser.add_argument(
+        "--config", help="a YAML file of settings (socket, tcp, token, log_level, instruments)"
+    )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
     )

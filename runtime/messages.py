@@ -176,10 +176,11 @@ class RunStateChanged:
 @message("run.procedure")
 class ProcedureReport:
     """What a run's procedure tells its run: it reached a checkpoint, finished, failed,
-    or a suspender tripped (``suspend``) or cleared (``unsuspend``)."""
+    was aborted (the safety interlock turned the cell off), or a suspender tripped
+    (``suspend``) or cleared (``unsuspend``)."""
 
     run_id: str
-    kind: Literal["checkpoint", "done", "failed", "suspend", "unsuspend"]
+    kind: Literal["checkpoint", "done", "failed", "aborted", "suspend", "unsuspend"]
     reason: str
 
 

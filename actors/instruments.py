@@ -1,0 +1,226 @@
+"""The instruments supervisor: one instrument actor per configured instrument.
+
+The daemon's configuration lists the instruments (``instruments:`` in ``--config``);
+without one it has a single simulated potentiostat, ``sim``. A ``resource: sim``
+instrument is the simulated potentiostat served by the daemon itself on a free
+loopback port and driven through pyvisa like any SCPI instrument, so a twin run on
+``sim`` exercises the whole stack.
+
+``estop`` turns cells off from this supervisor's thread, straight through each
+instrument's interlock: it never waits in an instrument actor's mailbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.instrument import InstrumentActor, InstrumentClient, InstrumentConfig
+from actors.services import Services
+from hal.driver import Driver
+from hal.drivers.scpi_potentiostat import ScpiPotentiostat
+from hal.errors import HalError
+from hal.safety import Interlock, SafetyLimits
+from runtime.actor import exposed
+from runtime.errors import CallError, GalvanaError
+from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
+
+__all__ = ["InstrumentSetup", "Instruments", "SimulatorPark", "parse_instruments"]
+
+logger = logging.getLogger("galvana.instruments")
+
+DEFAULT_LIMITS = {"E_min": -2.0, "E_max": 2.0, "I_max": 0.1, "scan_rate_max": 10.0}
+
+
+class InstrumentSetupError(GalvanaError):
+    """An ``instruments:`` entry of the daemon configuration is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentSetup:
+    """One configured instrument.
+
+    ``resource``: ``sim`` or a VISA resource string; ``limits``: its compliance
+    limits (V, A, V/s). For ``sim``: the hidden true ``scenario`` (a physics scenario
+    file; default: the simulated cell), parameter ``drift`` per cycle
+    (``kinetics.k0=-0.03``), real-time ``speed`` factor, noise ``seed``.
+    """
+
+    id: str
+    resource: str = "sim"
+    limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    scenario: str | None = None
+    drift: tuple[str, ...] = ()
+    speed: float = 1.0
+    seed: int = 0
+
+
+_KEYS = {"id", "resource", "limits", "scenario", "drift", "speed", "seed"}
+
+
+def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
+    """The ``instruments:`` list of a configuration (relative paths from ``base``)."""
+    if entries is None:
+        return [InstrumentSetup("sim")]
+    if not isinstance(entries, list):
+        raise InstrumentSetupError("instruments: expected a list of instruments")
+    out: list[InstrumentSetup] = []
+    for i, entry in enumerate(entries):
+        where = f"instruments[{i}]"
+        if not isinstance(entry, dict):
+            raise InstrumentSetupError(f"{where}: expected a map, got {type(entry).__name__}")
+        unknown = set(entry) - _KEYS
+        if unknown:
+            raise InstrumentSetupError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"accepted: {', '.join(sorted(_KEYS))}"
+            )
+        if not isinstance(entry.get("id"), str):
+            raise InstrumentSetupError(f"{where}.id: expected a name such as sim or potentiostat-1")
+        limits = dict(DEFAULT_LIMITS)
+        limits.update(entry.get("limits") or {})
+        scenario = entry.get("scenario")
+        drift = entry.get("drift") or []
+        if isinstance(drift, dict):
+            drift = [f"{k}={v}" for k, v in drift.items()]
+        out.append(
+            InstrumentSetup(
+                id=entry["id"],
+                resource=str(entry.get("resource", "sim")),
+                limits=limits,
+                scenario=str(base / scenario) if scenario else None,
+                drift=tuple(str(d) for d in drift),
+                speed=float(entry.get("speed", 1.0)),
+                seed=int(entry.get("seed", 0)),
+            )
+        )
+    ids = [s.id for s in out]
+    if len(set(ids)) != len(ids):
+        raise InstrumentSetupError(f"instruments: ids must be unique, got {ids}")
+    return out
+
+
+class SimulatorPark:
+    """The simulated potentiostats the daemon serves itself; closed at shutdown."""
+
+    def __init__(self) -> None:
+        self._servers: list[Any] = []
+
+    def serve(self, setup: InstrumentSetup) -> str:
+        """Start a simulated potentiostat for ``setup``; returns its VISA resource."""
+        from hal.cli import build_model  # noqa: PLC0415 - physics loads only when a sim is used
+        from hal.sim.potentiostat import DriftSpec, SimPotentiostat  # noqa: PLC0415
+        from hal.sim.server import ScpiServer  # noqa: PLC0415
+
+        instrument = SimPotentiostat(
+            build_model(setup.scenario, "auto"),
+            drift=[DriftSpec.parse(d) for d in setup.drift],
+            speed=setup.speed,
+            seed=setup.seed,
+        )
+        server = ScpiServer(instrument, port=0).start()
+        self._servers.append(server)
+        return str(server.resource)
+
+    def close(self) -> None:
+        """Stop every simulated potentiostat."""
+        for server in self._servers:
+            try:
+                server.close()
+            except Exception:
+                logger.exception("closing a simulated potentiostat failed")
+        self._servers.clear()
+
+
+def build_instruments(
+    setups: list[InstrumentSetup], park: SimulatorPark
+) -> tuple[tuple[ChildSpec, ...], dict[str, Interlock]]:
+    """The instrument actors' child specs and their interlocks (which outlive restarts)."""
+    children: list[ChildSpec] = []
+    interlocks: dict[str, Interlock] = {}
+    for setup in setups:
+        resource = park.serve(setup) if setup.resource == "sim" else setup.resource
+        driver: Driver = ScpiPotentiostat(resource)
+        try:
+            interlock = Interlock(driver, SafetyLimits(**setup.limits))  # type: ignore[arg-type]
+        except (HalError, TypeError) as exc:
+            raise InstrumentSetupError(f"instrument {setup.id}: limits: {exc}") from None
+        interlocks[setup.id] = interlock
+        config = InstrumentConfig(setup.id, interlock)
+        children.append(ChildSpec(setup.id, InstrumentActor, (config,), shutdown_s=10.0))
+    return tuple(children), interlocks
+
+
+class Instruments(Supervisor):
+    """Supervises the instrument actors; finds them for runs; emergency stop for all."""
+
+    def __init__(
+        self, spec: SupervisorSpec, *, interlocks: dict[str, Interlock], services: Services
+    ) -> None:
+        super().__init__(spec)
+        self.interlocks = interlocks
+        self.services = services
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.services.instruments = self.actor_ref
+
+    def client(self, instrument_id: str) -> InstrumentClient:
+        """A client of the running instrument ``instrument_id`` (its current incarnation)."""
+        child = self._find(instrument_id)
+        if child is None:
+            known = ", ".join(sorted(self.interlocks)) or "none"
+            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
+        if child.ref is None:
+            raise CallError("unavailable", f"instrument {instrument_id} is {child.state}")
+        return InstrumentClient(child.ref, self.interlocks[instrument_id])
+
+    @exposed(name="list")
+    def list_instruments(self) -> list[dict[str, Any]]:
+        """Each instrument's state, link, samples and trip."""
+        out = []
+        for instrument_id in self.interlocks:
+            try:
+                status = self.client(instrument_id).status(timeout=5)
+                out.append(
+                    {
+                        "id": instrument_id,
+                        "state": status.state,
+                        "link_up": status.link_up,
+                        "run": status.run_id,
+                        "identity": status.identity,
+                        "samples": status.samples,
+                        "trip": status.trip.detail if status.trip is not None else "",
+                    }
+                )
+            except (CallError, pykka.Timeout, pykka.ActorDeadError) as exc:
+                out.append({"id": instrument_id, "state": "unavailable", "error": str(exc)})
+        return out
+
+    @exposed
+    def estop(
+        self, instrument_id: str | None = None, reason: str = "emergency stop"
+    ) -> list[dict[str, Any]]:
+        """Turn the cell off at once (one instrument, or all); idempotent, from any state."""
+        if instrument_id is not None and instrument_id not in self.interlocks:
+            known = ", ".join(sorted(self.interlocks)) or "none"
+            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
+        chosen = [instrument_id] if instrument_id is not None else list(self.interlocks)
+        out = []
+        for name in chosen:
+            trip = self.interlocks[name].emergency_stop(reason)
+            out.append({"instrument": name, "cell_off": trip.cell_off, "detail": trip.detail})
+        return out
+
+    @exposed
+    def reset(self, instrument_id: str) -> dict[str, Any]:
+        """Unlatch an instrument's interlock after a trip was dealt with."""
+        try:
+            self.client(instrument_id).reset_interlock(timeout=10)
+        except HalError as exc:
+            raise CallError("conflict", str(exc)) from None
+        return {"instrument": instrument_id, "latched": self.interlocks[instrument_id].latched}
