@@ -1,14 +1,14 @@
 """Acquisition: the procedure of a twin run, which drives an instrument through its protocol.
 
-The protocol (every cycle, and the rests between them) is programmed as one piecewise
-waveform, so the instrument runs it without a gap; its samples arrive on
-``instrument/<id>/samples`` and are published again on ``run/<run>/samples`` in
-*protocol time* (0 at the start of the first cycle) with gap-free batch numbers,
-which is what the twin follows.
+Each cycle of the protocol, with the rest before it, is one acquisition: the
+instrument counts its cycles (a simulated cell fouls per cycle) and every cycle end is
+a checkpoint. The samples arrive on ``instrument/<id>/samples`` and are published again
+on ``run/<run>/samples`` in *protocol time* (0 at the start of the first cycle) with
+gap-free batch numbers, which is what the twin follows.
 
-- Checkpoints are the ends of cycles. A deferred pause stops the instrument (cell
-  off) at the next one; an immediate pause stops it at once. Resuming programs what
-  is left of the protocol from the next cycle on, at its protocol time.
+- A deferred pause takes effect at the end of the current cycle (the next cycle is
+  not started); an immediate pause stops the instrument at once (cell off). Resuming
+  starts the next cycle at its protocol time.
 - Suspenders: the instrument link down or its stream stalled suspends the run; the
   instrument actor restarting (its supervisor brought it back) suspends it until it
   runs again. Each clears when the condition does, and the run resumes by itself.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,12 +51,25 @@ __all__ = ["AcquireProcedure", "protocol_waveform"]
 logger = logging.getLogger("galvana.acquire")
 
 
-def protocol_waveform(protocol: Protocol, first_cycle: int = 0) -> Piecewise:
-    """The protocol from cycle ``first_cycle`` on as one piecewise waveform starting at 0 s."""
+def cycle_origin(protocol: Protocol, cycle: int) -> float:
+    """Protocol time (s) at which cycle ``cycle``'s acquisition starts: the start of the
+    rest before it (0 for the first)."""
+    return 0.0 if cycle == 0 else float(protocol.cycle_ends()[cycle - 1])
+
+
+def protocol_waveform(
+    protocol: Protocol, first_cycle: int = 0, count: int | None = None
+) -> Piecewise:
+    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
+    starting at 0 s, the rest before ``first_cycle`` (if any) included."""
     starts = protocol.cycle_starts()
-    t0 = float(starts[first_cycle])
+    t0 = cycle_origin(protocol, first_cycle)
+    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
     points: list[tuple[float, float]] = []
-    for k in range(first_cycle, protocol.cycles):
+    if first_cycle > 0 and float(starts[first_cycle]) > t0:
+        E_first = segments(protocol.waveform_of(first_cycle), start_jump=False)[2]
+        points.append((0.0, E_first))
+    for k in range(first_cycle, last):
         pieces, _, E_initial = segments(protocol.waveform_of(k), start_jump=False)
         t = float(starts[k]) - t0
         if not points:
@@ -79,18 +93,21 @@ class AcquireProcedure:
     def __init__(
         self,
         context: RunContext,
-        instrument: InstrumentClient,
+        *,
+        instrument: Callable[[], InstrumentClient],
         instrument_id: str,
         protocol: Protocol,
+        emergency_stop: Callable[[str], object],
         instrument_path: str = "",
     ) -> None:
         self.context = context
-        self.instrument = instrument
+        # Looked up at every use: after a restart the instrument is a new actor.
+        self._client = instrument
+        # Straight to the interlock: works while the instrument actor is stuck or restarting.
+        self._emergency_stop = emergency_stop
         self.instrument_id = instrument_id
         self.protocol = protocol
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
-        self._ends = protocol.cycle_ends()
-        self._starts = protocol.cycle_starts()
         self._lock = threading.Lock()
         self._cycle = 0  # the cycle the samples are in
         self._offset = 0.0  # protocol time of this acquisition's t = 0
@@ -131,10 +148,13 @@ class AcquireProcedure:
             next_cycle = self._cycle + 1
         if acquiring:
             return  # a deferred pause withdrawn before it was reached
-        if next_cycle >= self.protocol.cycles:
-            self.context.report("done", "the protocol had no cycle left after the pause")
-            return
-        self._begin(next_cycle)
+        self._next(next_cycle, "the protocol had no cycle left after the pause")
+
+    def _next(self, cycle: int, why_done: str) -> None:
+        if cycle >= self.protocol.cycles:
+            self.context.report("done", why_done)
+        else:
+            self._begin(cycle)
 
     def stop(self) -> None:
         self._halt()
@@ -144,23 +164,24 @@ class AcquireProcedure:
         with self._lock:
             self._stopping = True
         try:
-            self.instrument.emergency_stop(f"run {self.context.run_id} aborted")
+            self._emergency_stop(f"run {self.context.run_id} aborted")
         finally:
             self._close()
 
     # --- driving the instrument ------------------------------------------------------------
 
     def _begin(self, cycle: int) -> None:
-        """Program the protocol from ``cycle`` on and start it."""
-        waveform = protocol_waveform(self.protocol, cycle)
+        """Program cycle ``cycle`` (with the rest before it) and start it."""
+        waveform = protocol_waveform(self.protocol, cycle, 1)
         with self._lock:
             self._cycle = cycle
-            self._offset = float(self._starts[cycle])
+            self._offset = cycle_origin(self.protocol, cycle)
             self._stopping = False
             self._acquiring = True
         try:
-            self.instrument.program(waveform, Settings(sample_rate=self.protocol.sample_rate))
-            self.instrument.start()
+            client = self._client()
+            client.program(waveform, Settings(sample_rate=self.protocol.sample_rate))
+            client.start()
         except (HalError, CallError) as exc:
             with self._lock:
                 self._acquiring = False
@@ -172,8 +193,8 @@ class AcquireProcedure:
                 return
             self._stopping = True
         try:
-            self.instrument.stop()
-        except HalError as exc:
+            self._client().stop()
+        except (HalError, CallError) as exc:
             logger.warning("run %s: stopping the instrument: %s", self.context.run_id, exc)
 
     def _close(self) -> None:
@@ -246,30 +267,20 @@ class AcquireProcedure:
         )
         self._seq += 1
         self.context.bus.publish(f"run/{self.context.run_id}/samples", out, timeout=None)
-        # Cycle ends crossed by this batch are checkpoints.
-        while self._cycle < self.protocol.cycles - 1 and t[-1] >= self._ends[self._cycle]:
-            finished = self._cycle
-            with self._lock:
-                self._cycle += 1
-                pause = self._pause_at_checkpoint
-                if pause:
-                    self._pause_at_checkpoint = False
-                    self._cycle = finished  # resume continues with the cycle after it
-            if pause:
-                self._halt()
-                self.context.report(
-                    "checkpoint", f"end of cycle {finished + 1} of {self.protocol.cycles}"
-                )
-                return
 
     def _ended(self, msg: AcquisitionEnded) -> None:
         with self._lock:
             self._acquiring = False
             asked = self._stopping
+            cycle = self._cycle
+            pause = self._pause_at_checkpoint
+            self._pause_at_checkpoint = False
         if msg.reason == "completed":
-            self.context.report(
-                "done", f"the protocol ran to its end ({self.protocol.cycles} cycles)"
-            )
-        elif msg.reason in ("failed",) and not asked:
+            total = self.protocol.cycles
+            if pause and cycle + 1 < total:
+                self.context.report("checkpoint", f"end of cycle {cycle + 1} of {total}")
+            else:
+                self._next(cycle + 1, f"the protocol ran to its end ({total} cycles)")
+        elif msg.reason == "failed" and not asked:
             self.context.report("failed", f"instrument {self.instrument_id}: {msg.detail}")
         # stopped/aborted/tripped: the run already knows (it asked, or a trip was reported)

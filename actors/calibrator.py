@@ -110,6 +110,12 @@ class Calibrator(Actor):
             if isinstance(msg, SampleBatch):
                 self._use(msg)
 
+    @exposed
+    def settle(self) -> None:
+        """The run has ended: take in every batch received (posteriors it completes are
+        published before this returns)."""
+        self._drain()
+
     def _use(self, batch: SampleBatch) -> None:
         core = self.core
         assert core is not None

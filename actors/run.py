@@ -28,7 +28,7 @@ from actors.run_state import FINAL_STATES, RunRecord, check_transition
 from runtime.actor import exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
-from runtime.messages import ProcedureReport, RunState, RunStateChanged, utc_now
+from runtime.messages import ApiCall, ProcedureReport, RunState, RunStateChanged, utc_now
 from runtime.supervisor import Supervisor, SupervisorSpec
 
 __all__ = ["Procedure", "ProcedureFactory", "Run", "RunContext"]
@@ -159,6 +159,7 @@ class Run(Supervisor):
         if state in FINAL_STATES:
             return
         if report.kind == "done":
+            self._settle_children()
             self._to("completed", report.reason or "the procedure finished")
         elif report.kind == "failed":
             self._to("failed", report.reason)
@@ -173,6 +174,19 @@ class Run(Supervisor):
             self._suspend(report.reason)
         elif report.kind == "unsuspend":
             self._unsuspend(report.reason)
+
+    def _settle_children(self) -> None:
+        """Let the children catch up with what the procedure produced, in reverse start
+        order (the calibrator's last posterior before the twin's last prediction)."""
+        for child in reversed(self.which_children()):
+            if child.ref is None:
+                continue
+            try:
+                child.ref.ask(ApiCall("settle", (), {}), timeout=120)
+            except CallError:
+                pass  # a child with nothing to settle
+            except (pykka.Timeout, pykka.ActorDeadError) as exc:
+                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, exc)
 
     # --- commands ----------------------------------------------------------------------
 

@@ -345,8 +345,13 @@ def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Servi
     twin = _twin_spec(spec)
     if twin is None:
         raise CallError("bad_request", "a run spec needs a model (a twin spec) to acquire")
+    services.instrument(twin.instrument)  # refuse now if there is no such instrument
     return AcquireProcedure(
-        context, services.instrument(twin.instrument), twin.instrument, twin.protocol
+        context,
+        instrument=lambda: services.instrument(twin.instrument),
+        instrument_id=twin.instrument,
+        protocol=twin.protocol,
+        emergency_stop=services.interlocks[twin.instrument].emergency_stop,
     )
 
 

@@ -33,6 +33,8 @@ class Services:
     bus: EventBus
     recorder: pykka.ActorRef[Any] | None = None
     instruments: pykka.ActorRef[Any] | None = None
+    # instrument id -> its interlock (hal.safety.Interlock); they outlive actor restarts.
+    interlocks: dict[str, Any] = field(default_factory=dict)
     procedures: dict[str, ProcedureMaker] = field(default_factory=dict)
 
     def instrument(self, instrument_id: str) -> Any:

@@ -173,6 +173,18 @@ class Twin(Actor):
             self._predicted += 1
 
     @exposed
+    def settle(self) -> int:
+        """The run has ended: predict every batch received, with the posteriors received
+        (none will follow). Returns the batches predicted in all."""
+        self._drain()
+        if self._posteriors is not None:
+            for _, msg in self._posteriors.drain():
+                self._heard(msg)
+        self._waiting = False
+        self._predict_pending()
+        return self._predicted
+
+    @exposed
     def status(self) -> dict[str, Any]:
         """What the twin is doing: batches predicted and held back, the posterior in use,
         the parameter values it predicts with, whether drift is active."""

@@ -188,6 +188,7 @@ def _tree(
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
     setups = parse_instruments(config.instruments, config.config_dir)
     instruments, interlocks = build_instruments(setups, park)
+    services.interlocks.update(interlocks)
     api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
     return SupervisorSpec(

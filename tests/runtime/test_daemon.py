@@ -52,13 +52,14 @@ def record_source_run(data: Path, run_id: str = "src") -> None:
 
 
 class Daemon:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, extra: tuple[str, ...] = ()) -> None:
         self.data = data
+        self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(GALVANA), "daemon", "--data", str(self.data)],
+            [str(GALVANA), "daemon", "--data", str(self.data), *self.extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

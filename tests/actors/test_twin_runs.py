@@ -1,0 +1,125 @@
+"""Twin runs end to end: a real daemon, its simulated potentiostat over pyvisa, the twin
+and the calibrator; pause at a cycle end, resume, emergency stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runtime.client import Client
+from runtime.codec import message_from_plain
+from runtime.messages import PosteriorUpdate, RunStateChanged, TwinPrediction
+
+from ..runtime._actors import wait_until
+from ..runtime.test_daemon import Daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def twin_spec(cycles: int = 3) -> dict[str, Any]:
+    return {
+        "name": "test-twin",
+        "seed": 3,
+        "instrument": "sim",
+        "protocol": {
+            "waveform": {
+                "type": "cv",
+                "E_start": "500 mV",
+                "E_vertex": "-100 mV",
+                "scan_rate": "1 V/s",
+            },
+            "cycles": cycles,
+            "rest": "0.2 s",
+            "sample_rate": "200 Hz",
+        },
+        "model": yaml.safe_load((ROOT / "examples" / "simulated-cell.yaml").read_text()),
+        "calibrate": {
+            "parameters": {
+                "kinetics.E0": {"dist": "normal", "mean": "0.18 V", "sd": "30 mV"},
+                "kinetics.k0": {"dist": "lognormal", "median": "0.005 cm/s", "scale": 1.0},
+            },
+            "noise": {"dist": "halfnormal", "scale": "1 uA"},
+            "every": {"cycles": 1},
+        },
+    }
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    data = tmp_path / "d"
+    data.mkdir()
+    config = tmp_path / "daemon.yaml"
+    config.write_text(yaml.safe_dump({"instruments": [{"id": "sim", "speed": 1.0, "seed": 5}]}))
+    running = Daemon(data, extra=("--config", str(config)))
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.signal(signal.SIGTERM)
+
+
+def state(client: Client, run_id: str) -> str:
+    return str(client.call("runs", "show", run_id)["state"])
+
+
+def messages(client: Client, run_id: str) -> list[Any]:
+    out, seq = [], 1
+    while page := client.call("runs", "events", run_id, seq, 1000):
+        out.extend(message_from_plain(e["message"]) for e in page)
+        seq = page[-1]["seq"] + 1
+    return out
+
+
+def test_a_twin_run_follows_the_simulated_cell_and_calibrates(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run = client.call("runs", "start", twin_spec(cycles=3))
+        wait_until(lambda: state(client, run["id"]) == "completed", timeout=120, what="the run")
+        shown = client.call("runs", "show", run["id"])
+        events = messages(client, run["id"])
+    assert shown["reason"] == "the protocol ran to its end (3 cycles)"
+    # 3 cycles of 1.2 s and 2 rests of 0.2 s at 200 Hz, with the cycle ends' samples
+    assert 780 <= shown["samples"] <= 800
+    predictions = [m for m in events if isinstance(m, TwinPrediction)]
+    assert sum(len(p.t) for p in predictions) >= 700  # the twin followed nearly every sample
+    posteriors = [m for m in events if isinstance(m, PosteriorUpdate)]
+    assert len(posteriors) >= 2
+    names = list(posteriors[-1].parameters)
+    E0 = posteriors[-1].median[names.index("kinetics.E0")]
+    assert E0 == pytest.approx(0.2, abs=0.01)  # the hidden truth, from a 0.18 V prior
+    states = [(m.previous, m.state) for m in events if isinstance(m, RunStateChanged)]
+    assert states == [("idle", "running"), ("running", "completed")]
+
+
+def test_deferred_pause_waits_for_the_end_of_the_cycle(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "start", twin_spec(cycles=3))["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
+        assert client.call("runs", "pause", run_id)["pause_pending"] is True
+        wait_until(lambda: state(client, run_id) == "paused", timeout=60, what="the pause")
+        shown = client.call("runs", "show", run_id)
+        assert shown["reason"] == "paused at a checkpoint: end of cycle 1 of 3"
+        assert client.call("runs", "resume", run_id)["state"] == "running"
+        wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="the end")
+
+
+def test_emergency_stop_aborts_the_run_and_turns_the_cell_off(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "start", twin_spec(cycles=3))["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
+    out = daemon.cli("estop", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["cell_off"] is True
+    with daemon.client() as client:
+        wait_until(lambda: state(client, run_id) == "aborted", timeout=30, what="the abort")
+        assert "emergency stop" in client.call("runs", "show", run_id)["reason"]
+        sim = client.call("instruments", "list")[0]
+        assert sim["state"] == "tripped"
+        # A second emergency stop is harmless; a reset brings the instrument back.
+        assert client.call("instruments", "estop", "sim")[0]["cell_off"] is True
+        client.call("instruments", "reset", "sim")
+        assert client.call("instruments", "list")[0]["state"] in ("idle", "armed")
