@@ -230,7 +230,10 @@ def simulate_fields(
             elif isinstance(frame, Done):
                 done = frame
         stderr = worker.stderr_tail(200)
-    assert hello is not None and mesh is not None and done is not None  # frames() checked
+    # frames() ends only after Done, which the reader accepts only after hello and mesh.
+    assert hello is not None
+    assert mesh is not None
+    assert done is not None
     sel = job.steps.output
     result = SimulationResult(
         t=job.steps.t[sel],

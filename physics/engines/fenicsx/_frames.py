@@ -186,6 +186,8 @@ class FrameReader:
             return self._hello(doc)
         if kind == "mesh":
             return self._mesh(doc)
+        if self.mesh is None and kind in ("samples", "snapshot", "done"):
+            raise WorkerProtocolError(f"the worker sent {kind!r} before the mesh")
         if kind == "samples":
             return self._samples(doc)
         if kind == "snapshot":
@@ -215,7 +217,9 @@ class FrameReader:
                 f"the worker speaks protocol {doc.get('protocol')!r}; accepted: {PROTOCOL}"
             )
         self.hello = Hello(
-            _str(doc, "dolfinx", "hello"), _str(doc, "petsc", "hello"), _int(doc, "ranks", "hello", lo=1)
+            _str(doc, "dolfinx", "hello"),
+            _str(doc, "petsc", "hello"),
+            _int(doc, "ranks", "hello", lo=1),
         )
         return self.hello
 
@@ -260,8 +264,7 @@ class FrameReader:
         return Samples(first, t, E, current)
 
     def _snapshot(self, doc: dict[str, Any]) -> Snapshot:
-        if self.mesh is None:
-            raise WorkerProtocolError("the worker sent a snapshot before the mesh")
+        assert self.mesh is not None  # checked in _check
         species = doc.get("species")
         if not (isinstance(species, list) and species and all(isinstance(s, str) for s in species)):
             raise WorkerProtocolError(f"snapshot.species: got {species!r}; accepted: names")

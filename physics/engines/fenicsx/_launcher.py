@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def _probe(python: str) -> WorkerInfo:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineUnavailableError(f"{where}, which could not be run ({exc}); {INSTALL_HINT}")
+        raise EngineUnavailableError(
+            f"{where}, which could not be run ({exc}); {INSTALL_HINT}"
+        ) from None
     lines = done.stdout.strip().splitlines()
     try:
         report = json.loads(lines[-1]) if lines else None
@@ -134,8 +137,7 @@ def _probe(python: str) -> WorkerInfo:
     if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) != SUPPORTED_DOLFINX:
         wanted = ".".join(map(str, SUPPORTED_DOLFINX))
         raise EngineUnavailableError(
-            f"{where}: found DOLFINx {version}, the worker is written for {wanted}; "
-            f"{INSTALL_HINT}"
+            f"{where}: found DOLFINx {version}, the worker is written for {wanted}; {INSTALL_HINT}"
         )
     return WorkerInfo(
         python=python,
@@ -164,9 +166,9 @@ def worker_env() -> dict[str, str]:
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
     )
-    # The FFCx JIT cache; a read-only home must not stop the worker.
+    # The FFCx JIT compiles forms into a cache under the home directory.
     if not os.access(os.path.expanduser("~"), os.W_OK):
-        env.setdefault("XDG_CACHE_HOME", "/tmp/galvana-fenicsx-cache")
+        env.setdefault("XDG_CACHE_HOME", os.path.join(tempfile.gettempdir(), "galvana-fenicsx"))
     return env
 
 

@@ -146,7 +146,9 @@ def _number(
     if key not in doc:
         if default is not None:
             return default
-        raise JobError(where, f"missing; accepted: a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+        raise JobError(
+            where, f"missing; accepted: a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        )
     value = doc[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JobError(where, f"got {value!r}; accepted: a number")
@@ -178,9 +180,7 @@ class Job:
             raise JobError("job.protocol", f"got {top.get('protocol')!r}; accepted: {PROTOCOL}")
         sc = _node(top.get("scenario"), "job.scenario")
         if sc.get("mechanism", "E") != "E":
-            raise JobError(
-                "job.scenario.mechanism", f"got {sc.get('mechanism')!r}; accepted: 'E'"
-            )
+            raise JobError("job.scenario.mechanism", f"got {sc.get('mechanism')!r}; accepted: 'E'")
         species = _node(sc.get("species"), "job.scenario.species")
         self.D: dict[str, float] = {}
         self.c_bulk: dict[str, float] = {}
@@ -323,7 +323,14 @@ def build_mesh(job: Job, comm: Any) -> tuple[Any, Any, float, float]:
         h_edge = el.size * _EDGE_FRACTION / r
         h_surface = min(el.size * _SURFACE_FRACTION / r, surface)
         if comm.rank == 0:
-            _half_plane(gmsh, el, far, h_edge, h_surface, _GRADING / math.sqrt(r))
+            _half_plane(
+                gmsh,
+                el,
+                far=far,
+                h_edge=h_edge,
+                h_surface=h_surface,
+                grading=_GRADING / math.sqrt(r),
+            )
     msh, _, facets = gmshio.model_to_mesh(gmsh.model, comm, 0, gdim=2)
     if comm.rank == 0:
         gmsh.finalize()
@@ -355,39 +362,41 @@ def _planar_strip(gmsh: Any, height: float, width: float, first: float, refine: 
 
 
 def _half_plane(
-    gmsh: Any, el: _Electrode, far: float, h_edge: float, h_surface: float, grading: float
+    gmsh: Any, el: _Electrode, *, far: float, h_edge: float, h_surface: float, grading: float
 ) -> None:
     """The quarter disk r, z >= 0 of radius ``far`` (above a pore for a recessed disk),
     with cells of ``h_edge`` at the electrode edges and ``h_surface`` on the electrode."""
+    electrode, edges = _outline(gmsh, el, far)
+    _size_field(gmsh, electrode, ((edges, h_edge), (None, h_surface)), far / 6.0, grading)
+    gmsh.model.mesh.generate(2)
+
+
+def _outline(gmsh: Any, el: _Electrode, far: float) -> tuple[list[int], list[int]]:
+    """The domain's boundary and surface with their physical groups; returns the
+    electrode's curves and the points where the flux is singular (edges, corners)."""
     geo = gmsh.model.geo
-    h_far = far / 6.0
     depth = el.depth if el.geometry == "recessed" else 0.0
     origin = geo.addPoint(0, 0, 0)
     electrode: list[int] = []
     insulator: list[int] = []
-    edges: list[int] = []
     if el.geometry == "ring":
         inner = geo.addPoint(el.inner, 0, 0)
         outer = geo.addPoint(el.outer, 0, 0)
         insulator.append(geo.addLine(origin, inner))
         electrode.append(geo.addLine(inner, outer))
         edges = [inner, outer]
-        last = outer
     else:
         rim = el.radius if el.geometry in ("disk", "recessed") else el.width / 2
-        edge = geo.addPoint(rim, 0, 0)
-        electrode.append(geo.addLine(origin, edge))
-        edges = [edge]
-        last = edge
+        edges = [geo.addPoint(rim, 0, 0)]
+        electrode.append(geo.addLine(origin, edges[0]))
         if el.geometry == "recessed":
-            mouth = geo.addPoint(rim, depth, 0)
-            insulator.append(geo.addLine(edge, mouth))
-            edges.append(mouth)  # a re-entrant corner: the flux is singular there too
-            last = mouth
+            # The pore's mouth is a re-entrant corner: the flux is singular there too.
+            edges.append(geo.addPoint(rim, depth, 0))
+            insulator.append(geo.addLine(edges[0], edges[1]))
     centre = geo.addPoint(0, depth, 0) if depth else origin
     start = geo.addPoint(far, depth, 0)
     top = geo.addPoint(0, depth + far, 0)
-    insulator.append(geo.addLine(last, start))
+    insulator.append(geo.addLine(edges[-1], start))
     arc = geo.addCircleArc(start, centre, top)
     axis = [geo.addLine(top, centre)] + ([geo.addLine(centre, origin)] if depth else [])
     loop = geo.addCurveLoop([*electrode, *insulator, arc, *axis])
@@ -398,15 +407,27 @@ def _half_plane(
     gmsh.model.addPhysicalGroup(1, [arc], FAR)
     gmsh.model.addPhysicalGroup(1, axis, AXIS)
     gmsh.model.addPhysicalGroup(2, [surface], 1)
+    return electrode, edges
 
+
+def _size_field(
+    gmsh: Any,
+    electrode: list[int],
+    targets: tuple[tuple[list[int] | None, float], ...],
+    h_far: float,
+    grading: float,
+) -> None:
+    """Cell sizes growing linearly (by ``grading`` per unit distance) from each target
+    (points, or the electrode's curves for ``None``) up to ``h_far``."""
     fields = gmsh.model.mesh.field
-    near_edges = fields.add("Distance")
-    fields.setNumbers(near_edges, "PointsList", edges)
-    near_surface = fields.add("Distance")
-    fields.setNumbers(near_surface, "CurvesList", electrode)
-    fields.setNumber(near_surface, "NumPointsPerCurve", 200)
     thresholds = []
-    for distance, size in ((near_edges, h_edge), (near_surface, h_surface)):
+    for points, size in targets:
+        distance = fields.add("Distance")
+        if points is None:
+            fields.setNumbers(distance, "CurvesList", electrode)
+            fields.setNumber(distance, "NumPointsPerCurve", 200)
+        else:
+            fields.setNumbers(distance, "PointsList", points)
         th = fields.add("Threshold")
         fields.setNumber(th, "InField", distance)
         fields.setNumber(th, "SizeMin", size)
@@ -419,7 +440,6 @@ def _half_plane(
     fields.setAsBackgroundMesh(smallest)
     for option in ("MeshSizeExtendFromBoundary", "MeshSizeFromPoints", "MeshSizeFromCurvature"):
         gmsh.option.setNumber(f"Mesh.{option}", 0)
-    gmsh.model.mesh.generate(2)
 
 
 # --------------------------------------------------------------------------- the solver
@@ -429,7 +449,6 @@ class Cell:
     """The discretized cell: forms, matrix, solver, and the state of O and R."""
 
     def __init__(self, job: Job, comm: Any) -> None:
-        import ufl  # noqa: PLC0415
         from dolfinx import fem  # noqa: PLC0415
         from dolfinx.fem import petsc as fem_petsc  # noqa: PLC0415
         from petsc4py import PETSc  # noqa: PLC0415
@@ -442,54 +461,8 @@ class Cell:
         msh, facets, far, width = build_mesh(job, comm)
         self.mesh = msh
         self.far = far
+        self._forms(facets)
         el = job.electrode
-        P1 = ufl.FiniteElement("Lagrange", msh.ufl_cell(), 1)
-        W = fem.FunctionSpace(msh, ufl.MixedElement([P1, P1]))
-        self.W = W
-        self.w = fem.Function(W)  # the new state
-        self.w1 = fem.Function(W)  # one step back
-        self.w2 = fem.Function(W)  # two steps back
-        uO, uR = ufl.TrialFunctions(W)
-        vO, vR = ufl.TestFunctions(W)
-        x = ufl.SpatialCoordinate(msh)
-        weight = x[0] if el.axisymmetric else fem.Constant(msh, 1.0)
-        dx = ufl.Measure("dx", domain=msh)
-        ds = ufl.Measure("ds", domain=msh, subdomain_data=facets)
-        scalar = PETSc.ScalarType
-        self.a0 = fem.Constant(msh, scalar(1.0))  # a0/h (1/s)
-        self.b1 = fem.Constant(msh, scalar(1.0))  # -a1/h
-        self.b2 = fem.Constant(msh, scalar(0.0))  # -a2/h
-        self.kf = fem.Constant(msh, scalar(0.0))  # m/s
-        self.kb = fem.Constant(msh, scalar(0.0))
-        DO, DR = job.D["O"], job.D["R"]
-        cOb, cRb = job.c_bulk["O"], job.c_bulk["R"]
-        grad, inner = ufl.grad, ufl.inner
-        a = (
-            self.a0 * (uO * vO + uR * vR)
-            + DO * inner(grad(uO), grad(vO))
-            + DR * inner(grad(uR), grad(vR))
-        ) * weight * dx + (self.kf * uO - self.kb * uR) * (vO - vR) * weight * ds(ELECTRODE)
-        w1O, w1R = ufl.split(self.w1)
-        w2O, w2R = ufl.split(self.w2)
-        L = (
-            self.b1 * (w1O * vO + w1R * vR) + self.b2 * (w2O * vO + w2R * vR)
-        ) * weight * dx
-        bcs = []
-        if el.axisymmetric:
-            # The monopole of the far field: c - c_bulk ~ 1/rho, exact at steady state.
-            a += (DO * uO * vO + DR * uR * vR) / far * weight * ds(FAR)
-            L += (DO * cOb * vO + DR * cRb * vR) / far * weight * ds(FAR)
-        else:
-            far_facets = facets.indices[facets.values == FAR]
-            for i, c in ((0, cOb), (1, cRb)):
-                sub = W.sub(i)
-                dofs = fem.locate_dofs_topological(sub, 1, far_facets)
-                bcs.append(fem.dirichletbc(scalar(c), dofs, sub))
-        self.bcs = bcs
-        self.a = fem.form(a)
-        self.L = fem.form(L)
-        wO, wR = ufl.split(self.w)
-        self.flux = fem.form((self.kf * wO - self.kb * wR) * weight * ds(ELECTRODE))
         if el.geometry == "planar":
             self.flux_to_current = -job.n * FARADAY * el.area / width
         elif el.geometry == "band":
@@ -507,16 +480,66 @@ class Cell:
             pc.setFactorSolverType("mumps")
         self._operator: tuple[float, float, float] | None = None
         # Species O and R as separate scalar spaces, for snapshots.
-        self.V, self.maps = zip(*(W.sub(i).collapse() for i in range(2)), strict=True)
+        self.V, self.maps = zip(*(self.W.sub(i).collapse() for i in range(2)), strict=True)
         for fn in (self.w, self.w1, self.w2):
-            fn.x.array[self.maps[0]] = cOb
-            fn.x.array[self.maps[1]] = cRb
+            fn.x.array[self.maps[0]] = job.c_bulk["O"]
+            fn.x.array[self.maps[1]] = job.c_bulk["R"]
         # Rate-constant cap (m/s): far above D/h at the finest electrode cell.
-        h_fine = self._finest_cell()
-        self.k_cap = _EQUILIBRIUM_RATE * max(DO, DR) / h_fine
+        self.k_cap = _EQUILIBRIUM_RATE * max(job.D.values()) / self._finest_cell()
         self.f = job.n * FARADAY / (GAS_CONSTANT * job.T)
         self.assemble_s = 0.0
         self.solve_s = 0.0
+
+    def _forms(self, facets: Any) -> None:
+        """The BDF bilinear and linear forms, the boundary conditions and the flux."""
+        import ufl  # noqa: PLC0415
+
+        fem, msh, job = self.fem, self.mesh, self.job
+        el = job.electrode
+        P1 = ufl.FiniteElement("Lagrange", msh.ufl_cell(), 1)
+        W = fem.FunctionSpace(msh, ufl.MixedElement([P1, P1]))
+        self.W = W
+        self.w = fem.Function(W)  # the new state
+        self.w1 = fem.Function(W)  # one step back
+        self.w2 = fem.Function(W)  # two steps back
+        uO, uR = ufl.TrialFunctions(W)
+        vO, vR = ufl.TestFunctions(W)
+        x = ufl.SpatialCoordinate(msh)
+        weight = x[0] if el.axisymmetric else fem.Constant(msh, 1.0)
+        dx = ufl.Measure("dx", domain=msh)
+        ds = ufl.Measure("ds", domain=msh, subdomain_data=facets)
+        scalar = self.PETSc.ScalarType
+        self.a0 = fem.Constant(msh, scalar(1.0))  # a0/h (1/s)
+        self.b1 = fem.Constant(msh, scalar(1.0))  # -a1/h
+        self.b2 = fem.Constant(msh, scalar(0.0))  # -a2/h
+        self.kf = fem.Constant(msh, scalar(0.0))  # m/s
+        self.kb = fem.Constant(msh, scalar(0.0))
+        DO, DR = job.D["O"], job.D["R"]
+        cOb, cRb = job.c_bulk["O"], job.c_bulk["R"]
+        grad, inner = ufl.grad, ufl.inner
+        a = (
+            self.a0 * (uO * vO + uR * vR)
+            + DO * inner(grad(uO), grad(vO))
+            + DR * inner(grad(uR), grad(vR))
+        ) * weight * dx + (self.kf * uO - self.kb * uR) * (vO - vR) * weight * ds(ELECTRODE)
+        w1O, w1R = ufl.split(self.w1)
+        w2O, w2R = ufl.split(self.w2)
+        L = (self.b1 * (w1O * vO + w1R * vR) + self.b2 * (w2O * vO + w2R * vR)) * weight * dx
+        self.bcs = []
+        if el.axisymmetric:
+            # The monopole of the far field: c - c_bulk ~ 1/rho, exact at steady state.
+            a += (DO * uO * vO + DR * uR * vR) / self.far * weight * ds(FAR)
+            L += (DO * cOb * vO + DR * cRb * vR) / self.far * weight * ds(FAR)
+        else:
+            far_facets = facets.indices[facets.values == FAR]
+            for i, c in ((0, cOb), (1, cRb)):
+                sub = W.sub(i)
+                dofs = fem.locate_dofs_topological(sub, 1, far_facets)
+                self.bcs.append(fem.dirichletbc(scalar(c), dofs, sub))
+        self.a = fem.form(a)
+        self.L = fem.form(L)
+        wO, wR = ufl.split(self.w)
+        self.flux = fem.form((self.kf * wO - self.kb * wR) * weight * ds(ELECTRODE))
 
     def _finest_cell(self) -> float:
         """The shortest cell edge (m) anywhere in the mesh."""
@@ -524,7 +547,10 @@ class Cell:
         tri = self.mesh.geometry.dofmap.array.reshape(-1, 3)
         local = math.inf
         if tri.size:
-            edges = [np.linalg.norm(x[tri[:, i]] - x[tri[:, j]], axis=1) for i, j in ((0, 1), (1, 2), (2, 0))]
+            edges = [
+                np.linalg.norm(x[tri[:, i]] - x[tri[:, j]], axis=1)
+                for i, j in ((0, 1), (1, 2), (2, 0))
+            ]
             local = float(np.min(edges))
         return float(self.comm.allreduce(local, op=_mpi_min()))
 
@@ -577,7 +603,9 @@ class Cell:
         start = time.perf_counter()
         self.ksp.solve(b, self.w.vector)
         if self.ksp.getConvergedReason() < 0:
-            raise ArithmeticError(f"the PETSc solve failed (reason {self.ksp.getConvergedReason()})")
+            raise ArithmeticError(
+                f"the PETSc solve failed (reason {self.ksp.getConvergedReason()})"
+            )
         self.w.x.scatter_forward()
         self.solve_s += time.perf_counter() - start
         local_flux = self.fem.assemble_scalar(self.flux)
