@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from physics.engines.fenicsx._frames import Done, Frame, FrameReader, WorkerFailed
 from physics.engines.fenicsx._launcher import WorkerInfo, worker_argv, worker_env
@@ -32,7 +32,8 @@ class WorkerProcess:
     """A running worker. Iterate :meth:`frames` to read it; :meth:`kill` to end it.
 
     ``job`` is the encoded job frame. ``on_stderr`` receives each line the worker
-    writes on stderr (without the newline), from a reader thread.
+    writes on stderr (without the newline), from a reader thread. ``argv`` replaces
+    the worker's command line (another program speaking the same frames: tests).
     """
 
     def __init__(
@@ -42,10 +43,11 @@ class WorkerProcess:
         *,
         ranks: int = 1,
         on_stderr: Callable[[str], None] | None = None,
+        argv: Sequence[str] | None = None,
     ) -> None:
         self.info = info
         self.ranks = ranks
-        self.argv = worker_argv(info, ranks)
+        self.argv = list(argv) if argv is not None else worker_argv(info, ranks)
         self._on_stderr = on_stderr
         self._tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._killed = False
