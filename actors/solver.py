@@ -258,15 +258,14 @@ class Solver(Actor):
     # --- messages --------------------------------------------------------------------
 
     def on_receive(self, message: object) -> object:
-        if isinstance(message, _Frame):
-            if message.generation == self._generation:
-                self._frame(message.frame)
-        elif isinstance(message, _Ended):
-            if message.generation == self._generation:
-                self._ended(message.error)
-        elif isinstance(message, _Relaunch):
-            if message.generation == self._generation and self.state == "restarting":
-                self._launch()
+        # Messages of an earlier worker (its generation) arrive late and are ignored.
+        current = getattr(message, "generation", None) == self._generation
+        if isinstance(message, _Frame) and current:
+            self._frame(message.frame)
+        elif isinstance(message, _Ended) and current:
+            self._ended(message.error)
+        elif isinstance(message, _Relaunch) and current and self.state == "restarting":
+            self._launch()
         return None
 
     def _frame(self, frame: fenicsx.Frame) -> None:

@@ -476,8 +476,12 @@ class Cell:
         self.ksp.setType("preonly")
         pc = self.ksp.getPC()
         pc.setType("lu")
-        if PETSc.Sys.hasExternalPackage("mumps"):
-            pc.setFactorSolverType("mumps")
+        # MUMPS (Debian's PETSc has it) factors in parallel and pivots; PETSc's own LU
+        # does neither and meets zero pivots in this coupled system.
+        for package in ("mumps", "superlu_dist"):
+            if PETSc.Sys.hasExternalPackage(package):
+                pc.setFactorSolverType(package)
+                break
         self._operator: tuple[float, float, float] | None = None
         # Species O and R as separate scalar spaces, for snapshots.
         self.V, self.maps = zip(*(self.W.sub(i).collapse() for i in range(2)), strict=True)
