@@ -54,6 +54,7 @@ BENCH_SUITES: dict[str, str] = {
     "runtime": "actors, codec, event store and field store throughput",
     "api": "call round trips and event fan-out over the Unix socket",
     "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
+    "fenicsx": "2D engine (DOLFINx/PETSc worker): s per step on 1 and 2 MPI ranks, dofs",
 }
 
 
@@ -172,6 +173,14 @@ class _Doctor:
                 report[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 report[dist] = "missing"
+        # The 2D engine is optional: its absence is reported with the fix, not as missing.
+        from physics.engines import fenicsx
+        from physics.errors import EngineUnavailableError
+
+        try:
+            report["fenicsx"] = fenicsx.find_worker().describe()
+        except EngineUnavailableError as exc:
+            report["fenicsx"] = f"not available: {exc}"
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -9,6 +9,7 @@ import io
 import struct
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -363,3 +364,14 @@ def test_launch_command_lines() -> None:
 
 def _info_fields(info: fenicsx.WorkerInfo) -> dict[str, Any]:
     return {name: getattr(info, name) for name in info.__dataclass_fields__}
+
+
+EXAMPLES_2D = sorted((Path(__file__).resolve().parents[2] / "examples" / "2d").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES_2D, ids=lambda p: p.name)
+def test_every_2d_example_loads_and_makes_a_job(path: Path) -> None:
+    scenario = physics.load_scenario(path)
+    assert engine_of(scenario) == "fenicsx"
+    job = fenicsx.prepare_job(scenario)
+    assert job.steps.count > 10

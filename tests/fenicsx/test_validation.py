@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -209,3 +210,16 @@ def test_a_malformed_job_is_fatal_with_one_clear_line() -> None:
     frame = reader.next()
     assert isinstance(frame, fenicsx.WorkerFailed)
     assert "job.scenario.electrode.radius" in frame.message
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[2] / "examples" / "2d").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_2d_example_runs(path: Path) -> None:
+    scenario = physics.load_scenario(path)
+    result = fenicsx.simulate(scenario, ranks=1)  # one rank: ranks are tested above
+    assert result.I.size == result.t.size > 10
+    assert np.all(np.isfinite(result.I))
+    assert result.I.min() < 0  # every example reduces O
