@@ -32,8 +32,8 @@ WORKER_PATH = Path(__file__).with_name("worker.py")
 
 INSTALL_HINT = (
     "install it with `apt-get install python3-dolfinx python3-petsc4py python3-mpi4py "
-    "python3-gmsh python3-msgpack openmpi-bin` (Debian 12), or set GALVANA_FENICSX_PYTHON "
-    "to a Python that has DOLFINx 0.5"
+    "python3-gmsh python3-msgpack openmpi-bin gcc` (Debian 12), or set "
+    "GALVANA_FENICSX_PYTHON to a Python that has DOLFINx 0.5"
 )
 
 SUPPORTED_DOLFINX = (0, 5)
@@ -44,7 +44,7 @@ _PROBE_TIMEOUT_S = 120.0
 # Imports what the worker needs and prints the versions as one JSON line; a missing
 # module is reported by name.
 _PROBE = """
-import json, sys
+import json, shutil, sys
 out = {}
 try:
     import msgpack, numpy, mpi4py, gmsh, ufl, dolfinx
@@ -62,6 +62,7 @@ out["gmsh"] = gmsh.__version__
 out["numpy"] = numpy.__version__
 out["msgpack"] = ".".join(map(str, msgpack.version))
 out["python"] = sys.version.split()[0]
+out["cc"] = shutil.which("cc") or shutil.which("gcc") or ""
 print(json.dumps(out))
 """
 
@@ -133,6 +134,9 @@ def _probe(python: str) -> WorkerInfo:
         raise EngineUnavailableError(
             f"{where}, which has no module {report['missing']!r}; {INSTALL_HINT}"
         )
+    if not report.get("cc"):
+        # DOLFINx compiles its forms at run time (the FFCx JIT) with the C compiler.
+        raise EngineUnavailableError(f"{where} and a C compiler, which is missing; {INSTALL_HINT}")
     version = str(report["dolfinx"])
     if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) != SUPPORTED_DOLFINX:
         wanted = ".".join(map(str, SUPPORTED_DOLFINX))
