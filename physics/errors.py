@@ -49,11 +49,13 @@ class NumericalError(PhysicsError):
     """
 
 
-class WorkerError(PhysicsError):
+class WorkerError(NumericalError):
     """An engine's worker process failed: it exited early, was killed, or reported an error.
 
     ``status`` is its exit status (negative: the signal that ended it; ``None`` while
-    it still ran) and ``stderr`` the last lines it wrote there.
+    it still ran) and ``stderr`` the last lines it wrote there. A kind of
+    :class:`NumericalError` (no numbers came back), so callers that handle failed
+    numerics (``galvana simulate`` exits 1 with one line) handle it too.
     """
 
     def __init__(self, message: str, *, status: int | None = None, stderr: str = "") -> None:
