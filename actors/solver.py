@@ -88,8 +88,9 @@ class Solver(Actor):
     ``fields`` is the daemon's field store (``None``: results are kept in memory
     only). ``snapshots`` field snapshots are taken, evenly spaced. ``ranks`` and
     ``mesh_refine`` override the scenario's ``numerics``. ``batch`` is the number of
-    steps per sample frame. ``report_done`` tells the run it is complete when the
-    worker finishes (a run whose procedure is the simulation itself).
+    steps per sample frame. A worker silent for ``stall_timeout_s`` (not paused) is
+    killed and restarted like a crashed one. ``report_done`` tells the run it is
+    complete when the worker finishes (a run whose procedure is the simulation itself).
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class Solver(Actor):
         restart_window_s: float = 60.0,
         backoff_s: float = 0.5,
         stop_grace_s: float = 2.0,
+        stall_timeout_s: float | None = 600.0,
         report_done: bool = False,
     ) -> None:
         super().__init__()
@@ -122,6 +124,7 @@ class Solver(Actor):
         self.restart_window_s = restart_window_s
         self.backoff_s = backoff_s
         self.stop_grace_s = stop_grace_s
+        self.stall_timeout_s = stall_timeout_s
         self.report_done = report_done
         self.state = "starting"  # running, restarting, finished, failed, stopped
         self._generation = 0
@@ -211,6 +214,7 @@ class Solver(Actor):
             self.job.frame,
             ranks=self.job.ranks,
             on_stderr=lambda line: self._stderr(generation, line),
+            stall_s=self.stall_timeout_s,
         )
         with self._worker_lock:
             self._worker = worker

@@ -375,3 +375,21 @@ def test_every_2d_example_loads_and_makes_a_job(path: Path) -> None:
     assert engine_of(scenario) == "fenicsx"
     job = fenicsx.prepare_job(scenario)
     assert job.steps.count > 10
+
+
+def test_a_silent_worker_is_killed_after_the_stall_timeout() -> None:
+    hello = _frame(HELLO)
+    argv = _fake_worker(
+        f"""
+        import sys, time
+        sys.stdin.buffer.read()
+        sys.stdout.buffer.write({hello!r})
+        sys.stdout.flush()
+        time.sleep(60)  # a rank stuck in a collective call
+        """
+    )
+    with (
+        fenicsx.WorkerProcess(FAKE_INFO, b"job", argv=argv, stall_s=0.5) as worker,
+        pytest.raises(WorkerCrashed, match=r"sent nothing for 0\.5 s and was killed"),
+    ):
+        list(worker.frames())

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from physics.engines.fenicsx._frames import Done, Frame, FrameReader, WorkerFailed
@@ -32,8 +33,10 @@ class WorkerProcess:
     """A running worker. Iterate :meth:`frames` to read it; :meth:`kill` to end it.
 
     ``job`` is the encoded job frame. ``on_stderr`` receives each line the worker
-    writes on stderr (without the newline), from a reader thread. ``argv`` replaces
-    the worker's command line (another program speaking the same frames: tests).
+    writes on stderr (without the newline), from a reader thread. ``stall_s``: a
+    worker that sends no frame for this long (while not paused) is killed, which
+    reads as a crash (a hung MPI rank must not hang its run). ``argv`` replaces the
+    worker's command line (another program speaking the same frames: tests).
     """
 
     def __init__(
@@ -43,14 +46,19 @@ class WorkerProcess:
         *,
         ranks: int = 1,
         on_stderr: Callable[[str], None] | None = None,
+        stall_s: float | None = None,
         argv: Sequence[str] | None = None,
     ) -> None:
         self.info = info
         self.ranks = ranks
         self.argv = list(argv) if argv is not None else worker_argv(info, ranks)
+        self.stall_s = stall_s
         self._on_stderr = on_stderr
         self._tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._killed = False
+        self._stalled = False
+        self._paused = False
+        self._last_frame = time.monotonic()
         self._proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE,
@@ -63,12 +71,35 @@ class WorkerProcess:
             target=self._read_stderr, name=f"fenicsx-stderr-{self._proc.pid}", daemon=True
         )
         self._stderr_thread.start()
+        # The job goes in from a thread: a worker slow to read it (importing DOLFINx
+        # takes a second) or never reading it must not block the caller.
+        threading.Thread(
+            target=self._write_job, args=(job,), name=f"fenicsx-stdin-{self.pid}", daemon=True
+        ).start()
+        if stall_s is not None:
+            threading.Thread(
+                target=self._watch, name=f"fenicsx-watch-{self.pid}", daemon=True
+            ).start()
+
+    def _write_job(self, job: bytes) -> None:
         stdin = self._proc.stdin
         assert stdin is not None
         # A worker that dies before reading its job shows up as a crash when read.
         with contextlib.suppress(BrokenPipeError, OSError):
             stdin.write(job)
+        with contextlib.suppress(BrokenPipeError, OSError):
             stdin.close()
+
+    def _watch(self) -> None:
+        assert self.stall_s is not None
+        while self._proc.poll() is None:
+            time.sleep(min(1.0, self.stall_s / 10))
+            if self._paused:
+                self._last_frame = time.monotonic()
+            elif time.monotonic() - self._last_frame > self.stall_s:
+                self._stalled = True
+                self.kill()
+                return
 
     @property
     def pid(self) -> int:
@@ -120,6 +151,7 @@ class WorkerProcess:
                 ) from None
             if frame is None:
                 break
+            self._last_frame = time.monotonic()
             if isinstance(frame, WorkerFailed):
                 failure = frame.message
                 continue
@@ -141,6 +173,8 @@ class WorkerProcess:
             )
 
     def _describe(self, status: int | None) -> str:
+        if self._stalled:
+            return f"sent nothing for {self.stall_s:g} s and was killed"
         if self._killed:
             return "was killed"
         if status is None:
@@ -170,11 +204,14 @@ class WorkerProcess:
 
     def pause(self) -> None:
         """Stop the worker where it is (SIGSTOP to its process group)."""
+        self._paused = True
         self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """Continue a paused worker (SIGCONT)."""
         self._signal(signal.SIGCONT)
+        self._last_frame = time.monotonic()
+        self._paused = False
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc.poll() is not None:
