@@ -469,8 +469,23 @@ class Cell:
             self.flux_to_current = -job.n * FARADAY * 2.0 * el.length  # both halves
         else:
             self.flux_to_current = -job.n * FARADAY * 2.0 * math.pi
-        self.A = fem_petsc.create_matrix(self.a)
         self.b = fem_petsc.create_vector(self.L)
+        # The operator's parts (transport, mass, forward and backward rates), each
+        # assembled once from the full form with one coefficient on: a step then only
+        # adds them up with its a0/h, kf and kb. Every part has the full form's
+        # sparsity (zeros included), so they add up entry by entry. The Dirichlet
+        # rows' one on the diagonal comes with the transport part.
+        self.matrices = {}
+        constants = (self.ks, self.a0, self.kf, self.kb)
+        for i, name in enumerate(("K", "M", "Bf", "Bb")):
+            for j, constant in enumerate(constants):
+                constant.value = 1.0 if i == j else 0.0
+            part = fem_petsc.create_matrix(self.a)
+            fem_petsc.assemble_matrix(part, self.a, bcs=self.bcs, diagonal=1.0 if i == 0 else 0.0)
+            part.assemble()
+            self.matrices[name] = part
+        self.ks.value = 1.0
+        self.A = self.matrices["K"].duplicate(copy=True)
         self.ksp = PETSc.KSP().create(comm)
         self.ksp.setOperators(self.A)
         self.ksp.setType("preonly")
@@ -521,10 +536,10 @@ class Cell:
         DO, DR = job.D["O"], job.D["R"]
         cOb, cRb = job.c_bulk["O"], job.c_bulk["R"]
         grad, inner = ufl.grad, ufl.inner
+        self.ks = fem.Constant(msh, scalar(1.0))  # switches transport off to assemble parts
         a = (
             self.a0 * (uO * vO + uR * vR)
-            + DO * inner(grad(uO), grad(vO))
-            + DR * inner(grad(uR), grad(vR))
+            + self.ks * (DO * inner(grad(uO), grad(vO)) + DR * inner(grad(uR), grad(vR)))
         ) * weight * dx + (self.kf * uO - self.kb * uR) * (vO - vR) * weight * ds(ELECTRODE)
         w1O, w1R = ufl.split(self.w1)
         w2O, w2R = ufl.split(self.w2)
@@ -532,7 +547,7 @@ class Cell:
         self.bcs = []
         if el.axisymmetric:
             # The monopole of the far field: c - c_bulk ~ 1/rho, exact at steady state.
-            a += (DO * uO * vO + DR * uR * vR) / self.far * weight * ds(FAR)
+            a += self.ks * (DO * uO * vO + DR * uR * vR) / self.far * weight * ds(FAR)
             L += (DO * cOb * vO + DR * cRb * vR) / self.far * weight * ds(FAR)
         else:
             far_facets = facets.indices[facets.values == FAR]
@@ -589,10 +604,12 @@ class Cell:
         start = time.perf_counter()
         operator = (a0 / h, kf, kb)
         if operator != self._operator:
-            self.a0.value, self.kf.value, self.kb.value = operator
-            self.A.zeroEntries()
-            self.fem_petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
-            self.A.assemble()
+            self.a0.value, self.kf.value, self.kb.value = operator  # for the lifting
+            same = self.PETSc.Mat.Structure.SAME_NONZERO_PATTERN
+            parts = self.matrices
+            parts["K"].copy(self.A, structure=same)
+            for name, factor in zip(("M", "Bf", "Bb"), operator, strict=True):
+                self.A.axpy(factor, parts[name], structure=same)
             self._operator = operator
         self.w2.x.array[:] = self.w1.x.array
         self.w1.x.array[:] = self.w.x.array
