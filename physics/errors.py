@@ -11,6 +11,9 @@ __all__ = [
     "ParameterError",
     "PhysicsError",
     "ScenarioError",
+    "WorkerCrashed",
+    "WorkerError",
+    "WorkerProtocolError",
 ]
 
 
@@ -44,3 +47,26 @@ class NumericalError(PhysicsError):
     Raised instead of returning silently wrong numbers (a Newton iteration that does
     not converge, a non-finite current, a grid that would need too many points).
     """
+
+
+class WorkerError(NumericalError):
+    """An engine's worker process failed: it exited early, was killed, or reported an error.
+
+    ``status`` is its exit status (negative: the signal that ended it; ``None`` while
+    it still ran) and ``stderr`` the last lines it wrote there. A kind of
+    :class:`NumericalError` (no numbers came back), so callers that handle failed
+    numerics (``galvana simulate`` exits 1 with one line) handle it too.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.stderr = stderr
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process ended before it finished (a crash, a signal, a kill)."""
+
+
+class WorkerProtocolError(WorkerCrashed):
+    """The worker wrote something that is not a valid frame: it is treated as crashed."""

@@ -51,7 +51,7 @@ __all__ = [
 
 Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]
 KineticsModel: TypeAlias = Literal["butler-volmer", "marcus-hush-chidsey", "nernst"]
-Geometry: TypeAlias = Literal["planar", "sphere", "cylinder"]
+Geometry: TypeAlias = Literal["planar", "sphere", "cylinder", "disk", "ring", "band", "recessed"]
 Engine: TypeAlias = Literal["numba", "fenicsx", "auto"]
 
 MECHANISMS: tuple[str, ...] = ("E", "EC", "CE", "EC'", "ECE")
@@ -143,12 +143,22 @@ class Chemistry:
 
 @dataclass(frozen=True, slots=True)
 class Electrode:
-    """The working electrode. ``area`` (m^2); ``radius`` and ``length`` (m) for curved ones."""
+    """The working electrode. ``area`` (m^2); ``radius`` and ``length`` (m) for curved ones.
+
+    The 2D geometries (engine ``fenicsx``) are an inlaid ``disk`` of ``radius``; a
+    ``ring`` from ``inner_radius`` to ``radius`` (the outer radius); a ``band`` of
+    ``width`` and ``length`` (planar symmetry along its length); a ``recessed`` disk
+    of ``radius`` at the bottom of a cylindrical pore ``depth`` deep. Their ``area``
+    follows from the dimensions.
+    """
 
     geometry: Geometry
     area: float
     radius: float | None = None
     length: float | None = None
+    inner_radius: float | None = None
+    width: float | None = None
+    depth: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +248,13 @@ class Numerics:
     ``potential_step`` (V) is the largest change of the applied potential per time step;
     ``refine`` scales every resolution at once (2.0 halves the potential step, the
     first grid spacing and the first time step after a jump, and doubles the number of
-    grid points per decade), which is what convergence studies need.
+    grid points per decade), which is what convergence studies need. ``ranks`` is the
+    number of MPI ranks the ``fenicsx`` engine runs on (the numba engine ignores it).
     """
 
     potential_step: float = 1.0e-3
     refine: float = 1.0
+    ranks: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,21 +353,13 @@ class Scenario:
                 for s in self.species
             },
             "kinetics": kinetics[0] if len(kinetics) == 1 else kinetics,
-            "electrode": {
-                k: v
-                for k, v in (
-                    ("geometry", self.electrode.geometry),
-                    ("area", self.electrode.area),
-                    ("radius", self.electrode.radius),
-                    ("length", self.electrode.length),
-                )
-                if v is not None
-            },
+            "electrode": _electrode_mapping(self.electrode),
             "cell": {"T": self.cell.T, "Ru": self.cell.Ru, "Cdl": self.cell.Cdl},
             "waveform": waveform,
             "numerics": {
                 "potential_step": self.numerics.potential_step,
                 "refine": self.numerics.refine,
+                "ranks": self.numerics.ranks,
             },
         }
         if chemistry:
@@ -367,6 +371,29 @@ class Scenario:
         if self.mechanism in ("EC", "EC'"):
             out["reactant"] = c.reactants[0]
         return out
+
+
+def _electrode_mapping(e: Electrode) -> dict[str, Any]:
+    if e.geometry in GEOMETRIES_2D:
+        # The area of a 2D electrode follows from its dimensions; a ring's outer
+        # radius is `radius` inside and `outer_radius` in a scenario.
+        keys = {
+            "disk": (("radius", e.radius),),
+            "ring": (("inner_radius", e.inner_radius), ("outer_radius", e.radius)),
+            "band": (("width", e.width), ("length", e.length)),
+            "recessed": (("radius", e.radius), ("depth", e.depth)),
+        }[e.geometry]
+        return {"geometry": e.geometry, **dict(keys)}
+    return {
+        k: v
+        for k, v in (
+            ("geometry", e.geometry),
+            ("area", e.area),
+            ("radius", e.radius),
+            ("length", e.length),
+        )
+        if v is not None
+    }
 
 
 def _kinetics_mapping(k: Kinetics) -> dict[str, Any]:
@@ -938,10 +965,19 @@ def _parse_electrode(top: _Reader, engine: str) -> Electrode:
     assert r is not None
     geometry = r.choice("geometry", GEOMETRIES_1D + GEOMETRIES_2D, default="planar")
     if geometry in GEOMETRIES_2D:
+        if engine == "numba":
+            raise ScenarioError(
+                r.key("geometry"),
+                f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
+                f"{_options(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
+                f"{_options(GEOMETRIES_2D)}",
+            )
+        return _parse_electrode_2d(r, geometry)
+    if engine == "fenicsx" and geometry != "planar":
         raise ScenarioError(
             r.key("geometry"),
-            f"got {geometry!r}, a 2D geometry that needs engine: fenicsx, which is not "
-            f"available yet; accepted by the {engine} engine: {_options(GEOMETRIES_1D)}",
+            f"got {geometry!r}; accepted by engine fenicsx: planar, "
+            f"{_options(GEOMETRIES_2D)}; set engine: numba (or auto) for sphere and cylinder",
         )
     radius = length = None
     if geometry == "planar":
@@ -961,6 +997,33 @@ def _parse_electrode(top: _Reader, engine: str) -> Electrode:
     )
     r.finish(("geometry", "radius", "length", "area"))
     return Electrode("cylinder", area, radius, length)
+
+
+def _parse_electrode_2d(r: _Reader, geometry: str) -> Electrode:
+    """Inlaid disk, ring, band and recessed disk: their dimensions set the area."""
+    if geometry == "disk":
+        radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
+        r.finish(("geometry", "radius"))
+        return Electrode("disk", math.pi * radius**2, radius)
+    if geometry == "ring":
+        inner = r.number("inner_radius", _LENGTH, lo=1e-8, hi=1.0)
+        outer = r.number("outer_radius", _LENGTH, lo=1e-8, hi=1.0)
+        if outer <= inner:
+            raise ScenarioError(
+                r.key("outer_radius"),
+                f"got {outer:g} m; accepted: larger than inner_radius ({inner:g} m)",
+            )
+        r.finish(("geometry", "inner_radius", "outer_radius"))
+        return Electrode("ring", math.pi * (outer**2 - inner**2), outer, inner_radius=inner)
+    if geometry == "band":
+        width = r.number("width", _LENGTH, lo=1e-8, hi=1.0)
+        length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
+        r.finish(("geometry", "width", "length"))
+        return Electrode("band", width * length, length=length, width=width)
+    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
+    depth = r.number("depth", _LENGTH, lo=0.0, hi=1.0, lo_open=True)
+    r.finish(("geometry", "radius", "depth"))
+    return Electrode("recessed", math.pi * radius**2, radius, depth=depth)
 
 
 def _parse_cell(top: _Reader) -> Cell:
@@ -1114,8 +1177,9 @@ def _parse_numerics(top: _Reader) -> Numerics:
         return Numerics()
     dE = r.number("potential_step", _E, default=1e-3, lo=1e-5, hi=1e-2)
     refine = r.number("refine", _NONE, default=1.0, lo=0.25, hi=16.0)
-    r.finish(("potential_step", "refine"))
-    return Numerics(dE, refine)
+    ranks = r.integer("ranks", default=1, lo=1, hi=256)
+    r.finish(("potential_step", "refine", "ranks"))
+    return Numerics(dE, refine, ranks)
 
 
 def with_numerics(scenario: Scenario, **changes: float) -> Scenario:

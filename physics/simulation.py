@@ -19,7 +19,7 @@ import numpy.typing as npt
 from physics.engines.numba import _model
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
-from physics.scenario import Scenario, canonical_parameter, load_scenario
+from physics.scenario import GEOMETRIES_2D, Scenario, canonical_parameter, load_scenario
 from physics.units import FARADAY, GAS_CONSTANT
 from physics.waveforms import TimeSteps, segments, time_steps, trace_steps
 
@@ -29,6 +29,7 @@ __all__ = [
     "SimulationResult",
     "SimulationState",
     "Simulator",
+    "engine_of",
     "simulate",
     "simulate_batch",
     "simulate_trace",
@@ -166,9 +167,11 @@ class Simulator:
         min_time_step: float | None = None,
     ) -> None:
         sc = load_scenario(scenario)
-        if sc.engine == "fenicsx":
+        if engine_of(sc) == "fenicsx":
             raise EngineUnavailableError(
-                "engine: 'fenicsx' is not available in this installation; accepted: numba, auto"
+                f"engine fenicsx (electrode.geometry {sc.electrode.geometry!r}) runs whole "
+                "waveforms only (physics.simulate); lockstep, traces, batches and "
+                "sensitivities need engine numba with a 1D geometry"
             )
         self.scenario = sc
         known = sc.parameters()
@@ -391,6 +394,17 @@ def _grid_for(
     return expanding_grid(first, expansion, extent, sc.electrode.geometry, radius)
 
 
+def engine_of(scenario: Scenario) -> str:
+    """The engine that runs ``scenario``: ``numba`` or ``fenicsx``.
+
+    ``auto`` picks fenicsx for the 2D geometries (disk, ring, band, recessed) and numba
+    for the 1D ones; whether fenicsx can run here is checked when it is used.
+    """
+    if scenario.engine == "auto":
+        return "fenicsx" if scenario.electrode.geometry in GEOMETRIES_2D else "numba"
+    return scenario.engine
+
+
 def simulate(
     scenario: Scenario | Mapping[str, object] | str,
     *,
@@ -403,10 +417,22 @@ def simulate(
     ``sensitivities`` lists parameter key paths (``"kinetics.k0"``, ``"species.O.D"``,
     ``"cell.Ru"``, ...) whose dI/dp is returned, computed by forward sensitivity
     equations in the same kernel. ``profiles`` records concentration profiles.
+
+    Scenarios for engine ``fenicsx`` (or ``auto`` with a 2D geometry) run in the
+    FEniCSx worker (:mod:`physics.engines.fenicsx`) on ``numerics.ranks`` MPI ranks;
+    they return currents only (field snapshots: ``fenicsx.simulate_fields``).
     """
-    return Simulator(scenario, sensitivities=sensitivities).run(
-        profiles=profiles, progress=progress
-    )
+    sc = load_scenario(scenario)
+    if engine_of(sc) == "fenicsx":
+        if sensitivities or profiles:
+            raise ParameterError(
+                "engine fenicsx returns currents only: sensitivities need engine numba, and "
+                "2D field snapshots come from physics.engines.fenicsx.simulate_fields"
+            )
+        from physics.engines import fenicsx  # noqa: PLC0415 - the 2D engine is optional
+
+        return fenicsx.simulate(sc, progress=progress)
+    return Simulator(sc, sensitivities=sensitivities).run(profiles=profiles, progress=progress)
 
 
 def simulate_trace(

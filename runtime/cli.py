@@ -59,6 +59,7 @@ BENCH_SUITES: dict[str, str] = {
     "solver": "numba engine steps/s and ms per CV, batch throughput, peers side by side",
     "instrument": "sample rate and latency from the simulated potentiostat to the bus",
     "calibration": "online posteriors: accuracy, 90 % coverage, drift tracking, refresh time",
+    "fenicsx": "2D engine (DOLFINx/PETSc worker): s per step on 1 and 2 MPI ranks, dofs",
 }
 
 
@@ -181,6 +182,14 @@ class _Doctor:
                 report[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 report[dist] = "missing"
+        # The 2D engine is optional: its absence is reported with the fix, not as missing.
+        from physics.engines import fenicsx
+        from physics.errors import EngineUnavailableError
+
+        try:
+            report["fenicsx"] = fenicsx.find_worker().describe()
+        except EngineUnavailableError as exc:
+            report["fenicsx"] = f"not available: {exc}"
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -1,1 +1,2 @@
-"""Simulation engines. ``numba`` (1D, in-process) is the default; a 2D engine will join it."""
+"""Simulation engines: ``numba`` (1D, in-process, the default) and ``fenicsx`` (2D,
+DOLFINx and PETSc in a worker process, optionally on MPI ranks)."""

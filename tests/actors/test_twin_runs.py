@@ -89,8 +89,8 @@ def test_a_twin_run_follows_the_simulated_cell_and_calibrates(daemon: Daemon) ->
     posteriors = [m for m in events if isinstance(m, PosteriorUpdate)]
     assert len(posteriors) >= 2
     names = list(posteriors[-1].parameters)
-    E0 = posteriors[-1].median[names.index("kinetics.E0")]
-    assert E0 == pytest.approx(0.2, abs=0.01)  # the hidden truth, from a 0.18 V prior
+    e0 = posteriors[-1].median[names.index("kinetics.E0")]
+    assert e0 == pytest.approx(0.2, abs=0.01)  # the hidden truth, from a 0.18 V prior
     states = [(m.previous, m.state) for m in events if isinstance(m, RunStateChanged)]
     assert states == [("idle", "running"), ("running", "completed")]
 

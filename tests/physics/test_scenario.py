@@ -137,7 +137,9 @@ def test_bulk_must_be_at_chemical_equilibrium() -> None:
     assert load_scenario(doc).species_named("Y").c_bulk == 1.0
 
 
-def test_fenicsx_engine_is_reported_unavailable() -> None:
+def test_fenicsx_engine_is_reported_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where DOLFINx is missing (here: pointed at an interpreter that does not exist).
+    monkeypatch.setenv("GALVANA_FENICSX_PYTHON", "/nonexistent/python3")
     s = load_scenario(_with("engine", "fenicsx"))
     with pytest.raises(physics.EngineUnavailableError, match="fenicsx"):
         physics.simulate(s)

@@ -15,9 +15,9 @@ from twins.spec import BetaPrior, HalfNormalPrior, LogNormalPrior, load_twin_spe
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["twin-ferrocene.yaml", "twin-quasi-reversible.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (EXAMPLES / "twins").glob("*.yaml")))
 def test_example_twin_specs_load(name: str) -> None:
-    spec = load_twin_spec(EXAMPLES / name)
+    spec = load_twin_spec(EXAMPLES / "twins" / name)
     assert spec.calibrate is not None
     assert spec.protocol.duration > 0
 
