@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
     "export": ("runtime.commands", "EXPORT", "export a run's samples as csv, zarr or netcdf"),
+    "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
 }

@@ -1,0 +1,248 @@
+"""Reading messages whose classes this build may not have yet: instrument, twin, posterior.
+
+The instrument messages (branch ``hal``) and the twin and calibration messages
+(branch ``twin``) are built in parallel with the TUI. A message whose tag the local
+``runtime.messages`` does not know arrives as its plain ``[tag, field, ...]`` list;
+one whose class is known arrives as the object. Everything here accepts both, so
+the screens work before and after those branches are merged.
+
+THE HOOKS TO SWITCH once ``hal`` and ``twin`` are merged:
+
+- :data:`PLAIN_FIELDS` lists the field order of the instrument messages as the
+  ``hal`` branch declares them; once merged the objects arrive decoded and the
+  table is only a fallback (drop it when convenient).
+- :data:`TWIN_FIELDS` and :data:`POSTERIOR_FIELDS` name the attributes read from
+  the twin's prediction and the calibrator's posterior messages, by candidates,
+  because their classes do not exist yet. Put the real field names first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PLAIN_FIELDS",
+    "POSTERIOR_FIELDS",
+    "TWIN_FIELDS",
+    "Estimate",
+    "TwinPoints",
+    "fields_of",
+    "posterior_estimates",
+    "tag_of",
+    "twin_points",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+# Field order of messages that may arrive as plain lists (tag first), from branch `hal`
+# (runtime/messages.py there, commit 0947fb0).
+PLAIN_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "instrument.link_down": ("instrument_id", "run_id", "reason", "at"),
+    "instrument.link_up": ("instrument_id", "run_id", "identity", "attempts", "at"),
+    "instrument.stream_stalled": ("instrument_id", "run_id", "silent_s", "at"),
+    "instrument.stream_resumed": ("instrument_id", "run_id", "silent_s", "at"),
+    "instrument.safety_tripped": (
+        "instrument_id",
+        "run_id",
+        "limit",
+        "value",
+        "accepted",
+        "detail",
+        "cell_off",
+        "at",
+    ),
+    "instrument.reply_dropped": ("instrument_id", "reason", "raw", "total", "at"),
+    "instrument.acquisition_started": (
+        "instrument_id",
+        "run_id",
+        "technique",
+        "duration_s",
+        "sample_rate_hz",
+        "at",
+    ),
+    "instrument.acquisition_ended": (
+        "instrument_id",
+        "run_id",
+        "reason",
+        "samples",
+        "lost",
+        "detail",
+        "at",
+    ),
+}
+
+# Candidate attribute names, best first, of the twin's lockstep prediction
+# (topic run/<id>/twin): arrays over the same samples.
+TWIN_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "t": ("t", "time"),
+    "E": ("E", "potential"),
+    "predicted": ("I_pred", "I_predicted", "predicted", "prediction", "I_twin", "mean"),
+    "lower": ("I_lo", "I_lower", "lower", "lo", "band_lo", "q05", "p05"),
+    "upper": ("I_hi", "I_upper", "upper", "hi", "band_hi", "q95", "p95"),
+    "residual": ("residual", "residuals", "I_residual"),
+    "measured": ("I", "I_meas", "I_measured", "measured"),
+}
+
+# Candidate names of the calibrator's posterior summary (topic run/<id>/posterior):
+# either parallel arrays (names, median, lower, upper[, truth]) or a map
+# ``parameters: {name: {median, lower, upper[, truth]}}``.
+POSTERIOR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "names": ("names", "parameter_names", "params"),
+    "parameters": ("parameters", "estimates", "summary"),
+    "median": ("median", "medians", "q50", "p50"),
+    "lower": ("lower", "lo", "q05", "p05", "low"),
+    "upper": ("upper", "hi", "q95", "p95", "high"),
+    "truth": ("truth", "true_values", "hidden_truth", "true"),
+    "t": ("t", "time", "at_s"),
+}
+
+
+def tag_of(msg: object) -> str:
+    """The message's tag (``samples``, ``run.state``, ...); ``""`` for what is no message."""
+    tag = getattr(msg, "__message_tag__", None)
+    if isinstance(tag, str):
+        return tag
+    if isinstance(msg, list | tuple) and msg and isinstance(msg[0], str):
+        return msg[0]
+    return ""
+
+
+def fields_of(msg: object) -> dict[str, Any]:
+    """The message's fields by name: from the object, or from a plain list by its tag.
+
+    A plain list of a tag this module does not know gives ``{}``.
+    """
+    names = getattr(msg, "__dataclass_fields__", None)
+    if names is not None:
+        return {name: getattr(msg, name) for name in names}
+    if isinstance(msg, list | tuple) and msg:
+        layout = PLAIN_FIELDS.get(str(msg[0]))
+        if layout is not None and len(msg) == len(layout) + 1:
+            return dict(zip(layout, msg[1:], strict=True))
+    return {}
+
+
+def _pick(source: Mapping[str, Any], candidates: Sequence[str]) -> Any:
+    for name in candidates:
+        if name in source and source[name] is not None:
+            return source[name]
+    return None
+
+
+def _array(value: Any) -> FloatArray | None:
+    if value is None:
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class TwinPoints:
+    """The twin's prediction over a stretch of samples (SI: s, V, A).
+
+    ``residual`` is measured minus predicted when the message carries it (or the
+    measured current), else None and the caller computes it against its samples.
+    """
+
+    t: FloatArray
+    E: FloatArray
+    predicted: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    residual: FloatArray | None
+
+
+def twin_points(msg: object) -> TwinPoints | None:
+    """The prediction a twin message carries; None when it carries none this TUI can read."""
+    fields = fields_of(msg)
+    arrays = {key: _array(_pick(fields, names)) for key, names in TWIN_FIELDS.items()}
+    t, predicted = arrays["t"], arrays["predicted"]
+    if t is None or predicted is None or t.size != predicted.size or t.size == 0:
+        return None
+    n = t.size
+
+    def sized(value: FloatArray | None) -> FloatArray:
+        return value if value is not None and value.size == n else np.full(n, np.nan)
+
+    lower, upper = sized(arrays["lower"]), sized(arrays["upper"])
+    residual = arrays["residual"]
+    if (residual is None or residual.size != n) and arrays["measured"] is not None:
+        measured = arrays["measured"]
+        residual = measured - predicted if measured.size == n else None
+    return TwinPoints(t, sized(arrays["E"]), predicted, lower, upper, residual)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One calibrated parameter: posterior median and 90% interval, and the truth if known."""
+
+    name: str
+    median: float
+    lower: float
+    upper: float
+    truth: float | None = None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def posterior_estimates(msg: object) -> tuple[float | None, list[Estimate]]:
+    """The time (s, when given) and the parameter estimates of a posterior message."""
+    fields = fields_of(msg)
+    t_value = _pick(fields, POSTERIOR_FIELDS["t"])
+    t = None if t_value is None else _float(t_value)
+    truths = _pick(fields, POSTERIOR_FIELDS["truth"])
+    table = _pick(fields, POSTERIOR_FIELDS["parameters"])
+    out: list[Estimate] = []
+    if isinstance(table, Mapping):
+        for name, entry in table.items():
+            entry_fields = entry if isinstance(entry, Mapping) else fields_of(entry)
+            truth = _pick(entry_fields, POSTERIOR_FIELDS["truth"])
+            if truth is None and isinstance(truths, Mapping):
+                truth = truths.get(name)
+            out.append(
+                Estimate(
+                    str(name),
+                    _float(_pick(entry_fields, POSTERIOR_FIELDS["median"])),
+                    _float(_pick(entry_fields, POSTERIOR_FIELDS["lower"])),
+                    _float(_pick(entry_fields, POSTERIOR_FIELDS["upper"])),
+                    None if truth is None else _float(truth),
+                )
+            )
+        return t, out
+    names = _pick(fields, POSTERIOR_FIELDS["names"])
+    median = _array(_pick(fields, POSTERIOR_FIELDS["median"]))
+    lower = _array(_pick(fields, POSTERIOR_FIELDS["lower"]))
+    upper = _array(_pick(fields, POSTERIOR_FIELDS["upper"]))
+    if not isinstance(names, Sequence) or isinstance(names, str) or median is None:
+        return t, out
+    for k, name in enumerate(names):
+        truth_value: Any = None
+        if isinstance(truths, Mapping):
+            truth_value = truths.get(name)
+        elif truths is not None:
+            truth_array = _array(truths)
+            if truth_array is not None and k < truth_array.size:
+                truth_value = truth_array[k]
+        out.append(
+            Estimate(
+                str(name),
+                _float(median[k]) if k < median.size else float("nan"),
+                _float(lower[k]) if lower is not None and k < lower.size else float("nan"),
+                _float(upper[k]) if upper is not None and k < upper.size else float("nan"),
+                None if truth_value is None else _float(truth_value),
+            )
+        )
+    return t, out
