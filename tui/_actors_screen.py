@@ -101,7 +101,7 @@ class ActorsScreen(Screen[None]):
         yield ConnectionBanner()
         table: DataTable[str | Text] = DataTable(id="actors", cursor_type="row")
         yield table
-        yield RichLog(id="actors-log", max_lines=500, wrap=True, markup=False)
+        yield RichLog(id="actors-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:

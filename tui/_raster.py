@@ -60,17 +60,20 @@ def _pixels(
     width: int,
     height: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Pixel coordinates (y down) and which points are finite; off-canvas points are
-    clamped just outside the canvas so that lines towards them still leave the edge."""
+    """Pixel coordinates (y down) and which points are finite.
+
+    The ranges' ends map to the centres of the first and last pixels; off-canvas
+    points are clamped just outside, so lines towards them still leave the edge.
+    """
     x0, x1 = x_range
     y0, y1 = y_range
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        fx = (np.asarray(x, np.float64) - x0) * (width / (x1 - x0))
-        fy = (y1 - np.asarray(y, np.float64)) * (height / (y1 - y0))
+        fx = (np.asarray(x, np.float64) - x0) * ((width - 1) / (x1 - x0))
+        fy = (y1 - np.asarray(y, np.float64)) * ((height - 1) / (y1 - y0))
     finite = np.isfinite(fx) & np.isfinite(fy)
     fx = np.where(finite, np.clip(fx, -1.0, width), -1.0)
     fy = np.where(finite, np.clip(fy, -1.0, height), -1.0)
-    return np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64), finite
+    return np.rint(fx).astype(np.int64), np.rint(fy).astype(np.int64), finite
 
 
 def _plot_pixels(

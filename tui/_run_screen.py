@@ -77,7 +77,7 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.run_id = run_id
         self.model = RunModel(run_id, capacity=capacity)
-        self.loading = True
+        self.reading_history = True
         self._pending: list[Event] = []
         self._subs: list[Subscription] = []
         self._next_seq = 1
@@ -102,7 +102,7 @@ class RunScreen(Screen[None]):
                 )
             with Vertical(id="run-side"):
                 yield ParameterPanel(id="params")
-                yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False)
+                yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,7 +143,7 @@ class RunScreen(Screen[None]):
 
     def _load(self) -> None:
         if link_of(self).status.connected:
-            self.loading = True
+            self.reading_history = True
             self.run_worker(self._read_history(), group="history", exclusive=True)
 
     async def _read_history(self) -> None:
@@ -168,7 +168,7 @@ class RunScreen(Screen[None]):
         except ApiError as exc:
             self.log_lines([LogLine(None, "error", f"cannot read run {self.run_id}: {exc}")])
         finally:
-            self.loading = False
+            self.reading_history = False
             pending, self._pending = self._pending, []
             for event in pending:
                 self._on_event(event)
@@ -177,7 +177,7 @@ class RunScreen(Screen[None]):
         if event.lagged:
             self.log_lines([self.model.note_lagged(event.lost)])
             return
-        if self.loading:
+        if self.reading_history:
             self._pending.append(event)
             return
         lines = self.model.ingest_topic(event.topic, event.message)
