@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -137,8 +138,9 @@ class ActorsScreen(Screen[None]):
     def refresh_tree(self) -> None:
         """Ask for the tree (again); the table follows when the answer comes."""
         if link_of(self).status.connected and self.is_attached:
-            self.run_worker(self._fetch(), group="tree", exclusive=True)
+            self._fetch()
 
+    @work(group="tree", exclusive=True)
     async def _fetch(self) -> None:
         try:
             tree = await link_of(self).call("", "tree")

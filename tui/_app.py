@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
@@ -75,9 +76,13 @@ class GalvanaApp(App[None]):
 
     def on_mount(self) -> None:
         if self._connection is not None:
-            self.run_worker(self._connection.run(), name="connection", group="connection")
+            self._keep_connected(self._connection)
         if self.start_run:
             self.push_screen(RunScreen(self.start_run))
+
+    @work(group="connection")
+    async def _keep_connected(self, connection: Connection) -> None:
+        await connection.run()
 
     def on_runs_screen_listed(self, message: RunsScreen.Listed) -> None:
         self.known_runs = message.runs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -84,8 +84,9 @@ class ReplayScreen(ModalScreen[ReplayChoice | None]):
             table.add_column(label, key=label)
         self._show_speed()
         table.focus()
-        self.run_worker(self._fetch(), exclusive=True)
+        self._fetch()
 
+    @work(exclusive=True)
     async def _fetch(self) -> None:
         try:
             runs = await link_of(self).call("runs", "list")
@@ -151,6 +152,6 @@ def start_replay(app: App[Any], run_id: str | None = None) -> None:
 
     def chosen(choice: ReplayChoice | None) -> None:
         if choice is not None:
-            app.run_worker(replay(choice))
+            app.call_later(replay, choice)
 
     app.push_screen(ReplayScreen(run_id), chosen)

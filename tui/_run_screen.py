@@ -7,11 +7,13 @@ screen draws from the model on a timer (10 Hz) and only what changed, so a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -144,8 +146,9 @@ class RunScreen(Screen[None]):
     def _load(self) -> None:
         if link_of(self).status.connected:
             self.reading_history = True
-            self.run_worker(self._read_history(), group="history", exclusive=True)
+            self._read_history()
 
+    @work(group="history", exclusive=True)
     async def _read_history(self) -> None:
         """The run's record and its recorded events so far, then the live stream."""
         link = link_of(self)
@@ -165,7 +168,7 @@ class RunScreen(Screen[None]):
                 self.log_lines(lines)
                 if len(page) < _HISTORY_PAGE:
                     break
-        except ApiError as exc:
+        except (ApiError, TimeoutError) as exc:
             self.log_lines([LogLine(None, "error", f"cannot read run {self.run_id}: {exc}")])
         finally:
             self.reading_history = False
@@ -272,9 +275,10 @@ class RunScreen(Screen[None]):
 
     # --- commands --------------------------------------------------------------------------
 
-    async def _command(self, what: str, call: Any) -> None:
+    @work(group="commands")
+    async def _command(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
         try:
-            record = await call
+            record = await call()
         except (ApiError, TimeoutError) as exc:
             code = getattr(exc, "code", "timeout")
             self.notify(f"{what} refused ({code}): {exc}", severity="error", timeout=8)
@@ -284,24 +288,24 @@ class RunScreen(Screen[None]):
         elif isinstance(record, dict):
             self.notify(f"{what}: the run is {record.get('state', '?')}")
 
-    async def action_pause(self) -> None:
+    def action_pause(self) -> None:
         """Pause at the next checkpoint."""
-        await self._command("pause", pause_run(link_of(self), self.run_id))
+        self._command("pause", lambda: pause_run(link_of(self), self.run_id))
 
-    async def action_pause_now(self) -> None:
+    def action_pause_now(self) -> None:
         """Pause at once."""
-        await self._command("pause now", pause_run(link_of(self), self.run_id, immediate=True))
+        self._command("pause now", lambda: pause_run(link_of(self), self.run_id, immediate=True))
 
-    async def action_resume(self) -> None:
+    def action_resume(self) -> None:
         """Resume."""
-        await self._command("resume", resume_run(link_of(self), self.run_id))
+        self._command("resume", lambda: resume_run(link_of(self), self.run_id))
 
     def action_stop(self) -> None:
         """Stop cleanly, after a yes."""
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._command("stop", stop_run(link_of(self), self.run_id)))
+                self._command("stop", lambda: stop_run(link_of(self), self.run_id))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -316,7 +320,7 @@ class RunScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._command("abort", abort_run(link_of(self), self.run_id)))
+                self._command("abort", lambda: abort_run(link_of(self), self.run_id))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -326,8 +330,12 @@ class RunScreen(Screen[None]):
             answered,
         )
 
-    async def action_emergency_stop(self) -> None:
+    def action_emergency_stop(self) -> None:
         """Emergency stop: the cell off now, no question asked."""
+        self._emergency_stop()
+
+    @work(group="estop")
+    async def _emergency_stop(self) -> None:
         notes = await emergency_stop(link_of(self), self.run_id, self.model.instrument)
         self.log_lines([LogLine(None, "error", f"EMERGENCY STOP: {note}") for note in notes])
         self.notify("\n".join(notes), title="EMERGENCY STOP", severity="error", timeout=10)

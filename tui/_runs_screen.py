@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -148,8 +148,9 @@ class RunsScreen(Screen[None]):
         """Ask the daemon for the runs (again); the table follows when the answer comes."""
         if not link_of(self).status.connected or not self.is_attached:
             return
-        self.run_worker(self._fetch(), group="runs-refresh", exclusive=True)
+        self._fetch()
 
+    @work(group="runs-refresh", exclusive=True)
     async def _fetch(self) -> None:
         try:
             runs = await link_of(self).call("runs", "list")
@@ -281,8 +282,12 @@ class RunsScreen(Screen[None]):
         """Replay the run under the cursor (asks for the speed)."""
         start_replay(self.app, self.selected_run())
 
-    async def action_emergency_stop(self) -> None:
+    def action_emergency_stop(self) -> None:
         """Emergency stop of the run under the cursor: no question asked."""
+        self._emergency_stop()
+
+    @work(group="estop")
+    async def _emergency_stop(self) -> None:
         run_id = self.selected_run()
         if run_id is None:
             return
