@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,14 @@ class Daemon:
     def socket(self) -> Path:
         return self.data / "galvana.sock"
 
+    @property
+    def tcp(self) -> tuple[str, int] | None:
+        """The TCP address given with ``--tcp``, if any."""
+        if "--tcp" not in self.extra:
+            return None
+        host, _, port = self.extra[self.extra.index("--tcp") + 1].rpartition(":")
+        return host, int(port)
+
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "error"}
         self.proc = subprocess.Popen(
@@ -145,3 +154,21 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
         asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+async def until(
+    pilot: Any, condition: Callable[[], bool], *, timeout: float = 30.0, what: str = ""
+) -> None:
+    """Let the app run until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.1)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the daemon binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
