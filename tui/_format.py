@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-__all__ = ["format_age", "format_si", "format_started", "progress_bar"]
+__all__ = ["format_si", "format_when", "progress_bar"]
 
 _PREFIXES = (
     (1e-15, "f"),
@@ -39,28 +39,18 @@ def format_si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{text} {prefix}{unit}".strip()
 
 
-def format_age(seconds: float) -> str:
-    """A duration as people say it: ``42 s``, ``3 min``, ``2 h 5 min``, ``3 d``.
-
-    >>> format_age(42), format_age(185), format_age(7500)
-    ('42 s', '3 min', '2 h 5 min')
-    """
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-    return f"{seconds // 86400:.0f} d"
-
-
-def format_started(iso: str) -> str:
-    """An ISO timestamp from the API as local ``YYYY-MM-DD HH:MM:SS`` (as given if unreadable)."""
+def format_when(iso: str, today: str | None = None) -> str:
+    """An ISO timestamp from the API in local time: ``HH:MM:SS`` when it is ``today``
+    (``YYYY-MM-DD``, local; default: now), else ``MM-DD HH:MM``; as given if unreadable."""
     try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        moment = datetime.fromisoformat(iso).astimezone()
     except (TypeError, ValueError):
         return str(iso)
+    if today is None:
+        today = datetime.now().astimezone().strftime("%Y-%m-%d")
+    if moment.strftime("%Y-%m-%d") == today:
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%m-%d %H:%M")
 
 
 def progress_bar(fraction: float | None, width: int = 10) -> str:

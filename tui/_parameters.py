@@ -108,6 +108,7 @@ class ParameterPanel(Widget):
         return table
 
     def _stacked(self, width: int) -> RenderableType:
+        # Two lines per parameter: name, median, truth; then the interval and the history.
         text = Text(no_wrap=True, overflow="ellipsis")
         for k, track in enumerate(self._tracks):
             if k:
@@ -115,10 +116,11 @@ class ParameterPanel(Widget):
             text.append(f"{track.name} ", style="bold")
             text.append(_number(track.median))
             if track.truth is not None:
-                text.append("  truth ")
+                text.append("  truth ", style="dim")
                 text.append_text(Text.from_markup(self._truth(track)))
-            text.append(f"\n  [{_number(track.lower)}, {_number(track.upper)}] ")
-            spark = sparkline(track.history.column("median"), max(0, width - 24))
+            interval = f"\n [{_number(track.lower)}, {_number(track.upper)}] "
+            text.append(interval, style="dim")
+            spark = sparkline(track.history.column("median"), max(0, width - len(interval) + 1))
             text.append(spark, style="cyan")
         return text
 

@@ -27,7 +27,6 @@ __all__ = ["Band", "Line", "Plot"]
 FloatArray = npt.NDArray[np.float64]
 
 _LABEL_WIDTH = 10  # "-1.23 mA" and an axis character
-_EMPTY = np.zeros(0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -220,8 +219,3 @@ class Plot(Widget):
             line = text[:width].center(width)
             strips[height // 2] = Strip([Segment(line, base + Style(dim=True))], width)
         return strips
-
-
-def empty() -> FloatArray:
-    """An empty float array (a layer with no points yet)."""
-    return _EMPTY

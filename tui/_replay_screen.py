@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 
 from runtime.errors import ApiError
 from tui._context import link_of
-from tui._format import format_started
+from tui._format import format_when
 from tui._run_model import FINAL_STATES
 from tui._run_screen import RunScreen
 from tui._states import state_text
@@ -107,7 +107,7 @@ class ReplayScreen(ModalScreen[ReplayChoice | None]):
                 str(run.get("name", "")),
                 f"{int(run.get('samples', 0)):,}",
                 state_text(str(run.get("state", ""))),
-                format_started(str(run.get("created", ""))),
+                format_when(str(run.get("created", ""))),
                 key=str(run["id"]),
             )
         ids = [str(r["id"]) for r in recorded]

@@ -238,7 +238,8 @@ class RunScreen(Screen[None]):
     def status_text(self) -> Text:
         """The status lines: state and reason; cell, samples, rate, lag, instrument."""
         m = self.model
-        text = Text(no_wrap=False)
+        # One line each, cut with an ellipsis: the plots need the rows more at 80x24.
+        text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{m.run_id}", style="bold")
         if m.name:
             text.append(f"  {m.name}")
@@ -252,23 +253,23 @@ class RunScreen(Screen[None]):
             "on": "● on",
             "off": "○ off",
             "unknown": "? not confirmed off",
-            "none": "— (replay, no cell)",
+            "none": "none (replay)",
         }
         text.append("cell ")
         text.append(cell_words[m.cell], style=cell_style[m.cell])
         text.append(f"   {m.samples.total:,} samples")
         if m.sample_rate_hz:
             text.append(f" @ {format_si(m.sample_rate_hz, 'Hz')}")
-        if m.instrument:
-            text.append(f"   instrument {m.instrument}")
-        elif m.is_replay:
-            text.append(f"   {m.source}")
         if m.lagged or m.gaps:
             text.append(
                 f"   display lagged: {m.lagged} events, {m.gaps} batches skipped", style="yellow"
             )
         else:
             text.append("   no lag", style="dim")
+        if m.instrument:
+            text.append(f"   instrument {m.instrument}")
+        elif m.is_replay:
+            text.append(f"   {m.source}", style="dim")
         if m.drift:
             text.append(f"   drift: {m.drift}", style="yellow")
         return text

@@ -20,7 +20,7 @@ from tui._banner import ConnectionBanner
 from tui._connection import Subscription
 from tui._context import link_of
 from tui._control import emergency_stop
-from tui._format import progress_bar
+from tui._format import format_when, progress_bar
 from tui._replay_screen import start_replay
 from tui._run_model import FINAL_STATES
 from tui._run_screen import RunScreen
@@ -51,16 +51,6 @@ def run_matches(run: dict[str, Any], instrument: str, query: str) -> bool:
     ).lower()
     haystack += " " + instrument.lower()
     return all(word in haystack for word in query.lower().split())
-
-
-def _started(iso: str, today: str) -> str:
-    try:
-        moment = datetime.fromisoformat(iso).astimezone()
-    except (TypeError, ValueError):
-        return str(iso)
-    if moment.strftime("%Y-%m-%d") == today:
-        return moment.strftime("%H:%M:%S")
-    return moment.strftime("%m-%d %H:%M")
 
 
 class RunsScreen(Screen[None]):
@@ -189,7 +179,7 @@ class RunsScreen(Screen[None]):
             str(run.get("state", "?")),
             progress_bar(self._progress(run, by_id)),
             f"{int(run.get('samples', 0)):,}",
-            _started(str(run.get("created", "")), today),
+            format_when(str(run.get("created", "")), today),
             str(run.get("name", "")),
             instrument,
             source or "live",
