@@ -15,6 +15,7 @@ from tui._replay_screen import ReplayScreen
 from tui._run_model import RunModel
 from tui._run_screen import RunScreen
 from tui._runs_screen import RunsScreen
+from tui._status_line import StatusLine
 
 __all__ = [
     "ActorsScreen",
@@ -32,6 +33,7 @@ __all__ = [
     "RunModel",
     "RunScreen",
     "RunsScreen",
+    "StatusLine",
     "Subscription",
     "run_app",
 ]

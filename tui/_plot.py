@@ -20,7 +20,14 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tui._format import format_si
-from tui._raster import band_codes, codes_to_text, line_codes, nice_range
+from tui._raster import (
+    band_codes,
+    codes_to_text,
+    decimate_band,
+    decimate_line,
+    line_codes,
+    nice_range,
+)
 
 __all__ = ["Band", "Line", "Plot"]
 
@@ -143,11 +150,15 @@ class Plot(Widget):
         y_range = self._y_range or nice_range(*ys, pad=0.05)
         codes = np.zeros((rows, cols), dtype=np.uint8)
         owner = np.zeros((rows, cols), dtype=np.int16)
+        # More points than pixels draw nothing more: keep each block's extremes, a few
+        # blocks per pixel column, so a long record costs what the canvas costs.
+        target = 4 * 2 * cols
         for k, layer in enumerate(self._layers, start=1):
             if isinstance(layer, Line):
+                x, y = decimate_line(layer.x, layer.y, target)
                 layer_codes = line_codes(
-                    layer.x,
-                    layer.y,
+                    x,
+                    y,
                     x_range=x_range,
                     y_range=y_range,
                     cols=cols,
@@ -155,10 +166,11 @@ class Plot(Widget):
                     connect=layer.connect,
                 )
             else:
+                x, lower, upper = decimate_band(layer.x, layer.lower, layer.upper, target)
                 layer_codes = band_codes(
-                    layer.x,
-                    layer.lower,
-                    layer.upper,
+                    x,
+                    lower,
+                    upper,
                     x_range=x_range,
                     y_range=y_range,
                     cols=cols,

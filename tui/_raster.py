@@ -8,12 +8,21 @@ points ten times a second while a 1 kHz run streams.
 
 from __future__ import annotations
 
+import warnings
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BRAILLE_BASE", "band_codes", "codes_to_text", "line_codes", "nice_range"]
+__all__ = [
+    "BRAILLE_BASE",
+    "band_codes",
+    "codes_to_text",
+    "decimate_band",
+    "decimate_line",
+    "line_codes",
+    "nice_range",
+]
 
 BRAILLE_BASE: Final = 0x2800
 
@@ -181,6 +190,70 @@ def band_codes(
     starts = np.cumsum(lengths) - lengths
     offset = np.arange(total) - np.repeat(starts, lengths)
     return _plot_pixels(px[owner], top[owner] + offset, cols, rows)
+
+
+def _blocks(n: int, target: int) -> int:
+    """Points per block so that ``n`` points become about ``target`` blocks (1: keep all)."""
+    return max(1, n // max(target, 1))
+
+
+def decimate_line(
+    x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], target: int
+) -> tuple[FloatArray, FloatArray]:
+    """At most about ``2 * target`` points that draw like ``(x, y)``: each block of
+    consecutive points keeps its lowest and its highest ``y``, in order.
+
+    Noise and peaks survive (a block's extremes are kept), and so does the order
+    a polyline needs; NaN-only blocks keep a NaN, so breaks stay breaks.
+    """
+    n = x.size
+    b = _blocks(n, target)
+    if b <= 2:
+        return np.asarray(x, np.float64), np.asarray(y, np.float64)
+    m = n // b
+    head_x = np.asarray(x[: m * b], np.float64).reshape(m, b)
+    head_y = np.asarray(y[: m * b], np.float64).reshape(m, b)
+    with np.errstate(invalid="ignore"):
+        filled = np.where(np.isnan(head_y), np.inf, head_y)
+        lo = np.argmin(filled, axis=1)
+        filled = np.where(np.isnan(head_y), -np.inf, head_y)
+        hi = np.argmax(filled, axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    rows = np.arange(m)
+    idx = np.stack([first, second], axis=1).ravel()
+    rr = np.repeat(rows, 2)
+    out_x = np.concatenate([head_x[rr, idx], np.asarray(x[m * b :], np.float64)])
+    out_y = np.concatenate([head_y[rr, idx], np.asarray(y[m * b :], np.float64)])
+    return out_x, out_y
+
+
+def decimate_band(
+    x: npt.NDArray[np.floating],
+    lower: npt.NDArray[np.floating],
+    upper: npt.NDArray[np.floating],
+    target: int,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """About ``target`` points of a band: per block, its middle ``x``, the lowest
+    ``lower`` and the highest ``upper`` (the band never gets thinner)."""
+    n = x.size
+    b = _blocks(n, target)
+    if b <= 1:
+        return (
+            np.asarray(x, np.float64),
+            np.asarray(lower, np.float64),
+            np.asarray(upper, np.float64),
+        )
+    m = n // b
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
+        mid = np.asarray(x[: m * b], np.float64).reshape(m, b)[:, b // 2]
+        lo = np.nanmin(np.asarray(lower[: m * b], np.float64).reshape(m, b), axis=1)
+        hi = np.nanmax(np.asarray(upper[: m * b], np.float64).reshape(m, b), axis=1)
+    return (
+        np.concatenate([mid, np.asarray(x[m * b :], np.float64)]),
+        np.concatenate([lo, np.asarray(lower[m * b :], np.float64)]),
+        np.concatenate([hi, np.asarray(upper[m * b :], np.float64)]),
+    )
 
 
 def codes_to_text(codes: Codes) -> str:

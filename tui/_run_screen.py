@@ -7,6 +7,7 @@ screen draws from the model on a timer (10 Hz) and only what changed, so a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Header, RichLog, Static
+from textual.widgets import Footer, Header, RichLog
 
 from runtime.client import Event
 from runtime.codec import message_from_plain
@@ -34,6 +35,7 @@ from tui._parameters import ParameterPanel
 from tui._plot import Band, Layer, Line, Plot
 from tui._run_model import LogLine, RunModel
 from tui._states import STATE_STYLES
+from tui._status_line import StatusLine
 
 __all__ = ["RunScreen"]
 
@@ -74,6 +76,8 @@ class RunScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
     DRAW_INTERVAL_S = 0.1
+    CPU_BUDGET = 0.15
+    """The share of one core the whole TUI may use while this screen follows a run."""
 
     def __init__(self, run_id: str, *, capacity: int = 60_000) -> None:
         super().__init__()
@@ -85,11 +89,14 @@ class RunScreen(Screen[None]):
         self._next_seq = 1
         self._drawn: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._time_axis = False
+        self.frame_interval_s = self.DRAW_INTERVAL_S
+        self._last_draw = 0.0
+        self._pace_mark = (time.process_time(), time.monotonic())
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield ConnectionBanner()
-        yield Static(id="run-status")
+        yield StatusLine(id="run-status")
         with Horizontal(id="run-body"):
             with Vertical(id="run-plots"):
                 with Horizontal(id="run-main-plots"):
@@ -201,21 +208,44 @@ class RunScreen(Screen[None]):
     # --- drawing -------------------------------------------------------------------------
 
     def draw(self) -> None:
-        """Redraw what changed since the last draw (called at 10 Hz)."""
+        """Redraw what changed since the last draw (the timer calls this at 10 Hz)."""
         if self.app.screen is not self and not self.app.screen.is_modal:
             return  # covered by another screen: draw when it comes back
+        now = time.monotonic()
+        self._pace(now)
+        if now - self._last_draw < self.frame_interval_s:
+            return
+        self._last_draw = now
         m = self.model
         versions = (m.status_version, m.data_version, m.twin_version, m.params_version)
         if versions == self._drawn:
             return
         status, data, twin, params = self._drawn
         if m.status_version != status or m.data_version != data:
-            self.query_one("#run-status", Static).update(self.status_text())
+            self.query_one("#run-status", StatusLine).show(self.status_text())
         if m.data_version != data or m.twin_version != twin:
             self._draw_plots()
         if m.params_version != params or m.status_version != status:
             self.query_one("#params", ParameterPanel).show(m.params.values())
         self._drawn = versions
+
+    def _pace(self, now: float) -> None:
+        """Hold the whole TUI to its CPU budget by drawing less often when it is exceeded.
+
+        A large terminal costs Textual more per frame (every plot line is composed and
+        written out); rather than guess that cost, measure the process's CPU time and
+        stretch the frame interval (10 Hz down to 2 Hz) while it is over budget.
+        """
+        cpu = time.process_time()
+        wall = now - self._pace_mark[1]
+        if wall < 2.0:
+            return
+        used = (cpu - self._pace_mark[0]) / wall
+        self._pace_mark = (cpu, now)
+        if used > self.CPU_BUDGET:
+            self.frame_interval_s = min(self.frame_interval_s * 1.25, 0.5)
+        elif used < 0.6 * self.CPU_BUDGET:
+            self.frame_interval_s = max(self.frame_interval_s / 1.25, self.DRAW_INTERVAL_S)
 
     def _draw_plots(self) -> None:
         m = self.model
@@ -270,6 +300,9 @@ class RunScreen(Screen[None]):
             text.append(f"   instrument {m.instrument}")
         elif m.is_replay:
             text.append(f"   {m.source}", style="dim")
+        if self.frame_interval_s > self.DRAW_INTERVAL_S * 1.5:
+            # Drawing less often to stay within the CPU budget (a very large terminal).
+            text.append(f"   display {1 / self.frame_interval_s:.0f} Hz", style="dim")
         if m.drift:
             text.append(f"   drift: {m.drift}", style="yellow")
         return text
@@ -347,6 +380,7 @@ class RunScreen(Screen[None]):
         self.set_class(self._time_axis, "-time-axis")
         status, _, _, params = self._drawn
         self._drawn = (status, -1, -1, params)  # the plot now shown draws afresh
+        self._last_draw = 0.0
         self.call_after_refresh(self.draw)
 
     def action_back(self) -> None:

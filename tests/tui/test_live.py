@@ -58,8 +58,15 @@ async def test_replay_watch_pause_resume_and_emergency_stop(daemon: Daemon) -> N
         record = daemon.call("runs", "show", screen.run_id)
         assert isinstance(record, dict)
         assert (record["state"], record["reason"]) == ("aborted", "emergency stop (TUI)")
-        # What the TUI drew is what the daemon recorded (up to the abort).
-        assert screen.model.samples.total == record["samples"]
+
+        # What the TUI drew is what the daemon recorded (a batch the replay thread
+        # published as the abort landed may arrive just after the state change).
+        def recorded() -> int:
+            shown = daemon.call("runs", "show", screen.run_id)
+            assert isinstance(shown, dict)
+            return int(shown["samples"])
+
+        await until(pilot, lambda: screen.model.samples.total == recorded(), what="all samples")
 
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)

@@ -25,6 +25,8 @@ Compare = Callable[..., bool]
 def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Times show in local time; the snapshots are taken in UTC wherever they run.
     monkeypatch.setenv("TZ", "UTC")
+    # A busy test machine must not slow the frame rate (the status line would say so).
+    monkeypatch.setattr(RunScreen, "CPU_BUDGET", 100.0)
     time.tzset()
     yield
     monkeypatch.undo()
