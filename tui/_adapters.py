@@ -14,6 +14,11 @@ THE HOOKS TO SWITCH once ``hal`` and ``twin`` are merged:
 - :data:`TWIN_FIELDS` and :data:`POSTERIOR_FIELDS` name the attributes read from
   the twin's prediction and the calibrator's posterior messages, by candidates,
   because their classes do not exist yet. Put the real field names first.
+- :data:`TAG_HINTS`: live events are told apart by topic (``run/<id>/twin``,
+  ``/posterior``, ``/drift``), but a run's recorded history (``runs.events``)
+  carries no topic, so there the tag decides: put the real tags here.
+- :func:`spec_instrument` reads the instrument a run spec names (``instrument:
+  ID`` or ``instrument: {id: ID, ...}``); adjust it to the spec the lead settles on.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import numpy.typing as npt
 __all__ = [
     "PLAIN_FIELDS",
     "POSTERIOR_FIELDS",
+    "TAG_HINTS",
     "TWIN_FIELDS",
     "Estimate",
     "TwinPoints",
     "fields_of",
+    "kind_of_tag",
     "posterior_estimates",
+    "spec_instrument",
     "tag_of",
     "twin_points",
 ]
@@ -100,6 +108,42 @@ POSTERIOR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "truth": ("truth", "true_values", "hidden_truth", "true"),
     "t": ("t", "time", "at_s"),
 }
+
+
+# What a tag contains, for each kind of twin message (see the module's notes).
+TAG_HINTS: Final[dict[str, tuple[str, ...]]] = {
+    "twin": ("twin.prediction", "twin", "prediction"),
+    "posterior": ("posterior", "calibrat"),
+    "drift": ("drift",),
+}
+
+
+def kind_of_tag(tag: str) -> str:
+    """``twin``, ``posterior``, ``drift`` or ``""``: which kind of twin message a tag is.
+
+    >>> [kind_of_tag(t) for t in ("twin.prediction", "calibrator.posterior", "run.state")]
+    ['twin', 'posterior', '']
+    """
+    for kind in ("drift", "posterior", "twin"):  # "twin.drift" is drift, not a prediction
+        if any(hint in tag for hint in TAG_HINTS[kind]):
+            return kind
+    return ""
+
+
+def spec_instrument(spec: object) -> str:
+    """The instrument a run spec names (``""`` when none).
+
+    >>> spec_instrument({"instrument": "sim1"}), spec_instrument({"instrument": {"id": "p4"}})
+    ('sim1', 'p4')
+    """
+    if not isinstance(spec, Mapping):
+        return ""
+    instrument = spec.get("instrument")
+    if isinstance(instrument, str):
+        return instrument
+    if isinstance(instrument, Mapping) and isinstance(instrument.get("id"), str):
+        return str(instrument["id"])
+    return ""
 
 
 def tag_of(msg: object) -> str:

@@ -15,7 +15,14 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from runtime.messages import RunCreated, RunStateChanged, SampleBatch
-from tui._adapters import fields_of, posterior_estimates, tag_of, twin_points
+from tui._adapters import (
+    fields_of,
+    kind_of_tag,
+    posterior_estimates,
+    spec_instrument,
+    tag_of,
+    twin_points,
+)
 from tui._ring import Ring
 
 __all__ = ["FINAL_STATES", "CellState", "LogLine", "ParameterTrack", "RunModel"]
@@ -103,12 +110,8 @@ class RunModel:
         self.source = str(record.get("source", ""))
         self.name = str(record.get("name", ""))
         spec = record.get("spec")
+        self.instrument = spec_instrument(spec) or self.instrument
         if isinstance(spec, dict):
-            instrument = spec.get("instrument")
-            if isinstance(instrument, str):
-                self.instrument = instrument
-            elif isinstance(instrument, dict) and isinstance(instrument.get("id"), str):
-                self.instrument = instrument["id"]
             truth = spec.get("truth")
             if isinstance(truth, dict):
                 self.truth = {str(k): float(v) for k, v in truth.items() if _is_number(v)}
@@ -165,11 +168,12 @@ class RunModel:
         tag = tag_of(msg)
         if tag.startswith("instrument."):
             return self._instrument(tag, fields_of(msg))
-        if tag.startswith(("twin", "run.twin", "prediction")):
+        kind = kind_of_tag(tag)
+        if kind == "twin":
             return self._twin(msg)
-        if tag.startswith(("posterior", "calibrat", "run.posterior")):
+        if kind == "posterior":
             return self._posterior(msg)
-        if "drift" in tag:
+        if kind == "drift":
             return self._drift(msg)
         return []
 

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Input
 
 from runtime.client import Event
 from runtime.errors import ApiError
-from tui._adapters import fields_of, tag_of
+from tui._adapters import fields_of, spec_instrument, tag_of
 from tui._banner import ConnectionBanner
 from tui._connection import Subscription
 from tui._context import link_of
@@ -86,6 +86,7 @@ class RunsScreen(Screen[None]):
         self._shown: list[str] = []
         self._cells: dict[str, tuple[str, ...]] = {}
         self._subs: list[Subscription] = []
+        self._asked: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -142,8 +143,20 @@ class RunsScreen(Screen[None]):
 
     @work(group="runs-refresh", exclusive=True)
     async def _fetch(self) -> None:
+        link = link_of(self)
         try:
-            runs = await link_of(self).call("runs", "list")
+            runs = await link.call("runs", "list")
+            for run in runs:
+                # A live run's instrument, from its spec, once (for the e-stop and the
+                # table); runs that start later announce theirs (acquisition_started).
+                run_id = str(run["id"])
+                live = run.get("state") not in FINAL_STATES
+                if live and run_id not in self._asked and not run.get("source"):
+                    self._asked.add(run_id)
+                    shown = await link.call("runs", "show", run_id)
+                    instrument = spec_instrument(shown.get("spec"))
+                    if instrument:
+                        self.instruments.setdefault(run_id, instrument)
         except (ApiError, TimeoutError):
             return  # the banner says why; the next tick tries again
         self.show_runs(runs)

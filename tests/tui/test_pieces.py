@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tui._actors_screen
+import tui._adapters
 import tui._banner
 import tui._format
 import tui._parameters
@@ -29,6 +30,7 @@ AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
     "module",
     [
         tui._actors_screen,
+        tui._adapters,
         tui._banner,
         tui._format,
         tui._parameters,
