@@ -8,12 +8,15 @@ the screens work before and after those branches are merged.
 
 THE HOOKS TO SWITCH once ``hal`` and ``twin`` are merged:
 
-- :data:`PLAIN_FIELDS` lists the field order of the instrument messages as the
-  ``hal`` branch declares them; once merged the objects arrive decoded and the
-  table is only a fallback (drop it when convenient).
+- :data:`PLAIN_FIELDS` lists the field order of the instrument messages (``hal``,
+  commit 0947fb0) and of the twin and calibration messages (``twin``, commit
+  1702319) as those branches declare them; once merged the objects arrive decoded
+  and the table is only a fallback (drop it, or keep it in step, when convenient).
 - :data:`TWIN_FIELDS` and :data:`POSTERIOR_FIELDS` name the attributes read from
-  the twin's prediction and the calibrator's posterior messages, by candidates,
-  because their classes do not exist yet. Put the real field names first.
+  the twin's prediction (``TwinPrediction``: ``t``, ``predicted``, ``residual``,
+  ``band`` the half-width, ``level``) and the calibrator's posterior
+  (``PosteriorUpdate``: ``parameters``, ``median``, ``q05``, ``q95``), by
+  candidates, real names first; the rest are for other producers.
 - :data:`TAG_HINTS`: live events are told apart by topic (``run/<id>/twin``,
   ``/posterior``, ``/drift``), but a run's recorded history (``runs.events``)
   carries no topic, so there the tag decides: put the real tags here.
@@ -82,6 +85,42 @@ PLAIN_FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "detail",
         "at",
     ),
+    # From branch `twin` (runtime/messages.py there, commit 1702319).
+    "twin.prediction": (
+        "run_id",
+        "seq",
+        "posterior",
+        "level",
+        "t",
+        "predicted",
+        "residual",
+        "band",
+    ),
+    "twin.data_issue": ("run_id", "seq", "kind", "count", "t_start", "t_end", "detail"),
+    "twin.drift": ("run_id", "t_start", "t", "fraction", "window", "level"),
+    "twin.drift_cleared": ("run_id", "t", "fraction"),
+    "calibration.posterior": (
+        "run_id",
+        "version",
+        "segment",
+        "method",
+        "t_end",
+        "samples",
+        "parameters",
+        "mean",
+        "median",
+        "q05",
+        "q95",
+        "loc",
+        "scale_tril",
+        "correlation",
+        "elbo",
+        "diagnostics",
+        "warnings",
+    ),
+    "calibration.diverged": ("run_id", "segment", "t_end", "reason", "kept_version"),
+    "calibration.skipped": ("run_id", "first", "last", "t_end", "reason"),
+    "calibration.started": ("run_id", "incarnation"),
 }
 
 # Candidate attribute names, best first, of the twin's lockstep prediction
@@ -94,13 +133,14 @@ TWIN_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "upper": ("I_hi", "I_upper", "upper", "hi", "band_hi", "q95", "p95"),
     "residual": ("residual", "residuals", "I_residual"),
     "measured": ("I", "I_meas", "I_measured", "measured"),
+    "band": ("band", "half_width"),  # the band as a half-width around the prediction
 }
 
 # Candidate names of the calibrator's posterior summary (topic run/<id>/posterior):
 # either parallel arrays (names, median, lower, upper[, truth]) or a map
 # ``parameters: {name: {median, lower, upper[, truth]}}``.
 POSTERIOR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
-    "names": ("names", "parameter_names", "params"),
+    "names": ("parameters", "names", "parameter_names", "params"),
     "parameters": ("parameters", "estimates", "summary"),
     "median": ("median", "medians", "q50", "p50"),
     "lower": ("lower", "lo", "q05", "p05", "low"),
@@ -110,10 +150,11 @@ POSTERIOR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-# What a tag contains, for each kind of twin message (see the module's notes).
+# What a tag contains, for each kind of twin message (see the module's notes); the
+# tags of branch `twin` are matched exactly first.
 TAG_HINTS: Final[dict[str, tuple[str, ...]]] = {
-    "twin": ("twin.prediction", "twin", "prediction"),
-    "posterior": ("posterior", "calibrat"),
+    "twin": ("twin.prediction", "prediction"),
+    "posterior": ("calibration.posterior", "posterior"),
     "drift": ("drift",),
 }
 
@@ -192,8 +233,10 @@ def _array(value: Any) -> FloatArray | None:
 class TwinPoints:
     """The twin's prediction over a stretch of samples (SI: s, V, A).
 
-    ``residual`` is measured minus predicted when the message carries it (or the
-    measured current), else None and the caller computes it against its samples.
+    ``E`` is NaN where the message carries no potential (the caller takes it from
+    its samples at the same times). ``residual`` is measured minus predicted when
+    the message carries it (or the measured current), else None and the caller
+    computes it against its samples. ``level``: the band's probability, when given.
     """
 
     t: FloatArray
@@ -202,6 +245,7 @@ class TwinPoints:
     lower: FloatArray
     upper: FloatArray
     residual: FloatArray | None
+    level: float | None = None
 
 
 def twin_points(msg: object) -> TwinPoints | None:
@@ -217,11 +261,23 @@ def twin_points(msg: object) -> TwinPoints | None:
         return value if value is not None and value.size == n else np.full(n, np.nan)
 
     lower, upper = sized(arrays["lower"]), sized(arrays["upper"])
+    band = arrays["band"]
+    if band is not None and band.size == n and arrays["lower"] is None:
+        lower, upper = predicted - band, predicted + band
     residual = arrays["residual"]
     if (residual is None or residual.size != n) and arrays["measured"] is not None:
         measured = arrays["measured"]
         residual = measured - predicted if measured.size == n else None
-    return TwinPoints(t, sized(arrays["E"]), predicted, lower, upper, residual)
+    level = fields.get("level")
+    return TwinPoints(
+        t,
+        sized(arrays["E"]),
+        predicted,
+        lower,
+        upper,
+        residual,
+        float(level) if isinstance(level, int | float) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from textual.widget import Widget
 
 from tui._run_model import ParameterTrack
 
-__all__ = ["ParameterPanel", "sparkline"]
+__all__ = ["ParameterPanel", "short_name", "sparkline"]
 
 _BLOCKS = np.array(list(" ▁▂▃▄▅▆▇█"))
 
@@ -34,6 +34,15 @@ def sparkline(values: npt.NDArray[np.float64], width: int) -> str:
     else:
         levels = 1 + np.rint((values - lo) / (hi - lo) * 7).astype(int)
     return "".join(_BLOCKS[levels])
+
+
+def short_name(name: str) -> str:
+    """A parameter's name without its group, for narrow panels.
+
+    >>> short_name("kinetics.k0"), short_name("species.O.D"), short_name("noise")
+    ('k0', 'O.D', 'noise')
+    """
+    return name.split(".", 1)[1] if "." in name else name
 
 
 def _number(value: float | None) -> str:
@@ -113,11 +122,11 @@ class ParameterPanel(Widget):
         for k, track in enumerate(self._tracks):
             if k:
                 text.append("\n")
-            text.append(f"{track.name} ", style="bold")
+            text.append(f"{short_name(track.name)} ", style="bold")
             text.append(_number(track.median))
             if track.truth is not None:
-                text.append("  truth ", style="dim")
-                text.append_text(Text.from_markup(self._truth(track)))
+                text.append_text(Text.from_markup(self._mark(track)))
+                text.append(f" truth {_number(track.truth)}", style="dim")
             interval = f"\n [{_number(track.lower)}, {_number(track.upper)}] "
             text.append(interval, style="dim")
             spark = sparkline(track.history.column("median"), max(0, width - len(interval) + 1))
@@ -125,7 +134,11 @@ class ParameterPanel(Widget):
         return text
 
     @staticmethod
-    def _truth(track: ParameterTrack) -> str:
+    def _mark(track: ParameterTrack) -> str:
+        """`` ✓`` when the interval covers the truth, `` ✗`` when not, ``""`` when unknown."""
         covered = _covers(track)
-        mark = "" if covered is None else (" [green]✓[/]" if covered else " [red]✗[/]")
-        return f"{_number(track.truth)}{mark}"
+        return "" if covered is None else (" [green]✓[/]" if covered else " [red]✗[/]")
+
+    @staticmethod
+    def _truth(track: ParameterTrack) -> str:
+        return f"{_number(track.truth)}{ParameterPanel._mark(track)}"

@@ -8,6 +8,7 @@ the sample rate. Version counters tell the screen what changed since it last dre
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -84,6 +85,10 @@ class RunModel:
         self.last_batch = -1
         self.sample_rate_hz: float | None = None
         self.drift = ""
+        self.band_level: float | None = None
+        self.posterior = ""
+        """The posterior shown: its version and method (``v12 svi``)."""
+        self._warned: set[str] = set()
         self.data_version = 0
         self.twin_version = 0
         self.params_version = 0
@@ -110,7 +115,10 @@ class RunModel:
         self.source = str(record.get("source", ""))
         self.name = str(record.get("name", ""))
         spec = record.get("spec")
-        self.instrument = spec_instrument(spec) or self.instrument
+        if not self.is_replay:
+            # A replay keeps its recording's spec, but no instrument: its e-stop must
+            # never reach the instrument the recording was made on (another run's now).
+            self.instrument = spec_instrument(spec) or self.instrument
         if isinstance(spec, dict):
             truth = spec.get("truth")
             if isinstance(truth, dict):
@@ -168,7 +176,24 @@ class RunModel:
         tag = tag_of(msg)
         if tag.startswith("instrument."):
             return self._instrument(tag, fields_of(msg))
-        kind = kind_of_tag(tag)
+        if tag in _TWIN_EVENTS:
+            return _TWIN_EVENTS[tag](self, fields_of(msg))
+        return self._by_kind(kind_of_tag(tag), msg)
+
+    def ingest_topic(self, topic: str, msg: object) -> list[LogLine]:
+        """Fold in a live message; the topic decides for a tag not known here."""
+        tag = tag_of(msg)
+        known = (
+            isinstance(msg, SampleBatch | RunStateChanged | RunCreated)
+            or tag in _TWIN_EVENTS
+            or tag.startswith("instrument.")
+            or kind_of_tag(tag)
+        )
+        if known:
+            return self.ingest(msg)
+        return self._by_kind(topic.rsplit("/", 1)[-1], msg)
+
+    def _by_kind(self, kind: str, msg: object) -> list[LogLine]:
         if kind == "twin":
             return self._twin(msg)
         if kind == "posterior":
@@ -176,16 +201,6 @@ class RunModel:
         if kind == "drift":
             return self._drift(msg)
         return []
-
-    def ingest_topic(self, topic: str, msg: object) -> list[LogLine]:
-        """Fold in a message by the topic it came on (for tags this build does not know)."""
-        if topic.endswith("/twin"):
-            return self._twin(msg)
-        if topic.endswith("/posterior"):
-            return self._posterior(msg)
-        if topic.endswith("/drift"):
-            return self._drift(msg)
-        return self.ingest(msg)
 
     def _samples(self, batch: SampleBatch) -> None:
         if batch.seq <= self.last_batch:
@@ -259,6 +274,14 @@ class RunModel:
         points = twin_points(msg)
         if points is None:
             return []
+        if points.level is not None:
+            self.band_level = points.level
+        E = points.E
+        if np.isnan(E).all():
+            # The prediction covers a batch of samples (same times): take their potential.
+            t, potential = self.samples.column("t"), self.samples.column("E")
+            if t.size >= 2:
+                E = np.interp(points.t, t, potential, left=np.nan, right=np.nan)
         residual = points.residual
         if residual is None:
             # Measured minus predicted at the twin's times, from the samples held here.
@@ -271,7 +294,7 @@ class RunModel:
         self.twin.extend(
             {
                 "t": points.t,
-                "E": points.E,
+                "E": E,
                 "predicted": points.predicted,
                 "lower": points.lower,
                 "upper": points.upper,
@@ -282,6 +305,14 @@ class RunModel:
         return []
 
     def _posterior(self, msg: object) -> list[LogLine]:
+        fields = fields_of(msg)
+        lines: list[LogLine] = []
+        if isinstance(fields.get("version"), int):
+            self.posterior = f"v{fields['version']} {fields.get('method', '')}".strip()
+        for warning in fields.get("warnings") or ():
+            if warning not in self._warned:
+                self._warned.add(str(warning))
+                lines.append(LogLine(None, "warning", f"calibration: {warning}"))
         _, estimates = posterior_estimates(msg)
         for estimate in estimates:
             track = self._track(estimate.name)
@@ -293,7 +324,62 @@ class RunModel:
             )
         if estimates:
             self.params_version += 1
-        return []
+        return lines
+
+    def _drift_detected(self, fields: dict[str, Any]) -> list[LogLine]:
+        fraction, window = float(fields.get("fraction", math.nan)), fields.get("window", "?")
+        level = float(fields.get("level", math.nan))
+        self.drift = f"{fraction:.0%} outside the {level:.0%} band"
+        self.status_version += 1
+        since = float(fields.get("t_start", math.nan))
+        return [
+            LogLine(
+                None,
+                "warning",
+                f"DRIFT: {fraction:.0%} of the last {window} samples outside the {level:.0%} "
+                f"band since t = {since:.1f} s: the model no longer describes the cell",
+            )
+        ]
+
+    def _drift_cleared(self, fields: dict[str, Any]) -> list[LogLine]:
+        self.drift = ""
+        self.status_version += 1
+        fraction = float(fields.get("fraction", math.nan))
+        return [LogLine(None, "info", f"drift cleared ({fraction:.0%} outside the band)")]
+
+    def _data_issue(self, fields: dict[str, Any]) -> list[LogLine]:
+        span = f"t {float(fields.get('t_start', 0)):.2f}-{float(fields.get('t_end', 0)):.2f} s"
+        detail = f": {fields['detail']}" if fields.get("detail") else ""
+        text = f"twin set aside {fields.get('count', '?')} samples ({fields.get('kind')}, {span})"
+        return [LogLine(None, "warning", text + detail)]
+
+    def _calibration_note(self, fields: dict[str, Any]) -> list[LogLine]:
+        if "kept_version" in fields:
+            return [
+                LogLine(
+                    None,
+                    "error",
+                    f"calibration diverged on segment {fields.get('segment')}: "
+                    f"{fields.get('reason')}; kept posterior v{fields.get('kept_version')}",
+                )
+            ]
+        if "first" in fields:
+            return [
+                LogLine(
+                    None,
+                    "warning",
+                    f"calibration skipped segments {fields.get('first')}-{fields.get('last')}: "
+                    f"{fields.get('reason')}",
+                )
+            ]
+        again = int(fields.get("incarnation", 1)) > 1
+        return [
+            LogLine(
+                None,
+                "warning" if again else "info",
+                "calibrator restarted" if again else "calibrator started",
+            )
+        ]
 
     def _drift(self, msg: object) -> list[LogLine]:
         fields = fields_of(msg)
@@ -310,6 +396,17 @@ class RunModel:
         if drifting is False:
             return []
         return [LogLine(_at(fields), "warning", f"drift: {self.drift}")]
+
+
+_TWIN_EVENTS: Final[dict[str, Callable[[RunModel, dict[str, Any]], list[LogLine]]]] = {
+    "twin.drift": RunModel._drift_detected,
+    "twin.drift_cleared": RunModel._drift_cleared,
+    "twin.data_issue": RunModel._data_issue,
+    "calibration.diverged": RunModel._calibration_note,
+    "calibration.skipped": RunModel._calibration_note,
+    "calibration.started": RunModel._calibration_note,
+}
+"""The twin's and calibrator's events other than predictions and posteriors, by tag."""
 
 
 def _is_number(value: object) -> bool:

@@ -116,15 +116,10 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_id}"
-        legend = Text.assemble(
-            ("━ measured ", MEASURED), ("━ twin ", PREDICTED), ("█ 90% band", BAND)
-        )
-        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend)
-        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend)
+        self._titles()
         self.query_one("#plot-residual", Plot).border_title = Text.assemble(
             "residual vs t  ", ("━ measured - twin", RESIDUAL)
         )
-        self.query_one("#params", ParameterPanel).border_title = "parameters"
         self.query_one("#run-log", RichLog).border_title = "events"
         link = link_of(self)
         self._subs = [
@@ -225,9 +220,21 @@ class RunScreen(Screen[None]):
             self.query_one("#run-status", StatusLine).show(self.status_text())
         if m.data_version != data or m.twin_version != twin:
             self._draw_plots()
+        if m.twin_version != twin or m.params_version != params:
+            self._titles()
         if m.params_version != params or m.status_version != status:
             self.query_one("#params", ParameterPanel).show(m.params.values())
         self._drawn = versions
+
+    def _titles(self) -> None:
+        """The plots' legends (with the band's probability) and the posterior's version."""
+        level = self.model.band_level
+        band = f"█ {level:.0%} band" if level is not None else "█ band"
+        legend = Text.assemble(("━ measured ", MEASURED), ("━ twin ", PREDICTED), (band, BAND))
+        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend)
+        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend)
+        posterior = f" ({self.model.posterior})" if self.model.posterior else ""
+        self.query_one("#params", ParameterPanel).border_title = f"parameters{posterior}"
 
     def _pace(self, now: float) -> None:
         """Hold the whole TUI to its CPU budget by drawing less often when it is exceeded.
@@ -296,6 +303,8 @@ class RunScreen(Screen[None]):
             )
         else:
             text.append("   no lag", style="dim")
+        if m.drift:
+            text.append(f"   DRIFT {m.drift}", style="bold yellow")
         if m.instrument:
             text.append(f"   instrument {m.instrument}")
         elif m.is_replay:
@@ -303,8 +312,6 @@ class RunScreen(Screen[None]):
         if self.frame_interval_s > self.DRAW_INTERVAL_S * 1.5:
             # Drawing less often to stay within the CPU budget (a very large terminal).
             text.append(f"   display {1 / self.frame_interval_s:.0f} Hz", style="dim")
-        if m.drift:
-            text.append(f"   drift: {m.drift}", style="yellow")
         return text
 
     # --- commands --------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,7 +110,8 @@ TREE: list[dict[str, Any]] = [
 def _record(run_id: str) -> dict[str, Any]:
     for run in RUNS:
         if run["id"] == run_id:
-            return {**run, "transitions": [], "spec": {"name": run["name"]}}
+            spec = {"name": run["name"], "instrument": "sim1", "truth": TRUTH}
+            return {**run, "transitions": [], "spec": spec}
     raise ApiError("not_found", f"no run {run_id!r}")
 
 
@@ -155,46 +155,61 @@ def cv_batches(
     return out
 
 
-@dataclass
-class Prediction:
-    """Stands in for the twin branch's prediction message (fields by the adapter's names)."""
+# The twin's and calibrator's messages as this build receives them until branch `twin`
+# is merged: plain [tag, field, ...] lists in the field order that branch declares
+# (TwinPrediction, PosteriorUpdate). Merged, they arrive as those classes, same fields.
 
-    t: np.ndarray
-    E: np.ndarray
-    I_pred: np.ndarray
-    I_lo: np.ndarray
-    I_hi: np.ndarray
+PARAMETERS = ("kinetics.k0", "kinetics.E0", "species.O.D", "noise")
+TRUTH = {"kinetics.k0": 1e-2, "kinetics.E0": 0.235, "species.O.D": 1e-9}
 
 
-@dataclass
-class Posterior:
-    """Stands in for the calibrator's posterior message."""
-
-    names: tuple[str, ...]
-    median: np.ndarray
-    q05: np.ndarray
-    q95: np.ndarray
-    truth: dict[str, float]
-
-
-def twin_for(batch: SampleBatch) -> Prediction:
-    """A prediction a little off the measurement, with a band of +-5% of the peak."""
-    predicted = np.asarray(batch.I) * 0.97 + 2e-8
-    return Prediction(
-        np.asarray(batch.t), np.asarray(batch.E), predicted, predicted - 8e-8, predicted + 8e-8
-    )
+def twin_for(batch: SampleBatch, level: float = 0.9) -> list[Any]:
+    """The twin's prediction for a batch: a little off the measurement, band +-80 nA."""
+    measured = np.asarray(batch.I)
+    predicted = measured * 0.97 + 2e-8
+    return [
+        "twin.prediction",
+        batch.run_id,
+        batch.seq,
+        3,
+        level,
+        np.asarray(batch.t),
+        predicted,
+        measured - predicted,
+        np.full(len(batch), 8e-8),
+    ]
 
 
-def posterior_at(k: int) -> Posterior:
-    """The k-th posterior update: k0 and alpha converging on their truths."""
+def posterior_at(run_id: str, k: int, warning: str = "") -> list[Any]:
+    """The k-th posterior update: k0 converging on its truth, E0's interval missing it.
+
+    (A ``warning`` is logged at the time it arrives: keep it out of snapshots.)
+    """
     shrink = 1.0 / (1 + k)
-    return Posterior(
-        ("k0", "alpha", "E0"),
-        np.array([1e-2 * (1 + 0.5 * shrink), 0.5 - 0.05 * shrink, 0.231]),
-        np.array([1e-2 * (1 - shrink), 0.5 - 0.2 * shrink, 0.229]),
-        np.array([1e-2 * (1 + 2 * shrink), 0.5 + 0.1 * shrink, 0.233]),
-        {"k0": 1e-2, "alpha": 0.5, "E0": 0.235},
-    )
+    median = np.array([1e-2 * (1 + 0.5 * shrink), 0.231, 1e-9 * (1 + 0.2 * shrink), 2e-9])
+    q05 = np.array([1e-2 * (1 - shrink / 2), 0.229, 0.8e-9, 1.8e-9])
+    q95 = np.array([1e-2 * (1 + 2 * shrink), 0.233, 1.3e-9, 2.2e-9])
+    empty = np.zeros(0)
+    return [
+        "calibration.posterior",
+        run_id,
+        k + 1,
+        k,
+        "svi",
+        0.5 * k,
+        400 * (k + 1),
+        PARAMETERS,
+        median,
+        median,
+        q05,
+        q95,
+        empty,
+        empty,
+        empty,
+        empty,
+        {},
+        (warning,) if warning else (),
+    ]
 
 
 def paused(run_id: str) -> RunStateChanged:

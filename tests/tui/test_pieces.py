@@ -244,3 +244,45 @@ def test_run_model_twin_residual_from_its_own_samples() -> None:
     )
     track = model.params["k0"]
     assert (track.median, track.truth, len(track.history)) == (2.0, 2.5, 1)
+
+
+def test_a_replay_is_bound_to_no_instrument_even_if_its_spec_names_one() -> None:
+    replay = RunModel("r3")
+    replay.apply_record({"state": "running", "source": "replay:r1", "spec": {"instrument": "sim1"}})
+    assert replay.instrument == ""
+    live = RunModel("r4")
+    live.apply_record({"state": "running", "source": "", "spec": {"instrument": "sim1"}})
+    assert live.instrument == "sim1"
+
+
+def test_real_twin_messages_as_plain_lists() -> None:
+    # The field order of branch `twin`, as they arrive before its classes are merged.
+    model = RunModel("r1")
+    batch = _batch(0, n=10)
+    model.ingest(batch)
+    t = np.asarray(batch.t)
+    predicted = np.asarray(batch.I) + 1e-9
+    model.ingest(
+        ["twin.prediction", "r1", 0, 2, 0.9, t, predicted, np.full(10, -1e-9), np.full(10, 5e-9)]
+    )
+    np.testing.assert_allclose(model.twin.column("upper") - model.twin.column("predicted"), 5e-9)
+    np.testing.assert_array_equal(model.twin.column("E"), np.asarray(batch.E))
+    assert model.band_level == 0.9
+    names = ("kinetics.k0", "noise")
+    arr = np.array
+    posterior = ["calibration.posterior", "r1", 4, 3, "laplace", 1.0, 100, names]
+    posterior += [arr([1.0, 2.0]), arr([1.1, 2.0]), arr([0.9, 1.9]), arr([1.3, 2.1])]
+    posterior += [np.zeros(0)] * 4 + [{}, ("weakly identified",)]
+    lines = model.ingest(posterior)
+    assert model.posterior == "v4 laplace"
+    assert model.params["kinetics.k0"].median == 1.1
+    assert [line.text for line in lines] == ["calibration: weakly identified"]
+    drift = model.ingest(["twin.drift", "r1", 1.0, 2.0, 0.5, 100, 0.9])
+    assert model.drift == "50% outside the 90% band"
+    assert "50% of the last 100 samples" in drift[0].text
+    model.ingest(["twin.drift_cleared", "r1", 3.0, 0.02])
+    assert model.drift == ""
+    issue = model.ingest(["twin.data_issue", "r1", 0, "flagged", 3, 0.1, 0.2, "compliance"])
+    assert "set aside 3 samples (flagged" in issue[0].text
+    diverged = model.ingest(["calibration.diverged", "r1", 5, 2.0, "nan in the loss", 4])
+    assert diverged[0].level == "error"

@@ -15,7 +15,9 @@ from ._daemon import run_async, screen_text
 from ._data import (
     AT,
     LIVE,
+    PARAMETERS,
     SOURCE,
+    TRUTH,
     cv_batches,
     fake_link,
     paused,
@@ -78,7 +80,8 @@ async def test_twin_band_residual_and_parameters_follow_their_topics() -> None:
         for k, batch in enumerate(cv_batches(LIVE, 20)):
             link.publish(f"run/{LIVE}/samples", batch)
             link.publish(f"run/{LIVE}/twin", twin_for(batch))
-            link.publish(f"run/{LIVE}/posterior", posterior_at(k))
+            warning = "k0 and alpha are not identifiable near the reversible limit"
+            link.publish(f"run/{LIVE}/posterior", posterior_at(LIVE, k, warning if k == 2 else ""))
         await pilot.pause(0.3)
         residual = screen.query_one("#plot-residual", Plot)
         assert residual.points == 2 + 2000  # the zero line and every twin point
@@ -87,13 +90,29 @@ async def test_twin_band_residual_and_parameters_follow_their_topics() -> None:
             screen.model.samples.column("I") * 0.03 - 2e-8,
             atol=1e-15,
         )
+        # The prediction carries no potential: it is taken from the samples it predicts.
+        np.testing.assert_array_equal(
+            screen.model.twin.column("E"), screen.model.samples.column("E")
+        )
         assert screen.query_one("#plot-e", Plot).points == 3 * 2000  # band, twin, measured
         panel = screen.query_one("#params", ParameterPanel)
-        assert [t.name for t in panel._tracks] == ["k0", "alpha", "E0"]
+        assert [t.name for t in panel._tracks] == list(PARAMETERS)
+        assert screen.model.params["kinetics.k0"].truth == TRUTH["kinetics.k0"]  # from the spec
+        assert len(screen.model.params["noise"].history) == 20
         text = screen_text(app)
-        assert "k0" in text
-        assert "E0" in text
+        assert "k0 0.01025 ✓ truth 0.01" in text
         assert "✗" in text  # E0's interval misses its truth
+        assert "90% band" in text
+        assert "parameters (v20 svi)" in text
+        logged = " ".join(" ".join(line.text for line in screen.query_one(RichLog).lines).split())
+        assert "not identifiable" in logged
+
+        link.publish(f"run/{LIVE}/drift", ["twin.drift", LIVE, 1.0, 2.0, 0.42, 200, 0.9])
+        await pilot.pause(0.3)
+        assert "DRIFT 42% outside the 90% band" in screen_text(app)
+        link.publish(f"run/{LIVE}/drift", ["twin.drift_cleared", LIVE, 3.0, 0.05])
+        await pilot.pause(0.3)
+        assert "DRIFT" not in screen_text(app).splitlines()[2]
 
 
 @run_async
@@ -111,7 +130,7 @@ async def test_pause_resume_and_the_questions_before_stop_and_abort() -> None:
         await pilot.press("p")
         await pilot.press("r")
         assert commands() == [("runs", "pause"), ("runs", "resume")]
-        assert link.calls[-2][2] == (LIVE, False)
+        assert next(c for c in link.calls if c[1] == "pause")[2] == (LIVE, False)
 
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)

@@ -47,7 +47,7 @@ async def _open_run(pilot: Pilot[Any], link: FakeLink, *, twin: bool = True) -> 
         if twin:
             link.publish(f"run/{LIVE}/twin", twin_for(batch))
             if k % 3 == 0:
-                link.publish(f"run/{LIVE}/posterior", posterior_at(k // 3))
+                link.publish(f"run/{LIVE}/posterior", posterior_at(LIVE, k // 3))
     link.publish(f"run/{LIVE}/state", paused(LIVE))
     await pilot.pause(0.3)
 
