@@ -18,6 +18,8 @@ def banner_text(status: ConnectionStatus) -> str:
     if status.connected:
         return ""
     if status.state == "connecting":
+        if status.message:
+            return f"⚠ {status.message} — retrying now (attempt {status.attempt})"
         again = f" (attempt {status.attempt})" if status.attempt > 1 else ""
         return f"connecting to the daemon at {status.address}…{again}"
     why = status.message or f"not connected to {status.address}"

@@ -235,8 +235,10 @@ class Connection:
         try:
             while True:
                 attempt += 1
+                # A retry keeps saying why the last attempt failed: the banner stays put.
+                why = self._status.message if self._status.state == "down" else ""
                 self._set_status(
-                    ConnectionStatus("connecting", self.address.describe(), "", attempt)
+                    ConnectionStatus("connecting", self.address.describe(), why, attempt)
                 )
                 reader = await self._open(attempt)
                 if reader is not None:

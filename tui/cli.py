@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 __all__ = ["configure", "run"]
 
@@ -25,8 +27,20 @@ def run(args: argparse.Namespace) -> int:
     and keeps retrying. A malformed ``--tcp`` is (``AddressError``, exit status 2).
     """
     # Textual is imported only when the TUI is used: `galvana --help` stays instant.
+    from textual.logging import TextualHandler  # noqa: PLC0415
+
     from tui._app import run_app  # noqa: PLC0415
 
+    # A log line written to the terminal would tear the screen: while the TUI runs,
+    # records go to Textual's log (its devtools console) instead.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (
+            sys.stderr,
+            sys.stdout,
+        ):
+            root.removeHandler(handler)
+    root.addHandler(TextualHandler())
     run_app(
         socket_path=args.socket, tcp=args.tcp, token=args.token, data=args.data, run_id=args.run_id
     )
