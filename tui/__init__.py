@@ -1,1 +1,39 @@
-"""The Textual terminal UI, a client of the actor message API."""
+"""The Textual terminal UI, a client of the actor message API.
+
+``galvana tui`` (or :func:`run_app`) opens it on a terminal. It depends on the
+runtime only through the client side: ``runtime.client``, ``runtime.api.protocol``,
+``runtime.codec`` and ``runtime.messages``.
+"""
+
+from tui._actors_screen import ActorsScreen
+from tui._app import GalvanaApp, run_app
+from tui._banner import ConnectionBanner
+from tui._connection import Address, Connection, ConnectionStatus, Link, Subscription
+from tui._parameters import ParameterPanel
+from tui._plot import Band, Line, Plot
+from tui._replay_screen import ReplayScreen
+from tui._run_model import RunModel
+from tui._run_screen import RunScreen
+from tui._runs_screen import RunsScreen
+from tui._status_line import StatusLine
+
+__all__ = [
+    "ActorsScreen",
+    "Address",
+    "Band",
+    "Connection",
+    "ConnectionBanner",
+    "ConnectionStatus",
+    "GalvanaApp",
+    "Line",
+    "Link",
+    "ParameterPanel",
+    "Plot",
+    "ReplayScreen",
+    "RunModel",
+    "RunScreen",
+    "RunsScreen",
+    "StatusLine",
+    "Subscription",
+    "run_app",
+]

@@ -1,0 +1,128 @@
+"""The TUI against a real daemon process: replay a recorded run, watch it, steer it.
+
+Until the simulated potentiostat and the twin are merged, a live run here is a
+replay of a recorded run at real speed: samples flow, and pause, resume, stop,
+abort and the emergency stop act on it as on any run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tui import Address, GalvanaApp, Plot, ReplayScreen, RunScreen, RunsScreen
+
+from ._daemon import Daemon, record_run, run_async, screen_text, until
+from .conftest import TOKEN
+
+
+@run_async
+async def test_replay_watch_pause_resume_and_emergency_stop(daemon: Daemon) -> None:
+    app = GalvanaApp(address=Address(socket_path=daemon.socket))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.screen.query_one("#runs").row_count >= 1, what="the runs")
+        assert "src" in screen_text(app)
+
+        await pilot.press("f4")  # replay: the recorded run, at 1x (40 s of samples)
+        await until(pilot, lambda: isinstance(app.screen, ReplayScreen))
+        await until(pilot, lambda: app.screen.query_one("#replay-runs").row_count == 1)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        plot = screen.query_one("#plot-e", Plot)
+
+        await until(pilot, lambda: plot.points >= 200, what="samples on the plot")
+        drawn = plot.draws
+        await until(pilot, lambda: plot.draws > drawn, what="the plot to update")
+        assert "RUNNING" in screen_text(app)
+        assert screen.model.cell == "none"  # a replay drives no cell
+
+        await pilot.press("p")  # pause at the next checkpoint (the next batch)
+        await until(pilot, lambda: screen.model.state == "paused", what="the pause")
+        assert "paused at a checkpoint" in screen_text(app)
+        held = screen.model.samples.total
+        await pilot.pause(1.5)
+        assert screen.model.samples.total == held  # really paused
+
+        await pilot.press("r")
+        await until(pilot, lambda: screen.model.state == "running", what="the resume")
+        await until(pilot, lambda: screen.model.samples.total > held, what="samples again")
+
+        await pilot.press("E")  # no question asked
+        await until(pilot, lambda: screen.model.state == "aborted", what="the emergency stop")
+        assert screen.model.cell == "off"
+        text = screen_text(app)
+        assert "ABORTED" in text
+        assert "emergency stop (TUI)" in text
+        assert "cell ○ off" in text
+        record = daemon.call("runs", "show", screen.run_id)
+        assert isinstance(record, dict)
+        assert (record["state"], record["reason"]) == ("aborted", "emergency stop (TUI)")
+
+        # What the TUI drew is what the daemon recorded (a batch the replay thread
+        # published as the abort landed may arrive just after the state change).
+        def recorded() -> int:
+            shown = daemon.call("runs", "show", screen.run_id)
+            assert isinstance(shown, dict)
+            return int(shown["samples"])
+
+        await until(pilot, lambda: screen.model.samples.total == recorded(), what="all samples")
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        await until(pilot, lambda: "aborted" in screen_text(app), what="the table to follow")
+
+
+@run_async
+async def test_a_finished_run_opens_with_its_recorded_samples(daemon: Daemon) -> None:
+    app = GalvanaApp(address=Address(socket_path=daemon.socket), run_id="src")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await until(pilot, lambda: screen.model.samples.total == 4000, what="the history")
+        np.testing.assert_allclose(screen.model.samples.column("t")[:3], [0.0, 0.01, 0.02])
+        await until(pilot, lambda: screen.query_one("#plot-e", Plot).points == 4000)
+        assert "COMPLETED" in screen_text(app)
+
+
+@run_async
+async def test_wrong_token_is_one_clear_line_and_the_right_one_connects(daemon: Daemon) -> None:
+    assert daemon.tcp is not None
+    wrong = GalvanaApp(address=Address(tcp=daemon.tcp, token="wrong"))
+    async with wrong.run_test(size=(100, 24)) as pilot:
+        await until(pilot, lambda: wrong.connection_status.state == "down", what="a refusal")
+        text = screen_text(wrong)
+        assert "refused this client" in text
+        assert "--token" in text
+        assert "Traceback" not in text
+    right = GalvanaApp(address=Address(tcp=daemon.tcp, token=TOKEN))
+    async with right.run_test(size=(100, 24)) as pilot:
+        await until(pilot, lambda: right.screen.query_one("#runs").row_count >= 1)
+
+
+@run_async
+async def test_no_daemon_then_a_daemon_the_tui_connects_by_itself(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "d"
+    record_run(data, batches=2)
+    app = GalvanaApp(address=Address(socket_path=data / "galvana.sock"))
+    later = Daemon(data)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(pilot, lambda: app.connection_status.state == "down", what="the failure")
+        text = screen_text(app)
+        assert "no daemon socket at" in text
+        assert "retrying in" in text
+        later.start()
+        try:
+            await pilot.press("ctrl+r")  # retry now rather than at the next attempt
+            await until(pilot, lambda: app.connection_status.connected, what="the connection")
+            await until(pilot, lambda: app.screen.query_one("#runs").row_count == 1)
+            assert "no daemon socket" not in screen_text(app)
+            # The daemon goes away: the banner says so, and it comes back with the daemon.
+            later.stop()
+            await until(pilot, lambda: not app.connection_status.connected, what="the loss")
+            assert "retrying in" in screen_text(app)
+            later.start()
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.connection_status.connected, what="the reconnection")
+        finally:
+            later.stop()

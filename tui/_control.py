@@ -1,0 +1,104 @@
+"""Steering a run from the TUI: pause, resume, stop, abort and the emergency stop.
+
+Each returns what a person should read afterwards, in words; API refusals
+(``conflict``: the run already ended, ...) are raised as :class:`ApiError` for the
+screen to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from runtime.errors import ApiError
+from tui._connection import Link
+
+__all__ = [
+    "ESTOP_REASON",
+    "abort_run",
+    "emergency_stop",
+    "pause_run",
+    "resume_run",
+    "stop_run",
+]
+
+ESTOP_REASON: Final = "emergency stop (TUI)"
+
+
+async def pause_run(link: Link, run_id: str, *, immediate: bool = False) -> dict[str, Any]:
+    """Pause at the next checkpoint, or at once when ``immediate``; the run's record."""
+    result: dict[str, Any] = await link.call("runs", "pause", run_id, immediate)
+    return result
+
+
+async def resume_run(link: Link, run_id: str) -> dict[str, Any]:
+    """Resume a paused run (or withdraw a pause not yet reached)."""
+    result: dict[str, Any] = await link.call("runs", "resume", run_id)
+    return result
+
+
+async def stop_run(link: Link, run_id: str) -> dict[str, Any]:
+    """Finish cleanly (the cell off); the run ends ``stopped``."""
+    result: dict[str, Any] = await link.call("runs", "stop", run_id)
+    return result
+
+
+async def abort_run(
+    link: Link, run_id: str, reason: str = "aborted from the TUI"
+) -> dict[str, Any]:
+    """The cell off at once; the run ends ``aborted`` with ``reason``."""
+    try:
+        # The run actor itself takes a reason, which the record then shows.
+        result: dict[str, Any] = await link.call(f"run/{run_id}", "abort", reason=reason)
+    except ApiError as exc:
+        if exc.code != "not_found":
+            raise
+        result = await link.call("runs", "abort", run_id)  # its actor is gone: let runs answer
+    return result
+
+
+async def emergency_stop(link: Link, run_id: str, instrument_id: str = "") -> list[str]:
+    """Cut the cell now: the instrument's emergency stop and the run's abort, together.
+
+    Never asks, never waits for one before sending the other. The instrument's
+    ``emergency_stop`` (branch ``hal``: it goes straight to the safety interlock,
+    bypassing the actor's mailbox) is called when the run's instrument is known;
+    where the daemon does not expose it (yet), the run's abort alone turns the cell
+    off, and the notes say so. THE HOOK: once the instrument actor exposes
+    ``emergency_stop`` over the API (path ``instrument/<id>``), nothing here changes;
+    if it lands under another name, change ``_INSTRUMENT_ESTOP``.
+    """
+    calls: list[Any] = [abort_run(link, run_id, ESTOP_REASON)]
+    if instrument_id:
+        calls.append(
+            link.call(f"instrument/{instrument_id}", _INSTRUMENT_ESTOP, ESTOP_REASON, timeout=5.0)
+        )
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    notes: list[str] = []
+    aborted = results[0]
+    if isinstance(aborted, ApiError):
+        if aborted.code == "conflict":
+            notes.append(f"the run had already ended ({aborted})")
+        else:
+            notes.append(f"ABORT FAILED: {aborted.code}: {aborted}")
+    elif isinstance(aborted, BaseException):
+        notes.append(f"ABORT FAILED: {aborted}")
+    else:
+        notes.append(f"run {run_id} aborted: {aborted.get('state', '?')}")
+    if instrument_id:
+        tripped = results[1]
+        if isinstance(tripped, ApiError) and tripped.code == "not_found":
+            notes.append(
+                f"instrument {instrument_id} has no emergency stop on the API; "
+                "the run's abort turned its cell off"
+            )
+        elif isinstance(tripped, BaseException):
+            notes.append(f"INSTRUMENT EMERGENCY STOP FAILED on {instrument_id}: {tripped}")
+        else:
+            notes.append(f"instrument {instrument_id}: emergency stop latched, cell off")
+    else:
+        notes.append("no instrument bound to this run: the run's abort turned the cell off")
+    return notes
+
+
+_INSTRUMENT_ESTOP: Final = "emergency_stop"
