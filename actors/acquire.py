@@ -30,6 +30,7 @@ from actors.run import RunContext
 from hal.driver import Settings
 from hal.errors import HalError
 from hal.waveform import Piecewise
+from physics import Scenario, simulate_trace
 from physics.waveforms import segments
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
@@ -46,9 +47,18 @@ from runtime.messages import (
 )
 from twins.spec import Protocol
 
-__all__ = ["AcquireProcedure", "protocol_waveform"]
+__all__ = ["AcquireProcedure", "cycle_origin", "expected_current_range", "protocol_waveform"]
 
 logger = logging.getLogger("galvana.acquire")
+
+
+def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
+    """A current range (A) for measuring ``protocol`` on a cell like ``model``: the model's
+    peak current times ``headroom`` (drift, a prior far from the truth). A range chosen
+    this way keeps the range-proportional noise of the instrument near its floor."""
+    t, E = protocol.trace()
+    peak = float(np.max(np.abs(simulate_trace(model, t, E).I)))
+    return max(peak * headroom, 1e-9)
 
 
 def cycle_origin(protocol: Protocol, cycle: int) -> float:
@@ -98,6 +108,7 @@ class AcquireProcedure:
         instrument_id: str,
         protocol: Protocol,
         emergency_stop: Callable[[str], object],
+        current_range: float | None = None,
         instrument_path: str = "",
     ) -> None:
         self.context = context
@@ -107,6 +118,7 @@ class AcquireProcedure:
         self._emergency_stop = emergency_stop
         self.instrument_id = instrument_id
         self.protocol = protocol
+        self.current_range = current_range
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
         self._lock = threading.Lock()
         self._cycle = 0  # the cycle the samples are in
@@ -180,7 +192,10 @@ class AcquireProcedure:
             self._acquiring = True
         try:
             client = self._client()
-            client.program(waveform, Settings(sample_rate=self.protocol.sample_rate))
+            settings = Settings(
+                sample_rate=self.protocol.sample_rate, current_range=self.current_range
+            )
+            client.program(waveform, settings)
             client.start()
         except (HalError, CallError) as exc:
             with self._lock:

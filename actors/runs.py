@@ -340,7 +340,7 @@ def _twin_children(twin: Any, run_id: str, bus: Any) -> tuple[ChildSpec, ...]:
 
 def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:
     """The procedure of a twin run: its protocol, on the instrument its spec names."""
-    from actors.acquire import AcquireProcedure  # noqa: PLC0415 - see _twin_spec
+    from actors.acquire import AcquireProcedure, expected_current_range  # noqa: PLC0415
 
     twin = _twin_spec(spec)
     if twin is None:
@@ -352,6 +352,7 @@ def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Servi
         instrument_id=twin.instrument,
         protocol=twin.protocol,
         emergency_stop=services.interlocks[twin.instrument].emergency_stop,
+        current_range=expected_current_range(twin.protocol, twin.model),
     )
 
 

@@ -34,7 +34,7 @@ class _Command(Protocol):
 # name -> (module, attribute or "" for the module itself, one-line help).
 # Listed in `galvana --help` in this order.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("runtime.cli", "DEMO", "run the demo: daemon, simulated potentiostat and live twin"),
+    "demo": ("runtime.demo", "", "run the demo: daemon, simulated potentiostat and live twin"),
     "daemon": ("runtime.daemon", "", "run the daemon in the foreground"),
     "simulate": ("physics.cli", "", "simulate a scenario (YAML): current trace, peaks, CSV"),
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
@@ -143,17 +143,6 @@ class _Bench:
         return 0
 
 
-class _Demo:
-    @staticmethod
-    def configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--headless", action="store_true", help="progress lines, no TUI")
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        print("galvana demo: the demo arrives with the daemon; try `galvana bench runtime`.")
-        return 0
-
-
 class _Doctor:
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
@@ -199,7 +188,7 @@ class _Doctor:
         return 1 if "missing" in report.values() else 0
 
 
-BENCH, DEMO, DOCTOR = _Bench, _Demo, _Doctor
+BENCH, DOCTOR = _Bench, _Doctor
 
 if __name__ == "__main__":
     sys.exit(main())

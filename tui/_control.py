@@ -60,19 +60,13 @@ async def abort_run(
 async def emergency_stop(link: Link, run_id: str, instrument_id: str = "") -> list[str]:
     """Cut the cell now: the instrument's emergency stop and the run's abort, together.
 
-    Never asks, never waits for one before sending the other. The instrument's
-    ``emergency_stop`` (branch ``hal``: it goes straight to the safety interlock,
-    bypassing the actor's mailbox) is called when the run's instrument is known;
-    where the daemon does not expose it (yet), the run's abort alone turns the cell
-    off, and the notes say so. THE HOOK: once the instrument actor exposes
-    ``emergency_stop`` over the API (path ``instrument/<id>``), nothing here changes;
-    if it lands under another name, change ``_INSTRUMENT_ESTOP``.
+    Never asks, never waits for one before sending the other. The instruments
+    supervisor's ``estop`` goes straight to the instrument's safety interlock (never
+    through the instrument actor's mailbox); the run's abort also turns the cell off.
     """
     calls: list[Any] = [abort_run(link, run_id, ESTOP_REASON)]
     if instrument_id:
-        calls.append(
-            link.call(f"instrument/{instrument_id}", _INSTRUMENT_ESTOP, ESTOP_REASON, timeout=5.0)
-        )
+        calls.append(link.call("instruments", "estop", instrument_id, ESTOP_REASON, timeout=5.0))
     results = await asyncio.gather(*calls, return_exceptions=True)
     notes: list[str] = []
     aborted = results[0]
@@ -99,6 +93,3 @@ async def emergency_stop(link: Link, run_id: str, instrument_id: str = "") -> li
     else:
         notes.append("no instrument bound to this run: the run's abort turned the cell off")
     return notes
-
-
-_INSTRUMENT_ESTOP: Final = "emergency_stop"
