@@ -3,7 +3,7 @@
 The public API::
 
     import twins
-    spec = twins.load_twin_spec("examples/twin-quasi-reversible.yaml")
+    spec = twins.load_twin_spec("examples/twins/quasi-reversible.yaml")
     twin = twins.LockstepTwin(spec, run_id)            # predict(batch) -> prediction, events
     calibrator = twins.OnlineCalibrator(spec, run_id)  # update(segment) -> posterior | why not
     twins.suggest_next_experiment(spec, candidates, parameters=["kinetics.k0"])

@@ -15,7 +15,7 @@ from twins.spec import BetaPrior, HalfNormalPrior, LogNormalPrior, load_twin_spe
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["twin-ferrocene.yaml", "twin-quasi-reversible.yaml"])
+@pytest.mark.parametrize("name", ["twins/ferrocene-fouling.yaml", "twins/quasi-reversible.yaml"])
 def test_example_twin_specs_load(name: str) -> None:
     spec = load_twin_spec(EXAMPLES / name)
     assert spec.calibrate is not None
