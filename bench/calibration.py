@@ -18,6 +18,10 @@ says.)
 - (d) speed: the wall time of each posterior refresh after a CV cycle with four
   parameters (plus the noise sd) on one core (``refresh_s``, the median after the
   first; ``refresh_s_p95``, ``refresh_cpu_s`` the process CPU time).
+- with ``--nuts``: the reference. NUTS on all of seed 0's data from rest with the spec's
+  priors, against the online posterior: ``nuts_width_ratio`` (online 90 % interval width
+  over NUTS's), ``nuts_median_shift`` (online median minus NUTS median, in online
+  interval widths), ``nuts_r_hat_max``, ``nuts_s``.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=100, help="noise draws for coverage")
     parser.add_argument("--cycles", type=int, default=30, help="CV cycles for tracking")
     parser.add_argument("--tracking-seeds", type=int, default=5, help="noise draws for tracking")
+    parser.add_argument(
+        "--nuts", action="store_true", help="also compare with a NUTS reference (minutes)"
+    )
 
 
 def identifiable_spec() -> TwinSpec:
@@ -169,7 +176,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     figures.update(_accuracy_and_coverage(seeds))
     figures.update(_tracking(cycles, tracking_seeds))
+    if getattr(args, "nuts", False):
+        figures.update(_nuts_reference(quick=args.quick))
     return figures
+
+
+def _nuts_reference(*, quick: bool) -> dict[str, Any]:
+    spec = identifiable_spec()
+    t, E, clean = true_current(spec, TRUTH, refine=2.0)
+    y = clean + np.random.default_rng(0).normal(0.0, NOISE, t.size)
+    cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+    segmenter = Segmenter(spec)
+    calibrator = OnlineCalibrator(spec, "bench")
+    online = None
+    for b in _batches(t, E, y, 250):
+        for segment in segmenter.feed(cleaner.clean(b.seq, b.t, b.E, b.I, b.flags)):
+            online = calibrator.update(segment)
+    assert isinstance(online, PosteriorUpdate)
+    draws = 30 if quick else 150
+    start = time.perf_counter()
+    ref = calibrator.reference(warmup=draws, samples=draws, chains=2)
+    elapsed = time.perf_counter() - start
+    names = [SHORT[n] for n in online.parameters]
+    width = online.q95 - online.q05
+    r_hat = ref.diagnostics["r_hat"]
+    assert isinstance(r_hat, dict)
+    return {
+        "nuts_width_ratio": {
+            n: float(w / (r1 - r0))
+            for n, w, r0, r1 in zip(names, width, ref.q05, ref.q95, strict=True)
+        },
+        "nuts_median_shift": {
+            n: float((m - r) / w)
+            for n, m, r, w in zip(names, online.median, ref.median, width, strict=True)
+        },
+        "nuts_r_hat_max": max(float(v) for v in r_hat.values()),
+        "nuts_divergences": ref.diagnostics["divergences"],
+        "nuts_draws": 2 * draws,
+        "nuts_s": elapsed,
+    }
 
 
 def _accuracy_and_coverage(seeds: int) -> dict[str, Any]:

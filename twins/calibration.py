@@ -85,7 +85,11 @@ _PYRO_LOCK = threading.Lock()
 _MAX_EVALUATIONS = 30  # engine runs the mode search may take
 _CONVERGED = 1e-6  # squared Newton decrement (posterior sd units) at which it stops
 _ACCEPTABLE = 1e-2  # ... and above which the fit is not trusted
-_SVI_LR = 0.02  # Adam's step, in posterior sds (the SVI runs in whitened coordinates)
+# SGD's step size, in posterior sds (the SVI runs in whitened coordinates). Plain SGD,
+# not Adam: with one-sample ELBO gradients, whose noise is skewed (chi-square-like for
+# the scales), Adam's normalized steps follow the noise's median rather than its mean
+# and widened the posterior by 5-25 % in 20 steps; SGD's expected step is unbiased.
+_SVI_LR = 0.01
 _MIN_SAMPLES_PER_COORDINATE = 3
 
 
@@ -328,9 +332,9 @@ def svi_refine(
     noise: float | None = None,
 ) -> Fit:
     """Refine a Gaussian posterior by SVI (Pyro's ``Trace_ELBO``, a full-covariance
-    Gaussian guide, Adam) in the whitened coordinates of ``start``. Returns the guide as
-    a Gaussian over ``z`` and the ELBO trace; raises :class:`InferenceError` when the
-    ELBO stops being finite or falls away."""
+    Gaussian guide, SGD with iterate averaging) in the whitened coordinates of ``start``.
+    Returns the averaged guide as a Gaussian over ``z`` and the ELBO trace; raises
+    :class:`InferenceError` when the ELBO stops being finite or falls away."""
     model = _model(data, param, prior, start, noise)
     D = param.dim
     a = torch.zeros(D, dtype=_F64, requires_grad=True)
@@ -342,7 +346,11 @@ def svi_refine(
     def guide() -> None:
         pyro.sample("w", dist.MultivariateNormal(a, scale_tril=lower(raw)))
 
-    optimizer = torch.optim.Adam([a, raw], lr=_SVI_LR)
+    optimizer = torch.optim.SGD([a, raw], lr=_SVI_LR)
+    # Polyak averaging: the mean of the iterates has the noise of one step divided by
+    # the number of steps.
+    a_sum = torch.zeros_like(a)
+    raw_sum = torch.zeros_like(raw)
     loss_fn = Trace_ELBO()
     trace = np.zeros(steps)
     with seeded(seed):
@@ -357,6 +365,8 @@ def svi_refine(
             loss.backward()
             optimizer.step()
             trace[k] = -float(loss.detach())
+            a_sum += a.detach()
+            raw_sum += raw.detach()
     if steps >= 8:
         # A falling ELBO beyond its own noise means the optimizer is leaving the mode.
         head, tail = trace[: steps // 4], trace[-(steps // 4) :]
@@ -366,9 +376,11 @@ def svi_refine(
                 f"SVI diverged: the ELBO fell from {head.mean():.6g} to {tail.mean():.6g}"
             )
     with torch.no_grad():
-        B = lower(raw).numpy()
+        count = max(steps, 1)
+        B = lower(raw_sum / count).numpy() if steps else np.eye(D)
+        shift = (a_sum / count).numpy()
         L = start.scale_tril
-        gaussian = Gaussian(start.loc + L @ a.detach().numpy(), L @ B)
+        gaussian = Gaussian(start.loc + L @ shift, L @ B)
     if not (np.all(np.isfinite(gaussian.loc)) and np.all(np.isfinite(gaussian.scale_tril))):
         raise InferenceError("SVI produced a non-finite posterior")
     return Fit(gaussian, trace, {"svi_steps": steps})
