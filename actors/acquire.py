@@ -128,6 +128,7 @@ class AcquireProcedure:
         self._stopping = False  # an end we asked for: not a failure
         self._pause_at_checkpoint = False
         self._finished = False
+        self._restarted = False  # the instrument actor came back; its link is not up yet
         self._sub: Subscription | None = None
         self._watch: Subscription | None = None
         self._thread: threading.Thread | None = None
@@ -249,7 +250,9 @@ class AcquireProcedure:
                 self._acquiring = False
             self.context.report("suspend", f"instrument {self.instrument_id} restarting")
         elif isinstance(event, ActorStarted) and event.path == self.instrument_path:
-            self.context.report("unsuspend", f"instrument {self.instrument_id} restarting")
+            # The new incarnation connects on its own thread: the run waits for its link.
+            with self._lock:
+                self._restarted = True
 
     def _handle(self, msg: Any) -> None:
         if isinstance(msg, SampleBatch):
@@ -263,6 +266,10 @@ class AcquireProcedure:
             self.context.report("suspend", f"instrument {self.instrument_id} link down")
         elif isinstance(msg, InstrumentLinkUp):
             self.context.report("unsuspend", f"instrument {self.instrument_id} link down")
+            with self._lock:
+                restarted, self._restarted = self._restarted, False
+            if restarted:
+                self.context.report("unsuspend", f"instrument {self.instrument_id} restarting")
         elif isinstance(msg, StreamStalled):
             self.context.report("suspend", f"instrument {self.instrument_id} stream stalled")
         elif isinstance(msg, StreamResumed):

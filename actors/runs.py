@@ -213,14 +213,20 @@ class Runs(Supervisor):
         return self._record(run_id).as_plain()
 
     @exposed
-    def replay(self, run_id: str, speed: float | str = "max") -> dict[str, Any]:
-        """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or 'max')."""
+    def replay(
+        self, run_id: str, speed: float | str = "max", model: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or
+        'max'). ``model``: another twin spec, or a scenario to use as the model, instead of
+        the recorded run's own."""
         source = self._record(run_id)
         if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
             raise CallError(
                 "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
             )
         spec = dict(source.spec) if isinstance(source.spec, dict) else {}
+        if model is not None:
+            spec = _with_model(spec, model)
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
 
@@ -315,6 +321,17 @@ def _decoded_events(store: EventStore, stream: str) -> Iterator[object]:
             logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
 
 
+def _with_model(spec: dict[str, Any], model: object) -> dict[str, Any]:
+    """``spec`` with another model: a whole twin spec (it has a ``protocol``), or a scenario."""
+    if not isinstance(model, dict):
+        raise CallError(
+            "bad_request", f"model must be a twin spec or a scenario (a map), got {model!r}"
+        )
+    if "protocol" in model:
+        return dict(model)
+    return {**spec, "model": model}
+
+
 def _twin_spec(spec: dict[str, Any]) -> Any:
     """The validated twin spec when ``spec`` has a model (None otherwise); refuses a bad one."""
     if "model" not in spec:
@@ -323,8 +340,10 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
     from twins.errors import TwinError  # noqa: PLC0415
     from twins.spec import load_twin_spec  # noqa: PLC0415
 
+    # `replay` and `procedure` say how the samples come; the rest is the twin spec.
+    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure")}
     try:
-        return load_twin_spec(spec)
+        return load_twin_spec(twin)
     except TwinError as exc:
         raise CallError("bad_request", f"twin spec: {exc}") from None
 

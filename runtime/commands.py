@@ -154,6 +154,19 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
+def _read_model(path: Path) -> dict[str, Any]:
+    """A ``--model`` file: a twin spec (its model read in), or a scenario."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GalvanaError(f"cannot read --model {path}: {exc}") from None
+    if isinstance(doc, dict) and "protocol" in doc:
+        return read_twin_spec(path)
+    if not isinstance(doc, dict):
+        raise GalvanaError(f"--model {path}: expected a twin spec or a scenario (a map)")
+    return doc
+
+
 class _Estop:
     """``galvana estop [INSTRUMENT]``: every cell (or one) off at once; never asks."""
 
@@ -193,6 +206,10 @@ class _Replay:
         )
         parser.add_argument("--run", help="with LOGDIR: the run in it to replay")
         parser.add_argument(
+            "--model",
+            help="a twin spec or scenario (YAML) to replay into instead of the recorded one",
+        )
+        parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
         _connection_options(parser)
@@ -210,7 +227,8 @@ class _Replay:
             if (log_dir / "events.lmdb").exists():
                 record = daemon.call("runs", "replay_log", str(log_dir.resolve()), args.run, speed)
             else:
-                record = daemon.call("runs", "replay", args.run_id, speed)
+                model = _read_model(Path(args.model)) if args.model else None
+                record = daemon.call("runs", "replay", args.run_id, speed, model)
             _show_run(record, args.json)
         return 0
 

@@ -322,6 +322,19 @@ class Supervisor(Actor):
         self._children.remove(child)
         return None
 
+    @exposed(name="kill")
+    def kill_child(self, child_id: str) -> dict[str, Any]:
+        """Kill a running child as a crash would (OTP's ``exit(Pid, kill)``): it stops,
+        exits ``killed``, and its restart type and this supervisor's strategy decide
+        what happens next (an operator's tool, and how tests prove recovery)."""
+        child = self._find(child_id)
+        if child is None or child.state != "running":
+            state = "absent" if child is None else child.state
+            raise CallError("not_found", f"{self.path} has no running child {child_id!r} ({state})")
+        self._terminate(child, as_killed="killed on request")
+        self._after_exit(child, ExitReason("killed", "killed on request"))
+        return {"child": self._path_of(child), "state": child.state}
+
     def which_children(self) -> list[ChildInfo]:
         """A snapshot of every child, in start order."""
         return [self._info(c) for c in self._children]
@@ -388,8 +401,11 @@ class Supervisor(Actor):
         self._publish(ActorStarted(link.path, child.incarnation, utc_now()))
         return None
 
-    def _terminate(self, child: _Child) -> None:
-        """Stop a running child within its shutdown timeout, or abandon it."""
+    def _terminate(self, child: _Child, *, as_killed: str = "") -> None:
+        """Stop a running child within its shutdown timeout, or abandon it.
+
+        ``as_killed``: record the exit as ``killed`` with this detail (an operator's kill).
+        """
         link, ref = child.link, child.ref
         assert link is not None
         assert ref is not None
@@ -398,6 +414,8 @@ class Supervisor(Actor):
         ref.stop(block=False)
         if link.exited.wait(child.spec.shutdown_s):
             reason = link.reason or ExitReason("shutdown")
+            if as_killed:
+                reason = ExitReason("killed", as_killed)
         else:
             self._kill(link)
             reason = ExitReason(

@@ -123,3 +123,67 @@ def test_emergency_stop_aborts_the_run_and_turns_the_cell_off(daemon: Daemon) ->
         assert client.call("instruments", "estop", "sim")[0]["cell_off"] is True
         client.call("instruments", "reset", "sim")
         assert client.call("instruments", "list")[0]["state"] in ("idle", "armed")
+
+
+def test_a_killed_instrument_actor_is_restarted_and_the_run_resumes(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "start", twin_spec(cycles=4))["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
+        client.call("instruments", "kill", "sim")
+        wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="the end")
+        shown = client.call("runs", "show", run_id)
+        tree = client.call("", "tree")
+    transitions = [tuple(t) for t in shown["transitions"]]
+    assert ("paused", "suspended: instrument sim restarting") in transitions
+    assert ("running", "resumed: instrument sim restarting cleared") in transitions
+    instruments = next(n for n in tree if n["id"] == "instruments")
+    sim = instruments["children"][0]
+    assert (sim["id"], sim["state"], sim["restarts"], sim["incarnation"]) == (
+        "sim",
+        "running",
+        1,
+        2,
+    )
+    assert sim["last_failure"] == "killed on request"
+
+
+def _fingerprint(events: list[Any]) -> tuple[list[bytes], list[bytes]]:
+    """The twin's predictions and the calibrator's posteriors, byte for byte (the run id,
+    which differs between runs by design, left out)."""
+    from dataclasses import replace
+
+    from runtime.codec import encode
+
+    def anonymous(kind: type) -> list[bytes]:
+        return [encode(replace(m, run_id="")) for m in events if isinstance(m, kind)]
+
+    return anonymous(TwinPrediction), anonymous(PosteriorUpdate)
+
+
+def test_replays_of_a_twin_run_are_bit_identical(daemon: Daemon, tmp_path: Path) -> None:
+    with daemon.client() as client:
+        source = client.call("runs", "start", twin_spec(cycles=2))["id"]
+        wait_until(lambda: state(client, source) == "completed", timeout=120, what="the run")
+        replays = []
+        for _ in range(2):
+            run_id = client.call("runs", "replay", source, "max")["id"]
+            wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="a replay")
+            replays.append(run_id)
+        original = _fingerprint(messages(client, source))
+        first, second = (_fingerprint(messages(client, r)) for r in replays)
+    assert len(first[1]) >= 2  # posteriors were computed
+    assert first == second  # same log, model and seed: the same bytes
+    assert first == original  # and the live run computed exactly that too
+
+    other = tmp_path / "model.yaml"
+    model = yaml.safe_load((ROOT / "examples" / "simulated-cell.yaml").read_text())
+    model["kinetics"]["alpha"] = 0.4
+    other.write_text(yaml.safe_dump(model))
+    out = daemon.cli("replay", source, "--model", str(other), "--json")
+    assert out.returncode == 0, out.stderr
+    with daemon.client() as client:
+        run_id = json.loads(out.stdout)["id"]
+        wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="the replay")
+        assert client.call("runs", "show", run_id)["spec"]["model"]["kinetics"]["alpha"] == 0.4
+        different = _fingerprint(messages(client, run_id))
+    assert different[0] != first[0]  # another model predicts otherwise

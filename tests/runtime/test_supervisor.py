@@ -366,3 +366,24 @@ def test_started_events_carry_paths_of_nested_supervisors(journal: Journal) -> N
     started = [m.path for _, m in events.drain() if isinstance(m, ActorStarted)]
     assert started == ["root/runs/leaf", "root/runs"]
     root.stop()
+
+
+def test_kill_is_a_crash_as_far_as_restart_types_go(journal: Journal) -> None:
+    bus = EventBus()
+    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=100)
+    spec = SupervisorSpec(
+        backoff=FAST, children=(probe(journal, "p"), probe(journal, "t", "transient"))
+    )
+    sup = start_supervisor(spec, bus=bus)
+    ref = sup.actor_ref
+    from runtime.messages import ApiCall
+
+    ref.ask(ApiCall("kill", ("t",), {}), timeout=5)  # transient: an abnormal exit restarts it
+    settle(sup, {"p": 1, "t": 2})
+    exits = [m for _, m in events.drain() if isinstance(m, ActorExited)]
+    assert [(e.path, e.reason, e.detail) for e in exits] == [
+        ("root/t", "killed", "killed on request")
+    ]
+    with pytest.raises(Exception, match="has no running child 'nope'"):
+        ref.ask(ApiCall("kill", ("nope",), {}), timeout=5)
+    sup.stop()
