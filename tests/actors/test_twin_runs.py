@@ -166,9 +166,13 @@ def test_replays_of_a_twin_run_are_bit_identical(daemon: Daemon, tmp_path: Path)
         wait_until(lambda: state(client, source) == "completed", timeout=120, what="the run")
         replays = []
         for _ in range(2):
-            run_id = client.call("runs", "replay", source, "max")["id"]
-            wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="a replay")
-            replays.append(run_id)
+            replay_id = client.call("runs", "replay", source, "max")["id"]
+            wait_until(
+                lambda rid=replay_id: state(client, rid) == "completed",
+                timeout=120,
+                what="a replay",
+            )
+            replays.append(replay_id)
         original = _fingerprint(messages(client, source))
         first, second = (_fingerprint(messages(client, r)) for r in replays)
     assert len(first[1]) >= 2  # posteriors were computed
