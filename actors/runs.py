@@ -183,6 +183,12 @@ class Runs(Supervisor):
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
         twin = _twin_spec(spec)
+        if kind == "acquire" and twin is None:
+            raise CallError(
+                "bad_request",
+                "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
+                "calibrate), or `replay:`; see examples/twins/",
+            )
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()

@@ -214,8 +214,12 @@ def test_daemon_survives_garbage_clients_and_bad_calls(daemon: Daemon) -> None:
             client.call("runs", "show", "nope")
         with pytest.raises(ApiError, match="a run spec is a map"):
             client.call("runs", "start", [1, 2])
-        with pytest.raises(ApiError, match="procedure 'acquire' is not available"):
+        with pytest.raises(ApiError, match="a run spec needs a `model:`"):
             client.call("runs", "start", {"name": "x"})
+        with pytest.raises(ApiError, match="procedure 'brew' is not available here"):
+            client.call("runs", "start", {"name": "x", "procedure": "brew"})
+        with pytest.raises(ApiError, match="twin spec: "):
+            client.call("runs", "start", {"name": "x", "model": {"mechanism": "Z"}})
         assert client.call("runs", "list")[0]["id"] == "src"
     assert daemon.proc is not None
     assert daemon.proc.poll() is None
@@ -239,7 +243,9 @@ def test_actors_command_shows_the_tree(daemon: Daemon) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "root"
-    assert [line.split()[0] for line in lines[1:5]] == ["recorder", "instruments", "runs", "api"]
+    top = [line.split()[0] for line in lines[1:] if line.startswith("  ") and line[2] != " "]
+    assert top == ["recorder", "instruments", "runs", "api"]
+    assert any(line.startswith("    sim ") for line in lines)  # the simulated potentiostat
 
 
 def test_clients_without_a_daemon_get_one_clear_line(tmp_path: Path) -> None:

@@ -126,3 +126,39 @@ async def test_no_daemon_then_a_daemon_the_tui_connects_by_itself(tmp_path) -> N
             await until(pilot, lambda: app.connection_status.connected, what="the reconnection")
         finally:
             later.stop()
+
+
+@run_async
+async def test_a_twin_run_on_the_simulated_potentiostat_emergency_stopped(daemon: Daemon) -> None:
+    """The daemon's simulated potentiostat, a twin run: the plot fills with the measured
+    current and the twin's prediction, the parameters appear, and E turns the cell off."""
+    from tests.actors.test_twin_runs import twin_spec
+
+    record = daemon.call("runs", "start", twin_spec(cycles=6))
+    assert isinstance(record, dict)
+    app = GalvanaApp(address=Address(socket_path=daemon.socket), run_id=record["id"])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        plot = screen.query_one("#plot-e", Plot)
+        await until(pilot, lambda: plot.points >= 100, what="measured samples on the plot")
+        await until(pilot, lambda: screen.model.cell == "on", what="the cell on")
+        await until(
+            pilot, lambda: "kinetics.E0" in screen.model.params, timeout=60, what="a posterior"
+        )
+        track = screen.model.params["kinetics.E0"]
+        assert track.lower <= track.median <= track.upper
+        assert abs(track.median - 0.2) < 0.02  # the simulated cell's E0, from a 0.18 V prior
+        await until(pilot, lambda: "E0" in screen_text(app), what="the parameter panel")
+
+        await pilot.press("E")  # no question asked
+        await until(pilot, lambda: screen.model.state == "aborted", what="the emergency stop")
+        assert screen.model.cell == "off"
+    shown = daemon.call("runs", "show", record["id"])
+    assert isinstance(shown, dict)
+    assert shown["state"] == "aborted"
+    instruments = daemon.call("instruments", "list")
+    assert isinstance(instruments, list)
+    assert instruments[0]["state"] == "tripped"  # the interlock latched: the cell is off
+    daemon.call("instruments", "reset", "sim")

@@ -162,9 +162,10 @@ async def test_emergency_stop_never_asks() -> None:
         await pilot.press("E")
         await pilot.pause()
         assert app.screen is screen  # no question
-        sent = [(c[0], c[1], c[3]) for c in link.calls if "abort" in c[1] or "emergency" in c[1]]
-        assert (f"run/{LIVE}", "abort", {"reason": "emergency stop (TUI)"}) in sent
-        assert ("instrument/sim1", "emergency_stop", {}) in sent
+        sent = [(c[0], c[1], c[2], c[3]) for c in link.calls if c[1] in ("abort", "estop")]
+        assert (f"run/{LIVE}", "abort", (), {"reason": "emergency stop (TUI)"}) in sent
+        # Straight to the instrument's interlock, through the instruments supervisor.
+        assert ("instruments", "estop", ("sim1", "emergency stop (TUI)"), {}) in sent
         # The fake daemon has no instrument estop: the screen says the abort did it.
         log = screen.query_one("#run-log", RichLog)
         logged = " ".join(" ".join(line.text for line in log.lines).split())
