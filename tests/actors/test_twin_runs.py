@@ -191,3 +191,30 @@ def test_replays_of_a_twin_run_are_bit_identical(daemon: Daemon, tmp_path: Path)
         assert client.call("runs", "show", run_id)["spec"]["model"]["kinetics"]["alpha"] == 0.4
         different = _fingerprint(messages(client, run_id))
     assert different[0] != first[0]  # another model predicts otherwise
+
+
+def test_run_start_from_a_spec_file_reads_its_model_in(daemon: Daemon, tmp_path: Path) -> None:
+    spec = twin_spec(cycles=2)
+    (tmp_path / "cell.yaml").write_text(yaml.safe_dump(spec.pop("model")))
+    spec["model"] = "cell.yaml"  # relative to the spec file, which the daemon never sees
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump(spec))
+    out = daemon.cli("run", "start", str(tmp_path / "twin.yaml"), "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["state"] == "running"
+    aborted = daemon.cli("run", "abort", run["id"], "--json")
+    assert json.loads(aborted.stdout)["state"] == "aborted"
+    (tmp_path / "bad.yaml").write_text(
+        yaml.safe_dump(
+            {
+                **spec,
+                "calibrate": {
+                    "parameters": {"kinetics.k9": {"dist": "normal", "mean": 0, "sd": 1}}
+                },
+            }
+        )
+    )
+    bad = daemon.cli("run", "start", str(tmp_path / "bad.yaml"))
+    assert bad.returncode == 2
+    assert "kinetics.k9" in bad.stderr
+    assert "Traceback" not in bad.stderr
