@@ -368,8 +368,7 @@ class InstrumentActor(Actor):
                     InstrumentLinkUp(self.id, run_id, identity, attempts, utc_now())
                 )
                 attempts, reported_down = 0, False
-                if not self.interlock.retry_cell_off():
-                    logger.error("instrument %s: cell-off still unconfirmed", self.id)
+                self._confirm_cell_off()
             if self._acquiring:
                 self._stream()
                 continue
@@ -383,6 +382,30 @@ class InstrumentActor(Actor):
                 except HalError as exc:
                     self._link_down(f"idle check failed: {exc}")
                     reported_down = True
+
+    def _confirm_cell_off(self) -> None:
+        """After a reconnect: a trip whose cell-off could not reach the instrument is
+        retried first, and its confirmation published (SafetyTripped, cell_off True)."""
+        trip = self.interlock.trip_record
+        if trip is None or self.interlock.cell_off_confirmed:
+            return
+        if not self.interlock.retry_cell_off():
+            logger.error("instrument %s: the cell-off is still unconfirmed", self.id)
+            return
+        with self._lock:
+            run_id = self._run_id if self._acquiring else ""
+        self._publish_state(
+            SafetyTripped(
+                self.id,
+                run_id,
+                trip.limit,
+                trip.value,
+                trip.accepted,
+                f"{trip.detail}; cell-off confirmed after reconnecting",
+                True,
+                utc_now(),
+            )
+        )
 
     def _stream(self) -> None:
         try:

@@ -17,7 +17,7 @@ from pyvisa.resources import MessageBasedResource
 
 from hal.errors import InstrumentOpenError, LinkError
 
-__all__ = ["VISA_ERRORS", "open_resource", "visa_errors_as_link_errors"]
+__all__ = ["VISA_ERRORS", "drain", "open_resource", "visa_errors_as_link_errors"]
 
 logger = logging.getLogger("galvana.hal.visa")
 
@@ -69,11 +69,11 @@ def open_resource(
             attempts.append((backend, f"{type(res).__name__} is not message-based"))
             continue
         try:
-            # pyvisa-py "opens" a socket whose connection was refused; a device clear
-            # touches the wire, so a dead resource fails here with its reason.
-            res.clear()
-        except NotImplementedError:
-            pass  # a backend without device clear (pyvisa-sim) has no wire to check
+            if backend == "@py" and resource.upper().endswith("::SOCKET"):
+                # pyvisa-py "opens" a socket whose connection was refused; an empty
+                # line (which SCPI ignores) touches the wire and fails with the reason.
+                # Not a device clear: pyvisa-py's spins forever on a closed socket.
+                res.write("")
         except VISA_ERRORS as exc:
             with contextlib.suppress(*VISA_ERRORS):
                 res.close()
@@ -92,3 +92,27 @@ def visa_errors_as_link_errors(what: str) -> Iterator[None]:
     except VISA_ERRORS as exc:
         description = getattr(exc, "description", "") or str(exc) or type(exc).__name__
         raise LinkError(f"{what}: {description}") from exc
+
+
+def drain(res: MessageBasedResource, *, quiet_s: float = 0.1, limit: int = 1000) -> bytes:
+    """Read and discard what is in flight until the line stays quiet for ``quiet_s``.
+
+    Used instead of a device clear after a bad reply (pyvisa-py's clear never returns
+    on a socket the peer closed). Returns the first bytes discarded, for the log.
+    """
+    discarded = bytearray()
+    previous = res.timeout
+    res.timeout = max(1, round(quiet_s * 1000))
+    try:
+        for _ in range(limit):
+            try:
+                chunk = bytes(res.read_raw())
+            except pyvisa.errors.VisaIOError:
+                break  # quiet: the line is drained
+            if not chunk:
+                break
+            if len(discarded) < 256:
+                discarded.extend(chunk[: 256 - len(discarded)])
+    finally:
+        res.timeout = previous
+    return bytes(discarded)

@@ -32,7 +32,7 @@ from pyvisa.resources import MessageBasedResource
 
 from hal.driver import KNOWN_FLAGS, Capabilities, Flag, Identity, LatencyProfile, Samples, Settings
 from hal.drivers._scpi import ScpiLink
-from hal.drivers._visa import VISA_ERRORS, visa_errors_as_link_errors
+from hal.drivers._visa import VISA_ERRORS, drain, visa_errors_as_link_errors
 from hal.errors import InstrumentError, LinkError, ProtocolError
 from hal.waveform import Waveform, breakpoints, initial_potential, period
 
@@ -332,7 +332,7 @@ class ScpiPotentiostat:
         with visa_errors_as_link_errors(
             f"{self.resource}: no answer after a truncated reply {raw[:20]!r}"
         ):
-            res.clear()
+            drain(res)
             reply = res.query("*OPC?")
         if reply.strip() != "1":
             raise LinkError(f"{self.resource}: out of step after a bad reply (got {reply!r})")

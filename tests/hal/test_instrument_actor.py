@@ -313,3 +313,25 @@ def test_an_unreachable_instrument_is_reported_down_and_retried() -> None:
     finally:
         client.ref.stop()
         bus.close()
+
+
+def test_a_trip_while_the_link_is_down_cuts_the_cell_on_reconnect(paced: Rig) -> None:
+    paced.client.program(CV, SETTINGS)
+    paced.client.start("run-6")
+    paced.samples.receive(timeout=10)
+    paced.server.drop_connections(refuse_s=3.0)  # nothing reaches the instrument for 3 s
+    paced.wait_for(InstrumentLinkDown)
+    trip = paced.client.emergency_stop("operator, link down")
+    assert not trip.cell_off  # could not be confirmed: the instrument is unreachable
+    first = paced.wait_for(SafetyTripped)
+    assert isinstance(first, SafetyTripped)
+    assert not first.cell_off
+    confirmed = paced.wait_for(SafetyTripped)  # after the reconnect
+    assert isinstance(confirmed, SafetyTripped)
+    assert confirmed.cell_off
+    assert "confirmed after reconnecting" in confirmed.detail
+    assert not paced.sim.output_on
+    ended = paced.wait_for(AcquisitionEnded)
+    assert isinstance(ended, AcquisitionEnded)
+    assert ended.reason == "tripped"
+    paced.client.reset_interlock()  # allowed once the cell-off is confirmed
