@@ -42,6 +42,7 @@ from runtime.messages import (
     InstrumentLinkUp,
     SafetyTripped,
     SampleBatch,
+    SimulatedTruth,
     StreamResumed,
     StreamStalled,
 )
@@ -109,6 +110,7 @@ class AcquireProcedure:
         protocol: Protocol,
         emergency_stop: Callable[[str], object],
         current_range: float | None = None,
+        truth: Callable[[], dict[str, float] | None] | None = None,
         instrument_path: str = "",
     ) -> None:
         self.context = context
@@ -119,6 +121,7 @@ class AcquireProcedure:
         self.instrument_id = instrument_id
         self.protocol = protocol
         self.current_range = current_range
+        self._truth = truth
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
         self._lock = threading.Lock()
         self._cycle = 0  # the cycle the samples are in
@@ -198,10 +201,21 @@ class AcquireProcedure:
             )
             client.program(waveform, settings)
             client.start()
+            self._publish_truth(cycle)
         except (HalError, CallError) as exc:
             with self._lock:
                 self._acquiring = False
             self.context.report("failed", f"instrument {self.instrument_id}: {exc}")
+
+    def _publish_truth(self, cycle: int) -> None:
+        """A simulated cell's hidden parameters for this cycle, for people to compare."""
+        values = self._truth() if self._truth is not None else None
+        if values:
+            names = tuple(sorted(values))
+            truth = SimulatedTruth(
+                self.context.run_id, cycle, names, np.array([values[n] for n in names], dtype=float)
+            )
+            self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
 
     def _halt(self) -> None:
         with self._lock:

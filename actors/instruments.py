@@ -109,6 +109,7 @@ class SimulatorPark:
 
     def __init__(self) -> None:
         self._servers: list[Any] = []
+        self._instruments: dict[str, Any] = {}  # id -> SimPotentiostat
 
     def serve(self, setup: InstrumentSetup) -> str:
         """Start a simulated potentiostat for ``setup``; returns its VISA resource."""
@@ -124,7 +125,13 @@ class SimulatorPark:
         )
         server = ScpiServer(instrument, port=0).start()
         self._servers.append(server)
+        self._instruments[setup.id] = instrument
         return str(server.resource)
+
+    def truth(self, instrument_id: str) -> dict[str, float] | None:
+        """The simulated cell's parameters now (None for an instrument that is not simulated)."""
+        instrument = self._instruments.get(instrument_id)
+        return None if instrument is None else dict(instrument.model.parameters())
 
     def close(self) -> None:
         """Stop every simulated potentiostat."""

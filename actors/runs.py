@@ -378,6 +378,7 @@ def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Servi
         protocol=twin.protocol,
         emergency_stop=services.interlocks[twin.instrument].emergency_stop,
         current_range=expected_current_range(twin.protocol, twin.model),
+        truth=lambda: services.truth(twin.instrument),
     )
 
 

@@ -36,6 +36,8 @@ class Services:
     # instrument id -> its interlock (hal.safety.Interlock); they outlive actor restarts.
     interlocks: dict[str, Any] = field(default_factory=dict)
     procedures: dict[str, ProcedureMaker] = field(default_factory=dict)
+    # The hidden truth of a simulated instrument's cell (None for real instruments).
+    truth: Callable[[str], dict[str, float] | None] = lambda _instrument_id: None
 
     def instrument(self, instrument_id: str) -> Any:
         """A client (``actors.instrument.InstrumentClient``) of a running instrument."""

@@ -189,6 +189,7 @@ def _tree(
     setups = parse_instruments(config.instruments, config.config_dir)
     instruments, interlocks = build_instruments(setups, park)
     services.interlocks.update(interlocks)
+    services.truth = park.truth
     api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
     return SupervisorSpec(

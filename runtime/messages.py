@@ -25,6 +25,7 @@ __all__ = [
     "RunState",
     "RunStateChanged",
     "SampleBatch",
+    "SimulatedTruth",
     "SupervisorGaveUp",
     "SystemNote",
     "utc_now",
@@ -182,6 +183,18 @@ class ProcedureReport:
     run_id: str
     kind: Literal["checkpoint", "done", "failed", "aborted", "suspend", "unsuspend"]
     reason: str
+
+
+@message("sim.truth")
+class SimulatedTruth:
+    """The hidden true parameters of a simulated cell as a cycle of run ``run_id``
+    starts (SI, key paths such as ``kinetics.k0``): shown beside the estimates, never
+    given to the calibrator."""
+
+    run_id: str
+    cycle: int
+    parameters: tuple[str, ...]
+    values: F64Array1D
 
 
 # --- the actor message API -----------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from runtime.messages import RunCreated, RunStateChanged, SampleBatch
+from runtime.messages import RunCreated, RunStateChanged, SampleBatch, SimulatedTruth
 from tui._adapters import (
     fields_of,
     kind_of_tag,
@@ -169,6 +169,13 @@ class RunModel:
                 "error" if msg.state in ("aborted", "failed") else "info"
             )
             return [LogLine(msg.at, level, f"{msg.previous} → {msg.state}: {msg.reason}")]
+        if isinstance(msg, SimulatedTruth):
+            # A simulated cell's hidden truth, which drifts from cycle to cycle.
+            for name, value in zip(msg.parameters, msg.values.tolist(), strict=True):
+                self.truth[name] = value
+                if name in self.params:
+                    self.params[name].truth = value
+            return []
         if isinstance(msg, RunCreated):
             self.source = msg.source
             origin = f" from {msg.source}" if msg.source else ""
@@ -184,7 +191,7 @@ class RunModel:
         """Fold in a live message; the topic decides for a tag not known here."""
         tag = tag_of(msg)
         known = (
-            isinstance(msg, SampleBatch | RunStateChanged | RunCreated)
+            isinstance(msg, SampleBatch | RunStateChanged | RunCreated | SimulatedTruth)
             or tag in _TWIN_EVENTS
             or tag.startswith("instrument.")
             or kind_of_tag(tag)

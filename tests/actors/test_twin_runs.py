@@ -14,7 +14,7 @@ import yaml
 
 from runtime.client import Client
 from runtime.codec import message_from_plain
-from runtime.messages import PosteriorUpdate, RunStateChanged, TwinPrediction
+from runtime.messages import PosteriorUpdate, RunStateChanged, SimulatedTruth, TwinPrediction
 
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon
@@ -93,6 +93,11 @@ def test_a_twin_run_follows_the_simulated_cell_and_calibrates(daemon: Daemon) ->
     assert e0 == pytest.approx(0.2, abs=0.01)  # the hidden truth, from a 0.18 V prior
     states = [(m.previous, m.state) for m in events if isinstance(m, RunStateChanged)]
     assert states == [("idle", "running"), ("running", "completed")]
+    truths = [m for m in events if isinstance(m, SimulatedTruth)]
+    assert [t.cycle for t in truths] == [0, 1, 2]  # one per cycle, for people to compare
+    truth = dict(zip(truths[0].parameters, truths[0].values, strict=True))
+    assert truth["kinetics.E0"] == pytest.approx(0.2)
+    assert truth["kinetics.k0"] == pytest.approx(1e-4)  # 0.01 cm/s
 
 
 def test_deferred_pause_waits_for_the_end_of_the_cycle(daemon: Daemon) -> None:

@@ -150,6 +150,7 @@ async def test_a_twin_run_on_the_simulated_potentiostat_emergency_stopped(daemon
         track = screen.model.params["kinetics.E0"]
         assert track.lower <= track.median <= track.upper
         assert abs(track.median - 0.2) < 0.02  # the simulated cell's E0, from a 0.18 V prior
+        assert track.truth == 0.2  # the hidden truth, published by the simulated instrument
         await until(pilot, lambda: "E0" in screen_text(app), what="the parameter panel")
 
         await pilot.press("E")  # no question asked
