@@ -188,6 +188,10 @@ class SimPotentiostat:
                     f"drift parameter {d.parameter!r} is not a parameter of the model; "
                     f"accepted: {', '.join(known)}"
                 )
+            # Try the change now (and undo it): a model refuses parameters it cannot
+            # drift, and it had better say so before the first acquisition.
+            model.set_parameters({d.parameter: known[d.parameter] * (1.0 + d.per_cycle)})
+            model.set_parameters({d.parameter: known[d.parameter]})
         self.model = model
         self.noise = noise or NoiseSpec()
         self.drift = tuple(drift)
