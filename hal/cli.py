@@ -2,7 +2,9 @@
 
 ``galvana instrument serve [--port 5025] [--scenario FILE] [--rate HZ] [--speed X]
 [--drift NAME=FRACTION] ...`` serves a simulated potentiostat over SCPI on
-127.0.0.1 until interrupted; its first line of output says where::
+127.0.0.1 until interrupted. The hidden true cell is the physics engine simulating
+``--scenario`` (default ``examples/simulated-cell.yaml``), or with ``--model
+randles`` the built-in Randles cell. Its first line of output says where::
 
     galvana instrument serve: listening on 127.0.0.1:5025 (TCPIP0::127.0.0.1::5025::SOCKET)
 

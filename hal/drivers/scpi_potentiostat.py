@@ -34,16 +34,13 @@ from hal.driver import KNOWN_FLAGS, Capabilities, Flag, Identity, LatencyProfile
 from hal.drivers._scpi import ScpiLink
 from hal.drivers._visa import VISA_ERRORS, drain, visa_errors_as_link_errors
 from hal.errors import InstrumentError, LinkError, ProtocolError
+from hal.records import RECORD
 from hal.waveform import Waveform, breakpoints, initial_potential, period
 
-__all__ = ["RECORD", "ScpiPotentiostat"]
+__all__ = ["ScpiPotentiostat"]
 
 logger = logging.getLogger("galvana.hal.scpi")
 
-RECORD = np.dtype(
-    [("n", "<u4"), ("t", "<f8"), ("E", "<f8"), ("I", "<f8"), ("flags", "u1")], align=False
-)
-"""A sample record in a ``FETCh:NEW?`` block (see :mod:`hal.sim.scpi`)."""
 
 # Replies outside these are out of range, whatever the instrument: no potentiostat
 # applies a kilovolt or passes ten amperes through a cell.

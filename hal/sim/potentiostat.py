@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from hal.driver import Flag
 from hal.errors import SimulatorError
+from hal.records import RECORD
 from hal.sim.models import CurrentModel
 from hal.waveform import potential_at
 
@@ -56,10 +57,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-RECORD = np.dtype(
-    [("n", "<u4"), ("t", "<f8"), ("E", "<f8"), ("I", "<f8"), ("flags", "u1")], align=False
-)
-"""One sample on the wire: sample number, t (s), E (V), I (A), flags; 29 bytes, little-endian."""
 
 CURRENT_RANGES: tuple[float, ...] = tuple(10.0**k for k in range(-9, 0))
 """The simulated instrument's current ranges, full scale (A): 1 nA to 100 mA."""
@@ -188,6 +185,10 @@ class SimPotentiostat:
                     f"drift parameter {d.parameter!r} is not a parameter of the model; "
                     f"accepted: {', '.join(known)}"
                 )
+            # Try the change now (and undo it): a model refuses parameters it cannot
+            # drift, and it had better say so before the first acquisition.
+            model.set_parameters({d.parameter: known[d.parameter] * (1.0 + d.per_cycle)})
+            model.set_parameters({d.parameter: known[d.parameter]})
         self.model = model
         self.noise = noise or NoiseSpec()
         self.drift = tuple(drift)

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hal.errors import SimulatorError
+from hal.records import ieee_block
 from hal.sim.potentiostat import (
     CURRENT_RANGES,
     E_LIMIT,
@@ -65,7 +66,7 @@ from hal.sim.potentiostat import (
     SimPotentiostat,
 )
 
-__all__ = ["GARBAGE", "VERSION", "ScpiSession", "ServerHooks", "ieee_block", "is_truncated"]
+__all__ = ["GARBAGE", "VERSION", "ScpiSession", "ServerHooks", "is_truncated"]
 
 logger = logging.getLogger("galvana.hal.sim")
 
@@ -73,12 +74,6 @@ VERSION = "1.0"
 DEFAULT_FETCH = 65536
 GARBAGE = b"\x8f\x00GARBAGE\xfe\x12zz!!\r\x7f"
 """What a garbage reply looks like (then ``\\n``): no block header, bytes no parser takes."""
-
-
-def ieee_block(payload: bytes) -> bytes:
-    """An IEEE 488.2 definite-length block: ``#<digits of len><len><payload>``."""
-    length = str(len(payload)).encode()
-    return b"#" + str(len(length)).encode() + length + payload
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from actors.instrument import (
+    InstrumentActor,
     InstrumentClient,
     InstrumentConfig,
     ReconnectPolicy,
@@ -39,6 +40,7 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
+from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
 
 LIMITS = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
@@ -335,3 +337,31 @@ def test_a_trip_while_the_link_is_down_cuts_the_cell_on_reconnect(paced: Rig) ->
     assert isinstance(ended, AcquisitionEnded)
     assert ended.reason == "tripped"
     paced.client.reset_interlock()  # allowed once the cell-off is confirmed
+
+
+def test_supervised_under_the_instruments_supervisor() -> None:
+    sim = SimPotentiostat(RandlesModel(), speed=0)
+    with ScpiServer(sim, port=0) as server:
+        interlock = Interlock(ScpiPotentiostat(server.resource, timeout_s=1.0), LIMITS)
+        bus = EventBus()
+        state = bus.subscribe(state_topic("bench-1"), mode="lossless")
+        config = InstrumentConfig("bench-1", interlock)
+        root = start_supervisor(
+            SupervisorSpec(children=(ChildSpec("bench-1", InstrumentActor, (config,)),)), bus=bus
+        )
+        try:
+            _, msg = state.receive(timeout=20)
+            assert isinstance(msg, InstrumentLinkUp)
+            client = InstrumentClient(root.child_ref("bench-1"), interlock)
+            client.program(LinearSweep(0.0, 0.2, 0.2), SETTINGS)
+            client.start("run-7")
+            sim_ended = None
+            while sim_ended is None:
+                _, msg = state.receive(timeout=20)
+                if isinstance(msg, AcquisitionEnded):
+                    sim_ended = msg
+            assert (sim_ended.reason, sim_ended.samples) == ("completed", 1000)
+            assert [c.state for c in root.which_children()] == ["running"]
+        finally:
+            root.stop()
+            bus.close()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.instrument import InstrumentConfig, start_instrument, state_topic
-from hal.driver import Samples, Settings
+from hal.driver import Driver, Samples, Settings
 from hal.drivers.methodscript import MethodScriptPotentiostat
 from hal.errors import InstrumentError, InstrumentOpenError, LinkError, UnsupportedWaveformError
 from hal.methodscript import PacketParser, encode_packets, literal, parse_literal, script_for
@@ -167,6 +167,7 @@ def pty() -> Iterator[PtyRig]:
 
 def test_identify_over_the_serial_device_file(pty: PtyRig) -> None:
     assert pty.path.startswith("/dev/")
+    assert isinstance(pty.driver, Driver)
     ident = pty.driver.identify()
     assert ident.vendor == "PalmSens"
     assert ident.firmware == "galvsim1.0"

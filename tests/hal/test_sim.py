@@ -9,6 +9,7 @@ import pytest
 
 from hal.driver import Flag
 from hal.errors import SimulatorError
+from hal.records import RECORD
 from hal.sim import (
     DriftSpec,
     NoiseSpec,
@@ -17,7 +18,6 @@ from hal.sim import (
     ScpiServer,
     SimPotentiostat,
 )
-from hal.sim.potentiostat import RECORD
 from hal.waveform import CyclicVoltammetry, LinearSweep, breakpoints, period
 
 
