@@ -131,7 +131,10 @@ class AcquireProcedure:
         self._stopping = False  # an end we asked for: not a failure
         self._pause_at_checkpoint = False
         self._finished = False
-        self._restarted = False  # the instrument actor came back; its link is not up yet
+        # An instrument restart: it went down; since then, it started and its link came up.
+        self._down = False
+        self._restarted = False
+        self._link_back = False
         self._sub: Subscription | None = None
         self._watch: Subscription | None = None
         self._thread: threading.Thread | None = None
@@ -262,11 +265,22 @@ class AcquireProcedure:
         if isinstance(event, ActorExited) and event.path == self.instrument_path:
             with self._lock:
                 self._acquiring = False
+                self._down, self._restarted, self._link_back = True, False, False
             self.context.report("suspend", f"instrument {self.instrument_id} restarting")
         elif isinstance(event, ActorStarted) and event.path == self.instrument_path:
-            # The new incarnation connects on its own thread: the run waits for its link.
             with self._lock:
                 self._restarted = True
+            self._maybe_back()
+
+    def _maybe_back(self) -> None:
+        """The restarted instrument is usable once it runs *and* its link is up; the two
+        events come from different threads, in either order."""
+        with self._lock:
+            back = self._down and self._restarted and self._link_back
+            if back:
+                self._down = False
+        if back:
+            self.context.report("unsuspend", f"instrument {self.instrument_id} restarting")
 
     def _handle(self, msg: Any) -> None:
         if isinstance(msg, SampleBatch):
@@ -281,9 +295,8 @@ class AcquireProcedure:
         elif isinstance(msg, InstrumentLinkUp):
             self.context.report("unsuspend", f"instrument {self.instrument_id} link down")
             with self._lock:
-                restarted, self._restarted = self._restarted, False
-            if restarted:
-                self.context.report("unsuspend", f"instrument {self.instrument_id} restarting")
+                self._link_back = self._down
+            self._maybe_back()
         elif isinstance(msg, StreamStalled):
             self.context.report("suspend", f"instrument {self.instrument_id} stream stalled")
         elif isinstance(msg, StreamResumed):
