@@ -51,6 +51,8 @@ async def test_replay_watch_pause_resume_and_emergency_stop(daemon: Daemon) -> N
         await pilot.press("E")  # no question asked
         await until(pilot, lambda: screen.model.state == "aborted", what="the emergency stop")
         assert screen.model.cell == "off"
+        # The screen redraws at most ten times a second: wait for the frame that shows it.
+        await until(pilot, lambda: "ABORTED" in screen_text(app), what="the redraw")
         text = screen_text(app)
         assert "ABORTED" in text
         assert "emergency stop (TUI)" in text
