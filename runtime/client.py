@@ -23,7 +23,14 @@ from typing import Any
 
 import trio
 
-from runtime.api.protocol import PROTOCOL_VERSION, FrameDecoder, decode_body, encode_frame
+from runtime.api.protocol import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    call_request,
+    decode_body,
+    encode_frame,
+    reply_result,
+)
 from runtime.codec import DEFAULT_LIMITS, message_from_plain
 from runtime.errors import ApiError, ConnectionLost, MessageError
 
@@ -65,13 +72,6 @@ def _event(frame: dict[str, Any]) -> Event:
     except MessageError:
         msg = raw  # a tag this client does not know: hand over the plain data
     return Event(sid, str(frame.get("topic", "")), msg)
-
-
-def _raise_for(frame: dict[str, Any]) -> Any:
-    if frame.get("ok"):
-        return frame.get("result")
-    error = frame.get("error") or {}
-    raise ApiError(str(error.get("code", "internal")), str(error.get("message", "error")))
 
 
 def _describe(socket_path: Path | None, tcp: tuple[str, int] | None) -> str:
@@ -145,21 +145,13 @@ class Client:
             if "op" in frame and "id" not in frame:
                 self._events.append(_event(frame))
             elif frame.get("id") in (rid, None):
-                return _raise_for(frame)
+                return reply_result(frame)
 
     def call(
         self, path: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
     ) -> Any:
         """Call ``method`` of the actor at ``path`` with plain-data arguments."""
-        payload: dict[str, Any] = {
-            "op": "call",
-            "path": path,
-            "method": method,
-            "args": list(args),
-            "kwargs": kwargs,
-        }
-        if timeout is not None:
-            payload["timeout"] = timeout
+        payload = call_request(path, method, args, kwargs, timeout)
         return self.request(payload, timeout=(timeout or self.timeout) + 5.0)
 
     def subscribe(self, topic: str) -> int:
@@ -317,13 +309,11 @@ class AsyncClient:
             frame = await receive.receive()
         except trio.EndOfChannel:
             raise ConnectionLost(f"the daemon at {self.address} closed the connection") from None
-        return _raise_for(frame)
+        return reply_result(frame)
 
     async def call(self, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` of the actor at ``path``."""
-        return await self.request(
-            {"op": "call", "path": path, "method": method, "args": list(args), "kwargs": kwargs}
-        )
+        return await self.request(call_request(path, method, args, kwargs))
 
     async def subscribe(self, topic: str) -> int:
         """Subscribe to a topic pattern; returns the subscription id."""

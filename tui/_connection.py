@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from runtime.api.protocol import PROTOCOL_VERSION, FrameDecoder, decode_body, encode_frame
+from runtime.api.protocol import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    call_request,
+    decode_body,
+    encode_frame,
+    reply_result,
+)
 from runtime.client import Event, resolve_data_dir
 from runtime.codec import DEFAULT_LIMITS, message_from_plain
 from runtime.errors import ApiError, ConnectionLost, MessageError
@@ -413,24 +420,13 @@ class Connection:
             raise TimeoutError(
                 f"no reply from {self.address.describe()} within {timeout:g} s"
             ) from None
-        if frame.get("ok"):
-            return frame.get("result")
-        error = frame.get("error") or {}
-        raise ApiError(str(error.get("code", "internal")), str(error.get("message", "error")))
+        return reply_result(frame)
 
     async def call(
         self, path: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
     ) -> Any:
         """Call ``method`` of the actor at ``path`` with plain-data arguments."""
-        payload: dict[str, Any] = {
-            "op": "call",
-            "path": path,
-            "method": method,
-            "args": list(args),
-            "kwargs": kwargs,
-        }
-        if timeout is not None:
-            payload["timeout"] = timeout
+        payload = call_request(path, method, args, kwargs, timeout)
         return await self._request(payload, timeout=(timeout or self.call_timeout_s) + 5.0)
 
     # --- subscriptions ------------------------------------------------------------------

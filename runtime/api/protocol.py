@@ -53,10 +53,12 @@ __all__ = [
     "Request",
     "Subscribe",
     "Unsubscribe",
+    "call_request",
     "encode_frame",
     "error_reply",
     "ok_reply",
     "parse_request",
+    "reply_result",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -84,6 +86,34 @@ def encode_frame(payload: dict[str, Any]) -> bytes:
     """One frame: the length header and the msgpack body."""
     body = pack_plain(payload)
     return HEADER.pack(len(body)) + body
+
+
+def call_request(
+    path: str,
+    method: str,
+    args: tuple[object, ...] | list[object],
+    kwargs: dict[str, object],
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """A ``call`` request (without its ``id``, which the client assigns)."""
+    payload: dict[str, Any] = {
+        "op": "call",
+        "path": path,
+        "method": method,
+        "args": list(args),
+        "kwargs": kwargs,
+    }
+    if timeout is not None:
+        payload["timeout"] = timeout
+    return payload
+
+
+def reply_result(frame: dict[str, Any]) -> Any:
+    """The result of a reply frame, or its error raised as :class:`ApiError`."""
+    if frame.get("ok"):
+        return frame.get("result")
+    error = frame.get("error") or {}
+    raise ApiError(str(error.get("code", "internal")), str(error.get("message", "error")))
 
 
 def ok_reply(request_id: int | None, result: object) -> dict[str, Any]:
