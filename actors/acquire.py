@@ -122,6 +122,7 @@ class AcquireProcedure:
         self.protocol = protocol
         self.current_range = current_range
         self._truth = truth
+        self._truth_start: dict[str, float] | None = None
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
         self._lock = threading.Lock()
         self._cycle = 0  # the cycle the samples are in
@@ -203,22 +204,25 @@ class AcquireProcedure:
                 sample_rate=self.protocol.sample_rate, current_range=self.current_range
             )
             client.program(waveform, settings)
+            self._truth_start = self._truth() if self._truth is not None else None
             client.start()
-            self._publish_truth(cycle)
         except (HalError, CallError) as exc:
             with self._lock:
                 self._acquiring = False
             self.context.report("failed", f"instrument {self.instrument_id}: {exc}")
 
     def _publish_truth(self, cycle: int) -> None:
-        """A simulated cell's hidden parameters for this cycle, for people to compare."""
-        values = self._truth() if self._truth is not None else None
-        if values:
-            names = tuple(sorted(values))
-            truth = SimulatedTruth(
-                self.context.run_id, cycle, names, np.array([values[n] for n in names], dtype=float)
-            )
-            self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
+        """A simulated cell's hidden parameters over cycle ``cycle``, for people to compare
+        with the estimates: the mean of their values as it started and as it ended (a
+        drifting cell changes while it is measured, and the estimate is of the cycle)."""
+        start, self._truth_start = self._truth_start, None
+        end = self._truth() if self._truth is not None else None
+        if not start or not end:
+            return
+        names = tuple(sorted(set(start) & set(end)))
+        values = np.array([0.5 * (start[n] + end[n]) for n in names], dtype=float)
+        truth = SimulatedTruth(self.context.run_id, cycle, names, values)
+        self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
 
     def _halt(self) -> None:
         with self._lock:
@@ -324,6 +328,7 @@ class AcquireProcedure:
             cycle = self._cycle
             pause = self._pause_at_checkpoint
             self._pause_at_checkpoint = False
+        self._publish_truth(cycle)
         if msg.reason == "completed":
             total = self.protocol.cycles
             if pause and cycle + 1 < total:

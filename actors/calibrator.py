@@ -73,7 +73,7 @@ class Calibrator(Actor):
         self.bus = bus
         self.topic = f"run/{run_id}/posterior"
         self.core: OnlineCalibrator | None = None
-        self._cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+        self._cleaner = SampleCleaner.for_spec(spec)
         self._segmenter = Segmenter(spec)
         self._sub: Subscription | None = None
 

@@ -1,20 +1,26 @@
 """``galvana bench calibration``: accuracy, coverage, tracking and speed of online calibration.
 
-Synthetic data with a known truth: the protocol's programmed samples, the numba
-engine's current for the truth at twice the twin's resolution (``refine = 2``, so the
-model is not the data generator bit for bit), plus independent Gaussian noise on the
-current. (The simulated potentiostat's measurement chain lives on the ``hal`` branch;
-until it is merged here the data come from the engine directly, as ``data_source``
-says.)
+Synthetic data with a known truth, measured the way a run measures: the simulated
+potentiostat (:class:`hal.sim.SimPotentiostat`, unpaced) behind its SCPI server on a
+local socket, driven by the project's SCPI driver over pyvisa, one acquisition per
+cycle programmed exactly as a run programs it (:mod:`actors.acquire`). Its hidden cell
+is the numba engine at twice the twin's resolution (``refine = 2``, so the model is
+not the data generator bit for bit), and its measurement chain adds what hardware
+adds: current noise (a floor of ``NOISE`` plus a fraction of the range), the 16-bit
+quantisation of the current range the run chooses, noise and 10 µV resolution on the
+reported potential, and for (c) the electrode's drift, applied by the instrument as
+it measures. Noise seeds are the instrument's.
 
 - (a) accuracy: posterior medians of k0, alpha, E0, D, Ru and Cdl (and the noise sd)
   after a three-scan-rate CV protocol, relative to the truth (``median_rel_err``, seed
   0; ``median_rel_err_worst`` over every seed);
 - (b) coverage: over ``--seeds`` independent noise draws, how often each 90 % credible
   interval covers the truth (``coverage_90``);
-- (c) tracking: k0 drifts by 3 % per cycle over ``--cycles`` CV cycles; the fraction of
-  cycles whose online 90 % interval covers that cycle's k0 (``tracking_fraction``, mean
-  over ``--tracking-seeds`` noise draws; ``tracking_fraction_min`` the worst);
+- (c) tracking: the instrument's k0 grows by 3 % per cycle over ``--cycles`` CV cycles
+  (continuously, as the cell is measured); the fraction of cycles whose online 90 %
+  interval covers that cycle's k0 (the geometric mean of its values at the cycle's
+  start and end) (``tracking_fraction``, mean over ``--tracking-seeds`` noise draws;
+  ``tracking_fraction_min`` the worst);
 - (d) speed: the wall time of each posterior refresh after a CV cycle with four
   parameters (plus the noise sd) on one core (``refresh_s``, the median after the
   first; ``refresh_s_p95``, ``refresh_cpu_s`` the process CPU time).
@@ -27,18 +33,28 @@ says.)
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 import torch
 
+from actors.acquire import cycle_origin, expected_current_range, protocol_waveform
+from hal.driver import Samples, Settings
+from hal.drivers.scpi_potentiostat import ScpiPotentiostat
+from hal.sim import ScpiServer, SimPotentiostat
+from hal.sim.physics_model import PhysicsModel
+from hal.sim.potentiostat import DriftSpec, NoiseSpec
+from physics.scenario import load_scenario, with_numerics
 from runtime.messages import PosteriorUpdate, SampleBatch
 from twins.calibration import OnlineCalibrator
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
-from twins.synthetic import true_current
 
 SCENARIO: dict[str, Any] = {
     "name": "quasi-reversible-ru-cdl",
@@ -65,7 +81,8 @@ PRIORS: dict[str, Any] = {
     "cell.Ru": {"dist": "halfnormal", "scale": 500.0},
     "cell.Cdl": {"dist": "halfnormal", "scale": 1e-5},
 }
-NOISE = 2e-7  # A: about 0.1 % of the largest peak
+NOISE = 2e-7  # A: the instrument's current noise floor, about 0.1 % of the largest peak
+CHAIN = NoiseSpec(current_rms=NOISE)  # the rest of the measurement chain as the instrument's
 SHORT = {
     "kinetics.k0": "k0",
     "kinetics.alpha": "alpha",
@@ -132,23 +149,95 @@ def tracking_spec(cycles: int) -> TwinSpec:
     )
 
 
-def _batches(
-    t: np.ndarray[Any, Any], E: np.ndarray[Any, Any], y: np.ndarray[Any, Any], size: int
-) -> list[SampleBatch]:
-    flags = np.zeros(t.size, dtype=np.uint8)
-    return [
-        SampleBatch(
-            "bench", k, t[i : i + size], E[i : i + size], y[i : i + size], flags[i : i + size]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One protocol measured by the simulated potentiostat: the sample batches as a run
+    publishes them (protocol time), each cycle's true parameters at its start and end,
+    and the sd (A) of the current noise the instrument added (quantisation included)."""
+
+    batches: list[SampleBatch]
+    truth_start: list[dict[str, float]]
+    truth_end: list[dict[str, float]]
+    noise_sd: float
+
+    def truth_of(self, cycle: int, name: str) -> float:
+        """Parameter ``name`` during cycle ``cycle``: the geometric mean of its values at
+        the cycle's start and end (it drifts continuously while the cell is measured)."""
+        return math.sqrt(self.truth_start[cycle][name] * self.truth_end[cycle][name])
+
+
+class Bench:
+    """The simulated potentiostat behind its SCPI server, the SCPI driver connected."""
+
+    def __init__(self) -> None:
+        self.server: ScpiServer | None = None
+        self.driver: ScpiPotentiostat | None = None
+
+    def measure(
+        self,
+        spec: TwinSpec,
+        truth: dict[str, float],
+        *,
+        seed: int,
+        drift: Sequence[DriftSpec] = (),
+        noise: NoiseSpec = CHAIN,
+        batch_size: int = 250,
+    ) -> Measured:
+        """Measure ``spec``'s protocol on a cell with parameters ``truth`` (the spec's
+        model otherwise), the instrument's ``noise`` drawn from ``seed``; see the module
+        docstring."""
+        protocol = spec.protocol
+        cell = with_numerics(load_scenario(spec.model).with_parameters(truth), refine=2.0)
+        model = PhysicsModel(cell, horizon=protocol.duration)
+        # relax_s = inf: the cell is never left alone long enough to go back to rest.
+        sim = SimPotentiostat(
+            model, noise=noise, drift=drift, speed=0.0, seed=seed, relax_s=math.inf
         )
-        for k, i in enumerate(range(0, t.size, size))
-    ]
+        self.close()
+        self.server = ScpiServer(sim, port=0).start()
+        self.driver = ScpiPotentiostat(self.server.resource, timeout_s=5.0, poll_s=0.001)
+        self.driver.max_batch = batch_size
+        self.driver.connect()
+        current_range = expected_current_range(protocol, spec.model)
+        settings = Settings(sample_rate=protocol.sample_rate, current_range=current_range)
+        batches: list[SampleBatch] = []
+        starts, ends = [], []
+        for cycle in range(protocol.cycles):
+            self.driver.program(protocol_waveform(protocol, cycle, 1), settings)
+            starts.append(sim.truth())
+            self.driver.start()
+            offset = cycle_origin(protocol, cycle)
+            for got in self.driver.stream():
+                if len(got):
+                    batches.append(_batch(len(batches), got, offset))
+            self.driver.stop()
+            ends.append(sim.truth())
+        lsb = sim.current_range / 2.0 ** (noise.adc_bits - 1)
+        sd = math.hypot(noise.current_rms + noise.range_rms * sim.current_range, lsb / 12**0.5)
+        return Measured(batches, starts, ends, sd)
+
+    def close(self) -> None:
+        """Disconnect and stop the server."""
+        if self.driver is not None:
+            self.driver.close()
+            self.driver = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
-def _online(
+def _batch(seq: int, got: Samples, offset: float) -> SampleBatch:
+    return SampleBatch("bench", seq, got.t + offset, got.E, got.I, got.flags)
+
+
+def online(
     spec: TwinSpec, batches: list[SampleBatch]
 ) -> tuple[list[PosteriorUpdate | Any], list[float], list[float]]:
     """Every outcome of an online calibration, with each refresh's wall and CPU time."""
-    cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+    cleaner = SampleCleaner.for_spec(spec)
     segmenter = Segmenter(spec)
     calibrator = OnlineCalibrator(spec, "bench")
     outcomes, wall, cpu = [], [], []
@@ -170,26 +259,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     numba.set_num_threads(1)
     torch.set_num_threads(1)
     figures: dict[str, Any] = {
-        "data_source": "physics engine (numba, refine 2) + Gaussian noise on the current",
+        "data_source": (
+            "simulated potentiostat (SCPI over a local socket, pyvisa driver): physics "
+            "engine at refine 2, current noise and range quantisation, potential noise"
+        ),
         "noise_A": NOISE,
         "seeds": seeds,
     }
-    figures.update(_accuracy_and_coverage(seeds))
-    figures.update(_tracking(cycles, tracking_seeds))
-    if getattr(args, "nuts", False):
-        figures.update(_nuts_reference(quick=args.quick))
+    bench = Bench()
+    try:
+        figures.update(_accuracy_and_coverage(bench, seeds))
+        figures.update(_tracking(bench, cycles, tracking_seeds))
+        if getattr(args, "nuts", False):
+            figures.update(_nuts_reference(bench, quick=args.quick))
+    finally:
+        bench.close()
     return figures
 
 
-def _nuts_reference(*, quick: bool) -> dict[str, Any]:
+def _nuts_reference(bench: Bench, *, quick: bool) -> dict[str, Any]:
     spec = identifiable_spec()
-    t, E, clean = true_current(spec, TRUTH, refine=2.0)
-    y = clean + np.random.default_rng(0).normal(0.0, NOISE, t.size)
-    cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+    measured = bench.measure(spec, TRUTH, seed=0)
+    cleaner = SampleCleaner.for_spec(spec)
     segmenter = Segmenter(spec)
     calibrator = OnlineCalibrator(spec, "bench")
     online = None
-    for b in _batches(t, E, y, 250):
+    for b in measured.batches:
         for segment in segmenter.feed(cleaner.clean(b.seq, b.t, b.E, b.I, b.flags)):
             online = calibrator.update(segment)
     assert isinstance(online, PosteriorUpdate)
@@ -217,16 +312,15 @@ def _nuts_reference(*, quick: bool) -> dict[str, Any]:
     }
 
 
-def _accuracy_and_coverage(seeds: int) -> dict[str, Any]:
+def _accuracy_and_coverage(bench: Bench, seeds: int) -> dict[str, Any]:
     spec = identifiable_spec()
-    t, E, clean = true_current(spec, TRUTH, refine=2.0)
-    truth = np.array([*TRUTH.values(), NOISE])
     names = [SHORT[n] for n in (*TRUTH, "noise")]
     rel_errors, covered, failures = [], [], 0
     first_wall = []
     for seed in range(seeds):
-        y = clean + np.random.default_rng(seed).normal(0.0, NOISE, t.size)
-        outcomes, wall, _ = _online(spec, _batches(t, E, y, 250))
+        measured = bench.measure(spec, TRUTH, seed=seed)
+        truth = np.array([*TRUTH.values(), measured.noise_sd])
+        outcomes, wall, _ = online(spec, measured.batches)
         first_wall.append(sum(wall))
         last = outcomes[-1]
         if not isinstance(last, PosteriorUpdate):
@@ -245,21 +339,16 @@ def _accuracy_and_coverage(seeds: int) -> dict[str, Any]:
     }
 
 
-def _tracking(cycles: int, seeds: int) -> dict[str, Any]:
+def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
     spec = tracking_spec(cycles)
-    fixed = {n: TRUTH[n] for n in ("kinetics.alpha", "kinetics.E0", "species.O.D")}
-
-    def truth(k: int) -> dict[str, float]:
-        return {"kinetics.k0": TRUTH["kinetics.k0"] * 1.03**k, **fixed}
-
-    t, E, clean = true_current(spec, truth, refine=2.0)
+    drift = [DriftSpec("kinetics.k0", 0.03)]
     fractions, wall_all, cpu_all, first = [], [], [], []
     for seed in range(seeds):
-        y = clean + np.random.default_rng(1000 + seed).normal(0.0, NOISE, t.size)
-        outcomes, wall, cpu = _online(spec, _batches(t, E, y, 200))
+        measured = bench.measure(spec, TRUTH, seed=1000 + seed, drift=drift)
+        outcomes, wall, cpu = online(spec, measured.batches)
         hits = [
             isinstance(o, PosteriorUpdate)
-            and o.q05[0] <= truth(o.segment)["kinetics.k0"] <= o.q95[0]
+            and o.q05[0] <= measured.truth_of(o.segment, "kinetics.k0") <= o.q95[0]
             for o in outcomes
         ]
         fractions.append(float(np.mean(hits)))

@@ -23,13 +23,12 @@ from runtime.client import Client
 from runtime.commands import read_twin_spec
 from runtime.daemon import DaemonConfig, serve
 from runtime.errors import ConnectionLost, GalvanaError
-from runtime.messages import PosteriorUpdate, RunStateChanged, TwinPrediction
+from runtime.messages import PosteriorUpdate, RunStateChanged, SimulatedTruth, TwinPrediction
 
 __all__ = ["configure", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "twins" / "demo.yaml"
-K0_TRUE = 1.0e-4  # m/s: the simulated cell's k0 (0.01 cm/s) before it fouls
 K0_DRIFT = -0.03  # per cycle
 
 
@@ -98,6 +97,7 @@ def say(line: str) -> None:
 def _watch(socket_path: Path, run_id: str, began: float) -> None:
     squares, count = 0.0, 0
     first_prediction = True
+    k0_truth: dict[int, float] = {}  # by cycle, as the simulated instrument tells it
     with Client(socket_path=socket_path) as client:
         client.subscribe(f"run/{run_id}/**")
         for event in client.events(timeout=120):
@@ -109,8 +109,10 @@ def _watch(socket_path: Path, run_id: str, began: float) -> None:
                     first_prediction = False
                 squares += float(np.sum(np.square(msg.residual)))
                 count += len(msg.residual)
+            elif isinstance(msg, SimulatedTruth) and "kinetics.k0" in msg.parameters:
+                k0_truth[msg.cycle] = float(msg.values[msg.parameters.index("kinetics.k0")])
             elif isinstance(msg, PosteriorUpdate):
-                say(_posterior_line(msg, squares, count))
+                say(_posterior_line(msg, squares, count, k0_truth.get(msg.segment)))
                 squares, count = 0.0, 0
             elif isinstance(msg, RunStateChanged) and msg.state not in ("running", "paused"):
                 say(f"galvana demo: run {msg.state}: {msg.reason}")
@@ -119,17 +121,17 @@ def _watch(socket_path: Path, run_id: str, began: float) -> None:
             raise ConnectionLost("the demo run went quiet for 120 s")
 
 
-def _posterior_line(msg: PosteriorUpdate, squares: float, count: int) -> str:
+def _posterior_line(msg: PosteriorUpdate, squares: float, count: int, truth: float | None) -> str:
     cycle = msg.segment + 1
     rms = math.sqrt(squares / count) if count else math.nan
     names = list(msg.parameters)
     parts = [f"cycle {cycle:>2}", f"residual RMS {rms * 1e9:7.1f} nA"]
     if "kinetics.k0" in names:
         i = names.index("kinetics.k0")
-        truth = K0_TRUE * (1 + K0_DRIFT) ** msg.segment
-        inside = msg.q05[i] <= truth <= msg.q95[i]
         parts.append(
             f"k0 {msg.median[i] * 100:.5f} cm/s [{msg.q05[i] * 100:.5f}, {msg.q95[i] * 100:.5f}]"
-            f" truth {truth * 100:.5f} {'inside' if inside else 'OUTSIDE'}"
         )
+        if truth is not None:
+            inside = msg.q05[i] <= truth <= msg.q95[i]
+            parts.append(f"truth {truth * 100:.5f} {'inside' if inside else 'OUTSIDE'}")
     return "  ".join(parts)

@@ -187,8 +187,9 @@ class ProcedureReport:
 
 @message("sim.truth")
 class SimulatedTruth:
-    """The hidden true parameters of a simulated cell as a cycle of run ``run_id``
-    starts (SI, key paths such as ``kinetics.k0``): shown beside the estimates, never
+    """The hidden true parameters of a simulated cell over one cycle of run ``run_id``
+    (SI, key paths such as ``kinetics.k0``; the mean of their values as the cycle
+    started and ended), published as the cycle ends: shown beside the estimates, never
     given to the calibrator."""
 
     run_id: str

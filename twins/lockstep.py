@@ -58,7 +58,7 @@ class LockstepTwin:
         self.param = Parameterization(cal) if cal is not None else None
         names = cal.names if cal is not None else ()
         self.stream = stream_for(spec, names)
-        self.cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+        self.cleaner = SampleCleaner.for_spec(spec)
         self.segmenter = Segmenter(spec, keep_data=False)
         self.level = spec.twin.band
         self._z = NormalDist().inv_cdf(0.5 + 0.5 * self.level)

@@ -8,11 +8,24 @@ says so as a list of :class:`Issue`. :class:`Segmenter` cuts the cleaned stream 
 the calibration segments of the spec's cadence. Both are pure functions of the samples
 they were given, in order, whatever the batching, so the twin and the calibrator (and
 a replay) cut the same segments.
+
+The potential the model is advanced along is the measured one with its noise filtered
+out. A potentiostat reports the applied potential with measurement noise (tens of µV),
+while the cell felt the smooth applied potential; a model driven through the noise
+would answer every wiggle with a charging current ``Cdl dE/dt`` and a faradaic one
+that the cell never produced: residuals far above the current's own noise, a learned
+noise sd that is too large, and parameters biased (errors in variables). So the
+cleaner takes the *deviation* of each measured potential from the programmed one,
+``E - E_prog(t)``, and replaces it by its running median over the last ``window``
+samples: white noise is averaged away, a real deviation (an offset, a lagging
+control loop, a clock skew) passes through within ``window / 2`` samples, and a
+single sample caught mid-jump does not smear a step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +60,9 @@ class Issue:
 @dataclass(frozen=True, slots=True)
 class CleanChunk:
     """One batch after cleaning: the ``kept`` samples (a mask over the batch) with finite,
-    increasing times ``t`` (s) and finite potentials ``E`` (V); their currents ``I`` (A;
-    may be NaN) and ``usable``, which of them may enter a likelihood."""
+    increasing times ``t`` (s) and finite potentials ``E`` (V, noise filtered; see the
+    module docstring); their currents ``I`` (A; may be NaN) and ``usable``, which of them
+    may enter a likelihood."""
 
     seq: int
     kept: BoolArray
@@ -63,13 +77,59 @@ class SampleCleaner:
     """Cleans batches in order. ``sample_rate`` (Hz) is the nominal rate; a step longer
     than ``gap_factor`` nominal intervals (or a sample flagged GAP) is a gap, and the
     samples within one gap length after it are masked while the model, which assumed a
-    linear potential through the gap, recovers."""
+    linear potential through the gap, recovers.
 
-    def __init__(self, sample_rate: float, gap_factor: float) -> None:
+    ``programmed`` gives the programmed potential (V) at times (s) and ``window`` the
+    running median's length in samples (see the module docstring); without
+    ``programmed``, or with ``window`` 1, the measured potential is used as it is.
+    """
+
+    def __init__(
+        self,
+        sample_rate: float,
+        gap_factor: float,
+        *,
+        programmed: Callable[[FloatArray], FloatArray] | None = None,
+        window: int = 1,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window {window!r} is not accepted; expected >= 1 sample")
         self.interval = 1.0 / sample_rate
         self.gap_factor = gap_factor
         self.last_t = -math.inf
         self.masked_until = -math.inf
+        self.programmed = programmed
+        self.window = int(window)
+        self._recent = np.zeros(0)  # the last window - 1 deviations
+
+    @classmethod
+    def for_spec(cls, spec: TwinSpec) -> SampleCleaner:
+        """The cleaner of a twin spec: its sample rate, gap factor and potential filter."""
+        return cls(
+            spec.protocol.sample_rate,
+            spec.twin.gap,
+            programmed=spec.protocol.potential_at,
+            window=spec.twin.potential_window,
+        )
+
+    def _filtered(self, t: FloatArray, E: FloatArray) -> FloatArray:
+        """The model's potential at the kept samples (see the module docstring)."""
+        if self.programmed is None or self.window == 1 or t.size == 0:
+            return E
+        E_prog = self.programmed(t)
+        deviation = np.concatenate([self._recent, E - E_prog])
+        w = self.window
+        lead = w - 1 - self._recent.size
+        if lead:
+            # The stream's first samples have a shorter past: the median of what there is.
+            padded = np.concatenate([np.full(lead, np.nan), deviation])
+            windows = np.lib.stride_tricks.sliding_window_view(padded, w)
+            median = np.nanmedian(windows, axis=1)
+        else:
+            median = np.median(np.lib.stride_tricks.sliding_window_view(deviation, w), axis=1)
+        self._recent = deviation[-(w - 1) :].copy()
+        out: FloatArray = E_prog + median
+        return out
 
     def clean(
         self,
@@ -136,7 +196,7 @@ class SampleCleaner:
                     )
                 )
             self.last_t = float(tk[-1])
-        return CleanChunk(seq, kept, tk, Ek, Ik, usable, tuple(issues))
+        return CleanChunk(seq, kept, tk, self._filtered(tk, Ek), Ik, usable, tuple(issues))
 
 
 def _issue(kind: str, which: BoolArray, t: FloatArray, detail: str) -> Issue:

@@ -22,7 +22,7 @@ physics scenario models the cell, and what to calibrate with which priors::
       every: {cycles: 1}             # or {samples: 5000}
       forgetting: 1.0                # prior covariance / forgetting between updates
       drift: {kinetics.k0: 0.03}     # random-walk sd per update (unconstrained units)
-    twin: {band: 0.9, drift_window: 400, drift_fraction: 0.5}
+    twin: {band: 0.9, drift_window: 400, drift_fraction: 0.5, potential_window: 32}
 
 Bare numbers are SI; strings with units are converted by :mod:`physics.units`. Every
 problem raises :class:`~twins.errors.TwinSpecError` naming the key path, the value and
@@ -257,12 +257,15 @@ class TwinSettings:
     """The twin's own settings: the predictive ``band`` probability, and drift detection:
     drift is declared when more than ``drift_fraction`` of the last ``drift_window``
     samples fall outside the band. A time step over ``gap`` times the nominal sample
-    interval is a gap in the data."""
+    interval is a gap in the data. The measured potential's noise is filtered by a
+    running median over ``potential_window`` samples (1: none; see
+    :mod:`twins.samples`)."""
 
     band: float = 0.9
     drift_window: int = 400
     drift_fraction: float = 0.5
     gap: float = 5.0
+    potential_window: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,5 +715,6 @@ def _parse_twin(r: _Reader) -> TwinSettings:
             "band expected without drift",
         )
     gap = r.number("gap", _NONE, default=5.0, lo=1.0, hi=1e6, lo_open=True)
-    r.finish(("band", "drift_window", "drift_fraction", "gap"))
-    return TwinSettings(band, window, fraction, gap)
+    potential_window = r.integer("potential_window", default=32, lo=1, hi=100_000)
+    r.finish(("band", "drift_window", "drift_fraction", "gap", "potential_window"))
+    return TwinSettings(band, window, fraction, gap, potential_window)

@@ -19,6 +19,16 @@ measurement chain adds what real hardware adds:
   ``OVERLOAD``; the rest are quantised to the range's ADC resolution,
 - slow drift of chosen model parameters per waveform cycle (an electrode fouling).
 
+The cell is physical: its concentrations do not reset when an acquisition ends. The
+next ``INIT`` carries on from where the last acquisition left the cell unless the
+cell sat off (open circuit) for ``relax_s`` seconds of instrument time or more, or
+the instrument was reset (``*RST``); then it starts from rest (bulk concentrations),
+as a cell left alone long enough does. A shorter gap is taken as instantaneous: the
+simulator does not model open-circuit relaxation, which over the milliseconds between
+a run's cycles changes nothing measurable. (A simulator that put the cell back at
+rest on every ``INIT`` would disagree with any twin that follows the cell, cycle
+after cycle.)
+
 Samples not fetched wait in the instrument's buffer (``buffer_samples``); beyond it
 the oldest are lost and counted, as on real hardware.
 
@@ -141,7 +151,8 @@ class _Acquisition:
     Eb: FloatArray
     E_initial: float
     n_total: int
-    t_offset: float
+    t_offset: float  # added to the reported sample times
+    model_offset: float  # the cell's own clock at t = 0
     started_wall: float  # clock() at t = 0
     epoch: float  # time.time() at t = 0
     n_done: int = 0
@@ -155,8 +166,10 @@ class SimPotentiostat:
     """A simulated potentiostat (see the module docstring). Thread-safe.
 
     ``model`` is the hidden true cell; ``speed`` instrument seconds per wall second
-    (0: unpaced); ``buffer_samples`` the sample buffer; ``seed`` the noise seed;
-    ``clock`` a monotonic clock (s).
+    (0: unpaced; gaps between acquisitions then count in wall seconds);
+    ``buffer_samples`` the sample buffer; ``seed`` the noise seed; ``relax_s`` how long
+    (instrument s) the cell must sit off to be back at rest; ``clock`` a monotonic
+    clock (s).
     """
 
     def __init__(
@@ -169,11 +182,14 @@ class SimPotentiostat:
         speed: float = 1.0,
         buffer_samples: int = 1_000_000,
         seed: int = 0,
+        relax_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         serial: str = "GSP-0001",
     ) -> None:
         if not speed >= 0 or not math.isfinite(speed):
             raise SimulatorError(f"speed {speed!r} is not accepted; expected >= 0 (0: unpaced)")
+        if not relax_s >= 0:
+            raise SimulatorError(f"relax_s {relax_s!r} is not accepted; expected >= 0 s")
         if buffer_samples < 1:
             raise SimulatorError(
                 f"buffer_samples {buffer_samples!r} is not accepted; expected >= 1"
@@ -194,6 +210,7 @@ class SimPotentiostat:
         self.drift = tuple(drift)
         self.speed = float(speed)
         self.buffer_samples = int(buffer_samples)
+        self.relax_s = float(relax_s)
         self.serial = serial
         self.faults = Faults()
         self.lock = threading.RLock()
@@ -222,6 +239,10 @@ class SimPotentiostat:
             self.period = 0.0
             self.state: State = "idle"
             self._acq: _Acquisition | None = None
+            # The cell's clock at the end of the last acquisition, and the clock()
+            # reading then; None: the cell is at rest (a fresh or reset instrument).
+            self._cell_t: float | None = None
+            self._off_since = 0.0
             self.errors.clear()
 
     def error(self, code: int, text: str) -> None:
@@ -319,10 +340,18 @@ class SimPotentiostat:
             t_offset = 0.0
             if keep_cell and previous is not None:
                 t_offset = previous.t_offset + previous.n_done / self.sample_rate
+            now = self._clock()
+            off_for = (now - self._off_since) * (self.speed if self.speed > 0 else 1.0)
+            if self._cell_t is not None and (keep_cell or off_for < self.relax_s):
+                model_offset = self._cell_t
             else:
+                model_offset = 0.0
                 self.model.reset(0.0, E_init)
             n_total = math.floor(float(tb[-1]) * self.sample_rate + 1e-9)
-            self._acq = _Acquisition(tb, Eb, E_init, n_total, t_offset, self._clock(), time.time())
+            self._acq = _Acquisition(
+                tb, Eb, E_init, n_total, t_offset, model_offset, now, time.time()
+            )
+            self._cell_t = model_offset
             self.output_on = True
             self.state = "running"
 
@@ -396,8 +425,16 @@ class SimPotentiostat:
     def _finish(self, state: State) -> None:
         acq = self._acq
         self.state = state
-        if acq is not None and self.period > 0:
-            self._cycles_done += (acq.n_done / self.sample_rate) / self.period
+        if acq is None:
+            return
+        measured = acq.n_done / self.sample_rate
+        self._cell_t = acq.model_offset + measured
+        # When the last sample was due: the cell has been off since then.
+        self._off_since = (
+            acq.started_wall + measured / self.speed if self.speed > 0 else self._clock()
+        )
+        if self.period > 0:
+            self._cycles_done += measured / self.period
 
     def _generate(self, now: float, *, want: int) -> None:
         """Measure every sample due by ``now`` (unpaced: ``want`` more than buffered)."""
@@ -416,7 +453,8 @@ class SimPotentiostat:
             k = np.arange(acq.n_done + 1, acq.n_done + count + 1, dtype=np.int64)
             t_prog = k / rate
             E_set = potential_at(acq.tb, acq.Eb, t_prog, acq.E_initial)
-            records = self._measure(k, t_prog + acq.t_offset, E_set)
+            self._apply_drift(float(t_prog[0]))
+            records = self._measure(k, t_prog + acq.t_offset, t_prog + acq.model_offset, E_set)
             acq.pending.append(records)
             acq.pending_count += count
             acq.n_done += count
@@ -449,15 +487,15 @@ class SimPotentiostat:
             self.model.set_parameters(changes)
 
     def _measure(
-        self, k: npt.NDArray[np.int64], t: FloatArray, E_set: FloatArray
+        self, k: npt.NDArray[np.int64], t: FloatArray, t_cell: FloatArray, E_set: FloatArray
     ) -> npt.NDArray[np.void]:
-        """The measurement chain: true current, compliance, noise, range, quantisation."""
+        """The measurement chain: true current, compliance, noise, range, quantisation.
+        ``t`` is reported; ``t_cell`` is the same instants on the cell's own clock."""
         faults = self.faults
         noise = self.noise
         n = k.size
-        self._apply_drift(float(t[0]))
         E_app = E_set + faults.potential_offset
-        I_true = self.model.advance(t, E_app)
+        I_true = self.model.advance(t_cell, E_app)
         if faults.short_ohm is not None:
             I_true = I_true + E_app / faults.short_ohm
         flags = np.zeros(n, dtype=np.uint8)

@@ -237,3 +237,64 @@ def test_scpi_drop_refuses_then_accepts(server: ScpiServer, raw: RawClient) -> N
     again = RawClient(server.port)
     assert again.query("*OPC?") == "1"
     again.close()
+
+
+class _Watched:
+    """A real RandlesModel whose resets and advance times the test can see."""
+
+    def __init__(self) -> None:
+        self.inner = RandlesModel()
+        self.resets = 0
+        self.first_t: list[float] = []
+
+    def reset(self, t0: float, E0: float) -> None:
+        self.resets += 1
+        self.inner.reset(t0, E0)
+
+    def advance(self, t: np.ndarray, E: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+        self.first_t.append(float(t[0]))
+        return self.inner.advance(t, E)
+
+    def parameters(self) -> dict[str, float]:
+        return self.inner.parameters()
+
+    def set_parameters(self, values: dict[str, float]) -> None:
+        self.inner.set_parameters(values)
+
+
+def _acquire(inst: SimPotentiostat, clock: FakeClock, seconds: float) -> np.ndarray:  # type: ignore[type-arg]
+    inst.initiate()
+    clock.now += seconds + 0.01
+    rec, _ = inst.fetch(1_000_000)
+    assert inst.status()[0] == "done"
+    inst.set_output(False)
+    return rec
+
+
+def test_the_cell_carries_on_from_one_acquisition_to_the_next() -> None:
+    clock = FakeClock()
+    model = _Watched()
+    inst = SimPotentiostat(model, sample_rate=100.0, speed=1.0, clock=clock, relax_s=5.0)  # type: ignore[arg-type]
+    _program(inst, LinearSweep(0.0, 0.2, 0.1))  # 2 s
+    first = _acquire(inst, clock, 2.0)
+    clock.now += 1.0  # off for 1 s < relax_s
+    chunks = len(model.first_t)
+    second = _acquire(inst, clock, 2.0)
+    assert model.resets == 1  # the first INIT only
+    # Reported times restart at each INIT; the cell's own clock runs on.
+    assert first["t"][0] == second["t"][0] == pytest.approx(0.01)
+    assert model.first_t[chunks] == pytest.approx(2.01)
+    clock.now += 5.0  # off for relax_s: back at rest
+    chunks = len(model.first_t)
+    _acquire(inst, clock, 2.0)
+    assert model.resets == 2
+    assert model.first_t[chunks] == pytest.approx(0.01)
+    inst.reset()  # *RST: a fresh cell
+    _program(inst, LinearSweep(0.0, 0.2, 0.1))
+    _acquire(inst, clock, 2.0)
+    assert model.resets == 3
+
+
+def test_relax_time_must_not_be_negative() -> None:
+    with pytest.raises(SimulatorError, match="relax_s"):
+        SimPotentiostat(RandlesModel(), relax_s=-1.0)

@@ -18,7 +18,7 @@ from twins.synthetic import true_current
 
 
 def _segments(spec: TwinSpec, batches: list[SampleBatch]) -> list[Segment]:
-    cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+    cleaner = SampleCleaner.for_spec(spec)
     segmenter = Segmenter(spec)
     out: list[Segment] = []
     for b in batches:

@@ -17,7 +17,7 @@ from twins.synthetic import true_current
 
 
 def _posterior(spec: TwinSpec, batches: list[SampleBatch]) -> PosteriorUpdate:
-    cleaner = SampleCleaner(spec.protocol.sample_rate, spec.twin.gap)
+    cleaner = SampleCleaner.for_spec(spec)
     segmenter = Segmenter(spec)
     calibrator = OnlineCalibrator(spec, "r")
     for b in batches:

@@ -80,3 +80,42 @@ def test_segments_do_not_depend_on_batching(small_spec: TwinSpec, size: int) -> 
     assert segments[0].first
     assert not segments[1].first
     assert sum(s.t.size for s in segments) == t.size
+
+
+def _ramp(t: Any) -> Any:
+    return 0.5 - 0.1 * np.asarray(t)
+
+
+def _filter(E: Any, t: Any, batch: int, window: int = 32) -> Any:
+    cleaner = SampleCleaner(100.0, 5.0, programmed=_ramp, window=window)
+    out = []
+    for i in range(0, len(t), batch):
+        n = len(t[i : i + batch])
+        chunk = cleaner.clean(
+            i, t[i : i + batch], E[i : i + batch], np.zeros(n), np.zeros(n, np.uint8)
+        )
+        out.append(chunk.E)
+    return np.concatenate(out)
+
+
+def test_the_measured_potential_s_noise_is_filtered_out() -> None:
+    t = np.arange(1, 2001) / 100.0
+    noise = np.random.default_rng(4).normal(0.0, 50e-6, t.size)
+    E = _ramp(t) + noise
+    filtered = _filter(E, t, 37)
+    # A running median of 32: the noise sd falls by about sqrt(32) / 1.25.
+    assert np.std(filtered[32:] - _ramp(t[32:])) < 50e-6 / 3
+    # The same whatever the batching, and nothing filtered with a window of 1.
+    np.testing.assert_array_equal(filtered, _filter(E, t, 1))
+    np.testing.assert_array_equal(filtered, _filter(E, t, 2000))
+    np.testing.assert_array_equal(_filter(E, t, 37, window=1), E)
+
+
+def test_a_real_deviation_passes_and_a_lone_outlier_does_not() -> None:
+    t = np.arange(1, 1001) / 100.0
+    E = _ramp(t)
+    E[500:] += 5e-3  # the cell's potential really moves off the programme by 5 mV
+    E[200] += 0.5  # one sample read mid-jump
+    deviation = _filter(E, t, 50) - _ramp(t)
+    assert np.max(np.abs(deviation[:500])) < 1e-12  # the outlier is gone
+    assert np.all(np.abs(deviation[500 + 16 :] - 5e-3) < 1e-12)  # the offset is through

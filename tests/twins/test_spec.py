@@ -134,6 +134,9 @@ def test_other_bad_input_names_the_key() -> None:
     doc["colour"] = "blue"
     assert _refused(doc).path == "colour"
     doc = twin_doc()
+    doc["twin"] = {"potential_window": 0}
+    assert _refused(doc).path == "twin.potential_window"
+    doc = twin_doc()
     doc["model"] = "no-such-scenario.yaml"
     assert _refused(doc).path == "model"
 
