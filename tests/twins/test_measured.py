@@ -91,6 +91,8 @@ def test_accuracy_and_coverage_on_measured_data(bench: Bench) -> None:
             "Cdl",
             "noise",
         ]
+        # The model is right: the residuals are the instrument's noise, and nothing widens.
+        assert last.diagnostics["likelihood_scale"] == 1.0
         if seed == 0:
             # (a): every median within 5 % of the truth (the benchmark's goal).
             np.testing.assert_allclose(last.median, truth, rtol=0.05)
@@ -116,3 +118,21 @@ def test_tracking_a_drifting_electrode_on_measured_data(bench: Bench) -> None:
     assert isinstance(last, PosteriorUpdate)
     # k0 rose 27 % over the run; the last estimate is on it.
     assert last.median[0] == pytest.approx(measured.truth_of(cycles - 1, "kinetics.k0"), rel=0.03)
+
+
+def test_a_model_that_misses_something_says_so_and_widens(bench: Bench) -> None:
+    doc = yaml.safe_load((EXAMPLES / "twins" / "demo.yaml").read_text())
+    doc["protocol"]["cycles"] = 2
+    model = yaml.safe_load((EXAMPLES / "simulated-cell.yaml").read_text())
+    model["cell"]["Cdl"] = "1 uF"  # the cell has 2 uF, and Cdl is not calibrated
+    doc["model"] = model
+    spec = load_twin_spec(doc)
+    measured = bench.measure(spec, {"cell.Cdl": 2e-6}, seed=3, noise=NoiseSpec())
+    outcomes, _, _ = online(spec, measured.batches)
+    for o in outcomes:
+        assert isinstance(o, PosteriorUpdate)
+        # The charging current the model lacks is smooth: neighbouring residuals agree.
+        assert o.diagnostics["residual_lag1"] > 0.9
+        assert o.diagnostics["likelihood_scale"] == pytest.approx(0.01)
+        assert any("residuals are correlated" in w for w in o.warnings), o.warnings
+        assert np.all(np.isfinite(o.q95))
