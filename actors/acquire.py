@@ -220,8 +220,9 @@ class AcquireProcedure:
         if not start or not end:
             return
         names = tuple(sorted(set(start) & set(end)))
-        values = np.array([0.5 * (start[n] + end[n]) for n in names], dtype=float)
-        truth = SimulatedTruth(self.context.run_id, cycle, names, values)
+        first = np.array([start[n] for n in names], dtype=float)
+        last = np.array([end[n] for n in names], dtype=float)
+        truth = SimulatedTruth(self.context.run_id, cycle, names, 0.5 * (first + last), first, last)
         self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
 
     def _halt(self) -> None:

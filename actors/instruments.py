@@ -47,7 +47,9 @@ class InstrumentSetup:
     ``resource``: ``sim`` or a VISA resource string; ``limits``: its compliance
     limits (V, A, V/s). For ``sim``: the hidden true ``scenario`` (a physics scenario
     file; default: the simulated cell), parameter ``drift`` per cycle
-    (``kinetics.k0=-0.03``), real-time ``speed`` factor, noise ``seed``.
+    (``kinetics.k0=-0.03``), real-time ``speed`` factor, noise ``seed``, and how long
+    (instrument s) the cell must sit off to be back at rest (``relax``; until then an
+    acquisition carries on from where the last one left the cell).
     """
 
     id: str
@@ -57,9 +59,10 @@ class InstrumentSetup:
     drift: tuple[str, ...] = ()
     speed: float = 1.0
     seed: int = 0
+    relax: float = 10.0
 
 
-_KEYS = {"id", "resource", "limits", "scenario", "drift", "speed", "seed"}
+_KEYS = {"id", "resource", "limits", "scenario", "drift", "speed", "seed", "relax"}
 
 
 def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
@@ -96,12 +99,21 @@ def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
                 drift=tuple(str(d) for d in drift),
                 speed=float(entry.get("speed", 1.0)),
                 seed=int(entry.get("seed", 0)),
+                relax=_relax(where, entry.get("relax", 10.0)),
             )
         )
     ids = [s.id for s in out]
     if len(set(ids)) != len(ids):
         raise InstrumentSetupError(f"instruments: ids must be unique, got {ids}")
     return out
+
+
+def _relax(where: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InstrumentSetupError(
+            f"{where}.relax: {value!r} is not accepted; expected seconds >= 0 (.inf: never)"
+        )
+    return float(value)
 
 
 class SimulatorPark:
@@ -122,6 +134,7 @@ class SimulatorPark:
             drift=[DriftSpec.parse(d) for d in setup.drift],
             speed=setup.speed,
             seed=setup.seed,
+            relax_s=setup.relax,
         )
         server = ScpiServer(instrument, port=0).start()
         self._servers.append(server)

@@ -68,6 +68,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(kinetics.k0=-0.03; Randles: k0=-0.03); repeatable",
     )
     serve.add_argument("--seed", type=int, default=0, help="noise seed")
+    serve.add_argument(
+        "--relax",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the cell must sit off to be back at rest; until then an acquisition "
+        "carries on from where the last one left it (inf: never)",
+    )
     serve.add_argument("--buffer", type=int, default=1_000_000, help="instrument buffer (samples)")
 
 
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         buffer_samples=args.buffer,
         seed=args.seed,
+        relax_s=args.relax,
     )
     try:
         server = ScpiServer(instrument, port=args.port)

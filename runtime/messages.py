@@ -188,14 +188,17 @@ class ProcedureReport:
 @message("sim.truth")
 class SimulatedTruth:
     """The hidden true parameters of a simulated cell over one cycle of run ``run_id``
-    (SI, key paths such as ``kinetics.k0``; the mean of their values as the cycle
-    started and ended), published as the cycle ends: shown beside the estimates, never
-    given to the calibrator."""
+    (SI, key paths such as ``kinetics.k0``), published as the cycle ends: ``start`` and
+    ``end`` as the cycle started and ended (a drifting cell changes while it is
+    measured), ``values`` their mean. Shown beside the estimates, never given to the
+    calibrator."""
 
     run_id: str
     cycle: int
     parameters: tuple[str, ...]
     values: F64Array1D
+    start: F64Array1D
+    end: F64Array1D
 
 
 # --- the actor message API -----------------------------------------------------

@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.calibration import SHORT, TRUTH, Bench, identifiable_spec, online, tracking_spec
+from bench.calibration import (
+    SHORT,
+    TRUTH,
+    Bench,
+    identifiable_spec,
+    informative_fraction,
+    online,
+    tracking_spec,
+)
 from hal.sim.potentiostat import DriftSpec, NoiseSpec
 from runtime.messages import PosteriorUpdate
 from twins.lockstep import LockstepTwin
@@ -109,10 +117,14 @@ def test_tracking_a_drifting_electrode_on_measured_data(bench: Bench) -> None:
     measured = bench.measure(spec, TRUTH, seed=1001, drift=[DriftSpec("kinetics.k0", 0.03)])
     outcomes, _, _ = online(spec, measured.batches)
     assert len(outcomes) == cycles
+    # Each cycle's k0 where its data inform k0 most (by the peaks, past the middle).
+    at = informative_fraction(spec, TRUTH, "kinetics.k0")
+    assert np.all((at[1:] > 0.5) & (at[1:] < 0.6)), at
     inside = []
     for o in outcomes:
         assert isinstance(o, PosteriorUpdate)
-        inside.append(o.q05[0] <= measured.truth_of(o.segment, "kinetics.k0") <= o.q95[0])
+        k0 = measured.truth_of(o.segment, "kinetics.k0", at[o.segment])
+        inside.append(o.q05[0] <= k0 <= o.q95[0])
     assert np.mean(inside) >= 0.75, inside
     last = outcomes[-1]
     assert isinstance(last, PosteriorUpdate)
