@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -283,6 +284,11 @@ def online(
     return outcomes, wall, cpu
 
 
+def _progress(text: str) -> None:
+    """A line on stderr (this suite takes minutes; stdout keeps the figures alone)."""
+    print(f"  calibration: {text}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the suite; returns the figures."""
     seeds = 10 if args.quick else args.seeds
@@ -322,6 +328,7 @@ def _nuts_reference(bench: Bench, *, quick: bool) -> dict[str, Any]:
             online = calibrator.update(segment)
     assert isinstance(online, PosteriorUpdate)
     draws = 30 if quick else 150
+    _progress(f"NUTS reference: 2 chains of {draws} warm-up and {draws} draws")
     start = time.perf_counter()
     ref = calibrator.reference(warmup=draws, samples=draws, chains=2)
     elapsed = time.perf_counter() - start
@@ -361,6 +368,8 @@ def _accuracy_and_coverage(bench: Bench, seeds: int) -> dict[str, Any]:
             continue
         rel_errors.append(np.abs(last.median / truth - 1.0))
         covered.append((last.q05 <= truth) & (truth <= last.q95))
+        if (seed + 1) % 10 == 0 or seed + 1 == seeds:
+            _progress(f"accuracy and coverage: {seed + 1} of {seeds} seeds")
     rel = np.array(rel_errors)
     cov = np.array(covered)
     return {
@@ -394,6 +403,7 @@ def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
         first.append(wall[0])
         wall_all.extend(wall[1:])
         cpu_all.extend(cpu[1:])
+        _progress(f"tracking: {seed + 1} of {seeds} seeds, {fractions[-1]:.2f} of cycles inside")
     return {
         "tracking_fraction": float(np.mean(fractions)),
         "tracking_fraction_min": float(np.min(fractions)),
