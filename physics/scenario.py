@@ -46,6 +46,7 @@ __all__ = [
     "Species",
     "SquareWave",
     "Waveform",
+    "canonical_parameter",
     "load_scenario",
 ]
 
