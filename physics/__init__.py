@@ -12,6 +12,10 @@ The public API (SI units throughout, currents anodic-positive)::
     state = sim.initial_state(t0=0.0, E0=0.5)
     chunk, state = sim.advance(state, [0.01, 0.02], [0.499, 0.498])
 
+    # Other parameter values on the same scales and grid: the state carries over.
+    shifted = sim.with_parameters({"kinetics.E0": 0.01})
+    chunk, state = shifted.advance(state, [0.03, 0.04], [0.497, 0.496])
+
     # Many parameter sets at once, in parallel: I has shape (sets, samples).
     batch = physics.simulate_batch(scenario, ["kinetics.k0"], [[1e-3], [1e-2]])
 

@@ -23,13 +23,11 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-import yaml
-
 from physics.errors import ScenarioError
-from physics.units import Quantity, to_si
+from physics.reader import Reader, listed, number, read_document, show
+from physics.units import Quantity
 
 __all__ = [
     "Cell",
@@ -46,6 +44,7 @@ __all__ = [
     "Species",
     "SquareWave",
     "Waveform",
+    "canonical_parameter",
     "load_scenario",
 ]
 
@@ -468,184 +467,8 @@ def square_wave_periods(wf: SquareWave) -> int:
 # --------------------------------------------------------------------------- reading
 
 
-class _Reader:
-    """Walks one mapping of the document, remembering the key path for error messages."""
-
-    def __init__(self, node: object, path: str) -> None:
-        if not isinstance(node, Mapping):
-            raise ScenarioError(path or "<scenario>", f"expected a mapping, got {_show(node)}")
-        self.node: Mapping[Any, Any] = node
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return name in self.node
-
-    def raw(self, name: str) -> object:
-        self.used.add(name)
-        return self.node[name]
-
-    def require(self, name: str) -> object:
-        if name not in self.node:
-            raise ScenarioError(self.key(name), "required key is missing")
-        return self.raw(name)
-
-    def number(
-        self,
-        name: str,
-        quantity: Quantity,
-        *,
-        default: float | None = None,
-        lo: float | None = None,
-        hi: float | None = None,
-        lo_open: bool = False,
-        hi_open: bool = False,
-    ) -> float:
-        if name not in self.node:
-            if default is None:
-                raise ScenarioError(
-                    self.key(name),
-                    f"required key is missing ({_accepted(quantity, lo, hi, lo_open, hi_open)})",
-                )
-            return default
-        return _number(
-            self.raw(name), self.key(name), quantity, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open
-        )
-
-    def optional_number(
-        self,
-        name: str,
-        quantity: Quantity,
-        *,
-        lo: float | None = None,
-        hi: float | None = None,
-        lo_open: bool = False,
-    ) -> float | None:
-        if name not in self.node:
-            return None
-        return _number(self.raw(name), self.key(name), quantity, lo=lo, hi=hi, lo_open=lo_open)
-
-    def integer(self, name: str, *, default: int, lo: int, hi: int) -> int:
-        if name not in self.node:
-            return default
-        value = self.raw(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise ScenarioError(
-                    self.key(name), f"got {_show(value)}; accepted: an integer from {lo} to {hi}"
-                )
-        if not lo <= value <= hi:
-            raise ScenarioError(
-                self.key(name), f"got {value}; accepted: an integer from {lo} to {hi}"
-            )
-        return value
-
-    def choice(self, name: str, options: Sequence[str], *, default: str | None = None) -> str:
-        if name not in self.node:
-            if default is None:
-                raise ScenarioError(
-                    self.key(name), f"required key is missing; accepted: {_options(options)}"
-                )
-            return default
-        value = self.raw(name)
-        if not isinstance(value, str) or value not in options:
-            raise ScenarioError(
-                self.key(name), f"got {_show(value)}; accepted: {_options(options)}"
-            )
-        return value
-
-    def text(self, name: str, *, default: str) -> str:
-        if name not in self.node:
-            return default
-        value = self.raw(name)
-        if not isinstance(value, str) or not value.strip():
-            raise ScenarioError(self.key(name), f"got {_show(value)}; accepted: a non-empty string")
-        return value
-
-    def child(self, name: str, *, required: bool = True) -> _Reader | None:
-        if name not in self.node:
-            if required:
-                raise ScenarioError(self.key(name), "required key is missing")
-            return None
-        return _Reader(self.raw(name), self.key(name))
-
-    def finish(self, accepted: Sequence[str]) -> None:
-        """Reject keys that were never read: they are typos or unsupported options."""
-        for key in self.node:
-            if key not in self.used:
-                shown = f"{self.path}.{key}" if self.path else str(key)
-                raise ScenarioError(shown, f"unknown key; accepted keys here: {_options(accepted)}")
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _options(options: Sequence[str]) -> str:
-    return ", ".join(str(o) for o in options)
-
-
-def _accepted(
-    quantity: Quantity, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool
-) -> str:
-    unit = "" if quantity.si_unit == "dimensionless" else f" {quantity.si_unit}"
-    if lo is not None and hi is not None:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        span = f"a number in {left}{lo:g}, {hi:g}{right}{unit}"
-    elif lo is not None:
-        span = f"a number {'>' if lo_open else '>='} {lo:g}{unit}"
-    else:
-        span = f"a number{unit}"
-    if quantity.si_unit != "dimensionless":
-        span += f", or a string with units (a {quantity.name})"
-    return span
-
-
-def _number(
-    value: object,
-    path: str,
-    quantity: Quantity,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> float:
-    accepted = _accepted(quantity, lo, hi, lo_open, hi_open)
-    if isinstance(value, bool):
-        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
-    if isinstance(value, int | float):
-        x = float(value)
-    elif isinstance(value, str):
-        try:
-            # YAML 1.1 reads "1e-9" (no dot) as a string; a bare number is still SI.
-            x = float(value)
-        except ValueError:
-            if quantity.si_unit == "dimensionless":
-                raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}") from None
-            try:
-                x = to_si(value, quantity)
-            except ValueError as exc:
-                raise ScenarioError(path, str(exc)) from None
-    else:
-        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
-    if not math.isfinite(x):
-        raise ScenarioError(path, f"got {_show(value)}; accepted: {accepted}")
-    too_low = lo is not None and (x <= lo if lo_open else x < lo)
-    too_high = hi is not None and (x >= hi if hi_open else x > hi)
-    if too_low or too_high:
-        shown = _show(value) if isinstance(value, str) else f"{x:g}"
-        if isinstance(value, str):
-            shown += f" (= {x:g} {quantity.si_unit})"
-        raise ScenarioError(path, f"got {shown}; accepted: {accepted}")
-    return x
+def _reader(node: object, path: str) -> Reader:
+    return Reader(node, path, error=ScenarioError, root="<scenario>")
 
 
 def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario) -> Scenario:
@@ -656,40 +479,8 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
     """
     if isinstance(source, Scenario):
         return source
-    default_name = "scenario"
-    doc: object
-    if isinstance(source, Mapping):
-        doc = source
-    else:
-        text: str
-        path = Path(source)
-        is_file = False
-        try:
-            is_file = path.is_file()
-        except OSError:  # a long YAML string is not a valid path on some systems
-            is_file = False
-        if is_file:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ScenarioError(
-                    "<scenario>", f"cannot read {str(path)!r}: {exc.strerror}"
-                ) from None
-            default_name = path.stem
-        elif isinstance(source, str) and ("\n" in source or ":" in source):
-            text = source
-        else:
-            raise ScenarioError("<scenario>", f"no such file: {str(source)!r}")
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = (
-                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            )
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ScenarioError("<scenario>", f"not valid YAML{where}: {problem}") from None
-    return _parse(doc, default_name)
+    doc, path = read_document(source, error=ScenarioError, root="<scenario>")
+    return _parse(doc, "scenario" if path is None else path.stem)
 
 
 _TOP_KEYS = (
@@ -707,7 +498,7 @@ _TOP_KEYS = (
 
 
 def _parse(doc: object, default_name: str) -> Scenario:
-    top = _Reader(doc, "")
+    top = _reader(doc, "")
     name = top.text("name", default=default_name)
     engine = top.choice("engine", ENGINES, default="numba")
     mechanism = top.choice("mechanism", MECHANISMS, default="E")
@@ -740,25 +531,23 @@ def _parse(doc: object, default_name: str) -> Scenario:
     return scenario
 
 
-def _parse_species(top: _Reader, mechanism: str) -> dict[str, tuple[float | None, float | None]]:
+def _parse_species(top: Reader, mechanism: str) -> dict[str, tuple[float | None, float | None]]:
     reader = top.child("species")
-    assert reader is not None
     allowed = _mechanism_species(mechanism)
     out: dict[str, tuple[float | None, float | None]] = {}
     for required in _REQUIRED_SPECIES[mechanism]:
         if not reader.has(required):
             raise ScenarioError(
                 reader.key(required),
-                f"required for mechanism {mechanism} (species: {_options(allowed)})",
+                f"required for mechanism {mechanism} (species: {listed(allowed)})",
             )
     for key in list(reader.node):
         if key not in allowed:
             raise ScenarioError(
                 reader.key(str(key)),
-                f"unknown species for mechanism {mechanism}; accepted: {_options(allowed)}",
+                f"unknown species for mechanism {mechanism}; accepted: {listed(allowed)}",
             )
         sp = reader.child(key)
-        assert sp is not None
         D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
         c = sp.optional_number("c_bulk", _C, lo=0.0)
         if c is not None and c > 1e5:
@@ -783,7 +572,7 @@ def _mechanism_species(mechanism: str) -> tuple[str, ...]:
 _KINETICS_KEYS = ("model", "E0", "k0", "alpha", "n", "reorganization_energy")
 
 
-def _parse_kinetics(top: _Reader, mechanism: str) -> tuple[Kinetics, ...]:
+def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
     raw = top.require("kinetics")
     couples = [("O", "R"), ("O2", "R2")] if mechanism == "ECE" else [("O", "R")]
     items: list[tuple[object, str]]
@@ -799,12 +588,12 @@ def _parse_kinetics(top: _Reader, mechanism: str) -> tuple[Kinetics, ...]:
         )
         raise ScenarioError("kinetics", f"mechanism {mechanism} takes {need}; got {len(items)}")
     return tuple(
-        _parse_transfer(_Reader(node, path), ox, red)
+        _parse_transfer(top.nested(node, path), ox, red)
         for (node, path), (ox, red) in zip(items, couples, strict=True)
     )
 
 
-def _parse_transfer(r: _Reader, ox: str, red: str) -> Kinetics:
+def _parse_transfer(r: Reader, ox: str, red: str) -> Kinetics:
     model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
     E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
     n = r.integer("n", default=1, lo=1, hi=6)
@@ -845,7 +634,7 @@ def _parse_transfer(r: _Reader, ox: str, red: str) -> Kinetics:
 _CHEMISTRY_KEYS = ("kf", "kb", "order", "reactant")
 
 
-def _parse_chemistry(top: _Reader, mechanism: str) -> tuple[Chemistry, ...]:
+def _parse_chemistry(top: Reader, mechanism: str) -> tuple[Chemistry, ...]:
     if mechanism == "E":
         if top.has("chemistry"):
             raise ScenarioError(
@@ -862,7 +651,7 @@ def _parse_chemistry(top: _Reader, mechanism: str) -> tuple[Chemistry, ...]:
                 "chemistry", f"mechanism {mechanism} has one homogeneous step; got {len(raw)}"
             )
         node, path = raw[0], "chemistry[0]"
-    r = _Reader(node, path)
+    r = top.nested(node, path)
     order = r.integer("order", default=1, lo=1, hi=2)
     k_quantity = _K1 if order == 1 else _K2
     kf = r.number("kf", k_quantity, lo=0.0, hi=1e12)
@@ -960,24 +749,23 @@ def _check_bulk_equilibrium(s: Scenario) -> None:
             )
 
 
-def _parse_electrode(top: _Reader, engine: str) -> Electrode:
+def _parse_electrode(top: Reader, engine: str) -> Electrode:
     r = top.child("electrode")
-    assert r is not None
     geometry = r.choice("geometry", GEOMETRIES_1D + GEOMETRIES_2D, default="planar")
     if geometry in GEOMETRIES_2D:
         if engine == "numba":
             raise ScenarioError(
                 r.key("geometry"),
                 f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
-                f"{_options(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
-                f"{_options(GEOMETRIES_2D)}",
+                f"{listed(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
+                f"{listed(GEOMETRIES_2D)}",
             )
         return _parse_electrode_2d(r, geometry)
     if engine == "fenicsx" and geometry != "planar":
         raise ScenarioError(
             r.key("geometry"),
             f"got {geometry!r}; accepted by engine fenicsx: planar, "
-            f"{_options(GEOMETRIES_2D)}; set engine: numba (or auto) for sphere and cylinder",
+            f"{listed(GEOMETRIES_2D)}; set engine: numba (or auto) for sphere and cylinder",
         )
     radius = length = None
     if geometry == "planar":
@@ -999,7 +787,7 @@ def _parse_electrode(top: _Reader, engine: str) -> Electrode:
     return Electrode("cylinder", area, radius, length)
 
 
-def _parse_electrode_2d(r: _Reader, geometry: str) -> Electrode:
+def _parse_electrode_2d(r: Reader, geometry: str) -> Electrode:
     """Inlaid disk, ring, band and recessed disk: their dimensions set the area."""
     if geometry == "disk":
         radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
@@ -1026,8 +814,8 @@ def _parse_electrode_2d(r: _Reader, geometry: str) -> Electrode:
     return Electrode("recessed", math.pi * radius**2, radius, depth=depth)
 
 
-def _parse_cell(top: _Reader) -> Cell:
-    r = top.child("cell", required=False)
+def _parse_cell(top: Reader) -> Cell:
+    r = top.optional_child("cell")
     if r is None:
         return Cell()
     T = r.number("T", _T, default=298.15, lo=200.0, hi=600.0)
@@ -1046,11 +834,10 @@ _WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _parse_waveform(top: _Reader) -> Waveform:
+def _parse_waveform(top: Reader) -> Waveform:
     r = top.child("waveform")
-    assert r is not None
     kind = r.choice("type", tuple(_WAVEFORM_KEYS))
-    parsers: dict[str, Callable[[_Reader], Waveform]] = {
+    parsers: dict[str, Callable[[Reader], Waveform]] = {
         "cv": _parse_cv,
         "lsv": _parse_lsv,
         "ca": _parse_ca,
@@ -1062,11 +849,11 @@ def _parse_waveform(top: _Reader) -> Waveform:
     return wf
 
 
-def _potential(r: _Reader, name: str, default: float | None = None) -> float:
+def _potential(r: Reader, name: str, default: float | None = None) -> float:
     return r.number(name, _E, default=default, lo=-10.0, hi=10.0)
 
 
-def _parse_cv(r: _Reader) -> CyclicVoltammetry:
+def _parse_cv(r: Reader) -> CyclicVoltammetry:
     E_start = _potential(r, "E_start")
     raw_vertex = r.require("E_vertex")
     raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
@@ -1077,7 +864,14 @@ def _parse_cv(r: _Reader) -> CyclicVoltammetry:
         )
     indexed = isinstance(raw_vertex, list)
     vertices = tuple(
-        _number(v, r.key("E_vertex") + (f"[{i}]" if indexed else ""), _E, lo=-10.0, hi=10.0)
+        number(
+            v,
+            r.key("E_vertex") + (f"[{i}]" if indexed else ""),
+            _E,
+            error=ScenarioError,
+            lo=-10.0,
+            hi=10.0,
+        )
         for i, v in enumerate(raw_list)
     )
     E_end = _potential(r, "E_end", default=E_start)
@@ -1101,7 +895,7 @@ def _parse_cv(r: _Reader) -> CyclicVoltammetry:
     return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
 
 
-def _parse_lsv(r: _Reader) -> LinearSweep:
+def _parse_lsv(r: Reader) -> LinearSweep:
     E_start = _potential(r, "E_start")
     E_end = _potential(r, "E_end")
     if E_end == E_start:
@@ -1111,16 +905,16 @@ def _parse_lsv(r: _Reader) -> LinearSweep:
     return LinearSweep(E_start, E_end, r.number("scan_rate", _SCAN, lo=1e-6, hi=1e6))
 
 
-def _parse_ca(r: _Reader) -> Chronoamperometry:
+def _parse_ca(r: Reader) -> Chronoamperometry:
     raw_steps = r.require("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError(
             r.key("steps"),
-            f"got {_show(raw_steps)}; accepted: a non-empty list of {{E, duration}}",
+            f"got {show(raw_steps)}; accepted: a non-empty list of {{E, duration}}",
         )
     steps = []
     for i, node in enumerate(raw_steps):
-        s = _Reader(node, f"{r.key('steps')}[{i}]")
+        s = r.nested(node, f"{r.key('steps')}[{i}]")
         E = _potential(s, "E")
         duration = s.number("duration", _TIME, lo=0.0, hi=1e7, lo_open=True)
         s.finish(("E", "duration"))
@@ -1129,7 +923,7 @@ def _parse_ca(r: _Reader) -> Chronoamperometry:
     return Chronoamperometry(tuple(steps), E_initial)
 
 
-def _parse_swv(r: _Reader) -> SquareWave:
+def _parse_swv(r: Reader) -> SquareWave:
     E_start = _potential(r, "E_start")
     E_end = _potential(r, "E_end")
     E_step = r.number("E_step", _E, lo=0.0, hi=0.1, lo_open=True)
@@ -1142,19 +936,17 @@ def _parse_swv(r: _Reader) -> SquareWave:
     return SquareWave(E_start, E_end, E_step, amplitude, frequency)
 
 
-def _parse_piecewise(r: _Reader) -> Piecewise:
+def _parse_piecewise(r: Reader) -> Piecewise:
     raw = r.require("points")
     path = r.key("points")
     if not isinstance(raw, list) or len(raw) < 2:
-        raise ScenarioError(
-            path, f"got {_show(raw)}; accepted: a list of at least two [t, E] pairs"
-        )
+        raise ScenarioError(path, f"got {show(raw)}; accepted: a list of at least two [t, E] pairs")
     points: list[tuple[float, float]] = []
     for i, p in enumerate(raw):
         if not isinstance(p, list | tuple) or len(p) != 2:
-            raise ScenarioError(f"{path}[{i}]", f"got {_show(p)}; accepted: a pair [t (s), E (V)]")
-        t = _number(p[0], f"{path}[{i}][0]", _TIME, lo=0.0, hi=1e7)
-        E = _number(p[1], f"{path}[{i}][1]", _E, lo=-10.0, hi=10.0)
+            raise ScenarioError(f"{path}[{i}]", f"got {show(p)}; accepted: a pair [t (s), E (V)]")
+        t = number(p[0], f"{path}[{i}][0]", _TIME, error=ScenarioError, lo=0.0, hi=1e7)
+        E = number(p[1], f"{path}[{i}][1]", _E, error=ScenarioError, lo=-10.0, hi=10.0)
         if i == 0 and t != 0.0:
             raise ScenarioError(
                 f"{path}[0][0]", f"got {t:g}; accepted: 0 (the waveform starts at t = 0)"
@@ -1171,8 +963,8 @@ def _parse_piecewise(r: _Reader) -> Piecewise:
     return Piecewise(tuple(points))
 
 
-def _parse_numerics(top: _Reader) -> Numerics:
-    r = top.child("numerics", required=False)
+def _parse_numerics(top: Reader) -> Numerics:
+    r = top.optional_child("numerics")
     if r is None:
         return Numerics()
     dE = r.number("potential_step", _E, default=1e-3, lo=1e-5, hi=1e-2)

@@ -8,7 +8,10 @@ dimensionless (see :class:`Scales`); inputs and outputs are SI.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +52,9 @@ _EXPANSION = 1.12
 _REACTION_LAYER_POINTS = 10.0
 # Curved electrodes: the first spacing is at most this fraction of the radius.
 _RADIUS_FRACTION = 0.02
+# Scenario entries, besides the parameters, that the scales and the grid are built from:
+# Simulator.with_parameters keeps both, so these need a new Simulator.
+_SCALE_ENTRIES = re.compile(r"^(cell\.T|electrode\.\w+|species\.[^.]+\.c_bulk)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,95 @@ class Simulator:
         self._params = _model.parameter_map(sc, self.model, self.scales, self.sensitivities)
 
     # -- public API -----------------------------------------------------------------
+
+    @property
+    def dimensionless_factors(self) -> FloatArray:
+        """d(dimensionless parameter)/d(SI parameter) for each of :attr:`sensitivities`,
+        in that order: how much the engine's parameter moves per SI unit of change
+        (``1/D_ref`` s/m^2 for a diffusion coefficient, ``f`` 1/V for E0, ``L/D_ref`` s/m
+        for k0, ``f I_scale`` 1/ohm for Ru, ...; see :class:`Scales`).
+
+        The sensitivities a :class:`SimulationState` carries are with respect to the
+        dimensionless parameters; :meth:`extrapolated` uses these factors to move a state
+        by a change given in SI units. A copy: writing to it changes nothing here.
+        """
+        return self._params.factors.copy()
+
+    def with_parameters(self, values: Mapping[str, float]) -> Simulator:
+        """This simulator for the scenario with the parameters ``values`` (key paths, as
+        in :meth:`Scenario.parameters`; SI units) replaced, on the same scales and spatial
+        grid and with the same :attr:`sensitivities` and horizon.
+
+        A state of either simulator is a valid start for the other: the kernel's arrays
+        are dimensionless in the shared scales. Scales are reference units, so every
+        parameter value can be expressed in them (a diffusion coefficient above the
+        nominal largest one is simply more than 1 in them); the grid stays the one sized
+        for this simulator's values. :meth:`run` follows the changed scenario's own time
+        steps (they depend on Ru Cdl and on how far from rest the waveform starts).
+
+        Raises :class:`ParameterError` for a name that is not a parameter of the scenario,
+        naming it: entries that set the scales or the grid (``cell.T``, ``electrode.*``,
+        ``species.<name>.c_bulk``) need a new :class:`Simulator`. A value the scenario
+        schema rejects raises :class:`~physics.errors.ScenarioError` naming its key path.
+
+        Example::
+
+            sim = Simulator(scenario, sensitivities=["kinetics.k0"])
+            chunk, state = sim.advance(sim.initial_state(), t1, E1)
+            faster = sim.with_parameters({"kinetics.k0": 2e-5})
+            chunk, state = faster.advance(state, t2, E2)
+        """
+        sc = self.scenario
+        known = sc.parameters()
+        for name in values:
+            canonical = canonical_parameter(sc, name)
+            if canonical in known:
+                continue
+            if _SCALE_ENTRIES.match(canonical):
+                raise ParameterError(
+                    f"{name!r} sets the simulation's scales or grid, which with_parameters "
+                    "keeps; build a new Simulator for the changed scenario "
+                    f"(parameters accepted here: {', '.join(known)})"
+                )
+            raise ParameterError(
+                f"{name!r} is not a parameter of this scenario; accepted: {', '.join(known)}"
+            )
+        variant = sc.with_parameters(values)
+        sim = copy.copy(self)
+        sim.scenario = variant
+        sim.model = _model.build(variant, self.scales)
+        sim._steps = sim._scenario_steps()
+        sim._params = _model.parameter_map(variant, sim.model, self.scales, self.sensitivities)
+        return sim
+
+    def extrapolated(self, state: SimulationState, changes: npt.ArrayLike) -> SimulationState:
+        """``state`` moved to first order by the parameter ``changes`` (SI units, one per
+        :attr:`sensitivities`, in that order): its concentrations and past interfacial
+        potentials shift by their sensitivities times the change.
+
+        ``state`` must come from this simulator or one that shares its scales and
+        sensitivities (:meth:`with_parameters`). The result is a new state; ``state`` is
+        left as it was.
+        """
+        delta = np.atleast_1d(np.asarray(changes, dtype=np.float64))
+        if delta.shape != (len(self.sensitivities),):
+            raise ParameterError(
+                f"changes must have one value per sensitivity ({len(self.sensitivities)}: "
+                f"{', '.join(self.sensitivities) or 'none'}); got shape {delta.shape}"
+            )
+        if state.arrays.s_theta.shape[0] != delta.size:
+            raise ParameterError(
+                f"the state carries {state.arrays.s_theta.shape[0]} sensitivities, this "
+                f"simulator {delta.size}; extrapolate with the simulator that computed it"
+            )
+        delta = delta * self._params.factors
+        if not np.any(delta):
+            return state
+        arrays = state.arrays.copy()
+        levels = arrays.hist.shape[0]
+        arrays.hist += np.tensordot(delta, arrays.s_hist, axes=(0, 0))
+        arrays.scal[1 : 1 + levels] += delta @ arrays.s_theta
+        return dataclasses.replace(state, arrays=arrays)
 
     def initial_state(self, t0: float = 0.0, E0: float | None = None) -> SimulationState:
         """The cell at rest (uniform bulk concentrations) at time ``t0`` (s) and applied

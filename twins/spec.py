@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -43,8 +43,9 @@ import numpy.typing as npt
 import yaml
 
 from physics import Scenario, ScenarioError, load_scenario
+from physics.reader import Reader, read_document, show
 from physics.scenario import CyclicVoltammetry, LinearSweep, Waveform, waveform_duration
-from physics.units import Quantity, to_si
+from physics.units import Quantity
 from physics.waveforms import applied_potential, segments
 from twins.errors import TwinSpecError
 
@@ -333,104 +334,8 @@ _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
 }
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Reader:
-    """Walks one mapping of the document, remembering its key path for error messages."""
-
-    def __init__(self, node: object, path: str) -> None:
-        if not isinstance(node, Mapping):
-            raise TwinSpecError(path or "<spec>", f"got {_show(node)}; accepted: a mapping")
-        self.node: Mapping[Any, Any] = node
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return name in self.node
-
-    def raw(self, name: str) -> object:
-        self.used.add(name)
-        return self.node[name]
-
-    def number(
-        self,
-        name: str,
-        quantity: Quantity,
-        *,
-        default: float | None = None,
-        lo: float | None = None,
-        hi: float | None = None,
-        lo_open: bool = False,
-    ) -> float:
-        if name not in self.node:
-            if default is None:
-                raise TwinSpecError(self.key(name), f"required key is missing ({quantity.name})")
-            return default
-        return _number(self.raw(name), self.key(name), quantity, lo=lo, hi=hi, lo_open=lo_open)
-
-    def integer(self, name: str, *, default: int, lo: int, hi: int) -> int:
-        if name not in self.node:
-            return default
-        value = self.raw(name)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise TwinSpecError(
-                self.key(name), f"got {_show(value)}; accepted: an integer from {lo} to {hi}"
-            )
-        return value
-
-    def finish(self, accepted: Sequence[str]) -> None:
-        for key in self.node:
-            if key not in self.used:
-                raise TwinSpecError(
-                    self.key(str(key)), f"unknown key; accepted keys here: {', '.join(accepted)}"
-                )
-
-
-def _number(
-    value: object,
-    path: str,
-    quantity: Quantity,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-) -> float:
-    unit = "" if quantity.si_unit == "dimensionless" else f" {quantity.si_unit}"
-    if lo is not None and hi is not None:
-        span = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]{unit}"
-    elif lo is not None:
-        span = f"a number {'>' if lo_open else '>='} {lo:g}{unit}"
-    else:
-        span = f"a number{unit}"
-    if unit:
-        span += f" or a string with units (a {quantity.name})"
-    x: float
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TwinSpecError(path, f"got {_show(value)}; accepted: {span}")
-    if isinstance(value, str):
-        try:
-            x = float(value)
-        except ValueError:
-            if not unit:
-                raise TwinSpecError(path, f"got {_show(value)}; accepted: {span}") from None
-            try:
-                x = to_si(value, quantity)
-            except ValueError as exc:
-                raise TwinSpecError(path, str(exc)) from None
-    else:
-        x = float(value)
-    too_low = lo is not None and (x <= lo if lo_open else x < lo)
-    if not math.isfinite(x) or too_low or (hi is not None and x > hi):
-        raise TwinSpecError(path, f"got {_show(value)}; accepted: {span}")
-    return x
+def _reader(node: object, path: str) -> Reader:
+    return Reader(node, path, error=TwinSpecError, root="<spec>")
 
 
 def load_twin_spec(source: str | os.PathLike[str] | Mapping[str, Any] | TwinSpec) -> TwinSpec:
@@ -441,35 +346,10 @@ def load_twin_spec(source: str | os.PathLike[str] | Mapping[str, Any] | TwinSpec
     """
     if isinstance(source, TwinSpec):
         return source
-    base = Path.cwd()
-    default_name = "twin"
-    doc: object
-    if isinstance(source, Mapping):
-        doc = source
-    else:
-        path = Path(source)
-        try:
-            is_file = path.is_file()
-        except OSError:
-            is_file = False
-        if is_file:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise TwinSpecError(
-                    "<spec>", f"cannot read {str(path)!r}: {exc.strerror}"
-                ) from None
-            base = path.resolve().parent
-            default_name = path.stem
-        elif isinstance(source, str) and ("\n" in source or ":" in source):
-            text = source
-        else:
-            raise TwinSpecError("<spec>", f"no such file: {str(source)!r}")
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise TwinSpecError("<spec>", f"not valid YAML: {exc}") from None
-    return _parse(doc, base, default_name)
+    doc, path = read_document(source, error=TwinSpecError, root="<spec>")
+    if path is None:
+        return _parse(doc, Path.cwd(), "twin")
+    return _parse(doc, path.resolve().parent, path.stem)
 
 
 def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -485,13 +365,8 @@ def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
-    top = _Reader(doc, "")
-    name = default_name
-    if top.has("name"):
-        raw = top.raw("name")
-        if not isinstance(raw, str) or not raw.strip():
-            raise TwinSpecError("name", f"got {_show(raw)}; accepted: a non-empty string")
-        name = raw
+    top = _reader(doc, "")
+    name = top.text("name", default=default_name)
     seed = top.integer("seed", default=0, lo=0, hi=2**63 - 1)
     instrument = "sim"
     if top.has("instrument"):
@@ -499,21 +374,17 @@ def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
         if not isinstance(raw, str) or not raw.strip():
             raise TwinSpecError(
                 "instrument",
-                f"got {_show(raw)}; accepted: 'sim' or an instrument resource string",
+                f"got {show(raw)}; accepted: 'sim' or an instrument resource string",
             )
         instrument = raw
     if not top.has("model"):
         raise TwinSpecError("model", "required key is missing (a scenario file or mapping)")
     model = _parse_model(top.raw("model"), base)
-    if not top.has("protocol"):
-        raise TwinSpecError("protocol", "required key is missing")
-    protocol = _parse_protocol(_Reader(top.raw("protocol"), "protocol"), model)
-    calibrate = None
-    if top.has("calibrate"):
-        calibrate = _parse_calibrate(_Reader(top.raw("calibrate"), "calibrate"), model)
-    twin = TwinSettings()
-    if top.has("twin"):
-        twin = _parse_twin(_Reader(top.raw("twin"), "twin"))
+    protocol = _parse_protocol(top.child("protocol"), model)
+    calibrate_reader = top.optional_child("calibrate")
+    calibrate = None if calibrate_reader is None else _parse_calibrate(calibrate_reader, model)
+    twin_reader = top.optional_child("twin")
+    twin = TwinSettings() if twin_reader is None else _parse_twin(twin_reader)
     for key in ("procedure", "replay"):
         if top.has(key):
             top.raw(key)
@@ -533,10 +404,10 @@ def _parse_model(raw: object, base: Path) -> Scenario:
     except ScenarioError as exc:
         where = "model" if exc.path == "<scenario>" else f"model.{exc.path}"
         raise TwinSpecError(where, str(exc).split(": ", 1)[-1]) from None
-    raise TwinSpecError("model", f"got {_show(raw)}; accepted: a scenario file path or mapping")
+    raise TwinSpecError("model", f"got {show(raw)}; accepted: a scenario file path or mapping")
 
 
-def _parse_protocol(r: _Reader, model: Scenario) -> Protocol:
+def _parse_protocol(r: Reader, model: Scenario) -> Protocol:
     if not r.has("waveform"):
         raise TwinSpecError(r.key("waveform"), "required key is missing (a waveform or a list)")
     raw = r.raw("waveform")
@@ -559,11 +430,9 @@ def _parse_protocol(r: _Reader, model: Scenario) -> Protocol:
     return Protocol(tuple(waveforms), cycles, rest, rate)
 
 
-def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
+def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
     known = model.parameters()
-    if not r.has("parameters"):
-        raise TwinSpecError(r.key("parameters"), "required key is missing")
-    params = _Reader(r.raw("parameters"), r.key("parameters"))
+    params = r.child("parameters")
     if not params.node:
         raise TwinSpecError(
             params.path, "no parameters; accepted: at least one of " + ", ".join(known)
@@ -579,7 +448,7 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
             )
         suffix = key.rsplit(".", 1)[-1]
         quantity, support = _PARAMETER_QUANTITY[suffix]
-        priors.append(_parse_prior(_Reader(params.raw(key), path), quantity, support))
+        priors.append(_parse_prior(params.child(key), quantity, support))
         names.append(key)
     params.finish(tuple(known))
     noise: float | Prior
@@ -588,14 +457,14 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
     else:
         raw = r.raw("noise")
         if isinstance(raw, Mapping):
-            noise = _parse_prior(_Reader(raw, r.key("noise")), _A, "positive")
+            noise = _parse_prior(r.nested(raw, r.key("noise")), _A, "positive")
         else:
-            noise = _number(raw, r.key("noise"), _A, lo=0.0, lo_open=True)
+            noise = r.number("noise", _A, lo=0.0, lo_open=True)
     every = _parse_cadence(r.raw("every"), r.key("every")) if r.has("every") else Cadence()
     forgetting = r.number("forgetting", _NONE, default=1.0, lo=0.0, hi=1.0, lo_open=True)
     drift = [0.0] * len(names)
-    if r.has("drift"):
-        dr = _Reader(r.raw("drift"), r.key("drift"))
+    dr = r.optional_child("drift")
+    if dr is not None:
         for key in list(dr.node):
             if key not in names:
                 raise TwinSpecError(
@@ -606,8 +475,8 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
         dr.finish(tuple(names))
     svi_steps = r.integer("svi_steps", default=20, lo=0, hi=100_000)
     nuts_warmup, nuts_samples = 200, 200
-    if r.has("nuts"):
-        nr = _Reader(r.raw("nuts"), r.key("nuts"))
+    nr = r.optional_child("nuts")
+    if nr is not None:
         nuts_warmup = nr.integer("warmup", default=200, lo=1, hi=1_000_000)
         nuts_samples = nr.integer("samples", default=200, lo=2, hi=1_000_000)
         nr.finish(("warmup", "samples"))
@@ -628,10 +497,10 @@ def _parse_calibrate(r: _Reader, model: Scenario) -> CalibrationSpec:
 def _parse_cadence(raw: object, path: str) -> Cadence:
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
         return Cadence("cycles", raw)
-    er = _Reader(raw, path)
+    er = _reader(raw, path)
     if len(er.node) != 1 or not (er.has("cycles") or er.has("samples")):
         raise TwinSpecError(
-            path, f"got {_show(raw)}; accepted: N, {{cycles: N}} or {{samples: N}} (N >= 1)"
+            path, f"got {show(raw)}; accepted: N, {{cycles: N}} or {{samples: N}} (N >= 1)"
         )
     unit: Literal["cycles", "samples"] = "cycles" if er.has("cycles") else "samples"
     return Cadence(unit, er.integer(unit, default=1, lo=1, hi=10**9))
@@ -646,14 +515,14 @@ def _noise_scale(model: Scenario) -> float:
     return max(1e-12, 0.01 * peak)
 
 
-def _parse_prior(r: _Reader, quantity: Quantity, support: str) -> Prior:
+def _parse_prior(r: Reader, quantity: Quantity, support: str) -> Prior:
     if not r.has("dist"):
         raise TwinSpecError(
             r.key("dist"), f"required key is missing; accepted: {', '.join(PRIOR_KINDS)}"
         )
     kind = r.raw("dist")
     if kind not in PRIOR_KINDS:
-        raise TwinSpecError(r.key("dist"), f"got {_show(kind)}; accepted: {', '.join(PRIOR_KINDS)}")
+        raise TwinSpecError(r.key("dist"), f"got {show(kind)}; accepted: {', '.join(PRIOR_KINDS)}")
     fitting = {"positive": _POSITIVE, "unit": _UNIT, "real": _REAL}[support]
     if kind not in fitting:
         where = {"positive": "positive", "unit": "in (0, 1)", "real": "real"}[support]
@@ -704,7 +573,7 @@ def _parse_prior(r: _Reader, quantity: Quantity, support: str) -> Prior:
     return prior
 
 
-def _parse_twin(r: _Reader) -> TwinSettings:
+def _parse_twin(r: Reader) -> TwinSettings:
     band = r.number("band", _NONE, default=0.9, lo=0.5, hi=0.999)
     window = r.integer("drift_window", default=400, lo=10, hi=10**8)
     fraction = r.number("drift_fraction", _NONE, default=0.5, lo=0.0, hi=1.0, lo_open=True)

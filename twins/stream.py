@@ -8,13 +8,13 @@ first order with the sensitivities it carries (``S + dS/dp * dp``), which is wha
 the current of a chunk, as a function of the new values, differentiable with exactly
 the derivative the engine's forward sensitivities compute from that start.
 
-The physics package has no public call for "same grid, other parameters" yet; this
-module is the one place that reaches into :mod:`physics.engines.numba._model` for it.
+Both steps are the physics package's own: :meth:`physics.Simulator.with_parameters`
+(same scales and grid, other values) and :meth:`physics.Simulator.extrapolated` (a state
+moved to first order).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 
 from physics import PhysicsError, Scenario, SimulationState, Simulator
-from physics.engines.numba import _model
 from physics.scenario import canonical_parameter
 from twins.errors import ForwardModelError
 from twins.spec import TwinSpec
@@ -80,7 +79,6 @@ class ModelStream:
         self.scenario = base
         known = base.parameters()
         self.nominal = np.array([known[n] for n in self.names], dtype=np.float64)
-        self._factors = self._base._params.factors.copy()
         self._cache: dict[bytes, Simulator] = {self.nominal.tobytes(): self._base}
 
     def start(self, t0: float, E0: float) -> StreamState:
@@ -115,28 +113,15 @@ class ModelStream:
     def moved(self, state: StreamState, values: FloatArray) -> SimulationState:
         """``state`` moved to first order to parameter ``values``: the concentrations and
         past interfacial potentials shift by their sensitivities times the change."""
-        delta = (np.asarray(values, dtype=np.float64) - state.values) * self._factors
-        if not np.any(delta):
-            return state.sim
-        arrays = state.sim.arrays.copy()
-        levels = arrays.hist.shape[0]
-        arrays.hist += np.tensordot(delta, arrays.s_hist, axes=(0, 0))
-        arrays.scal[1 : 1 + levels] += delta @ arrays.s_theta
-        return SimulationState(
-            t=state.sim.t, E_applied=state.sim.E_applied, grid=state.sim.grid, arrays=arrays
-        )
+        delta = np.asarray(values, dtype=np.float64) - state.values
+        return self._base.extrapolated(state.sim, delta)
 
     def _simulator(self, values: FloatArray) -> Simulator:
         key = values.tobytes()
         sim = self._cache.get(key)
         if sim is not None:
             return sim
-        variant = self.scenario.with_parameters(dict(zip(self.names, values.tolist(), strict=True)))
-        base = self._base
-        sim = copy.copy(base)
-        sim.scenario = variant
-        sim.model = _model.build(variant, base.scales)
-        sim._params = _model.parameter_map(variant, sim.model, base.scales, self.names)
+        sim = self._base.with_parameters(dict(zip(self.names, values.tolist(), strict=True)))
         if len(self._cache) >= _CACHE_SIZE:
             # Keep the nominal one; drop the oldest of the rest.
             oldest = next(k for k in self._cache if k != self.nominal.tobytes())

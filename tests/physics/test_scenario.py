@@ -164,7 +164,7 @@ def test_yaml_problems_are_reported() -> None:
         load_scenario("name: [unclosed\nfoo: 1\n")
     with pytest.raises(physics.ScenarioError, match="no such file"):
         load_scenario("missing-file.yaml")
-    with pytest.raises(physics.ScenarioError, match="expected a mapping"):
+    with pytest.raises(physics.ScenarioError, match="accepted: a mapping"):
         load_scenario("- 1\n- 2\n")
 
 

@@ -21,6 +21,16 @@ import numpy as np
 import numpy.typing as npt
 
 from physics.engines.numba._bdf import MAX_ORDER, bdf_weights
+from physics.engines.numba._history import (
+    RING,
+    first_record,
+    history_scalar,
+    history_sum,
+    pack_state,
+    push_step,
+    record,
+    unpack_state,
+)
 from physics.engines.numba._jit import kernel
 from physics.engines.numba._kinetics import rates
 
@@ -191,20 +201,6 @@ def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
 
 
 @kernel
-def _history(  # noqa: PLR0917 - called from kernels, positionally
-    ring: Array, head: int, order: int, beta_w: Array, ring_size: int, out: Array
-) -> None:
-    """``out = sum_{j=1..order} beta_w[j] * level(j-1)`` for (S, N) levels in a ring."""
-    S, N = out.shape
-    for a in range(S):
-        for i in range(N):
-            acc = 0.0
-            for j in range(1, order + 1):
-                acc += beta_w[j] * ring[(head + j - 1) % ring_size, a, i]
-            out[a, i] = acc
-
-
-@kernel
 def _mass_rhs(mass: Array, hsum: Array, rhs: Array) -> None:
     """``rhs[:, i] = -sum_j mass[i, j] * hsum[:, j]`` over the row's three nodes."""
     S, N = hsum.shape
@@ -302,7 +298,6 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     m_et = n_e.shape[0]
     M = h.shape[0]
     P = ptype.shape[0]
-    R1 = K + 1
     nonlinear = False
     for j in range(kf.shape[0]):
         if reac[j, 1] >= 0 or prod[j, 1] >= 0:
@@ -312,21 +307,13 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     for j in range(m_et):
         nu[ox[j], j] += 1.0
         nu[red[j], j] -= 1.0
-    ring = np.empty((R1, S, N))
-    sring = np.empty((R1, P, S, N))
-    th_ring = np.zeros(R1)
-    st_ring = np.zeros((R1, P))
-    for j in range(K):
-        ring[j] = hist[j]
-        th_ring[j] = scal[1 + j]
-        for q in range(P):
-            sring[j, q] = s_hist[q, j]
-            st_ring[j, q] = s_theta[q, j]
-    head = 0
-    levels = int(scal[0])
+    ring = np.empty((RING, S, N))
+    sring = np.empty((RING, P, S, N))
+    th_ring = np.zeros(RING)
+    st_ring = np.zeros((RING, P))
     h_hist = np.empty(K)
-    for j in range(K):
-        h_hist[j] = scal[1 + K + j]
+    levels = unpack_state(hist, scal, s_hist, s_theta, ring, sring, th_ring, st_ring, h_hist)
+    head = 0
     beta_w = np.zeros(K + 1)
     guess = np.empty((S, N))
     Jn = np.zeros((N, S, S))
@@ -365,22 +352,18 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
         _reaction(cb, kf, kb, reac, prod, Rn, Jtmp)
         for i in range(N):
             Jn[i] = Jtmp
-    rec = 0
-    while rec < rec_idx.shape[0] and rec_idx[rec] < 0:
-        rec += 1
+    rec = first_record(rec_idx)
     for m in range(M):
         hm = h[m]
         if restart[m]:
             levels = min(levels, 1)
         order = bdf_weights(hm, h_hist, levels, beta_w)
         b0 = beta_w[0]
-        _history(ring, head, order, beta_w, R1, hsum)
+        history_sum(ring, head, order, beta_w, hsum)
         _mass_rhs(mass, hsum, base)
-        hist_th = 0.0
-        for j in range(1, order + 1):
-            hist_th += beta_w[j] * th_ring[(head + j - 1) % R1]
+        hist_th = history_scalar(th_ring, head, order, beta_w)
         cur = ring[head]
-        slot = (head + K) % R1
+        slot = (head + K) % RING
         new = ring[slot]
         guess[:, :] = cur
         th_new = th_ring[head]
@@ -499,12 +482,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
             for q in range(P):
                 pt = ptype[q]
                 pi = pidx[q]
-                for a in range(S):
-                    for i in range(N):
-                        acc = 0.0
-                        for j in range(1, order + 1):
-                            acc += beta_w[j] * sring[(head + j - 1) % R1, q, a, i]
-                        hsum[a, i] = acc
+                history_sum(sring[:, q], head, order, beta_w, hsum)
                 _mass_rhs(mass, hsum, rhs)
                 if pt == Q_D:
                     a = pi
@@ -542,9 +520,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                             expl = -(dkox[j] * new[rj, 0] - dkred[j] * new[oj, 0])
                     tmpv[j] = kox[j] * al[rj, 0] - kred[j] * al[oj, 0] + expl
                 _solve_small(A, tmpv, ap)
-                hist_p = 0.0
-                for j in range(1, order + 1):
-                    hist_p += beta_w[j] * st_ring[(head + j - 1) % R1, q]
+                hist_p = history_scalar(st_ring[:, q], head, order, beta_w)
                 sum_ap = 0.0
                 sum_bv = 0.0
                 for j in range(m_et):
@@ -573,22 +549,11 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
             for q in range(P):
                 st_ring[slot, q] = th_p[q]
 
-        while rec < rec_idx.shape[0] and rec_idx[rec] == m:
-            prof_out[rec, :, :] = new
-            rec += 1
+        if rec < rec_idx.shape[0] and rec_idx[rec] == m:
+            rec = record(prof_out, rec_idx, rec, m, new)
         th_ring[slot] = th_new
         head = slot
-        for j in range(K - 1, 0, -1):
-            h_hist[j] = h_hist[j - 1]
-        h_hist[0] = hm
-        levels = min(levels + 1, K)
+        levels = push_step(h_hist, hm, levels)
 
-    for j in range(K):
-        hist[j] = ring[(head + j) % R1]
-        scal[1 + j] = th_ring[(head + j) % R1]
-        scal[1 + K + j] = h_hist[j]
-        for q in range(P):
-            s_hist[q, j] = sring[(head + j) % R1, q]
-            s_theta[q, j] = st_ring[(head + j) % R1, q]
-    scal[0] = levels
+    pack_state(ring, sring, th_ring, st_ring, h_hist, head, levels, hist, scal, s_hist, s_theta)
     return 0, -1

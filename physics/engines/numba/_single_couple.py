@@ -16,7 +16,8 @@ the same elimination with one more right-hand side per parameter.
 State layout (see ``_model.KernelState``): ``hist`` (K, 2, N) past concentration
 levels, newest first; ``scal`` = ``(levels, theta[0..K-1], h[0..K-1])`` with the past
 interfacial potentials and step sizes, newest first; per parameter ``s_hist``
-(P, K, 2, N) and ``s_theta`` (P, K).
+(P, K, 2, N) and ``s_theta`` (P, K). Within a call the levels live in ring buffers
+(see ``_history``, shared with the network kernel).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import numpy as np
 import numpy.typing as npt
 
 from physics.engines.numba._bdf import MAX_ORDER, bdf_weights
+from physics.engines.numba._history import (
+    RING,
+    first_record,
+    history_scalar,
+    history_sum,
+    pack_state,
+    push_step,
+    record,
+    unpack_state,
+)
 from physics.engines.numba._jit import kernel
 from physics.engines.numba._kinetics import rates
 
@@ -106,22 +117,13 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
     M = h.shape[0]
     P = par.shape[0]
     nu0 = 1.0  # O is produced by oxidation
-    # Ring buffers: slot (head + j) % (K + 1) holds level j (0 = newest).
-    ring = np.empty((K + 1, 2, N))
-    sring = np.empty((K + 1, P, 2, N))
-    th_ring = np.zeros(K + 1)
-    st_ring = np.zeros((K + 1, P))
-    for j in range(K):
-        ring[j] = hist[j]
-        th_ring[j] = scal[1 + j]
-        for q in range(P):
-            sring[j, q] = s_hist[q, j]
-            st_ring[j, q] = s_theta[q, j]
-    head = 0
-    levels = int(scal[0])
+    ring = np.empty((RING, 2, N))
+    sring = np.empty((RING, P, 2, N))
+    th_ring = np.zeros(RING)
+    st_ring = np.zeros((RING, P))
     h_hist = np.empty(K)
-    for j in range(K):
-        h_hist[j] = scal[1 + K + j]
+    levels = unpack_state(hist, scal, s_hist, s_theta, ring, sring, th_ring, st_ring, h_hist)
+    head = 0
     beta_w = np.zeros(K + 1)
     al = np.empty((2, N))
     beta = np.zeros((2, N))
@@ -132,9 +134,7 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
     lap = np.zeros((2, N))
     th_p = np.zeros(P)
     fb0 = -1.0
-    rec = 0
-    while rec < rec_idx.shape[0] and rec_idx[rec] < 0:
-        rec += 1
+    rec = first_record(rec_idx)
     for m in range(M):
         hm = h[m]
         if restart[m]:
@@ -156,15 +156,8 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                     beta[k, i] = b_next
             fb0 = b0
         # History part of the time derivative, node by node.
-        for k in range(2):
-            for i in range(N):
-                acc = 0.0
-                for j in range(1, order + 1):
-                    acc += beta_w[j] * ring[(head + j - 1) % (K + 1), k, i]
-                hsum[k, i] = acc
-        hist_th = 0.0
-        for j in range(1, order + 1):
-            hist_th += beta_w[j] * th_ring[(head + j - 1) % (K + 1)]
+        history_sum(ring, head, order, beta_w, hsum)
+        hist_th = history_scalar(th_ring, head, order, beta_w)
         # Backward sweep: surface concentrations as u + v * (nu r).
         al[0, N - 1] = cb[0]
         al[1, N - 1] = cb[1]
@@ -230,7 +223,7 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
         if not np.isfinite(psi):
             return STATUS_NONFINITE, m
         # Forward sweep into the free slot, which becomes level 0.
-        slot = (head + K) % (K + 1)
+        slot = (head + K) % RING
         new = ring[slot]
         new[0, 0] = uO + vO * nu0 * rr
         new[1, 0] = uR - vR * nu0 * rr
@@ -255,12 +248,8 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                     lap[k, i] = acc
             for q in range(P):
                 p = par[q]
+                history_sum(sring[:, q], head, order, beta_w, hsum)
                 for k in range(2):
-                    for i in range(N):
-                        acc = 0.0
-                        for j in range(1, order + 1):
-                            acc += beta_w[j] * sring[(head + j - 1) % (K + 1), q, k, i]
-                        hsum[k, i] = acc
                     sal[k, N - 1] = 0.0
                     src = 1.0 if (p == P_D_O and k == 0) or (p == P_D_R and k == 1) else 0.0
                     for i in range(N - 2, -1, -1):
@@ -281,9 +270,7 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                 else:
                     expl = 0.0
                 A = (kox * sal[1, 0] - kred * sal[0, 0] + expl) / dn
-                hist_p = 0.0
-                for j in range(1, order + 1):
-                    hist_p += beta_w[j] * st_ring[(head + j - 1) % (K + 1), q]
+                hist_p = history_scalar(st_ring[:, q], head, order, beta_w)
                 # theta = theta_app - rho * psi, differentiated (also at rho = 0,
                 # where d theta / d rho = -psi is what a calibrator starting there needs).
                 rhs_t = -rho * (n_e * A + gamma * hist_p)
@@ -308,22 +295,11 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
             for q in range(P):
                 st_ring[slot, q] = th_p[q]
 
-        while rec < rec_idx.shape[0] and rec_idx[rec] == m:
-            prof_out[rec, :, :] = new
-            rec += 1
+        if rec < rec_idx.shape[0] and rec_idx[rec] == m:
+            rec = record(prof_out, rec_idx, rec, m, new)
         th_ring[slot] = th_new
         head = slot
-        for j in range(K - 1, 0, -1):
-            h_hist[j] = h_hist[j - 1]
-        h_hist[0] = hm
-        levels = min(levels + 1, K)
+        levels = push_step(h_hist, hm, levels)
 
-    for j in range(K):
-        hist[j] = ring[(head + j) % (K + 1)]
-        scal[1 + j] = th_ring[(head + j) % (K + 1)]
-        scal[1 + K + j] = h_hist[j]
-        for q in range(P):
-            s_hist[q, j] = sring[(head + j) % (K + 1), q]
-            s_theta[q, j] = st_ring[(head + j) % (K + 1), q]
-    scal[0] = levels
+    pack_state(ring, sring, th_ring, st_ring, h_hist, head, levels, hist, scal, s_hist, s_theta)
     return OK, -1
