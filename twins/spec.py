@@ -152,6 +152,15 @@ class Protocol:
     cycles: int
     rest: float
     sample_rate: float
+    # Every cycle's end (s), computed once: the twin asks for the programmed potential
+    # at every sample batch.
+    _ends: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        durations = np.array([waveform_duration(self.waveform_of(k)) for k in range(self.cycles)])
+        ends = np.cumsum(durations + self.rest) - self.rest
+        ends.flags.writeable = False
+        object.__setattr__(self, "_ends", ends)
 
     def waveform_of(self, cycle: int) -> Waveform:
         """The waveform of cycle ``cycle`` (0-based)."""
@@ -159,13 +168,11 @@ class Protocol:
 
     def cycle_starts(self) -> FloatArray:
         """Start time (s) of every cycle."""
-        ends = self.cycle_ends()
-        return np.concatenate([[0.0], ends[:-1] + self.rest])
+        return np.concatenate([[0.0], self._ends[:-1] + self.rest])
 
     def cycle_ends(self) -> FloatArray:
         """End time (s) of every cycle (the rest that follows belongs to the next one)."""
-        durations = np.array([waveform_duration(self.waveform_of(k)) for k in range(self.cycles)])
-        return np.cumsum(durations + self.rest) - self.rest
+        return self._ends.copy()
 
     @property
     def duration(self) -> float:
@@ -194,10 +201,15 @@ class Protocol:
     def potential_at(self, t: FloatArray) -> FloatArray:
         """The programmed potential (V) at times ``t`` (s), rests included."""
         t = np.asarray(t, dtype=np.float64)
-        starts, ends = self.cycle_starts(), self.cycle_ends()
+        starts, ends = self.cycle_starts(), self._ends
         E = np.empty_like(t)
         E.fill(self.initial_potential())
-        for k in range(self.cycles):
+        if t.size == 0:
+            return E
+        # Only the cycles the times fall in (or in the rest before): a batch spans a few.
+        k_first = int(np.searchsorted(ends, np.nanmin(t), side="left"))
+        k_last = min(int(np.searchsorted(ends, np.nanmax(t), side="left")), self.cycles - 1)
+        for k in range(k_first, k_last + 1):
             wf = self.waveform_of(k)
             # The rest before cycle k (k > 0) holds that cycle's first potential.
             lo = ends[k - 1] if k > 0 else -math.inf

@@ -57,6 +57,23 @@ def test_protocol_timing_and_trace() -> None:
     assert E[np.searchsorted(t, 7.2)] == pytest.approx(0.6)
 
 
+def test_the_programmed_potential_does_not_depend_on_how_times_are_batched() -> None:
+    doc = twin_doc(cycles=40)
+    doc["protocol"]["waveform"] = [
+        {"type": "cv", "E_start": 0.6, "E_vertex": -0.1, "scan_rate": 0.2},
+        {"type": "cv", "E_start": 0.5, "E_vertex": 0.0, "scan_rate": 0.5},
+    ]
+    protocol = load_twin_spec(doc).protocol
+    t = np.sort(np.random.default_rng(1).uniform(-1.0, protocol.duration + 2.0, 5000))
+    whole = protocol.potential_at(t)
+    pieces = np.concatenate([protocol.potential_at(t[i : i + 61]) for i in range(0, t.size, 61)])
+    np.testing.assert_array_equal(whole, pieces)
+    starts = protocol.cycle_starts()
+    assert protocol.potential_at(starts[[1, 2]]).tolist() == [0.5, 0.6]  # each cycle's start
+    assert protocol.potential_at(np.array([starts[1] - 0.1]))[0] == 0.5  # the rest before it
+    assert protocol.potential_at(np.array([-1.0, 1e9])).tolist() == [0.6, 0.5]  # before, after
+
+
 def _refused(doc: dict[str, Any]) -> TwinSpecError:
     with pytest.raises(TwinSpecError) as info:
         load_twin_spec(doc)
