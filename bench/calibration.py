@@ -20,9 +20,11 @@ it measures. Noise seeds are the instrument's.
   (continuously, as the cell is measured); the fraction of cycles whose online 90 %
   interval covers that cycle's k0 (``tracking_fraction``, mean over
   ``--tracking-seeds`` noise draws; ``tracking_fraction_min`` the worst). A cycle's k0
-  is its value where the cycle's data inform k0 most (:func:`informative_fraction`,
-  ``tracking_informative_at`` of the way through the acquisition, by the peaks);
-  ``tracking_fraction_midcycle`` is the same against its value in the middle;
+  is its value at the time the update says its estimate is of (``t_informative`` in
+  its diagnostics: where the cycle's data inform k0 most, by the peaks;
+  ``tracking_informative_at``, the median fraction of the way through the
+  acquisition); ``tracking_fraction_midcycle`` is the same against k0 in the middle of
+  the acquisition;
 - (d) speed: the wall time of each posterior refresh after a CV cycle with four
   parameters (plus the noise sd) on one core (``refresh_s``, the median after the
   first; ``refresh_s_p95``, ``refresh_cpu_s`` the process CPU time).
@@ -58,7 +60,6 @@ from runtime.messages import PosteriorUpdate, SampleBatch
 from twins.calibration import OnlineCalibrator
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
-from twins.stream import ModelStream
 
 SCENARIO: dict[str, Any] = {
     "name": "quasi-reversible-ru-cdl",
@@ -167,11 +168,15 @@ class Measured:
     truth_end: list[dict[str, float]]
     noise_sd: float
 
-    def truth_of(self, cycle: int, name: str, at: float = 0.5) -> float:
+    truth_span: list[tuple[float, float]]  # each cycle's acquisition, protocol time (s)
+
+    def truth_of(self, cycle: int, name: str, t: float | None = None) -> float:
         """Parameter ``name`` during cycle ``cycle``, which drifts (compounding) while the
-        cell is measured: its value at the fraction ``at`` of the cycle's acquisition
-        (0.5: the middle; see :func:`informative_fraction`)."""
+        cell is measured: its value at protocol time ``t`` (default: the middle of the
+        cycle's acquisition)."""
         start, end = self.truth_start[cycle][name], self.truth_end[cycle][name]
+        t0, t1 = self.truth_span[cycle]
+        at = 0.5 if t is None else (t - t0) / (t1 - t0)
         return float(start * (end / start) ** at)
 
 
@@ -223,7 +228,11 @@ class Bench:
             ends.append(sim.truth())
         lsb = sim.current_range / 2.0 ** (noise.adc_bits - 1)
         sd = math.hypot(noise.current_rms + noise.range_rms * sim.current_range, lsb / 12**0.5)
-        return Measured(batches, starts, ends, sd)
+        spans = [
+            (cycle_origin(protocol, k), float(protocol.cycle_ends()[k]))
+            for k in range(protocol.cycles)
+        ]
+        return Measured(batches, starts, ends, sd, spans)
 
     def close(self) -> None:
         """Disconnect and stop the server."""
@@ -235,32 +244,11 @@ class Bench:
             self.server = None
 
 
-def informative_fraction(spec: TwinSpec, truth: dict[str, float], name: str) -> FloatArray:
-    """Per cycle, where in its acquisition (0 at the start, 1 at the end) the data say
-    most about parameter ``name``: the time weighted by the current's sensitivity to it,
-    squared (its Fisher information). A fit of a constant to a parameter that changes
-    through the cycle estimates, to first order, its value there: for k0 in a CV, near
-    the peaks rather than in the middle of the acquisition."""
-    protocol = spec.protocol
-    stream = ModelStream(
-        spec.model,
-        (name,),
-        horizon=protocol.duration,
-        min_time_step=1.0 / protocol.sample_rate,
-        values=truth,
-    )
-    t, E = protocol.trace()
-    _, J, _ = stream.advance(stream.start(float(t[0]), float(E[0])), t[1:], E[1:])
-    weight = J[:, 0] ** 2
-    ends = protocol.cycle_ends()
-    cycle = np.searchsorted(ends, t[1:] - 1e-9)
-    out = np.zeros(protocol.cycles)
-    for k in range(protocol.cycles):
-        pick = cycle == k
-        t0 = cycle_origin(protocol, k)
-        centre = float(np.sum(weight[pick] * t[1:][pick]) / np.sum(weight[pick]))
-        out[k] = (centre - t0) / (float(ends[k]) - t0)
-    return out
+def _when(update: PosteriorUpdate) -> float:
+    """The time (s) the update's k0 estimate is of (see the module docstring)."""
+    when = update.diagnostics["t_informative"]
+    assert isinstance(when, dict)
+    return float(when["kinetics.k0"])
 
 
 def _batch(seq: int, got: Samples, offset: float) -> SampleBatch:
@@ -384,22 +372,28 @@ def _accuracy_and_coverage(bench: Bench, seeds: int) -> dict[str, Any]:
 def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
     spec = tracking_spec(cycles)
     drift = [DriftSpec("kinetics.k0", 0.03)]
-    at = informative_fraction(spec, TRUTH, "kinetics.k0")
     fractions: list[float] = []
     middle: list[float] = []
+    at: list[float] = []
     wall_all, cpu_all, first = [], [], []
     for seed in range(seeds):
         measured = bench.measure(spec, TRUTH, seed=1000 + seed, drift=drift)
         outcomes, wall, cpu = online(spec, measured.batches)
-        for where, out in ((at, fractions), (np.full(at.size, 0.5), middle)):
+        for informative, out in ((True, fractions), (False, middle)):
             hits = [
                 isinstance(o, PosteriorUpdate)
                 and o.q05[0]
-                <= measured.truth_of(o.segment, "kinetics.k0", where[o.segment])
+                <= measured.truth_of(o.segment, "kinetics.k0", _when(o) if informative else None)
                 <= o.q95[0]
                 for o in outcomes
             ]
             out.append(float(np.mean(hits)))
+        at.extend(
+            (_when(o) - measured.truth_span[o.segment][0])
+            / (measured.truth_span[o.segment][1] - measured.truth_span[o.segment][0])
+            for o in outcomes
+            if isinstance(o, PosteriorUpdate)
+        )
         first.append(wall[0])
         wall_all.extend(wall[1:])
         cpu_all.extend(cpu[1:])
@@ -409,7 +403,7 @@ def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
         "tracking_fraction_min": float(np.min(fractions)),
         "tracking_fractions": fractions,
         "tracking_fraction_midcycle": float(np.mean(middle)),
-        "tracking_informative_at": float(np.mean(at)),
+        "tracking_informative_at": float(np.median(at)),
         "tracking_cycles": cycles,
         "refresh_s": float(np.median(wall_all)),
         "refresh_s_p95": float(np.quantile(wall_all, 0.95)),

@@ -31,7 +31,9 @@ size fraction of AR(1) errors (at least 0.01: intervals widen at most ten-fold);
 mode and the Laplace approximation are found again with it, and the SVI runs with the
 same scale (``pyro.poutine.scale``). The update reports ``residual_lag1`` and
 ``likelihood_scale`` in its diagnostics, and says in its warnings when the intervals
-were widened by more than half again.
+were widened by more than half again. ``t_informative`` says, per parameter, which
+moment of the segment its estimate is of (:func:`informative_times`): a parameter that
+drifts while the segment is measured is estimated near where the data inform it most.
 
 A segment starts from the state the stream had at its beginning, simulated with the
 earlier estimates; the state is moved to each candidate's values to first order (see
@@ -80,6 +82,7 @@ __all__ = [
     "Outcome",
     "SegmentData",
     "identifiability_warnings",
+    "informative_times",
     "laplace_fit",
     "nuts_posterior",
     "residual_lag1",
@@ -480,6 +483,22 @@ def residual_lag1(data: SegmentData, param: Parameterization, z: FloatArray) -> 
     return float(np.sum((r[1:] * r[:-1])[both]) / denominator)
 
 
+def informative_times(data: SegmentData, param: Parameterization, z: FloatArray) -> FloatArray:
+    """Per calibrated parameter, the time (s) its estimate refers to: the segment's
+    sample times weighted by the current's sensitivity to it squared (its Fisher
+    information). A parameter that drifts within the segment is estimated, to first
+    order, at its value then (for k0 in a CV: near the peaks)."""
+    x, _ = param.values(z)
+    _, J = data.problem(x[: param.count])
+    w = np.where(data.mask[:, None], J * J, 0.0)
+    total = w.sum(axis=0)
+    t = data.problem.t
+    out: FloatArray = np.where(
+        total > 0, (w * t[:, None]).sum(axis=0) / np.where(total > 0, total, 1.0), np.nan
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- identifiability
 
 
@@ -629,6 +648,10 @@ class OnlineCalibrator:
         diagnostics["prior"] = "spec" if self.version == 1 else "previous posterior"
         diagnostics["residual_lag1"] = rho
         diagnostics["likelihood_scale"] = scale
+        when = informative_times(data, self.param, gaussian.loc)
+        diagnostics["t_informative"] = {
+            n: float(v) for n, v in zip(self.param.names[:P], when, strict=True)
+        }
         self.latest = self._message(
             method="svi" if self.cal.svi_steps > 0 else "laplace",
             segment=segment,
