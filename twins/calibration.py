@@ -625,6 +625,8 @@ class OnlineCalibrator:
                         data, self.param, prior, fit.gaussian.loc, noise=self.noise, scale=scale
                     )
                     fit.diagnostics["evaluations"] += first
+                # At the mode just found (the forward problem remembers it), before SVI.
+                when = informative_times(data, self.param, fit.gaussian.loc)
             elbo = np.zeros(0)
             gaussian = fit.gaussian
             if self.cal.svi_steps > 0:
@@ -648,7 +650,6 @@ class OnlineCalibrator:
         diagnostics["prior"] = "spec" if self.version == 1 else "previous posterior"
         diagnostics["residual_lag1"] = rho
         diagnostics["likelihood_scale"] = scale
-        when = informative_times(data, self.param, gaussian.loc)
         diagnostics["t_informative"] = {
             n: float(v) for n, v in zip(self.param.names[:P], when, strict=True)
         }
