@@ -46,7 +46,6 @@ from typing import Any
 
 import numba
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from actors.acquire import cycle_origin, expected_current_range, protocol_waveform
@@ -154,21 +153,18 @@ def tracking_spec(cycles: int) -> TwinSpec:
     )
 
 
-FloatArray = npt.NDArray[np.float64]
-
-
 @dataclass(frozen=True, slots=True)
 class Measured:
     """One protocol measured by the simulated potentiostat: the sample batches as a run
-    publishes them (protocol time), each cycle's true parameters at its start and end,
-    and the sd (A) of the current noise the instrument added (quantisation included)."""
+    publishes them (protocol time), each cycle's true parameters at its start and end
+    and the span of its acquisition (protocol time, s), and the sd (A) of the current
+    noise the instrument added (quantisation included)."""
 
     batches: list[SampleBatch]
     truth_start: list[dict[str, float]]
     truth_end: list[dict[str, float]]
+    truth_span: list[tuple[float, float]]
     noise_sd: float
-
-    truth_span: list[tuple[float, float]]  # each cycle's acquisition, protocol time (s)
 
     def truth_of(self, cycle: int, name: str, t: float | None = None) -> float:
         """Parameter ``name`` during cycle ``cycle``, which drifts (compounding) while the
@@ -232,7 +228,7 @@ class Bench:
             (cycle_origin(protocol, k), float(protocol.cycle_ends()[k]))
             for k in range(protocol.cycles)
         ]
-        return Measured(batches, starts, ends, sd, spans)
+        return Measured(batches, starts, ends, spans, sd)
 
     def close(self) -> None:
         """Disconnect and stop the server."""
