@@ -6,6 +6,8 @@ accepted.
 
 from __future__ import annotations
 
+from runtime.errors import GalvanaError
+
 __all__ = [
     "DesignError",
     "ForwardModelError",
@@ -15,7 +17,7 @@ __all__ = [
 ]
 
 
-class TwinError(Exception):
+class TwinError(GalvanaError):
     """Base class of every error the twins package raises on purpose."""
 
 
