@@ -44,6 +44,7 @@ from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
 
 __all__ = [
     "BATCH_ROWS",
+    "replay_spec_of_import",
     "CHUNK_ROWS",
     "Imports",
     "Prepared",
@@ -317,3 +318,69 @@ def record_offline(data: Path, prepared: Prepared, *, force: bool = False) -> di
         return record.as_plain()
     finally:
         lock.__exit__(None, None, None)
+
+
+# --- replaying an import into a model ---------------------------------------------------
+
+
+def replay_spec_of_import(
+    run_id: str, spec: dict[str, Any], model: object, meta: list[str]
+) -> dict[str, Any]:
+    """The spec of a replay of imported run ``run_id`` into ``model`` (a twin spec, or a
+    scenario), with ``meta`` (``key=value``) filling in what the file lacked.
+
+    The data decide what was applied, so the import's recovered protocol replaces the
+    twin spec's; the file's electrode area replaces the model's. A model that needs
+    what the import does not say (an area, a protocol) is refused, naming the
+    ``--meta`` (or the twin spec) that would give it: nothing is guessed.
+    """
+    from hal.files.spec import parse_meta  # noqa: PLC0415
+
+    imported = dict(spec["import"])
+    file = imported.get("file", run_id)
+    try:
+        given = parse_meta(meta)
+    except ValueError as exc:
+        raise CallError("bad_request", str(exc)) from None
+    metadata = {**(imported.get("metadata") or {}), **given}
+    imported["metadata"] = metadata
+    imported["sources"] = {**(imported.get("sources") or {}), **dict.fromkeys(given, "user")}
+    if model is None:
+        model = spec.get("model")
+    if not isinstance(model, dict):
+        raise CallError(
+            "bad_request",
+            f"run {run_id} ({file}) is an import: give the model to replay it into "
+            "(galvana replay RUN --model TWIN.yaml)",
+        )
+    if "protocol" in model:
+        out = {k: v for k, v in model.items() if k not in ("replay", "procedure")}
+        scenario = out.get("model")
+    else:
+        out = {"name": spec.get("name", file), "model": model}
+        scenario = model
+    if "protocol" in spec:
+        out["protocol"] = spec["protocol"]
+    elif "protocol" not in out:
+        raise CallError(
+            "bad_request",
+            f"run {run_id} ({file}): no protocol could be recovered from the data "
+            f"({imported.get('protocol_note') or 'unknown reason'}); replay it into a twin "
+            "spec whose protocol: says what was applied",
+        )
+    if isinstance(scenario, dict):
+        electrode = dict(scenario.get("electrode") or {})
+        area = metadata.get("area")
+        if electrode.get("geometry", "planar") in ("planar", "sphere", "cylinder"):
+            if area is None:
+                raise CallError(
+                    "bad_request",
+                    f"run {run_id} ({file}) does not give the electrode area, which the model "
+                    "needs: give it with --meta area=0.0707cm2",
+                )
+            electrode["area"] = float(area)
+            out["model"] = {**scenario, "electrode": electrode}
+    out["import"] = imported
+    name = out.get("name") or "twin"
+    out["name"] = f"{name} on {spec.get('name', file)}"
+    return out

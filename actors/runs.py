@@ -20,7 +20,14 @@ from typing import Any
 
 import pykka
 
-from actors.importer import Imports, check_spec, duplicate_message, holder_of, import_events
+from actors.importer import (
+    Imports,
+    check_spec,
+    duplicate_message,
+    holder_of,
+    import_events,
+    replay_spec_of_import,
+)
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_state import FINAL_STATES, RunRecord, fold
@@ -222,18 +229,25 @@ class Runs(Supervisor):
 
     @exposed
     def replay(
-        self, run_id: str, speed: float | str = "max", model: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        speed: float | str = "max",
+        model: dict[str, Any] | None = None,
+        meta: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or
         'max'). ``model``: another twin spec, or a scenario to use as the model, instead of
-        the recorded run's own."""
+        the recorded run's own. ``meta``: ``key=value`` metadata an imported run lacks
+        (``area=0.0707cm2``), for this replay."""
         source = self._record(run_id)
         if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
             raise CallError(
                 "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
             )
         spec = dict(source.spec) if isinstance(source.spec, dict) else {}
-        if model is not None:
+        if "import" in spec and (model is not None or meta):
+            spec = replay_spec_of_import(run_id, spec, model, meta or [])
+        elif model is not None:
             spec = _with_model(spec, model)
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
@@ -390,7 +404,7 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
     from twins.spec import load_twin_spec  # noqa: PLC0415
 
     # `replay` and `procedure` say how the samples come; the rest is the twin spec.
-    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure")}
+    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure", "import")}
     try:
         return load_twin_spec(twin)
     except TwinError as exc:

@@ -139,7 +139,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
     """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
     elsewhere, so paths relative to the spec would mean nothing there)."""
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GalvanaError(f"{path} is not UTF-8 text; expected a twin spec (YAML)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise GalvanaError(f"cannot read {path}: {exc}") from None
     if not isinstance(spec, dict):
@@ -148,7 +150,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
     if isinstance(model, str):
         model_path = (path.parent / model).resolve()
         try:
-            spec["model"] = yaml.safe_load(model_path.read_text())
+            spec["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise GalvanaError(f"{path}: model: {model_path} is not UTF-8 text (YAML)") from None
         except (OSError, yaml.YAMLError) as exc:
             raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
     return spec
@@ -157,7 +161,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
 def _read_model(path: Path) -> dict[str, Any]:
     """A ``--model`` file: a twin spec (its model read in), or a scenario."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GalvanaError(f"--model {path} is not UTF-8 text; expected YAML") from None
     except (OSError, yaml.YAMLError) as exc:
         raise GalvanaError(f"cannot read --model {path}: {exc}") from None
     if isinstance(doc, dict) and "protocol" in doc:
@@ -212,6 +218,13 @@ class _Replay:
         parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
+        parser.add_argument(
+            "--meta",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="for an imported run: metadata its file lacks (area=0.0707cm2, ...)",
+        )
         _connection_options(parser)
 
     @staticmethod
@@ -228,7 +241,8 @@ class _Replay:
                 record = daemon.call("runs", "replay_log", str(log_dir.resolve()), args.run, speed)
             else:
                 model = _read_model(Path(args.model)) if args.model else None
-                record = daemon.call("runs", "replay", args.run_id, speed, model)
+                extra = (args.meta,) if args.meta else ()
+                record = daemon.call("runs", "replay", args.run_id, speed, model, *extra)
             _show_run(record, args.json)
         return 0
 
