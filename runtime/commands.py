@@ -21,7 +21,7 @@ import zarr
 
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
-from runtime.codec import message_from_plain
+from runtime.codec import decode, message_from_plain
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
 from runtime.messages import RunStateChanged, SampleBatch
 
@@ -356,23 +356,28 @@ def _plain(msg: Any) -> Any:
 
 
 class _Export:
-    """``galvana export RUN --format csv|zarr|netcdf DEST``."""
+    """``galvana export RUN --format csv|zarr|netcdf|datapackage DEST``."""
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("run_id", metavar="RUN")
-        parser.add_argument("--format", choices=("csv", "zarr", "netcdf"), required=True)
         parser.add_argument(
-            "dest", metavar="DEST", help="the file (csv, netcdf) or directory (zarr)"
+            "--format", choices=("csv", "zarr", "netcdf", "datapackage"), required=True
+        )
+        parser.add_argument(
+            "dest",
+            metavar="DEST",
+            help="the file (csv, netcdf) or directory (zarr, datapackage)",
         )
         _connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         data = resolve_data_dir(args.data)
+        record: dict[str, Any] | None = None
         try:
             with connect(args) as daemon:
-                daemon.call("runs", "show", args.run_id)  # an unknown run is refused here
+                record = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
                 daemon.call("recorder", "flush")  # rows still buffered reach the disk
         except ConnectionLost:
             pass  # no daemon: the files on disk are complete
@@ -382,7 +387,13 @@ class _Export:
         source = data / "fields" / f"{args.run_id}.zarr"
         if not source.exists():
             raise GalvanaError(f"no sample arrays for run {args.run_id!r} in {data / 'fields'}")
-        rows = export_run(source, args.format, dest)
+        if args.format == "datapackage":
+            from runtime.datapackage import write_datapackage  # noqa: PLC0415
+
+            run = record if record is not None else _recorded_run(data, args.run_id)
+            rows = write_datapackage(run, dest, lambda path: export_run(source, "csv", path))
+        else:
+            rows = export_run(source, args.format, dest)
         if args.json:
             _print_json(
                 {"run": args.run_id, "format": args.format, "dest": str(dest), "samples": rows}
@@ -390,6 +401,26 @@ class _Export:
         else:
             print(f"exported {rows} samples of run {args.run_id} to {dest} ({args.format})")
         return 0
+
+
+def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
+    """A run's record from the event log on disk (no daemon): its first event."""
+    from runtime.event_store import EventStore  # noqa: PLC0415
+
+    try:
+        with EventStore(data / "events.lmdb", readonly=True) as store:
+            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+    except GalvanaError as exc:
+        raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
+    if first is None:
+        raise GalvanaError(f"no run {run_id!r} in {data}")
+    created = decode(first[1])
+    return {
+        "id": run_id,
+        "spec": getattr(created, "spec", {}),
+        "source": getattr(created, "source", ""),
+        "created": getattr(getattr(created, "created", None), "isoformat", lambda: "")(),
+    }
 
 
 def export_run(source: Path, fmt: str, dest: Path) -> int:
