@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from hal.files.errors import FileEncodingError, FileFormatError
 
-__all__ = ["decode_text", "looks_like_utf16", "number", "parse_rows"]
+__all__ = ["decode_text", "head_text", "looks_like_utf16", "number", "parse_rows"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -27,6 +27,15 @@ def looks_like_utf16(data: bytes) -> bool:
         return True
     head = data[:512]
     return len(head) >= 8 and head[1::2].count(0) > 0.9 * (len(head) // 2)
+
+
+def head_text(head: bytes) -> str:
+    """The first bytes of a file as text for recognising its format: never raises (a
+    character cut at the end, or a bad byte, becomes U+FFFD)."""
+    if looks_like_utf16(head):
+        even = head[: len(head) - len(head) % 2]
+        return even.decode("utf-16", errors="replace").removeprefix("\ufeff")
+    return head.decode("utf-8", errors="replace").removeprefix("\ufeff")
 
 
 def decode_text(data: bytes, file: str) -> str:

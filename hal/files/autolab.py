@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from hal.files._text import decode_text, parse_rows
+from hal.files._text import decode_text, head_text, parse_rows
 from hal.files.errors import MissingColumnError, UnitError
 from hal.files.recording import Metadata, Recording
 from hal.files.units import scale_to_si
@@ -41,8 +41,7 @@ class AutolabReader:
     extensions = (".txt", ".csv", ".ascii")
 
     def sniff(self, head: bytes) -> bool:
-        text = decode_text(head, "")
-        first = text.split("\n", 1)[0]
+        first = head_text(head).split("\n", 1)[0]
         return any(m in first for m in _MARKERS)
 
     def read(self, data: bytes, file: str) -> Recording:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from hal.files._text import decode_text, looks_like_utf16, parse_rows
+from hal.files._text import decode_text, head_text, looks_like_utf16, parse_rows
 from hal.files.errors import FileFormatError, MissingColumnError, UnitError
 from hal.files.recording import Metadata, Recording
 from hal.files.units import scale_to_si
@@ -76,7 +76,7 @@ class PsTraceCsvReader:
     extensions = (".csv",)
 
     def sniff(self, head: bytes) -> bool:
-        text = decode_text(head[: len(head) - len(head) % 2] if looks_like_utf16(head) else head, "")
+        text = head_text(head)
         return "Date and time measurement:" in text or (
             text.startswith("Date and time:") and "\n" in text
         )
