@@ -16,7 +16,7 @@ import numpy as np
 
 from hal.files._text import decode_text, head_text, parse_rows
 from hal.files.errors import MissingColumnError, UnitError
-from hal.files.recording import Metadata, Recording
+from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
 
 __all__ = ["AutolabReader"]
@@ -101,14 +101,11 @@ class AutolabReader:
             header={"columns": ", ".join(names)[:500]},
             sources={"instrument": "header"},
         )
-        scan_numbers = None
-        if scan is not None and np.all(np.isfinite(scan)):
-            scan_numbers = scan.astype(np.int32)
         return Recording(
             t=np.ascontiguousarray(t),
             E=np.ascontiguousarray(E),
             I=np.ascontiguousarray(current),
             metadata=metadata,
             E_applied=None if applied is None or measured is None else np.ascontiguousarray(applied),
-            scan=scan_numbers,
+            scan=scan_numbers(scan),
         )

@@ -49,7 +49,7 @@ import numpy as np
 
 from hal.files._text import decode_text, number, parse_rows
 from hal.files.errors import FileFormatError, MissingColumnError, UnitError
-from hal.files.recording import Metadata, Recording
+from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import quantity_to_si, scale_to_si
 
 __all__ = ["MPR_COLUMNS", "MPR_FLAGS", "MPR_MAGIC", "MprReader", "MptReader"]
@@ -179,7 +179,7 @@ class MptReader:
         cycle = col(("cycle number",), None)
         return Recording(
             t=t, E=E, I=current, metadata=metadata, E_applied=applied,
-            scan=(cycle.astype(np.int32) + 1) if cycle is not None and np.all(np.isfinite(cycle)) else None,
+            scan=scan_numbers(cycle, first=0),
         )
 
 
@@ -360,7 +360,7 @@ class MprReader:
         return Recording(
             t=t, E=E, I=current, metadata=metadata,
             E_applied=col(("control/V",), "potential"),
-            scan=(cycle.astype(np.int32) + 1) if cycle is not None and np.all(np.isfinite(cycle)) else None,
+            scan=scan_numbers(cycle, first=0),
         )
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from hal.files._text import decode_text, number, parse_rows
 from hal.files.errors import FileFormatError, MissingColumnError, UnitError
-from hal.files.recording import Metadata, Recording
+from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
 
 __all__ = ["GamryReader"]
@@ -149,9 +149,9 @@ class GamryReader:
             sig = None if swv else col("Sig", "potential")
             Eapps.append(sig)
             cycle = col("Cycle", None)
+            from_file = scan_numbers(cycle, first=0)
             scans.append(
-                cycle.astype(np.int32) + 1 if cycle is not None and np.all(np.isfinite(cycle))
-                else np.full(len(t), number_of_curve, np.int32)
+                from_file if from_file is not None else np.full(len(t), number_of_curve, np.int32)
             )
         tag = header.get("TAG", "")
         metadata = Metadata(

@@ -146,7 +146,9 @@ def read_recording(
             "CSV/TSV with --map (see `galvana import --help`)",
         )
     try:
-        recording = reader.read(data, name)
+        # Values a damaged file makes overflow become inf, flagged below, not warnings.
+        with np.errstate(all="ignore"):
+            recording = reader.read(data, name)
     except FileReadError:
         raise
     except (ValueError, KeyError, IndexError, TypeError, OverflowError, RecursionError) as exc:
@@ -155,7 +157,8 @@ def read_recording(
         raise FileFormatError(
             name, f"is not a valid {reader.title} ({type(exc).__name__})"
         ) from None
-    return complete(recording, name, meta or {})
+    with np.errstate(all="ignore"):
+        return complete(recording, name, meta or {})
 
 
 def complete(recording: Recording, file: str, meta: Mapping[str, Any]) -> Recording:

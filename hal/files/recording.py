@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["META_KEYS", "Metadata", "Recording"]
+__all__ = ["META_KEYS", "Metadata", "Recording", "scan_numbers"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -120,3 +120,17 @@ class Recording:
             scan=pick(self.scan),
             segment=pick(self.segment),
         )
+
+
+def scan_numbers(values: npt.NDArray[np.float64] | None, *, first: int = 1) -> IntArray | None:
+    """A column of scan (cycle) numbers as 1-based integers; ``first`` is the number the
+    file gives its first scan (EC-Lab counts from 0). None when the column is absent or
+    is not whole numbers from ``first`` to a million (then scans are found from the
+    potential)."""
+    if values is None or len(values) == 0:
+        return None
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        return None
+    if values.min() < first or values.max() > 1_000_000 + first:
+        return None
+    return (values - first + 1).astype(np.int32)

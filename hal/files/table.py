@@ -27,7 +27,7 @@ import numpy as np
 
 from hal.files._text import decode_text, parse_rows
 from hal.files.errors import FileFormatError, MissingColumnError, UnitError
-from hal.files.recording import Metadata, Recording
+from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
 
 __all__ = ["ROLES", "ColumnMap", "TableReader"]
@@ -121,6 +121,6 @@ class TableReader:
             I=picked["I"],
             metadata=Metadata(format=self.name),
             E_applied=picked.get("E_applied"),
-            scan=scan.astype(np.int32) if scan is not None and np.all(np.isfinite(scan)) else None,
+            scan=scan_numbers(scan),
             time_generated="t" not in picked,
         )
