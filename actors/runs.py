@@ -329,10 +329,14 @@ class Runs(Supervisor):
         spec, source = check_spec(spec, source)
         self._drain()
         if not force:
-            holder = holder_of(spec["import"]["sha256"], ((r.id, r.spec) for r in self.records.values()))
+            holder = holder_of(
+                spec["import"]["sha256"], ((r.id, r.spec) for r in self.records.values())
+            )
             if holder is not None:
                 self._imports.discard(token)
-                raise CallError("conflict", duplicate_message(source.removeprefix("import:"), holder))
+                raise CallError(
+                    "conflict", duplicate_message(source.removeprefix("import:"), holder)
+                )
         t, E, I = self._imports.take(token)  # noqa: E741
         run_id = _new_run_id()
         created, running, batches, done = import_events(run_id, spec, source, t, E, I)

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     from hal.files.table import ColumnMap, TableReader  # noqa: PLC0415
 
-    table = TableReader(ColumnMap({"t": ("time", "ms"), "E": ("potential", "V"), "I": ("current", "uA")}))
+    table = TableReader(
+        ColumnMap({"t": ("time", "ms"), "E": ("potential", "V"), "I": ("current", "uA")})
+    )
     rates: dict[str, float] = {}
     sizes: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

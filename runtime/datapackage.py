@@ -33,11 +33,15 @@ def _slug(text: str) -> str:
 def _echemdb(spec: Mapping[str, Any]) -> dict[str, Any]:
     imported = spec.get("import") if isinstance(spec.get("import"), Mapping) else None
     metadata: Mapping[str, Any] = (imported or {}).get("metadata") or {}
-    model = spec.get("model") if isinstance(spec.get("model"), Mapping) else {}
+    model: Mapping[str, Any] = spec["model"] if isinstance(spec.get("model"), Mapping) else {}
     electrodes: list[dict[str, Any]] = []
     area = metadata.get("area")
     if area is None and isinstance(model.get("electrode"), Mapping):
-        area = model["electrode"].get("area") if isinstance(model["electrode"].get("area"), float | int) else None
+        area = (
+            model["electrode"].get("area")
+            if isinstance(model["electrode"].get("area"), float | int)
+            else None
+        )
     we: dict[str, Any] = {"name": "WE", "function": "working electrode"}
     if area is not None:
         we["geometric electrolyte contact area"] = {"value": float(area) * 1e4, "unit": "cm2"}
@@ -45,7 +49,11 @@ def _echemdb(spec: Mapping[str, Any]) -> dict[str, Any]:
     reference = (imported or {}).get("reference")
     if isinstance(reference, Mapping):
         electrodes.append(
-            {"name": "REF", "function": "reference electrode", "type": reference.get("name") or reference.get("given")}
+            {
+                "name": "REF",
+                "function": "reference electrode",
+                "type": reference.get("name") or reference.get("given"),
+            }
         )
     description: dict[str, Any] = {"type": "digitized" if not imported else "raw"}
     technique = metadata.get("technique")
@@ -59,7 +67,11 @@ def _echemdb(spec: Mapping[str, Any]) -> dict[str, Any]:
         "figure description": description,
     }
     if imported:
-        out["source"] = {"file": imported.get("file"), "format": imported.get("format"), "sha256": imported.get("sha256")}
+        out["source"] = {
+            "file": imported.get("file"),
+            "format": imported.get("format"),
+            "sha256": imported.get("sha256"),
+        }
         if metadata.get("instrument"):
             out["source"]["instrument"] = metadata["instrument"]
     return out
@@ -97,7 +109,12 @@ def write_datapackage(
         {"name": "t", "type": "number", "unit": "s", "description": "time since the run started"},
         potential,
         {"name": "I", "type": "number", "unit": "A", "description": "current, anodic positive"},
-        {"name": "flags", "type": "integer", "unit": "1", "description": "sample status bits (overload 1, compliance 2, gap 16)"},
+        {
+            "name": "flags",
+            "type": "integer",
+            "unit": "1",
+            "description": "sample status bits (overload 1, compliance 2, gap 16)",
+        },
     ]
     name = _slug(run_id)
     package = {

@@ -67,8 +67,7 @@ def decode_text(data: bytes, file: str) -> str:
         line = text.count("\n", 0, at) + 1
         raise FileEncodingError(
             file,
-            "holds NUL characters (a binary file, or text in another encoding); "
-            "expected text",
+            "holds NUL characters (a binary file, or text in another encoding); expected text",
             where=f"line {line}",
         )
     return text.removeprefix("\ufeff")

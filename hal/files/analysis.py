@@ -88,9 +88,7 @@ def scans_of(E: FloatArray, segment: IntArray) -> IntArray:
     vertex_values = [float(E[np.flatnonzero(segment == k)[-1]]) for k in range(int(segment[-1]))]
     h = _hysteresis(E)
     starts: list[int] = []
-    if any(abs(v - e0) <= h for v in vertex_values[1:2]) or abs(
-        float(E[first[-1]]) - e0
-    ) <= h:
+    if any(abs(v - e0) <= h for v in vertex_values[1:2]) or abs(float(E[first[-1]]) - e0) <= h:
         # The file starts at a vertex: every second segment starts a scan.
         starts = [int(np.flatnonzero(segment == k)[0]) for k in range(2, int(segment[-1]) + 1, 2)]
     else:
@@ -101,8 +99,8 @@ def scans_of(E: FloatArray, segment: IntArray) -> IntArray:
             if int(segment[i]) >= last_segment + 2:
                 starts.append(int(i))
                 last_segment = int(segment[i])
-    for i in starts:
-        scan[i:] += 1
+    for start in starts:
+        scan[start:] += 1
     return scan
 
 

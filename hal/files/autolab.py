@@ -83,16 +83,21 @@ class AutolabReader:
             for what, col in (
                 ("Time (s)", t),
                 ("WE(1).Current (A)", current),
-                ("WE(1).Potential (V) or Potential applied (V)", measured if measured is not None else applied),
+                (
+                    "WE(1).Potential (V) or Potential applied (V)",
+                    measured if measured is not None else applied,
+                ),
             )
             if col is None
         ]
         if missing:
             raise MissingColumnError(
-                file, f"has no column {', '.join(missing)}; the header line names "
-                f"{len(names)} columns", where="line 1"
+                file,
+                f"has no column {', '.join(missing)}; the header line names {len(names)} columns",
+                where="line 1",
             )
-        assert t is not None and current is not None
+        assert t is not None
+        assert current is not None
         E = measured if measured is not None else applied
         assert E is not None
         metadata = Metadata(
@@ -106,6 +111,8 @@ class AutolabReader:
             E=np.ascontiguousarray(E),
             I=np.ascontiguousarray(current),
             metadata=metadata,
-            E_applied=None if applied is None or measured is None else np.ascontiguousarray(applied),
+            E_applied=None
+            if applied is None or measured is None
+            else np.ascontiguousarray(applied),
             scan=scan_numbers(scan),
         )

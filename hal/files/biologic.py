@@ -13,7 +13,7 @@
     dE/dt               20.000
     dE/dt unit          mV/s
     ...
-    mode	ox/red	error	control changes	counter inc.	time/s	control/V	Ewe/V	<I>/mA	cycle number	...
+    mode	ox/red	error	control changes	counter inc.	time/s	control/V	Ewe/V	<I>/mA	...
 
 ``Nb header lines`` counts every line before the data, the column names included;
 each column is ``name/unit``. ``Ewe/V`` (or ``<Ewe>/V``) is the working electrode's
@@ -87,7 +87,9 @@ def _header_metadata(lines: list[str], file: str, fmt: str) -> Metadata:
         except ValueError as exc:
             raise UnitError(file, str(exc), where="header 'Electrode surface area'") from None
         if abs(area - _DEFAULT_AREA_CM2 * 1e-4) < 1e-12:
-            notes.append("the area in the header is EC-Lab's default (0.001 cm²): taken as not given")
+            notes.append(
+                "the area in the header is EC-Lab's default (0.001 cm²): taken as not given"
+            )
         else:
             values["area"] = area
     rate, unit = header.get("dE/dt"), header.get("dE/dt unit")
@@ -110,8 +112,13 @@ def _header_metadata(lines: list[str], file: str, fmt: str) -> Metadata:
     if header.get("Comments"):
         notes.append(header["Comments"])
     device = header.get("Device")
-    metadata = Metadata(format=fmt, instrument=f"BioLogic {device}"[:80] if device else "BioLogic",
-                        technique=technique, header=header, notes="; ".join(notes))
+    metadata = Metadata(
+        format=fmt,
+        instrument=f"BioLogic {device}"[:80] if device else "BioLogic",
+        technique=technique,
+        header=header,
+        notes="; ".join(notes),
+    )
     return metadata.with_values("header", **values)
 
 
@@ -136,7 +143,8 @@ class MptReader:
         match = re.match(r"Nb header lines\s*:\s*(\d+)", lines[1] if len(lines) > 1 else "")
         if match is None:
             raise FileFormatError(
-                file, "has no 'Nb header lines : N' line; expected an EC-Lab text export",
+                file,
+                "has no 'Nb header lines : N' line; expected an EC-Lab text export",
                 where="line 2",
             )
         n_header = int(match.group(1))
@@ -152,8 +160,13 @@ class MptReader:
         first = body[0].split("\t") if body else []
         decimal_comma = any("," in c for c in first) and not any("." in c for c in first)
         values = parse_rows(
-            body, n_header + 1, file, delimiter="\t", columns=names,
-            decimal_comma=decimal_comma, trailing_delimiter=True,
+            body,
+            n_header + 1,
+            file,
+            delimiter="\t",
+            columns=names,
+            decimal_comma=decimal_comma,
+            trailing_delimiter=True,
         )
 
         def col(candidates: tuple[str, ...], kind: str | None) -> np.ndarray | None:
@@ -165,7 +178,9 @@ class MptReader:
                     try:
                         return values[:, j] * scale_to_si(unit, kind)
                     except ValueError as exc:
-                        raise UnitError(file, str(exc), where=f"line {n_header}, column {name[:40]!r}") from None
+                        raise UnitError(
+                            file, str(exc), where=f"line {n_header}, column {name[:40]!r}"
+                        ) from None
             return None
 
         t = col(("time",), "time")
@@ -173,12 +188,24 @@ class MptReader:
         current = col(("<I>", "I"), "current")
         missing = [w for w, c in (("time/s", t), ("Ewe/V", E), ("<I>/mA", current)) if c is None]
         if missing:
-            raise MissingColumnError(file, f"has no column {', '.join(missing)}", where=f"line {n_header}")
-        assert t is not None and E is not None and current is not None
-        applied = col(("control",), "potential") if any(n.startswith("control/V") and n != "control/V/mA" for n in names) else None
+            raise MissingColumnError(
+                file, f"has no column {', '.join(missing)}", where=f"line {n_header}"
+            )
+        assert t is not None
+        assert E is not None
+        assert current is not None
+        applied = (
+            col(("control",), "potential")
+            if any(n.startswith("control/V") and n != "control/V/mA" for n in names)
+            else None
+        )
         cycle = col(("cycle number",), None)
         return Recording(
-            t=t, E=E, I=current, metadata=metadata, E_applied=applied,
+            t=t,
+            E=E,
+            I=current,
+            metadata=metadata,
+            E_applied=applied,
             scan=scan_numbers(cycle, first=0),
         )
 
@@ -220,10 +247,19 @@ MPR_COLUMNS: Final[dict[int, tuple[str, str]]] = {
 }
 """Data column ids of the VMP data module: their name and numpy type."""
 
-_OLD_HEADER = np.dtype([("short", "S10"), ("long", "S25"), ("length", "<u4"), ("version", "<u4"), ("date", "S8")])
+_OLD_HEADER = np.dtype(
+    [("short", "S10"), ("long", "S25"), ("length", "<u4"), ("version", "<u4"), ("date", "S8")]
+)
 _NEW_HEADER = np.dtype(
-    [("short", "S10"), ("long", "S25"), ("max_length", "<u4"), ("length", "<u4"),
-     ("version", "<u4"), ("unknown", "<u4"), ("date", "S8")]
+    [
+        ("short", "S10"),
+        ("long", "S25"),
+        ("max_length", "<u4"),
+        ("length", "<u4"),
+        ("version", "<u4"),
+        ("unknown", "<u4"),
+        ("date", "S8"),
+    ]
 )
 _DATE = re.compile(rb"^\d\d/\d\d/\d\d$")
 
@@ -235,7 +271,8 @@ def _modules(data: bytes, file: str) -> list[tuple[str, int, bytes, str]]:
     while pos < len(data):
         if data[pos : pos + 6] != b"MODULE":
             raise FileFormatError(
-                file, "expected a module ('MODULE') here; the file is damaged or truncated",
+                file,
+                "expected a module ('MODULE') here; the file is damaged or truncated",
                 where=f"byte {pos}",
             )
         pos += 6
@@ -249,15 +286,25 @@ def _modules(data: bytes, file: str) -> list[tuple[str, int, bytes, str]]:
                 pos += dtype.itemsize
                 break
         if header is None:
-            raise FileFormatError(file, "a module header is malformed or truncated", where=f"byte {pos}")
+            raise FileFormatError(
+                file, "a module header is malformed or truncated", where=f"byte {pos}"
+            )
         length = int(header["length"])
         if pos + length > len(data):
             raise FileFormatError(
-                file, f"a module of {length} bytes runs past the end of the file (truncated)",
+                file,
+                f"a module of {length} bytes runs past the end of the file (truncated)",
                 where=f"byte {pos}",
             )
         short = bytes(header["short"]).decode("ascii", "replace").strip()
-        out.append((short, int(header["version"]), data[pos : pos + length], bytes(header["date"]).decode("ascii")))
+        out.append(
+            (
+                short,
+                int(header["version"]),
+                data[pos : pos + length],
+                bytes(header["date"]).decode("ascii"),
+            )
+        )
         pos += length
     return out
 
@@ -293,14 +340,20 @@ class MprReader:
             raise FileFormatError(file, "the data module is truncated", where="VMP data")
         n_points = int.from_bytes(body[0:4], "little")
         n_columns = body[4]
-        ids = np.frombuffer(body, "<u2", count=n_columns, offset=5).tolist() if len(body) >= 5 + 2 * n_columns else None
+        ids = (
+            np.frombuffer(body, "<u2", count=n_columns, offset=5).tolist()
+            if len(body) >= 5 + 2 * n_columns
+            else None
+        )
         if ids is None:
             raise FileFormatError(file, "the column list is truncated", where="VMP data")
         offset = {2: 0x195, 3: 0x196}.get(version)
         if offset is None:
             raise FileFormatError(
-                file, f"data module version {version} is not known; accepted: 2, 3 "
-                "(export an .mpt from EC-Lab instead)", where="VMP data"
+                file,
+                f"data module version {version} is not known; accepted: 2, 3 "
+                "(export an .mpt from EC-Lab instead)",
+                where="VMP data",
             )
         unknown = [i for i in ids if i not in MPR_COLUMNS and i not in MPR_FLAGS]
         fields: list[tuple[str, str]] = []
@@ -326,8 +379,10 @@ class MprReader:
             need = offset + n_points * dtype.itemsize
             if need > len(body):
                 raise FileFormatError(
-                    file, f"holds {max(0, (len(body) - offset) // dtype.itemsize)} of its "
-                    f"{n_points} points (truncated)", where="VMP data"
+                    file,
+                    f"holds {max(0, (len(body) - offset) // dtype.itemsize)} of its "
+                    f"{n_points} points (truncated)",
+                    where="VMP data",
                 )
             records = np.frombuffer(body, dtype, count=n_points, offset=offset)
             names = [f[0] for f in fields]
@@ -347,7 +402,9 @@ class MprReader:
         missing = [w for w, c in (("time/s", t), ("Ewe/V", E), ("<I>/mA", current)) if c is None]
         if missing:
             raise MissingColumnError(file, f"has no column {', '.join(missing)}", where="VMP data")
-        assert t is not None and E is not None and current is not None
+        assert t is not None
+        assert E is not None
+        assert current is not None
         cycle = col(("cycle number",), None)
         started = None
         try:
@@ -358,7 +415,10 @@ class MprReader:
             "header", started=started
         )
         return Recording(
-            t=t, E=E, I=current, metadata=metadata,
+            t=t,
+            E=E,
+            I=current,
+            metadata=metadata,
             E_applied=col(("control/V",), "potential"),
             scan=scan_numbers(cycle, first=0),
         )

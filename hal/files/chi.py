@@ -68,7 +68,7 @@ class ChiReader:
 
     def sniff(self, head: bytes) -> bool:
         text = head.decode("cp1252", errors="replace")
-        return "Instrument Model:" in text[:2000] and "CHI" in text[:2000] or (
+        return ("Instrument Model:" in text[:2000] and "CHI" in text[:2000]) or (
             re.search(r"^(Potential/V|Time/sec), Current/A", text, re.M) is not None
         )
 
@@ -95,8 +95,8 @@ class ChiReader:
                 header[key.strip()[:60]] = value.strip()[:200]
         if data_at is None:
             raise MissingColumnError(
-                file, "has no data header line ('Potential/V, Current/A'); expected a CHI "
-                "text export"
+                file,
+                "has no data header line ('Potential/V, Current/A'); expected a CHI text export",
             )
         names = [c.strip() for c in lines[data_at].split(",")]
         body = [ln for ln in lines[data_at + 1 :] if ln.strip()]
@@ -109,7 +109,9 @@ class ChiReader:
                     try:
                         return values[:, j] * scale_to_si(_UNIT_ALIASES.get(unit, unit), kind)
                     except ValueError as exc:
-                        raise UnitError(file, str(exc), where=f"line {data_at + 1}, column {name[:40]!r}") from None
+                        raise UnitError(
+                            file, str(exc), where=f"line {data_at + 1}, column {name[:40]!r}"
+                        ) from None
             return None
 
         E = col("Potential", "potential")
@@ -117,11 +119,15 @@ class ChiReader:
         t = col("Time", "time")
         if current is None or (E is None and t is None):
             raise MissingColumnError(
-                file, "needs a Current column and a Potential or Time column",
+                file,
+                "needs a Current column and a Potential or Time column",
                 where=f"line {data_at + 1}",
             )
         found: dict[str, float] = {}
-        for key, field, kind in (("Scan Rate", "scan_rate", "scan_rate"), ("Sample Interval", "E_step", "potential")):
+        for key, field, kind in (
+            ("Scan Rate", "scan_rate", "scan_rate"),
+            ("Sample Interval", "E_step", "potential"),
+        ):
             if key in params:
                 value, unit = params[key]
                 x = number(value, file, f"header {key!r}")
@@ -140,7 +146,8 @@ class ChiReader:
         if E is None:
             if "Init E" not in params:
                 raise MissingColumnError(
-                    file, "amperometry data without a potential: the header has no 'Init E (V)'",
+                    file,
+                    "amperometry data without a potential: the header has no 'Init E (V)'",
                 )
             E = np.full(len(current), number(params["Init E"][0], file, "header 'Init E'"))
         model = header.get("Instrument Model", "")
@@ -154,7 +161,9 @@ class ChiReader:
         ).with_values("header", started=started, **found)
         if t is None:
             if "scan_rate" not in found:
-                raise FileFormatError(file, "has no time column and no 'Scan Rate (V/s)' in its header")
+                raise FileFormatError(
+                    file, "has no time column and no 'Scan Rate (V/s)' in its header"
+                )
             return Recording(
                 t=np.full(len(E), np.nan), E=E, I=current, metadata=metadata, time_generated=True
             )

@@ -10,9 +10,9 @@ A DTA file is tab-separated text in the PC's code page (Windows-1252)::
     AREA	QUANT	7.07000E-002	Sample &Area (cm^2)
     ...
     CURVE1	TABLE	1001
-    	Pt	T	Vf	Im	Vu	Sig	Ach	IERange	Over
-    	#	s	V vs. Ref.	A	V	V	V	#	bits
-    	0	0.02	4.9E-001	7.8E-009	...
+        Pt	T	Vf	Im	Vu	Sig	Ach	IERange	Over
+        #	s	V vs. Ref.	A	V	V	V	#	bits
+        0	0.02	4.9E-001	7.8E-009	...
 
 A header line is ``KEY<tab>TYPE<tab>value<tab>label``; a QUANT's unit is in its label's
 brackets. Each ``CURVEn TABLE`` is a table whose first two lines are the column names
@@ -93,31 +93,54 @@ class GamryReader:
                 file, "holds no CURVE table; expected the data of a Gamry experiment"
             )
         decimal_comma = False
-        ts, Es, Is, Eapps, scans = [], [], [], [], []
+        ts: list[np.ndarray] = []
+        Es: list[np.ndarray] = []
+        Is: list[np.ndarray] = []
+        Eapps: list[np.ndarray | None] = []
+        scans: list[np.ndarray] = []
         for number_of_curve, (names_at, start, end) in enumerate(tables, start=1):
             names = [c.strip() for c in lines[names_at].split("\t")[1:]]
-            units = [c.strip() for c in lines[names_at + 1].split("\t")[1:]] if names_at + 1 < len(lines) else []
+            units = (
+                [c.strip() for c in lines[names_at + 1].split("\t")[1:]]
+                if names_at + 1 < len(lines)
+                else []
+            )
             body = [ln[1:] for ln in lines[start:end]]
             keep = [j for j, name in enumerate(names) if name not in ("Over",)]
             if not decimal_comma and body:
                 first = body[0].split("\t")
                 cells = [first[j] for j in keep if j < len(first)]
-                decimal_comma = any("," in c for c in cells) and not any("." in c for c in cells)
+                comma = any("," in c for c in cells)
+                decimal_comma = comma and not any("." in c for c in cells)
             rows = [ln.split("\t") for ln in body]
             cleaned = ["\t".join(r[j] if j < len(r) else "" for j in keep) for r in rows]
             if any(len(r) != len(names) for r in rows):
                 bad = next(i for i, r in enumerate(rows) if len(r) != len(names))
                 raise FileFormatError(
-                    file, f"has {len(rows[bad])} values; expected {len(names)} ({', '.join(names)[:100]})",
+                    file,
+                    f"has {len(rows[bad])} values; expected {len(names)} "
+                    f"({', '.join(names)[:100]})",
                     where=f"line {start + bad + 1}",
                 )
             kept_names = [names[j] for j in keep]
             values = parse_rows(
-                cleaned, start + 1, file, delimiter="\t", columns=kept_names,
+                cleaned,
+                start + 1,
+                file,
+                delimiter="\t",
+                columns=kept_names,
                 decimal_comma=decimal_comma,
             )
 
-            def col(name: str, kind: str | None) -> np.ndarray | None:
+            def col(  # noqa: PLR0917 - the loop's own values bound as defaults
+                name: str,
+                kind: str | None,
+                kept_names: list[str] = kept_names,
+                values: np.ndarray = values,
+                units: list[str] = units,
+                keep: list[int] = keep,
+                names_at: int = names_at,
+            ) -> np.ndarray | None:
                 if name not in kept_names:
                     return None
                 j = kept_names.index(name)
@@ -127,19 +150,32 @@ class GamryReader:
                 try:
                     return values[:, j] * scale_to_si(unit, kind)
                 except ValueError as exc:
-                    raise UnitError(file, str(exc), where=f"line {names_at + 2}, column {name}") from None
+                    raise UnitError(
+                        file, str(exc), where=f"line {names_at + 2}, column {name}"
+                    ) from None
 
             t = col("T", "time")
             swv = "Idif" in kept_names
             E = col("Vstep", "potential") if swv else col("Vf", "potential")
             current = col("Idif", "current") if swv else col("Im", "current")
-            missing = [n for n, c in (("T", t), ("Vstep" if swv else "Vf", E), ("Idif" if swv else "Im", current)) if c is None]
+            missing = [
+                n
+                for n, c in (
+                    ("T", t),
+                    ("Vstep" if swv else "Vf", E),
+                    ("Idif" if swv else "Im", current),
+                )
+                if c is None
+            ]
             if missing:
                 raise MissingColumnError(
-                    file, f"curve {number_of_curve} has no column {', '.join(missing)}",
+                    file,
+                    f"curve {number_of_curve} has no column {', '.join(missing)}",
                     where=f"line {names_at + 1}",
                 )
-            assert t is not None and E is not None and current is not None
+            assert t is not None
+            assert E is not None
+            assert current is not None
             if ts and len(t) and len(ts[-1]) > 1 and t[0] <= ts[-1][-1]:
                 # A curve whose clock restarted: it follows the one before it.
                 t = t - t[0] + ts[-1][-1] + float(np.median(np.diff(ts[-1])))
@@ -174,7 +210,11 @@ class GamryReader:
             where = f"header {key}"
             x = number(value, file, where, decimal_comma=decimal_comma)
             match = _LABEL_UNIT.search(label)
-            unit = match.group(1) if match else {"scan_rate": "mV/s", "potential": "mV", "area": "cm^2", "time": "s"}[kind]
+            unit = (
+                match.group(1)
+                if match
+                else {"scan_rate": "mV/s", "potential": "mV", "area": "cm^2", "time": "s"}[kind]
+            )
             try:
                 found[field] = x * scale_to_si(unit, kind)
             except ValueError as exc:

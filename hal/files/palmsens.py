@@ -91,8 +91,9 @@ class PsTraceCsvReader:
                 break
         if units_at is None or units_at >= len(lines):
             raise FileFormatError(
-                file, "has no 'Date and time measurement:' line followed by a units line "
-                "(V,µA,...); expected a PSTrace CSV export"
+                file,
+                "has no 'Date and time measurement:' line followed by a units line "
+                "(V,µA,...); expected a PSTrace CSV export",
             )
         header: dict[str, str] = {}
         notes = ""
@@ -120,15 +121,21 @@ class PsTraceCsvReader:
             chrono = bool(wanted)
         if not wanted:
             raise MissingColumnError(
-                file, "has no curve of potential and current (units V,µA) or time and "
+                file,
+                "has no curve of potential and current (units V,µA) or time and "
                 "current (s,µA); expected a voltammetry or amperometry export",
                 where=f"line {units_at + 1}",
             )
         body_start = units_at + 1
         body_end = body_start
-        while body_end < len(lines) and lines[body_end].strip(", \t") and (
-            lines[body_end].lstrip(" -+")[:1].isdigit() or lines[body_end].startswith(",")
-            or lines[body_end].lstrip(" -+")[:1] == "."
+        while (
+            body_end < len(lines)
+            and lines[body_end].strip(", \t")
+            and (
+                lines[body_end].lstrip(" -+")[:1].isdigit()
+                or lines[body_end].startswith(",")
+                or lines[body_end].lstrip(" -+")[:1] == "."
+            )
         ):
             body_end += 1
         names = [f"{u}" for u in units]
@@ -202,7 +209,9 @@ def _values(array: dict[str, Any], file: str, kind: str) -> np.ndarray:
     try:
         scale = scale_to_si(str(symbol), kind)
     except ValueError as exc:
-        raise UnitError(file, str(exc), where=f"data array {array.get('Description', '?')!s:.30}") from None
+        raise UnitError(
+            file, str(exc), where=f"data array {array.get('Description', '?')!s:.30}"
+        ) from None
     raw = array.get("DataValues")
     if not isinstance(raw, list):
         raise FileFormatError(file, "a data array has no DataValues list", where=f"{kind} array")
@@ -220,7 +229,11 @@ def _role(array: dict[str, Any]) -> str | None:
     kind = str(array.get("Type", ""))
     if description in ("time", "potential", "current"):
         return description
-    for role, marker in (("time", "DataArrayTime"), ("potential", "DataArrayPotentials"), ("current", "DataArrayCurrents")):
+    for role, marker in (
+        ("time", "DataArrayTime"),
+        ("potential", "DataArrayPotentials"),
+        ("current", "DataArrayCurrents"),
+    ):
         if kind.endswith(marker):
             return role
     return None
@@ -248,7 +261,8 @@ class PsSessionReader:
         except (json.JSONDecodeError, RecursionError) as exc:
             line = getattr(exc, "lineno", None)
             raise FileFormatError(
-                file, "is not valid JSON; expected a .pssession (JSON in UTF-16)",
+                file,
+                "is not valid JSON; expected a .pssession (JSON in UTF-16)",
                 where=f"line {line}" if line else "",
             ) from None
         measurements = doc.get("Measurements") if isinstance(doc, dict) else None
@@ -284,16 +298,18 @@ class PsSessionReader:
             if sep and key.strip() and not key.startswith("#"):
                 header[key.strip()[:60]] = value.strip()[:200]
         values: dict[str, float] = {}
-        for key, (field, kind) in _METHOD_KEYS.items():
+        for key, (field, _kind) in _METHOD_KEYS.items():
             if key in header:
                 try:
-                    values[field] = float(header[key]) * (1.0 if kind != "scan_rate" else 1.0)
+                    values[field] = float(header[key])  # PalmSens methods are in V and V/s
                 except ValueError:
-                    raise FileFormatError(file, "expected a number", where=f"Method {key}") from None
+                    raise FileFormatError(
+                        file, "expected a number", where=f"Method {key}"
+                    ) from None
         technique = None
         method_id = header.get("METHOD_ID", "").lower()
         title = str(m.get("Title", ""))
-        if method_id in ("cv", "lsv", "ca", "swv") :
+        if method_id in ("cv", "lsv", "ca", "swv"):
             technique = method_id
         elif "Cyclic" in title:
             technique = "cv"
@@ -310,9 +326,10 @@ class PsSessionReader:
         notes = ""
         if len(measurements) > 1:
             notes = f"the session holds {len(measurements)} measurements; the first was read"
+        serial = m.get("DeviceSerial")
         metadata = Metadata(
             format=self.name,
-            instrument=str(m.get("DeviceUsed") or "PalmSens")[:80] if not isinstance(m.get("DeviceUsed"), int) else "PalmSens",
+            instrument=f"PalmSens {serial}"[:80] if isinstance(serial, str) else "PalmSens",
             technique=technique,
             scan_rate=values.get("scan_rate"),
             E_step=values.get("E_step"),

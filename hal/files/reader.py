@@ -42,9 +42,17 @@ class FileReader(Protocol):
     ``extensions`` the usual file name endings (lower case, with the dot).
     """
 
-    name: str
-    title: str
-    extensions: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """The format's short name."""
+
+    @property
+    def title(self) -> str:
+        """The format's name in words."""
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """Usual file name endings."""
 
     def sniff(self, head: bytes) -> bool:
         """Whether the file's first bytes (up to 64 KiB) are of this format."""
@@ -86,7 +94,7 @@ def detect(head: bytes) -> FileReader | None:
         try:
             if reader.sniff(head):
                 return reader
-        except Exception:  # a sniffer that trips on odd bytes simply does not match
+        except Exception:  # noqa: S112 - a sniffer that trips on odd bytes does not match
             continue
     return None
 
@@ -105,7 +113,9 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
             raise FileReadError(name, "is a directory; expected a measurement file")
         if size > MAX_FILE_BYTES:
             raise FileReadError(
-                name, f"is {size / 1024**3:.1f} GiB; files over {MAX_FILE_BYTES // 1024**3} GiB are not read"
+                name,
+                f"is {size / 1024**3:.1f} GiB; files over "
+                f"{MAX_FILE_BYTES // 1024**3} GiB are not read",
             )
         return p.read_bytes()
     except OSError as exc:
@@ -169,7 +179,9 @@ def complete(recording: Recording, file: str, meta: Mapping[str, Any]) -> Record
     rec = replace(recording, metadata=md)
     if md.sources.get("current_sign") == "user" and md.current_sign is not None:
         if md.current_sign not in (1.0, -1.0):
-            raise MissingMetadataError(file, "current_sign must be 1 or -1", where="--meta current_sign")
+            raise MissingMetadataError(
+                file, "current_sign must be 1 or -1", where="--meta current_sign"
+            )
         rec = replace(rec, I=rec.I * md.current_sign)
     if len(rec) == 0:
         raise FileFormatError(file, "holds no data rows; expected at least one sample")
@@ -184,8 +196,9 @@ def complete(recording: Recording, file: str, meta: Mapping[str, Any]) -> Record
             t, how = generated_time(rec.potential, md.scan_rate, md.E_step)
         except ValueError:
             raise MissingMetadataError(
-                file, "has no time column and its potential does not step; give "
-                "--meta E_step=2mV (and scan_rate)"
+                file,
+                "has no time column and its potential does not step; give "
+                "--meta E_step=2mV (and scan_rate)",
             ) from None
         rec = replace(rec, t=t, time_note=how)
     finite = np.isfinite(rec.t)
@@ -221,11 +234,11 @@ def complete(recording: Recording, file: str, meta: Mapping[str, Any]) -> Record
 
 def file_summary(rec: Recording) -> dict[str, Any]:
     """Scans and segments of a completed recording: rows, potentials and scan rates."""
-    assert rec.segment is not None and rec.scan is not None
+    assert rec.segment is not None
+    assert rec.scan is not None
     segments = segment_summary(rec.t, rec.potential, rec.segment)
     scans = []
     for number in np.unique(rec.scan).tolist():
         rows = np.flatnonzero(rec.scan == number)
         scans.append({"scan": int(number), "start": int(rows[0]), "stop": int(rows[-1]) + 1})
     return {"scans": scans, "segments": segments}
-

@@ -62,8 +62,8 @@ _BY_NAME: Final = {r.name: r for r in REFERENCES}
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"[\s._()\-]+", "", text.lower()).replace("saturated", "sat").replace(
-        "mol/l", "m"
+    return (
+        re.sub(r"[\s._()\-]+", "", text.lower()).replace("saturated", "sat").replace("mol/l", "m")
     )
 
 
@@ -87,7 +87,7 @@ def find_reference(text: str) -> Reference | None:
         return None  # the filling matters (up to 40 mV): not guessed
     if "hgo" in s:
         return _BY_NAME["Hg/HgO (1 M NaOH)"]
-    if "hg2so4" in s or "mse" == s:
+    if "hg2so4" in s or s == "mse":
         return _BY_NAME["Hg/Hg2SO4 (sat. K2SO4)"]
     if s.startswith(("fc", "ferrocen")):
         return _BY_NAME["Fc/Fc+"]

@@ -46,7 +46,15 @@ from hal.files.recording import META_KEYS, Metadata, Recording
 from hal.files.reference import find_reference
 from hal.files.units import quantity_to_si
 
-__all__ = ["META_UNITS", "given", "parse_cycles", "parse_meta", "run_spec", "select_scans", "shifted_to_start"]
+__all__ = [
+    "META_UNITS",
+    "given",
+    "parse_cycles",
+    "parse_meta",
+    "run_spec",
+    "select_scans",
+    "shifted_to_start",
+]
 
 META_UNITS: Final[dict[str, str]] = {
     "scan_rate": "V/s",
@@ -94,7 +102,13 @@ def parse_meta(items: Iterable[str]) -> dict[str, Any]:
                 if out[key] < 1:
                     raise ValueError("expected a whole number >= 1")
             elif key == "current_sign":
-                words = {"1": 1.0, "+1": 1.0, "-1": -1.0, "anodic-positive": 1.0, "cathodic-positive": -1.0}
+                words = {
+                    "1": 1.0,
+                    "+1": 1.0,
+                    "-1": -1.0,
+                    "anodic-positive": 1.0,
+                    "cathodic-positive": -1.0,
+                }
                 if value not in words:
                     raise ValueError("expected 1, -1, anodic-positive or cathodic-positive")
                 out[key] = words[value]
@@ -137,7 +151,8 @@ def select_scans(rec: Recording, scans: set[int], file: str) -> Recording:
     missing = sorted(scans - set(have))
     if missing:
         raise ValueError(
-            f"{file}: has scans {have[0]}-{have[-1]}; --cycles asks for {', '.join(map(str, missing))}"
+            f"{file}: has scans {have[0]}-{have[-1]}; --cycles asks for "
+            + ", ".join(map(str, missing))
             if have
             else f"{file}: has no scans"
         )
@@ -199,8 +214,9 @@ def run_spec(
             "given": md.reference,
             "name": ref.name if ref else None,
             "E_vs_SHE": ref.E_vs_SHE if ref else None,
-            "note": "" if ref else "not a reference electrode Galvana knows; potentials are "
-            "kept as recorded",
+            "note": ""
+            if ref
+            else "not a reference electrode Galvana knows; potentials are kept as recorded",
         }
     file_scans = sorted(set(scans_in_file)) or [s["scan"] for s in summary["scans"]]
     first = min(s["scan"] for s in summary["scans"])
@@ -212,7 +228,10 @@ def run_spec(
             f"{'is' if first == 2 else 'are'} not in the run"
         )
     if md.scans_in_programme and md.scans_in_programme > max(file_scans):
-        notes.append(f"the programme ran {md.scans_in_programme} scans; the file ends at scan {max(file_scans)}")
+        notes.append(
+            f"the programme ran {md.scans_in_programme} scans; the file ends at scan "
+            f"{max(file_scans)}"
+        )
     protocol, why = derive_protocol(rec)
     segments = summary["segments"]
     spec: dict[str, Any] = {

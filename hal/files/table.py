@@ -91,13 +91,15 @@ class TableReader:
                 j = which - 1
                 if not 0 <= j < width:
                     raise MissingColumnError(
-                        file, f"has {width} columns; the mapping asks for column {which} as {role}",
+                        file,
+                        f"has {width} columns; the mapping asks for column {which} as {role}",
                         where=f"line {m.skip + 1}",
                     )
             else:
                 if which not in columns:
                     raise MissingColumnError(
-                        file, f"has no column {which!r} (for {role}); its columns are "
+                        file,
+                        f"has no column {which!r} (for {role}); its columns are "
                         + ", ".join(repr(c[:30]) for c in columns[:12]),
                         where=f"line {m.skip + 1}",
                     )

@@ -31,7 +31,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("exports")
     cv = simulated_cv()
     out = {}
-    for name, data in (("cv.txt", w.autolab(cv)), ("CV.DTA", w.gamry(cv)), ("bad.mpt", w.mpt(cv)[:-3000])):
+    for name, data in (
+        ("cv.txt", w.autolab(cv)),
+        ("CV.DTA", w.gamry(cv)),
+        ("bad.mpt", w.mpt(cv)[:-3000]),
+    ):
         (d / name).write_bytes(data)
         out[name] = d / name
     return out
@@ -40,7 +44,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _events(data: Path) -> dict[str, list[object]]:
     with EventStore(data / "events.lmdb", readonly=True) as store:
         return {
-            s: [decode(v) for _, v in store.read(s)] for s in store.streams() if s.startswith("run/")
+            s: [decode(v) for _, v in store.read(s)]
+            for s in store.streams()
+            if s.startswith("run/")
         }
 
 
@@ -48,12 +54,16 @@ def test_offline_import_records_a_completed_run(
     tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "d"
-    assert main(["import", str(files["cv.txt"]), "--data", str(data), "--meta", "area=0.0707cm2"]) == 0
+    assert (
+        main(["import", str(files["cv.txt"]), "--data", str(data), "--meta", "area=0.0707cm2"]) == 0
+    )
     out = capsys.readouterr().out
-    assert "imported cv.txt as run" in out and "1,400 samples, scans 1-2" in out
-    (stream, events), = _events(data).items()
+    assert "imported cv.txt as run" in out
+    assert "1,400 samples, scans 1-2" in out
+    ((_stream, events),) = _events(data).items()
     created = events[0]
-    assert isinstance(created, RunCreated) and created.source == "import:cv.txt"
+    assert isinstance(created, RunCreated)
+    assert created.source == "import:cv.txt"
     assert created.spec["import"]["metadata"]["area"] == pytest.approx(7.07e-6)
     assert created.spec["protocol"]["cycles"] == 2
     states = [(e.previous, e.state) for e in events if isinstance(e, RunStateChanged)]
@@ -77,8 +87,10 @@ def test_bad_input_leaves_nothing_behind(
     # A good file and a truncated one: neither is recorded.
     assert main(["import", str(files["CV.DTA"]), str(files["bad.mpt"]), "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("galvana import: bad.mpt, line ") and "\n" not in err
-    assert not (data / "events.lmdb").exists() and not (data / "fields").exists()
+    assert err.startswith("galvana import: bad.mpt, line ")
+    assert "\n" not in err
+    assert not (data / "events.lmdb").exists()
+    assert not (data / "fields").exists()
     assert main(["import", str(files["CV.DTA"]), "--data", str(data), "--meta", "area=big"]) == 2
     assert "--meta area=big" in capsys.readouterr().err
     assert main(["import", str(files["CV.DTA"]), "--data", str(data), "--cycles", "5"]) == 2
@@ -111,11 +123,13 @@ def test_import_through_a_daemon_replay_and_export(
     out = daemon.cli("import", str(files["CV.DTA"]), "--cycles", "2", "--json")
     assert out.returncode == 0, out.stderr
     (record,) = json.loads(out.stdout)
-    assert record["state"] == "completed" and record["samples"] == 700
+    assert record["state"] == "completed"
+    assert record["samples"] == 700
     assert record["source"] == "import:CV.DTA"
     assert record["spec"]["import"]["programme"]["first_scan"] == 2
     again = daemon.cli("import", str(files["CV.DTA"]))
-    assert again.returncode == 2 and f"already imported as run {record['id']}" in again.stderr
+    assert again.returncode == 2
+    assert f"already imported as run {record['id']}" in again.stderr
     with daemon.client() as client:
         listed = {r["id"]: r for r in client.call("runs", "list")}
         assert listed[record["id"]]["state"] == "completed"
@@ -125,7 +139,9 @@ def test_import_through_a_daemon_replay_and_export(
     assert replay.returncode == 0, replay.stderr
     run = json.loads(replay.stdout)
     with daemon.client() as client:
-        wait_until(lambda: state_of(client, run["id"]) == "completed", timeout=120, what="the replay")
+        wait_until(
+            lambda: state_of(client, run["id"]) == "completed", timeout=120, what="the replay"
+        )
         events = client.call("runs", "events", run["id"], 1, 1000)
     posteriors = [e["message"] for e in events if e["message"][0] == "calibration.posterior"]
     assert posteriors, "the calibrator answered the imported cycle"
@@ -135,10 +151,19 @@ def test_import_through_a_daemon_replay_and_export(
     package = json.loads((dest / "datapackage.json").read_text())
     (resource,) = package["resources"]
     assert {f["name"]: f["unit"] for f in resource["schema"]["fields"]} == {
-        "t": "s", "E": "V", "I": "A", "flags": "1"
+        "t": "s",
+        "E": "V",
+        "I": "A",
+        "flags": "1",
     }
     echemdb = resource["metadata"]["echemdb"]
-    assert echemdb["system"]["electrodes"][0]["geometric electrolyte contact area"]["value"] == pytest.approx(0.0707)
-    assert echemdb["figure description"]["scan rate"] == {"value": pytest.approx(0.1), "unit": "V / s"}
+    assert echemdb["system"]["electrodes"][0]["geometric electrolyte contact area"][
+        "value"
+    ] == pytest.approx(0.0707)
+    assert echemdb["figure description"]["scan rate"] == {
+        "value": pytest.approx(0.1),
+        "unit": "V / s",
+    }
     rows = (dest / resource["path"]).read_text().splitlines()
-    assert rows[0] == "t,E,I,flags" and len(rows) == 701
+    assert rows[0] == "t,E,I,flags"
+    assert len(rows) == 701

@@ -22,7 +22,13 @@ SCENARIO = {
     "name": "ferricyanide-gc3mm",
     "mechanism": "E",
     "species": {"O": {"D": 7.6e-10, "c_bulk": 1.0}, "R": {"D": 6.3e-10, "c_bulk": 0.0}},
-    "kinetics": {"model": "butler-volmer", "E0": TRUTH["kinetics.E0"], "k0": TRUTH["kinetics.k0"], "alpha": 0.5, "n": 1},
+    "kinetics": {
+        "model": "butler-volmer",
+        "E0": TRUTH["kinetics.E0"],
+        "k0": TRUTH["kinetics.k0"],
+        "alpha": 0.5,
+        "n": 1,
+    },
     "electrode": {"geometry": "planar", "area": AREA},
     "cell": {"T": 298.15, "Ru": 0.0, "Cdl": 0.0},
     "waveform": {"type": "cv", "E_start": E_START, "E_vertex": E_VERTEX, "scan_rate": SCAN_RATE},
@@ -33,7 +39,9 @@ def triangle(t: np.ndarray) -> np.ndarray:
     """The programmed potential (V) of CYCLES cycles of the CV at times t (s)."""
     half = (E_START - E_VERTEX) / SCAN_RATE
     phase = np.mod(t, 2 * half)
-    return np.where(phase <= half, E_START - SCAN_RATE * phase, E_VERTEX + SCAN_RATE * (phase - half))
+    return np.where(
+        phase <= half, E_START - SCAN_RATE * phase, E_VERTEX + SCAN_RATE * (phase - half)
+    )
 
 
 def simulated_cv(points_per_step: int = 1, seed: int = 3) -> Columns:

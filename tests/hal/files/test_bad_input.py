@@ -78,14 +78,18 @@ def test_mis_encoded(tmp_path: Path, cv: Columns) -> None:
 def test_missing_column(tmp_path: Path, cv: Columns) -> None:
     text = w.autolab(cv).decode().replace("WE(1).Current (A)", "WE(1).Charge (C)")
     (tmp_path / "q.txt").write_text(text)
-    with pytest.raises(MissingColumnError, match=r"q\.txt, line 1: has no column WE\(1\)\.Current \(A\)"):
+    with pytest.raises(
+        MissingColumnError, match=r"q\.txt, line 1: has no column WE\(1\)\.Current \(A\)"
+    ):
         read_recording(tmp_path / "q.txt")
 
 
 def test_unit_that_does_not_parse(tmp_path: Path, cv: Columns) -> None:
     text = w.autolab(cv).decode().replace("WE(1).Current (A)", "WE(1).Current (furlongs)")
     (tmp_path / "u.txt").write_text(text)
-    with pytest.raises(UnitError, match=r"u\.txt, column 'WE\(1\)\.Current \(furlongs\)': unit 'furlongs'"):
+    with pytest.raises(
+        UnitError, match=r"u\.txt, column 'WE\(1\)\.Current \(furlongs\)': unit 'furlongs'"
+    ):
         read_recording(tmp_path / "u.txt")
 
 
@@ -94,13 +98,17 @@ def test_a_value_that_is_not_a_number_names_line_and_column(tmp_path: Path, cv: 
     n_header = int(lines[1].split(":")[1])
     lines[n_header + 5] = lines[n_header + 5].replace("E-", "Q-", 1)
     (tmp_path / "bad.mpt").write_bytes("\r\n".join(lines).encode("cp1252"))
-    with pytest.raises(FileFormatError, match=rf"bad\.mpt, line {n_header + 6}: column \d+ \(\S+\) is not a number"):
+    with pytest.raises(
+        FileFormatError, match=rf"bad\.mpt, line {n_header + 6}: column \d+ \(\S+\) is not a number"
+    ):
         read_recording(tmp_path / "bad.mpt")
 
 
 def test_no_scan_rate_for_a_file_without_time(tmp_path: Path, cv: Columns) -> None:
     (tmp_path / "ps.csv").write_bytes(w.pstrace_csv(cv))
-    with pytest.raises(MissingMetadataError, match=r"ps\.csv: has no time column.*--meta scan_rate=100mV/s"):
+    with pytest.raises(
+        MissingMetadataError, match=r"ps\.csv: has no time column.*--meta scan_rate=100mV/s"
+    ):
         read_recording(tmp_path / "ps.csv")
 
 
@@ -136,7 +144,9 @@ def _drop_lines(data: bytes, which: list[int]) -> bytes:
 MUTATIONS: dict[str, Callable[..., bytes]] = {"flip": _flip, "drop": _drop_lines}
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     name=st.sampled_from(sorted(_FILES)),
     mutation=st.sampled_from(["flip", "truncate", "drop"]),
@@ -156,8 +166,11 @@ def test_mutated_files_raise_only_the_readers_error(
         mutated = _drop_lines(data, positions)
     path = tmp_path / name
     path.write_bytes(mutated)
+    message = None
     try:
         read_recording(path, meta={"scan_rate": 0.1})
     except FileReadError as exc:
-        assert str(exc).startswith(name), str(exc)
-        assert "\n" not in str(exc)
+        message = str(exc)
+    if message is not None:
+        assert message.startswith(name), message
+        assert "\n" not in message

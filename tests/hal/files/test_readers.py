@@ -35,10 +35,17 @@ FORMATS: list[tuple[str, Callable[[Columns], bytes], str, dict[str, float], floa
 ]
 
 
-@pytest.mark.parametrize(("fmt", "writer", "name", "meta", "tol"), FORMATS, ids=[f[2] for f in FORMATS])
+@pytest.mark.parametrize(
+    ("fmt", "writer", "name", "meta", "tol"), FORMATS, ids=[f[2] for f in FORMATS]
+)
 def test_reads_the_simulated_cv(
-    tmp_path: Path, cv: Columns, fmt: str, writer: Callable[[Columns], bytes], name: str,
-    meta: dict[str, float], tol: float,
+    tmp_path: Path,
+    cv: Columns,
+    fmt: str,
+    writer: Callable[[Columns], bytes],
+    name: str,
+    meta: dict[str, float],
+    tol: float,
 ) -> None:
     path = tmp_path / name
     path.write_bytes(writer(cv))
@@ -48,7 +55,8 @@ def test_reads_the_simulated_cv(
     np.testing.assert_allclose(rec.t, cv.t, rtol=0, atol=1e-9)
     np.testing.assert_allclose(rec.potential, cv.E, rtol=0, atol=1e-6)
     np.testing.assert_allclose(rec.I, cv.I, rtol=0, atol=tol)
-    assert rec.scan is not None and rec.segment is not None
+    assert rec.scan is not None
+    assert rec.segment is not None
     np.testing.assert_array_equal(rec.scan, cv.scan)
     assert int(rec.segment.max()) == 3  # two cycles: four sweeps
     assert rec.metadata.technique == "cv"
@@ -68,16 +76,19 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
     assert gamry.E_step == pytest.approx(0.002)
     assert gamry.sources["scan_rate"] == "header"
     assert gamry.instrument == "Gamry REF600-12345"
-    assert gamry.started is not None and gamry.started.year == 2024
+    assert gamry.started is not None
+    assert gamry.started.year == 2024
     assert "ferricyanide" in gamry.notes
     (tmp_path / "a.mpt").write_bytes(w.mpt(cv))
     mpt = read_recording(tmp_path / "a.mpt").metadata
     assert mpt.area == pytest.approx(AREA, rel=1e-3)
-    assert mpt.reference is not None and find_reference(mpt.reference) == find_reference("Ag/AgCl (3 M KCl)")
+    assert mpt.reference is not None
+    assert find_reference(mpt.reference) == find_reference("Ag/AgCl (3 M KCl)")
     assert mpt.instrument == "BioLogic SP-300 (SN 1111)"
     (tmp_path / "a.pssession").write_bytes(w.pssession(cv))
     ps = read_recording(tmp_path / "a.pssession").metadata
-    assert ps.sources["scan_rate"] == "header" and ps.E_step == pytest.approx(0.002)
+    assert ps.sources["scan_rate"] == "header"
+    assert ps.E_step == pytest.approx(0.002)
     (tmp_path / "a.txt").write_bytes(w.autolab(cv))
     autolab = read_recording(tmp_path / "a.txt").metadata
     assert autolab.sources["scan_rate"] == "measured"
@@ -85,7 +96,12 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
 
 
 def test_format_is_found_from_content_not_extension(tmp_path: Path, cv: Columns) -> None:
-    for writer, fmt in ((w.gamry, "gamry"), (w.mpt, "biologic-mpt"), (w.mpr, "biologic-mpr"), (w.pssession, "pssession")):
+    for writer, fmt in (
+        (w.gamry, "gamry"),
+        (w.mpt, "biologic-mpt"),
+        (w.mpr, "biologic-mpr"),
+        (w.pssession, "pssession"),
+    ):
         path = tmp_path / "export.dat"
         path.write_bytes(writer(cv))
         assert read_recording(path, meta={"scan_rate": SCAN_RATE}).metadata.format == fmt
@@ -95,7 +111,8 @@ def test_pstrace_csv_times_are_generated_and_say_so(tmp_path: Path, cv: Columns)
     (tmp_path / "cv.csv").write_bytes(w.pstrace_csv(cv))
     rec = read_recording(tmp_path / "cv.csv", meta={"scan_rate": SCAN_RATE})
     assert rec.time_generated
-    assert "no time column" in rec.time_note and "2 mV" in rec.time_note
+    assert "no time column" in rec.time_note
+    assert "2 mV" in rec.time_note
     assert rec.metadata.sources["scan_rate"] == "user"
 
 
@@ -111,7 +128,8 @@ def test_user_metadata_wins_and_current_sign_turns(tmp_path: Path, cv: Columns) 
     (tmp_path / "cv-chi.txt").write_bytes(w.chi(cv))
     rec = read_recording(tmp_path / "cv-chi.txt", meta={"current_sign": -1.0, "area": 1e-6})
     np.testing.assert_allclose(rec.I, -cv.I, atol=1e-8)
-    assert rec.metadata.area == 1e-6 and rec.metadata.sources["area"] == "user"
+    assert rec.metadata.area == 1e-6
+    assert rec.metadata.sources["area"] == "user"
 
 
 def test_reference_table_and_units() -> None:

@@ -47,15 +47,15 @@ def test_import_replay_calibrate_recovers_the_truth(
     given = {"scan_rate": SCAN_RATE} if name.endswith(".csv") else {}
     prepared = prepare(path, meta=given)
     assert "protocol" in prepared.spec, prepared.spec["import"]["protocol_note"]
-    spec = load_twin_spec(
-        replay_spec_of_import("r", prepared.spec, read_twin_spec(EXAMPLE), meta)
-    )
+    spec = load_twin_spec(replay_spec_of_import("r", prepared.spec, read_twin_spec(EXAMPLE), meta))
     assert spec.model.electrode.area == pytest.approx(7.0686e-6, rel=1e-3)
     cleaner, segmenter = SampleCleaner.for_spec(spec), Segmenter(spec)
     calibrator = OnlineCalibrator(spec, "r")
     updates = []
     for batch in sample_batches("r", prepared.t, prepared.E, prepared.I):
-        for segment in segmenter.feed(cleaner.clean(batch.seq, batch.t, batch.E, batch.I, batch.flags)):
+        for segment in segmenter.feed(
+            cleaner.clean(batch.seq, batch.t, batch.E, batch.I, batch.flags)
+        ):
             outcome = calibrator.update(segment)
             assert isinstance(outcome, PosteriorUpdate), outcome
             updates.append(outcome)

@@ -40,13 +40,27 @@ def _crlf(lines: list[str]) -> str:
 
 def autolab(c: Columns, delimiter: str = "\t") -> bytes:
     """NOVA's ASCII export: one header line, one line per sample."""
-    names = ["Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)", "Scan", "Index"]
+    names = [
+        "Potential applied (V)",
+        "Time (s)",
+        "WE(1).Current (A)",
+        "WE(1).Potential (V)",
+        "Scan",
+        "Index",
+    ]
     lines = [delimiter.join(names)]
     measured = c.E + 1e-5 * np.sin(np.arange(len(c.t)))  # a measured potential wiggles
     for k in range(len(c.t)):
         lines.append(
             delimiter.join(
-                [f"{c.E[k]:.15g}", f"{c.t[k]:.15g}", f"{c.I[k]:.6E}", f"{measured[k]:.15g}", str(int(c.scan[k])), str(k + 1)]
+                [
+                    f"{c.E[k]:.15g}",
+                    f"{c.t[k]:.15g}",
+                    f"{c.I[k]:.6E}",
+                    f"{measured[k]:.15g}",
+                    str(int(c.scan[k])),
+                    str(k + 1),
+                ]
             )
         )
     return _crlf(lines).encode("utf-8")
@@ -85,7 +99,9 @@ def pstrace_csv(c: Columns) -> bytes:
 def pssession(c: Columns) -> bytes:
     """A .pssession: UTF-16 JSON, one measurement, data arrays and one curve per scan."""
 
-    def array(kind: str, description: str, unit: dict[str, str], values: FloatArray) -> dict[str, object]:
+    def array(
+        kind: str, description: str, unit: dict[str, str], values: FloatArray
+    ) -> dict[str, object]:
         return {
             "Type": f"PalmSens.Data.DataArray{kind}",
             "ArrayType": {"Time": 0, "Potentials": 1, "Currents": 2}[kind],
@@ -217,14 +233,28 @@ def mpt(c: Columns, *, decimal_comma: bool = False) -> bytes:
         "vs.                 Ref                 ",
         f"nc cycles           {int(c.scan.max()) - 1}                   ",
     ]
-    names = "mode\tox/red\terror\tcontrol changes\tcounter inc.\ttime/s\tcontrol/V\tEwe/V\t<I>/mA\tcycle number\t(Q-Qo)/C\t"
+    names = (
+        "mode\tox/red\terror\tcontrol changes\tcounter inc.\ttime/s\tcontrol/V\tEwe/V\t"
+        "<I>/mA\tcycle number\t(Q-Qo)/C\t"
+    )
     n_header = 2 + len(header) + 1
     lines = ["EC-Lab ASCII FILE", f"Nb header lines : {n_header}", *header, names]
     for k in range(len(c.t)):
         lines.append(
             "\t".join(
-                ["2", "1", "0", "0", "0", f(c.t[k], 10), f(c.E[k]), f(c.E[k]), f(c.I[k] * 1e3),
-                 f(float(c.scan[k] - 1), 6), f(0.0)]
+                [
+                    "2",
+                    "1",
+                    "0",
+                    "0",
+                    "0",
+                    f(c.t[k], 10),
+                    f(c.E[k]),
+                    f(c.E[k]),
+                    f(c.I[k] * 1e3),
+                    f(float(c.scan[k] - 1), 6),
+                    f(0.0),
+                ]
             )
             + "\t"
         )
@@ -237,7 +267,12 @@ def mpr(c: Columns, *, version: int = 2, truncate_points: int = 0) -> bytes:
     cycle number columns."""
 
     def module(short: bytes, long: bytes, body: bytes, ver: int) -> bytes:
-        header = short.ljust(10, b" ") + long.ljust(25, b" ") + struct.pack("<II", len(body), ver) + b"03/11/24"
+        header = (
+            short.ljust(10, b" ")
+            + long.ljust(25, b" ")
+            + struct.pack("<II", len(body), ver)
+            + b"03/11/24"
+        )
         return b"MODULE" + header + body
 
     settings = b"\x04" + b"\x00" * 99  # the technique byte, then settings not read
@@ -248,7 +283,14 @@ def mpr(c: Columns, *, version: int = 2, truncate_points: int = 0) -> bytes:
     head = head.ljust(offset, b"\x00")
     rows = np.zeros(
         n,
-        dtype=[("flags", "u1"), ("t", "<f8"), ("control", "<f4"), ("Ewe", "<f4"), ("I", "<f4"), ("cycle", "<f8")],
+        dtype=[
+            ("flags", "u1"),
+            ("t", "<f8"),
+            ("control", "<f4"),
+            ("Ewe", "<f4"),
+            ("I", "<f4"),
+            ("cycle", "<f8"),
+        ],
     )
     rows["flags"] = 0x02 | 0x04
     rows["t"] = c.t[:n]
