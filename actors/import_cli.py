@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -243,9 +244,10 @@ def run(args: argparse.Namespace) -> int:
             record = record_offline(Path(data), p, force=args.force)
             results.append((p, record, f"into {data}"))
     if args.json:
-        pass
+        shown = [{**r, "file": p.file, "spec": p.spec} for p, r, _ in results]
+        print(json.dumps(shown, indent=2, default=str))
     else:
         for p, record, where in results:
-            for _line in _summary(p, record, where):
-                pass
+            for line in _summary(p, record, where):
+                print(line)
     return 0

@@ -23,7 +23,7 @@ from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
-from runtime.messages import RunStateChanged, SampleBatch
+from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
 __all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
 
@@ -324,6 +324,15 @@ def _print_event(seq: int | None, raw: Any, as_json: bool) -> None:
         print(f"{where}  samples      batch {msg.seq}: {len(msg)} points, {span}")
     elif isinstance(msg, RunStateChanged):
         print(f"{where}  run.state    {msg.previous} -> {msg.state}: {msg.reason}")
+    elif isinstance(msg, PosteriorUpdate):
+        estimates = ", ".join(
+            f"{name} {med:.4g} [{lo:.4g}, {hi:.4g}]"
+            for name, med, lo, hi in zip(msg.parameters, msg.median, msg.q05, msg.q95, strict=True)
+        )
+        print(
+            f"{where}  posterior    v{msg.version} segment {msg.segment} ({msg.method}, "
+            f"{msg.samples} samples): {estimates}"
+        )
     else:
         print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {_summary(msg)}")
 
