@@ -20,6 +20,14 @@ from typing import Any
 
 import pykka
 
+from actors.importer import (
+    Imports,
+    check_spec,
+    duplicate_message,
+    holder_of,
+    import_events,
+    replay_spec_of_import,
+)
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_state import FINAL_STATES, RunRecord, fold
@@ -56,6 +64,7 @@ class Runs(Supervisor):
         self.services = services
         self.records: dict[str, RunRecord] = {}
         self._sub: Subscription | None = None
+        self._imports = Imports()
 
     def on_start(self) -> None:
         super().on_start()
@@ -220,18 +229,25 @@ class Runs(Supervisor):
 
     @exposed
     def replay(
-        self, run_id: str, speed: float | str = "max", model: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        speed: float | str = "max",
+        model: dict[str, Any] | None = None,
+        meta: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or
         'max'). ``model``: another twin spec, or a scenario to use as the model, instead of
-        the recorded run's own."""
+        the recorded run's own. ``meta``: ``key=value`` metadata an imported run lacks
+        (``area=0.0707cm2``), for this replay."""
         source = self._record(run_id)
         if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
             raise CallError(
                 "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
             )
         spec = dict(source.spec) if isinstance(source.spec, dict) else {}
-        if model is not None:
+        if "import" in spec and (model is not None or meta):
+            spec = replay_spec_of_import(run_id, spec, model, meta or [])
+        elif model is not None:
             spec = _with_model(spec, model)
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
@@ -291,6 +307,51 @@ class Runs(Supervisor):
                 out.append({"seq": seq, "message": None, "error": str(exc)})
         return out
 
+    @exposed
+    def import_chunk(self, token: str, t: Any, E: Any, I: Any) -> int:  # noqa: E741
+        """Stage a chunk of an import's columns (t s, E V, I A; float64 arrays) under the
+        client's ``token``; returns the rows staged so far. Nothing is recorded until
+        :meth:`import_commit`."""
+        return self._imports.add(token, t, E, I)
+
+    @exposed
+    def import_discard(self, token: str) -> bool:
+        """Forget an import staged under ``token``."""
+        return self._imports.discard(token)
+
+    @exposed
+    def import_commit(
+        self, token: str, spec: dict[str, Any], source: str, force: bool = False
+    ) -> dict[str, Any]:
+        """Record what was staged under ``token`` as a completed run (see
+        :mod:`actors.importer`); refused when the same content was imported before,
+        unless ``force``."""
+        spec, source = check_spec(spec, source)
+        self._drain()
+        if not force:
+            holder = holder_of(
+                spec["import"]["sha256"], ((r.id, r.spec) for r in self.records.values())
+            )
+            if holder is not None:
+                self._imports.discard(token)
+                raise CallError(
+                    "conflict", duplicate_message(source.removeprefix("import:"), holder)
+                )
+        t, E, I = self._imports.take(token)  # noqa: E741
+        run_id = _new_run_id()
+        created, running, batches, done = import_events(run_id, spec, source, t, E, I)
+        recorder = self.services.recorder_ref()
+        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
+        recorder.proxy().commit(f"run/{run_id}/state", running).get()
+        for k, batch in enumerate(batches):
+            self.services.bus.publish(f"run/{run_id}/samples", batch, timeout=None)
+            if k % 256 == 255:
+                self._drain()  # this actor hears its own batches: keep its queue short
+        recorder.proxy().commit(f"run/{run_id}/state", done).get()
+        recorder.proxy().flush().get()
+        return self._record(run_id).as_plain()
+
     def _command(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
         ref = self._live(run_id)
         try:
@@ -347,7 +408,7 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
     from twins.spec import load_twin_spec  # noqa: PLC0415
 
     # `replay` and `procedure` say how the samples come; the rest is the twin spec.
-    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure")}
+    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure", "import")}
     try:
         return load_twin_spec(twin)
     except TwinError as exc:

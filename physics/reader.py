@@ -66,6 +66,12 @@ def read_document(
     if is_file:
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(
+                root,
+                f"{str(path)!r} is not UTF-8 text (byte {exc.start}); expected a YAML document"
+                " (an instrument export is read by `galvana import`)",
+            ) from None
         except OSError as exc:
             raise error(root, f"cannot read {str(path)!r}: {exc.strerror}") from None
     elif isinstance(source, str) and ("\n" in source or ":" in source):

@@ -21,9 +21,9 @@ import zarr
 
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
-from runtime.codec import message_from_plain
+from runtime.codec import decode, message_from_plain
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
-from runtime.messages import RunStateChanged, SampleBatch
+from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
 __all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
 
@@ -139,7 +139,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
     """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
     elsewhere, so paths relative to the spec would mean nothing there)."""
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GalvanaError(f"{path} is not UTF-8 text; expected a twin spec (YAML)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise GalvanaError(f"cannot read {path}: {exc}") from None
     if not isinstance(spec, dict):
@@ -148,7 +150,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
     if isinstance(model, str):
         model_path = (path.parent / model).resolve()
         try:
-            spec["model"] = yaml.safe_load(model_path.read_text())
+            spec["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise GalvanaError(f"{path}: model: {model_path} is not UTF-8 text (YAML)") from None
         except (OSError, yaml.YAMLError) as exc:
             raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
     return spec
@@ -157,7 +161,9 @@ def read_twin_spec(path: Path) -> dict[str, Any]:
 def _read_model(path: Path) -> dict[str, Any]:
     """A ``--model`` file: a twin spec (its model read in), or a scenario."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GalvanaError(f"--model {path} is not UTF-8 text; expected YAML") from None
     except (OSError, yaml.YAMLError) as exc:
         raise GalvanaError(f"cannot read --model {path}: {exc}") from None
     if isinstance(doc, dict) and "protocol" in doc:
@@ -212,6 +218,13 @@ class _Replay:
         parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
+        parser.add_argument(
+            "--meta",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="for an imported run: metadata its file lacks (area=0.0707cm2, ...)",
+        )
         _connection_options(parser)
 
     @staticmethod
@@ -228,7 +241,8 @@ class _Replay:
                 record = daemon.call("runs", "replay_log", str(log_dir.resolve()), args.run, speed)
             else:
                 model = _read_model(Path(args.model)) if args.model else None
-                record = daemon.call("runs", "replay", args.run_id, speed, model)
+                extra = (args.meta,) if args.meta else ()
+                record = daemon.call("runs", "replay", args.run_id, speed, model, *extra)
             _show_run(record, args.json)
         return 0
 
@@ -310,6 +324,15 @@ def _print_event(seq: int | None, raw: Any, as_json: bool) -> None:
         print(f"{where}  samples      batch {msg.seq}: {len(msg)} points, {span}")
     elif isinstance(msg, RunStateChanged):
         print(f"{where}  run.state    {msg.previous} -> {msg.state}: {msg.reason}")
+    elif isinstance(msg, PosteriorUpdate):
+        estimates = ", ".join(
+            f"{name} {med:.4g} [{lo:.4g}, {hi:.4g}]"
+            for name, med, lo, hi in zip(msg.parameters, msg.median, msg.q05, msg.q95, strict=True)
+        )
+        print(
+            f"{where}  posterior    v{msg.version} segment {msg.segment} ({msg.method}, "
+            f"{msg.samples} samples): {estimates}"
+        )
     else:
         print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {_summary(msg)}")
 
@@ -342,23 +365,28 @@ def _plain(msg: Any) -> Any:
 
 
 class _Export:
-    """``galvana export RUN --format csv|zarr|netcdf DEST``."""
+    """``galvana export RUN --format csv|zarr|netcdf|datapackage DEST``."""
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("run_id", metavar="RUN")
-        parser.add_argument("--format", choices=("csv", "zarr", "netcdf"), required=True)
         parser.add_argument(
-            "dest", metavar="DEST", help="the file (csv, netcdf) or directory (zarr)"
+            "--format", choices=("csv", "zarr", "netcdf", "datapackage"), required=True
+        )
+        parser.add_argument(
+            "dest",
+            metavar="DEST",
+            help="the file (csv, netcdf) or directory (zarr, datapackage)",
         )
         _connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         data = resolve_data_dir(args.data)
+        record: dict[str, Any] | None = None
         try:
             with connect(args) as daemon:
-                daemon.call("runs", "show", args.run_id)  # an unknown run is refused here
+                record = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
                 daemon.call("recorder", "flush")  # rows still buffered reach the disk
         except ConnectionLost:
             pass  # no daemon: the files on disk are complete
@@ -368,7 +396,13 @@ class _Export:
         source = data / "fields" / f"{args.run_id}.zarr"
         if not source.exists():
             raise GalvanaError(f"no sample arrays for run {args.run_id!r} in {data / 'fields'}")
-        rows = export_run(source, args.format, dest)
+        if args.format == "datapackage":
+            from runtime.datapackage import write_datapackage  # noqa: PLC0415
+
+            run = record if record is not None else _recorded_run(data, args.run_id)
+            rows = write_datapackage(run, dest, lambda path: export_run(source, "csv", path))
+        else:
+            rows = export_run(source, args.format, dest)
         if args.json:
             _print_json(
                 {"run": args.run_id, "format": args.format, "dest": str(dest), "samples": rows}
@@ -376,6 +410,26 @@ class _Export:
         else:
             print(f"exported {rows} samples of run {args.run_id} to {dest} ({args.format})")
         return 0
+
+
+def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
+    """A run's record from the event log on disk (no daemon): its first event."""
+    from runtime.event_store import EventStore  # noqa: PLC0415
+
+    try:
+        with EventStore(data / "events.lmdb", readonly=True) as store:
+            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+    except GalvanaError as exc:
+        raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
+    if first is None:
+        raise GalvanaError(f"no run {run_id!r} in {data}")
+    created = decode(first[1])
+    return {
+        "id": run_id,
+        "spec": getattr(created, "spec", {}),
+        "source": getattr(created, "source", ""),
+        "created": getattr(getattr(created, "created", None), "isoformat", lambda: "")(),
+    }
 
 
 def export_run(source: Path, fmt: str, dest: Path) -> int:

@@ -322,9 +322,11 @@ _TOP_KEYS = (
     "model",
     "calibrate",
     "twin",
-    # Read by the runs supervisor, not by the twin: which procedure runs, what it replays.
+    # Read by the runs supervisor, not by the twin: which procedure runs, what it replays,
+    # and what an imported run recorded about its file.
     "procedure",
     "replay",
+    "import",
 )
 
 _V = Quantity("potential", "V", "[electric_potential]")
@@ -397,7 +399,7 @@ def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
     calibrate = None if calibrate_reader is None else _parse_calibrate(calibrate_reader, model)
     twin_reader = top.optional_child("twin")
     twin = TwinSettings() if twin_reader is None else _parse_twin(twin_reader)
-    for key in ("procedure", "replay"):
+    for key in ("procedure", "replay", "import"):
         if top.has(key):
             top.raw(key)
     top.finish(_TOP_KEYS)
