@@ -506,10 +506,12 @@ def identifiability_warnings(
     param: Parameterization, g: Gaussian, spec: TwinSpec, values: FloatArray
 ) -> list[str]:
     """Words for what the data do not pin down: parameters whose posterior sd (in ``z``)
-    is over 70 % of the prior's, k0 and alpha correlated beyond 0.9, and a couple so fast
+    is over 70 % of the prior's, k0 and alpha correlated beyond 0.9, a couple so fast
     at the protocol's scan rate that its kinetics are out of reach (Matsuda-Ayabe
-    parameter above 15: the reversible limit)."""
-    out: list[str] = []
+    parameter above 15: the reversible limit), the electrode area and a concentration
+    both free (only their product is identified; see :func:`_product_warnings`), and a
+    reference offset free with a formal potential (only their difference is)."""
+    out: list[str] = _product_warnings(param, g)
     sd = g.sd
     corr = g.correlation
     names = param.names
@@ -545,6 +547,58 @@ def identifiability_warnings(
                 f"the reversible limit at {rate:g} V/s (Matsuda-Ayabe parameter "
                 f"{lam:.3g} > 15); a faster scan would resolve its kinetics"
             )
+    return out
+
+
+# A prior narrower than this in z (10 % for a positive parameter) pins its parameter.
+_INFORMATIVE_Z = 0.1
+
+
+def _product_warnings(param: Parameterization, g: Gaussian) -> list[str]:
+    """The area and a concentration, or a reference offset and a formal potential, that
+    the data cannot tell apart.
+
+    A voltammogram's diffusion-controlled current is A C sqrt(D) (Randles-Sevcik; A C D
+    at steady state), and its kinetic part knows neither A nor C: from one CV only the
+    product A C is identified. With neither prior informative the posterior is a ridge
+    along it (correlation near -1 in ln A, ln C); it is said whenever both are free and
+    correlated beyond 0.9 or neither prior is informative. The reference offset moves
+    every formal potential the same way: only E0 - offset is identified."""
+    out: list[str] = []
+    names = param.names
+    corr = g.correlation
+    scale = param.prior_z_scale
+
+    def related(i: int, j: int) -> bool:
+        vague = bool(scale[i] > _INFORMATIVE_Z and scale[j] > _INFORMATIVE_Z)
+        return vague or bool(abs(corr[i, j]) > 0.9)
+
+    concentrations = [n for n in names if n.endswith(".c_bulk") or n == "bulk.total"]
+    if "electrode.area" in names:
+        i = names.index("electrode.area")
+        D_free = [n for n in names if n.startswith("species.") and n.endswith(".D")]
+        product = "A C sqrt(D)" if D_free else "A C"
+        for c_name in concentrations:
+            j = names.index(c_name)
+            if related(i, j):
+                out.append(
+                    f"electrode.area and {c_name} are not separately identifiable: a "
+                    f"voltammogram's current fixes only their product ({product}, as in "
+                    "Randles-Sevcik), so their posterior is a ridge (correlation "
+                    f"{corr[i, j]:+.2f}); give one an informative prior (a known "
+                    "concentration, or an area measured with a known one)"
+                )
+    if "cell.reference_offset" in names:
+        i = names.index("cell.reference_offset")
+        for e0 in (n for n in names if n.endswith(".E0")):
+            j = names.index(e0)
+            if abs(corr[i, j]) > 0.9:
+                out.append(
+                    f"cell.reference_offset and {e0} are not separately identifiable: the "
+                    "current depends on the formal potential minus the offset only "
+                    f"(posterior correlation {corr[i, j]:+.2f}); fix one or give it an "
+                    "informative prior"
+                )
     return out
 
 
