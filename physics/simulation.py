@@ -355,16 +355,25 @@ class Simulator:
         scenario's potential step. Times must be increasing and after ``state.t``; keep
         them relative to the start of the run (not epoch seconds), or the step sizes
         lose precision.
+
+        From a cell at rest whose bulk is out of equilibrium with the first potential (a
+        partly oxidised solution away from its rest potential) the current starts as a
+        t^-1/2 transient: the first sub-step is then cut into steps growing
+        geometrically from a thousandth of it, as after a jump in a scenario waveform.
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
+        numerics = self.scenario.numerics
         steps = trace_steps(
             ta - state.t,
             Ea,
             t0=0.0,
             E0=state.E_applied,
-            potential_step=self.scenario.numerics.potential_step / self.scenario.numerics.refine,
+            potential_step=numerics.potential_step / numerics.refine,
         )
+        fresh = state.t == state.t_origin and state.arrays.scal[0] == 1.0
+        if fresh and _model.starts_away_from_rest(self.scenario, state.E_applied):
+            steps = _graded_start(steps, state.E_applied, numerics.refine)
         result, new_state = self._run_steps(
             state, steps, profiles=False, progress=None, t_offset=state.t
         )
@@ -523,6 +532,55 @@ class Simulator:
                 value = value + cell / self.scenario.electrode.area
             sens[name] = value
         return current, sens
+
+
+# A start away from rest: the first step is cut into steps growing by 12 % (divided by
+# `refine`) from this fraction of it, and the next ones into pieces no longer than 12 %
+# of the time since the start, until the steps are back to their own size: the graded
+# sequence after a jump of a scenario waveform (physics.waveforms), fitted to a trace.
+_START_FRACTION = 1e-3
+_START_GROWTH = 0.12
+
+
+def _graded_start(steps: TimeSteps, E0: float, refine: float) -> TimeSteps:
+    """``steps`` with the first ones cut finer as described above (the potential linear
+    along each); outputs keep their steps' ends."""
+    growth = _START_GROWTH / refine
+    h, t, E = steps.h, steps.t, steps.E
+    t_start = t - h
+    # Pieces per step: geometric in the first, then at most `growth` times the time
+    # since the start; the cut ends where a step needs no cut.
+    pieces = np.ones(h.size, dtype=np.int64)
+    pieces[1:] = np.ceil(h[1:] / (growth * t_start[1:]) - 1e-9).astype(np.int64).clip(1)
+    ends = np.flatnonzero(pieces[1:] == 1)
+    J = int(ends[0]) + 1 if ends.size else h.size
+    n0 = math.ceil(math.log(1.0 + growth * refine / _START_FRACTION) / math.log(1.0 + growth))
+    first = (1.0 + growth) ** np.arange(n0)
+    frac = [np.cumsum(first) / first.sum()]
+    frac += [np.arange(1, m + 1) / m for m in pieces[1:J]]
+    counts = np.array([f.size for f in frac], dtype=np.int64)
+    within = np.concatenate(frac)
+    within[np.cumsum(counts) - 1] = 1.0  # each step's end exactly
+    owner = np.repeat(np.arange(J), counts)
+    E_before = np.concatenate([[E0], E[: J - 1]])
+    new_t = t_start[owner] + h[owner] * within
+    new_t[np.cumsum(counts) - 1] = t[:J]
+    new_E = E_before[owner] + (E[owner] - E_before[owner]) * within
+    new_E[np.cumsum(counts) - 1] = E[:J]
+    new_h = np.diff(np.concatenate([[0.0], new_t]))
+    restart = np.zeros(new_h.size, dtype=np.bool_)
+    restart[0] = bool(steps.restart[0])
+    shift = np.concatenate(
+        [np.cumsum(counts) - 1 - np.arange(J), np.full(h.size - J, counts.sum() - J)]
+    )
+    return TimeSteps(
+        h=np.concatenate([new_h, h[J:]]),
+        t=np.concatenate([new_t, t[J:]]),
+        E=np.concatenate([new_E, E[J:]]),
+        restart=np.concatenate([restart, steps.restart[J:]]),
+        E_initial=steps.E_initial,
+        output=steps.output + shift[steps.output],
+    )
 
 
 def background_current(background: Background, E_applied: FloatArray) -> FloatArray:

@@ -510,7 +510,8 @@ def identifiability_warnings(
     at the protocol's scan rate that its kinetics are out of reach (Matsuda-Ayabe
     parameter above 15: the reversible limit), the electrode area and a concentration
     both free (only their product is identified; see :func:`_product_warnings`), and a
-    reference offset free with a formal potential (only their difference is)."""
+    reference offset or a diffusion ratio free with a formal potential (only a
+    combination is)."""
     out: list[str] = _product_warnings(param, g)
     sd = g.sd
     corr = g.correlation
@@ -550,28 +551,35 @@ def identifiability_warnings(
     return out
 
 
-# A prior narrower than this in z (10 % for a positive parameter) pins its parameter.
-_INFORMATIVE_Z = 0.1
+# Priors narrower than these pin a parameter down (the sd in z: of ln p for positive
+# parameters; in volts for potentials, a fifth of RT/F).
+_INFORMATIVE_LOG_SD = 0.1
+_INFORMATIVE_POTENTIAL_SD = 0.005
 
 
 def _product_warnings(param: Parameterization, g: Gaussian) -> list[str]:
-    """The area and a concentration, or a reference offset and a formal potential, that
-    the data cannot tell apart.
+    """The area and a concentration, or a reference offset or a diffusion ratio and a
+    formal potential, that the data cannot tell apart.
 
     A voltammogram's diffusion-controlled current is A C sqrt(D) (Randles-Sevcik; A C D
     at steady state), and its kinetic part knows neither A nor C: from one CV only the
-    product A C is identified. With neither prior informative the posterior is a ridge
-    along it (correlation near -1 in ln A, ln C); it is said whenever both are free and
-    correlated beyond 0.9 or neither prior is informative. The reference offset moves
-    every formal potential the same way: only E0 - offset is identified."""
+    product A C is identified. The offset moves every formal potential the same way:
+    only E0 - offset is identified; and a reversible wave of one form sits at its
+    half-wave potential E0 + RT/(2F) ln(D_R/D_O). Such a pair's posterior is then a
+    ridge (correlation near -1 or +1), which only a prior can pin down: it is said when
+    the pair is correlated beyond 0.9 and neither prior is informative (an sd under
+    10 % for a positive parameter, under 5 mV for a potential)."""
     out: list[str] = []
     names = param.names
     corr = g.correlation
-    scale = param.prior_z_scale
+
+    def vague(k: int) -> bool:
+        potential = names[k].endswith(".E0") or names[k] == "cell.reference_offset"
+        limit = _INFORMATIVE_POTENTIAL_SD if potential else _INFORMATIVE_LOG_SD
+        return bool(param.prior_z_scale[k] > limit)
 
     def related(i: int, j: int) -> bool:
-        vague = bool(scale[i] > _INFORMATIVE_Z and scale[j] > _INFORMATIVE_Z)
-        return vague or bool(abs(corr[i, j]) > 0.9)
+        return bool(abs(corr[i, j]) > 0.9 and vague(i) and vague(j))
 
     concentrations = [n for n in names if n.endswith(".c_bulk") or n == "bulk.total"]
     if "electrode.area" in names:
@@ -588,11 +596,22 @@ def _product_warnings(param: Parameterization, g: Gaussian) -> list[str]:
                     f"{corr[i, j]:+.2f}); give one an informative prior (a known "
                     "concentration, or an area measured with a known one)"
                 )
+    for ratio in (n for n in names if n.endswith(".D_ratio")):
+        i = names.index(ratio)
+        for e0 in (n for n in names if n.endswith(".E0")):
+            j = names.index(e0)
+            if related(i, j):
+                out.append(
+                    f"{ratio} and {e0} are not separately identifiable: a reversible wave "
+                    "of one form sits at E0 + RT/(2F) ln(D_R/D_O), so only that "
+                    f"combination is known (posterior correlation {corr[i, j]:+.2f}); a "
+                    "solution of both forms, slower kinetics or a known E0 separate them"
+                )
     if "cell.reference_offset" in names:
         i = names.index("cell.reference_offset")
         for e0 in (n for n in names if n.endswith(".E0")):
             j = names.index(e0)
-            if abs(corr[i, j]) > 0.9:
+            if related(i, j):
                 out.append(
                     f"cell.reference_offset and {e0} are not separately identifiable: the "
                     "current depends on the formal potential minus the offset only "
