@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from runtime.messages import PosteriorUpdate, SampleBatch
-from tests.twins.conftest import SCENARIO, batches_of, twin_doc
+from tests.twins.conftest import NOISE, SCENARIO, batches_of, twin_doc
 from twins.calibration import OnlineCalibrator, Outcome
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
@@ -101,6 +101,30 @@ def test_background_offset_and_slope_are_recovered() -> None:
         },
     )
     assert update.warnings == ()
+
+
+def test_without_a_background_term_an_offset_is_taken_for_noise() -> None:
+    """What real data showed: a model with no offset term explains a constant offset as
+    noise (its learned sd far above the true one) and its residuals are correlated."""
+    model = copy.deepcopy(SCENARIO)
+    model["background"] = {"offset": 1.5e-6}
+    truth_spec = _spec(model, K0_E0)
+    t, E, current = true_current(truth_spec, K0_E0_TRUTH)
+    batches = batches_of(t, E, current, seed=21)
+    doc = twin_doc(cycles=1, parameters=K0_E0, noise={"dist": "halfnormal", "scale": "1 uA"})
+    (blind,) = _calibrate(load_twin_spec(doc), batches)
+    assert isinstance(blind, PosteriorUpdate)
+    assert blind.median[-1] > 5 * NOISE
+    assert any("correlated" in w for w in blind.warnings)
+    doc["model"] = {**copy.deepcopy(SCENARIO), "background": {"E_pivot": 0.25}}
+    doc["calibrate"]["parameters"] = {
+        **K0_E0,
+        "background.offset": {"dist": "normal", "mean": 0.0, "sd": "2 uA"},
+    }
+    (seen,) = _calibrate(load_twin_spec(doc), batches)
+    assert isinstance(seen, PosteriorUpdate)
+    assert seen.q05[-1] < NOISE < seen.q95[-1]
+    _check_recovered(seen, {**K0_E0_TRUTH, "background.offset": 1.5e-6})
 
 
 def test_fraction_oxidized_is_recovered() -> None:
