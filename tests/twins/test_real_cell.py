@@ -18,6 +18,7 @@ import pytest
 from runtime.messages import PosteriorUpdate, SampleBatch
 from tests.twins.conftest import NOISE, SCENARIO, batches_of, twin_doc
 from twins.calibration import OnlineCalibrator, Outcome
+from twins.errors import TwinSpecError
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
 from twins.stream import stream_for
@@ -266,3 +267,36 @@ def test_area_and_concentration_free_together_are_flagged(informative: bool) -> 
         (warning,) = flagged
         assert "electrode.area and species.O.c_bulk" in warning
         assert "product" in warning
+
+
+def test_the_cycles_before_are_the_first_waveform_with_its_rests() -> None:
+    spec = load_twin_spec(twin_doc(cycles=3))  # 7 s cycles, 0.5 s rests, 100 Hz
+    t, E = spec.protocol.trace_before(2)
+    assert t[0] == pytest.approx(-15.0)
+    assert t[-1] == 0.0
+    assert np.all(np.diff(t) > 0)
+    np.testing.assert_allclose(np.diff(t)[:-1], 0.01, rtol=1e-9)
+    assert E[-1] == pytest.approx(0.6)
+    # The vertex of each cycle, and the rest before the next at its first potential.
+    assert E[np.argmin(np.abs(t + 11.5))] == pytest.approx(-0.1)
+    assert E[np.argmin(np.abs(t + 0.25))] == pytest.approx(0.6)
+    empty_t, _ = spec.protocol.trace_before(0)
+    assert empty_t.size == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "prior", "message"),
+    [
+        ("background.offset", {"dist": "lognormal", "median": 1e-7, "scale": 1}, "real"),
+        ("bulk.fraction_oxidized", {"dist": "normal", "mean": 0.5, "sd": 0.1}, "in \\(0, 1\\)"),
+        ("electrode.area", {"dist": "normal", "mean": 1e-5, "sd": 1e-6}, "positive"),
+    ],
+)
+def test_priors_must_fit_the_real_cell_parameters(
+    name: str, prior: dict[str, Any], message: str
+) -> None:
+    model = copy.deepcopy(SCENARIO)
+    model["species"] = {"O": {"D": 7.2e-10}, "R": {"D": 6.5e-10}}
+    model["bulk"] = {"total": 2.0, "fraction_oxidized": 1.0}
+    with pytest.raises(TwinSpecError, match=rf"calibrate\.parameters\.{name}\.dist.*{message}"):
+        _spec(model, {name: prior})
