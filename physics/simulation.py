@@ -358,8 +358,8 @@ class Simulator:
 
         From a cell at rest whose bulk is out of equilibrium with the first potential (a
         partly oxidised solution away from its rest potential) the current starts as a
-        t^-1/2 transient: the first sub-step is then cut into steps growing
-        geometrically from a thousandth of it, as after a jump in a scenario waveform.
+        t^-1/2 transient: the first steps are then graded as after a jump in a scenario
+        waveform (from a thousandth of the first sub-step, growing by 12 %).
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
