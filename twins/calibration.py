@@ -506,10 +506,13 @@ def identifiability_warnings(
     param: Parameterization, g: Gaussian, spec: TwinSpec, values: FloatArray
 ) -> list[str]:
     """Words for what the data do not pin down: parameters whose posterior sd (in ``z``)
-    is over 70 % of the prior's, k0 and alpha correlated beyond 0.9, and a couple so fast
+    is over 70 % of the prior's, k0 and alpha correlated beyond 0.9, a couple so fast
     at the protocol's scan rate that its kinetics are out of reach (Matsuda-Ayabe
-    parameter above 15: the reversible limit)."""
-    out: list[str] = []
+    parameter above 15: the reversible limit), the electrode area and a concentration
+    both free (only their product is identified; see :func:`_product_warnings`), and a
+    reference offset or a diffusion ratio free with a formal potential (only a
+    combination is)."""
+    out: list[str] = _product_warnings(param, g)
     sd = g.sd
     corr = g.correlation
     names = param.names
@@ -545,6 +548,76 @@ def identifiability_warnings(
                 f"the reversible limit at {rate:g} V/s (Matsuda-Ayabe parameter "
                 f"{lam:.3g} > 15); a faster scan would resolve its kinetics"
             )
+    return out
+
+
+# Priors narrower than these pin a parameter down (the sd in z: of ln p for positive
+# parameters; in volts for potentials, a fifth of RT/F).
+_INFORMATIVE_LOG_SD = 0.1
+_INFORMATIVE_POTENTIAL_SD = 0.005
+
+
+def _product_warnings(param: Parameterization, g: Gaussian) -> list[str]:
+    """The area and a concentration, or a reference offset or a diffusion ratio and a
+    formal potential, that the data cannot tell apart.
+
+    A voltammogram's diffusion-controlled current is A C sqrt(D) (Randles-Sevcik; A C D
+    at steady state), and its kinetic part knows neither A nor C: from one CV only the
+    product A C is identified. The offset moves every formal potential the same way:
+    only E0 - offset is identified; and a reversible wave of one form sits at its
+    half-wave potential E0 + RT/(2F) ln(D_R/D_O). Such a pair's posterior is then a
+    ridge (correlation near -1 or +1), which only a prior can pin down: it is said when
+    the pair is correlated beyond 0.9 and neither prior is informative (an sd under
+    10 % for a positive parameter, under 5 mV for a potential)."""
+    out: list[str] = []
+    names = param.names
+    corr = g.correlation
+
+    def vague(k: int) -> bool:
+        potential = names[k].endswith(".E0") or names[k] == "cell.reference_offset"
+        limit = _INFORMATIVE_POTENTIAL_SD if potential else _INFORMATIVE_LOG_SD
+        return bool(param.prior_z_scale[k] > limit)
+
+    def related(i: int, j: int) -> bool:
+        return bool(abs(corr[i, j]) > 0.9 and vague(i) and vague(j))
+
+    concentrations = [n for n in names if n.endswith(".c_bulk") or n == "bulk.total"]
+    if "electrode.area" in names:
+        i = names.index("electrode.area")
+        D_free = [n for n in names if n.startswith("species.") and n.endswith(".D")]
+        product = "A C sqrt(D)" if D_free else "A C"
+        for c_name in concentrations:
+            j = names.index(c_name)
+            if related(i, j):
+                out.append(
+                    f"electrode.area and {c_name} are not separately identifiable: a "
+                    f"voltammogram's current fixes only their product ({product}, as in "
+                    "Randles-Sevcik), so their posterior is a ridge (correlation "
+                    f"{corr[i, j]:+.2f}); give one an informative prior (a known "
+                    "concentration, or an area measured with a known one)"
+                )
+    for ratio in (n for n in names if n.endswith(".D_ratio")):
+        i = names.index(ratio)
+        for e0 in (n for n in names if n.endswith(".E0")):
+            j = names.index(e0)
+            if related(i, j):
+                out.append(
+                    f"{ratio} and {e0} are not separately identifiable: a reversible wave "
+                    "of one form sits at E0 + RT/(2F) ln(D_R/D_O), so only that "
+                    f"combination is known (posterior correlation {corr[i, j]:+.2f}); a "
+                    "solution of both forms, slower kinetics or a known E0 separate them"
+                )
+    if "cell.reference_offset" in names:
+        i = names.index("cell.reference_offset")
+        for e0 in (n for n in names if n.endswith(".E0")):
+            j = names.index(e0)
+            if related(i, j):
+                out.append(
+                    f"cell.reference_offset and {e0} are not separately identifiable: the "
+                    "current depends on the formal potential minus the offset only "
+                    f"(posterior correlation {corr[i, j]:+.2f}); fix one or give it an "
+                    "informative prior"
+                )
     return out
 
 

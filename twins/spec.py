@@ -190,6 +190,22 @@ class Protocol:
         ]
         return max(rates, default=0.0)
 
+    def trace_before(self, cycles: int) -> tuple[FloatArray, FloatArray]:
+        """The programmed samples ``(t s, E V)`` of ``cycles`` cycles of the first
+        waveform run before t = 0, each followed by the protocol's rest: times from
+        ``-span`` (the cell at rest) to 0 (the first recorded cycle's start) at
+        ``sample_rate``, both ends included. Empty arrays for 0 cycles."""
+        if cycles <= 0:
+            return np.zeros(0), np.zeros(0)
+        one = Protocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
+        span = float(one.cycle_starts()[cycles])
+        t, E = one.trace(span)
+        # The last sample is the start of the recorded cycle itself, exactly.
+        keep = t < span * (1.0 - 1e-12)
+        t = np.append(t[keep], span) - span
+        E = np.append(E[keep], self.initial_potential())
+        return t, E
+
     def trace(self, t_end: float | None = None) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
         ``t_end``): what a potentiostat running this protocol applies and reports."""
@@ -335,6 +351,8 @@ _HZ = Quantity("frequency", "Hz", "1/[time]")
 _A = Quantity("current", "A", "[current]")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
 
+_CONCENTRATION = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
+
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "k0": (Quantity("heterogeneous rate constant", "m/s", "[length]/[time]"), "positive"),
@@ -345,6 +363,23 @@ _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "Cdl": (Quantity("capacitance", "F", "[capacitance]"), "positive"),
     "kf": (_NONE, "positive"),
     "kb": (_NONE, "positive"),
+    # The terms of a real cell (physics.scenario: bulk, background, reference offset).
+    "D_ratio": (_NONE, "positive"),
+    "c_bulk": (_CONCENTRATION, "positive"),
+    "total": (_CONCENTRATION, "positive"),
+    "fraction_oxidized": (_NONE, "unit"),
+    "area": (Quantity("area", "m^2", "[length]**2"), "positive"),
+    "reference_offset": (_V, "real"),
+    "offset": (_A, "real"),
+    "slope": (Quantity("conductance", "A/V", "[current]/[electric_potential]"), "real"),
+    "Cdl_slope": (
+        Quantity("capacitance per volt", "F/V", "[capacitance]/[electric_potential]"),
+        "real",
+    ),
+    "Cdl_curvature": (
+        Quantity("capacitance per volt squared", "F/V^2", "[capacitance]/[electric_potential]**2"),
+        "real",
+    ),
 }
 
 
@@ -430,6 +465,8 @@ def _parse_protocol(r: Reader, model: Scenario) -> Protocol:
         raise TwinSpecError(r.key("waveform"), "got []; accepted: a waveform or a non-empty list")
     waveforms = []
     base = model.to_mapping()
+    # The cycles before the recorded ones are the protocol's own first waveform.
+    base.pop("initial_state", None)
     for i, item in enumerate(items):
         path = r.key("waveform") + (f"[{i}]" if isinstance(raw, list) else "")
         try:
