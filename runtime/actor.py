@@ -257,7 +257,7 @@ class Actor(pykka.ThreadingActor):
                 f"{call.method} needs the {scope!r} scope: call it through the daemon's Unix "
                 "socket as its owner, or over TCP with the admin token",
             )
-        args, kwargs = bind_arguments(method, call.method, call.args, call.kwargs)
+        args, kwargs = bind_arguments(method, self._call_name(call.method), call.args, call.kwargs)
         try:
             return method(*args, **kwargs)
         except CallError:
@@ -276,6 +276,13 @@ class Actor(pykka.ThreadingActor):
                 f"{self._name()}.{call.method} failed inside the daemon ({type(exc).__name__}); "
                 f"the daemon log has the details (incident {incident})",
             ) from None
+
+    def _call_name(self, method: str) -> str:
+        """How a client names the call: ``runs.show`` (the API path below the root)."""
+        if self._link is None:
+            return f"{type(self).__name__}.{method}"
+        _, _, below = self._link.path.partition("/")
+        return f"{below}.{method}" if below else method
 
     def _name(self) -> str:
         return self._link.path if self._link is not None else type(self).__name__

@@ -52,7 +52,7 @@ def bind_arguments(
     method: Callable[..., Any],
     name: str,
     args: Sequence[object],
-    kwargs: Mapping[object, object],
+    kwargs: Mapping[Any, object],
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Bind and check a call's arguments; returns them as the method takes them.
 
@@ -96,7 +96,7 @@ def _function_of(method: Callable[..., Any]) -> Callable[..., Any]:
         return typing.cast("Callable[..., Any]", function)
     if inspect.isfunction(method):
         return method
-    return typing.cast("Callable[..., Any]", type(method).__call__)
+    return type(method).__call__
 
 
 def _checked(name: str, argument: str, hint: Any, value: object) -> Any:

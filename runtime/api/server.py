@@ -47,6 +47,7 @@ import pykka
 import trio
 
 from runtime.actor import ADMIN_SCOPE
+from runtime.address import default_socket_path
 from runtime.api.protocol import (
     PROTOCOL_VERSION,
     Call,
@@ -69,7 +70,7 @@ from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
 from runtime.messages import ApiCall, Lagged
 from runtime.supervisor import Backoff
 
-__all__ = ["ApiConfig", "ApiServer", "ServerThread"]
+__all__ = ["ApiConfig", "ApiServer", "ServerThread", "UrgentRoutes", "default_socket_path"]
 
 logger = logging.getLogger("galvana.api")
 
@@ -783,8 +784,3 @@ def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def default_socket_path(data_dir: Path) -> Path:
-    """Where the daemon listens unless told otherwise: ``<data>/galvana.sock``."""
-    return data_dir / "galvana.sock"
