@@ -39,7 +39,6 @@ from runtime.supervisor import (
 
 from ._actors import wait_until
 
-
 RELEASE = threading.Event()
 """Lets every ``Lab.hold`` call return (set at the end of the tests that hold threads)."""
 
@@ -631,18 +630,18 @@ def test_an_idle_connection_past_the_limit_is_closed(
     tree: SupervisorRef, bus: EventBus, sock_path: Path
 ) -> None:
     config = {"max_connections": 1, "reserved_connections": 1, "handshake_timeout_s": 0.5}
-    with serve(tree, bus, URGENT, socket_path=sock_path, **config):
-        with Client(socket_path=sock_path) as first:
-            extra = greeted(sock_path)
-            reply = raw_recv(extra)
-            assert reply["error"]["code"] == "timeout"
-            assert (
-                "idle for 0.5 s on a connection past the connection limit"
-                in (reply["error"]["message"])
-            )
-            with pytest.raises(ConnectionError):
-                raw_recv(extra)
-            assert first.call("lab", "echo", 1) == 1
+    with (
+        serve(tree, bus, URGENT, socket_path=sock_path, **config),
+        Client(socket_path=sock_path) as first,
+    ):
+        extra = greeted(sock_path)
+        reply = raw_recv(extra)
+        assert reply["error"]["code"] == "timeout"
+        message = reply["error"]["message"]
+        assert "idle for 0.5 s on a connection past the connection limit" in message
+        with pytest.raises(ConnectionError):
+            raw_recv(extra)
+        assert first.call("lab", "echo", 1) == 1
 
 
 # --- scopes, tokens --------------------------------------------------------------------
