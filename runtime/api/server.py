@@ -85,6 +85,10 @@ checked the same way)."""
 URGENT_CALLS_PER_CONNECTION = 4
 """Urgent calls one connection may have in flight (an emergency stop takes milliseconds)."""
 
+RESERVED_HELLO_S = 2.0
+"""How long a connection past the limit may take to say ``hello`` (``galvana estop``
+sends it with the stop in one write): reserved slots are for stops, not for waiting."""
+
 WRONG_TOKENS_FREE = 2
 """Wrong tokens in a row a peer may present before its hellos are refused for a while
 (a mistyped token is retried at once)."""
@@ -326,8 +330,8 @@ class ApiServer:
                 trio.CapacityLimiter(self.config.max_threads_per_connection),
                 restricted=restricted,
                 local_admin=local_admin,
-                deadline=trio.current_time() + self.config.handshake_timeout_s,
             )
+            conn.deadline = trio.current_time() + self._hello_window(conn)
             nursery.start_soon(self._writer, stream, receive)
             try:
                 await self._reader(conn, stream)
@@ -339,6 +343,11 @@ class ApiServer:
                 # in flight are abandoned (their threads finish on their own).
                 await send.aclose()
                 nursery.cancel_scope.deadline = trio.current_time() + 5.0
+
+    def _hello_window(self, conn: _Connection) -> float:
+        """Seconds a connection has to say hello (less for one past the limit)."""
+        window = self.config.handshake_timeout_s
+        return min(window, RESERVED_HELLO_S) if conn.restricted else window
 
     async def _writer(
         self, stream: trio.SocketStream, receive: trio.MemoryReceiveChannel[bytes]
@@ -361,7 +370,7 @@ class ApiServer:
                 return
             if data is None:
                 why = (
-                    f"no 'hello' within {self.config.handshake_timeout_s:g} s"
+                    f"no 'hello' within {self._hello_window(conn):g} s"
                     if not conn.greeted
                     else f"idle for {self.config.handshake_timeout_s:g} s on a connection "
                     "past the connection limit"
