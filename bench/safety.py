@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"the daemon did not start: {line!r}")
         sock_path = data / "galvana.sock"
         with Client(socket_path=sock_path, timeout=120) as client:
-            run_id = client.call("runs", "start", _twin_spec())["id"]
+            run_id = client.call("runs", "start", _twin_spec(), timeout=600)["id"]
             calibrator = f"runs/{run_id}/calibrator"
             _wait(
                 lambda: client.call("runs", "show", run_id)["samples"] > 600,
