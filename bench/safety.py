@@ -44,6 +44,7 @@ from hal.sim.models import RandlesModel
 from hal.sim.potentiostat import SimPotentiostat
 from hal.sim.server import ScpiServer
 from runtime.client import Client
+from runtime.errors import ApiError
 
 TRIALS = 20
 SLOW_CALLS = 16
@@ -185,6 +186,18 @@ def _twin_spec() -> dict[str, Any]:
     }
 
 
+def _start_twin_run(client: Client) -> str:
+    """Start the twin run; on a loaded machine the first start (torch, pyro and the
+    model loading in the daemon) can outlast a run's 30 s start timeout: try again."""
+    for attempt in range(3):
+        try:
+            return str(client.call("runs", "start", _twin_spec(), timeout=600)["id"])
+        except ApiError as exc:
+            if exc.code != "failed" or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _percentiles(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values)
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
@@ -230,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"the daemon did not start: {line!r}")
         sock_path = data / "galvana.sock"
         with Client(socket_path=sock_path, timeout=120) as client:
-            run_id = client.call("runs", "start", _twin_spec(), timeout=600)["id"]
+            run_id = _start_twin_run(client)
             calibrator = f"runs/{run_id}/calibrator"
             _wait(
                 lambda: client.call("runs", "show", run_id)["samples"] > 600,
