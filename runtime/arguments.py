@@ -149,9 +149,17 @@ def accepted(hint: Any) -> str:
         return " | ".join(accepted(a) for a in typing.get_args(hint))
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(hint))
+    args = typing.get_args(hint)
+    if origin is dict and len(args) == 2:
+        return f"a map of {accepted(args[0])} to {accepted(args[1])}"
+    if origin in (list, set, frozenset) and len(args) == 1:
+        return f"an array of {accepted(args[0])}"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"an array of {accepted(args[0])}"
+        return f"an array [{', '.join(accepted(a) for a in args)}]"
     if origin is not None:
-        inner = ", ".join("..." if a is Ellipsis else accepted(a) for a in typing.get_args(hint))
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(map(accepted, args))}]"
     return str(getattr(hint, "__name__", hint))
 
 
