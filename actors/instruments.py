@@ -6,8 +6,12 @@ instrument is the simulated potentiostat served by the daemon itself on a free
 loopback port and driven through pyvisa like any SCPI instrument, so a twin run on
 ``sim`` exercises the whole stack.
 
-``estop`` turns cells off from this supervisor's thread, straight through each
-instrument's interlock: it never waits in an instrument actor's mailbox.
+``estop`` turns cells off straight through each instrument's interlock: it never
+waits in an instrument actor's mailbox. Over the API it does not wait in this
+supervisor's mailbox either: the daemon gives the API server an
+:class:`EmergencyStop` over the same interlocks as an urgent route, run on threads
+reserved for it (``runtime.api.server``), so no busy actor and no other client can
+delay it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from runtime.actor import exposed
 from runtime.errors import CallError, GalvanaError
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
-__all__ = ["InstrumentSetup", "Instruments", "SimulatorPark", "parse_instruments"]
+__all__ = [
+    "EmergencyStop",
+    "InstrumentSetup",
+    "Instruments",
+    "SimulatorPark",
+    "parse_instruments",
+]
 
 logger = logging.getLogger("galvana.instruments")
 
@@ -175,6 +185,32 @@ def build_instruments(
     return tuple(children), interlocks
 
 
+class EmergencyStop:
+    """Turns cells off through the interlocks, in the calling thread, from any state.
+
+    What ``instruments.estop`` does, callable from any thread: the API server runs it
+    on its reserved threads. Idempotent; each call cuts the cell again.
+    """
+
+    def __init__(self, interlocks: dict[str, Interlock]) -> None:
+        self.interlocks = interlocks
+
+    def __call__(
+        self, instrument_id: str | None = None, reason: str = "emergency stop"
+    ) -> list[dict[str, Any]]:
+        """Cell off on ``instrument_id`` (None: every instrument); one entry per instrument
+        with ``cell_off`` (confirmed by the instrument) and the trip's detail."""
+        if instrument_id is not None and instrument_id not in self.interlocks:
+            known = ", ".join(sorted(self.interlocks)) or "none"
+            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
+        chosen = [instrument_id] if instrument_id is not None else list(self.interlocks)
+        out = []
+        for name in chosen:
+            trip = self.interlocks[name].emergency_stop(reason)
+            out.append({"instrument": name, "cell_off": trip.cell_off, "detail": trip.detail})
+        return out
+
+
 class Instruments(Supervisor):
     """Supervises the instrument actors; finds them for runs; emergency stop for all."""
 
@@ -225,16 +261,9 @@ class Instruments(Supervisor):
     def estop(
         self, instrument_id: str | None = None, reason: str = "emergency stop"
     ) -> list[dict[str, Any]]:
-        """Turn the cell off at once (one instrument, or all); idempotent, from any state."""
-        if instrument_id is not None and instrument_id not in self.interlocks:
-            known = ", ".join(sorted(self.interlocks)) or "none"
-            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
-        chosen = [instrument_id] if instrument_id is not None else list(self.interlocks)
-        out = []
-        for name in chosen:
-            trip = self.interlocks[name].emergency_stop(reason)
-            out.append({"instrument": name, "cell_off": trip.cell_off, "detail": trip.detail})
-        return out
+        """Turn the cell off at once (one instrument, or all); idempotent, from any state.
+        (Over the API the daemon serves this without this actor: see :class:`EmergencyStop`.)"""
+        return EmergencyStop(self.interlocks)(instrument_id, reason)
 
     @exposed
     def reset(self, instrument_id: str) -> dict[str, Any]:

@@ -16,8 +16,9 @@ import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import pykka
 
 from actors.importer import (
@@ -37,10 +38,13 @@ from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
+from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["Runs", "replay_procedure"]
+
+Speed = Annotated[float, msgspec.Meta(gt=0)] | Literal["max"]
+"""A replay's speed: a factor of real time (> 0), or ``max`` (as fast as it goes)."""
 
 logger = logging.getLogger("galvana.runs")
 
@@ -154,7 +158,7 @@ class Runs(Supervisor):
         return child.ref
 
     @exposed(name="list")
-    def list_runs(self, state: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, state: RunState | None = None) -> list[dict[str, Any]]:
         """Every run, oldest first (only those in ``state`` when given)."""
         self._drain()
         records = sorted(self.records.values(), key=lambda r: r.created)
@@ -231,7 +235,7 @@ class Runs(Supervisor):
     def replay(
         self,
         run_id: str,
-        speed: float | str = "max",
+        speed: Speed = "max",
         model: dict[str, Any] | None = None,
         meta: list[str] | None = None,
     ) -> dict[str, Any]:
@@ -254,7 +258,7 @@ class Runs(Supervisor):
 
     @exposed
     def replay_log(
-        self, log_dir: str, run_id: str | None = None, speed: float | str = "max"
+        self, log_dir: str, run_id: str | None = None, speed: Speed = "max"
     ) -> dict[str, Any]:
         """Replay a run recorded in another data directory (``log_dir`` holds events.lmdb).
 
@@ -294,11 +298,15 @@ class Runs(Supervisor):
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
 
     @exposed
-    def events(self, run_id: str, from_seq: int = 1, limit: int = 1000) -> list[dict[str, Any]]:
-        """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``."""
+    def events(
+        self,
+        run_id: str,
+        from_seq: Annotated[int, msgspec.Meta(ge=1)] = 1,
+        limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``, at most
+        ``limit`` (1..10000) from sequence number ``from_seq`` (>= 1) on."""
         self._record(run_id)
-        if not (isinstance(limit, int) and 1 <= limit <= 10_000):
-            raise CallError("bad_request", f"limit must be an integer in 1..10000, got {limit!r}")
         out: list[dict[str, Any]] = []
         for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
             try:

@@ -1,15 +1,16 @@
 """The client-side subcommands: each talks to a running daemon through ``runtime.client``.
 
-Every command takes ``--data`` / ``--socket`` (or ``--tcp`` with ``--token``) to find the
-daemon, honours ``$GALVANA_HOME``, and prints human tables, or JSON with ``--json``.
-A daemon that cannot be reached is one clear line and exit status 2.
+Every command takes ``--data`` / ``--socket`` (or ``--tcp`` with ``--token-file`` or
+``$GALVANA_TOKEN``) to find the daemon, honours ``$GALVANA_HOME``, and prints human
+tables, or JSON with ``--json``. A daemon that cannot be reached, or that does not
+answer within ``--timeout``, is one clear line and exit status 2. (``galvana estop`` is
+``runtime.estop``: it stands alone so that it starts at once.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,13 @@ import numpy as np
 import yaml
 import zarr
 
-from runtime.api.server import default_socket_path
+from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
-from runtime.errors import ConnectionLost, GalvanaError, MessageError
+from runtime.errors import ConnectionLost, GalvanaError, MessageError, TokenError
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
+__all__ = ["ACTORS", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -34,24 +35,29 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--socket", help="the daemon's Unix socket (default: DATA/galvana.sock)")
     parser.add_argument("--tcp", help="reach the daemon over TCP at HOST:PORT instead")
-    parser.add_argument("--token", help="the daemon's TCP token (or $GALVANA_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="a file (mode 0600) holding the daemon's TCP token (or $GALVANA_TOKEN)"
+    )
+    parser.add_argument("--token", help=argparse.SUPPRESS)  # refused: see TOKEN_ARGV_REFUSAL
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the daemon (default 30)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def connect(args: argparse.Namespace) -> Client:
     """A client for the daemon the options name."""
+    if getattr(args, "token", None) is not None:
+        raise TokenError(TOKEN_ARGV_REFUSAL)
+    timeout = getattr(args, "timeout", 30.0)
+    if not timeout > 0:
+        raise GalvanaError(f"--timeout {timeout!r} is not accepted; expected seconds > 0")
     if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if not port.isdigit():
-            raise GalvanaError(f"--tcp {args.tcp!r} is not HOST:PORT")
-        return Client(
-            tcp=(host or "127.0.0.1", int(port)),
-            token=args.token or os.environ.get("GALVANA_TOKEN"),
-        )
+        return Client(tcp=parse_tcp(args.tcp), token=token_from(args.token_file), timeout=timeout)
     socket_path = (
         Path(args.socket) if args.socket else default_socket_path(resolve_data_dir(args.data))
     )
-    return Client(socket_path=socket_path)
+    return Client(socket_path=socket_path, timeout=timeout)
 
 
 def _print_json(value: Any) -> None:
@@ -171,33 +177,6 @@ def _read_model(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise GalvanaError(f"--model {path}: expected a twin spec or a scenario (a map)")
     return doc
-
-
-class _Estop:
-    """``galvana estop [INSTRUMENT]``: every cell (or one) off at once; never asks."""
-
-    @staticmethod
-    def configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("instrument", nargs="?", help="one instrument (default: all)")
-        _connection_options(parser)
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        with connect(args) as daemon:
-            trips = daemon.call(
-                "instruments", "estop", args.instrument, "emergency stop (galvana estop)"
-            )
-        if args.json:
-            _print_json(trips)
-        else:
-            for trip in trips:
-                state = (
-                    "cell OFF"
-                    if trip["cell_off"]
-                    else "cell-off NOT CONFIRMED (link down; retried)"
-                )
-                print(f"{trip['instrument']}: {state}")
-        return 0 if all(t["cell_off"] for t in trips) else 1
 
 
 class _Replay:
@@ -462,7 +441,6 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
 
 RUN = _Run
 EXPORT = _Export
-ESTOP = _Estop
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

@@ -43,8 +43,15 @@ from typing import Any
 
 import yaml
 
+from runtime.address import (
+    ADMIN_TOKEN_ENV,
+    TOKEN_ARGV_REFUSAL,
+    TOKEN_ENV,
+    default_socket_path,
+    parse_tcp,
+    read_token_file,
+)
 from runtime.api import ApiConfig
-from runtime.api.server import default_socket_path
 from runtime.client import resolve_data_dir
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
@@ -75,12 +82,13 @@ class DaemonConfig:
     socket: Path
     tcp: tuple[str, int] | None = None
     token: str | None = None
+    admin_token: str | None = None
     log_level: str = "INFO"
     instruments: object = None  # the raw `instruments:` list; actors.instruments parses it
     config_dir: Path = Path()
 
 
-_CONFIG_KEYS = {"socket", "tcp", "token", "log_level", "instruments"}
+_CONFIG_KEYS = {"socket", "tcp", "token_file", "admin_token_file", "log_level", "instruments"}
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
@@ -95,29 +103,45 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         if loaded is not None and not isinstance(loaded, dict):
             raise DaemonError(f"--config {args.config}: the file must hold a map of settings")
         file = loaded or {}
+        if "token" in file:
+            raise DaemonError(
+                f"--config {args.config}: token: a token is not kept in the configuration "
+                "(which others may read); give token_file: FILE (mode 0600) instead"
+            )
         unknown = set(file) - _CONFIG_KEYS
         if unknown:
             raise DaemonError(
                 f"--config {args.config}: unknown key(s) {', '.join(sorted(unknown))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
+    if getattr(args, "token", None) is not None:
+        raise DaemonError(TOKEN_ARGV_REFUSAL)
     tcp_text = args.tcp or file.get("tcp")
-    tcp = None
-    if tcp_text:
-        host, sep, port = str(tcp_text).rpartition(":")
-        if not sep or not port.isdigit():
-            raise DaemonError(f"--tcp {tcp_text!r} is not HOST:PORT (e.g. 127.0.0.1:7340)")
-        tcp = (host or "127.0.0.1", int(port))
+    tcp = parse_tcp(str(tcp_text)) if tcp_text else None
     socket_path = args.socket or file.get("socket")
+    config_dir = Path(args.config).resolve().parent if args.config else Path.cwd()
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
         tcp=tcp,
-        token=args.token or os.environ.get("GALVANA_TOKEN") or file.get("token"),
+        token=_token(args.token_file, file.get("token_file"), config_dir, TOKEN_ENV),
+        admin_token=_token(
+            args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
+        ),
         log_level=str(file.get("log_level", "INFO")).upper(),
         instruments=file.get("instruments"),
-        config_dir=Path(args.config).resolve().parent if args.config else Path.cwd(),
+        config_dir=config_dir,
     )
+
+
+def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
+    """A token from the command line's file, else the configuration's file (relative to
+    the configuration), else the environment."""
+    if option is not None:
+        return read_token_file(option)
+    if configured is not None:
+        return read_token_file(base / str(configured), option="token_file")
+    return os.environ.get(env) or None
 
 
 @contextlib.contextmanager
@@ -178,7 +202,12 @@ def _tree(
     config: DaemonConfig, store: EventStore, fields: FieldStore, bus: EventBus, park: Any
 ) -> SupervisorSpec:
     from actors.api import ApiActor
-    from actors.instruments import Instruments, build_instruments, parse_instruments
+    from actors.instruments import (
+        EmergencyStop,
+        Instruments,
+        build_instruments,
+        parse_instruments,
+    )
     from actors.recorder import Recorder
     from actors.runs import Runs, acquire_procedure, replay_procedure
     from actors.services import Services
@@ -190,8 +219,16 @@ def _tree(
     instruments, interlocks = build_instruments(setups, park)
     services.interlocks.update(interlocks)
     services.truth = park.truth
-    api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
+    api = ApiConfig(
+        socket_path=config.socket,
+        tcp=config.tcp,
+        token=config.token,
+        admin_token=config.admin_token,
+    )
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
+    # The emergency stop is served by the API server itself, on threads of its own,
+    # straight through the interlocks: no mailbox and no other client in its way.
+    urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
     return SupervisorSpec(
         strategy="one_for_one",
         max_restarts=5,
@@ -212,7 +249,7 @@ def _tree(
                 {"services": services},
                 shutdown_s=None,
             ),
-            ChildSpec("api", ApiActor, (api, bus, info), shutdown_s=15),
+            ChildSpec("api", ApiActor, (api, bus, info, urgent), shutdown_s=15),
         ),
     )
 
@@ -269,13 +306,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``galvana daemon``."""
     parser.add_argument("--data", help="data directory (default: $GALVANA_HOME or ./galvana-data)")
     parser.add_argument(
-        "--config", help="a YAML file of settings (socket, tcp, token, log_level, instruments)"
+        "--config",
+        help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
+        "instruments)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
     )
-    parser.add_argument("--tcp", help="also listen on HOST:PORT (loopback unless a token is set)")
-    parser.add_argument("--token", help="the token TCP clients must present (or $GALVANA_TOKEN)")
+    parser.add_argument(
+        "--tcp", help="also listen on HOST:PORT (needs a token: --token-file or $GALVANA_TOKEN)"
+    )
+    parser.add_argument(
+        "--token-file",
+        help=f"a file (mode 0600) holding the token TCP clients must present (or ${TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        help="a file (mode 0600) holding the token that gives TCP clients the admin scope "
+        f"(kill; or ${ADMIN_TOKEN_ENV})",
+    )
+    # Refused with the reason: a token in argv is in every user's process list.
+    parser.add_argument("--token", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
