@@ -16,19 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 import zarr
 
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import message_from_plain
+from runtime.documents import DocumentError, read_yaml
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
 from runtime.messages import RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
+__all__ = [
+    "ACTORS",
+    "ESTOP",
+    "EVENTS",
+    "EXPORT",
+    "REPLAY",
+    "RUN",
+    "connect",
+    "connection_options",
+    "export_run",
+    "read_twin_spec",
+]
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
+    """The options that find the daemon (and ``--json``), for a client subcommand."""
     parser.add_argument(
         "--data", help="the daemon's data directory (default: $GALVANA_HOME or ./galvana-data)"
     )
@@ -111,7 +123,7 @@ class _Run:
             if action == "pause":
                 sub.add_argument("--now", action="store_true", help="pause at once")
         for sub in subs.choices.values():
-            _connection_options(sub)
+            connection_options(sub)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -137,29 +149,30 @@ class _Run:
 
 def read_twin_spec(path: Path) -> dict[str, Any]:
     """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
-    elsewhere, so paths relative to the spec would mean nothing there)."""
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read {path}: {exc}") from None
+    elsewhere, so paths relative to the spec would mean nothing there).
+
+    Both files are read as documents (regular UTF-8 YAML files of bounded size, see
+    :mod:`runtime.documents`); any problem is a :class:`GalvanaError` naming the file.
+    """
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise GalvanaError(f"{path}: a twin spec is a map of settings")
     model = spec.get("model")
     if isinstance(model, str):
         model_path = (path.parent / model).resolve()
         try:
-            spec["model"] = yaml.safe_load(model_path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
+            spec["model"] = read_yaml(model_path)
+        except DocumentError as exc:
+            raise GalvanaError(f"{path}: model: {exc}") from None
     return spec
 
 
 def _read_model(path: Path) -> dict[str, Any]:
     """A ``--model`` file: a twin spec (its model read in), or a scenario."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read --model {path}: {exc}") from None
+        doc = read_yaml(path)
+    except DocumentError as exc:
+        raise GalvanaError(f"--model {exc}") from None
     if isinstance(doc, dict) and "protocol" in doc:
         return read_twin_spec(path)
     if not isinstance(doc, dict):
@@ -173,7 +186,7 @@ class _Estop:
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("instrument", nargs="?", help="one instrument (default: all)")
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -212,7 +225,7 @@ class _Replay:
         parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -238,7 +251,7 @@ class _Actors:
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -273,7 +286,7 @@ class _Events:
         parser.add_argument(
             "--from", dest="from_seq", type=int, default=1, help="first sequence number"
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -351,7 +364,7 @@ class _Export:
         parser.add_argument(
             "dest", metavar="DEST", help="the file (csv, netcdf) or directory (zarr)"
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
