@@ -63,9 +63,9 @@ def parse_run_limits(raw: object) -> RunLimits:
     if raw is None:
         return RunLimits()
     if not isinstance(raw, Mapping):
+        kind = "list" if isinstance(raw, list) else type(raw).__name__
         raise RunLimitsError(
-            f"run_limits: got a {type(raw).__name__}; accepted: a map of "
-            f"{', '.join(_KEYS)} to positive integers"
+            f"run_limits: got a {kind}; accepted: a map of {', '.join(_KEYS)} to integers >= 1"
         )
     values: dict[str, int] = {}
     for key, given in raw.items():
@@ -75,9 +75,8 @@ def parse_run_limits(raw: object) -> RunLimits:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RunLimitsError(
-                f"run_limits.{key}: {value!r} is not accepted; expected an integer >= 1"
-            )
+            got = "a number below 1" if isinstance(value, int) and value < 1 else "no integer"
+            raise RunLimitsError(f"run_limits.{key}: got {got}; accepted: an integer >= 1")
         values[key] = value
     return RunLimits(**values)
 
@@ -112,7 +111,7 @@ def check_run_limits(twin: TwinSpec, limits: RunLimits) -> None:
             key = "protocol.waveform" + (f"[{i}]" if len(protocol.waveforms) > 1 else "")
             raise _refuse(key, f"one {wf.type} waveform", count, limits.segments, "segments")
     duration = protocol.duration
-    samples = math.floor(duration * protocol.sample_rate) + 1
+    samples = math.floor(duration * protocol.sample_rate + 1e-9) + 1  # as Protocol.trace
     if samples > limits.samples:
         raise _refuse(
             "protocol.sample_rate",

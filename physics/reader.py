@@ -299,7 +299,9 @@ def number(
             try:
                 x = to_si(value, quantity)
             except ValueError as exc:
-                raise error(path, str(exc)) from None
+                # The converter's message quotes the text; hidden, only its kind is named.
+                problem = f"got {show(value)}; accepted: {accepted}" if _HIDDEN.get() else str(exc)
+                raise error(path, problem) from None
     else:
         raise error(path, f"got {show(value)}; accepted: {accepted}")
     if not math.isfinite(x):

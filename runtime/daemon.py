@@ -142,9 +142,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
             )
         for key in ("socket", "tcp", "token", "log_level"):
             if key in file and not (isinstance(file[key], str) and file[key]):
-                raise DaemonError(
-                    f"{where}: {key}: got a {type(file[key]).__name__}; expected a string"
-                )
+                raise DaemonError(f"{where}: {key}: got {_kind(file[key])}; expected a string")
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = None
@@ -155,7 +153,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         tcp = (host or "127.0.0.1", int(port))
     log_level = str(file.get("log_level", "INFO")).upper()
     if log_level not in _LOG_LEVELS:
-        raise DaemonError(f"{where}: log_level: expected one of {', '.join(_LOG_LEVELS)}")
+        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
     socket_path = args.socket or file.get("socket")
     return DaemonConfig(
         data=data,
@@ -171,19 +169,31 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     )
 
 
+def _kind(value: object) -> str:
+    """What a bad value is, without quoting the file it came from."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names = {str: "a string", list: "a list", dict: "a map"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
 def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
     """``allowed_paths:``: existing directories (relative ones from ``base``)."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise DaemonError(
-            f"{where}: allowed_paths: got a {type(value).__name__}; expected a list of directories"
+            f"{where}: allowed_paths: got {_kind(value)}; expected a list of directories"
         )
     out = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
             raise DaemonError(
-                f"{where}: allowed_paths[{i}]: got a {type(item).__name__}; expected a directory"
+                f"{where}: allowed_paths[{i}]: got {_kind(item)}; expected a directory"
             )
         path = (base / item).resolve()
         if not path.is_dir():
