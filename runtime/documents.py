@@ -147,7 +147,15 @@ def _kind(mode: int) -> str:
     return "not a file"
 
 
-_QUOTED = re.compile(r"'(?!<)[^']*'")
+# What PyYAML quotes in a problem: token names ('<block end>') and punctuation (',')
+# stay; anything else (an alias, a tag, a character of the text) is the document's.
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _unquoted(match: re.Match[str]) -> str:
+    text = match.group(1)
+    kept = text.startswith("<") or (len(text) == 1 and not text.isalnum() and not text.isspace())
+    return match.group(0) if kept else ""
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -156,12 +164,12 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
     PyYAML's own message shows the offending line, and its problems quote characters,
     aliases and tags from it; those quotes are dropped (token names such as
-    ``'<block end>'`` stay).
+    ``'<block end>'`` and single punctuation marks such as ``','`` stay).
     """
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "invalid YAML"
-    problem = " ".join(_QUOTED.sub("", str(problem)).split())
+    problem = " ".join(_QUOTED.sub(_unquoted, str(problem)).split())
     return f"not valid YAML {where}{problem}"
 
 
