@@ -357,7 +357,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``galvana daemon``."""
     parser.add_argument("--data", help="data directory (default: $GALVANA_HOME or ./galvana-data)")
     parser.add_argument(
-        "--config", help="a YAML file of settings (socket, tcp, token, log_level, instruments)"
+        "--config",
+        help="a YAML file of settings (socket, tcp, token, log_level, instruments, "
+        "allowed_paths, run_limits)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
