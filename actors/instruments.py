@@ -26,6 +26,7 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import HalError
 from hal.safety import Interlock, SafetyLimits
 from runtime.actor import exposed
+from runtime.documents import kind_of
 from runtime.errors import CallError, GalvanaError
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
@@ -76,14 +77,14 @@ def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
         return [InstrumentSetup("sim")]
     if not isinstance(entries, list):
         raise InstrumentSetupError(
-            f"instruments: got {_kind(entries)}; expected a list of instruments "
+            f"instruments: got {kind_of(entries)}; expected a list of instruments "
             "(maps with id, resource, limits, ...)"
         )
     out: list[InstrumentSetup] = []
     for i, entry in enumerate(entries):
         where = f"instruments[{i}]"
         if not isinstance(entry, dict):
-            raise InstrumentSetupError(f"{where}: got {_kind(entry)}; expected a map")
+            raise InstrumentSetupError(f"{where}: got {kind_of(entry)}; expected a map")
         unknown = set(entry) - _KEYS
         if unknown:
             raise InstrumentSetupError(
@@ -111,30 +112,23 @@ def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
     return out
 
 
-def _kind(value: object) -> str:
-    """What a bad value is, without quoting it (it comes from a file)."""
-    names = {bool: "boolean", int: "number", float: "number", str: "string"}
-    names.update({list: "list", dict: "map"})
-    return "nothing" if value is None else f"a {names.get(type(value), type(value).__name__)}"
-
-
 def _text(where: str, entry: dict[str, Any], key: str, default: str | None) -> str | None:
     value = entry.get(key, default)
     if value is not None and not (isinstance(value, str) and value.strip()):
-        raise InstrumentSetupError(f"{where}.{key}: got {_kind(value)}; expected a string")
+        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected a string")
     return value
 
 
 def _number(where: str, entry: dict[str, Any], key: str, default: float, accepted: str) -> float:
     value = entry.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise InstrumentSetupError(f"{where}.{key}: got {_kind(value)}; expected {accepted}")
+        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected {accepted}")
     return float(value)
 
 
 def _seed(where: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InstrumentSetupError(f"{where}.seed: got {_kind(value)}; expected an integer >= 0")
+        raise InstrumentSetupError(f"{where}.seed: got {kind_of(value)}; expected an integer >= 0")
     return value
 
 
@@ -145,14 +139,14 @@ def _limits(where: str, value: object) -> dict[str, float]:
     accepted = ", ".join(_LIMIT_KEYS)
     if not isinstance(value, dict):
         raise InstrumentSetupError(
-            f"{where}.limits: got {_kind(value)}; expected a map of {accepted} to numbers"
+            f"{where}.limits: got {kind_of(value)}; expected a map of {accepted} to numbers"
         )
     for key, number in value.items():
         if key not in _LIMIT_KEYS:
             raise InstrumentSetupError(f"{where}.limits.{key}: unknown limit; accepted: {accepted}")
         if isinstance(number, bool) or not isinstance(number, int | float):
             raise InstrumentSetupError(
-                f"{where}.limits.{key}: got {_kind(number)}; expected a number (SI: V, A, V/s)"
+                f"{where}.limits.{key}: got {kind_of(number)}; expected a number (SI: V, A, V/s)"
             )
         limits[key] = float(number)
     return limits
@@ -165,7 +159,7 @@ def _drift(where: str, value: object) -> tuple[str, ...]:
         value = [f"{k}={v}" for k, v in value.items()]
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
         raise InstrumentSetupError(
-            f"{where}.drift: got {_kind(value)}; expected a map such as {{kinetics.k0: -0.03}} "
+            f"{where}.drift: got {kind_of(value)}; expected a map such as {{kinetics.k0: -0.03}} "
             "or a list of NAME=FRACTION strings"
         )
     return tuple(value)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from physics.units import Quantity, to_si
-from runtime.documents import MAX_DOCUMENT_BYTES, DocumentError, parse_yaml, read_text
+from runtime.documents import MAX_DOCUMENT_BYTES, DocumentError, kind_of, parse_yaml, read_text
 
 __all__ = [
     "ErrorFactory",
@@ -64,25 +64,9 @@ def show(value: object) -> str:
     """``value`` as an error message quotes it: its repr, cut to 60 characters (only its
     kind inside :func:`hidden_values`)."""
     if _HIDDEN.get():
-        return f"a {_kind(value)}"
+        return kind_of(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null value"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list | tuple):
-        return "list"
-    return type(value).__name__
 
 
 def listed(options: Sequence[object]) -> str:
@@ -121,8 +105,7 @@ def read_document(
         except DocumentError as exc:
             raise error(root, str(exc)) from None
         if not isinstance(doc, Mapping):
-            kind = "nothing" if doc is None else f"a {_kind(doc)}"
-            raise error(root, f"{path}: holds {kind}; accepted: a mapping of settings")
+            raise error(root, f"{path}: holds {kind_of(doc)}; accepted: a mapping of settings")
         return doc, path
     try:
         return parse_yaml(str(source), "YAML text"), None

@@ -45,7 +45,7 @@ from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
 from runtime.api.server import default_socket_path
 from runtime.client import resolve_data_dir
-from runtime.documents import DocumentError, read_yaml
+from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
@@ -142,7 +142,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
             )
         for key in ("socket", "tcp", "token", "log_level"):
             if key in file and not (isinstance(file[key], str) and file[key]):
-                raise DaemonError(f"{where}: {key}: got {_kind(file[key])}; expected a string")
+                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = None
@@ -169,31 +169,19 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     )
 
 
-def _kind(value: object) -> str:
-    """What a bad value is, without quoting the file it came from."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    names = {str: "a string", list: "a list", dict: "a map"}
-    return names.get(type(value), f"a {type(value).__name__}")
-
-
 def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
     """``allowed_paths:``: existing directories (relative ones from ``base``)."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise DaemonError(
-            f"{where}: allowed_paths: got {_kind(value)}; expected a list of directories"
+            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
         )
     out = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
             raise DaemonError(
-                f"{where}: allowed_paths[{i}]: got {_kind(item)}; expected a directory"
+                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
             )
         path = (base / item).resolve()
         if not path.is_dir():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_DOCUMENT_VALUES",
     "DocumentError",
     "check_shape",
+    "kind_of",
     "parse_yaml",
     "read_text",
     "read_yaml",
@@ -219,6 +221,24 @@ def check_shape(
                 stack.append((value, depth + 1))
                 if isinstance(node, dict):
                     stack.append((key, depth + 1))
+
+
+def kind_of(value: object) -> str:
+    """What a value read from a document is, in words, without quoting it: ``"a string"``,
+    ``"a number"``, ``"a list"``, ``"a map"``, ``"a boolean"``, ``"nothing"``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a map"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def read_yaml(path: str | os.PathLike[str], *, max_bytes: int = MAX_DOCUMENT_BYTES) -> object:
