@@ -191,6 +191,11 @@ def test_a_model_file_under_the_daemon_s_directories_is_read_in_and_never_quoted
         client.call("runs", "abort", run["id"])
         recorded = client.call("runs", "show", run["id"])["spec"]["model"]
         assert recorded == model  # read in: the record holds what the run ran with
+        client.call("instruments", "reset", "sim")  # an abort latches the interlock
+        spec["model"] = "d/models/cell.yaml"  # relative: from the config file's directory
+        run = client.call("runs", "start", spec)
+        client.call("runs", "abort", run["id"])
+        assert client.call("runs", "show", run["id"])["spec"]["model"] == model
         for name, says in (
             ("bad.yaml", "kinetics.k0: got a string"),
             ("broken.yaml", "not valid YAML at line 3, column 1"),
