@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import pykka
@@ -31,6 +31,7 @@ from actors.importer import (
 )
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
+from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime.actor import exposed
@@ -195,6 +196,9 @@ class Runs(Supervisor):
             raise CallError(
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
+        # Files the spec names are read here, from the allowed directories only, and
+        # recorded inline: the run's record holds everything it ran with.
+        spec = _files_read_in(spec, self.services)
         twin = _twin_spec(spec)
         if kind == "acquire" and twin is None:
             raise CallError(
@@ -202,6 +206,12 @@ class Runs(Supervisor):
                 "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
                 "calibrate), or `replay:`; see examples/twins/",
             )
+        # Everything that can refuse the run does so before it exists and before the
+        # cell is ever on: what the spec would allocate, then the instrument's limits.
+        if twin is not None:
+            check_run_limits(twin, self.services.limits)
+        if kind == "acquire":
+            _preflight(twin, self.services)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
@@ -262,9 +272,10 @@ class Runs(Supervisor):
     ) -> dict[str, Any]:
         """Replay a run recorded in another data directory (``log_dir`` holds events.lmdb).
 
-        ``run_id`` may be left out when the log holds a single run.
+        ``run_id`` may be left out when the log holds a single run. ``log_dir`` must lie
+        under the directories this daemon reads from (``forbidden`` otherwise).
         """
-        path = Path(log_dir).resolve()
+        path = self.services.allowed_paths.resolve(log_dir, "log directory")
         if path == self.services.store.path.parent.resolve():
             if run_id is None:
                 raise CallError(
@@ -405,6 +416,65 @@ def _with_model(spec: dict[str, Any], model: object) -> dict[str, Any]:
     if "protocol" in model:
         return dict(model)
     return {**spec, "model": model}
+
+
+def _files_read_in(spec: dict[str, Any], services: Services) -> dict[str, Any]:
+    """``spec`` with the files it names checked against the allowed directories: a
+    ``model:`` file read in (as the CLI does on the client's side), a ``replay.log``
+    directory resolved. Refuses (``forbidden``) a path outside them."""
+    out = dict(spec)
+    model = spec.get("model")
+    if isinstance(model, str):
+        path = services.allowed_paths.resolve(model, "model")
+        out["model"] = _read_model(path, services.limits.document_bytes)
+    replay = spec.get("replay")
+    if isinstance(replay, dict) and "log" in replay:
+        log = services.allowed_paths.resolve(replay["log"], "replay.log")
+        out["replay"] = {**replay, "log": str(log)}
+    return out
+
+
+def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
+    """A scenario file read on a client's behalf: checked, its values never quoted in
+    an error (the client may not be allowed to see them)."""
+    from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
+    from physics.reader import hidden_values, read_document  # noqa: PLC0415
+    from physics.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        with hidden_values():
+            doc, _ = read_document(
+                path, error=ScenarioError, root="<scenario>", max_bytes=max_bytes
+            )
+            model = cast(Mapping[str, Any], doc)  # read_document refuses any other file
+            load_scenario(model)
+    except ScenarioError as exc:
+        problem = str(exc).split(": ", 1)[-1]
+        where = "" if exc.path == "<scenario>" else f"{path}: {exc.path}: "
+        raise CallError("bad_request", f"model: {where}{problem}") from None
+    return dict(model)
+
+
+def _preflight(twin: Any, services: Services) -> None:
+    """Refuse an acquisition that cannot run: no such instrument, its interlock latched,
+    or a protocol beyond its compliance limits in any cycle."""
+    from actors.acquire import check_protocol  # noqa: PLC0415 - see _twin_spec
+
+    interlock = services.interlocks.get(twin.instrument)
+    if interlock is None:
+        known = ", ".join(sorted(services.interlocks)) or "none"
+        raise CallError(
+            "not_found", f"instrument: no instrument {twin.instrument!r}; configured: {known}"
+        )
+    trip = interlock.trip_record
+    if trip is not None:
+        raise CallError(
+            "refused",
+            f"instrument {twin.instrument}: its interlock is latched (tripped on "
+            f"{trip.limit}: {trip.detail}); once the cause is dealt with, reset it with "
+            f"`galvana instrument reset {twin.instrument}`",
+        )
+    check_protocol(twin.protocol, twin.model, interlock.limits, twin.instrument)
 
 
 def _twin_spec(spec: dict[str, Any]) -> Any:

@@ -56,7 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "EXPORT",
         "export a run's samples as csv, zarr, netcdf or a data package",
     ),
-    "instrument": ("hal.cli", "", "instruments: `serve` runs the simulated potentiostat"),
+    "instrument": (
+        "hal.cli",
+        "",
+        "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
+    ),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),

@@ -17,19 +17,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 import zarr
 
 from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
+from runtime.documents import DocumentError, read_yaml
 from runtime.errors import ConnectionLost, GalvanaError, MessageError, TokenError
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
+__all__ = [
+    "ACTORS",
+    "EVENTS",
+    "EXPORT",
+    "REPLAY",
+    "RUN",
+    "connect",
+    "connection_options",
+    "export_run",
+    "read_twin_spec",
+]
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
+    """The options that find the daemon (and ``--json``), for a client subcommand."""
     parser.add_argument(
         "--data", help="the daemon's data directory (default: $GALVANA_HOME or ./galvana-data)"
     )
@@ -117,7 +128,7 @@ class _Run:
             if action == "pause":
                 sub.add_argument("--now", action="store_true", help="pause at once")
         for sub in subs.choices.values():
-            _connection_options(sub)
+            connection_options(sub)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -143,35 +154,30 @@ class _Run:
 
 def read_twin_spec(path: Path) -> dict[str, Any]:
     """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
-    elsewhere, so paths relative to the spec would mean nothing there)."""
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise GalvanaError(f"{path} is not UTF-8 text; expected a twin spec (YAML)") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read {path}: {exc}") from None
+    elsewhere, so paths relative to the spec would mean nothing there).
+
+    Both files are read as documents (regular UTF-8 YAML files of bounded size, see
+    :mod:`runtime.documents`); any problem is a :class:`GalvanaError` naming the file.
+    """
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise GalvanaError(f"{path}: a twin spec is a map of settings")
     model = spec.get("model")
     if isinstance(model, str):
         model_path = (path.parent / model).resolve()
         try:
-            spec["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise GalvanaError(f"{path}: model: {model_path} is not UTF-8 text (YAML)") from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
+            spec["model"] = read_yaml(model_path)
+        except DocumentError as exc:
+            raise GalvanaError(f"{path}: model: {exc}") from None
     return spec
 
 
 def _read_model(path: Path) -> dict[str, Any]:
     """A ``--model`` file: a twin spec (its model read in), or a scenario."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise GalvanaError(f"--model {path} is not UTF-8 text; expected YAML") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read --model {path}: {exc}") from None
+        doc = read_yaml(path)
+    except DocumentError as exc:
+        raise GalvanaError(f"--model {exc}") from None
     if isinstance(doc, dict) and "protocol" in doc:
         return read_twin_spec(path)
     if not isinstance(doc, dict):
@@ -204,7 +210,7 @@ class _Replay:
             metavar="KEY=VALUE",
             help="for an imported run: metadata its file lacks (area=0.0707cm2, ...)",
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -231,7 +237,7 @@ class _Actors:
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -266,7 +272,7 @@ class _Events:
         parser.add_argument(
             "--from", dest="from_seq", type=int, default=1, help="first sequence number"
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -357,7 +363,7 @@ class _Export:
             metavar="DEST",
             help="the file (csv, netcdf) or directory (zarr, datapackage)",
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:

@@ -41,8 +41,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runtime.address import (
     ADMIN_TOKEN_ENV,
     TOKEN_ARGV_REFUSAL,
@@ -51,8 +49,10 @@ from runtime.address import (
     parse_tcp,
     read_token_file,
 )
+from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
 from runtime.client import resolve_data_dir
+from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
@@ -76,7 +76,13 @@ class DaemonError(GalvanaError):
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    """Where the daemon keeps its data and how it can be reached."""
+    """Where the daemon keeps its data, how it can be reached, what it may read.
+
+    ``instruments`` and ``run_limits`` are the configuration's raw values (the actors
+    parse them); ``config_file`` is the file they came from (None: none, or built in
+    code), ``config_dir`` the directory relative paths in it are taken from, and
+    ``allowed_paths`` the further directories clients may name files in.
+    """
 
     data: Path
     socket: Path
@@ -86,22 +92,56 @@ class DaemonConfig:
     log_level: str = "INFO"
     instruments: object = None  # the raw `instruments:` list; actors.instruments parses it
     config_dir: Path = Path()
+    config_file: Path | None = None
+    allowed_paths: tuple[Path, ...] = ()
+    run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+
+    @property
+    def source(self) -> str:
+        """The configuration as error messages name it."""
+        return f"--config {self.config_file}" if self.config_file else "the configuration"
+
+    def readable(self) -> AllowedPaths:
+        """Where files a client names may be read: the data directory, the configuration
+        file's directory, ``allowed_paths``; relative names are taken from the
+        configuration file's directory (the data directory without one)."""
+        others = [self.data, *self.allowed_paths]
+        if self.config_file is None:
+            return AllowedPaths.of(self.data, others)
+        return AllowedPaths.of(self.config_dir, others)
 
 
-_CONFIG_KEYS = {"socket", "tcp", "token_file", "admin_token_file", "log_level", "instruments"}
+_CONFIG_KEYS = {
+    "socket",
+    "tcp",
+    "token_file",
+    "admin_token_file",
+    "log_level",
+    "instruments",
+    "allowed_paths",
+    "run_limits",
+}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
-    """The configuration from the command line and ``--config FILE`` (the line wins)."""
+    """The configuration from the command line and ``--config FILE`` (the line wins).
+
+    The file is read as a document (a regular UTF-8 YAML file of bounded size) and each
+    top-level key's type is checked; a problem is one :class:`DaemonError` naming the
+    file and the key.
+    """
     data = resolve_data_dir(args.data)
     file: dict[str, Any] = {}
-    if args.config is not None:
+    config_file = Path(args.config).resolve() if args.config is not None else None
+    where = f"--config {args.config}"
+    if config_file is not None:
         try:
-            loaded = yaml.safe_load(Path(args.config).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise DaemonError(f"cannot read --config {args.config}: {exc}") from None
+            loaded = read_yaml(args.config)
+        except DocumentError as exc:
+            raise DaemonError(f"--config {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise DaemonError(f"--config {args.config}: the file must hold a map of settings")
+            raise DaemonError(f"{where}: the file must hold a map of settings")
         file = loaded or {}
         if "token" in file:
             raise DaemonError(
@@ -111,15 +151,21 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         unknown = set(file) - _CONFIG_KEYS
         if unknown:
             raise DaemonError(
-                f"--config {args.config}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
+        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
+            if key in file and not (isinstance(file[key], str) and file[key]):
+                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
     if getattr(args, "token", None) is not None:
         raise DaemonError(TOKEN_ARGV_REFUSAL)
+    config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
+    log_level = str(file.get("log_level", "INFO")).upper()
+    if log_level not in _LOG_LEVELS:
+        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
     socket_path = args.socket or file.get("socket")
-    config_dir = Path(args.config).resolve().parent if args.config else Path.cwd()
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
@@ -128,9 +174,12 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         admin_token=_token(
             args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
         ),
-        log_level=str(file.get("log_level", "INFO")).upper(),
+        log_level=log_level,
         instruments=file.get("instruments"),
         config_dir=config_dir,
+        config_file=config_file,
+        allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
+        run_limits=file.get("run_limits"),
     )
 
 
@@ -142,6 +191,27 @@ def _token(option: str | None, configured: object, base: Path, env: str) -> str 
     if configured is not None:
         return read_token_file(base / str(configured), option="token_file")
     return os.environ.get(env) or None
+
+
+def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
+    """``allowed_paths:``: existing directories (relative ones from ``base``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise DaemonError(
+            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
+        )
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise DaemonError(
+                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
+            )
+        path = (base / item).resolve()
+        if not path.is_dir():
+            raise DaemonError(f"{where}: allowed_paths[{i}]: {item!r} is not a directory ({path})")
+        out.append(path)
+    return tuple(out)
 
 
 @contextlib.contextmanager
@@ -209,14 +279,20 @@ def _tree(
         parse_instruments,
     )
     from actors.recorder import Recorder
+    from actors.run_limits import parse_run_limits
     from actors.runs import Runs, acquire_procedure, replay_procedure
     from actors.services import Services
+    from physics.errors import PhysicsError
 
-    services = Services(store, bus)
+    services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
-    setups = parse_instruments(config.instruments, config.config_dir)
-    instruments, interlocks = build_instruments(setups, park)
+    try:
+        services.limits = parse_run_limits(config.run_limits)
+        setups = parse_instruments(config.instruments, config.config_dir)
+        instruments, interlocks = build_instruments(setups, park)
+    except (GalvanaError, PhysicsError) as exc:
+        raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
     services.truth = park.truth
     api = ApiConfig(
@@ -308,7 +384,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments)",
+        "instruments, allowed_paths, run_limits)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"

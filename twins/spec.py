@@ -36,11 +36,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.reader import Reader, read_document, show
@@ -405,12 +404,10 @@ def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
     """A twin spec file as plain data with its model inlined (SI mapping), so it can be
     sent to a daemon whose working directory differs from the caller's."""
     spec = load_twin_spec(source)
-    text = Path(source).read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
-    if not isinstance(doc, dict):
-        raise TwinSpecError("<spec>", "accepted: a mapping")
-    doc["model"] = spec.model.to_mapping()
-    return doc
+    doc, _ = read_document(source, error=TwinSpecError, root="<spec>")
+    resolved = dict(cast(Mapping[str, Any], doc))
+    resolved["model"] = spec.model.to_mapping()
+    return resolved
 
 
 def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
