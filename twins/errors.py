@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DesignError",
+    "ExperimentError",
     "ForwardModelError",
     "InferenceError",
     "TwinError",
@@ -40,6 +41,11 @@ class InferenceError(TwinError):
     """An inference step failed or diverged (non-finite objective, no descent, a
     covariance that is not positive definite). The online calibrator reports it and
     keeps its last good posterior."""
+
+
+class ExperimentError(TwinError, ValueError):
+    """Recorded runs cannot be calibrated as given (too few usable samples, the same run
+    twice, none at all); the message names the run."""
 
 
 class DesignError(TwinError, ValueError):

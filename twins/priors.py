@@ -215,6 +215,8 @@ class Parameterization:
         self.dim = len(self.names)
         self._transforms = [_transform(p) for p in self.priors]
         self.prior_z_scale = np.array([_z_scale(p) for p in self.priors])
+        # Which coordinates are logarithms of their parameter (positive parameters).
+        self.log_scale = tuple(isinstance(p, LogNormalPrior | HalfNormalPrior) for p in self.priors)
 
     def base_name(self, j: int) -> str:
         """The spec's name of coordinate ``j`` (``cell.Ru`` for ``cell.Ru@run-2``)."""

@@ -65,6 +65,7 @@ __all__ = [
     "TwinSpec",
     "UniformPrior",
     "load_twin_spec",
+    "parameter_quantity",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -370,6 +371,15 @@ _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "kf": (_NONE, "positive"),
     "kb": (_NONE, "positive"),
 }
+
+
+def parameter_quantity(name: str) -> Quantity:
+    """The physical quantity (its SI unit) of a calibrated parameter's key path
+    (``kinetics.k0``, ``species.O.D``) or of ``noise`` (a current); ``KeyError`` for a
+    name this schema does not know."""
+    if name.split("@", 1)[0] == "noise":
+        return _A
+    return _PARAMETER_QUANTITY[name.split("@", 1)[0].rsplit(".", 1)[-1]][0]
 
 
 def _reader(node: object, path: str) -> Reader:
