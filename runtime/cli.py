@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
     "export": ("runtime.commands", "EXPORT", "export a run's samples as csv, zarr or netcdf"),
+    "calibrate": (
+        "actors.calibrate",
+        "CALIBRATE",
+        "calibrate a model on recorded runs: posterior, adequacy, report",
+    ),
     "instrument": ("hal.cli", "", "instruments: `serve` runs the simulated potentiostat"),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
