@@ -236,7 +236,7 @@ class Calibration:
                     "band": r.band.tolist(),
                 }
             runs.append(entry)
-        return {
+        out: dict[str, Any] = _plain({
             "model": self.name,
             "method": "laplace",
             "converged": self.converged,
@@ -249,9 +249,10 @@ class Calibration:
             },
             "runs": runs,
             "consistency": None if self.consistency is None else self.consistency.as_plain(),
-            "diagnostics": _plain(self.diagnostics),
+            "diagnostics": self.diagnostics,
             "warnings": list(self.warnings),
-        }
+        })  # fmt: skip
+        return out
 
 
 def _finite(x: float) -> float | None:
@@ -259,7 +260,7 @@ def _finite(x: float) -> float | None:
 
 
 def _plain(value: Any) -> Any:
-    """Diagnostics as JSON-ready data: NaN as None."""
+    """JSON-ready data: NaN and infinities as None, tuples as lists."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
