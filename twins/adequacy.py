@@ -49,9 +49,11 @@ BoolArray = npt.NDArray[np.bool_]
 _DRAWS = 200
 _CHUNK = 50
 _P_EXTREME = 0.01
-# Residual correlation that matters: the tempering would widen intervals by more than
-# half again ((1 - rho) / (1 + rho) < 1 / 1.5^2).
-_LAG1_MATERIAL = (1.5**2 - 1.0) / (1.5**2 + 1.0)
+# Intervals widened by more than this factor are worth saying so (the calibration's
+# warnings); residual correlation that would widen them so much matters here:
+# (1 - rho) / (1 + rho) < 1 / WIDENING^2.
+WIDENING = 1.5
+_LAG1_MATERIAL = (WIDENING**2 - 1.0) / (WIDENING**2 + 1.0)
 # The family-wise level of the consistency test.
 _CONSISTENCY_LEVEL = 0.01
 

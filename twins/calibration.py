@@ -89,7 +89,7 @@ from runtime.messages import (
     CalibrationSkipped,
     PosteriorUpdate,
 )
-from twins.adequacy import Adequacy, assess
+from twins.adequacy import WIDENING, Adequacy, assess
 from twins.errors import ForwardModelError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem, engine_current
 from twins.priors import Gaussian, Parameterization, Summary
@@ -145,8 +145,6 @@ _RHO_SIGNIFICANT = 3.0
 # ... by at most this much: intervals widen at most ten-fold, and the noise sd keeps
 # enough effective samples to be estimated.
 _MIN_LIKELIHOOD_SCALE = 0.01
-# Intervals widened by more than this factor are said to be in the warnings.
-_WIDENING_WARNED = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -1119,9 +1117,9 @@ def misfit_warnings(adequacy: Adequacy, scale: float) -> list[str]:
         "effective sample size"
     )
     if adequacy.verdict == "misfit":
-        tail = f"; {widened}" if scale < 1.0 / _WIDENING_WARNED**2 else ""
+        tail = f"; {widened}" if scale < 1.0 / WIDENING**2 else ""
         return [f"model misfit: {adequacy.reason}{tail}"]
-    if scale < 1.0 / _WIDENING_WARNED**2:
+    if scale < 1.0 / WIDENING**2:
         return [
             f"the residuals are correlated (lag-1 autocorrelation {adequacy.lag1:.2f}): the "
             f"model misses something systematic; {widened}"
