@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "EXPORT",
         "export a run's samples as csv, zarr, netcdf or a data package",
     ),
+    "calibrate": (
+        "actors.calibrate",
+        "CALIBRATE",
+        "calibrate a model on recorded runs: posterior, adequacy, report",
+    ),
     "instrument": (
         "hal.cli",
         "",

@@ -10,6 +10,7 @@ from runtime.errors import GalvanaError
 
 __all__ = [
     "DesignError",
+    "ExperimentError",
     "ForwardModelError",
     "InferenceError",
     "TwinError",
@@ -42,6 +43,11 @@ class InferenceError(TwinError):
     """An inference step failed or diverged (non-finite objective, no descent, a
     covariance that is not positive definite). The online calibrator reports it and
     keeps its last good posterior."""
+
+
+class ExperimentError(TwinError, ValueError):
+    """Recorded runs cannot be calibrated as given (too few usable samples, the same run
+    twice, none at all); the message names the run."""
 
 
 class DesignError(TwinError, ValueError):

@@ -22,6 +22,8 @@ physics scenario models the cell, and what to calibrate with which priors::
       every: {cycles: 1}             # or {samples: 5000}
       forgetting: 1.0                # prior covariance / forgetting between updates
       drift: {kinetics.k0: 0.03}     # random-walk sd per update (unconstrained units)
+      fit: {max_evaluations: 200, step_tolerance: 1e-3, objective_tolerance: 1e-6, starts: 4}
+      per_run: [cell.Ru, noise]      # over several runs: these differ per run, the rest shared
     twin: {band: 0.9, drift_window: 400, drift_fraction: 0.5, potential_window: 32}
 
 Bare numbers are SI; strings with units are converted by :mod:`physics.units`. Every
@@ -52,6 +54,7 @@ __all__ = [
     "BetaPrior",
     "Cadence",
     "CalibrationSpec",
+    "FitSettings",
     "HalfNormalPrior",
     "LogNormalPrior",
     "NormalPrior",
@@ -61,6 +64,7 @@ __all__ = [
     "TwinSpec",
     "UniformPrior",
     "load_twin_spec",
+    "parameter_quantity",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -252,6 +256,24 @@ class Cadence:
 
 
 @dataclass(frozen=True, slots=True)
+class FitSettings:
+    """How the posterior mode is searched for (see :func:`twins.calibration.laplace_fit`).
+
+    The search has converged when the Newton step is shorter than ``step_tolerance``
+    posterior standard deviations, or when a step lowers the objective (the negative log
+    posterior, nats) by less than ``objective_tolerance`` while the step is within a
+    tenth of a posterior sd. It gives up after ``max_evaluations`` engine runs. When the
+    first start fails or ends at a poor fit, up to ``starts`` starts in all are tried,
+    the others drawn from the prior (seeded: the same data give the same fit).
+    """
+
+    max_evaluations: int = 200
+    step_tolerance: float = 1e-3
+    objective_tolerance: float = 1e-6
+    starts: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class CalibrationSpec:
     """What to calibrate and how.
 
@@ -261,7 +283,10 @@ class CalibrationSpec:
     which it may random-walk between updates. ``forgetting`` divides the prior covariance
     at each update (1: remember everything). ``svi_steps`` refine each update's Laplace
     approximation by stochastic variational inference; ``nuts_warmup``/``nuts_samples``
-    size the on-demand NUTS reference.
+    size the on-demand NUTS reference. ``fit``: the mode search's tolerances and cap
+    on engine runs. ``per_run``: in a calibration over several runs, the parameters
+    (and ``noise``) that take a value of their own in each run; every other one is
+    shared by all runs.
     """
 
     names: tuple[str, ...]
@@ -273,6 +298,8 @@ class CalibrationSpec:
     svi_steps: int = 20
     nuts_warmup: int = 200
     nuts_samples: int = 200
+    fit: FitSettings = field(default_factory=FitSettings)
+    per_run: tuple[str, ...] = ("noise",)
 
     @property
     def learns_noise(self) -> bool:
@@ -380,6 +407,15 @@ _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
         "real",
     ),
 }
+
+
+def parameter_quantity(name: str) -> Quantity:
+    """The physical quantity (its SI unit) of a calibrated parameter's key path
+    (``kinetics.k0``, ``species.O.D``) or of ``noise`` (a current); ``KeyError`` for a
+    name this schema does not know."""
+    if name.split("@", 1)[0] == "noise":
+        return _A
+    return _PARAMETER_QUANTITY[name.split("@", 1)[0].rsplit(".", 1)[-1]][0]
 
 
 def _reader(node: object, path: str) -> Reader:
@@ -528,7 +564,32 @@ def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
         nuts_warmup = nr.integer("warmup", default=200, lo=1, hi=1_000_000)
         nuts_samples = nr.integer("samples", default=200, lo=2, hi=1_000_000)
         nr.finish(("warmup", "samples"))
-    r.finish(("parameters", "noise", "every", "forgetting", "drift", "svi_steps", "nuts"))
+    fit = FitSettings()
+    fr = r.optional_child("fit")
+    if fr is not None:
+        fit = FitSettings(
+            fr.integer("max_evaluations", default=fit.max_evaluations, lo=2, hi=100_000),
+            fr.number("step_tolerance", _NONE, default=fit.step_tolerance, lo=1e-8, hi=1.0),
+            fr.number(
+                "objective_tolerance", _NONE, default=fit.objective_tolerance, lo=0.0, hi=1e3
+            ),
+            fr.integer("starts", default=fit.starts, lo=1, hi=100),
+        )
+        fr.finish(("max_evaluations", "step_tolerance", "objective_tolerance", "starts"))
+    per_run = _parse_per_run(r, names)
+    r.finish(
+        (
+            "parameters",
+            "noise",
+            "every",
+            "forgetting",
+            "drift",
+            "svi_steps",
+            "nuts",
+            "fit",
+            "per_run",
+        )
+    )
     return CalibrationSpec(
         tuple(names),
         tuple(priors),
@@ -539,7 +600,31 @@ def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
         svi_steps,
         nuts_warmup,
         nuts_samples,
+        fit,
+        per_run,
     )
+
+
+def _parse_per_run(r: Reader, names: list[str]) -> tuple[str, ...]:
+    """``per_run``: a list of calibrated parameters, ``noise`` among them or not."""
+    if not r.has("per_run"):
+        return ("noise",)
+    raw = r.raw("per_run")
+    accepted = [*names, "noise"]
+    if not isinstance(raw, list):
+        raise TwinSpecError(
+            r.key("per_run"), f"got {show(raw)}; accepted: a list of {', '.join(accepted)}"
+        )
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        if item not in accepted:
+            raise TwinSpecError(
+                f"{r.key('per_run')}[{i}]",
+                f"got {show(item)}; accepted: one of {', '.join(accepted)}",
+            )
+        if item not in out:
+            out.append(str(item))
+    return tuple(out)
 
 
 def _parse_cadence(raw: object, path: str) -> Cadence:

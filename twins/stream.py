@@ -33,7 +33,7 @@ from physics.scenario import canonical_parameter
 from twins.errors import ForwardModelError
 from twins.spec import TwinSpec
 
-__all__ = ["ModelStream", "StreamState", "stream_for"]
+__all__ = ["ModelStream", "StreamState", "stream_for", "stream_over"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -169,20 +169,41 @@ def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
     model's ``initial_state.cycles_before`` cycles of the protocol's first waveform run
     before its start."""
     protocol = spec.protocol
+    return stream_over(
+        spec,
+        names,
+        duration=protocol.duration,
+        sample_interval=1.0 / protocol.sample_rate,
+        scan_rate=protocol.max_scan_rate(),
+        before=protocol.trace_before(spec.model.initial_state.cycles_before),
+    )
+
+
+def stream_over(
+    spec: TwinSpec,
+    names: Sequence[str],
+    *,
+    duration: float,
+    sample_interval: float,
+    scan_rate: float,
+    before: tuple[FloatArray, FloatArray] | None = None,
+) -> ModelStream:
+    """The model stream of a twin spec's model for a measurement lasting ``duration``
+    (s), sampled every ``sample_interval`` (s), sweeping at most at ``scan_rate`` (V/s;
+    0 without a sweep): the calibrated parameters at their prior medians, ``names``
+    streamed, and ``before`` (times from ``-span`` to 0, potentials) run first when given."""
     numerics = spec.model.numerics
-    step = 1.0 / protocol.sample_rate
-    rate = protocol.max_scan_rate()
-    if rate > 0:
+    step = sample_interval
+    if scan_rate > 0:
         # trace_steps sub-divides sample intervals to this potential step.
-        step = min(step, numerics.potential_step / numerics.refine / rate)
+        step = min(step, numerics.potential_step / numerics.refine / scan_rate)
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
-    before = protocol.trace_before(spec.model.initial_state.cycles_before)
-    span = float(-before[0][0]) if before[0].size else 0.0
+    span = float(-before[0][0]) if before is not None and before[0].size else 0.0
     return ModelStream(
         spec.model,
         names,
-        horizon=protocol.duration + span,
+        horizon=duration + span,
         min_time_step=step,
         values={n: start[n] for n in calibrated},
         before=before,
