@@ -84,7 +84,7 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
     assert mpt.area == pytest.approx(AREA, rel=1e-3)
     assert mpt.reference is not None
     assert find_reference(mpt.reference) == find_reference("Ag/AgCl (3 M KCl)")
-    assert mpt.instrument == "BioLogic SP-300 (SN 1111)"
+    assert mpt.instrument == "BioLogic SP-300 (SN 1111) (EC-Lab 11.52)"
     (tmp_path / "a.pssession").write_bytes(w.pssession(cv))
     ps = read_recording(tmp_path / "a.pssession").metadata
     assert ps.sources["scan_rate"] == "header"

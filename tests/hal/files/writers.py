@@ -12,11 +12,12 @@ import codecs
 import json
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from hal.files.biologic import MPR_MAGIC
+from hal.files.biologic import MPR_COLUMNS, MPR_FLAGS, MPR_MAGIC
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -200,109 +201,250 @@ def gamry(c: Columns, *, decimal_comma: bool = False) -> bytes:
     return _crlf(lines).encode("cp1252")
 
 
-def mpt(c: Columns, *, decimal_comma: bool = False) -> bytes:
-    """An EC-Lab .mpt export of a CV: header block, tab-separated columns, Windows-1252."""
+def _ec_lab_number(x: float, digits: int, decimal_comma: bool) -> str:
+    """A number as EC-Lab prints it: ``4.5403185E-001`` (three exponent digits)."""
+    mantissa, _, exponent = f"{x:.{digits}E}".partition("E")
+    text = f"{mantissa}E{exponent[0]}{int(exponent[1:]):03d}"
+    return text.replace(".", ",") if decimal_comma else text
+
+
+def mpt(c: Columns, *, decimal_comma: bool = False, header: bool = True) -> bytes:
+    """An EC-Lab 11.5x .mpt export of a CV, as EC-Lab writes it (Windows-1252, CRLF):
+    the header block of the software's text export, the column line ending in a tab,
+    data lines without one; time, current and cycle number with 15 decimals, the other
+    columns with 7, every exponent with three digits; a decimal comma when
+    ``decimal_comma`` (a European Windows locale). ``header=False`` is the export
+    without its header (the column line first)."""
 
     def f(x: float, digits: int = 7) -> str:
-        text = f"{x:.{digits}E}"
-        return text.replace(".", ",") if decimal_comma else text
+        return _ec_lab_number(x, digits, decimal_comma)
 
-    rate = f"{c.scan_rate * 1e3:.3f}"
-    header = [
+    def g(x: float) -> str:
+        return f"{x:.3f}".replace(".", ",") if decimal_comma else f"{x:.3f}"
+
+    def setting(name: str, value: str) -> str:
+        return f"{name:<20}{value:<20}"
+
+    rate = g(c.scan_rate * 1e3)
+    area = "0,0707" if decimal_comma else "0.0707"
+    block = [
         "",
         "Cyclic Voltammetry",
         "",
-        "Run on channel : 1 (SN 14990)",
+        "Run on channel : 15 (SN 19485)",
         "User : ",
         "Electrode connection : standard",
-        "Ewe ctrl range : min = -2.50 V, max = 2.50 V",
+        "Potential control : Ewe",
+        "Ewe ctrl range : min = -1.00 V, max = 1.00 V",
+        "Ewe,I filtering : <None>",
+        "Safety Limits :",
+        "\tDo not start on E overload",
+        "Channel : Floating",
         "Acquisition started on : 03/11/2024 13:15:24.245",
+        "Loaded Setting File : NONE",
+        "Saved on :",
+        "\tFile : ferri_01_CV_C15.mpr",
+        "\tDirectory : C:\\Data\\",
+        "\tHost : 192.168.0.1",
         "Device : SP-300 (SN 1111)",
+        "Address : USB",
+        "EC-Lab for windows v11.52 (software)",
+        "Internet server v11.52 (firmware)",
+        "Command interpretor v11.52 (firmware)",
         "Electrode material : glassy carbon",
+        "Initial state : ",
         "Electrolyte : 1 M KCl",
         "Comments : ferricyanide 1 mM",
-        "Reference electrode : Ag/AgCl (3M KCl) (0,210 V)",
-        "Electrode surface area : 0.0707 cm²",
+        "Cable : standard",
+        f"Reference electrode : Ag/AgCl (3M KCl) ({'0,210' if decimal_comma else '0.210'} V)",
+        f"Electrode surface area : {area} cm²",
         "Characteristic mass : 0.001 g",
+        "Equivalent Weight : 0.000 g/eq.",
+        "Density : 0.000 g/cm3",
+        "Volume (V) : 0.001 cm³",
         "Cycle Definition : Charge/Discharge alternance",
-        "Ei (V)              0.600               ",
-        "vs.                 Ref                 ",
-        f"dE/dt               {rate.replace('.', ',') if decimal_comma else rate}               ",
-        "dE/dt unit          mV/s                ",
-        "E1 (V)              -0.100              ",
-        "vs.                 Ref                 ",
-        f"nc cycles           {int(c.scan.max()) - 1}                   ",
+        setting("Ei (V)", g(0.6)),
+        setting("vs.", "Ref"),
+        setting("dE/dt", rate),
+        setting("dE/dt unit", "mV/s"),
+        setting("E1 (V)", g(-0.1)),
+        setting("vs.", "Ref"),
+        setting("Step percent", "50"),
+        setting("N", "10"),
+        setting("E range min (V)", g(-2.5)),
+        setting("E range max (V)", g(2.5)),
+        setting("I Range", "Auto"),
+        setting("Bandwidth", "8"),
+        setting("E2 (V)", g(0.6)),
+        setting("vs.", "Ref"),
+        setting("nc cycles", str(int(c.scan.max()) - 1)),
+        setting("Reverse Scan", "1"),
+        setting("Ef (V)", g(0.6)),
+        setting("vs.", "Ref"),
+        "",
     ]
     names = (
         "mode\tox/red\terror\tcontrol changes\tcounter inc.\ttime/s\tcontrol/V\tEwe/V\t"
-        "<I>/mA\tcycle number\t(Q-Qo)/C\t"
+        "<I>/mA\tcycle number\t(Q-Qo)/C\tI Range\tstep time/s\tP/W\t"
     )
-    n_header = 2 + len(header) + 1
-    lines = ["EC-Lab ASCII FILE", f"Nb header lines : {n_header}", *header, names]
+    n_header = 2 + len(block) + 1
+    lines = [
+        "EC-Lab ASCII FILE",
+        f"Nb header lines : {n_header:<28}",
+        *block,
+        names,
+    ]
+    if not header:
+        lines = [names]
+    measured = c.E + 1e-5 * np.sin(np.arange(len(c.t)))  # a measured potential wiggles
+    charge = np.concatenate([[0.0], np.cumsum(0.5 * (c.I[1:] + c.I[:-1]) * np.diff(c.t))])
     for k in range(len(c.t)):
         lines.append(
             "\t".join(
                 [
                     "2",
-                    "1",
+                    "1" if k == 0 or c.E[k] >= c.E[k - 1] else "0",
                     "0",
+                    "0" if k == 0 else "1",
                     "0",
-                    "0",
-                    f(c.t[k], 10),
+                    f(c.t[k], 15),
                     f(c.E[k]),
-                    f(c.E[k]),
-                    f(c.I[k] * 1e3),
-                    f(float(c.scan[k] - 1), 6),
-                    f(0.0),
+                    f(measured[k]),
+                    f(c.I[k] * 1e3, 15),
+                    f(float(c.scan[k]), 15),
+                    f(charge[k]),
+                    "41",
+                    f(0.0, 15),
+                    f(measured[k] * c.I[k]),
                 ]
             )
-            + "\t"
         )
     return _crlf(lines).encode("cp1252")
 
 
-def mpr(c: Columns, *, version: int = 2, truncate_points: int = 0) -> bytes:
-    """An EC-Lab .mpr: the magic, a settings module and a 'VMP data' module (version 2:
-    rows from byte 0x195) with the flag byte, time/s, control/V, Ewe/V, <I>/mA and
-    cycle number columns."""
+def _module(
+    short: str, body: bytes, kind: int, *, new: bool, version: int = 0, date: bytes = b"03/11/24"
+) -> bytes:
+    """An .mpr module: its header as EC-Lab writes it up to 11.4x (length, version,
+    date) or from 11.50 on (0xFFFFFFFF, length, 0, ``kind``: 10 or 11, date)."""
+    names = short.encode().ljust(10, b" ") + {
+        "VMP Set": b"VMP settings",
+        "VMP data": b"VMP data",
+        "VMP LOG": b"VMP LOG",
+        "VMP loop": b"VMP expt. loop indexes",
+    }[short].ljust(25, b" ")
+    if new:
+        header = struct.pack("<IIII", 0xFFFFFFFF, len(body), 0, kind)
+    else:
+        header = struct.pack("<II", len(body), version)
+    return b"MODULE" + names + header + date + body
 
-    def module(short: bytes, long: bytes, body: bytes, ver: int) -> bytes:
-        header = (
-            short.ljust(10, b" ")
-            + long.ljust(25, b" ")
-            + struct.pack("<II", len(body), ver)
-            + b"03/11/24"
-        )
-        return b"MODULE" + header + body
 
-    settings = b"\x04" + b"\x00" * 99  # the technique byte, then settings not read
-    ids = [1, 2, 3, 21, 4, 19, 6, 76, 24]
+def _pascal(text: str, size: int) -> bytes:
+    raw = text.encode("cp1252")
+    return (bytes([len(raw)]) + raw).ljust(size, b"\x00")
+
+
+def mpr(
+    c: Columns,
+    *,
+    version: int = 11,
+    truncate_points: int = 0,
+    area_cm2: float = 0.0707,
+    loops: list[int] | None = None,
+    technique: int = 0x06,
+    date: bytes = b"03/11/24",
+) -> bytes:
+    """An EC-Lab .mpr of a CV as EC-Lab writes it: the magic, then the modules
+    ``VMP Set`` (technique byte 6: CV, or ``technique``; comments at byte 7; area f4
+    in cm² at 529; the reference at 533), ``VMP data``, ``VMP LOG`` (the start as an
+    OLE date at 585, the EC-Lab version at 951) and, with ``loops``, ``VMP loop``.
+
+    ``version`` 11 is the layout of EC-Lab 11.50 on: new module headers, a two-byte
+    column count, rows from 0x3EF, the CV columns of 11.52 (flags, time/s, control/V,
+    Ewe/V, <I>/mA f8, cycle number, (Q-Qo)/C, I Range, step time/s). 2 and 3 are the
+    older data modules (rows from 0x195 and 0x196; the CV columns of 11.12, without
+    I Range and step time). ``date`` is the modules' date as the PC's locale wrote it
+    (``01.10.18``)."""
+    if version == 11:
+        ids = [1, 2, 3, 21, 65, 4, 19, 6, 11, 24, 434, 39, 438]
+    else:
+        ids = [1, 2, 3, 21, 65, 4, 19, 6, 11, 24, 434]
     n = len(c.t) - truncate_points
-    head = struct.pack("<IB", len(c.t), len(ids)) + struct.pack(f"<{len(ids)}H", *ids)
-    offset = 0x195 if version == 2 else 0x196
+    columns: dict[str, FloatArray] = {
+        "flags": np.full(n, 0x02 | 0x04, dtype=np.float64),
+        "time/s": c.t[:n],
+        "control/V": c.E[:n],
+        "Ewe/V": c.E[:n],
+        "<I>/mA": c.I[:n] * 1e3,
+        "cycle number": c.scan[:n].astype(np.float64),  # EC-Lab counts CV cycles from 1
+    }
+    return mpr_file(
+        ids,
+        columns,
+        points=len(c.t),
+        version=version,
+        area_cm2=area_cm2,
+        loops=loops,
+        technique=technique,
+        date=date,
+    )
+
+
+def mpr_file(
+    ids: list[int],
+    columns: dict[str, FloatArray],
+    *,
+    points: int | None = None,
+    version: int = 11,
+    area_cm2: float = 0.0707,
+    loops: list[int] | None = None,
+    technique: int = 0x06,
+    date: bytes = b"03/11/24",
+) -> bytes:
+    """An .mpr with the column ``ids`` (see :data:`hal.files.biologic.MPR_COLUMNS`) and
+    the values of ``columns`` by column name (missing ones are zero; ``flags`` is the
+    shared flag byte); ``points`` the number the data module announces (default: the
+    rows). See :func:`mpr` for the modules."""
+    new = version == 11
+    settings = bytearray(6692 if new else 1856)
+    flavour = b"\x00\x08K\x03\x00\x00" if new else b"\x00\x07K\x03\x00\x00"
+    settings[0:7] = bytes([technique]) + flavour
+    settings[7 : 7 + 20] = _pascal("ferricyanide 1 mM", 20)
+    settings[529:533] = struct.pack("<f", area_cm2)
+    settings[533 : 533 + 20] = _pascal("Ag/AgCl (3M KCl)", 20)
+    fields: list[tuple[str, str]] = []
+    for i in ids:
+        if i in MPR_FLAGS:
+            if ("flags", "u1") not in fields:
+                fields.append(("flags", "u1"))
+        else:
+            fields.append(MPR_COLUMNS[i])
+    n = len(next(iter(columns.values())))
+    rows = np.zeros(n, dtype=fields)
+    for name, values in columns.items():
+        rows[name] = values
+    count = n if points is None else points
+    if new:
+        head = struct.pack("<IH", count, len(ids)) + struct.pack(f"<{len(ids)}H", *ids)
+        offset = 0x3EF
+    else:
+        head = struct.pack("<IB", count, len(ids)) + struct.pack(f"<{len(ids)}H", *ids)
+        offset = 0x195 if version == 2 else 0x196
     head = head.ljust(offset, b"\x00")
-    rows = np.zeros(
-        n,
-        dtype=[
-            ("flags", "u1"),
-            ("t", "<f8"),
-            ("control", "<f4"),
-            ("Ewe", "<f4"),
-            ("I", "<f4"),
-            ("cycle", "<f8"),
-        ],
-    )
-    rows["flags"] = 0x02 | 0x04
-    rows["t"] = c.t[:n]
-    rows["control"] = c.E[:n]
-    rows["Ewe"] = c.E[:n]
-    rows["I"] = c.I[:n] * 1e3
-    rows["cycle"] = c.scan[:n] - 1
-    return (
-        MPR_MAGIC
-        + module(b"VMP Set", b"VMP settings", settings, 0)
-        + module(b"VMP data", b"VMP data", head + rows.tobytes(), version)
-    )
+    log = bytearray(8048 if new else 2907)
+    started = (datetime(2024, 3, 11, 13, 15, 24, 245000) - datetime(1899, 12, 30)).total_seconds()
+    log[585:593] = struct.pack("<d", started / 86400)
+    log[951:957] = _pascal("11.52" if new else "11.12", 6)
+    modules = [
+        _module("VMP Set", bytes(settings), 10, new=new, date=date),
+        _module("VMP data", head + rows.tobytes(), 11, new=new, version=version, date=date),
+        _module("VMP LOG", bytes(log), 10, new=new, date=date),
+    ]
+    if loops is not None:
+        body = struct.pack(f"<I{len(loops)}I", len(loops), *loops).ljust(280, b"\x00")
+        modules.append(_module("VMP loop", body, 10, new=new, date=date))
+    return MPR_MAGIC + b"".join(modules)
 
 
 def chi(c: Columns) -> bytes:
