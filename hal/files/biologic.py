@@ -181,9 +181,7 @@ def _setting(line: str) -> tuple[str, list[str]] | None:
     rest = line[_SETTING_WIDTH:]
     if not name or not rest.strip() or line[:1].isspace():
         return None
-    cells = [
-        rest[k : k + _SETTING_WIDTH].strip() for k in range(0, len(rest), _SETTING_WIDTH)
-    ]
+    cells = [rest[k : k + _SETTING_WIDTH].strip() for k in range(0, len(rest), _SETTING_WIDTH)]
     return name, [c for c in cells if c]
 
 

@@ -9,8 +9,12 @@ against.
 
 from __future__ import annotations
 
+import codecs
+import json
+import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,3 +244,217 @@ def test_mpt_of_cv_advanced_gives_one_setting_column_per_sequence(
     assert "100.000 mV/s, 200.000 mV/s, 50.000 mV/s" in rec.metadata.notes
     assert rec.metadata.sources["scan_rate"] == "measured"  # no one rate in the header
     assert rec.metadata.scan_rate == pytest.approx(0.1, rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------
+# PalmSens PSTrace
+
+
+def _session_doc(data: bytes) -> dict[str, Any]:
+    text = data.decode("utf-16")
+    doc: dict[str, Any] = json.loads(text[: text.rfind("}") + 1].lstrip("\ufeff"))
+    return doc
+
+
+def _session_bytes(doc: dict[str, Any]) -> bytes:
+    return codecs.BOM_UTF16_LE + (json.dumps(doc) + "\ufeff").encode("utf-16-le")
+
+
+def test_pssession_of_pstrace_5_11_with_several_scans(tmp_path: Path, cv: Columns) -> None:
+    # One time array for the first scan only; currents in µA under a unit written "A"
+    # (the prefix is in the unit's type, MicroAmpere); the start in .NET ticks.
+    (tmp_path / "cv.pssession").write_bytes(w.pssession(cv))
+    rec = read_recording(tmp_path / "cv.pssession")
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-12)  # not 1e6 times too large
+    np.testing.assert_allclose(rec.t, cv.t, atol=1e-9)
+    assert "covers 700 of 1400 samples" in rec.time_note
+    assert not rec.time_generated
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+    md = rec.metadata
+    assert (md.technique, md.scan_rate, md.E_step) == ("cv", 0.1, 0.002)
+    assert md.scans_in_programme == 2
+    assert md.started == datetime(2024, 3, 11, 13, 15, 24)
+    assert md.instrument == "PalmSens ES4HR20B0008"
+
+
+def test_pssession_of_pstrace_5_0_keeps_lower_case_keys_and_only_curves(
+    tmp_path: Path, cv: Columns
+) -> None:
+    (tmp_path / "old.pssession").write_bytes(w.pssession(cv, generation="5.0"))
+    rec = read_recording(tmp_path / "old.pssession")
+    assert rec.metadata.format == "pssession"
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-12)
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+    assert rec.time_generated  # no time array: made from SCAN_RATE and E_STEP
+    np.testing.assert_allclose(rec.t, cv.t, atol=1e-9)
+
+
+def test_pssession_with_several_measurements_reads_the_first_voltammetry(
+    tmp_path: Path, cv: Columns
+) -> None:
+    doc = _session_doc(w.pssession(cv))
+    cv_measurement = doc["Measurements"][0]
+    eis = json.loads(json.dumps(cv_measurement))
+    eis["Title"] = "Impedance Spectroscopy"
+    eis["Method"] = cv_measurement["Method"].replace("METHOD_ID=cv", "METHOD_ID=eis")
+    doc["Measurements"] = [eis, cv_measurement]
+    (tmp_path / "two.pssession").write_bytes(_session_bytes(doc))
+    rec = read_recording(tmp_path / "two.pssession")
+    assert rec.metadata.technique == "cv"
+    assert "measurement 2 of 2 was read" in rec.metadata.notes
+    doc["Measurements"] = [eis]
+    (tmp_path / "eis.pssession").write_bytes(_session_bytes(doc))
+    with pytest.raises(FileFormatError, match=r"eis\.pssession, Measurements: holds an imp"):
+        read_recording(tmp_path / "eis.pssession")
+
+
+def test_pssession_of_several_channels_reads_the_first(tmp_path: Path, cv: Columns) -> None:
+    doc = _session_doc(w.pssession(cv))
+    values = doc["Measurements"][0]["DataSet"]["Values"]
+    second = [json.loads(json.dumps(a)) for a in values if "channel1" in a["Description"]]
+    for array in second:
+        array["Description"] = array["Description"].replace("channel1", "channel2")
+        for point in array["DataValues"]:
+            point["V"] *= 3.0
+    values += second
+    (tmp_path / "multi.pssession").write_bytes(_session_bytes(doc))
+    rec = read_recording(tmp_path / "multi.pssession")
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-12)
+    assert "channels 1, 2; channel 1 was read" in rec.metadata.notes
+
+
+def test_pssession_amperometry_with_the_measured_potential(tmp_path: Path) -> None:
+    # PSTrace 5.12's amperometric detection: the applied potential ("potential", 0 V
+    # against the counter electrode here), the measured one ("Measured WE potential").
+    t = np.arange(0.0, 20.0, 1.0)
+
+    def array(kind: str, description: str, unit: str, s: str, values: np.ndarray) -> dict:
+        return {
+            "Type": f"PalmSens.Data.DataArray{kind}",
+            "Description": description,
+            "Unit": {"Type": f"PalmSens.Units.{unit}", "S": s},
+            "DataValues": [{"V": float(v)} for v in values],
+        }
+
+    doc = {
+        "Type": "PalmSens.DataFiles.SessionFile",
+        "Measurements": [
+            {
+                "Title": "Chronoamperometry",
+                "DeviceSerial": "ES4HR20B0012",
+                "Method": "METHOD_ID=ad\r\nT_INTERVAL=1.0000000E+000\r\nAREA=0.0000000E+000\r\n",
+                "DataSet": {
+                    "Values": [
+                        array("Time", "time", "Time", "s", t),
+                        array("Potentials", "potential", "Volt", "V", np.zeros_like(t)),
+                        array("Currents", "current", "NanoAmpere", "A", -3.9 - 0.01 * t),
+                        array("Potentials", "Measured WE potential", "Volt", "V", 4.05 + 0 * t),
+                    ]
+                },
+            }
+        ],
+    }
+    (tmp_path / "ca.pssession").write_bytes(_session_bytes(doc))
+    rec = read_recording(tmp_path / "ca.pssession")
+    assert rec.metadata.technique == "ca"
+    np.testing.assert_allclose(rec.I, (-3.9 - 0.01 * t) * 1e-9)
+    np.testing.assert_allclose(rec.E, 4.05)
+    assert rec.E_applied is not None
+    np.testing.assert_allclose(rec.E_applied, 0.0)
+
+
+def test_pstrace_csv_as_pstrace_5_writes_it(tmp_path: Path, cv: Columns) -> None:
+    data = w.pstrace_csv(cv)
+    text = data.decode("utf-16")
+    lines = text.split("\r\n")
+    assert lines[:3] == ["Date and time:,2024-03-11 13:22:04", "Notes:", ",,"]  # 2 scans
+    assert lines[4].endswith(",")  # each measurement date, then a trailing comma
+    assert not text.endswith("\r\n")  # the last line has no line end
+    (tmp_path / "cv.csv").write_bytes(data)
+    rec = read_recording(tmp_path / "cv.csv", meta={"scan_rate": 0.1})
+    # The measurement's start, not the export's ("Date and time:" at the top).
+    assert rec.metadata.started == datetime(2024, 3, 11, 13, 15, 24)
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-14)
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+
+
+def test_pstrace_csv_note_on_the_line_after_notes(tmp_path: Path, cv: Columns) -> None:
+    one = cv.scan == 1
+    single = Columns(cv.t[one], cv.E[one], cv.I[one], cv.scan[one], cv.scan_rate, cv.E_step)
+    data = w.pstrace_csv(
+        single,
+        note="Use PSDummyCell WE_B (10 k Ohm 0.1%)",
+        title="Linear Sweep Voltammetry: LSV i vs E",
+    )
+    (tmp_path / "lsv.csv").write_bytes(data)
+    rec = read_recording(tmp_path / "lsv.csv", meta={"scan_rate": 0.1})
+    assert rec.metadata.notes == "Use PSDummyCell WE_B (10 k Ohm 0.1%)"
+    assert rec.metadata.technique == "lsv"
+    assert rec.metadata.sources["technique"] == "header"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [
+                "Date and time:,2024-11-07 14:48:04",
+                "Notes:",
+                "",
+                "Chronoamperometry: CA i vs t",
+                "Date and time measurement:,2024-11-07 13:38:29,",
+                "s,µA",
+                "0,0.000538253458216786",
+                "0.100000001490116,0.000333246018271893",
+            ],
+            r"line 6: holds amperometry curves \(s,µA\) without their potential",
+        ),
+        (
+            [
+                "Date and time:,2024-12-02 15:15:02",
+                "Notes:",
+                "",
+                "Chronopotentiometry: CP E vs t",
+                "Date and time measurement:,2024-12-02 15:08:19,",
+                "s,V",
+                "0,-5.6463885307312",
+            ],
+            r"line 6: holds a chronopotentiometry curve \(s,V\) without its current",
+        ),
+        (
+            [
+                "File date:,2024-10-29 08:23:17",
+                "Measurement:,Impedance Spectroscopy",
+                "Notes:,This method is to verify EIS functionality",
+                "Date and time:,2024-10-29 08:21:56",
+                "39 freqs",
+                "freq / Hz,neg. Phase / °,Idc / uA,Z / Ohm,Z' / Ohm,-Z'' / Ohm,Cs / F,",
+                "200000,1.86854720696118,-0.715255737304688,557.6,557.3,18.18,4.37E-08,",
+            ],
+            r"line 2: holds an impedance spectrum \(EIS\)",
+        ),
+    ],
+    ids=["chronoamperometry", "chronopotentiometry", "impedance"],
+)
+def test_pstrace_csv_without_voltammetry_is_refused_in_one_line(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    data = codecs.BOM_UTF16_LE + "\r\n".join(lines).encode("utf-16-le")
+    (tmp_path / "x.csv").write_bytes(data)
+    with pytest.raises((FileFormatError, MissingColumnError), match=message):
+        read_recording(tmp_path / "x.csv", meta={"scan_rate": 0.1})
+
+
+def test_pssession_square_wave_gives_a_frequency_not_a_scan_rate(
+    tmp_path: Path, cv: Columns
+) -> None:
+    one = cv.scan == 1
+    sweep = Columns(cv.t[one], cv.E[one], cv.I[one], cv.scan[one], cv.scan_rate, cv.E_step)
+    doc = _session_doc(w.pssession(sweep, generation="5.0"))
+    method = doc["methodformeasurement"].replace("METHOD_ID=cv", "METHOD_ID=swv")
+    method = re.sub(r"SCAN_RATE=[^\r]*", "FREQ=5.000E+001", method)
+    doc["measurements"][0]["method"] = method
+    (tmp_path / "swv.pssession").write_bytes(_session_bytes(doc))
+    rec = read_recording(tmp_path / "swv.pssession")
+    assert rec.metadata.technique == "swv"
+    assert rec.metadata.scan_rate == pytest.approx(0.002 * 50)  # E_STEP x FREQ

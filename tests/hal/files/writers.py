@@ -67,95 +67,141 @@ def autolab(c: Columns, delimiter: str = "\t") -> bytes:
     return _crlf(lines).encode("utf-8")
 
 
-def pstrace_csv(c: Columns) -> bytes:
-    """PSTrace's CSV: UTF-16 with BOM, a header block, one (V, µA) column pair per scan."""
+def _dotnet(x: float) -> str:
+    """A double as .NET writes it by default: up to 15 significant digits, ``E-06``."""
+    return f"{x:.15G}"
+
+
+def pstrace_csv(
+    c: Columns, *, note: str = "", title: str = "Cyclic Voltammetry: CV i vs E"
+) -> bytes:
+    """PSTrace 5.x's CSV export as it writes it: UTF-16 LE with a BOM, CRLF lines (the
+    last without one), the export's date, ``Notes:`` with the note (if any) on the next
+    line padded with commas to the columns, one ``<title> Scan N`` per curve separated
+    by an empty cell, ``Date and time measurement:`` per curve (a trailing comma), the
+    units (``V,µA``), then one (V, µA) column pair per scan in .NET's number format."""
     scans = np.unique(c.scan).tolist()
     per = [np.flatnonzero(c.scan == s) for s in scans]
     n = max(len(p) for p in per)
-    titles, dates, units = [], [], []
-    for s in scans:
-        titles += [f"Cyclic Voltammetry: CV i vs E Scan {s}", ""]
-        dates += ["Date and time measurement:", "2024-03-11 13:15:24"]
-        units += ["V", "µA"]
+    several = len(scans) > 1
+    titles = [f"{title} Scan {s}" if several else title for s in scans]
     lines = [
-        "Date and time:,2024-03-11 13:15:24",
-        "Notes:,",
-        "," * (2 * len(scans) - 1),
-        ",".join(titles),
-        ",".join(dates),
-        ",".join(units),
+        "Date and time:,2024-03-11 13:22:04",
+        "Notes:",
+        note + "," * (2 * len(scans) - 2),
+        ",,".join(titles),
+        "Date and time measurement:,2024-03-11 13:15:24," * len(scans),
+        ",".join(["V,µA"] * len(scans)),
     ]
     for k in range(n):
         row = []
         for p in per:
             if k < len(p):
-                row += [f"{c.E[p[k]]:.3f}", f"{c.I[p[k]] * 1e6:.4E}"]
+                row += [_dotnet(c.E[p[k]]), _dotnet(c.I[p[k]] * 1e6)]
             else:
                 row += ["", ""]
         lines.append(",".join(row))
-    lines.append("")
-    return codecs.BOM_UTF16_LE + _crlf(lines).encode("utf-16-le")
+    return codecs.BOM_UTF16_LE + "\r\n".join(lines).encode("utf-16-le")
 
 
-def pssession(c: Columns) -> bytes:
-    """A .pssession: UTF-16 JSON, one measurement, data arrays and one curve per scan."""
+def pssession(c: Columns, *, generation: str = "5.11") -> bytes:
+    """A .pssession as PSTrace writes it: UTF-16 LE JSON with a BOM, and a stray BOM
+    after the closing brace.
+
+    ``generation`` "5.11" (PSTrace 5.9 on): keys in PascalCase; per scan a potential,
+    a current and a charge array described ``scanNchannel1``; one time array, of the
+    first scan only, with its ``IntervalTime``; currents in µA with the unit written
+    ``{"Type": "PalmSens.Units.MicroAmpere", "S": "A"}``; one curve per scan; the
+    measurement's start in .NET ticks (``TimeStamp``). "5.0" (PSTrace 5.0 to 5.8):
+    keys in lower case, an empty DataSet, the data only in the curves."""
+    old = generation == "5.0"
+
+    def key(name: str) -> str:
+        return name.lower() if old else name
+
+    def obj(**fields: object) -> dict[str, object]:
+        return {key(k): v for k, v in fields.items()}
+
+    volt = obj(Type="PalmSens.Units.Volt", S="V", Q="Potential", A="E")
+    micro = obj(Type="PalmSens.Units.MicroAmpere", S="A", Q="Current", A="i")
+    sec = obj(Type="PalmSens.Units.Time", S="s", Q="Time", A="t")
+    coulomb = obj(Type="PalmSens.Units.MicroCoulomb", S="C", Q="Charge", A="Q")
 
     def array(
-        kind: str, description: str, unit: dict[str, str], values: FloatArray
+        kind: str, description: str, unit: dict[str, object], values: FloatArray, **extra: object
     ) -> dict[str, object]:
-        return {
-            "Type": f"PalmSens.Data.DataArray{kind}",
-            "ArrayType": {"Time": 0, "Potentials": 1, "Currents": 2}[kind],
-            "Description": description,
-            "Unit": unit,
-            "DataValues": [{"V": float(v)} for v in values],
-        }
+        return obj(
+            Type=f"PalmSens.Data.DataArray{kind}",
+            ArrayType={"Time": 0, "Potentials": 1, "Currents": 2, "Charge": 3}[kind],
+            Description=description,
+            **extra,
+            Unit=unit,
+            DataValues=[obj(V=float(v)) for v in values],
+        )
 
-    volt = {"Type": "PalmSens.Units.Volt", "S": "V", "Q": "Potential", "A": "E"}
-    micro = {"Type": "PalmSens.Units.MicroAmpere", "S": "µA", "Q": "Current", "A": "i"}
-    sec = {"Type": "PalmSens.Units.Time", "S": "s", "Q": "Time", "A": "t"}
+    arrays: list[dict[str, object]] = []
     curves = []
+    dt = c.E_step / c.scan_rate
     for s in np.unique(c.scan).tolist():
         idx = c.scan == s
+        name = f"scan{s}channel1"
+        E = array("Potentials", name, volt, c.E[idx])
+        current = array("Currents", name, micro, c.I[idx] * 1e6)
+        if s == 1:
+            arrays.append(array("Time", "time", sec, c.t[idx], IntervalTime=dt))
+        charge = np.cumsum(c.I[idx] * 1e6) * dt
+        arrays += [E, current, array("Charge", name, coulomb, charge)]
         curves.append(
-            {
-                "Type": "PalmSens.Plottables.Curve",
-                "Title": f"CV i vs E Scan {s}",
-                "XAxisDataArray": array("Potentials", "potential", volt, c.E[idx]),
-                "YAxisDataArray": array("Currents", "current", micro, c.I[idx] * 1e6),
-            }
+            obj(
+                Title=f"CV i vs E Scan {s} Channel 1",
+                Type="PalmSens.Plottables.Curve",
+                XAxisDataArray=E,
+                YAxisDataArray=current,
+            )
         )
     method = "\r\n".join(
         [
-            "#Method file",
+            "#PSTrace, Version=5.11.1006.19013",
+            "#2024-03-11 13:22:04",
+            "#cv.pssession",
+            "#Method file version",
+            "METHOD_VERSION=1",
+            "#Technique and application",
             "METHOD_ID=cv",
-            "E_BEGIN=0.6",
-            f"E_STEP={c.E_step}",
-            f"SCAN_RATE={c.scan_rate}",
+            "TECHNIQUE=5",
+            "NOTES=",
+            "AREA=0.0000000E+000",
+            "E_BEGIN=6.0000000E-001",
+            f"E_STEP={c.E_step:.7E}",
             f"N_SCANS={int(c.scan.max())}",
+            f"SCAN_RATE={c.scan_rate:.7E}",
+            "E_VTX1=-1.0000000E-001",
+            "E_VTX2=6.0000000E-001",
+            "",
         ]
     )
-    doc = {
-        "Type": "PalmSens.DataFiles.SessionFile",
-        "CoreVersion": "5.9.0.0",
-        "Measurements": [
-            {
-                "Type": "PalmSens.Measurement",
-                "Title": "Cyclic Voltammetry",
-                "Method": method,
-                "DataSet": {
-                    "Type": "PalmSens.Data.DataSet",
-                    "Values": [
-                        array("Time", "time", sec, c.t),
-                        array("Potentials", "potential", volt, c.E),
-                        array("Currents", "current", micro, c.I * 1e6),
-                    ],
-                },
-                "Curves": curves,
-            }
-        ],
-    }
-    return codecs.BOM_UTF16_LE + (json.dumps(doc) + "\ufeff").encode("utf-16-le")
+    started = datetime(2024, 3, 11, 13, 15, 24) - datetime(1, 1, 1)
+    ticks = (started.days * 86400 + started.seconds) * 10_000_000
+    measurement = obj(
+        Title="Cyclic Voltammetry",
+        TimeStamp=ticks,
+        UTCTimeStamp=ticks - 36_000_000_000,
+        DeviceUsed=15,
+        DeviceSerial="ES4HR20B0008",
+        Type="PalmSens.Comm.CVMeasMS",
+        DataSet=obj(Type="PalmSens.Data.DataSetCommon", Values=[] if old else arrays),
+        Method=method,
+        Curves=curves,
+        EISDataList=[],
+    )
+    doc = obj(
+        Type="PalmSens.DataFiles.SessionFile",
+        CoreVersion="5.0.802.2" if old else "5.11.1006.0",
+        MethodForMeasurement=method,
+        Measurements=[measurement],
+    )
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return codecs.BOM_UTF16_LE + (text + "\ufeff").encode("utf-16-le")
 
 
 def gamry(c: Columns, *, decimal_comma: bool = False) -> bytes:
