@@ -75,7 +75,7 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
     assert gamry.area == pytest.approx(AREA, rel=1e-3)  # 0.0707 cm^2 in the header
     assert gamry.E_step == pytest.approx(0.002)
     assert gamry.sources["scan_rate"] == "header"
-    assert gamry.instrument == "Gamry REF600-12345"
+    assert gamry.instrument == "Gamry IFC1010-12345 (Framework 7.10.3)"
     assert gamry.started is not None
     assert gamry.started.year == 2024
     assert "ferricyanide" in gamry.notes

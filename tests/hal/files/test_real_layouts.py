@@ -458,3 +458,131 @@ def test_pssession_square_wave_gives_a_frequency_not_a_scan_rate(
     rec = read_recording(tmp_path / "swv.pssession")
     assert rec.metadata.technique == "swv"
     assert rec.metadata.scan_rate == pytest.approx(0.002 * 50)  # E_STEP x FREQ
+
+
+# ---------------------------------------------------------------------------------------
+# Gamry Framework
+
+
+def test_gamry_cv_of_framework_7_10(tmp_path: Path, cv: Columns) -> None:
+    # No row count after TABLE; "A Real Number" for the scan rate (no unit: mV/s); a
+    # d.m.yyyy date; the last curve holds only the sweep to the final potential.
+    data = w.gamry(cv)
+    assert b"CURVE3\tTABLE\r\n" in data  # two cycles, then the final sweep
+    (tmp_path / "CV.DTA").write_bytes(data)
+    rec = read_recording(tmp_path / "CV.DTA")
+    np.testing.assert_array_equal(rec.scan, cv.scan)  # curve 3 belongs to cycle 2
+    md = rec.metadata
+    assert (md.technique, md.scan_rate, md.E_step) == ("cv", 0.1, 0.002)
+    assert md.started == datetime(2024, 3, 11, 13, 15, 24)
+    assert md.instrument == "Gamry IFC1010-12345 (Framework 7.10.3)"
+    assert md.area == pytest.approx(7.07e-6)
+    assert rec.E_applied is not None
+    np.testing.assert_allclose(rec.E_applied, cv.E, atol=1e-5)
+
+
+def _dta(header: list[str], table: list[str]) -> bytes:
+    return ("\r\n".join(["EXPLAIN", *header, *table]) + "\r\n").encode("cp1252")
+
+
+def test_gamry_chronoamperometry_starts_before_zero(tmp_path: Path) -> None:
+    # CHRONOA of Framework 7.10: one CURVE table with its row count; the pre-step is
+    # recorded at negative times.
+    rows = []
+    for k in range(8):
+        t = -25.0 + 5.0 * k
+        current = -5.4e-3 + 1e-5 * k
+        rows.append(
+            f"\t{k}\t{t:g}\t-3.99870E-001\t{current:.5E}\t0.00000E+000\t-3.99973E-001"
+            "\t0.00000E+000\t11\t...........\t1467.25"
+        )
+    header = [
+        "TAG\tCHRONOA",
+        "TITLE\tLABEL\tChronoamperometry Scan\tTest Identifier",
+        "DATE\tLABEL\t17.7.2024\tDate",
+        "TIME\tLABEL\t11:10:33\tTime",
+        "PSTAT\tPSTAT\tIFC1010-12345\tPotentiostat",
+        "VPRESTEP\tPOTEN\t-4.00000E-001\tF\tPre-step Voltage (V)",
+        "TPRESTEP\tQUANT\t3.00000E+001\tPre-step Delay Time (s)",
+        "SAMPLETIME\tQUANT\t4.99999E+000\tSample Period (s)",
+        "AREA\tQUANT\t1.00000E+000\tSample Area (cm^2)",
+        "FRAMEWORKVERSION\tLABEL\t7.10.3\tFramework Version",
+    ]
+    table = [
+        f"CURVE\tTABLE\t{len(rows)}",
+        "\tPt\tT\tVf\tIm\tVu\tSig\tAch\tIERange\tOver\tTemp",
+        "\t#\ts\tV vs. Ref.\tA\tV\tV\tV\t#\tbits\tdeg C",
+        *rows,
+    ]
+    (tmp_path / "CA.DTA").write_bytes(_dta(header, table))
+    rec = read_recording(tmp_path / "CA.DTA")
+    assert rec.metadata.technique == "ca"
+    np.testing.assert_allclose(rec.t, -25.0 + 5.0 * np.arange(8))
+    np.testing.assert_allclose(rec.I, -5.4e-3 + 1e-5 * np.arange(8), rtol=1e-5)
+    assert rec.metadata.t_step == pytest.approx(4.99999)
+    assert rec.metadata.area == pytest.approx(1e-4)
+
+
+def test_gamry_square_wave_scan_rate_from_its_frequency(tmp_path: Path) -> None:
+    rows = [
+        f"\t{k}\t{0.01 * (k + 1):g}\t{-0.025 - 0.002 * k:.5E}\t{0.0375 - 0.002 * k:.5E}"
+        f"\t{0.006 - 0.002 * k:.5E}\t1.95523E-007\t-1.73274E-006\t{1.9e-6 + 1e-8 * k:.5E}"
+        "\t2.50000E-002\t5.08394E-005\t7\t...........\t-0.01"
+        for k in range(6)
+    ]
+    header = [
+        "TAG\tSQUARE_WAVE",
+        "TITLE\tLABEL\tSquare Wave\tTest &Identifier",
+        "DATE\tLABEL\t12/31/2021\tDate",
+        "TIME\tLABEL\t12:00:00\tTime",
+        "STEPSIZE\tQUANT\t2.00000E+000\tSt&ep Size (mV)",
+        "FREQUENCY\tQUANT\t1.00000E+002\t&Frequency (Hz)",
+        "PULSESIZE\tQUANT\t2.50000E+001\tPulse Size &Epeak (mV)",
+    ]
+    table = [
+        f"CURVE\tTABLE\t{len(rows)}",
+        "\tPt\tT\tVfwd\tVrev\tVstep\tIfwd\tIrev\tIdif\tSig\tAch\tIERange\tOver\tTemp",
+        "\t#\ts\tV\tV\tV\tA\tA\tA\tV\tV\t#\tbits\tdeg C",
+        *rows,
+    ]
+    (tmp_path / "SWV.DTA").write_bytes(_dta(header, table))
+    rec = read_recording(tmp_path / "SWV.DTA")
+    assert rec.metadata.technique == "swv"
+    assert rec.metadata.scan_rate == pytest.approx(0.2)  # 2 mV x 100 Hz
+    np.testing.assert_allclose(rec.E, 0.006 - 0.002 * np.arange(6), rtol=1e-5)
+    np.testing.assert_allclose(rec.I, 1.9e-6 + 1e-8 * np.arange(6), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("tag", "table", "message"),
+    [
+        (
+            "EISPOT",
+            [
+                "ZCURVE\tTABLE",
+                "\tPt\tTime\tFreq\tZreal\tZimag\tZsig\tZmod\tZphz\tIdc\tVdc\tIERange",
+                "\t#\ts\tHz\tohm\tohm\tV\tohm\t°\tA\tV\t#",
+                "\t0\t1\t10000\t224.6\t-3.77\t1\t224.6\t-0.96\t2.4E-006\t1.299\t10",
+            ],
+            r"line 2: holds an impedance spectrum \(EISPOT\)",
+        ),
+        (
+            "CORPOT",
+            [
+                "CURVE\tTABLE\t99999",
+                "\tPt\tT\tVf\tVm\tAch\tOver\tTemp",
+                "\t#\ts\tV vs. Ref.\tV\tV\tbits\tdeg C",
+                "\t0\t5.00833\t2.05436E-002\t2.05436E-002\t1.67396E-003\t..........a\t-327.62",
+            ],
+            r"line 2: holds an open-circuit potential recording \(CORPOT\)",
+        ),
+    ],
+    ids=["eispot", "corpot"],
+)
+def test_gamry_without_voltammetry_is_refused_in_one_line(
+    tmp_path: Path, tag: str, table: list[str], message: str
+) -> None:
+    header = [f"TAG\t{tag}", "TITLE\tLABEL\tx\tTest Identifier"]
+    (tmp_path / "x.DTA").write_bytes(_dta(header, table))
+    with pytest.raises(FileFormatError, match=message):
+        read_recording(tmp_path / "x.DTA")

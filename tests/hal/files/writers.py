@@ -205,45 +205,67 @@ def pssession(c: Columns, *, generation: str = "5.11") -> bytes:
 
 
 def gamry(c: Columns, *, decimal_comma: bool = False) -> bytes:
-    """A Gamry CV .DTA: the EXPLAIN header, one CURVEn TABLE per cycle, Windows-1252."""
+    """A Gamry Framework 7.10 CV .DTA as it writes it: Windows-1252, CRLF, the EXPLAIN
+    header (``KEY<tab>TYPE<tab>value<tab>label``; 7.10 labels some quantities "A
+    Potential (V)" and "A Real Number", without a unit), one ``CURVEn<tab>TABLE`` per
+    cycle without a row count, and a last curve holding the sweep to the final
+    potential (here the last point). Numbers as Gamry prints them: ``1.00264E-001``,
+    times and temperatures shortest (``20.1``); a decimal comma under a European
+    locale."""
 
     def f(x: float) -> str:
-        text = f"{x:.5E}"
+        mantissa, _, exponent = f"{x:.5E}".partition("E")
+        text = f"{mantissa}E{exponent[0]}{int(exponent[1:]):03d}"
         return text.replace(".", ",") if decimal_comma else text
 
+    def g(x: float) -> str:
+        text = f"{x:g}"
+        return text.replace(".", ",") if decimal_comma else text
+
+    cycles = int(c.scan.max())
     lines = [
         "EXPLAIN",
         "TAG\tCV",
-        "TITLE\tLABEL\tCyclic Voltammetry\tTest &Identifier",
-        "DATE\tLABEL\t3/11/2024\tDate",
+        "TITLE\tLABEL\tCyclic Voltammetry\tTest Identifier",
+        "DATE\tLABEL\t11.3.2024\tDate",
         "TIME\tLABEL\t13:15:24\tTime",
-        "NOTES\tNOTES\t1\t&Notes...",
+        "NOTES\tNOTES\t1\tNotes...",
         "\tferricyanide 1 mM, 3 mm GC",
-        "PSTAT\tPSTAT\tREF600-12345\tPotentiostat",
-        f"VINIT\tPOTEN\t{f(0.6)}\tF\tInitial &E (V)",
-        f"VLIMIT1\tPOTEN\t{f(-0.1)}\tF\tScan Limit &1 (V)",
-        f"VLIMIT2\tPOTEN\t{f(0.6)}\tF\tScan Limit &2 (V)",
-        f"SCANRATE\tQUANT\t{f(c.scan_rate * 1e3)}\t&Scan Rate (mV/s)",
-        f"STEPSIZE\tQUANT\t{f(c.E_step * 1e3)}\tStep &Size (mV)",
-        f"CYCLES\tIQUANT\t{int(c.scan.max())}\tC&ycles (#)",
-        f"AREA\tQUANT\t{f(0.0707)}\tSample &Area (cm^2)",
-        "OCVCURVE\tTABLE\t2",
-        "\tPt\tT\tVf\tVm\tAch\tOver\tTemp",
-        "\t#\ts\tV vs. Ref.\tV\tV\tbits\tdeg C",
-        f"\t0\t{f(0.1)}\t{f(0.31)}\t{f(0.31)}\t{f(0.0)}\t...........\t{f(25.0)}",
-        f"\t1\t{f(0.2)}\t{f(0.31)}\t{f(0.31)}\t{f(0.0)}\t...........\t{f(25.0)}",
+        "PSTAT\tPSTAT\tIFC1010-12345\tPotentiostat",
+        f"VINIT\tPOTEN\t{f(0.6)}\tF\tA Potential (V)",
+        f"VLIMIT1\tPOTEN\t{f(-0.1)}\tF\tA Potential (V)",
+        f"VLIMIT2\tPOTEN\t{f(0.6)}\tF\tA Potential (V)",
+        f"VFINAL\tPOTEN\t{f(0.6)}\tF\tA Potential (V)",
+        f"SCANRATE\tQUANT\t{f(c.scan_rate * 1e3)}\tA Real Number",
+        f"STEPSIZE\tQUANT\t{f(c.E_step * 1e3)}\tStep Size (mV)",
+        f"CYCLES\tIQUANT\t{cycles}\tCycles (#)",
+        "IMODE\tSELECTOR\t1\tI/E Range Mode",
+        f"IRANGE\tQUANT\t{f(0.3)}\tMax Current (mA)",
+        f"AREA\tQUANT\t{f(0.0707)}\tSample Area (cm^2)",
+        f"EQDELAY\tQUANT\t{f(0.0)}\tEquil. Time (s)",
+        "SAMPLINGMODE\tSELECTOR\t2\tSampling Mode",
+        f"EOC\tQUANT\t{g(0.3105974)}\tOpen Circuit (V)",
+        "SEQUENCER\tTOGGLE\tTRUE\tRun as Sequence",
+        "PSTATMODEL\tIQUANT\t64\tPstat Model",
+        "PSTATSECTION\tLABEL\tIFC1010-12345\tPstat Section",
+        "PSTATSERIALNO\tLABEL\t12345\tPstat Serial Number",
+        "CTRLMODE\tIQUANT\t1\tControl Mode",
+        "CONVENTION\tIQUANT\t1\tCurrent Convention",
+        "DCCALDATE\tLABEL\t1/30/2024\tDC Calibration Date",
+        "FRAMEWORKVERSION\tLABEL\t7.10.3\tFramework Version",
+        "INSTRUMENTVERSION\tLABEL\t4.91\tInstrument Version",
     ]
-    pt = 0
-    for s in np.unique(c.scan).tolist():
-        idx = np.flatnonzero(c.scan == s)
-        lines.append(f"CURVE{s}\tTABLE\t{len(idx)}")
-        lines.append("\tPt\tT\tVf\tIm\tVu\tSig\tAch\tIERange\tOver")
-        lines.append("\t#\ts\tV vs. Ref.\tA\tV\tV\tV\t#\tbits")
-        for k in idx:
+    names = "\tPt\tT\tVf\tIm\tVu\tSig\tAch\tIERange\tOver\tTemp"
+    units = "\t#\ts\tV vs. Ref.\tA\tV\tV\tV\t#\tbits\tdeg C"
+    curve_of = c.scan.astype(int).copy()
+    curve_of[-1] = cycles + 1  # the sweep to the final potential: its own curve
+    for number in range(1, cycles + 2):
+        lines += [f"CURVE{number}\tTABLE", names, units]
+        for k in np.flatnonzero(curve_of == number):
             lines.append(
-                f"\t{pt}\t{f(c.t[k])}\t{f(c.E[k])}\t{f(c.I[k])}\t{f(0.0)}\t{f(c.E[k])}\t{f(0.0)}\t5\t..........."
+                f"\t{k}\t{g(c.t[k])}\t{f(c.E[k])}\t{f(c.I[k])}\t{f(0.0)}\t{f(c.E[k])}"
+                f"\t{f(0.0)}\t9\t...........\t{g(1466.98)}"
             )
-            pt += 1
     return _crlf(lines).encode("cp1252")
 
 
