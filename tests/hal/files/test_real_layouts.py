@@ -586,3 +586,65 @@ def test_gamry_without_voltammetry_is_refused_in_one_line(
     (tmp_path / "x.DTA").write_bytes(_dta(header, table))
     with pytest.raises(FileFormatError, match=message):
         read_recording(tmp_path / "x.DTA")
+
+
+# ---------------------------------------------------------------------------------------
+# CH Instruments
+
+
+def test_chi_export_with_segment_results(tmp_path: Path, cv: Columns) -> None:
+    (tmp_path / "cv.txt").write_bytes(w.chi(cv))
+    rec = read_recording(tmp_path / "cv.txt")
+    md = rec.metadata
+    assert (md.technique, md.scan_rate, md.E_step) == ("cv", 0.1, 0.002)
+    assert md.sources["E_step"] == "header"
+    assert "Ep" not in md.header  # the results are not parameters
+    assert md.started == datetime(2024, 3, 11, 13, 15, 24)
+    assert md.instrument == "CH Instruments CHI660E"
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-3, atol=1e-12)
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+
+
+def test_chi_text_without_file_information_tab_separated(tmp_path: Path, cv: Columns) -> None:
+    (tmp_path / "cv.txt").write_bytes(w.chi(cv, header=False, delimiter="\t"))
+    rec = read_recording(tmp_path / "cv.txt")
+    assert rec.metadata.format == "chi"
+    assert rec.metadata.sources["technique"] == "measured"
+    assert rec.metadata.scan_rate == 0.1
+    np.testing.assert_allclose(rec.E, cv.E, atol=5e-4)
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+
+
+def test_chi_bipotentiostat_reads_the_first_electrode(tmp_path: Path, cv: Columns) -> None:
+    text = w.chi(cv).decode("cp1252").replace("Potential/V, Current/A", "Potential/V, i1/A, i2/A")
+    lines = text.split("\r\n")
+    start = lines.index("Potential/V, i1/A, i2/A") + 2
+    for k in range(start, len(lines) - 1):
+        lines[k] += ", 1.119e-5"  # the ring electrode's current
+    (tmp_path / "rrde.txt").write_bytes("\r\n".join(lines).encode("cp1252"))
+    rec = read_recording(tmp_path / "rrde.txt")
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-3, atol=1e-12)
+    assert "bipotentiostat" in rec.metadata.notes
+
+
+def test_chi_impedance_is_refused_in_one_line(tmp_path: Path) -> None:
+    text = "\r\n".join(
+        [
+            "Mar. 12, 2026   15:48:13",
+            "A.C. Impedance",
+            "File: c:\\chi\\eis.bin",
+            "Data Source:  Experiment",
+            "Instrument Model:  CHI760E",
+            "Header: ",
+            "Note: ",
+            "",
+            "Init E (V) = 0.2",
+            "",
+            "Freq/Hz, Z'/ohm, Z\"/ohm, Z/ohm, Phase/deg",
+            "",
+            "1.000e+5, 1.0e+1, -1.0e+0, 1.005e+1, -5.71",
+        ]
+    )
+    (tmp_path / "eis.txt").write_bytes(text.encode("cp1252"))
+    with pytest.raises(FileFormatError, match=r"eis\.txt, line 2: holds an impedance spectrum"):
+        read_recording(tmp_path / "eis.txt")

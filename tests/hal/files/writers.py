@@ -515,32 +515,54 @@ def mpr_file(
     return MPR_MAGIC + b"".join(modules)
 
 
-def chi(c: Columns) -> bytes:
-    """A CHI660E text export of a CV (Windows-1252, CRLF)."""
+def _chi_number(x: float) -> str:
+    """A current as the CHI software prints it: ``-9.816e-8`` (no exponent padding)."""
+    mantissa, _, exponent = f"{x:.3e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def chi(c: Columns, *, header: bool = True, delimiter: str = ", ") -> bytes:
+    """A CHI 600-series text export of a CV as the CHI software writes it
+    (Windows-1252, CRLF): the date, the technique, ``File:``, ``Data Source:``,
+    ``Instrument Model:``, empty ``Header:`` and ``Note:`` (a trailing space), the
+    parameters as ``Name (unit) = value``, the results of each segment (``Segment N:``,
+    then ``Ep``, ``ip``, ``Ah`` where a peak was found), the column line and the rows
+    (potential with 3 decimals, current as ``-9.816e-8``). ``header=False`` and
+    ``delimiter="\\t"``: the text as saved without the file information and results,
+    tab-separated."""
+    segments = 2 * int(c.scan.max())
     lines = [
         "Mar. 11, 2024   13:15:24",
         "Cyclic Voltammetry",
-        "File:  C:\\CHI\\ferri.bin",
+        "File: c:\\chi\\data\\ferri.bin",
         "Data Source:  Experiment",
         "Instrument Model:  CHI660E",
-        "Header:",
-        "Note:",
+        "Header: ",
+        "Note: ",
         "",
+    ]
+    parameters = [
         "Init E (V) = 0.6",
         "High E (V) = 0.6",
         "Low E (V) = -0.1",
         "Init P/N = N",
         f"Scan Rate (V/s) = {c.scan_rate:g}",
-        f"Segment = {2 * int(c.scan.max())}",
+        f"Segment = {segments}",
         f"Sample Interval (V) = {c.E_step:g}",
         "Quiet Time (sec) = 2",
         "Sensitivity (A/V) = 1e-5",
         "",
-        "Potential/V, Current/A",
-        "",
     ]
+    results = []
+    for k in range(1, segments + 1):
+        results.append(f"Segment {k}:")
+        if k % 2:  # a cathodic peak on each forward sweep
+            results += ["Ep = 0.198V", "ip = -2.457e-6A", "Ah = -7.710e-6C"]
+        results.append("")
+    lines = [*lines, *parameters, *results] if header else parameters
+    lines += [f"Potential/V{delimiter}Current/A", ""]
     for k in range(len(c.t)):
-        lines.append(f"{c.E[k]:.3f}, {c.I[k]:.3e}")
+        lines.append(f"{c.E[k]:.3f}{delimiter}{_chi_number(c.I[k])}")
     return _crlf(lines).encode("cp1252")
 
 
