@@ -23,7 +23,8 @@ from .writers import Columns
 # name, writer, file name, metadata given, current tolerance (A; what the format keeps)
 FORMATS: list[tuple[str, Callable[[Columns], bytes], str, dict[str, float], float]] = [
     ("autolab", w.autolab, "cv.txt", {}, 1e-11),
-    ("autolab", lambda c: w.autolab(c, ";"), "cv-semicolon.txt", {}, 1e-11),
+    ("autolab", lambda c: w.autolab(c, "\t"), "cv-tab.txt", {}, 1e-11),
+    ("autolab", lambda c: w.autolab(c, decimal_comma=True), "cv-comma.txt", {}, 1e-11),
     ("pstrace-csv", w.pstrace_csv, "cv.csv", {"scan_rate": SCAN_RATE}, 1e-9),
     ("pssession", w.pssession, "cv.pssession", {}, 1e-15),
     ("gamry", w.gamry, "CV.DTA", {}, 1e-10),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hal.files import FileFormatError, MissingColumnError, read_recording
+from hal.files import FileFormatError, MissingColumnError, MissingMetadataError, read_recording
 
 from . import writers as w
 from .writers import Columns
@@ -648,3 +648,51 @@ def test_chi_impedance_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "eis.txt").write_bytes(text.encode("cp1252"))
     with pytest.raises(FileFormatError, match=r"eis\.txt, line 2: holds an impedance spectrum"):
         read_recording(tmp_path / "eis.txt")
+
+
+# ---------------------------------------------------------------------------------------
+# Metrohm Autolab NOVA
+
+
+def test_nova_cv_export_with_its_text_column(tmp_path: Path, cv: Columns) -> None:
+    # NOVA 2.1's CV export: Q+, Q- and "Current range" as text (10 µA) in UTF-8.
+    data = w.autolab(cv)
+    assert "10 µA".encode() in data
+    (tmp_path / "cv.txt").write_bytes(data)
+    rec = read_recording(tmp_path / "cv.txt")
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-15)
+    np.testing.assert_array_equal(rec.scan, cv.scan)
+    assert rec.metadata.technique == "cv"
+    assert rec.metadata.scan_rate == pytest.approx(0.1, rel=1e-9)
+
+
+def test_nova_export_without_time(tmp_path: Path, cv: Columns) -> None:
+    (tmp_path / "cv.txt").write_bytes(w.autolab(cv, time=False))
+    with pytest.raises(MissingMetadataError, match=r"no time column.*--meta scan_rate"):
+        read_recording(tmp_path / "cv.txt")
+    rec = read_recording(tmp_path / "cv.txt", meta={"scan_rate": 0.1})
+    assert rec.time_generated
+    np.testing.assert_allclose(rec.t, cv.t, atol=1e-6)
+
+
+def test_nova_linear_sweep_semicolons_and_decimal_commas(tmp_path: Path) -> None:
+    # A European Windows: ";" between columns, a decimal comma, the columns in the
+    # order the user ticked them, and no Scan column in a linear sweep.
+    lines = ["Scan;Index;Time (s);WE(1).Potential (V);WE(1).Current (A);Current range"]
+    for k in range(20):
+        lines.append(f"1;{k + 1};{0.1 * k:.1f};{-0.1 + 0.005 * k:.3f};{-1e-6 + 1e-7 * k:.2E};10 uA")
+    text = "\r\n".join(line.replace(".", ",") if j else line for j, line in enumerate(lines))
+    (tmp_path / "lsv.txt").write_bytes((text + "\r\n").encode("utf-8"))
+    rec = read_recording(tmp_path / "lsv.txt")
+    np.testing.assert_allclose(rec.E, -0.1 + 0.005 * np.arange(20))
+    np.testing.assert_allclose(rec.I, -1e-6 + 1e-7 * np.arange(20))
+    assert rec.metadata.technique == "lsv"
+    assert rec.metadata.scan_rate == pytest.approx(0.05)
+
+
+def test_nova_second_working_electrode_is_named(tmp_path: Path, cv: Columns) -> None:
+    text = w.autolab(cv).decode().replace("Q+", "WE(2).Current (A)")
+    (tmp_path / "bipot.txt").write_bytes(text.encode())
+    rec = read_recording(tmp_path / "bipot.txt")
+    assert "second working electrode" in rec.metadata.notes
+    np.testing.assert_allclose(rec.I, cv.I, rtol=1e-15)

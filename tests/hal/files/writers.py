@@ -39,8 +39,16 @@ def _crlf(lines: list[str]) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def autolab(c: Columns, delimiter: str = "\t") -> bytes:
-    """NOVA's ASCII export: one header line, one line per sample."""
+def autolab(
+    c: Columns, delimiter: str = ";", *, decimal_comma: bool = False, time: bool = True
+) -> bytes:
+    """NOVA 2.1's ASCII export of a CV as NOVA writes it: UTF-8, CRLF, one header line
+    of the ticked columns (``Potential applied (V);Time (s);WE(1).Current (A);WE(1).
+    Potential (V);Scan;Index;Q+;Q-;Current range``), one line per sample; numbers in
+    .NET's round-trip format (``5.888266985133555``, ``-1.00128173828125E-05``),
+    ``Current range`` as text (``10 µA``); a decimal comma with ``decimal_comma`` (a
+    European Windows, where the separator is ``;``). ``time=False``: an export without
+    the time column."""
     names = [
         "Potential applied (V)",
         "Time (s)",
@@ -48,22 +56,26 @@ def autolab(c: Columns, delimiter: str = "\t") -> bytes:
         "WE(1).Potential (V)",
         "Scan",
         "Index",
+        "Q+",
+        "Q-",
+        "Current range",
     ]
+    if not time:
+        names.remove("Time (s)")
+
+    def f(x: float) -> str:
+        text = repr(float(x)).replace("e", "E")
+        return text.replace(".", ",") if decimal_comma else text
+
     lines = [delimiter.join(names)]
     measured = c.E + 1e-5 * np.sin(np.arange(len(c.t)))  # a measured potential wiggles
+    charge = np.cumsum(c.I) * (c.t[1] - c.t[0])
     for k in range(len(c.t)):
-        lines.append(
-            delimiter.join(
-                [
-                    f"{c.E[k]:.15g}",
-                    f"{c.t[k]:.15g}",
-                    f"{c.I[k]:.6E}",
-                    f"{measured[k]:.15g}",
-                    str(int(c.scan[k])),
-                    str(k + 1),
-                ]
-            )
-        )
+        cells = [f(c.E[k]), f(c.t[k]), f(c.I[k]), f(measured[k]), str(int(c.scan[k]))]
+        cells += [str(k + 1), f(max(charge[k], 0.0)), f(min(charge[k], 0.0)), "10 µA"]
+        if not time:
+            del cells[1]
+        lines.append(delimiter.join(cells))
     return _crlf(lines).encode("utf-8")
 
 
