@@ -578,7 +578,7 @@ def _pascal(data: bytes, at: int, limit: int) -> str:
     return data[at + 1 : at + 1 + n].decode("cp1252", "replace").replace("\x00", "").strip()
 
 
-def _settings(module: _Module | None, file: str) -> dict[str, Any]:
+def _settings(module: _Module | None) -> dict[str, Any]:
     """What the settings module says: technique, comments, area and reference."""
     out: dict[str, Any] = {}
     if module is None or len(module.data) < 8:
@@ -682,7 +682,7 @@ class MprReader:
         found = module("VMP data")
         if found is None:
             raise MissingColumnError(file, "has no 'VMP data' module; expected EC-Lab data")
-        settings = _settings(module("VMP Set"), file)
+        settings = _settings(module("VMP Set"))
         technique = MPR_TECHNIQUES.get(settings.get("technique_id", -1))
         _refuse_technique(technique, file, "VMP settings")
         n_points, ids, rows_at = _rows_layout(found, file)
