@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 from hal.files._text import decode_text, head_text, parse_rows
-from hal.files.errors import FileFormatError, MissingColumnError, UnitError
+from hal.files.errors import MissingColumnError, UnitError
 from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
 
@@ -96,26 +96,19 @@ class AutolabReader:
             )
         # Only the columns read are parsed: others may be text ("Current range": 100 µA).
         picked = [j for j in roles.values() if j is not None]
-        width = len(names)
-        rows = []
-        for k, line in enumerate(body):
-            cells = line.split(delimiter)
-            if len(cells) != width:
-                raise FileFormatError(
-                    file,
-                    f"has {len(cells)} values; expected {width} ({', '.join(names)[:120]})",
-                    where=f"line {k + 2}",
-                )
-            rows.append("\t".join(cells[j] for j in picked))
-        sample = rows[0] if rows else ""
-        decimal_comma = delimiter != "," and "," in sample and "." not in sample
+        sample = body[0].split(delimiter) if body else []
+        cells = [sample[j] for j in picked if j < len(sample)]
+        decimal_comma = (
+            delimiter != "," and any("," in c for c in cells) and not any("." in c for c in cells)
+        )
         values = parse_rows(
-            rows,
+            body,
             2,
             file,
-            delimiter="\t",
-            columns=[names[j] for j in picked],
+            delimiter=delimiter,
+            columns=names,
             decimal_comma=decimal_comma,
+            use=picked,
         )
 
         def column(role: str, kind: str | None) -> np.ndarray | None:

@@ -696,3 +696,17 @@ def test_nova_second_working_electrode_is_named(tmp_path: Path, cv: Columns) -> 
     rec = read_recording(tmp_path / "bipot.txt")
     assert "second working electrode" in rec.metadata.notes
     np.testing.assert_allclose(rec.I, cv.I, rtol=1e-15)
+
+
+def test_nova_value_that_is_not_a_number_names_the_files_column(
+    tmp_path: Path, cv: Columns
+) -> None:
+    lines = w.autolab(cv).decode().split("\r\n")
+    cells = lines[5].split(";")
+    cells[2] = "n/a"
+    lines[5] = ";".join(cells)
+    (tmp_path / "bad.txt").write_bytes("\r\n".join(lines).encode())
+    with pytest.raises(
+        FileFormatError, match=r"bad\.txt, line 6: column 3 \(WE\(1\)\.Current \(A\)\) is not"
+    ):
+        read_recording(tmp_path / "bad.txt")
