@@ -273,10 +273,21 @@ _SCAN_CHANNEL: Final = re.compile(r"^scan(\d+)(?:channel(\d+))?$", re.IGNORECASE
 _TICKS_EPOCH: Final = datetime(1, 1, 1)
 
 
-def _lower_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # PSTrace up to 5.8 writes the keys in lower case ("measurements"), later versions
-    # in PascalCase ("Measurements"): one spelling for the reader.
-    return {k.lower(): v for k, v in pairs}
+def _lower_keys(obj: Any, depth: int = 0) -> Any:
+    """``obj`` with every key in lower case: PSTrace up to 5.8 writes them so
+    ("measurements"), later versions in PascalCase ("Measurements"). The points of a
+    data array (``DataValues``, a list of ``{"V": x}``) are left as they are: they are
+    most of the file, and :func:`_values` reads either spelling."""
+    if depth > 64:
+        raise RecursionError
+    if isinstance(obj, dict):
+        return {
+            k.lower(): v if k.lower() == "datavalues" else _lower_keys(v, depth + 1)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_lower_keys(v, depth + 1) for v in obj]
+    return obj
 
 
 def _scale(array: dict[str, Any], role: str, file: str) -> float:
@@ -298,7 +309,7 @@ def _values(array: dict[str, Any], file: str, role: str) -> np.ndarray:
     if not isinstance(raw, list):
         raise FileFormatError(file, "a data array has no DataValues list", where=f"{role} array")
     try:
-        values = np.array([float(v["v"]) for v in raw], dtype=np.float64)
+        values = np.array([float(v["V"] if "V" in v else v["v"]) for v in raw], dtype=np.float64)
     except (TypeError, KeyError, ValueError):
         raise FileFormatError(
             file, "a data value is not a number under 'V'", where=f"{role} array"
@@ -442,7 +453,7 @@ class PsSessionReader:
         # PSTrace ends the JSON with stray characters after the last brace.
         end = text.rfind("}")
         try:
-            doc = json.loads(text[: end + 1], object_pairs_hook=_lower_keys)
+            doc = _lower_keys(json.loads(text[: end + 1]))
         except (json.JSONDecodeError, RecursionError) as exc:
             line = getattr(exc, "lineno", None)
             raise FileFormatError(
