@@ -187,7 +187,7 @@ def _tree(
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
     setups = parse_instruments(config.instruments, config.config_dir)
-    instruments, interlocks = build_instruments(setups, park)
+    instruments, interlocks, described = build_instruments(setups, park)
     services.interlocks.update(interlocks)
     services.truth = park.truth
     api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
@@ -202,7 +202,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
