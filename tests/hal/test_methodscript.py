@@ -21,6 +21,7 @@ from hal.waveform import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
+    Piecewise,
     PotentialStep,
     SquareWave,
     potential,
@@ -68,6 +69,19 @@ def test_lsv_and_ca_scripts() -> None:
     assert "set_e 0" in ca
     assert "meas_loop_ca p c 300m 100m 2" in ca
     assert "meas_loop_ca p c -100m 100m 1500m" in ca
+
+
+def test_a_piecewise_waveform_is_a_loop_per_piece() -> None:
+    # A twin run's second cycle: the rest before it, the sweep down, a jump, the sweep up.
+    rest_and_cv = Piecewise(((0, 0.5), (0.2, 0.5), (0.8, -0.1), (0.8, 0.0), (1.3, 0.5)))
+    script = script_for(rest_and_cv, Settings(200.0), current_range=1e-4)
+    loops = [x for x in script.splitlines() if x.startswith("meas_loop")]
+    assert loops == [
+        "meas_loop_ca p c 500m 5m 200m",
+        "meas_loop_lsv p c 500m -100m 5m 1",
+        "meas_loop_lsv p c 0 500m 5m 1",
+    ]
+    assert script.count("\tpck_add t") == 3  # each loop sends time, potential, current
 
 
 @pytest.mark.parametrize(
@@ -172,7 +186,7 @@ def test_identify_over_the_serial_device_file(pty: PtyRig) -> None:
     assert ident.vendor == "PalmSens"
     assert ident.firmware == "galvsim1.0"
     assert ident.serial == "GMS-0001"
-    assert pty.driver.capabilities().techniques == frozenset({"cv", "lsv", "ca"})
+    assert pty.driver.capabilities().techniques == frozenset({"cv", "lsv", "ca", "piecewise"})
 
 
 def test_a_cv_runs_as_a_script_and_streams_every_packet(pty: PtyRig) -> None:
@@ -186,6 +200,19 @@ def test_a_cv_runs_as_a_script_and_streams_every_packet(pty: PtyRig) -> None:
     assert np.allclose(got.E, potential(CV, got.t), atol=1e-3)
     assert pty.driver.current_range == pytest.approx(0.01)
     assert not pty.sim.output_on  # on_finished: cell_off
+
+
+def test_a_piecewise_waveform_streams_on_one_clock(pty: PtyRig) -> None:
+    waveform = Piecewise(((0, 0.4), (0.5, 0.4), (1.5, 0.0), (2.5, 0.4)))
+    pty.driver.program(waveform, Settings(sample_rate=100.0, current_limit=0.01))
+    pty.driver.start()
+    got = Samples.concat(list(pty.driver.stream()))
+    assert len(got) == 250  # 0.5 s held, 2 s swept, at 100 Hz
+    assert got.lost == 0
+    # The timer runs on across the three loops: one sample every 10 ms from 10 ms.
+    assert np.allclose(got.t, np.arange(1, 251) / 100.0, atol=1e-6)
+    assert np.allclose(got.E, potential(waveform, got.t), atol=1e-3)
+    assert not pty.sim.output_on
 
 
 def test_garbage_on_the_line_is_counted_and_dropped(pty: PtyRig) -> None:
