@@ -110,25 +110,29 @@ CURRENT_TYPES = ("ba",)
 def literal(value: float) -> str:
     """A MethodSCRIPT numeric literal: an integer with an SI prefix (``0.1`` -> ``100m``).
 
-    The largest prefix that represents ``value`` exactly (to 1e-9 relative) is used,
-    down to femto, where the value is rounded.
+    The largest prefix that represents ``value`` exactly (to 1e-9 relative) is used;
+    a value no prefix represents exactly is rounded with the finest prefix whose
+    integer still fits in 32 bits (nine or ten significant digits).
 
-    >>> [literal(v) for v in (0.1, -0.5, 1.0, 2.5e-3, 1e-7, 0.0)]
-    ['100m', '-500m', '1', '2500u', '100n', '0']
+    >>> [literal(v) for v in (0.1, -0.5, 1.0, 2.5e-3, 1e-7, 0.0, 1e-9, 2.9312345678e-4)]
+    ['100m', '-500m', '1', '2500u', '100n', '0', '1n', '293123457p']
     """
     if not math.isfinite(value):
         raise UnsupportedWaveformError(f"{value!r} cannot be written as a MethodSCRIPT literal")
     if value == 0:
         return "0"
+    finest = ""
     for exponent in (0, -3, -6, -9, -12, -15):
         mantissa = value / 10.0**exponent
         rounded = round(mantissa)
-        if abs(mantissa - rounded) <= 1e-9 * max(1.0, abs(mantissa)) or exponent == -15:
-            if abs(rounded) >= 2**31:
-                continue
-            suffix = _PREFIX_BY_EXPONENT[exponent].strip()
-            return f"{rounded}{suffix}"
-    raise UnsupportedWaveformError(f"{value!r} is too large for a MethodSCRIPT literal")
+        if abs(rounded) >= 2**31:
+            break
+        finest = f"{rounded}{_PREFIX_BY_EXPONENT[exponent].strip()}"
+        if abs(mantissa - rounded) <= 1e-9 * abs(mantissa):
+            return finest
+    if not finest:
+        raise UnsupportedWaveformError(f"{value!r} is too large for a MethodSCRIPT literal")
+    return finest
 
 
 def parse_literal(text: str) -> float:

@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
     "estop": ("runtime.commands", "ESTOP", "emergency stop: every cell (or one) off at once"),
+    "instruments": (
+        "runtime.commands",
+        "INSTRUMENTS",
+        "list the instruments: driver, state, link, interlock, connection",
+    ),
     "events": (
         "runtime.commands",
         "EVENTS",

@@ -25,7 +25,17 @@ from runtime.codec import decode, message_from_plain
 from runtime.errors import ConnectionLost, GalvanaError, MessageError
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
+__all__ = [
+    "ACTORS",
+    "ESTOP",
+    "EVENTS",
+    "EXPORT",
+    "INSTRUMENTS",
+    "REPLAY",
+    "RUN",
+    "export_run",
+    "read_twin_spec",
+]
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +208,31 @@ class _Estop:
                 )
                 print(f"{trip['instrument']}: {state}")
         return 0 if all(t["cell_off"] for t in trips) else 1
+
+
+class _Instruments:
+    """``galvana instruments``: each instrument with its driver, state, link and interlock."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            instruments = daemon.call("instruments", "list")
+        if args.json:
+            _print_json(instruments)
+            return 0
+        _table(instruments, ["id", "driver", "state", "link", "interlock", "connection"])
+        for item in instruments:
+            if item.get("identity"):
+                print(f"{item['id']}: {item['identity']}")
+            if item.get("trip"):
+                print(f"{item['id']}: tripped on {item['trip']}")
+            if item.get("error"):
+                print(f"{item['id']}: {item['error']}")
+        return 0
 
 
 class _Replay:
@@ -463,6 +498,7 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
 RUN = _Run
 EXPORT = _Export
 ESTOP = _Estop
+INSTRUMENTS = _Instruments
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

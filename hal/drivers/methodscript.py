@@ -186,7 +186,8 @@ class MethodScriptPotentiostat:
         caps = self.capabilities()
         caps.check(waveform, settings)
         limit = settings.current_limit if settings.current_limit is not None else caps.compliance
-        current_range = settings.current_range or caps.range_for(limit)
+        # The device measures on fixed ranges: the script names the one covering the request.
+        current_range = caps.range_for(settings.current_range or limit)
         self._script = script_for(waveform, settings, current_range=current_range)
 
     @property

@@ -37,7 +37,17 @@ CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.1, "100m"), (-0.5, "-500m"), (1.0, "1"), (2.5e-3, "2500u"), (1e-7, "100n"), (0.0, "0")],
+    [
+        (0.1, "100m"),
+        (-0.5, "-500m"),
+        (1.0, "1"),
+        (2.5e-3, "2500u"),
+        (1e-7, "100n"),
+        (0.0, "0"),
+        (1e-9, "1n"),  # the smallest current range; it once came out as 0
+        (1e-10, "100p"),
+        (0.19999999999999996, "200m"),  # a protocol's rest, summed in floating point
+    ],
 )
 def test_literals(value: float, text: str) -> None:
     assert literal(value) == text
@@ -56,6 +66,13 @@ def test_cv_script_measures_time_potential_and_current_and_turns_the_cell_off() 
     assert [x for x in lines if "pck_add" in x] == ["\tpck_add t", "\tpck_add p", "\tpck_add c"]
     assert lines[-3:] == ["on_finished:", "cell_off", ""]
     assert script.endswith("cell_off\n\n")  # an empty line ends a script
+
+
+def test_a_value_no_prefix_holds_exactly_is_rounded_to_32_bits() -> None:
+    # A twin's current range (its model's peak times the headroom) once failed the script.
+    assert literal(2.9312345678e-4) == "293123457p"
+    assert parse_literal(literal(2.9312345678e-4)) == pytest.approx(2.9312345678e-4, rel=1e-8)
+    assert literal(-1.234567890123) == "-1234567890n"
 
 
 def test_lsv_and_ca_scripts() -> None:
@@ -213,6 +230,11 @@ def test_a_piecewise_waveform_streams_on_one_clock(pty: PtyRig) -> None:
     assert np.allclose(got.t, np.arange(1, 251) / 100.0, atol=1e-6)
     assert np.allclose(got.E, potential(waveform, got.t), atol=1e-3)
     assert not pty.sim.output_on
+
+
+def test_the_script_names_the_device_range_covering_what_is_asked(pty: PtyRig) -> None:
+    pty.driver.program(CV, Settings(sample_rate=100.0, current_range=2.93e-4))
+    assert "set_range ba 1m" in pty.driver.script.splitlines()
 
 
 def test_garbage_on_the_line_is_counted_and_dropped(pty: PtyRig) -> None:
