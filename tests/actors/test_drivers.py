@@ -107,7 +107,7 @@ def wait_link_up(daemon: Daemon, instrument_id: str) -> dict[str, Any]:
 
 def check_twin_followed(spec: dict[str, Any], got: list[Any], cycles: int) -> None:
     """The samples are the protocol's, in protocol time, and the twin (whose model is the
-    instrument's true cell) follows them to within a few per cent of the peak."""
+    instrument's true cell) follows them to within half a per cent of the peak."""
     batches = [m for m in got if isinstance(m, SampleBatch)]
     t = np.concatenate([b.t for b in batches])
     E = np.concatenate([b.E for b in batches])
@@ -116,13 +116,15 @@ def check_twin_followed(spec: dict[str, Any], got: list[Any], cycles: int) -> No
     assert len(t) == pytest.approx(protocol.duration * protocol.sample_rate, abs=cycles + 1)
     assert np.all(np.diff(t) > 0)
     t_prog, E_prog = protocol.trace()
-    assert np.max(np.abs(E - np.interp(t, t_prog, E_prog))) < 2e-3  # V: noise and Ru only
+    assert np.max(np.abs(E - np.interp(t, t_prog, E_prog))) < 1e-3  # V: the potential noise
     predictions = [m for m in got if isinstance(m, TwinPrediction)]
     residual = np.concatenate([p.residual for p in predictions])
     peak = max(float(np.max(np.abs(p.predicted))) for p in predictions)
     assert residual.size >= 0.95 * len(t)
     rms = float(np.sqrt(np.nanmean(residual**2)))
-    assert rms < 0.03 * peak, (rms, peak)
+    # 0.2 % measured (the instrument's noise); a cell put back at rest at every
+    # acquisition, or samples on the wrong clock, give several per cent.
+    assert rms < 0.005 * peak, (rms, peak)
 
 
 # --- scpi: the simulated potentiostat over a real TCP socket ---------------------------
@@ -227,7 +229,9 @@ def test_methodscript_driver_through_the_daemon(
             )
             check_twin_followed(spec, events(client, run_id), cycles=2)
             # Each cycle was one script: the second one holds the rest, then sweeps.
-            loops = [x for x in device.scripts[-1].splitlines() if x.startswith("meas_loop")]
+            measured = [s.splitlines() for s in device.scripts if "meas_loop" in s]
+            assert len(measured) == 2
+            loops = [x for x in measured[1] if x.startswith("meas_loop")]
             assert loops == [
                 "meas_loop_ca p c 500m 5m 200m",
                 "meas_loop_lsv p c 500m -100m 5m 1",
@@ -359,7 +363,11 @@ def test_a_daemon_with_an_unknown_driver_says_which_ones_exist(tmp_path: Path) -
         check=False,
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].endswith(
-        "instruments[0].driver: got 'keithley'; accepted: keithley2450, methodscript, scpi, sim"
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "instruments[0].driver: got 'keithley'; accepted: keithley2450, methodscript, scpi, sim"
+        )
     )
     assert "Traceback" not in out.stderr

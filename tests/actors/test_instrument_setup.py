@@ -90,7 +90,7 @@ def test_the_drivers_are_built_without_touching_an_instrument(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("entries", "says"),
     [
-        ([{"id": "sim", "relax": -1}], r"^instruments\[0\]\.relax: got -1; expected a number >= 0$"),
+        ([{"id": "sim", "relax": -1}], r"^instruments\[0\]\.relax: got -1; expected a number >= 0"),
         ([{"id": "sim", "relax": "soon"}], r"instruments\[0\]\.relax: got 'soon'"),
         (
             [{"id": "sim", "colour": "red"}],
