@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "import instrument files (Autolab, PalmSens, Gamry, BioLogic, CHI, CSV) as runs",
     ),
+    "compare": (
+        "actors.compare_cli",
+        "",
+        "overlay two runs on potential or time: their difference and peak shifts",
+    ),
     "export": (
         "runtime.commands",
         "EXPORT",

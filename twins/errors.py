@@ -9,6 +9,7 @@ from __future__ import annotations
 from runtime.errors import GalvanaError
 
 __all__ = [
+    "CompareError",
     "DesignError",
     "ForwardModelError",
     "InferenceError",
@@ -46,3 +47,8 @@ class InferenceError(TwinError):
 
 class DesignError(TwinError, ValueError):
     """An experiment-design request is invalid (no candidates, unknown parameter)."""
+
+
+class CompareError(TwinError, ValueError):
+    """Two runs cannot be compared: a run without samples, no cycle, potential range or
+    time in common, an axis or cycle that does not exist."""
