@@ -173,14 +173,19 @@ def _summary(
         f"peak {result.peak:.4e} A), largest {result.max_abs:.4e} A"
     )
     yield ""
-    yield f"{'cycle':<6}{'peak':<10}{'A: E (V)':>10}{'I (A)':>13}{'B: E (V)':>11}{'I (A)':>13}"
-    yield f"{'':<16}{'shift E (mV)':>16}{'I (A)':>13}{'B/A':>11}{'t (s)':>13}"
+    header = ("cycle", "peak", "E_A (V)", "I_A (A)", "E_B (V)", "I_B (A)")
+    rows: list[tuple[str, ...]] = [(*header, "dE (mV)", "dI (A)", "B/A", "dt (s)")]
     for p in result.peaks:
-        a_text = f"{p.a.E:>+10.4f}{p.a.I:>+13.4e}" if p.a is not None else f"{'none':>23}"
-        b_text = f"{p.b.E:>+11.4f}{p.b.I:>+13.4e}" if p.b is not None else f"{'none':>24}"
-        yield f"{p.cycle:<6}{p.kind:<10}{a_text}{b_text}"
-        if p.dE is not None and p.dI is not None and p.ratio is not None and p.dt is not None:
-            yield f"{'':<16}{1e3 * p.dE:>+16.2f}{p.dI:>+13.4e}{p.ratio:>11.4f}{p.dt:>+13.4f}"
+        row = [str(p.cycle), p.kind]
+        for peak in (p.a, p.b):
+            row += [f"{peak.E:+.4f}", f"{peak.I:+.4e}"] if peak is not None else ["none", ""]
+        if p.dE is not None and p.dI is not None and p.dt is not None:
+            ratio = f"{p.ratio:.4f}" if p.ratio is not None else ""
+            row += [f"{1e3 * p.dE:+.2f}", f"{p.dI:+.4e}", ratio, f"{p.dt:+.4f}"]
+        rows.append(tuple(row))
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    for r in rows:
+        yield "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
     if plot is not None:
         yield ""
         yield f"wrote {plot}"
