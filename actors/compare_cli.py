@@ -136,6 +136,11 @@ def _log_batches(data: Path) -> Batches:
     def batches(run_id: str) -> Iterator[SampleBatch]:
         from runtime.event_store import EventStore  # noqa: PLC0415 - only offline
 
+        if not (data / "events.lmdb" / "data.mdb").is_file():
+            raise GalvanaError(
+                f"no runs in {data} (no event log, and no daemon answers there); "
+                "--data names a daemon's data directory"
+            )
         try:
             with EventStore(data / "events.lmdb", readonly=True) as store:
                 found = False

@@ -151,6 +151,7 @@ def test_offline_text_and_plot(data: Path, tmp_path: Path) -> None:
         (("ref", "shifted", "--axis", "I"), "argument --axis: invalid choice: 'I'"),
         (("ref", "shifted", "--plot", "/no/such/dir/x.png"), "no directory '/no/such/dir'"),
         (("../x", "ref"), "no run '../x'"),
+        (("a b", "ref"), "no run 'a b'"),
     ],
 )
 def test_what_cannot_be_compared_is_one_line_and_status_2(
@@ -162,6 +163,15 @@ def test_what_cannot_be_compared_is_one_line_and_status_2(
     (line,) = out.stderr.strip().splitlines()[-1:]
     assert says in line
     assert "Traceback" not in out.stderr
+
+
+def test_a_directory_without_runs_says_so(tmp_path: Path) -> None:
+    out = galvana("compare", "a", "b", "--data", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"galvana compare: no runs in {tmp_path} (no event log, and no daemon answers there); "
+        "--data names a daemon's data directory"
+    )
 
 
 def test_through_the_daemon_a_run_and_its_replay_differ_by_exactly_zero(
