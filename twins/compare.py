@@ -300,12 +300,9 @@ def _sweeps(trace: Trace) -> dict[tuple[int, Kind, int], _Sweep]:
         if E.size < 2 or E[-1] == E[0]:
             continue  # a hold, or a lone sample
         direction = 1.0 if E[-1] > E[0] else -1.0
-        # Keep each sample that goes beyond every earlier one in the sweep's direction.
-        signed = E * direction
-        before = np.concatenate([[-np.inf], np.maximum.accumulate(signed)[:-1]])
-        keep = signed > before
-        if np.count_nonzero(keep) < 2:
-            continue
+        keep, tol = _advancing(E * direction)
+        if np.count_nonzero(keep) < 3 or np.ptp(E[keep]) <= 10.0 * tol:
+            continue  # a hold whose noise looked like a sweep
         cycle = int(trace.cycle[start])
         kind: Kind = "anodic" if direction > 0 else "cathodic"
         k = counts.get((cycle, kind), 0)
@@ -313,6 +310,19 @@ def _sweeps(trace: Trace) -> dict[tuple[int, Kind, int], _Sweep]:
         s = slice(start, stop)
         out[(cycle, kind, k)] = _Sweep(cycle, kind, k, trace.t[s][keep], E[keep], trace.I[s][keep])
     return out
+
+
+def _advancing(signed: FloatArray) -> tuple[npt.NDArray[np.bool_], float]:
+    """Which samples of a sweep (its potential times its direction) advance it: beyond
+    every earlier sample and short of every later one by more than the potential's noise
+    (3 sd, from its second differences). A hold at either end (the rest before a cycle,
+    the vertex's dwell) and a sample that steps back on noise are left out; on clean
+    data every strictly monotonic sample stays. Returns the mask and the margin (V)."""
+    d2 = np.diff(signed, 2)
+    tol = 3.0 * 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0)
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(signed)[:-1]])
+    after = np.concatenate([np.minimum.accumulate(signed[::-1])[::-1][1:], [np.inf]])
+    return (signed > before + tol) & (signed < after - tol), tol
 
 
 def _potential_segments(

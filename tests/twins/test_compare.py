@@ -141,6 +141,32 @@ def test_measured_noise_on_the_potential_does_not_split_the_sweeps() -> None:
         assert peak.dE == pytest.approx(DELTA, abs=1e-3), peak
 
 
+def test_a_dwell_at_the_vertex_stays_out_of_the_sweeps() -> None:
+    # A twin run rests between cycles at the first cycle's start: 40 samples at 0.6 V
+    # whose (charging) current one run has and the other not. On noisy potentials those
+    # samples once joined the sweeps and came out as a spike of the dwell's current.
+    result = physics.simulate(physics.load_scenario(reversible_cv(0.2)))
+    end = int(np.searchsorted(result.t, 16.0, side="right"))  # one cycle: 1.6 V at 0.1 V/s
+    dt = float(result.t[1] - result.t[0])
+    rng = np.random.default_rng(3)
+
+    def dwelling(name: str, dwell_current: float) -> Trace:
+        t = np.concatenate([result.t[:end], result.t[end - 1] + dt * np.arange(1, 41)])
+        t = np.concatenate([t, result.t[end:] + 40 * dt])
+        E = np.concatenate([result.E[:end], np.full(40, result.E[end - 1]), result.E[end:]])
+        dwell = dwell_current * np.exp(-np.arange(40) / 10.0)
+        current = np.concatenate([result.I[:end], dwell, result.I[end:]])
+        E = E + 5e-5 * rng.standard_normal(E.size)
+        current = current + 5e-9 * rng.standard_normal(E.size)
+        sweep = segments_of(E)
+        return Trace.of(name, t, E, current, sweep=sweep, cycle=scans_of(E, sweep))
+
+    compared = compare(dwelling("A", 1e-5), dwelling("B", 0.0))
+    assert len(compared.segments) == 4
+    assert compared.max_abs < 5e-8  # the noise, not the dwell's 10 uA
+    assert all(p.dE == pytest.approx(0.0, abs=5e-4) for p in compared.peaks)
+
+
 # --- nothing to compare -------------------------------------------------------------------
 
 
