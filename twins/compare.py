@@ -8,10 +8,12 @@ caller (``hal.files.analysis`` finds them in measured potentials, noise and all)
 
 On the potential axis (``axis="E"``) a voltammogram is not a function of E, so each
 sweep is compared with its counterpart: the k-th anodic (or cathodic) sweep of cycle N
-of one run with the k-th of the same kind and cycle of the other. Each sweep keeps its
-monotonic samples (a hold, and a sample that steps back against the sweep on noise,
-are left out), and both are interpolated onto a common potential grid over the
-potentials both sweep, at the coarser of their two steps. On the time axis
+of one run with the k-th of the same kind and cycle of the other. A sweep's holds (the
+rest before a cycle, a dwell at a vertex) are left out and its potential is the ramp
+fitted to the measured one against time (the potential the instrument applied, without
+the noise that would reorder samples when the steps are finer than it), and both are
+interpolated onto a common potential grid over the potentials both sweep, at the
+coarser of their two steps. On the time axis
 (``axis="t"``) the second run is interpolated at the first one's sample times where
 both have samples (with ``cycle`` given: time since each run's first sample of it).
 Interpolating a run at its own nodes returns its values, so a run compared with
@@ -286,7 +288,8 @@ class _Sweep:
 
 
 def _sweeps(trace: Trace) -> dict[tuple[int, Kind, int], _Sweep]:
-    """The trace's sweeps by (cycle, kind, k), each cut to its monotonic samples."""
+    """The trace's sweeps by (cycle, kind, k), each cut to the samples that sweep (see
+    :func:`_swept`)."""
     # A stretch is a run of samples with one (cycle, sweep) label: a scan may start in
     # the middle of a sweep, and then the sweep belongs half to each cycle.
     label = trace.cycle * (int(trace.sweep.max()) + 1) + trace.sweep
@@ -296,33 +299,52 @@ def _sweeps(trace: Trace) -> dict[tuple[int, Kind, int], _Sweep]:
     out: dict[tuple[int, Kind, int], _Sweep] = {}
     counts: dict[tuple[int, Kind], int] = {}
     for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-        E = trace.E[start:stop]
-        if E.size < 2 or E[-1] == E[0]:
-            continue  # a hold, or a lone sample
+        s = slice(start, stop)
+        t, E = trace.t[s], trace.E[s]
+        if E.size < 3 or E[-1] == E[0]:
+            continue  # a hold, or a lone sample or two
         direction = 1.0 if E[-1] > E[0] else -1.0
-        keep, tol = _advancing(E * direction)
-        if np.count_nonzero(keep) < 3 or np.ptp(E[keep]) <= 10.0 * tol:
+        swept = _swept(t, E * direction)
+        if swept is None:
             continue  # a hold whose noise looked like a sweep
+        keep, potential = swept
         cycle = int(trace.cycle[start])
         kind: Kind = "anodic" if direction > 0 else "cathodic"
         k = counts.get((cycle, kind), 0)
         counts[(cycle, kind)] = k + 1
-        s = slice(start, stop)
-        out[(cycle, kind, k)] = _Sweep(cycle, kind, k, trace.t[s][keep], E[keep], trace.I[s][keep])
+        out[(cycle, kind, k)] = _Sweep(
+            cycle, kind, k, t[keep], potential * direction, trace.I[s][keep]
+        )
     return out
 
 
-def _advancing(signed: FloatArray) -> tuple[npt.NDArray[np.bool_], float]:
-    """Which samples of a sweep (its potential times its direction) advance it: beyond
-    every earlier sample and short of every later one by more than the potential's noise
-    (3 sd, from its second differences). A hold at either end (the rest before a cycle,
-    the vertex's dwell) and a sample that steps back on noise are left out; on clean
-    data every strictly monotonic sample stays. Returns the mask and the margin (V)."""
+def _swept(t: FloatArray, signed: FloatArray) -> tuple[npt.NDArray[np.bool_], FloatArray] | None:
+    """The samples of one stretch (its potential times its direction) that sweep, and
+    their potential along the sweep; None for a hold.
+
+    A hold at either end (the rest before a cycle, a dwell at a vertex) is what lies
+    within 5 noise sd (from the potential's second differences) of the stretch's
+    starting or ending level. The rest is one ramp (a sweep runs at one scan rate), so its
+    potential is the line fitted against time: the ramp the potentiostat applied, with
+    the measured noise gone, however small the steps are beside it. A stretch that is no
+    single ramp (the residual above 3 noise sd) keeps its measured potential, only the
+    samples that go beyond every earlier and stop short of every later one by 3 sd."""
     d2 = np.diff(signed, 2)
-    tol = 3.0 * 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0)
+    noise = 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0)
+    head, tail = float(np.median(signed[:5])), float(np.median(signed[-5:]))
+    moving = (signed > head + 5.0 * noise) & (signed < tail - 5.0 * noise)
+    if np.count_nonzero(moving) < 3:
+        return None
+    slope, intercept = np.polyfit(t[moving], signed[moving], 1)
+    ramp: FloatArray = intercept + slope * t[moving]
+    if slope > 0 and _rms(signed[moving] - ramp) <= max(3.0 * noise, 1e-6):
+        return moving, ramp
     before = np.concatenate([[-np.inf], np.maximum.accumulate(signed)[:-1]])
     after = np.concatenate([np.minimum.accumulate(signed[::-1])[::-1][1:], [np.inf]])
-    return (signed > before + tol) & (signed < after - tol), tol
+    keep = moving & (signed > before + 3.0 * noise) & (signed < after - 3.0 * noise)
+    if np.count_nonzero(keep) < 3:
+        return None
+    return keep, signed[keep]
 
 
 def _potential_segments(

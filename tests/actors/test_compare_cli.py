@@ -119,7 +119,7 @@ def test_offline_text_and_plot(data: Path, tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == "A  ref  3200 samples, cycles 1-2"
     assert lines[1] == "B  shifted  3200 samples, cycles 1-2"
-    assert lines[2] == f"on potential (from {data}), cycle(s) 1-2: 3200 points in 4 sweeps"
+    assert lines[2] == f"on potential (from {data}), cycle(s) 1-2: 3176 points in 4 sweeps"
     assert lines[3].startswith("difference B - A: RMS ")
     assert lines[5].split() == [
         *("cycle", "peak", "E_A", "(V)", "I_A", "(A)", "E_B", "(V)", "I_B", "(A)"),

@@ -61,7 +61,8 @@ def test_a_run_against_itself_differs_by_exactly_zero(a: Trace) -> None:
         assert (same.rms, same.max_abs, same.rms_relative) == (0.0, 0.0, 0.0)
         assert same.cycles == (1, 2)
         assert all(p.dE == 0.0 and p.ratio == 1.0 for p in same.peaks)
-    # Two sweeps per cycle, each on a grid of the run's own 1 mV steps.
+    # Two sweeps per cycle, each on a grid of the run's own 1 mV steps (800 samples less
+    # the three at each end that tell a sweep from a hold: the median of five).
     on_E = compare(a, a)
     assert [(s.cycle, s.kind) for s in on_E.segments] == [
         (1, "anodic"),
@@ -69,7 +70,7 @@ def test_a_run_against_itself_differs_by_exactly_zero(a: Trace) -> None:
         (2, "anodic"),
         (2, "cathodic"),
     ]
-    assert on_E.points == 4 * 800
+    assert on_E.points == 4 * 794
 
 
 def test_the_peaks_of_a_reversible_cv_are_the_published_ones(a: Trace) -> None:
@@ -139,6 +140,24 @@ def test_measured_noise_on_the_potential_does_not_split_the_sweeps() -> None:
     assert len(result.segments) == 4
     for peak in result.peaks:
         assert peak.dE == pytest.approx(DELTA, abs=1e-3), peak
+
+
+def test_steps_finer_than_the_noise_are_swept_along_the_applied_ramp() -> None:
+    # 0.1 mV steps under 0.3 mV of potential noise (a slow scan sampled fast): the
+    # measured potential goes back and forth; the ramp the instrument applied does not.
+    def fine(name: str, E0: float, seed: int) -> Trace:
+        result = physics.simulate(physics.load_scenario(reversible_cv(E0)))
+        t = np.linspace(result.t[0], result.t[-1], 10 * result.t.size)
+        rng = np.random.default_rng(seed)
+        E = np.interp(t, result.t, result.E) + 3e-4 * rng.standard_normal(t.size)
+        current = np.interp(t, result.t, result.I) + 1e-9 * rng.standard_normal(t.size)
+        sweep = segments_of(E)
+        return Trace.of(name, t, E, current, sweep=sweep, cycle=scans_of(E, sweep))
+
+    result = compare(fine("A", 0.2, 1), fine("B", 0.2 + DELTA, 2))
+    assert len(result.segments) == 4
+    for peak in result.peaks:
+        assert peak.dE == pytest.approx(DELTA, abs=5e-4), peak
 
 
 def test_a_dwell_at_the_vertex_stays_out_of_the_sweeps() -> None:
