@@ -54,7 +54,7 @@ SIM = "sim"
 SIM_OPTIONS: tuple[Option, ...] = (
     Option("scenario", "text", "the hidden true cell, a physics scenario file", default=None),
     Option("speed", "number", "instrument seconds per wall second (0: unpaced)", 1.0, lo=0.0),
-    Option("seed", "integer", "noise seed", 0, lo=0, hi=2**63 - 1),
+    Option("seed", "integer", "noise seed", 0, lo=0),
     Option("relax", "number", "seconds off before the cell is back at rest (.inf)", 10.0, lo=0),
 )
 """The simulated potentiostat's options (besides ``drift``, a map of parameter to
