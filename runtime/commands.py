@@ -30,6 +30,7 @@ __all__ = [
     "ACTORS",
     "EVENTS",
     "EXPORT",
+    "INSTRUMENTS",
     "REPLAY",
     "RUN",
     "connect",
@@ -183,6 +184,31 @@ def _read_model(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise GalvanaError(f"--model {path}: expected a twin spec or a scenario (a map)")
     return doc
+
+
+class _Instruments:
+    """``galvana instruments``: each instrument with its driver, state, link and interlock."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            instruments = daemon.call("instruments", "list")
+        if args.json:
+            _print_json(instruments)
+            return 0
+        _table(instruments, ["id", "driver", "state", "link", "interlock", "connection"])
+        for item in instruments:
+            if item.get("identity"):
+                print(f"{item['id']}: {item['identity']}")
+            if item.get("trip"):
+                print(f"{item['id']}: tripped on {item['trip']}")
+            if item.get("error"):
+                print(f"{item['id']}: {item['error']}")
+        return 0
 
 
 class _Replay:
@@ -447,6 +473,7 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
 
 RUN = _Run
 EXPORT = _Export
+INSTRUMENTS = _Instruments
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

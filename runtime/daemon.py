@@ -290,7 +290,7 @@ def _tree(
     try:
         services.limits = parse_run_limits(config.run_limits)
         setups = parse_instruments(config.instruments, config.config_dir)
-        instruments, interlocks = build_instruments(setups, park)
+        instruments, interlocks, described = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:
         raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
@@ -315,7 +315,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
