@@ -42,6 +42,7 @@ from typing import Any, Literal
 from hal.driver import Driver
 from hal.drivers._serial import BAUD_RATES
 from hal.errors import DriverConfigError
+from runtime.documents import kind_of
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -121,8 +122,20 @@ class Option:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             ok = float(value) if self._within(float(value)) else None
         if ok is None or (self.choices and ok not in self.choices):
-            raise DriverConfigError(self.name, f"got {_show(value)}; expected {self.accepted()}")
+            raise DriverConfigError(
+                self.name, f"got {self._described(value)}; expected {self.accepted()}"
+            )
         return ok
+
+    def _described(self, value: object) -> str:
+        """The value when it is of the option's kind (a number out of range, a name not
+        offered), else only its kind: a configuration's other contents are not echoed."""
+        numeric = self.type in ("number", "integer")
+        if numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            return _show(value)
+        if not numeric and self.type != "flag" and isinstance(value, str):
+            return _show(value)
+        return kind_of(value)
 
     def _within(self, value: float) -> bool:
         if math.isnan(value):

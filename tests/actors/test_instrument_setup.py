@@ -91,7 +91,7 @@ def test_the_drivers_are_built_without_touching_an_instrument(tmp_path: Path) ->
     ("entries", "says"),
     [
         ([{"id": "sim", "relax": -1}], r"^instruments\[0\]\.relax: got -1; expected a number >= 0"),
-        ([{"id": "sim", "relax": "soon"}], r"instruments\[0\]\.relax: got 'soon'"),
+        ([{"id": "sim", "relax": "soon"}], r"instruments\[0\]\.relax: got a string"),
         (
             [{"id": "sim", "colour": "red"}],
             r"instruments\[0\]: unknown key\(s\) colour; accepted for driver sim: ",
@@ -118,7 +118,7 @@ def test_the_drivers_are_built_without_touching_an_instrument(tmp_path: Path) ->
         ),
         (
             [{"id": "k", "driver": "keithley2450", "resource": "x", "four_wire": "yes"}],
-            r"^instruments\[0\]\.four_wire: got 'yes'; expected true or false$",
+            r"^instruments\[0\]\.four_wire: got a string; expected true or false$",
         ),
         (
             [{"id": "m", "driver": "methodscript", "port": "/dev/ttyACM0", "baud": 9601}],
@@ -131,7 +131,7 @@ def test_the_drivers_are_built_without_touching_an_instrument(tmp_path: Path) ->
         ),
         (
             [{"id": "s", "driver": "scpi", "resource": "x", "backends": []}],
-            r"^instruments\[0\]\.backends: got \[\]; expected a string or a list",
+            r"^instruments\[0\]\.backends: got a list; expected a string or a list",
         ),
         (
             [{"id": "s", "driver": "scpi", "resource": "x", "limits": {"I_maximum": 1}}],
