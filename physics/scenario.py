@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeAlias
 from physics.errors import ScenarioError
 from physics.reader import Reader, listed, number, read_document, show
 from physics.units import Quantity
+from runtime.constants import STANDARD_TEMPERATURE
 
 __all__ = [
     "Cell",
@@ -164,7 +165,7 @@ class Electrode:
 class Cell:
     """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F)."""
 
-    T: float = 298.15
+    T: float = STANDARD_TEMPERATURE
     Ru: float = 0.0
     Cdl: float = 0.0
 
@@ -818,7 +819,7 @@ def _parse_cell(top: Reader) -> Cell:
     r = top.optional_child("cell")
     if r is None:
         return Cell()
-    T = r.number("T", _T, default=298.15, lo=200.0, hi=600.0)
+    T = r.number("T", _T, default=STANDARD_TEMPERATURE, lo=200.0, hi=600.0)
     Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
     Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
     r.finish(("T", "Ru", "Cdl"))

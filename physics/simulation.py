@@ -23,8 +23,8 @@ from physics.engines.numba import _model
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
 from physics.scenario import GEOMETRIES_2D, Scenario, canonical_parameter, load_scenario
-from physics.units import FARADAY, GAS_CONSTANT
 from physics.waveforms import TimeSteps, segments, time_steps, trace_steps
+from runtime.constants import FARADAY, GAS_CONSTANT
 
 __all__ = [
     "BatchResult",
