@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from hal.driver import Flag, Settings
+from hal.driver import Settings
 from hal.errors import UnsupportedWaveformError
 from hal.waveform import (
     Chronoamperometry,
@@ -40,6 +40,7 @@ from hal.waveform import (
     initial_potential,
     potential_bounds,
 )
+from runtime.sample_flags import Flag
 
 __all__ = [
     "CURRENT_RANGE_CODES",
@@ -582,7 +583,7 @@ def _slow_packet(line: bytes) -> tuple[dict[str, float], int, int] | None:
 
 
 def status_flags(status: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Galvana :class:`~hal.driver.Flag` bits for metadata status nibbles."""
+    """Galvana :class:`~runtime.sample_flags.Flag` bits for metadata status nibbles."""
     flags = np.zeros(status.shape, dtype=np.uint8)
     for bit, flag in STATUS_FLAGS.items():
         flags[(status & bit) != 0] |= np.uint8(flag)

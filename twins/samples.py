@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runtime.sample_flags import Flag
 from twins.spec import TwinSpec
 
 __all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segment", "Segmenter"]
@@ -38,11 +39,8 @@ __all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segment", "Segmenter"]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-# The instrument layer's flag bits (hal.driver.Flag; twins does not import hal).
-OVERLOAD = 0x01
-COMPLIANCE = 0x02
-GAP = 0x10
-UNTRUSTED = OVERLOAD | COMPLIANCE
+# Samples whose current cannot be trusted: clipped, or the potential was not held.
+UNTRUSTED = int(Flag.OVERLOAD | Flag.COMPLIANCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +172,7 @@ class SampleCleaner:
         if tk.size:
             usable &= tk > self.masked_until  # still recovering from an earlier gap
             steps = np.diff(np.concatenate([[self.last_t], tk]))
-            gap = (steps > self.gap_factor * self.interval) | ((fk & GAP) != 0)
+            gap = (steps > self.gap_factor * self.interval) | ((fk & int(Flag.GAP)) != 0)
             gap &= np.isfinite(steps)
             if np.any(gap):
                 where = np.flatnonzero(gap)
