@@ -32,6 +32,7 @@ from hal.errors import HalError
 from hal.waveform import Piecewise
 from physics import Scenario, simulate_trace
 from physics.waveforms import segments
+from runtime import topics
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
 from runtime.messages import (
@@ -145,9 +146,9 @@ class AcquireProcedure:
     def start(self) -> None:
         bus = self.context.bus
         self._sub = bus.subscribe(
-            f"instrument/{self.instrument_id}/**", mode="lossless", maxsize=100_000
+            topics.instrument_events(self.instrument_id), mode="lossless", maxsize=100_000
         )
-        self._watch = bus.subscribe("system/actors", mode="lossless", maxsize=10_000)
+        self._watch = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=10_000)
         self._thread = threading.Thread(
             target=self._pump, name=f"acquire-{self.context.run_id}", daemon=True
         )
@@ -223,7 +224,7 @@ class AcquireProcedure:
         first = np.array([start[n] for n in names], dtype=float)
         last = np.array([end[n] for n in names], dtype=float)
         truth = SimulatedTruth(self.context.run_id, cycle, names, 0.5 * (first + last), first, last)
-        self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
+        self.context.bus.publish(topics.run_truth(self.context.run_id), truth)
 
     def _halt(self) -> None:
         with self._lock:
@@ -320,7 +321,7 @@ class AcquireProcedure:
             np.asarray(batch.flags),
         )
         self._seq += 1
-        self.context.bus.publish(f"run/{self.context.run_id}/samples", out, timeout=None)
+        self.context.bus.publish(topics.run_samples(self.context.run_id), out, timeout=None)
 
     def _ended(self, msg: AcquisitionEnded) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
@@ -71,7 +72,7 @@ class Calibrator(Actor):
         self.run_id = run_id
         self.spec = spec
         self.bus = bus
-        self.topic = f"run/{run_id}/posterior"
+        self.topic = topics.run_posterior(run_id)
         self.core: OnlineCalibrator | None = None
         self._cleaner = SampleCleaner.for_spec(spec)
         self._segmenter = Segmenter(spec)
@@ -83,7 +84,7 @@ class Calibrator(Actor):
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
         ref = self.actor_ref
         self._sub = self.bus.subscribe(
-            f"run/{self.run_id}/samples",
+            topics.run_samples(self.run_id),
             mode="lossless",
             maxsize=100_000,
             on_ready=lambda: ref.tell(_DRAIN),

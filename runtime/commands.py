@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 import zarr
 
+from runtime import topics
 from runtime.api.server import default_socket_path
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import message_from_plain
@@ -279,7 +280,7 @@ class _Events:
     def run(args: argparse.Namespace) -> int:
         with connect(args) as daemon:
             if args.follow:
-                daemon.subscribe(f"run/{args.run_id}/**")
+                daemon.subscribe(topics.run_events(args.run_id))
             seq = args.from_seq
             while True:
                 page = daemon.call("runs", "events", args.run_id, seq, 1000)

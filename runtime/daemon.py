@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from runtime import topics
 from runtime.api import ApiConfig
 from runtime.api.server import default_socket_path
 from runtime.client import resolve_data_dir
@@ -237,12 +238,12 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             fields.close()
             raise
         note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish("system/daemon", note)
+        bus.publish(topics.SYSTEM_DAEMON, note)
         logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
         if ready is not None:
             ready(root)
         status = _wait(root, stop)
-        bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
         root.stop(timeout=120)
         park.close()
         store.close()
