@@ -29,9 +29,7 @@ from actors.instrument import InstrumentClient
 from actors.run import RunContext
 from hal.driver import Settings
 from hal.errors import HalError
-from hal.waveform import Piecewise
 from physics import Scenario, simulate_trace
-from physics.waveforms import segments
 from runtime import topics
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
@@ -47,7 +45,7 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
-from twins.spec import Protocol
+from twins.spec import Protocol, protocol_waveform
 
 __all__ = ["AcquireProcedure", "cycle_origin", "expected_current_range", "protocol_waveform"]
 
@@ -67,36 +65,6 @@ def cycle_origin(protocol: Protocol, cycle: int) -> float:
     """Protocol time (s) at which cycle ``cycle``'s acquisition starts: the start of the
     rest before it (0 for the first)."""
     return 0.0 if cycle == 0 else float(protocol.cycle_ends()[cycle - 1])
-
-
-def protocol_waveform(
-    protocol: Protocol, first_cycle: int = 0, count: int | None = None
-) -> Piecewise:
-    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
-    starting at 0 s, the rest before ``first_cycle`` (if any) included."""
-    starts = protocol.cycle_starts()
-    t0 = cycle_origin(protocol, first_cycle)
-    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
-    points: list[tuple[float, float]] = []
-    if first_cycle > 0 and float(starts[first_cycle]) > t0:
-        E_first = segments(protocol.waveform_of(first_cycle), start_jump=False)[2]
-        points.append((0.0, E_first))
-    for k in range(first_cycle, last):
-        pieces, _, E_initial = segments(protocol.waveform_of(k), start_jump=False)
-        t = float(starts[k]) - t0
-        if not points:
-            points.append((0.0, E_initial))
-        elif points[-1][1] != E_initial or points[-1][0] != t:
-            # The rest before this cycle holds its first potential.
-            if points[-1][1] != E_initial:
-                points.append((points[-1][0], E_initial))
-            points.append((t, E_initial))
-        for piece in pieces:
-            if piece.E_from != points[-1][1]:
-                points.append((t, piece.E_from))
-            t += piece.duration
-            points.append((t, piece.E_to))
-    return Piecewise(tuple(points))
 
 
 class AcquireProcedure:

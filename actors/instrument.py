@@ -45,7 +45,6 @@ import pykka
 from hal.driver import Driver, Samples, Settings
 from hal.errors import HalError, InterlockLatched, LinkError
 from hal.safety import Interlock, Trip
-from hal.waveform import Waveform, duration
 from runtime import topics
 from runtime.actor import Actor
 from runtime.errors import BusError
@@ -63,6 +62,7 @@ from runtime.messages import (
     StreamStalled,
     utc_now,
 )
+from runtime.waveforms import Waveform, duration
 
 __all__ = [
     "InstrumentActor",

@@ -34,10 +34,10 @@ from actors.instrument import InstrumentConfig, start_instrument
 from hal.driver import Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.safety import Interlock, SafetyLimits
-from hal.waveform import CyclicVoltammetry
 from runtime import topics
 from runtime.event_bus import EventBus
 from runtime.messages import AcquisitionEnded, Lagged, SampleBatch
+from runtime.waveforms import CyclicVoltammetry
 
 _ROOT = Path(__file__).resolve().parent.parent
 _LIMITS = SafetyLimits(E_min=-2.0, E_max=2.0, I_max=0.1, scan_rate_max=100.0)

@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hal.errors import SafetyLimitError
-from hal.waveform import Waveform, potential_bounds
 from runtime.sample_flags import Flag  # re-exported: the flags are part of the driver contract
+from runtime.waveforms import Waveform, potential_bounds
 
 __all__ = [
     "Capabilities",

@@ -32,7 +32,8 @@ import numpy.typing as npt
 
 from hal.driver import Settings
 from hal.errors import UnsupportedWaveformError
-from hal.waveform import (
+from runtime.sample_flags import Flag
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
@@ -40,7 +41,6 @@ from hal.waveform import (
     initial_potential,
     potential_bounds,
 )
-from runtime.sample_flags import Flag
 
 __all__ = [
     "CURRENT_RANGE_CODES",

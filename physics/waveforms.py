@@ -1,9 +1,11 @@
-"""Applied-potential waveforms and their discretization into time steps.
+"""The discretization of applied-potential waveforms into the engine's time steps.
 
-A waveform is cut into segments (sweeps and holds, each possibly starting with a
-potential jump). Sweeps advance by at most one potential step per time step; after a
-jump the steps start small and grow geometrically, because the current right after a
-jump varies like ``t**-0.5`` and a uniform step would miss it.
+The waveforms themselves are the shared vocabulary (:mod:`runtime.waveforms`); what is
+physics is how they are stepped through. A waveform is cut into segments (sweeps and
+holds, each possibly starting with a potential jump). Sweeps advance by at most one
+potential step per time step; after a jump the steps start small and grow
+geometrically, because the current right after a jump varies like ``t**-0.5`` and a
+uniform step would miss it.
 """
 
 from __future__ import annotations
@@ -16,21 +18,19 @@ import numpy as np
 import numpy.typing as npt
 
 from physics.errors import NumericalError, ParameterError
-from physics.scenario import (
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
     Piecewise,
     SquareWave,
     Waveform,
-    square_wave_periods,
 )
 
 __all__ = [
     "Segment",
     "SquareWaveCurrents",
     "TimeSteps",
-    "applied_potential",
     "segments",
     "square_wave_currents",
     "time_steps",
@@ -105,10 +105,11 @@ def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, flo
     out: list[Segment] = []
     if isinstance(wf, CyclicVoltammetry):
         path = (wf.E_start, *wf.vertices, wf.E_end)
+        back = wf.E_end != wf.E_start  # each further cycle jumps back to E_start
         for cycle in range(wf.cycles):
             for i, (a, b) in enumerate(itertools.pairwise(path)):
-                first = cycle == 0 and i == 0
-                out.append(Segment(abs(b - a) / wf.scan_rate, a, b, first and start_jump))
+                jump = i == 0 and (start_jump if cycle == 0 else back)
+                out.append(Segment(abs(b - a) / wf.scan_rate, a, b, jump))
         return out, "cv", wf.E_start
     if isinstance(wf, LinearSweep):
         out.append(
@@ -125,7 +126,7 @@ def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, flo
     if isinstance(wf, SquareWave):
         direction = 1.0 if wf.E_end > wf.E_start else -1.0
         half = 0.5 / wf.frequency
-        for k in range(square_wave_periods(wf)):
+        for k in range(wf.periods):
             base = wf.E_start + direction * k * wf.E_step
             forward = base + direction * wf.amplitude
             reverse = base - direction * wf.amplitude
@@ -308,26 +309,9 @@ def trace_steps(
     )
 
 
-def applied_potential(wf: Waveform, t: FloatArray) -> FloatArray:
-    """The applied potential (V) of a scenario waveform at times ``t`` (s).
-
-    At a jump the value after the jump is returned.
-    """
-    segs, _, E_initial = segments(wf, start_jump=False)
-    bounds = np.cumsum([0.0] + [s.duration for s in segs])
-    t = np.asarray(t, dtype=np.float64)
-    idx = np.clip(np.searchsorted(bounds, t, side="right") - 1, 0, len(segs) - 1)
-    e_from = np.array([s.E_from for s in segs])[idx]
-    e_to = np.array([s.E_to for s in segs])[idx]
-    dur = np.array([s.duration for s in segs])[idx]
-    frac = np.clip((t - bounds[idx]) / dur, 0.0, 1.0)
-    out: FloatArray = e_from + (e_to - e_from) * frac
-    return np.where(t < 0, E_initial, out)
-
-
 def square_wave_currents(wf: SquareWave, t: FloatArray, I: FloatArray) -> SquareWaveCurrents:  # noqa: E741
     """Sample a simulated square-wave trace ``(t s, I A)`` at the end of every pulse."""
-    periods = square_wave_periods(wf)
+    periods = wf.periods
     half = 0.5 / wf.frequency
     ends = half * np.arange(1, 2 * periods + 1)
     # The last reported step of each pulse ends exactly at the pulse's end.

@@ -44,9 +44,16 @@ import yaml
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.reader import Reader, read_document, show
-from physics.scenario import CyclicVoltammetry, LinearSweep, Waveform, waveform_duration
 from physics.units import Quantity
-from physics.waveforms import applied_potential, segments
+from runtime.waveforms import (
+    Piecewise,
+    Waveform,
+    breakpoints,
+    duration,
+    initial_potential,
+    max_scan_rate,
+    potential,
+)
 from twins.errors import TwinSpecError
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "TwinSpec",
     "UniformPrior",
     "load_twin_spec",
+    "protocol_waveform",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -157,7 +165,7 @@ class Protocol:
     _ends: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        durations = np.array([waveform_duration(self.waveform_of(k)) for k in range(self.cycles)])
+        durations = np.array([duration(self.waveform_of(k)) for k in range(self.cycles)])
         ends = np.cumsum(durations + self.rest) - self.rest
         ends.flags.writeable = False
         object.__setattr__(self, "_ends", ends)
@@ -181,14 +189,11 @@ class Protocol:
 
     def initial_potential(self) -> float:
         """The potential (V) of the cell at t = 0."""
-        return segments(self.waveforms[0], start_jump=False)[2]
+        return initial_potential(self.waveforms[0])
 
     def max_scan_rate(self) -> float:
         """The fastest sweep (V/s) of the protocol (0 when it has no sweep)."""
-        rates = [
-            wf.scan_rate for wf in self.waveforms if isinstance(wf, CyclicVoltammetry | LinearSweep)
-        ]
-        return max(rates, default=0.0)
+        return max(max_scan_rate(wf) for wf in self.waveforms)
 
     def trace(self, t_end: float | None = None) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
@@ -214,16 +219,43 @@ class Protocol:
             # The rest before cycle k (k > 0) holds that cycle's first potential.
             lo = ends[k - 1] if k > 0 else -math.inf
             hold = (t > lo) & (t < starts[k])
-            E[hold] = segments(wf, start_jump=False)[2]
+            E[hold] = initial_potential(wf)
             inside = (t >= starts[k]) & (t <= ends[k])
             if k > 0:
                 inside &= t > ends[k - 1]
             if np.any(inside):
-                E[inside] = applied_potential(wf, t[inside] - starts[k])
+                E[inside] = potential(wf, t[inside] - starts[k])
         last = t > ends[-1]
         if np.any(last):
-            E[last] = applied_potential(self.waveform_of(self.cycles - 1), np.array([1e300]))[0]
+            E[last] = potential(self.waveform_of(self.cycles - 1), np.array([1e300]))[0]
         return E
+
+
+def protocol_waveform(
+    protocol: Protocol, first_cycle: int = 0, count: int | None = None
+) -> Piecewise:
+    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
+    starting at 0 s, the rest before ``first_cycle`` (if any) included: what an
+    instrument is programmed with to run them."""
+    t0 = 0.0 if first_cycle == 0 else float(protocol.cycle_ends()[first_cycle - 1])
+    starts = protocol.cycle_starts() - t0
+    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
+    points: list[tuple[float, float]] = []
+
+    def corner(t: float, E: float) -> None:
+        if not points or points[-1] != (t, E):
+            points.append((t, E))
+
+    for k in range(first_cycle, last):
+        wf = protocol.waveform_of(k)
+        E_rest = initial_potential(wf)
+        # The rest before a cycle holds its first potential.
+        corner(points[-1][0] if points else 0.0, E_rest)
+        corner(float(starts[k]), E_rest)
+        tb, Eb = breakpoints(wf)
+        for t, E in zip((tb + starts[k]).tolist(), Eb.tolist(), strict=True):
+            corner(t, E)
+    return Piecewise(tuple(points))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from hal.drivers._scpi import ScpiLink
 from hal.drivers._visa import VISA_ERRORS, drain, visa_errors_as_link_errors
 from hal.errors import InstrumentError, LinkError, ProtocolError
 from hal.records import RECORD
-from hal.waveform import Waveform, breakpoints, initial_potential, period
 from runtime.sample_flags import KNOWN_FLAGS, Flag
+from runtime.waveforms import Waveform, breakpoints, initial_potential, period
 
 __all__ = ["ScpiPotentiostat"]
 

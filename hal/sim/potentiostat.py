@@ -53,8 +53,8 @@ import numpy.typing as npt
 from hal.errors import SimulatorError
 from hal.records import RECORD
 from hal.sim.models import CurrentModel
-from hal.waveform import potential_at
 from runtime.sample_flags import Flag
+from runtime.waveforms import potential_at
 
 __all__ = [
     "CURRENT_RANGES",

@@ -25,7 +25,6 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import InterlockLatched, SafetyLimitError
 from hal.safety import Interlock, SafetyLimits
 from hal.sim import RandlesModel, ScpiServer, SimPotentiostat
-from hal.waveform import CyclicVoltammetry, LinearSweep
 from runtime import topics
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import (
@@ -40,6 +39,7 @@ from runtime.messages import (
     StreamStalled,
 )
 from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
+from runtime.waveforms import CyclicVoltammetry, LinearSweep
 
 LIMITS = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s

@@ -17,7 +17,10 @@ from hal.methodscript import PacketParser, encode_packets, literal, parse_litera
 from hal.safety import Interlock, SafetyLimits
 from hal.sim import RandlesModel, SimPotentiostat
 from hal.sim.methodscript import MethodScriptDevice
-from hal.waveform import (
+from runtime import topics
+from runtime.event_bus import EventBus
+from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
@@ -25,9 +28,6 @@ from hal.waveform import (
     SquareWave,
     potential,
 )
-from runtime import topics
-from runtime.event_bus import EventBus
-from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
 
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
 

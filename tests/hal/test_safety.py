@@ -14,7 +14,7 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import InterlockLatched, SafetyLimitError
 from hal.safety import Interlock, SafetyLimits, check_waveform, find_breach
 from hal.sim import ScpiServer, SimPotentiostat
-from hal.waveform import (
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hal.errors import WaveformError
-from hal.waveform import (
+from runtime.errors import WaveformError
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
@@ -17,6 +19,7 @@ from hal.waveform import (
     SquareWave,
     breakpoints,
     duration,
+    initial_potential,
     max_scan_rate,
     period,
     potential,
@@ -57,7 +60,8 @@ def test_ca_starts_with_a_jump_from_rest() -> None:
 
 
 def test_swv_staircase() -> None:
-    swv = SquareWave(E_start=0.0, E_end=-0.1, E_step=0.01, amplitude=0.025, frequency=25.0)
+    # Ten treads: 0, -10, ..., -90 mV (E_end is a tread, as in the physics engine).
+    swv = SquareWave(E_start=0.0, E_end=-0.09, E_step=0.01, amplitude=0.025, frequency=25.0)
     assert swv.periods == 10
     assert duration(swv) == pytest.approx(0.4)
     # Forward pulse first, in the scan direction (negative), then reverse.
@@ -113,8 +117,9 @@ def test_bad_fields_are_named(make: object, field: str) -> None:
 def test_cv_potential_stays_within_its_corners(
     start: float, vertices: list[float], rate: float, cycles: int
 ) -> None:
-    if all(v == start for v in vertices):
-        return
+    path = (start, *vertices, start)
+    if any(a == b for a, b in itertools.pairwise(path)):
+        return  # a sweep with no span is refused (test_bad_fields_are_named)
     cv = CyclicVoltammetry(start, tuple(vertices), start, rate, cycles)
     t = np.linspace(-1.0, duration(cv) + 1.0, 997)
     E = potential(cv, t)
@@ -122,3 +127,22 @@ def test_cv_potential_stays_within_its_corners(
     assert E.min() >= lo - 1e-12
     assert E.max() <= hi + 1e-12
     assert max_scan_rate(cv) == pytest.approx(rate)
+
+
+def test_potentials_beyond_ten_volts_are_typos() -> None:
+    # One rule for scenarios and instruments: |E| <= 10 V; the interlock judges the rest.
+    with pytest.raises(WaveformError) as info:
+        CyclicVoltammetry(0.0, (50.0,), 0.0, 0.1)
+    assert info.value.field == "cv.vertices[0]"
+    assert info.value.reason == "got 50; accepted: a number in [-10, 10] V"
+    assert CyclicVoltammetry(0.0, (-10.0,), 0.0, 0.1).vertices == (-10.0,)
+
+
+def test_a_square_wave_rests_at_its_start_and_ends_on_its_last_tread() -> None:
+    swv = SquareWave(E_start=0.0, E_end=0.1, E_step=0.01, amplitude=0.025, frequency=10.0)
+    assert swv.periods == 11  # 0, 10, ..., 100 mV
+    assert duration(swv) == pytest.approx(1.1)
+    assert initial_potential(swv) == 0.0
+    # The last period's forward pulse: E_end + amplitude.
+    assert potential(swv, np.array([1.04]))[0] == pytest.approx(0.125)
+    assert potential_bounds(swv) == pytest.approx((-0.025, 0.125))
