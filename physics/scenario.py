@@ -41,6 +41,7 @@ from runtime.waveforms import (
     Piecewise,
     PotentialStep,
     SquareWave,
+    Staircase,
     Waveform,
     duration,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Scenario",
     "Species",
     "SquareWave",
+    "Staircase",
     "Waveform",
     "canonical_parameter",
     "load_scenario",
@@ -284,6 +286,19 @@ class Scenario:
             }
         elif isinstance(wf, Piecewise):
             waveform = {"type": "piecewise", "points": [list(p) for p in wf.points]}
+        elif isinstance(wf, Staircase):
+            a, b = wf.sample
+            waveform = {
+                "type": wf.type,
+                "E_start": wf.E_start,
+                "E_end": wf.E_end,
+                "E_step": wf.E_step,
+                "t_step": wf.t_step,
+                "sample": b if a == b else [a, b],
+                "cycles": wf.cycles,
+            }
+            if wf.vertices:
+                waveform["E_vertex"] = list(wf.vertices)
         else:
             waveform = {f.name: getattr(wf, f.name) for f in fields(wf)}
         kinetics = [_kinetics_mapping(k) for k in self.kinetics]
@@ -755,6 +770,18 @@ _WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
     "ca": ("type", "steps", "E_initial"),
     "swv": ("type", "E_start", "E_end", "E_step", "amplitude", "frequency"),
     "piecewise": ("type", "points"),
+    "staircase_cv": (
+        "type",
+        "E_start",
+        "E_vertex",
+        "E_end",
+        "E_step",
+        "t_step",
+        "scan_rate",
+        "sample",
+        "cycles",
+    ),
+    "staircase_lsv": ("type", "E_start", "E_end", "E_step", "t_step", "scan_rate", "sample"),
 }
 
 
@@ -770,6 +797,8 @@ def _parse_waveform(top: Reader) -> Waveform:
         "ca": _parse_ca,
         "swv": _parse_swv,
         "piecewise": _parse_piecewise,
+        "staircase_cv": _parse_staircase,
+        "staircase_lsv": _parse_staircase,
     }
     try:
         wf = parsers[kind](r)
@@ -813,6 +842,14 @@ def _potential(r: Reader, name: str, default: float | None = None) -> float:
 
 def _parse_cv(r: Reader) -> CyclicVoltammetry:
     E_start = _potential(r, "E_start")
+    vertices = _vertices(r)
+    E_end = _potential(r, "E_end", default=E_start)
+    scan_rate = _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
+    cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
+    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
+
+
+def _vertices(r: Reader) -> tuple[float, ...]:
     raw_vertex = r.require("E_vertex")
     raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
     if not raw_list:
@@ -833,10 +870,7 @@ def _parse_cv(r: Reader) -> CyclicVoltammetry:
         )
         for i, v in enumerate(raw_list)
     )
-    E_end = _potential(r, "E_end", default=E_start)
-    scan_rate = _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
-    cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
-    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
+    return vertices
 
 
 def _parse_lsv(r: Reader) -> LinearSweep:
@@ -870,6 +904,40 @@ def _parse_swv(r: Reader) -> SquareWave:
     amplitude = _limited(r, "amplitude", _E, LIMITS["amplitude"])
     frequency = _limited(r, "frequency", _FREQ, LIMITS["frequency"])
     return SquareWave(E_start, E_end, E_step, amplitude, frequency)
+
+
+def _parse_staircase(r: Reader) -> Staircase:
+    kind = r.choice("type", ("staircase_cv", "staircase_lsv"))
+    E_start = _potential(r, "E_start")
+    vertices = _vertices(r) if kind == "staircase_cv" else ()
+    E_end = _potential(r, "E_end", default=E_start if vertices else None)
+    E_step = _limited(r, "E_step", _E, LIMITS["E_step"])
+    if r.has("t_step") == r.has("scan_rate"):
+        raise ScenarioError(
+            r.key("t_step"),
+            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
+            + ("both" if r.has("t_step") else "neither"),
+        )
+    if r.has("t_step"):
+        t_step = _limited(r, "t_step", _TIME, LIMITS["duration"])
+    else:
+        t_step = E_step / _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
+    sample: object = (1.0, 1.0)
+    if r.has("sample"):
+        raw = r.raw("sample")
+        path = r.key("sample")
+        if isinstance(raw, list):
+            sample = tuple(
+                number(x, f"{path}[{i}]", _NONE, error=ScenarioError, lo=0.0, hi=1.0)
+                for i, x in enumerate(raw)
+            )
+        else:
+            sample = number(raw, path, _NONE, error=ScenarioError, lo=0.0, hi=1.0, lo_open=True)
+    cycles = 1
+    if kind == "staircase_cv":
+        cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
+        return Staircase(E_start, vertices, E_end, E_step, t_step, sample, cycles)  # type: ignore[arg-type]
+    return Staircase(E_start, (), E_end, E_step, t_step, sample, 1, "staircase_lsv")  # type: ignore[arg-type]
 
 
 def _parse_piecewise(r: Reader) -> Piecewise:

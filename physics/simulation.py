@@ -23,8 +23,9 @@ from physics.engines.numba import _model
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
 from physics.scenario import GEOMETRIES_2D, Scenario, canonical_parameter, load_scenario
-from physics.waveforms import TimeSteps, segments, time_steps, trace_steps
+from physics.waveforms import TimeSteps, time_steps, trace_steps
 from runtime.constants import FARADAY, GAS_CONSTANT
+from runtime.waveforms import initial_potential
 
 __all__ = [
     "BatchResult",
@@ -319,7 +320,13 @@ class Simulator:
         return self._run_steps(state, self._steps, profiles=profiles, progress=progress)[0]
 
     def advance(
-        self, state: SimulationState, t: npt.ArrayLike, E: npt.ArrayLike
+        self,
+        state: SimulationState,
+        t: npt.ArrayLike,
+        E: npt.ArrayLike,
+        *,
+        jump_at: npt.ArrayLike | None = None,
+        window: npt.ArrayLike | None = None,
     ) -> tuple[SimulationResult, SimulationState]:
         """Advance ``state`` along measured samples ``(t s, E V)``; returns the
         simulated current at every sample and the new state.
@@ -328,15 +335,25 @@ class Simulator:
         scenario's potential step. Times must be increasing and after ``state.t``; keep
         them relative to the start of the run (not epoch seconds), or the step sizes
         lose precision.
+
+        Samples of a staircase instrument are followed as it applied and sampled them:
+        ``jump_at`` (s, one per sample, NaN for none) is when the potential jumped to each
+        sample's value, ``window`` (s, one per sample) the sampling window whose mean
+        current the sample reports (see :func:`physics.waveforms.trace_steps`).
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
+        numerics, cell = self.scenario.numerics, self.scenario.cell
         steps = trace_steps(
             ta - state.t,
             Ea,
             t0=0.0,
             E0=state.E_applied,
-            potential_step=self.scenario.numerics.potential_step / self.scenario.numerics.refine,
+            potential_step=numerics.potential_step / numerics.refine,
+            jump_at=None if jump_at is None else np.asarray(jump_at, dtype=np.float64) - state.t,
+            window=None if window is None else np.asarray(window, dtype=np.float64),
+            refine=numerics.refine,
+            rc_time=cell.Ru * cell.Cdl,
         )
         result, new_state = self._run_steps(
             state, steps, profiles=False, progress=None, t_offset=state.t
@@ -423,9 +440,10 @@ class Simulator:
                 progress(done / M)
         elapsed = time.perf_counter() - start
         sel = steps.output
-        current = out.psi[sel] * scales.I_scale
+        current = steps.sampled(out.psi) * scales.I_scale
+        dpsi = steps.sampled(out.dpsi) if self.sensitivities else out.dpsi[sel]
         sens = {
-            name: out.dpsi[sel, q] * scales.I_scale * self._params.factors[q]
+            name: dpsi[:, q] * scales.I_scale * self._params.factors[q]
             for q, name in enumerate(self.sensitivities)
         }
         E_app = steps.E[sel]
@@ -461,7 +479,7 @@ class Simulator:
 
 
 def _initial_potential(sc: Scenario) -> float:
-    return segments(sc.waveform, start_jump=False)[2]
+    return initial_potential(sc.waveform)
 
 
 def _grid_for(
@@ -536,11 +554,15 @@ def simulate_trace(
     E: npt.ArrayLike,
     *,
     sensitivities: Sequence[str] = (),
+    jump_at: npt.ArrayLike | None = None,
+    window: npt.ArrayLike | None = None,
 ) -> SimulationResult:
     """Simulate along a measured applied-potential trace ``(t s, E V)`` from rest.
 
     The cell is at rest at ``(t[0], E[0])``; the current at ``t[0]`` is 0 and the
-    result has one value per sample.
+    result has one value per sample. ``jump_at`` and ``window`` (one per sample; the
+    first sample's are not used) describe a staircase instrument's samples, as in
+    :meth:`Simulator.advance`.
     """
     ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
     Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
@@ -556,6 +578,8 @@ def simulate_trace(
             "accepted: strictly increasing times"
         )
     sc = load_scenario(scenario)
+    jumps = None if jump_at is None else np.asarray(jump_at, dtype=np.float64)[1:]
+    windows = None if window is None else np.asarray(window, dtype=np.float64)[1:]
     # The same sub-steps that advance() will take, to size the grid for them.
     steps = trace_steps(
         ta[1:] - ta[0],
@@ -563,12 +587,16 @@ def simulate_trace(
         t0=0.0,
         E0=float(Ea[0]),
         potential_step=sc.numerics.potential_step / sc.numerics.refine,
+        jump_at=None if jumps is None else jumps - ta[0],
+        window=windows,
+        refine=sc.numerics.refine,
+        rc_time=sc.cell.Ru * sc.cell.Cdl,
     )
     span = float(ta[-1] - ta[0])
     h_min = float(steps.h.min())
     sim = Simulator(sc, sensitivities=sensitivities, horizon=span, min_time_step=h_min)
     state = sim.initial_state(t0=float(ta[0]), E0=float(Ea[0]))
-    rest, _ = sim.advance(state, ta[1:], Ea[1:])
+    rest, _ = sim.advance(state, ta[1:], Ea[1:], jump_at=jumps, window=windows)
     zero = np.zeros(1)
     return SimulationResult(
         t=ta,
@@ -656,7 +684,7 @@ def simulate_batch(
     return BatchResult(
         t=steps.t[steps.output],
         E_applied=steps.E[steps.output],
-        I=psi[:, steps.output] * sim.scales.I_scale,
+        I=steps.sampled(psi, axis=1) * sim.scales.I_scale,
         parameters=names,
         values=vals,
         elapsed_s=elapsed,

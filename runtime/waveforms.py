@@ -45,6 +45,7 @@ __all__ = [
     "Piecewise",
     "PotentialStep",
     "SquareWave",
+    "Staircase",
     "Waveform",
     "breakpoints",
     "describe",
@@ -288,10 +289,106 @@ class Piecewise:
         object.__setattr__(self, "points", tuple(clean))
 
 
-Waveform: TypeAlias = CyclicVoltammetry | LinearSweep | Chronoamperometry | SquareWave | Piecewise
+@dataclass(frozen=True, slots=True)
+class Staircase:
+    """Staircase voltammetry, as staircase potentiostats (Autolab, PalmSens, ...) apply it.
+
+    The potential steps by ``E_step`` (V) every ``t_step`` (s) along ``E_start ->
+    vertices... -> E_end`` (V), ``cycles`` times; without vertices it is a linear
+    staircase (``type`` ``staircase_lsv``). Step 0 holds ``E_start``, where the cell
+    rested before t = 0, and each sweep's last step holds its corner, so a sweep spans a
+    whole number of steps. The nominal scan rate is ``E_step / t_step``.
+
+    The current of each step is sampled as the instrument samples it: ``sample`` is
+    ``(a, b)``, fractions of the step; the value at ``b`` when ``a == b`` (``(1, 1)``:
+    the end of the step), else the mean over ``[a, b]``. One sample per step, at time
+    ``(j + b) t_step`` for step ``j``, with that step's potential.
+    """
+
+    E_start: float
+    vertices: tuple[float, ...]
+    E_end: float
+    E_step: float
+    t_step: float
+    sample: tuple[float, float] = (1.0, 1.0)
+    cycles: int = 1
+    type: Literal["staircase_cv", "staircase_lsv"] = "staircase_cv"
+
+    def __post_init__(self) -> None:
+        kind, set_ = self.type, object.__setattr__
+        if kind not in ("staircase_cv", "staircase_lsv"):
+            raise _error(
+                "staircase", "type", f"got {kind!r}; accepted: staircase_cv, staircase_lsv"
+            )
+        set_(self, "E_start", _potential(kind, "E_start", self.E_start))
+        if kind == "staircase_cv":
+            set_(self, "vertices", _potentials(kind, "vertices", self.vertices))
+        elif self.vertices:
+            raise _error(kind, "vertices", "a linear staircase has none; accepted: ()")
+        set_(self, "E_end", _potential(kind, "E_end", self.E_end))
+        set_(self, "E_step", _number(kind, "E_step", self.E_step, LIMITS["E_step"]))
+        set_(self, "t_step", _number(kind, "t_step", self.t_step, LIMITS["duration"]))
+        set_(self, "sample", _sample(kind, self.sample))
+        set_(self, "cycles", _cycles(kind, self.cycles))
+        path = (self.E_start, *self.vertices, self.E_end)
+        _sweeps(kind, path, len(self.vertices))
+        for a, b in itertools.pairwise(path):
+            ratio = abs(b - a) / self.E_step
+            if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
+                raise _error(
+                    kind,
+                    "E_step",
+                    f"got {self.E_step:g}, which divides the sweep from {a:g} to {b:g} V into "
+                    f"{ratio:.6g} steps; accepted: a step that divides every sweep",
+                )
+
+    @property
+    def scan_rate(self) -> float:
+        """The nominal scan rate ``E_step / t_step`` (V/s)."""
+        return self.E_step / self.t_step
+
+    @property
+    def steps(self) -> int:
+        """Number of steps of the whole staircase (every cycle)."""
+        return int(self.levels().size)
+
+    def levels(self) -> FloatArray:
+        """The potential (V) of every step, in order."""
+        path = (self.E_start, *self.vertices, self.E_end)
+        pieces = [np.array([self.E_start])]
+        for a, b in itertools.pairwise(path):
+            n = round(abs(b - a) / self.E_step)
+            # The corner itself ends each sweep, free of rounding in the steps.
+            pieces.append(a + (b - a) * np.arange(1, n + 1, dtype=np.float64) / n)
+        one = np.concatenate(pieces)
+        return np.tile(one, self.cycles) if self.cycles > 1 else one
+
+    def sample_times(self) -> FloatArray:
+        """When each step's current is sampled (s): the end of its sampling window."""
+        return (np.arange(self.steps, dtype=np.float64) + self.sample[1]) * self.t_step
+
+
+def _sample(kind: str, value: object) -> tuple[float, float]:
+    """A sampling point ``b`` or window ``(a, b)``, fractions of a step, ``0 <= a <= b <= 1``
+    and ``b > 0`` (at the very start of a step the current is that of the jump itself)."""
+    accepted = "a fraction b in (0, 1] of the step, or a window [a, b] with 0 <= a < b <= 1"
+    items = value if isinstance(value, tuple | list) else (value, value)
+    if len(items) != 2 or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in items
+    ):
+        raise _error(kind, "sample", f"got {value!r}; accepted: {accepted}")
+    a, b = float(items[0]), float(items[1])
+    if not (0.0 <= a <= b <= 1.0 and b > 0.0):
+        raise _error(kind, "sample", f"got {value!r}; accepted: {accepted}")
+    return a, b
+
+
+Waveform: TypeAlias = (
+    CyclicVoltammetry | LinearSweep | Chronoamperometry | SquareWave | Piecewise | Staircase
+)
 """Any waveform."""
 
-TYPES: tuple[str, ...] = ("cv", "lsv", "ca", "swv", "piecewise")
+TYPES: tuple[str, ...] = ("cv", "lsv", "ca", "swv", "piecewise", "staircase_cv", "staircase_lsv")
 """The ``type`` of every waveform class."""
 
 
@@ -326,6 +423,9 @@ def breakpoints(wf: Waveform) -> tuple[FloatArray, FloatArray]:
         t = np.repeat(np.concatenate([[0.0], ends]), 2)[1:-1]
         E = np.repeat(levels, 2)
         return t, E
+    if isinstance(wf, Staircase):
+        edges = np.arange(wf.steps + 1, dtype=np.float64) * wf.t_step
+        return np.repeat(edges, 2)[1:-1], np.repeat(wf.levels(), 2)
     if isinstance(wf, SquareWave):
         direction = 1.0 if wf.E_end > wf.E_start else -1.0
         half = 0.5 / wf.frequency
@@ -357,6 +457,8 @@ def duration(wf: Waveform) -> float:
         return sum(s.duration for s in wf.steps)
     if isinstance(wf, SquareWave):
         return wf.periods / wf.frequency
+    if isinstance(wf, Staircase):
+        return wf.steps * wf.t_step
     return wf.points[-1][0]
 
 
@@ -365,7 +467,7 @@ def period(wf: Waveform) -> float:
 
     Slow drift of the simulated cell ("k0 falls 3 % per cycle") is counted in these.
     """
-    if isinstance(wf, CyclicVoltammetry):
+    if isinstance(wf, CyclicVoltammetry | Staircase):
         return duration(wf) / wf.cycles
     return duration(wf)
 
@@ -374,7 +476,7 @@ def initial_potential(wf: Waveform) -> float:
     """The potential (V) the cell rests at before t = 0."""
     if isinstance(wf, Chronoamperometry):
         return wf.E_initial
-    if isinstance(wf, CyclicVoltammetry | LinearSweep | SquareWave):
+    if isinstance(wf, CyclicVoltammetry | LinearSweep | SquareWave | Staircase):
         return wf.E_start
     return wf.points[0][1]
 
@@ -412,8 +514,9 @@ def potential_bounds(wf: Waveform) -> tuple[float, float]:
 
 
 def max_scan_rate(wf: Waveform) -> float:
-    """The fastest sweep (V/s) in the waveform; jumps (steps, pulses) do not count."""
-    if isinstance(wf, CyclicVoltammetry | LinearSweep):
+    """The fastest sweep (V/s) in the waveform; jumps (steps, pulses) do not count, but a
+    staircase sweeps at its nominal scan rate ``E_step / t_step``."""
+    if isinstance(wf, CyclicVoltammetry | LinearSweep | Staircase):
         return wf.scan_rate  # exact, where corner times would carry rounding
     if isinstance(wf, Chronoamperometry | SquareWave):
         return 0.0
@@ -428,7 +531,11 @@ def max_scan_rate(wf: Waveform) -> float:
 
 def sample_times(wf: Waveform, sample_rate: float) -> FloatArray:
     """The times (s) at which an instrument sampling at ``sample_rate`` (Hz) reports:
-    ``k / rate`` for k = 1 .. floor(duration * rate) (the first sample one interval in)."""
+    ``k / rate`` for k = 1 .. floor(duration * rate) (the first sample one interval in).
+    A staircase is reported once per step, whatever the rate (:meth:`Staircase.sample_times`).
+    """
+    if isinstance(wf, Staircase):
+        return wf.sample_times()
     n = math.floor(duration(wf) * sample_rate + 1e-9)
     return np.arange(1, n + 1, dtype=np.float64) / sample_rate
 

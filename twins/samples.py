@@ -103,8 +103,9 @@ class SampleCleaner:
     @classmethod
     def for_spec(cls, spec: TwinSpec) -> SampleCleaner:
         """The cleaner of a twin spec: its sample rate, gap factor and potential filter."""
+        protocol = spec.protocol
         return cls(
-            spec.protocol.sample_rate,
+            1.0 / protocol.sample_interval() if protocol.staircases else protocol.sample_rate,
             spec.twin.gap,
             programmed=spec.protocol.potential_at,
             window=spec.twin.potential_window,
@@ -235,8 +236,7 @@ class Segmenter:
         cal = spec.calibrate
         self.unit = cal.every.unit if cal is not None else "cycles"
         self.count = cal.every.count if cal is not None else 1
-        half = 0.5 / spec.protocol.sample_rate
-        self.bounds = spec.segment_ends() - half
+        self.bounds = spec.segment_closes()
         self.keep_data = keep_data
         self.index = 0
         self._parts: list[tuple[FloatArray, FloatArray, FloatArray, BoolArray]] = []

@@ -47,6 +47,7 @@ from physics.reader import Reader, read_document, show
 from physics.units import Quantity
 from runtime.waveforms import (
     Piecewise,
+    Staircase,
     Waveform,
     breakpoints,
     duration,
@@ -154,7 +155,11 @@ def prior_median(prior: Prior) -> float:
 class Protocol:
     """What the instrument applies: ``waveforms`` run one per cycle in turn (a single one
     repeats), ``cycles`` in all, ``rest`` (s) held between cycles at the next cycle's first
-    potential, sampled at ``sample_rate`` (Hz). Time 0 is the start of the first cycle."""
+    potential, sampled at ``sample_rate`` (Hz). Time 0 is the start of the first cycle.
+
+    A staircase cycle is sampled as staircase instruments sample it: one sample per step,
+    at the end of its sampling window, with the step's potential (see
+    :class:`runtime.waveforms.Staircase`); the rests are sampled at ``sample_rate``."""
 
     waveforms: tuple[Waveform, ...]
     cycles: int
@@ -195,16 +200,81 @@ class Protocol:
         """The fastest sweep (V/s) of the protocol (0 when it has no sweep)."""
         return max(max_scan_rate(wf) for wf in self.waveforms)
 
+    @property
+    def staircases(self) -> bool:
+        """Whether any cycle is a staircase (sampled once per step)."""
+        return any(isinstance(wf, Staircase) for wf in self.waveforms)
+
+    def sample_interval(self) -> float:
+        """The longest nominal time (s) between two samples: ``1 / sample_rate``, or a
+        staircase's step time when that is longer."""
+        steps = [wf.t_step for wf in self.waveforms if isinstance(wf, Staircase)]
+        return max([1.0 / self.sample_rate, *steps])
+
+    def cycle_closes(self) -> FloatArray:
+        """For every cycle, a time (s) from which a sample closes it: half a sample
+        interval before its end, or half a step before a staircase's last sample."""
+        closes = self._ends - 0.5 / self.sample_rate
+        if self.staircases:
+            starts = self.cycle_starts()
+            for k in range(self.cycles):
+                wf = self.waveform_of(k)
+                if isinstance(wf, Staircase):
+                    last = (wf.steps - 1 + wf.sample[1]) * wf.t_step
+                    closes[k] = starts[k] + last - 0.5 * wf.t_step
+        return closes
+
     def trace(self, t_end: float | None = None) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
-        ``t_end``): what a potentiostat running this protocol applies and reports."""
+        ``t_end``): what a potentiostat running this protocol applies and reports. A
+        staircase cycle is sampled once per step (see the class docstring)."""
         end = self.duration if t_end is None else float(t_end)
         n = math.floor(end * self.sample_rate + 1e-9) + 1
         t = np.arange(n, dtype=np.float64) / self.sample_rate
+        if self.staircases:
+            starts = self.cycle_starts()
+            for k in range(self.cycles):
+                wf = self.waveform_of(k)
+                if isinstance(wf, Staircase):
+                    inside = (t > starts[k]) & (t <= self._ends[k])
+                    steps = starts[k] + wf.sample_times()
+                    t = np.sort(np.concatenate([t[~inside], steps[steps <= end]]))
         return t, self.potential_at(t)
 
+    def sampling(self, t_before: float, t: FloatArray) -> tuple[FloatArray, FloatArray] | None:
+        """How a staircase instrument applied and sampled the samples at ``t`` (s), the
+        sample before them at ``t_before``: for each, when the potential jumped to its
+        step's (NaN: not since the sample before) and the sampling window whose mean it
+        reports (s; 0: the value at ``t``), as :meth:`physics.Simulator.advance` takes
+        them. A sample at a step's end belongs to that step. None when no cycle is a
+        staircase."""
+        if not self.staircases:
+            return None
+        t = np.asarray(t, dtype=np.float64)
+        jump_at = np.full(t.size, np.nan)
+        window = np.zeros(t.size)
+        starts = self.cycle_starts()
+        before = np.concatenate([[t_before], t[:-1]])
+        for k in range(self.cycles):
+            wf = self.waveform_of(k)
+            inside = (t > starts[k]) & (t <= self._ends[k])
+            if not isinstance(wf, Staircase) or not np.any(inside):
+                continue
+            u = t[inside] - starts[k]
+            j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1)
+            jumped = starts[k] + j * wf.t_step
+            jump_at[inside] = np.where(jumped >= before[inside], jumped, np.nan)
+            a, b = wf.sample
+            at_end = np.abs(u - (j + b) * wf.t_step) <= 1e-6 * wf.t_step
+            width = (b - a) * wf.t_step
+            fits = at_end & (width <= t[inside] - before[inside])
+            window[inside] = np.where(fits, width, 0.0)
+        return jump_at, window
+
     def potential_at(self, t: FloatArray) -> FloatArray:
-        """The programmed potential (V) at times ``t`` (s), rests included."""
+        """The programmed potential (V) at times ``t`` (s), rests included. Within a
+        staircase, the potential of the step a sample at ``t`` belongs to (a sample at a
+        step's end reports that step's potential)."""
         t = np.asarray(t, dtype=np.float64)
         starts, ends = self.cycle_starts(), self._ends
         E = np.empty_like(t)
@@ -223,7 +293,11 @@ class Protocol:
             inside = (t >= starts[k]) & (t <= ends[k])
             if k > 0:
                 inside &= t > ends[k - 1]
-            if np.any(inside):
+            if np.any(inside) and isinstance(wf, Staircase):
+                u = t[inside] - starts[k]
+                j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1).astype(np.int64)
+                E[inside] = wf.levels()[j]
+            elif np.any(inside):
                 E[inside] = potential(wf, t[inside] - starts[k])
         last = t > ends[-1]
         if np.any(last):
@@ -336,11 +410,18 @@ class TwinSpec:
 
     def segment_ends(self) -> FloatArray:
         """With a cadence in cycles: the end time (s) of every calibration segment."""
-        ends = self.protocol.cycle_ends()
+        return self._per_segment(self.protocol.cycle_ends())
+
+    def segment_closes(self) -> FloatArray:
+        """With a cadence in cycles: for every calibration segment, a time (s) from which
+        a sample closes it (:meth:`Protocol.cycle_closes` of its last cycle)."""
+        return self._per_segment(self.protocol.cycle_closes())
+
+    def _per_segment(self, per_cycle: FloatArray) -> FloatArray:
         every = self.calibrate.every.count if self.calibrate is not None else 1
-        picked = ends[every - 1 :: every]
-        if picked.size == 0 or picked[-1] != ends[-1]:
-            picked = np.append(picked, ends[-1])
+        picked = per_cycle[every - 1 :: every]
+        if picked.size == 0 or (per_cycle.size - 1) % every != every - 1:
+            picked = np.append(picked, per_cycle[-1])
         return picked
 
 

@@ -15,24 +15,31 @@ moved to first order).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from physics import PhysicsError, Scenario, SimulationState, Simulator
-from physics.scenario import canonical_parameter
+from physics.scenario import Numerics, canonical_parameter
+from physics.waveforms import time_steps
+from runtime.waveforms import Staircase
 from twins.errors import ForwardModelError
-from twins.spec import TwinSpec
+from twins.spec import Protocol, TwinSpec
 
-__all__ = ["ModelStream", "StreamState", "stream_for"]
+__all__ = ["ModelStream", "Sampling", "StreamState", "min_time_step", "stream_for"]
 
 FloatArray = npt.NDArray[np.float64]
 
 # Simulators for recently used parameter sets: inference revisits the same point
 # (the gradient after the value, the accepted step after the trial).
 _CACHE_SIZE = 8
+
+Sampling = Callable[[float, FloatArray], tuple[FloatArray, FloatArray] | None]
+"""How the instrument applied and sampled samples at some times, given the time of the
+sample before them: the ``jump_at`` and ``window`` of :meth:`physics.Simulator.advance`
+(:meth:`twins.spec.Protocol.sampling`), or None for a plain trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,8 @@ class ModelStream:
     ``values`` overrides scenario parameters for the nominal set; ``horizon`` (s) is how
     long the stream is expected to last and ``min_time_step`` (s) the shortest interval
     between samples (both size the grid). The current's derivatives with respect to
-    ``names`` come with every chunk.
+    ``names`` come with every chunk. ``sampling`` says how a staircase instrument applied
+    and sampled the samples (:meth:`twins.spec.Protocol.sampling`).
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class ModelStream:
         horizon: float,
         min_time_step: float,
         values: Mapping[str, float] | None = None,
+        sampling: Sampling | None = None,
     ) -> None:
         try:
             base = scenario.with_parameters(dict(values)) if values else scenario
@@ -77,6 +86,7 @@ class ModelStream:
         except PhysicsError as exc:
             raise ForwardModelError(f"the model cannot be simulated: {exc}") from None
         self.scenario = base
+        self.sampling = sampling
         known = base.parameters()
         self.nominal = np.array([known[n] for n in self.names], dtype=np.float64)
         self._cache: dict[bytes, Simulator] = {self.nominal.tobytes(): self._base}
@@ -103,7 +113,11 @@ class ModelStream:
         try:
             sim = self._simulator(v)
             start = self.moved(state, v)
-            result, after = sim.advance(start, t, E)
+            how = self.sampling(state.t, t) if self.sampling is not None else None
+            if how is None:
+                result, after = sim.advance(start, t, E)
+            else:
+                result, after = sim.advance(start, t, E, jump_at=how[0], window=how[1])
         except PhysicsError as exc:
             shown = ", ".join(f"{n}={x:.6g}" for n, x in zip(self.names, v, strict=True))
             raise ForwardModelError(f"the engine failed at {shown}: {exc}") from None
@@ -134,18 +148,34 @@ def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
     """The model stream of a twin spec: its model with the calibrated parameters at their
     prior medians, ``names`` streamed, the grid sized for the whole protocol."""
     protocol = spec.protocol
-    numerics = spec.model.numerics
-    step = 1.0 / protocol.sample_rate
-    rate = protocol.max_scan_rate()
-    if rate > 0:
-        # trace_steps sub-divides sample intervals to this potential step.
-        step = min(step, numerics.potential_step / numerics.refine / rate)
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
     return ModelStream(
         spec.model,
         names,
         horizon=protocol.duration,
-        min_time_step=step,
+        min_time_step=min_time_step(protocol, spec.model.numerics),
         values={n: start[n] for n in calibrated},
+        sampling=protocol.sampling if protocol.staircases else None,
     )
+
+
+def min_time_step(protocol: Protocol, numerics: Numerics) -> float:
+    """The shortest time step (s) the engine takes along ``protocol``'s samples with
+    ``numerics``: it sets the grid's first spacing."""
+    step = 1.0 / protocol.sample_rate
+    rate = protocol.max_scan_rate()
+    if rate > 0:
+        # trace_steps sub-divides sample intervals to this potential step.
+        step = min(step, numerics.potential_step / numerics.refine / rate)
+    for wf in protocol.waveforms:
+        if isinstance(wf, Staircase):
+            # The steps after each jump start small: the same ones a scenario takes.
+            steps = time_steps(
+                wf,
+                potential_step=numerics.potential_step,
+                refine=numerics.refine,
+                start_jump=True,
+            )
+            step = min(step, float(steps.h.min()))
+    return step

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from physics.scenario import with_numerics
 from runtime.messages import SampleBatch
 from twins.spec import TwinSpec
-from twins.stream import ModelStream, StreamState
+from twins.stream import ModelStream, StreamState, min_time_step
 
 __all__ = ["synthetic_batches", "true_current"]
 
@@ -35,12 +35,13 @@ def true_current(
     names = tuple(at(0))
     protocol = spec.protocol
     model = with_numerics(spec.model, refine=refine)
-    rate = protocol.max_scan_rate()
-    step = 1.0 / protocol.sample_rate
-    if rate > 0:
-        step = min(step, model.numerics.potential_step / model.numerics.refine / rate)
     stream = ModelStream(
-        model, names, horizon=protocol.duration, min_time_step=step, values=dict(at(0))
+        model,
+        names,
+        horizon=protocol.duration,
+        min_time_step=min_time_step(protocol, model.numerics),
+        values=dict(at(0)),
+        sampling=protocol.sampling if protocol.staircases else None,
     )
     t, E = protocol.trace(t_end)
     current = np.zeros_like(t)
