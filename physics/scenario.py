@@ -911,7 +911,7 @@ def _parse_staircase(r: Reader) -> Staircase:
     E_start = _potential(r, "E_start")
     vertices = _vertices(r) if kind == "staircase_cv" else ()
     E_end = _potential(r, "E_end", default=E_start if vertices else None)
-    E_step = _limited(r, "E_step", _E, LIMITS["E_step"])
+    E_step = _limited(r, "E_step", _E, LIMITS["staircase_step"])
     if r.has("t_step") == r.has("scan_rate"):
         raise ScenarioError(
             r.key("t_step"),

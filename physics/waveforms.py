@@ -119,12 +119,14 @@ class TimeSteps:
         if self.mean_from is None or np.array_equal(self.mean_from, self.output):
             return np.moveaxis(picked, 0, axis)
         # A window's mean is its charge over its duration; each step's charge by the
-        # trapezoidal rule, except a step that starts with a jump (where the current
-        # before it is not the current after it): its end value times its length.
+        # trapezoidal rule, except where a jump makes the current at a step's start
+        # unknown: the steps that restart (the jump's own, whose end value is its charge
+        # over its length, a charging spike included, and the next, whose start is that).
         shape = (-1,) + (1,) * (v.ndim - 1)
         h = self.h.reshape(shape)
         before = np.concatenate([v[:1], v[:-1]])
-        charge_of_step = np.where(self.restart.reshape(shape), v * h, 0.5 * (before + v) * h)
+        restart = self.restart.reshape(shape)
+        charge_of_step = np.where(restart, v * h, 0.5 * (before + v) * h)
         weighted = np.concatenate([charge_of_step, np.zeros((1, *v.shape[1:]))])
         bounds = np.stack([self.mean_from, self.output + 1], axis=1).ravel()
         charge = np.add.reduceat(weighted, bounds, axis=0)[0::2]
@@ -279,6 +281,9 @@ def _staircase_steps(
     t = np.concatenate([k * wf.t_step + p.t for k, p in enumerate(pattern)])
     restart = np.zeros(count, dtype=np.bool_)
     restart[first[jump]] = True
+    # And the step after: the potential before the jump is no history for the charging
+    # current of the steps after it (the jump's own step took the jump's charge).
+    restart[first[jump] + 1] = True
     restart[0] = True  # no history before t = 0
     output = first + np.where(jump, jumped.end, held.end)
     mean_from = first + np.where(jump, jumped.start, held.start)
@@ -572,9 +577,9 @@ def _stepped_trace(
     E_steps[output] = EE[1:]
     firsts = np.concatenate([[0], np.cumsum([p.h.size for p in pieces])[:-1]])
     restart = np.zeros(count, dtype=np.bool_)
-    restart[[f + p.jump for f, p in zip(firsts.tolist(), pieces, strict=True) if p.jump >= 0]] = (
-        True
-    )
+    jumps_at = [f + p.jump for f, p in zip(firsts.tolist(), pieces, strict=True) if p.jump >= 0]
+    restart[jumps_at] = True
+    restart[[j + 1 for j in jumps_at]] = True  # as in a simulated staircase
     return TimeSteps(
         h=np.concatenate([p.h for p in pieces]),
         t=t_steps,

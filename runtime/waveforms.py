@@ -91,6 +91,7 @@ LIMITS: dict[str, Limit] = {
     "duration": Limit(0.0, 1e7, "s", lo_open=True),
     "time": Limit(0.0, 1e7, "s"),
     "E_step": Limit(0.0, 0.1, "V", lo_open=True),
+    "staircase_step": Limit(0.0, 1.0, "V", lo_open=True),
     "amplitude": Limit(0.0, 1.0, "V", lo_open=True),
     "frequency": Limit(1e-2, 1e6, "Hz"),
 }
@@ -326,7 +327,7 @@ class Staircase:
         elif self.vertices:
             raise _error(kind, "vertices", "a linear staircase has none; accepted: ()")
         set_(self, "E_end", _potential(kind, "E_end", self.E_end))
-        set_(self, "E_step", _number(kind, "E_step", self.E_step, LIMITS["E_step"]))
+        set_(self, "E_step", _number(kind, "E_step", self.E_step, LIMITS["staircase_step"]))
         set_(self, "t_step", _number(kind, "t_step", self.t_step, LIMITS["duration"]))
         set_(self, "sample", _sample(kind, self.sample))
         set_(self, "cycles", _cycles(kind, self.cycles))

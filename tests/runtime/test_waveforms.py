@@ -17,6 +17,7 @@ from runtime.waveforms import (
     Piecewise,
     PotentialStep,
     SquareWave,
+    Staircase,
     breakpoints,
     duration,
     initial_potential,
@@ -146,3 +147,59 @@ def test_a_square_wave_rests_at_its_start_and_ends_on_its_last_tread() -> None:
     # The last period's forward pulse: E_end + amplitude.
     assert potential(swv, np.array([1.04]))[0] == pytest.approx(0.125)
     assert potential_bounds(swv) == pytest.approx((-0.025, 0.125))
+
+
+def test_a_staircase_steps_from_its_start_through_its_corners() -> None:
+    sc = Staircase(0.1, (-0.1,), 0.1, E_step=0.05, t_step=0.5, sample=(0.25, 0.75))
+    np.testing.assert_allclose(
+        sc.levels(), [0.1, 0.05, 0.0, -0.05, -0.1, -0.05, 0.0, 0.05, 0.1], atol=1e-15
+    )
+    assert sc.steps == 9
+    assert duration(sc) == pytest.approx(4.5)
+    assert period(sc) == pytest.approx(4.5)
+    assert initial_potential(sc) == 0.1  # step 0 holds E_start: no jump at t = 0
+    assert max_scan_rate(sc) == pytest.approx(0.1)  # its nominal scan rate, E_step / t_step
+    assert potential_bounds(sc) == pytest.approx((-0.1, 0.1))
+    # Steps, not ramps: the value after a jump at the jump, held until the next.
+    assert potential(sc, np.array([0.49, 0.5, 0.99, 2.25])).tolist() == pytest.approx(
+        [0.1, 0.05, 0.05, -0.1]
+    )
+    # One sample per step, at the end of its window, whatever the sample rate.
+    np.testing.assert_allclose(sc.sample_times(), (np.arange(9) + 0.75) * 0.5)
+    np.testing.assert_array_equal(sample_times(sc, 1000.0), sc.sample_times())
+    t, E = breakpoints(sc)
+    assert t.size == E.size == 18
+    assert t[-1] == pytest.approx(4.5)
+
+
+def test_a_staircase_of_several_cycles_repeats_its_path() -> None:
+    sc = Staircase(0.0, (0.2,), 0.0, E_step=0.1, t_step=1.0, cycles=2)
+    assert sc.levels().tolist() == pytest.approx([0.0, 0.1, 0.2, 0.1, 0.0] * 2)
+    assert period(sc) == pytest.approx(5.0)
+    lsv = Staircase(0.0, (), 0.2, E_step=0.1, t_step=1.0, sample=0.5, type="staircase_lsv")
+    assert lsv.levels().tolist() == pytest.approx([0.0, 0.1, 0.2])
+    assert lsv.sample == (0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Staircase(0.3, (-0.3,), 0.3, 0.007, 0.1), "staircase_cv.E_step"),
+        (lambda: Staircase(0.3, (-0.3,), 0.3, 0.005, 0.0), "staircase_cv.t_step"),
+        (
+            lambda: Staircase(0.3, (-0.3,), 0.3, 0.005, 0.1, sample=(0.8, 0.2)),
+            "staircase_cv.sample",
+        ),
+        (lambda: Staircase(0.3, (-0.3,), 0.3, 0.005, 0.1, sample=0.0), "staircase_cv.sample"),
+        (lambda: Staircase(0.3, (), 0.3, 0.005, 0.1), "staircase_cv.vertices"),
+        (
+            lambda: Staircase(0.3, (0.1,), -0.3, 0.005, 0.1, type="staircase_lsv"),
+            "staircase_lsv.vertices",
+        ),
+    ],
+)
+def test_bad_staircases_are_refused_with_the_field_named(make: object, field: str) -> None:
+    with pytest.raises(WaveformError) as info:
+        make()  # type: ignore[operator]
+    assert info.value.field == field
+    assert "accepted" in info.value.reason
