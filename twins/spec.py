@@ -7,7 +7,8 @@ physics scenario models the cell, and what to calibrate with which priors::
     seed: 7                          # seeds every random draw of the run (replays match)
     instrument: sim                  # or a VISA resource string
     protocol:
-      waveform: {type: cv, E_start: 0.6, E_vertex: -0.1, scan_rate: 0.2}   # or a list
+      waveform: {type: cv, E_start: 0.6, E_vertex: -0.1, scan_rate: 0.2}   # or a list;
+                                     # a staircase_cv is sampled once per step
       cycles: 10
       rest: 2 s                      # held at the next cycle's first potential
       sample_rate: 200 Hz
