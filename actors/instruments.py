@@ -6,8 +6,12 @@ instrument is the simulated potentiostat served by the daemon itself on a free
 loopback port and driven through pyvisa like any SCPI instrument, so a twin run on
 ``sim`` exercises the whole stack.
 
-``estop`` turns cells off from this supervisor's thread, straight through each
-instrument's interlock: it never waits in an instrument actor's mailbox.
+``estop`` turns cells off straight through each instrument's interlock: it never
+waits in an instrument actor's mailbox. Over the API it does not wait in this
+supervisor's mailbox either: the daemon gives the API server an
+:class:`EmergencyStop` over the same interlocks as an urgent route, run on threads
+reserved for it (``runtime.api.server``), so no busy actor and no other client can
+delay it.
 """
 
 from __future__ import annotations
@@ -26,10 +30,17 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import HalError
 from hal.safety import Interlock, SafetyLimits
 from runtime.actor import exposed
+from runtime.documents import kind_of
 from runtime.errors import CallError, GalvanaError
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
-__all__ = ["InstrumentSetup", "Instruments", "SimulatorPark", "parse_instruments"]
+__all__ = [
+    "EmergencyStop",
+    "InstrumentSetup",
+    "Instruments",
+    "SimulatorPark",
+    "parse_instruments",
+]
 
 logger = logging.getLogger("galvana.instruments")
 
@@ -63,42 +74,45 @@ class InstrumentSetup:
 
 
 _KEYS = {"id", "resource", "limits", "scenario", "drift", "speed", "seed", "relax"}
+_LIMIT_KEYS = ("E_min", "E_max", "I_max", "scan_rate_max", "E_margin")
 
 
 def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
-    """The ``instruments:`` list of a configuration (relative paths from ``base``)."""
+    """The ``instruments:`` list of a configuration (relative paths from ``base``).
+
+    Every key's type and value is checked; a bad one raises
+    :class:`InstrumentSetupError` naming it (``instruments[0].limits.I_max: ...``).
+    """
     if entries is None:
         return [InstrumentSetup("sim")]
     if not isinstance(entries, list):
-        raise InstrumentSetupError("instruments: expected a list of instruments")
+        raise InstrumentSetupError(
+            f"instruments: got {kind_of(entries)}; expected a list of instruments "
+            "(maps with id, resource, limits, ...)"
+        )
     out: list[InstrumentSetup] = []
     for i, entry in enumerate(entries):
         where = f"instruments[{i}]"
         if not isinstance(entry, dict):
-            raise InstrumentSetupError(f"{where}: expected a map, got {type(entry).__name__}")
+            raise InstrumentSetupError(f"{where}: got {kind_of(entry)}; expected a map")
         unknown = set(entry) - _KEYS
         if unknown:
             raise InstrumentSetupError(
-                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_KEYS))}"
             )
         if not isinstance(entry.get("id"), str):
             raise InstrumentSetupError(f"{where}.id: expected a name such as sim or potentiostat-1")
-        limits = dict(DEFAULT_LIMITS)
-        limits.update(entry.get("limits") or {})
-        scenario = entry.get("scenario")
-        drift = entry.get("drift") or []
-        if isinstance(drift, dict):
-            drift = [f"{k}={v}" for k, v in drift.items()]
+        scenario = _text(where, entry, "scenario", None)
         out.append(
             InstrumentSetup(
                 id=entry["id"],
-                resource=str(entry.get("resource", "sim")),
-                limits=limits,
+                resource=_text(where, entry, "resource", "sim") or "sim",
+                limits=_limits(where, entry.get("limits")),
                 scenario=str(base / scenario) if scenario else None,
-                drift=tuple(str(d) for d in drift),
-                speed=float(entry.get("speed", 1.0)),
-                seed=int(entry.get("seed", 0)),
+                drift=_drift(where, entry.get("drift")),
+                speed=_number(where, entry, "speed", 1.0, "a real-time factor >= 0 (0: unpaced)"),
+                seed=_seed(where, entry.get("seed", 0)),
                 relax=_relax(where, entry.get("relax", 10.0)),
             )
         )
@@ -106,6 +120,59 @@ def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
     if len(set(ids)) != len(ids):
         raise InstrumentSetupError(f"instruments: ids must be unique, got {ids}")
     return out
+
+
+def _text(where: str, entry: dict[str, Any], key: str, default: str | None) -> str | None:
+    value = entry.get(key, default)
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected a string")
+    return value
+
+
+def _number(where: str, entry: dict[str, Any], key: str, default: float, accepted: str) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected {accepted}")
+    return float(value)
+
+
+def _seed(where: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InstrumentSetupError(f"{where}.seed: got {kind_of(value)}; expected an integer >= 0")
+    return value
+
+
+def _limits(where: str, value: object) -> dict[str, float]:
+    limits: dict[str, float] = dict(DEFAULT_LIMITS)
+    if value is None:
+        return limits
+    accepted = ", ".join(_LIMIT_KEYS)
+    if not isinstance(value, dict):
+        raise InstrumentSetupError(
+            f"{where}.limits: got {kind_of(value)}; expected a map of {accepted} to numbers"
+        )
+    for key, number in value.items():
+        if key not in _LIMIT_KEYS:
+            raise InstrumentSetupError(f"{where}.limits.{key}: unknown limit; accepted: {accepted}")
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise InstrumentSetupError(
+                f"{where}.limits.{key}: got {kind_of(number)}; expected a number (SI: V, A, V/s)"
+            )
+        limits[key] = float(number)
+    return limits
+
+
+def _drift(where: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = [f"{k}={v}" for k, v in value.items()]
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        raise InstrumentSetupError(
+            f"{where}.drift: got {kind_of(value)}; expected a map such as {{kinetics.k0: -0.03}} "
+            "or a list of NAME=FRACTION strings"
+        )
+    return tuple(value)
 
 
 def _relax(where: str, value: object) -> float:
@@ -175,6 +242,32 @@ def build_instruments(
     return tuple(children), interlocks
 
 
+class EmergencyStop:
+    """Turns cells off through the interlocks, in the calling thread, from any state.
+
+    What ``instruments.estop`` does, callable from any thread: the API server runs it
+    on its reserved threads. Idempotent; each call cuts the cell again.
+    """
+
+    def __init__(self, interlocks: dict[str, Interlock]) -> None:
+        self.interlocks = interlocks
+
+    def __call__(
+        self, instrument_id: str | None = None, reason: str = "emergency stop"
+    ) -> list[dict[str, Any]]:
+        """Cell off on ``instrument_id`` (None: every instrument); one entry per instrument
+        with ``cell_off`` (confirmed by the instrument) and the trip's detail."""
+        if instrument_id is not None and instrument_id not in self.interlocks:
+            known = ", ".join(sorted(self.interlocks)) or "none"
+            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
+        chosen = [instrument_id] if instrument_id is not None else list(self.interlocks)
+        out = []
+        for name in chosen:
+            trip = self.interlocks[name].emergency_stop(reason)
+            out.append({"instrument": name, "cell_off": trip.cell_off, "detail": trip.detail})
+        return out
+
+
 class Instruments(Supervisor):
     """Supervises the instrument actors; finds them for runs; emergency stop for all."""
 
@@ -225,16 +318,9 @@ class Instruments(Supervisor):
     def estop(
         self, instrument_id: str | None = None, reason: str = "emergency stop"
     ) -> list[dict[str, Any]]:
-        """Turn the cell off at once (one instrument, or all); idempotent, from any state."""
-        if instrument_id is not None and instrument_id not in self.interlocks:
-            known = ", ".join(sorted(self.interlocks)) or "none"
-            raise CallError("not_found", f"no instrument {instrument_id!r}; configured: {known}")
-        chosen = [instrument_id] if instrument_id is not None else list(self.interlocks)
-        out = []
-        for name in chosen:
-            trip = self.interlocks[name].emergency_stop(reason)
-            out.append({"instrument": name, "cell_off": trip.cell_off, "detail": trip.detail})
-        return out
+        """Turn the cell off at once (one instrument, or all); idempotent, from any state.
+        (Over the API the daemon serves this without this actor: see :class:`EmergencyStop`.)"""
+        return EmergencyStop(self.interlocks)(instrument_id, reason)
 
     @exposed
     def reset(self, instrument_id: str) -> dict[str, Any]:

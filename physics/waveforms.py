@@ -36,6 +36,7 @@ __all__ = [
     "TimeSteps",
     "segments",
     "square_wave_currents",
+    "staircase_time_steps",
     "time_steps",
     "trace_steps",
 ]
@@ -258,6 +259,13 @@ def _staircase_steps(
     graded from the jump (and from a twentieth of Ru Cdl, so each step's charging is
     followed), with a sub-step boundary at each end of the sampling window; one
     reported value per step, at the window's end or its mean over the window."""
+    count = staircase_time_steps(wf, refine=refine, start_jump=start_jump, rc_time=rc_time)
+    if count > MAX_STEPS:
+        raise NumericalError(
+            f"the staircase would need {count:.3g} time steps ({wf.steps} steps of "
+            f"{wf.t_step:.3g} s); at most {MAX_STEPS:.3g} are allowed: use fewer cycles "
+            "or a larger E_step"
+        )
     levels = wf.levels()
     n = levels.size
     jump = np.empty(n, dtype=np.bool_)
@@ -266,13 +274,6 @@ def _staircase_steps(
     a, b = wf.sample
     jumped = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=True)
     held = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=False)
-    count = int(np.where(jump, jumped.h.size, held.h.size).sum())
-    if count > MAX_STEPS:
-        raise NumericalError(
-            f"the staircase would need {count:.3g} time steps ({n} steps of "
-            f"{wf.t_step:.3g} s); at most {MAX_STEPS:.3g} are allowed: use fewer cycles "
-            "or a larger E_step"
-        )
     sizes = np.where(jump, jumped.h.size, held.h.size)
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     pattern = [jumped if j else held for j in jump.tolist()]
@@ -296,6 +297,18 @@ def _staircase_steps(
         output=output.astype(np.int64),
         mean_from=mean_from.astype(np.int64),
     )
+
+
+def staircase_time_steps(
+    wf: Staircase, *, refine: float, start_jump: bool = True, rc_time: float = 0.0
+) -> int:
+    """How many time steps :func:`time_steps` takes along the staircase ``wf`` (each step
+    after a jump graded from it), counted without laying them out."""
+    a, b = wf.sample
+    jumped = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=True)
+    held = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=False)
+    jumps = wf.jumps + int(start_jump)
+    return jumps * jumped.h.size + (wf.steps - jumps) * held.h.size
 
 
 @dataclass(frozen=True, slots=True)

@@ -350,8 +350,18 @@ class Staircase:
 
     @property
     def steps(self) -> int:
-        """Number of steps of the whole staircase (every cycle)."""
-        return int(self.levels().size)
+        """Number of steps of the whole staircase (every cycle), counted without laying
+        them out (a spec's implied sizes are checked before anything is allocated)."""
+        path = (self.E_start, *self.vertices, self.E_end)
+        per_cycle = 1 + sum(round(abs(b - a) / self.E_step) for a, b in itertools.pairwise(path))
+        return per_cycle * self.cycles
+
+    @property
+    def jumps(self) -> int:
+        """Number of potential jumps after step 0: every step of a sweep, and the return
+        to ``E_start`` at each further cycle when ``E_end`` differs from it."""
+        returns = (self.cycles - 1) * int(self.E_end != self.E_start)
+        return self.steps - self.cycles + returns
 
     def levels(self) -> FloatArray:
         """The potential (V) of every step, in order."""

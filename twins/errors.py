@@ -6,8 +6,11 @@ accepted.
 
 from __future__ import annotations
 
+from runtime.errors import GalvanaError
+
 __all__ = [
     "DesignError",
+    "ExperimentError",
     "ForwardModelError",
     "InferenceError",
     "TwinError",
@@ -15,7 +18,7 @@ __all__ = [
 ]
 
 
-class TwinError(Exception):
+class TwinError(GalvanaError):
     """Base class of every error the twins package raises on purpose."""
 
 
@@ -40,6 +43,11 @@ class InferenceError(TwinError):
     """An inference step failed or diverged (non-finite objective, no descent, a
     covariance that is not positive definite). The online calibrator reports it and
     keeps its last good posterior."""
+
+
+class ExperimentError(TwinError, ValueError):
+    """Recorded runs cannot be calibrated as given (too few usable samples, the same run
+    twice, none at all); the message names the run."""
 
 
 class DesignError(TwinError, ValueError):

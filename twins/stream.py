@@ -11,10 +11,17 @@ the derivative the engine's forward sensitivities compute from that start.
 Both steps are the physics package's own: :meth:`physics.Simulator.with_parameters`
 (same scales and grid, other values) and :meth:`physics.Simulator.extrapolated` (a state
 moved to first order).
+
+A stream starts with the cell at rest, or after cycles run before the recorded data
+(the model's ``initial_state.cycles_before``): then the first chunk after
+:meth:`ModelStream.start` runs those cycles first, from rest, with that chunk's
+parameter values. Nothing is extrapolated there, so the current and its derivatives
+are exact for any values (the state at rest is built for them, not moved to them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +35,15 @@ from runtime.waveforms import Staircase
 from twins.errors import ForwardModelError
 from twins.spec import Protocol, TwinSpec
 
-__all__ = ["ModelStream", "Sampling", "StreamState", "min_time_step", "stream_for"]
+__all__ = [
+    "ModelStream",
+    "Sampling",
+    "StreamState",
+    "min_time_step",
+    "protocol_stream",
+    "stream_for",
+    "stream_over",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -45,10 +60,14 @@ sample before them: the ``jump_at`` and ``window`` of :meth:`physics.Simulator.a
 @dataclass(frozen=True, slots=True)
 class StreamState:
     """A simulation state and the values (SI, in :attr:`ModelStream.names` order) of the
-    streamed parameters it was computed with. Immutable: advancing returns a new one."""
+    streamed parameters it was computed with. Immutable: advancing returns a new one.
+
+    ``at_rest`` marks the start of a stream: the next chunk builds the cell at rest (and
+    runs the cycles before, if any) with its own values instead of moving this state."""
 
     sim: SimulationState
     values: FloatArray
+    at_rest: bool = False
 
     @property
     def t(self) -> float:
@@ -64,7 +83,11 @@ class ModelStream:
     long the stream is expected to last and ``min_time_step`` (s) the shortest interval
     between samples (both size the grid). The current's derivatives with respect to
     ``names`` come with every chunk. ``sampling`` says how a staircase instrument applied
-    and sampled the samples (:meth:`twins.spec.Protocol.sampling`).
+    and sampled the samples (:meth:`twins.spec.Protocol.sampling`). ``before`` is the
+    applied potential ``(t s, E V)`` of what the cell went through before the stream's
+    start, with times relative to it (from ``-span``, the cell at rest, to 0; see
+    :meth:`twins.spec.Protocol.trace_before`), and ``before_sampling`` how a staircase
+    instrument applied and sampled it (:meth:`twins.spec.Protocol.sampling_before`).
     """
 
     def __init__(
@@ -76,6 +99,8 @@ class ModelStream:
         min_time_step: float,
         values: Mapping[str, float] | None = None,
         sampling: Sampling | None = None,
+        before: tuple[FloatArray, FloatArray] | None = None,
+        before_sampling: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
         try:
             base = scenario.with_parameters(dict(values)) if values else scenario
@@ -90,10 +115,15 @@ class ModelStream:
         known = base.parameters()
         self.nominal = np.array([known[n] for n in self.names], dtype=np.float64)
         self._cache: dict[bytes, Simulator] = {self.nominal.tobytes(): self._base}
+        self.before = before if before is not None and before[0].size > 1 else None
+        self.before_sampling = before_sampling if self.before is not None else None
 
     def start(self, t0: float, E0: float) -> StreamState:
-        """The cell at rest at time ``t0`` (s) and potential ``E0`` (V), nominal values."""
-        return StreamState(self._base.initial_state(t0=t0, E0=E0), self.nominal.copy())
+        """The cell at time ``t0`` (s) and potential ``E0`` (V), nominal values: at rest,
+        or (with cycles before) about to run them in the first chunk."""
+        return StreamState(
+            self._base.initial_state(t0=t0, E0=E0), self.nominal.copy(), at_rest=True
+        )
 
     def advance(
         self,
@@ -112,7 +142,7 @@ class ModelStream:
         v = state.values if values is None else np.asarray(values, dtype=np.float64)
         try:
             sim = self._simulator(v)
-            start = self.moved(state, v)
+            start = self._at_rest(sim, state) if state.at_rest else self.moved(state, v)
             how = self.sampling(state.t, t) if self.sampling is not None else None
             if how is None:
                 result, after = sim.advance(start, t, E)
@@ -123,6 +153,27 @@ class ModelStream:
             raise ForwardModelError(f"the engine failed at {shown}: {exc}") from None
         J = result.sensitivity_matrix(self.names)
         return result.I, J, StreamState(after, v.copy())
+
+    def _at_rest(self, sim: Simulator, state: StreamState) -> SimulationState:
+        """The start of the stream for ``sim``'s values: the cell at rest at the state's
+        time and potential, or the cycles before run from rest up to it."""
+        t0, E0 = state.sim.t, state.sim.E_applied
+        if self.before is None:
+            return sim.initial_state(t0=t0, E0=E0)
+        t_before, E_before = self.before
+        rest = sim.initial_state(t0=t0 + float(t_before[0]), E0=float(E_before[0]))
+        # The last point is the stream's start: its measured potential, not the programme's.
+        E_run = np.append(E_before[1:-1], E0)
+        if self.before_sampling is None:
+            _, ready = sim.advance(rest, t0 + t_before[1:], E_run)
+        else:
+            jump_at, window = self.before_sampling
+            _, ready = sim.advance(
+                rest, t0 + t_before[1:], E_run, jump_at=t0 + jump_at, window=window
+            )
+        # Exactly the start time (the trace's sub-steps add rounding); the origin stays
+        # the rest before the cycles, which is how long diffusion has been going on.
+        return dataclasses.replace(ready, t=t0)
 
     def moved(self, state: StreamState, values: FloatArray) -> SimulationState:
         """``state`` moved to first order to parameter ``values``: the concentrations and
@@ -146,28 +197,72 @@ class ModelStream:
 
 def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
     """The model stream of a twin spec: its model with the calibrated parameters at their
-    prior medians, ``names`` streamed, the grid sized for the whole protocol."""
-    protocol = spec.protocol
+    prior medians, ``names`` streamed, the grid sized for the whole protocol, and the
+    model's ``initial_state.cycles_before`` cycles of the protocol's first waveform run
+    before its start."""
+    start = spec.initial_values()
+    calibrated = spec.calibrate.names if spec.calibrate is not None else ()
+    return protocol_stream(
+        spec.model,
+        spec.protocol,
+        names,
+        values={n: start[n] for n in calibrated},
+    )
+
+
+def protocol_stream(
+    model: Scenario,
+    protocol: Protocol,
+    names: Sequence[str],
+    *,
+    values: Mapping[str, float] | None = None,
+) -> ModelStream:
+    """The stream of ``model`` along ``protocol``'s samples: ``names`` streamed, the
+    grid sized for the whole protocol, the samples of staircase cycles followed as the
+    instrument applies and samples them, and the model's ``initial_state.cycles_before``
+    cycles of the protocol's first waveform run before its start."""
+    cycles = model.initial_state.cycles_before
+    before = protocol.trace_before(cycles)
+    span = float(-before[0][0]) if before[0].size else 0.0
+    return ModelStream(
+        model,
+        names,
+        horizon=protocol.duration + span,
+        min_time_step=min_time_step(protocol, model.numerics),
+        values=values,
+        sampling=protocol.sampling if protocol.staircases else None,
+        before=before,
+        before_sampling=protocol.sampling_before(cycles),
+    )
+
+
+def stream_over(
+    spec: TwinSpec,
+    names: Sequence[str],
+    *,
+    duration: float,
+    sample_interval: float,
+    scan_rate: float,
+) -> ModelStream:
+    """The model stream of a twin spec's model for a measurement lasting ``duration``
+    (s), sampled every ``sample_interval`` (s), sweeping at most at ``scan_rate`` (V/s;
+    0 without a sweep), from rest: the calibrated parameters at their prior medians,
+    ``names`` streamed."""
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
     return ModelStream(
         spec.model,
         names,
-        horizon=protocol.duration,
-        min_time_step=min_time_step(protocol, spec.model.numerics),
+        horizon=duration,
+        min_time_step=_sweep_time_step(spec.model.numerics, sample_interval, scan_rate),
         values={n: start[n] for n in calibrated},
-        sampling=protocol.sampling if protocol.staircases else None,
     )
 
 
 def min_time_step(protocol: Protocol, numerics: Numerics) -> float:
     """The shortest time step (s) the engine takes along ``protocol``'s samples with
     ``numerics``: it sets the grid's first spacing."""
-    step = 1.0 / protocol.sample_rate
-    rate = protocol.max_scan_rate()
-    if rate > 0:
-        # trace_steps sub-divides sample intervals to this potential step.
-        step = min(step, numerics.potential_step / numerics.refine / rate)
+    step = _sweep_time_step(numerics, 1.0 / protocol.sample_rate, protocol.max_scan_rate())
     for wf in protocol.waveforms:
         if isinstance(wf, Staircase):
             # The steps after each jump start small: the same ones a scenario takes.
@@ -179,3 +274,12 @@ def min_time_step(protocol: Protocol, numerics: Numerics) -> float:
             )
             step = min(step, float(steps.h.min()))
     return step
+
+
+def _sweep_time_step(numerics: Numerics, sample_interval: float, scan_rate: float) -> float:
+    """The shortest time step (s) along samples ``sample_interval`` (s) apart sweeping at
+    most at ``scan_rate`` (V/s; 0 without a sweep)."""
+    if scan_rate > 0:
+        # trace_steps sub-divides sample intervals to this potential step.
+        return min(sample_interval, numerics.potential_step / numerics.refine / scan_rate)
+    return sample_interval
