@@ -105,7 +105,8 @@ class TimeSteps:
     mean_from: npt.NDArray[np.int64] | None = None
     """Where a reported value is a mean over a sampling window (a staircase
     instrument's): the first step of each window, the last being ``output``; a
-    value with ``mean_from == output`` is that step's own."""
+    value with ``mean_from == output`` is that step's own (so a window always spans two
+    steps or more)."""
 
     @property
     def count(self) -> int:
@@ -342,9 +343,13 @@ def _step_pattern(
     t[-1] = t_step
     t = _with_boundary(t, a * t_step)
     t = _with_boundary(t, b * t_step)
+    end = int(np.argmin(np.abs(t - b * t_step)))
+    if a < b and (t[end - 1] if end > 0 else 0.0) <= a * t_step:
+        # A window of one sub-step would read as that sub-step's end value: split it.
+        t = np.insert(t, end, 0.5 * (a + b) * t_step)
+        end += 1
     ends = np.concatenate([[0.0], t])
     h = np.diff(ends)
-    end = int(np.argmin(np.abs(t - b * t_step)))
     start = end if a == b else int(np.argmin(np.abs(ends[:-1] - a * t_step)))
     t.flags.writeable = False
     h.flags.writeable = False
@@ -678,6 +683,10 @@ def _linear_piece(
         ends = _with_boundary(ends, span - width)
     edges = np.concatenate([[0.0], ends])
     first = ends.size - 1 if width == 0.0 else int(np.argmin(np.abs(edges[:-1] - (span - width))))
+    if width > 0.0 and first == ends.size - 1:
+        # A window of one sub-step would read as that sub-step's end value: split it.
+        ends = np.insert(ends, first, span - 0.5 * width)
+        edges = np.concatenate([[0.0], ends])
     return _Piece(
         np.diff(edges),
         start + ends,

@@ -16,6 +16,7 @@ Osteryoung and Osteryoung, J. Electroanal. Chem. 214 (1986) 141).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -272,3 +273,107 @@ def test_a_staircase_scenario_round_trips_through_its_mapping() -> None:
     assert wf.t_step == pytest.approx(0.05)
     assert wf.steps == 2 * (1 + 120 + 120)
     assert physics.load_scenario(scenario.to_mapping()) == scenario
+
+
+# --------------------------------------------------------------------------- real-cell terms
+
+STAIRS = {"type": "staircase_cv", "E_start": 0.3, "E_vertex": -0.3, "E_step": 0.005,
+          "scan_rate": 0.1, "sample": [0.5, 1.0]}  # fmt: skip
+
+
+def _quasi_reversible(waveform: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    doc = _scenario(waveform, cell={"Ru": 200.0, "Cdl": 1e-6}, **extra)
+    doc["kinetics"] = {"model": "butler-volmer", "E0": 0.0, "k0": 1e-4, "alpha": 0.5}
+    return doc
+
+
+def test_cycles_before_a_staircase_equal_the_later_cycles_of_a_longer_run() -> None:
+    two = _quasi_reversible({**STAIRS, "cycles": 2})
+    after_one = _quasi_reversible(STAIRS, initial_state={"cycles_before": 1})
+    names = ["kinetics.k0", "cell.Ru"]
+    full = physics.simulate(two, sensitivities=names)
+    recorded = physics.simulate(after_one, sensitivities=names)
+    steps = 1 + 120 + 120  # one cycle: E_start, then 0.6 V down and back in 5 mV steps
+    assert full.I.size == 2 * steps
+    np.testing.assert_array_equal(recorded.I, full.I[steps:])
+    for name in names:
+        np.testing.assert_array_equal(
+            recorded.sensitivities[name], full.sensitivities[name][steps:]
+        )
+    period = steps * 0.05
+    np.testing.assert_allclose(recorded.t, full.t[steps:] - period, rtol=0, atol=1e-12)
+    # Sampled at each step's end: the first recorded value is the first step's.
+    assert recorded.t[0] == pytest.approx(0.05)
+    # The cycle before left the cell depleted: not the current of a fresh start.
+    fresh = physics.simulate(_quasi_reversible(STAIRS)).I
+    assert np.max(np.abs(fresh - recorded.I)) > 0.05 * np.max(np.abs(fresh))
+
+
+@pytest.mark.parametrize(
+    ("waveform", "cycles", "fragment"),
+    [
+        ({"type": "staircase_lsv", "E_start": 0.3, "E_end": -0.3, "E_step": 0.005,
+          "scan_rate": 0.1}, 1, "with a staircase_lsv waveform; accepted: 0, or cycles"),
+        ({**STAIRS, "E_end": 0.0}, 1, "E_end (0) != E_start (0.3)"),
+        ({**STAIRS, "cycles": 600}, 401, "got 401 with 600 recorded; accepted: at most 400"),
+    ],
+)  # fmt: skip
+def test_cycles_before_a_staircase_are_checked(
+    waveform: dict[str, Any], cycles: int, fragment: str
+) -> None:
+    with pytest.raises(physics.ScenarioError) as info:
+        physics.load_scenario(_scenario(waveform, initial_state={"cycles_before": cycles}))
+    assert "initial_state.cycles_before" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_real_cell_terms_of_a_staircase_match_finite_differences() -> None:
+    """Background, area and reference offset act on the staircase's sampled values (the
+    mean over each step's window): their sensitivities against central differences."""
+    doc = _quasi_reversible(
+        STAIRS,
+        background={"offset": 2e-8, "slope": 1e-8, "Cdl_slope": 2e-7, "E_pivot": 0.05},
+    )
+    doc["cell"]["reference_offset"] = 0.01
+    names = ["background.offset", "background.slope", "background.Cdl_slope",
+             "electrode.area", "cell.reference_offset", "kinetics.k0"]  # fmt: skip
+    result = physics.simulate(doc, sensitivities=names)
+    nominal = physics.load_scenario(doc).parameters()
+    for name in names:
+        p = nominal[name]
+        step = 1e-3 * abs(p)
+        batch = physics.simulate_batch(doc, [name], [[p - step], [p + step]])
+        fd = (batch.I[1] - batch.I[0]) / (2 * step)
+        exact = result.sensitivities[name]
+        scale = float(np.max(np.abs(exact)))
+        assert scale > 0, name
+        assert np.max(np.abs(fd - exact)) < 2e-5 * scale, name
+    # The faradaic-free background is added to each step's value, exactly.
+    plain = copy.deepcopy(doc)
+    plain["background"] = {"Cdl_slope": 2e-7, "E_pivot": 0.05}
+    added = result.I - physics.simulate(plain).I
+    np.testing.assert_allclose(added, 2e-8 + 1e-8 * (result.E_applied - 0.05), rtol=1e-9)
+    np.testing.assert_array_equal(result.sensitivities["background.offset"], 1.0)
+
+
+def test_a_staircase_trace_from_a_bulk_away_from_rest_is_the_staircase() -> None:
+    """A partly oxidised solution (rest potential -22 mV) held at 0.3 V from t = 0: the
+    trace's first steps are graded as the scenario's are, and a staircase's samples keep
+    their jumps and their sampling windows through that grading."""
+    waveform = {**STAIRS, "sample": [0.25, 0.75]}
+    doc = _scenario(waveform, cell={"Ru": 100.0, "Cdl": 1e-6})
+    doc["species"] = {"O": {"D": D_O}, "R": {"D": D_R}}
+    doc["bulk"] = {"total": 1.0, "fraction_oxidized": 0.3}
+    scenario = physics.load_scenario(doc)
+    wf = scenario.waveform
+    assert isinstance(wf, Staircase)
+    proper = physics.simulate(scenario)
+    t = np.concatenate([[0.0], wf.sample_times()])
+    E = np.concatenate([[wf.E_start], wf.levels()])
+    jump_at = np.concatenate([[np.nan, np.nan], np.arange(1, wf.steps) * wf.t_step])
+    window = np.concatenate([[0.0], np.full(wf.steps, 0.5 * wf.t_step)])
+    followed = physics.simulate_trace(scenario, t, E, jump_at=jump_at, window=window)
+    peak = float(np.max(np.abs(proper.I)))
+    # The start transient (R oxidised at the surface) is as large as the peak.
+    assert abs(proper.I[0]) > 0.5 * peak
+    assert np.max(np.abs(followed.I[1:] - proper.I)) < 1e-3 * peak

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+import physics
 from runtime.messages import SampleBatch, TwinPrediction
-from tests.twins.conftest import NOISE, TRUTH, twin_doc
+from tests.twins.conftest import NOISE, SCENARIO, TRUTH, twin_doc
 from twins.calibration import OnlineCalibrator
 from twins.lockstep import LockstepTwin
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
-from twins.synthetic import synthetic_batches
+from twins.synthetic import synthetic_batches, true_current
 
 STAIRCASE = {
     "type": "staircase_cv",
@@ -103,3 +104,36 @@ def test_the_calibrator_recovers_the_cell_from_staircase_data(
         assert last.q05[i] <= TRUTH[name] <= last.q95[i], name
     k0 = last.median[last.parameters.index("kinetics.k0")]
     assert k0 == pytest.approx(TRUTH["kinetics.k0"], rel=0.05)
+
+
+def test_cycles_before_a_staircase_protocol_are_followed_as_applied() -> None:
+    """A cell cycled once before the recording along a staircase protocol: the stream
+    runs that cycle step by step as the instrument applied and sampled it, so the
+    recorded cycle is the engine's own staircase after one cycle, to rounding (run as a
+    sweep through one sample per step, the cycle before left it 1.5e-3 of the peak off)."""
+    model = copy.deepcopy(SCENARIO)
+    model["waveform"] = STAIRCASE
+    model["initial_state"] = {"cycles_before": 1}
+    doc = _doc()
+    doc["model"] = model
+    doc["protocol"].update(cycles=1, rest=0.0)
+    spec = load_twin_spec(doc)
+    before = spec.protocol.sampling_before(1)
+    assert before is not None
+    jump_at, window = before
+    t_before, _ = spec.protocol.trace_before(1)
+    steps = 1 + 140 + 140
+    assert t_before[0] == pytest.approx(-steps * 0.025)
+    # Every step after the first jumps at its start, and is the mean of its second half.
+    np.testing.assert_allclose(jump_at[1:steps], t_before[0] + np.arange(1, steps) * 0.025)
+    np.testing.assert_allclose(window[:steps], 0.0125)
+    t, _, current = true_current(spec, TRUTH, refine=1.0)
+    expected = physics.simulate(spec.model)
+    assert current.size == expected.I.size + 1
+    np.testing.assert_allclose(t[1:], expected.t, rtol=1e-12)
+    peak = float(np.max(np.abs(expected.I)))
+    assert np.max(np.abs(current[1:] - expected.I)) < 1e-6 * peak
+    # Without the cycle before, the same cell gives another current.
+    fresh = copy.deepcopy(model)
+    del fresh["initial_state"]
+    assert np.max(np.abs(physics.simulate(fresh).I - expected.I)) > 0.05 * peak
