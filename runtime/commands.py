@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from runtime import topics
 from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
@@ -304,7 +305,7 @@ class _Events:
     def run(args: argparse.Namespace) -> int:
         with connect(args) as daemon:
             if args.follow:
-                daemon.subscribe(f"run/{args.run_id}/**")
+                daemon.subscribe(topics.run_events(args.run_id))
             seq = args.from_seq
             while True:
                 page = daemon.call("runs", "events", args.run_id, seq, 1000)
@@ -429,7 +430,7 @@ def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
 
     try:
         with EventStore(data / "events.lmdb", readonly=True) as store:
-            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+            first = next(iter(store.read(topics.run_stream(run_id), 1, 1)), None)
     except GalvanaError as exc:
         raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
     if first is None:
