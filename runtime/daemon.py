@@ -17,8 +17,10 @@ SIGTERM or SIGINT stops the tree in reverse order: the API closes, live runs end
 stores close, and the daemon exits 0. After a crash, the next start finds the runs
 that were live in the log and marks them ``interrupted``.
 
-This module is the composition root: the one place in ``runtime`` that builds the
-concrete actors of ``actors``.
+This module is the host: the data directory, the pid lock, the log, the stores, the
+bus, the signals and the configuration's own keys. The tree it hosts is built by the
+caller (:data:`TreeBuilder`; the ``galvana`` command's is :func:`galvana.daemon.tree`),
+so ``runtime`` never imports the concrete actors above it.
 """
 
 from __future__ import annotations
@@ -34,10 +36,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ from runtime.address import (
     read_token_file,
 )
 from runtime.allowed_paths import AllowedPaths
-from runtime.api import ApiConfig
 from runtime.client import resolve_data_dir
 from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
@@ -66,7 +65,17 @@ from runtime.supervisor import (
     start_supervisor,
 )
 
-__all__ = ["DaemonConfig", "DaemonError", "configure", "run", "serve"]
+__all__ = [
+    "DaemonConfig",
+    "DaemonError",
+    "Host",
+    "TreeBuilder",
+    "configure",
+    "load_config",
+    "pid_lock",
+    "run",
+    "serve",
+]
 
 logger = logging.getLogger("galvana.daemon")
 
@@ -269,70 +278,34 @@ def _setup_logging(data: Path, level: str) -> logging.Handler:
     return handler
 
 
-def _tree(
-    config: DaemonConfig, store: EventStore, fields: FieldStore, bus: EventBus, park: Any
-) -> SupervisorSpec:
-    from actors.api import ApiActor
-    from actors.instruments import (
-        EmergencyStop,
-        Instruments,
-        build_instruments,
-        parse_instruments,
-    )
-    from actors.recorder import Recorder
-    from actors.run_limits import parse_run_limits
-    from actors.runs import Runs, acquire_procedure, replay_procedure
-    from actors.services import Services
-    from physics.errors import PhysicsError
+@dataclass(frozen=True, slots=True, eq=False)
+class Host:
+    """What the daemon gives the tree it hosts: its configuration, the open stores, the
+    bus, and ``resources``, where the builder registers what must be closed once the
+    tree has stopped (or failed to start), closed last in first out before the stores.
+    """
 
-    services = Services(store, bus, paths=config.readable())
-    services.procedures["replay"] = partial(replay_procedure, store=store)
-    services.procedures["acquire"] = partial(acquire_procedure, services=services)
-    try:
-        services.limits = parse_run_limits(config.run_limits)
-        setups = parse_instruments(config.instruments, config.config_dir)
-        instruments, interlocks, described = build_instruments(setups, park)
-    except (GalvanaError, PhysicsError) as exc:
-        raise DaemonError(f"{config.source}: {exc}") from None
-    services.interlocks.update(interlocks)
-    services.truth = park.truth
-    api = ApiConfig(
-        socket_path=config.socket,
-        tcp=config.tcp,
-        token=config.token,
-        admin_token=config.admin_token,
-    )
-    info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
-    # The emergency stop is served by the API server itself, on threads of its own,
-    # straight through the interlocks: no mailbox and no other client in its way.
-    urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
-    return SupervisorSpec(
-        strategy="one_for_one",
-        max_restarts=5,
-        max_seconds=30,
-        children=(
-            ChildSpec("recorder", Recorder, (store, fields, bus, services), shutdown_s=60),
-            ChildSpec(
-                "instruments",
-                Instruments,
-                (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services, "described": described},
-                shutdown_s=None,
-            ),
-            ChildSpec(
-                "runs",
-                Runs,
-                (SupervisorSpec(max_restarts=10, max_seconds=60),),
-                {"services": services},
-                shutdown_s=None,
-            ),
-            ChildSpec("api", ApiActor, (api, bus, info, urgent), shutdown_s=15),
-        ),
-    )
+    config: DaemonConfig
+    store: EventStore
+    fields: FieldStore
+    bus: EventBus
+    resources: contextlib.ExitStack
 
 
-def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: Any = None) -> int:
-    """Run the daemon until ``stop`` is set or the tree fails; returns the exit status."""
+TreeBuilder = Callable[[Host], SupervisorSpec]
+"""Builds the daemon's actor tree on a :class:`Host`; a configuration it refuses is a
+:class:`DaemonError` naming the file and the key."""
+
+
+def serve(
+    config: DaemonConfig,
+    tree: TreeBuilder,
+    *,
+    stop: threading.Event | None = None,
+    ready: Any = None,
+) -> int:
+    """Run the daemon, hosting the actor tree ``tree`` builds, until ``stop`` is set or
+    the tree fails; returns the exit status."""
     config.data.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     with pid_lock(config.data):
@@ -340,27 +313,19 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         store = EventStore(config.data / "events.lmdb")
         fields = FieldStore(config.data / "fields")
         bus = EventBus()
-        from actors.instruments import SimulatorPark
-
-        park = SimulatorPark()
-        try:
-            root = start_supervisor(_tree(config, store, fields, bus, park), bus=bus)
-        except GalvanaError:
-            park.close()
-            store.close()
-            fields.close()
-            raise
-        note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish(topics.SYSTEM_DAEMON, note)
-        logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
-        if ready is not None:
-            ready(root)
-        status = _wait(root, stop)
-        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
-        root.stop(timeout=120)
-        park.close()
-        store.close()
-        fields.close()
+        with contextlib.ExitStack() as resources:
+            resources.callback(fields.close)
+            resources.callback(store.close)
+            root = start_supervisor(tree(Host(config, store, fields, bus, resources)), bus=bus)
+            note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
+            bus.publish(topics.SYSTEM_DAEMON, note)
+            logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
+            if ready is not None:
+                ready(root)
+            status = _wait(root, stop)
+            stopping = SystemNote("info", "daemon", "stopping", None, utc_now())
+            bus.publish(topics.SYSTEM_DAEMON, stopping)
+            root.stop(timeout=120)
         logger.info("daemon stopped (status %d)", status)
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -406,8 +371,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Start the daemon in the foreground; SIGTERM or SIGINT stops it cleanly."""
+def run(args: argparse.Namespace, tree: TreeBuilder) -> int:
+    """Start the daemon hosting ``tree`` in the foreground; SIGTERM or SIGINT stops it
+    cleanly."""
     config = load_config(args)
     stop = threading.Event()
 
@@ -428,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     began = time.monotonic()
-    status = serve(config, stop=stop, ready=ready)
+    status = serve(config, tree, stop=stop, ready=ready)
     print(
         f"galvana daemon: stopped after {time.monotonic() - began:.1f} s",
         file=sys.stderr,

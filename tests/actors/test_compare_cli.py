@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import physics
-from runtime.cli import main
+from galvana.cli import main
 from runtime.codec import encode
 from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now

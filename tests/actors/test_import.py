@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from runtime.cli import main
+from galvana.cli import main
 from runtime.codec import decode
 from runtime.daemon import pid_lock
 from runtime.event_store import EventStore

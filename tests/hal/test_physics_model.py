@@ -78,7 +78,7 @@ def test_serve_defaults_to_the_physics_engine_on_the_example_scenario() -> None:
 
 def test_galvana_instrument_serve_on_a_real_port() -> None:
     argv = ["instrument", "serve", "--port", "0", "--speed", "0", "--drift", "kinetics.k0=-0.03"]
-    main = "import sys; from runtime.cli import main; sys.exit(main())"
+    main = "import sys; from galvana.cli import main; sys.exit(main())"
     with subprocess.Popen(
         [sys.executable, "-c", main, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT
     ) as proc:

@@ -41,7 +41,7 @@ def test_bench_help_lists_the_suites_without_a_traceback() -> None:
 
 def test_estop_loads_nothing_heavy_before_the_stop_is_sent(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "runtime.cli", "estop", "--data", str(tmp_path)],
+        [sys.executable, "-X", "importtime", "-m", "galvana.cli", "estop", "--data", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

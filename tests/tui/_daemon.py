@@ -1,6 +1,6 @@
 """A real daemon process for the TUI tests, with a recorded run to replay.
 
-The daemon runs this worktree's code (``python -m runtime.cli daemon`` with
+The daemon runs this worktree's code (``python -m galvana.cli daemon`` with
 ``PYTHONPATH`` set to the repository root), as a lab would run it. Recorded runs
 are written with the event store before it starts; replaying one gives a live run
 with samples and no instrument.
@@ -93,7 +93,7 @@ class Daemon:
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "error"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "daemon", "--data", str(self.data), *self.extra],
+            [sys.executable, "-m", "galvana.cli", "daemon", "--data", str(self.data), *self.extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -34,7 +34,7 @@ def _tui_pid(data: Path) -> int:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tui" in cmdline and str(data).encode() in cmdline and b"runtime.cli" in cmdline:
+        if b"tui" in cmdline and str(data).encode() in cmdline and b"galvana.cli" in cmdline:
             return int(entry.name)
     raise RuntimeError("the TUI process was not found")
 
@@ -63,7 +63,7 @@ def main() -> None:
             assert isinstance(record, dict)
             run_id = str(record["id"])
             term = Terminal(
-                [sys.executable, "-m", "runtime.cli", "tui", "--data", str(data), "--run", run_id],
+                [sys.executable, "-m", "galvana.cli", "tui", "--data", str(data), "--run", run_id],
                 width=width,
                 height=height,
             )

@@ -1,6 +1,6 @@
 """``galvana tui`` in a real terminal (tmux): what a person sees and types.
 
-The TUI runs as ``python -m runtime.cli tui`` in a detached tmux session on a
+The TUI runs as ``python -m galvana.cli tui`` in a detached tmux session on a
 private tmux server; the test reads the screen with ``capture-pane`` and types with
 ``send-keys``.
 """
@@ -86,7 +86,7 @@ def terminal() -> Iterator[list[Terminal]]:
 
 
 def _tui(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.cli", "tui", *args]
+    return [sys.executable, "-m", "galvana.cli", "tui", *args]
 
 
 def test_galvana_tui_in_a_terminal(daemon: Daemon, terminal: list[Terminal]) -> None:

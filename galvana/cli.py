@@ -1,12 +1,9 @@
 """``galvana``: the command line.
 
-Each subcommand lives in the package it belongs to and is imported only when it is
-used, so ``galvana --help`` stays instant and a command never drags in another's
-dependencies (numba, torch, ...). A command module provides
-``configure(parser)`` and ``run(args) -> int``.
-
-The CLI is the composition root: it is the one place in ``runtime`` that reaches
-up into the other packages, and only through the table below.
+Each subcommand lives in the package it belongs to (here in ``galvana`` when it needs
+several of them together) and is imported only when it is used, so ``galvana --help``
+stays instant and a command never drags in another's dependencies (numba, torch, ...).
+A command module provides ``configure(parser)`` and ``run(args) -> int``.
 """
 
 from __future__ import annotations
@@ -34,8 +31,8 @@ class _Command(Protocol):
 # name -> (module, attribute or "" for the module itself, one-line help).
 # Listed in `galvana --help` in this order.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("runtime.demo", "", "run the demo: daemon, simulated potentiostat and live twin"),
-    "daemon": ("runtime.daemon", "", "run the daemon in the foreground"),
+    "demo": ("galvana.demo", "", "run the demo: daemon, simulated potentiostat and live twin"),
+    "daemon": ("galvana.daemon", "", "run the daemon in the foreground"),
     "simulate": ("physics.cli", "", "simulate a scenario (YAML): current trace, peaks, CSV"),
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
@@ -52,12 +49,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "actors": ("runtime.commands", "ACTORS", "show the supervision tree with restart counts"),
     "import": (
-        "actors.import_cli",
+        "galvana.import_",
         "",
         "import instrument files (Autolab, PalmSens, Gamry, BioLogic, CHI, CSV) as runs",
     ),
     "compare": (
-        "actors.compare_cli",
+        "galvana.compare",
         "",
         "overlay two runs on potential or time: their difference and peak shifts",
     ),
@@ -67,7 +64,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "export a run's samples as csv, zarr, netcdf or a data package",
     ),
     "calibrate": (
-        "actors.calibrate",
+        "galvana.calibrate",
         "CALIBRATE",
         "calibrate a model on recorded runs: posterior, adequacy, report",
     ),
@@ -77,8 +74,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
-    "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
-    "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
+    "bench": ("galvana.cli", "BENCH", "run a benchmark suite and report its figures"),
+    "doctor": ("galvana.cli", "DOCTOR", "check the installation and print versions"),
 }
 
 # Benchmark suites: `galvana bench NAME` imports bench.NAME.

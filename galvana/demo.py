@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galvana.daemon import tree
 from runtime import topics
 from runtime.client import Client
 from runtime.commands import read_twin_spec
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     def host() -> None:
         try:
-            serve(config, stop=stop, ready=lambda _root: ready.set())
+            serve(config, tree, stop=stop, ready=lambda _root: ready.set())
         except BaseException as exc:
             failure.append(exc)
             ready.set()
