@@ -199,7 +199,7 @@ class SimulatorPark:
 
     def serve(self, setup: InstrumentSetup) -> str:
         """Start a simulated potentiostat for ``setup``; returns its VISA resource."""
-        from hal.cli import build_model  # noqa: PLC0415 - physics loads only when a sim is used
+        from actors.sim_cell import build_model  # noqa: PLC0415 - physics only for a sim
         from hal.sim.potentiostat import DriftSpec, SimPotentiostat  # noqa: PLC0415
         from hal.sim.server import ScpiServer  # noqa: PLC0415
 

@@ -61,10 +61,10 @@ import numpy as np
 import torch
 
 from actors.acquire import cycle_origin, expected_current_range
+from actors.sim_cell import PhysicsModel
 from hal.driver import Samples, Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.sim import ScpiServer, SimPotentiostat
-from hal.sim.physics_model import PhysicsModel
 from hal.sim.potentiostat import DriftSpec, NoiseSpec
 from physics.scenario import load_scenario, with_numerics
 from runtime.messages import PosteriorUpdate, SampleBatch

@@ -64,7 +64,7 @@ def _serve(rate: float, speed: float, model: str) -> tuple[subprocess.Popen[str]
         [
             sys.executable,
             "-m",
-            "hal.cli",  # what `galvana instrument` runs, without the CLI's start-up
+            "galvana.instrument",  # what `galvana instrument` runs, without the CLI's start-up
             "serve",
             "--port",
             "0",

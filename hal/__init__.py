@@ -13,8 +13,9 @@
 - :mod:`hal.sim`: the simulated potentiostat (``galvana instrument serve``) on a real
   socket, and a MethodSCRIPT device on a real pty, with a hidden true cell.
 
-``hal`` depends on nothing of Galvana's but ``runtime`` (messages, codec, errors),
-with one exception: :mod:`hal.sim.physics_model` imports ``physics``, because the
-simulated world's truth is the physics engine. The instrument actor that owns a
-driver lives in :mod:`actors.instrument`.
+``hal`` depends on nothing of Galvana's but runtime's shared vocabulary (waveforms,
+sample flags, constants, errors, documents). The simulated potentiostat takes its
+hidden cell through :class:`hal.sim.models.CurrentModel`; the one backed by the
+physics engine needs both, so it lives above both, in :mod:`actors.sim_cell`. The
+instrument actor that owns a driver lives in :mod:`actors.instrument`.
 """

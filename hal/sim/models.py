@@ -9,8 +9,8 @@ parallel with Butler-Volmer charge transfer of an equimolar redox couple, withou
 diffusion (the surface concentrations stay at their bulk values). It is honest
 physics for a capacitive + faradaic cell whose mass transport is fast (stirred, or
 short times) and gives a twin capacitive charging, an exponential kinetic branch and
-ohmic bending to track. The physics-engine-backed model lives in
-:mod:`hal.sim.physics_model`.
+ohmic bending to track. The physics-engine-backed model lives above ``hal`` and
+``physics``, in :mod:`actors.sim_cell`.
 """
 
 from __future__ import annotations

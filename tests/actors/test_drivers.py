@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
+from actors.sim_cell import DEFAULT_SCENARIO, PhysicsModel
 from hal.sim.methodscript import MethodScriptDevice
-from hal.sim.physics_model import DEFAULT_SCENARIO, PhysicsModel
 from hal.sim.potentiostat import SimPotentiostat
 from hal.sim.server import ScpiServer
 from runtime.client import Client

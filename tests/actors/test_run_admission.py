@@ -307,7 +307,11 @@ def test_a_latched_interlock_refuses_runs_until_instrument_reset(
     assert "reset it with `galvana instrument reset sim`" in line
     listed = daemon.cli("instrument", "list")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split()[:2] == ["sim", "tripped"]
+    assert listed.stdout == daemon.cli("instruments").stdout  # one command, two names
+    header, row = listed.stdout.splitlines()[:2]
+    shown = dict(zip(header.lower().split(), row.split(), strict=False))
+    assert (shown["id"], shown["state"], shown["interlock"]) == ("sim", "tripped", "latched")
+    assert "sim: tripped on emergency_stop" in listed.stdout
 
     unknown = daemon.cli("instrument", "reset", "nope")
     assert unknown.returncode == 2

@@ -1,6 +1,7 @@
 """``galvana instrument``: instrument commands.
 
-``galvana instrument list`` shows the daemon's instruments (state, link, trip);
+``galvana instrument list`` is ``galvana instruments`` (:mod:`runtime.commands`): the
+daemon's instruments with their driver, state, link, interlock and connection.
 ``galvana instrument reset ID`` unlatches an instrument's safety interlock after a trip
 or an emergency stop, once the cause is dealt with (until then the instrument refuses
 to start a run). Both talk to a running daemon like ``galvana run``.
@@ -9,7 +10,8 @@ to start a run). Both talk to a running daemon like ``galvana run``.
 [--drift NAME=FRACTION] ...`` serves a simulated potentiostat over SCPI on
 127.0.0.1 until interrupted. The hidden true cell is the physics engine simulating
 ``--scenario`` (default ``examples/simulated-cell.yaml``), or with ``--model
-randles`` the built-in Randles cell. Its first line of output says where::
+randles`` the built-in Randles cell (:func:`actors.sim_cell.build_model`). Its first
+line of output says where::
 
     galvana instrument serve: listening on 127.0.0.1:5025 (TCPIP0::127.0.0.1::5025::SOCKET)
 
@@ -22,27 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import threading
 
-from hal.errors import SimulatorError
-from hal.sim.models import CurrentModel, RandlesModel
-from hal.sim.potentiostat import DriftSpec, SimPotentiostat
-from hal.sim.server import LOOPBACK, ScpiServer
+from runtime.commands import INSTRUMENTS, connect, connection_options
 
-__all__ = ["build_model", "configure", "run"]
-
-logger = logging.getLogger("galvana.hal.cli")
+__all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``instrument`` subcommands to ``parser``."""
-    from runtime.commands import connection_options  # noqa: PLC0415 - the client, when used
-
     subs = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = subs.add_parser("list", help="the daemon's instruments: state, link, trip")
-    connection_options(listing)
+    listing = subs.add_parser(
+        "list",
+        help="the daemon's instruments: driver, state, link, interlock (`galvana instruments`)",
+    )
+    INSTRUMENTS.configure(listing)
     reset = subs.add_parser(
         "reset",
         help="unlatch an instrument's interlock after a trip or an emergency stop",
@@ -68,7 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "physics", "randles"),
         default="auto",
         help="current model: the physics engine, the built-in Randles cell, or auto "
-        "(physics when it is installed, else Randles)",
+        "(physics, or Randles without --scenario when the default scenario is missing)",
     )
     serve.add_argument("--rate", type=float, default=1000.0, help="default sample rate (Hz)")
     serve.add_argument(
@@ -97,46 +94,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--buffer", type=int, default=1_000_000, help="instrument buffer (samples)")
 
 
-def build_model(scenario: str | None, model: str) -> CurrentModel:
-    """The current model ``serve`` uses for these options.
-
-    ``physics`` (and ``auto``, the default): the physics engine on ``scenario``, or on
-    ``examples/simulated-cell.yaml`` when none is given; ``auto`` falls back to the
-    Randles cell when the physics engine or that file is missing. ``randles``: the
-    built-in Randles cell (no scenario).
-    """
-    if model == "randles":
-        if scenario is not None:
-            raise SimulatorError(
-                f"--scenario {scenario!r} needs the physics model; accepted: --model physics "
-                "or auto with --scenario, or --model randles without it"
-            )
-        return RandlesModel()
-    try:
-        from hal.sim.physics_model import DEFAULT_SCENARIO, PhysicsModel  # noqa: PLC0415
-    except ImportError as exc:  # the physics engine is not installed
-        if model == "physics" or scenario is not None:
-            raise SimulatorError(
-                f"--model physics: the physics engine is unavailable ({exc})"
-            ) from None
-        logger.warning("the physics engine is unavailable (%s); serving a Randles cell", exc)
-        return RandlesModel()
-    if scenario is None and not DEFAULT_SCENARIO.exists():
-        if model == "physics":
-            raise SimulatorError(
-                f"--model physics without --scenario needs {DEFAULT_SCENARIO}; it is missing"
-            )
-        logger.warning("%s is missing; serving a Randles cell", DEFAULT_SCENARIO)
-        return RandlesModel()
-    return PhysicsModel(scenario if scenario is not None else DEFAULT_SCENARIO)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ``instrument`` action."""
-    if args.action in ("list", "reset"):
-        return _daemon_action(args)
+    if args.action == "list":
+        return INSTRUMENTS.run(args)
+    if args.action == "reset":
+        return _reset(args)
     if args.action != "serve":  # argparse only lets known actions through
         return 2
+    # The simulated instrument and the physics engine (numba) load only to serve: `list`
+    # and `reset` stay light.
+    from actors.sim_cell import build_model
+    from hal.errors import SimulatorError
+    from hal.sim.potentiostat import DriftSpec, SimPotentiostat
+    from hal.sim.server import LOOPBACK, ScpiServer
+
     model = build_model(args.scenario, args.model)
     drift = [DriftSpec.parse(d) for d in args.drift]
     instrument = SimPotentiostat(
@@ -165,32 +137,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_action(args: argparse.Namespace) -> int:
-    """``list`` and ``reset``, through the daemon's API."""
-    from runtime.commands import connect  # noqa: PLC0415 - the client, when used
-
+def _reset(args: argparse.Namespace) -> int:
+    """``reset ID``, through the daemon's API."""
     with connect(args) as daemon:
-        if args.action == "reset":
-            result = daemon.call("instruments", "reset", args.instrument_id)
-        else:
-            result = daemon.call("instruments", "list")
+        result = daemon.call("instruments", "reset", args.instrument_id)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    elif args.action == "reset":
-        sys.stdout.write(
-            f"{result['instrument']}: interlock reset; runs can start on it again\n"
-            if not result["latched"]
-            else f"{result['instrument']}: the interlock is still latched\n"
-        )
+    elif not result["latched"]:
+        sys.stdout.write(f"{result['instrument']}: interlock reset; runs can start on it again\n")
     else:
-        for item in result:
-            trip = f"  trip: {item['trip']}" if item.get("trip") else ""
-            error = f"  {item['error']}" if item.get("error") else ""
-            sys.stdout.write(f"{item['id']:<16} {item['state']:<13}{trip}{error}\n")
-    return 0 if args.action == "list" or not result["latched"] else 1
+        sys.stdout.write(f"{result['instrument']}: the interlock is still latched\n")
+    return 0 if not result["latched"] else 1
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m hal.cli serve ...`
+if __name__ == "__main__":  # pragma: no cover - `python -m galvana.instrument serve ...`
     parser = argparse.ArgumentParser(prog="galvana instrument")
     configure(parser)
     sys.exit(run(parser.parse_args()))

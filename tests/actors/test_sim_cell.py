@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 import physics
-from hal.cli import build_model
+from actors.sim_cell import DEFAULT_SCENARIO, PhysicsModel, build_model
 from hal.driver import Samples, Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import SimulatorError
 from hal.sim import DriftSpec, NoiseSpec, RandlesModel, ScpiServer, SimPotentiostat
-from hal.sim.physics_model import DEFAULT_SCENARIO, PhysicsModel
 from runtime.waveforms import CyclicVoltammetry
 
 ROOT = Path(__file__).resolve().parents[2]

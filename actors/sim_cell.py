@@ -1,9 +1,11 @@
 """The true cell simulated by Galvana's physics engine, advanced in lockstep.
 
-This is the one module of ``hal`` that imports ``physics``: the simulated
-potentiostat stands in for the real world, whose truth is the physics engine's
-(``hal`` otherwise depends on nothing of ours but ``runtime``). Nothing else in
-``hal`` imports this module; ``galvana instrument serve`` chooses it.
+The simulated potentiostat (:class:`hal.sim.potentiostat.SimPotentiostat`) stands in
+for the real world; it takes its hidden cell through hal's
+:class:`~hal.sim.models.CurrentModel` protocol, and here the physics engine meets it.
+This piece needs both ``hal`` and ``physics``, so it lives above both: the daemon's
+simulated instruments (:class:`actors.instruments.SimulatorPark`) and ``galvana
+instrument serve`` choose it with :func:`build_model`.
 
 The scenario describes the chemistry, electrode and cell; its waveform is ignored
 (the instrument applies what it is programmed with). Parameters are the scenario's
@@ -15,6 +17,7 @@ state carries over unchanged, as in a real cell whose electrode slowly fouls.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,14 +28,17 @@ import numpy.typing as npt
 
 import physics
 from hal.errors import SimulatorError
+from hal.sim.models import CurrentModel, RandlesModel
 from physics.simulation import Scales, SimulationState
 
-__all__ = ["DEFAULT_SCENARIO", "PhysicsModel"]
+__all__ = ["DEFAULT_SCENARIO", "PhysicsModel", "build_model"]
+
+logger = logging.getLogger("galvana.actors.sim_cell")
 
 FloatArray = npt.NDArray[np.float64]
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "simulated-cell.yaml"
-"""The scenario ``galvana instrument serve`` simulates when given none."""
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "simulated-cell.yaml"
+"""The scenario a simulated potentiostat simulates when given none."""
 
 
 class PhysicsModel:
@@ -98,6 +104,31 @@ class PhysicsModel:
             )
         self.scenario = changed
         self._build(changed, self.horizon, self.min_time_step)
+
+
+def build_model(scenario: str | None, model: str) -> CurrentModel:
+    """The hidden cell of a simulated potentiostat for these options.
+
+    ``physics`` (and ``auto``, the default): the physics engine on ``scenario``, or on
+    ``examples/simulated-cell.yaml`` when none is given; ``auto`` falls back to the
+    Randles cell when that file is missing. ``randles``: the built-in Randles cell (no
+    scenario).
+    """
+    if model == "randles":
+        if scenario is not None:
+            raise SimulatorError(
+                f"--scenario {scenario!r} needs the physics model; accepted: --model physics "
+                "or auto with --scenario, or --model randles without it"
+            )
+        return RandlesModel()
+    if scenario is None and not DEFAULT_SCENARIO.exists():
+        if model == "physics":
+            raise SimulatorError(
+                f"--model physics without --scenario needs {DEFAULT_SCENARIO}; it is missing"
+            )
+        logger.warning("%s is missing; serving a Randles cell", DEFAULT_SCENARIO)
+        return RandlesModel()
+    return PhysicsModel(scenario if scenario is not None else DEFAULT_SCENARIO)
 
 
 def _name(scenario: object) -> str:
