@@ -29,6 +29,7 @@ from twins.spec import load_twin_spec
 
 __all__ = ["CALIBRATE"]
 
+
 class _Calibrate:
     """``galvana calibrate RUN... --model TWIN.yaml [--report DIR] [--units ...]``."""
 

@@ -104,10 +104,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # The simulated instrument and the physics engine (numba) load only to serve: `list`
     # and `reset` stay light.
-    from actors.sim_cell import build_model
-    from hal.errors import SimulatorError
-    from hal.sim.potentiostat import DriftSpec, SimPotentiostat
-    from hal.sim.server import LOOPBACK, ScpiServer
+    from actors.sim_cell import build_model  # noqa: PLC0415
+    from hal.errors import SimulatorError  # noqa: PLC0415
+    from hal.sim.potentiostat import DriftSpec, SimPotentiostat  # noqa: PLC0415
+    from hal.sim.server import LOOPBACK, ScpiServer  # noqa: PLC0415
 
     model = build_model(args.scenario, args.model)
     drift = [DriftSpec.parse(d) for d in args.drift]

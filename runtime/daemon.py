@@ -59,7 +59,6 @@ from runtime.event_store import EventStore
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.supervisor import (
-    ChildSpec,
     SupervisorRef,
     SupervisorSpec,
     start_supervisor,
