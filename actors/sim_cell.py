@@ -29,7 +29,8 @@ import numpy.typing as npt
 import physics
 from hal.errors import SimulatorError
 from hal.sim.models import CurrentModel, RandlesModel
-from physics.simulation import Scales, SimulationState
+from physics.scales import Scales
+from physics.simulation import SimulationState
 
 __all__ = ["DEFAULT_SCENARIO", "PhysicsModel", "build_model"]
 

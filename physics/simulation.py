@@ -3,7 +3,10 @@
 :func:`simulate` runs a scenario's waveform; :class:`Simulator` advances a state along
 an arbitrary applied-potential trace chunk by chunk (the twin's lockstep mode);
 :func:`simulate_batch` runs many parameter sets in parallel. Internally everything is
-dimensionless (see :class:`Scales`); inputs and outputs are SI.
+dimensionless (see :class:`~physics.scales.Scales`); inputs and outputs are SI.
+
+The 2D engine (:mod:`physics.engines.fenicsx`) is reached from here, never the other
+way: both return :class:`~physics.result.SimulationResult`, which lives on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +25,8 @@ import numpy.typing as npt
 from physics.engines.numba import _model
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
+from physics.result import SimulationResult
+from physics.scales import Scales
 from physics.scenario import (
     GEOMETRIES_2D,
     Background,
@@ -32,7 +37,6 @@ from physics.scenario import (
     load_scenario,
 )
 from physics.waveforms import TimeSteps, time_steps, trace_steps
-from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.waveforms import initial_potential
 
 __all__ = [
@@ -67,69 +71,6 @@ _RADIUS_FRACTION = 0.02
 # the bulk concentrations set the scales too, but they are parameters: a value other
 # than the scales' is simply a factor in them.)
 _SCALE_ENTRIES = re.compile(r"^(cell\.T|electrode\.\w+|species\.[^.]+\.c_bulk)$")
-
-
-@dataclass(frozen=True, slots=True)
-class Scales:
-    """Reference scales that make the problem dimensionless.
-
-    ``D_ref`` (m^2/s) the largest diffusion coefficient, ``t_ref`` (s) the horizon,
-    ``L`` = sqrt(D_ref t_ref) (m), ``c_ref`` (mol/m^3) the largest bulk concentration,
-    ``f`` = F/(R T) (1/V), ``area`` (m^2) the electrode area and ``I_scale`` =
-    F A D_ref c_ref / L (A).
-    """
-
-    D_ref: float
-    t_ref: float
-    L: float
-    c_ref: float
-    f: float
-    I_scale: float
-    area: float
-
-    @classmethod
-    def of(cls, scenario: Scenario, horizon: float) -> Scales:
-        """Scales for ``scenario`` simulated over ``horizon`` seconds."""
-        D_ref = max(s.D for s in scenario.species)
-        c_ref = max(s.c_bulk for s in scenario.species)
-        L = math.sqrt(D_ref * horizon)
-        f = FARADAY / (GAS_CONSTANT * scenario.cell.T)
-        area = scenario.electrode.area
-        I_scale = FARADAY * area * D_ref * c_ref / L
-        return cls(D_ref=D_ref, t_ref=horizon, L=L, c_ref=c_ref, f=f, I_scale=I_scale, area=area)
-
-
-@dataclass(frozen=True, slots=True)
-class SimulationResult:
-    """Currents along a simulated (or lockstep-driven) experiment.
-
-    ``t`` (s), ``E_applied`` (V), ``E`` the interfacial potential (V; equal to
-    ``E_applied`` when Ru = 0), ``I`` (A, anodic positive). ``sensitivities`` maps a
-    parameter key path to dI/dp (A per SI unit of p) at every sample. ``profiles``
-    (frames, species, points; mol/m^3) at times ``profile_t`` on the grid ``x`` (m,
-    distance from the electrode surface), when requested.
-    """
-
-    t: FloatArray
-    E_applied: FloatArray
-    E: FloatArray
-    I: FloatArray  # noqa: E741 - the electrochemical symbol for current
-    species: tuple[str, ...]
-    steps: int
-    grid_points: int
-    elapsed_s: float
-    waveform: str
-    sensitivities: Mapping[str, FloatArray] = field(default_factory=dict)
-    x: FloatArray | None = None
-    profile_t: FloatArray | None = None
-    profiles: FloatArray | None = None
-
-    def sensitivity_matrix(self, names: Sequence[str] | None = None) -> FloatArray:
-        """dI/dp as a (samples, parameters) array, columns in the order of ``names``."""
-        keys = list(self.sensitivities) if names is None else list(names)
-        if not keys:
-            return np.zeros((self.I.size, 0))
-        return np.stack([self.sensitivities[k] for k in keys], axis=1)
 
 
 @dataclass(frozen=True, slots=True)

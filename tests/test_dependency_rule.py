@@ -76,7 +76,10 @@ def imported(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
             and isinstance(node.args[0].value, str)
             and (
                 (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
-                or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))
+                or (
+                    isinstance(node.func, ast.Name)
+                    and node.func.id in ("import_module", "__import__")
+                )
             )
         ):
             yield node.lineno, node.args[0].value
@@ -149,3 +152,22 @@ def test_the_walker_sees_every_kind_of_import(tmp_path: Path) -> None:
         "hal/probe.py:6: tui._app.run_app",
         "hal/probe.py:7: galvana.cli",
     ]
+
+
+def test_the_engines_never_import_the_simulation_api() -> None:
+    """``physics.simulation`` dispatches to the engines; they return what it returns
+    (``physics.result``) without importing it, or ``physics`` itself (whose
+    ``__init__`` imports it): the import graph has no circle there."""
+    physics = ROOT / "physics"
+    submodules = {p.stem for p in physics.glob("*.py")} | {
+        p.name for p in physics.iterdir() if p.is_dir()
+    }
+    found = []
+    for path in sorted((physics / "engines").rglob("*.py")):
+        for line, name in imported(path):
+            parts = name.split(".")
+            if parts[0] != "physics":
+                continue
+            if len(parts) == 1 or parts[1] not in submodules or parts[1] == "simulation":
+                found.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert found == []

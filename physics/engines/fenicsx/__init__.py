@@ -44,8 +44,8 @@ from physics.engines.fenicsx._launcher import (
 from physics.engines.fenicsx._process import WorkerProcess
 from physics.engines.numba._model import starts_away_from_rest
 from physics.errors import EngineUnavailableError, ParameterError, ScenarioError
+from physics.result import SimulationResult
 from physics.scenario import Background, Scenario
-from physics.simulation import SimulationResult
 from physics.waveforms import TimeSteps, time_steps
 from runtime.waveforms import initial_potential
 

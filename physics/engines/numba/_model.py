@@ -21,6 +21,7 @@ from physics.engines.numba._bdf import MAX_ORDER
 from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, mhc_table
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import NumericalError, ParameterError
+from physics.scales import Scales
 from physics.scenario import Scenario
 from runtime.constants import FARADAY, GAS_CONSTANT
 
@@ -148,18 +149,14 @@ class Outputs:
         )
 
 
-def build(sc: Scenario, scales: object) -> Model:
-    """The dimensionless model of ``sc`` in ``scales`` (a :class:`physics.simulation.Scales`)."""
-    D_ref: float = scales.D_ref  # type: ignore[attr-defined]
-    c_ref: float = scales.c_ref  # type: ignore[attr-defined]
-    t_ref: float = scales.t_ref  # type: ignore[attr-defined]
-    L: float = scales.L  # type: ignore[attr-defined]
-    f: float = scales.f  # type: ignore[attr-defined]
-    I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+def build(sc: Scenario, scales: Scales) -> Model:
+    """The dimensionless model of ``sc`` in ``scales``."""
+    D_ref, c_ref, t_ref = scales.D_ref, scales.c_ref, scales.t_ref
+    L, f, I_scale = scales.L, scales.f, scales.I_scale
     # The area may differ from the one the scales were made with (a calibrated area):
     # the faradaic current scales with it, the ohmic drop with the current, and the
     # capacitance (an absolute one, F) shrinks relative to the faradaic part.
-    a = sc.electrode.area / scales.area  # type: ignore[attr-defined]
+    a = sc.electrode.area / scales.area
     charge = f * t_ref * I_scale * a
     bg = sc.background
     names = tuple(s.name for s in sc.species)
@@ -273,7 +270,7 @@ class ParameterMap:
 _INDEXED = re.compile(r"^(kinetics|chemistry)(?:\[(\d+)\])?\.(\w+)$")
 
 
-def parameter_map(sc: Scenario, model: Model, scales: object, names: Sequence[str]) -> ParameterMap:
+def parameter_map(sc: Scenario, model: Model, scales: Scales, names: Sequence[str]) -> ParameterMap:
     """Kernel parameters for the key paths ``names`` (validated by the caller)."""
     S = model.d.size
     entries = [_parameter(sc, model, scales, name) for name in names]
@@ -306,13 +303,9 @@ class _Entry:
     output: int = OUT_NONE
 
 
-def _parameter(sc: Scenario, model: Model, scales: object, name: str) -> _Entry:
-    D_ref: float = scales.D_ref  # type: ignore[attr-defined]
-    L: float = scales.L  # type: ignore[attr-defined]
-    f: float = scales.f  # type: ignore[attr-defined]
-    t_ref: float = scales.t_ref  # type: ignore[attr-defined]
-    c_ref: float = scales.c_ref  # type: ignore[attr-defined]
-    I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+def _parameter(sc: Scenario, model: Model, scales: Scales, name: str) -> _Entry:
+    D_ref, L, f = scales.D_ref, scales.L, scales.f
+    t_ref, c_ref, I_scale = scales.t_ref, scales.c_ref, scales.I_scale
     zero = np.zeros(model.d.size)
     m = _INDEXED.match(name)
     if name in ("background.offset", "background.slope"):
