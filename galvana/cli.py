@@ -69,7 +69,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "calibrate a model on recorded runs: posterior, adequacy, report",
     ),
     "instrument": (
-        "hal.cli",
+        "galvana.instrument",
         "",
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,6 +30,17 @@ def test_help_lists_the_subcommands() -> None:
     assert out.returncode == 0
     for command in ("demo", "bench", "doctor"):
         assert f"    {command} " in out.stdout
+
+
+def test_every_command_of_the_table_has_a_module() -> None:
+    from galvana.cli import COMMANDS
+
+    missing = [
+        f"{name}: {module}"
+        for name, (module, _, _) in COMMANDS.items()
+        if importlib.util.find_spec(module) is None
+    ]
+    assert missing == []
 
 
 def test_bench_help_lists_the_suites_without_a_traceback() -> None:
