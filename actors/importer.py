@@ -48,10 +48,14 @@ __all__ = [
     "CHUNK_ROWS",
     "Imports",
     "Prepared",
+    "check_spec",
+    "duplicate_message",
+    "holder_of",
     "import_events",
     "prepare",
     "record_offline",
     "replay_spec_of_import",
+    "sample_batches",
 ]
 
 FloatArray = npt.NDArray[np.float64]

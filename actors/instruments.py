@@ -46,6 +46,7 @@ __all__ = [
     "InstrumentSetupError",
     "Instruments",
     "SimulatorPark",
+    "build_instruments",
     "parse_instruments",
 ]
 

@@ -32,7 +32,14 @@ from runtime.waveforms import (
 if TYPE_CHECKING:
     from twins.spec import TwinSpec
 
-__all__ = ["RunLimits", "RunLimitsError", "check_run_limits", "parse_run_limits"]
+__all__ = [
+    "RunLimits",
+    "RunLimitsError",
+    "check_run_limits",
+    "parse_run_limits",
+    "potential_travel",
+    "waveform_segments",
+]
 
 
 class RunLimitsError(GalvanaError):

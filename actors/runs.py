@@ -43,7 +43,7 @@ from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
-__all__ = ["Runs", "replay_procedure"]
+__all__ = ["Runs", "acquire_procedure", "replay_procedure"]
 
 Speed = Annotated[float, msgspec.Meta(gt=0)] | Literal["max"]
 """A replay's speed: a factor of real time (> 0), or ``max`` (as fast as it goes)."""

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from runtime.errors import GalvanaError
 
-__all__ = ["main"]
+__all__ = ["BENCH", "BENCH_SUITES", "COMMANDS", "DOCTOR", "main"]
 
 
 class _Command(Protocol):

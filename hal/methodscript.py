@@ -46,8 +46,12 @@ from runtime.waveforms import (
 
 __all__ = [
     "CURRENT_RANGE_CODES",
+    "CURRENT_TYPES",
     "OFFSET",
+    "POTENTIAL_TYPES",
     "SI_PREFIXES",
+    "STATUS_FLAGS",
+    "TIME_TYPES",
     "Event",
     "PacketParser",
     "Parsed",
@@ -55,6 +59,7 @@ __all__ = [
     "literal",
     "parse_literal",
     "script_for",
+    "status_flags",
 ]
 
 FloatArray = npt.NDArray[np.float64]

@@ -57,6 +57,11 @@ from runtime.waveforms import (
 )
 
 __all__ = [
+    "ENGINES",
+    "GEOMETRIES_1D",
+    "GEOMETRIES_2D",
+    "KINETICS_MODELS",
+    "MECHANISMS",
     "Background",
     "Bulk",
     "Cell",
@@ -64,9 +69,13 @@ __all__ = [
     "Chronoamperometry",
     "CyclicVoltammetry",
     "Electrode",
+    "Engine",
+    "Geometry",
     "InitialState",
     "Kinetics",
+    "KineticsModel",
     "LinearSweep",
+    "Mechanism",
     "Numerics",
     "Piecewise",
     "PotentialStep",
@@ -77,6 +86,7 @@ __all__ = [
     "Waveform",
     "canonical_parameter",
     "load_scenario",
+    "with_numerics",
 ]
 
 Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]

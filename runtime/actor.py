@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from runtime.event_bus import EventBus
 
-__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed"]
+__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed", "start_linked"]
 
 logger = logging.getLogger("galvana.actor")
 

@@ -41,6 +41,7 @@ from runtime.errors import MessageError
 __all__ = [
     "ARRAY_DTYPES",
     "ARRAY_EXT",
+    "DEFAULT_LIMITS",
     "ArraySpec",
     "Bool1D",
     "DecodeLimits",

@@ -33,7 +33,14 @@ from typing import Literal
 from runtime.errors import BackpressureTimeout, BusError, SubscriptionClosed
 from runtime.messages import Lagged
 
-__all__ = ["BusStatistics", "EventBus", "Subscription", "SubscriptionStatistics", "topic_matches"]
+__all__ = [
+    "LAGGED_TOPIC",
+    "BusStatistics",
+    "EventBus",
+    "Subscription",
+    "SubscriptionStatistics",
+    "topic_matches",
+]
 
 Mode = Literal["lossy", "lossless"]
 

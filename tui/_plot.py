@@ -29,7 +29,7 @@ from tui._raster import (
     nice_range,
 )
 
-__all__ = ["Band", "Line", "Plot"]
+__all__ = ["Band", "Layer", "Line", "Plot"]
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -40,7 +40,7 @@ import torch
 
 from twins.residuals import lag1, lag1_columns, neighbour_pairs
 
-__all__ = ["Adequacy", "Consistency", "ParameterConsistency", "assess", "consistency"]
+__all__ = ["WIDENING", "Adequacy", "Consistency", "ParameterConsistency", "assess", "consistency"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -106,6 +106,7 @@ __all__ = [
     "SegmentData",
     "adequacy_of",
     "blocks_of",
+    "derive_seed",
     "fit_posterior",
     "identifiability_warnings",
     "informative_times",
@@ -113,6 +114,7 @@ __all__ = [
     "misfit_warnings",
     "nuts_posterior",
     "residual_lag1",
+    "seeded",
     "svi_refine",
 ]
 

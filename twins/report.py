@@ -30,7 +30,7 @@ from physics.units import to_si
 from twins.experiments import Calibration
 from twins.spec import parameter_quantity
 
-__all__ = ["DisplayUnit", "parse_units", "posterior_table", "write_report"]
+__all__ = ["DisplayUnit", "parse_units", "posterior_table", "report_plain", "write_report"]
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -74,7 +74,9 @@ __all__ = [
     "UniformPrior",
     "load_twin_spec",
     "parameter_quantity",
+    "prior_median",
     "protocol_waveform",
+    "resolve_document",
 ]
 
 FloatArray = npt.NDArray[np.float64]

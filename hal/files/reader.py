@@ -27,7 +27,17 @@ from hal.files.errors import (
 )
 from hal.files.recording import Recording
 
-__all__ = ["MAX_FILE_BYTES", "READERS", "FileReader", "complete", "detect", "read_recording"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "READERS",
+    "FileReader",
+    "complete",
+    "detect",
+    "digest",
+    "file_summary",
+    "read_bytes",
+    "read_recording",
+]
 
 MAX_FILE_BYTES: Final = 2 * 1024**3
 """The largest file read (2 GiB); a bigger one is refused rather than exhausting memory."""

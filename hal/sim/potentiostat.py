@@ -58,6 +58,9 @@ from runtime.waveforms import potential_at
 
 __all__ = [
     "CURRENT_RANGES",
+    "E_LIMIT",
+    "MAX_COMPLIANCE",
+    "MAX_SAMPLE_RATE",
     "RECORD",
     "DriftSpec",
     "Faults",

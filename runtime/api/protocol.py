@@ -54,11 +54,13 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "call_request",
+    "decode_body",
     "encode_frame",
     "error_reply",
     "ok_reply",
     "parse_request",
     "reply_result",
+    "request_id_of",
 ]
 
 PROTOCOL_VERSION: Final = 1

@@ -32,6 +32,19 @@ def test_help_lists_the_subcommands() -> None:
         assert f"    {command} " in out.stdout
 
 
+def test_python_m_galvana_is_the_same_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "galvana", "frobnicate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2  # main()'s status reaches the shell
+    assert "usage: galvana" in out.stderr
+    assert "invalid choice: 'frobnicate'" in out.stderr
+
+
 def test_every_command_of_the_table_has_a_module() -> None:
     from galvana.cli import COMMANDS
 

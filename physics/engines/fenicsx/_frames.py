@@ -24,6 +24,7 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "PROTOCOL",
     "Done",
+    "Frame",
     "FrameReader",
     "Hello",
     "MeshFrame",
