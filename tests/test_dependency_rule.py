@@ -117,6 +117,25 @@ def test_the_vocabulary_stands_on_itself() -> None:
     assert found == []
 
 
+def test_architecture_md_states_the_rule_this_test_holds() -> None:
+    """The rule as ARCHITECTURE.md tells it is the rule as held here."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    block = text.split("## The dependency rule")[1].split("```")[1]
+    said = {}
+    for line in block.strip().splitlines():
+        package, _, allowed = (part.strip() for part in line.partition("->"))
+        said[package] = allowed.split(";")[0]
+    words = {
+        "anything": ALLOWED["galvana"],
+        "runtime's shared vocabulary only": VOCABULARY,
+        "nothing of ours": (),
+    }
+    assert said.keys() == ALLOWED.keys()
+    for package, allowed in said.items():
+        expected = words.get(allowed, tuple(a.split(" (")[0] for a in allowed.split(", ")))
+        assert expected == ALLOWED[package], package
+
+
 def test_the_composition_root_is_the_console_script() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'galvana = "galvana.cli:main"' in pyproject
