@@ -52,6 +52,9 @@ __all__ = ["AcquireProcedure", "cycle_origin", "expected_current_range", "protoc
 
 logger = logging.getLogger("galvana.acquire")
 
+# How long closing waits for the pump thread (it may be handing on one last batch).
+_PUMP_JOIN_S = 2.0
+
 
 def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
     """A current range (A) for measuring ``protocol`` on a cell like ``model``: the model's
@@ -187,6 +190,21 @@ class AcquireProcedure:
             self._emergency_stop(f"run {self.context.run_id} aborted")
         finally:
             self._close()
+
+    def close(self) -> None:
+        """The run has ended: stop the instrument if it still acquires for it, end the
+        subscriptions, and wait (briefly) for the pump to finish what it was handing on."""
+        self._halt()
+        self._close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_PUMP_JOIN_S)
+            if thread.is_alive():
+                logger.warning(
+                    "run %s: the acquisition pump did not finish within %s s",
+                    self.context.run_id,
+                    _PUMP_JOIN_S,
+                )
 
     # --- driving the instrument ------------------------------------------------------------
 

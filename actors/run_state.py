@@ -62,6 +62,7 @@ class RunRecord:
     reason: str = ""
     updated: datetime | None = None
     samples: int = 0
+    """Durable samples: recorded in the event log, before the run's final state."""
     batches: int = 0
     transitions: tuple[tuple[str, str], ...] = field(default=())
 
@@ -89,8 +90,16 @@ class RunRecord:
                 transitions=(*self.transitions, (event.state, event.reason)),
             )
         if isinstance(event, SampleBatch):
-            return replace(self, samples=self.samples + len(event), batches=self.batches + 1)
+            if self.state in FINAL_STATES:
+                # A finished run's stream is closed: samples after its final state (in a
+                # log written before the recorder enforced that) are not the run's.
+                return self
+            return self.with_samples(1, len(event))
         return self
+
+    def with_samples(self, batches: int, samples: int) -> RunRecord:
+        """This record with ``batches`` more durable batches holding ``samples`` samples."""
+        return replace(self, samples=self.samples + samples, batches=self.batches + batches)
 
 
 def fold(events: Iterable[object]) -> RunRecord | None:

@@ -3,7 +3,9 @@
 At start it rebuilds every run's record by folding its stream in the event log, and
 marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
 ``interrupted``: they are never silently lost. Afterwards it keeps the records current
-from the bus (``run/*/state``, ``run/*/samples``).
+from the bus: ``run/*/created`` and ``run/*/state`` (committed before they are
+published) and the recorder's :class:`~runtime.messages.SamplesRecorded`, so the sample
+counts it shows are durable counts, never samples still in flight.
 
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
@@ -20,6 +22,7 @@ from typing import Any
 
 import pykka
 
+from actors.recorder import SAMPLES_TOPIC
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_state import FINAL_STATES, RunRecord, fold
@@ -29,7 +32,7 @@ from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
+from runtime.messages import RunCreated, RunStateChanged, SamplesRecorded, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["Runs", "replay_procedure"]
@@ -55,26 +58,29 @@ class Runs(Supervisor):
         super().__init__(spec)
         self.services = services
         self.records: dict[str, RunRecord] = {}
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     def on_start(self) -> None:
         super().on_start()
         ref = self.actor_ref
-        self._sub = self.services.bus.subscribe(
-            "run/**", mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
-        )
+        self._subs = [
+            self.services.bus.subscribe(
+                pattern, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+            )
+            for pattern in ("run/*/created", "run/*/state", SAMPLES_TOPIC)
+        ]
         self._rebuild()
 
     def on_stop(self) -> None:
         super().on_stop()  # the runs stop first (reverse order), recording how they ended
         self._drain()
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def on_failure(self, *exc_info: object) -> None:
         super().on_failure(*exc_info)
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def _rebuild(self) -> None:
         store = self.services.store
@@ -112,17 +118,22 @@ class Runs(Supervisor):
         return super().on_receive(message)
 
     def _drain(self) -> None:
-        if self._sub is None:
-            return
-        for _, event in self._sub.drain():
-            if isinstance(event, RunCreated):
-                self.records[event.run_id] = RunRecord(
-                    event.run_id, "idle", event.created, event.spec, event.source
-                )
-            elif isinstance(event, RunStateChanged | SampleBatch):
-                record = self.records.get(event.run_id)
-                if record is not None:
-                    self.records[event.run_id] = record.apply(event)
+        for sub in self._subs:
+            for _, event in sub.drain():
+                if isinstance(event, RunCreated):
+                    self.records[event.run_id] = RunRecord(
+                        event.run_id, "idle", event.created, event.spec, event.source
+                    )
+                elif isinstance(event, RunStateChanged):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.apply(event)
+                elif isinstance(event, SamplesRecorded):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.with_samples(
+                            event.batches, event.samples
+                        )
 
     # --- the API ---------------------------------------------------------------------
 

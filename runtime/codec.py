@@ -58,6 +58,7 @@ __all__ = [
     "message_from_plain",
     "message_types",
     "pack_plain",
+    "peek_tag",
     "unpack_plain",
 ]
 
@@ -384,6 +385,35 @@ def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
     """
     obj = _unpack(data, limits)
     return _to_message(obj, "<frame>", 0, limits.max_depth)
+
+
+def peek_tag(data: bytes) -> str:
+    """The tag of an encoded message, read from its first bytes without decoding the rest
+    (to find messages of one kind in a long log cheaply). Raises :class:`MessageError`
+    if ``data`` does not start like ``[tag, ...]``."""
+    view = memoryview(data)
+    if len(view) < 2:
+        raise MessageError("too short to hold a message")
+    head = view[0]
+    # The array header: fixarray, array 16 or array 32.
+    pos = 1 if 0x90 <= head <= 0x9F else 3 if head == 0xDC else 5 if head == 0xDD else 0
+    if pos == 0 or len(view) <= pos:
+        raise MessageError("a message is an array [tag, fields...]")
+    kind = view[pos]
+    if 0xA0 <= kind <= 0xBF:  # fixstr
+        start, size = pos + 1, kind & 0x1F
+    elif kind == 0xD9 and len(view) > pos + 1:  # str 8
+        start, size = pos + 2, view[pos + 1]
+    elif kind == 0xDA and len(view) > pos + 2:  # str 16
+        start, size = pos + 3, int.from_bytes(view[pos + 1 : pos + 3], "big")
+    else:
+        raise MessageError("message tag must be a string")
+    if len(view) < start + size:
+        raise MessageError("message tag is truncated")
+    try:
+        return bytes(view[start : start + size]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError("message tag is not UTF-8") from None
 
 
 def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:

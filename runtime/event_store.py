@@ -961,6 +961,37 @@ class EventStore:
                 return
             from_seq = page[-1][0] + 1
 
+    def read_reversed(
+        self, stream: str, before_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Committed events of ``stream`` newest first, from ``before_seq - 1`` down (from
+        the last event when None): how a stream's last event of some kind is found without
+        reading the whole stream. Yields ``(seq, data)``."""
+        prefix = self._prefix(stream)
+        plen = len(prefix)
+        unpack_from = _SEQ.unpack_from
+        upper = prefix + (_LAST_KEY_SUFFIX if before_seq is None else _SEQ.pack(max(before_seq, 1)))
+        while True:
+            page: list[tuple[int, bytes]] = []
+            page_bytes = 0
+            with self._read_txn() as txn:
+                cursor = txn.cursor()
+                # The first key at or after ``upper`` (or none): step back from there.
+                found = cursor.prev() if cursor.set_range(upper) else cursor.last()
+                while found:
+                    key, value = cursor.item()
+                    if not key.startswith(prefix) or len(key) != plen + 8:
+                        break
+                    page.append((unpack_from(key, plen)[0], value))
+                    page_bytes += len(value)
+                    if len(page) >= _READ_PAGE_EVENTS or page_bytes >= _READ_PAGE_BYTES:
+                        break
+                    found = cursor.prev()
+            yield from page
+            if len(page) < _READ_PAGE_EVENTS and page_bytes < _READ_PAGE_BYTES:
+                return
+            upper = prefix + _SEQ.pack(page[-1][0])
+
     def wait_appended(self, stream: str, after_seq: int, *, timeout: float | None = None) -> int:
         """Block until ``stream`` has an event after ``after_seq``; returns its last seq number.
 

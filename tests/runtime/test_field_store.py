@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from runtime.errors import FieldStoreError
 from runtime.field_store import DEFAULT_CHUNK_BYTES, FieldStore, RunFields
@@ -57,10 +57,11 @@ def test_many_small_batches_read_back_with_plain_zarr(fields: FieldStore) -> Non
     assert dict(potential.attrs) == {"units": "V", "long_name": "potential"}
     assert dict(flag_array.attrs) == {"units": "1", "long_name": "flags", "bit0": "clip"}
     assert potential.metadata.dimension_names == ("sample",)  # type: ignore[union-attr]
-    # Chunked along time only, about 1 MiB per chunk, Blosc lz4 + shuffle.
+    # Chunked along time only, about 1 MiB per chunk, Blosc lz4 + shuffle, checksummed.
     assert potential.chunks == (DEFAULT_CHUNK_BYTES // 8,)
     assert flag_array.chunks == (DEFAULT_CHUNK_BYTES,)
-    (codec,) = potential.compressors
+    codec, checksum = potential.compressors
+    assert isinstance(checksum, Crc32cCodec)
     assert isinstance(codec, BloscCodec)
     assert codec.cname.value == "lz4"
     assert codec.shuffle is not None
