@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pykka
 
-from actors.run_state import FINAL_STATES, run_stream
+from actors.run_state import FINAL_STATES, run_stream, sample_batches
 from actors.services import Services
 from runtime.actor import Actor, exposed
 from runtime.codec import decode, encode, peek_tag
@@ -86,9 +86,7 @@ _SAMPLE_CHUNK_ROWS: Final = 16_384
 _REFUSAL_LOG_INTERVAL_S: Final = 10.0
 # Rows gathered before a rebuild appends them to the arrays.
 _REBUILD_BLOCK_ROWS: Final = 1 << 16
-# The wire tags of SampleBatch and RunStateChanged, which never change.
-_SAMPLES_TAG: Final = "samples"
-_STATE_TAG: Final = "run.state"
+_STATE_TAG: Final = "run.state"  # the wire tag of RunStateChanged, which never changes
 
 
 def stream_of(topic: str) -> str:
@@ -460,7 +458,7 @@ class _ArrayChecker:
             self._rebuild(run_id, path, last, why)
         elif seq < last:
             run = self.fields.run(run_id)
-            added = self._append_from_log(run, stream, seq + 1)
+            added = self._append_blocks(run, _sample_blocks(self.store, run_id, seq + 1, last))
             if added is None:
                 return
             if added:
@@ -468,8 +466,7 @@ class _ArrayChecker:
             run.update_attrs({RECORDED_SEQ_ATTR: last, RECORDED_SAMPLES_ATTR: rows + added})
 
     def _rebuild(self, run_id: str, path: Path, last: int, why: str) -> None:
-        stream = run_stream(run_id)
-        blocks = _sample_blocks(self.store, stream, 1)
+        blocks = _sample_blocks(self.store, run_id, 1, last)
         first = next(blocks, None)
         if first is None and not path.exists():
             return  # no samples, no arrays: nothing to do
@@ -488,26 +485,20 @@ class _ArrayChecker:
         for name in SAMPLE_ARRAYS:
             run.remove(name)
         _create_sample_arrays(run)
-        rest = self._append_from_log(
-            run, stream, 1, itertools.chain([first] if first else [], blocks)
-        )
+        rest = self._append_blocks(run, itertools.chain([first] if first else [], blocks))
         if rest is None:
             return
         run.update_attrs({RECORDED_SEQ_ATTR: last, RECORDED_SAMPLES_ATTR: rest})
         self.rebuilt += 1
         logger.info("run %s: sample arrays rebuilt from the log: %d samples", run_id, rest)
 
-    def _append_from_log(
-        self,
-        run: RunFields,
-        stream: str,
-        from_seq: int,
-        blocks: Iterator[tuple[npt.NDArray[Any], ...]] | None = None,
+    def _append_blocks(
+        self, run: RunFields, blocks: Iterator[tuple[npt.NDArray[Any], ...]]
     ) -> int | None:
-        """Append the samples of ``stream`` from ``from_seq`` on to ``run``'s arrays;
-        returns how many (None when stopped halfway)."""
+        """Append ``blocks`` of samples to ``run``'s arrays; returns how many (None when
+        stopped halfway)."""
         added = 0
-        for block in blocks if blocks is not None else _sample_blocks(self.store, stream, from_seq):
+        for block in blocks:
             if self._halt.is_set():
                 return None
             for name, column in zip(SAMPLE_ARRAYS, block, strict=True):
@@ -560,28 +551,16 @@ def _recorded_position(attrs: dict[str, Any] | None) -> tuple[int, int] | None:
 
 
 def _sample_blocks(
-    store: EventStore, stream: str, from_seq: int
+    store: EventStore, run_id: str, from_seq: int, to_seq: int
 ) -> Iterator[tuple[npt.NDArray[Any], ...]]:
-    """The samples of ``stream`` from ``from_seq`` on, in blocks of columns (t, E, I,
-    flags), up to the run's final state (samples after it are not the run's)."""
+    """The run's samples (:func:`~actors.run_state.sample_batches`) in events
+    ``from_seq..to_seq``, in blocks of columns (t, E, I, flags)."""
     columns: list[list[npt.NDArray[Any]]] = [[] for _ in SAMPLE_ARRAYS]
     rows = 0
-    for seq, data in store.read(stream, from_seq):
-        try:
-            tag = peek_tag(data)
-            if tag not in (_SAMPLES_TAG, _STATE_TAG):
-                continue
-            event = decode(data)
-        except MessageError as exc:
-            logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
-            continue
-        if isinstance(event, RunStateChanged):
-            if event.state in FINAL_STATES:
-                break
-            continue
+    for batch in sample_batches(store, run_id, from_seq, to_seq):
         for column, name in zip(columns, SAMPLE_ARRAYS, strict=True):
-            column.append(getattr(event, name))
-        rows += len(event)
+            column.append(getattr(batch, name))
+        rows += len(batch)
         if rows >= _REBUILD_BLOCK_ROWS:
             yield tuple(np.concatenate(c) for c in columns)
             columns = [[] for _ in SAMPLE_ARRAYS]

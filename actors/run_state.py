@@ -12,15 +12,28 @@ were live as ``interrupted``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from runtime.errors import CallError
+from runtime.codec import decode, peek_tag
+from runtime.errors import CallError, MessageError
+from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch
 
-__all__ = ["FINAL_STATES", "LIVE_STATES", "RunRecord", "check_transition", "fold", "run_stream"]
+__all__ = [
+    "FINAL_STATES",
+    "LIVE_STATES",
+    "RunRecord",
+    "check_transition",
+    "fold",
+    "run_stream",
+    "sample_batches",
+]
+
+logger = logging.getLogger("galvana.runs")
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
 LIVE_STATES: Final = frozenset({"running", "paused"})
@@ -111,3 +124,36 @@ def fold(events: Iterable[object]) -> RunRecord | None:
         elif record is not None:
             record = record.apply(event)
     return record
+
+
+# The wire tags of SampleBatch and RunStateChanged (stable, like every tag).
+_SAMPLES_TAG: Final = "samples"
+_STATE_TAG: Final = "run.state"
+
+
+def sample_batches(
+    store: EventStore, run_id: str, from_seq: int = 1, to_seq: int | None = None
+) -> Iterator[SampleBatch]:
+    """The run's sample batches in events ``from_seq..to_seq`` of its stream: what
+    :func:`fold` counts as its samples. They end at the run's final state (a finished
+    run's stream is closed; samples after it are not the run's); corrupt events are
+    skipped and logged, as folding skips them. Only the batches and state changes are
+    decoded, so the other events of a long stream cost little."""
+    stream = run_stream(run_id)
+    limit = None if to_seq is None else max(to_seq - from_seq + 1, 0)
+    if limit == 0:
+        return
+    for seq, data in store.read(stream, from_seq, limit):
+        try:
+            tag = peek_tag(data)
+            if tag not in (_SAMPLES_TAG, _STATE_TAG):
+                continue
+            event = decode(data)
+        except MessageError as exc:
+            logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+            continue
+        if isinstance(event, RunStateChanged):
+            if event.state in FINAL_STATES:
+                return
+        elif isinstance(event, SampleBatch):
+            yield event
