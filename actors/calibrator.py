@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
@@ -86,7 +86,7 @@ class Calibrator(Actor):
             f"run/{self.run_id}/samples",
             mode="lossless",
             maxsize=100_000,
-            on_ready=lambda: ref.tell(_DRAIN),
+            on_ready=waker(ref, _DRAIN),
         )
         self._drain()
 

@@ -45,7 +45,7 @@ import pykka
 
 from actors.run_state import FINAL_STATES, run_stream, sample_batches
 from actors.services import Services
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.codec import decode, encode, peek_tag
 from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
@@ -157,7 +157,7 @@ class Recorder(Actor):
         for pattern in RECORDED_TOPICS:
             self._subs.append(
                 self.bus.subscribe(
-                    pattern, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+                    pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
                 )
             )
         runs = [s.removeprefix("run/") for s in self.store.streams() if s.startswith("run/")]

@@ -18,6 +18,7 @@ made durable by the recorder before the command returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -163,7 +164,10 @@ class Run(Supervisor):
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:
-            self.stop()  # a transient child that finished: its supervisor forgets it
+            # A transient child that finished: its supervisor forgets it. (When the run
+            # is already stopping, at shutdown, there is nothing more to do.)
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.stop()
 
     # --- the procedure reports ----------------------------------------------------------
 

@@ -27,7 +27,7 @@ from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
-from runtime.actor import exposed
+from runtime.actor import exposed, waker
 from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
@@ -65,7 +65,7 @@ class Runs(Supervisor):
         ref = self.actor_ref
         self._subs = [
             self.services.bus.subscribe(
-                pattern, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+                pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
             )
             for pattern in ("run/*/created", "run/*/state", SAMPLES_TOPIC)
         ]

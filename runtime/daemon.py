@@ -286,6 +286,7 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             ready(root)
         status = _wait(root, stop)
         bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        _refuse_calls(root)
         root.stop(timeout=120)
         park.close()
         store.close()
@@ -300,6 +301,15 @@ def _log_to_file(handler: logging.Handler, text: str) -> None:
     """Log ``text`` as an error to the daemon's log file only: the terminal gets the same
     line from the command itself, once."""
     handler.handle(logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None))
+
+
+def _refuse_calls(root: SupervisorRef) -> None:
+    """Before the tree stops, have the API answer every call with ``unavailable`` (the
+    daemon is shutting down): a stopping tree would otherwise answer ``not_found``."""
+    try:
+        root.child_ref("api").proxy().shut_down().get(timeout=10)
+    except Exception as exc:  # no API (it failed, or is restarting): nothing to refuse
+        logger.info("the API could not be told the daemon is stopping: %r", exc)
 
 
 def _wait(root: SupervisorRef, stop: threading.Event) -> int:

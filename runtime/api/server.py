@@ -107,6 +107,8 @@ class _Connection:
     greeted: bool = False
     calls: int = 0
     subs: dict[int, tuple[Subscription, trio.CancelScope]] = field(default_factory=dict)
+    # The scopes of the calls in flight, cancelled (and answered) when the daemon stops.
+    call_scopes: set[trio.CancelScope] = field(default_factory=set)
 
 
 class ApiServer:
@@ -132,6 +134,8 @@ class ApiServer:
             max_bytes=config.max_frame_bytes, max_array_bytes=config.max_frame_bytes
         )
         self._connections = 0
+        self._open: set[_Connection] = set()
+        self._closing = False
         self._calls_limiter = trio.CapacityLimiter(max(4, config.max_calls_in_flight))
         self.addresses: list[str] = []
 
@@ -217,9 +221,11 @@ class ApiServer:
         async with trio.open_nursery() as nursery:
             conn = _Connection(transport, send, nursery)
             nursery.start_soon(self._writer, stream, receive)
+            self._open.add(conn)
             try:
                 await self._reader(conn, stream)
             finally:
+                self._open.discard(conn)
                 for sub, scope in conn.subs.values():
                     sub.close()
                     scope.cancel()
@@ -319,7 +325,20 @@ class ApiServer:
 
     # --- calls -------------------------------------------------------------------------
 
+    async def shut_down(self, grace_s: float = 2.0) -> None:
+        """Answer every call in flight with ``unavailable`` (the daemon is shutting down)
+        and refuse new ones; returns once those answers are sent, or after ``grace_s``."""
+        self._closing = True
+        for conn in self._open:
+            for scope in conn.call_scopes:
+                scope.cancel()
+        with trio.move_on_after(grace_s):
+            while any(c.calls or c.send.statistics().current_buffer_used for c in self._open):
+                await trio.sleep(0.01)
+
     def _start_call(self, conn: _Connection, call: Call) -> None:
+        if self._closing:
+            raise ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
         if conn.calls >= self.config.max_calls_in_flight:
             raise ApiError(
                 ErrorCode.LIMIT,
@@ -329,20 +348,25 @@ class ApiServer:
         conn.nursery.start_soon(self._call, conn, call)
 
     async def _call(self, conn: _Connection, call: Call) -> None:
-        try:
-            timeout = min(
-                call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
-            )
-            result = await trio.to_thread.run_sync(
-                partial(self._ask, call, timeout),
-                limiter=self._calls_limiter,
-                abandon_on_cancel=True,
-            )
-            reply = ok_reply(call.id, result)
-        except ApiError as exc:
-            reply = error_reply(call.id, exc.code, str(exc))
-        finally:
-            conn.calls -= 1
+        # Cancelled only by shut_down: the caller is told why instead of losing the line.
+        reply = error_reply(call.id, ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        with trio.CancelScope() as scope:
+            conn.call_scopes.add(scope)
+            try:
+                timeout = min(
+                    call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
+                )
+                result = await trio.to_thread.run_sync(
+                    partial(self._ask, call, timeout),
+                    limiter=self._calls_limiter,
+                    abandon_on_cancel=True,
+                )
+                reply = ok_reply(call.id, result)
+            except ApiError as exc:
+                reply = error_reply(call.id, exc.code, str(exc))
+            finally:
+                conn.call_scopes.discard(scope)
+                conn.calls -= 1
         await self._reply(conn, reply)
 
     def _ask(self, call: Call, timeout: float) -> object:
@@ -488,9 +512,18 @@ class ServerThread:
         finally:
             self._started.set()
 
+    def shut_down(self) -> None:
+        """Answer the calls in flight, and all later ones, with ``unavailable`` (the
+        daemon is shutting down); from any thread but the server's own."""
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run(self.server.shut_down, trio_token=self._token)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and close every connection."""
+        """Stop serving: answer the calls in flight (``unavailable``), then close every
+        connection."""
         if self._token is not None and self._cancel is not None:
+            self.shut_down()
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
         self._thread.join(timeout)
@@ -500,6 +533,9 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_SHUTTING_DOWN = "the daemon is shutting down"
 
 
 def _first_leaf(exc: BaseException) -> BaseException:
