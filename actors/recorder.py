@@ -51,9 +51,17 @@ from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaE
 from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import SYSTEM_STREAM, EventStore
 from runtime.field_store import FieldStore, RunFields, check_arrays
-from runtime.messages import Lagged, RunStateChanged, SampleBatch, SamplesRecorded
+from runtime.messages import (
+    Lagged,
+    RunStateChanged,
+    SampleBatch,
+    SamplesRecorded,
+    SystemNote,
+    utc_now,
+)
 
 __all__ = [
+    "CHECKED_TOPIC",
     "RECORDED_SAMPLES_ATTR",
     "RECORDED_SEQ_ATTR",
     "RECORDED_TOPICS",
@@ -69,6 +77,10 @@ RECORDED_TOPICS = ("run/**", "system/**")
 
 SAMPLES_TOPIC: Final = "recorder/samples"
 """Where the recorder says which samples it made durable (not itself recorded)."""
+
+CHECKED_TOPIC: Final = "system/recorder"
+"""Where the recorder says it has checked the sample arrays against the log at start (a
+:class:`~runtime.messages.SystemNote` with the counts of runs checked and repaired)."""
 
 SAMPLE_ARRAYS: Final = ("t", "E", "I", "flags")
 """The arrays of a run's zarr group that hold its samples, one row per sample."""
@@ -165,7 +177,7 @@ class Recorder(Actor):
         if runs:
             # In a thread of its own: a long rebuild must not keep commits waiting. It only
             # touches runs recorded before this start, which nothing else writes.
-            self._checker = _ArrayChecker(self.store, self.fields, runs)
+            self._checker = _ArrayChecker(self.store, self.fields, self.bus, runs)
             self._checker.start()
         self._drain()  # anything published between subscribing and now
         if self.services is not None:
@@ -404,11 +416,15 @@ class _ArrayChecker:
     run after the other in a thread of its own, and repairs them: appends the samples the
     arrays lack, or rebuilds arrays that are damaged or disagree with the log."""
 
-    def __init__(self, store: EventStore, fields: FieldStore, runs: list[str]) -> None:
+    def __init__(
+        self, store: EventStore, fields: FieldStore, bus: EventBus, runs: list[str]
+    ) -> None:
         self.store = store
         self.fields = fields
+        self.bus = bus
         self._runs = list(runs)
         self.rebuilt = 0
+        self.completed = 0
         self.unchecked = len(self._runs)
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._main, name="recorder-check", daemon=True)
@@ -422,14 +438,30 @@ class _ArrayChecker:
         self._thread.join()
 
     def _main(self) -> None:
+        failed = 0
         for run_id in self._runs:
             if self._halt.is_set():
                 return
             try:
                 self._check(run_id)
-            except GalvanaError:
-                logger.exception("run %s: its sample arrays could not be checked", run_id)
+            except GalvanaError as exc:
+                failed += 1
+                logger.error("run %s: its sample arrays could not be checked: %s", run_id, exc)
             self.unchecked -= 1
+        counts = {
+            "runs": len(self._runs),
+            "rebuilt": self.rebuilt,
+            "completed": self.completed,
+            "failed": failed,
+        }
+        logger.info("sample arrays checked against the log: %s", counts)
+        with contextlib.suppress(GalvanaError):
+            self.bus.publish(
+                CHECKED_TOPIC,
+                SystemNote(
+                    "info", "recorder", "sample arrays checked against the log", counts, utc_now()
+                ),
+            )
 
     def _check(self, run_id: str) -> None:
         """Bring run ``run_id``'s sample arrays in line with its stream in the log."""
@@ -462,6 +494,7 @@ class _ArrayChecker:
             if added is None:
                 return
             if added:
+                self.completed += 1
                 logger.info("run %s: %d samples appended to its arrays from the log", run_id, added)
             run.update_attrs({RECORDED_SEQ_ATTR: last, RECORDED_SAMPLES_ATTR: rows + added})
 

@@ -51,7 +51,7 @@ from runtime.api.server import default_socket_path
 from runtime.client import resolve_data_dir
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
-from runtime.event_store import EventStore
+from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.supervisor import (
@@ -244,13 +244,9 @@ def _open_log(data: Path) -> EventStore:
             f"{events}/data.mdb is missing, but {fields} holds runs: the log that was here is "
             "gone; restore it from a backup, or move the data directory aside to start anew"
         )
-    store = EventStore(events)
-    try:
-        store.verify()  # a damaged page is one line now, not a crash of the actor reading it
-    except BaseException:
-        store.close()
-        raise
-    return store
+    # A damaged page is one line now, not an abort of the daemon when a run is read.
+    verify_pages(events)
+    return EventStore(events)
 
 
 def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: Any = None) -> int:

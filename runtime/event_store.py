@@ -42,6 +42,8 @@ import os
 import queue
 import resource
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -59,6 +61,7 @@ __all__ = [
     "AppendFuture",
     "EventStore",
     "EventStoreStatistics",
+    "verify_pages",
 ]
 
 logger = logging.getLogger("galvana.event_store")
@@ -84,6 +87,49 @@ _DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # (closing either copy would drop the other's POSIX locks).
 _OPEN_PATHS: set[str] = set()
 _OPEN_PATHS_LOCK = threading.Lock()
+
+
+# Run in a child process by verify_pages: every key, and where every value starts (the
+# values are not copied: buffers=True), so that LMDB visits every page of the tree.
+_WALK: Final = """
+import sys
+import lmdb
+try:
+    env = lmdb.open(sys.argv[1], map_size=0, readonly=True, subdir=True, max_dbs=0)
+    with env.begin(buffers=True) as txn:
+        count = sum(1 for _ in txn.cursor())
+except lmdb.Error as exc:
+    print(exc)
+    sys.exit(3)
+print(count)
+"""
+
+
+def verify_pages(path: str | os.PathLike[str]) -> int:
+    """Walk every page of the event store at ``path``; returns the number of events.
+
+    LMDB has no checksums, and a damaged page can make it abort the process that reads
+    it (an assertion), so the walk runs in a child process: a damage costs that process,
+    never the caller. Raises :class:`EventStoreError` naming the file when the walk
+    fails. A store without ``data.mdb`` has no events to walk (0).
+    """
+    data_file = Path(path) / "data.mdb"
+    if not data_file.is_file():
+        return 0
+    done = subprocess.run(
+        [sys.executable, "-c", _WALK, str(path)], capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        return max(int(done.stdout.strip() or 0) - 1, 0)  # the format marker is no event
+    why = (
+        done.stdout.strip().splitlines()[-1]
+        if done.returncode == 3 and done.stdout.strip()
+        else f"LMDB stopped the process reading it (exit status {done.returncode})"
+    )
+    raise EventStoreError(
+        f"event store {data_file} cannot be read ({why}); it is probably corrupt: restore "
+        "it from a backup, or move the directory aside to start a new log"
+    )
 
 
 class _Stop:
@@ -493,17 +539,6 @@ class EventStore:
                 f"{self._path} is an LMDB environment but not a Galvana event log ({found}, "
                 f"expected {_FORMAT_VALUE!r}); point the data directory elsewhere"
             )
-
-    def verify(self) -> int:
-        """Walk every key of the log, so that LMDB visits every branch and leaf page;
-        returns the number of events. Raises :class:`EventStoreError` naming the file if
-        a page is damaged. Values are not read: a damaged value is found when it is
-        decoded (and skipped as corrupt), not here."""
-        count = 0
-        with self._read_txn() as txn:
-            for _key in txn.cursor().iternext(keys=True, values=False):
-                count += 1
-        return count - 1  # the format marker is no event
 
     # -- properties ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -463,3 +464,41 @@ def test_async_client_concurrent_calls_and_events(
 def test_frames_encode_numpy_results() -> None:
     frame = encode_frame({"id": 1, "ok": True, "result": np.arange(3)})
     assert HEADER.unpack(frame[:4])[0] == len(frame) - 4
+
+
+class Gate(Actor):
+    """Holds a call until the test releases it: a call that is surely in flight."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        self.entered = entered
+        self.release = release
+
+    @exposed
+    def hold(self) -> str:
+        self.entered.set()
+        self.release.wait(60)
+        return "released"
+
+
+def test_calls_in_flight_at_shutdown_are_answered_unavailable(sock_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+    root = start_supervisor(SupervisorSpec(children=(ChildSpec("gate", Gate, (entered, release)),)))
+    server = serve(root, EventBus(), socket_path=sock_path)
+    try:
+        sock = greeted(sock_path)
+        raw_send(sock, {"id": 1, "op": "call", "path": "gate", "method": "hold", "args": []})
+        assert entered.wait(30)
+        server.shut_down()  # what the daemon does on SIGTERM before it stops the tree
+        reply = raw_recv(sock)
+        assert reply == {
+            "id": 1,
+            "ok": False,
+            "error": {"code": "unavailable", "message": "the daemon is shutting down"},
+        }
+        raw_send(sock, {"id": 2, "op": "call", "path": "gate", "method": "hold", "args": []})
+        assert raw_recv(sock)["error"]["code"] == "unavailable"  # and every call after it
+    finally:
+        release.set()
+        server.stop()
+        root.stop()

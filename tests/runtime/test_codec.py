@@ -289,6 +289,17 @@ def test_encode_either_refuses_or_produces_what_decode_reads(
     assert type(decode(wire)) is cls
 
 
+def test_peek_tag_reads_the_tag_alone() -> None:
+    from runtime.codec import peek_tag
+
+    wire = encode(SampleBatch("r", 0, np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3, np.uint8)))
+    assert peek_tag(wire) == "samples"
+    assert peek_tag(msgpack.packb(["x" * 40, 1])) == "x" * 40  # str 8
+    for bad in (b"", b"\x91", b"\x92\x01\x02", b"\xa3abc", b"\x92\xa5ab"):
+        with pytest.raises(MessageError):
+            peek_tag(bad)
+
+
 # --- decoding validates ---------------------------------------------------------------
 
 

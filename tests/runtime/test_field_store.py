@@ -12,7 +12,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from runtime.errors import FieldStoreError
-from runtime.field_store import DEFAULT_CHUNK_BYTES, FieldStore, RunFields
+from runtime.field_store import DEFAULT_CHUNK_BYTES, FieldStore, RunFields, check_arrays
 
 
 def chunk_files(run: Path, name: str) -> list[Path]:
@@ -295,6 +295,78 @@ def test_field_store_root_must_be_a_directory(tmp_path: Path) -> None:
     (tmp_path / "fields").write_text("")
     with pytest.raises(FieldStoreError, match="not a directory"):
         FieldStore(tmp_path / "fields")
+
+
+def test_the_partial_last_chunk_is_rewritten_whole_without_reading_it_back(
+    fields: FieldStore,
+) -> None:
+    run = fields.run("r")
+    run.create("I", dtype=np.float64, units="A", chunk_rows=100)
+    run.append("I", np.arange(150.0))
+    run.flush()  # a whole chunk and half of the next
+    partial = run.path / "I" / "c" / "1"
+    partial.write_bytes(b"damaged")  # were it read back, decoding would fail
+    run.append("I", np.arange(150.0, 180.0))
+    run.flush()
+    np.testing.assert_array_equal(zarr.open_array(str(run.path / "I"))[:], np.arange(180.0))
+    assert check_arrays(run.path, ["I"]) == 180
+
+
+def test_chunks_of_zeros_are_stored_so_a_missing_one_means_damage(fields: FieldStore) -> None:
+    run = fields.run("r")
+    run.create("flags", dtype=np.uint8, units="1", chunk_rows=100)
+    run.append("flags", np.zeros(250, np.uint8))
+    run.flush()
+    assert [p.name for p in chunk_files(run.path, "flags")] == ["0", "1", "2"]
+
+
+def make_run(fields: FieldStore, rows: int = 250) -> RunFields:
+    run = fields.run("r")
+    for name in ("t", "I"):
+        run.create(name, dtype=np.float64, units="1", chunk_rows=100, dims=("sample",))
+        run.append(name, np.arange(float(rows)))
+    run.flush()
+    return run
+
+
+def test_check_arrays_finds_missing_and_damaged_chunks(fields: FieldStore) -> None:
+    run = make_run(fields)
+    assert check_arrays(run.path, ["t", "I"]) == 250
+    (run.path / "I" / "c" / "1").unlink()
+    with pytest.raises(
+        FieldStoreError, match=r"chunk c/1 of array 'I' \(rows 100\.\.199\) is missing"
+    ):
+        check_arrays(run.path, ["t", "I"])
+    damaged = run.path / "t" / "c" / "0"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: the checksum sees it
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(FieldStoreError, match=r"chunk c/0 of array 't' cannot be read"):
+        check_arrays(run.path, ["t", "I"])
+    # Only the last chunk is decoded when asked to be quick (what the daemon does at start).
+    with pytest.raises(FieldStoreError, match="is missing"):
+        check_arrays(run.path, ["t", "I"], read_all=False)
+
+
+def test_check_arrays_wants_arrays_of_one_length(fields: FieldStore) -> None:
+    run = make_run(fields)
+    run.append("t", np.zeros(3))
+    run.flush()
+    with pytest.raises(FieldStoreError, match="should be of one length, but hold t 253, I 250"):
+        check_arrays(run.path, ["t", "I"])
+    with pytest.raises(FieldStoreError, match="array 'E' is missing"):
+        check_arrays(run.path, ["t", "E"])
+    with pytest.raises(FieldStoreError, match="not a readable zarr group"):
+        check_arrays(run.path / "nowhere", ["t"])
+
+
+def test_remove_deletes_an_array_with_its_rows(fields: FieldStore) -> None:
+    run = make_run(fields)
+    run.remove("I")
+    assert run.arrays() == ["t"]
+    run.remove("I")  # absent: nothing to do
+    assert fields.attrs_of("r") == {}
+    assert fields.attrs_of("other") is None
 
 
 def test_module_example_runs() -> None:
