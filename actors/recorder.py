@@ -3,11 +3,14 @@
 It subscribes losslessly to every run topic (``run/<id>/...``) and to ``system/**`` and
 appends each message, encoded, to the run's stream (``run/<id>``) or to ``system``.
 
-- **Group commit.** What the bus brings is written at most every ``window_s`` seconds,
-  in one transaction per window. Events that others must only hear of once they are
-  durable (a run created, a state transition) go through :meth:`Recorder.commit`
-  instead: the recorder first writes what the bus brought before them (so the stream
-  keeps its order), then the event, waits for the commit, and only then publishes it.
+- **Group commit.** What the bus brings is written in one transaction per commit
+  window: ``window_s`` seconds at least, longer when writing the sample arrays gets
+  dear (a window is stretched so those writes take at most a tenth of the recorder's
+  time; at most 1 s), so that many busy runs cost a bounded share of a core. Events
+  that others must only hear of once they are durable (a run created, a state
+  transition) go through :meth:`Recorder.commit` instead: the recorder first writes
+  what the bus brought before them (so the stream keeps its order), then the event,
+  waits for the commit, and only then publishes it.
 - **Sample arrays.** The sample batches of each commit go to the run's zarr group
   (``t``, ``E``, ``I``, ``flags``) as soon as the commit is durable, with the position
   in the log they reach (group attributes ``recorded_seq``, the stream's sequence number,
@@ -92,6 +95,10 @@ sequence number of the event log."""
 RECORDED_SAMPLES_ATTR: Final = "recorded_samples"
 """Group attribute: the rows the sample arrays held when ``recorded_seq`` was written."""
 
+# The share of the recorder's time that writing sample arrays may take; commit windows
+# stretch (up to _MAX_WINDOW_S) to keep to it.
+_ARRAYS_DUTY: Final = 0.1
+_MAX_WINDOW_S: Final = 1.0
 # Small chunks, because the partial last chunk is rewritten at every commit window:
 # 16,384 rows is 128 KiB of float64 per chunk.
 _SAMPLE_CHUNK_ROWS: Final = 16_384
@@ -145,6 +152,7 @@ class Recorder(Actor):
         self.fields = fields
         self.bus = bus
         self.window_s = window_s
+        self._window = window_s  # the current commit window, stretched under load
         self._subs: list[Subscription] = []
         self._recorded = 0
         self._dropped = 0
@@ -207,7 +215,7 @@ class Recorder(Actor):
 
     def on_receive(self, message: Any) -> Any:
         if message is _DRAIN:
-            wait = self._last_drain + self.window_s - time.monotonic()
+            wait = self._last_drain + self._window - time.monotonic()
             if wait > 0:
                 self._arm_timer(wait)  # the rest of this window gathers more
             else:
@@ -263,6 +271,7 @@ class Recorder(Actor):
                 elif isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
                     self._final[run_id] = msg.state
         appended = [(s, self.store.append_many(s, items)) for s, items in by_stream.items()]
+        writing = 0.0
         for stream, future in appended:
             try:
                 seqs = future.result()
@@ -274,7 +283,10 @@ class Recorder(Actor):
             self._recorded += len(seqs)
             run_id = stream[4:]
             if stream != SYSTEM_STREAM and run_id in samples:
+                began = time.perf_counter()
                 self._samples_durable(run_id, samples[run_id], seqs[-1])
+                writing += time.perf_counter() - began
+        self._window = min(_MAX_WINDOW_S, max(self.window_s, writing / _ARRAYS_DUTY))
 
     def _samples_durable(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
         """Batches of ``run_id`` up to stream position ``seq`` are durable: write them to
