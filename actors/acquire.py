@@ -194,7 +194,10 @@ class AcquireProcedure:
     def close(self) -> None:
         """The run has ended: stop the instrument if it still acquires for it, end the
         subscriptions, and wait (briefly) for the pump to finish what it was handing on."""
-        self._halt()
+        with self._lock:
+            halt = self._acquiring and not self._stopping  # stop() or abort() did already
+        if halt:
+            self._halt()
         self._close()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

@@ -182,7 +182,10 @@ class Recorder(Actor):
             )
         runs = [s.removeprefix("run/") for s in self.store.streams() if s.startswith("run/")]
         self._from_log.update(runs)
-        if runs:
+        # Only as the daemon starts: after a restart of the recorder alone, live runs are
+        # among these, and their arrays are this recorder's to write.
+        first = self.link is None or self.link.incarnation == 1
+        if runs and first:
             # In a thread of its own: a long rebuild must not keep commits waiting. It only
             # touches runs recorded before this start, which nothing else writes.
             self._checker = _ArrayChecker(self.store, self.fields, self.bus, runs)
@@ -269,7 +272,7 @@ class Recorder(Actor):
                 if isinstance(msg, SampleBatch):
                     samples[run_id].append(msg)
                 elif isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
-                    self._final[run_id] = msg.state
+                    self._finished(run_id, msg.state)
         appended = [(s, self.store.append_many(s, items)) for s, items in by_stream.items()]
         writing = 0.0
         for stream, future in appended:
@@ -311,6 +314,16 @@ class Recorder(Actor):
             logger.exception("samples of run %s not written to the field store", run_id)
 
     # --- finished runs ---------------------------------------------------------------------
+
+    def _finished(self, run_id: str, state: str) -> None:
+        """Run ``run_id`` reached its final state: close its stream, let go of its arrays."""
+        self._final[run_id] = state
+        if run_id in self._with_arrays:
+            self._with_arrays.discard(run_id)
+            try:
+                self.fields.run(run_id).release(SAMPLE_ARRAYS)
+            except GalvanaError:
+                logger.exception("run %s: its sample arrays could not be written", run_id)
 
     def _is_final(self, run_id: str) -> bool:
         if run_id in self._final:
@@ -389,7 +402,7 @@ class Recorder(Actor):
             raise CallError("unavailable", f"not recorded: {exc}") from None
         self._recorded += 1
         if isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
-            self._final[run_id] = msg.state
+            self._finished(run_id, msg.state)
         self._committed[id(msg)] = msg
         self.bus.publish(topic, msg)
         return seq
@@ -459,6 +472,8 @@ class _ArrayChecker:
             except GalvanaError as exc:
                 failed += 1
                 logger.error("run %s: its sample arrays could not be checked: %s", run_id, exc)
+            finally:
+                self._close(run_id)
             self.unchecked -= 1
         counts = {
             "runs": len(self._runs),
@@ -474,6 +489,12 @@ class _ArrayChecker:
                     "info", "recorder", "sample arrays checked against the log", counts, utc_now()
                 ),
             )
+
+    def _close(self, run_id: str) -> None:
+        """Let go of the run's arrays (a finished run's are not written again)."""
+        with contextlib.suppress(GalvanaError):
+            if self.fields.path_of(run_id).exists():
+                self.fields.run(run_id).close()
 
     def _check(self, run_id: str) -> None:
         """Bring run ``run_id``'s sample arrays in line with its stream in the log."""

@@ -500,6 +500,17 @@ class RunFields:
                 if names is None or name in names:
                     self._write(appender, whole_chunks_only=False)
 
+    def release(self, names: Sequence[str]) -> None:
+        """Flush arrays ``names`` and let go of what is kept in memory for them (their
+        partial last chunk); using one again opens it from disk."""
+        with self._lock:
+            self._check_open()
+            for name in names:
+                appender = self._appenders.get(name)
+                if appender is not None:
+                    self._write(appender, whole_chunks_only=False)
+                    del self._appenders[name]
+
     def close(self) -> None:
         """Flush and release the arrays; idempotent."""
         with self._lock:

@@ -369,6 +369,16 @@ def test_remove_deletes_an_array_with_its_rows(fields: FieldStore) -> None:
     assert fields.attrs_of("other") is None
 
 
+def test_release_writes_and_forgets_then_reopens_from_disk(fields: FieldStore) -> None:
+    run = make_run(fields)  # 250 rows: the last chunk (50 rows) is kept in memory
+    run.append("t", np.arange(250.0, 260.0))
+    run.release(["t"])
+    assert zarr.open_array(str(run.path / "t")).shape == (260,)
+    run.append("t", np.arange(260.0, 300.0))  # reopened from disk, its tail read back once
+    run.flush()
+    np.testing.assert_array_equal(zarr.open_array(str(run.path / "t"))[:], np.arange(300.0))
+
+
 def test_module_example_runs() -> None:
     import runtime.field_store
 
