@@ -6,7 +6,7 @@ appends each message, encoded, to the run's stream (``run/<id>``) or to ``system
 - **Group commit.** What the bus brings is written in one transaction per commit
   window: ``window_s`` seconds at least, longer when writing the sample arrays gets
   dear (a window is stretched so those writes take at most a tenth of the recorder's
-  time; at most 1 s), so that many busy runs cost a bounded share of a core. Events
+  time; at most 0.25 s), so that many busy runs cost a bounded share of a core. Events
   that others must only hear of once they are durable (a run created, a state
   transition) go through :meth:`Recorder.commit` instead: the recorder first writes
   what the bus brought before them (so the stream keeps its order), then the event,
@@ -98,7 +98,7 @@ RECORDED_SAMPLES_ATTR: Final = "recorded_samples"
 # The share of the recorder's time that writing sample arrays may take; commit windows
 # stretch (up to _MAX_WINDOW_S) to keep to it.
 _ARRAYS_DUTY: Final = 0.1
-_MAX_WINDOW_S: Final = 1.0
+_MAX_WINDOW_S: Final = 0.25
 # Small chunks, because the partial last chunk is rewritten at every commit window:
 # 16,384 rows is 128 KiB of float64 per chunk.
 _SAMPLE_CHUNK_ROWS: Final = 16_384
