@@ -250,6 +250,7 @@ class Recorder(Actor):
         self._last_drain = time.monotonic()
         by_stream: dict[str, list[bytes]] = defaultdict(list)
         samples: dict[str, list[SampleBatch]] = defaultdict(list)
+        finished: list[str] = []
         for sub in self._subs:
             for topic, msg in sub.drain():
                 if isinstance(msg, Lagged):
@@ -272,7 +273,8 @@ class Recorder(Actor):
                 if isinstance(msg, SampleBatch):
                     samples[run_id].append(msg)
                 elif isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
-                    self._finished(run_id, msg.state)
+                    self._final[run_id] = msg.state  # what follows it is refused
+                    finished.append(run_id)
         appended = [(s, self.store.append_many(s, items)) for s, items in by_stream.items()]
         writing = 0.0
         for stream, future in appended:
@@ -290,6 +292,8 @@ class Recorder(Actor):
                 self._samples_durable(run_id, samples[run_id], seqs[-1])
                 writing += time.perf_counter() - began
         self._window = min(_MAX_WINDOW_S, max(self.window_s, writing / _ARRAYS_DUTY))
+        for run_id in finished:
+            self._finished(run_id, self._final[run_id])
 
     def _samples_durable(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
         """Batches of ``run_id`` up to stream position ``seq`` are durable: write them to
@@ -309,9 +313,9 @@ class Recorder(Actor):
                 run.append(name, column[0] if len(column) == 1 else np.concatenate(column))
             run.flush(SAMPLE_ARRAYS)
             run.update_attrs({RECORDED_SEQ_ATTR: seq, RECORDED_SAMPLES_ATTR: run.rows("t")})
-        except GalvanaError:
+        except GalvanaError as exc:
             # The log holds them; the next start rebuilds the arrays from it.
-            logger.exception("samples of run %s not written to the field store", run_id)
+            logger.error("samples of run %s not written to its arrays: %s", run_id, exc)
 
     # --- finished runs ---------------------------------------------------------------------
 
@@ -322,8 +326,8 @@ class Recorder(Actor):
             self._with_arrays.discard(run_id)
             try:
                 self.fields.run(run_id).release(SAMPLE_ARRAYS)
-            except GalvanaError:
-                logger.exception("run %s: its sample arrays could not be written", run_id)
+            except GalvanaError as exc:
+                logger.error("run %s: its sample arrays could not be written: %s", run_id, exc)
 
     def _is_final(self, run_id: str) -> bool:
         if run_id in self._final:
