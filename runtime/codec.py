@@ -716,15 +716,20 @@ def _array_rule(spec: ArraySpec, where: str) -> _Rule:
             raise _fail(where, expected, value)
         return value
 
+    wanted = np.dtype(spec.dtype) if spec.dtype is not None else None
+
     def check(value: object, max_depth: int, depth: int) -> None:
         if not isinstance(value, np.ndarray):
             raise _fail(where, expected, value)
-        wire = _wire_dtype(value, where)
-        if spec.dtype is not None and wire != spec.dtype:
-            raise _fail(where, expected, value)
+        # The common case first (a native array of the wanted dtype): no string is made.
+        if wanted is None or value.dtype != wanted:
+            wire = _wire_dtype(value, where)
+            if spec.dtype is not None and wire != spec.dtype:
+                raise _fail(where, expected, value)
         if spec.ndim is not None and value.ndim != spec.ndim:
             raise _fail(where, expected, value)
-        _check_array_size(value, where)
+        if value.nbytes > DEFAULT_LIMITS.max_array_bytes or value.ndim > 32:
+            _check_array_size(value, where)
 
     return _Rule(convert, check)
 
