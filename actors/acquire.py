@@ -19,18 +19,21 @@ gap-free batch numbers, which is what the twin follows.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from actors.instrument import InstrumentClient
 from actors.run import RunContext
 from hal.driver import Settings
-from hal.errors import HalError
+from hal.errors import HalError, SafetyLimitError
+from hal.safety import SafetyLimits, check_waveform
 from hal.waveform import Piecewise
-from physics import Scenario, simulate_trace
+from physics import PhysicsError, Scenario, simulate_trace
 from physics.waveforms import segments
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
@@ -48,21 +51,114 @@ from runtime.messages import (
 )
 from twins.spec import Protocol
 
-__all__ = ["AcquireProcedure", "cycle_origin", "expected_current_range", "protocol_waveform"]
+__all__ = [
+    "AcquireProcedure",
+    "check_protocol",
+    "cycle_origin",
+    "distinct_cycles",
+    "expected_current",
+    "expected_current_range",
+    "protocol_waveform",
+]
 
 logger = logging.getLogger("galvana.acquire")
 
 # How long closing waits for the pump thread (it may be handing on one last batch).
 _PUMP_JOIN_S = 2.0
 
+# The model's expected current is computed on at most this many samples of the
+# protocol (every m-th sample beyond): enough to resolve a peak, and a spec at a high
+# sample rate costs no more to check than one at a low rate.
+_ESTIMATE_POINTS = 100_000
+
+
+def distinct_cycles(protocol: Protocol) -> int:
+    """How many cycles from the first cover every acquisition the protocol makes: the
+    first cycle (no rest before it), then each waveform once with a rest before it;
+    later cycles repeat one of these exactly."""
+    return min(protocol.cycles, len(protocol.waveforms) + 1)
+
+
+def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
+    """The model's largest current magnitude (A) over ``protocol``'s distinct cycles
+    and the (0-based) cycle it comes in; :class:`PhysicsError` when the model cannot run."""
+    t_end = float(protocol.cycle_ends()[distinct_cycles(protocol) - 1])
+    t, E = _estimate_trace(protocol, t_end)
+    current = np.abs(simulate_trace(model, t, E).I)
+    i = int(np.argmax(current))
+    cycle = int(np.searchsorted(protocol.cycle_ends(), t[i], side="left"))
+    return float(current[i]), min(cycle, protocol.cycles - 1)
+
+
+def _estimate_trace(
+    protocol: Protocol, t_end: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The protocol's samples up to ``t_end`` (s), every m-th beyond ``_ESTIMATE_POINTS``."""
+    n = math.floor(t_end * protocol.sample_rate + 1e-9) + 1
+    if n <= _ESTIMATE_POINTS:
+        return protocol.trace(t_end)
+    step = math.ceil(n / _ESTIMATE_POINTS)
+    t = np.arange(0, n, step, dtype=np.float64) / protocol.sample_rate
+    return t, protocol.potential_at(t)
+
 
 def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
     """A current range (A) for measuring ``protocol`` on a cell like ``model``: the model's
     peak current times ``headroom`` (drift, a prior far from the truth). A range chosen
     this way keeps the range-proportional noise of the instrument near its floor."""
-    t, E = protocol.trace()
-    peak = float(np.max(np.abs(simulate_trace(model, t, E).I)))
+    peak, _ = expected_current(protocol, model)
     return max(peak * headroom, 1e-9)
+
+
+def check_protocol(
+    protocol: Protocol, model: Scenario, limits: SafetyLimits, instrument_id: str
+) -> None:
+    """Check the whole protocol against an instrument's compliance limits before the cell
+    is ever on: every cycle's acquisition (the rest before it included) for the potential
+    window and the scan rate, and the model's expected current against ``I_max``.
+
+    Raises :class:`CallError` ``refused`` naming the cycle, the quantity, its value and
+    the limit, or ``bad_request`` when the model cannot predict the current.
+    """
+    total = protocol.cycles
+    for k in range(distinct_cycles(protocol)):
+        key = _waveform_key(protocol, k)
+        try:
+            check_waveform(limits, protocol_waveform(protocol, k, 1), Settings())
+        except SafetyLimitError as exc:
+            if exc.limit == "scan_rate":
+                what = (
+                    f"scan rate {exc.value:g} V/s is above instrument {instrument_id}'s "
+                    f"scan_rate_max {limits.scan_rate_max:g} V/s"
+                )
+            elif exc.limit == "potential_window":
+                what = (
+                    f"potential {exc.value:g} V is outside instrument {instrument_id}'s "
+                    f"window E_min {limits.E_min:g} V .. E_max {limits.E_max:g} V"
+                )
+            else:
+                what = f"{exc.limit} {exc.value:g} is beyond instrument {instrument_id}'s "
+                what += f"limit ({exc.accepted})"
+            raise CallError(
+                "refused", f"cycle {k + 1} of {total} ({key}): {what}; the cell was not turned on"
+            ) from None
+    try:
+        peak, cycle = expected_current(protocol, model)
+    except PhysicsError as exc:
+        raise CallError("bad_request", f"model: cannot predict the current: {exc}") from None
+    if peak > limits.I_max:
+        raise CallError(
+            "refused",
+            f"cycle {cycle + 1} of {total} ({_waveform_key(protocol, cycle)}): the model "
+            f"expects a current of {peak:.3g} A, above instrument {instrument_id}'s I_max "
+            f"{limits.I_max:g} A; the cell was not turned on",
+        )
+
+
+def _waveform_key(protocol: Protocol, cycle: int) -> str:
+    if len(protocol.waveforms) == 1:
+        return "protocol.waveform"
+    return f"protocol.waveform[{cycle % len(protocol.waveforms)}]"
 
 
 def cycle_origin(protocol: Protocol, cycle: int) -> float:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pykka
 
-from runtime.actor import Actor
+from runtime.actor import Actor, exposed
 from runtime.api import ApiConfig, ApiServer, ServerThread
+from runtime.api.server import UrgentRoutes
 from runtime.errors import SupervisorError
 from runtime.event_bus import EventBus
 from runtime.supervisor import SupervisorRef
@@ -32,12 +33,17 @@ class ApiActor(Actor):
     """Owns the API server thread."""
 
     def __init__(
-        self, config: ApiConfig, bus: EventBus, info: dict[str, Any] | None = None
+        self,
+        config: ApiConfig,
+        bus: EventBus,
+        info: dict[str, Any] | None = None,
+        urgent: UrgentRoutes | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.bus = bus
         self.info = info or {}
+        self.urgent = urgent
         self._server: ServerThread | None = None
         self.addresses: list[str] = []
 
@@ -51,7 +57,7 @@ class ApiActor(Actor):
             return root.resolve(expand_alias(path))
 
         self._server = ServerThread(
-            ApiServer(self.config, self.bus, resolve, server_info=self.info)
+            ApiServer(self.config, self.bus, resolve, server_info=self.info, urgent=self.urgent)
         )
         self.addresses = self._server.start()
 
@@ -60,6 +66,12 @@ class ApiActor(Actor):
         with ``unavailable``; subscriptions keep delivering until the server stops."""
         if self._server is not None:
             self._server.shut_down()
+
+    @exposed
+    def statistics(self) -> dict[str, int]:
+        """The server's connections, calls and threads now (``ApiServer.statistics``)."""
+        assert self._server is not None
+        return self._server.server.statistics()
 
     def on_stop(self) -> None:
         if self._server is not None:

@@ -15,7 +15,9 @@ NUTS run on everything seen so far, published with method ``nuts``) and ``sugges
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from runtime.actor import Actor, exposed, waker
 from runtime.errors import CallError
@@ -28,6 +30,8 @@ from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec
 
 __all__ = ["Calibrator", "posterior_plain"]
+
+_Draws = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 logger = logging.getLogger("galvana.calibrator")
 
@@ -151,17 +155,18 @@ class Calibrator(Actor):
 
     @exposed
     def reference(
-        self, warmup: int | None = None, samples: int | None = None, chains: int = 2
+        self,
+        warmup: _Draws | None = None,
+        samples: _Draws | None = None,
+        chains: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2,
     ) -> dict[str, Any]:
         """Run NUTS on every sample seen so far (spec priors, from rest), publish it as a
-        posterior with method ``nuts`` and return its summary. Blocks this calibrator
-        while it runs; samples wait (losslessly) meanwhile."""
+        posterior with method ``nuts`` and return its summary. ``warmup`` and ``samples``
+        (1..100000 each; default: the spec's) and ``chains`` (1..16). Blocks this
+        calibrator while it runs; samples wait (losslessly) meanwhile."""
         self._drain()
         core = self.core
         assert core is not None
-        for name, value in (("warmup", warmup), ("samples", samples), ("chains", chains)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise CallError("bad_request", f"{name} must be a positive integer, got {value!r}")
         try:
             update = core.reference(warmup=warmup, samples=samples, chains=chains)
         except TwinError as exc:

@@ -206,8 +206,9 @@ class Run(Supervisor):
                 continue
             try:
                 child.ref.ask(ApiCall("settle", (), {}), timeout=120)
-            except CallError:
-                pass  # a child with nothing to settle
+            except CallError as exc:
+                if exc.code != "not_found":  # not_found: a child with nothing to settle
+                    logger.warning("run %s: %s did not settle: %s", self.run_id, child.path, exc)
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, exc)
 

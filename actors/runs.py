@@ -16,15 +16,25 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 
+import msgspec
 import pykka
 
+from actors.importer import (
+    Imports,
+    check_spec,
+    duplicate_message,
+    holder_of,
+    import_events,
+    replay_spec_of_import,
+)
 from actors.recorder import SAMPLES_TOPIC
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
+from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime.actor import exposed, waker
@@ -32,10 +42,13 @@ from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunStateChanged, SamplesRecorded, utc_now
+from runtime.messages import RunCreated, RunState, RunStateChanged, SamplesRecorded, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["Runs", "replay_procedure"]
+
+Speed = Annotated[float, msgspec.Meta(gt=0)] | Literal["max"]
+"""A replay's speed: a factor of real time (> 0), or ``max`` (as fast as it goes)."""
 
 logger = logging.getLogger("galvana.runs")
 
@@ -59,6 +72,7 @@ class Runs(Supervisor):
         self.services = services
         self.records: dict[str, RunRecord] = {}
         self._subs: list[Subscription] = []
+        self._imports = Imports()
 
     def on_start(self) -> None:
         super().on_start()
@@ -156,7 +170,7 @@ class Runs(Supervisor):
         return child.ref
 
     @exposed(name="list")
-    def list_runs(self, state: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, state: RunState | None = None) -> list[dict[str, Any]]:
         """Every run, oldest first (only those in ``state`` when given)."""
         self._drain()
         records = sorted(self.records.values(), key=lambda r: r.created)
@@ -193,6 +207,9 @@ class Runs(Supervisor):
             raise CallError(
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
+        # Files the spec names are read here, from the allowed directories only, and
+        # recorded inline: the run's record holds everything it ran with.
+        spec = _files_read_in(spec, self.services)
         twin = _twin_spec(spec)
         if kind == "acquire" and twin is None:
             raise CallError(
@@ -200,6 +217,12 @@ class Runs(Supervisor):
                 "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
                 "calibrate), or `replay:`; see examples/twins/",
             )
+        # Everything that can refuse the run does so before it exists and before the
+        # cell is ever on: what the spec would allocate, then the instrument's limits.
+        if twin is not None:
+            check_run_limits(twin, self.services.limits)
+        if kind == "acquire":
+            _preflight(twin, self.services)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
@@ -231,31 +254,39 @@ class Runs(Supervisor):
 
     @exposed
     def replay(
-        self, run_id: str, speed: float | str = "max", model: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        speed: Speed = "max",
+        model: dict[str, Any] | None = None,
+        meta: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a new run that re-drives recorded run ``run_id`` (``speed``: a factor or
         'max'). ``model``: another twin spec, or a scenario to use as the model, instead of
-        the recorded run's own."""
+        the recorded run's own. ``meta``: ``key=value`` metadata an imported run lacks
+        (``area=0.0707cm2``), for this replay."""
         source = self._record(run_id)
         if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
             raise CallError(
                 "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
             )
         spec = dict(source.spec) if isinstance(source.spec, dict) else {}
-        if model is not None:
+        if "import" in spec and (model is not None or meta):
+            spec = replay_spec_of_import(run_id, spec, model, meta or [])
+        elif model is not None:
             spec = _with_model(spec, model)
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
 
     @exposed
     def replay_log(
-        self, log_dir: str, run_id: str | None = None, speed: float | str = "max"
+        self, log_dir: str, run_id: str | None = None, speed: Speed = "max"
     ) -> dict[str, Any]:
         """Replay a run recorded in another data directory (``log_dir`` holds events.lmdb).
 
-        ``run_id`` may be left out when the log holds a single run.
+        ``run_id`` may be left out when the log holds a single run. ``log_dir`` must lie
+        under the directories this daemon reads from (``forbidden`` otherwise).
         """
-        path = Path(log_dir).resolve()
+        path = self.services.allowed_paths.resolve(log_dir, "log directory")
         if path == self.services.store.path.parent.resolve():
             if run_id is None:
                 raise CallError(
@@ -289,11 +320,28 @@ class Runs(Supervisor):
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
 
     @exposed
-    def events(self, run_id: str, from_seq: int = 1, limit: int = 1000) -> list[dict[str, Any]]:
-        """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``."""
+    def calibrate(self, run_ids: list[str], spec: dict[str, Any]) -> dict[str, Any]:
+        """Calibrate a twin spec's model on recorded runs, one posterior over them all
+        (shared parameters, the spec's ``calibrate.per_run`` ones per run). Starts a job
+        and returns ``{"job", "path"}``: ``call(path, "result")`` answers once it is done
+        (see :mod:`actors.calibrate`)."""
+        # twins pulls in torch and pyro: imported on the first calibration.
+        from actors.calibrate import start_job  # noqa: PLC0415
+
+        for run_id in run_ids if isinstance(run_ids, list) else []:
+            self._record(run_id)  # an unknown run is refused here, by name
+        return start_job(self, self.services.store, run_ids, spec)
+
+    @exposed
+    def events(
+        self,
+        run_id: str,
+        from_seq: Annotated[int, msgspec.Meta(ge=1)] = 1,
+        limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """A page of a run's recorded events: ``[{"seq": n, "message": msg}, ...]``, at most
+        ``limit`` (1..10000) from sequence number ``from_seq`` (>= 1) on."""
         self._record(run_id)
-        if not (isinstance(limit, int) and 1 <= limit <= 10_000):
-            raise CallError("bad_request", f"limit must be an integer in 1..10000, got {limit!r}")
         out: list[dict[str, Any]] = []
         for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
             try:
@@ -301,6 +349,51 @@ class Runs(Supervisor):
             except MessageError as exc:
                 out.append({"seq": seq, "message": None, "error": str(exc)})
         return out
+
+    @exposed
+    def import_chunk(self, token: str, t: Any, E: Any, I: Any) -> int:  # noqa: E741
+        """Stage a chunk of an import's columns (t s, E V, I A; float64 arrays) under the
+        client's ``token``; returns the rows staged so far. Nothing is recorded until
+        :meth:`import_commit`."""
+        return self._imports.add(token, t, E, I)
+
+    @exposed
+    def import_discard(self, token: str) -> bool:
+        """Forget an import staged under ``token``."""
+        return self._imports.discard(token)
+
+    @exposed
+    def import_commit(
+        self, token: str, spec: dict[str, Any], source: str, force: bool = False
+    ) -> dict[str, Any]:
+        """Record what was staged under ``token`` as a completed run (see
+        :mod:`actors.importer`); refused when the same content was imported before,
+        unless ``force``."""
+        spec, source = check_spec(spec, source)
+        self._drain()
+        if not force:
+            holder = holder_of(
+                spec["import"]["sha256"], ((r.id, r.spec) for r in self.records.values())
+            )
+            if holder is not None:
+                self._imports.discard(token)
+                raise CallError(
+                    "conflict", duplicate_message(source.removeprefix("import:"), holder)
+                )
+        t, E, I = self._imports.take(token)  # noqa: E741
+        run_id = _new_run_id()
+        created, running, batches, done = import_events(run_id, spec, source, t, E, I)
+        recorder = self.services.recorder_ref()
+        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
+        recorder.proxy().commit(f"run/{run_id}/state", running).get()
+        # The recorder writes them to the log and the arrays with its group commits; the
+        # final state is committed after them and closes the run's stream.
+        for batch in batches:
+            self.services.bus.publish(f"run/{run_id}/samples", batch, timeout=None)
+        recorder.proxy().commit(f"run/{run_id}/state", done).get()
+        recorder.proxy().flush().get()
+        return self._record(run_id).as_plain()
 
     def _command(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
         ref = self._live(run_id)
@@ -349,6 +442,65 @@ def _with_model(spec: dict[str, Any], model: object) -> dict[str, Any]:
     return {**spec, "model": model}
 
 
+def _files_read_in(spec: dict[str, Any], services: Services) -> dict[str, Any]:
+    """``spec`` with the files it names checked against the allowed directories: a
+    ``model:`` file read in (as the CLI does on the client's side), a ``replay.log``
+    directory resolved. Refuses (``forbidden``) a path outside them."""
+    out = dict(spec)
+    model = spec.get("model")
+    if isinstance(model, str):
+        path = services.allowed_paths.resolve(model, "model")
+        out["model"] = _read_model(path, services.limits.document_bytes)
+    replay = spec.get("replay")
+    if isinstance(replay, dict) and "log" in replay:
+        log = services.allowed_paths.resolve(replay["log"], "replay.log")
+        out["replay"] = {**replay, "log": str(log)}
+    return out
+
+
+def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
+    """A scenario file read on a client's behalf: checked, its values never quoted in
+    an error (the client may not be allowed to see them)."""
+    from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
+    from physics.reader import hidden_values, read_document  # noqa: PLC0415
+    from physics.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        with hidden_values():
+            doc, _ = read_document(
+                path, error=ScenarioError, root="<scenario>", max_bytes=max_bytes
+            )
+            model = cast(Mapping[str, Any], doc)  # read_document refuses any other file
+            load_scenario(model)
+    except ScenarioError as exc:
+        problem = str(exc).split(": ", 1)[-1]
+        where = "" if exc.path == "<scenario>" else f"{path}: {exc.path}: "
+        raise CallError("bad_request", f"model: {where}{problem}") from None
+    return dict(model)
+
+
+def _preflight(twin: Any, services: Services) -> None:
+    """Refuse an acquisition that cannot run: no such instrument, its interlock latched,
+    or a protocol beyond its compliance limits in any cycle."""
+    from actors.acquire import check_protocol  # noqa: PLC0415 - see _twin_spec
+
+    interlock = services.interlocks.get(twin.instrument)
+    if interlock is None:
+        known = ", ".join(sorted(services.interlocks)) or "none"
+        raise CallError(
+            "not_found", f"instrument: no instrument {twin.instrument!r}; configured: {known}"
+        )
+    trip = interlock.trip_record
+    if trip is not None:
+        raise CallError(
+            "refused",
+            f"instrument {twin.instrument}: its interlock is latched (tripped on "
+            f"{trip.limit}: {trip.detail}); once the cause is dealt with, reset it with "
+            f"`galvana instrument reset {twin.instrument}`",
+        )
+    check_protocol(twin.protocol, twin.model, interlock.limits, twin.instrument)
+
+
 def _twin_spec(spec: dict[str, Any]) -> Any:
     """The validated twin spec when ``spec`` has a model (None otherwise); refuses a bad one."""
     if "model" not in spec:
@@ -358,7 +510,7 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
     from twins.spec import load_twin_spec  # noqa: PLC0415
 
     # `replay` and `procedure` say how the samples come; the rest is the twin spec.
-    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure")}
+    twin = {k: v for k, v in spec.items() if k not in ("replay", "procedure", "import")}
     try:
         return load_twin_spec(twin)
     except TwinError as exc:

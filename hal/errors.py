@@ -11,6 +11,7 @@ from __future__ import annotations
 from runtime.errors import GalvanaError
 
 __all__ = [
+    "DriverConfigError",
     "HalError",
     "InstrumentError",
     "InstrumentOpenError",
@@ -26,6 +27,16 @@ __all__ = [
 
 class HalError(GalvanaError):
     """Base class of every error the instrument layer raises on purpose."""
+
+
+class DriverConfigError(HalError, ValueError):
+    """A driver's connection options are wrong; ``key`` names the option (``""``: the
+    driver's name itself)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.detail = message
 
 
 class WaveformError(HalError, ValueError):

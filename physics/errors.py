@@ -5,6 +5,8 @@ Messages name what was wrong (the key path, the value) and what would be accepte
 
 from __future__ import annotations
 
+from runtime.errors import GalvanaError
+
 __all__ = [
     "EngineUnavailableError",
     "NumericalError",
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 
-class PhysicsError(Exception):
+class PhysicsError(GalvanaError):
     """Base class of every error the physics package raises on purpose."""
 
 

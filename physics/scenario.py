@@ -13,6 +13,16 @@ Example::
     electrode: {geometry: planar, area: 7.07e-6}
     cell: {T: 298.15, Ru: 0.0, Cdl: 0.0}
     waveform: {type: cv, E_start: 0.5, E_vertex: -0.5, scan_rate: 0.1}
+
+A real cell adds, each key optional and each value calibratable (see
+:meth:`Scenario.parameters`)::
+
+    bulk: {total: 1 mM, fraction_oxidized: 0.3}   # instead of c_bulk on O and R
+    species: {O: {D: 7.2e-10}, R: {D_ratio: 1.0}}  # D_R tied to D_O (ratio fitted or fixed)
+    electrode: {geometry: planar, area: 7.07e-6}   # the electroactive area
+    cell: {Ru: 50, Cdl: 1 uF, reference_offset: 5 mV}
+    background: {offset: 20 nA, slope: 0.1 uA/V, Cdl_slope: 0.5 uF/V, E_pivot: 0.2}
+    initial_state: {cycles_before: 2}              # cycles run before the recorded one
 """
 
 from __future__ import annotations
@@ -30,11 +40,14 @@ from physics.reader import Reader, listed, number, read_document, show
 from physics.units import Quantity
 
 __all__ = [
+    "Background",
+    "Bulk",
     "Cell",
     "Chemistry",
     "Chronoamperometry",
     "CyclicVoltammetry",
     "Electrode",
+    "InitialState",
     "Kinetics",
     "LinearSweep",
     "Numerics",
@@ -86,6 +99,12 @@ _SCAN = Quantity("scan rate", "V/s", "[electric_potential]/[time]")
 _TIME = Quantity("time", "s", "[time]")
 _FREQ = Quantity("frequency", "Hz", "1/[time]")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
+_CURRENT = Quantity("current", "A", "[current]")
+_CONDUCTANCE = Quantity("conductance", "A/V", "[current]/[electric_potential]")
+_CDL_SLOPE = Quantity("capacitance per volt", "F/V", "[capacitance]/[electric_potential]")
+_CDL_CURVATURE = Quantity(
+    "capacitance per volt squared", "F/V^2", "[capacitance]/[electric_potential]**2"
+)
 
 
 # --------------------------------------------------------------------------- objects
@@ -97,13 +116,17 @@ class Species:
 
     ``derived`` marks a bulk concentration that was not given but computed from the
     chemical equilibrium with the species it is made from; it follows the rate
-    constants when they change (:meth:`Scenario.with_parameters`).
+    constants when they change (:meth:`Scenario.with_parameters`). ``D_ratio``, when
+    set, ties ``D`` to species O's: ``D = D_ratio * D_O`` (dimensionless), so a change
+    of ``species.O.D`` moves both and the ratio itself is the parameter
+    ``species.<name>.D_ratio``.
     """
 
     name: str
     D: float
     c_bulk: float
     derived: bool = False
+    D_ratio: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +185,73 @@ class Electrode:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F)."""
+    """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F).
+
+    ``reference_offset`` (V) is the potential of the measuring reference electrode on the
+    scale the model's formal potentials are given on: the model's electrode potential
+    is the measured one plus this offset. It shifts the faradaic response along the
+    potential axis and nothing else (the background, :class:`Background`, is an
+    empirical description of the measured curve and stays on the measured scale).
+    """
 
     T: float = 298.15
     Ru: float = 0.0
     Cdl: float = 0.0
+    reference_offset: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """The bulk composition of the couple O/R given as a ``total`` concentration
+    (mol/m^3) and the ``fraction_oxidized`` (0 to 1): ``c_O = total * fraction``,
+    ``c_R = total * (1 - fraction)``. A partly oxidised solution then has its Nernstian
+    rest potential ``E0 + RT/(nF) ln(c_O/c_R)``; the fraction is identified by a
+    voltammogram even where the area and the total are not (it sets the ratio of the
+    anodic and cathodic currents)."""
+
+    total: float
+    fraction_oxidized: float
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """The current the mechanism does not explain, in two parts.
+
+    Capacitive: the double-layer capacitance depends on the electrode potential as
+    ``Cdl(E) = cell.Cdl + Cdl_slope (E - E_pivot) + Cdl_curvature (E - E_pivot)^2``
+    (F, F/V, F/V^2), and its charging current ``Cdl(E) dE/dt`` follows the scan
+    direction and flows through ``Ru`` (E is the interfacial potential). Faradaic-free:
+    ``offset + slope (E_applied - E_pivot)`` (A, A/V) is added to the measured current
+    (an instrument's current offset, a small leak or a slowly sloping baseline); it
+    does not flow through the model's ``Ru``. ``E_pivot`` (V, measured scale) centres
+    both polynomials, so that their coefficients stay uncorrelated over a window around
+    it; it is not calibrated.
+    """
+
+    offset: float = 0.0
+    slope: float = 0.0
+    Cdl_slope: float = 0.0
+    Cdl_curvature: float = 0.0
+    E_pivot: float = 0.0
+
+    @property
+    def faradaic_free(self) -> bool:
+        """Whether the offset or the slope is non-zero."""
+        return self.offset != 0.0 or self.slope != 0.0
+
+    @property
+    def capacitive(self) -> bool:
+        """Whether the capacitance depends on the potential."""
+        return self.Cdl_slope != 0.0 or self.Cdl_curvature != 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class InitialState:
+    """The state the recorded experiment starts from: the cell at rest, after
+    ``cycles_before`` cycles of the same waveform (a cyclic voltammogram) that were run
+    but not recorded. Results start with the first recorded cycle, at t = 0."""
+
+    cycles_before: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +355,9 @@ class Scenario:
     cell: Cell
     waveform: Waveform
     numerics: Numerics = field(default_factory=Numerics)
+    bulk: Bulk | None = None
+    background: Background = field(default_factory=Background)
+    initial_state: InitialState = field(default_factory=InitialState)
 
     def species_named(self, name: str) -> Species:
         """The species called ``name``; ``KeyError`` if the scenario has none."""
@@ -280,11 +368,29 @@ class Scenario:
 
     @property
     def duration(self) -> float:
-        """Total duration of the waveform (s)."""
+        """Total duration of the waveform (s), the recorded part: cycles run before it
+        (``initial_state.cycles_before``) are in :attr:`duration_before`."""
         return waveform_duration(self.waveform)
 
+    @property
+    def duration_before(self) -> float:
+        """Duration (s) of the cycles run before the recorded waveform (0 without any)."""
+        n = self.initial_state.cycles_before
+        if n == 0:
+            return 0.0
+        assert isinstance(self.waveform, CyclicVoltammetry)
+        return n * waveform_duration(self.waveform) / self.waveform.cycles
+
     def parameters(self) -> dict[str, float]:
-        """The calibratable parameters by key path (``"kinetics.k0"``), with values in SI."""
+        """The calibratable parameters by key path (``"kinetics.k0"``), with values in SI.
+
+        Besides the kinetics, transport, Ru, Cdl and homogeneous rate constants: the
+        bulk concentrations (``species.<name>.c_bulk`` of the species given one, or
+        ``bulk.total`` and ``bulk.fraction_oxidized``), a diffusion coefficient tied to
+        O's by its ratio (``species.<name>.D_ratio``), the electroactive area
+        (``electrode.area``, 1D geometries), the reference offset
+        (``cell.reference_offset``) and the background (``background.*`` but E_pivot).
+        """
         out: dict[str, float] = {}
         for prefix, k in _indexed("kinetics", self.kinetics):
             if k.model != "nernst":
@@ -293,12 +399,30 @@ class Scenario:
                 out[f"{prefix}.alpha"] = k.alpha
             out[f"{prefix}.E0"] = k.E0
         for s in self.species:
-            out[f"species.{s.name}.D"] = s.D
+            if s.D_ratio is None:
+                out[f"species.{s.name}.D"] = s.D
+            else:
+                out[f"species.{s.name}.D_ratio"] = s.D_ratio
         out["cell.Ru"] = self.cell.Ru
         out["cell.Cdl"] = self.cell.Cdl
         for prefix, c in _indexed("chemistry", self.chemistry):
             out[f"{prefix}.kf"] = c.kf
             out[f"{prefix}.kb"] = c.kb
+        # The terms a real cell needs, after the mechanism's own.
+        if self.bulk is not None:
+            out["bulk.total"] = self.bulk.total
+            out["bulk.fraction_oxidized"] = self.bulk.fraction_oxidized
+        for s in self.species:
+            if not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
+                out[f"species.{s.name}.c_bulk"] = s.c_bulk
+        if self.electrode.geometry in GEOMETRIES_1D:
+            out["electrode.area"] = self.electrode.area
+        out["cell.reference_offset"] = self.cell.reference_offset
+        bg = self.background
+        out["background.offset"] = bg.offset
+        out["background.slope"] = bg.slope
+        out["background.Cdl_slope"] = bg.Cdl_slope
+        out["background.Cdl_curvature"] = bg.Cdl_curvature
         return out
 
     def with_parameters(self, values: Mapping[str, float]) -> Scenario:
@@ -347,10 +471,7 @@ class Scenario:
             "name": self.name,
             "engine": self.engine,
             "mechanism": self.mechanism,
-            "species": {
-                s.name: {"D": s.D} if s.derived else {"D": s.D, "c_bulk": s.c_bulk}
-                for s in self.species
-            },
+            "species": {s.name: self._species_mapping(s) for s in self.species},
             "kinetics": kinetics[0] if len(kinetics) == 1 else kinetics,
             "electrode": _electrode_mapping(self.electrode),
             "cell": {"T": self.cell.T, "Ru": self.cell.Ru, "Cdl": self.cell.Cdl},
@@ -363,7 +484,28 @@ class Scenario:
         }
         if chemistry:
             doc["chemistry"] = chemistry[0] if len(chemistry) == 1 else chemistry
+        # The real-cell terms only when set, so that a plain scenario's mapping (which
+        # the 2D engine's worker reads too) stays as it was.
+        if self.cell.reference_offset != 0.0:
+            doc["cell"]["reference_offset"] = self.cell.reference_offset
+        if self.bulk is not None:
+            doc["bulk"] = {
+                "total": self.bulk.total,
+                "fraction_oxidized": self.bulk.fraction_oxidized,
+            }
+        if self.background != Background():
+            doc["background"] = {
+                f.name: getattr(self.background, f.name) for f in fields(Background)
+            }
+        if self.initial_state.cycles_before:
+            doc["initial_state"] = {"cycles_before": self.initial_state.cycles_before}
         return doc
+
+    def _species_mapping(self, s: Species) -> dict[str, Any]:
+        out: dict[str, Any] = {"D": s.D} if s.D_ratio is None else {"D_ratio": s.D_ratio}
+        if not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
+            out["c_bulk"] = s.c_bulk
+        return out
 
     def _chemistry_mapping(self, c: Chemistry) -> dict[str, Any]:
         out: dict[str, Any] = {"kf": c.kf, "kb": c.kb, "order": c.order}
@@ -435,7 +577,8 @@ def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
     if m is not None:
         node = doc[m.group(1)][int(m.group(2))]
     else:
-        node = doc[head]
+        # Sections a plain scenario leaves out (background) are created.
+        node = doc.setdefault(head, {})
         if isinstance(node, list):
             node = node[0]
     for part in parts[1:-1]:
@@ -494,6 +637,9 @@ _TOP_KEYS = (
     "cell",
     "waveform",
     "numerics",
+    "bulk",
+    "background",
+    "initial_state",
 )
 
 
@@ -503,6 +649,7 @@ def _parse(doc: object, default_name: str) -> Scenario:
     engine = top.choice("engine", ENGINES, default="numba")
     mechanism = top.choice("mechanism", MECHANISMS, default="E")
     species_raw = _parse_species(top, mechanism)
+    bulk = _parse_bulk(top, species_raw)
     kinetics = _parse_kinetics(top, mechanism)
     chemistry = _parse_chemistry(top, mechanism)
     species = _complete_species(species_raw, mechanism, chemistry)
@@ -510,6 +657,8 @@ def _parse(doc: object, default_name: str) -> Scenario:
     cell = _parse_cell(top)
     waveform = _parse_waveform(top)
     numerics = _parse_numerics(top)
+    background = _parse_background(top)
+    initial_state = _parse_initial_state(top, waveform)
     top.finish(_TOP_KEYS)
     scenario = Scenario(
         name=name,
@@ -522,6 +671,9 @@ def _parse(doc: object, default_name: str) -> Scenario:
         cell=cell,
         waveform=waveform,
         numerics=numerics,
+        bulk=bulk,
+        background=background,
+        initial_state=initial_state,
     )
     _check_bulk_equilibrium(scenario)
     if not any(s.c_bulk > 0 for s in species):
@@ -531,10 +683,14 @@ def _parse(doc: object, default_name: str) -> Scenario:
     return scenario
 
 
-def _parse_species(top: Reader, mechanism: str) -> dict[str, tuple[float | None, float | None]]:
+# Raw species entries: D, c_bulk and D_ratio as given (None when left out).
+_RawSpecies: TypeAlias = tuple[float | None, float | None, float | None]
+
+
+def _parse_species(top: Reader, mechanism: str) -> dict[str, _RawSpecies]:
     reader = top.child("species")
     allowed = _mechanism_species(mechanism)
-    out: dict[str, tuple[float | None, float | None]] = {}
+    out: dict[str, _RawSpecies] = {}
     for required in _REQUIRED_SPECIES[mechanism]:
         if not reader.has(required):
             raise ScenarioError(
@@ -554,9 +710,42 @@ def _parse_species(top: Reader, mechanism: str) -> dict[str, tuple[float | None,
             raise ScenarioError(
                 sp.key("c_bulk"), f"got {c:g}; accepted: a number in [0, 100000] mol/m^3"
             )
-        sp.finish(("D", "c_bulk"))
-        out[key] = (D, c)
+        ratio = None
+        if sp.has("D_ratio"):
+            if key == "O":
+                raise ScenarioError(
+                    sp.key("D_ratio"),
+                    "D_ratio is relative to species O's D; give O its D and the ratio to "
+                    "the other species",
+                )
+            if D is not None:
+                raise ScenarioError(
+                    sp.key("D_ratio"),
+                    "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
+                )
+            ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
+        sp.finish(("D", "c_bulk", "D_ratio"))
+        out[key] = (D, c, ratio)
     return out
+
+
+def _parse_bulk(top: Reader, raw: dict[str, _RawSpecies]) -> Bulk | None:
+    """The couple's bulk as total and fraction oxidised; filled into O's and R's c_bulk."""
+    r = top.optional_child("bulk")
+    if r is None:
+        return None
+    total = r.number("total", _C, lo=0.0, hi=1e5, lo_open=True)
+    fraction = r.number("fraction_oxidized", _NONE, lo=0.0, hi=1.0)
+    r.finish(("total", "fraction_oxidized"))
+    for name, c in (("O", total * fraction), ("R", total * (1.0 - fraction))):
+        D, given, ratio = raw[name]
+        if given is not None:
+            raise ScenarioError(
+                f"species.{name}.c_bulk",
+                "given twice: bulk (total, fraction_oxidized) sets it; remove one",
+            )
+        raw[name] = (D, c, ratio)
+    return Bulk(total, fraction)
 
 
 def _mechanism_species(mechanism: str) -> tuple[str, ...]:
@@ -684,13 +873,36 @@ def _parse_chemistry(top: Reader, mechanism: str) -> tuple[Chemistry, ...]:
 
 
 def _complete_species(
-    raw: dict[str, tuple[float | None, float | None]],
+    raw: dict[str, _RawSpecies],
     mechanism: str,
     chemistry: tuple[Chemistry, ...],
 ) -> tuple[Species, ...]:
     """Fill what was left out: a species made by a homogeneous step takes the diffusion
     coefficient of the species it is made from, and a bulk concentration at chemical
-    equilibrium with it (0 when the step is irreversible)."""
+    equilibrium with it (0 when the step is irreversible). A ``D_ratio`` gives the
+    diffusion coefficient as a multiple of O's."""
+    raw = dict(raw)
+    D_O = raw["O"][0]
+    for name, (_, c, ratio) in list(raw.items()):
+        if ratio is not None:
+            if D_O is None:
+                raise ScenarioError("species.O.D", f"required by species.{name}.D_ratio")
+            raw[name] = (ratio * D_O, c, ratio)
+    ratios = {name: entry[2] for name, entry in raw.items()}
+    done = _complete_bulk({n: (D, c) for n, (D, c, _) in raw.items()}, mechanism, chemistry)
+    return tuple(
+        s
+        if ratios.get(s.name) is None
+        else Species(s.name, s.D, s.c_bulk, s.derived, ratios[s.name])
+        for s in done
+    )
+
+
+def _complete_bulk(
+    raw: dict[str, tuple[float | None, float | None]],
+    mechanism: str,
+    chemistry: tuple[Chemistry, ...],
+) -> tuple[Species, ...]:
     names = list(_mechanism_species(mechanism))
     substrate = any("Z" in c.reactants for c in chemistry)
     if mechanism == "EC'" and not substrate:
@@ -821,8 +1033,50 @@ def _parse_cell(top: Reader) -> Cell:
     T = r.number("T", _T, default=298.15, lo=200.0, hi=600.0)
     Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
     Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
-    r.finish(("T", "Ru", "Cdl"))
-    return Cell(T, Ru, Cdl)
+    offset = r.number("reference_offset", _E, default=0.0, lo=-2.0, hi=2.0)
+    r.finish(("T", "Ru", "Cdl", "reference_offset"))
+    return Cell(T, Ru, Cdl, offset)
+
+
+_BACKGROUND_KEYS = ("offset", "slope", "Cdl_slope", "Cdl_curvature", "E_pivot")
+
+
+def _parse_background(top: Reader) -> Background:
+    r = top.optional_child("background")
+    if r is None:
+        return Background()
+    out = Background(
+        offset=r.number("offset", _CURRENT, default=0.0, lo=-1.0, hi=1.0),
+        slope=r.number("slope", _CONDUCTANCE, default=0.0, lo=-1.0, hi=1.0),
+        Cdl_slope=r.number("Cdl_slope", _CDL_SLOPE, default=0.0, lo=-1.0, hi=1.0),
+        Cdl_curvature=r.number("Cdl_curvature", _CDL_CURVATURE, default=0.0, lo=-1.0, hi=1.0),
+        E_pivot=_potential(r, "E_pivot", default=0.0),
+    )
+    r.finish(_BACKGROUND_KEYS)
+    return out
+
+
+def _parse_initial_state(top: Reader, waveform: Waveform) -> InitialState:
+    r = top.optional_child("initial_state")
+    if r is None:
+        return InitialState()
+    cycles = r.integer("cycles_before", default=0, lo=0, hi=1000)
+    r.finish(("cycles_before",))
+    if not cycles:
+        return InitialState()
+    if not isinstance(waveform, CyclicVoltammetry):
+        raise ScenarioError(
+            r.key("cycles_before"),
+            f"got {cycles} with a {waveform.type} waveform; accepted: 0, or cycles before "
+            "a cv waveform (the cycles run are the waveform's own)",
+        )
+    if waveform.E_end != waveform.E_start:
+        raise ScenarioError(
+            r.key("cycles_before"),
+            f"got {cycles} with E_end ({waveform.E_end:g}) != E_start "
+            f"({waveform.E_start:g}); accepted: a cycle that ends where it starts",
+        )
+    return InitialState(cycles)
 
 
 _WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {

@@ -22,7 +22,14 @@ import numpy.typing as npt
 from physics.engines.numba import _model
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
-from physics.scenario import GEOMETRIES_2D, Scenario, canonical_parameter, load_scenario
+from physics.scenario import (
+    GEOMETRIES_2D,
+    Background,
+    CyclicVoltammetry,
+    Scenario,
+    canonical_parameter,
+    load_scenario,
+)
 from physics.units import FARADAY, GAS_CONSTANT
 from physics.waveforms import TimeSteps, segments, time_steps, trace_steps
 
@@ -32,6 +39,7 @@ __all__ = [
     "SimulationResult",
     "SimulationState",
     "Simulator",
+    "background_current",
     "engine_of",
     "simulate",
     "simulate_batch",
@@ -53,7 +61,9 @@ _REACTION_LAYER_POINTS = 10.0
 # Curved electrodes: the first spacing is at most this fraction of the radius.
 _RADIUS_FRACTION = 0.02
 # Scenario entries, besides the parameters, that the scales and the grid are built from:
-# Simulator.with_parameters keeps both, so these need a new Simulator.
+# Simulator.with_parameters keeps both, so these need a new Simulator. (The area and
+# the bulk concentrations set the scales too, but they are parameters: a value other
+# than the scales' is simply a factor in them.)
 _SCALE_ENTRIES = re.compile(r"^(cell\.T|electrode\.\w+|species\.[^.]+\.c_bulk)$")
 
 
@@ -63,7 +73,8 @@ class Scales:
 
     ``D_ref`` (m^2/s) the largest diffusion coefficient, ``t_ref`` (s) the horizon,
     ``L`` = sqrt(D_ref t_ref) (m), ``c_ref`` (mol/m^3) the largest bulk concentration,
-    ``f`` = F/(R T) (1/V) and ``I_scale`` = F A D_ref c_ref / L (A).
+    ``f`` = F/(R T) (1/V), ``area`` (m^2) the electrode area and ``I_scale`` =
+    F A D_ref c_ref / L (A).
     """
 
     D_ref: float
@@ -72,6 +83,7 @@ class Scales:
     c_ref: float
     f: float
     I_scale: float
+    area: float
 
     @classmethod
     def of(cls, scenario: Scenario, horizon: float) -> Scales:
@@ -80,8 +92,9 @@ class Scales:
         c_ref = max(s.c_bulk for s in scenario.species)
         L = math.sqrt(D_ref * horizon)
         f = FARADAY / (GAS_CONSTANT * scenario.cell.T)
-        I_scale = FARADAY * scenario.electrode.area * D_ref * c_ref / L
-        return cls(D_ref=D_ref, t_ref=horizon, L=L, c_ref=c_ref, f=f, I_scale=I_scale)
+        area = scenario.electrode.area
+        I_scale = FARADAY * area * D_ref * c_ref / L
+        return cls(D_ref=D_ref, t_ref=horizon, L=L, c_ref=c_ref, f=f, I_scale=I_scale, area=area)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +165,14 @@ class Simulator:
     ``sensitivities`` names the parameters (key paths from
     :meth:`Scenario.parameters`) whose dI/dp is computed alongside the current.
     ``horizon`` (s) is how long the experiment is expected to last (default: the
-    waveform's duration); it sets the scales and the initial grid, which grows if a
-    trace runs longer. ``min_time_step`` (s) is the smallest step expected (it sets
-    the grid spacing at the electrode; default: the scenario waveform's).
+    waveform's duration, with the cycles run before it); it sets the scales and the
+    initial grid, which grows if a trace runs longer. ``min_time_step`` (s) is the
+    smallest step expected (it sets the grid spacing at the electrode; default: the
+    scenario waveform's).
+
+    :meth:`run` starts with the scenario's ``initial_state``: the cycles before the
+    recorded one are simulated and not reported. :meth:`initial_state` is the cell at
+    rest; lockstep callers that need the cycles before run them along their own trace.
 
     Example::
 
@@ -191,7 +209,7 @@ class Simulator:
                 )
             names.append(canonical)
         self.sensitivities = tuple(names)
-        self.horizon = float(horizon) if horizon is not None else sc.duration
+        self.horizon = float(horizon) if horizon is not None else sc.duration + sc.duration_before
         if not self.horizon > 0:
             raise ParameterError(f"horizon must be > 0 s; got {horizon!r}")
         self.scales = Scales.of(sc, self.horizon)
@@ -284,12 +302,15 @@ class Simulator:
                 f"changes must have one value per sensitivity ({len(self.sensitivities)}: "
                 f"{', '.join(self.sensitivities) or 'none'}); got shape {delta.shape}"
             )
-        if state.arrays.s_theta.shape[0] != delta.size:
+        if state.arrays.s_theta.shape[0] != self._params.count:
             raise ParameterError(
                 f"the state carries {state.arrays.s_theta.shape[0]} sensitivities, this "
-                f"simulator {delta.size}; extrapolate with the simulator that computed it"
+                f"simulator {self._params.count}; extrapolate with the simulator that "
+                "computed it"
             )
-        delta = delta * self._params.factors
+        # Only the kernel's parameters move the state (the faradaic-free background
+        # is added to the current, not carried in it).
+        delta = (delta * self._params.factors)[self._params.kernel >= 0]
         if not np.any(delta):
             return state
         arrays = state.arrays.copy()
@@ -316,7 +337,13 @@ class Simulator:
         the number of frames wanted. ``progress`` is called with the fraction done.
         """
         state = self.initial_state()
-        return self._run_steps(state, self._steps, profiles=profiles, progress=progress)[0]
+        return self._run_steps(
+            state,
+            self._steps,
+            profiles=profiles,
+            progress=progress,
+            t_offset=-self.scenario.duration_before,
+        )[0]
 
     def advance(
         self, state: SimulationState, t: npt.ArrayLike, E: npt.ArrayLike
@@ -328,16 +355,25 @@ class Simulator:
         scenario's potential step. Times must be increasing and after ``state.t``; keep
         them relative to the start of the run (not epoch seconds), or the step sizes
         lose precision.
+
+        From a cell at rest whose bulk is out of equilibrium with the first potential (a
+        partly oxidised solution away from its rest potential) the current starts as a
+        t^-1/2 transient: the first steps are then graded as after a jump in a scenario
+        waveform (from a thousandth of the first sub-step, growing by 12 %).
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
+        numerics = self.scenario.numerics
         steps = trace_steps(
             ta - state.t,
             Ea,
             t0=0.0,
             E0=state.E_applied,
-            potential_step=self.scenario.numerics.potential_step / self.scenario.numerics.refine,
+            potential_step=numerics.potential_step / numerics.refine,
         )
+        fresh = state.t == state.t_origin and state.arrays.scal[0] == 1.0
+        if fresh and _model.starts_away_from_rest(self.scenario, state.E_applied):
+            steps = _graded_start(steps, state.E_applied, numerics.refine)
         result, new_state = self._run_steps(
             state, steps, profiles=False, progress=None, t_offset=state.t
         )
@@ -346,14 +382,29 @@ class Simulator:
     # -- internals ------------------------------------------------------------------
 
     def _scenario_steps(self, rc_time: float | None = None) -> TimeSteps:
+        """The scenario waveform's steps; with cycles before the recorded ones, those
+        cycles come first (the same waveform with more cycles, so a run with
+        ``cycles_before: 1`` takes exactly the steps of a two-cycle one) and only the
+        recorded steps are reported."""
         sc = self.scenario
-        return time_steps(
-            sc.waveform,
+        wf = sc.waveform
+        before = sc.initial_state.cycles_before
+        if before:
+            assert isinstance(wf, CyclicVoltammetry)
+            wf = dataclasses.replace(wf, cycles=wf.cycles + before)
+        steps = time_steps(
+            wf,
             potential_step=sc.numerics.potential_step,
             refine=sc.numerics.refine,
             start_jump=_model.starts_away_from_rest(sc, _initial_potential(sc)),
             rc_time=sc.cell.Ru * sc.cell.Cdl if rc_time is None else rc_time,
         )
+        if not before:
+            return steps
+        t_before = sc.duration_before
+        # The step that ends the cycles before is the last one not reported.
+        recorded = steps.output[steps.t[steps.output] > t_before * (1.0 + 1e-12)]
+        return dataclasses.replace(steps, output=recorded)
 
     def _run_steps(
         self,
@@ -382,8 +433,10 @@ class Simulator:
         frames = 0
         if profiles:
             frames = 200 if profiles is True else int(profiles)
+        # Profiles of the reported steps (after any cycles run before them).
+        first = int(steps.output[0]) if steps.output.size else 0
         rec_idx = (
-            np.unique(np.linspace(0, M - 1, min(frames, M)).round().astype(np.int64))
+            np.unique(np.linspace(first, M - 1, min(frames, M - first)).round().astype(np.int64))
             if frames
             else np.zeros(0, dtype=np.int64)
         )
@@ -423,12 +476,8 @@ class Simulator:
                 progress(done / M)
         elapsed = time.perf_counter() - start
         sel = steps.output
-        current = out.psi[sel] * scales.I_scale
-        sens = {
-            name: out.dpsi[sel, q] * scales.I_scale * self._params.factors[q]
-            for q, name in enumerate(self.sensitivities)
-        }
         E_app = steps.E[sel]
+        current, sens = self._currents(out, sel, E_app)
         E_int = out.theta[sel] / scales.f
         x = prof_t = prof = None
         if rec_idx.size:
@@ -458,6 +507,87 @@ class Simulator:
             t_origin=state.t_origin,
         )
         return result, new_state
+
+    def _currents(
+        self, out: _model.Outputs, sel: npt.NDArray[np.int64], E_app: FloatArray
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """The current (A) at the steps ``sel`` and its sensitivities, background
+        included: the cell's current scaled by the area, the faradaic-free background
+        added outside the kernel."""
+        params = self._params
+        scale = self.scales.I_scale * self.model.area
+        cell = out.psi[sel] * scale
+        bg = self.scenario.background
+        current = cell + background_current(bg, E_app) if bg.faradaic_free else cell
+        sens: dict[str, FloatArray] = {}
+        for name, column, term, factor in zip(
+            self.sensitivities, params.kernel, params.output, params.factors, strict=True
+        ):
+            value = out.dpsi[sel, column] * scale * factor if column >= 0 else np.zeros(sel.size)
+            if term == _model.OUT_OFFSET:
+                value = value + 1.0
+            elif term == _model.OUT_SLOPE:
+                value = value + (E_app - bg.E_pivot)
+            elif term == _model.OUT_AREA:
+                value = value + cell / self.scenario.electrode.area
+            sens[name] = value
+        return current, sens
+
+
+# A start away from rest: the first step is cut into steps growing by 12 % (divided by
+# `refine`) from this fraction of it, and the next ones into pieces no longer than 12 %
+# of the time since the start, until the steps are back to their own size: the graded
+# sequence after a jump of a scenario waveform (physics.waveforms), fitted to a trace.
+_START_FRACTION = 1e-3
+_START_GROWTH = 0.12
+
+
+def _graded_start(steps: TimeSteps, E0: float, refine: float) -> TimeSteps:
+    """``steps`` with the first ones cut finer as described above (the potential linear
+    along each); outputs keep their steps' ends."""
+    growth = _START_GROWTH / refine
+    h, t, E = steps.h, steps.t, steps.E
+    t_start = t - h
+    # Pieces per step: geometric in the first, then at most `growth` times the time
+    # since the start; the cut ends where a step needs no cut.
+    pieces = np.ones(h.size, dtype=np.int64)
+    pieces[1:] = np.ceil(h[1:] / (growth * t_start[1:]) - 1e-9).astype(np.int64).clip(1)
+    ends = np.flatnonzero(pieces[1:] == 1)
+    J = int(ends[0]) + 1 if ends.size else h.size
+    n0 = math.ceil(math.log(1.0 + growth * refine / _START_FRACTION) / math.log(1.0 + growth))
+    first = (1.0 + growth) ** np.arange(n0)
+    frac = [np.cumsum(first) / first.sum()]
+    frac += [np.arange(1, m + 1) / m for m in pieces[1:J]]
+    counts = np.array([f.size for f in frac], dtype=np.int64)
+    within = np.concatenate(frac)
+    within[np.cumsum(counts) - 1] = 1.0  # each step's end exactly
+    owner = np.repeat(np.arange(J), counts)
+    E_before = np.concatenate([[E0], E[: J - 1]])
+    new_t = t_start[owner] + h[owner] * within
+    new_t[np.cumsum(counts) - 1] = t[:J]
+    new_E = E_before[owner] + (E[owner] - E_before[owner]) * within
+    new_E[np.cumsum(counts) - 1] = E[:J]
+    new_h = np.diff(np.concatenate([[0.0], new_t]))
+    restart = np.zeros(new_h.size, dtype=np.bool_)
+    restart[0] = bool(steps.restart[0])
+    shift = np.concatenate(
+        [np.cumsum(counts) - 1 - np.arange(J), np.full(h.size - J, counts.sum() - J)]
+    )
+    return TimeSteps(
+        h=np.concatenate([new_h, h[J:]]),
+        t=np.concatenate([new_t, t[J:]]),
+        E=np.concatenate([new_E, E[J:]]),
+        restart=np.concatenate([restart, steps.restart[J:]]),
+        E_initial=steps.E_initial,
+        output=steps.output + shift[steps.output],
+    )
+
+
+def background_current(background: Background, E_applied: FloatArray) -> FloatArray:
+    """The faradaic-free background (A) at the applied potentials ``E_applied`` (V):
+    ``offset + slope (E_applied - E_pivot)``."""
+    out: FloatArray = background.offset + background.slope * (E_applied - background.E_pivot)
+    return out
 
 
 def _initial_potential(sc: Scenario) -> float:
@@ -641,6 +771,7 @@ def simulate_batch(
             grid.radius,
         )
     E0 = steps.E_initial * sim.scales.f
+    before = sc.duration_before
     _model.warm_up()
     start = time.perf_counter()
     psi = _model.run_batch(
@@ -653,10 +784,16 @@ def simulate_batch(
         threads=threads,
     )
     elapsed = time.perf_counter() - start
+    E_out = steps.E[steps.output]
+    current = psi[:, steps.output] * sim.scales.I_scale
+    for b, (variant, model) in enumerate(zip(variants, models, strict=True)):
+        current[b] *= model.area
+        if variant.background.faradaic_free:
+            current[b] += background_current(variant.background, E_out)
     return BatchResult(
-        t=steps.t[steps.output],
-        E_applied=steps.E[steps.output],
-        I=psi[:, steps.output] * sim.scales.I_scale,
+        t=steps.t[steps.output] - before,
+        E_applied=E_out,
+        I=current,
         parameters=names,
         values=vals,
         elapsed_s=elapsed,

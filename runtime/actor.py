@@ -13,7 +13,12 @@ actor without calling ``on_failure``. Galvana actors follow OTP instead:
   caller gets the error and the actor carries on (OTP's ``{reply, {error, Reason}}``).
 
 Methods decorated with :func:`exposed` can be called through the actor message API
-(an :class:`~runtime.messages.ApiCall`); nothing else can.
+(an :class:`~runtime.messages.ApiCall`); nothing else can. An API call is the caller's
+request, not the tree's work: its arguments are checked against the method's
+annotations first (``runtime.arguments``: a wrong one is a ``bad_request``), and an
+unexpected exception inside the method is answered ``internal`` (the traceback goes to
+the log) without ending the actor. A crash in a call is the caller's failure; a client
+sending malformed calls must never exhaust a supervisor's restart intensity.
 
 Only the actor loop is replaced; message dispatch, proxies and the registry remain
 Pykka's own.
@@ -35,12 +40,14 @@ import inspect
 import logging
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import pykka
 
+from runtime.arguments import bind_arguments
 from runtime.errors import CallError
 from runtime.messages import ApiCall, ChildExited, ExitKind
 
@@ -49,7 +56,7 @@ if TYPE_CHECKING:
 
     from runtime.event_bus import EventBus
 
-__all__ = ["Actor", "ExitReason", "Link", "exposed", "waker"]
+__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed", "waker"]
 
 logger = logging.getLogger("galvana.actor")
 
@@ -94,6 +101,11 @@ class Link:
 
 
 _EXPOSED = "__galvana_exposed__"
+_SCOPE = "__galvana_scope__"
+
+ADMIN_SCOPE = "admin"
+"""The scope of operator tools that act on the tree itself (``kill``). The API server
+grants it to the Unix socket's owner and to TCP clients presenting the admin token."""
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
@@ -103,19 +115,26 @@ def exposed(method: F) -> F: ...
 
 
 @overload
-def exposed(*, name: str) -> Callable[[F], F]: ...
+def exposed(*, name: str | None = None, scope: str | None = None) -> Callable[[F], F]: ...
 
 
-def exposed(method: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+def exposed(
+    method: F | None = None, *, name: str | None = None, scope: str | None = None
+) -> F | Callable[[F], F]:
     """Mark an actor method as callable through the actor message API.
 
-    Its arguments and result must be plain data (what ``runtime.codec.Plain`` holds).
-    Raise :class:`~runtime.errors.CallError` to refuse a request. ``name`` publishes
-    it under another name (``stop`` for a method that cannot be called ``stop``).
+    Its arguments and result must be plain data (what ``runtime.codec.Plain`` holds),
+    and every parameter is annotated: the annotations are what a call's arguments are
+    checked against (ranges with ``Annotated[int, msgspec.Meta(ge=1)]``). Raise
+    :class:`~runtime.errors.CallError` to refuse a request. ``name`` publishes it under
+    another name (``stop`` for a method that cannot be called ``stop``); ``scope``
+    (:data:`ADMIN_SCOPE`) restricts it to callers the server granted that scope.
     """
 
     def mark(fn: F) -> F:
         setattr(fn, _EXPOSED, name or fn.__name__)
+        if scope is not None:
+            setattr(fn, _SCOPE, scope)
         return fn
 
     return mark(method) if method is not None else mark
@@ -134,6 +153,12 @@ def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
             ref.tell(message)
 
     return wake
+
+
+def exposed_scope(method: object) -> str | None:
+    """The scope an exposed method requires (None: any caller)."""
+    scope = getattr(method, _SCOPE, None)
+    return scope if isinstance(scope, str) else None
 
 
 _pending = threading.local()
@@ -240,11 +265,39 @@ class Actor(pykka.ThreadingActor):
                 f"{self._name()} has no method {call.method!r}; it offers: {offered}",
             )
         method = getattr(self, self._exposed[call.method])
+        scope = exposed_scope(method)
+        if scope is not None and scope not in call.scopes:
+            raise CallError(
+                "unauthorized",
+                f"{call.method} needs the {scope!r} scope: call it through the daemon's Unix "
+                "socket as its owner, or over TCP with the admin token",
+            )
+        args, kwargs = bind_arguments(method, self._call_name(call.method), call.args, call.kwargs)
         try:
-            bound = inspect.signature(method).bind(*call.args, **call.kwargs)
-        except TypeError as exc:
-            raise CallError("bad_request", f"{call.method}: {exc}") from None
-        return method(*bound.args, **bound.kwargs)
+            return method(*args, **kwargs)
+        except CallError:
+            raise
+        except Exception as exc:
+            # The caller's request failed, not the actor: answer, log, carry on.
+            incident = uuid.uuid4().hex[:8]
+            logger.exception(
+                "%s.%s failed (incident %s); the actor carries on",
+                self._name(),
+                call.method,
+                incident,
+            )
+            raise CallError(
+                "internal",
+                f"{self._name()}.{call.method} failed inside the daemon ({type(exc).__name__}); "
+                f"the daemon log has the details (incident {incident})",
+            ) from None
+
+    def _call_name(self, method: str) -> str:
+        """How a client names the call: ``runs.show`` (the API path below the root)."""
+        if self._link is None:
+            return f"{type(self).__name__}.{method}"
+        _, _, below = self._link.path.partition("/")
+        return f"{below}.{method}" if below else method
 
     def _name(self) -> str:
         return self._link.path if self._link is not None else type(self).__name__

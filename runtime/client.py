@@ -1,8 +1,9 @@
 """Python clients of the actor message API: :class:`Client` (blocking), :class:`AsyncClient` (trio).
 
 Both speak the protocol of :mod:`runtime.api.protocol`; both raise
-:class:`~runtime.errors.ApiError` (``.code``, message) for error replies and
-:class:`~runtime.errors.ConnectionLost` when the daemon cannot be reached.
+:class:`~runtime.errors.ApiError` (``.code``, message) for error replies,
+:class:`~runtime.errors.ConnectionLost` when the daemon cannot be reached and
+:class:`~runtime.errors.ClientTimeout` when it does not answer in time.
 
 >>> # with Client(socket_path=Path("galvana-data/galvana.sock")) as daemon:
 >>> #     runs = daemon.call("runs", "list")
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import socket
 import time
 from collections import deque
@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from runtime.address import resolve_data_dir
 from runtime.api.protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -32,19 +33,11 @@ from runtime.api.protocol import (
     reply_result,
 )
 from runtime.codec import DEFAULT_LIMITS, message_from_plain
-from runtime.errors import ApiError, ConnectionLost, MessageError
+from runtime.errors import ApiError, ClientTimeout, ConnectionLost, MessageError
 
 __all__ = ["AsyncClient", "Client", "Event", "resolve_data_dir"]
 
 _MAX_FRAME = 64 * 1024 * 1024
-
-
-def resolve_data_dir(data: str | Path | None = None) -> Path:
-    """The data directory: ``data``, else ``$GALVANA_HOME``, else ``./galvana-data``."""
-    if data is not None:
-        return Path(data)
-    env = os.environ.get("GALVANA_HOME")
-    return Path(env) if env else Path("galvana-data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +97,7 @@ class Client:
             raise ValueError("give exactly one of socket_path or tcp")
         self.address = _describe(Path(socket_path) if socket_path else None, tcp)
         self.timeout = timeout
+        self._waiting_s = timeout
         self._ids = itertools.count(1)
         self._events: deque[Event] = deque()
         self._decoder = FrameDecoder(_MAX_FRAME)
@@ -139,7 +133,8 @@ class Client:
         """Send one request and wait for its reply; returns the result."""
         rid = next(self._ids)
         self._send({**payload, "id": rid})
-        deadline = time.monotonic() + (timeout or self.timeout)
+        self._waiting_s = timeout or self.timeout
+        deadline = time.monotonic() + self._waiting_s
         while True:
             frame = self._next_frame(deadline)
             if "op" in frame and "id" not in frame:
@@ -183,18 +178,40 @@ class Client:
         try:
             self._sock.sendall(encode_frame(payload))
         except OSError as exc:
+            # The daemon may have said why before it closed (a connection limit, say).
+            said = self._parting_words()
+            if said is not None:
+                raise said from None
             raise ConnectionLost(f"lost the connection to {self.address}: {exc}") from None
+
+    def _parting_words(self) -> ApiError | None:
+        """An error reply the daemon sent before closing, if one is still unread."""
+        try:
+            self._sock.settimeout(0.5)
+            data = self._sock.recv(65536)
+            frames = [
+                decode_body(item, DEFAULT_LIMITS)
+                for item in (self._decoder.feed(data) if data else [])
+                if isinstance(item, bytes)
+            ]
+        except (OSError, ApiError):
+            return None
+        for frame in frames:
+            if frame.get("ok") is False:
+                error = frame.get("error") or {}
+                return ApiError(str(error.get("code")), str(error.get("message")))
+        return None
 
     def _next_frame(self, deadline: float | None) -> dict[str, Any]:
         while not self._frames:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"no reply from {self.address} in time")
+                raise self._timed_out()
             self._sock.settimeout(remaining)
             try:
                 data = self._sock.recv(65536)
             except TimeoutError:
-                raise TimeoutError(f"no reply from {self.address} in time") from None
+                raise self._timed_out() from None
             except OSError as exc:
                 raise ConnectionLost(f"lost the connection to {self.address}: {exc}") from None
             if not data:
@@ -204,6 +221,12 @@ class Client:
                     raise item
                 self._frames.append(decode_body(item, DEFAULT_LIMITS))
         return self._frames.popleft()
+
+    def _timed_out(self) -> ClientTimeout:
+        return ClientTimeout(
+            f"no reply from the daemon at {self.address} within {self._waiting_s:g} s; it may be "
+            "busy or stuck (give more time with --timeout S)"
+        )
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,8 +1,10 @@
 """The client-side subcommands: each talks to a running daemon through ``runtime.client``.
 
-Every command takes ``--data`` / ``--socket`` (or ``--tcp`` with ``--token``) to find the
-daemon, honours ``$GALVANA_HOME``, and prints human tables, or JSON with ``--json``.
-A daemon that cannot be reached is one clear line and exit status 2.
+Every command takes ``--data`` / ``--socket`` (or ``--tcp`` with ``--token-file`` or
+``$GALVANA_TOKEN``) to find the daemon, honours ``$GALVANA_HOME``, and prints human
+tables, or JSON with ``--json``. A daemon that cannot be reached, or that does not
+answer within ``--timeout``, is one clear line and exit status 2. (``galvana estop`` is
+``runtime.estop``: it stands alone so that it starts at once.)
 """
 
 from __future__ import annotations
@@ -10,51 +12,73 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 import zarr
 
-from runtime.api.server import default_socket_path
+from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
-from runtime.codec import message_from_plain
-from runtime.errors import ConnectionLost, FieldStoreError, GalvanaError, MessageError
+from runtime.codec import decode, message_from_plain
+from runtime.documents import DocumentError, read_yaml
+from runtime.errors import (
+    ConnectionLost,
+    FieldStoreError,
+    GalvanaError,
+    MessageError,
+    TokenError,
+)
 from runtime.event_store import EventStore
 from runtime.field_store import check_arrays
-from runtime.messages import RunStateChanged, SampleBatch
+from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
-__all__ = ["ACTORS", "ESTOP", "EVENTS", "EXPORT", "REPLAY", "RUN", "export_run", "read_twin_spec"]
+__all__ = [
+    "ACTORS",
+    "EVENTS",
+    "EXPORT",
+    "INSTRUMENTS",
+    "REPLAY",
+    "RUN",
+    "connect",
+    "connection_options",
+    "export_run",
+    "read_twin_spec",
+]
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
+    """The options that find the daemon (and ``--json``), for a client subcommand."""
     parser.add_argument(
         "--data", help="the daemon's data directory (default: $GALVANA_HOME or ./galvana-data)"
     )
     parser.add_argument("--socket", help="the daemon's Unix socket (default: DATA/galvana.sock)")
     parser.add_argument("--tcp", help="reach the daemon over TCP at HOST:PORT instead")
-    parser.add_argument("--token", help="the daemon's TCP token (or $GALVANA_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="a file (mode 0600) holding the daemon's TCP token (or $GALVANA_TOKEN)"
+    )
+    parser.add_argument("--token", help=argparse.SUPPRESS)  # refused: see TOKEN_ARGV_REFUSAL
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the daemon (default 30)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def connect(args: argparse.Namespace) -> Client:
     """A client for the daemon the options name."""
+    if getattr(args, "token", None) is not None:
+        raise TokenError(TOKEN_ARGV_REFUSAL)
+    timeout = getattr(args, "timeout", 30.0)
+    if not timeout > 0:
+        raise GalvanaError(f"--timeout {timeout!r} is not accepted; expected seconds > 0")
     if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if not port.isdigit():
-            raise GalvanaError(f"--tcp {args.tcp!r} is not HOST:PORT")
-        return Client(
-            tcp=(host or "127.0.0.1", int(port)),
-            token=args.token or os.environ.get("GALVANA_TOKEN"),
-        )
+        return Client(tcp=parse_tcp(args.tcp), token=token_from(args.token_file), timeout=timeout)
     socket_path = (
         Path(args.socket) if args.socket else default_socket_path(resolve_data_dir(args.data))
     )
-    return Client(socket_path=socket_path)
+    return Client(socket_path=socket_path, timeout=timeout)
 
 
 def _print_json(value: Any) -> None:
@@ -114,7 +138,7 @@ class _Run:
             if action == "pause":
                 sub.add_argument("--now", action="store_true", help="pause at once")
         for sub in subs.choices.values():
-            _connection_options(sub)
+            connection_options(sub)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -140,29 +164,30 @@ class _Run:
 
 def read_twin_spec(path: Path) -> dict[str, Any]:
     """A twin spec file as plain data, its ``model:`` file read in (the daemon may run
-    elsewhere, so paths relative to the spec would mean nothing there)."""
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read {path}: {exc}") from None
+    elsewhere, so paths relative to the spec would mean nothing there).
+
+    Both files are read as documents (regular UTF-8 YAML files of bounded size, see
+    :mod:`runtime.documents`); any problem is a :class:`GalvanaError` naming the file.
+    """
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise GalvanaError(f"{path}: a twin spec is a map of settings")
     model = spec.get("model")
     if isinstance(model, str):
         model_path = (path.parent / model).resolve()
         try:
-            spec["model"] = yaml.safe_load(model_path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise GalvanaError(f"{path}: model: cannot read {model_path}: {exc}") from None
+            spec["model"] = read_yaml(model_path)
+        except DocumentError as exc:
+            raise GalvanaError(f"{path}: model: {exc}") from None
     return spec
 
 
 def _read_model(path: Path) -> dict[str, Any]:
     """A ``--model`` file: a twin spec (its model read in), or a scenario."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise GalvanaError(f"cannot read --model {path}: {exc}") from None
+        doc = read_yaml(path)
+    except DocumentError as exc:
+        raise GalvanaError(f"--model {exc}") from None
     if isinstance(doc, dict) and "protocol" in doc:
         return read_twin_spec(path)
     if not isinstance(doc, dict):
@@ -170,31 +195,29 @@ def _read_model(path: Path) -> dict[str, Any]:
     return doc
 
 
-class _Estop:
-    """``galvana estop [INSTRUMENT]``: every cell (or one) off at once; never asks."""
+class _Instruments:
+    """``galvana instruments``: each instrument with its driver, state, link and interlock."""
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("instrument", nargs="?", help="one instrument (default: all)")
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         with connect(args) as daemon:
-            trips = daemon.call(
-                "instruments", "estop", args.instrument, "emergency stop (galvana estop)"
-            )
+            instruments = daemon.call("instruments", "list")
         if args.json:
-            _print_json(trips)
-        else:
-            for trip in trips:
-                state = (
-                    "cell OFF"
-                    if trip["cell_off"]
-                    else "cell-off NOT CONFIRMED (link down; retried)"
-                )
-                print(f"{trip['instrument']}: {state}")
-        return 0 if all(t["cell_off"] for t in trips) else 1
+            _print_json(instruments)
+            return 0
+        _table(instruments, ["id", "driver", "state", "link", "interlock", "connection"])
+        for item in instruments:
+            if item.get("identity"):
+                print(f"{item['id']}: {item['identity']}")
+            if item.get("trip"):
+                print(f"{item['id']}: tripped on {item['trip']}")
+            if item.get("error"):
+                print(f"{item['id']}: {item['error']}")
+        return 0
 
 
 class _Replay:
@@ -215,7 +238,14 @@ class _Replay:
         parser.add_argument(
             "--speed", default="max", help="a factor of real time, or 'max' (default)"
         )
-        _connection_options(parser)
+        parser.add_argument(
+            "--meta",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="for an imported run: metadata its file lacks (area=0.0707cm2, ...)",
+        )
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -231,7 +261,8 @@ class _Replay:
                 record = daemon.call("runs", "replay_log", str(log_dir.resolve()), args.run, speed)
             else:
                 model = _read_model(Path(args.model)) if args.model else None
-                record = daemon.call("runs", "replay", args.run_id, speed, model)
+                extra = (args.meta,) if args.meta else ()
+                record = daemon.call("runs", "replay", args.run_id, speed, model, *extra)
             _show_run(record, args.json)
         return 0
 
@@ -241,7 +272,7 @@ class _Actors:
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -276,7 +307,7 @@ class _Events:
         parser.add_argument(
             "--from", dest="from_seq", type=int, default=1, help="first sequence number"
         )
-        _connection_options(parser)
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -313,6 +344,15 @@ def _print_event(seq: int | None, raw: Any, as_json: bool) -> None:
         print(f"{where}  samples      batch {msg.seq}: {len(msg)} points, {span}")
     elif isinstance(msg, RunStateChanged):
         print(f"{where}  run.state    {msg.previous} -> {msg.state}: {msg.reason}")
+    elif isinstance(msg, PosteriorUpdate):
+        estimates = ", ".join(
+            f"{name} {med:.4g} [{lo:.4g}, {hi:.4g}]"
+            for name, med, lo, hi in zip(msg.parameters, msg.median, msg.q05, msg.q95, strict=True)
+        )
+        print(
+            f"{where}  posterior    v{msg.version} segment {msg.segment} ({msg.method}, "
+            f"{msg.samples} samples): {estimates}"
+        )
     else:
         print(f"{where}  {getattr(msg, '__message_tag__', '?'):<12} {_summary(msg)}")
 
@@ -345,16 +385,20 @@ def _plain(msg: Any) -> Any:
 
 
 class _Export:
-    """``galvana export RUN --format csv|zarr|netcdf DEST``."""
+    """``galvana export RUN --format csv|zarr|netcdf|datapackage DEST``."""
 
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("run_id", metavar="RUN")
-        parser.add_argument("--format", choices=("csv", "zarr", "netcdf"), required=True)
         parser.add_argument(
-            "dest", metavar="DEST", help="the file (csv, netcdf) or directory (zarr)"
+            "--format", choices=("csv", "zarr", "netcdf", "datapackage"), required=True
         )
-        _connection_options(parser)
+        parser.add_argument(
+            "dest",
+            metavar="DEST",
+            help="the file (csv, netcdf) or directory (zarr, datapackage)",
+        )
+        connection_options(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -362,11 +406,12 @@ class _Export:
         dest = Path(args.dest)
         if dest.exists():
             raise GalvanaError(f"{dest} exists; choose a new destination")
+        record: dict[str, Any] | None = None
         try:
             with connect(args) as daemon:
                 daemon.call("recorder", "flush")  # what is durable reaches the arrays
-                shown = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
-            samples, live = int(shown["samples"]), shown["state"] in _LIVE_STATES
+                record = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
+            samples, live = int(record["samples"]), record["state"] in _LIVE_STATES
         except ConnectionLost:
             # No daemon: the log is the record, read as the daemon would fold it.
             samples, live = _samples_in_log(data, args.run_id), False
@@ -379,7 +424,21 @@ class _Export:
                     "the log, then export again"
                 )
             raise GalvanaError(f"no sample arrays for run {args.run_id!r} in {data / 'fields'}")
-        rows = export_run(source, args.format, dest, samples=samples, live=live)
+        if args.format == "datapackage":
+            from runtime.datapackage import write_datapackage  # noqa: PLC0415
+
+            run = record if record is not None else _recorded_run(data, args.run_id)
+            try:
+                rows = write_datapackage(
+                    run,
+                    dest,
+                    lambda path: export_run(source, "csv", path, samples=samples, live=live),
+                )
+            except GalvanaError:
+                shutil.rmtree(dest, ignore_errors=True)  # refused: nothing is left behind
+                raise
+        else:
+            rows = export_run(source, args.format, dest, samples=samples, live=live)
         if args.json:
             _print_json(
                 {"run": args.run_id, "format": args.format, "dest": str(dest), "samples": rows}
@@ -387,6 +446,24 @@ class _Export:
         else:
             print(f"exported {rows} samples of run {args.run_id} to {dest} ({args.format})")
         return 0
+
+
+def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
+    """A run's record from the event log on disk (no daemon): its first event."""
+    try:
+        with EventStore(data / "events.lmdb", readonly=True) as store:
+            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+    except GalvanaError as exc:
+        raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
+    if first is None:
+        raise GalvanaError(f"no run {run_id!r} in {data}")
+    created = decode(first[1])
+    return {
+        "id": run_id,
+        "spec": getattr(created, "spec", {}),
+        "source": getattr(created, "source", ""),
+        "created": getattr(getattr(created, "created", None), "isoformat", lambda: "")(),
+    }
 
 
 # A live run's arrays may already hold samples committed after the count was taken.
@@ -473,7 +550,7 @@ def _write_export(source: Path, fmt: str, dest: Path, rows: int) -> None:
 
 RUN = _Run
 EXPORT = _Export
-ESTOP = _Estop
+INSTRUMENTS = _Instruments
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

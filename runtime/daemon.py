@@ -44,11 +44,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from runtime.address import (
+    ADMIN_TOKEN_ENV,
+    TOKEN_ARGV_REFUSAL,
+    TOKEN_ENV,
+    default_socket_path,
+    parse_tcp,
+    read_token_file,
+)
+from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
-from runtime.api.server import default_socket_path
 from runtime.client import resolve_data_dir
+from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore, verify_pages
@@ -72,55 +79,142 @@ class DaemonError(GalvanaError):
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    """Where the daemon keeps its data and how it can be reached."""
+    """Where the daemon keeps its data, how it can be reached, what it may read.
+
+    ``instruments`` and ``run_limits`` are the configuration's raw values (the actors
+    parse them); ``config_file`` is the file they came from (None: none, or built in
+    code), ``config_dir`` the directory relative paths in it are taken from, and
+    ``allowed_paths`` the further directories clients may name files in.
+    """
 
     data: Path
     socket: Path
     tcp: tuple[str, int] | None = None
     token: str | None = None
+    admin_token: str | None = None
     log_level: str = "INFO"
     instruments: object = None  # the raw `instruments:` list; actors.instruments parses it
     config_dir: Path = Path()
+    config_file: Path | None = None
+    allowed_paths: tuple[Path, ...] = ()
+    run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+
+    @property
+    def source(self) -> str:
+        """The configuration as error messages name it."""
+        return f"--config {self.config_file}" if self.config_file else "the configuration"
+
+    def readable(self) -> AllowedPaths:
+        """Where files a client names may be read: the data directory, the configuration
+        file's directory, ``allowed_paths``; relative names are taken from the
+        configuration file's directory (the data directory without one)."""
+        others = [self.data, *self.allowed_paths]
+        if self.config_file is None:
+            return AllowedPaths.of(self.data, others)
+        return AllowedPaths.of(self.config_dir, others)
 
 
-_CONFIG_KEYS = {"socket", "tcp", "token", "log_level", "instruments"}
+_CONFIG_KEYS = {
+    "socket",
+    "tcp",
+    "token_file",
+    "admin_token_file",
+    "log_level",
+    "instruments",
+    "allowed_paths",
+    "run_limits",
+}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
-    """The configuration from the command line and ``--config FILE`` (the line wins)."""
+    """The configuration from the command line and ``--config FILE`` (the line wins).
+
+    The file is read as a document (a regular UTF-8 YAML file of bounded size) and each
+    top-level key's type is checked; a problem is one :class:`DaemonError` naming the
+    file and the key.
+    """
     data = resolve_data_dir(args.data)
     file: dict[str, Any] = {}
-    if args.config is not None:
+    config_file = Path(args.config).resolve() if args.config is not None else None
+    where = f"--config {args.config}"
+    if config_file is not None:
         try:
-            loaded = yaml.safe_load(Path(args.config).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise DaemonError(f"cannot read --config {args.config}: {exc}") from None
+            loaded = read_yaml(args.config)
+        except DocumentError as exc:
+            raise DaemonError(f"--config {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise DaemonError(f"--config {args.config}: the file must hold a map of settings")
+            raise DaemonError(f"{where}: the file must hold a map of settings")
         file = loaded or {}
+        if "token" in file:
+            raise DaemonError(
+                f"--config {args.config}: token: a token is not kept in the configuration "
+                "(which others may read); give token_file: FILE (mode 0600) instead"
+            )
         unknown = set(file) - _CONFIG_KEYS
         if unknown:
             raise DaemonError(
-                f"--config {args.config}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
+        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
+            if key in file and not (isinstance(file[key], str) and file[key]):
+                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
+    if getattr(args, "token", None) is not None:
+        raise DaemonError(TOKEN_ARGV_REFUSAL)
+    config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
-    tcp = None
-    if tcp_text:
-        host, sep, port = str(tcp_text).rpartition(":")
-        if not sep or not port.isdigit():
-            raise DaemonError(f"--tcp {tcp_text!r} is not HOST:PORT (e.g. 127.0.0.1:7340)")
-        tcp = (host or "127.0.0.1", int(port))
+    tcp = parse_tcp(str(tcp_text)) if tcp_text else None
+    log_level = str(file.get("log_level", "INFO")).upper()
+    if log_level not in _LOG_LEVELS:
+        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
     socket_path = args.socket or file.get("socket")
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
         tcp=tcp,
-        token=args.token or os.environ.get("GALVANA_TOKEN") or file.get("token"),
-        log_level=str(file.get("log_level", "INFO")).upper(),
+        token=_token(args.token_file, file.get("token_file"), config_dir, TOKEN_ENV),
+        admin_token=_token(
+            args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
+        ),
+        log_level=log_level,
         instruments=file.get("instruments"),
-        config_dir=Path(args.config).resolve().parent if args.config else Path.cwd(),
+        config_dir=config_dir,
+        config_file=config_file,
+        allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
+        run_limits=file.get("run_limits"),
     )
+
+
+def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
+    """A token from the command line's file, else the configuration's file (relative to
+    the configuration), else the environment."""
+    if option is not None:
+        return read_token_file(option)
+    if configured is not None:
+        return read_token_file(base / str(configured), option="token_file")
+    return os.environ.get(env) or None
+
+
+def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
+    """``allowed_paths:``: existing directories (relative ones from ``base``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise DaemonError(
+            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
+        )
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise DaemonError(
+                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
+            )
+        path = (base / item).resolve()
+        if not path.is_dir():
+            raise DaemonError(f"{where}: allowed_paths[{i}]: {item!r} is not a directory ({path})")
+        out.append(path)
+    return tuple(out)
 
 
 @contextlib.contextmanager
@@ -181,20 +275,39 @@ def _tree(
     config: DaemonConfig, store: EventStore, fields: FieldStore, bus: EventBus, park: Any
 ) -> SupervisorSpec:
     from actors.api import ApiActor
-    from actors.instruments import Instruments, build_instruments, parse_instruments
+    from actors.instruments import (
+        EmergencyStop,
+        Instruments,
+        build_instruments,
+        parse_instruments,
+    )
     from actors.recorder import Recorder
+    from actors.run_limits import parse_run_limits
     from actors.runs import Runs, acquire_procedure, replay_procedure
     from actors.services import Services
+    from physics.errors import PhysicsError
 
-    services = Services(store, bus)
+    services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
-    setups = parse_instruments(config.instruments, config.config_dir)
-    instruments, interlocks = build_instruments(setups, park)
+    try:
+        services.limits = parse_run_limits(config.run_limits)
+        setups = parse_instruments(config.instruments, config.config_dir)
+        instruments, interlocks, described = build_instruments(setups, park)
+    except (GalvanaError, PhysicsError) as exc:
+        raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
     services.truth = park.truth
-    api = ApiConfig(socket_path=config.socket, tcp=config.tcp, token=config.token)
+    api = ApiConfig(
+        socket_path=config.socket,
+        tcp=config.tcp,
+        token=config.token,
+        admin_token=config.admin_token,
+    )
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
+    # The emergency stop is served by the API server itself, on threads of its own,
+    # straight through the interlocks: no mailbox and no other client in its way.
+    urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
     return SupervisorSpec(
         strategy="one_for_one",
         max_restarts=5,
@@ -205,7 +318,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
@@ -215,7 +328,7 @@ def _tree(
                 {"services": services},
                 shutdown_s=None,
             ),
-            ChildSpec("api", ApiActor, (api, bus, info), shutdown_s=15),
+            ChildSpec("api", ApiActor, (api, bus, info, urgent), shutdown_s=15),
         ),
     )
 
@@ -324,13 +437,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``galvana daemon``."""
     parser.add_argument("--data", help="data directory (default: $GALVANA_HOME or ./galvana-data)")
     parser.add_argument(
-        "--config", help="a YAML file of settings (socket, tcp, token, log_level, instruments)"
+        "--config",
+        help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
+        "instruments, allowed_paths, run_limits)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
     )
-    parser.add_argument("--tcp", help="also listen on HOST:PORT (loopback unless a token is set)")
-    parser.add_argument("--token", help="the token TCP clients must present (or $GALVANA_TOKEN)")
+    parser.add_argument(
+        "--tcp", help="also listen on HOST:PORT (needs a token: --token-file or $GALVANA_TOKEN)"
+    )
+    parser.add_argument(
+        "--token-file",
+        help=f"a file (mode 0600) holding the token TCP clients must present (or ${TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        help="a file (mode 0600) holding the token that gives TCP clients the admin scope "
+        f"(kill; or ${ADMIN_TOKEN_ENV})",
+    )
+    # Refused with the reason: a token in argv is in every user's process list.
+    parser.add_argument("--token", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:

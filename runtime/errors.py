@@ -83,3 +83,15 @@ class ConnectionLost(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__("connection", message)
+
+
+class ClientTimeout(ApiError, TimeoutError):
+    """The daemon did not answer a client in time (code ``timeout``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("timeout", message)
+
+
+class TokenError(GalvanaError):
+    """A token cannot be used: its file is readable by others, missing, or empty; or it
+    was given on the command line."""

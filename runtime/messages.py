@@ -218,11 +218,16 @@ class SimulatedTruth:
 
 @message("api.call")
 class ApiCall:
-    """Ask an actor to run one of its exposed methods (see ``runtime.actor.exposed``)."""
+    """Ask an actor to run one of its exposed methods (see ``runtime.actor.exposed``).
+
+    ``scopes``: what the caller may do beyond plain calls (``admin``); the API server
+    sets it from how the client connected, in-process callers name what they need.
+    """
 
     method: str
     args: tuple[Plain, ...]
     kwargs: dict[str, Plain]
+    scopes: tuple[str, ...] = ()
 
 
 # --- system ----------------------------------------------------------------

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import pykka
 
-from runtime.actor import Actor, ExitReason, Link, exposed, start_linked
+from runtime.actor import ADMIN_SCOPE, Actor, ExitReason, Link, exposed, start_linked
 from runtime.codec import message
 from runtime.errors import (
     BusError,
@@ -322,11 +322,12 @@ class Supervisor(Actor):
         self._children.remove(child)
         return None
 
-    @exposed(name="kill")
+    @exposed(name="kill", scope=ADMIN_SCOPE)
     def kill_child(self, child_id: str) -> dict[str, Any]:
         """Kill a running child as a crash would (OTP's ``exit(Pid, kill)``): it stops,
         exits ``killed``, and its restart type and this supervisor's strategy decide
-        what happens next (an operator's tool, and how tests prove recovery)."""
+        what happens next (an operator's tool, and how tests prove recovery). It counts
+        toward this supervisor's restart intensity, so it needs the admin scope."""
         child = self._find(child_id)
         if child is None or child.state != "running":
             state = "absent" if child is None else child.state

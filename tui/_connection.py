@@ -322,7 +322,7 @@ class Connection:
         if isinstance(exc, ApiError) and exc.code == "unauthorized":
             return (
                 f"the daemon at {where} refused this client: {exc}; "
-                "give its token with --token (or $GALVANA_TOKEN)"
+                "give its token with --token-file FILE (or $GALVANA_TOKEN)"
             )
         if isinstance(exc, TimeoutError):
             return f"the daemon at {where} did not answer hello within 10 s"

@@ -16,7 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--socket", help="the daemon's Unix socket (default: DATA/galvana.sock)")
     parser.add_argument("--tcp", help="reach the daemon over TCP at HOST:PORT instead")
-    parser.add_argument("--token", help="the daemon's TCP token (or $GALVANA_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="a file (mode 0600) holding the daemon's TCP token (or $GALVANA_TOKEN)"
+    )
+    parser.add_argument("--token", help=argparse.SUPPRESS)  # refused: it shows in `ps`
     parser.add_argument("--run", dest="run_id", metavar="ID", help="open this run at start")
 
 
@@ -26,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     A daemon that cannot be reached is no error here: the TUI says so in a banner
     and keeps retrying. A malformed ``--tcp`` is (``AddressError``, exit status 2).
     """
+    from runtime.address import TOKEN_ARGV_REFUSAL, token_from  # noqa: PLC0415
+    from runtime.errors import TokenError  # noqa: PLC0415
+
+    if args.token is not None:
+        raise TokenError(TOKEN_ARGV_REFUSAL)
+    token = token_from(args.token_file)
     # Textual is imported only when the TUI is used: `galvana --help` stays instant.
     from textual.logging import TextualHandler  # noqa: PLC0415
 
@@ -41,7 +50,5 @@ def run(args: argparse.Namespace) -> int:
         ):
             root.removeHandler(handler)
     root.addHandler(TextualHandler())
-    run_app(
-        socket_path=args.socket, tcp=args.tcp, token=args.token, data=args.data, run_id=args.run_id
-    )
+    run_app(socket_path=args.socket, tcp=args.tcp, token=token, data=args.data, run_id=args.run_id)
     return 0

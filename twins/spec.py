@@ -22,6 +22,8 @@ physics scenario models the cell, and what to calibrate with which priors::
       every: {cycles: 1}             # or {samples: 5000}
       forgetting: 1.0                # prior covariance / forgetting between updates
       drift: {kinetics.k0: 0.03}     # random-walk sd per update (unconstrained units)
+      fit: {max_evaluations: 200, step_tolerance: 1e-3, objective_tolerance: 1e-6, starts: 4}
+      per_run: [cell.Ru, noise]      # over several runs: these differ per run, the rest shared
     twin: {band: 0.9, drift_window: 400, drift_fraction: 0.5, potential_window: 32}
 
 Bare numbers are SI; strings with units are converted by :mod:`physics.units`. Every
@@ -36,11 +38,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.reader import Reader, read_document, show
@@ -53,6 +54,7 @@ __all__ = [
     "BetaPrior",
     "Cadence",
     "CalibrationSpec",
+    "FitSettings",
     "HalfNormalPrior",
     "LogNormalPrior",
     "NormalPrior",
@@ -62,6 +64,7 @@ __all__ = [
     "TwinSpec",
     "UniformPrior",
     "load_twin_spec",
+    "parameter_quantity",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -190,6 +193,22 @@ class Protocol:
         ]
         return max(rates, default=0.0)
 
+    def trace_before(self, cycles: int) -> tuple[FloatArray, FloatArray]:
+        """The programmed samples ``(t s, E V)`` of ``cycles`` cycles of the first
+        waveform run before t = 0, each followed by the protocol's rest: times from
+        ``-span`` (the cell at rest) to 0 (the first recorded cycle's start) at
+        ``sample_rate``, both ends included. Empty arrays for 0 cycles."""
+        if cycles <= 0:
+            return np.zeros(0), np.zeros(0)
+        one = Protocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
+        span = float(one.cycle_starts()[cycles])
+        t, E = one.trace(span)
+        # The last sample is the start of the recorded cycle itself, exactly.
+        keep = t < span * (1.0 - 1e-12)
+        t = np.append(t[keep], span) - span
+        E = np.append(E[keep], self.initial_potential())
+        return t, E
+
     def trace(self, t_end: float | None = None) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
         ``t_end``): what a potentiostat running this protocol applies and reports."""
@@ -237,6 +256,24 @@ class Cadence:
 
 
 @dataclass(frozen=True, slots=True)
+class FitSettings:
+    """How the posterior mode is searched for (see :func:`twins.calibration.laplace_fit`).
+
+    The search has converged when the Newton step is shorter than ``step_tolerance``
+    posterior standard deviations, or when a step lowers the objective (the negative log
+    posterior, nats) by less than ``objective_tolerance`` while the step is within a
+    tenth of a posterior sd. It gives up after ``max_evaluations`` engine runs. When the
+    first start fails or ends at a poor fit, up to ``starts`` starts in all are tried,
+    the others drawn from the prior (seeded: the same data give the same fit).
+    """
+
+    max_evaluations: int = 200
+    step_tolerance: float = 1e-3
+    objective_tolerance: float = 1e-6
+    starts: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class CalibrationSpec:
     """What to calibrate and how.
 
@@ -246,7 +283,10 @@ class CalibrationSpec:
     which it may random-walk between updates. ``forgetting`` divides the prior covariance
     at each update (1: remember everything). ``svi_steps`` refine each update's Laplace
     approximation by stochastic variational inference; ``nuts_warmup``/``nuts_samples``
-    size the on-demand NUTS reference.
+    size the on-demand NUTS reference. ``fit``: the mode search's tolerances and cap
+    on engine runs. ``per_run``: in a calibration over several runs, the parameters
+    (and ``noise``) that take a value of their own in each run; every other one is
+    shared by all runs.
     """
 
     names: tuple[str, ...]
@@ -258,6 +298,8 @@ class CalibrationSpec:
     svi_steps: int = 20
     nuts_warmup: int = 200
     nuts_samples: int = 200
+    fit: FitSettings = field(default_factory=FitSettings)
+    per_run: tuple[str, ...] = ("noise",)
 
     @property
     def learns_noise(self) -> bool:
@@ -322,9 +364,11 @@ _TOP_KEYS = (
     "model",
     "calibrate",
     "twin",
-    # Read by the runs supervisor, not by the twin: which procedure runs, what it replays.
+    # Read by the runs supervisor, not by the twin: which procedure runs, what it replays,
+    # and what an imported run recorded about its file.
     "procedure",
     "replay",
+    "import",
 )
 
 _V = Quantity("potential", "V", "[electric_potential]")
@@ -332,6 +376,8 @@ _S = Quantity("time", "s", "[time]")
 _HZ = Quantity("frequency", "Hz", "1/[time]")
 _A = Quantity("current", "A", "[current]")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
+
+_CONCENTRATION = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
 
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
@@ -343,7 +389,33 @@ _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "Cdl": (Quantity("capacitance", "F", "[capacitance]"), "positive"),
     "kf": (_NONE, "positive"),
     "kb": (_NONE, "positive"),
+    # The terms of a real cell (physics.scenario: bulk, background, reference offset).
+    "D_ratio": (_NONE, "positive"),
+    "c_bulk": (_CONCENTRATION, "positive"),
+    "total": (_CONCENTRATION, "positive"),
+    "fraction_oxidized": (_NONE, "unit"),
+    "area": (Quantity("area", "m^2", "[length]**2"), "positive"),
+    "reference_offset": (_V, "real"),
+    "offset": (_A, "real"),
+    "slope": (Quantity("conductance", "A/V", "[current]/[electric_potential]"), "real"),
+    "Cdl_slope": (
+        Quantity("capacitance per volt", "F/V", "[capacitance]/[electric_potential]"),
+        "real",
+    ),
+    "Cdl_curvature": (
+        Quantity("capacitance per volt squared", "F/V^2", "[capacitance]/[electric_potential]**2"),
+        "real",
+    ),
 }
+
+
+def parameter_quantity(name: str) -> Quantity:
+    """The physical quantity (its SI unit) of a calibrated parameter's key path
+    (``kinetics.k0``, ``species.O.D``) or of ``noise`` (a current); ``KeyError`` for a
+    name this schema does not know."""
+    if name.split("@", 1)[0] == "noise":
+        return _A
+    return _PARAMETER_QUANTITY[name.split("@", 1)[0].rsplit(".", 1)[-1]][0]
 
 
 def _reader(node: object, path: str) -> Reader:
@@ -368,12 +440,10 @@ def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
     """A twin spec file as plain data with its model inlined (SI mapping), so it can be
     sent to a daemon whose working directory differs from the caller's."""
     spec = load_twin_spec(source)
-    text = Path(source).read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
-    if not isinstance(doc, dict):
-        raise TwinSpecError("<spec>", "accepted: a mapping")
-    doc["model"] = spec.model.to_mapping()
-    return doc
+    doc, _ = read_document(source, error=TwinSpecError, root="<spec>")
+    resolved = dict(cast(Mapping[str, Any], doc))
+    resolved["model"] = spec.model.to_mapping()
+    return resolved
 
 
 def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
@@ -397,7 +467,7 @@ def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
     calibrate = None if calibrate_reader is None else _parse_calibrate(calibrate_reader, model)
     twin_reader = top.optional_child("twin")
     twin = TwinSettings() if twin_reader is None else _parse_twin(twin_reader)
-    for key in ("procedure", "replay"):
+    for key in ("procedure", "replay", "import"):
         if top.has(key):
             top.raw(key)
     top.finish(_TOP_KEYS)
@@ -428,6 +498,8 @@ def _parse_protocol(r: Reader, model: Scenario) -> Protocol:
         raise TwinSpecError(r.key("waveform"), "got []; accepted: a waveform or a non-empty list")
     waveforms = []
     base = model.to_mapping()
+    # The cycles before the recorded ones are the protocol's own first waveform.
+    base.pop("initial_state", None)
     for i, item in enumerate(items):
         path = r.key("waveform") + (f"[{i}]" if isinstance(raw, list) else "")
         try:
@@ -492,7 +564,32 @@ def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
         nuts_warmup = nr.integer("warmup", default=200, lo=1, hi=1_000_000)
         nuts_samples = nr.integer("samples", default=200, lo=2, hi=1_000_000)
         nr.finish(("warmup", "samples"))
-    r.finish(("parameters", "noise", "every", "forgetting", "drift", "svi_steps", "nuts"))
+    fit = FitSettings()
+    fr = r.optional_child("fit")
+    if fr is not None:
+        fit = FitSettings(
+            fr.integer("max_evaluations", default=fit.max_evaluations, lo=2, hi=100_000),
+            fr.number("step_tolerance", _NONE, default=fit.step_tolerance, lo=1e-8, hi=1.0),
+            fr.number(
+                "objective_tolerance", _NONE, default=fit.objective_tolerance, lo=0.0, hi=1e3
+            ),
+            fr.integer("starts", default=fit.starts, lo=1, hi=100),
+        )
+        fr.finish(("max_evaluations", "step_tolerance", "objective_tolerance", "starts"))
+    per_run = _parse_per_run(r, names)
+    r.finish(
+        (
+            "parameters",
+            "noise",
+            "every",
+            "forgetting",
+            "drift",
+            "svi_steps",
+            "nuts",
+            "fit",
+            "per_run",
+        )
+    )
     return CalibrationSpec(
         tuple(names),
         tuple(priors),
@@ -503,7 +600,31 @@ def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
         svi_steps,
         nuts_warmup,
         nuts_samples,
+        fit,
+        per_run,
     )
+
+
+def _parse_per_run(r: Reader, names: list[str]) -> tuple[str, ...]:
+    """``per_run``: a list of calibrated parameters, ``noise`` among them or not."""
+    if not r.has("per_run"):
+        return ("noise",)
+    raw = r.raw("per_run")
+    accepted = [*names, "noise"]
+    if not isinstance(raw, list):
+        raise TwinSpecError(
+            r.key("per_run"), f"got {show(raw)}; accepted: a list of {', '.join(accepted)}"
+        )
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        if item not in accepted:
+            raise TwinSpecError(
+                f"{r.key('per_run')}[{i}]",
+                f"got {show(item)}; accepted: one of {', '.join(accepted)}",
+            )
+        if item not in out:
+            out.append(str(item))
+    return tuple(out)
 
 
 def _parse_cadence(raw: object, path: str) -> Cadence:

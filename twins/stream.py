@@ -11,10 +11,17 @@ the derivative the engine's forward sensitivities compute from that start.
 Both steps are the physics package's own: :meth:`physics.Simulator.with_parameters`
 (same scales and grid, other values) and :meth:`physics.Simulator.extrapolated` (a state
 moved to first order).
+
+A stream starts with the cell at rest, or after cycles run before the recorded data
+(the model's ``initial_state.cycles_before``): then the first chunk after
+:meth:`ModelStream.start` runs those cycles first, from rest, with that chunk's
+parameter values. Nothing is extrapolated there, so the current and its derivatives
+are exact for any values (the state at rest is built for them, not moved to them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +33,7 @@ from physics.scenario import canonical_parameter
 from twins.errors import ForwardModelError
 from twins.spec import TwinSpec
 
-__all__ = ["ModelStream", "StreamState", "stream_for"]
+__all__ = ["ModelStream", "StreamState", "stream_for", "stream_over"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,10 +45,14 @@ _CACHE_SIZE = 8
 @dataclass(frozen=True, slots=True)
 class StreamState:
     """A simulation state and the values (SI, in :attr:`ModelStream.names` order) of the
-    streamed parameters it was computed with. Immutable: advancing returns a new one."""
+    streamed parameters it was computed with. Immutable: advancing returns a new one.
+
+    ``at_rest`` marks the start of a stream: the next chunk builds the cell at rest (and
+    runs the cycles before, if any) with its own values instead of moving this state."""
 
     sim: SimulationState
     values: FloatArray
+    at_rest: bool = False
 
     @property
     def t(self) -> float:
@@ -56,7 +67,9 @@ class ModelStream:
     ``values`` overrides scenario parameters for the nominal set; ``horizon`` (s) is how
     long the stream is expected to last and ``min_time_step`` (s) the shortest interval
     between samples (both size the grid). The current's derivatives with respect to
-    ``names`` come with every chunk.
+    ``names`` come with every chunk. ``before`` is the applied potential ``(t s, E V)``
+    of what the cell went through before the stream's start, with times relative to it
+    (from ``-span``, the cell at rest, to 0; see :meth:`twins.spec.Protocol.trace_before`).
     """
 
     def __init__(
@@ -67,6 +80,7 @@ class ModelStream:
         horizon: float,
         min_time_step: float,
         values: Mapping[str, float] | None = None,
+        before: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
         try:
             base = scenario.with_parameters(dict(values)) if values else scenario
@@ -80,10 +94,14 @@ class ModelStream:
         known = base.parameters()
         self.nominal = np.array([known[n] for n in self.names], dtype=np.float64)
         self._cache: dict[bytes, Simulator] = {self.nominal.tobytes(): self._base}
+        self.before = before if before is not None and before[0].size > 1 else None
 
     def start(self, t0: float, E0: float) -> StreamState:
-        """The cell at rest at time ``t0`` (s) and potential ``E0`` (V), nominal values."""
-        return StreamState(self._base.initial_state(t0=t0, E0=E0), self.nominal.copy())
+        """The cell at time ``t0`` (s) and potential ``E0`` (V), nominal values: at rest,
+        or (with cycles before) about to run them in the first chunk."""
+        return StreamState(
+            self._base.initial_state(t0=t0, E0=E0), self.nominal.copy(), at_rest=True
+        )
 
     def advance(
         self,
@@ -102,13 +120,28 @@ class ModelStream:
         v = state.values if values is None else np.asarray(values, dtype=np.float64)
         try:
             sim = self._simulator(v)
-            start = self.moved(state, v)
+            start = self._at_rest(sim, state) if state.at_rest else self.moved(state, v)
             result, after = sim.advance(start, t, E)
         except PhysicsError as exc:
             shown = ", ".join(f"{n}={x:.6g}" for n, x in zip(self.names, v, strict=True))
             raise ForwardModelError(f"the engine failed at {shown}: {exc}") from None
         J = result.sensitivity_matrix(self.names)
         return result.I, J, StreamState(after, v.copy())
+
+    def _at_rest(self, sim: Simulator, state: StreamState) -> SimulationState:
+        """The start of the stream for ``sim``'s values: the cell at rest at the state's
+        time and potential, or the cycles before run from rest up to it."""
+        t0, E0 = state.sim.t, state.sim.E_applied
+        if self.before is None:
+            return sim.initial_state(t0=t0, E0=E0)
+        t_before, E_before = self.before
+        rest = sim.initial_state(t0=t0 + float(t_before[0]), E0=float(E_before[0]))
+        # The last point is the stream's start: its measured potential, not the programme's.
+        E_run = np.append(E_before[1:-1], E0)
+        _, ready = sim.advance(rest, t0 + t_before[1:], E_run)
+        # Exactly the start time (the trace's sub-steps add rounding); the origin stays
+        # the rest before the cycles, which is how long diffusion has been going on.
+        return dataclasses.replace(ready, t=t0)
 
     def moved(self, state: StreamState, values: FloatArray) -> SimulationState:
         """``state`` moved to first order to parameter ``values``: the concentrations and
@@ -132,20 +165,46 @@ class ModelStream:
 
 def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
     """The model stream of a twin spec: its model with the calibrated parameters at their
-    prior medians, ``names`` streamed, the grid sized for the whole protocol."""
+    prior medians, ``names`` streamed, the grid sized for the whole protocol, and the
+    model's ``initial_state.cycles_before`` cycles of the protocol's first waveform run
+    before its start."""
     protocol = spec.protocol
+    return stream_over(
+        spec,
+        names,
+        duration=protocol.duration,
+        sample_interval=1.0 / protocol.sample_rate,
+        scan_rate=protocol.max_scan_rate(),
+        before=protocol.trace_before(spec.model.initial_state.cycles_before),
+    )
+
+
+def stream_over(
+    spec: TwinSpec,
+    names: Sequence[str],
+    *,
+    duration: float,
+    sample_interval: float,
+    scan_rate: float,
+    before: tuple[FloatArray, FloatArray] | None = None,
+) -> ModelStream:
+    """The model stream of a twin spec's model for a measurement lasting ``duration``
+    (s), sampled every ``sample_interval`` (s), sweeping at most at ``scan_rate`` (V/s;
+    0 without a sweep): the calibrated parameters at their prior medians, ``names``
+    streamed, and ``before`` (times from ``-span`` to 0, potentials) run first when given."""
     numerics = spec.model.numerics
-    step = 1.0 / protocol.sample_rate
-    rate = protocol.max_scan_rate()
-    if rate > 0:
+    step = sample_interval
+    if scan_rate > 0:
         # trace_steps sub-divides sample intervals to this potential step.
-        step = min(step, numerics.potential_step / numerics.refine / rate)
+        step = min(step, numerics.potential_step / numerics.refine / scan_rate)
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
+    span = float(-before[0][0]) if before is not None and before[0].size else 0.0
     return ModelStream(
         spec.model,
         names,
-        horizon=protocol.duration,
+        horizon=duration + span,
         min_time_step=step,
         values={n: start[n] for n in calibrated},
+        before=before,
     )

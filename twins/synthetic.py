@@ -9,6 +9,7 @@ Gaussian noise of sd ``noise`` (A) on the current.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy.typing as npt
 from physics.scenario import with_numerics
 from runtime.messages import SampleBatch
 from twins.spec import TwinSpec
-from twins.stream import ModelStream, StreamState
+from twins.stream import ModelStream
 
 __all__ = ["synthetic_batches", "true_current"]
 
@@ -30,7 +31,9 @@ def true_current(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The protocol's samples ``(t, E)`` and the engine's noise-free current (A) for
     ``truth``: parameter values by key path, or a function of the cycle index giving
-    them (a drifting cell; values change at each cycle's start, the cell's state kept)."""
+    them (a drifting cell; values change at each cycle's start, the cell's state kept).
+    The model's ``initial_state.cycles_before`` cycles run first, with the first cycle's
+    values."""
     at = truth if callable(truth) else (lambda _k, fixed=truth: fixed)
     names = tuple(at(0))
     protocol = spec.protocol
@@ -39,8 +42,15 @@ def true_current(
     step = 1.0 / protocol.sample_rate
     if rate > 0:
         step = min(step, model.numerics.potential_step / model.numerics.refine / rate)
+    before = protocol.trace_before(model.initial_state.cycles_before)
+    span = float(-before[0][0]) if before[0].size else 0.0
     stream = ModelStream(
-        model, names, horizon=protocol.duration, min_time_step=step, values=dict(at(0))
+        model,
+        names,
+        horizon=protocol.duration + span,
+        min_time_step=step,
+        values=dict(at(0)),
+        before=before,
     )
     t, E = protocol.trace(t_end)
     current = np.zeros_like(t)
@@ -51,7 +61,7 @@ def true_current(
         pick = np.flatnonzero(cycle_of == k) + 1
         values = np.array([at(int(k))[n] for n in names], dtype=np.float64)
         # The cell changes, its concentrations do not: no first-order move of the state.
-        state = StreamState(state.sim, values)
+        state = dataclasses.replace(state, values=values)
         current[pick], _, state = stream.advance(state, t[pick], E[pick], values)
     return t, E, current
 

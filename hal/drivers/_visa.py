@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -36,6 +37,27 @@ def _manager(backend: str) -> pyvisa.ResourceManager:
             rm = pyvisa.ResourceManager(backend)
             _managers[backend] = rm
         return rm
+
+
+def _no_delay(res: MessageBasedResource) -> None:
+    """Send each line at once (TCP_NODELAY) on a raw-socket resource.
+
+    Commands are short lines, each waiting on the one before: with Nagle's algorithm a
+    line waits for the previous one's delayed ACK (40 ms on Linux), and a cell-off
+    waits with it. pyvisa-py 0.7 registers VI_ATTR_TCPIP_NODELAY without its setter,
+    so its session's socket is set directly when the attribute is refused.
+    """
+    try:
+        res.set_visa_attribute(
+            pyvisa.constants.ResourceAttribute.tcpip_nodelay, pyvisa.constants.VisaBoolean.true
+        )
+        return
+    except Exception:  # pyvisa-py raises UnknownAttribute (not a VisaIOError) here
+        logger.debug("VI_ATTR_TCPIP_NODELAY refused; setting the socket option", exc_info=True)
+    sessions = getattr(res.visalib, "sessions", {})
+    sock = getattr(sessions.get(res.session), "interface", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def open_resource(
@@ -69,6 +91,8 @@ def open_resource(
             attempts.append((backend, f"{type(res).__name__} is not message-based"))
             continue
         try:
+            if resource.upper().endswith("::SOCKET"):
+                _no_delay(res)
             if backend == "@py" and resource.upper().endswith("::SOCKET"):
                 # pyvisa-py "opens" a socket whose connection was refused; an empty
                 # line (which SCPI ignores) touches the wire and fails with the reason.

@@ -148,7 +148,9 @@ class Keithley2450:
             )
         values = potential(waveform, t)
         limit = settings.current_limit if settings.current_limit is not None else 0.105
-        current_range = settings.current_range or CAPABILITIES.range_for(limit)
+        # The 2450 measures on fixed ranges and takes the one covering what it is told:
+        # the dialogue names that range, as its :SENS:CURR:RANG? would answer.
+        current_range = CAPABILITIES.range_for(settings.current_range or limit)
         span = max(abs(v) for v in potential_bounds(waveform))
         source_range = next(r for r in _VOLTAGE_RANGES if r >= span)
         # The sweep's point period is the source delay plus the integration time.

@@ -8,7 +8,8 @@ potentiostat stands in for the real world, whose truth is the physics engine's
 The scenario describes the chemistry, electrode and cell; its waveform is ignored
 (the instrument applies what it is programmed with). Parameters are the scenario's
 key paths (``kinetics.k0``, ``cell.Ru``, ...). Drift may change those that leave the
-simulation's scales alone (kinetics, Ru, Cdl, homogeneous rate constants); the
+simulation's scales alone (kinetics, Ru, Cdl, the reference offset, the background,
+homogeneous rate constants); the
 state carries over unchanged, as in a real cell whose electrode slowly fouls.
 """
 
@@ -92,7 +93,8 @@ class PhysicsModel:
         if Scales.of(changed, self.horizon) != Scales.of(self.scenario, self.horizon):
             raise SimulatorError(
                 f"drift of {', '.join(values)} is not accepted: it changes the simulation's "
-                "scales; accepted: kinetics.*, cell.Ru, cell.Cdl, chemistry.*"
+                "scales; accepted: kinetics.*, cell.Ru, cell.Cdl, cell.reference_offset, "
+                "background.*, chemistry.*"
             )
         self.scenario = changed
         self._build(changed, self.horizon, self.min_time_step)

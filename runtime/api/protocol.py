@@ -10,7 +10,7 @@ Requests (client -> server), each with an integer ``id`` the reply echoes:
 ``op``         other keys
 =============  ===============================================================
 ``hello``      ``protocol`` (int, must be 1), ``client`` (str, optional),
-               ``token`` (str; required on TCP when the daemon has a token)
+               ``token`` (str; required on TCP); within ``handshake_timeout_s``
 ``call``       ``path`` (actor path, e.g. ``runs`` or ``run/7``), ``method``
                (str), ``args`` (array, optional), ``kwargs`` (map, optional),
                ``timeout`` (seconds, optional)
@@ -78,7 +78,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"  # no such actor, method or subscription
     LIMIT = "limit"  # too many connections, subscriptions or calls in flight
     TIMEOUT = "timeout"
-    INTERNAL = "internal"  # the actor crashed handling the call
+    INTERNAL = "internal"  # the method failed unexpectedly (logged; the actor carries on)
     UNAVAILABLE = "unavailable"  # the daemon is shutting down (or a part it needs is down)
     # An actor that refuses a call (CallError) sends its own code: conflict, ...
 

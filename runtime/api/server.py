@@ -4,6 +4,27 @@ Calls are bridged to actors through worker threads (``trio.to_thread``), never b
 awaiting a Pykka future in the event loop. Subscriptions are lossy bus subscriptions
 with a bounded queue per client: a client that reads too slowly is sent ``lagged``
 frames and never slows the runtime down.
+
+No client can starve another, and none can starve the emergency stop:
+
+- calls share a pool of ``max_threads`` worker threads, of which one connection holds
+  at most ``max_threads_per_connection`` (its other calls wait their turn);
+- *urgent* calls (``instruments.estop`` in the daemon) skip the pool and the actors'
+  mailboxes: their handler runs on threads of their own (``urgent_threads``);
+- past ``max_connections`` a further ``reserved_connections`` are still accepted and
+  served for ``hello`` and urgent calls only (and closed when idle), so a client
+  holding every connection slot does not lock the emergency stop out;
+- a connection that has not said ``hello`` within ``handshake_timeout_s`` is closed;
+- wrong tokens are rate limited per peer address with an exponential backoff: while
+  it runs, that peer's ``hello`` is refused at once, without looking at the token and
+  without blocking anyone else.
+
+When the daemon shuts down (:meth:`ApiServer.shut_down`) calls in flight and every
+later call are answered ``unavailable``; urgent calls are still served.
+
+Scopes: the Unix socket's owner (checked with ``SO_PEERCRED``) and TCP clients that
+present the admin token get the ``admin`` scope (``runtime.actor.ADMIN_SCOPE``);
+methods exposed with that scope (``kill``) refuse everyone else.
 """
 
 from __future__ import annotations
@@ -12,11 +33,14 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
+import random
 import socket as stdlib_socket
+import struct
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,6 +49,8 @@ from typing import Any
 import pykka
 import trio
 
+from runtime.actor import ADMIN_SCOPE
+from runtime.address import default_socket_path
 from runtime.api.protocol import (
     PROTOCOL_VERSION,
     Call,
@@ -40,35 +66,64 @@ from runtime.api.protocol import (
     parse_request,
     request_id_of,
 )
+from runtime.arguments import bind_arguments
 from runtime.codec import DecodeLimits
 from runtime.errors import ApiError, BusError, CallError, MessageError
 from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
 from runtime.messages import ApiCall, Lagged
+from runtime.supervisor import Backoff
 
-__all__ = ["ApiConfig", "ApiServer", "ServerThread"]
+__all__ = ["ApiConfig", "ApiServer", "ServerThread", "UrgentRoutes", "default_socket_path"]
 
 logger = logging.getLogger("galvana.api")
 
 Resolver = Callable[[str], "pykka.ActorRef[Any]"]
 """Finds the actor at a path; raises :class:`CallError` ``not_found`` when there is none."""
 
+UrgentRoutes = Mapping[tuple[str, str], Callable[..., object]]
+"""``(path, method)`` -> the function that serves it on the reserved threads, without
+an actor's mailbox in between (annotated like an exposed method; its arguments are
+checked the same way)."""
+
+URGENT_CALLS_PER_CONNECTION = 4
+"""Urgent calls one connection may have in flight (an emergency stop takes milliseconds)."""
+
+RESERVED_HELLO_S = 2.0
+"""How long a connection past the limit may take to say ``hello`` (``galvana estop``
+sends it with the stop in one write): reserved slots are for stops, not for waiting."""
+
+WRONG_TOKENS_FREE = 2
+"""Wrong tokens in a row a peer may present before its hellos are refused for a while
+(a mistyped token is retried at once)."""
+
+WRONG_TOKEN_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, factor=2.0, jitter=0.0)
+"""How long a peer's ``hello`` is refused after each wrong token past the free ones."""
+
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     """Where the server listens and the limits it enforces.
 
-    ``tcp`` is ``(host, port)``; any host but a loopback address needs ``token``,
-    and when a token is set every TCP client must present it in ``hello``. The Unix
-    socket (mode 0600) is protected by file permissions and needs no token.
+    ``tcp`` is ``(host, port)`` and needs ``token``, which every TCP client must present
+    in ``hello`` (loopback too: the port is open to every local user, the Unix socket is
+    not). A client presenting ``admin_token`` instead gets the admin scope. The Unix
+    socket (mode 0600) is protected by file permissions and needs no token; its owner
+    has the admin scope. The module docstring says what the other limits guard.
     """
 
     socket_path: Path | None = None
     tcp: tuple[str, int] | None = None
     token: str | None = None
+    admin_token: str | None = None
     max_frame_bytes: int = 16 * 1024 * 1024
     max_connections: int = 64
+    reserved_connections: int = 16
+    handshake_timeout_s: float = 10.0
     max_subscriptions: int = 32
     max_calls_in_flight: int = 16
+    max_threads: int = 32
+    max_threads_per_connection: int = 8
+    urgent_threads: int = 4
     call_timeout_s: float = 30.0
     subscription_queue: int = 10_000
     send_queue_frames: int = 256
@@ -82,12 +137,31 @@ class ApiConfig:
             host, port = self.tcp
             if not (0 <= port <= 65535):
                 raise ApiError(ErrorCode.BAD_REQUEST, f"TCP port {port} is not in 0..65535")
-            if not _is_loopback(host) and not self.token:
+            where = "from other machines" if not _is_loopback(host) else "by every local user"
+            if not self.token:
                 raise ApiError(
                     ErrorCode.UNAUTHORIZED,
-                    f"TCP on {host} is reachable from other machines: set a token "
-                    "(--token or GALVANA_TOKEN), or bind 127.0.0.1",
+                    f"TCP on {host} is reachable {where}: set a token "
+                    "(--token-file FILE or $GALVANA_TOKEN), or use the Unix socket only",
                 )
+            if self.admin_token is not None and hmac.compare_digest(
+                self.admin_token.encode(), self.token.encode()
+            ):
+                raise ApiError(ErrorCode.BAD_REQUEST, "the admin token must differ from the token")
+        for name in (
+            "max_connections",
+            "max_calls_in_flight",
+            "max_threads",
+            "max_threads_per_connection",
+            "urgent_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise ApiError(ErrorCode.BAD_REQUEST, f"{name} must be >= 1")
+        if self.reserved_connections < 0 or not self.handshake_timeout_s > 0:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                "reserved_connections must be >= 0 and handshake_timeout_s > 0",
+            )
 
 
 def _is_loopback(host: str) -> bool:
@@ -102,13 +176,31 @@ def _is_loopback(host: str) -> bool:
 @dataclass(eq=False)
 class _Connection:
     transport: str
+    peer: str
     send: trio.MemorySendChannel[bytes]
     nursery: trio.Nursery
+    threads: trio.CapacityLimiter
+    restricted: bool = False
+    """Accepted past ``max_connections``: hello and urgent calls only, closed when idle."""
+    local_admin: bool = False
+    """A Unix-socket peer running as the daemon's user (or root)."""
+    scopes: tuple[str, ...] = ()
+    deadline: float = math.inf
+    """When the reader gives up waiting (no hello yet, or a reserved connection idle)."""
     greeted: bool = False
     calls: int = 0
+    urgent: int = 0
     subs: dict[int, tuple[Subscription, trio.CancelScope]] = field(default_factory=dict)
     # The scopes of the calls in flight, cancelled (and answered) when the daemon stops.
     call_scopes: set[trio.CancelScope] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Strikes:
+    """Wrong tokens in a row from one peer, and until when its hellos are refused."""
+
+    count: int
+    until: float
 
 
 class ApiServer:
@@ -121,6 +213,7 @@ class ApiServer:
         resolve: Resolver,
         *,
         server_info: dict[str, object] | None = None,
+        urgent: UrgentRoutes | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -130,13 +223,22 @@ class ApiServer:
             "protocol": PROTOCOL_VERSION,
             **(server_info or {}),
         }
+        self.urgent = {
+            (path.strip("/"), method): fn for (path, method), fn in (urgent or {}).items()
+        }
         self._limits = DecodeLimits(
             max_bytes=config.max_frame_bytes, max_array_bytes=config.max_frame_bytes
         )
         self._connections = 0
         self._open: set[_Connection] = set()
         self._closing = False
-        self._calls_limiter = trio.CapacityLimiter(max(4, config.max_calls_in_flight))
+        self._restricted = 0
+        self._calls_in_flight = 0
+        self._urgent_in_flight = 0
+        self._calls_limiter = trio.CapacityLimiter(config.max_threads)
+        self._urgent_limiter = trio.CapacityLimiter(config.urgent_threads)
+        self._strikes: dict[str, _Strikes] = {}
+        self._rng = random.Random()
         self.addresses: list[str] = []
 
     # --- listening -------------------------------------------------------------------
@@ -198,28 +300,45 @@ class ApiServer:
 
     async def _handle(self, transport: str, stream: trio.SocketStream) -> None:
         async with stream:
-            if self._connections >= self.config.max_connections:
+            config = self.config
+            if self._connections >= config.max_connections + config.reserved_connections:
                 await stream.send_all(
                     encode_frame(
                         error_reply(
                             None,
                             ErrorCode.LIMIT,
-                            f"the daemon serves at most {self.config.max_connections} "
-                            "connections; try again later",
+                            f"the daemon serves at most {config.max_connections} "
+                            f"connections (and {config.reserved_connections} more for the "
+                            "emergency stop only); try again later",
                         )
                     )
                 )
                 return
+            restricted = self._connections >= config.max_connections
             self._connections += 1
+            self._restricted += restricted
             try:
-                await self._serve_connection(transport, stream)
+                await self._serve_connection(transport, stream, restricted=restricted)
             finally:
                 self._connections -= 1
+                self._restricted -= restricted
 
-    async def _serve_connection(self, transport: str, stream: trio.SocketStream) -> None:
+    async def _serve_connection(
+        self, transport: str, stream: trio.SocketStream, *, restricted: bool
+    ) -> None:
         send, receive = trio.open_memory_channel[bytes](self.config.send_queue_frames)
+        peer, local_admin = _peer(transport, stream)
         async with trio.open_nursery() as nursery:
-            conn = _Connection(transport, send, nursery)
+            conn = _Connection(
+                transport,
+                peer,
+                send,
+                nursery,
+                trio.CapacityLimiter(self.config.max_threads_per_connection),
+                restricted=restricted,
+                local_admin=local_admin,
+            )
+            conn.deadline = trio.current_time() + self._hello_window(conn)
             nursery.start_soon(self._writer, stream, receive)
             self._open.add(conn)
             try:
@@ -229,8 +348,15 @@ class ApiServer:
                 for sub, scope in conn.subs.values():
                     sub.close()
                     scope.cancel()
-                # Let replies already queued go out, then stop the writer.
+                # Let replies already queued go out, then stop the writer; calls still
+                # in flight are abandoned (their threads finish on their own).
                 await send.aclose()
+                nursery.cancel_scope.deadline = trio.current_time() + 5.0
+
+    def _hello_window(self, conn: _Connection) -> float:
+        """Seconds a connection has to say hello (less for one past the limit)."""
+        window = self.config.handshake_timeout_s
+        return min(window, RESERVED_HELLO_S) if conn.restricted else window
 
     async def _writer(
         self, stream: trio.SocketStream, receive: trio.MemoryReceiveChannel[bytes]
@@ -245,9 +371,20 @@ class ApiServer:
     async def _reader(self, conn: _Connection, stream: trio.SocketStream) -> None:
         decoder = FrameDecoder(self.config.max_frame_bytes)
         while True:
+            data = None
             try:
-                data = await stream.receive_some(65536)
+                with trio.move_on_at(conn.deadline):
+                    data = await stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if data is None:
+                why = (
+                    f"no 'hello' within {self._hello_window(conn):g} s"
+                    if not conn.greeted
+                    else f"idle for {self.config.handshake_timeout_s:g} s on a connection "
+                    "past the connection limit"
+                )
+                await self._reply(conn, error_reply(None, ErrorCode.TIMEOUT, f"{why}; closing"))
                 return
             if not data:
                 if decoder.mid_frame:
@@ -259,6 +396,8 @@ class ApiServer:
                 await self._reply(conn, error_reply(None, exc.code, str(exc)))
                 return  # framing is broken: nothing after this can be trusted
             for item in items:
+                if conn.restricted and conn.greeted:
+                    conn.deadline = trio.current_time() + self.config.handshake_timeout_s
                 if isinstance(item, ApiError):
                     await self._reply(conn, error_reply(None, item.code, str(item)))
                 elif not await self._request(conn, item):
@@ -290,6 +429,7 @@ class ApiServer:
             if isinstance(request, Call):
                 self._start_call(conn, request)
             elif isinstance(request, Subscribe):
+                self._refuse_if_restricted(conn)
                 await self._subscribe(conn, request)
             elif isinstance(request, Unsubscribe):
                 await self._unsubscribe(conn, request)
@@ -309,36 +449,126 @@ class ApiServer:
                 ),
             )
             return True
-        token = self.config.token
-        if (
-            conn.transport == "tcp"
-            and token is not None
-            and not hmac.compare_digest((hello.token or "").encode(), token.encode())
-        ):
-            await self._reply(
-                conn, error_reply(hello.id, ErrorCode.UNAUTHORIZED, "wrong or missing token")
-            )
-            return False
-        conn.greeted = True
-        await self._reply(conn, ok_reply(hello.id, self.server_info))
+        if conn.transport == "tcp":
+            scopes = self._tcp_scopes(conn, hello)
+            if scopes is None:
+                return False
+        else:
+            scopes = (ADMIN_SCOPE,) if conn.local_admin else ()
+        conn.greeted, conn.scopes = True, scopes
+        conn.deadline = (
+            trio.current_time() + self.config.handshake_timeout_s if conn.restricted else math.inf
+        )
+        info: dict[str, object] = {**self.server_info, "scopes": list(scopes)}
+        if conn.restricted:
+            info["restricted"] = self._restricted_note()
+        await self._reply(conn, ok_reply(hello.id, info))
         return True
+
+    def _tcp_scopes(self, conn: _Connection, hello: Hello) -> tuple[str, ...] | None:
+        """The scopes a TCP client's token grants; None (and a reply queued) if refused."""
+        now = trio.current_time()
+        strikes = self._strikes.get(conn.peer)
+        if strikes is not None and now < strikes.until:
+            self._reply_nowait(
+                conn,
+                error_reply(
+                    hello.id,
+                    ErrorCode.LIMIT,
+                    f"too many wrong tokens from {conn.peer}; the next try is accepted in "
+                    f"{strikes.until - now:.1f} s",
+                ),
+            )
+            return None
+        presented = (hello.token or "").encode()
+        admin = self.config.admin_token
+        if admin is not None and hmac.compare_digest(presented, admin.encode()):
+            scopes: tuple[str, ...] | None = (ADMIN_SCOPE,)
+        elif self.config.token is not None and hmac.compare_digest(
+            presented, self.config.token.encode()
+        ):
+            scopes = ()
+        else:
+            scopes = None
+        if scopes is not None:
+            self._strikes.pop(conn.peer, None)
+            return scopes
+        count = strikes.count + 1 if strikes is not None else 1
+        excess = count - WRONG_TOKENS_FREE
+        delay = WRONG_TOKEN_BACKOFF.delay(excess, self._rng) if excess > 0 else 0.0
+        self._forget_old_strikes(now)
+        self._strikes[conn.peer] = _Strikes(count, now + delay)
+        logger.warning("wrong or missing token from %s (%d in a row)", conn.peer, count)
+        self._reply_nowait(
+            conn,
+            error_reply(
+                hello.id,
+                ErrorCode.UNAUTHORIZED,
+                f"wrong or missing token ({count} in a row from {conn.peer}"
+                + (f"; the next try is accepted in {delay:g} s)" if delay else ")"),
+            ),
+        )
+        return None
+
+    def _forget_old_strikes(self, now: float) -> None:
+        # Bounded memory: peers whose backoff ended long ago start afresh.
+        if len(self._strikes) >= 1024:
+            for peer in [p for p, s in self._strikes.items() if s.until < now - 600]:
+                del self._strikes[peer]
+
+    def _reply_nowait(self, conn: _Connection, payload: dict[str, Any]) -> None:
+        """Queue a reply without waiting (the connection closes right after)."""
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            conn.send.send_nowait(encode_frame(payload))
+
+    def _restricted_note(self) -> str:
+        routes = ", ".join(f"{p}.{m}" for p, m in sorted(self.urgent)) or "nothing"
+        return (
+            f"this connection is past the daemon's limit of {self.config.max_connections} "
+            f"connections: it may only call {routes}; try again later for anything else"
+        )
+
+    def _refuse_if_restricted(self, conn: _Connection) -> None:
+        if conn.restricted:
+            raise ApiError(ErrorCode.LIMIT, self._restricted_note())
 
     # --- calls -------------------------------------------------------------------------
 
     async def shut_down(self, grace_s: float = 2.0) -> None:
         """Answer every call in flight with ``unavailable`` (the daemon is shutting down)
-        and refuse new ones; returns once those answers are sent, or after ``grace_s``."""
+        and refuse new ones; returns once those answers are sent, or after ``grace_s``.
+
+        Urgent calls (the emergency stop) are neither cancelled nor refused: a stop asked
+        for while the daemon stops is still carried out and answered.
+        """
         self._closing = True
         for conn in self._open:
             for scope in conn.call_scopes:
                 scope.cancel()
         with trio.move_on_after(grace_s):
-            while any(c.calls or c.send.statistics().current_buffer_used for c in self._open):
+            while any(
+                c.calls or c.urgent or c.send.statistics().current_buffer_used for c in self._open
+            ):
                 await trio.sleep(0.01)
 
     def _start_call(self, conn: _Connection, call: Call) -> None:
+        route = self.urgent.get((call.path.strip("/"), call.method))
+        if route is not None:
+            if conn.urgent >= URGENT_CALLS_PER_CONNECTION:
+                raise ApiError(
+                    ErrorCode.LIMIT,
+                    f"at most {URGENT_CALLS_PER_CONNECTION} urgent calls may be in flight "
+                    "per connection",
+                )
+            conn.urgent += 1
+            # Served while the daemon shuts down too: a stop is never refused.
+            conn.nursery.start_soon(self._urgent_call, conn, call, route)
+            return
         if self._closing:
             raise ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        self._refuse_if_restricted(conn)
         if conn.calls >= self.config.max_calls_in_flight:
             raise ApiError(
                 ErrorCode.LIMIT,
@@ -350,30 +580,34 @@ class ApiServer:
     async def _call(self, conn: _Connection, call: Call) -> None:
         # Cancelled only by shut_down: the caller is told why instead of losing the line.
         reply = error_reply(call.id, ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        self._calls_in_flight += 1
         with trio.CancelScope() as scope:
             conn.call_scopes.add(scope)
             try:
                 timeout = min(
                     call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
                 )
-                result = await trio.to_thread.run_sync(
-                    partial(self._ask, call, timeout),
-                    limiter=self._calls_limiter,
-                    abandon_on_cancel=True,
-                )
+                # One connection holds at most max_threads_per_connection of the shared pool.
+                async with conn.threads:
+                    result = await trio.to_thread.run_sync(
+                        partial(self._ask, call, timeout, conn.scopes),
+                        limiter=self._calls_limiter,
+                        abandon_on_cancel=True,
+                    )
                 reply = ok_reply(call.id, result)
             except ApiError as exc:
                 reply = error_reply(call.id, exc.code, str(exc))
             finally:
                 conn.call_scopes.discard(scope)
                 conn.calls -= 1
+                self._calls_in_flight -= 1
         await self._reply(conn, reply)
 
-    def _ask(self, call: Call, timeout: float) -> object:
+    def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
         """In a worker thread: resolve the actor and ask it."""
         try:
             ref = self.resolve(call.path)
-            return ref.ask(ApiCall(call.method, call.args, call.kwargs), timeout=timeout)
+            return ref.ask(ApiCall(call.method, call.args, call.kwargs, scopes), timeout=timeout)
         except CallError as exc:
             raise ApiError(exc.code, str(exc)) from None  # the actor's own code goes through
         except pykka.Timeout:
@@ -383,9 +617,45 @@ class ApiServer:
         except pykka.ActorDeadError:
             raise ApiError(ErrorCode.NOT_FOUND, f"actor {call.path!r} is not running") from None
         except Exception as exc:
-            # The actor crashed handling the call (and its supervisor restarts it).
+            logger.exception("%s.%s failed", call.path, call.method)
             raise ApiError(
-                ErrorCode.INTERNAL, f"{call.path}.{call.method} failed: {type(exc).__name__}: {exc}"
+                ErrorCode.INTERNAL,
+                f"{call.path}.{call.method} failed inside the daemon ({type(exc).__name__}); "
+                "the daemon log has the details",
+            ) from None
+
+    async def _urgent_call(
+        self, conn: _Connection, call: Call, route: Callable[..., object]
+    ) -> None:
+        self._urgent_in_flight += 1
+        try:
+            # Not abandoned on cancel: a stop that was asked for is carried out.
+            result = await trio.to_thread.run_sync(
+                partial(self._run_urgent, call, route), limiter=self._urgent_limiter
+            )
+            reply = ok_reply(call.id, result)
+        except ApiError as exc:
+            reply = error_reply(call.id, exc.code, str(exc))
+        finally:
+            conn.urgent -= 1
+            self._urgent_in_flight -= 1
+        await self._reply(conn, reply)
+
+    @staticmethod
+    def _run_urgent(call: Call, route: Callable[..., object]) -> object:
+        """On a reserved thread: check the arguments and run the route's function."""
+        name = f"{call.path.strip('/')}.{call.method}"
+        try:
+            args, kwargs = bind_arguments(route, name, call.args, call.kwargs)
+            return route(*args, **kwargs)
+        except CallError as exc:
+            raise ApiError(exc.code, str(exc)) from None
+        except Exception as exc:
+            logger.exception("%s failed", name)
+            raise ApiError(
+                ErrorCode.INTERNAL,
+                f"{name} failed inside the daemon ({type(exc).__name__}); "
+                "the daemon log has the details",
             ) from None
 
     # --- subscriptions -------------------------------------------------------------------
@@ -461,8 +731,34 @@ class ApiServer:
         await self._reply(conn, ok_reply(request.id, None))
 
     def statistics(self) -> dict[str, int]:
-        """Connections open now."""
-        return {"connections": self._connections}
+        """Connections open now (and how many of them past the limit), calls in flight
+        (waiting for a thread or on one), worker threads busy, urgent calls in flight,
+        peers whose hellos are refused for wrong tokens. Safe from any thread."""
+        return {
+            "connections": self._connections,
+            "restricted_connections": self._restricted,
+            "calls_in_flight": self._calls_in_flight,
+            "threads_busy": int(self._calls_limiter.borrowed_tokens),
+            "urgent_in_flight": self._urgent_in_flight,
+            "peers_backing_off": len(self._strikes),
+        }
+
+
+def _peer(transport: str, stream: trio.SocketStream) -> tuple[str, bool]:
+    """Who is on the other end: the TCP peer's address, or for the Unix socket the peer's
+    uid, and whether it is the daemon's own user (or root): the socket's owner."""
+    sock = stream.socket
+    if transport == "tcp":
+        try:
+            return str(sock.getpeername()[0]), False
+        except OSError:
+            return "?", False
+    try:
+        creds = sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_PEERCRED, 12)
+    except (OSError, AttributeError):
+        return "unix:?", False
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return f"unix:uid={uid}", uid in (os.geteuid(), 0)
 
 
 async def _socket_answers(path: Path) -> bool:
@@ -543,8 +839,3 @@ def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def default_socket_path(data_dir: Path) -> Path:
-    """Where the daemon listens unless told otherwise: ``<data>/galvana.sock``."""
-    return data_dir / "galvana.sock"

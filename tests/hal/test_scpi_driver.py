@@ -149,3 +149,18 @@ def test_cell_off_works_while_another_call_is_stuck(
     stuck.join()
     assert outcome == ["1"]
     drv.close()
+
+
+def test_a_socket_resource_sends_each_line_at_once(server: ScpiServer) -> None:
+    """TCP_NODELAY: without it a line waits for the previous one's delayed ACK (40 ms on
+    Linux), and the cell-off of an emergency stop waited with it."""
+    import pyvisa
+
+    from hal.drivers._visa import open_resource
+
+    res = open_resource(server.resource)
+    try:
+        nodelay = res.get_visa_attribute(pyvisa.constants.ResourceAttribute.tcpip_nodelay)
+        assert nodelay == pyvisa.constants.VisaBoolean.true
+    finally:
+        res.close()

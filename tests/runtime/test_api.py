@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import struct
@@ -38,9 +39,12 @@ from runtime.supervisor import (
 
 from ._actors import wait_until
 
+RELEASE = threading.Event()
+"""Lets every ``Lab.hold`` call return (set at the end of the tests that hold threads)."""
+
 
 class Lab(Actor):
-    """An actor with a small API: echo, add, a refusal and a crash."""
+    """An actor with a small API: echo, add, a refusal, a crash and a call that holds."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +72,16 @@ class Lab(Actor):
         time.sleep(seconds)
         return "done"
 
+    @exposed
+    def hold(self) -> str:
+        """A slow call: returns once the test sets RELEASE."""
+        RELEASE.wait(60)
+        return "released"
+
+    @exposed
+    def span(self, bounds: tuple[float, float]) -> float:
+        return bounds[1] - bounds[0]
+
     def hidden(self) -> str:
         return "never reachable through the API"
 
@@ -91,8 +105,13 @@ def sock_path(tmp_path: Path) -> Path:
     return tmp_path / "g.sock"
 
 
-def serve(tree: SupervisorRef, bus: EventBus, **config: Any) -> ServerThread:
-    server = ServerThread(ApiServer(ApiConfig(**config), bus, tree.resolve))
+def serve(
+    tree: SupervisorRef,
+    bus: EventBus,
+    urgent: dict[tuple[str, str], Any] | None = None,
+    **config: Any,
+) -> ServerThread:
+    server = ServerThread(ApiServer(ApiConfig(**config), bus, tree.resolve, urgent=urgent))
     server.start()
     return server
 
@@ -182,6 +201,18 @@ def test_socket_is_private(server: ServerThread, sock_path: Path) -> None:
         ("lab", "add", [], "bad_request", "add: missing a required argument: 'a'"),
         ("lab", "add", [1, 2, 3], "bad_request", "add: too many positional arguments"),
         ("lab", "refuse", [], "conflict", "the cell is busy"),
+        (
+            "lab",
+            "add",
+            ["1"],
+            "bad_request",
+            "add: argument 'a' is str, not accepted: Expected `float`, got `str`; accepted: float",
+        ),
+        ("lab", "add", [True], "bad_request", "argument 'a' is bool, not accepted"),
+        ("lab", "add", [1, [2]], "bad_request", "argument 'b' is an array, not accepted"),
+        ("lab", "span", [[1, "x"]], "bad_request", "Expected `float`, got `str` - at `bounds[1]`"),
+        ("lab", "span", [[1]], "bad_request", "Expected `array` of length 2, got 1"),
+        ("lab", "slow", [{"s": 1}], "bad_request", "argument 'seconds' is a map"),
     ],
 )
 def test_call_errors_say_what_is_wrong(
@@ -201,15 +232,31 @@ def test_call_errors_say_what_is_wrong(
         assert client.call("lab", "echo", "still here") == "still here"
 
 
-def test_a_crashing_call_is_reported_and_the_actor_restarted(
+def test_a_crashing_call_is_answered_internal_and_the_actor_carries_on(
     server: ServerThread, tree: SupervisorRef, sock_path: Path
 ) -> None:
     with Client(socket_path=sock_path) as client:
-        with pytest.raises(ApiError, match="lab.crash failed: RuntimeError: wires crossed") as info:
-            client.call("lab", "crash")
-        assert info.value.code == "internal"
-        wait_until(lambda: tree.which_children()[0].incarnation == 2, what="lab restarted")
-        assert client.call("lab", "add", 1) == 1.0  # a fresh incarnation: count restarted
+        assert client.call("lab", "add", 1) == 1.0
+        for _ in range(6):  # more than the root's restart intensity (3 in 5 s), had they counted
+            with pytest.raises(ApiError, match=r"root/lab.crash failed inside the daemon") as info:
+                client.call("lab", "crash")
+            assert info.value.code == "internal"
+            assert "RuntimeError" in str(info.value)
+            assert "Traceback" not in str(info.value)  # the traceback goes to the log only
+        assert client.call("lab", "add", 1) == 1.0
+    lab = tree.which_children()[0]
+    assert (lab.incarnation, lab.restarts, lab.state) == (1, 0, "running")
+    assert lab.ref is not None
+    assert lab.ref.proxy().count.get() == 2  # the same incarnation: its state kept
+
+
+def test_arguments_arrive_as_annotated(server: ServerThread, sock_path: Path) -> None:
+    with Client(socket_path=sock_path) as client:
+        assert client.call("lab", "span", [1, 3.5]) == 2.5  # msgpack's array for a tuple
+        assert client.call("lab", "add", 2) == 2.0  # an int for a float
+        with pytest.raises(ApiError, match="got an unexpected keyword argument 'c'") as info:
+            client.call("lab", "add", 1, c=2)
+        assert info.value.code == "bad_request"
 
 
 def test_call_timeout(server: ServerThread, sock_path: Path) -> None:
@@ -303,23 +350,32 @@ def test_broken_framing_disconnects_only_that_client(server: ServerThread, sock_
 
 
 def test_connection_limit(tree: SupervisorRef, bus: EventBus, sock_path: Path) -> None:
-    with serve(tree, bus, socket_path=sock_path, max_connections=2):
+    with serve(tree, bus, socket_path=sock_path, max_connections=2, reserved_connections=1):
         first, second = Client(socket_path=sock_path), Client(socket_path=sock_path)
         _RAW.extend([first._sock, second._sock])
+        # Past the limit, a reserved connection says hello and may make urgent calls only.
+        third = Client(socket_path=sock_path)
+        _RAW.append(third._sock)
+        assert "past the daemon's limit of 2 connections" in third.server_info["restricted"]
+        with pytest.raises(ApiError, match="it may only call nothing") as info:
+            third.call("lab", "echo", 1)
+        assert info.value.code == "limit"
         with pytest.raises(ApiError, match="at most 2 connections") as info:
             Client(socket_path=sock_path)
         assert info.value.code == "limit"
         first.close()
+        third.close()
         wait_until(lambda: _can_connect(sock_path), what="a slot to free up")
         second.close()
 
 
 def _can_connect(path: Path) -> bool:
+    """Whether a connection gets full service (not refused, not past the limit)."""
     try:
-        Client(socket_path=path).close()
+        with Client(socket_path=path) as client:
+            return "restricted" not in client.server_info
     except ApiError:
         return False
-    return True
 
 
 @settings(
@@ -502,3 +558,236 @@ def test_calls_in_flight_at_shutdown_are_answered_unavailable(sock_path: Path) -
         release.set()
         server.stop()
         root.stop()
+
+
+# --- the emergency stop's own path, and what no client may take from others -------------
+
+STOPS: list[tuple[str | None, str]] = []
+
+
+def estop(instrument_id: str | None = None, reason: str = "emergency stop") -> list[dict[str, Any]]:
+    """The urgent route of these tests: records the stop (the daemon's turns cells off)."""
+    STOPS.append((instrument_id, reason))
+    return [{"instrument": instrument_id or "all", "cell_off": True, "detail": reason}]
+
+
+URGENT = {("instruments", "estop"): estop}
+
+
+@pytest.fixture
+def released() -> Iterator[None]:
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def hold_calls(path: Path, connections: int, calls: int) -> list[socket.socket]:
+    """``connections`` greeted connections, each with ``calls`` Lab.hold calls in flight."""
+    socks = []
+    for _ in range(connections):
+        sock = greeted(path)
+        for i in range(calls):
+            raw_send(sock, {"id": 10 + i, "op": "call", "path": "lab", "method": "hold"})
+        socks.append(sock)
+    return socks
+
+
+def test_estop_is_answered_while_another_client_holds_every_thread_and_connection(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path, released: None
+) -> None:
+    config = {"socket_path": sock_path, "handshake_timeout_s": 600}
+    with serve(tree, bus, URGENT, **config) as running:
+        stats = running.server.statistics
+        limits = running.server.config
+        # Another client: every worker thread held by slow calls (8 per connection) ...
+        per_connection = limits.max_threads_per_connection
+        holders = hold_calls(sock_path, limits.max_threads // per_connection, per_connection)
+        wait_until(lambda: stats()["threads_busy"] == limits.max_threads, what="threads held")
+        # ... and every other connection slot held by connections that never say hello.
+        idle = [raw_connect(sock_path) for _ in range(limits.max_connections - len(holders))]
+        wait_until(lambda: stats()["connections"] == limits.max_connections, what="slots held")
+        assert stats()["restricted_connections"] == 0
+        with Client(socket_path=sock_path, timeout=10) as operator:
+            assert "instruments.estop" in operator.server_info["restricted"]
+            trips = operator.call("instruments", "estop", None, "test stop")
+            with pytest.raises(ApiError, match="it may only call instruments.estop") as info:
+                operator.call("lab", "echo", 1)  # past the limit: the stop and nothing else
+            assert info.value.code == "limit"
+        assert trips == [{"instrument": "all", "cell_off": True, "detail": "test stop"}]
+        assert STOPS[-1] == (None, "test stop")
+        assert stats()["threads_busy"] == limits.max_threads  # the slow calls never let go
+        RELEASE.set()
+        for sock in holders:
+            assert all(raw_recv(sock)["result"] == "released" for _ in range(per_connection))
+        del idle
+
+
+def test_urgent_arguments_are_checked_too(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, URGENT, socket_path=sock_path), Client(socket_path=sock_path) as c:
+        with pytest.raises(ApiError, match="argument 'instrument_id' is an array") as info:
+            c.call("instruments", "estop", [1])
+        assert info.value.code == "bad_request"
+        assert c.call("instruments", "estop", "sim")[0]["instrument"] == "sim"
+
+
+def test_one_connection_holds_at_most_its_share_of_the_threads(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path, released: None
+) -> None:
+    with serve(tree, bus, socket_path=sock_path) as running:
+        stats = running.server.statistics
+        share = running.server.config.max_threads_per_connection
+        (greedy,) = hold_calls(sock_path, 1, 2 * share)
+        wait_until(
+            lambda: stats()["calls_in_flight"] == 2 * share and stats()["threads_busy"] == share,
+            what="the greedy connection's calls",
+        )
+        with Client(socket_path=sock_path, timeout=10) as other:
+            assert other.call("runs/run-1", "echo", "served") == "served"
+        assert stats()["threads_busy"] == share
+        RELEASE.set()
+        assert all(raw_recv(greedy)["result"] == "released" for _ in range(2 * share))
+
+
+def test_a_connection_that_never_says_hello_is_closed(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, socket_path=sock_path, handshake_timeout_s=0.5):
+        silent = raw_connect(sock_path)
+        assert raw_recv(silent) == {
+            "id": None,
+            "ok": False,
+            "error": {"code": "timeout", "message": "no 'hello' within 0.5 s; closing"},
+        }
+        with pytest.raises(ConnectionError):
+            raw_recv(silent)
+
+
+def test_an_idle_connection_past_the_limit_is_closed(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    config = {"max_connections": 1, "reserved_connections": 1, "handshake_timeout_s": 0.5}
+    with (
+        serve(tree, bus, URGENT, socket_path=sock_path, **config),
+        Client(socket_path=sock_path) as first,
+    ):
+        extra = greeted(sock_path)
+        reply = raw_recv(extra)
+        assert reply["error"]["code"] == "timeout"
+        message = reply["error"]["message"]
+        assert "idle for 0.5 s on a connection past the connection limit" in message
+        with pytest.raises(ConnectionError):
+            raw_recv(extra)
+        assert first.call("lab", "echo", 1) == 1
+
+
+# --- scopes, tokens --------------------------------------------------------------------
+
+
+def tcp_address(running: ServerThread) -> tuple[str, int]:
+    tcp = next(a for a in running.server.addresses if a.startswith("tcp:"))
+    host, port = tcp.removeprefix("tcp:").rsplit(":", 1)
+    return host, int(port)
+
+
+def test_kill_needs_the_admin_scope(tree: SupervisorRef, bus: EventBus, sock_path: Path) -> None:
+    tokens = {"token": "operator-token", "admin_token": "admin-token"}
+    with serve(tree, bus, socket_path=sock_path, tcp=("127.0.0.1", 0), **tokens) as running:
+        address = tcp_address(running)
+        with Client(tcp=address, token="operator-token") as operator:
+            assert operator.server_info["scopes"] == []
+            with pytest.raises(ApiError, match="kill needs the 'admin' scope") as info:
+                operator.call("", "kill", "lab")
+            assert info.value.code == "unauthorized"
+            assert operator.call("lab", "echo", 1) == 1  # everything else is open to it
+        assert tree.which_children()[0].incarnation == 1
+        with Client(tcp=address, token="admin-token") as admin:
+            assert admin.server_info["scopes"] == ["admin"]
+            assert admin.call("", "kill", "lab")["child"] == "root/lab"
+        wait_until(lambda: tree.which_children()[0].incarnation == 2, what="lab restarted")
+        with Client(socket_path=sock_path) as owner:  # the socket's owner is admin
+            assert owner.server_info["scopes"] == ["admin"]
+            owner.call("", "kill", "lab")
+        wait_until(lambda: tree.which_children()[0].incarnation == 3, what="lab restarted")
+
+
+def test_tcp_needs_a_token_on_loopback_too() -> None:
+    with pytest.raises(ApiError, match="reachable by every local user: set a token") as info:
+        ApiConfig(tcp=("127.0.0.1", 0))
+    assert info.value.code == "unauthorized"
+    with pytest.raises(ApiError, match="the admin token must differ"):
+        ApiConfig(tcp=("127.0.0.1", 0), token="same", admin_token="same")
+
+
+def tcp_hello(address: tuple[str, int], token: str, source: str = "127.0.0.1") -> dict[str, Any]:
+    """One hello over TCP from ``source`` (another loopback address is another peer)."""
+    sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+    _RAW.append(sock)
+    raw_send(sock, {"id": 1, "op": "hello", "protocol": 1, "token": token})
+    return raw_recv(sock)
+
+
+def test_wrong_tokens_are_rate_limited_per_peer(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, socket_path=sock_path, tcp=("127.0.0.1", 0), token="right") as running:
+        address = tcp_address(running)
+        for n in (1, 2):  # a mistyped token may be retried at once
+            reply = tcp_hello(address, "wrong")
+            assert reply["error"]["code"] == "unauthorized"
+            assert (
+                reply["error"]["message"] == f"wrong or missing token ({n} in a row from 127.0.0.1)"
+            )
+        reply = tcp_hello(address, "wrong")
+        assert reply["error"]["message"] == (
+            "wrong or missing token (3 in a row from 127.0.0.1; the next try is accepted in 0.5 s)"
+        )
+        # Backing off: the next hello from that peer is refused without looking at its token.
+        reply = tcp_hello(address, "right")
+        assert reply["error"]["code"] == "limit"
+        assert "too many wrong tokens from 127.0.0.1" in reply["error"]["message"]
+        # Nobody else waits: another peer, and the Unix socket, are served meanwhile.
+        assert tcp_hello(address, "right", source="127.0.0.2")["ok"] is True
+        with Client(socket_path=sock_path) as local:
+            assert local.call("lab", "echo", 1) == 1
+        # Once the backoff has run out, the next wrong token doubles it.
+        replies: list[dict[str, Any]] = []
+        wait_until(
+            lambda: (
+                replies.append(tcp_hello(address, "wrong"))
+                or replies[-1]["error"]["code"] == "unauthorized"
+            ),
+            what="the backoff to run out",
+        )
+        assert re.search(r"\(4 in a row .*accepted in 1 s\)", replies[-1]["error"]["message"])
+        assert running.server.statistics()["peers_backing_off"] == 1
+
+
+def test_the_emergency_stop_is_served_while_the_daemon_shuts_down(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, URGENT, socket_path=sock_path) as running:
+        sock = greeted(sock_path)
+        running.shut_down()
+        raw_send(sock, {"id": 1, "op": "call", "path": "lab", "method": "echo", "args": [1]})
+        assert raw_recv(sock)["error"] == {
+            "code": "unavailable",
+            "message": "the daemon is shutting down",
+        }
+        raw_send(
+            sock,
+            {
+                "id": 2,
+                "op": "call",
+                "path": "instruments",
+                "method": "estop",
+                "args": [None, "bye"],
+            },
+        )
+        assert raw_recv(sock) == {
+            "id": 2,
+            "ok": True,
+            "result": [{"instrument": "all", "cell_off": True, "detail": "bye"}],
+        }
+        assert STOPS[-1] == (None, "bye")

@@ -31,6 +31,33 @@ def test_help_lists_the_subcommands() -> None:
         assert f"    {command} " in out.stdout
 
 
+def test_bench_help_lists_the_suites_without_a_traceback() -> None:
+    out = galvana("bench", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "90 % coverage" in " ".join(out.stdout.split())  # a % in a suite's words
+    assert "safety (emergency stop to cell off" in " ".join(out.stdout.split())
+
+
+def test_estop_loads_nothing_heavy_before_the_stop_is_sent(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runtime.cli", "estop", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2  # no daemon there: one line, the stop not confirmed
+    lines = out.stderr.splitlines()
+    said = [line for line in lines if not line.startswith("import time:")]
+    assert len(said) == 1
+    assert said[0].startswith("galvana estop: cannot reach the daemon")
+    assert "NOT confirmed" in said[0]
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    heavy = {"numpy", "trio", "pykka", "yaml", "zarr", "torch", "runtime.codec", "runtime.client"}
+    assert imported & heavy == set()
+
+
 def test_unknown_command_and_bad_options_exit_2_without_traceback() -> None:
     for argv in (("frobnicate",), ("bench", "nope"), ("doctor", "--bogus")):
         out = galvana(*argv)

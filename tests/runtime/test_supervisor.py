@@ -11,6 +11,7 @@ import pytest
 
 from runtime.actor import Actor
 from runtime.errors import (
+    CallError,
     ChildStartError,
     RestartIntensityError,
     SupervisorError,
@@ -378,12 +379,16 @@ def test_kill_is_a_crash_as_far_as_restart_types_go(journal: Journal) -> None:
     ref = sup.actor_ref
     from runtime.messages import ApiCall
 
-    ref.ask(ApiCall("kill", ("t",), {}), timeout=5)  # transient: an abnormal exit restarts it
+    with pytest.raises(CallError, match="kill needs the 'admin' scope") as refused:
+        ref.ask(ApiCall("kill", ("t",), {}), timeout=5)
+    assert refused.value.code == "unauthorized"
+    admin = ("admin",)
+    ref.ask(ApiCall("kill", ("t",), {}, admin), timeout=5)  # transient: abnormal exit restarts it
     settle(sup, {"p": 1, "t": 2})
     exits = [m for _, m in events.drain() if isinstance(m, ActorExited)]
     assert [(e.path, e.reason, e.detail) for e in exits] == [
         ("root/t", "killed", "killed on request")
     ]
     with pytest.raises(Exception, match="has no running child 'nope'"):
-        ref.ask(ApiCall("kill", ("nope",), {}), timeout=5)
+        ref.ask(ApiCall("kill", ("nope",), {}, admin), timeout=5)
     sup.stop()

@@ -17,7 +17,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     and on loopback TCP with a token."""
     data = tmp_path_factory.mktemp("tui") / "d"
     record_run(data)
-    running = Daemon(data, "--tcp", f"127.0.0.1:{free_port()}", "--token", TOKEN)
+    token_file = data.parent / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    running = Daemon(data, "--tcp", f"127.0.0.1:{free_port()}", "--token-file", str(token_file))
     running.start()
     yield running
     running.stop()

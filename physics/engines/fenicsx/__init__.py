@@ -44,7 +44,7 @@ from physics.engines.fenicsx._launcher import (
 from physics.engines.fenicsx._process import WorkerProcess
 from physics.engines.numba._model import starts_away_from_rest
 from physics.errors import EngineUnavailableError, ParameterError, ScenarioError
-from physics.scenario import Scenario
+from physics.scenario import Background, Scenario
 from physics.simulation import SimulationResult
 from physics.waveforms import TimeSteps, segments, time_steps
 
@@ -104,6 +104,15 @@ def check_scenario(scenario: Scenario) -> None:
                 f"got {getattr(scenario.cell, key):g}; accepted by engine fenicsx: 0 "
                 f"(the 2D engine models no ohmic drop or charging); {fix}",
             )
+    # The real-cell terms of the numba engine (the bulk composition is supported).
+    unsupported = (
+        ("cell.reference_offset", scenario.cell.reference_offset != 0.0),
+        ("background", scenario.background != Background()),
+        ("initial_state", scenario.initial_state.cycles_before != 0),
+    )
+    for key, used in unsupported:
+        if used:
+            raise ScenarioError(key, f"not modelled by engine fenicsx; remove it or {fix}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +169,13 @@ def prepare_job(
     refine = sc.numerics.refine if mesh_refine is None else float(mesh_refine)
     if not 0.05 <= refine <= 64:
         raise ParameterError(f"mesh_refine must lie in [0.05, 64]; got {mesh_refine!r}")
+    mapping = sc.to_mapping()
+    # The worker reads each species' own D and c_bulk (not the bulk block or D ratios).
+    mapping.pop("bulk", None)
+    mapping["species"] = {s.name: {"D": s.D, "c_bulk": s.c_bulk} for s in sc.species}
     doc = {
         "protocol": 1,
-        "scenario": sc.to_mapping(),
+        "scenario": mapping,
         "steps": {
             "t": steps.t.astype("<f8").tobytes(),
             "E": steps.E.astype("<f8").tobytes(),

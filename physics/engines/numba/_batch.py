@@ -32,6 +32,9 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
     deta: float,
     rho: Array,
     gamma: Array,
+    gamma1: Array,
+    gamma2: Array,
+    theta_p: float,
     h: Array,
     theta_app: Array,
     restart: npt.NDArray[np.bool_],
@@ -39,7 +42,8 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
     psi_out: Array,
     status: npt.NDArray[np.int64],
 ) -> None:
-    """Run set ``b`` with ``d[b]``, ``n_e[b]``, ... from rest; currents into ``psi_out[b]``."""
+    """Run set ``b`` with ``d[b]``, ``cb[b]``, ``n_e[b]``, ... from rest; currents into
+    ``psi_out[b]``."""
     B = psi_out.shape[0]
     N = mass.shape[0]
     M = h.shape[0]
@@ -48,15 +52,16 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
         hist = np.empty((K, 2, N))
         for j in range(K):
             for i in range(N):
-                hist[j, 0, i] = cb[0]
-                hist[j, 1, i] = cb[1]
+                hist[j, 0, i] = cb[b, 0]
+                hist[j, 1, i] = cb[b, 1]
         scal = np.zeros(1 + 2 * K)
         scal[0] = 1.0
         for j in range(K):
             scal[1 + j] = theta_init
         st, _ = run_single_couple(
-            mass, stiff, d[b], cb, n_e[b], theta0[b], K0[b], alpha[b], model, table, eta0, deta,
-            rho[b], gamma[b], h, theta_app, restart, hist, scal, np.zeros(0, dtype=np.int64),
+            mass, stiff, d[b], cb[b], n_e[b], theta0[b], K0[b], alpha[b], model, table, eta0,
+            deta, rho[b], gamma[b], gamma1[b], gamma2[b], theta_p, h, theta_app, restart, hist,
+            scal, np.zeros(0, dtype=np.int64), np.zeros((0, 2)), np.zeros((0, 2)),
             np.zeros((0, K, 2, N)), np.zeros((0, K)), psi_out[b], np.empty(M), np.zeros((M, 0)),
             np.zeros(0, dtype=np.int64), np.zeros((0, 2, N)),
         )  # fmt: skip
@@ -85,6 +90,9 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     prod: npt.NDArray[np.int64],
     rho: Array,
     gamma: Array,
+    gamma1: Array,
+    gamma2: Array,
+    theta_p: float,
     h: Array,
     theta_app: Array,
     restart: npt.NDArray[np.bool_],
@@ -93,7 +101,8 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     status: npt.NDArray[np.int64],
 ) -> None:
     """Run set ``b`` of a reaction network (per-set ``d[b]``, ``cb[b]``, ``theta0[b]``,
-    ``K0[b]``, ``alpha[b]``, ``kf[b]``, ``kb[b]``, ``rho[b]``, ``gamma[b]``) from rest."""
+    ``K0[b]``, ``alpha[b]``, ``kf[b]``, ``kb[b]``, ``rho[b]``, ``gamma[b]``, ``gamma1[b]``,
+    ``gamma2[b]``) from rest."""
     B = psi_out.shape[0]
     N = mass.shape[0]
     S = d.shape[1]
@@ -112,8 +121,9 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
         none = np.zeros(0, dtype=np.int64)
         st, _ = run_network(
             mass, stiff, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
-            eta0, deta, kf[b], kb[b], reac, prod, rho[b], gamma[b], h, theta_app, restart,
-            hist, scal, none, none, np.zeros((0, S)), np.zeros((0, K, S, N)), np.zeros((0, K)),
+            eta0, deta, kf[b], kb[b], reac, prod, rho[b], gamma[b], gamma1[b], gamma2[b],
+            theta_p, h, theta_app, restart, hist, scal, none, none, np.zeros((0, S)),
+            np.zeros((0, S)), np.zeros((0, K, S, N)), np.zeros((0, K)),
             psi_out[b], np.empty(M), np.zeros((M, 0)), none, np.zeros((0, S, N)),
         )  # fmt: skip
         status[b] = st

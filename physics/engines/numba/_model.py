@@ -51,7 +51,10 @@ _NERNST_K0 = 1e9
 class Model:
     """Dimensionless model: species diffusion ``d`` and bulk ``cb``; electron transfers
     (arrays over transfers: ``n``, ``theta0``, ``K0``, ``alpha``, ``kinetics`` model id,
-    species indices ``ox``/``red``); reactions; ``rho``/``gamma`` for Ru and Cdl."""
+    species indices ``ox``/``red``); reactions; ``rho`` for Ru; the capacitance
+    ``gamma + gamma1 (theta - theta_p) + gamma2 (theta - theta_p)^2``; and ``area``, the
+    electroactive area relative to the scales' (the current is ``area * I_scale * psi``;
+    ``rho`` and the capacitances already include it)."""
 
     species: tuple[str, ...]
     d: FloatArray
@@ -72,6 +75,10 @@ class Model:
     kb: FloatArray
     reactants: IntArray
     products: IntArray
+    gamma1: float = 0.0
+    gamma2: float = 0.0
+    theta_p: float = 0.0
+    area: float = 1.0
 
     @property
     def d_min(self) -> float:
@@ -149,6 +156,12 @@ def build(sc: Scenario, scales: object) -> Model:
     L: float = scales.L  # type: ignore[attr-defined]
     f: float = scales.f  # type: ignore[attr-defined]
     I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+    # The area may differ from the one the scales were made with (a calibrated area):
+    # the faradaic current scales with it, the ohmic drop with the current, and the
+    # capacitance (an absolute one, F) shrinks relative to the faradaic part.
+    a = sc.electrode.area / scales.area  # type: ignore[attr-defined]
+    charge = f * t_ref * I_scale * a
+    bg = sc.background
     names = tuple(s.name for s in sc.species)
     index = {n: i for i, n in enumerate(names)}
     d = np.array([s.D / D_ref for s in sc.species])
@@ -172,7 +185,9 @@ def build(sc: Scenario, scales: object) -> Model:
         d=d,
         cb=cb,
         n=np.array([float(k.n) for k in kin]),
-        theta0=np.array([k.E0 * f for k in kin]),
+        # The reference offset moves the measured potentials onto the formal potentials'
+        # scale: the same as every formal potential moved by minus the offset.
+        theta0=np.array([(k.E0 - sc.cell.reference_offset) * f for k in kin]),
         K0=np.array([(_NERNST_K0 if k.model == "nernst" else k.k0 * L / D_ref) for k in kin]),
         alpha=np.array([k.alpha for k in kin]),
         kinetics=models,
@@ -181,12 +196,16 @@ def build(sc: Scenario, scales: object) -> Model:
         tables=tables,
         eta0=eta0,
         deta=deta,
-        rho=f * sc.cell.Ru * I_scale,
-        gamma=sc.cell.Cdl / (f * t_ref * I_scale),
+        rho=f * sc.cell.Ru * I_scale * a,
+        gamma=sc.cell.Cdl / charge,
         kf=np.array(kf, dtype=np.float64),
         kb=np.array(kb, dtype=np.float64),
         reactants=np.array(reac, dtype=np.int64).reshape(-1, 2),
         products=np.array(prod, dtype=np.int64).reshape(-1, 2),
+        gamma1=bg.Cdl_slope / (charge * f),
+        gamma2=bg.Cdl_curvature / (charge * f * f),
+        theta_p=bg.E_pivot * f,
+        area=a,
     )
 
 
@@ -209,22 +228,46 @@ def _tables(sc: Scenario, f: float) -> tuple[FloatArray, float, float]:
     return np.stack(rows), eta0, deta
 
 
+# Terms a sensitivity has besides (or instead of) the kernel's: the faradaic-free
+# background is added to the current outside the kernel, and the area multiplies it.
+OUT_NONE = 0
+OUT_OFFSET = 1  # dI/d offset = 1
+OUT_SLOPE = 2  # dI/d slope = E_applied - E_pivot
+OUT_AREA = 3  # dI/dA = I_cell / A + (the kernel's part)
+
+
 @dataclass(frozen=True, slots=True)
 class ParameterMap:
-    """How the requested sensitivities map onto a kernel: ids for the single-couple
-    kernel, ``(ptype, pidx)`` pairs for the network kernel, ``factors`` = d(kernel
-    parameter)/d(SI parameter), and ``dcb`` (P, S), the derivative of the bulk
-    concentrations (non-zero for equilibrium bulks that follow kf/kb)."""
+    """How the requested sensitivities map onto a kernel.
+
+    Per sensitivity (in the order requested): ``kernel``, its column among the kernel's
+    parameters (-1 for none), ``output``, the term added outside the kernel (``OUT_*``),
+    and ``factors`` = d(kernel parameter)/d(SI parameter) (0 without a kernel column).
+    Per kernel parameter (``count`` of them): ids for the single-couple kernel,
+    ``(ptype, pidx)`` pairs for the network kernel, and the rows ``dd`` (K, S) and
+    ``dcb`` (K, S): the derivatives of the relative diffusion coefficients and of the
+    bulk concentrations (non-zero for D, its ties and ratios, the bulk composition and
+    equilibrium bulks that follow kf/kb)."""
 
     single: IntArray
     ptype: IntArray
     pidx: IntArray
     factors: FloatArray
     dcb: FloatArray
+    dd: FloatArray
+    kernel: IntArray
+    output: IntArray
 
     @property
     def count(self) -> int:
-        return int(self.factors.size)
+        """Parameters the kernel carries sensitivities for."""
+        return int(self.single.size)
+
+    @property
+    def kernel_factors(self) -> FloatArray:
+        """``factors`` of the kernel's parameters, in the kernel's order."""
+        out: FloatArray = self.factors[self.kernel >= 0]
+        return out
 
 
 _INDEXED = re.compile(r"^(kinetics|chemistry)(?:\[(\d+)\])?\.(\w+)$")
@@ -232,64 +275,138 @@ _INDEXED = re.compile(r"^(kinetics|chemistry)(?:\[(\d+)\])?\.(\w+)$")
 
 def parameter_map(sc: Scenario, model: Model, scales: object, names: Sequence[str]) -> ParameterMap:
     """Kernel parameters for the key paths ``names`` (validated by the caller)."""
+    S = model.d.size
+    entries = [_parameter(sc, model, scales, name) for name in names]
+    in_kernel = [e for e in entries if e.single is not None]
+    kernel = np.cumsum([e.single is not None for e in entries], dtype=np.int64) - 1
+    kernel[[e.single is None for e in entries]] = -1
+    return ParameterMap(
+        single=np.array([e.single for e in in_kernel], dtype=np.int64),
+        ptype=np.array([e.ptype for e in in_kernel], dtype=np.int64),
+        pidx=np.array([e.pidx for e in in_kernel], dtype=np.int64),
+        factors=np.array([e.factor for e in entries], dtype=np.float64),
+        dcb=np.array([e.dcb for e in in_kernel], dtype=np.float64).reshape(-1, S),
+        dd=np.array([e.dd for e in in_kernel], dtype=np.float64).reshape(-1, S),
+        kernel=kernel.astype(np.int64),
+        output=np.array([e.output for e in entries], dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One sensitivity: its kernel parameter (``single`` None: none), factor, rows and
+    output term (see :class:`ParameterMap`)."""
+
+    single: int | None
+    ptype: int
+    pidx: int
+    factor: float
+    dd: FloatArray
+    dcb: FloatArray
+    output: int = OUT_NONE
+
+
+def _parameter(sc: Scenario, model: Model, scales: object, name: str) -> _Entry:
     D_ref: float = scales.D_ref  # type: ignore[attr-defined]
     L: float = scales.L  # type: ignore[attr-defined]
     f: float = scales.f  # type: ignore[attr-defined]
     t_ref: float = scales.t_ref  # type: ignore[attr-defined]
     c_ref: float = scales.c_ref  # type: ignore[attr-defined]
     I_scale: float = scales.I_scale  # type: ignore[attr-defined]
+    zero = np.zeros(model.d.size)
+    m = _INDEXED.match(name)
+    if name in ("background.offset", "background.slope"):
+        term = OUT_OFFSET if name == "background.offset" else OUT_SLOPE
+        return _Entry(None, -1, -1, 0.0, zero, zero, term)
+    if name.startswith(("species.", "bulk.")):
+        factor, dd, dcb = _transport_parameter(sc, model, name, D_ref, c_ref)
+        return _Entry(sc_kernel.P_TRANSPORT, nw.Q_TRANSPORT, -1, factor, dd, dcb)
+    if name == "electrode.area":
+        # The kernel's parameter is ln(area); the current's own factor is added outside.
+        return _Entry(
+            sc_kernel.P_AREA, nw.Q_AREA, -1, 1.0 / sc.electrode.area, zero, zero, OUT_AREA
+        )
+    if name == "cell.reference_offset":
+        # Minus every formal potential: index -1 in the network kernel.
+        return _Entry(sc_kernel.P_E0, nw.Q_E0, -1, -f, zero, zero)
+    if name == "cell.Ru":
+        return _Entry(sc_kernel.P_RU, nw.Q_RU, -1, f * I_scale * model.area, zero, zero)
+    capacitances = ("cell.Cdl", "background.Cdl_slope", "background.Cdl_curvature")
+    if name in capacitances:
+        power = capacitances.index(name)
+        factor = 1.0 / (f * t_ref * I_scale * model.area * f**power)
+        single = (sc_kernel.P_CDL, sc_kernel.P_CDL1, sc_kernel.P_CDL2)[power]
+        return _Entry(single, (nw.Q_CDL, nw.Q_CDL1, nw.Q_CDL2)[power], -1, factor, zero, zero)
+    if m is not None and m.group(1) == "kinetics":
+        j = int(m.group(2) or 0)
+        key = m.group(3)
+        return _Entry(
+            {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key],
+            {"k0": nw.Q_K0, "alpha": nw.Q_ALPHA, "E0": nw.Q_E0}[key],
+            j,
+            {"k0": L / D_ref, "alpha": 1.0, "E0": f}[key],
+            zero,
+            zero,
+        )
+    if m is not None and m.group(1) == "chemistry":
+        j = int(m.group(2) or 0)
+        forward = m.group(3) == "kf"
+        factor, dcb = _chemistry_parameter(sc, model, j, forward=forward, t_ref=t_ref, c_ref=c_ref)
+        return _Entry(-1, nw.Q_KF if forward else nw.Q_KB, j, factor, zero, dcb)
+    raise ParameterError(f"no sensitivity is available for {name!r}")
+
+
+def _transport_parameter(
+    sc: Scenario, model: Model, name: str, D_ref: float, c_ref: float
+) -> tuple[float, FloatArray, FloatArray]:
+    """A diffusion coefficient, a ratio of them, or a bulk concentration: the factor
+    d(kernel parameter)/d(SI parameter) and the ``dd`` and ``dcb`` rows.
+
+    Diffusion: the kernel's parameter is ``D / D_ref``; a change of O's moves every
+    species tied to it by a ratio. Concentrations: the kernel's parameter is ``p /
+    c_ref`` with the row ``dc/dp`` (SI), so the bulk composition and the equilibrium
+    bulks that follow it share one rule."""
     S = model.d.size
-    single: list[int] = []
-    ptype: list[int] = []
-    pidx: list[int] = []
-    factors: list[float] = []
-    dcb = np.zeros((len(names), S))
-    for q, name in enumerate(names):
-        m = _INDEXED.match(name)
-        if name.startswith("species."):
-            k = model.species.index(name.split(".")[1])
-            ptype.append(nw.Q_D)
-            pidx.append(k)
-            single.append(sc_kernel.P_D_O if k == int(model.ox[0]) else sc_kernel.P_D_R)
-            factors.append(1.0 / D_ref)
-        elif name == "cell.Ru":
-            ptype.append(nw.Q_RU)
-            pidx.append(-1)
-            single.append(sc_kernel.P_RU)
-            factors.append(f * I_scale)
-        elif name == "cell.Cdl":
-            ptype.append(nw.Q_CDL)
-            pidx.append(-1)
-            single.append(sc_kernel.P_CDL)
-            factors.append(1.0 / (f * t_ref * I_scale))
-        elif m is not None and m.group(1) == "kinetics":
-            j = int(m.group(2) or 0)
-            key = m.group(3)
-            ptype.append({"k0": nw.Q_K0, "alpha": nw.Q_ALPHA, "E0": nw.Q_E0}[key])
-            pidx.append(j)
-            single.append(
-                {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key]
-            )
-            factors.append({"k0": L / D_ref, "alpha": 1.0, "E0": f}[key])
-        elif m is not None and m.group(1) == "chemistry":
-            j = int(m.group(2) or 0)
-            forward = m.group(3) == "kf"
-            ptype.append(nw.Q_KF if forward else nw.Q_KB)
-            pidx.append(j)
-            single.append(-1)
-            factor, dcb[q] = _chemistry_parameter(
-                sc, model, j, forward=forward, t_ref=t_ref, c_ref=c_ref
-            )
-            factors.append(factor)
-        else:
-            raise ParameterError(f"no sensitivity is available for {name!r}")
-    return ParameterMap(
-        single=np.array(single, dtype=np.int64),
-        ptype=np.array(ptype, dtype=np.int64),
-        pidx=np.array(pidx, dtype=np.int64),
-        factors=np.array(factors, dtype=np.float64),
-        dcb=dcb,
-    )
+    dd = np.zeros(S)
+    dcb_si = np.zeros(S)
+    index = {n: i for i, n in enumerate(model.species)}
+    parts = name.split(".")
+    if parts[0] == "species" and parts[2] == "D":
+        dd[index[parts[1]]] = 1.0
+        if parts[1] == "O":
+            for sp in sc.species:
+                if sp.D_ratio is not None:
+                    dd[index[sp.name]] = sp.D_ratio
+        return 1.0 / D_ref, dd, dcb_si
+    if parts[0] == "species" and parts[2] == "D_ratio":
+        dd[index[parts[1]]] = 1.0
+        return sc.species_named("O").D / D_ref, dd, dcb_si
+    bulk = sc.bulk
+    if name == "bulk.total":
+        assert bulk is not None
+        dcb_si[index["O"]] = bulk.fraction_oxidized
+        dcb_si[index["R"]] = 1.0 - bulk.fraction_oxidized
+    elif name == "bulk.fraction_oxidized":
+        assert bulk is not None
+        dcb_si[index["O"]] = bulk.total
+        dcb_si[index["R"]] = -bulk.total
+    else:  # species.<name>.c_bulk
+        dcb_si[index[parts[1]]] = 1.0
+    # Bulks at chemical equilibrium with the changed ones follow them:
+    # c = kf/kb * prod(reactants), differentiated by the product rule.
+    for chem in sc.chemistry:
+        for product in chem.products:
+            sp = sc.species_named(product)
+            if not sp.derived or chem.kb <= 0:
+                continue
+            total = 0.0
+            for i, r in enumerate(chem.reactants):
+                others = math.prod(
+                    sc.species_named(o).c_bulk for j, o in enumerate(chem.reactants) if j != i
+                )
+                total += dcb_si[index[r]] * others
+            dcb_si[index[product]] += chem.kf / chem.kb * total
+    return 1.0 / c_ref, dd, dcb_si
 
 
 def _chemistry_parameter(
@@ -343,7 +460,7 @@ def starts_away_from_rest(sc: Scenario, E: float) -> bool:
         total = cO + cR
         if total == 0:
             continue
-        x = max(-500.0, min(500.0, k.n * f * (E - k.E0)))
+        x = max(-500.0, min(500.0, k.n * f * (E + sc.cell.reference_offset - k.E0)))
         f_eq = 1.0 / (1.0 + math.exp(-x))
         if abs(f_eq - cO / total) * total / c_ref > 1e-4:
             return True
@@ -373,10 +490,10 @@ def run(
             grid.mass, grid.stiff, model.d, model.cb,
             float(model.n[0]), float(model.theta0[0]), float(model.K0[0]), float(model.alpha[0]),
             int(model.kinetics[0]), model.tables[0], model.eta0, model.deta,
-            model.rho, model.gamma,
+            model.rho, model.gamma, model.gamma1, model.gamma2, model.theta_p,
             h, theta, restart,
             state.hist, state.scal,
-            params.single, state.s_hist, state.s_theta,
+            params.single, params.dd, params.dcb, state.s_hist, state.s_theta,
             out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
             rec_idx - offset, out.profiles,
         )  # fmt: skip
@@ -386,10 +503,10 @@ def run(
             model.n, model.theta0, model.K0, model.alpha, model.kinetics, model.ox, model.red,
             model.tables, model.eta0, model.deta,
             model.kf, model.kb, model.reactants, model.products,
-            model.rho, model.gamma,
+            model.rho, model.gamma, model.gamma1, model.gamma2, model.theta_p,
             h, theta, restart,
             state.hist, state.scal,
-            params.ptype, params.pidx, params.dcb, state.s_hist, state.s_theta,
+            params.ptype, params.pidx, params.dd, params.dcb, state.s_hist, state.s_theta,
             out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
             rec_idx - offset, out.profiles,
         )  # fmt: skip
@@ -418,12 +535,14 @@ def run_batch(
     try:
         if first.single_couple:
             run_single_couple_batch(
-                grid.mass, grid.stiff, np.stack([m.d for m in models]), first.cb,
+                grid.mass, grid.stiff, np.stack([m.d for m in models]),
+                np.stack([m.cb for m in models]),
                 np.array([m.n[0] for m in models]), np.array([m.theta0[0] for m in models]),
                 np.array([m.K0[0] for m in models]), np.array([m.alpha[0] for m in models]),
                 int(first.kinetics[0]), first.tables[0], first.eta0, first.deta,
                 np.array([m.rho for m in models]), np.array([m.gamma for m in models]),
-                h, theta, restart, theta_init, psi, status,
+                np.array([m.gamma1 for m in models]), np.array([m.gamma2 for m in models]),
+                first.theta_p, h, theta, restart, theta_init, psi, status,
             )  # fmt: skip
         else:
             run_network_batch(
@@ -435,7 +554,8 @@ def run_batch(
                 np.stack([m.kf for m in models]), np.stack([m.kb for m in models]),
                 first.reactants, first.products,
                 np.array([m.rho for m in models]), np.array([m.gamma for m in models]),
-                h, theta, restart, theta_init, psi, status,
+                np.array([m.gamma1 for m in models]), np.array([m.gamma2 for m in models]),
+                first.theta_p, h, theta, restart, theta_init, psi, status,
             )  # fmt: skip
     finally:
         numba.set_num_threads(previous)
@@ -459,9 +579,10 @@ def warm_up() -> None:
     for P in (0, 1):
         sc_kernel.run_single_couple(
             grid.mass, grid.stiff, np.ones(2), np.array([1.0, 0.0]), 1.0, 0.0, 1.0, 0.5,
-            BUTLER_VOLMER, np.zeros((2, 2)), 0.0, 1.0, 0.0, 0.0, h, theta, restart,
-            np.ones((K, 2, N)), scal.copy(),
-            np.zeros(P, dtype=np.int64), np.zeros((P, K, 2, N)), np.zeros((P, K)),
+            BUTLER_VOLMER, np.zeros((2, 2)), 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, h, theta,
+            restart, np.ones((K, 2, N)), scal.copy(),
+            np.zeros(P, dtype=np.int64), np.zeros((P, 2)), np.zeros((P, 2)),
+            np.zeros((P, K, 2, N)), np.zeros((P, K)),
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 2, N)),
         )  # fmt: skip
         nw.run_network(
@@ -469,9 +590,9 @@ def warm_up() -> None:
             np.ones(1), np.zeros(1), np.ones(1), np.full(1, 0.5), np.zeros(1, dtype=np.int64),
             np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros((1, 2, 2)), 0.0, 1.0,
             np.ones(1), np.zeros(1), np.array([[1, -1]]), np.array([[2, -1]]),
-            0.0, 0.0, h, theta, restart,
+            0.0, 0.0, 0.0, 0.0, 0.0, h, theta, restart,
             np.ones((K, 3, N)), scal.copy(),
             np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64), np.zeros((P, 3)),
-            np.zeros((P, K, 3, N)), np.zeros((P, K)),
+            np.zeros((P, 3)), np.zeros((P, K, 3, N)), np.zeros((P, K)),
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 3, N)),
         )  # fmt: skip

@@ -12,7 +12,11 @@ potential when Ru > 0. Second-order steps are linearized and iterated (Newton) t
 convergence. With first-order steps only, the elimination coefficients depend on the
 step size alone and are reused across equal steps.
 
-Sensitivities: one more right-hand side per parameter through the same elimination.
+Sensitivities: one more right-hand side per parameter through the same elimination;
+as in the single-couple kernel, a parameter has its explicit terms (its type) and the
+rows ``dd`` (diffusion coefficients) and ``dcb`` (bulk concentrations). ``Q_E0`` with
+the index -1 shifts every formal potential at once (the reference offset), and the
+capacitance is the same quadratic in the interfacial potential.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from physics.engines.numba._kinetics import rates
 
 __all__ = [
     "Q_ALPHA",
+    "Q_AREA",
     "Q_CDL",
-    "Q_D",
+    "Q_CDL1",
+    "Q_CDL2",
     "Q_E0",
     "Q_K0",
     "Q_KB",
     "Q_KF",
     "Q_RU",
+    "Q_TRANSPORT",
     "run_network",
 ]
 
@@ -53,11 +60,14 @@ IntArray = npt.NDArray[np.int64]
 Q_K0 = 0
 Q_ALPHA = 1
 Q_E0 = 2
-Q_D = 3
+Q_TRANSPORT = 3  # no explicit term: diffusion coefficients and bulk concentrations
 Q_RU = 4
 Q_CDL = 5
 Q_KF = 6
 Q_KB = 7
+Q_CDL1 = 8
+Q_CDL2 = 9
+Q_AREA = 10  # ln(area / nominal area)
 
 _NEWTON_TOL = 1e-11
 K = MAX_ORDER
@@ -267,6 +277,9 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     prod: IntArray,
     rho: float,
     gamma: float,
+    gamma1: float,
+    gamma2: float,
+    theta_p: float,
     h: Array,
     theta_app: Array,
     restart: npt.NDArray[np.bool_],
@@ -274,6 +287,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     scal: Array,
     ptype: IntArray,
     pidx: IntArray,
+    dd: Array,
     dcb: Array,
     s_hist: Array,
     s_theta: Array,
@@ -289,7 +303,8 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     ``n_e``, ``theta0``, ``K0``, ``alpha``, ``model``, species indices ``ox``/``red``,
     one Marcus table per transfer in ``tables``) and reactions ``reac -> prod`` (index
     pairs, -1 for none) with rate constants ``kf``/``kb``. Parameters are
-    ``(ptype[q], pidx[q])``; ``dcb[q]`` is the derivative of the bulk concentrations.
+    ``(ptype[q], pidx[q])``; ``dd[q]`` and ``dcb[q]`` are the derivatives of the
+    relative diffusion coefficients and of the bulk concentrations.
     Status 1: the potential iteration failed; 2: non-finite current; 3: the
     concentration iteration failed; 4: a singular block.
     """
@@ -430,8 +445,11 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                         acc -= dA[j, col] * rr[col]
                     tmpv[j] = acc
                 _solve_small(A, tmpv, drr)
-                psi = gamma * (b0 * x + hist_th)
-                dpsi_dx = gamma * b0
+                dx = x - theta_p
+                G = gamma + dx * (gamma1 + gamma2 * dx)
+                charge_rate = b0 * x + hist_th
+                psi = G * charge_rate
+                dpsi_dx = G * b0 + (gamma1 + 2.0 * gamma2 * dx) * charge_rate
                 for j in range(m_et):
                     psi += n_e[j] * rr[j]
                     dpsi_dx += n_e[j] * drr[j]
@@ -466,7 +484,11 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 break
         if not converged:
             return 3, m
-        psi = gamma * (b0 * th_new + hist_th)
+        dx = th_new - theta_p
+        G = gamma + dx * (gamma1 + gamma2 * dx)
+        Gp = gamma1 + 2.0 * gamma2 * dx
+        charge_rate = b0 * th_new + hist_th
+        psi = G * charge_rate
         for j in range(m_et):
             psi += n_e[j] * rr[j]
         if not np.isfinite(psi):
@@ -484,14 +506,16 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 pi = pidx[q]
                 history_sum(sring[:, q], head, order, beta_w, hsum)
                 _mass_rhs(mass, hsum, rhs)
-                if pt == Q_D:
-                    a = pi
+                for a in range(S):
+                    src = dd[q, a]
+                    if src == 0.0:
+                        continue
                     for i in range(N - 1):
                         acc = stiff[i, 1] * new[a, i] + stiff[i, 2] * new[a, i + 1]
                         if i > 0:
                             acc += stiff[i, 0] * new[a, i - 1]
-                        rhs[a, i] += acc
-                elif pt in (Q_KF, Q_KB):
+                        rhs[a, i] += src * acc
+                if pt in (Q_KF, Q_KB):
                     r0 = reac[pi, 0]
                     r1 = reac[pi, 1]
                     p0 = prod[pi, 0]
@@ -511,7 +535,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                     oj = ox[j]
                     rj = red[j]
                     expl = 0.0
-                    if pi == j:
+                    if pi == j or (pi < 0 and pt == Q_E0):
                         if pt == Q_K0:
                             expl = (kox[j] * new[rj, 0] - kred[j] * new[oj, 0]) / K0[j]
                         elif pt == Q_ALPHA:
@@ -526,18 +550,27 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 for j in range(m_et):
                     sum_ap += n_e[j] * ap[j]
                     sum_bv += n_e[j] * bv_t[j]
-                rhs_t = -rho * (sum_ap + gamma * hist_p)
+                # The explicit dependence of the charging current on the parameter.
+                if pt == Q_CDL:
+                    expl_c = charge_rate
+                elif pt == Q_CDL1:
+                    expl_c = dx * charge_rate
+                elif pt == Q_CDL2:
+                    expl_c = dx * dx * charge_rate
+                elif pt == Q_AREA:
+                    expl_c = -G * charge_rate
+                else:
+                    expl_c = 0.0
+                rhs_t = -rho * (sum_ap + G * hist_p + expl_c)
                 if pt == Q_RU:
                     rhs_t -= psi
-                elif pt == Q_CDL:
-                    rhs_t -= rho * (b0 * th_new + hist_th)
-                tp = rhs_t / (1.0 + rho * sum_bv + rho * gamma * b0)
-                dpsi = gamma * (b0 * tp + hist_p)
+                elif pt == Q_AREA:
+                    rhs_t -= rho * psi
+                tp = rhs_t / (1.0 + rho * sum_bv + rho * (G * b0 + Gp * charge_rate))
+                dpsi = G * (b0 * tp + hist_p) + Gp * tp * charge_rate + expl_c
                 for j in range(m_et):
                     rp[j] = ap[j] + bv_t[j] * tp
                     dpsi += n_e[j] * rp[j]
-                if pt == Q_CDL:
-                    dpsi += b0 * th_new + hist_th
                 dpsi_out[m, q] = dpsi
                 th_p[q] = tp
                 for a in range(S):

@@ -11,7 +11,16 @@ potential. The elimination coefficients depend only on the leading BDF weight, s
 runs of equal steps reuse them and a step costs two multiply-add sweeps per species.
 
 Forward sensitivities (the derivative of the discrete solution, not of the PDE) reuse
-the same elimination with one more right-hand side per parameter.
+the same elimination with one more right-hand side per parameter. A parameter acts
+through its explicit terms (its type: rate law, ohmic drop, charging) and through two
+rows that any parameter may have: ``dd`` (the derivative of the relative diffusion
+coefficients, a source ``dd * Laplacian(c)``) and ``dcb`` (the derivative of the bulk
+concentrations: the far boundary and the initial state). Tied diffusion coefficients,
+their ratios and the bulk composition are such rows with no explicit term.
+
+The charging current is ``G(theta) dtheta/dt`` with the capacitance a quadratic in the
+interfacial potential, ``G = gamma + gamma1 (theta - theta_p) + gamma2 (theta - theta_p)^2``;
+with ``gamma1 = gamma2 = 0`` every extra term is an exact zero.
 
 State layout (see ``_model.KernelState``): ``hist`` (K, 2, N) past concentration
 levels, newest first; ``scal`` = ``(levels, theta[0..K-1], h[0..K-1])`` with the past
@@ -42,25 +51,30 @@ from physics.engines.numba._kinetics import rates
 __all__ = [
     "OK",
     "P_ALPHA",
+    "P_AREA",
     "P_CDL",
-    "P_D_O",
-    "P_D_R",
+    "P_CDL1",
+    "P_CDL2",
     "P_E0",
     "P_K0",
     "P_RU",
+    "P_TRANSPORT",
     "STATUS_NEWTON",
     "STATUS_NONFINITE",
     "run_single_couple",
 ]
 
-# Dimensionless parameters that sensitivities can be taken against.
+# Dimensionless parameters that sensitivities can be taken against (by their explicit
+# terms; see the module docstring for the dd and dcb rows every parameter has).
 P_K0 = 0
 P_ALPHA = 1
 P_E0 = 2
-P_D_O = 3
-P_D_R = 4
+P_TRANSPORT = 3  # no explicit term: diffusion coefficients and bulk concentrations
 P_RU = 5
 P_CDL = 6
+P_CDL1 = 7
+P_CDL2 = 8
+P_AREA = 9  # ln(area / nominal area): rho grows, every capacitance shrinks with it
 
 OK = 0
 STATUS_NEWTON = 1
@@ -86,12 +100,17 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
     deta: float,
     rho: float,
     gamma: float,
+    gamma1: float,
+    gamma2: float,
+    theta_p: float,
     h: Array,
     theta_app: Array,
     restart: npt.NDArray[np.bool_],
     hist: Array,
     scal: Array,
     par: npt.NDArray[np.int64],
+    dd: Array,
+    dcb: Array,
     s_hist: Array,
     s_theta: Array,
     psi_out: Array,
@@ -105,9 +124,11 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
     Grid: ``mass`` and ``stiff`` (N, 3) row weights. ``d`` and ``cb`` (2: O, R) are the
     relative diffusion coefficients and bulk concentrations. Kinetics: ``n_e``
     electrons, formal potential ``theta0``, rate constant ``K0``, ``alpha``, ``model``
-    with its ``table``. ``rho`` and ``gamma`` are the dimensionless uncompensated
-    resistance and double-layer capacitance. Step ``m`` has size ``h[m]`` and ends at
-    the applied potential ``theta_app[m]``; ``restart[m]`` drops the history.
+    with its ``table``. ``rho`` is the dimensionless uncompensated resistance and
+    ``gamma``, ``gamma1``, ``gamma2`` the double-layer capacitance's polynomial about
+    ``theta_p``. Step ``m`` has size ``h[m]`` and ends at the applied potential
+    ``theta_app[m]``; ``restart[m]`` drops the history. Parameter ``q`` has the type
+    ``par[q]`` and the rows ``dd[q]`` and ``dcb[q]`` (2: O, R).
 
     State (module docstring) is updated in place. Outputs per step: ``psi_out``
     (current), ``theta_out`` (interfacial potential), ``dpsi_out`` (M, P);
@@ -190,9 +211,13 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                 dn = 1.0 + kox * vR + kred * vO
                 rr = num / dn
                 drr = ((dkox * uR - dkred * uO) * dn - num * (dkox * vR + dkred * vO)) / (dn * dn)
-                psi = n_e * rr + gamma * (b0 * x + hist_th)
+                dx = x - theta_p
+                G = gamma + dx * (gamma1 + gamma2 * dx)
+                Gp = gamma1 + 2.0 * gamma2 * dx
+                charge_rate = b0 * x + hist_th
+                psi = n_e * rr + G * charge_rate
                 g = theta_app[m] - x - rho * psi
-                dg = -1.0 - rho * (n_e * drr + gamma * b0)
+                dg = -1.0 - rho * (n_e * drr + G * b0 + Gp * charge_rate)
                 step = -g / dg
                 if step > 2.0:
                     step = 2.0
@@ -219,7 +244,11 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
         dkox_a *= K0
         dn = 1.0 + kox * vR + kred * vO
         rr = (kox * uR - kred * uO) / dn
-        psi = n_e * rr + gamma * (b0 * th_new + hist_th)
+        dx = th_new - theta_p
+        G = gamma + dx * (gamma1 + gamma2 * dx)
+        Gp = gamma1 + 2.0 * gamma2 * dx
+        charge_rate = b0 * th_new + hist_th
+        psi = n_e * rr + G * charge_rate
         if not np.isfinite(psi):
             return STATUS_NONFINITE, m
         # Forward sweep into the free slot, which becomes level 0.
@@ -250,8 +279,8 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                 p = par[q]
                 history_sum(sring[:, q], head, order, beta_w, hsum)
                 for k in range(2):
-                    sal[k, N - 1] = 0.0
-                    src = 1.0 if (p == P_D_O and k == 0) or (p == P_D_R and k == 1) else 0.0
+                    sal[k, N - 1] = dcb[q, k]
+                    src = dd[q, k]
                     for i in range(N - 2, -1, -1):
                         rhs = (
                             -(mass[i, 1] * hsum[k, i] + mass[i, 2] * hsum[k, i + 1])
@@ -271,18 +300,27 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                     expl = 0.0
                 A = (kox * sal[1, 0] - kred * sal[0, 0] + expl) / dn
                 hist_p = history_scalar(st_ring[:, q], head, order, beta_w)
+                # The explicit dependence of the charging current on the parameter.
+                if p == P_CDL:
+                    expl_c = charge_rate
+                elif p == P_CDL1:
+                    expl_c = dx * charge_rate
+                elif p == P_CDL2:
+                    expl_c = dx * dx * charge_rate
+                elif p == P_AREA:
+                    expl_c = -G * charge_rate
+                else:
+                    expl_c = 0.0
                 # theta = theta_app - rho * psi, differentiated (also at rho = 0,
                 # where d theta / d rho = -psi is what a calibrator starting there needs).
-                rhs_t = -rho * (n_e * A + gamma * hist_p)
+                rhs_t = -rho * (n_e * A + G * hist_p + expl_c)
                 if p == P_RU:
                     rhs_t -= psi
-                elif p == P_CDL:
-                    rhs_t -= rho * (b0 * th_new + hist_th)
-                tp = rhs_t / (1.0 + rho * n_e * B + rho * gamma * b0)
+                elif p == P_AREA:
+                    rhs_t -= rho * psi
+                tp = rhs_t / (1.0 + rho * n_e * B + rho * (G * b0 + Gp * charge_rate))
                 rp = A + B * tp
-                dpsi = n_e * rp + gamma * (b0 * tp + hist_p)
-                if p == P_CDL:
-                    dpsi += b0 * th_new + hist_th
+                dpsi = n_e * rp + G * (b0 * tp + hist_p) + Gp * tp * charge_rate + expl_c
                 dpsi_out[m, q] = dpsi
                 th_p[q] = tp
                 snew = sring[slot, q]
@@ -291,7 +329,7 @@ def run_single_couple(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arr
                 for k in range(2):
                     for i in range(1, N - 1):
                         snew[k, i] = sal[k, i] + beta[k, i] * snew[k, i - 1]
-                    snew[k, N - 1] = 0.0
+                    snew[k, N - 1] = dcb[q, k]
             for q in range(P):
                 st_ring[slot, q] = th_p[q]
 
