@@ -46,8 +46,9 @@ import numpy as np
 import numpy.typing as npt
 import pykka
 
-from actors.run_state import FINAL_STATES, run_stream, sample_batches
+from actors.run_state import FINAL_STATES, sample_batches
 from actors.services import Services
+from runtime import topics
 from runtime.actor import Actor, exposed, waker
 from runtime.codec import decode, encode, peek_tag
 from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
@@ -76,12 +77,12 @@ __all__ = [
 
 logger = logging.getLogger("galvana.recorder")
 
-RECORDED_TOPICS = ("run/**", "system/**")
+RECORDED_TOPICS = (topics.EVERY_RUN, topics.EVERY_SYSTEM)
 
-SAMPLES_TOPIC: Final = "recorder/samples"
+SAMPLES_TOPIC: Final = topics.RECORDER_SAMPLES
 """Where the recorder says which samples it made durable (not itself recorded)."""
 
-CHECKED_TOPIC: Final = "system/recorder"
+CHECKED_TOPIC: Final = topics.SYSTEM_RECORDER
 """Where the recorder says it has checked the sample arrays against the log at start (a
 :class:`~runtime.messages.SystemNote` with the counts of runs checked and repaired)."""
 
@@ -110,10 +111,8 @@ _STATE_TAG: Final = "run.state"  # the wire tag of RunStateChanged, which never 
 
 def stream_of(topic: str) -> str:
     """The stream a topic is recorded in: ``run/<id>/...`` -> ``run/<id>``, else ``system``."""
-    parts = topic.split("/")
-    if parts[0] == "run" and len(parts) >= 2:
-        return f"run/{parts[1]}"
-    return SYSTEM_STREAM
+    run_id = topics.run_of(topic)
+    return SYSTEM_STREAM if run_id is None else topics.run_stream(run_id)
 
 
 class _Drain:
@@ -180,7 +179,7 @@ class Recorder(Actor):
                     pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
                 )
             )
-        runs = [s.removeprefix("run/") for s in self.store.streams() if s.startswith("run/")]
+        runs = [r for r in map(topics.run_of, self.store.streams()) if r is not None]
         self._from_log.update(runs)
         # Only as the daemon starts: after a restart of the recorder alone, live runs are
         # among these, and their arrays are this recorder's to write.
@@ -342,7 +341,7 @@ class Recorder(Actor):
 
     def _final_state_in_log(self, run_id: str) -> str | None:
         """The run's final state as its stream last recorded it (None while live)."""
-        for _, data in self.store.read_reversed(run_stream(run_id)):
+        for _, data in self.store.read_reversed(topics.run_stream(run_id)):
             try:
                 if peek_tag(data) != _STATE_TAG:
                     continue
@@ -506,7 +505,7 @@ class _ArrayChecker:
             path = self.fields.path_of(run_id)
         except FieldStoreError:
             return  # an id the field store cannot hold: it never had arrays
-        stream = run_stream(run_id)
+        stream = topics.run_stream(run_id)
         last = self.store.last_seq(stream)
         position = _recorded_position(self.fields.attrs_of(run_id))
         if position is None:

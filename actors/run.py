@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import pykka
 
 from actors.run_state import FINAL_STATES, RunRecord, check_transition
+from runtime import topics
 from runtime.actor import exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
@@ -160,7 +161,7 @@ class Run(Supervisor):
             # Nothing of the procedure may follow the final state into the stream.
             self._close_procedure()
         # Durable before anyone is told it happened.
-        self._recorder.proxy().commit(f"run/{self.run_id}/state", event).get()
+        self._recorder.proxy().commit(topics.run_state(self.run_id), event).get()
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
+from runtime import topics
 from runtime.codec import decode, peek_tag
 from runtime.errors import CallError, MessageError
 from runtime.event_store import EventStore
@@ -29,7 +30,6 @@ __all__ = [
     "RunRecord",
     "check_transition",
     "fold",
-    "run_stream",
     "sample_batches",
 ]
 
@@ -56,11 +56,6 @@ def check_transition(run_id: str, current: RunState, target: RunState) -> None:
             f"run {run_id} cannot go from {current} to {target}; from {current} it can go to "
             f"{', '.join(sorted(allowed))}",
         )
-
-
-def run_stream(run_id: str) -> str:
-    """The event-store stream that holds a run's events."""
-    return f"run/{run_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +134,7 @@ def sample_batches(
     run's stream is closed; samples after it are not the run's); corrupt events are
     skipped and logged, as folding skips them. Only the batches and state changes are
     decoded, so the other events of a long stream cost little."""
-    stream = run_stream(run_id)
+    stream = topics.run_stream(run_id)
     limit = None if to_seq is None else max(to_seq - from_seq + 1, 0)
     if limit == 0:
         return

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from hal.driver import Flag, Settings
+from hal.driver import Settings
 from hal.errors import UnsupportedWaveformError
-from hal.waveform import (
+from runtime.sample_flags import Flag
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
@@ -607,7 +608,7 @@ def _slow_packet(line: bytes) -> tuple[dict[str, float], int, int] | None:
 
 
 def status_flags(status: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Galvana :class:`~hal.driver.Flag` bits for metadata status nibbles."""
+    """Galvana :class:`~runtime.sample_flags.Flag` bits for metadata status nibbles."""
     flags = np.zeros(status.shape, dtype=np.uint8)
     for bit, flag in STATUS_FLAGS.items():
         flags[(status & bit) != 0] |= np.uint8(flag)

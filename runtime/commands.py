@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from runtime import topics
 from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
@@ -313,7 +314,7 @@ class _Events:
     def run(args: argparse.Namespace) -> int:
         with connect(args) as daemon:
             if args.follow:
-                daemon.subscribe(f"run/{args.run_id}/**")
+                daemon.subscribe(topics.run_events(args.run_id))
             seq = args.from_seq
             while True:
                 page = daemon.call("runs", "events", args.run_id, seq, 1000)
@@ -452,7 +453,7 @@ def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
     """A run's record from the event log on disk (no daemon): its first event."""
     try:
         with EventStore(data / "events.lmdb", readonly=True) as store:
-            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+            first = next(iter(store.read(topics.run_stream(run_id), 1, 1)), None)
     except GalvanaError as exc:
         raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
     if first is None:
@@ -474,7 +475,8 @@ _SAMPLE_COLUMNS = ("t", "E", "I", "flags")
 def _samples_in_log(data: Path, run_id: str) -> int:
     """The durable samples of ``run_id`` in the event log under ``data`` (read-only)."""
     # Counting a run's samples is the runs' own rule: this command is a composition root.
-    from actors.run_state import run_stream, sample_batches  # noqa: PLC0415
+    from actors.run_state import sample_batches  # noqa: PLC0415
+    from runtime.topics import run_stream  # noqa: PLC0415
 
     with EventStore(data / "events.lmdb", readonly=True) as store:
         if store.last_seq(run_stream(run_id)) == 0:

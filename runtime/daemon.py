@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runtime import topics
 from runtime.address import (
     ADMIN_TOKEN_ENV,
     TOKEN_ARGV_REFUSAL,
@@ -389,12 +390,12 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             fields.close()
             raise
         note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish("system/daemon", note)
+        bus.publish(topics.SYSTEM_DAEMON, note)
         logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
         if ready is not None:
             ready(root)
         status = _wait(root, stop)
-        bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
         _refuse_calls(root)
         root.stop(timeout=120)
         park.close()

@@ -36,10 +36,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from hal.driver import Capabilities, Flag, Identity, LatencyProfile, Samples, Settings
+from hal.driver import Capabilities, Identity, LatencyProfile, Samples, Settings
 from hal.drivers._scpi import ScpiLink
 from hal.errors import ProtocolError, UnsupportedWaveformError
-from hal.waveform import Waveform, potential, potential_bounds, sample_times
+from runtime.sample_flags import Flag
+from runtime.waveforms import Waveform, potential, potential_bounds, sample_times
 
 __all__ = ["CAPABILITIES", "Keithley2450"]
 

@@ -42,7 +42,7 @@ from hal.methodscript import (
     script_for,
     status_flags,
 )
-from hal.waveform import Waveform
+from runtime.waveforms import Waveform
 
 __all__ = ["DEVICES", "MethodScriptPotentiostat"]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.instrument import InstrumentConfig, start_instrument, state_topic
+from actors.instrument import InstrumentConfig, start_instrument
 from hal.driver import Driver, Samples, Settings
 from hal.drivers.methodscript import MethodScriptPotentiostat
 from hal.errors import InstrumentError, InstrumentOpenError, LinkError, UnsupportedWaveformError
@@ -17,7 +17,10 @@ from hal.methodscript import PacketParser, encode_packets, literal, parse_litera
 from hal.safety import Interlock, SafetyLimits
 from hal.sim import RandlesModel, SimPotentiostat
 from hal.sim.methodscript import MethodScriptDevice
-from hal.waveform import (
+from runtime import topics
+from runtime.event_bus import EventBus
+from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
@@ -26,8 +29,6 @@ from hal.waveform import (
     SquareWave,
     potential,
 )
-from runtime.event_bus import EventBus
-from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
 
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
 
@@ -304,7 +305,7 @@ def test_a_missing_device_file_names_itself() -> None:
 def test_the_interlock_cuts_a_methodscript_cell_through_the_actor() -> None:
     rig = PtyRig(speed=1.0)
     bus = EventBus()
-    state = bus.subscribe(state_topic("pico"), mode="lossless")
+    state = bus.subscribe(topics.instrument_state("pico"), mode="lossless")
     limits = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
     client = start_instrument(InstrumentConfig("pico", Interlock(rig.driver, limits)), bus)
     try:
