@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "overlay two runs on potential or time: their difference and peak shifts",
     ),
     "export": (
-        "runtime.commands",
+        "galvana.export",
         "EXPORT",
         "export a run's samples as csv, zarr, netcdf or a data package",
     ),
