@@ -1,0 +1,73 @@
+"""Unit conversion for document values: the one place where strings with units become SI.
+
+Bare numbers are taken to be SI already. Strings such as ``"1 mM"``, ``"1e-5 cm^2/s"``
+or ``"25 degC"`` are parsed with pint and converted to the SI unit of the quantity the
+key expects; a string whose dimension does not match is rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.constants import AVOGADRO
+
+__all__ = ["Quantity", "to_si"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """A physical quantity a scenario key expects: its SI unit and pint dimensionality.
+
+    ``per_particle`` names an alternative dimensionality (energy per particle, e.g.
+    ``"0.8 eV"``) that is accepted and multiplied by the Avogadro constant.
+    """
+
+    name: str
+    si_unit: str
+    dimensionality: str
+    per_particle: str | None = None
+
+
+_NUMBER_THEN_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+
+
+@functools.cache
+def _registry() -> Any:
+    # pint takes a noticeable fraction of a second to build its registry, and most
+    # scenarios use bare SI numbers, so it is only loaded when a string needs it.
+    import pint  # noqa: PLC0415 - deliberately lazy, see above
+
+    return pint.UnitRegistry()
+
+
+def to_si(value: str, quantity: Quantity) -> float:
+    """Convert a string with units (``"100 mV/s"``) to a float in ``quantity.si_unit``.
+
+    Raises ``ValueError`` with a message naming the accepted unit when the string is
+    not a number followed by a unit of the expected dimension.
+    """
+    match = _NUMBER_THEN_UNIT.match(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a number followed by a unit; expected e.g. '1.0 {quantity.si_unit}'"
+        )
+    number = float(match.group(1))
+    unit_text = match.group(2) or "dimensionless"
+    ureg = _registry()
+    try:
+        # Quantity(number, unit) rather than parsing "25 degC" as a product, which
+        # pint refuses for offset units such as degC.
+        q = ureg.Quantity(number, unit_text)
+        if q.check(quantity.dimensionality):
+            return float(q.to(quantity.si_unit).magnitude)
+        if quantity.per_particle is not None and q.check(quantity.per_particle):
+            return float(q.to("J").magnitude) * AVOGADRO
+    except Exception as exc:  # pint raises several unrelated types for bad units
+        raise ValueError(f"{value!r}: unit {unit_text!r} is not understood ({exc})") from None
+    raise ValueError(
+        f"{value!r} is not a {quantity.name}; expected a value in {quantity.si_unit} "
+        f"(a bare number) or a string with compatible units"
+    )
