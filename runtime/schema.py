@@ -233,7 +233,7 @@ class Number:
         too_high = hi is not None and (x >= hi if self.hi_open else x > hi)
         if too_low or too_high:
             if _HIDDEN.get():
-                shown = _beyond(value, x, self.lo, self.hi, self.lo_open, self.hi_open)
+                shown = _beyond(value, x, lo=lo, hi=hi, lo_open=self.lo_open, hi_open=self.hi_open)
             elif isinstance(value, str):
                 shown = f"{show(value)} (= {x:g} {q.si_unit})"
             else:
@@ -279,7 +279,13 @@ class Number:
 
 
 def _beyond(
-    value: object, x: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool
+    value: object,
+    x: float,
+    *,
+    lo: float | None,
+    hi: float | None,
+    lo_open: bool = False,
+    hi_open: bool = False,
 ) -> str:
     """A number out of range described without quoting it: ``"a number below 1"``."""
     if isinstance(value, str):
@@ -303,11 +309,7 @@ class Integer:
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}")
         if value < self.lo or (self.hi is not None and value > self.hi):
-            shown = (
-                _beyond(value, value, self.lo, self.hi, False, False)
-                if _HIDDEN.get()
-                else str(value)
-            )
+            shown = _beyond(value, value, lo=self.lo, hi=self.hi) if _HIDDEN.get() else str(value)
             raise Invalid("", f"got {shown}; accepted: {self.accepted()}")
         return value
 
@@ -350,7 +352,12 @@ class Text:
 # --------------------------------------------------------------------------- documents
 
 
-class Document(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+# Given as a mapping: mypy's dataclass_transform would otherwise require every subclass
+# to repeat frozen=True (msgspec inherits it).
+_DOCUMENT_CONFIG: dict[str, Any] = {"forbid_unknown_fields": True, "frozen": True}
+
+
+class Document(msgspec.Struct, **_DOCUMENT_CONFIG):
     """The base of every document struct: unknown keys are refused, leaves are read.
 
     Class variables shape the messages: ``wording`` (``"accepted"`` or ``"expected"``)
@@ -478,32 +485,57 @@ def _problem(exc: msgspec.ValidationError, raw: object, type_: Any) -> tuple[str
         for m in _SEGMENT.finditer(at[1:-1])
     ]
     where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in segments).lstrip(".")
+    if "?" in segments:  # below a mapping's key, which msgspec does not name
+        return _in_mapping(segments, raw, type_, text)
     cause = exc.__cause__
     if isinstance(cause, Invalid):
         return _join(where, cause.key), cause.message
-    if "?" in segments:  # a mapping's key, which msgspec does not name
-        return where.split(".?", 1)[0].split("[?]", 1)[0], text
     annotation, value, parent = _locate(type_, raw, segments)
     wording = parent.wording if parent is not None else "accepted"
     field = re.match(r"Object (contains unknown|missing required) field `(.*)`$", text)
     if field is not None and field.group(1) == "contains unknown":
         struct = _struct_for(annotation, value)
         if struct is not None and isinstance(value, Mapping):
-            unknown = [str(k) for k in value if k not in struct.keys()]
+            known = struct.keys()
+            unknown = [str(k) for k in value if k not in known]
             problem = struct.refuse_unknown(unknown or [field.group(2)])
             return _join(where, problem.key), problem.message
     if field is not None:
         key = field.group(2)
         if _tags(annotation) and len(_structs(annotation)) > 1:
-            return _join(where, key), f"required key is missing; accepted: {listed(_tags(annotation))}"
+            tags = listed(_tags(annotation))
+            return _join(where, key), f"required key is missing; accepted: {tags}"
         struct = _struct_for(annotation, value)
         hint = _hints(struct).get(key) if struct is not None else None
         return _join(where, key), _missing(hint)
-    if text.startswith("Invalid value") and segments:
-        union, _, _ = _locate(type_, raw, segments[:-1])
-        if _tags(union):
-            return where, f"got {show(value)}; {wording}: {listed(_tags(union))}"
+    if segments:
+        union, holder, _ = _locate(type_, raw, segments[:-1])
+        tag_fields = {s.__struct_config__.tag_field for s in _structs(union)}
+        if _tags(union) and segments[-1] in tag_fields and isinstance(holder, Mapping):
+            tag = holder.get(segments[-1])
+            return where, f"got {show(tag)}; {wording}: {listed(_tags(union))}"
     return where, f"got {show(value)}; {wording}: {_accepted(annotation, value)}"
+
+
+def _in_mapping(
+    segments: Sequence[str | int], raw: object, type_: Any, text: str
+) -> tuple[str, str]:
+    """The problem below a mapping's key: found by reading its entries one by one."""
+    i = segments.index("?")
+    annotation, mapping, _ = _locate(type_, raw, segments[:i])
+    where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in segments[:i])
+    dicts = [m for m in _members(annotation) if typing.get_origin(m) is dict]
+    if dicts and isinstance(mapping, Mapping):
+        item_type = typing.get_args(dicts[0])[1]
+        for key, item in mapping.items():
+            try:
+                msgspec.convert(item, item_type)
+            except msgspec.ValidationError as exc:
+                below, message = _problem(exc, item, item_type)
+                return _join(where.lstrip("."), str(key), below), message
+            if not isinstance(key, str):
+                return where.lstrip("."), f"got a key {show(key)}; accepted: names (strings)"
+    return where.lstrip("."), text
 
 
 def _locate(
@@ -629,9 +661,7 @@ def read_document(
 def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of documents of ``type_`` (a struct or a union of
     them): msgspec's for the shape, each leaf's own for the values it reads."""
-    (schema,), components = msgspec.json.schema_components(
-        (type_,), ref_template="#/$defs/{name}"
-    )
+    (schema,), components = msgspec.json.schema_components((type_,), ref_template="#/$defs/{name}")
     for struct in _reachable(type_):
         component = components.get(struct.__name__)
         if component is None:
@@ -645,9 +675,7 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
             leaf_schema = leaf.json_schema()
             kept = {k: v for k, v in prop.items() if k in ("default", "title")}
             prop.clear()
-            prop.update(
-                {"type": "array", "items": leaf_schema} if many else leaf_schema, **kept
-            )
+            prop.update({"type": "array", "items": leaf_schema} if many else leaf_schema, **kept)
     out: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     if title:
         out["title"] = title
@@ -656,16 +684,16 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
     return out
 
 
-def _reachable(annotation: Any, seen: set[type] | None = None) -> set[type[Document]]:
+def _reachable(annotation: Any, seen: set[type[Document]] | None = None) -> set[type[Document]]:
     seen = set() if seen is None else seen
     base, _ = _unwrap(annotation)
     if isinstance(base, type) and issubclass(base, Document):
         if base in seen:
-            return seen  # type: ignore[return-value]
+            return seen
         seen.add(base)
         for hint in _hints(base).values():
             _reachable(hint, seen)
-        return seen  # type: ignore[return-value]
+        return seen
     for arg in typing.get_args(base):
         _reachable(arg, seen)
-    return seen  # type: ignore[return-value]
+    return seen
