@@ -55,6 +55,7 @@ __all__ = [
     "Int",
     "Integer",
     "Invalid",
+    "Later",
     "Leaf",
     "Number",
     "Str",
@@ -181,6 +182,7 @@ def read(leaf: Leaf, value: object, key: str = "") -> Any:
 
 
 _NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+_BARE = Quantity("number", "dimensionless", "[]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +203,8 @@ class Number:
     finite: bool = True
 
     def _quantity(self) -> Quantity:
-        quantity = self.quantity or _UNITS.get()
-        assert quantity is not None, "a Number without a quantity needs decode(units=...)"
-        return quantity
+        # Without one (a struct built in code, not read): a bare number, taken as SI.
+        return self.quantity or _UNITS.get() or _BARE
 
     def read(self, value: object) -> float:
         q = self._quantity()
@@ -269,12 +270,16 @@ class Number:
         if self.hi is not None:
             number["exclusiveMaximum" if self.hi_open else "maximum"] = self.hi
         q = self.quantity or _UNITS.get()
-        if q is None or q.si_unit == "dimensionless":
+        if q is not None and q.si_unit == "dimensionless":
             text = {"type": "string", "pattern": _NUMBER_TEXT + "$"}
-            what = "a dimensionless number" if q is not None else "a number in the SI unit"
+            what = "a dimensionless number"
         else:
             text = {"type": "string", "pattern": _NUMBER_TEXT}
-            what = f"a {q.name} in {q.si_unit}, or a string with units"
+            what = (
+                f"a {q.name} in {q.si_unit}, or a string with units"
+                if q is not None
+                else "a number in the SI unit of what it describes, or a string with units"
+            )
         return {"anyOf": [number, text], "description": what}
 
 
@@ -349,6 +354,30 @@ class Text:
         return {"type": "string", "pattern": r"\S", "description": self.text}
 
 
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A value kept as given, for code that reads it once it knows what it needs (a
+    prior's unit follows from the parameter it describes): ``text`` says what is
+    accepted, ``type`` describes it in the JSON Schema (its :class:`Number` leaves
+    without a quantity take strings with units)."""
+
+    type: Any
+    text: str
+
+    def read(self, value: object) -> Any:
+        return value
+
+    def accepted(self) -> str:
+        return self.text
+
+    def missing(self) -> str:
+        return f"required key is missing ({self.text})"
+
+    def json_schema(self) -> dict[str, Any]:
+        # Made by json_schema(), which puts the type's structs among the definitions.
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------- documents
 
 
@@ -369,14 +398,16 @@ class Document(msgspec.Struct, **_DOCUMENT_CONFIG):
     described: ClassVar[str] = "a mapping"
 
     def __post_init__(self) -> None:
-        for name, leaf, many in _leaves(type(self)):
+        for name, key, leaf, holder in _leaves(type(self)):
             value = getattr(self, name)
             if value is UNSET:
                 continue
-            if many and isinstance(value, list):
-                value = [read(leaf, item, f"{name}[{i}]") for i, item in enumerate(value)]
-            elif not many:
-                value = read(leaf, value, name)
+            if holder is list and isinstance(value, list):
+                value = [read(leaf, item, f"{key}[{i}]") for i, item in enumerate(value)]
+            elif holder is dict and isinstance(value, dict):
+                value = {k: read(leaf, item, f"{key}.{k}") for k, item in value.items()}
+            elif holder is None:
+                value = read(leaf, value, key)
             msgspec.structs.force_setattr(self, name, value)
 
     @classmethod
@@ -398,27 +429,28 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 @functools.cache
-def _leaves(cls: type[Document]) -> tuple[tuple[str, Leaf, bool], ...]:
-    """The fields of ``cls`` read by a leaf: (name, leaf, whether a list of them)."""
+def _leaves(cls: type[Document]) -> tuple[tuple[str, str, Leaf, type | None], ...]:
+    """The fields of ``cls`` read by a leaf: (name, key, leaf, ``list`` or ``dict`` when
+    the leaf reads each item of one, else None)."""
     out = []
     hints = _hints(cls)
     for f in msgspec.structs.fields(cls):
-        leaf, many = _leaf_of(hints[f.name])
+        leaf, holder = _leaf_of(hints[f.name])
         if leaf is not None:
-            out.append((f.name, leaf, many))
+            out.append((f.name, f.encode_name, leaf, holder))
     return tuple(out)
 
 
-def _leaf_of(annotation: Any) -> tuple[Leaf | None, bool]:
+def _leaf_of(annotation: Any) -> tuple[Leaf | None, type | None]:
     base, extras = _unwrap(annotation)
     for extra in extras:
         if hasattr(extra, "read") and hasattr(extra, "json_schema"):
-            return extra, False
-    if typing.get_origin(base) is list:
-        (item,) = typing.get_args(base)
-        leaf, _ = _leaf_of(item)
-        return leaf, leaf is not None
-    return None, False
+            return extra, None
+    origin = typing.get_origin(base)
+    if origin is list or origin is dict:
+        leaf, _ = _leaf_of(typing.get_args(base)[-1])
+        return leaf, origin if leaf is not None else None
+    return None, None
 
 
 def _unwrap(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -574,8 +606,8 @@ def _struct_for(annotation: Any, value: object) -> type[Document] | None:
 def _missing(annotation: Any) -> str:
     if annotation is None:
         return "required key is missing"
-    leaf, many = _leaf_of(annotation)
-    if leaf is not None and not many:
+    leaf, holder = _leaf_of(annotation)
+    if leaf is not None and holder is None:
         return leaf.missing()
     base, extras = _unwrap(annotation)
     if typing.get_origin(base) is Literal:
@@ -661,38 +693,53 @@ def read_document(
 def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of documents of ``type_`` (a struct or a union of
     them): msgspec's for the shape, each leaf's own for the values it reads."""
-    (schema,), components = msgspec.json.schema_components((type_,), ref_template="#/$defs/{name}")
-    for struct in _reachable(type_):
+    structs = _reachable(type_)
+    later = sorted(
+        {leaf.type for s in structs for _, _, leaf, _ in _leaves(s) if isinstance(leaf, Later)},
+        key=repr,
+    )
+    schemas, components = msgspec.json.schema_components(
+        (type_, *later), ref_template="#/$defs/{name}"
+    )
+    later_schemas = dict(zip(later, schemas[1:], strict=True))
+    for struct in structs:
         component = components.get(struct.__name__)
         if component is None:
             continue
-        hints = _hints(struct)
-        for f in msgspec.structs.fields(struct):
-            leaf, many = _leaf_of(hints[f.name])
-            if leaf is None:
-                continue
-            prop = component["properties"][f.encode_name]
-            leaf_schema = leaf.json_schema()
+        for _, key, leaf, holder in _leaves(struct):
+            prop = component["properties"][key]
+            leaf_schema = (
+                later_schemas[leaf.type] if isinstance(leaf, Later) else leaf.json_schema()
+            )
+            if holder is list:
+                leaf_schema = {"type": "array", "items": leaf_schema}
+            elif holder is dict:
+                leaf_schema = {"type": "object", "additionalProperties": leaf_schema}
             kept = {k: v for k, v in prop.items() if k in ("default", "title")}
             prop.clear()
-            prop.update({"type": "array", "items": leaf_schema} if many else leaf_schema, **kept)
+            prop.update(leaf_schema, **kept)
     out: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     if title:
         out["title"] = title
-    out.update(schema)
+    out.update(schemas[0])
     out["$defs"] = components
     return out
 
 
-def _reachable(annotation: Any, seen: set[type[Document]] | None = None) -> set[type[Document]]:
+def _reachable(
+    annotation: Any, seen: set[type[Document]] | None = None
+) -> set[type[Document]]:
+    """The structs ``annotation`` may hold, directly or below (through :class:`Later` too)."""
     seen = set() if seen is None else seen
-    base, _ = _unwrap(annotation)
+    base, extras = _unwrap(annotation)
+    for extra in extras:
+        if isinstance(extra, Later):
+            _reachable(extra.type, seen)
     if isinstance(base, type) and issubclass(base, Document):
-        if base in seen:
-            return seen
-        seen.add(base)
-        for hint in _hints(base).values():
-            _reachable(hint, seen)
+        if base not in seen:
+            seen.add(base)
+            for hint in _hints(base).values():
+                _reachable(hint, seen)
         return seen
     for arg in typing.get_args(base):
         _reachable(arg, seen)
