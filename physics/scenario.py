@@ -44,6 +44,7 @@ from runtime.schema import (
     UNSET,
     Describe,
     Document,
+    ErrorFactory,
     Int,
     Integer,
     Invalid,
@@ -96,6 +97,7 @@ __all__ = [
     "SquareWave",
     "Staircase",
     "Waveform",
+    "WaveformDocument",
     "canonical_parameter",
     "load_scenario",
     "scenario_from",
@@ -1245,10 +1247,13 @@ def _initial_state(doc: InitialState, waveform: Waveform) -> InitialState:
     return doc
 
 
-def waveform_from(doc: WaveformDocument, path: str) -> Waveform:
+def waveform_from(
+    doc: WaveformDocument, path: str, error: ErrorFactory = ScenarioError
+) -> Waveform:
     """The shared waveform a read waveform document describes; the waveform's own rules
-    are checked by its class (:mod:`runtime.waveforms`) and a problem is a
-    :class:`~physics.errors.ScenarioError` naming the document's key below ``path``."""
+    are checked by its class (:mod:`runtime.waveforms`) and a problem raises
+    ``error(key, message)`` (a :class:`~physics.errors.ScenarioError`) naming the
+    document's key below ``path``."""
     try:
         if isinstance(doc, CvWaveform | StaircaseCvWaveform):
             vertices = doc.E_vertex if isinstance(doc.E_vertex, tuple) else (doc.E_vertex,)
@@ -1273,7 +1278,7 @@ def waveform_from(doc: WaveformDocument, path: str) -> Waveform:
             return SquareWave(doc.E_start, doc.E_end, doc.E_step, doc.amplitude, doc.frequency)
         return Piecewise(tuple((t, E) for t, E in doc.points))
     except WaveformError as exc:
-        raise ScenarioError(_waveform_key(doc, exc.field, path), exc.reason) from None
+        raise error(_waveform_key(doc, exc.field, path), exc.reason) from None
 
 
 def _t_step(doc: StaircaseCvWaveform | StaircaseLsvWaveform) -> float:

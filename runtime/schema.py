@@ -49,13 +49,13 @@ from runtime.units import Quantity, to_si
 __all__ = [
     "SI",
     "UNSET",
+    "Custom",
     "Describe",
     "Document",
     "ErrorFactory",
     "Int",
     "Integer",
     "Invalid",
-    "Later",
     "Leaf",
     "Number",
     "Str",
@@ -355,17 +355,19 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
-class Later:
-    """A value kept as given, for code that reads it once it knows what it needs (a
-    prior's unit follows from the parameter it describes): ``text`` says what is
-    accepted, ``type`` describes it in the JSON Schema (its :class:`Number` leaves
-    without a quantity take strings with units)."""
+class Custom:
+    """A value read by ``reader`` (which raises :class:`Invalid`), or kept as given for
+    code that reads it once it knows what it needs (a prior's unit follows from the
+    parameter it describes). ``text`` says what is accepted; ``type`` is what the JSON
+    Schema says of it (its structs' :class:`Number` leaves without a quantity take
+    strings with units)."""
 
     type: Any
     text: str
+    reader: Callable[[object], Any] | None = None
 
     def read(self, value: object) -> Any:
-        return value
+        return value if self.reader is None else self.reader(value)
 
     def accepted(self) -> str:
         return self.text
@@ -534,7 +536,8 @@ def _problem(exc: msgspec.ValidationError, raw: object, type_: Any) -> tuple[str
             return _join(where, problem.key), problem.message
     if field is not None:
         key = field.group(2)
-        if _tags(annotation) and len(_structs(annotation)) > 1:
+        tag_fields = {s.__struct_config__.tag_field for s in _structs(annotation)}
+        if _tags(annotation) and len(_structs(annotation)) > 1 and key in tag_fields:
             tags = listed(_tags(annotation))
             return _join(where, key), f"required key is missing; accepted: {tags}"
         struct = _struct_for(annotation, value)
@@ -694,14 +697,14 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of documents of ``type_`` (a struct or a union of
     them): msgspec's for the shape, each leaf's own for the values it reads."""
     structs = _reachable(type_)
-    later = sorted(
-        {leaf.type for s in structs for _, _, leaf, _ in _leaves(s) if isinstance(leaf, Later)},
+    custom = sorted(
+        {leaf.type for s in structs for _, _, leaf, _ in _leaves(s) if isinstance(leaf, Custom)},
         key=repr,
     )
     schemas, components = msgspec.json.schema_components(
-        (type_, *later), ref_template="#/$defs/{name}"
+        (type_, *custom), ref_template="#/$defs/{name}"
     )
-    later_schemas = dict(zip(later, schemas[1:], strict=True))
+    custom_schemas = dict(zip(custom, schemas[1:], strict=True))
     for struct in structs:
         component = components.get(struct.__name__)
         if component is None:
@@ -709,7 +712,7 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
         for _, key, leaf, holder in _leaves(struct):
             prop = component["properties"][key]
             leaf_schema = (
-                later_schemas[leaf.type] if isinstance(leaf, Later) else leaf.json_schema()
+                custom_schemas[leaf.type] if isinstance(leaf, Custom) else leaf.json_schema()
             )
             if holder is list:
                 leaf_schema = {"type": "array", "items": leaf_schema}
@@ -729,11 +732,11 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
 def _reachable(
     annotation: Any, seen: set[type[Document]] | None = None
 ) -> set[type[Document]]:
-    """The structs ``annotation`` may hold, directly or below (through :class:`Later` too)."""
+    """The structs ``annotation`` may hold, directly or below (through :class:`Custom` too)."""
     seen = set() if seen is None else seen
     base, extras = _unwrap(annotation)
     for extra in extras:
-        if isinstance(extra, Later):
+        if isinstance(extra, Custom):
             _reachable(extra.type, seen)
     if isinstance(base, type) and issubclass(base, Document):
         if base not in seen:
