@@ -1,7 +1,7 @@
 """The scenario schema: YAML (or a mapping) in, validated frozen objects out.
 
 Bare numbers are SI; strings with units (``"1 mM"``, ``"100 mV/s"``) are converted by
-:mod:`physics.units`. Every problem raises :class:`~physics.errors.ScenarioError`
+:mod:`runtime.units`. Every problem raises :class:`~physics.errors.ScenarioError`
 naming the key path, the value and what is accepted.
 
 Example::
