@@ -90,6 +90,8 @@ else:
 # for a client, the daemon's configuration): errors then say what kind of value was
 # there, never the value.
 _HIDDEN: contextvars.ContextVar[bool] = contextvars.ContextVar("hidden_values", default=False)
+# How the struct being read introduces what it accepts (Document.wording).
+_WORDING: contextvars.ContextVar[str] = contextvars.ContextVar("wording", default="accepted:")
 # The quantity of a Number declared without one (a prior's values take the unit of the
 # parameter they describe): set by decode(..., units=).
 _UNITS: contextvars.ContextVar[Quantity | None] = contextvars.ContextVar("units", default=None)
@@ -114,6 +116,12 @@ def show(value: object) -> str:
         return kind_of(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _refused(shown: str, accepted: str) -> str:
+    """The message for a value refused: ``got X; accepted: Y`` (in the words of the
+    struct being read: ``got X; expected Y`` in the daemon's configuration)."""
+    return f"got {shown}; {_WORDING.get()} {accepted}"
 
 
 def listed(options: Sequence[object]) -> str:
@@ -209,7 +217,7 @@ class Number:
     def read(self, value: object) -> float:
         q = self._quantity()
         if isinstance(value, bool):
-            raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(show(value), self.accepted()))
         if isinstance(value, int | float):
             x = float(value)
         elif isinstance(value, str):
@@ -218,17 +226,17 @@ class Number:
                 x = float(value)
             except ValueError:
                 if q.si_unit == "dimensionless":
-                    raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}") from None
+                    raise Invalid("", _refused(show(value), self.accepted())) from None
                 try:
                     x = to_si(value, q)
                 except ValueError as exc:
                     # The converter's message quotes the text; hidden, only its kind is named.
-                    problem = f"got {show(value)}; accepted: {self.accepted()}"
+                    problem = _refused(show(value), self.accepted())
                     raise Invalid("", problem if _HIDDEN.get() else str(exc)) from None
         else:
-            raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(show(value), self.accepted()))
         if math.isnan(x) or (self.finite and math.isinf(x)):
-            raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(show(value), self.accepted()))
         lo, hi = self.lo, self.hi
         too_low = lo is not None and (x <= lo if self.lo_open else x < lo)
         too_high = hi is not None and (x >= hi if self.hi_open else x > hi)
@@ -239,7 +247,7 @@ class Number:
                 shown = f"{show(value)} (= {x:g} {q.si_unit})"
             else:
                 shown = f"{x:g}"
-            raise Invalid("", f"got {shown}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(shown, self.accepted()))
         return x
 
     def accepted(self) -> str:
@@ -312,10 +320,10 @@ class Integer:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid("", f"got {show(value)}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(show(value), self.accepted()))
         if value < self.lo or (self.hi is not None and value > self.hi):
             shown = _beyond(value, value, lo=self.lo, hi=self.hi) if _HIDDEN.get() else str(value)
-            raise Invalid("", f"got {shown}; accepted: {self.accepted()}")
+            raise Invalid("", _refused(shown, self.accepted()))
         return value
 
     def accepted(self) -> str:
@@ -341,7 +349,7 @@ class Text:
 
     def read(self, value: object) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise Invalid("", f"got {show(value)}; accepted: {self.text}")
+            raise Invalid("", _refused(show(value), self.text))
         return value
 
     def accepted(self) -> str:
@@ -391,15 +399,22 @@ _DOCUMENT_CONFIG: dict[str, Any] = {"forbid_unknown_fields": True, "frozen": Tru
 class Document(msgspec.Struct, **_DOCUMENT_CONFIG):
     """The base of every document struct: unknown keys are refused, leaves are read.
 
-    Class variables shape the messages: ``wording`` (``"accepted"`` or ``"expected"``)
+    Class variables shape the messages: ``wording`` (``"accepted:"`` or ``"expected"``)
     introduces what is accepted, ``described`` is what a value of this struct is in
     words (when something else was given); :meth:`refuse_unknown` words unknown keys.
     """
 
-    wording: ClassVar[str] = "accepted"
+    wording: ClassVar[str] = "accepted:"
     described: ClassVar[str] = "a mapping"
 
     def __post_init__(self) -> None:
+        token = _WORDING.set(self.wording)
+        try:
+            self._read_leaves()
+        finally:
+            _WORDING.reset(token)
+
+    def _read_leaves(self) -> None:
         for name, key, leaf, holder in _leaves(type(self)):
             value = getattr(self, name)
             if value is UNSET:
@@ -525,7 +540,7 @@ def _problem(exc: msgspec.ValidationError, raw: object, type_: Any) -> tuple[str
     if isinstance(cause, Invalid):
         return _join(where, cause.key), cause.message
     annotation, value, parent = _locate(type_, raw, segments)
-    wording = parent.wording if parent is not None else "accepted"
+    wording = parent.wording if parent is not None else "accepted:"
     field = re.match(r"Object (contains unknown|missing required) field `(.*)`$", text)
     if field is not None and field.group(1) == "contains unknown":
         struct = _struct_for(annotation, value)
@@ -548,8 +563,8 @@ def _problem(exc: msgspec.ValidationError, raw: object, type_: Any) -> tuple[str
         tag_fields = {s.__struct_config__.tag_field for s in _structs(union)}
         if _tags(union) and segments[-1] in tag_fields and isinstance(holder, Mapping):
             tag = holder.get(segments[-1])
-            return where, f"got {show(tag)}; {wording}: {listed(_tags(union))}"
-    return where, f"got {show(value)}; {wording}: {_accepted(annotation, value)}"
+            return where, f"got {show(tag)}; {wording} {listed(_tags(union))}"
+    return where, f"got {show(value)}; {wording} {_accepted(annotation, value)}"
 
 
 def _in_mapping(
