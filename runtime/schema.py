@@ -744,9 +744,7 @@ def json_schema(type_: Any, *, title: str | None = None) -> dict[str, Any]:
     return out
 
 
-def _reachable(
-    annotation: Any, seen: set[type[Document]] | None = None
-) -> set[type[Document]]:
+def _reachable(annotation: Any, seen: set[type[Document]] | None = None) -> set[type[Document]]:
     """The structs ``annotation`` may hold, directly or below (through :class:`Custom` too)."""
     seen = set() if seen is None else seen
     base, extras = _unwrap(annotation)
