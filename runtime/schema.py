@@ -6,8 +6,10 @@ msgspec checks the shape (mappings, lists, ``Literal`` choices, tagged unions, u
 and missing keys). A field whose ``Annotated`` metadata holds a :class:`Leaf` is read
 by that leaf once msgspec has built the struct: :class:`Number` (a number in SI, or a
 string with units converted by :mod:`runtime.units` and checked for its dimension),
-:class:`Integer`, :class:`Text`. Such a field is typed for mypy as what it holds once
-read (:data:`SI` is ``float``) and left to the leaf by msgspec. A struct's
+:class:`Integer`, :class:`Text`, :class:`Custom` (a reader of its own, or a value kept
+for code that reads it once it knows its unit); a leaf on a list's or a mapping's
+values reads each. Such a field is typed for mypy as what it holds once read
+(:data:`SI` is ``float``) and left to the leaf by msgspec. A struct's
 ``__post_init__`` (calling ``super().__post_init__()`` first) checks the rules that
 span fields, raising :class:`Invalid` with the key it blames.
 
