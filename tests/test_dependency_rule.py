@@ -32,6 +32,8 @@ VOCABULARY = (
     "runtime.constants",
     "runtime.errors",
     "runtime.documents",
+    "runtime.schema",  # the schema library of every YAML document
+    "runtime.units",  # quantities with units, which runtime.schema reads
 )
 
 # package -> the modules (or packages) of ours it may import, besides its own.
