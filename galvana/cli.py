@@ -74,7 +74,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
     "schema": (
-        "actors.schema_cli",
+        "galvana.schema",
         "",
         "print the JSON Schema of a scenario, twin spec, daemon configuration or mapping",
     ),
