@@ -359,12 +359,14 @@ GOOD_U1 = array_ext("|u1", [2], b"\x00\x01")
             "unknown msgpack extension type 9",
         ),
         (
-            frame("system.note", "loud", "s", "t", None, datetime.now(UTC)),
+            frame("system.note", "loud", "s", "t", None, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
             "system.note.level",
             "expected one of 'debug', 'info', 'warning', 'error', got 'loud'",
         ),
         (
-            frame("system.note", "info", "s", "t", {1: 2}, datetime.now(UTC)),
+            frame(
+                "system.note", "info", "s", "t", {1: 2}, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+            ),
             "<frame>",
             "malformed msgpack",
         ),
