@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
@@ -85,12 +85,11 @@ class Calibrator(Actor):
         self.core = OnlineCalibrator(self.spec, self.run_id)
         incarnation = self.link.incarnation if self.link is not None else 1
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
-        ref = self.actor_ref
         self._sub = self.bus.subscribe(
             f"run/{self.run_id}/samples",
             mode="lossless",
             maxsize=100_000,
-            on_ready=lambda: ref.tell(_DRAIN),
+            on_ready=waker(self.actor_ref, _DRAIN),
         )
         self._drain()
 

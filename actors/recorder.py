@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from actors.services import Services
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.codec import encode
 from runtime.errors import GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
@@ -72,7 +72,7 @@ class Recorder(Actor):
         for pattern in RECORDED_TOPICS:
             self._subs.append(
                 self.bus.subscribe(
-                    pattern, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+                    pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
                 )
             )
         self._drain()  # anything published between subscribing and now

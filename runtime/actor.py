@@ -186,6 +186,20 @@ class Reply:
         return future
 
 
+@dataclass(eq=False)
+class _Replies:
+    """An actor's answers taken to give later, and its questions awaiting an answer
+    (one attribute, so that subclasses' own names never clash with them)."""
+
+    handling: Envelope[Any] | None = None
+    deferred: Reply | None = None
+    asked: int = 0
+    # token -> (what to do with the answer, its timeout's timer)
+    awaiting: dict[int, tuple[Callable[[object], None], threading.Timer | None]] = field(
+        default_factory=dict
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Answered:
     """What an actor asked with :meth:`Actor.ask_later` answered (or ``pykka.Timeout``)."""
@@ -281,11 +295,7 @@ class Actor(pykka.ThreadingActor):
         super().__init__(*args, **kwargs)
         self._link: Link | None = _take_pending_link()
         self._failure: _ExcInfo | None = None
-        self._handling: Envelope[Any] | None = None
-        self._deferred: Reply | None = None
-        self._asked = 0
-        # token -> (what to do with the answer, its timeout's timer)
-        self._awaiting: dict[int, tuple[Callable[[object], None], threading.Timer | None]] = {}
+        self._replies = _Replies()
         if self._link is not None:
             self._link.kill = self.on_kill
 
@@ -308,21 +318,22 @@ class Actor(pykka.ThreadingActor):
                 self._link.settled.set()
         while not self.actor_stopped.is_set():
             envelope = self.actor_inbox.get()
-            self._handling, self._deferred = envelope, None
+            replies = self._replies
+            replies.handling, replies.deferred = envelope, None
             try:
                 if isinstance(envelope.message, ApiCall):
                     response = self._api_call(envelope.message)
                 elif isinstance(envelope.message, _Answered):
                     response = None
-                    self._answered(envelope.message)
+                    self._handle_answer(envelope.message)
                 else:
                     response = self._handle_receive(envelope.message)
             except CallError as refusal:
-                if not self._answer_failure(envelope, refusal):
+                if not self._reply_failure(envelope, refusal):
                     logger.warning("%s refused a message: %s", self, refusal)
             except Exception:
                 exc_info: _ExcInfo = sys.exc_info()  # type: ignore[assignment]
-                self._answer_failure(envelope, exc_info[1])
+                self._reply_failure(envelope, exc_info[1])
                 self._fail(exc_info)
             except BaseException:
                 # Pykka's rule: KeyboardInterrupt and friends stop every actor.
@@ -333,21 +344,22 @@ class Actor(pykka.ThreadingActor):
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(response)
             finally:
-                self._handling, self._deferred = None, None
-        for _, timer in self._awaiting.values():
+                replies.handling, replies.deferred = None, None
+        for _, timer in self._replies.awaiting.values():
             if timer is not None:
                 timer.cancel()
-        self._awaiting.clear()
+        self._replies.awaiting.clear()
         self._actor_loop_teardown()
         self._report_exit()
 
-    def _answer_failure(self, envelope: Envelope[Any], error: BaseException) -> bool:
+    def _reply_failure(self, envelope: Envelope[Any], error: BaseException) -> bool:
         """Give a handler's exception to whoever waits for the answer; False if nobody."""
         if envelope.reply_to is not None:
             envelope.reply_to.set_exception(exc_info=(type(error), error, error.__traceback__))
             return True
-        if self._deferred is not None and self._deferred.pending:
-            self._deferred.fail(error)  # taken with reply_later, then the handler raised
+        deferred = self._replies.deferred
+        if deferred is not None and deferred.pending:
+            deferred.fail(error)  # taken with reply_later, then the handler raised
             return True
         return False
 
@@ -360,12 +372,12 @@ class Actor(pykka.ThreadingActor):
         For a handler whose answer depends on another actor (see :meth:`ask_later`).
         An exception the handler raises afterwards still reaches the caller.
         """
-        envelope = self._handling
+        envelope = self._replies.handling
         if envelope is None:
             raise RuntimeError("reply_later() is for the handler of a message, in its thread")
         reply = Reply(envelope.reply_to)
         envelope.reply_to = None
-        self._deferred = reply
+        self._replies.deferred = reply
         return reply
 
     def ask_later(
@@ -381,14 +393,14 @@ class Actor(pykka.ThreadingActor):
         actor raised: ``pykka.ActorDeadError`` when it is gone or stops before answering,
         ``pykka.Timeout`` when ``timeout`` s pass first. Exactly one outcome is handled.
         """
-        self._asked += 1
-        token = self._asked
+        self._replies.asked += 1
+        token = self._replies.asked
         relay = _Relay(self.actor_ref, token)
         timer = None
         if timeout is not None:
             timer = threading.Timer(timeout, relay.expire, (timeout,))
             timer.daemon = True
-        self._awaiting[token] = (then, timer)
+        self._replies.awaiting[token] = (then, timer)
         if timer is not None:
             timer.start()
         if not ref.is_alive():
@@ -397,8 +409,8 @@ class Actor(pykka.ThreadingActor):
             return
         ref.actor_inbox.put(Envelope(message, reply_to=relay))
 
-    def _answered(self, answer: _Answered) -> None:
-        entry = self._awaiting.pop(answer.token, None)
+    def _handle_answer(self, answer: _Answered) -> None:
+        entry = self._replies.awaiting.pop(answer.token, None)
         if entry is None:
             return  # answered already (a timeout, then the late answer)
         then, timer = entry
