@@ -274,7 +274,10 @@ class Run(Supervisor):
 
     @exposed
     def abort(self, reason: str = "aborted on request") -> dict[str, Any]:
-        """Turn the cell off at once; the run ends ``aborted``."""
+        """Turn the cell off at once; the run ends ``aborted``. Idempotent: the trip of an
+        abort's cell-off may have aborted the run just before."""
+        if self.record.state == "aborted":
+            return self.record.as_plain()
         check_transition(self.run_id, self.record.state, "aborted")
         self._procedure_or_fail().abort()
         self._to("aborted", reason)

@@ -226,6 +226,14 @@ class Runs(Supervisor):
                 "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
                 "calibrate), or `replay:`; see examples/twins/",
             )
+        if kind == "acquire":
+            trip = getattr(self.services.interlocks.get(twin.instrument), "trip_record", None)
+            if trip is not None:
+                raise CallError(
+                    "conflict",
+                    f"instrument {twin.instrument} is tripped ({trip.limit}: {trip.detail}); "
+                    f"reset its interlock first (instruments.reset {twin.instrument!r})",
+                )
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
