@@ -53,7 +53,8 @@ class Gate:
 
     def hold(self) -> None:
         self.entered.set()
-        assert self.release.wait(HANG_GUARD_S), "the test never released the gate"
+        # Longer than any wait of the test's own: the test fails first, saying why.
+        assert self.release.wait(2 * HANG_GUARD_S), "the test never released the gate"
 
 
 class HeldPause:

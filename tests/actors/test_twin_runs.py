@@ -240,7 +240,8 @@ def test_sigterm_during_a_twin_run_logs_no_traceback(daemon: Daemon) -> None:
         run_id = client.call("runs", "start", twin_spec(cycles=3))["id"]
         wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
     assert daemon.signal(signal.SIGTERM) == 0
-    entries = [json.loads(line) for line in (daemon.data / "logs" / "daemon.log").open()]
+    log = (daemon.data / "logs" / "daemon.log").read_text().splitlines()
+    entries = [json.loads(line) for line in log]
     tracebacks = [(e["logger"], e["msg"], e["exc"]) for e in entries if "exc" in e]
     assert tracebacks == []
     assert [e for e in entries if e["level"] in ("ERROR", "CRITICAL")] == []
