@@ -241,6 +241,7 @@ class Runs(Supervisor):
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
         if kind == "acquire" and twin is not None:
+            self._drain()  # runs on this instrument that ended are no longer its cell's
             self.services.cells[run_id] = twin.instrument  # its abort cuts this cell first
 
         def procedure(context: RunContext) -> Procedure:
