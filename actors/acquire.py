@@ -152,6 +152,7 @@ class AcquireProcedure:
         self._preparing = False  # the current range is being worked out; cycle 0 follows
         self._held = False  # paused at once: no cycle begins until resumed
         self._due: int | None = None  # a cycle held back by a pause: resuming begins it
+        self._resume_at_end = False  # resumed before the paused cycle's end was heard
         # An instrument restart: it went down; since then, it started and its link came up.
         self._down = False
         self._restarted = False
@@ -209,8 +210,13 @@ class AcquireProcedure:
         with self._lock:
             self._pause_at_checkpoint = False
             self._held = False
-            if self._acquiring or self._preparing:
-                return  # a deferred pause withdrawn, or the first cycle is still to begin
+            if self._preparing:
+                return  # the first cycle is still to begin
+            if self._acquiring:
+                # A deferred pause withdrawn; or the cycle an immediate pause stopped has
+                # not ended yet, and the next one follows its end.
+                self._resume_at_end = self._stopping
+                return
             next_cycle = self._due if self._due is not None else self._cycle + 1
             self._due = None
         self._next(next_cycle, "the protocol had no cycle left after the pause")
@@ -398,13 +404,17 @@ class AcquireProcedure:
             cycle = self._cycle
             pause = self._pause_at_checkpoint
             self._pause_at_checkpoint = False
+            resume = self._resume_at_end and not self._finished
+            self._resume_at_end = False
         self._publish_truth(cycle)
+        total = self.protocol.cycles
         if msg.reason == "completed":
-            total = self.protocol.cycles
             if pause and cycle + 1 < total:
                 self.context.report("checkpoint", f"end of cycle {cycle + 1} of {total}")
             else:
                 self._next(cycle + 1, f"the protocol ran to its end ({total} cycles)")
+        elif resume and msg.reason == "stopped":
+            self._next(cycle + 1, "the protocol had no cycle left after the pause")
         elif msg.reason == "failed" and not asked:
             self.context.report("failed", f"instrument {self.instrument_id}: {msg.detail}")
         # stopped/aborted/tripped: the run already knows (it asked, or a trip was reported)

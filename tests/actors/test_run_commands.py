@@ -313,3 +313,27 @@ def test_a_twin_run_on_a_tripped_instrument_is_refused_at_start(tree: Tree) -> N
         run_id = client.call("runs", "start", twin_spec(cycles=2))["id"]
         client.call("runs", "stop", run_id)
         assert state(client, run_id) == "stopped"
+
+
+def test_a_run_resumed_before_its_stopped_cycle_ended_goes_on(tree: Tree) -> None:
+    """Pause at once, then resume before the acquisition has heard its cycle end: the
+    next cycle follows that end (the run must not sit running with nothing acquiring)."""
+    instrument = tree.bus.subscribe("instrument/sim/state", mode="lossless", maxsize=10_000)
+    spec = twin_spec(cycles=2)
+    spec["protocol"]["waveform"]["scan_rate"] = "0.1 V/s"  # 12 s a cycle: paused inside it
+    queued = threading.Event()
+    with tree.client() as client:
+        run_id = client.call("runs", "start", spec)["id"]
+        next_event(instrument, AcquisitionStarted, "the first cycle")
+        # A reader that takes nothing: the acquisition's next batch for it waits, and
+        # with it everything else the acquisition hears (its cycle's end among them).
+        held = tree.bus.subscribe(
+            f"run/{run_id}/samples", mode="lossless", maxsize=1, on_ready=queued.set
+        )
+        assert queued.wait(HANG_GUARD_S)
+        assert client.call("runs", "pause", run_id, True)["state"] == "paused"
+        assert client.call("runs", "resume", run_id)["state"] == "running"
+        held.close()  # the acquisition hears the stopped cycle's end now
+        started = next_event(instrument, AcquisitionStarted, "the second cycle after resuming")
+        assert started.instrument_id == "sim"
+        assert client.call("runs", "stop", run_id)["state"] == "stopped"
