@@ -26,21 +26,22 @@ or stopped again if it was starting).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pykka
 
 from actors.instrument import InstrumentClient
 from actors.run import RunContext
 from hal.driver import Settings
-from hal.errors import HalError, InterlockLatched
-from hal.safety import Interlock
-from hal.waveform import Piecewise
-from physics import Scenario, simulate_trace
-from physics.waveforms import segments
+from hal.errors import HalError, InterlockLatched, SafetyLimitError
+from hal.safety import Interlock, SafetyLimits, check_waveform
+from physics import PhysicsError, Scenario, simulate_trace
+from runtime import topics
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
 from runtime.messages import (
@@ -55,11 +56,63 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
-from twins.spec import Protocol
+from twins.spec import Protocol, protocol_waveform
 
-__all__ = ["AcquireProcedure", "cycle_origin", "expected_current_range", "protocol_waveform"]
+__all__ = [
+    "AcquireProcedure",
+    "check_protocol",
+    "cycle_origin",
+    "distinct_cycles",
+    "expected_current",
+    "expected_current_range",
+    "protocol_waveform",
+]
 
 logger = logging.getLogger("galvana.acquire")
+
+# How long closing waits for the pump thread (it may be handing on one last batch).
+_PUMP_JOIN_S = 2.0
+
+# The model's expected current is computed on at most this many samples of the
+# protocol (every m-th sample beyond): enough to resolve a peak, and a spec at a high
+# sample rate costs no more to check than one at a low rate.
+_ESTIMATE_POINTS = 100_000
+
+
+def distinct_cycles(protocol: Protocol) -> int:
+    """How many cycles from the first cover every acquisition the protocol makes: the
+    first cycle (no rest before it), then each waveform once with a rest before it;
+    later cycles repeat one of these exactly."""
+    return min(protocol.cycles, len(protocol.waveforms) + 1)
+
+
+def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
+    """The model's largest current magnitude (A) over ``protocol``'s distinct cycles
+    and the (0-based) cycle it comes in; :class:`PhysicsError` when the model cannot run."""
+    t_end = float(protocol.cycle_ends()[distinct_cycles(protocol) - 1])
+    t, E = _estimate_trace(protocol, t_end)
+    # A staircase's samples are followed as the instrument applies and samples them.
+    how = protocol.sampling(float(t[0]), t)
+    if how is None:
+        current = np.abs(simulate_trace(model, t, E).I)
+    else:
+        current = np.abs(simulate_trace(model, t, E, jump_at=how[0], window=how[1]).I)
+    i = int(np.argmax(current))
+    cycle = int(np.searchsorted(protocol.cycle_ends(), t[i], side="left"))
+    return float(current[i]), min(cycle, protocol.cycles - 1)
+
+
+def _estimate_trace(
+    protocol: Protocol, t_end: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The protocol's samples up to ``t_end`` (s), every m-th beyond ``_ESTIMATE_POINTS``
+    (all of them with a staircase, whose samples are its steps)."""
+    n = math.floor(t_end * protocol.sample_rate + 1e-9) + 1
+    if n <= _ESTIMATE_POINTS or protocol.staircases:
+        return protocol.trace(t_end)
+    step = math.ceil(n / _ESTIMATE_POINTS)
+    t = np.arange(0, n, step, dtype=np.float64) / protocol.sample_rate
+    return t, protocol.potential_at(t)
 
 
 def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
@@ -67,50 +120,71 @@ def expected_current_range(protocol: Protocol, model: Scenario, headroom: float 
     peak current times ``headroom`` (drift, a prior far from the truth). A range chosen
     this way keeps the range-proportional noise of the instrument near its floor.
 
-    The model is simulated from rest over the protocol's first cycles, one of each of
-    its waveforms with the rests between them: the cost of a cycle per waveform,
-    whatever the number of cycles (later cycles of a waveform start from a cell that
-    is no longer at rest, which lowers their peaks)."""
-    first = min(protocol.cycles, len(protocol.waveforms))
-    t, E = protocol.trace(float(protocol.cycle_ends()[first - 1]))
-    peak = float(np.max(np.abs(simulate_trace(model, t, E).I)))
+    The model is simulated from rest over the protocol's distinct cycles only
+    (:func:`distinct_cycles`): the cost of a cycle per waveform, whatever the number of
+    cycles."""
+    peak, _ = expected_current(protocol, model)
     return max(peak * headroom, 1e-9)
+
+
+def check_protocol(
+    protocol: Protocol, model: Scenario, limits: SafetyLimits, instrument_id: str
+) -> None:
+    """Check the whole protocol against an instrument's compliance limits before the cell
+    is ever on: every cycle's acquisition (the rest before it included) for the potential
+    window and the scan rate, and the model's expected current against ``I_max``.
+
+    Raises :class:`CallError` ``refused`` naming the cycle, the quantity, its value and
+    the limit, or ``bad_request`` when the model cannot predict the current.
+    """
+    total = protocol.cycles
+    for k in range(distinct_cycles(protocol)):
+        key = _waveform_key(protocol, k)
+        try:
+            check_waveform(limits, protocol_waveform(protocol, k, 1), Settings())
+            # The cycle's own waveform too: a staircase or a square wave advances at a
+            # nominal scan rate that its piecewise form (jumps and holds) does not show.
+            check_waveform(limits, protocol.waveform_of(k), Settings())
+        except SafetyLimitError as exc:
+            if exc.limit == "scan_rate":
+                what = (
+                    f"scan rate {exc.value:g} V/s is above instrument {instrument_id}'s "
+                    f"scan_rate_max {limits.scan_rate_max:g} V/s"
+                )
+            elif exc.limit == "potential_window":
+                what = (
+                    f"potential {exc.value:g} V is outside instrument {instrument_id}'s "
+                    f"window E_min {limits.E_min:g} V .. E_max {limits.E_max:g} V"
+                )
+            else:
+                what = f"{exc.limit} {exc.value:g} is beyond instrument {instrument_id}'s "
+                what += f"limit ({exc.accepted})"
+            raise CallError(
+                "refused", f"cycle {k + 1} of {total} ({key}): {what}; the cell was not turned on"
+            ) from None
+    try:
+        peak, cycle = expected_current(protocol, model)
+    except PhysicsError as exc:
+        raise CallError("bad_request", f"model: cannot predict the current: {exc}") from None
+    if peak > limits.I_max:
+        raise CallError(
+            "refused",
+            f"cycle {cycle + 1} of {total} ({_waveform_key(protocol, cycle)}): the model "
+            f"expects a current of {peak:.3g} A, above instrument {instrument_id}'s I_max "
+            f"{limits.I_max:g} A; the cell was not turned on",
+        )
+
+
+def _waveform_key(protocol: Protocol, cycle: int) -> str:
+    if len(protocol.waveforms) == 1:
+        return "protocol.waveform"
+    return f"protocol.waveform[{cycle % len(protocol.waveforms)}]"
 
 
 def cycle_origin(protocol: Protocol, cycle: int) -> float:
     """Protocol time (s) at which cycle ``cycle``'s acquisition starts: the start of the
     rest before it (0 for the first)."""
     return 0.0 if cycle == 0 else float(protocol.cycle_ends()[cycle - 1])
-
-
-def protocol_waveform(
-    protocol: Protocol, first_cycle: int = 0, count: int | None = None
-) -> Piecewise:
-    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
-    starting at 0 s, the rest before ``first_cycle`` (if any) included."""
-    starts = protocol.cycle_starts()
-    t0 = cycle_origin(protocol, first_cycle)
-    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
-    points: list[tuple[float, float]] = []
-    if first_cycle > 0 and float(starts[first_cycle]) > t0:
-        E_first = segments(protocol.waveform_of(first_cycle), start_jump=False)[2]
-        points.append((0.0, E_first))
-    for k in range(first_cycle, last):
-        pieces, _, E_initial = segments(protocol.waveform_of(k), start_jump=False)
-        t = float(starts[k]) - t0
-        if not points:
-            points.append((0.0, E_initial))
-        elif points[-1][1] != E_initial or points[-1][0] != t:
-            # The rest before this cycle holds its first potential.
-            if points[-1][1] != E_initial:
-                points.append((points[-1][0], E_initial))
-            points.append((t, E_initial))
-        for piece in pieces:
-            if piece.E_from != points[-1][1]:
-                points.append((t, piece.E_from))
-            t += piece.duration
-            points.append((t, piece.E_to))
-    return Piecewise(tuple(points))
 
 
 class AcquireProcedure:
@@ -166,9 +240,9 @@ class AcquireProcedure:
     def start(self) -> None:
         bus = self.context.bus
         self._sub = bus.subscribe(
-            f"instrument/{self.instrument_id}/**", mode="lossless", maxsize=100_000
+            topics.instrument_events(self.instrument_id), mode="lossless", maxsize=100_000
         )
-        self._watch = bus.subscribe("system/actors", mode="lossless", maxsize=10_000)
+        self._watch = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=10_000)
         self._thread = threading.Thread(
             target=self._pump, name=f"acquire-{self.context.run_id}", daemon=True
         )
@@ -239,6 +313,24 @@ class AcquireProcedure:
         finally:
             self._close()
 
+    def close(self) -> None:
+        """The run has ended: stop the instrument if it still acquires for it, end the
+        subscriptions, and wait (briefly) for the pump to finish what it was handing on."""
+        with self._lock:
+            halt = self._acquiring and not self._stopping  # stop() or abort() did already
+        if halt:
+            self._halt()
+        self._close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_PUMP_JOIN_S)
+            if thread.is_alive():
+                logger.warning(
+                    "run %s: the acquisition pump did not finish within %s s",
+                    self.context.run_id,
+                    _PUMP_JOIN_S,
+                )
+
     # --- driving the instrument ------------------------------------------------------------
 
     def _begin(self, cycle: int) -> None:
@@ -295,7 +387,7 @@ class AcquireProcedure:
         first = np.array([start[n] for n in names], dtype=float)
         last = np.array([end[n] for n in names], dtype=float)
         truth = SimulatedTruth(self.context.run_id, cycle, names, 0.5 * (first + last), first, last)
-        self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
+        self.context.bus.publish(topics.run_truth(self.context.run_id), truth)
 
     def _halt(self) -> None:
         with self._lock:
@@ -395,7 +487,7 @@ class AcquireProcedure:
             np.asarray(batch.flags),
         )
         self._seq += 1
-        self.context.bus.publish(f"run/{self.context.run_id}/samples", out, timeout=None)
+        self.context.bus.publish(topics.run_samples(self.context.run_id), out, timeout=None)
 
     def _ended(self, msg: AcquisitionEnded) -> None:
         with self._lock:

@@ -3,7 +3,9 @@
 At start it rebuilds every run's record by folding its stream in the event log, and
 marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
 ``interrupted``: they are never silently lost. Afterwards it keeps the records current
-from the bus (``run/*/state``, ``run/*/samples``).
+from the bus: ``run/*/created`` and ``run/*/state`` (committed before they are
+published) and the recorder's :class:`~runtime.messages.SamplesRecorded`, so the sample
+counts it shows are durable counts, never samples still in flight.
 
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
@@ -21,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import pykka
@@ -39,8 +41,10 @@ from actors.importer import (
 )
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
+from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
+from runtime import topics
 from runtime.actor import exposed, waker
 from runtime.api import FollowUp
 from runtime.codec import decode
@@ -52,7 +56,7 @@ from runtime.messages import (
     RunCreated,
     RunState,
     RunStateChanged,
-    SampleBatch,
+    SamplesRecorded,
     utc_now,
 )
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
@@ -88,32 +92,40 @@ class Runs(Supervisor):
         super().__init__(spec)
         self.services = services
         self.records: dict[str, RunRecord] = {}
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._imports = Imports()
 
     def on_start(self) -> None:
         super().on_start()
-        self._sub = self.services.bus.subscribe(
-            "run/**", mode="lossless", maxsize=100_000, on_ready=waker(self.actor_ref, _DRAIN)
-        )
+        ref = self.actor_ref
+        self._subs = [
+            self.services.bus.subscribe(
+                pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
+            )
+            for pattern in (
+                topics.EVERY_RUN_CREATED,
+                topics.EVERY_RUN_STATE,
+                topics.RECORDER_SAMPLES,
+            )
+        ]
         self._rebuild()
 
     def on_stop(self) -> None:
         super().on_stop()  # the runs stop first (reverse order), recording how they ended
         self._drain()
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def on_failure(self, *exc_info: object) -> None:
         super().on_failure(*exc_info)
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def _rebuild(self) -> None:
         store = self.services.store
         interrupted = []
         for stream in store.streams():
-            if not stream.startswith("run/"):
+            if topics.run_of(stream) is None:
                 continue
             record = fold(self._decoded(stream))
             if record is None:
@@ -130,7 +142,7 @@ class Runs(Supervisor):
                 "the daemon stopped while the run was live (crash or kill); found at restart",
                 utc_now(),
             )
-            self.services.recorder_ref().proxy().commit(f"run/{record.id}/state", event).get()
+            self.services.recorder_ref().proxy().commit(topics.run_state(record.id), event).get()
         if interrupted:
             logger.warning("marked %d live runs interrupted", len(interrupted))
         self._drain()
@@ -145,19 +157,24 @@ class Runs(Supervisor):
         return super().on_receive(message)
 
     def _drain(self) -> None:
-        if self._sub is None:
-            return
-        for _, event in self._sub.drain():
-            if isinstance(event, RunCreated):
-                self.records[event.run_id] = RunRecord(
-                    event.run_id, "idle", event.created, event.spec, event.source
-                )
-            elif isinstance(event, RunStateChanged | SampleBatch):
-                record = self.records.get(event.run_id)
-                if record is not None:
-                    self.records[event.run_id] = record.apply(event)
-                if isinstance(event, RunStateChanged) and event.state in FINAL_STATES:
-                    self.services.cells.pop(event.run_id, None)
+        for sub in self._subs:
+            for _, event in sub.drain():
+                if isinstance(event, RunCreated):
+                    self.records[event.run_id] = RunRecord(
+                        event.run_id, "idle", event.created, event.spec, event.source
+                    )
+                elif isinstance(event, RunStateChanged):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.apply(event)
+                    if event.state in FINAL_STATES:
+                        self.services.cells.pop(event.run_id, None)
+                elif isinstance(event, SamplesRecorded):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.with_samples(
+                            event.batches, event.samples
+                        )
 
     # --- the API ---------------------------------------------------------------------
 
@@ -219,6 +236,9 @@ class Runs(Supervisor):
             raise CallError(
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
+        # Files the spec names are read here, from the allowed directories only, and
+        # recorded inline: the run's record holds everything it ran with.
+        spec = _files_read_in(spec, self.services)
         twin = _twin_spec(spec)
         if kind == "acquire" and twin is None:
             raise CallError(
@@ -226,18 +246,16 @@ class Runs(Supervisor):
                 "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
                 "calibrate), or `replay:`; see examples/twins/",
             )
+        # Everything that can refuse the run does so before it exists and before the
+        # cell is ever on: what the spec would allocate, then the instrument's limits.
+        if twin is not None:
+            check_run_limits(twin, self.services.limits)
         if kind == "acquire":
-            trip = getattr(self.services.interlocks.get(twin.instrument), "trip_record", None)
-            if trip is not None:
-                raise CallError(
-                    "conflict",
-                    f"instrument {twin.instrument} is tripped ({trip.limit}: {trip.detail}); "
-                    f"reset its interlock first (instruments.reset {twin.instrument!r})",
-                )
+            _preflight(twin, self.services)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
         if kind == "acquire" and twin is not None:
@@ -262,7 +280,7 @@ class Runs(Supervisor):
                 failed = RunStateChanged(
                     run_id, "failed", "idle", f"could not start: {error}", utc_now()
                 )
-                bus.publish(f"run/{run_id}/state", failed)
+                bus.publish(topics.run_state(run_id), failed)
                 recorder.proxy().flush().get()
             raise CallError("failed", f"run {run_id} could not start: {error}")
         return self._record(run_id).as_plain()
@@ -298,9 +316,10 @@ class Runs(Supervisor):
     ) -> dict[str, Any]:
         """Replay a run recorded in another data directory (``log_dir`` holds events.lmdb).
 
-        ``run_id`` may be left out when the log holds a single run.
+        ``run_id`` may be left out when the log holds a single run. ``log_dir`` must lie
+        under the directories this daemon reads from (``forbidden`` otherwise).
         """
-        path = Path(log_dir).resolve()
+        path = self.services.allowed_paths.resolve(log_dir, "log directory")
         if path == self.services.store.path.parent.resolve():
             if run_id is None:
                 raise CallError(
@@ -313,7 +332,7 @@ class Runs(Supervisor):
             )
         try:
             with EventStore(path / "events.lmdb", readonly=True) as log:
-                runs = sorted(s.removeprefix("run/") for s in log.streams() if s.startswith("run/"))
+                runs = sorted(r for s in log.streams() if (r := topics.run_of(s)) is not None)
                 if run_id is None:
                     if len(runs) != 1:
                         raise CallError(
@@ -326,12 +345,25 @@ class Runs(Supervisor):
                     raise CallError(
                         "not_found", f"{path} has no run {run_id!r}; it has {', '.join(runs)}"
                     )
-                record = fold(_decoded_events(log, f"run/{run_id}"))
+                record = fold(_decoded_events(log, topics.run_stream(run_id)))
         except EventStoreError as exc:
             raise CallError("bad_request", f"cannot replay from {path}: {exc}") from None
         spec = dict(record.spec) if record is not None and isinstance(record.spec, dict) else {}
         spec["replay"] = {"run": run_id, "log": str(path), "speed": speed}
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
+
+    @exposed
+    def calibrate(self, run_ids: list[str], spec: dict[str, Any]) -> dict[str, Any]:
+        """Calibrate a twin spec's model on recorded runs, one posterior over them all
+        (shared parameters, the spec's ``calibrate.per_run`` ones per run). Starts a job
+        and returns ``{"job", "path"}``: ``call(path, "result")`` answers once it is done
+        (see :mod:`actors.calibrate`)."""
+        # twins pulls in torch and pyro: imported on the first calibration.
+        from actors.calibrate import start_job  # noqa: PLC0415
+
+        for run_id in run_ids if isinstance(run_ids, list) else []:
+            self._record(run_id)  # an unknown run is refused here, by name
+        return start_job(self, self.services.store, run_ids, spec)
 
     @exposed
     def events(
@@ -344,7 +376,7 @@ class Runs(Supervisor):
         ``limit`` (1..10000) from sequence number ``from_seq`` (>= 1) on."""
         self._record(run_id)
         out: list[dict[str, Any]] = []
-        for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
+        for seq, data in self.services.store.read(topics.run_stream(run_id), from_seq, limit):
             try:
                 out.append({"seq": seq, "message": decode(data)})
             except MessageError as exc:
@@ -385,14 +417,14 @@ class Runs(Supervisor):
         run_id = _new_run_id()
         created, running, batches, done = import_events(run_id, spec, source, t, E, I)
         recorder = self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
-        recorder.proxy().commit(f"run/{run_id}/state", running).get()
-        for k, batch in enumerate(batches):
-            self.services.bus.publish(f"run/{run_id}/samples", batch, timeout=None)
-            if k % 256 == 255:
-                self._drain()  # this actor hears its own batches: keep its queue short
-        recorder.proxy().commit(f"run/{run_id}/state", done).get()
+        recorder.proxy().commit(topics.run_state(run_id), running).get()
+        # The recorder writes them to the log and the arrays with its group commits; the
+        # final state is committed after them and closes the run's stream.
+        for batch in batches:
+            self.services.bus.publish(topics.run_samples(run_id), batch, timeout=None)
+        recorder.proxy().commit(topics.run_state(run_id), done).get()
         recorder.proxy().flush().get()
         return self._record(run_id).as_plain()
 
@@ -507,6 +539,65 @@ def _with_model(spec: dict[str, Any], model: object) -> dict[str, Any]:
     if "protocol" in model:
         return dict(model)
     return {**spec, "model": model}
+
+
+def _files_read_in(spec: dict[str, Any], services: Services) -> dict[str, Any]:
+    """``spec`` with the files it names checked against the allowed directories: a
+    ``model:`` file read in (as the CLI does on the client's side), a ``replay.log``
+    directory resolved. Refuses (``forbidden``) a path outside them."""
+    out = dict(spec)
+    model = spec.get("model")
+    if isinstance(model, str):
+        path = services.allowed_paths.resolve(model, "model")
+        out["model"] = _read_model(path, services.limits.document_bytes)
+    replay = spec.get("replay")
+    if isinstance(replay, dict) and "log" in replay:
+        log = services.allowed_paths.resolve(replay["log"], "replay.log")
+        out["replay"] = {**replay, "log": str(log)}
+    return out
+
+
+def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
+    """A scenario file read on a client's behalf: checked, its values never quoted in
+    an error (the client may not be allowed to see them)."""
+    from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
+    from physics.reader import hidden_values, read_document  # noqa: PLC0415
+    from physics.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        with hidden_values():
+            doc, _ = read_document(
+                path, error=ScenarioError, root="<scenario>", max_bytes=max_bytes
+            )
+            model = cast(Mapping[str, Any], doc)  # read_document refuses any other file
+            load_scenario(model)
+    except ScenarioError as exc:
+        problem = str(exc).split(": ", 1)[-1]
+        where = "" if exc.path == "<scenario>" else f"{path}: {exc.path}: "
+        raise CallError("bad_request", f"model: {where}{problem}") from None
+    return dict(model)
+
+
+def _preflight(twin: Any, services: Services) -> None:
+    """Refuse an acquisition that cannot run: no such instrument, its interlock latched,
+    or a protocol beyond its compliance limits in any cycle."""
+    from actors.acquire import check_protocol  # noqa: PLC0415 - see _twin_spec
+
+    interlock = services.interlocks.get(twin.instrument)
+    if interlock is None:
+        known = ", ".join(sorted(services.interlocks)) or "none"
+        raise CallError(
+            "not_found", f"instrument: no instrument {twin.instrument!r}; configured: {known}"
+        )
+    trip = interlock.trip_record
+    if trip is not None:
+        raise CallError(
+            "refused",
+            f"instrument {twin.instrument}: its interlock is latched (tripped on "
+            f"{trip.limit}: {trip.detail}); once the cause is dealt with, reset it with "
+            f"`galvana instrument reset {twin.instrument}`",
+        )
+    check_protocol(twin.protocol, twin.model, interlock.limits, twin.instrument)
 
 
 def _twin_spec(spec: dict[str, Any]) -> Any:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors.run_limits import RunLimits
+from runtime.allowed_paths import AllowedPaths
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
@@ -41,6 +43,15 @@ class Services:
     procedures: dict[str, ProcedureMaker] = field(default_factory=dict)
     # The hidden truth of a simulated instrument's cell (None for real instruments).
     truth: Callable[[str], dict[str, float] | None] = lambda _instrument_id: None
+    # Where files a client names may be read (default: the data directory only).
+    paths: AllowedPaths | None = None
+    # How much a run spec may imply (samples, time steps, ...).
+    limits: RunLimits = field(default_factory=RunLimits)
+
+    @property
+    def allowed_paths(self) -> AllowedPaths:
+        """Where files a client names may be read."""
+        return self.paths or AllowedPaths.of(self.store.path.parent)
 
     def instrument(self, instrument_id: str) -> Any:
         """A client (``actors.instrument.InstrumentClient``) of a running instrument."""

@@ -28,6 +28,18 @@ it measures. Noise seeds are the instrument's.
 - (d) speed: the wall time of each posterior refresh after a CV cycle with four
   parameters (plus the noise sd) on one core (``refresh_s``, the median after the
   first; ``refresh_s_p95``, ``refresh_cpu_s`` the process CPU time).
+- (e) convergence: the fraction of every update of (a), (b) and (c) whose mode search
+  converged (``converged_fraction``; a diverged update counts as not converged);
+- (f) consistency over several runs (:mod:`twins.experiments`): series of runs, each a
+  data-generator function (``SERIES``) that measures its runs on the instrument and
+  says which verdict a calibration should reach. ``scan_rates``: one CV at each of
+  five scan rates (0.1 to 2 V/s) of the right model, fitted jointly (k0, alpha, E0, D
+  shared, the noise sd per run) and each alone: whether the runs agree
+  (``scan_rate_consistency``: ``consistent``, the smallest p-value ``p_min``, chi-square
+  per degree of freedom and spread per parameter, the joint 90 % intervals' coverage of
+  the truth, the verdict); ``missing_resistance``: the same cell fitted by a model that
+  lacks its 150 ohm, which the check should flag. ``series_verdicts_correct``: the
+  fraction of series whose verdict is the expected one;
 - with ``--nuts``: the reference. NUTS on all of seed 0's data from rest with the spec's
   priors, against the online posterior: ``nuts_width_ratio`` (online 90 % interval width
   over NUTS's), ``nuts_median_shift`` (online median minus NUTS median, in online
@@ -40,7 +52,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +60,7 @@ import numba
 import numpy as np
 import torch
 
-from actors.acquire import cycle_origin, expected_current_range, protocol_waveform
+from actors.acquire import cycle_origin, expected_current_range
 from hal.driver import Samples, Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.sim import ScpiServer, SimPotentiostat
@@ -57,8 +69,9 @@ from hal.sim.potentiostat import DriftSpec, NoiseSpec
 from physics.scenario import load_scenario, with_numerics
 from runtime.messages import PosteriorUpdate, SampleBatch
 from twins.calibration import OnlineCalibrator
+from twins.experiments import calibrate_experiments, experiment
 from twins.samples import SampleCleaner, Segmenter
-from twins.spec import TwinSpec, load_twin_spec
+from twins.spec import TwinSpec, load_twin_spec, protocol_waveform
 
 SCENARIO: dict[str, Any] = {
     "name": "quasi-reversible-ru-cdl",
@@ -293,6 +306,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         figures.update(_accuracy_and_coverage(bench, seeds))
         figures.update(_tracking(bench, cycles, tracking_seeds))
+        fits = figures.pop("_fits") + figures.pop("_tracking_fits")
+        figures["converged_fraction"] = float(np.mean(fits))
+        figures["converged_fits"] = f"{int(np.sum(fits))} of {len(fits)}"
+        figures.update(_series(bench))
         if getattr(args, "nuts", False):
             figures.update(_nuts_reference(bench, quick=args.quick))
     finally:
@@ -341,10 +358,12 @@ def _accuracy_and_coverage(bench: Bench, seeds: int) -> dict[str, Any]:
     names = [SHORT[n] for n in (*TRUTH, "noise")]
     rel_errors, covered, failures = [], [], 0
     first_wall = []
+    fits: list[bool] = []
     for seed in range(seeds):
         measured = bench.measure(spec, TRUTH, seed=seed)
         truth = np.array([*TRUTH.values(), measured.noise_sd])
         outcomes, wall, _ = online(spec, measured.batches)
+        fits += [_converged(o) for o in outcomes]
         first_wall.append(sum(wall))
         last = outcomes[-1]
         if not isinstance(last, PosteriorUpdate):
@@ -362,6 +381,7 @@ def _accuracy_and_coverage(bench: Bench, seeds: int) -> dict[str, Any]:
         "coverage_90": {n: float(cov[:, j].mean()) for j, n in enumerate(names)},
         "coverage_failed_fits": failures,
         "identifiable_run_s": float(np.median(first_wall)),
+        "_fits": fits,
     }
 
 
@@ -372,9 +392,11 @@ def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
     middle: list[float] = []
     at: list[float] = []
     wall_all, cpu_all, first = [], [], []
+    fits: list[bool] = []
     for seed in range(seeds):
         measured = bench.measure(spec, TRUTH, seed=1000 + seed, drift=drift)
         outcomes, wall, cpu = online(spec, measured.batches)
+        fits += [_converged(o) for o in outcomes]
         for informative, out in ((True, fractions), (False, middle)):
             hits = [
                 isinstance(o, PosteriorUpdate)
@@ -406,4 +428,125 @@ def _tracking(bench: Bench, cycles: int, seeds: int) -> dict[str, Any]:
         "refresh_cpu_s": float(np.median(cpu_all)),
         "refresh_first_s": float(np.median(first)),
         "refresh_parameters": 4,
+        "_tracking_fits": fits,
+    }
+
+
+def _converged(outcome: object) -> bool:
+    """Whether an online outcome is an update whose mode search converged."""
+    return isinstance(outcome, PosteriorUpdate) and outcome.diagnostics.get("converged") is True
+
+
+# --------------------------------------------------------------------------- (f) series
+
+SERIES_RATES = (0.1, 0.2, 0.5, 1.0, 2.0)  # V/s
+SERIES_SHARED = ("kinetics.k0", "kinetics.alpha", "kinetics.E0", "species.O.D")
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Runs for one calibration over several runs, and what it should conclude: the
+    ``spec`` they are fitted with, each run's ``label``, own spec (its protocol) and
+    measurement, the ``truth`` of the shared parameters, and the ``expected`` verdict
+    (``adequate`` when the spec's model is the instrument's cell, ``misfit`` when not)."""
+
+    spec: TwinSpec
+    runs: list[tuple[str, TwinSpec, Measured]]
+    truth: dict[str, float]
+    expected: str
+
+
+def _series_spec(rate: float, model: dict[str, Any]) -> TwinSpec:
+    """One CV at ``rate`` V/s, sampled so that every rate gives about 1400 samples; the
+    shared kinetics and D calibrated, the noise sd per run."""
+    return load_twin_spec(
+        {
+            "name": "bench-series",
+            "seed": 5,
+            "model": model,
+            "protocol": {
+                "waveform": {"type": "cv", "E_start": 0.6, "E_vertex": -0.1, "scan_rate": rate},
+                "sample_rate": 1000.0 * rate,
+            },
+            "calibrate": {
+                "parameters": {n: PRIORS[n] for n in SERIES_SHARED},
+                "noise": {"dist": "halfnormal", "scale": 1e-6},
+                "per_run": ["noise"],
+            },
+        }
+    )
+
+
+def _measured_series(bench: Bench, seed: int, model: dict[str, Any], expected: str) -> Series:
+    runs = []
+    for k, rate in enumerate(SERIES_RATES):
+        own = _series_spec(rate, SCENARIO)  # the instrument's cell is SCENARIO's
+        runs.append((f"{rate:g}V/s", own, bench.measure(own, TRUTH, seed=seed + k)))
+    truth = {n: TRUTH[n] for n in SERIES_SHARED}
+    return Series(_series_spec(SERIES_RATES[0], model), runs, truth, expected)
+
+
+def scan_rate_series(bench: Bench, seed: int) -> Series:
+    """Five scan rates, fitted by the instrument's own model: the runs should agree."""
+    return _measured_series(bench, seed, SCENARIO, "adequate")
+
+
+def missing_resistance_series(bench: Bench, seed: int) -> Series:
+    """The same five rates fitted by a model without the cell's 150 ohm: flagged."""
+    model = {**SCENARIO, "cell": {**SCENARIO["cell"], "Ru": 0.0}}
+    return _measured_series(bench, seed, model, "misfit")
+
+
+# name -> data generator. A new suite (a background current, a staircase waveform, a
+# partly oxidised bulk) is one more function returning a Series.
+SERIES: dict[str, Callable[[Bench, int], Series]] = {
+    "scan_rates": scan_rate_series,
+    "missing_resistance": missing_resistance_series,
+}
+
+
+def _series(bench: Bench) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    correct = []
+    for name, generate in SERIES.items():
+        series = generate(bench, 2000)
+        experiments = []
+        for label, own, measured in series.runs:
+            t, E, I, flags = (  # noqa: E741 - current
+                np.concatenate([getattr(b, f) for b in measured.batches])
+                for f in ("t", "E", "I", "flags")
+            )
+            experiments.append(
+                experiment(label, t, E, I, flags, spec=series.spec, protocol=own.protocol)
+            )
+        start = time.perf_counter()
+        result = calibrate_experiments(series.spec, experiments)
+        elapsed = time.perf_counter() - start
+        check = result.consistency
+        assert check is not None
+        s = result.summary
+        covered = {
+            SHORT[n]: bool(s.q05[j] <= series.truth[n] <= s.q95[j])
+            for j, n in enumerate(s.names)
+            if n in series.truth
+        }
+        out[name] = {
+            "rates": list(SERIES_RATES),
+            "consistent": check.consistent,
+            "p_min": min(p.p for p in check.parameters),
+            "chi2_dof": {SHORT[p.name]: p.chi2_dof for p in check.parameters},
+            "spread": {SHORT[p.name]: p.spread for p in check.parameters},
+            "adequate_runs": sum(r.adequacy.verdict == "adequate" for r in result.runs),
+            "covered_90": covered,
+            "converged": result.converged,
+            "verdict": result.verdict,
+            "expected": series.expected,
+            "run_s": elapsed,
+        }
+        correct.append(result.verdict == series.expected)
+        _progress(f"series {name}: verdict {result.verdict} (expected {series.expected})")
+    return {
+        "scan_rate_consistency": out["scan_rates"],
+        "series": out,
+        "series_verdicts_correct": float(np.mean(correct)),
     }

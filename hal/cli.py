@@ -1,4 +1,9 @@
-"""``galvana instrument``: instrument commands (``serve`` runs the simulated potentiostat).
+"""``galvana instrument``: instrument commands.
+
+``galvana instrument list`` shows the daemon's instruments (state, link, trip);
+``galvana instrument reset ID`` unlatches an instrument's safety interlock after a trip
+or an emergency stop, once the cause is dealt with (until then the instrument refuses
+to start a run). Both talk to a running daemon like ``galvana run``.
 
 ``galvana instrument serve [--port 5025] [--scenario FILE] [--rate HZ] [--speed X]
 [--drift NAME=FRACTION] ...`` serves a simulated potentiostat over SCPI on
@@ -16,6 +21,7 @@ Connect with pyvisa (``pyvisa.ResourceManager("@py").open_resource(...)``), with
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -32,7 +38,19 @@ logger = logging.getLogger("galvana.hal.cli")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``instrument`` subcommands to ``parser``."""
+    from runtime.commands import connection_options  # noqa: PLC0415 - the client, when used
+
     subs = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = subs.add_parser("list", help="the daemon's instruments: state, link, trip")
+    connection_options(listing)
+    reset = subs.add_parser(
+        "reset",
+        help="unlatch an instrument's interlock after a trip or an emergency stop",
+        description="Unlatch the safety interlock of instrument ID (after a trip or "
+        "`galvana estop`), once the cause is dealt with; runs can then start on it again.",
+    )
+    reset.add_argument("instrument_id", metavar="ID", help="the instrument (see `list`)")
+    connection_options(reset)
     serve = subs.add_parser(
         "serve",
         help="serve a simulated potentiostat over SCPI on 127.0.0.1",
@@ -115,6 +133,8 @@ def build_model(scenario: str | None, model: str) -> CurrentModel:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ``instrument`` action."""
+    if args.action in ("list", "reset"):
+        return _daemon_action(args)
     if args.action != "serve":  # argparse only lets known actions through
         return 2
     model = build_model(args.scenario, args.model)
@@ -143,6 +163,31 @@ def run(args: argparse.Namespace) -> int:
         # Serve until interrupted; the CLI turns KeyboardInterrupt into status 130.
         threading.Event().wait()
     return 0
+
+
+def _daemon_action(args: argparse.Namespace) -> int:
+    """``list`` and ``reset``, through the daemon's API."""
+    from runtime.commands import connect  # noqa: PLC0415 - the client, when used
+
+    with connect(args) as daemon:
+        if args.action == "reset":
+            result = daemon.call("instruments", "reset", args.instrument_id)
+        else:
+            result = daemon.call("instruments", "list")
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    elif args.action == "reset":
+        sys.stdout.write(
+            f"{result['instrument']}: interlock reset; runs can start on it again\n"
+            if not result["latched"]
+            else f"{result['instrument']}: the interlock is still latched\n"
+        )
+    else:
+        for item in result:
+            trip = f"  trip: {item['trip']}" if item.get("trip") else ""
+            error = f"  {item['error']}" if item.get("error") else ""
+            sys.stdout.write(f"{item['id']:<16} {item['state']:<13}{trip}{error}\n")
+    return 0 if args.action == "list" or not result["latched"] else 1
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m hal.cli serve ...`

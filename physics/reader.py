@@ -17,25 +17,54 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import yaml
-
 from physics.units import Quantity, to_si
+from runtime.documents import MAX_DOCUMENT_BYTES, DocumentError, kind_of, parse_yaml, read_text
 
-__all__ = ["ErrorFactory", "Reader", "listed", "number", "read_document", "show"]
+__all__ = [
+    "ErrorFactory",
+    "Reader",
+    "hidden_values",
+    "listed",
+    "number",
+    "read_document",
+    "show",
+]
 
 ErrorFactory: TypeAlias = Callable[[str, str], Exception]
 """Makes the exception to raise from a key path and a message (an error class whose
 constructor takes ``(path, message)``, such as :class:`~physics.errors.ScenarioError`)."""
 
 
+# Set while reading a document that whoever asked may not see (a file the daemon read
+# for a client): errors then say what kind of value was there, never the value.
+_HIDDEN: contextvars.ContextVar[bool] = contextvars.ContextVar("hidden_values", default=False)
+
+
+@contextlib.contextmanager
+def hidden_values() -> Iterator[None]:
+    """Within this block (in this thread), errors name a value's kind instead of quoting
+    it: for documents read from a file on someone else's behalf, whose contents must
+    never be echoed back to them."""
+    token = _HIDDEN.set(True)
+    try:
+        yield
+    finally:
+        _HIDDEN.reset(token)
+
+
 def show(value: object) -> str:
-    """``value`` as an error message quotes it: its repr, cut to 60 characters."""
+    """``value`` as an error message quotes it: its repr, cut to 60 characters (only its
+    kind inside :func:`hidden_values`)."""
+    if _HIDDEN.get():
+        return kind_of(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -46,46 +75,42 @@ def listed(options: Sequence[object]) -> str:
 
 
 def read_document(
-    source: str | os.PathLike[str] | Mapping[str, Any], *, error: ErrorFactory, root: str
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    error: ErrorFactory,
+    root: str,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> tuple[object, Path | None]:
     """The plain data of a document given as a YAML file path, YAML text or a mapping,
     and the file it came from (``None`` for text or a mapping).
 
-    A string that names an existing file is read as a file; any other string with a
-    newline or a colon is parsed as YAML text. Problems (no such file, unreadable file,
-    invalid YAML with its line and column) raise ``error(root, message)``.
+    A path, or a one-line string that names something existing, is read as a file
+    (a regular file of at most ``max_bytes`` bytes, UTF-8: see
+    :func:`runtime.documents.read_text`); any other string with a newline or a colon is
+    parsed as YAML text. A file must hold a mapping. Problems (no such file, not a
+    regular file, too large, not UTF-8, invalid YAML with its line and column) raise
+    ``error(root, message)``; no message quotes the file's text.
     """
     if isinstance(source, Mapping):
         return source, None
     path = Path(source)
+    is_text = isinstance(source, str) and ("\n" in source or ":" in source)
     try:
-        is_file = path.is_file()
-    except OSError:  # a long YAML string is not a valid path on some systems
-        is_file = False
-    text: str
-    if is_file:
+        is_path = not isinstance(source, str) or ("\n" not in source and path.exists())
+    except (OSError, ValueError):  # a long YAML string is not a valid path on some systems
+        is_path = False
+    if is_path or not is_text:
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise error(
-                root,
-                f"{str(path)!r} is not UTF-8 text (byte {exc.start}); expected a YAML document"
-                " (an instrument export is read by `galvana import`)",
-            ) from None
-        except OSError as exc:
-            raise error(root, f"cannot read {str(path)!r}: {exc.strerror}") from None
-    elif isinstance(source, str) and ("\n" in source or ":" in source):
-        text = source
-    else:
-        raise error(root, f"no such file: {str(source)!r}")
+            doc = parse_yaml(read_text(path, max_bytes=max_bytes), str(path))
+        except DocumentError as exc:
+            raise error(root, str(exc)) from None
+        if not isinstance(doc, Mapping):
+            raise error(root, f"{path}: holds {kind_of(doc)}; accepted: a mapping of settings")
+        return doc, path
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise error(root, f"not valid YAML{where}: {problem}") from None
-    return doc, (path if is_file else None)
+        return parse_yaml(str(source), "YAML text"), None
+    except DocumentError as exc:
+        raise error(root, exc.problem) from None
 
 
 class Reader:
@@ -257,7 +282,9 @@ def number(
             try:
                 x = to_si(value, quantity)
             except ValueError as exc:
-                raise error(path, str(exc)) from None
+                # The converter's message quotes the text; hidden, only its kind is named.
+                problem = f"got {show(value)}; accepted: {accepted}" if _HIDDEN.get() else str(exc)
+                raise error(path, problem) from None
     else:
         raise error(path, f"got {show(value)}; accepted: {accepted}")
     if not math.isfinite(x):
@@ -265,8 +292,8 @@ def number(
     too_low = lo is not None and (x <= lo if lo_open else x < lo)
     too_high = hi is not None and (x >= hi if hi_open else x > hi)
     if too_low or too_high:
-        shown = show(value) if isinstance(value, str) else f"{x:g}"
-        if isinstance(value, str):
+        shown = show(value) if isinstance(value, str) or _HIDDEN.get() else f"{x:g}"
+        if isinstance(value, str) and not _HIDDEN.get():
             shown += f" (= {x:g} {quantity.si_unit})"
         raise error(path, f"got {shown}; accepted: {accepted}")
     return x

@@ -148,6 +148,22 @@ def exposed(
     return mark(method) if method is not None else mark
 
 
+def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
+    """An ``on_ready`` callback for an actor's bus subscription: tells ``ref`` ``message``.
+
+    It runs in the publisher's thread and never raises. Once the actor has stopped
+    taking messages it does nothing: a stopping actor closes its subscriptions only
+    after that, and whoever publishes meanwhile (the recorder committing a run's last
+    state at shutdown) must never fail for it.
+    """
+
+    def wake() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    return wake
+
+
 def exposed_scope(method: object) -> str | None:
     """The scope an exposed method requires (None: any caller)."""
     scope = getattr(method, _SCOPE, None)
@@ -231,20 +247,6 @@ class _Relay(pykka.ThreadingFuture[Any]):
         # An asker that stopped meanwhile no longer wants the answer.
         with contextlib.suppress(pykka.ActorDeadError):
             self._asker.tell(_Answered(self._token, outcome))
-
-
-def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
-    """An ``on_ready`` callback for a bus subscription: tells ``ref`` ``message``.
-
-    It runs in the publisher's thread and never raises: an actor that is stopping (no
-    longer taking messages, its subscriptions not closed yet) is left alone.
-    """
-
-    def wake() -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.tell(message)
-
-    return wake
 
 
 _pending = threading.local()

@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
     "estop": ("runtime.estop", "", "emergency stop: every cell (or one) off at once"),
+    "instruments": (
+        "runtime.commands",
+        "INSTRUMENTS",
+        "list the instruments: driver, state, link, interlock, connection",
+    ),
     "events": (
         "runtime.commands",
         "EVENTS",
@@ -51,12 +56,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "import instrument files (Autolab, PalmSens, Gamry, BioLogic, CHI, CSV) as runs",
     ),
+    "compare": (
+        "actors.compare_cli",
+        "",
+        "overlay two runs on potential or time: their difference and peak shifts",
+    ),
     "export": (
         "runtime.commands",
         "EXPORT",
         "export a run's samples as csv, zarr, netcdf or a data package",
     ),
-    "instrument": ("hal.cli", "", "instruments: `serve` runs the simulated potentiostat"),
+    "calibrate": (
+        "actors.calibrate",
+        "CALIBRATE",
+        "calibrate a model on recorded runs: posterior, adequacy, report",
+    ),
+    "instrument": (
+        "hal.cli",
+        "",
+        "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
+    ),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),

@@ -11,6 +11,9 @@ The tree (ARCHITECTURE.md)::
 The data directory holds ``events.lmdb``, ``fields/``, ``galvana.sock`` (unless
 ``--socket`` says otherwise), ``galvana.pid`` (locked while the daemon lives, so a
 second daemon on the same directory is refused) and ``logs/daemon.log`` (JSON lines).
+It is the user's alone: the directory is 0700 and what the daemon creates in it 0600
+(the daemon runs with umask 077). At start the daemon refuses a log it cannot trust, in
+one line: a damaged LMDB page, or a missing ``data.mdb`` where a log clearly existed.
 
 SIGTERM or SIGINT stops the tree in reverse order: the API closes, live runs end
 (their cells off) marked ``interrupted``, the recorder writes what is queued, the
@@ -41,8 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from runtime import topics
 from runtime.address import (
     ADMIN_TOKEN_ENV,
     TOKEN_ARGV_REFUSAL,
@@ -51,11 +53,13 @@ from runtime.address import (
     parse_tcp,
     read_token_file,
 )
+from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
 from runtime.client import resolve_data_dir
+from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
-from runtime.event_store import EventStore
+from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.supervisor import (
@@ -76,7 +80,13 @@ class DaemonError(GalvanaError):
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    """Where the daemon keeps its data and how it can be reached."""
+    """Where the daemon keeps its data, how it can be reached, what it may read.
+
+    ``instruments`` and ``run_limits`` are the configuration's raw values (the actors
+    parse them); ``config_file`` is the file they came from (None: none, or built in
+    code), ``config_dir`` the directory relative paths in it are taken from, and
+    ``allowed_paths`` the further directories clients may name files in.
+    """
 
     data: Path
     socket: Path
@@ -86,22 +96,56 @@ class DaemonConfig:
     log_level: str = "INFO"
     instruments: object = None  # the raw `instruments:` list; actors.instruments parses it
     config_dir: Path = Path()
+    config_file: Path | None = None
+    allowed_paths: tuple[Path, ...] = ()
+    run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+
+    @property
+    def source(self) -> str:
+        """The configuration as error messages name it."""
+        return f"--config {self.config_file}" if self.config_file else "the configuration"
+
+    def readable(self) -> AllowedPaths:
+        """Where files a client names may be read: the data directory, the configuration
+        file's directory, ``allowed_paths``; relative names are taken from the
+        configuration file's directory (the data directory without one)."""
+        others = [self.data, *self.allowed_paths]
+        if self.config_file is None:
+            return AllowedPaths.of(self.data, others)
+        return AllowedPaths.of(self.config_dir, others)
 
 
-_CONFIG_KEYS = {"socket", "tcp", "token_file", "admin_token_file", "log_level", "instruments"}
+_CONFIG_KEYS = {
+    "socket",
+    "tcp",
+    "token_file",
+    "admin_token_file",
+    "log_level",
+    "instruments",
+    "allowed_paths",
+    "run_limits",
+}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
-    """The configuration from the command line and ``--config FILE`` (the line wins)."""
+    """The configuration from the command line and ``--config FILE`` (the line wins).
+
+    The file is read as a document (a regular UTF-8 YAML file of bounded size) and each
+    top-level key's type is checked; a problem is one :class:`DaemonError` naming the
+    file and the key.
+    """
     data = resolve_data_dir(args.data)
     file: dict[str, Any] = {}
-    if args.config is not None:
+    config_file = Path(args.config).resolve() if args.config is not None else None
+    where = f"--config {args.config}"
+    if config_file is not None:
         try:
-            loaded = yaml.safe_load(Path(args.config).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise DaemonError(f"cannot read --config {args.config}: {exc}") from None
+            loaded = read_yaml(args.config)
+        except DocumentError as exc:
+            raise DaemonError(f"--config {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise DaemonError(f"--config {args.config}: the file must hold a map of settings")
+            raise DaemonError(f"{where}: the file must hold a map of settings")
         file = loaded or {}
         if "token" in file:
             raise DaemonError(
@@ -111,15 +155,21 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         unknown = set(file) - _CONFIG_KEYS
         if unknown:
             raise DaemonError(
-                f"--config {args.config}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
+        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
+            if key in file and not (isinstance(file[key], str) and file[key]):
+                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
     if getattr(args, "token", None) is not None:
         raise DaemonError(TOKEN_ARGV_REFUSAL)
+    config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
+    log_level = str(file.get("log_level", "INFO")).upper()
+    if log_level not in _LOG_LEVELS:
+        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
     socket_path = args.socket or file.get("socket")
-    config_dir = Path(args.config).resolve().parent if args.config else Path.cwd()
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
@@ -128,9 +178,12 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         admin_token=_token(
             args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
         ),
-        log_level=str(file.get("log_level", "INFO")).upper(),
+        log_level=log_level,
         instruments=file.get("instruments"),
         config_dir=config_dir,
+        config_file=config_file,
+        allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
+        run_limits=file.get("run_limits"),
     )
 
 
@@ -144,6 +197,27 @@ def _token(option: str | None, configured: object, base: Path, env: str) -> str 
     return os.environ.get(env) or None
 
 
+def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
+    """``allowed_paths:``: existing directories (relative ones from ``base``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise DaemonError(
+            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
+        )
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise DaemonError(
+                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
+            )
+        path = (base / item).resolve()
+        if not path.is_dir():
+            raise DaemonError(f"{where}: allowed_paths[{i}]: {item!r} is not a directory ({path})")
+        out.append(path)
+    return tuple(out)
+
+
 @contextlib.contextmanager
 def pid_lock(data: Path) -> Iterator[None]:
     """Hold ``<data>/galvana.pid`` locked; refuse when another daemon holds it.
@@ -152,7 +226,7 @@ def pid_lock(data: Path) -> Iterator[None]:
     directory locked.
     """
     path = data / "galvana.pid"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -209,14 +283,20 @@ def _tree(
         parse_instruments,
     )
     from actors.recorder import Recorder
+    from actors.run_limits import parse_run_limits
     from actors.runs import RunAbort, Runs, acquire_procedure, replay_procedure
     from actors.services import Services
+    from physics.errors import PhysicsError
 
-    services = Services(store, bus)
+    services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
-    setups = parse_instruments(config.instruments, config.config_dir)
-    instruments, interlocks = build_instruments(setups, park)
+    try:
+        services.limits = parse_run_limits(config.run_limits)
+        setups = parse_instruments(config.instruments, config.config_dir)
+        instruments, interlocks, described = build_instruments(setups, park)
+    except (GalvanaError, PhysicsError) as exc:
+        raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
     services.truth = park.truth
     api = ApiConfig(
@@ -243,7 +323,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
@@ -258,13 +338,49 @@ def _tree(
     )
 
 
+# What the data directory holds that the daemon tightens to the user alone at start
+# (what it creates later is covered by the umask).
+_PRIVATE_PATHS = ("events.lmdb", "events.lmdb/data.mdb", "events.lmdb/lock.mdb", "fields", "logs")
+
+
+def _private_data_dir(data: Path) -> None:
+    """Create ``data`` (0700), or tighten it and the daemon's files in it to the user alone."""
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (data, *(data / p for p in _PRIVATE_PATHS), *data.glob("logs/daemon.log*")):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            info = path.stat()
+            if info.st_uid == os.getuid():
+                os.chmod(path, (info.st_mode & 0o700) | (0o700 if path.is_dir() else 0o600))
+
+
+def _open_log(data: Path) -> EventStore:
+    """The event store of ``data``, refused in one line when it cannot be trusted."""
+    events = data / "events.lmdb"
+    fields = data / "fields"
+    if not (events / "data.mdb").exists() and fields.is_dir() and any(fields.glob("*.zarr")):
+        raise DaemonError(
+            f"{events}/data.mdb is missing, but {fields} holds runs: the log that was here is "
+            "gone; restore it from a backup, or move the data directory aside to start anew"
+        )
+    # A damaged page is one line now, not an abort of the daemon when a run is read.
+    verify_pages(events)
+    return EventStore(events)
+
+
 def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: Any = None) -> int:
     """Run the daemon until ``stop`` is set or the tree fails; returns the exit status."""
-    config.data.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the log, the arrays and the logs are the user's alone
+    _private_data_dir(config.data)
     stop = stop or threading.Event()
     with pid_lock(config.data):
         handler = _setup_logging(config.data, config.log_level)
-        store = EventStore(config.data / "events.lmdb")
+        try:
+            store = _open_log(config.data)
+        except GalvanaError as exc:
+            _log_to_file(handler, f"the daemon cannot start: {exc}")
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            raise
         fields = FieldStore(config.data / "fields")
         bus = EventBus()
         from actors.instruments import SimulatorPark
@@ -278,12 +394,13 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             fields.close()
             raise
         note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish("system/daemon", note)
+        bus.publish(topics.SYSTEM_DAEMON, note)
         logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
         if ready is not None:
             ready(root)
         status = _wait(root, stop)
-        bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
+        _refuse_calls(root)
         root.stop(timeout=120)
         park.close()
         store.close()
@@ -292,6 +409,21 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         logging.getLogger().removeHandler(handler)
         handler.close()
         return status
+
+
+def _log_to_file(handler: logging.Handler, text: str) -> None:
+    """Log ``text`` as an error to the daemon's log file only: the terminal gets the same
+    line from the command itself, once."""
+    handler.handle(logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None))
+
+
+def _refuse_calls(root: SupervisorRef) -> None:
+    """Before the tree stops, have the API answer every call with ``unavailable`` (the
+    daemon is shutting down): a stopping tree would otherwise answer ``not_found``."""
+    try:
+        root.child_ref("api").proxy().shut_down().get(timeout=10)
+    except Exception as exc:  # no API (it failed, or is restarting): nothing to refuse
+        logger.info("the API could not be told the daemon is stopping: %r", exc)
 
 
 def _wait(root: SupervisorRef, stop: threading.Event) -> int:
@@ -312,7 +444,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments)",
+        "instruments, allowed_paths, run_limits)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"

@@ -1,4 +1,5 @@
-"""Steering a run from the TUI: pause, resume, stop, abort and the emergency stop.
+"""Steering a run from the TUI: pause, resume, stop, abort, the emergency stop, and
+resetting an instrument's latched interlock.
 
 Each returns what a person should read afterwards, in words; API refusals
 (``conflict``: the run already ended, ...) are raised as :class:`ApiError` for the
@@ -18,6 +19,7 @@ __all__ = [
     "abort_run",
     "emergency_stop",
     "pause_run",
+    "reset_interlock",
     "resume_run",
     "stop_run",
 ]
@@ -54,6 +56,13 @@ async def abort_run(
         if exc.code != "not_found":
             raise
         result = await link.call("runs", "abort", run_id)  # its actor is gone: let runs answer
+    return result
+
+
+async def reset_interlock(link: Link, instrument_id: str) -> dict[str, Any]:
+    """Unlatch ``instrument_id``'s safety interlock (after a trip or an emergency stop);
+    ``{"instrument": id, "latched": False}`` once it accepts runs again."""
+    result: dict[str, Any] = await link.call("instruments", "reset", instrument_id)
     return result
 
 

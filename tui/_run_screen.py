@@ -22,6 +22,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
+from runtime import topics
 from runtime.client import Event
 from runtime.codec import message_from_plain
 from runtime.errors import ApiError, MessageError
@@ -29,7 +30,14 @@ from tui._banner import ConnectionBanner
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
 from tui._context import link_of
-from tui._control import abort_run, emergency_stop, pause_run, resume_run, stop_run
+from tui._control import (
+    abort_run,
+    emergency_stop,
+    pause_run,
+    reset_interlock,
+    resume_run,
+    stop_run,
+)
 from tui._format import format_si
 from tui._parameters import ParameterPanel
 from tui._plot import Band, Layer, Line, Plot
@@ -63,7 +71,9 @@ class RunScreen(Screen[None]):
         "time (both show on wide terminals); below, the residual (measured - predicted) over "
         "time. Right: each calibrated parameter's median, 90% interval, its history and, in "
         "simulated runs, the hidden truth (✓ when the interval covers it); then the event log. "
-        "Stop and abort ask first; the emergency stop (E) never does."
+        "Stop and abort ask first; the emergency stop (E) never does. After a safety trip "
+        "or an emergency stop the instrument's interlock stays latched and refuses new runs "
+        "until it is reset (U, asks first), once the cause is dealt with."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "Pause"),
@@ -72,6 +82,7 @@ class RunScreen(Screen[None]):
         Binding("s", "stop", "Stop"),
         Binding("a", "abort", "Abort"),
         Binding("E", "emergency_stop", "E-STOP"),
+        Binding("U", "reset_interlock", "Reset interlock", show=False),
         Binding("x", "toggle_axis", "E/t"),
         Binding("escape", "back", "Back"),
     ]
@@ -123,8 +134,8 @@ class RunScreen(Screen[None]):
         self.query_one("#run-log", RichLog).border_title = "events"
         link = link_of(self)
         self._subs = [
-            link.subscribe(f"run/{self.run_id}/**", self._on_event),
-            link.subscribe("instrument/*/state", self._on_event),
+            link.subscribe(topics.run_events(self.run_id), self._on_event),
+            link.subscribe(topics.EVERY_INSTRUMENT_STATE, self._on_event),
         ]
         self.watch(self.app, "connection_status", self._on_connection, init=False)
         self.set_interval(self.DRAW_INTERVAL_S, self.draw)
@@ -380,6 +391,43 @@ class RunScreen(Screen[None]):
         notes = await emergency_stop(link_of(self), self.run_id, self.model.instrument)
         self.log_lines([LogLine(None, "error", f"EMERGENCY STOP: {note}") for note in notes])
         self.notify("\n".join(notes), title="EMERGENCY STOP", severity="error", timeout=10)
+
+    def action_reset_interlock(self) -> None:
+        """Reset the run's instrument's latched interlock, after a yes."""
+        instrument = self.model.instrument
+        if not instrument:
+            self.notify("this run drives no instrument: there is no interlock to reset")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._reset_interlock(instrument)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Reset the interlock of instrument {instrument}?",
+                "Only once the cause of the trip is dealt with: the instrument then "
+                "accepts runs again (this run stays as it ended).",
+            ),
+            answered,
+        )
+
+    @work(group="commands")
+    async def _reset_interlock(self, instrument: str) -> None:
+        try:
+            result = await reset_interlock(link_of(self), instrument)
+        except (ApiError, TimeoutError) as exc:
+            code = getattr(exc, "code", "timeout")
+            self.notify(f"reset refused ({code}): {exc}", severity="error", timeout=8)
+            return
+        if result.get("latched"):
+            self.notify(
+                f"instrument {instrument}: the interlock is still latched", severity="error"
+            )
+            return
+        line = f"{instrument}: interlock reset; it accepts runs again"
+        self.log_lines([LogLine(None, "info", line)])
+        self.notify(line)
 
     def action_toggle_axis(self) -> None:
         """Plot against time instead of potential, or back."""

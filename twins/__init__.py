@@ -7,6 +7,7 @@ The public API::
     twin = twins.LockstepTwin(spec, run_id)            # predict(batch) -> prediction, events
     calibrator = twins.OnlineCalibrator(spec, run_id)  # update(segment) -> posterior | why not
     twins.suggest_next_experiment(spec, candidates, parameters=["kinetics.k0"])
+    twins.calibrate_experiments(spec, [twins.experiment(run_id, t, E, I, flags, spec=spec)])
 
 Everything here is a pure function of the samples it is fed, in order: the actors
 (``actors.twin``, ``actors.calibrator``) only move messages in and out.
@@ -14,7 +15,15 @@ Everything here is a pure function of the samples it is fed, in order: the actor
 
 from twins.calibration import OnlineCalibrator, Outcome
 from twins.design import Suggestion, suggest_next_experiment
-from twins.errors import DesignError, ForwardModelError, InferenceError, TwinError, TwinSpecError
+from twins.errors import (
+    DesignError,
+    ExperimentError,
+    ForwardModelError,
+    InferenceError,
+    TwinError,
+    TwinSpecError,
+)
+from twins.experiments import Calibration, Experiment, calibrate_experiments, experiment
 from twins.forward import EngineCurrent, ForwardProblem, engine_current
 from twins.lockstep import LockstepTwin
 from twins.samples import SampleCleaner, Segment, Segmenter
@@ -23,8 +32,11 @@ from twins.stream import ModelStream, StreamState, stream_for
 from twins.synthetic import synthetic_batches, true_current
 
 __all__ = [
+    "Calibration",
     "DesignError",
     "EngineCurrent",
+    "Experiment",
+    "ExperimentError",
     "ForwardModelError",
     "ForwardProblem",
     "InferenceError",
@@ -40,7 +52,9 @@ __all__ = [
     "TwinError",
     "TwinSpec",
     "TwinSpecError",
+    "calibrate_experiments",
     "engine_current",
+    "experiment",
     "load_twin_spec",
     "resolve_document",
     "stream_for",

@@ -7,15 +7,28 @@ The model, for one calibration segment of samples ``(t, E, I)``::
     mu = engine(p; t, E)          # the numba engine, differentiable (twins.forward)
     I ~ Normal(mu, sigma)         # sigma given, or learned (ln sigma is part of z)
 
+A likelihood is a sum of :class:`Block` terms, one per run: several runs (a scan-rate
+series, a CV and a CA) share some coordinates of ``z`` and have others of their own
+(see :class:`twins.priors.Parameterization` and :mod:`twins.experiments`). Online, a
+segment is one block.
+
 The first segment's prior is the spec's; every later one is the previous posterior,
 a Gaussian over ``z`` whose covariance is divided by the forgetting factor and widened
 by the spec's per-parameter drift, so parameters that drift slowly are tracked.
 
 Each update (:meth:`OnlineCalibrator.update`) is:
 
-1. a Gauss-Newton (Levenberg-Marquardt) fit of the posterior mode in ``z`` with the
-   engine's exact Jacobian, and the Laplace approximation there (a handful of engine
-   runs: this is what keeps a refresh under a second);
+1. a Gauss-Newton (Levenberg-Marquardt) search for the posterior mode in ``z`` with the
+   engine's exact Jacobian, and the Laplace approximation there. The search has
+   converged when the Newton step is shorter than the spec's ``fit.step_tolerance``
+   (posterior sds), or when steps no longer lower the objective (by
+   ``fit.objective_tolerance`` nats) while the step is within a tenth of a posterior
+   sd; it gives up after ``fit.max_evaluations`` engine runs. A start that cannot be
+   simulated or does not converge, or that ends at a poor fit (residuals correlated
+   beyond 0.5, or, with the noise given, twice as large as it), is followed by up to
+   ``fit.starts - 1`` more starts drawn from the spec's prior (seeded), and the best
+   converged one is kept. A search that does not converge says which criterion
+   stopped it, its last step and its objective;
 2. stochastic variational inference (Pyro ``Trace_ELBO``) of a full-covariance
    Gaussian, started from the Laplace approximation and run in its whitened
    coordinates, so a step of the optimizer is a fraction of a posterior sd; its ELBO
@@ -24,20 +37,27 @@ Each update (:meth:`OnlineCalibrator.update`) is:
 The likelihood takes the residuals as independent. When the model misses something
 systematic (a parameter that drifts within the segment, a process it lacks) they are
 not: neighbours agree, and an independent-noise likelihood counts every sample as new
-evidence and gives intervals far too narrow. So after the mode is found the residuals'
-lag-1 autocorrelation ``rho`` is measured; when it is significant (over ``3 / sqrt(n)``)
-the likelihood is tempered by ``kappa = (1 - rho) / (1 + rho)``, the effective sample
-size fraction of AR(1) errors (at least 0.01: intervals widen at most ten-fold); the
-mode and the Laplace approximation are found again with it, and the SVI runs with the
-same scale (``pyro.poutine.scale``). The update reports ``residual_lag1`` and
-``likelihood_scale`` in its diagnostics, and says in its warnings when the intervals
-were widened by more than half again. ``t_informative`` says, per parameter, which
-moment of the segment its estimate is of (:func:`informative_times`): a parameter that
-drifts while the segment is measured is estimated near where the data inform it most.
+evidence and gives intervals far too narrow. So after the mode is found each block's
+residual lag-1 autocorrelation ``rho`` is measured (over neighbouring samples that both
+enter the likelihood: :mod:`twins.residuals`); when it is significant (over
+``3 / sqrt(n)``) the block's likelihood is tempered by ``kappa = (1 - rho) / (1 + rho)``,
+the effective sample size fraction of AR(1) errors (at least 0.01: intervals widen at
+most ten-fold); the mode and the Laplace approximation are found again with it, and
+the SVI and the NUTS reference run with the same scale (``pyro.poutine.scale``). The
+update reports ``residual_lag1`` and ``likelihood_scale`` in its diagnostics, says in
+its warnings when the intervals were widened by more than half again, and states how
+well the model describes the data (``adequacy``: :mod:`twins.adequacy`).
+``t_informative`` says, per parameter, which moment of the segment its estimate is of
+(:func:`informative_times`): a parameter that drifts while the segment is measured is
+estimated near where the data inform it most.
 
 A segment starts from the state the stream had at its beginning, simulated with the
 earlier estimates; the state is moved to each candidate's values to first order (see
 :class:`twins.stream.ModelStream`), consistently with the gradients.
+
+A point the engine cannot simulate (a value outside the range the physics accepts, a
+solver that fails) is a rejected point: the mode search steps back from it, and in
+NUTS it has zero likelihood (a divergent transition, never an exception).
 
 A fit that fails (non-finite objective, no convergence, a covariance that is not
 positive definite, a diverging SVI) is reported and rolled back: the calibrator keeps
@@ -50,8 +70,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -63,27 +83,34 @@ from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer import MCMC, NUTS, Trace_ELBO
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
-from physics.units import FARADAY, GAS_CONSTANT
+from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,
     PosteriorUpdate,
 )
+from twins.adequacy import WIDENING, Adequacy, assess
 from twins.errors import ForwardModelError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem, engine_current
 from twins.priors import Gaussian, Parameterization, Summary
+from twins.residuals import Lag1, lag1
 from twins.samples import Segment
-from twins.spec import TwinSpec
+from twins.spec import FitSettings, TwinSpec
 from twins.stream import ModelStream, StreamState, stream_for
 
 __all__ = [
+    "Block",
     "Fit",
     "OnlineCalibrator",
     "Outcome",
     "SegmentData",
+    "adequacy_of",
+    "blocks_of",
+    "fit_posterior",
     "identifiability_warnings",
     "informative_times",
     "laplace_fit",
+    "misfit_warnings",
     "nuts_posterior",
     "residual_lag1",
     "svi_refine",
@@ -91,16 +118,21 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
 Outcome = PosteriorUpdate | CalibrationDiverged | CalibrationSkipped
 
 _F64 = torch.float64
 # Pyro draws from torch's global generator: one inference at a time per process, each
 # seeded first, so concurrent calibrators neither interleave draws nor lose determinism.
-_PYRO_LOCK = threading.Lock()
+_PYRO_LOCK = threading.RLock()
 
-_MAX_EVALUATIONS = 30  # engine runs the mode search may take
-_CONVERGED = 1e-6  # squared Newton decrement (posterior sd units) at which it stops
-_ACCEPTABLE = 1e-2  # ... and above which the fit is not trusted
+# A search whose objective no longer falls has converged only this close (posterior sds).
+_NEAR = 0.1
+# A converged start is a poor fit (another start is tried) when a block's residuals are
+# correlated beyond this, or, with the noise sd given, their mean square exceeds it
+# this many times.
+_POOR_LAG1 = 0.5
+_POOR_CHI2 = 4.0
 # SGD's step size, in posterior sds (the SVI runs in whitened coordinates). Plain SGD,
 # not Adam: with one-sample ELBO gradients, whose noise is skewed (chi-square-like for
 # the scales), Adam's normalized steps follow the noise's median rather than its mean
@@ -128,6 +160,36 @@ class SegmentData:
     def used(self) -> int:
         """Samples in the likelihood."""
         return int(self.mask.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One run's term of a likelihood: its ``data``, the coordinates of ``z`` its
+    stream's parameters take (``columns``, in the spec's order), its noise (the
+    coordinate of ``ln sigma``, or ``noise_sd`` in A when given) and its likelihood
+    ``scale`` (1: untempered)."""
+
+    data: SegmentData
+    columns: IntArray
+    noise_index: int | None
+    noise_sd: float = math.nan
+    scale: float = 1.0
+
+
+def blocks_of(
+    param: Parameterization, data: Sequence[SegmentData], noise: float | None
+) -> tuple[Block, ...]:
+    """One block per run's data, the coordinates as ``param`` lays them out; ``noise``
+    is the given noise sd (A), or None when it is learned."""
+    return tuple(
+        Block(
+            d,
+            param.columns(k),
+            param.noise_index(k),
+            math.nan if noise is None else float(noise),
+        )
+        for k, d in enumerate(data)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +230,54 @@ def derive_seed(*parts: int) -> int:
 
 @dataclass(slots=True)
 class _Point:
+    """The objective (negative log posterior, nats) at ``z``, its gradient and
+    Gauss-Newton Hessian, and each block's residuals (A, the samples in its likelihood)."""
+
     z: FloatArray
     phi: float
     g: FloatArray
     H: FloatArray
-    rss: float
+    residuals: tuple[FloatArray, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Search:
+    """Where one start of the mode search ended and why."""
+
+    point: _Point
+    converged: bool
+    criterion: str  # "step", "objective" (converged); "cap", "stalled" (not)
+    step_sd: float  # the Newton step's length there, posterior sds
+    evaluations: int
+    iterations: int
+    start: int
+
+    def describe(self, settings: FitSettings) -> str:
+        """In words: converged by which criterion, or why not, the last step and the
+        objective."""
+        where = (
+            f"the last Newton step was {self.step_sd:.3g} posterior sd and the objective "
+            f"{self.point.phi:.8g} after {self.evaluations} engine runs"
+        )
+        if self.criterion == "step":
+            return (
+                f"converged: the Newton step is {self.step_sd:.3g} posterior sd "
+                f"(< {settings.step_tolerance:g}) after {self.evaluations} engine runs"
+            )
+        if self.criterion == "objective":
+            return (
+                "converged: steps no longer lower the objective (by "
+                f"{settings.objective_tolerance:g} nats) and {where}"
+            )
+        if self.criterion == "cap":
+            return (
+                "the mode search did not converge: it reached its cap of "
+                f"{settings.max_evaluations} engine runs (calibrate.fit.max_evaluations); " + where
+            )
+        return (
+            "the mode search did not converge: no step lowered the objective any more "
+            f"while the step was still beyond {_NEAR:g} posterior sd; " + where
+        )
 
 
 def _prior_terms(prior: dist.Distribution, z: FloatArray) -> tuple[float, FloatArray, FloatArray]:
@@ -186,38 +291,266 @@ def _prior_terms(prior: dist.Distribution, z: FloatArray) -> tuple[float, FloatA
 
 
 def _evaluate(
-    data: SegmentData,
+    blocks: Sequence[Block], param: Parameterization, prior: dist.Distribution, z: FloatArray
+) -> _Point:
+    """The objective and its derivatives at ``z``; raises :class:`ForwardModelError`
+    when a block's model cannot be simulated there."""
+    x, slope = param.values(z)
+    lp, glp, hlp = _prior_terms(prior, z)
+    phi = -lp
+    g = -glp
+    H = -hlp
+    residuals = []
+    for b in blocks:
+        cols = b.columns
+        I, J = b.data.problem(x[cols])  # noqa: E741 - current
+        r = (b.data.y - I)[b.data.mask]
+        Jz = J[b.data.mask] * slope[cols]
+        n = r.size
+        rss = float(r @ r)
+        sigma = float(x[b.noise_index]) if b.noise_index is not None else b.noise_sd
+        s2 = sigma * sigma
+        k = b.scale
+        phi += k * (0.5 * rss / s2 + n * math.log(sigma))
+        g[cols] += k * (-(Jz.T @ r) / s2)
+        H[np.ix_(cols, cols)] += k * (Jz.T @ Jz) / s2
+        if b.noise_index is not None:
+            # d/d(ln sigma) of n ln sigma + rss / (2 sigma^2), and its exact second derivative.
+            g[b.noise_index] += k * (n - rss / s2)
+            H[b.noise_index, b.noise_index] += k * 2.0 * rss / s2
+        residuals.append(r)
+    return _Point(z.copy(), phi, g, H, tuple(residuals))
+
+
+def _engine_runs(blocks: Sequence[Block]) -> int:
+    return sum(b.data.problem.evaluations for b in blocks)
+
+
+def _newton_step(point: _Point) -> float:
+    """The Newton step's length in posterior sds, ``sqrt(g' H^-1 g)`` (inf when ``H`` is
+    not positive definite)."""
+    try:
+        decrement = float(point.g @ np.linalg.solve(point.H, point.g))
+    except np.linalg.LinAlgError:
+        return math.inf
+    return math.sqrt(decrement) if decrement >= 0 else math.inf
+
+
+def _start_noise(blocks: Sequence[Block], param: Parameterization, z: FloatArray) -> FloatArray:
+    """``z`` with each learned noise sd started at what the parameters leave unexplained
+    (the residual RMS of the blocks that share it)."""
+    z = np.array(z, dtype=np.float64)
+    x, _ = param.values(z)
+    pooled: dict[int, list[FloatArray]] = {}
+    for b in blocks:
+        if b.noise_index is None:
+            continue
+        I, _ = b.data.problem(x[b.columns])  # noqa: E741 - current
+        pooled.setdefault(b.noise_index, []).append((b.data.y - I)[b.data.mask])
+    for index, parts in pooled.items():
+        r = np.concatenate(parts)
+        rms = float(np.sqrt(np.mean(r * r))) if r.size else 0.0
+        if rms > 0 and math.isfinite(rms):
+            z[index] = math.log(rms)
+    return z
+
+
+def _search(
+    blocks: Sequence[Block],
     param: Parameterization,
     prior: dist.Distribution,
-    z: FloatArray,
-    noise: float | None,
+    z0: FloatArray,
+    settings: FitSettings,
     *,
-    scale: float = 1.0,
-) -> _Point:
-    x, slope = param.values(z)
-    P = param.count
-    I, J = data.problem(x[:P])  # noqa: E741 - current
-    r = (data.y - I)[data.mask]
-    Jz = J[data.mask] * slope[:P]
-    n = r.size
-    rss = float(r @ r)
-    sigma = float(x[P]) if noise is None else noise
-    s2 = sigma * sigma
-    lp, glp, hlp = _prior_terms(prior, z)
-    phi = scale * (0.5 * rss / s2 + n * math.log(sigma)) - lp
-    g = np.zeros(param.dim)
-    H = np.zeros((param.dim, param.dim))
-    g[:P] = -(Jz.T @ r) / s2
-    H[:P, :P] = (Jz.T @ Jz) / s2
-    if noise is None:
-        # d/d(ln sigma) of n ln sigma + rss / (2 sigma^2), and its exact second derivative.
-        g[P] = n - rss / s2
-        H[P, P] = 2.0 * rss / s2
-    g *= scale
-    H *= scale
-    g -= glp
-    H -= hlp
-    return _Point(z.copy(), phi, g, H, rss)
+    start: int = 0,
+    learn_noise_start: bool = True,
+) -> _Search:
+    """Levenberg-Marquardt from ``z0`` until a convergence criterion holds or the cap on
+    engine runs is reached (see the module docstring). Raises :class:`InferenceError`
+    when the start cannot be simulated."""
+    before = _engine_runs(blocks)
+    try:
+        z = _start_noise(blocks, param, z0) if learn_noise_start else np.array(z0)
+        point = _evaluate(blocks, param, prior, z)
+    except ForwardModelError as exc:
+        raise InferenceError(
+            f"the model cannot be simulated at the starting point: {exc}"
+        ) from None
+    if not math.isfinite(point.phi):
+        raise InferenceError("the objective is not finite at the starting point")
+    damping = 1e-3
+    change = math.inf
+    iterations = 0
+
+    def done(converged: bool, criterion: str, step: float) -> _Search:
+        return _Search(
+            point, converged, criterion, step, _engine_runs(blocks) - before, iterations, start
+        )
+
+    while True:
+        step = _newton_step(point)
+        if step < settings.step_tolerance:
+            return done(True, "step", step)
+        if change < settings.objective_tolerance and step < _NEAR:
+            return done(True, "objective", step)
+        if _engine_runs(blocks) - before >= settings.max_evaluations:
+            return done(False, "cap", step)
+        A = point.H + damping * np.diag(np.maximum(np.diag(point.H), 1e-12))
+        try:
+            delta = np.linalg.solve(A, -point.g)
+            iterations += 1
+            candidate: _Point | None = _evaluate(blocks, param, prior, point.z + delta)
+        except (np.linalg.LinAlgError, ForwardModelError):
+            candidate = None
+        if candidate is not None and math.isfinite(candidate.phi) and candidate.phi <= point.phi:
+            change = point.phi - candidate.phi
+            point = candidate
+            damping = max(damping / 5.0, 1e-9)
+        else:
+            damping *= 10.0
+            if damping > 1e10:
+                # No step lowers the objective: a mode, if the Newton step is small there.
+                return done(step < _NEAR, "objective" if step < _NEAR else "stalled", step)
+
+
+def _poor(blocks: Sequence[Block], point: _Point) -> bool:
+    """Whether a converged start looks like a local mode (see ``_POOR_LAG1``)."""
+    for b, r in zip(blocks, point.residuals, strict=True):
+        full = np.zeros(b.data.mask.size)
+        full[b.data.mask] = r
+        rho = lag1(full, b.data.mask).rho
+        if math.isfinite(rho) and rho > _POOR_LAG1:
+            return True
+        if b.noise_index is None and r.size and np.mean(r * r) > _POOR_CHI2 * b.noise_sd**2:
+            return True
+    return False
+
+
+def _better(a: _Search, b: _Search) -> bool:
+    """Whether search ``a`` ended better than ``b``: converged first, then the objective."""
+    if a.converged != b.converged:
+        return a.converged
+    return a.point.phi < b.point.phi
+
+
+def _mode(
+    blocks: Sequence[Block],
+    param: Parameterization,
+    prior: dist.Distribution,
+    z0: FloatArray,
+    *,
+    settings: FitSettings,
+    seed: int,
+) -> tuple[_Search, int, list[str]]:
+    """The mode search from ``z0``, then from draws of the spec's prior while no start
+    has converged to a good fit (see the module docstring). Returns the best search, the
+    number of starts tried and why the failed ones failed. Raises
+    :class:`InferenceError` when no start can be simulated."""
+    best: _Search | None = None
+    failures: list[str] = []
+    tried = 0
+    for k in range(settings.starts):
+        if k == 0:
+            z = np.array(z0, dtype=np.float64)
+        else:
+            rng = np.random.default_rng(derive_seed(seed, 0x5EED, k))
+            z = param.prior_center() + param.prior_z_scale * rng.standard_normal(param.dim)
+        tried += 1
+        try:
+            found = _search(blocks, param, prior, z, settings, start=k)
+        except InferenceError as exc:
+            failures.append(f"start {k}: {exc}")
+            continue
+        if not found.converged:
+            failures.append(f"start {k}: {found.describe(settings)}")
+        if best is None or _better(found, best):
+            best = found
+        if best.converged and not _poor(blocks, best.point):
+            break
+    if best is None:
+        raise InferenceError(f"no start of the mode search succeeded ({'; '.join(failures)})")
+    return best, tried, failures
+
+
+def _likelihood_scale(rho: float, n: int) -> float:
+    """The tempering of a block whose residuals have lag-1 autocorrelation ``rho``."""
+    if not math.isfinite(rho) or n < 1 or rho <= _RHO_SIGNIFICANT / math.sqrt(n):
+        return 1.0
+    return max((1.0 - rho) / (1.0 + rho), _MIN_LIKELIHOOD_SCALE)
+
+
+def _block_lag1(blocks: Sequence[Block], point: _Point) -> list[Lag1]:
+    out = []
+    for b, r in zip(blocks, point.residuals, strict=True):
+        full = np.zeros(b.data.mask.size)
+        full[b.data.mask] = r
+        out.append(lag1(full, b.data.mask))
+    return out
+
+
+def fit_posterior(
+    blocks: Sequence[Block],
+    param: Parameterization,
+    prior: dist.Distribution,
+    z0: FloatArray,
+    *,
+    settings: FitSettings,
+    seed: int,
+    temper: bool = True,
+) -> tuple[Fit, tuple[Block, ...]]:
+    """The Laplace approximation at the posterior mode (multi-start, tempered; see the
+    module docstring), and the blocks with the likelihood scales it used.
+
+    A search that did not converge still gives a fit, with ``converged`` False and
+    ``convergence`` saying why in its diagnostics; raises :class:`InferenceError` when
+    no start can be simulated or the Hessian at the end is not positive definite.
+    """
+    before = _engine_runs(blocks)
+    search, tried, failures = _mode(blocks, param, prior, z0, settings=settings, seed=seed)
+    rho = _block_lag1(blocks, search.point)
+    used = [b.data.used for b in blocks]
+    scales = [
+        _likelihood_scale(r.rho, n) if temper else 1.0 for r, n in zip(rho, used, strict=True)
+    ]
+    blocks = tuple(replace(b, scale=s) for b, s in zip(blocks, scales, strict=True))
+    iterations = search.iterations
+    if any(s < 1.0 for s in scales):
+        first = search
+        search = _search(
+            blocks, param, prior, first.point.z, settings, start=first.start,
+            learn_noise_start=False,
+        )  # fmt: skip
+        iterations += search.iterations
+    point = search.point
+    try:
+        cov = np.asarray(np.linalg.inv(point.H), dtype=np.float64)
+        gaussian = Gaussian.from_cov(point.z, cov)
+    except np.linalg.LinAlgError:
+        raise InferenceError(
+            "the posterior Hessian is not positive definite at the end of the mode search "
+            f"({search.describe(settings)})"
+        ) from None
+    if not (np.all(np.isfinite(gaussian.loc)) and np.all(np.isfinite(gaussian.scale_tril))):
+        raise InferenceError("the Laplace approximation is not finite")
+    diagnostics: dict[str, Any] = {
+        "evaluations": _engine_runs(blocks) - before,
+        "iterations": iterations,
+        "newton_decrement": search.step_sd**2,
+        "converged": search.converged,
+        "criterion": search.criterion,
+        "step_sd": search.step_sd,
+        "objective": point.phi,
+        "starts": tried,
+        "start": search.start,
+        "convergence": search.describe(settings)
+        + (f" (start {search.start} of {tried})" if tried > 1 else ""),
+        "residual_lag1": [r.rho for r in rho],
+        "lag1_basis": [r.basis for r in rho],
+        "likelihood_scale": scales,
+    }
+    if failures and search.converged:
+        diagnostics["failed_starts"] = failures
+    return Fit(gaussian, np.zeros(0), diagnostics), blocks
 
 
 def laplace_fit(
@@ -228,148 +561,88 @@ def laplace_fit(
     *,
     noise: float | None = None,
     scale: float = 1.0,
+    settings: FitSettings | None = None,
+    seed: int = 0,
 ) -> Fit:
-    """The posterior mode in ``z`` by Levenberg-Marquardt on the Gauss-Newton Hessian
-    (the engine's Jacobian, the prior's exact Hessian), and the Laplace approximation
-    there. ``noise`` is the given noise sd (A), or None when ``ln sigma`` is the last
-    coordinate of ``z``; ``scale`` tempers the likelihood (1: none). Raises
-    :class:`InferenceError` when it fails."""
-    z = np.array(z0, dtype=np.float64)
-    evals_before = data.problem.evaluations
-    try:
-        if noise is None:
-            # Start the noise at what the starting point leaves unexplained.
-            x, _ = param.values(z)
-            I, _ = data.problem(x[: param.count])  # noqa: E741 - current
-            r = (data.y - I)[data.mask]
-            rms = float(np.sqrt(np.mean(r * r))) if r.size else 0.0
-            if rms > 0 and math.isfinite(rms):
-                z[param.count] = math.log(rms)
-        point = _evaluate(data, param, prior, z, noise, scale=scale)
-    except ForwardModelError as exc:
-        raise InferenceError(
-            f"the model cannot be simulated at the starting point: {exc}"
-        ) from None
-    if not math.isfinite(point.phi):
-        raise InferenceError("the objective is not finite at the starting point")
-
-    def step(p: _Point) -> _Point | None:
-        try:
-            return _evaluate(data, param, prior, p.z, noise, scale=scale)
-        except ForwardModelError:
-            return None
-
-    point, decrement, iterations = _descend(
-        point, step, budget=lambda: data.problem.evaluations - evals_before < _MAX_EVALUATIONS
-    )
-    if not (0 <= decrement < _ACCEPTABLE):
-        raise InferenceError(
-            f"the mode search did not converge (Newton decrement {decrement:.3g} after "
-            f"{data.problem.evaluations - evals_before} engine runs)"
-        )
-    try:
-        cov = np.asarray(np.linalg.inv(point.H), dtype=np.float64)
-        gaussian = Gaussian.from_cov(point.z, cov)
-    except np.linalg.LinAlgError:
-        raise InferenceError("the posterior Hessian is not positive definite") from None
-    if not (np.all(np.isfinite(gaussian.loc)) and np.all(np.isfinite(gaussian.scale_tril))):
-        raise InferenceError("the Laplace approximation is not finite")
-    return Fit(
-        gaussian,
-        np.zeros(0),
-        {
-            "evaluations": data.problem.evaluations - evals_before,
-            "iterations": iterations,
-            "newton_decrement": decrement,
-        },
-    )
-
-
-def _descend(
-    point: _Point, evaluate: Callable[[_Point], _Point | None], *, budget: Callable[[], bool]
-) -> tuple[_Point, float, int]:
-    """Levenberg-Marquardt from ``point`` until the squared Newton decrement (the step
-    length in posterior sds, squared) is below ``_CONVERGED`` or the budget is spent.
-    ``evaluate`` returns the objective at a trial point's ``z`` (None: cannot simulate)."""
-    damping = 1e-3
-    decrement = math.inf
-    iterations = 0
-    while budget():
-        try:
-            decrement = float(point.g @ np.linalg.solve(point.H, point.g))
-        except np.linalg.LinAlgError:
-            decrement = math.inf
-        if 0 <= decrement < _CONVERGED:
-            break
-        A = point.H + damping * np.diag(np.maximum(np.diag(point.H), 1e-12))
-        try:
-            delta = np.linalg.solve(A, -point.g)
-        except np.linalg.LinAlgError:
-            damping *= 10
-            continue
-        iterations += 1
-        trial = _Point(point.z + delta, math.inf, point.g, point.H, point.rss)
-        candidate = evaluate(trial)
-        if candidate is not None and math.isfinite(candidate.phi) and candidate.phi <= point.phi:
-            point = candidate
-            damping = max(damping / 5.0, 1e-9)
-        else:
-            damping *= 10.0
-            if damping > 1e10:
-                break
-    return point, decrement, iterations
+    """The posterior mode of one segment in ``z`` (Levenberg-Marquardt on the
+    Gauss-Newton Hessian: the engine's Jacobian, the prior's exact Hessian; multi-start
+    as ``settings`` say) and the Laplace approximation there, untempered beyond
+    ``scale``. ``noise`` is the given noise sd (A), or None when ``ln sigma`` is the last
+    coordinate of ``z``. Raises :class:`InferenceError` when it fails or does not
+    converge."""
+    (block,) = blocks_of(param, [data], noise)
+    fit, _ = fit_posterior(
+        [replace(block, scale=scale)], param, prior, z0,
+        settings=settings or FitSettings(), seed=seed, temper=False,
+    )  # fmt: skip
+    if not fit.diagnostics["converged"]:
+        raise InferenceError(str(fit.diagnostics["convergence"]))
+    return fit
 
 
 # --------------------------------------------------------------------------- Pyro
 
 
 def _model(
-    data: SegmentData,
+    blocks: Sequence[Block],
     param: Parameterization,
     prior: dist.Distribution,
     whitening: Gaussian,
-    noise: float | None,
-    *,
-    scale: float = 1.0,
 ) -> Callable[[], None]:
-    """The Pyro model in whitened coordinates ``w``: ``z = loc + L w``, the likelihood
-    tempered by ``scale``."""
+    """The Pyro model in whitened coordinates ``w``: ``z = loc + L w``, each block's
+    likelihood tempered by its scale. A point the engine cannot simulate has zero
+    likelihood (a ``-inf`` factor): NUTS rejects it as a divergent transition."""
     loc = torch.from_numpy(whitening.loc.copy())
     L = torch.from_numpy(whitening.scale_tril.copy())
     prior_w = dist.TransformedDistribution(prior, [LowerCholeskyAffine(loc, L).inv])
-    y = torch.from_numpy(data.y[data.mask].copy())
-    mask = torch.from_numpy(data.mask.copy())
-    P = param.count
+    observed = [
+        (
+            torch.from_numpy(b.data.y[b.data.mask].copy()),
+            torch.from_numpy(b.data.mask.copy()),
+            torch.from_numpy(np.asarray(b.columns, dtype=np.int64)),
+        )
+        for b in blocks
+    ]
 
     def model() -> None:
         w = pyro.sample("w", prior_w)
         z = loc + L @ w
         x = param.constrain(z)
-        sigma = x[P] if noise is None else torch.tensor(noise, dtype=_F64)
-        mu = engine_current(x[:P], data.problem)
-        with pyro.poutine.scale(scale=scale):
-            pyro.sample("I", dist.Normal(mu[mask], sigma).to_event(1), obs=y)
+        means = []
+        try:
+            for b, (_, _, cols) in zip(blocks, observed, strict=True):
+                means.append(engine_current(x[cols], b.data.problem))
+        except ForwardModelError:
+            # Outside what the model can simulate: zero likelihood, with a gradient
+            # (of zero) so that the sampler's integrator carries on and rejects it.
+            pyro.factor("outside", w.sum() * 0.0 - math.inf)
+            return
+        for k, (b, (y, mask, _), mu) in enumerate(zip(blocks, observed, means, strict=True)):
+            if b.noise_index is not None:
+                sigma = x[b.noise_index]
+            else:
+                sigma = torch.tensor(b.noise_sd, dtype=_F64)
+            with pyro.poutine.scale(scale=b.scale):
+                pyro.sample(f"I{k}", dist.Normal(mu[mask], sigma).to_event(1), obs=y)
 
     return model
 
 
 def svi_refine(
-    data: SegmentData,
+    blocks: Sequence[Block],
     param: Parameterization,
     prior: dist.Distribution,
     start: Gaussian,
     *,
     steps: int,
     seed: int,
-    noise: float | None = None,
-    scale: float = 1.0,
 ) -> Fit:
     """Refine a Gaussian posterior by SVI (Pyro's ``Trace_ELBO``, a full-covariance
     Gaussian guide, SGD with iterate averaging) in the whitened coordinates of ``start``,
-    the likelihood tempered by ``scale``. Returns the averaged guide as a Gaussian over
-    ``z`` and the ELBO trace; raises :class:`InferenceError` when the ELBO stops being
-    finite or falls away."""
-    model = _model(data, param, prior, start, noise, scale=scale)
+    each block's likelihood tempered by its scale. Returns the averaged guide as a
+    Gaussian over ``z`` and the ELBO trace; raises :class:`InferenceError` when the ELBO
+    stops being finite or falls away."""
+    model = _model(blocks, param, prior, start)
     D = param.dim
     a = torch.zeros(D, dtype=_F64, requires_grad=True)
     raw = torch.zeros(D, D, dtype=_F64, requires_grad=True)
@@ -390,12 +663,11 @@ def svi_refine(
     with seeded(seed):
         for k in range(steps):
             optimizer.zero_grad()
-            try:
-                loss = loss_fn.differentiable_loss(model, guide)
-            except ForwardModelError as exc:
-                raise InferenceError(f"SVI step {k}: {exc}") from None
+            loss = loss_fn.differentiable_loss(model, guide)
             if not torch.isfinite(loss):
-                raise InferenceError(f"SVI step {k}: the ELBO is not finite")
+                raise InferenceError(
+                    f"SVI step {k}: the ELBO is not finite (a draw the model cannot simulate)"
+                )
             loss.backward()
             optimizer.step()
             trace[k] = -float(loss.detach())
@@ -421,7 +693,7 @@ def svi_refine(
 
 
 def nuts_posterior(
-    data: SegmentData,
+    blocks: Sequence[Block],
     param: Parameterization,
     prior: dist.Distribution,
     whitening: Gaussian,
@@ -430,24 +702,37 @@ def nuts_posterior(
     samples: int,
     chains: int = 2,
     seed: int = 0,
-    noise: float | None = None,
 ) -> tuple[FloatArray, dict[str, Any]]:
     """Posterior draws of ``z`` (chains * samples, dim) by NUTS, run in the whitened
     coordinates of ``whitening`` (an approximate posterior) so that one step size suits
-    every direction. Chains run one after the other; diagnostics hold split R-hat and
-    the effective sample size per coordinate and the number of divergent transitions."""
-    model = _model(data, param, prior, whitening, noise)
+    every direction, each block's likelihood tempered by its scale as the online
+    posterior is. A proposal the engine
+    cannot simulate is rejected (zero likelihood), so every draw is one it can. Chains
+    run one after the other; diagnostics hold split R-hat and the effective sample size
+    per coordinate and the number of divergent transitions. Raises
+    :class:`InferenceError` when the sampler fails."""
+    model = _model(blocks, param, prior, whitening)
     draws = []
     divergences = 0
     for c in range(chains):
         with seeded(derive_seed(seed, c)):
             kernel = NUTS(model, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=6)
-            mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, disable_progbar=True)
-            mcmc.run()
+            mcmc = MCMC(
+                kernel,
+                num_samples=samples,
+                warmup_steps=warmup,
+                disable_progbar=True,
+            )
+            try:
+                mcmc.run()
+            except (ForwardModelError, RuntimeError, ValueError) as exc:
+                raise InferenceError(f"NUTS chain {c} failed: {exc}") from None
             draws.append(mcmc.get_samples()["w"].detach())
             diag = mcmc.diagnostics()
             divergences += int(sum(len(v) for v in diag.get("divergences", {}).values()))
     w = torch.stack(draws)  # (chains, samples, dim)
+    if not bool(torch.all(torch.isfinite(w))):
+        raise InferenceError("NUTS produced non-finite draws")
     loc = torch.from_numpy(whitening.loc.copy())
     L = torch.from_numpy(whitening.scale_tril.copy())
     z = loc + torch.einsum("ij,csj->csi", L, w)
@@ -461,6 +746,7 @@ def nuts_posterior(
         "chains": chains,
         "warmup": warmup,
         "samples": samples,
+        "likelihood_scale": [b.scale for b in blocks],
     }
 
 
@@ -468,19 +754,12 @@ def nuts_posterior(
 
 
 def residual_lag1(data: SegmentData, param: Parameterization, z: FloatArray) -> float:
-    """Lag-1 autocorrelation of the residuals at ``z`` over neighbouring samples that
-    both enter the likelihood (0 when there are too few)."""
+    """Lag-1 autocorrelation of one segment's residuals at ``z`` over neighbouring
+    samples that both enter the likelihood (see :mod:`twins.residuals`; NaN when it
+    cannot be measured)."""
     x, _ = param.values(z)
     I, _ = data.problem(x[: param.count])  # noqa: E741 - current
-    r = np.where(data.mask, data.y - I, 0.0)
-    both = data.mask[1:] & data.mask[:-1]
-    if both.sum() < 2:
-        return 0.0
-    r = r - r[data.mask].mean() * data.mask
-    denominator = float(np.sum(r[data.mask] ** 2))
-    if denominator <= 0:
-        return 0.0
-    return float(np.sum((r[1:] * r[:-1])[both]) / denominator)
+    return lag1(np.where(data.mask, data.y - I, 0.0), data.mask).rho
 
 
 def informative_times(data: SegmentData, param: Parameterization, z: FloatArray) -> FloatArray:
@@ -499,19 +778,51 @@ def informative_times(data: SegmentData, param: Parameterization, z: FloatArray)
     return out
 
 
+def adequacy_of(
+    block: Block, param: Parameterization, gaussian: Gaussian, *, seed: int
+) -> Adequacy:
+    """How well the model at the posterior ``gaussian`` describes one block's data
+    (see :func:`twins.adequacy.assess`): residuals at its mode, the engine's
+    sensitivities there (the forward problem remembers them)."""
+    x, slope = param.values(gaussian.loc)
+    cols = block.columns
+    I, J = block.data.problem(x[cols])  # noqa: E741 - current
+    mask = block.data.mask
+    L = gaussian.scale_tril
+    if block.noise_index is not None:
+        noise = (float(gaussian.loc[block.noise_index]), L[block.noise_index])
+    else:
+        noise = (math.log(block.noise_sd), None)
+    used = block.data.y[mask]
+    return assess(
+        np.where(mask, block.data.y - I, 0.0),
+        mask,
+        peak=float(np.max(np.abs(used))) if used.size else 0.0,
+        Jz=J[mask] * slope[cols],
+        L_rows=L[cols],
+        noise=noise,
+        seed=seed,
+    )
+
+
 # --------------------------------------------------------------------------- identifiability
 
 
 def identifiability_warnings(
-    param: Parameterization, g: Gaussian, spec: TwinSpec, values: FloatArray
+    param: Parameterization,
+    g: Gaussian,
+    spec: TwinSpec,
+    values: FloatArray,
+    *,
+    rate: float | None = None,
 ) -> list[str]:
     """Words for what the data do not pin down: parameters whose posterior sd (in ``z``)
     is over 70 % of the prior's, k0 and alpha correlated beyond 0.9, a couple so fast
     at the protocol's scan rate that its kinetics are out of reach (Matsuda-Ayabe
-    parameter above 15: the reversible limit), the electrode area and a concentration
-    both free (only their product is identified; see :func:`_product_warnings`), and a
-    reference offset or a diffusion ratio free with a formal potential (only a
-    combination is)."""
+    parameter above 15: the reversible limit) at the fastest scan ``rate`` (V/s; default:
+    the protocol's), the electrode area and a concentration both free (only their
+    product is identified; see :func:`_product_warnings`), and a reference offset or a
+    diffusion ratio free with a formal potential (only a combination is)."""
     out: list[str] = _product_warnings(param, g)
     sd = g.sd
     corr = g.correlation
@@ -532,7 +843,8 @@ def identifiability_warnings(
                     f"{k0_name} and {alpha_name} are not separately identifiable "
                     f"(posterior correlation {corr[i, j]:+.2f})"
                 )
-    rate = spec.protocol.max_scan_rate()
+    if rate is None:
+        rate = spec.protocol.max_scan_rate()
     model = spec.model
     current = dict(model.parameters())
     current.update(zip(param.parameters, values[: param.count].tolist(), strict=True))
@@ -686,27 +998,23 @@ class OnlineCalibrator:
         seed = derive_seed(self.spec.seed, segment.index)
         prior = self.prior()
         z0 = self.posterior.loc if self.posterior is not None else self.param.prior_center()
+        blocks = blocks_of(self.param, [data], self.noise)
         try:
             with seeded(seed):
-                fit = laplace_fit(data, self.param, prior, z0, noise=self.noise)
-                rho = residual_lag1(data, self.param, fit.gaussian.loc)
-                scale = 1.0
-                if rho > _RHO_SIGNIFICANT / math.sqrt(data.used):
-                    scale = max((1.0 - rho) / (1.0 + rho), _MIN_LIKELIHOOD_SCALE)
-                    first = fit.diagnostics["evaluations"]
-                    fit = laplace_fit(
-                        data, self.param, prior, fit.gaussian.loc, noise=self.noise, scale=scale
-                    )
-                    fit.diagnostics["evaluations"] += first
+                fit, blocks = fit_posterior(
+                    blocks, self.param, prior, z0, settings=self.cal.fit, seed=seed
+                )
+                if not fit.diagnostics["converged"]:
+                    raise InferenceError(str(fit.diagnostics["convergence"]))
                 # At the mode just found (the forward problem remembers it), before SVI.
                 when = informative_times(data, self.param, fit.gaussian.loc)
+                adequacy = adequacy_of(blocks[0], self.param, fit.gaussian, seed=seed)
             elbo = np.zeros(0)
             gaussian = fit.gaussian
             if self.cal.svi_steps > 0:
                 refined = svi_refine(
-                    data, self.param, prior, fit.gaussian,
-                    steps=self.cal.svi_steps, seed=seed, noise=self.noise, scale=scale,
-                )  # fmt: skip
+                    blocks, self.param, prior, fit.gaussian, steps=self.cal.svi_steps, seed=seed
+                )
                 gaussian, elbo = refined.gaussian, refined.elbo
         except InferenceError as exc:
             self._advance(start, segment, estimate[:P])
@@ -719,10 +1027,13 @@ class OnlineCalibrator:
         self._advance(start, segment, values[:P])
         summary = self.param.summarize(gaussian)
         diagnostics: dict[str, Any] = dict(fit.diagnostics)
+        rho, scale = diagnostics["residual_lag1"][0], blocks[0].scale
         diagnostics["svi_steps"] = self.cal.svi_steps
         diagnostics["prior"] = "spec" if self.version == 1 else "previous posterior"
         diagnostics["residual_lag1"] = rho
+        diagnostics["lag1_basis"] = diagnostics["lag1_basis"][0]
         diagnostics["likelihood_scale"] = scale
+        diagnostics["adequacy"] = adequacy.as_plain()
         diagnostics["t_informative"] = {
             n: float(v) for n, v in zip(self.param.names[:P], when, strict=True)
         }
@@ -735,16 +1046,9 @@ class OnlineCalibrator:
             elbo=elbo,
             diagnostics=diagnostics,
         )
-        if scale < 1.0 / 1.5**2:
-            self.latest = _with_warnings(
-                self.latest,
-                [
-                    f"the residuals are correlated (lag-1 autocorrelation {rho:.2f}): the "
-                    "model misses something systematic in this segment; the intervals are "
-                    f"widened {1.0 / math.sqrt(scale):.1f}-fold to the data's effective "
-                    "sample size"
-                ],
-            )
+        extra = misfit_warnings(adequacy, scale)
+        if extra:
+            self.latest = _with_warnings(self.latest, extra)
         return self.latest
 
     def _data(self, segment: Segment) -> tuple[SegmentData | None, StreamState]:
@@ -822,25 +1126,40 @@ class OnlineCalibrator:
         E = np.concatenate([s.E for s in self.segments])
         I = np.concatenate([s.I for s in self.segments])  # noqa: E741 - current
         usable = np.concatenate([s.usable for s in self.segments])
-        start = self.stream.start(float(t[0]), float(E[0]))
+        try:
+            start = self.stream.start(float(t[0]), float(E[0]))
+        except ForwardModelError as exc:
+            raise InferenceError(f"the reference cannot start the model: {exc}") from None
         problem = ForwardProblem(self.stream, start, t[1:], E[1:])
         data = SegmentData(problem, np.where(usable[1:], I[1:], 0.0), usable[1:].copy())
         prior = self.param.spec_prior()
         z0 = self.posterior.loc if self.posterior is not None else self.param.prior_center()
-        whitening = laplace_fit(data, self.param, prior, z0, noise=self.noise).gaussian
         last = self.segments[-1]
+        seed = derive_seed(self.spec.seed, last.index, 1)
+        # The same mode search and tempering as the online updates: intervals agree.
+        with seeded(seed):
+            fit, blocks = fit_posterior(
+                blocks_of(self.param, [data], self.noise),
+                self.param, prior, z0, settings=self.cal.fit, seed=seed,
+            )  # fmt: skip
+        if not fit.diagnostics["converged"]:
+            raise InferenceError(f"the reference's mode: {fit.diagnostics['convergence']}")
         z, diagnostics = nuts_posterior(
-            data,
+            blocks,
             self.param,
             prior,
-            whitening,
+            fit.gaussian,
             warmup=warmup or self.cal.nuts_warmup,
             samples=samples or self.cal.nuts_samples,
             chains=chains,
-            seed=derive_seed(self.spec.seed, last.index, 1),
-            noise=self.noise,
+            seed=seed,
         )
-        gaussian = Gaussian.from_cov(z.mean(axis=0), np.cov(z, rowvar=False))
+        diagnostics["residual_lag1"] = fit.diagnostics["residual_lag1"][0]
+        diagnostics["likelihood_scale"] = blocks[0].scale
+        try:
+            gaussian = Gaussian.from_cov(z.mean(axis=0), np.cov(z, rowvar=False))
+        except np.linalg.LinAlgError:
+            raise InferenceError("the NUTS draws' covariance is not positive definite") from None
         summary = self.param.summarize_samples(z)
         message = self._message(
             method="nuts",
@@ -860,6 +1179,24 @@ class OnlineCalibrator:
         if extra:
             message = _with_warnings(message, extra)
         return message
+
+
+def misfit_warnings(adequacy: Adequacy, scale: float) -> list[str]:
+    """The warnings of a fit whose model is not adequate, or whose intervals the
+    tempering widened by more than half again."""
+    widened = (
+        f"the intervals are widened {1.0 / math.sqrt(scale):.1f}-fold to the data's "
+        "effective sample size"
+    )
+    if adequacy.verdict == "misfit":
+        tail = f"; {widened}" if scale < 1.0 / WIDENING**2 else ""
+        return [f"model misfit: {adequacy.reason}{tail}"]
+    if scale < 1.0 / WIDENING**2:
+        return [
+            f"the residuals are correlated (lag-1 autocorrelation {adequacy.lag1:.2f}): the "
+            f"model misses something systematic; {widened}"
+        ]
+    return []
 
 
 def _with_warnings(message: PosteriorUpdate, extra: list[str]) -> PosteriorUpdate:

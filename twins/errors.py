@@ -9,7 +9,9 @@ from __future__ import annotations
 from runtime.errors import GalvanaError
 
 __all__ = [
+    "CompareError",
     "DesignError",
+    "ExperimentError",
     "ForwardModelError",
     "InferenceError",
     "TwinError",
@@ -44,5 +46,15 @@ class InferenceError(TwinError):
     keeps its last good posterior."""
 
 
+class ExperimentError(TwinError, ValueError):
+    """Recorded runs cannot be calibrated as given (too few usable samples, the same run
+    twice, none at all); the message names the run."""
+
+
 class DesignError(TwinError, ValueError):
     """An experiment-design request is invalid (no candidates, unknown parameter)."""
+
+
+class CompareError(TwinError, ValueError):
+    """Two runs cannot be compared: a run without samples, no cycle, potential range or
+    time in common, an axis or cycle that does not exist."""

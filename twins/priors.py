@@ -188,21 +188,55 @@ class Summary:
 
 class Parameterization:
     """The map between the unconstrained vector ``z`` and the calibrated parameters (SI)
-    of a calibration spec; ``ln(noise sd)`` is the last coordinate when it is learned."""
+    of a calibration spec; ``ln(noise sd)`` is the last coordinate when it is learned.
 
-    def __init__(self, spec: CalibrationSpec) -> None:
+    Over several ``runs`` (labels), the spec's ``per_run`` parameters take one
+    coordinate per run, named ``name@label`` (each with the spec's prior), after the
+    shared ones; a per-run noise sd is ``noise@label``. Noise coordinates come last.
+    """
+
+    def __init__(self, spec: CalibrationSpec, runs: Sequence[str] = ()) -> None:
         self.spec = spec
-        self.parameters = spec.names
-        self.count = len(spec.names)
-        priors: list[Prior] = list(spec.priors)
+        self.runs = tuple(runs)
+        per_run = set(spec.per_run) if self.runs else set()
         self.learns_noise = not isinstance(spec.noise, float)
+        by_name = dict(zip(spec.names, spec.priors, strict=True))
+        names: list[str] = [n for n in spec.names if n not in per_run]
+        names += [f"{n}@{run}" for run in self.runs for n in spec.names if n in per_run]
+        priors: list[Prior] = [by_name[n.split("@", 1)[0]] for n in names]
+        self.parameters = tuple(names)
+        self.count = len(names)
+        noise_names: list[str] = []
         if not isinstance(spec.noise, float):
-            priors.append(spec.noise)
+            noise_names = [f"noise@{run}" for run in self.runs] if "noise" in per_run else ["noise"]
+            priors += [spec.noise] * len(noise_names)
         self.priors = tuple(priors)
-        self.names = self.parameters + (("noise",) if self.learns_noise else ())
+        self.names = self.parameters + tuple(noise_names)
         self.dim = len(self.names)
         self._transforms = [_transform(p) for p in self.priors]
         self.prior_z_scale = np.array([_z_scale(p) for p in self.priors])
+        # Which coordinates are logarithms of their parameter (positive parameters).
+        self.log_scale = tuple(isinstance(p, LogNormalPrior | HalfNormalPrior) for p in self.priors)
+
+    def base_name(self, j: int) -> str:
+        """The spec's name of coordinate ``j`` (``cell.Ru`` for ``cell.Ru@run-2``)."""
+        return self.names[j].split("@", 1)[0]
+
+    def columns(self, run: int = 0) -> npt.NDArray[np.intp]:
+        """For run ``run`` (its index in ``runs``; 0 without runs): the coordinate of
+        each of the spec's parameters, in the spec's order."""
+        label = self.runs[run] if self.runs else None
+        index = {n: j for j, n in enumerate(self.parameters)}
+        out = [index[n] if n in index else index[f"{n}@{label}"] for n in self.spec.names]
+        return np.array(out, dtype=np.intp)
+
+    def noise_index(self, run: int = 0) -> int | None:
+        """The coordinate of run ``run``'s ln(noise sd), or None when it is given."""
+        if not self.learns_noise:
+            return None
+        if self.runs and f"noise@{self.runs[run]}" in self.names:
+            return self.names.index(f"noise@{self.runs[run]}")
+        return self.names.index("noise")
 
     def spec_prior(self) -> SpecPrior:
         """The spec's priors as a distribution over ``z``."""

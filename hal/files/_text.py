@@ -94,8 +94,10 @@ def parse_rows(
     decimal_comma: bool = False,
     allow_empty: bool = False,
     trailing_delimiter: bool = False,
+    use: Sequence[int] | None = None,
 ) -> FloatArray:
-    """Data lines as a float array of shape (rows, len(columns)).
+    """Data lines as a float array of shape (rows, len(columns)), or (rows, len(use))
+    with only the 0-based columns ``use`` parsed (the others may hold text).
 
     ``first_line`` is the 1-based line number of ``lines[0]`` (for errors);
     ``delimiter`` None splits on whitespace. Empty cells become NaN when
@@ -118,9 +120,10 @@ def parse_rows(
                     where=f"line {first_line + k}",
                 )
         rows.append(cells)
+    picked = list(range(ncols)) if use is None else list(use)
     if not rows:
-        return np.empty((0, ncols))
-    flat = [c for r in rows for c in r]
+        return np.empty((0, len(picked)))
+    flat = [c for r in rows for c in r] if use is None else [r[j] for r in rows for j in picked]
     if decimal_comma:
         flat = [c.replace(",", ".") for c in flat]
     if allow_empty:
@@ -129,7 +132,8 @@ def parse_rows(
         values = np.array(flat, dtype=np.float64)
     except ValueError:
         for k, r in enumerate(rows):
-            for j, cell in enumerate(r):
+            for j in picked:
+                cell = r[j]
                 try:
                     float(cell.replace(",", ".") if decimal_comma else cell)
                 except ValueError:
@@ -142,4 +146,4 @@ def parse_rows(
                         where=f"line {first_line + k}",
                     ) from None
         raise FileFormatError(file, "holds a value that is not a number") from None
-    return values.reshape(len(rows), ncols)
+    return values.reshape(len(rows), len(picked))

@@ -1,11 +1,21 @@
-"""Metrohm Autolab: the ASCII export of NOVA (``.txt``/``.csv``, tab- or ``;``-separated).
+"""Metrohm Autolab: the ASCII export of NOVA (``.txt``/``.csv``, ``;``-, tab- or
+comma-separated).
 
-NOVA writes one header line naming each column with its unit in brackets
-(``Index``, ``Time (s)``, ``Potential applied (V)``, ``WE(1).Current (A)``,
-``WE(1).Potential (V)``, ``Scan``), then one line per sample. No library reads it
-better than a dozen lines do (ixdat's reader asks for a timestamp on the terminal),
-so this reader is Galvana's own. The export says nothing about the electrode, the
-reference or the procedure's settings: those come from ``--meta``.
+NOVA writes one header line naming each exported column with its unit in brackets,
+then one line per sample, in UTF-8 (NOVA 2.1, a public export of a linear sweep)::
+
+    Potential applied (V);Time (s);WE(1).Current (A);WE(1).Potential (V);Index;Current range
+    -1.09954833984375;1503.68315220356;-7.55615234375E-05;-1.0986328125;1;100 µA
+
+The columns are the ones the user ticked: a CV adds ``Scan`` (from 1) and ``Q+``,
+``Q-``; ``Current range`` is text (``100 µA``) and is not read; an export may leave out
+``Time (s)`` (``WE(1).Current (A);WE(1).Potential (V);Scan``): then times are made from
+``--meta scan_rate=``, as for any file without a time column. Under a European Windows
+the separator is ``;`` and the decimal mark a comma. ``WE(2)`` columns of a second
+working electrode are not read (the notes say so). No library reads it better than a
+dozen lines do (ixdat's reader asks for a timestamp on the terminal), so this reader
+is Galvana's own. The export says nothing about the electrode, the reference or the
+procedure's settings: those come from ``--meta``.
 """
 
 from __future__ import annotations
@@ -48,71 +58,98 @@ class AutolabReader:
         text = decode_text(data, file)
         lines = text.splitlines()
         delimiter, names = _split_header(lines[0])
-        body = [ln for ln in lines[1:]]
+        body = lines[1:]
         while body and not body[-1].strip():
             body.pop()
-        sample = body[0] if body else ""
-        decimal_comma = delimiter != "," and "," in sample and "." not in sample
-        values = parse_rows(
-            body, 2, file, delimiter=delimiter, columns=names, decimal_comma=decimal_comma
-        )
 
-        def column(*wanted: str, kind: str | None = None) -> np.ndarray | None:
+        def find(*wanted: str) -> int | None:
             for want in wanted:
                 for j, name in enumerate(names):
                     match = _UNIT.match(name)
-                    bare = match.group(1) if match else name
-                    if bare != want:
-                        continue
-                    if kind is None:
-                        return values[:, j]
-                    unit = match.group(2) if match else ""
-                    try:
-                        return values[:, j] * scale_to_si(unit, kind)
-                    except ValueError as exc:
-                        raise UnitError(file, str(exc), where=f"column {name[:40]!r}") from None
+                    if (match.group(1) if match else name) == want:
+                        return j
             return None
 
-        t = column("Time", kind="time")
-        current = column("WE(1).Current", kind="current")
-        measured = column("WE(1).Potential", kind="potential")
-        applied = column("Potential applied", kind="potential")
-        scan = column("Scan")
-        missing = [
-            what
-            for what, col in (
-                ("Time (s)", t),
-                ("WE(1).Current (A)", current),
-                (
-                    "WE(1).Potential (V) or Potential applied (V)",
-                    measured if measured is not None else applied,
-                ),
-            )
-            if col is None
-        ]
-        if missing:
+        roles = {
+            "t": find("Time", "Corrected time"),
+            "I": find("WE(1).Current"),
+            "E": find("WE(1).Potential"),
+            "E_applied": find("Potential applied"),
+            "scan": find("Scan"),
+        }
+        if roles["I"] is None or (roles["E"] is None and roles["E_applied"] is None):
+            missing = [
+                what
+                for what, j in (
+                    ("WE(1).Current (A)", roles["I"]),
+                    (
+                        "WE(1).Potential (V) or Potential applied (V)",
+                        roles["E"] or roles["E_applied"],
+                    ),
+                )
+                if j is None
+            ]
             raise MissingColumnError(
                 file,
                 f"has no column {', '.join(missing)}; the header line names {len(names)} columns",
                 where="line 1",
             )
-        assert t is not None
+        # Only the columns read are parsed: others may be text ("Current range": 100 µA).
+        picked = [j for j in roles.values() if j is not None]
+        sample = body[0].split(delimiter) if body else []
+        cells = [sample[j] for j in picked if j < len(sample)]
+        decimal_comma = (
+            delimiter != "," and any("," in c for c in cells) and not any("." in c for c in cells)
+        )
+        values = parse_rows(
+            body,
+            2,
+            file,
+            delimiter=delimiter,
+            columns=names,
+            decimal_comma=decimal_comma,
+            use=picked,
+        )
+
+        def column(role: str, kind: str | None) -> np.ndarray | None:
+            j = roles[role]
+            if j is None:
+                return None
+            data = values[:, picked.index(j)]
+            if kind is None:
+                return data
+            match = _UNIT.match(names[j])
+            unit = match.group(2) if match else ""
+            try:
+                return data * scale_to_si(unit, kind)
+            except ValueError as exc:
+                raise UnitError(file, str(exc), where=f"column {names[j][:40]!r}") from None
+
+        t = column("t", "time")
+        current = column("I", "current")
+        measured = column("E", "potential")
+        applied = column("E_applied", "potential")
         assert current is not None
         E = measured if measured is not None else applied
         assert E is not None
+        notes = []
+        if any(name.startswith("WE(2).") for name in names):
+            notes.append("the file has a second working electrode (WE(2)); WE(1) was read")
         metadata = Metadata(
             format=self.name,
             instrument="Metrohm Autolab (NOVA)",
+            notes="; ".join(notes),
             header={"columns": ", ".join(names)[:500]},
             sources={"instrument": "header"},
         )
         return Recording(
-            t=np.ascontiguousarray(t),
+            t=np.ascontiguousarray(t) if t is not None else np.full(len(E), np.nan),
             E=np.ascontiguousarray(E),
             I=np.ascontiguousarray(current),
             metadata=metadata,
             E_applied=None
             if applied is None or measured is None
             else np.ascontiguousarray(applied),
-            scan=scan_numbers(scan),
+            scan=scan_numbers(column("scan", None)),
+            time_generated=t is None,
         )

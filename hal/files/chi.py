@@ -1,38 +1,51 @@
-"""CH Instruments: the text export of the CHI software (``.txt``).
+"""CH Instruments: the text export of the CHI software (``.txt``, ``.csv``).
 
-A date line, the technique, then ``key: value`` lines and the parameters as
-``Name (unit) = value``, an optional ``Results:`` block, and the data under a line
-naming the columns with their units::
+A date line, the technique, the file information, the parameters as ``Name (unit) =
+value``, the results of each segment, then the data under a line naming the columns
+with their units (a CHI600C export; CRLF, Windows-1252)::
 
-    Feb. 8, 2019   13:05:12
+    Oct. 26, 2023   15:07:46
     Cyclic Voltammetry
-    File: C:\\CHI\\cv1.bin
-    Data Source: Experiment
-    Instrument Model:  CHI660E
+    File: g:\\data\\ff015cva.csv
+    Data Source:  Experiment
+    Instrument Model:  CHI600C
     Header:
     Note:
 
-    Init E (V) = 0.5
-    High E (V) = 0.5
-    Low E (V) = -0.2
+    Init E (V) = -0.01
+    High E (V) = 1.2
+    Low E (V) = -2.4
     Init P/N = N
-    Scan Rate (V/s) = 0.1
-    Segment = 2
+    Scan Rate (V/s) = 0.05
+    Segment = 6
     Sample Interval (V) = 0.001
     Quiet Time (sec) = 2
-    Sensitivity (A/V) = 1e-5
+    Sensitivity (A/V) = 1e-6
 
+    Segment 1:
+    Ep = -0.141V
+    ip = -1.036e-3A
+    Ah = -6.457e-3C
+
+    Segment 2:
+    ...
     Potential/V, Current/A
 
-    0.500, 1.234e-7
+    -0.010, -9.816e-8
     ...
 
-CV data have ``Potential/V, Current/A``; amperometry ``Time/sec, Current/A`` (no
-potential column: the steps' potentials come from the header). The CHI software
-plots and, by default, saves currents with the cathodic-positive ("US") convention:
-``--meta current_sign=-1`` turns such a file to Galvana's anodic-positive one. The
-reader cannot tell from the file, so it does not guess; it says so in the notes. No
-maintained library reads these files; the format is plain enough to read here.
+Saved without the file information, the text starts at the parameters and its
+columns may be tab-separated (``Potential/V<tab>Current/A``). A bipotentiostat (CHI760E
+with a ring-disk electrode) writes ``Potential/V, i1/A, i2/A``: the first electrode's
+current is read. CV data have ``Potential/V, Current/A`` (no time: times are made from
+the scan rate and the sample interval); amperometry ``Time/sec, Current/A`` (no
+potential column: the potential is the header's ``Init E``). Impedance (``A.C.
+Impedance``), open-circuit and chronopotentiometry files are refused in one line. The
+CHI software plots and, by default, saves currents with the cathodic-positive ("US")
+convention: ``--meta current_sign=-1`` turns such a file to Galvana's anodic-positive
+one. The file does not say which convention it was saved with, so the reader does not
+guess; it says so in the notes. No maintained library reads these files; the format is
+plain enough to read here.
 """
 
 from __future__ import annotations
@@ -54,9 +67,20 @@ _TECHNIQUE = {
     "Cyclic Voltammetry": "cv",
     "Linear Sweep Voltammetry": "lsv",
     "Chronoamperometry": "ca",
+    "Amperometric i-t Curve": "ca",
     "Square Wave Voltammetry": "swv",
+    "Differential Pulse Voltammetry": "dpv",
+    "Normal Pulse Voltammetry": "npv",
+}
+_REFUSED = {
+    "A.C. Impedance": "an impedance spectrum (A.C. Impedance)",
+    "Open Circuit Potential - Time": "an open-circuit potential recording, without current",
+    "Chronopotentiometry": "a chronopotentiometry (potential against time), without current",
 }
 _UNIT_ALIASES = {"sec": "s"}
+# The column line: "Potential/V, Current/A", "Time/sec, Current/A", a bipotentiostat's
+# "Potential/V, i1/A, i2/A", comma- or tab-separated.
+_COLUMNS = re.compile(r"^(Potential/V|Time/sec)\s*[,\t]\s*(Current/A|i1/A)", re.M)
 
 
 class ChiReader:
@@ -69,7 +93,7 @@ class ChiReader:
     def sniff(self, head: bytes) -> bool:
         text = head.decode("cp1252", errors="replace")
         return ("Instrument Model:" in text[:2000] and "CHI" in text[:2000]) or (
-            re.search(r"^(Potential/V|Time/sec), Current/A", text, re.M) is not None
+            _COLUMNS.search(text) is not None
         )
 
     def read(self, data: bytes, file: str) -> Recording:
@@ -79,18 +103,30 @@ class ChiReader:
         params: dict[str, tuple[str, str]] = {}
         technique = None
         data_at = None
+        in_results = False
         for k, line in enumerate(lines):
             stripped = line.strip()
-            if re.match(r"^[A-Za-z][\w ]*/[\w]+\s*,", stripped) and "Current/" in stripped:
+            if _COLUMNS.match(stripped) or (
+                re.match(r"^[A-Za-z][\w ]*/\w+\s*[,\t]", stripped) and "/ohm" in stripped
+            ):
                 data_at = k
                 break
+            if stripped in _REFUSED:
+                raise FileFormatError(
+                    file,
+                    f"holds {_REFUSED[stripped]}; Galvana imports voltammetry and amperometry",
+                    where=f"line {k + 1}",
+                )
             if stripped in _TECHNIQUE and technique is None:
                 technique = _TECHNIQUE[stripped]
+            # After the parameters come the results ("Segment 1:", "Ep = -0.141V"): kept
+            # out of the parameters.
+            in_results = in_results or re.match(r"^(Results|Segment \d+):$", stripped) is not None
             match = _PARAM.match(stripped)
-            if match and "=" in stripped:
+            if match and "=" in stripped and not in_results:
                 params[match.group(1).strip()] = (match.group(3).strip(), match.group(2) or "")
                 header[match.group(1).strip()[:60]] = match.group(3).strip()[:200]
-            elif ":" in stripped:
+            elif ":" in stripped and not in_results:
                 key, _, value = stripped.partition(":")
                 header[key.strip()[:60]] = value.strip()[:200]
         if data_at is None:
@@ -98,9 +134,21 @@ class ChiReader:
                 file,
                 "has no data header line ('Potential/V, Current/A'); expected a CHI text export",
             )
-        names = [c.strip() for c in lines[data_at].split(",")]
-        body = [ln for ln in lines[data_at + 1 :] if ln.strip()]
-        values = parse_rows(body, data_at + 3, file, delimiter=",", columns=names)
+        delimiter = "\t" if "\t" in lines[data_at] else ","
+        names = [c.strip() for c in lines[data_at].split(delimiter)]
+        if "Freq/Hz" in names:
+            raise FileFormatError(
+                file,
+                "holds an impedance spectrum; Galvana imports voltammetry and amperometry",
+                where=f"line {data_at + 1}",
+            )
+        first_row = data_at + 1
+        while first_row < len(lines) and not lines[first_row].strip():
+            first_row += 1
+        body = lines[first_row:]
+        while body and not body[-1].strip():
+            body.pop()
+        values = parse_rows(body, first_row + 1, file, delimiter=delimiter, columns=names)
 
         def col(base: str, kind: str) -> np.ndarray | None:
             for j, name in enumerate(names):
@@ -116,6 +164,14 @@ class ChiReader:
 
         E = col("Potential", "potential")
         current = col("Current", "current")
+        notes = [
+            "current sign as saved by the CHI software (its default is cathodic positive;"
+            " --meta current_sign=-1 turns it)"
+        ]
+        if current is None:
+            current = col("i1", "current")  # a bipotentiostat: i1 is the first electrode's
+            if current is not None and "i2/A" in names:
+                notes.append("a bipotentiostat file: the current of electrode 1 (i1) was read")
         t = col("Time", "time")
         if current is None or (E is None and t is None):
             raise MissingColumnError(
@@ -131,6 +187,9 @@ class ChiReader:
             if key in params:
                 value, unit = params[key]
                 x = number(value, file, f"header {key!r}")
+                if key == "Sample Interval" and unit in ("s", "sec"):
+                    found["t_step"] = x  # amperometry samples in time
+                    continue
                 try:
                     found[field] = x * scale_to_si(unit or "V/s", kind)
                 except ValueError as exc:
@@ -154,11 +213,10 @@ class ChiReader:
         metadata = Metadata(
             format=self.name,
             instrument=f"CH Instruments {model}".strip()[:80],
-            technique=technique,
             header=header,
-            notes="current sign as saved by the CHI software (its default is cathodic positive;"
-            " --meta current_sign=-1 turns it)",
-        ).with_values("header", started=started, **found)
+            notes="; ".join(notes),
+            sources={"instrument": "header"},
+        ).with_values("header", technique=technique, started=started, **found)
         if t is None:
             if "scan_rate" not in found:
                 raise FileFormatError(

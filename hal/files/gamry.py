@@ -1,25 +1,41 @@
-"""Gamry Framework ``.DTA`` files (EXPLAIN format): CV, CHRONOA, SQUARE WAVE, ...
+"""Gamry Framework ``.DTA`` files (EXPLAIN format): CV, LSV, CHRONOA, SQUARE WAVE, ...
 
-A DTA file is tab-separated text in the PC's code page (Windows-1252)::
+A DTA file is tab-separated text in the PC's code page (Windows-1252), CRLF::
 
     EXPLAIN
     TAG	CV
-    TITLE	LABEL	Cyclic Voltammetry	Test &Identifier
-    DATE	LABEL	3/6/2019	Date
-    SCANRATE	QUANT	1.00000E+002	&Scan Rate (mV/s)
-    AREA	QUANT	7.07000E-002	Sample &Area (cm^2)
+    TITLE	LABEL	ECSA	Test Identifier
+    DATE	LABEL	17.7.2024	Date
+    TIME	LABEL	10:16:43	Time
+    NOTES	NOTES	1	Notes...
+        <one line per note line>
+    PSTAT	PSTAT	IFC1010-34090	Potentiostat
+    VINIT	POTEN	1.00000E-001	F	A Potential (V)
+    SCANRATE	QUANT	1.00000E+001	A Real Number
+    STEPSIZE	QUANT	1.00000E+000	Step Size (mV)
+    CYCLES	IQUANT	3	Cycles (#)
+    AREA	QUANT	1.00000E+000	Sample Area (cm^2)
     ...
-    CURVE1	TABLE	1001
-        Pt	T	Vf	Im	Vu	Sig	Ach	IERange	Over
-        #	s	V vs. Ref.	A	V	V	V	#	bits
-        0	0.02	4.9E-001	7.8E-009	...
+    FRAMEWORKVERSION	LABEL	7.10.3	Framework Version
+    CURVE1	TABLE
+        Pt	T	Vf	Im	Vu	Sig	Ach	IERange	Over	Temp
+        #	s	V vs. Ref.	A	V	V	V	#	bits	deg C
+        0	0.1	1.00264E-001	-4.80078E-006	0.00000E+000	9.99950E-002	...
 
 A header line is ``KEY<tab>TYPE<tab>value<tab>label``; a QUANT's unit is in its label's
-brackets. Each ``CURVEn TABLE`` is a table whose first two lines are the column names
-and their units; CV files hold one curve per cycle. Other tables (``OCVCURVE``) are
-skipped. ``T`` is time (s), ``Vf`` the measured potential, ``Im`` the current, ``Sig``
-the applied signal; a square-wave curve has ``Vstep`` and the difference current
-``Idif`` instead. A European Windows writes decimal commas; they are read too.
+brackets, and when the label has none (Framework 7.10 writes "A Real Number" for the
+scan rate) the quantity's usual unit is taken (mV/s, mV, cm², s). The date is the
+PC's format (``3/6/2019``, ``17.7.2024``). Each ``CURVE`` table (``CURVE<tab>TABLE<tab>
+rows``; the row count may be missing or a placeholder such as 99999, so rows are read
+while they start with a tab) has the column names and units on its first two lines. A
+CV holds one curve per cycle and, after the last cycle, a curve of the sweep to the
+final potential (one point when that is the last vertex): it is read as part of the
+last cycle. Other tables (``OCVCURVE``) are skipped. ``T`` is time (s, negative during
+a chronoamperometry's pre-step), ``Vf`` the measured potential, ``Im`` the current,
+``Sig`` the applied signal; a square-wave curve has ``Vstep`` and the difference
+current ``Idif`` instead, and its scan rate is the step times ``FREQUENCY``. A
+European Windows writes decimal commas; they are read too. Impedance (``EISPOT``,
+``EISGALV``) and open-circuit (``CORPOT``) files are refused in one line.
 
 gamry-parser (MIT) reads the format into pandas, but reports problems with asserts
 and reads with ``errors="ignore"``; this reader says which line is wrong instead.
@@ -39,7 +55,20 @@ from hal.files.units import scale_to_si
 
 __all__ = ["GamryReader"]
 
-_TECHNIQUE = {"CV": "cv", "CHRONOA": "ca", "SQUARE_WAVE": "swv", "SQUARE WAVE": "swv", "LSV": "lsv"}
+_TECHNIQUE = {
+    "CV": "cv",
+    "CHRONOA": "ca",
+    "CHRONOP": "cp",
+    "SQUARE_WAVE": "swv",
+    "SQUARE WAVE": "swv",
+    "LSV": "lsv",
+    "DPV": "dpv",
+}
+_REFUSED = {
+    "EISPOT": "an impedance spectrum (EISPOT)",
+    "EISGALV": "an impedance spectrum (EISGALV)",
+    "CORPOT": "an open-circuit potential recording (CORPOT), without current",
+}
 _LABEL_UNIT = re.compile(r"\(([^()]*)\)\s*$")
 _CURVE = re.compile(r"^CURVE\d*$")
 
@@ -88,10 +117,20 @@ class GamryReader:
                 header[key[:60]] = cells[2].strip()[:200]
                 quantities[key] = (cells[2].strip(), cells[-1] if len(cells) > 3 else "")
             k += 1
+        tag = header.get("TAG", "")
+        if tag.upper() in _REFUSED:
+            raise FileFormatError(
+                file,
+                f"holds {_REFUSED[tag.upper()]}; Galvana imports voltammetry and amperometry",
+                where="line 2",
+            )
         if not tables:
             raise MissingColumnError(
                 file, "holds no CURVE table; expected the data of a Gamry experiment"
             )
+        cycles = None
+        if "CYCLES" in header and header["CYCLES"].isdigit():
+            cycles = int(header["CYCLES"])
         decimal_comma = False
         ts: list[np.ndarray] = []
         Es: list[np.ndarray] = []
@@ -186,17 +225,20 @@ class GamryReader:
             Eapps.append(sig)
             cycle = col("Cycle", None)
             from_file = scan_numbers(cycle, first=0)
-            scans.append(
-                from_file if from_file is not None else np.full(len(t), number_of_curve, np.int32)
-            )
-        tag = header.get("TAG", "")
+            # A CV of N cycles ends with a curve N+1 of the sweep to the final potential
+            # (one point when it equals the last vertex): it belongs to the last cycle.
+            scan = number_of_curve if cycles is None else min(number_of_curve, cycles)
+            scans.append(from_file if from_file is not None else np.full(len(t), scan, np.int32))
+        instrument = "Gamry " + header["PSTAT"] if "PSTAT" in header else "Gamry"
+        if "FRAMEWORKVERSION" in header:
+            instrument += f" (Framework {header['FRAMEWORKVERSION']})"
         metadata = Metadata(
             format=self.name,
-            instrument=("Gamry " + header["PSTAT"])[:80] if "PSTAT" in header else "Gamry",
-            technique=_TECHNIQUE.get(tag.upper()),
+            instrument=instrument[:80],
             header=header,
             notes=notes,
-        )
+            sources={"instrument": "header"},
+        ).with_values("header", technique=_TECHNIQUE.get(tag.upper()))
         found: dict[str, float] = {}
         for key, field, kind in (
             ("SCANRATE", "scan_rate", "scan_rate"),
@@ -219,6 +261,12 @@ class GamryReader:
                 found[field] = x * scale_to_si(unit, kind)
             except ValueError as exc:
                 raise UnitError(file, str(exc), where=where) from None
+        frequency = quantities.get("FREQUENCY")
+        if "scan_rate" not in found and "E_step" in found and frequency is not None:
+            # Square wave: one step per period.
+            found["scan_rate"] = found["E_step"] * number(
+                frequency[0], file, "header FREQUENCY", decimal_comma=decimal_comma
+            )
         started = None
         if "DATE" in header and "TIME" in header:
             for fmt in ("%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):

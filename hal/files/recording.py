@@ -24,10 +24,13 @@ IntArray = npt.NDArray[np.int32]
 class Metadata:
     """What is known about a measurement, in SI units (``None``: the file does not say).
 
-    ``technique``: ``cv``, ``lsv``, ``ca``, ``swv`` or ``None``. ``scan_rate`` (V/s),
-    ``E_step`` (V) and ``t_step`` (s): the staircase a digital potentiostat applies;
-    ``sampling``: where in each step the current is sampled, as a fraction of the step
-    (1.0: at its end; Autolab's "current integration" is recorded as its own note).
+    ``technique``: ``cv``, ``lsv``, ``ca`` (amperometry at a held potential), ``swv``,
+    ``dpv``, ``npv``, ``cp`` (chronopotentiometry), another technique by the file's own
+    short name (``gcpl``, ``mb``, ``bcd``: EC-Lab's battery techniques), or ``None``.
+    ``scan_rate`` (V/s), ``E_step`` (V) and ``t_step`` (s): the staircase a digital
+    potentiostat applies; ``sampling``: where in each step the current is sampled, as a
+    fraction of the step (1.0: at its end; Autolab's "current integration" is recorded
+    as its own note).
     ``area`` (m^2): the working electrode's area; ``reference``: the reference
     electrode as the file (or the user) names it. ``first_scan``: the number of the
     first scan in the file within the instrument's programme (a file that holds cycle 3

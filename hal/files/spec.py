@@ -72,7 +72,7 @@ _KINDS: Final[dict[str, str]] = {
     "area": "area",
 }
 _TEXT: Final = ("instrument", "reference", "notes")
-_TECHNIQUES: Final = ("cv", "lsv", "ca", "swv")
+_TECHNIQUES: Final = ("cv", "lsv", "ca", "swv", "dpv", "npv", "cp")
 _MAX_SEGMENTS: Final = 2000
 
 

@@ -209,7 +209,7 @@ def test_replays_of_a_twin_run_are_bit_identical(daemon: Daemon, tmp_path: Path)
 
 
 def test_run_start_from_a_spec_file_reads_its_model_in(daemon: Daemon, tmp_path: Path) -> None:
-    spec = twin_spec(cycles=2)
+    spec = twin_spec(cycles=50)  # a minute long: still running when the abort comes
     (tmp_path / "cell.yaml").write_text(yaml.safe_dump(spec.pop("model")))
     spec["model"] = "cell.yaml"  # relative to the spec file, which the daemon never sees
     (tmp_path / "twin.yaml").write_text(yaml.safe_dump(spec))
@@ -218,6 +218,7 @@ def test_run_start_from_a_spec_file_reads_its_model_in(daemon: Daemon, tmp_path:
     run = json.loads(out.stdout)
     assert run["state"] == "running"
     aborted = daemon.cli("run", "abort", run["id"], "--json")
+    assert aborted.returncode == 0, aborted.stderr
     assert json.loads(aborted.stdout)["state"] == "aborted"
     (tmp_path / "bad.yaml").write_text(
         yaml.safe_dump(

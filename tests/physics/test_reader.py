@@ -62,5 +62,5 @@ def test_read_document_accepts_a_file_text_or_mapping(tmp_path: Path) -> None:
     with pytest.raises(_DocError, match="not valid YAML at line 2, column 4") as info:
         read_document("name: [unclosed\nfoo: 1\n", error=_DocError, root="<doc>")
     assert info.value.path == "<doc>"
-    with pytest.raises(_DocError, match="no such file: 'missing.yaml'"):
+    with pytest.raises(_DocError, match="missing.yaml: no such file"):
         read_document("missing.yaml", error=_DocError, root="<doc>")

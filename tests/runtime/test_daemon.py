@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from runtime.client import Client
 from runtime.codec import decode, encode, message_from_plain
@@ -303,6 +304,18 @@ def test_export_csv_zarr_netcdf(daemon: Daemon, tmp_path: Path) -> None:
 def test_replay_from_another_log_directory(daemon: Daemon, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     record_source_run(other, "lab-7")
+    # Not under the daemon's directories: refused, naming the path and where it may read.
+    refused = daemon.cli("replay", str(other))
+    assert refused.returncode == 2
+    assert f"log directory {str(other)!r} is outside the directories" in refused.stderr
+    assert str(daemon.data) in refused.stderr
+    # The configuration allows it.
+    daemon.signal(signal.SIGTERM)
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "daemon.yaml"
+    config.write_text(yaml.safe_dump({"allowed_paths": ["../elsewhere"]}))  # from its dir
+    daemon.extra = ("--config", str(config))
+    daemon.start()
     out = daemon.cli("replay", str(other), "--json")
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)

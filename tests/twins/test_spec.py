@@ -176,3 +176,40 @@ def test_model_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
     doc = resolve_document(spec_file)
     assert isinstance(doc["model"], dict)
     assert load_twin_spec(doc).model == spec.model
+
+
+def test_the_fit_settings_and_per_run_parameters_are_read() -> None:
+    spec = load_twin_spec(
+        twin_doc(
+            fit={"max_evaluations": 50, "step_tolerance": 1e-4, "starts": 2},
+            per_run=["kinetics.E0", "noise"],
+        )
+    )
+    assert spec.calibrate is not None
+    fit = spec.calibrate.fit
+    assert (fit.max_evaluations, fit.step_tolerance, fit.starts) == (50, 1e-4, 2)
+    assert fit.objective_tolerance == 1e-6  # the default
+    assert spec.calibrate.per_run == ("kinetics.E0", "noise")
+    # Without the keys: a generous cap, four starts, the noise sd per run.
+    default = load_twin_spec(twin_doc()).calibrate
+    assert default is not None
+    assert (default.fit.max_evaluations, default.fit.starts) == (200, 4)
+    assert default.per_run == ("noise",)
+
+
+@pytest.mark.parametrize(
+    ("calibrate", "path", "says"),
+    [
+        ({"fit": {"max_evaluations": 1}}, "calibrate.fit.max_evaluations", "from 2 to"),
+        ({"fit": {"starts": 0}}, "calibrate.fit.starts", "from 1 to"),
+        ({"fit": {"patience": 3}}, "calibrate.fit.patience", "unknown key"),
+        ({"per_run": ["cell.Ru"]}, "calibrate.per_run[0]", "kinetics.k0, kinetics.E0, noise"),
+        ({"per_run": "noise"}, "calibrate.per_run", "a list of"),
+    ],
+)
+def test_bad_fit_settings_and_per_run_lists_name_the_key(
+    calibrate: dict[str, Any], path: str, says: str
+) -> None:
+    error = _refused(twin_doc(**calibrate))
+    assert error.path == path
+    assert says in str(error)

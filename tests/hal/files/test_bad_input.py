@@ -55,7 +55,7 @@ def test_truncated_text_names_the_line(tmp_path: Path, cv: Columns) -> None:
     data = w.gamry(cv)
     cut = data[: data.rindex(b"\t", 0, len(data) // 2)]  # mid-row
     (tmp_path / "cut.DTA").write_bytes(cut)
-    with pytest.raises(FileFormatError, match=r"cut\.DTA, line \d+: has \d+ values; expected 9"):
+    with pytest.raises(FileFormatError, match=r"cut\.DTA, line \d+: has \d+ values; expected 10"):
         read_recording(tmp_path / "cut.DTA")
 
 

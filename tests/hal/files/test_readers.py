@@ -23,7 +23,8 @@ from .writers import Columns
 # name, writer, file name, metadata given, current tolerance (A; what the format keeps)
 FORMATS: list[tuple[str, Callable[[Columns], bytes], str, dict[str, float], float]] = [
     ("autolab", w.autolab, "cv.txt", {}, 1e-11),
-    ("autolab", lambda c: w.autolab(c, ";"), "cv-semicolon.txt", {}, 1e-11),
+    ("autolab", lambda c: w.autolab(c, "\t"), "cv-tab.txt", {}, 1e-11),
+    ("autolab", lambda c: w.autolab(c, decimal_comma=True), "cv-comma.txt", {}, 1e-11),
     ("pstrace-csv", w.pstrace_csv, "cv.csv", {"scan_rate": SCAN_RATE}, 1e-9),
     ("pssession", w.pssession, "cv.pssession", {}, 1e-15),
     ("gamry", w.gamry, "CV.DTA", {}, 1e-10),
@@ -75,7 +76,7 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
     assert gamry.area == pytest.approx(AREA, rel=1e-3)  # 0.0707 cm^2 in the header
     assert gamry.E_step == pytest.approx(0.002)
     assert gamry.sources["scan_rate"] == "header"
-    assert gamry.instrument == "Gamry REF600-12345"
+    assert gamry.instrument == "Gamry IFC1010-12345 (Framework 7.10.3)"
     assert gamry.started is not None
     assert gamry.started.year == 2024
     assert "ferricyanide" in gamry.notes
@@ -84,7 +85,7 @@ def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:
     assert mpt.area == pytest.approx(AREA, rel=1e-3)
     assert mpt.reference is not None
     assert find_reference(mpt.reference) == find_reference("Ag/AgCl (3 M KCl)")
-    assert mpt.instrument == "BioLogic SP-300 (SN 1111)"
+    assert mpt.instrument == "BioLogic SP-300 (SN 1111) (EC-Lab 11.52)"
     (tmp_path / "a.pssession").write_bytes(w.pssession(cv))
     ps = read_recording(tmp_path / "a.pssession").metadata
     assert ps.sources["scan_rate"] == "header"

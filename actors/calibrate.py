@@ -1,0 +1,334 @@
+"""Calibration of recorded runs: ``galvana calibrate`` and the ``runs.calibrate`` call.
+
+Any recorded run (a twin run, a replay, an imported file, a simulation: they all
+publish the same sample batches) can be calibrated after the fact, alone or with others
+in one posterior (:mod:`twins.experiments`): a scan-rate series with shared physical
+parameters and per-run nuisance terms. Each run's samples are read from the event log
+(``run/<id>``); its own protocol, when its recorded spec has one, filters the measured
+potential's noise as the live twin does.
+
+``galvana calibrate RUN... --model TWIN.yaml [--report DIR] [--units k0=cm/s,...]``
+runs in the command's own process on the data directory (``--data``, ``$GALVANA_HOME``),
+read-only; when a daemon holds that directory, it is asked first to write what it
+still buffers and to confirm the runs exist. It prints the posterior table, the model's
+adequacy and the warnings (or one JSON object with ``--json``), shows its progress on
+stderr, and with ``--report`` writes ``calibration.json`` and the figures
+(:mod:`twins.report`). Exit status: 0, 1 when the fit did not converge (the result is
+still printed, saying why), 2 for bad input (an unknown run, a bad spec or unit).
+
+Through the API, ``call("runs", "calibrate", [run ids], spec)`` starts a job (a
+temporary child of the runs supervisor, so nothing else waits on it) and returns
+``{"job", "path"}``; ``call(path, "result")`` answers with the result once it is done
+(give the call a long enough ``timeout``). A result is kept until it is fetched, or
+for ten minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime import topics
+from runtime.actor import Actor, exposed
+from runtime.codec import decode
+from runtime.errors import CallError, ConnectionLost, EventStoreError, GalvanaError, MessageError
+from runtime.event_store import EventStore
+from runtime.messages import RunCreated, SampleBatch, utc_now
+from runtime.supervisor import ChildSpec, Supervisor
+from twins.errors import ExperimentError, TwinError
+from twins.experiments import Calibration, Experiment, calibrate_experiments, experiment
+from twins.priors import Parameterization
+from twins.spec import Protocol, TwinSpec, load_twin_spec
+
+__all__ = ["CALIBRATE", "CalibrationJob", "calibrate_recorded", "recorded_experiments", "start_job"]
+
+# A finished job's result is dropped this long after it was computed, if never fetched.
+_RESULT_KEPT_S = 600.0
+
+
+def recorded_experiments(
+    store: EventStore, run_ids: Sequence[str], spec: TwinSpec
+) -> list[Experiment]:
+    """The recorded runs ``run_ids`` as experiments for ``spec``'s model. Raises
+    :class:`ExperimentError` naming a run that is not there or has no samples."""
+    return [_recorded(store, run_id, spec) for run_id in run_ids]
+
+
+def _recorded(store: EventStore, run_id: str, spec: TwinSpec) -> Experiment:
+    recorded: Any = None
+    batches: list[SampleBatch] = []
+    seen = False
+    for _, data in store.read(topics.run_stream(run_id)):
+        seen = True
+        try:
+            event = decode(data)
+        except MessageError:
+            break  # a corrupt tail: calibrate what is intact, as a replay would replay it
+        if isinstance(event, RunCreated):
+            recorded = event.spec
+        elif isinstance(event, SampleBatch) and len(event):
+            batches.append(event)
+    if not seen:
+        raise ExperimentError(
+            f"no run {run_id!r} in {store.path.parent}; `galvana run list` shows the runs"
+        )
+    if not batches:
+        raise ExperimentError(f"run {run_id} has no samples to calibrate with")
+    t, E, I, flags = (  # noqa: E741 - current
+        np.concatenate([getattr(b, f) for b in batches]) for f in ("t", "E", "I", "flags")
+    )
+    return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded))
+
+
+def _protocol(recorded: Any) -> Protocol | None:
+    """The protocol a run's recorded spec names (None when it has none, as an imported
+    file or a bare recording has not)."""
+    if not isinstance(recorded, dict) or "protocol" not in recorded or "model" not in recorded:
+        return None
+    try:
+        return load_twin_spec({k: v for k, v in recorded.items() if k != "calibrate"}).protocol
+    except TwinError:
+        return None
+
+
+def calibrate_recorded(
+    store: EventStore,
+    run_ids: Sequence[str],
+    spec: TwinSpec,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Calibration:
+    """One posterior of ``spec``'s model over the recorded runs (see the module
+    docstring)."""
+    if spec.calibrate is None:
+        raise ExperimentError("the twin spec has no calibrate: block; nothing to calibrate")
+    return calibrate_experiments(
+        spec, recorded_experiments(store, run_ids, spec), progress=progress
+    )
+
+
+# --------------------------------------------------------------------------- the API
+
+
+class _Compute:
+    """Internal: start the calibration."""
+
+
+class _Expire:
+    """Internal: the result has been fetched or kept long enough."""
+
+
+class CalibrationJob(Actor):
+    """One calibration of recorded runs for the API (see the module docstring)."""
+
+    # A job computing at shutdown must not keep the process alive.
+    use_daemon_thread = True
+
+    def __init__(self, store: EventStore, run_ids: list[str], spec: TwinSpec) -> None:
+        super().__init__()
+        self.store = store
+        self.run_ids = run_ids
+        self.spec = spec
+        self.outcome: dict[str, Any] | None = None
+        self.error: CallError | None = None
+        self._timer: threading.Timer | None = None
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(_Compute())
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Compute):
+            self._compute()
+        elif isinstance(message, _Expire):
+            self.actor_ref.stop(block=False)
+        return None
+
+    def _compute(self) -> None:
+        try:
+            result = calibrate_recorded(self.store, self.run_ids, self.spec)
+            self.outcome = result.as_plain()
+        except ExperimentError as exc:
+            self.error = CallError("bad_request", str(exc))
+        except TwinError as exc:
+            self.error = CallError("failed", f"the calibration failed: {exc}")
+        except EventStoreError as exc:
+            self.error = CallError("unavailable", f"the event log cannot be read: {exc}")
+        ref = self.actor_ref
+        self._timer = threading.Timer(_RESULT_KEPT_S, lambda: ref.tell(_Expire()))
+        self._timer.daemon = True
+        self._timer.start()
+
+    @exposed
+    def result(self) -> dict[str, Any]:
+        """The calibration's result (plain data, SI units), once it is done; the job
+        ends after answering."""
+        self.actor_ref.tell(_Expire())
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
+def start_job(runs: Supervisor, store: EventStore, run_ids: object, spec: object) -> dict[str, Any]:
+    """Start a calibration job under the runs supervisor ``runs`` (the runs must exist:
+    the caller checks); refuses a bad spec or run list with ``bad_request``."""
+    if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
+        raise CallError(
+            "bad_request", f"run_ids must be a non-empty list of run ids, got {run_ids!r}"
+        )
+    if not isinstance(spec, dict):
+        raise CallError(
+            "bad_request", f"spec must be a twin spec (a map), got {type(spec).__name__}"
+        )
+    try:
+        twin = load_twin_spec({k: v for k, v in spec.items() if k not in ("replay", "procedure")})
+    except TwinError as exc:
+        raise CallError("bad_request", f"twin spec: {exc}") from None
+    if twin.calibrate is None:
+        raise CallError("bad_request", "twin spec: calibrate: required key is missing")
+    job = f"calibration-{utc_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    _, error = runs.start_child(
+        ChildSpec(
+            job, CalibrationJob, (store, list(run_ids), twin), restart="temporary", shutdown_s=5.0
+        )
+    )
+    if error is not None:
+        raise CallError("failed", f"the calibration could not start: {error}")
+    return {"job": job, "path": f"runs/{job}"}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+class _Calibrate:
+    """``galvana calibrate RUN... --model TWIN.yaml [--report DIR] [--units ...]``."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("runs", nargs="+", metavar="RUN", help="recorded or imported runs")
+        parser.add_argument(
+            "--model", required=True, help="the twin spec (YAML) whose model and priors to fit"
+        )
+        parser.add_argument("--report", metavar="DIR", help="write calibration.json and plots here")
+        parser.add_argument(
+            "--units",
+            help="display units, e.g. k0=cm/s,D=cm2/s,E0=mV (default: SI)",
+        )
+        parser.add_argument(
+            "--data", help="the data directory (default: $GALVANA_HOME or ./galvana-data)"
+        )
+        parser.add_argument("--socket", help="a daemon's Unix socket (default: DATA/galvana.sock)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        # Imported here: twins.report pulls matplotlib in only when it draws.
+        from runtime.api.server import default_socket_path
+        from runtime.client import Client, resolve_data_dir
+        from twins.report import parse_units, posterior_table, report_plain, write_report
+
+        try:
+            spec = load_twin_spec(Path(args.model))
+        except TwinError as exc:
+            raise GalvanaError(f"--model {args.model}: {exc}") from None
+        if spec.calibrate is None:
+            raise GalvanaError(f"--model {args.model}: calibrate: required key is missing")
+        data = resolve_data_dir(args.data)
+        socket = Path(args.socket) if args.socket else default_socket_path(data)
+        try:
+            with Client(socket_path=socket) as daemon:
+                for run_id in args.runs:
+                    daemon.call("runs", "show", run_id)  # an unknown run is refused here
+                daemon.call("recorder", "flush")  # what it still buffers reaches the disk
+        except ConnectionLost:
+            pass  # no daemon: the log on disk is complete
+        log = data / "events.lmdb"
+        if not (log / "data.mdb").is_file():
+            raise GalvanaError(f"no event log in {data} (no events.lmdb); check --data")
+        progress = _Progress()
+        try:
+            with EventStore(log, readonly=True) as store:
+                experiments = recorded_experiments(store, args.runs, spec)
+            runs = args.runs if len(args.runs) > 1 else ()
+            names = Parameterization(spec.calibrate, runs=runs).names
+            try:
+                units = parse_units(args.units, names)
+            except ValueError as exc:
+                raise GalvanaError(str(exc)) from None
+            with progress as say:
+                result = calibrate_experiments(spec, experiments, progress=say)
+        except ExperimentError as exc:
+            raise GalvanaError(str(exc)) from None
+        except TwinError as exc:
+            raise GalvanaError(f"the calibration failed: {exc}") from None
+        written: list[Path] = []
+        if args.report:
+            written = write_report(result, Path(args.report), units, seed=spec.seed)
+        if args.json:
+            plain = report_plain(result, units)
+            plain["report"] = [str(p) for p in written]
+            print(json.dumps(plain, indent=2, allow_nan=False))
+        else:
+            print(posterior_table(result, units))
+            if written:
+                print("\nreport: " + ", ".join(str(p) for p in written))
+        return 0 if result.converged else 1
+
+
+class _Progress:
+    """Progress on stderr: a rich bar on a terminal, one line per stage otherwise."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[int, int, str], None]:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+        return self.say
+
+    def say(self, done: int, total: int, what: str) -> None:
+        if self._bar is None:
+            print(f"calibrate: [{done + 1}/{total}] {what}", file=sys.stderr, flush=True)
+            return
+        if self._task is None:
+            self._task = self._bar.add_task(what, total=total)
+        self._bar.update(self._task, completed=done, description=what)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+CALIBRATE = _Calibrate
