@@ -87,6 +87,10 @@ class HeldPause:
         if self.inner is not None:
             self.inner.abort()
 
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
 
 class Tree:
     """The daemon's tree in this process, its services and its simulated potentiostat."""
@@ -244,27 +248,33 @@ def test_a_ten_thousand_cycle_twin_run_starts_at_the_cost_of_one_cycle(
         aborted = client.call("runs", "abort", run["id"])
     assert (aborted["state"], aborted["cell_off"]) == ("aborted", True)
     assert not tree.sim.output_on
-    # The expected current came from one cycle (the protocol has one waveform): 1.2 s of
-    # CV at 200 Hz, both ends included. The whole protocol would be 10,000 times that.
-    assert simulated == [241]
+    # The expected current, checked against the instrument's I_max before the run exists
+    # and worked out again for its current range, came each time from the protocol's
+    # distinct cycles (one waveform: the first cycle, then one with the rest before it):
+    # 1.2 s + 0.2 s + 1.2 s of CV at 200 Hz, both ends included. The whole protocol would
+    # be 5,000 times that.
+    assert simulated == [521, 521]
 
 
-def test_expected_current_range_costs_one_cycle_per_waveform(simulated: list[int]) -> None:
+def test_expected_current_range_costs_the_distinct_cycles(simulated: list[int]) -> None:
     from twins.spec import load_twin_spec
 
     ranges = []
     for cycles in (1, 3, 10_000):
         spec = load_twin_spec(twin_spec(cycles))
         ranges.append(actors.acquire.expected_current_range(spec.protocol, spec.model))
-    assert simulated == [241, 241, 241]
-    assert ranges[0] == ranges[1] == ranges[2]
+    # One cycle alone (1.2 s); otherwise two, whatever the number of cycles.
+    assert simulated == [241, 521, 521]
+    # The first cycle, from rest, peaks highest.
+    assert ranges[1] == ranges[2] == pytest.approx(ranges[0], rel=1e-6)
     two = twin_spec(cycles=10_000)
     slow = {**two["protocol"]["waveform"], "scan_rate": "0.5 V/s"}
     two["protocol"]["waveform"] = [two["protocol"]["waveform"], slow]
     spec = load_twin_spec(two)
     fast_then_slow = actors.acquire.expected_current_range(spec.protocol, spec.model)
-    # Two waveforms: a cycle of each, with the rest between (1.2 s + 0.2 s + 2.4 s).
-    assert simulated[3:] == [761]
+    # Two waveforms: the first cycle, then each waveform with the rest before it
+    # (1.2 s + 0.2 s + 2.4 s + 0.2 s + 1.2 s).
+    assert simulated[3:] == [1041]
     # The faster sweep, from rest, peaks highest: the range is that of the first cycle.
     assert fast_then_slow == pytest.approx(ranges[0], rel=0.02)
 
@@ -305,10 +315,10 @@ def test_a_twin_run_on_a_tripped_instrument_is_refused_at_start(tree: Tree) -> N
 
     with tree.client() as client:
         client.call("instruments", "estop", "sim", "emergency stop (test)")
-        with pytest.raises(ApiError, match=r"instrument sim is tripped") as refused:
+        with pytest.raises(ApiError, match=r"instrument sim: its interlock is latched") as refused:
             client.call("runs", "start", twin_spec(cycles=2))
-        assert refused.value.code == "conflict"
-        assert "reset its interlock first" in str(refused.value)
+        assert refused.value.code == "refused"
+        assert "reset it with `galvana instrument reset sim`" in str(refused.value)
         client.call("instruments", "reset", "sim")
         run_id = client.call("runs", "start", twin_spec(cycles=2))["id"]
         client.call("runs", "stop", run_id)
