@@ -126,7 +126,7 @@ ALL_TYPES = sorted(message_types().items())
 
 
 @pytest.mark.parametrize(("tag", "cls"), ALL_TYPES, ids=[t for t, _ in ALL_TYPES])
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_registered_type_round_trips(tag: str, cls: type[Any], data: st.DataObject) -> None:
     msg = data.draw(instances_of(cls))
@@ -264,7 +264,7 @@ WRONG_VALUES: st.SearchStrategy[Any] = (
 
 
 @pytest.mark.parametrize(("tag", "cls"), ALL_TYPES, ids=[t for t, _ in ALL_TYPES])
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_encode_either_refuses_or_produces_what_decode_reads(
     tag: str, cls: type[Any], data: st.DataObject
@@ -466,14 +466,14 @@ VALID_WIRES = [
 ]
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_only_raise_message_error(data: bytes) -> None:
     with contextlib.suppress(MessageError):
         decode(data)
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(st.sampled_from(VALID_WIRES), st.data())
 def test_fuzz_truncated_and_mutated_frames_only_raise_message_error(
     wire: bytes, data: st.DataObject
