@@ -31,7 +31,7 @@ from actors.instruments import (
 )
 from actors.recorder import Recorder
 from actors.run_limits import parse_run_limits
-from actors.runs import Runs, acquire_procedure, replay_procedure
+from actors.runs import RunAbort, Runs, acquire_procedure, replay_procedure
 from actors.services import Services
 from physics.errors import PhysicsError
 from runtime import daemon
@@ -78,9 +78,13 @@ def tree(host: Host) -> SupervisorSpec:
         admin_token=config.admin_token,
     )
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
-    # The emergency stop is served by the API server itself, on threads of its own,
-    # straight through the interlocks: no mailbox and no other client in its way.
-    urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
+    # The emergency stop, and a run's abort, are served by the API server itself, on
+    # threads of its own, straight through the interlocks: no mailbox and no other client
+    # in the way of the cell going off.
+    urgent = {
+        ("instruments", "estop"): EmergencyStop(interlocks),
+        ("runs", "abort"): RunAbort(services),
+    }
     # In start order; the root stops them in reverse.
     children = (
         ChildSpec("recorder", Recorder, (store, host.fields, bus, services), shutdown_s=60),
