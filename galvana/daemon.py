@@ -50,16 +50,18 @@ def run(args: argparse.Namespace) -> int:
     return daemon.run(args, tree)
 
 
-def tree(host: Host) -> SupervisorSpec:
+def tree(host: Host, park: SimulatorPark | None = None) -> SupervisorSpec:
     """The daemon's actor tree on ``host`` (see the module docstring); a configuration
     the actors refuse is a :class:`~runtime.daemon.DaemonError` naming it.
 
-    The simulated potentiostats of the configuration are served from here on, until
-    ``host`` closes them (after the tree has stopped).
+    The simulated potentiostats of the configuration are served from ``park``: by
+    default a new one, which ``host`` closes after the tree has stopped; a caller that
+    gives its own (to reach the simulators, in a test) closes it.
     """
     config, store, bus = host.config, host.store, host.bus
-    park = SimulatorPark()
-    host.resources.callback(park.close)
+    if park is None:
+        park = SimulatorPark()
+        host.resources.callback(park.close)
     services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)

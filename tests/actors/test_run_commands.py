@@ -1,6 +1,6 @@
 """A run's commands never wait behind a busy actor, and an abort turns the cell off at once.
 
-The daemon's own tree runs in this process (``runtime.daemon``'s composition: the
+The daemon's own tree runs in this process (``galvana.daemon``'s composition: the
 recorder, a simulated potentiostat served over a real socket and driven through
 pyvisa, the instruments, the runs and the API server on a Unix socket), so that a test
 can hold a run's actor busy on an Event it controls, look at the simulated
@@ -10,6 +10,7 @@ the real API client.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,9 @@ import actors.acquire
 from actors.instruments import SimulatorPark
 from actors.run import Procedure, RunContext
 from actors.services import Services
+from galvana.daemon import tree as daemon_tree  # the composition root, in this process
 from runtime.client import Client
-from runtime.daemon import DaemonConfig, _tree  # the composition root, in this process
+from runtime.daemon import DaemonConfig, Host
 from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import EventStore
 from runtime.field_store import FieldStore
@@ -108,7 +110,8 @@ class Tree:
         self.fields = FieldStore(data / "fields")
         self.bus = EventBus()
         self.park = SimulatorPark()
-        spec = _tree(config, self.store, self.fields, self.bus, self.park)
+        host = Host(config, self.store, self.fields, self.bus, contextlib.ExitStack())
+        spec = daemon_tree(host, self.park)
         runs = next(c for c in spec.children if c.id == "runs")
         self.services: Services = runs.kwargs["services"]
         self.root: SupervisorRef = start_supervisor(spec, bus=self.bus)
