@@ -470,8 +470,10 @@ class Runs(Supervisor):
         state, however busy the run is), then the run ends ``aborted`` with ``reason``.
         Answers with its record, and for a run with a cell ``cell_off`` (confirmed by the
         instrument) and ``instrument``. A replay, import or simulation just ends."""
-        record = self._record(run_id)
         cut = cut_cell(self.services, run_id, reason)
+        # Read after the cut (and its drain of the run's events): the trip of that cut, or
+        # the one RunAbort made just before this call, may have aborted the run already.
+        record = self._record(run_id)
         if record.state == "aborted":
             # Its cell's trip (the cut above, or one over the API before) got there first.
             self.reply_later().send({**record.as_plain(), **(cut or {})})
