@@ -13,6 +13,7 @@ __all__ = [
     "ParameterError",
     "PhysicsError",
     "ScenarioError",
+    "SweepError",
     "WorkerCrashed",
     "WorkerError",
     "WorkerProtocolError",
@@ -72,3 +73,9 @@ class WorkerCrashed(WorkerError):
 
 class WorkerProtocolError(WorkerCrashed):
     """The worker wrote something that is not a valid frame: it is treated as crashed."""
+
+
+class SweepError(PhysicsError, ValueError):
+    """A sweep cannot run as asked: a bad ``--vary`` or design, or a store that holds
+    another sweep. The message names the option or the file, the value and what is
+    accepted."""
