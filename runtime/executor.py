@@ -437,13 +437,16 @@ def _timed_batch(work: Callable[[list[T]], list[R]], items: list[T]) -> BatchOut
 @dataclass
 class BatchPlan:
     """How :func:`run_batched` split an ensemble: the probe's size and measured cost per
-    item (s) and the batch size used after it."""
+    item (s), the batch size used after it, and ``busy_s``, the seconds the tasks ran
+    in their workers (all batches together: against the wall time and the CPUs, what
+    the scheduling cost)."""
 
     probe: int = 0
     seconds_per_item: float = math.nan
     batch: int = 0
     batches: int = 0
     sizes: list[int] = field(default_factory=list)
+    busy_s: float = 0.0
 
 
 def run_batched(
@@ -484,6 +487,7 @@ def run_batched(
                 out[i] = value
             plan.sizes.append(len(r))
             plan.batches += 1
+            plan.busy_s += outcome.seconds
             if plan.probe and math.isnan(plan.seconds_per_item):
                 plan.seconds_per_item = outcome.seconds / len(r)
             if on_batch is not None:

@@ -8,12 +8,14 @@ here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from runtime.executor import Executor, ExecutorSettings, LocalExecutor
+from runtime.messages import PosteriorUpdate
 from tests.twins.conftest import SCENARIO, TRUTH, batches_of, twin_doc
 from tests.twins.test_calibration import _segments
 from tests.twins.test_experiments import KINETICS, _series, _spec
@@ -39,11 +41,17 @@ def _calibrated(spec: TwinSpec) -> OnlineCalibrator:
     return calibrator
 
 
+@functools.cache
+def _reference_here() -> tuple[OnlineCalibrator, PosteriorUpdate]:
+    """A calibrator after one cycle and its NUTS reference in this process (computed
+    once per session: the pool's and Ray's tests compare with the same one)."""
+    calibrator = _calibrated(load_twin_spec(twin_doc()))
+    return calibrator, calibrator.reference(warmup=10, samples=10, chains=4)
+
+
 def check_nuts_chains(executor: Executor) -> None:
     """Four NUTS chains, one per task: the same draws, R-hat across the four."""
-    spec = load_twin_spec(twin_doc())
-    calibrator = _calibrated(spec)
-    here = calibrator.reference(warmup=10, samples=10, chains=4)
+    calibrator, here = _reference_here()
     there = calibrator.reference(warmup=10, samples=10, chains=4, executor=executor)
     assert there.diagnostics["chains"] == 4
     assert there.diagnostics["r_hat"] == here.diagnostics["r_hat"]
