@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if name == "ray_1":
                     continue
                 runner = None if name == "inline" else ex
-                _nuts(runner, min(chains, 2), 2)
+                _nuts(runner, min(chains, 2), 4)
                 seconds, update = _nuts(runner, chains, draws)
             nuts[name] = seconds
             if reference is None:

@@ -75,8 +75,10 @@ RETRIES = 3
 # The run time a task should have to pay for its scheduling (s): Ray's per-task cost
 # is around a millisecond locally and more across machines; a process pool's less.
 _TASK_SECONDS = 0.5
-# Items in the probe batch that measures the cost of one.
-_PROBE_ITEMS = 2
+# Items in the probe batch that measures the cost of one: timed one by one, the median
+# taken, so the first item's extra cost in a fresh worker (loading compiled kernels)
+# does not count.
+_PROBE_ITEMS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +436,19 @@ def _timed_batch(work: Callable[[list[T]], list[R]], items: list[T]) -> BatchOut
     return BatchOutcome(list(results), time.perf_counter() - start)
 
 
+def _probe_batch(work: Callable[[list[T]], list[R]], items: list[T]) -> BatchOutcome[R]:
+    """Each item alone, timed; ``seconds`` is the median time per item times their
+    count (what the batch would cost without a fresh worker's first-call costs)."""
+    results: list[R] = []
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        results += work([item])
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return BatchOutcome(results, times[len(times) // 2] * len(items))
+
+
 @dataclass
 class BatchPlan:
     """How :func:`run_batched` split an ensemble: the probe's size and measured cost per
@@ -462,8 +477,8 @@ def run_batched(
     """``work`` (a picklable top-level function of a list of items, returning one result
     per item) over ``items`` in batches; results in the order of ``items``.
 
-    Without ``batch``, a probe batch of a few items is timed in a worker and the rest
-    sized by :func:`batch_size`. ``on_batch(indices, results)`` is called in this
+    Without ``batch``, a probe batch of a few items is timed in a worker, item by item
+    (the median is the cost of one), and the rest sized by :func:`batch_size`. ``on_batch(indices, results)`` is called in this
     process as each batch finishes (to record it). ``cpus`` is what one task occupies.
     ``plan``, when given, is filled in with what was done."""
     n = len(items)
@@ -475,8 +490,9 @@ def run_batched(
     def spans(start: int, size: int) -> list[range]:
         return [range(a, min(a + size, n)) for a in range(start, n, size)]
 
-    def submit(chunks: list[range]) -> None:
-        tasks = [Task(_timed_batch, (work, [items[i] for i in r]), cpus) for r in chunks]
+    def submit(chunks: list[range], probe: bool = False) -> None:
+        runner = _probe_batch if probe else _timed_batch
+        tasks = [Task(runner, (work, [items[i] for i in r]), cpus) for r in chunks]
         for k, outcome in executor.run(tasks):
             r = chunks[k]
             if len(outcome.results) != len(r):
@@ -499,7 +515,7 @@ def run_batched(
         return out
     probe = min(_PROBE_ITEMS, n)
     plan.probe = probe
-    submit([range(probe)])
+    submit([range(probe)], probe=True)
     plan.batch = batch_size(
         plan.seconds_per_item,
         items=n - probe,

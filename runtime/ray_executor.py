@@ -148,6 +148,13 @@ class RayExecutor(Executor):
             raise ExecutorError(f"the Ray cluster at {self._where} was lost earlier")
         if not tasks:
             return
+        widest = max(t.cpus for t in tasks)
+        if widest > self._cpus:
+            # Ray would wait for such a node for ever (an infeasible task).
+            raise ExecutorError(
+                f"a task needs {widest} CPUs (numerics.ranks of a 2D run) and the Ray "
+                f"cluster at {self._where} has {self._cpus}; lower the ranks or add nodes"
+            )
         self._runs += 1
         run_id = self._runs
         try:

@@ -143,6 +143,24 @@ def test_calibrate_recorded_runs_offline_with_a_report(series: Path) -> None:
     assert f"{k0['display']['median']:.4g}" in table
 
 
+def test_calibrate_on_the_local_pool_gives_the_same_posterior(series: Path) -> None:
+    """``--executor local``: the starts and the runs alone as tasks of a process pool,
+    the same numbers as in the command's own process."""
+    common = ("calibrate", "cv-0", "cv-1", "--model", str(series / "twin.yaml"))
+    here = galvana(*common, "--data", str(series / "data"), "--json")
+    there = galvana(
+        *common, "--data", str(series / "data"), "--json", "--executor", "local", "--workers", "2"
+    )
+    assert here.returncode == 0, here.stderr
+    assert there.returncode == 0, there.stderr
+    assert "on local (2 CPUs)" in there.stderr
+    a, b = json.loads(here.stdout), json.loads(there.stdout)
+    assert b["parameters"] == a["parameters"]
+    assert b["correlation"] == a["correlation"]
+    assert b["consistency"] == a["consistency"]
+    assert [r["alone"] for r in b["runs"]] == [r["alone"] for r in a["runs"]]
+
+
 def test_bad_input_is_one_line_and_exit_status_2(series: Path) -> None:
     data, model = str(series / "data"), str(series / "twin.yaml")
     cases = [

@@ -134,7 +134,7 @@ def test_results_do_not_depend_on_batch_size_or_executor(tmp_path: Path) -> None
     run_sweep(sc, design, tmp_path / "four.zarr", batch=4, traces=True)
     with LocalExecutor(ExecutorSettings(workers=2)) as pool:
         report = run_sweep(sc, design, tmp_path / "pool.zarr", executor=pool, traces=True)
-    assert report.plan.probe == 2
+    assert report.plan.probe == 3
     assert report.plan.batch >= 1
     one = _arrays(tmp_path / "one.zarr")
     for other in ("four.zarr", "pool.zarr"):
