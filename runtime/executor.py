@@ -277,43 +277,57 @@ class LocalExecutor(Executor):
         queue = [_Pending(i) for i in range(len(tasks))]
         queue.reverse()  # popped from the end: submitted in order
         running: dict[Future[Any], _Pending] = {}
-        busy = 0
         try:
             while queue or running:
-                while queue:
-                    need = min(tasks[queue[-1].index].cpus, self._workers)
-                    if running and busy + need > self._workers:
-                        break
-                    item = queue.pop()
-                    task = tasks[item.index]
-                    running[self._started().submit(invoke, task.fn, task.args)] = item
-                    busy += need
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in done:
-                    item = running.pop(future)
-                    busy -= min(tasks[item.index].cpus, self._workers)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        self._retry(item, queue)
-                        continue
-                    yield _settle(item.index, outcome)
+                broken = not self._submit(tasks, queue, running)
+                if not broken:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item = running.pop(future)
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            self._retry(item, queue)
+                            continue
+                        yield _settle(item.index, outcome)
                 if broken:
                     # The tasks still on the broken pool are lost with it, but for those
-                    # that finished first: run the lost ones again.
+                    # that finished first: run the lost ones again on a new pool.
                     for future, item in running.items():
                         if future.done() and future.exception() is None:
                             yield _settle(item.index, future.result())
                         else:
                             self._retry(item, queue)
                     running.clear()
-                    busy = 0
                     self._discard()
         finally:
             for future in running:
                 future.cancel()
+
+    def _submit(
+        self,
+        tasks: Sequence[Task[Any]],
+        queue: list[_Pending],
+        running: dict[Future[Any], _Pending],
+    ) -> bool:
+        """Submit from ``queue`` while the CPUs the tasks occupy fit; False when the pool
+        turned out broken (a worker died since the last look)."""
+        busy = sum(min(tasks[i.index].cpus, self._workers) for i in running.values())
+        while queue:
+            need = min(tasks[queue[-1].index].cpus, self._workers)
+            if running and busy + need > self._workers:
+                break
+            item = queue.pop()
+            task = tasks[item.index]
+            try:
+                future = self._started().submit(invoke, task.fn, task.args)
+            except BrokenProcessPool:
+                queue.append(item)  # never ran: no attempt counted
+                return False
+            running[future] = item
+            busy += need
+        return True
 
     def _retry(self, item: _Pending, queue: list[_Pending]) -> None:
         item.attempts += 1
@@ -478,9 +492,10 @@ def run_batched(
     per item) over ``items`` in batches; results in the order of ``items``.
 
     Without ``batch``, a probe batch of a few items is timed in a worker, item by item
-    (the median is the cost of one), and the rest sized by :func:`batch_size`. ``on_batch(indices, results)`` is called in this
-    process as each batch finishes (to record it). ``cpus`` is what one task occupies.
-    ``plan``, when given, is filled in with what was done."""
+    (the median is the cost of one), and the rest sized by :func:`batch_size`.
+    ``on_batch(indices, results)`` is called in this process as each batch finishes (to
+    record it). ``cpus`` is what one task occupies. ``plan``, when given, is filled in
+    with what was done."""
     n = len(items)
     out: list[Any] = [None] * n
     plan = plan if plan is not None else BatchPlan()
