@@ -95,6 +95,7 @@ class DaemonConfig:
     config_file: Path | None = None
     allowed_paths: tuple[Path, ...] = ()
     run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+    executor: object = None  # the raw `executor:` block; runtime.executor parses it
 
     @property
     def source(self) -> str:
@@ -120,6 +121,7 @@ _CONFIG_KEYS = {
     "instruments",
     "allowed_paths",
     "run_limits",
+    "executor",
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -180,6 +182,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         config_file=config_file,
         allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
         run_limits=file.get("run_limits"),
+        executor=file.get("executor"),
     )
 
 
@@ -283,12 +286,14 @@ def _tree(
     from actors.runs import Runs, acquire_procedure, replay_procedure
     from actors.services import Services
     from physics.errors import PhysicsError
+    from runtime.executor import ExecutorSettings
 
     services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
     try:
         services.limits = parse_run_limits(config.run_limits)
+        services.executor = ExecutorSettings.parse(config.executor)
         setups = parse_instruments(config.instruments, config.config_dir)
         instruments, interlocks = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:

@@ -483,7 +483,9 @@ def alone_fit(  # noqa: PLR0917 - a task takes its arguments positionally
     seed: int,
 ) -> Fit:
     """One run's posterior alone (the consistency check's), from ``z0``; a task of its
-    own on an executor."""
+    own on an executor. It starts without the evaluations the joint fit left
+    remembered, here as in another process, so its engine-run counts are the same."""
+    data.problem.forget()
     with seeded(seed):
         fit, _ = fit_posterior(
             blocks_of(single, [data], noise),

@@ -40,6 +40,11 @@ class ForwardProblem:
         self.evaluations = 0
         self._memo: dict[bytes, tuple[FloatArray, FloatArray]] = {}
 
+    def forget(self) -> None:
+        """Drop the remembered evaluations (a fresh start: engine runs counted from
+        scratch, as a copy in another process counts them)."""
+        self._memo = {}
+
     def __getstate__(self) -> dict[str, Any]:
         # A copy sent to another process (a task of an ensemble) starts without the
         # remembered evaluations: a search capped by engine runs then takes the same

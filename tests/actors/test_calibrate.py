@@ -235,3 +235,47 @@ def test_calibrate_through_a_running_daemon_and_its_api(series: Path, daemon: Da
         # The daemon carries on.
         assert {r["id"] for r in client.call("runs", "list")} >= {"cv-0", "cv-1", "cv-2", replay}
     assert np.isfinite(result["parameters"]["kinetics.k0"]["median"])
+
+
+def test_the_daemons_executor_runs_calibration_jobs_and_its_loss_is_an_error(
+    series: Path, tmp_path: Path
+) -> None:
+    """``executor:`` in the daemon's configuration: a calibration job's ensembles run on
+    it (the local pool here: the same posterior); an executor that cannot be reached (a
+    Ray cluster that is not there) fails the job with ``unavailable``, and the daemon
+    carries on."""
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": 2}}))
+    ray = tmp_path / "ray.yaml"
+    # `auto` finds no Ray cluster on this machine: Ray is "gone" from the start.
+    ray.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": "auto"}}))
+    runs = ["cv-0", "cv-2"]
+    here = galvana(
+        "calibrate", *runs, "--model", str(series / "twin.yaml"), "--data",
+        str(series / "data"), "--json",
+    )  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    expected = json.loads(here.stdout)["parameters"]
+    for config, ok in ((pool, True), (ray, False)):
+        running = Daemon(series / "data", ("--config", str(config)))
+        running.start()
+        try:
+            with running.client() as client:
+                job = client.call("runs", "calibrate", runs, SPEC)
+                if ok:
+                    result = client.call(job["path"], "result", timeout=300)
+                    # As the daemon's own calibration agrees with the command's: to
+                    # round-off (the daemon's threads are not the command's).
+                    for name, entry in expected.items():
+                        got = result["parameters"][name]
+                        for key in ("median", "q05", "q95"):
+                            assert got[key] == pytest.approx(entry[key], rel=1e-9), name
+                else:
+                    with pytest.raises(ApiError) as lost:
+                        client.call(job["path"], "result", timeout=300)
+                    assert lost.value.code == "unavailable"
+                    assert "executor" in str(lost.value)
+                    assert "Ray" in str(lost.value)
+                assert {r["id"] for r in client.call("runs", "list")} >= set(runs)
+        finally:
+            assert running.signal(signal.SIGTERM) == 0
