@@ -207,6 +207,11 @@ class _Doctor:
             report["fenicsx"] = fenicsx.find_worker().describe()
         except EngineUnavailableError as exc:
             report["fenicsx"] = f"not available: {exc}"
+        # Likewise the Ray executor, an optional extra.
+        try:
+            report["ray"] = metadata.version("ray")
+        except metadata.PackageNotFoundError:
+            report["ray"] = "not installed (optional: pip install 'galvana[ray]')"
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -32,6 +32,7 @@ def ray_cluster() -> Iterator[Any]:
     ray.init(
         num_cpus=2,
         include_dashboard=False,
+        _node_ip_address="127.0.0.1",
         log_to_driver=False,
         logging_level=logging.WARNING,
         configure_logging=False,
