@@ -57,7 +57,7 @@ SCENARIO: dict[str, Any] = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``galvana bench scale``."""
-    parser.add_argument("--points", type=int, default=240, help="CVs in the sweep (240)")
+    parser.add_argument("--points", type=int, default=3000, help="CVs in the sweep (3000)")
     parser.add_argument("--workers", type=int, default=2, help="local pool processes (2)")
     parser.add_argument("--chains", type=int, default=16, help="NUTS chains (16)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray figures")
@@ -130,7 +130,7 @@ def _nuts(executor: Executor | None, chains: int, draws: int) -> tuple[float, An
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the suite; returns its figures."""
-    points = 48 if args.quick else args.points
+    points = 480 if args.quick else args.points
     chains = 4 if args.quick else args.chains
     draws = 10 if args.quick else 20
     physics.simulate(SCENARIO)  # the kernels compiled before anything is timed
