@@ -474,8 +474,7 @@ def _mode(
     """The mode search from ``z0``, then from draws of the spec's prior while no start
     has converged to a good fit (see the module docstring). Returns the best search, the
     number of starts tried, why the failed ones failed and the engine runs made in other
-    processes. Raises
-    :class:`InferenceError` when no start can be simulated.
+    processes. Raises :class:`InferenceError` when no start can be simulated.
 
     With an ``executor``, the starts run as many at a time as it has CPUs (the results
     are those of the loop here: each start depends on its index and seed alone)."""

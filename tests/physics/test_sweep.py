@@ -273,3 +273,21 @@ def test_an_interrupted_sweep_resumes_without_redoing_a_point(tmp_path: Path) ->
     ref = _arrays(tmp_path / "ref.zarr")
     for name, values in _arrays(out).items():
         np.testing.assert_array_equal(values, ref[name], err_msg=name)
+
+
+def test_any_numeric_entry_can_be_set_and_whole_numbers_stay_whole() -> None:
+    sc = physics.load_scenario(_scenario())
+    entries = sc.entries()
+    assert entries["waveform.scan_rate"] == 0.1
+    assert entries["kinetics.k0"] == 1e-5
+    assert entries["waveform.cycles"] == 1.0
+    changed = sc.with_values({"waveform.cycles": 2, "waveform.scan_rate": 0.2, "cell.T": 310.0})
+    assert changed.waveform.cycles == 2  # type: ignore[union-attr]
+    assert changed.waveform.scan_rate == 0.2  # type: ignore[union-attr]
+    assert changed.cell.T == 310.0
+    with pytest.raises(
+        physics.ScenarioError, match=r"waveform\.cycles: got 1\.5; accepted: a whole"
+    ):
+        sc.with_values({"waveform.cycles": 1.5})
+    with pytest.raises(physics.ScenarioError, match=r"kinetics\.k9: not a numeric entry"):
+        sc.with_values({"kinetics.k9": 1.0})
