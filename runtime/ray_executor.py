@@ -224,11 +224,24 @@ def _address_in_this_process() -> str | None:
 
 def _driver(conn: Connection, address: str | None, workers: int) -> None:
     """The driver process: joins (or starts) Ray, then runs what it is sent."""
+    # Ray's core writes its retries and warnings to the process's stderr, which is the
+    # command's terminal or the daemon's log: what matters comes back to the caller as
+    # one error instead, and Ray keeps its own logs in its session directory.
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
     try:
         ray: Any = importlib.import_module("ray")  # only the driver loads Ray
     except ImportError as exc:
         conn.send(("failed", f"Ray cannot be imported: {exc}"))
         return
+    if address is not None:
+        # Ray itself retries an unreachable head for minutes, and says little when it
+        # gives up: a head that does not answer is said at once, by its address.
+        why = _unreachable(ray, address)
+        if why is not None:
+            conn.send(("failed", why))
+            return
     common: dict[str, Any] = {
         "log_to_driver": False,
         "logging_level": logging.WARNING,
@@ -247,7 +260,7 @@ def _driver(conn: Connection, address: str | None, workers: int) -> None:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         gcs = ray.get_runtime_context().gcs_address
     except Exception as exc:
-        conn.send(("failed", _first_line(exc)))
+        conn.send(("failed", _why_not_joined(ray, exc)))
         return
     conn.send(("ready", cpus))
     remote = ray.remote(invoke)
@@ -356,10 +369,51 @@ def _told_to_cancel(conn: Connection, run_id: int) -> bool:
     return False
 
 
+def _unreachable(ray: Any, address: str) -> str | None:
+    """Why the cluster at ``address`` cannot be joined, found without Ray's long
+    retries (None: its head answers, or only Ray can tell)."""
+    if address == "auto":
+        try:
+            # The cluster `ray start` recorded last on this machine (or RAY_ADDRESS).
+            target = ray._private.services.canonicalize_bootstrap_address(address)
+        except Exception:
+            return None  # ray.init says what is wrong
+        if target is None:
+            return "no Ray cluster is running on this machine (start one: ray start --head)"
+        where = f"at {target}, the cluster last started on this machine"
+    else:
+        target, where = address.removeprefix("ray://"), "there"
+    deadline = time.monotonic() + _GCS_GRACE_S
+    while not _reachable(target):
+        if time.monotonic() > deadline:
+            return f"nothing answers {where} (is the cluster's head running?)"
+        time.sleep(0.5)
+    return None
+
+
+def _why_not_joined(ray: Any, exc: BaseException) -> str:
+    """One line for a failed ``ray.init``: a refused token is named as such (Ray says
+    only that it could not connect)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        # Ray wraps its AuthenticationError's traceback into the text of the errors it
+        # raises: the name is found there.
+        if isinstance(cause, ray.exceptions.AuthenticationError) or any(
+            name in str(cause) for name in ("AuthenticationError", "InvalidAuthToken")
+        ):
+            return (
+                "the cluster refused this machine's token: set RAY_AUTH_MODE=token where "
+                "galvana runs, with the cluster's token in RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return _first_line(exc)
+
+
 def _reachable(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
             return True
     except (OSError, ValueError):
         return False

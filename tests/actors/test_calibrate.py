@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,8 +248,12 @@ def test_the_daemons_executor_runs_calibration_jobs_and_its_loss_is_an_error(
     pool = tmp_path / "pool.yaml"
     pool.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": 2}}))
     ray = tmp_path / "ray.yaml"
-    # `auto` finds no Ray cluster on this machine: Ray is "gone" from the start.
-    ray.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": "auto"}}))
+    # An address where nothing answers: Ray is "gone" from the start (a cluster killed
+    # under a running daemon: tests/ray/test_ray_cluster.py).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{s.getsockname()[1]}"
+    ray.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": nowhere}}))
     runs = ["cv-0", "cv-2"]
     here = galvana(
         "calibrate", *runs, "--model", str(series / "twin.yaml"), "--data",

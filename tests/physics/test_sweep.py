@@ -3,6 +3,7 @@ the store is read by xarray; an interrupted sweep resumes without redoing a poin
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from physics.ensemble import Failure, Trace, simulate_each
 from physics.errors import SweepError
 from physics.peaks import voltammogram_peaks
 from physics.sweep import Axis, Design, run_sweep
+from physics.sweep_cli import _Progress
 from physics.sweep_store import SweepStore
 from runtime.cli import main
 from runtime.executor import ExecutorSettings, InlineExecutor, LocalExecutor
@@ -291,3 +293,31 @@ def test_any_numeric_entry_can_be_set_and_whole_numbers_stay_whole() -> None:
         sc.with_values({"waveform.cycles": 1.5})
     with pytest.raises(physics.ScenarioError, match=r"kinetics\.k9: not a numeric entry"):
         sc.with_values({"kinetics.k9": 1.0})
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_tenth_elsewhere() -> None:
+    terminal = _Terminal()
+    bar = _Progress(terminal)
+    for done in (0, 5, 10):
+        bar(done, 10)
+    bar.close()
+    frames = terminal.getvalue().split("\r")[1:]
+    assert [f.split(" (")[0] for f in frames] == [
+        f"sweep [{'-' * 30}] 0/10 points",
+        f"sweep [{'#' * 15}{'-' * 15}] 5/10 points",
+        f"sweep [{'#' * 30}] 10/10 points",
+    ]
+    assert frames[-1].endswith("/s) \n")
+    log = io.StringIO()
+    lines = _Progress(log)
+    for done in range(101):
+        lines(done, 100)
+    lines.close()
+    assert log.getvalue().splitlines() == [f"sweep: {10 * k}/100 points" for k in range(11)]

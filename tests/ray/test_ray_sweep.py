@@ -130,14 +130,18 @@ def test_a_lost_cluster_fails_the_sweep_in_one_line_and_keeps_what_finished(
     tmp_path: Path,
 ) -> None:
     """The head of the sweep's own Ray killed mid-sweep (its GCS and raylet): exit 2,
-    one line, the finished points kept; the same command on the local pool completes."""
+    one line, the finished points kept; the same command on the local pool completes.
+
+    The first four points are one cycle each, the last four ten (seconds each): the head
+    is killed once the first are recorded, while the slow ones cannot all have run, so
+    the cluster is lost mid-sweep whatever the machine's load."""
     scenario = tmp_path / "cv.yaml"
-    scenario.write_text(yaml.safe_dump(_scenario()))
+    scenario.write_text(yaml.safe_dump(_scenario(numerics={"potential_step": 1e-5})))
     out = tmp_path / "lost.zarr"
     argv = [
         sys.executable, "-m", "runtime.cli", "sweep", str(scenario), "--out", str(out),
-        "--vary", "kinetics.k0=1e-6:1e-2:log:40", "--batch", "1", "--executor", "ray",
-        "--workers", "2",
+        "--vary", "waveform.cycles=1,10", "--vary", "kinetics.k0=1e-6:1e-2:log:4",
+        "--batch", "1", "--executor", "ray", "--workers", "2",
     ]  # fmt: skip
     with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
@@ -159,15 +163,15 @@ def test_a_lost_cluster_fails_the_sweep_in_one_line_and_keeps_what_finished(
     assert len(errors) == 1, rest
     assert errors[0].startswith("galvana sweep: lost the Ray cluster at this machine")
     kept = SweepStore.open(out).status()
-    assert 0 < int((kept == 1).sum()) < 40
+    assert 0 < int((kept == 1).sum()) < 8
     again = subprocess.run(
         [*argv[:-4], "--executor", "local", "--workers", "2"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     store = SweepStore.open(out)
-    assert store.status().tolist() == [1] * 40
-    invocation = np.asarray(store.group["invocation"][...])
+    assert store.status().tolist() == [1] * 8
+    invocation = np.asarray(store.group["invocation"][...]).ravel()
     assert np.array_equal(invocation == 1, kept == 1)
 
 
