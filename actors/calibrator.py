@@ -21,7 +21,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from runtime.actor import Actor, exposed
+from runtime import topics
+from runtime.actor import Actor, exposed, waker
 from runtime.errors import CallError, ExecutorError
 from runtime.event_bus import EventBus, Subscription
 from runtime.executor import Executor, ExecutorSettings, executor_for
@@ -85,7 +86,7 @@ class Calibrator(Actor):
         self.run_id = run_id
         self.spec = spec
         self.bus = bus
-        self.topic = f"run/{run_id}/posterior"
+        self.topic = topics.run_posterior(run_id)
         self.core: OnlineCalibrator | None = None
         self._cleaner = SampleCleaner.for_spec(spec)
         self._segmenter = Segmenter(spec)
@@ -97,10 +98,10 @@ class Calibrator(Actor):
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
         ref = self.actor_ref
         self._sub = self.bus.subscribe(
-            f"run/{self.run_id}/samples",
+            topics.run_samples(self.run_id),
             mode="lossless",
             maxsize=100_000,
-            on_ready=lambda: ref.tell(_DRAIN),
+            on_ready=waker(ref, _DRAIN),
         )
         self._drain()
 

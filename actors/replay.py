@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from actors.run import RunContext
-from actors.run_state import run_stream
+from runtime import topics
 from runtime.codec import decode
 from runtime.errors import MessageError
 from runtime.event_store import EventStore
@@ -25,6 +25,9 @@ from runtime.messages import SampleBatch
 __all__ = ["ReplayProcedure"]
 
 logger = logging.getLogger("galvana.replay")
+
+# How long closing waits for the replay thread (it may be handing on one last batch).
+_JOIN_S = 2.0
 
 
 class ReplayProcedure:
@@ -75,6 +78,16 @@ class ReplayProcedure:
     def abort(self) -> None:
         self.stop()
 
+    def close(self) -> None:
+        """The run has ended: halt, and wait (briefly) for the replay thread to finish."""
+        self.stop()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_S)
+            if self._thread.is_alive():
+                logger.warning(
+                    "replay %s: its thread did not finish within %s s", self.context.run_id, _JOIN_S
+                )
+
     def _main(self) -> None:
         try:
             self._replay()
@@ -83,13 +96,13 @@ class ReplayProcedure:
                 self.store.close()
 
     def _replay(self) -> None:
-        topic = f"run/{self.context.run_id}/samples"
+        topic = topics.run_samples(self.context.run_id)
         seq = 0
         began = time.monotonic()
         t_offset = 0.0  # time spent paused is not replay time
         where = "the end of the recording"
         try:
-            for number, data in self.store.read(run_stream(self.source_run)):
+            for number, data in self.store.read(topics.run_stream(self.source_run)):
                 try:
                     event = decode(data)
                 except MessageError as exc:

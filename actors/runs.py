@@ -3,7 +3,9 @@
 At start it rebuilds every run's record by folding its stream in the event log, and
 marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
 ``interrupted``: they are never silently lost. Afterwards it keeps the records current
-from the bus (``run/*/state``, ``run/*/samples``).
+from the bus: ``run/*/created`` and ``run/*/state`` (committed before they are
+published) and the recorder's :class:`~runtime.messages.SamplesRecorded`, so the sample
+counts it shows are durable counts, never samples still in flight.
 
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
@@ -29,18 +31,20 @@ from actors.importer import (
     import_events,
     replay_spec_of_import,
 )
+from actors.recorder import SAMPLES_TOPIC
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
-from runtime.actor import exposed
+from runtime import topics
+from runtime.actor import exposed, waker
 from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
 from runtime.executor import ExecutorSettings
-from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch, utc_now
+from runtime.messages import RunCreated, RunState, RunStateChanged, SamplesRecorded, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["Runs", "replay_procedure"]
@@ -69,33 +73,36 @@ class Runs(Supervisor):
         super().__init__(spec)
         self.services = services
         self.records: dict[str, RunRecord] = {}
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._imports = Imports()
 
     def on_start(self) -> None:
         super().on_start()
         ref = self.actor_ref
-        self._sub = self.services.bus.subscribe(
-            "run/**", mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
-        )
+        self._subs = [
+            self.services.bus.subscribe(
+                pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
+            )
+            for pattern in (topics.EVERY_RUN_CREATED, topics.EVERY_RUN_STATE, SAMPLES_TOPIC)
+        ]
         self._rebuild()
 
     def on_stop(self) -> None:
         super().on_stop()  # the runs stop first (reverse order), recording how they ended
         self._drain()
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def on_failure(self, *exc_info: object) -> None:
         super().on_failure(*exc_info)
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def _rebuild(self) -> None:
         store = self.services.store
         interrupted = []
         for stream in store.streams():
-            if not stream.startswith("run/"):
+            if topics.run_of(stream) is None:
                 continue
             record = fold(self._decoded(stream))
             if record is None:
@@ -112,7 +119,7 @@ class Runs(Supervisor):
                 "the daemon stopped while the run was live (crash or kill); found at restart",
                 utc_now(),
             )
-            self.services.recorder_ref().proxy().commit(f"run/{record.id}/state", event).get()
+            self.services.recorder_ref().proxy().commit(topics.run_state(record.id), event).get()
         if interrupted:
             logger.warning("marked %d live runs interrupted", len(interrupted))
         self._drain()
@@ -127,17 +134,22 @@ class Runs(Supervisor):
         return super().on_receive(message)
 
     def _drain(self) -> None:
-        if self._sub is None:
-            return
-        for _, event in self._sub.drain():
-            if isinstance(event, RunCreated):
-                self.records[event.run_id] = RunRecord(
-                    event.run_id, "idle", event.created, event.spec, event.source
-                )
-            elif isinstance(event, RunStateChanged | SampleBatch):
-                record = self.records.get(event.run_id)
-                if record is not None:
-                    self.records[event.run_id] = record.apply(event)
+        for sub in self._subs:
+            for _, event in sub.drain():
+                if isinstance(event, RunCreated):
+                    self.records[event.run_id] = RunRecord(
+                        event.run_id, "idle", event.created, event.spec, event.source
+                    )
+                elif isinstance(event, RunStateChanged):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.apply(event)
+                elif isinstance(event, SamplesRecorded):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.with_samples(
+                            event.batches, event.samples
+                        )
 
     # --- the API ---------------------------------------------------------------------
 
@@ -216,7 +228,7 @@ class Runs(Supervisor):
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
 
@@ -242,7 +254,7 @@ class Runs(Supervisor):
                 failed = RunStateChanged(
                     run_id, "failed", "idle", f"could not start: {error}", utc_now()
                 )
-                bus.publish(f"run/{run_id}/state", failed)
+                bus.publish(topics.run_state(run_id), failed)
                 recorder.proxy().flush().get()
             raise CallError("failed", f"run {run_id} could not start: {error}")
         return self._record(run_id).as_plain()
@@ -294,7 +306,7 @@ class Runs(Supervisor):
             )
         try:
             with EventStore(path / "events.lmdb", readonly=True) as log:
-                runs = sorted(s.removeprefix("run/") for s in log.streams() if s.startswith("run/"))
+                runs = sorted(r for s in log.streams() if (r := topics.run_of(s)) is not None)
                 if run_id is None:
                     if len(runs) != 1:
                         raise CallError(
@@ -307,7 +319,7 @@ class Runs(Supervisor):
                     raise CallError(
                         "not_found", f"{path} has no run {run_id!r}; it has {', '.join(runs)}"
                     )
-                record = fold(_decoded_events(log, f"run/{run_id}"))
+                record = fold(_decoded_events(log, topics.run_stream(run_id)))
         except EventStoreError as exc:
             raise CallError("bad_request", f"cannot replay from {path}: {exc}") from None
         spec = dict(record.spec) if record is not None and isinstance(record.spec, dict) else {}
@@ -338,7 +350,7 @@ class Runs(Supervisor):
         ``limit`` (1..10000) from sequence number ``from_seq`` (>= 1) on."""
         self._record(run_id)
         out: list[dict[str, Any]] = []
-        for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
+        for seq, data in self.services.store.read(topics.run_stream(run_id), from_seq, limit):
             try:
                 out.append({"seq": seq, "message": decode(data)})
             except MessageError as exc:
@@ -379,14 +391,14 @@ class Runs(Supervisor):
         run_id = _new_run_id()
         created, running, batches, done = import_events(run_id, spec, source, t, E, I)
         recorder = self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
-        recorder.proxy().commit(f"run/{run_id}/state", running).get()
-        for k, batch in enumerate(batches):
-            self.services.bus.publish(f"run/{run_id}/samples", batch, timeout=None)
-            if k % 256 == 255:
-                self._drain()  # this actor hears its own batches: keep its queue short
-        recorder.proxy().commit(f"run/{run_id}/state", done).get()
+        recorder.proxy().commit(topics.run_state(run_id), running).get()
+        # The recorder writes them to the log and the arrays with its group commits; the
+        # final state is committed after them and closes the run's stream.
+        for batch in batches:
+            self.services.bus.publish(topics.run_samples(run_id), batch, timeout=None)
+        recorder.proxy().commit(topics.run_state(run_id), done).get()
         recorder.proxy().flush().get()
         return self._record(run_id).as_plain()
 

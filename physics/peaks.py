@@ -9,8 +9,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from physics.scenario import SquareWave, Waveform
 from physics.waveforms import square_wave_currents
+from runtime.waveforms import SquareWave, Waveform
 
 __all__ = ["Peak", "find_peaks", "voltammogram_peaks"]
 

@@ -11,6 +11,9 @@ The tree (ARCHITECTURE.md)::
 The data directory holds ``events.lmdb``, ``fields/``, ``galvana.sock`` (unless
 ``--socket`` says otherwise), ``galvana.pid`` (locked while the daemon lives, so a
 second daemon on the same directory is refused) and ``logs/daemon.log`` (JSON lines).
+It is the user's alone: the directory is 0700 and what the daemon creates in it 0600
+(the daemon runs with umask 077). At start the daemon refuses a log it cannot trust, in
+one line: a damaged LMDB page, or a missing ``data.mdb`` where a log clearly existed.
 
 SIGTERM or SIGINT stops the tree in reverse order: the API closes, live runs end
 (their cells off) marked ``interrupted``, the recorder writes what is queued, the
@@ -41,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runtime import topics
 from runtime.address import (
     ADMIN_TOKEN_ENV,
     TOKEN_ARGV_REFUSAL,
@@ -55,7 +59,7 @@ from runtime.client import resolve_data_dir
 from runtime.documents import DocumentError, kind_of, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
-from runtime.event_store import EventStore
+from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.supervisor import (
@@ -225,7 +229,7 @@ def pid_lock(data: Path) -> Iterator[None]:
     directory locked.
     """
     path = data / "galvana.pid"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -295,7 +299,7 @@ def _tree(
         services.limits = parse_run_limits(config.run_limits)
         services.executor = ExecutorSettings.parse(config.executor)
         setups = parse_instruments(config.instruments, config.config_dir)
-        instruments, interlocks = build_instruments(setups, park)
+        instruments, interlocks, described = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:
         raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
@@ -320,7 +324,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
@@ -335,13 +339,49 @@ def _tree(
     )
 
 
+# What the data directory holds that the daemon tightens to the user alone at start
+# (what it creates later is covered by the umask).
+_PRIVATE_PATHS = ("events.lmdb", "events.lmdb/data.mdb", "events.lmdb/lock.mdb", "fields", "logs")
+
+
+def _private_data_dir(data: Path) -> None:
+    """Create ``data`` (0700), or tighten it and the daemon's files in it to the user alone."""
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (data, *(data / p for p in _PRIVATE_PATHS), *data.glob("logs/daemon.log*")):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            info = path.stat()
+            if info.st_uid == os.getuid():
+                os.chmod(path, (info.st_mode & 0o700) | (0o700 if path.is_dir() else 0o600))
+
+
+def _open_log(data: Path) -> EventStore:
+    """The event store of ``data``, refused in one line when it cannot be trusted."""
+    events = data / "events.lmdb"
+    fields = data / "fields"
+    if not (events / "data.mdb").exists() and fields.is_dir() and any(fields.glob("*.zarr")):
+        raise DaemonError(
+            f"{events}/data.mdb is missing, but {fields} holds runs: the log that was here is "
+            "gone; restore it from a backup, or move the data directory aside to start anew"
+        )
+    # A damaged page is one line now, not an abort of the daemon when a run is read.
+    verify_pages(events)
+    return EventStore(events)
+
+
 def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: Any = None) -> int:
     """Run the daemon until ``stop`` is set or the tree fails; returns the exit status."""
-    config.data.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the log, the arrays and the logs are the user's alone
+    _private_data_dir(config.data)
     stop = stop or threading.Event()
     with pid_lock(config.data):
         handler = _setup_logging(config.data, config.log_level)
-        store = EventStore(config.data / "events.lmdb")
+        try:
+            store = _open_log(config.data)
+        except GalvanaError as exc:
+            _log_to_file(handler, f"the daemon cannot start: {exc}")
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            raise
         fields = FieldStore(config.data / "fields")
         bus = EventBus()
         from actors.instruments import SimulatorPark
@@ -355,12 +395,13 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             fields.close()
             raise
         note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish("system/daemon", note)
+        bus.publish(topics.SYSTEM_DAEMON, note)
         logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
         if ready is not None:
             ready(root)
         status = _wait(root, stop)
-        bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
+        _refuse_calls(root)
         root.stop(timeout=120)
         park.close()
         store.close()
@@ -369,6 +410,21 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         logging.getLogger().removeHandler(handler)
         handler.close()
         return status
+
+
+def _log_to_file(handler: logging.Handler, text: str) -> None:
+    """Log ``text`` as an error to the daemon's log file only: the terminal gets the same
+    line from the command itself, once."""
+    handler.handle(logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None))
+
+
+def _refuse_calls(root: SupervisorRef) -> None:
+    """Before the tree stops, have the API answer every call with ``unavailable`` (the
+    daemon is shutting down): a stopping tree would otherwise answer ``not_found``."""
+    try:
+        root.child_ref("api").proxy().shut_down().get(timeout=10)
+    except Exception as exc:  # no API (it failed, or is restarting): nothing to refuse
+        logger.info("the API could not be told the daemon is stopping: %r", exc)
 
 
 def _wait(root: SupervisorRef, stop: threading.Event) -> int:
