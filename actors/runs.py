@@ -469,8 +469,8 @@ def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
     """A scenario file read on a client's behalf: checked, its values never quoted in
     an error (the client may not be allowed to see them)."""
     from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
-    from physics.reader import hidden_values, read_document  # noqa: PLC0415
     from physics.scenario import load_scenario  # noqa: PLC0415
+    from runtime.schema import hidden_values, read_document  # noqa: PLC0415
 
     try:
         with hidden_values():

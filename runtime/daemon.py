@@ -37,12 +37,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from runtime import topics
 from runtime.address import (
@@ -56,12 +58,27 @@ from runtime.address import (
 from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
 from runtime.client import resolve_data_dir
-from runtime.documents import DocumentError, kind_of, read_yaml
+from runtime.documents import DocumentError, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
+from runtime.schema import (
+    UNSET,
+    Custom,
+    Describe,
+    Document,
+    Invalid,
+    Str,
+    Text,
+    UnsetType,
+    decode,
+    hidden_values,
+    json_schema,
+    listed,
+    show,
+)
 from runtime.supervisor import (
     ChildSpec,
     SupervisorRef,
@@ -69,7 +86,15 @@ from runtime.supervisor import (
     start_supervisor,
 )
 
-__all__ = ["DaemonConfig", "DaemonError", "configure", "run", "serve"]
+__all__ = [
+    "ConfigDocument",
+    "DaemonConfig",
+    "DaemonError",
+    "config_schema",
+    "configure",
+    "run",
+    "serve",
+]
 
 logger = logging.getLogger("galvana.daemon")
 
@@ -116,18 +141,59 @@ class DaemonConfig:
         return AllowedPaths.of(self.config_dir, others)
 
 
-_CONFIG_KEYS = {
-    "socket",
-    "tcp",
-    "token_file",
-    "admin_token_file",
-    "log_level",
-    "instruments",
-    "allowed_paths",
-    "run_limits",
-    "executor",
-}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid("", f"got {show(value)}; expected a string")
+    if value.upper() not in _LOG_LEVELS:
+        raise Invalid("", f"not a level; accepted: {listed(_LOG_LEVELS)}")
+    return value.upper()
+
+
+_STRING = Text("a string")
+
+
+class ConfigDocument(Document, kw_only=True):
+    """The daemon's configuration file (``--config FILE``) as it says it: where it is
+    reached (``socket``, ``tcp``), the token files (never a token), the log level, the
+    instruments and run limits (read by :mod:`actors.instruments` and
+    :mod:`actors.run_limits`), the further directories clients may name files in, and
+    where calibration ensembles run (``executor``, read by :mod:`runtime.executor`)."""
+
+    wording = "expected"
+
+    socket: Annotated[Str | UnsetType, _STRING] = UNSET
+    tcp: Annotated[Str | UnsetType, _STRING] = UNSET
+    token_file: Annotated[Str | UnsetType, _STRING] = UNSET
+    admin_token_file: Annotated[Str | UnsetType, _STRING] = UNSET
+    log_level: Annotated[Str, Custom(str, "a log level", _log_level)] = "INFO"
+    instruments: Annotated[
+        Any, Custom(list[dict[str, Any]], "a list of instruments (maps with id, driver, ...)")
+    ] = None
+    allowed_paths: Annotated[
+        list[Annotated[Str, Text("a directory")]], Describe("a list of directories")
+    ] = msgspec.field(default_factory=list)
+    run_limits: Annotated[Any, Custom(dict[str, int], "a map of limits to integers")] = None
+    # Read by runtime.executor (ExecutorSettings.parse) as the daemon starts.
+    executor: Annotated[
+        Any, Custom(str | dict[str, Any], "local, ray, or a map with kind, address, workers")
+    ] = None
+
+    @classmethod
+    def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
+        if "token" in unknown:
+            return Invalid(
+                "token",
+                "a token is not kept in the configuration (which others may read); give "
+                "token_file: FILE (mode 0600) instead",
+            )
+        return Invalid(
+            "",
+            f"unknown key(s) {', '.join(sorted(unknown))}; "
+            f"accepted: {', '.join(sorted(cls.keys()))}",
+        )
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
@@ -138,7 +204,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     file and the key.
     """
     data = resolve_data_dir(args.data)
-    file: dict[str, Any] = {}
+    file = ConfigDocument()
     config_file = Path(args.config).resolve() if args.config is not None else None
     where = f"--config {args.config}"
     if config_file is not None:
@@ -148,46 +214,43 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
             raise DaemonError(f"--config {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise DaemonError(f"{where}: the file must hold a map of settings")
-        file = loaded or {}
-        if "token" in file:
-            raise DaemonError(
-                f"--config {args.config}: token: a token is not kept in the configuration "
-                "(which others may read); give token_file: FILE (mode 0600) instead"
-            )
-        unknown = set(file) - _CONFIG_KEYS
-        if unknown:
-            raise DaemonError(
-                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
-            )
-        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
-            if key in file and not (isinstance(file[key], str) and file[key]):
-                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
+
+        def error(key: str, message: str) -> DaemonError:
+            return DaemonError(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+        with hidden_values():  # others may read the daemon's errors, not its configuration
+            file = decode(loaded or {}, ConfigDocument, error=error, root="")
     if getattr(args, "token", None) is not None:
         raise DaemonError(TOKEN_ARGV_REFUSAL)
     config_dir = config_file.parent if config_file is not None else Path.cwd()
-    tcp_text = args.tcp or file.get("tcp")
+    tcp_text = args.tcp or _given(file.tcp)
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
-    log_level = str(file.get("log_level", "INFO")).upper()
-    if log_level not in _LOG_LEVELS:
-        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
-    socket_path = args.socket or file.get("socket")
+    socket_path = args.socket or _given(file.socket)
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
         tcp=tcp,
-        token=_token(args.token_file, file.get("token_file"), config_dir, TOKEN_ENV),
+        token=_token(args.token_file, _given(file.token_file), config_dir, TOKEN_ENV),
         admin_token=_token(
-            args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
+            args.admin_token_file, _given(file.admin_token_file), config_dir, ADMIN_TOKEN_ENV
         ),
-        log_level=log_level,
-        instruments=file.get("instruments"),
+        log_level=file.log_level,
+        instruments=file.instruments,
         config_dir=config_dir,
         config_file=config_file,
-        allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
-        run_limits=file.get("run_limits"),
-        executor=file.get("executor"),
+        allowed_paths=_allowed_paths(file.allowed_paths, config_dir, where),
+        run_limits=file.run_limits,
+        executor=file.executor,
     )
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the daemon's configuration file (``galvana schema daemon``)."""
+    return json_schema(ConfigDocument, title="Galvana daemon configuration")
+
+
+def _given(value: str | UnsetType) -> str | None:
+    return None if isinstance(value, UnsetType) else value
 
 
 def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
@@ -200,20 +263,10 @@ def _token(option: str | None, configured: object, base: Path, env: str) -> str 
     return os.environ.get(env) or None
 
 
-def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
+def _allowed_paths(value: list[str], base: Path, where: str) -> tuple[Path, ...]:
     """``allowed_paths:``: existing directories (relative ones from ``base``)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise DaemonError(
-            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
-        )
     out = []
     for i, item in enumerate(value):
-        if not isinstance(item, str) or not item:
-            raise DaemonError(
-                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
-            )
         path = (base / item).resolve()
         if not path.is_dir():
             raise DaemonError(f"{where}: allowed_paths[{i}]: {item!r} is not a directory ({path})")
@@ -445,7 +498,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments, allowed_paths, run_limits)",
+        "instruments, allowed_paths, run_limits, executor)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
