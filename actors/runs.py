@@ -525,7 +525,7 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
 
 
 def _twin_children(
-    twin: Any, run_id: str, bus: Any, executor: ExecutorSettings | None
+    twin: Any, run_id: str, bus: Any, executor: ExecutorSettings | None = None
 ) -> tuple[ChildSpec, ...]:
     """The run's twin and calibrator (none without a twin spec)."""
     if twin is None:

@@ -239,12 +239,16 @@ def test_calibrate_through_a_running_daemon_and_its_api(series: Path, daemon: Da
 
 
 def test_the_daemons_executor_runs_calibration_jobs_and_its_loss_is_an_error(
-    series: Path, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """``executor:`` in the daemon's configuration: a calibration job's ensembles run on
     it (the local pool here: the same posterior); an executor that cannot be reached (a
     Ray cluster that is not there) fails the job with ``unavailable``, and the daemon
-    carries on."""
+    carries on. The series is recorded afresh: a daemon holds the module's directory."""
+    series = tmp_path / "series"
+    (series / "data").mkdir(parents=True)
+    record_series(series / "data")
+    (series / "twin.yaml").write_text(yaml.safe_dump(SPEC))
     pool = tmp_path / "pool.yaml"
     pool.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": 2}}))
     ray = tmp_path / "ray.yaml"
