@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-ray demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(STAMP)
+
+# The optional Ray executor (`galvana[ray]`): its own stamp, redone after every
+# (re)install of the base, since that one may have been redone for a changed pyproject.
+RAY_STAMP := $(VENV)/.installed-ray
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	touch $@
+
+install-ray: $(RAY_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/galvana demo

@@ -39,8 +39,22 @@ import numpy as np
 from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.codec import decode
-from runtime.errors import CallError, ConnectionLost, EventStoreError, GalvanaError, MessageError
+from runtime.errors import (
+    CallError,
+    ConnectionLost,
+    EventStoreError,
+    ExecutorError,
+    GalvanaError,
+    MessageError,
+)
 from runtime.event_store import EventStore
+from runtime.executor import (
+    Executor,
+    ExecutorSettings,
+    add_arguments,
+    executor_for,
+    settings_from,
+)
 from runtime.messages import RunCreated, SampleBatch, utc_now
 from runtime.supervisor import ChildSpec, Supervisor
 from twins.errors import ExperimentError, TwinError
@@ -105,13 +119,14 @@ def calibrate_recorded(
     spec: TwinSpec,
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    executor: Executor | None = None,
 ) -> Calibration:
     """One posterior of ``spec``'s model over the recorded runs (see the module
-    docstring)."""
+    docstring), its ensembles on ``executor`` when given."""
     if spec.calibrate is None:
         raise ExperimentError("the twin spec has no calibrate: block; nothing to calibrate")
     return calibrate_experiments(
-        spec, recorded_experiments(store, run_ids, spec), progress=progress
+        spec, recorded_experiments(store, run_ids, spec), progress=progress, executor=executor
     )
 
 
@@ -132,8 +147,15 @@ class CalibrationJob(Actor):
     # A job computing at shutdown must not keep the process alive.
     use_daemon_thread = True
 
-    def __init__(self, store: EventStore, run_ids: list[str], spec: TwinSpec) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        run_ids: list[str],
+        spec: TwinSpec,
+        executor: ExecutorSettings | None = None,
+    ) -> None:
         super().__init__()
+        self.executor = executor
         self.store = store
         self.run_ids = run_ids
         self.spec = spec
@@ -157,7 +179,13 @@ class CalibrationJob(Actor):
 
     def _compute(self) -> None:
         try:
-            result = calibrate_recorded(self.store, self.run_ids, self.spec)
+            if self.executor is None:
+                result = calibrate_recorded(self.store, self.run_ids, self.spec)
+            else:
+                with executor_for(self.executor) as executor:
+                    result = calibrate_recorded(
+                        self.store, self.run_ids, self.spec, executor=executor
+                    )
             self.outcome = result.as_plain()
         except ExperimentError as exc:
             self.error = CallError("bad_request", str(exc))
@@ -165,6 +193,9 @@ class CalibrationJob(Actor):
             self.error = CallError("failed", f"the calibration failed: {exc}")
         except EventStoreError as exc:
             self.error = CallError("unavailable", f"the event log cannot be read: {exc}")
+        except ExecutorError as exc:
+            # Ray gone (or never there): the job says so; the daemon carries on.
+            self.error = CallError("unavailable", f"the calibration's executor: {exc}")
         ref = self.actor_ref
         self._timer = threading.Timer(_RESULT_KEPT_S, lambda: ref.tell(_Expire()))
         self._timer.daemon = True
@@ -181,9 +212,16 @@ class CalibrationJob(Actor):
         return self.outcome
 
 
-def start_job(runs: Supervisor, store: EventStore, run_ids: object, spec: object) -> dict[str, Any]:
+def start_job(
+    runs: Supervisor,
+    store: EventStore,
+    run_ids: object,
+    spec: object,
+    executor: ExecutorSettings | None = None,
+) -> dict[str, Any]:
     """Start a calibration job under the runs supervisor ``runs`` (the runs must exist:
-    the caller checks); refuses a bad spec or run list with ``bad_request``."""
+    the caller checks), its ensembles on ``executor`` when one is configured; refuses a
+    bad spec or run list with ``bad_request``."""
     if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise CallError(
             "bad_request", f"run_ids must be a non-empty list of run ids, got {run_ids!r}"
@@ -201,7 +239,11 @@ def start_job(runs: Supervisor, store: EventStore, run_ids: object, spec: object
     job = f"calibration-{utc_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     _, error = runs.start_child(
         ChildSpec(
-            job, CalibrationJob, (store, list(run_ids), twin), restart="temporary", shutdown_s=5.0
+            job,
+            CalibrationJob,
+            (store, list(run_ids), twin, executor),
+            restart="temporary",
+            shutdown_s=5.0,
         )
     )
     if error is not None:
@@ -231,6 +273,9 @@ class _Calibrate:
         )
         parser.add_argument("--socket", help="a daemon's Unix socket (default: DATA/galvana.sock)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        # The starts of the mode search and the runs fitted alone as tasks (default:
+        # in this process, which for a few runs is the quickest).
+        add_arguments(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -268,7 +313,7 @@ class _Calibrate:
             except ValueError as exc:
                 raise GalvanaError(str(exc)) from None
             with progress as say:
-                result = calibrate_experiments(spec, experiments, progress=say)
+                result = _calibrate_on(args, spec, experiments, say)
         except ExperimentError as exc:
             raise GalvanaError(str(exc)) from None
         except TwinError as exc:
@@ -285,6 +330,19 @@ class _Calibrate:
             if written:
                 print("\nreport: " + ", ".join(str(p) for p in written))
         return 0 if result.converged else 1
+
+
+def _calibrate_on(
+    args: argparse.Namespace,
+    spec: TwinSpec,
+    experiments: list[Experiment],
+    say: Callable[[int, int, str], None],
+) -> Calibration:
+    """The calibration, on the executor the command line names (none: this process)."""
+    if args.executor is None and args.ray_address is None:
+        return calibrate_experiments(spec, experiments, progress=say)
+    with executor_for(settings_from(args)) as executor:
+        return calibrate_experiments(spec, experiments, progress=say, executor=executor)
 
 
 class _Progress:

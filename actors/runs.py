@@ -51,6 +51,7 @@ from runtime.codec import decode
 from runtime.errors import ApiError, CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
+from runtime.executor import ExecutorSettings
 from runtime.messages import (
     ApiCall,
     RunCreated,
@@ -268,7 +269,12 @@ class Runs(Supervisor):
         child = ChildSpec(
             run_id,
             Run,
-            (SupervisorSpec(strategy="rest_for_one", children=_twin_children(twin, run_id, bus)),),
+            (
+                SupervisorSpec(
+                    strategy="rest_for_one",
+                    children=_twin_children(twin, run_id, bus, self.services.executor),
+                ),
+            ),
             {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
             restart="temporary",
             shutdown_s=15.0,
@@ -363,7 +369,7 @@ class Runs(Supervisor):
 
         for run_id in run_ids if isinstance(run_ids, list) else []:
             self._record(run_id)  # an unknown run is refused here, by name
-        return start_job(self, self.services.store, run_ids, spec)
+        return start_job(self, self.services.store, run_ids, spec, self.services.executor)
 
     @exposed
     def events(
@@ -619,13 +625,15 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
         raise CallError("bad_request", f"twin spec: {exc}") from None
 
 
-def _twin_children(twin: Any, run_id: str, bus: Any) -> tuple[ChildSpec, ...]:
+def _twin_children(
+    twin: Any, run_id: str, bus: Any, executor: ExecutorSettings | None = None
+) -> tuple[ChildSpec, ...]:
     """The run's twin and calibrator (none without a twin spec)."""
     if twin is None:
         return ()
     from actors.twin import run_children  # noqa: PLC0415 - see _twin_spec
 
-    return run_children(twin, run_id, bus)
+    return run_children(twin, run_id, bus, executor=executor)
 
 
 def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:

@@ -17,11 +17,9 @@ from typing import TextIO
 import numpy as np
 
 from physics.errors import EngineUnavailableError, NumericalError, ScenarioError
-from physics.peaks import find_peaks
+from physics.peaks import voltammogram_peaks
 from physics.scenario import load_scenario
 from physics.simulation import SimulationResult, simulate
-from physics.waveforms import square_wave_currents
-from runtime.waveforms import SquareWave
 
 __all__ = ["configure", "run"]
 
@@ -95,14 +93,8 @@ def run(args: argparse.Namespace) -> int:
             _write_csv(args.output, result, with_applied=scenario.cell.Ru > 0)
         except OSError as exc:
             return _fail(f"cannot write {args.output!r}: {exc.strerror}", 2)
-    if isinstance(scenario.waveform, SquareWave):
-        # Square-wave peaks are those of the net current against the base potential.
-        swv = square_wave_currents(scenario.waveform, result.t, result.I)
-        t_tread = np.arange(1, swv.E_base.size + 1) / scenario.waveform.frequency
-        found = find_peaks(t_tread, swv.E_base, swv.I_net)
-        peaks = [p.as_dict() for p in found]
-    else:
-        peaks = [p.as_dict() for p in find_peaks(result.t, result.E_applied, result.I)]
+    found = voltammogram_peaks(scenario.waveform, result.t, result.E_applied, result.I)
+    peaks = [p.as_dict() for p in found]
     summary = {
         "scenario": scenario.name,
         "mechanism": scenario.mechanism,

@@ -419,6 +419,50 @@ class Scenario:
             _set_path(doc, canonical, float(value))
         return load_scenario(doc)
 
+    def entries(self) -> dict[str, float]:
+        """Every numeric entry that :meth:`with_values` can set, by key path, with its
+        value (SI): the :meth:`parameters`, and the other numbers of the scenario
+        (``waveform.scan_rate``, ``waveform.E_vertex``, ``electrode.radius``,
+        ``cell.T``, ``numerics.refine``, ...)."""
+        out = dict(self.parameters())
+
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    walk(value, f"{path}.{key}" if path else str(key))
+            elif isinstance(node, list) and path in ("kinetics", "chemistry"):
+                for i, item in enumerate(node):
+                    walk(item, f"{path}[{i}]")
+            elif isinstance(node, int | float) and not isinstance(node, bool):
+                out.setdefault(path, float(node))
+
+        walk(self.to_mapping(), "")
+        return out
+
+    def with_values(self, values: Mapping[str, float]) -> Scenario:
+        """A copy with any of its :meth:`entries` replaced (key paths; SI units).
+
+        Values are validated like the scenario's own (an integer entry such as
+        ``waveform.cycles`` takes whole numbers only); an unknown key raises
+        ``ScenarioError`` listing the accepted ones."""
+        known = self.entries()
+        params = self.parameters()
+        doc = self.to_mapping()
+        for name, value in values.items():
+            canonical = canonical_parameter(self, name)
+            if canonical not in known:
+                raise ScenarioError(
+                    name, f"not a numeric entry of this scenario; accepted: {', '.join(known)}"
+                )
+            v = float(value)
+            if canonical not in params and isinstance(_get_path(doc, canonical), int):
+                if not v.is_integer():
+                    raise ScenarioError(canonical, f"got {v!r}; accepted: a whole number")
+                _set_path(doc, canonical, int(v))
+            else:
+                _set_path(doc, canonical, v)
+        return load_scenario(doc)
+
     def to_mapping(self) -> dict[str, Any]:
         """A plain mapping in SI units that :func:`load_scenario` turns back into this scenario."""
         wf = self.waveform
@@ -572,6 +616,22 @@ def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
     for part in parts[1:-1]:
         node = node[part]
     node[parts[-1]] = value
+
+
+def _get_path(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        m = re.match(r"^(\w+)\[(\d+)\]$", part)
+        if m is not None:
+            node = node.get(m.group(1))
+            node = node[int(m.group(2))] if isinstance(node, list) else None
+        elif isinstance(node, Mapping):
+            node = node.get(part)
+            if isinstance(node, list) and part in ("kinetics", "chemistry"):
+                node = node[0]
+        else:
+            return None
+    return node
 
 
 # --------------------------------------------------------------------------- the document

@@ -124,6 +124,7 @@ class DaemonConfig:
     config_file: Path | None = None
     allowed_paths: tuple[Path, ...] = ()
     run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+    executor: object = None  # the raw `executor:` block; runtime.executor parses it
 
     @property
     def source(self) -> str:
@@ -158,7 +159,8 @@ class ConfigDocument(Document, kw_only=True):
     """The daemon's configuration file (``--config FILE``) as it says it: where it is
     reached (``socket``, ``tcp``), the token files (never a token), the log level, the
     instruments and run limits (read by :mod:`actors.instruments` and
-    :mod:`actors.run_limits`), the further directories clients may name files in."""
+    :mod:`actors.run_limits`), the further directories clients may name files in, and
+    where calibration ensembles run (``executor``, read by :mod:`runtime.executor`)."""
 
     wording = "expected"
 
@@ -174,6 +176,10 @@ class ConfigDocument(Document, kw_only=True):
         list[Annotated[Str, Text("a directory")]], Describe("a list of directories")
     ] = msgspec.field(default_factory=list)
     run_limits: Annotated[Any, Custom(dict[str, int], "a map of limits to integers")] = None
+    # Read by runtime.executor (ExecutorSettings.parse) as the daemon starts.
+    executor: Annotated[
+        Any, Custom(str | dict[str, Any], "local, ray, or a map with kind, address, workers")
+    ] = None
 
     @classmethod
     def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
@@ -234,6 +240,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         config_file=config_file,
         allowed_paths=_allowed_paths(file.allowed_paths, config_dir, where),
         run_limits=file.run_limits,
+        executor=file.executor,
     )
 
 
@@ -336,12 +343,14 @@ def _tree(
     from actors.runs import RunAbort, Runs, acquire_procedure, replay_procedure
     from actors.services import Services
     from physics.errors import PhysicsError
+    from runtime.executor import ExecutorSettings
 
     services = Services(store, bus, paths=config.readable())
     services.procedures["replay"] = partial(replay_procedure, store=store)
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
     try:
         services.limits = parse_run_limits(config.run_limits)
+        services.executor = ExecutorSettings.parse(config.executor)
         setups = parse_instruments(config.instruments, config.config_dir)
         instruments, interlocks, described = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:
@@ -493,7 +502,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments, allowed_paths, run_limits)",
+        "instruments, allowed_paths, run_limits, executor)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"

@@ -30,9 +30,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runtime.errors import TaskFailed
+from runtime.executor import Executor
 from twins.adequacy import Adequacy, Consistency, consistency
 from twins.calibration import (
     Block,
+    Fit,
     SegmentData,
     adequacy_of,
     blocks_of,
@@ -42,11 +45,11 @@ from twins.calibration import (
     misfit_warnings,
     seeded,
 )
-from twins.errors import ExperimentError, TwinSpecError
+from twins.errors import ExperimentError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
-from twins.spec import Protocol, TwinSpec
+from twins.spec import FitSettings, Protocol, TwinSpec
 from twins.stream import stream_over
 
 __all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
@@ -292,12 +295,15 @@ def calibrate_experiments(
     *,
     separate: bool = True,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Calibration:
     """The joint posterior of ``spec``'s calibrated parameters over ``experiments``
     (see the module docstring); with several runs and ``separate``, each run is also
     fitted alone for the consistency check. ``progress(done, total, what)`` is called
-    as each stage starts. Raises :class:`ExperimentError` for unusable data,
-    :class:`~twins.errors.InferenceError` when no fit can be made at all."""
+    as each stage starts. With an ``executor``, the starts of the mode search and the
+    runs fitted alone run there, as tasks (the same numbers as in this process). Raises
+    :class:`ExperimentError` for unusable data, :class:`~twins.errors.InferenceError`
+    when no fit can be made at all."""
     cal = spec.calibrate
     if cal is None:
         raise TwinSpecError("calibrate", "required key is missing: nothing to calibrate")
@@ -329,6 +335,7 @@ def calibrate_experiments(
             param.prior_center(),
             settings=cal.fit,
             seed=seed,
+            executor=executor,
         )
         fits = [
             _run_fit(e, b, param, fit.gaussian, seed=derive_seed(seed, k))
@@ -344,7 +351,7 @@ def calibrate_experiments(
     if multi and separate:
         fits, check = _alone(
             spec, experiments, data, joint=param, gaussian=fit.gaussian, fits=fits, seed=seed,
-            say=say,
+            say=say, executor=executor,
         )  # fmt: skip
     reasons: list[str] = []
     for r in fits:
@@ -411,9 +418,10 @@ def _alone(
     fits: list[RunFit],
     seed: int,
     say: Progress,
+    executor: Executor | None = None,
 ) -> tuple[list[RunFit], Consistency]:
     """Each run fitted alone (started from the joint mode), and whether the runs agree
-    on the parameters the joint fit shares."""
+    on the parameters the joint fit shares. On ``executor``, one run per task."""
     cal = spec.calibrate
     assert cal is not None
     single = Parameterization(cal)
@@ -421,21 +429,25 @@ def _alone(
     total = 1 + len(experiments)
     out: list[RunFit] = []
     z_rows, sd_rows, median_rows = [], [], []
-    for k, (e, d, r) in enumerate(zip(experiments, data, fits, strict=True)):
-        say(1 + k, total, f"run {e.label} alone")
+    argsets = []
+    for k in range(len(experiments)):
         z0 = gaussian.loc[joint.columns(k)]
         index = joint.noise_index(k)
         if index is not None:
             z0 = np.append(z0, gaussian.loc[index])
-        with seeded(derive_seed(seed, 1 + k)):
-            fit, _ = fit_posterior(
-                blocks_of(single, [d], noise),
-                single,
-                single.spec_prior(),
-                z0,
-                settings=cal.fit,
-                seed=derive_seed(seed, 1 + k),
-            )
+        argsets.append((data[k], single, noise, z0, cal.fit, derive_seed(seed, 1 + k)))
+    if executor is not None:
+        say(1, total, f"{len(experiments)} runs alone on {executor.describe()}")
+        try:
+            alone = executor.map(alone_fit, argsets)
+        except TaskFailed as exc:
+            raise InferenceError(f"a run fitted alone failed: {exc}") from None
+    else:
+        alone = []
+        for k, (e, args) in enumerate(zip(experiments, argsets, strict=True)):
+            say(1 + k, total, f"run {e.label} alone")
+            alone.append(alone_fit(*args))
+    for r, fit in zip(fits, alone, strict=True):
         summary = single.summarize(fit.gaussian)
         out.append(
             replace(
@@ -460,3 +472,27 @@ def _alone(
         log_scale=[single.log_scale[j] for j in shared],
     )
     return out, check
+
+
+def alone_fit(  # noqa: PLR0917 - a task takes its arguments positionally
+    data: SegmentData,
+    single: Parameterization,
+    noise: float | None,
+    z0: FloatArray,
+    settings: FitSettings,
+    seed: int,
+) -> Fit:
+    """One run's posterior alone (the consistency check's), from ``z0``; a task of its
+    own on an executor. It starts without the evaluations the joint fit left
+    remembered, here as in another process, so its engine-run counts are the same."""
+    data.problem.forget()
+    with seeded(seed):
+        fit, _ = fit_posterior(
+            blocks_of(single, [data], noise),
+            single,
+            single.spec_prior(),
+            z0,
+            settings=settings,
+            seed=seed,
+        )
+    return fit

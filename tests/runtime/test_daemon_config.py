@@ -61,6 +61,9 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
         ({"run_limits": [1]}, "run_limits: got a list; accepted: a map of samples"),
         ({"run_limits": {"samples": -1}}, "run_limits.samples: got a number below 1"),
         ({"run_limits": {"pixels": 1}}, "run_limits.pixels: unknown key"),
+        ({"executor": {"kind": "dask"}}, "executor.kind: got 'dask'; accepted: local, ray"),
+        ({"executor": [1]}, "executor: got list; accepted: a mapping"),
+        ({"executor": {"kind": "ray", "workers": 0}}, "executor.workers: got 0"),
         ([1, 2], "the file must hold a map of settings"),
     ],
 )
