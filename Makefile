@@ -26,7 +26,7 @@ install: $(STAMP)
 RAY_STAMP := $(VENV)/.installed-ray
 
 $(RAY_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]' --config-settings editable_mode=compat
 	touch $@
 
 install-ray: $(RAY_STAMP)
