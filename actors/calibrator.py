@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from runtime.actor import Actor, exposed
+from runtime.actor import OPERATE_SCOPE, Actor, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
@@ -153,7 +153,7 @@ class Calibrator(Actor):
         assert core is not None
         return None if core.latest is None else posterior_plain(core.latest)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def reference(
         self,
         warmup: _Draws | None = None,

@@ -34,7 +34,7 @@ from actors.run import Procedure, Run, RunContext
 from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
-from runtime.actor import exposed
+from runtime.actor import OPERATE_SCOPE, exposed
 from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
@@ -184,7 +184,7 @@ class Runs(Supervisor):
                     pass
         return shown
 
-    @exposed(name="start")
+    @exposed(name="start", scope=OPERATE_SCOPE)
     def start_run(self, spec: dict[str, Any], source: str = "") -> dict[str, Any]:
         """Create and start a run from a spec; returns its record once it is running."""
         if not isinstance(spec, dict):
@@ -241,7 +241,7 @@ class Runs(Supervisor):
             raise CallError("failed", f"run {run_id} could not start: {error}")
         return self._record(run_id).as_plain()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def replay(
         self,
         run_id: str,
@@ -266,7 +266,7 @@ class Runs(Supervisor):
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def replay_log(
         self, log_dir: str, run_id: str | None = None, speed: Speed = "max"
     ) -> dict[str, Any]:
@@ -308,7 +308,7 @@ class Runs(Supervisor):
         spec["replay"] = {"run": run_id, "log": str(path), "speed": speed}
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def calibrate(self, run_ids: list[str], spec: dict[str, Any]) -> dict[str, Any]:
         """Calibrate a twin spec's model on recorded runs, one posterior over them all
         (shared parameters, the spec's ``calibrate.per_run`` ones per run). Starts a job
@@ -339,19 +339,19 @@ class Runs(Supervisor):
                 out.append({"seq": seq, "message": None, "error": str(exc)})
         return out
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_chunk(self, token: str, t: Any, E: Any, I: Any) -> int:  # noqa: E741
         """Stage a chunk of an import's columns (t s, E V, I A; float64 arrays) under the
         client's ``token``; returns the rows staged so far. Nothing is recorded until
         :meth:`import_commit`."""
         return self._imports.add(token, t, E, I)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_discard(self, token: str) -> bool:
         """Forget an import staged under ``token``."""
         return self._imports.discard(token)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_commit(
         self, token: str, spec: dict[str, Any], source: str, force: bool = False
     ) -> dict[str, Any]:
@@ -391,22 +391,22 @@ class Runs(Supervisor):
         except pykka.ActorDeadError:
             return self._record(run_id).as_plain()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def pause(self, run_id: str, immediate: bool = False) -> dict[str, Any]:
         """Pause a run at its next checkpoint, or at once when ``immediate``."""
         return self._command(run_id, "pause", immediate)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def resume(self, run_id: str) -> dict[str, Any]:
         """Resume a paused run."""
         return self._command(run_id, "resume")
 
-    @exposed(name="stop")
+    @exposed(name="stop", scope=OPERATE_SCOPE)
     def stop_run(self, run_id: str) -> dict[str, Any]:
         """Finish a run cleanly (cell off); it ends ``stopped``."""
         return self._command(run_id, "stop_run")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def abort(self, run_id: str) -> dict[str, Any]:
         """Cell off at once; the run ends ``aborted``."""
         return self._command(run_id, "abort")

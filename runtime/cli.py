@@ -66,6 +66,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
+    "keys": ("runtime.api_keys", "", "API keys of the HTTP gateway: add, list, revoke"),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),
@@ -81,6 +82,7 @@ BENCH_SUITES: dict[str, str] = {
     "fenicsx": "2D engine (DOLFINx/PETSc worker): s per step on 1 and 2 MPI ranks, dofs",
     "import": "instrument file readers: rows/s per format on a 100k-row file, peak memory",
     "safety": "emergency stop to cell off (ms), idle and under load, and from the command line",
+    "http": "HTTP gateway: REST round trips, SSE latency at 1 kHz to 10 clients, resume losses",
 }
 
 

@@ -7,6 +7,7 @@ The tree (ARCHITECTURE.md)::
     +-- instruments   one_for_one the instrument actors of the configuration
     +-- runs          one_for_one the runs (dynamic children)
     +-- api           permanent   the actor message API (trio, in a thread)
+    +-- http          permanent   the HTTP gateway (with --http or http:; runtime.http)
 
 The data directory holds ``events.lmdb``, ``fields/``, ``galvana.sock`` (unless
 ``--socket`` says otherwise), ``galvana.pid`` (locked while the daemon lives, so a
@@ -95,6 +96,7 @@ class DaemonConfig:
     config_file: Path | None = None
     allowed_paths: tuple[Path, ...] = ()
     run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+    http: tuple[str, int] | None = None  # the HTTP gateway's address (None: no gateway)
 
     @property
     def source(self) -> str:
@@ -120,6 +122,7 @@ _CONFIG_KEYS = {
     "instruments",
     "allowed_paths",
     "run_limits",
+    "http",
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -154,7 +157,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
                 f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
-        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
+        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level", "http"):
             if key in file and not (isinstance(file[key], str) and file[key]):
                 raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
     if getattr(args, "token", None) is not None:
@@ -162,6 +165,8 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
+    http_text = getattr(args, "http", None) or file.get("http")
+    http = parse_tcp(str(http_text), "--http") if http_text else None
     log_level = str(file.get("log_level", "INFO")).upper()
     if log_level not in _LOG_LEVELS:
         raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
@@ -180,6 +185,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         config_file=config_file,
         allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
         run_limits=file.get("run_limits"),
+        http=http,
     )
 
 
@@ -305,6 +311,25 @@ def _tree(
     # The emergency stop is served by the API server itself, on threads of its own,
     # straight through the interlocks: no mailbox and no other client in its way.
     urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
+    gateway: tuple[ChildSpec, ...] = ()
+    if config.http is not None:
+        from actors.gateway import GatewayActor
+        from runtime.api_keys import KEY_FILE
+        from runtime.http import GatewayConfig
+
+        # The socket API's limits, for both front ends.
+        http = GatewayConfig(
+            host=config.http[0],
+            port=config.http[1],
+            call_timeout_s=api.call_timeout_s,
+            max_threads=api.max_threads,
+            max_calls_per_key=api.max_calls_in_flight,
+            urgent_threads=api.urgent_threads,
+        )
+        keys = config.data / KEY_FILE
+        gateway = (
+            ChildSpec("http", GatewayActor, (http, bus, store, keys, urgent), shutdown_s=15),
+        )
     return SupervisorSpec(
         strategy="one_for_one",
         max_restarts=5,
@@ -326,6 +351,7 @@ def _tree(
                 shutdown_s=None,
             ),
             ChildSpec("api", ApiActor, (api, bus, info, urgent), shutdown_s=15),
+            *gateway,
         ),
     )
 
@@ -384,7 +410,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments, allowed_paths, run_limits)",
+        "instruments, allowed_paths, run_limits, http)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
@@ -400,6 +426,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--admin-token-file",
         help="a file (mode 0600) holding the token that gives TCP clients the admin scope "
         f"(kill; or ${ADMIN_TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--http",
+        help="serve the HTTP gateway (REST, streams, GraphQL, metrics, web view) on "
+        "HOST:PORT (loopback by default: :7341); clients need an API key (galvana keys)",
     )
     # Refused with the reason: a token in argv is in every user's process list.
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -421,6 +452,8 @@ def run(args: argparse.Namespace) -> int:
         where = [f"unix:{config.socket}"] + (
             [f"tcp:{config.tcp[0]}:{config.tcp[1]}"] if config.tcp else []
         )
+        if config.http is not None:
+            where += root.child_ref("http").proxy().urls.get(timeout=10)
         print(
             f"galvana daemon: serving {config.data} on {', '.join(where)} (pid {os.getpid()})",
             flush=True,

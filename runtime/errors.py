@@ -95,3 +95,8 @@ class ClientTimeout(ApiError, TimeoutError):
 class TokenError(GalvanaError):
     """A token cannot be used: its file is readable by others, missing, or empty; or it
     was given on the command line."""
+
+
+class KeyStoreError(GalvanaError):
+    """The API key file cannot be read or written, or a key operation is refused (an
+    unknown key id, a bad scope or name)."""

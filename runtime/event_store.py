@@ -986,6 +986,23 @@ class EventStore:
                 if self._commits == seen and not self._closed:
                     self._committed.wait(wait)
 
+    @property
+    def commits(self) -> int:
+        """Transactions this store object has committed so far (for :meth:`wait_commit`)."""
+        with self._committed:
+            return self._commits
+
+    def wait_commit(self, seen: int, *, timeout: float | None = None) -> int:
+        """Block until this store has committed more than ``seen`` transactions (read
+        :attr:`commits` first), ``timeout`` passes or the store closes; returns
+        :attr:`commits`. One waiter can follow every stream of the process's own writer
+        (the HTTP gateway wakes its streams with it); other processes' commits are
+        not seen."""
+        with self._committed:
+            if self._commits == seen and not self._closed:
+                self._committed.wait(timeout)
+            return self._commits
+
     def tail(
         self, stream: str, from_seq: int = 1, *, idle_timeout: float | None = None
     ) -> Iterator[tuple[int, bytes]]:

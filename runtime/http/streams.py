@@ -1,0 +1,284 @@
+"""A run's live stream over SSE and WebSocket, read from the event log.
+
+Only committed events have a sequence number, and the sequence number is what a client
+resumes from; so the stream follows the log itself, not the bus. A follower reads the
+committed tail after the client's position, then waits for the log's writer to commit
+again (:class:`CommitWatch`, one waiter for every stream) and reads on: the switch from
+the tail to live events is the same read, so nothing is missed or repeated, and each
+event's ``id`` is its sequence number in the run's stream. What it costs is the group
+commit (a few ms) before an event is shown; what it gives is that an event a client saw
+is one the daemon will still have after a crash.
+
+A slow client reads the log at its own pace: it holds one page of events at a time and
+never slows the daemon. When it falls more than ``lag_events`` behind the log's head it
+is told so (``lagged``, with how far behind it is) and carries on from where it is; it
+may also drop the connection and resume with ``Last-Event-ID`` whenever it likes.
+
+SSE: ``id:`` the sequence number, ``event:`` the channel (``status``, ``frames``,
+``logs``, ``events``), ``data:`` the event as JSON (``{seq, channel, type, data}``);
+``event: lagged`` and ``event: end`` (the run finished, every event sent) carry no id.
+The WebSocket sends the same objects as JSON text, or as msgpack binary frames with the
+message encoded as the actor message API encodes it (``format=msgpack``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from runtime.event_store import EventStore
+from runtime.http.app import parse_query
+from runtime.http.endpoints import StreamQuery
+from runtime.http.errors import HttpError
+from runtime.http.render import channel_of, json_bytes, msgpack_bytes, tag_of
+from runtime.http.rest import FINAL_STATES, event_json, parse_channels, read_events, run_stream
+from runtime.messages import RunStateChanged
+
+if TYPE_CHECKING:
+    from runtime.api_keys import Caller
+    from runtime.http.gateway import Gateway
+
+__all__ = ["CommitWatch", "Follow", "follow", "sse", "websocket"]
+
+logger = logging.getLogger("galvana.http")
+
+PAGE_EVENTS = 256
+"""Events read from the log at a time (a slow client holds no more than this)."""
+
+
+class CommitWatch:
+    """Wakes the gateway's streams each time the event store commits.
+
+    One worker thread waits on the store (``EventStore.wait_commit``); trio tasks wait
+    on :meth:`wait` with the :attr:`generation` they last saw.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.generation = 0
+        self._changed = trio.Event()
+
+    async def run(self) -> None:
+        """Follow the store's commits until cancelled."""
+        seen = self.store.commits
+        limiter = trio.CapacityLimiter(1)
+        while True:
+            if self.store.closed:
+                await trio.sleep(1.0)
+                continue
+            now = await trio.to_thread.run_sync(
+                partial(self.store.wait_commit, seen, timeout=1.0),
+                limiter=limiter,
+                abandon_on_cancel=True,
+            )
+            if now != seen:
+                seen = now
+                self.generation += 1
+                changed, self._changed = self._changed, trio.Event()
+                changed.set()
+
+    @staticmethod
+    def deadline(seconds: float) -> float:
+        """The trio time ``seconds`` from now."""
+        return trio.current_time() + seconds
+
+    async def wait(self, generation: int, deadline: float) -> bool:
+        """Wait until a commit after ``generation`` (True) or ``deadline`` (False)."""
+        if self.generation != generation:
+            return True
+        with trio.move_on_at(deadline):
+            await self._changed.wait()
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """What a follower yields: ``kind`` ``event`` (with ``seq`` and ``message``),
+    ``lagged`` (``behind`` events behind the head), ``keepalive`` or ``end``."""
+
+    kind: str
+    seq: int = 0
+    message: object = None
+    behind: int = 0
+    head: int = 0
+
+
+async def follow(
+    gw: Gateway, stream: str, after: int, channels: frozenset[str]
+) -> AsyncIterator[list[Follow]]:
+    """Yield the run's events after ``after`` in pages, then live ones as they commit,
+    until the run's final state has been sent; keepalives while nothing happens."""
+    position = after
+    final = False
+    told_behind = 0
+    while True:
+        generation = gw.commits.generation
+        page = await gw.read(read_events, gw.store, stream, position, PAGE_EVENTS)
+        out: list[Follow] = []
+        for seq, message in page:
+            position = seq
+            if isinstance(message, RunStateChanged) and message.state in FINAL_STATES:
+                final = True
+            if message is not None and channel_of(message) in channels:
+                out.append(Follow("event", seq, message))
+        if len(page) == PAGE_EVENTS:
+            head = await gw.read(gw.store.last_seq, stream)
+            behind = head - position
+            if behind > gw.config.lag_events and behind > 2 * told_behind:
+                told_behind = behind
+                out.append(Follow("lagged", behind=behind, head=head))
+            elif behind <= gw.config.lag_events:
+                told_behind = 0
+        if out:
+            yield out
+        if page:
+            continue
+        if final:
+            yield [Follow("end", position)]
+            return
+        if not await gw.commits.wait(generation, gw.commits.deadline(gw.config.keepalive_s)):
+            yield [Follow("keepalive", position)]
+
+
+async def _open(gw: Gateway, run_id: str, query: StreamQuery, last_event_id: str | None) -> tuple[str, int, frozenset[str]]:
+    channels = parse_channels(query.channels)
+    stream = run_stream(run_id)
+    if await gw.read(gw.store.last_seq, stream) == 0:
+        raise HttpError(404, "not_found", f"no run {run_id!r}")
+    after = query.after or 0
+    if last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise HttpError(
+                400,
+                "bad_request",
+                f"Last-Event-ID {last_event_id!r} is not a sequence number",
+                field="Last-Event-ID",
+            )
+        after = max(after, int(last_event_id))
+    if gw.counters.streams >= gw.config.max_streams:
+        raise HttpError(
+            503, "busy", f"the gateway serves at most {gw.config.max_streams} streams at once"
+        )
+    return stream, after, channels
+
+
+def _sse_chunk(item: Follow) -> str:
+    if item.kind == "event":
+        data = json_bytes(event_json(item.seq, item.message)).decode()
+        # A JSON text from json.dumps holds no newline: one data line per event.
+        return f"id: {item.seq}\nevent: {channel_of(item.message)}\ndata: {data}\n\n"
+    if item.kind == "lagged":
+        data = json.dumps({"behind": item.behind, "head": item.head})
+        return f"event: lagged\ndata: {data}\n\n"
+    if item.kind == "end":
+        return f"event: end\ndata: {json.dumps({'seq': item.seq})}\n\n"
+    return ": keepalive\n\n"
+
+
+async def sse(gw: Gateway, request: Request, caller: Caller, query: StreamQuery) -> Response:
+    """``GET /runs/{run_id}/stream``: server-sent events."""
+    stream, after, channels = await _open(
+        gw, request.path_params["run_id"], query, request.headers.get("last-event-id")
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        gw.counters.streams += 1
+        try:
+            yield b"retry: 2000\n\n"
+            async for items in follow(gw, stream, after, channels):
+                yield "".join(_sse_chunk(i) for i in items).encode()
+        finally:
+            gw.counters.streams -= 1
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def websocket(gw: Gateway, ws: WebSocket, caller: None, query: None) -> None:
+    """``/runs/{run_id}/ws``: the stream over a WebSocket. The key comes in the headers,
+    or (for a browser, which cannot set them) as the first message ``{"key": KEY}``."""
+    await ws.accept()
+    try:
+        who = await _ws_caller(gw, ws)
+        gw.require(who, "read")
+        parsed: StreamQuery = parse_query(StreamQuery, ws.query_params)
+        stream, after, channels = await _open(gw, ws.path_params["run_id"], parsed, None)
+    except HttpError as exc:
+        await ws.send_text(json_bytes(exc.body()).decode())
+        await ws.close(code=4000 + min(exc.status, 999))
+        return
+    binary = parsed.format == "msgpack"
+    gw.counters.streams += 1
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def until_closed() -> None:
+                try:
+                    while True:
+                        await ws.receive_text()
+                except (WebSocketDisconnect, RuntimeError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_closed)
+            async for items in follow(gw, stream, after, channels):
+                for item in items:
+                    await _ws_send(ws, item, binary)
+            await ws.close()
+            nursery.cancel_scope.cancel()
+    except (WebSocketDisconnect, RuntimeError, trio.BrokenResourceError):
+        pass
+    finally:
+        gw.counters.streams -= 1
+
+
+async def _ws_caller(gw: Gateway, ws: WebSocket) -> Caller:
+    if ws.headers.get("authorization") or ws.headers.get("x-api-key"):
+        return gw.authenticate(ws)
+    with trio.move_on_after(10.0):
+        first = await ws.receive_text()
+        try:
+            key = json.loads(first).get("key")
+        except (ValueError, AttributeError):
+            key = None
+        return gw.authenticate(ws, key if isinstance(key, str) else "")
+    raise HttpError(401, "unauthorized", "no key within 10 s (send {\"key\": KEY} first)")
+
+
+async def _ws_send(ws: WebSocket, item: Follow, binary: bool) -> None:
+    payload: dict[str, Any]
+    if item.kind == "event":
+        if binary:
+            payload = {
+                "seq": item.seq,
+                "channel": channel_of(item.message),
+                "type": tag_of(item.message),
+                "message": item.message,
+            }
+            await ws.send_bytes(msgpack_bytes(payload))
+            return
+        await ws.send_text(json_bytes(event_json(item.seq, item.message)).decode())
+        return
+    if item.kind == "lagged":
+        payload = {"type": "lagged", "behind": item.behind, "head": item.head}
+    elif item.kind == "end":
+        payload = {"type": "end", "seq": item.seq}
+    else:
+        payload = {"type": "keepalive", "seq": item.seq}
+    if binary:
+        await ws.send_bytes(msgpack_bytes(payload))
+    else:
+        await ws.send_text(json.dumps(payload))
