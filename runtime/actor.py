@@ -139,6 +139,7 @@ def scopes_of(scope: str) -> tuple[str, ...]:
         raise ValueError(f"unknown scope {scope!r}; accepted: {', '.join(SCOPES)}")
     return SCOPES[: SCOPES.index(scope) + 1]
 
+
 F = TypeVar("F", bound="Callable[..., Any]")
 
 

@@ -167,7 +167,7 @@ class KeyStore:
                 self._identity = identity
             return self._keys
 
-    def keys(self) -> list[ApiKey]:
+    def entries(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         return sorted(self._current().values(), key=lambda k: (k.created, k.id))
 
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"revoked key {entry.id} ({entry.name}, {entry.scope}) at {entry.revoked}")
         return 0
-    keys = store.keys()
+    keys = store.entries()
     if args.json:
         print(json.dumps([k.shown() for k in keys], indent=2))
         return 0

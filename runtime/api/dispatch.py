@@ -43,6 +43,7 @@ def ask_actor(
     method: str,
     args: Sequence[object],
     kwargs: Mapping[str, object],
+    *,
     scopes: tuple[str, ...],
     timeout: float,
 ) -> object:

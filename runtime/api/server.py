@@ -50,6 +50,7 @@ import trio
 
 from runtime.actor import ADMIN_SCOPE, OPERATE_SCOPE, scopes_of
 from runtime.address import default_socket_path
+from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.api.protocol import (
     PROTOCOL_VERSION,
     Call,
@@ -65,7 +66,6 @@ from runtime.api.protocol import (
     parse_request,
     request_id_of,
 )
-from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.codec import DecodeLimits
 from runtime.errors import ApiError, BusError, MessageError
 from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
@@ -571,7 +571,13 @@ class ApiServer:
     def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
         """In a worker thread: resolve the actor and ask it."""
         return ask_actor(
-            self.resolve, call.path, call.method, call.args, call.kwargs, scopes, timeout
+            self.resolve,
+            call.path,
+            call.method,
+            call.args,
+            call.kwargs,
+            scopes=scopes,
+            timeout=timeout,
         )
 
     async def _urgent_call(

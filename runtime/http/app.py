@@ -54,9 +54,8 @@ def parse_query(kind: type[msgspec.Struct] | None, params: Any) -> Any:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        found = re.search(r"`\$\.([^`]*)`", text)
-        unknown = re.search(r"unknown field `([^`]*)`", text)
-        name = (found or unknown).group(1) if (found or unknown) else None
+        found = re.search(r"`\$\.([^`]*)`", text) or re.search(r"unknown field `([^`]*)`", text)
+        name = found.group(1) if found else None
         raise HttpError(400, "bad_request", f"query: {text}", field=name) from None
 
 
@@ -75,7 +74,7 @@ def _http_route(gw: Gateway, endpoint: Endpoint) -> Route:
             caller = gw.authenticate(request)
             gw.require(caller, endpoint.scope)
             query = parse_query(endpoint.query, request.query_params)
-            response = await endpoint.handler(gw, request, caller, query)
+            response: Response = await endpoint.handler(gw, request, caller, query)
         except HttpError as exc:
             response = gw.error_response(exc)
             detail = str(exc)
@@ -86,7 +85,11 @@ def _http_route(gw: Gateway, endpoint: Endpoint) -> Route:
             who = caller or Caller("", "anonymous", ())
             target = getattr(request.state, "audit_target", None) or _target(request)
             await gw.audit(
-                who, f"{endpoint.method} {endpoint.path}", target, response.status_code, detail
+                who,
+                f"{endpoint.method} {endpoint.path}",
+                target=target,
+                status=response.status_code,
+                detail=detail,
             )
         return response
 
@@ -122,8 +125,11 @@ def build_app(gw: Gateway) -> Starlette:
         if status == 405:
             code = "method_not_allowed"
         return gw.error_response(
-            HttpError(status, code, f"{request.method} {request.url.path}: no such route; "
-                      "see /api/v1/openapi.json")
+            HttpError(
+                status,
+                code,
+                f"{request.method} {request.url.path}: no such route; see /api/v1/openapi.json",
+            )
         )
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

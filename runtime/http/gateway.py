@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -225,7 +225,7 @@ class Gateway:
         flight per key (``503`` past it). API errors become :class:`HttpError`."""
         route = self.urgent.get((path.strip("/"), method))
         if route is not None:
-            return await self.urgent_call(caller, path, method, args, kwargs, route)
+            return await self.urgent_call(caller, path, method, args, kwargs, route=route)
         inflight = self.counters.per_key.get(caller.key_id, 0)
         if inflight >= self.config.max_calls_per_key:
             raise HttpError(
@@ -238,7 +238,16 @@ class Gateway:
         wait = min(timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10)
         try:
             return await trio.to_thread.run_sync(
-                partial(ask_actor, self.resolve, path, method, args, kwargs, caller.scopes, wait),
+                partial(
+                    ask_actor,
+                    self.resolve,
+                    path,
+                    method,
+                    args,
+                    kwargs,
+                    scopes=caller.scopes,
+                    timeout=wait,
+                ),
                 limiter=self._calls_limiter,
                 abandon_on_cancel=True,
             )
@@ -258,6 +267,7 @@ class Gateway:
         method: str,
         args: Sequence[object],
         kwargs: Mapping[str, object],
+        *,
         route: Callable[..., object] | None = None,
     ) -> Any:
         """Run an urgent route (the emergency stop) on the reserved threads, past every
@@ -286,7 +296,7 @@ class Gateway:
     # --- audit ------------------------------------------------------------------------
 
     async def audit(
-        self, caller: Caller, action: str, target: str, status: int, detail: str
+        self, caller: Caller, action: str, *, target: str, status: int, detail: str
     ) -> None:
         """Record a state-changing request (answered or refused) on ``system/audit``."""
         event = AuditEvent(caller.who, caller.key_id, action, target, status, detail, utc_now())
@@ -302,13 +312,13 @@ class Gateway:
         known: dict[str, str | None] | None = None
         while True:
             try:
-                now = {k.id: k.revoked for k in self.keys.keys()}
+                now = {k.id: k.revoked for k in self.keys.entries()}
             except KeyStoreError as exc:
                 logger.error("API keys cannot be read: %s", exc)
                 now = known or {}
             if known is not None:
                 for key_id, revoked in now.items():
-                    entry = next(k for k in self.keys.keys() if k.id == key_id)
+                    entry = next(k for k in self.keys.entries() if k.id == key_id)
                     what = None
                     if key_id not in known:
                         what = f"key added: {entry.name}, scope {entry.scope}"
@@ -316,7 +326,9 @@ class Gateway:
                         what = f"key revoked: {entry.name}, scope {entry.scope}"
                     if what is not None:
                         owner = Caller("owner", "the data directory's owner (galvana keys)", ())
-                        await self.audit(owner, "galvana keys", key_id, 0, what)
+                        await self.audit(
+                            owner, "galvana keys", target=key_id, status=0, detail=what
+                        )
             known = now
             await trio.sleep(2.0)
 
@@ -333,7 +345,9 @@ class Gateway:
         )
 
     @staticmethod
-    def json(value: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    def json(
+        value: object, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
         """A JSON answer (NaN as null, arrays as lists)."""
         return Response(
             json_bytes(value), status_code=status, media_type="application/json", headers=headers
@@ -372,7 +386,11 @@ class GatewayThread:
     def _main(self) -> None:
         config = self.gateway.config
         hyper = HypercornConfig()
-        hyper.bind = [f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"]
+        hyper.bind = [
+            f"[{config.host}]:{config.port}"
+            if ":" in config.host
+            else f"{config.host}:{config.port}"
+        ]
         hyper.accesslog = None
         hyper.errorlog = logging.getLogger("galvana.http.server")
         hyper.graceful_timeout = 2.0
@@ -387,7 +405,12 @@ class GatewayThread:
                 nursery.start_soon(self.gateway.watch_keys)
                 nursery.start_soon(self.gateway.metrics.run)
                 self.urls = await nursery.start(
-                    partial(serve, self.gateway.app, hyper, shutdown_trigger=self._shutdown.wait)
+                    partial(
+                        serve,
+                        cast(Any, self.gateway.app),
+                        hyper,
+                        shutdown_trigger=self._shutdown.wait,
+                    )
                 )
                 self._started.set()
                 await self._shutdown.wait()

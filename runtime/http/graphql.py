@@ -14,11 +14,12 @@ lossy) and each is executed against the subscription's selection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from ariadne import (
@@ -31,6 +32,7 @@ from ariadne import (
     make_executable_schema,
 )
 from graphql import (
+    FieldNode,
     GraphQLError,
     GraphQLResolveInfo,
     GraphQLSchema,
@@ -63,6 +65,8 @@ from runtime.messages import SampleBatch
 if TYPE_CHECKING:
     from runtime.api_keys import Caller
     from runtime.http.gateway import Gateway
+
+    Info = GraphQLResolveInfo[Any]
 
 __all__ = ["FIELD_SCOPES", "SDL", "http", "schema", "websocket"]
 
@@ -195,18 +199,24 @@ FIELD_SCOPES: dict[tuple[str, str], str] = {
 """The scope of each field that needs more than ``read``."""
 
 
-def _call(info: GraphQLResolveInfo, path: str, method: str, *args: object, **kwargs: object) -> Any:
+def _call(info: Info, path: str, method: str, *args: object, **kwargs: object) -> Any:
     gw: Gateway = info.context["gateway"]
     caller: Caller = info.context["caller"]
     try:
         return ask_actor(
-            gw.resolve, path, method, args, kwargs, caller.scopes, gw.config.call_timeout_s
+            gw.resolve,
+            path,
+            method,
+            args,
+            kwargs,
+            scopes=caller.scopes,
+            timeout=gw.config.call_timeout_s,
         )
     except ApiError as exc:
         raise GraphQLError(str(exc), extensions={"code": exc.code}) from None
 
 
-def _view(info: GraphQLResolveInfo, record: dict[str, Any]) -> dict[str, Any]:
+def _view(info: Info, record: dict[str, Any]) -> dict[str, Any]:
     return run_view(info.context["gateway"], record)
 
 
@@ -220,7 +230,7 @@ json_scalar = ScalarType("JSON", serializer=jsonable)
 
 
 @query.field("run")
-def _run(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:  # noqa: A002
+def _run(_: None, info: Info, id: str) -> dict[str, Any] | None:
     try:
         run_stream(id)
     except HttpError:
@@ -235,19 +245,19 @@ def _run(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:  
 
 @query.field("runs")
 def _runs(
-    _: None, info: GraphQLResolveInfo, state: str | None = None, limit: int = 100, offset: int = 0
+    _: None, info: Info, state: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     records = list(reversed(_call(info, "runs", "list", state)))
     return [_view(info, r) for r in records[max(offset, 0) : max(offset, 0) + max(limit, 0)]]
 
 
 @query.field("instruments")
-def _instruments(_: None, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+def _instruments(_: None, info: Info) -> list[dict[str, Any]]:
     return list(_call(info, "instruments", "list"))
 
 
 @query.field("instrument")
-def _instrument(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:  # noqa: A002
+def _instrument(_: None, info: Info, id: str) -> dict[str, Any] | None:
     return next((i for i in _instruments(None, info) if i.get("id") == id), None)
 
 
@@ -260,13 +270,13 @@ run_type.set_alias("estimatedCompletion", "estimated_completion")
 
 
 @run_type.field("sampleCount")
-def _sample_count(run: dict[str, Any], _info: GraphQLResolveInfo) -> int:
+def _sample_count(run: dict[str, Any], _info: Info) -> int:
     return int(run.get("samples", 0))
 
 
 @run_type.field("samples")
 def _samples(
-    run: dict[str, Any], info: GraphQLResolveInfo, offset: int = 0, limit: int = 100_000
+    run: dict[str, Any], info: Info, offset: int = 0, limit: int = 100_000
 ) -> dict[str, Any]:
     gw: Gateway = info.context["gateway"]
     stream = run_stream(str(run["id"]))
@@ -279,8 +289,8 @@ def _samples(
         n = len(message)
         lo, hi = max(offset - total, 0), min(offset + limit - total, n)
         if lo < hi:
-            for name in parts:
-                parts[name].extend(jsonable(getattr(message, name)[lo:hi]))
+            for name, values in parts.items():
+                values.extend(jsonable(getattr(message, name)[lo:hi]))
         total += n
     return {"offset": offset, "total": total, **parts}
 
@@ -300,7 +310,7 @@ def read_all(gw: Gateway, stream: str) -> list[tuple[int, object]]:
 @run_type.field("events")
 def _events(
     run: dict[str, Any],
-    info: GraphQLResolveInfo,
+    info: Info,
     after: int = 0,
     limit: int = 100,
     channels: list[str] | None = None,
@@ -321,13 +331,13 @@ def _events(
 
 
 @run_type.field("posterior")
-def _posterior(run: dict[str, Any], info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+def _posterior(run: dict[str, Any], info: Info) -> list[dict[str, Any]]:
     gw: Gateway = info.context["gateway"]
     return posterior_history(gw.store, run_stream(str(run["id"])))
 
 
 def _steer(method: str) -> Callable[..., dict[str, Any]]:
-    def resolve(_: None, info: GraphQLResolveInfo, id: str, **args: Any) -> dict[str, Any]:  # noqa: A002
+    def resolve(_: None, info: Info, id: str, **args: Any) -> dict[str, Any]:
         return _view(info, _call(info, "runs", method, id, *args.values()))
 
     return resolve
@@ -341,7 +351,10 @@ mutation.set_field("abortRun", _steer("abort"))
 
 @mutation.field("estop")
 def _estop(
-    _: None, info: GraphQLResolveInfo, instrumentId: str | None = None, reason: str = ""  # noqa: N803
+    _: None,
+    info: Info,
+    instrumentId: str | None = None,
+    reason: str = "",
 ) -> list[dict[str, Any]]:
     gw: Gateway = info.context["gateway"]
     caller: Caller = info.context["caller"]
@@ -359,17 +372,15 @@ def _estop(
         )
     except ApiError as exc:
         raise GraphQLError(str(exc), extensions={"code": exc.code}) from None
-    return list(result)  # type: ignore[call-overload]
+    return cast(list[dict[str, Any]], result)
 
 
 @mutation.field("resetInstrument")
-def _reset(_: None, info: GraphQLResolveInfo, id: str) -> Any:  # noqa: A002
+def _reset(_: None, info: Info, id: str) -> Any:
     return _call(info, "instruments", "reset", id)
 
 
-def _check_scope(
-    resolve: Callable[..., Any], obj: Any, info: GraphQLResolveInfo, **args: Any
-) -> Any:
+def _check_scope(resolve: Callable[..., Any], obj: Any, info: Info, **args: Any) -> Any:
     """Middleware: every field checks the caller's scope before it resolves."""
     scope = FIELD_SCOPES.get((info.parent_type.name, info.field_name), READ_SCOPE)
     caller: Caller = info.context["caller"]
@@ -382,7 +393,7 @@ def _check_scope(
     return resolve(obj, info, **args)
 
 
-def _subscription_field(root: Any, info: GraphQLResolveInfo, **_args: Any) -> Any:
+def _subscription_field(root: Any, info: Info, **_args: Any) -> Any:
     return root
 
 
@@ -450,7 +461,10 @@ async def websocket(gw: Gateway, ws: WebSocket, caller: None, query_: None) -> N
             await ws.close(code=4400)
             return
         payload = init.get("payload") or {}
-        key = str(payload.get("key") or str(payload.get("authorization", "")).removeprefix("Bearer ").strip())
+        key = str(
+            payload.get("key")
+            or str(payload.get("authorization", "")).removeprefix("Bearer ").strip()
+        )
         try:
             who = gw.authenticate(ws, key)
         except HttpError:
@@ -484,8 +498,16 @@ async def websocket(gw: Gateway, ws: WebSocket, caller: None, query_: None) -> N
                     scope = trio.CancelScope()
                     operations[op_id] = scope
                     nursery.start_soon(
-                        _operation, gw, who, op_id, message.get("payload") or {}, send, scope,
-                        operations,
+                        partial(
+                            _operation,
+                            gw,
+                            who,
+                            op_id,
+                            message.get("payload") or {},
+                            send=send,
+                            scope=scope,
+                            operations=operations,
+                        )
                     )
                 elif kind == "complete":
                     scope_ = operations.pop(str(message.get("id", "")), None)
@@ -513,6 +535,7 @@ async def _operation(
     caller: Caller,
     op_id: str,
     payload: dict[str, Any],
+    *,
     send: Callable[[dict[str, Any]], Any],
     scope: trio.CancelScope,
     operations: dict[str, trio.CancelScope],
@@ -548,24 +571,24 @@ async def _run_operation(
     )
     variables = payload.get("variables") or {}
     if operation is None or operation.operation != OperationType.SUBSCRIPTION:
-        _ok, result = await trio.to_thread.run_sync(
+        _ok, answer = await trio.to_thread.run_sync(
             partial(
                 graphql_sync, schema, payload, context_value=context, middleware=[_check_scope]
             ),
             limiter=gw._calls_limiter,
         )
-        await send({"type": "next", "id": op_id, "payload": result})
+        await send({"type": "next", "id": op_id, "payload": answer})
         await send({"type": "complete", "id": op_id})
         return
-    field_node = operation.selection_set.selections[0]
-    field_name = field_node.name.value  # type: ignore[union-attr]
+    field_node = cast(FieldNode, operation.selection_set.selections[0])
+    field_name = field_node.name.value
     sub_type = schema.subscription_type
     assert sub_type is not None
     coerced = get_variable_values(schema, operation.variable_definitions or [], variables)
     if isinstance(coerced, list):
         await send({"type": "error", "id": op_id, "payload": [e.formatted for e in coerced]})
         return
-    args = get_argument_values(sub_type.fields[field_name], field_node, coerced)  # type: ignore[arg-type]
+    args = get_argument_values(sub_type.fields[field_name], field_node, coerced)
     caller: Caller = context["caller"]
     if READ_SCOPE not in caller.scopes:
         await send({"type": "error", "id": op_id, "payload": [{"message": "needs 'read'"}]})
@@ -590,7 +613,9 @@ async def _run_operation(
 
 def _source(gw: Gateway, field: str, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     if field == "runUpdates":
-        return _run_updates(gw, str(args["runId"]), args.get("channels"), int(args.get("after") or 0))
+        return _run_updates(
+            gw, str(args["runId"]), args.get("channels"), int(args.get("after") or 0)
+        )
     return _telemetry(gw, str(args["instrumentId"]))
 
 
@@ -617,16 +642,12 @@ async def _telemetry(gw: Gateway, instrument_id: str) -> AsyncIterator[dict[str,
     wake_send, wake_receive = trio.open_memory_channel[None](1)
 
     def poke() -> None:
-        try:
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             wake_send.send_nowait(None)
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            pass
 
     def on_ready() -> None:
-        try:
+        with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(poke)
-        except trio.RunFinishedError:
-            pass
 
     sub = gw.bus.subscribe(
         f"instrument/{instrument_id}/**", mode="lossy", maxsize=1_000, on_ready=on_ready

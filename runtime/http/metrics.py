@@ -47,11 +47,11 @@ class _Live(Collector):
     def collect(self) -> Iterator[Metric]:
         gw = self.metrics.gateway
         runs = GaugeMetricFamily("galvana_runs", "Runs by state", labels=["state"])
-        samples = CounterMetricFamily(
-            "galvana_samples_recorded", "Samples recorded over every run"
-        )
+        samples = CounterMetricFamily("galvana_samples_recorded", "Samples recorded over every run")
         try:
-            records: Any = ask_actor(gw.resolve, "runs", "list", (), {}, (READ_SCOPE,), 10.0)
+            records: Any = ask_actor(
+                gw.resolve, "runs", "list", (), {}, scopes=(READ_SCOPE,), timeout=10.0
+            )
         except ApiError:
             records = []
         for state in _STATES:
@@ -68,7 +68,9 @@ class _Live(Collector):
             "galvana_actor_restarts", "Restarts of each supervised actor", labels=["path"]
         )
         try:
-            tree: Any = ask_actor(gw.resolve, "", "tree", (), {}, (READ_SCOPE,), 10.0)
+            tree: Any = ask_actor(
+                gw.resolve, "", "tree", (), {}, scopes=(READ_SCOPE,), timeout=10.0
+            )
         except ApiError:
             tree = []
         for node in _walk(tree):
@@ -90,15 +92,18 @@ class _Live(Collector):
         )
         store = gw.store.statistics()
         yield CounterMetricFamily(
-            "galvana_events_committed", "Events made durable in the event log",
+            "galvana_events_committed",
+            "Events made durable in the event log",
             value=store.events_committed,
         )
         yield GaugeMetricFamily(
-            "galvana_event_store_pending", "Events queued for the log's writer",
+            "galvana_event_store_pending",
+            "Events queued for the log's writer",
             value=store.pending,
         )
         yield GaugeMetricFamily(
-            "galvana_http_streams", "Run streams open now (SSE and WebSocket)",
+            "galvana_http_streams",
+            "Run streams open now (SSE and WebSocket)",
             value=gw.counters.streams,
         )
         estops = CounterMetricFamily(
@@ -108,7 +113,8 @@ class _Live(Collector):
             estops.add_metric([instrument], count)
         yield estops
         yield CounterMetricFamily(
-            "galvana_http_estop_requests", "Emergency stops asked for over HTTP",
+            "galvana_http_estop_requests",
+            "Emergency stops asked for over HTTP",
             value=gw.counters.estops,
         )
 

@@ -38,7 +38,9 @@ _ERROR = {
 
 
 def _struct_schema(kind: type[msgspec.Struct], components: dict[str, Any]) -> dict[str, Any]:
-    (schema,), defs = msgspec.json.schema_components([kind], ref_template="#/components/schemas/{name}")
+    (schema,), defs = msgspec.json.schema_components(
+        [kind], ref_template="#/components/schemas/{name}"
+    )
     components.update(defs)
     return schema
 
@@ -94,7 +96,9 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
     for status, description in sorted(endpoint.responses.items()):
         entry: dict[str, Any] = {"description": description}
         if status >= 400:
-            entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            entry["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            }
         elif status not in (101,):
             entry["content"] = {media: {} for media in endpoint.produces}
         if status == 202:

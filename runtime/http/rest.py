@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import io
 import json
 import re
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -277,7 +279,9 @@ async def start_run(gw: Gateway, request: Request, caller: Caller, query: None) 
 
 async def _import_form(gw: Gateway, request: Request, caller: Caller) -> Response:
     await _body_limit(request, gw)
-    async with request.form(max_files=1, max_fields=100, max_part_size=gw.config.max_body_bytes) as form:
+    async with request.form(
+        max_files=1, max_fields=100, max_part_size=gw.config.max_body_bytes
+    ) as form:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise HttpError(400, "bad_request", "the form needs a file field 'file'", field="file")
@@ -291,20 +295,20 @@ async def _import_form(gw: Gateway, request: Request, caller: Caller) -> Respons
     for item in meta_items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise HttpError(
-                400, "bad_request", f"meta {item!r}: expected key=value", field="meta"
-            )
+            raise HttpError(400, "bad_request", f"meta {item!r}: expected key=value", field="meta")
         meta[key.strip()] = value.strip()
     return await _import(
         gw,
         request,
         caller,
-        filename,
-        data,
-        meta,
-        name if isinstance(name, str) else None,
-        cycles if isinstance(cycles, str) else None,
-        force,
+        _Import(
+            filename,
+            data,
+            meta,
+            name if isinstance(name, str) else None,
+            cycles if isinstance(cycles, str) else None,
+            force,
+        ),
     )
 
 
@@ -321,10 +325,15 @@ async def _import_json(gw: Gateway, request: Request, caller: Caller, upload: An
     filename = upload.get("filename")
     content = upload.get("content_base64")
     if not isinstance(filename, str) or not filename:
-        raise HttpError(400, "bad_request", "upload.filename: expected a string", field="upload.filename")
+        raise HttpError(
+            400, "bad_request", "upload.filename: expected a string", field="upload.filename"
+        )
     if not isinstance(content, str):
         raise HttpError(
-            400, "bad_request", "upload.content_base64: expected a string", field="upload.content_base64"
+            400,
+            "bad_request",
+            "upload.content_base64: expected a string",
+            field="upload.content_base64",
         )
     try:
         data = base64.b64decode(content, validate=True)
@@ -334,28 +343,44 @@ async def _import_json(gw: Gateway, request: Request, caller: Caller, upload: An
         ) from None
     meta = upload.get("meta") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise HttpError(400, "bad_request", "upload.meta: expected a map of strings", field="upload.meta")
+        raise HttpError(
+            400, "bad_request", "upload.meta: expected a map of strings", field="upload.meta"
+        )
     name, cycles = upload.get("name"), upload.get("cycles")
     for key, value in (("name", name), ("cycles", cycles)):
         if value is not None and not isinstance(value, str):
-            raise HttpError(400, "bad_request", f"upload.{key}: expected a string", field=f"upload.{key}")
+            raise HttpError(
+                400, "bad_request", f"upload.{key}: expected a string", field=f"upload.{key}"
+            )
     force = upload.get("force", False)
     if not isinstance(force, bool):
-        raise HttpError(400, "bad_request", "upload.force: expected a boolean", field="upload.force")
-    return await _import(gw, request, caller, filename, data, meta, name, cycles, force)
+        raise HttpError(
+            400, "bad_request", "upload.force: expected a boolean", field="upload.force"
+        )
+    return await _import(gw, request, caller, _Import(filename, data, meta, name, cycles, force))
 
 
-async def _import(
-    gw: Gateway,
-    request: Request,
-    caller: Caller,
-    filename: str,
-    data: bytes,
-    meta: dict[str, str],
-    name: str | None,
-    cycles: str | None,
-    force: bool,
-) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Import:
+    """An instrument file to import, as the request gave it."""
+
+    filename: str
+    data: bytes
+    meta: dict[str, str]
+    name: str | None
+    cycles: str | None
+    force: bool
+
+
+async def _import(gw: Gateway, request: Request, caller: Caller, upload: _Import) -> Response:
+    filename, data, meta, name, cycles, force = (
+        upload.filename,
+        upload.data,
+        upload.meta,
+        upload.name,
+        upload.cycles,
+        upload.force,
+    )
     reader = gw.hooks.read_upload
     if reader is None:
         raise HttpError(404, "not_found", "this daemon does not import files")
@@ -380,13 +405,18 @@ async def _import(
                 timeout=120,
             )
         record = await gw.call(
-            caller, "runs", "import_commit", token, prepared.spec, prepared.source, force, timeout=600
+            caller,
+            "runs",
+            "import_commit",
+            token,
+            prepared.spec,
+            prepared.source,
+            force,
+            timeout=600,
         )
     except HttpError:
-        try:
+        with contextlib.suppress(HttpError):
             await gw.call(caller, "runs", "import_discard", token)
-        except HttpError:
-            pass
         raise
     run_id = str(record.get("id"))
     _audit(request, run_id, f"imported {safe} as run {run_id}")
@@ -394,7 +424,9 @@ async def _import(
     return gw.json(view, 201, {"Location": f"{API}/runs/{run_id}", "X-Estimated-Duration": "0"})
 
 
-async def _steer(gw: Gateway, request: Request, caller: Caller, method: str, *args: object) -> Response:
+async def _steer(
+    gw: Gateway, request: Request, caller: Caller, method: str, *args: object
+) -> Response:
     run_id = request.path_params["run_id"]
     run_stream(run_id)
     _audit(request, run_id, f"{method} run {run_id}")
@@ -461,11 +493,13 @@ def _samples(store: EventStore, stream: str, offset: int, limit: int) -> tuple[i
         n = len(message)
         lo, hi = max(offset - total, 0), min(offset + limit - total, n)
         if lo < hi:
-            for name in parts:
-                parts[name].append(getattr(message, name)[lo:hi])
+            for name, chunks in parts.items():
+                chunks.append(getattr(message, name)[lo:hi])
         total += n
     columns = {
-        name: np.concatenate(chunks) if chunks else np.empty(0, np.uint8 if name == "flags" else np.float64)
+        name: np.concatenate(chunks)
+        if chunks
+        else np.empty(0, np.uint8 if name == "flags" else np.float64)
         for name, chunks in parts.items()
     }
     return total, columns
@@ -613,7 +647,7 @@ async def kill(gw: Gateway, request: Request, caller: Caller, query: None) -> Re
 
 
 async def list_keys(gw: Gateway, request: Request, caller: Caller, query: None) -> Response:
-    keys = await gw.read(gw.keys.keys)
+    keys = await gw.read(gw.keys.entries)
     return gw.json({"items": [k.shown() for k in keys]})
 
 

@@ -150,7 +150,9 @@ async def follow(
             yield [Follow("keepalive", position)]
 
 
-async def _open(gw: Gateway, run_id: str, query: StreamQuery, last_event_id: str | None) -> tuple[str, int, frozenset[str]]:
+async def _open(
+    gw: Gateway, run_id: str, query: StreamQuery, last_event_id: str | None
+) -> tuple[str, int, frozenset[str]]:
     channels = parse_channels(query.channels)
     stream = run_stream(run_id)
     if await gw.read(gw.store.last_seq, stream) == 0:
@@ -255,7 +257,7 @@ async def _ws_caller(gw: Gateway, ws: WebSocket) -> Caller:
         except (ValueError, AttributeError):
             key = None
         return gw.authenticate(ws, key if isinstance(key, str) else "")
-    raise HttpError(401, "unauthorized", "no key within 10 s (send {\"key\": KEY} first)")
+    raise HttpError(401, "unauthorized", 'no key within 10 s (send {"key": KEY} first)')
 
 
 async def _ws_send(ws: WebSocket, item: Follow, binary: bool) -> None:
