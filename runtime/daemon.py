@@ -97,6 +97,7 @@ class DaemonConfig:
     allowed_paths: tuple[Path, ...] = ()
     run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
     http: tuple[str, int] | None = None  # the HTTP gateway's address (None: no gateway)
+    http_options: dict[str, float] | None = None  # its limits (max_streams, ...)
 
     @property
     def source(self) -> str:
@@ -157,7 +158,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
                 f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                 f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
             )
-        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level", "http"):
+        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
             if key in file and not (isinstance(file[key], str) and file[key]):
                 raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
     if getattr(args, "token", None) is not None:
@@ -165,8 +166,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or file.get("tcp")
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
-    http_text = getattr(args, "http", None) or file.get("http")
-    http = parse_tcp(str(http_text), "--http") if http_text else None
+    http, http_options = _http(getattr(args, "http", None), file.get("http"), where)
     log_level = str(file.get("log_level", "INFO")).upper()
     if log_level not in _LOG_LEVELS:
         raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
@@ -186,7 +186,43 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
         run_limits=file.get("run_limits"),
         http=http,
+        http_options=http_options,
     )
+
+
+_HTTP_OPTIONS = {"max_streams": int, "max_body_bytes": int, "lag_events": int, "keepalive_s": float}
+
+
+def _http(
+    option: str | None, configured: object, where: str
+) -> tuple[tuple[str, int] | None, dict[str, float]]:
+    """The gateway's address (``--http`` wins) and options: ``http:`` is ``HOST:PORT``
+    or a map with ``listen: HOST:PORT`` and limits (``max_streams``, ...)."""
+    options: dict[str, float] = {}
+    listen: object = configured
+    if isinstance(configured, dict):
+        unknown = set(configured) - {"listen", *_HTTP_OPTIONS}
+        if unknown:
+            raise DaemonError(
+                f"{where}: http: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                f"accepted: listen, {', '.join(_HTTP_OPTIONS)}"
+            )
+        listen = configured.get("listen")
+        for key, kind in _HTTP_OPTIONS.items():
+            if key in configured:
+                value = configured[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise DaemonError(
+                        f"{where}: http.{key}: got {kind_of(value)}; expected a number > 0"
+                    )
+                options[key] = kind(value)
+    if option:
+        return parse_tcp(option, "--http"), options
+    if listen is None:
+        return None, options
+    if not isinstance(listen, str) or not listen:
+        raise DaemonError(f"{where}: http: got {kind_of(listen)}; expected HOST:PORT or a map")
+    return parse_tcp(listen, "http"), options
 
 
 def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
@@ -325,6 +361,7 @@ def _tree(
             max_threads=api.max_threads,
             max_calls_per_key=api.max_calls_in_flight,
             urgent_threads=api.urgent_threads,
+            **(config.http_options or {}),  # type: ignore[arg-type]
         )
         keys = config.data / KEY_FILE
         gateway = (

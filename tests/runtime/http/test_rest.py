@@ -1,0 +1,301 @@
+"""The REST API against a real daemon process: every route and its status codes.
+
+One daemon serves the module (its simulated potentiostat ``sim`` with a 2 V/s scan-rate
+limit, the recorded run ``src``); tests that latch its interlock reset it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+
+from runtime.codec import decode, unpack_plain
+from runtime.messages import PosteriorUpdate, SampleBatch
+from tests.actors.test_twin_runs import twin_spec
+from tests.hal.files import writers as w
+from tests.hal.files.conftest import simulated_cv
+from tests.runtime.http._gateway import (
+    GatewayDaemon,
+    log_events,
+    record_run,
+    start_gateway,
+    wait_state,
+)
+
+API = "/api/v1"
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayDaemon]:
+    base = tmp_path_factory.mktemp("rest")
+    for k, name in enumerate(("alpha cv", "beta cv", "gamma ca")):
+        record_run(base / "d", f"rec-{k}", batches=3, name=name)
+    daemon = start_gateway(base, max_body_bytes=4 * 1024 * 1024)
+    yield daemon
+    daemon.stop()
+
+
+def test_runs_are_listed_filtered_and_paged(gateway: GatewayDaemon) -> None:
+    with gateway.http("read") as client:
+        everything = client.get(f"{API}/runs", params={"order": "asc"}).json()
+        assert everything["total"] == 4
+        assert [r["id"] for r in everything["items"]] == ["rec-0", "rec-1", "rec-2", "src"]
+        assert everything["items"][3]["links"]["stream"] == f"{API}/runs/src/stream"
+        assert all(r["progress"] == 1.0 for r in everything["items"])  # finished runs
+
+        named = client.get(f"{API}/runs", params={"name": "CV"}).json()
+        assert sorted(r["name"] for r in named["items"]) == ["alpha cv", "beta cv", "recorded cv"]
+        done = client.get(f"{API}/runs", params={"state": "completed"}).json()
+        assert done["total"] == 4
+        assert client.get(f"{API}/runs", params={"state": "paused"}).json()["total"] == 0
+
+        first = client.get(f"{API}/runs", params={"limit": 3, "order": "asc"}).json()
+        assert len(first["items"]) == 3 and first["next"] is not None
+        second = client.get(first["next"]).json()
+        assert [r["id"] for r in second["items"]] == ["src"] and second["next"] is None
+
+        bad = client.get(f"{API}/runs", params={"limit": 0})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "limit"
+        unknown = client.get(f"{API}/runs", params={"colour": "red"})
+        assert unknown.status_code == 400 and unknown.json()["error"]["field"] == "colour"
+        state = client.get(f"{API}/runs", params={"state": "sleeping"})
+        assert state.status_code == 400 and state.json()["error"]["field"] == "state"
+
+
+def test_a_twin_run_is_accepted_with_its_location_and_duration(gateway: GatewayDaemon) -> None:
+    from twins.spec import load_twin_spec
+
+    spec = twin_spec(cycles=2)
+    with gateway.http("operate") as client:
+        answer = client.post(f"{API}/runs", json=spec)
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["id"]
+        assert answer.headers["location"] == f"{API}/runs/{run_id}"
+        expected = load_twin_spec(spec).protocol.duration
+        assert float(answer.headers["x-estimated-duration"]) == pytest.approx(expected, rel=1e-6)
+        shown = client.get(answer.headers["location"])
+        assert shown.status_code == 200
+        assert shown.json()["estimated_duration_s"] == pytest.approx(expected, rel=1e-6)
+        assert wait_state(client, run_id, {"completed"}) == "completed"
+
+        posterior = client.get(f"{API}/runs/{run_id}/posterior").json()["items"]
+    recorded = [
+        (seq, decode(data))
+        for seq, data in log_events(gateway.data, f"run/{run_id}")
+        if isinstance(decode(data), PosteriorUpdate)
+    ]
+    assert [p["seq"] for p in posterior] == [seq for seq, _ in recorded]
+    assert len(posterior) == 2
+    last, (_, update) = posterior[-1], recorded[-1]
+    assert [p["name"] for p in last["parameters"]] == list(update.parameters)
+    assert [p["median"] for p in last["parameters"]] == pytest.approx(update.median.tolist())
+    assert [p["q05"] for p in last["parameters"]] == pytest.approx(update.q05.tolist())
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code", "field"),
+    [
+        (
+            lambda s: s["protocol"].update(sample_rate="fast"),
+            400,
+            "bad_request",
+            "protocol.sample_rate",
+        ),
+        (
+            lambda s: s["calibrate"]["parameters"]["kinetics.k0"].update(dist="weird"),
+            400,
+            "bad_request",
+            "calibrate.parameters.kinetics.k0.dist",
+        ),
+        (lambda s: s["protocol"]["waveform"].update(scan_rate="5 V/s"), 409, "refused", None),
+        (lambda s: s["protocol"].update(sample_rate="10 MHz"), 422, "limit", None),
+        (lambda s: s.update(model="/etc/passwd"), 403, "forbidden", None),
+        (lambda s: s.update(instrument="nope"), 404, "not_found", None),
+    ],
+    ids=["bad-value", "bad-prior", "compliance", "run-limits", "forbidden-path", "no-instrument"],
+)
+def test_a_refused_run_gets_its_status_code_and_one_line(
+    gateway: GatewayDaemon, change: Any, status: int, code: str, field: str | None
+) -> None:
+    spec = twin_spec()
+    change(spec)
+    with gateway.http("operate") as client:
+        before = client.get(f"{API}/runs").json()["total"]
+        answer = client.post(f"{API}/runs", json=spec)
+        assert answer.status_code == status, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == code
+        assert "\n" not in error["message"] and "Traceback" not in error["message"]
+        assert error.get("field") == field
+        assert "root:" not in error["message"]  # /etc/passwd is named, never read
+        assert client.get(f"{API}/runs").json()["total"] == before  # nothing was created
+
+
+def test_bodies_that_are_no_run_spec_are_400(gateway: GatewayDaemon) -> None:
+    with gateway.http("operate") as client:
+        listed = client.post(f"{API}/runs", json=[1, 2])
+        assert listed.status_code == 400 and listed.json()["error"]["field"] == "body"
+        garbage = client.post(
+            f"{API}/runs", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status_code == 400 and garbage.json()["error"]["field"] == "body"
+        huge = client.post(
+            f"{API}/runs",
+            content=b" " * (5 * 1024 * 1024),
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_large"
+
+
+def test_a_replay_is_paused_resumed_and_stopped(gateway: GatewayDaemon) -> None:
+    with gateway.http("operate") as client:
+        answer = client.post(f"{API}/runs", json={"replay": {"run": "src", "speed": 0.5}})
+        assert answer.status_code == 202
+        run_id = answer.json()["id"]
+        assert "x-estimated-duration" not in answer.headers  # a replay's length is not known
+        wait_state(client, run_id, {"running"})
+
+        paused = client.post(f"{API}/runs/{run_id}/pause", params={"immediate": "true"})
+        assert paused.status_code == 200 and paused.json()["state"] == "paused"
+        again = client.post(f"{API}/runs/{run_id}/pause")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        bad = client.post(f"{API}/runs/{run_id}/pause", params={"immediate": "maybe"})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "immediate"
+
+        resumed = client.post(f"{API}/runs/{run_id}/resume")
+        assert resumed.status_code == 200 and resumed.json()["state"] == "running"
+        stopped = client.post(f"{API}/runs/{run_id}/stop")
+        assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+        assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409
+        assert client.get(f"{API}/runs/{run_id}").json()["progress"] == 1.0
+
+
+def test_unknown_runs_instruments_keys_and_routes_are_404(gateway: GatewayDaemon) -> None:
+    with gateway.http("admin") as client:
+        for path in ("", "/events", "/samples", "/posterior", "/stream"):
+            answer = client.get(f"{API}/runs/nope{path}")
+            assert answer.status_code == 404, path
+            assert answer.json()["error"]["code"] == "not_found"
+        assert client.post(f"{API}/runs/nope/pause").status_code == 404
+        assert client.post(f"{API}/instruments/nope/reset").status_code == 404
+        assert client.post(f"{API}/estop", json={"instrument": "nope"}).status_code == 404
+        assert client.delete(f"{API}/keys/nope").status_code == 404
+        assert client.get(f"{API}/nothing-here").status_code == 404
+        assert client.delete(f"{API}/runs").status_code == 405
+
+
+def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
+    batches = [
+        decode(data)
+        for _, data in log_events(gateway.data, "run/src")
+        if isinstance(decode(data), SampleBatch)
+    ]
+    t = np.concatenate([b.t for b in batches])
+    current = np.concatenate([b.I for b in batches])
+    with gateway.http("read") as client:
+        as_json = client.get(f"{API}/runs/src/samples").json()
+        assert as_json["total"] == len(t) == 4000
+        assert np.array_equal(np.array(as_json["t"]), t)
+        assert np.array_equal(np.array(as_json["I"]), current)
+
+        page = client.get(f"{API}/runs/src/samples", params={"offset": 150, "limit": 100}).json()
+        assert np.array_equal(np.array(page["t"]), t[150:250])
+
+        text = client.get(f"{API}/runs/src/samples", headers={"Accept": "text/csv"})
+        assert text.headers["content-type"].startswith("text/csv")
+        rows = list(csv.reader(io.StringIO(text.text)))
+        assert rows[0] == ["t_s", "E_V", "I_A", "flags"]
+        assert np.array_equal(np.array([float(r[2]) for r in rows[1:]]), current)
+
+        packed = client.get(
+            f"{API}/runs/src/samples", headers={"Accept": "application/msgpack;q=1, */*;q=0.1"}
+        )
+        assert packed.headers["content-type"] == "application/msgpack"
+        body: Any = unpack_plain(packed.content)
+        assert np.array_equal(body["I"], current) and body["I"].dtype == np.float64
+        assert msgpack.unpackb(packed.content, strict_map_key=False)["total"] == 4000
+
+        refused = client.get(f"{API}/runs/src/samples", headers={"Accept": "image/png"})
+        assert refused.status_code == 406
+
+
+def test_the_instruments_the_tree_and_an_estop_that_turns_the_cell_off(
+    gateway: GatewayDaemon,
+) -> None:
+    with gateway.http("operate") as client:
+        (sim,) = client.get(f"{API}/instruments").json()["items"]
+        assert sim["id"] == "sim" and sim["link_up"] is True
+        tree = client.get(f"{API}/actors").json()["items"]
+        assert {n["id"] for n in tree} >= {"recorder", "instruments", "runs", "api", "http"}
+
+        run_id = client.post(f"{API}/runs", json=twin_spec(cycles=30)).json()["id"]
+        wait_state(client, run_id, {"running"})
+        stopped = client.post(f"{API}/estop", json={"instrument": "sim", "reason": "test"})
+        assert stopped.status_code == 200, stopped.text
+        (entry,) = stopped.json()["items"]
+        assert entry["instrument"] == "sim" and entry["cell_off"] is True
+        assert wait_state(client, run_id, {"aborted", "completed"}) == "aborted"
+
+        refused = client.post(f"{API}/runs", json=twin_spec())
+        assert refused.status_code == 409 and "latched" in refused.json()["error"]["message"]
+        assert client.post(f"{API}/instruments/sim/reset").status_code == 403  # admin only
+    with gateway.http("admin") as admin:
+        reset = admin.post(f"{API}/instruments/sim/reset")
+        assert reset.status_code == 200 and reset.json()["latched"] is False
+        bad = admin.post(f"{API}/estop", json={"instrument": 3})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "instrument"
+
+
+def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaemon) -> None:
+    exported = w.autolab(simulated_cv())
+    with gateway.http("operate") as client:
+        form = client.post(
+            f"{API}/runs",
+            files={"file": ("ferri.txt", exported, "text/plain")},
+            data={"meta": ["area=0.0707cm2"], "name": "uploaded"},
+        )
+        assert form.status_code == 201, form.text
+        record = form.json()
+        assert form.headers["location"] == f"{API}/runs/{record['id']}"
+        assert record["state"] == "completed" and record["name"] == "uploaded"
+        assert record["samples"] > 100
+
+        again = client.post(
+            f"{API}/runs",
+            json={
+                "upload": {
+                    "filename": "ferri.txt",
+                    "content_base64": base64.b64encode(exported).decode(),
+                }
+            },
+        )
+        assert again.status_code == 409 and record["id"] in again.json()["error"]["message"]
+        forced = client.post(
+            f"{API}/runs",
+            json={
+                "upload": {
+                    "filename": "ferri.txt",
+                    "content_base64": base64.b64encode(exported).decode(),
+                    "force": True,
+                }
+            },
+        )
+        assert forced.status_code == 201
+        samples = client.get(f"{API}/runs/{forced.json()['id']}/samples").json()
+        assert samples["total"] == record["samples"]
+
+        broken = client.post(f"{API}/runs", files={"file": ("bad.txt", b"\x00garbage" * 10)})
+        assert broken.status_code == 400 and broken.json()["error"]["field"] == "file"
+        assert "bad.txt" in broken.json()["error"]["message"]
+        meta = client.post(
+            f"{API}/runs", files={"file": ("x.txt", exported)}, data={"meta": ["colour=red"]}
+        )
+        assert meta.status_code == 400 and "colour" in meta.json()["error"]["message"]
