@@ -469,19 +469,27 @@ async def run_events(gw: Gateway, request: Request, caller: Caller, query: Event
                 final = True
             if message is not None and channel_of(message) in channels:
                 items.append(event_json(seq, message))
-        if items or len(page) == query.limit or not await gw.commits.wait(generation, deadline):
+        if items or len(page) == query.limit:
             break
-    if not final and not page:
-        final = await gw.read(_is_final, gw.store, stream)
+        if not final and not page:
+            final = await gw.read(_is_final, gw.store, stream)
+        # A finished run has nothing more to wait for.
+        if final or not await gw.commits.wait(generation, deadline):
+            break
     return gw.json({"items": items, "next": after, "final": final})
 
 
 def _is_final(store: EventStore, stream: str) -> bool:
-    state = None
-    for message in _messages(store, stream):
-        if isinstance(message, RunStateChanged):
-            state = message.state
-    return state in FINAL_STATES
+    """Whether the run's last events hold its final state (nothing more will come)."""
+    last = store.last_seq(stream)
+    for _seq, data in store.read(stream, max(last - 15, 1)):
+        try:
+            message = decode(data)
+        except MessageError:
+            continue
+        if isinstance(message, RunStateChanged) and message.state in FINAL_STATES:
+            return True
+    return False
 
 
 def _samples(store: EventStore, stream: str, offset: int, limit: int) -> tuple[int, dict[str, Any]]:
