@@ -394,7 +394,8 @@ def _check_scope(resolve: Callable[..., Any], obj: Any, info: Info, **args: Any)
 
 
 def _subscription_field(root: Any, info: Info, **_args: Any) -> Any:
-    return root
+    # Each event is executed with ``{field: payload}`` as its root value.
+    return root[info.field_name]
 
 
 subscription = ObjectType("Subscription")
@@ -634,7 +635,7 @@ async def _run_updates(
                 continue
             event = event_json(item.seq, item.message)
             state = getattr(item.message, "state", None)
-            yield {"runUpdates": None, **event, "state": state}
+            yield {**event, "state": state}
 
 
 async def _telemetry(gw: Gateway, instrument_id: str) -> AsyncIterator[dict[str, Any]]:
