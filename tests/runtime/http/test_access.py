@@ -97,7 +97,8 @@ def test_the_web_view_s_page_and_files_hold_no_data_and_need_no_key(
 ) -> None:
     with gateway.http(None) as anonymous:
         page = anonymous.get("/")
-        assert page.status_code == 200 and "app.js" in page.text
+        assert page.status_code == 200
+        assert "app.js" in page.text
         assert anonymous.get("/static/app.js").status_code == 200
         assert "MIT License" in anonymous.get("/static/uplot.LICENSE").text
 
@@ -115,7 +116,8 @@ def test_keys_are_added_listed_and_revoked_while_the_daemon_runs(
     added = _galvana("keys", "--data", data, "add", "lims", "--scope", "operate")
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip()
-    assert key.startswith("gk_") and "\n" not in key
+    assert key.startswith("gk_")
+    assert "\n" not in key
     assert "shown once" in added.stderr
     key_file = gateway.data / "api-keys.json"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
@@ -133,22 +135,26 @@ def test_keys_are_added_listed_and_revoked_while_the_daemon_runs(
         assert lims.get("/api/v1/runs").status_code == 200  # the running daemon knows it
         assert lims.get("/api/v1/keys").status_code == 403
         revoked = _galvana("keys", "--data", data, "revoke", key_id)
-        assert revoked.returncode == 0 and "revoked" in revoked.stdout
+        assert revoked.returncode == 0
+        assert "revoked" in revoked.stdout
         assert lims.get("/api/v1/runs").status_code == 401
     bad = _galvana("keys", "--data", data, "revoke", "nope")
-    assert bad.returncode == 2 and "no key 'nope'" in bad.stderr
+    assert bad.returncode == 2
+    assert "no key 'nope'" in bad.stderr
     scope = _galvana("keys", "--data", data, "add", "x", "--scope", "root")
     assert scope.returncode == 2
 
     with gateway.http("admin") as admin:
         made = admin.post("/api/v1/keys", json={"name": "dashboard", "scope": "read"})
         assert made.status_code == 201
-        assert made.json()["scope"] == "read" and made.json()["key"].startswith("gk_")
+        assert made.json()["scope"] == "read"
+        assert made.json()["key"].startswith("gk_")
         bad_name = admin.post("/api/v1/keys", json={"name": "two words"})
         assert bad_name.status_code == 400
         assert admin.delete(f"/api/v1/keys/{made.json()['id']}").status_code == 200
         ids = {k["id"]: k["revoked"] for k in admin.get("/api/v1/keys").json()["items"]}
-        assert ids[made.json()["id"]] is not None and ids[key_id] is not None
+        assert ids[made.json()["id"]] is not None
+        assert ids[key_id] is not None
 
     def audited() -> set[str]:
         with gateway.client() as owner:
@@ -185,14 +191,18 @@ def test_state_changing_requests_are_audit_events(gateway: GatewayDaemon) -> Non
     ]
     by_action = {(e.action, e.status): e for e in events}
     refused = by_action[("POST /api/v1/estop", 403)]
-    assert refused.key_id == gateway.key_ids["read"] and "read-user" in refused.who
+    assert refused.key_id == gateway.key_ids["read"]
+    assert "read-user" in refused.who
     done = by_action[("POST /api/v1/estop", 200)]
     assert done.key_id == gateway.key_ids["operate"]
-    assert done.target == "sim" and "audit" in done.detail
+    assert done.target == "sim"
+    assert "audit" in done.detail
     missing = by_action[("POST /api/v1/runs/{run_id}/pause", 404)]
-    assert missing.target == "nope" and "no run" in missing.detail
+    assert missing.target == "nope"
+    assert "no run" in missing.detail
     reset = by_action[("POST /api/v1/instruments/{instrument_id}/reset", 200)]
-    assert reset.key_id == gateway.key_ids["admin"] and reset.target == "sim"
+    assert reset.key_id == gateway.key_ids["admin"]
+    assert reset.target == "sim"
     assert all(e.at.tzinfo is not None for e in events)
     # Reads are not audit events.
     assert not any(e.action.startswith("GET ") for e in events)

@@ -90,7 +90,8 @@ def test_a_run_is_queried_with_samples_events_posterior_and_progress(
     batches = [m for _, m in logged if isinstance(m, SampleBatch)]
     import numpy as np
 
-    assert run["state"] == "completed" and run["progress"] == 1.0
+    assert run["state"] == "completed"
+    assert run["progress"] == 1.0
     assert run["sampleCount"] == sum(len(b) for b in batches) == run["samples"]["total"]
     current = np.concatenate([b.I for b in batches])
     assert run["samples"]["I"] == pytest.approx(current[10:15].tolist())
@@ -126,7 +127,8 @@ def test_instrument_telemetry_is_a_subscription(gateway: GatewayDaemon) -> None:
         frame = json.loads(updates.recv())
         assert frame["type"] == "next"
         telemetry = frame["payload"]["data"]["instrumentTelemetry"]
-        assert telemetry["instrumentId"] == "sim" and telemetry["topic"] == "instrument/sim/state"
+        assert telemetry["instrumentId"] == "sim"
+        assert telemetry["topic"] == "instrument/sim/state"
         assert telemetry["type"] == "instrument.safety_tripped"
     with gateway.http("admin") as admin:
         admin.post("/api/v1/instruments/sim/reset")
@@ -150,7 +152,8 @@ def test_metrics_parse_and_count_what_happened(gateway: GatewayDaemon) -> None:
     assert any(s.labels["status"] == "200" for s in requests)
     estops = {s.labels["instrument"]: s.value for s in families["galvana_estops"].samples}
     assert estops.get("sim", 0) >= 1  # the stops of the tests above
-    assert "galvana_actor_restarts" in families and "galvana_bus_lost" in families
+    assert "galvana_actor_restarts" in families
+    assert "galvana_bus_lost" in families
     assert "galvana_sample_rate_hz" in families
 
 

@@ -57,17 +57,21 @@ def test_runs_are_listed_filtered_and_paged(gateway: GatewayDaemon) -> None:
         assert client.get(f"{API}/runs", params={"state": "paused"}).json()["total"] == 0
 
         first = client.get(f"{API}/runs", params={"limit": 3, "order": "asc"}).json()
-        assert len(first["items"]) == 3 and first["next"] is not None
+        assert len(first["items"]) == 3
+        assert first["next"] is not None
         second = client.get(first["next"]).json()
-        assert [r["id"] for r in second["items"]] == ["src"] and second["next"] is None
+        assert [r["id"] for r in second["items"]] == ["src"]
+        assert second["next"] is None
 
         bad = client.get(f"{API}/runs", params={"limit": 0})
         assert bad.status_code == 400
         assert bad.json()["error"]["field"] == "limit"
         unknown = client.get(f"{API}/runs", params={"colour": "red"})
-        assert unknown.status_code == 400 and unknown.json()["error"]["field"] == "colour"
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["field"] == "colour"
         state = client.get(f"{API}/runs", params={"state": "sleeping"})
-        assert state.status_code == 400 and state.json()["error"]["field"] == "state"
+        assert state.status_code == 400
+        assert state.json()["error"]["field"] == "state"
 
 
 def test_a_twin_run_is_accepted_with_its_location_and_duration(gateway: GatewayDaemon) -> None:
@@ -133,7 +137,8 @@ def test_a_refused_run_gets_its_status_code_and_one_line(
         assert answer.status_code == status, answer.text
         error = answer.json()["error"]
         assert error["code"] == code
-        assert "\n" not in error["message"] and "Traceback" not in error["message"]
+        assert "\n" not in error["message"]
+        assert "Traceback" not in error["message"]
         assert error.get("field") == field
         assert "root:" not in error["message"]  # /etc/passwd is named, never read
         assert client.get(f"{API}/runs").json()["total"] == before  # nothing was created
@@ -142,17 +147,20 @@ def test_a_refused_run_gets_its_status_code_and_one_line(
 def test_bodies_that_are_no_run_spec_are_400(gateway: GatewayDaemon) -> None:
     with gateway.http("operate") as client:
         listed = client.post(f"{API}/runs", json=[1, 2])
-        assert listed.status_code == 400 and listed.json()["error"]["field"] == "body"
+        assert listed.status_code == 400
+        assert listed.json()["error"]["field"] == "body"
         garbage = client.post(
             f"{API}/runs", content=b"{not json", headers={"Content-Type": "application/json"}
         )
-        assert garbage.status_code == 400 and garbage.json()["error"]["field"] == "body"
+        assert garbage.status_code == 400
+        assert garbage.json()["error"]["field"] == "body"
         huge = client.post(
             f"{API}/runs",
             content=b" " * (5 * 1024 * 1024),
             headers={"Content-Type": "application/json"},
         )
-        assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_large"
+        assert huge.status_code == 413
+        assert huge.json()["error"]["code"] == "too_large"
 
 
 def test_a_replay_is_paused_resumed_and_stopped(gateway: GatewayDaemon) -> None:
@@ -164,16 +172,21 @@ def test_a_replay_is_paused_resumed_and_stopped(gateway: GatewayDaemon) -> None:
         wait_state(client, run_id, {"running"})
 
         paused = client.post(f"{API}/runs/{run_id}/pause", params={"immediate": "true"})
-        assert paused.status_code == 200 and paused.json()["state"] == "paused"
+        assert paused.status_code == 200
+        assert paused.json()["state"] == "paused"
         again = client.post(f"{API}/runs/{run_id}/pause")
-        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "conflict"
         bad = client.post(f"{API}/runs/{run_id}/pause", params={"immediate": "maybe"})
-        assert bad.status_code == 400 and bad.json()["error"]["field"] == "immediate"
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "immediate"
 
         resumed = client.post(f"{API}/runs/{run_id}/resume")
-        assert resumed.status_code == 200 and resumed.json()["state"] == "running"
+        assert resumed.status_code == 200
+        assert resumed.json()["state"] == "running"
         stopped = client.post(f"{API}/runs/{run_id}/stop")
-        assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+        assert stopped.status_code == 200
+        assert stopped.json()["state"] == "stopped"
         assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409
         assert client.get(f"{API}/runs/{run_id}").json()["progress"] == 1.0
 
@@ -220,7 +233,8 @@ def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
         )
         assert packed.headers["content-type"] == "application/msgpack"
         body: Any = unpack_plain(packed.content)
-        assert np.array_equal(body["I"], current) and body["I"].dtype == np.float64
+        assert np.array_equal(body["I"], current)
+        assert body["I"].dtype == np.float64
         assert msgpack.unpackb(packed.content, strict_map_key=False)["total"] == 4000
 
         refused = client.get(f"{API}/runs/src/samples", headers={"Accept": "image/png"})
@@ -232,7 +246,8 @@ def test_the_instruments_the_tree_and_an_estop_that_turns_the_cell_off(
 ) -> None:
     with gateway.http("operate") as client:
         (sim,) = client.get(f"{API}/instruments").json()["items"]
-        assert sim["id"] == "sim" and sim["link_up"] is True
+        assert sim["id"] == "sim"
+        assert sim["link_up"] is True
         tree = client.get(f"{API}/actors").json()["items"]
         assert {n["id"] for n in tree} >= {"recorder", "instruments", "runs", "api", "http"}
 
@@ -241,17 +256,21 @@ def test_the_instruments_the_tree_and_an_estop_that_turns_the_cell_off(
         stopped = client.post(f"{API}/estop", json={"instrument": "sim", "reason": "test"})
         assert stopped.status_code == 200, stopped.text
         (entry,) = stopped.json()["items"]
-        assert entry["instrument"] == "sim" and entry["cell_off"] is True
+        assert entry["instrument"] == "sim"
+        assert entry["cell_off"] is True
         assert wait_state(client, run_id, {"aborted", "completed"}) == "aborted"
 
         refused = client.post(f"{API}/runs", json=twin_spec())
-        assert refused.status_code == 409 and "latched" in refused.json()["error"]["message"]
+        assert refused.status_code == 409
+        assert "latched" in refused.json()["error"]["message"]
         assert client.post(f"{API}/instruments/sim/reset").status_code == 403  # admin only
     with gateway.http("admin") as admin:
         reset = admin.post(f"{API}/instruments/sim/reset")
-        assert reset.status_code == 200 and reset.json()["latched"] is False
+        assert reset.status_code == 200
+        assert reset.json()["latched"] is False
         bad = admin.post(f"{API}/estop", json={"instrument": 3})
-        assert bad.status_code == 400 and bad.json()["error"]["field"] == "instrument"
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "instrument"
 
 
 def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaemon) -> None:
@@ -265,7 +284,8 @@ def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaem
         assert form.status_code == 201, form.text
         record = form.json()
         assert form.headers["location"] == f"{API}/runs/{record['id']}"
-        assert record["state"] == "completed" and record["name"] == "uploaded"
+        assert record["state"] == "completed"
+        assert record["name"] == "uploaded"
         assert record["samples"] > 100
 
         again = client.post(
@@ -277,7 +297,8 @@ def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaem
                 }
             },
         )
-        assert again.status_code == 409 and record["id"] in again.json()["error"]["message"]
+        assert again.status_code == 409
+        assert record["id"] in again.json()["error"]["message"]
         forced = client.post(
             f"{API}/runs",
             json={
@@ -293,9 +314,11 @@ def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaem
         assert samples["total"] == record["samples"]
 
         broken = client.post(f"{API}/runs", files={"file": ("bad.txt", b"\x00garbage" * 10)})
-        assert broken.status_code == 400 and broken.json()["error"]["field"] == "file"
+        assert broken.status_code == 400
+        assert broken.json()["error"]["field"] == "file"
         assert "bad.txt" in broken.json()["error"]["message"]
         meta = client.post(
             f"{API}/runs", files={"file": ("x.txt", exported)}, data={"meta": ["colour=red"]}
         )
-        assert meta.status_code == 400 and "colour" in meta.json()["error"]["message"]
+        assert meta.status_code == 400
+        assert "colour" in meta.json()["error"]["message"]

@@ -76,7 +76,8 @@ def test_sse_resumes_after_a_disconnect_without_loss_or_repeat(gateway: GatewayD
     assert len(batches) == 40
     streamed = [e["data"] for e in seen if e["type"] == "samples"]
     assert [s["I"] for s in streamed] == [b.I.tolist() for b in batches]
-    assert isinstance(logged[-1][1], RunStateChanged) and logged[-1][1].state == "completed"
+    assert isinstance(logged[-1][1], RunStateChanged)
+    assert logged[-1][1].state == "completed"
 
 
 def test_channels_filter_and_after_resumes_from_a_sequence_number(gateway: GatewayDaemon) -> None:
@@ -93,7 +94,8 @@ def test_channels_filter_and_after_resumes_from_a_sequence_number(gateway: Gatew
             rest = [json.loads(e.data)["seq"] for e in events.iter_sse() if e.event in CHANNELS]
         assert rest == [seq for seq, _ in logged if seq > after]
         bad = client.get(f"{API}/runs/src/stream", params={"channels": "video"})
-        assert bad.status_code == 400 and bad.json()["error"]["field"] == "channels"
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "channels"
         wrong = client.get(f"{API}/runs/src/stream", headers={"Last-Event-ID": "x"})
         assert wrong.status_code == 400
 
@@ -133,7 +135,8 @@ def test_a_long_poll_waits_for_the_next_committed_event(gateway: GatewayDaemon) 
         wait_state(client, run_id, {"running"})
         head = client.get(f"{API}/runs/{run_id}/events", params={"after": 0}).json()["next"]
         page = client.get(f"{API}/runs/{run_id}/events", params={"after": head, "wait": 30}).json()
-        assert page["items"] and page["items"][0]["seq"] == head + 1
+        assert page["items"]
+        assert page["items"][0]["seq"] == head + 1
         assert page["final"] is False
         client.post(f"{API}/runs/{run_id}/stop")
         done = client.get(f"{API}/runs/{run_id}/events", params={"after": 10**6, "wait": 30}).json()
@@ -154,7 +157,9 @@ def test_a_slow_reader_is_told_it_lags_and_still_loses_nothing(gateway: GatewayD
                 break
             elif sse.event in CHANNELS:
                 seqs.append(int(sse.id))
-    assert lagged and lagged[0]["behind"] > 50 and lagged[0]["head"] == logged[-1][0]
+    assert lagged
+    assert lagged[0]["behind"] > 50
+    assert lagged[0]["head"] == logged[-1][0]
     assert seqs == [seq for seq, _ in logged]
 
 
