@@ -97,6 +97,7 @@ class Recorder(Actor):
 
     def _drain(self) -> None:
         by_stream: dict[str, list[bytes]] = defaultdict(list)
+        batches: list[SampleBatch] = []
         for sub in self._subs:
             for topic, msg in sub.drain():
                 if isinstance(msg, Lagged):
@@ -111,10 +112,13 @@ class Recorder(Actor):
                     logger.error("not recorded: %s on %s: %s", type(msg).__name__, topic, exc)
                     continue
                 if isinstance(msg, SampleBatch):
-                    self._record_samples(msg)
+                    batches.append(msg)
         for stream, items in by_stream.items():
             self.store.append_many(stream, items)
             self._recorded += len(items)
+        # The log first: its commit is what streams wait for; the arrays follow.
+        for batch in batches:
+            self._record_samples(batch)
 
     def _record_samples(self, batch: SampleBatch) -> None:
         try:

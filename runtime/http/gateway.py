@@ -156,10 +156,11 @@ class Gateway:
         # Built here, not at import: each part imports what it needs.
         from runtime.http.app import build_app  # noqa: PLC0415 - the app imports this module
         from runtime.http.metrics import Metrics  # noqa: PLC0415
-        from runtime.http.streams import CommitWatch  # noqa: PLC0415
+        from runtime.http.streams import CommitWatch, EventCache  # noqa: PLC0415
 
         self.metrics = Metrics(self)
         self.commits = CommitWatch(store)
+        self.events = EventCache()
         self.app: Starlette = build_app(self)
 
     # --- who is calling -------------------------------------------------------------

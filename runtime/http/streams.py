@@ -23,11 +23,13 @@ message encoded as the actor message API encodes it (``format=msgpack``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,12 +37,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from runtime.codec import decode
+from runtime.errors import MessageError
 from runtime.event_store import EventStore
 from runtime.http.app import parse_query
 from runtime.http.endpoints import StreamQuery
 from runtime.http.errors import HttpError
 from runtime.http.render import channel_of, json_bytes, msgpack_bytes, tag_of
-from runtime.http.rest import FINAL_STATES, event_json, parse_channels, read_events, run_stream
+from runtime.http.rest import FINAL_STATES, event_json, parse_channels, run_stream
 from runtime.messages import RunStateChanged
 
 if TYPE_CHECKING:
@@ -54,12 +58,17 @@ logger = logging.getLogger("galvana.http")
 PAGE_EVENTS = 256
 """Events read from the log at a time (a slow client holds no more than this)."""
 
+LIVE_EVENTS = 16
+"""A reader whose last page held fewer events than this follows the head: its next
+read is small enough to make in the event loop."""
+
 
 class CommitWatch:
     """Wakes the gateway's streams each time the event store commits.
 
-    One worker thread waits on the store (``EventStore.wait_commit``); trio tasks wait
-    on :meth:`wait` with the :attr:`generation` they last saw.
+    The store's writer calls back after every commit (``EventStore.on_commit``); the
+    callback hands over to the gateway's trio loop, where tasks wait on :meth:`wait`
+    with the :attr:`generation` they last saw.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -67,24 +76,24 @@ class CommitWatch:
         self.generation = 0
         self._changed = trio.Event()
 
+    def _bump(self) -> None:
+        self.generation += 1
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
     async def run(self) -> None:
         """Follow the store's commits until cancelled."""
-        seen = self.store.commits
-        limiter = trio.CapacityLimiter(1)
-        while True:
-            if self.store.closed:
-                await trio.sleep(1.0)
-                continue
-            now = await trio.to_thread.run_sync(
-                partial(self.store.wait_commit, seen, timeout=1.0),
-                limiter=limiter,
-                abandon_on_cancel=True,
-            )
-            if now != seen:
-                seen = now
-                self.generation += 1
-                changed, self._changed = self._changed, trio.Event()
-                changed.set()
+        token = trio.lowlevel.current_trio_token()
+
+        def committed() -> None:  # the writer's thread: never block it
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._bump)
+
+        stop = self.store.on_commit(committed)
+        try:
+            await trio.sleep_forever()
+        finally:
+            stop()
 
     @staticmethod
     def deadline(seconds: float) -> float:
@@ -99,6 +108,50 @@ class CommitWatch:
             await self._changed.wait()
             return True
         return False
+
+
+class EventCache:
+    """Recently read events of every stream, decoded and rendered once for all the
+    streams that follow them (ten clients of one run cost one decode and one JSON
+    rendering per event, not ten). Thread-safe; bounded to ``capacity`` events."""
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(
+        self, store: EventStore, stream: str, after: int, limit: int
+    ) -> list[tuple[int, object]]:
+        """Like :func:`runtime.http.rest.read_events`, decoding only what is not cached."""
+        out: list[tuple[int, object]] = []
+        for seq, data in store.read(stream, after + 1, limit):
+            key = (stream, seq)
+            with self._lock:
+                entry = self._items.get(key)
+            if entry is None:
+                try:
+                    message: object = decode(data)
+                except MessageError:
+                    message = None
+                entry = [message, None]
+                with self._lock:
+                    self._items[key] = entry
+                    while len(self._items) > self.capacity:
+                        self._items.popitem(last=False)
+            out.append((seq, entry[0]))
+        return out
+
+    def json_text(self, stream: str, seq: int, message: object) -> str:
+        """The event as JSON (``{seq, channel, type, data}``), rendered once."""
+        with self._lock:
+            entry = self._items.get((stream, seq))
+        if entry is not None and entry[1] is not None:
+            return str(entry[1])
+        text = json.dumps(event_json(seq, message), separators=(",", ":"), allow_nan=False)
+        if entry is not None:
+            entry[1] = text
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +173,17 @@ async def follow(
     until the run's final state has been sent; keepalives while nothing happens."""
     position = after
     final = False
+    live = False
     told_behind = 0
     while True:
         generation = gw.commits.generation
-        page = await gw.read(read_events, gw.store, stream, position, PAGE_EVENTS)
+        if live:
+            # Following the head: a few events, read in the loop (microseconds of LMDB)
+            # rather than through a worker thread, whose hand-offs cost milliseconds.
+            page = gw.events.read(gw.store, stream, position, LIVE_EVENTS)
+        else:
+            page = await gw.read(gw.events.read, gw.store, stream, position, PAGE_EVENTS)
+        live = len(page) < LIVE_EVENTS
         out: list[Follow] = []
         for seq, message in page:
             position = seq
@@ -131,7 +191,7 @@ async def follow(
                 final = True
             if message is not None and channel_of(message) in channels:
                 out.append(Follow("event", seq, message))
-        if len(page) == PAGE_EVENTS:
+        if len(page) >= LIVE_EVENTS:
             head = await gw.read(gw.store.last_seq, stream)
             behind = head - position
             if behind > gw.config.lag_events and behind > 2 * told_behind:
@@ -174,9 +234,9 @@ async def _open(
     return stream, after, channels
 
 
-def _sse_chunk(item: Follow) -> str:
+def _sse_chunk(gw: Gateway, stream: str, item: Follow) -> str:
     if item.kind == "event":
-        data = json_bytes(event_json(item.seq, item.message)).decode()
+        data = gw.events.json_text(stream, item.seq, item.message)
         # A JSON text from json.dumps holds no newline: one data line per event.
         return f"id: {item.seq}\nevent: {channel_of(item.message)}\ndata: {data}\n\n"
     if item.kind == "lagged":
@@ -198,7 +258,7 @@ async def sse(gw: Gateway, request: Request, caller: Caller, query: StreamQuery)
         try:
             yield b"retry: 2000\n\n"
             async for items in follow(gw, stream, after, channels):
-                yield "".join(_sse_chunk(i) for i in items).encode()
+                yield "".join(_sse_chunk(gw, stream, i) for i in items).encode()
         finally:
             gw.counters.streams -= 1
 
@@ -238,7 +298,7 @@ async def websocket(gw: Gateway, ws: WebSocket, caller: None, query: None) -> No
             nursery.start_soon(until_closed)
             async for items in follow(gw, stream, after, channels):
                 for item in items:
-                    await _ws_send(ws, item, binary)
+                    await _ws_send(gw, ws, stream, item, binary)
             await ws.close()
             nursery.cancel_scope.cancel()
     except (WebSocketDisconnect, RuntimeError, trio.BrokenResourceError):
@@ -260,7 +320,7 @@ async def _ws_caller(gw: Gateway, ws: WebSocket) -> Caller:
     raise HttpError(401, "unauthorized", 'no key within 10 s (send {"key": KEY} first)')
 
 
-async def _ws_send(ws: WebSocket, item: Follow, binary: bool) -> None:
+async def _ws_send(gw: Gateway, ws: WebSocket, stream: str, item: Follow, binary: bool) -> None:
     payload: dict[str, Any]
     if item.kind == "event":
         if binary:
@@ -272,7 +332,7 @@ async def _ws_send(ws: WebSocket, item: Follow, binary: bool) -> None:
             }
             await ws.send_bytes(msgpack_bytes(payload))
             return
-        await ws.send_text(json_bytes(event_json(item.seq, item.message)).decode())
+        await ws.send_text(gw.events.json_text(stream, item.seq, item.message))
         return
     if item.kind == "lagged":
         payload = {"type": "lagged", "behind": item.behind, "head": item.head}
