@@ -401,24 +401,22 @@ class GatewayThread:
         async def main() -> None:
             self._token = trio.lowlevel.current_trio_token()
             self._shutdown = trio.Event()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.gateway.commits.run)
-                nursery.start_soon(self.gateway.watch_keys)
-                nursery.start_soon(self.gateway.metrics.run)
-                self.urls = await nursery.start(
-                    partial(
-                        serve,
-                        cast(Any, self.gateway.app),
-                        hyper,
-                        shutdown_trigger=self._shutdown.wait,
+            async with trio.open_nursery() as helpers:
+                helpers.start_soon(self.gateway.commits.run)
+                helpers.start_soon(self.gateway.watch_keys)
+                helpers.start_soon(self.gateway.metrics.run)
+                async with trio.open_nursery() as web:
+                    self.urls = await web.start(
+                        partial(
+                            serve,
+                            cast(Any, self.gateway.app),
+                            hyper,
+                            shutdown_trigger=self._shutdown.wait,
+                        )
                     )
-                )
-                self._started.set()
-                await self._shutdown.wait()
-                # Let hypercorn close its connections (graceful_timeout), then the rest.
-                with trio.move_on_after(hyper.graceful_timeout + 1.0):
-                    await trio.sleep(hyper.graceful_timeout)
-                nursery.cancel_scope.cancel()
+                    self._started.set()
+                # hypercorn has closed its connections (streams get graceful_timeout).
+                helpers.cancel_scope.cancel()
             self.gateway.metrics.close()
 
         try:

@@ -165,7 +165,7 @@ def _audit(request: Request, target: str, detail: str) -> None:
 
 
 async def _json_body(request: Request, gw: Gateway) -> Any:
-    raw = await _body(request, gw)
+    raw = await read_body(request, gw)
     if not raw:
         return None
     try:
@@ -174,7 +174,8 @@ async def _json_body(request: Request, gw: Gateway) -> Any:
         raise HttpError(400, "bad_request", f"the body is not JSON: {exc}", field="body") from None
 
 
-async def _body(request: Request, gw: Gateway) -> bytes:
+async def read_body(request: Request, gw: Gateway) -> bytes:
+    """The request's body, refused (``413``) past the gateway's ``max_body_bytes``."""
     limit = gw.config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -226,6 +227,10 @@ async def list_runs(gw: Gateway, request: Request, caller: Caller, query: RunsQu
     if query.order == "desc":
         records.reverse()
     page = records[query.offset : query.offset + query.limit]
+    for k, record in enumerate(page):
+        if record.get("state") not in FINAL_STATES:
+            # A live run's progress needs its spec, which the list leaves out.
+            page[k] = await gw.call(caller, "runs", "show", record["id"])
     following = query.offset + len(page)
     params = request.query_params.multi_items()
     nxt = None
@@ -269,7 +274,9 @@ async def start_run(gw: Gateway, request: Request, caller: Caller, query: None) 
     record = await gw.call(caller, "runs", "start", body, timeout=120)
     run_id = str(record.get("id"))
     _audit(request, run_id, f"started run {run_id}")
-    view = run_view(gw, {**record, "spec": body})
+    # The recorded spec holds what the daemon read in (a model file named by path).
+    shown = await gw.call(caller, "runs", "show", run_id)
+    view = run_view(gw, {**record, "spec": shown.get("spec", body)})
     headers = {"Location": f"{API}/runs/{run_id}"}
     duration = view.get("estimated_duration_s")
     if duration is not None:
