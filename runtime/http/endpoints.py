@@ -26,7 +26,7 @@ API = "/api/v1"
 Handler = Callable[..., Awaitable[Any]]
 """An endpoint's handler: ``(gateway, request, caller, query) -> Response`` for HTTP,
 ``(gateway, websocket, None, None) -> None`` for a WebSocket (which authenticates
-itself: a browser cannot send a WebSocket headers)."""
+itself: a browser cannot set a WebSocket's headers)."""
 
 RunStateName = Literal[
     "idle", "running", "paused", "completed", "stopped", "aborted", "failed", "interrupted"

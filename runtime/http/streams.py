@@ -43,7 +43,7 @@ from runtime.event_store import EventStore
 from runtime.http.app import parse_query
 from runtime.http.endpoints import StreamQuery
 from runtime.http.errors import HttpError
-from runtime.http.render import channel_of, json_bytes, msgpack_bytes, tag_of
+from runtime.http.render import channel_of, msgpack_bytes, tag_of
 from runtime.http.rest import FINAL_STATES, event_json, parse_channels, run_stream
 from runtime.messages import RunStateChanged
 
@@ -270,22 +270,31 @@ async def sse(gw: Gateway, request: Request, caller: Caller, query: StreamQuery)
 
 
 async def websocket(gw: Gateway, ws: WebSocket, caller: None, query: None) -> None:
-    """``/runs/{run_id}/ws``: the stream over a WebSocket. The key comes in the headers,
-    or (for a browser, which cannot set them) as the first message ``{"key": KEY}``."""
-    await ws.accept()
+    """``/runs/{run_id}/ws``: the stream over a WebSocket. The key comes in the headers
+    (a refusal is then the HTTP answer to the handshake: 401, 403, 404, ...) or, for a
+    browser, which cannot set them, as the first message ``{"key": KEY}`` (a refusal is
+    then a close with code 4000 + the HTTP status and the reason)."""
+    in_headers = bool(ws.headers.get("authorization") or ws.headers.get("x-api-key"))
+    if not in_headers:
+        await ws.accept()
     try:
-        who = await _ws_caller(gw, ws)
+        who = gw.authenticate(ws) if in_headers else await _first_message_caller(gw, ws)
         gw.require(who, "read")
         parsed: StreamQuery = parse_query(StreamQuery, ws.query_params)
         stream, after, channels = await _open(gw, ws.path_params["run_id"], parsed, None)
     except HttpError as exc:
-        await ws.send_text(json_bytes(exc.body()).decode())
-        await ws.close(code=4000 + min(exc.status, 999))
+        if in_headers:
+            await ws.send_denial_response(gw.error_response(exc))
+        else:
+            await ws.close(code=4000 + min(exc.status, 999), reason=str(exc)[:120])
         return
+    if in_headers:
+        await ws.accept()
     binary = parsed.format == "msgpack"
     gw.counters.streams += 1
     try:
         async with trio.open_nursery() as nursery:
+            closed = trio.Event()
 
             async def until_closed() -> None:
                 try:
@@ -293,13 +302,19 @@ async def websocket(gw: Gateway, ws: WebSocket, caller: None, query: None) -> No
                         await ws.receive_text()
                 except (WebSocketDisconnect, RuntimeError):
                     pass
+                closed.set()
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(until_closed)
             async for items in follow(gw, stream, after, channels):
                 for item in items:
                     await _ws_send(gw, ws, stream, item, binary)
-            await ws.close()
+            # Everything was sent, "end" last: the client closes; only one that does not
+            # is closed from here (two closes crossing each other trip up the server).
+            with trio.move_on_after(5.0):
+                await closed.wait()
+            if not closed.is_set():
+                await ws.close()
             nursery.cancel_scope.cancel()
     except (WebSocketDisconnect, RuntimeError, trio.BrokenResourceError):
         pass
@@ -307,9 +322,7 @@ async def websocket(gw: Gateway, ws: WebSocket, caller: None, query: None) -> No
         gw.counters.streams -= 1
 
 
-async def _ws_caller(gw: Gateway, ws: WebSocket) -> Caller:
-    if ws.headers.get("authorization") or ws.headers.get("x-api-key"):
-        return gw.authenticate(ws)
+async def _first_message_caller(gw: Gateway, ws: WebSocket) -> Caller:
     with trio.move_on_after(10.0):
         first = await ws.receive_text()
         try:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from runtime.actor import SCOPES
@@ -83,9 +84,22 @@ def test_every_route_needs_a_key_holding_its_scope(
 
 def test_websockets_need_a_key(gateway: GatewayDaemon) -> None:
     base = gateway.url.replace("http://", "ws://")
-    with ws_connect(f"{base}/api/v1/runs/src/ws") as ws:
+    with ws_connect(f"{base}/api/v1/runs/src/ws") as ws:  # a browser: the key comes first
         ws.send(json.dumps({"key": ""}))
-        assert json.loads(ws.recv())["error"]["code"] == "unauthorized"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401
+        assert "API key is needed" in closed.value.rcvd.reason
+    # With the key in the headers, a refusal is the handshake's HTTP answer.
+    forged = {"Authorization": "Bearer gk_00000000_forged"}
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(f"{base}/api/v1/runs/src/ws", additional_headers=forged)
+    assert refused.value.response.status_code == 401
+    weak = {"Authorization": f"Bearer {gateway.keys['read']}"}
+    with pytest.raises(InvalidStatus) as missing:
+        ws_connect(f"{base}/api/v1/runs/nope/ws", additional_headers=weak)
+    assert missing.value.response.status_code == 404
     with ws_connect(f"{base}/graphql", subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         ws.send(json.dumps({"type": "connection_init", "payload": {"key": "gk_0_x"}}))
         with pytest.raises(Exception, match="4403"):
