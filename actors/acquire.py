@@ -32,9 +32,8 @@ from actors.run import RunContext
 from hal.driver import Settings
 from hal.errors import HalError, SafetyLimitError
 from hal.safety import SafetyLimits, check_waveform
-from hal.waveform import Piecewise
 from physics import PhysicsError, Scenario, simulate_trace
-from physics.waveforms import segments
+from runtime import topics
 from runtime.errors import CallError
 from runtime.event_bus import Subscription
 from runtime.messages import (
@@ -49,7 +48,7 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
-from twins.spec import Protocol
+from twins.spec import Protocol, protocol_waveform
 
 __all__ = [
     "AcquireProcedure",
@@ -81,7 +80,12 @@ def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
     and the (0-based) cycle it comes in; :class:`PhysicsError` when the model cannot run."""
     t_end = float(protocol.cycle_ends()[distinct_cycles(protocol) - 1])
     t, E = _estimate_trace(protocol, t_end)
-    current = np.abs(simulate_trace(model, t, E).I)
+    # A staircase's samples are followed as the instrument applies and samples them.
+    how = protocol.sampling(float(t[0]), t)
+    if how is None:
+        current = np.abs(simulate_trace(model, t, E).I)
+    else:
+        current = np.abs(simulate_trace(model, t, E, jump_at=how[0], window=how[1]).I)
     i = int(np.argmax(current))
     cycle = int(np.searchsorted(protocol.cycle_ends(), t[i], side="left"))
     return float(current[i]), min(cycle, protocol.cycles - 1)
@@ -90,9 +94,10 @@ def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
 def _estimate_trace(
     protocol: Protocol, t_end: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The protocol's samples up to ``t_end`` (s), every m-th beyond ``_ESTIMATE_POINTS``."""
+    """The protocol's samples up to ``t_end`` (s), every m-th beyond ``_ESTIMATE_POINTS``
+    (all of them with a staircase, whose samples are its steps)."""
     n = math.floor(t_end * protocol.sample_rate + 1e-9) + 1
-    if n <= _ESTIMATE_POINTS:
+    if n <= _ESTIMATE_POINTS or protocol.staircases:
         return protocol.trace(t_end)
     step = math.ceil(n / _ESTIMATE_POINTS)
     t = np.arange(0, n, step, dtype=np.float64) / protocol.sample_rate
@@ -122,6 +127,9 @@ def check_protocol(
         key = _waveform_key(protocol, k)
         try:
             check_waveform(limits, protocol_waveform(protocol, k, 1), Settings())
+            # The cycle's own waveform too: a staircase or a square wave advances at a
+            # nominal scan rate that its piecewise form (jumps and holds) does not show.
+            check_waveform(limits, protocol.waveform_of(k), Settings())
         except SafetyLimitError as exc:
             if exc.limit == "scan_rate":
                 what = (
@@ -162,36 +170,6 @@ def cycle_origin(protocol: Protocol, cycle: int) -> float:
     """Protocol time (s) at which cycle ``cycle``'s acquisition starts: the start of the
     rest before it (0 for the first)."""
     return 0.0 if cycle == 0 else float(protocol.cycle_ends()[cycle - 1])
-
-
-def protocol_waveform(
-    protocol: Protocol, first_cycle: int = 0, count: int | None = None
-) -> Piecewise:
-    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
-    starting at 0 s, the rest before ``first_cycle`` (if any) included."""
-    starts = protocol.cycle_starts()
-    t0 = cycle_origin(protocol, first_cycle)
-    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
-    points: list[tuple[float, float]] = []
-    if first_cycle > 0 and float(starts[first_cycle]) > t0:
-        E_first = segments(protocol.waveform_of(first_cycle), start_jump=False)[2]
-        points.append((0.0, E_first))
-    for k in range(first_cycle, last):
-        pieces, _, E_initial = segments(protocol.waveform_of(k), start_jump=False)
-        t = float(starts[k]) - t0
-        if not points:
-            points.append((0.0, E_initial))
-        elif points[-1][1] != E_initial or points[-1][0] != t:
-            # The rest before this cycle holds its first potential.
-            if points[-1][1] != E_initial:
-                points.append((points[-1][0], E_initial))
-            points.append((t, E_initial))
-        for piece in pieces:
-            if piece.E_from != points[-1][1]:
-                points.append((t, piece.E_from))
-            t += piece.duration
-            points.append((t, piece.E_to))
-    return Piecewise(tuple(points))
 
 
 class AcquireProcedure:
@@ -241,9 +219,9 @@ class AcquireProcedure:
     def start(self) -> None:
         bus = self.context.bus
         self._sub = bus.subscribe(
-            f"instrument/{self.instrument_id}/**", mode="lossless", maxsize=100_000
+            topics.instrument_events(self.instrument_id), mode="lossless", maxsize=100_000
         )
-        self._watch = bus.subscribe("system/actors", mode="lossless", maxsize=10_000)
+        self._watch = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=10_000)
         self._thread = threading.Thread(
             target=self._pump, name=f"acquire-{self.context.run_id}", daemon=True
         )
@@ -319,7 +297,7 @@ class AcquireProcedure:
         first = np.array([start[n] for n in names], dtype=float)
         last = np.array([end[n] for n in names], dtype=float)
         truth = SimulatedTruth(self.context.run_id, cycle, names, 0.5 * (first + last), first, last)
-        self.context.bus.publish(f"run/{self.context.run_id}/truth", truth)
+        self.context.bus.publish(topics.run_truth(self.context.run_id), truth)
 
     def _halt(self) -> None:
         with self._lock:
@@ -416,7 +394,7 @@ class AcquireProcedure:
             np.asarray(batch.flags),
         )
         self._seq += 1
-        self.context.bus.publish(f"run/{self.context.run_id}/samples", out, timeout=None)
+        self.context.bus.publish(topics.run_samples(self.context.run_id), out, timeout=None)
 
     def _ended(self, msg: AcquisitionEnded) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.run_state import run_stream
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.codec import decode
 from runtime.errors import CallError, ConnectionLost, EventStoreError, GalvanaError, MessageError
@@ -66,7 +66,7 @@ def _recorded(store: EventStore, run_id: str, spec: TwinSpec) -> Experiment:
     recorded: Any = None
     batches: list[SampleBatch] = []
     seen = False
-    for _, data in store.read(run_stream(run_id)):
+    for _, data in store.read(topics.run_stream(run_id)):
         seen = True
         try:
             event = decode(data)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from runtime import topics
 from runtime.actor import OPERATE_SCOPE, Actor, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
@@ -75,7 +76,7 @@ class Calibrator(Actor):
         self.run_id = run_id
         self.spec = spec
         self.bus = bus
-        self.topic = f"run/{run_id}/posterior"
+        self.topic = topics.run_posterior(run_id)
         self.core: OnlineCalibrator | None = None
         self._cleaner = SampleCleaner.for_spec(spec)
         self._segmenter = Segmenter(spec)
@@ -87,7 +88,7 @@ class Calibrator(Actor):
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
         ref = self.actor_ref
         self._sub = self.bus.subscribe(
-            f"run/{self.run_id}/samples",
+            topics.run_samples(self.run_id),
             mode="lossless",
             maxsize=100_000,
             on_ready=lambda: ref.tell(_DRAIN),

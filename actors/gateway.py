@@ -30,6 +30,7 @@ from runtime.event_store import EventStore
 from runtime.http import Gateway, GatewayConfig, GatewayThread
 from runtime.http.gateway import Hooks, Upload
 from runtime.supervisor import SupervisorRef
+from runtime.waveforms import duration
 
 __all__ = ["GatewayActor", "estimate_duration", "read_upload"]
 
@@ -45,9 +46,9 @@ def _duration_of(spec_json: str) -> float | None:
         return 0.0
     try:
         if "scenario" in spec:
-            from physics.scenario import load_scenario, waveform_duration  # noqa: PLC0415
+            from physics.scenario import load_scenario  # noqa: PLC0415
 
-            return float(waveform_duration(load_scenario(spec["scenario"]).waveform))
+            return float(duration(load_scenario(spec["scenario"]).waveform))
         if "model" in spec and "protocol" in spec:
             # twins pulls in torch and pyro; a daemon that ran a twin has them already.
             from twins.spec import load_twin_spec  # noqa: PLC0415

@@ -33,9 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from actors.recorder import _create_sample_arrays
-from actors.run_state import RunRecord, run_stream
+from actors.run_state import RunRecord
 from hal.files import FileReader, Recording, digest, read_bytes, read_recording
 from hal.files.spec import run_spec, select_scans, shifted_to_start
+from runtime import topics
 from runtime.codec import decode, encode
 from runtime.errors import CallError, EventStoreError, GalvanaError, MessageError
 from runtime.event_store import EventStore
@@ -273,7 +274,7 @@ def duplicate_message(file: str, run_id: str) -> str:
 
 def _existing_imports(store: EventStore) -> Iterator[tuple[str, object]]:
     for stream in store.streams():
-        if not stream.startswith("run/"):
+        if topics.run_of(stream) is None:
             continue
         for _, data in store.read(stream, 1, 1):
             try:
@@ -322,7 +323,7 @@ def record_offline(data: Path, prepared: Prepared, *, force: bool = False) -> di
                     run.append("I", prepared.I)
                     run.append("flags", np.zeros(len(prepared.t), np.uint8))
                 events = [encode(created), encode(running), *map(encode, batches), encode(done)]
-                store.append_many(run_stream(run_id), events).result()
+                store.append_many(topics.run_stream(run_id), events).result()
             except (GalvanaError, OSError) as exc:
                 shutil.rmtree(group, ignore_errors=True)
                 if isinstance(exc, EventStoreError | OSError):

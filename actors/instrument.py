@@ -45,7 +45,7 @@ import pykka
 from hal.driver import Driver, Samples, Settings
 from hal.errors import HalError, InterlockLatched, LinkError
 from hal.safety import Interlock, Trip
-from hal.waveform import Waveform, duration
+from runtime import topics
 from runtime.actor import Actor
 from runtime.errors import BusError
 from runtime.event_bus import EventBus
@@ -62,6 +62,7 @@ from runtime.messages import (
     StreamStalled,
     utc_now,
 )
+from runtime.waveforms import Waveform, duration
 
 __all__ = [
     "InstrumentActor",
@@ -69,24 +70,12 @@ __all__ = [
     "InstrumentConfig",
     "InstrumentStatus",
     "ReconnectPolicy",
-    "samples_topic",
     "start_instrument",
-    "state_topic",
 ]
 
 logger = logging.getLogger("galvana.actors.instrument")
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def state_topic(instrument_id: str) -> str:
-    """``instrument/<id>/state``: link, watchdog, safety and acquisition events."""
-    return f"instrument/{instrument_id}/state"
-
-
-def samples_topic(instrument_id: str, run_id: str = "") -> str:
-    """Where samples go: ``run/<run>/samples`` when bound, else ``instrument/<id>/samples``."""
-    return f"run/{run_id}/samples" if run_id else f"instrument/{instrument_id}/samples"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +247,8 @@ class InstrumentActor(Actor):
         return None
 
     def start_acquisition(self, run_id: str = "") -> HalError | None:
-        """Start the programmed waveform; samples go to ``samples_topic(id, run_id)``."""
+        """Start the programmed waveform; samples go to ``run/<run_id>/samples`` when
+        bound to a run, else to ``instrument/<id>/samples``."""
         if run_id and not _ID.match(run_id):
             return HalError(
                 f"run_id {run_id!r} is not accepted; expected letters, digits, '_', '.' or '-'"
@@ -463,7 +453,8 @@ class InstrumentActor(Actor):
             np.ascontiguousarray(samples.flags, dtype=np.uint8),
         )
         try:
-            self.bus.publish(samples_topic(self.id, run_id), batch)
+            topic = topics.run_samples(run_id) if run_id else topics.instrument_samples(self.id)
+            self.bus.publish(topic, batch)
         except BusError:
             logger.exception("instrument %s: publishing batch %d failed", self.id, seq)
 
@@ -536,7 +527,7 @@ class InstrumentActor(Actor):
 
     def _publish_state(self, msg: object) -> None:
         try:
-            self.bus.publish(state_topic(self.id), msg)
+            self.bus.publish(topics.instrument_state(self.id), msg)
         except BusError:
             logger.exception("instrument %s: publishing %s failed", self.id, type(msg).__name__)
 

@@ -1,10 +1,13 @@
 """The instruments supervisor: one instrument actor per configured instrument.
 
 The daemon's configuration lists the instruments (``instruments:`` in ``--config``);
-without one it has a single simulated potentiostat, ``sim``. A ``resource: sim``
-instrument is the simulated potentiostat served by the daemon itself on a free
-loopback port and driven through pyvisa like any SCPI instrument, so a twin run on
-``sim`` exercises the whole stack.
+without one it has a single simulated potentiostat, ``sim``. Each entry names its
+``driver:``: ``sim`` (the default), the simulated potentiostat served by the daemon
+itself on a free loopback port and driven through pyvisa like any SCPI instrument, so
+a twin run on ``sim`` exercises the whole stack; or a driver of
+:mod:`hal.drivers.registry` (``scpi``, ``keithley2450``, ``methodscript``, and any
+plug-in) with its connection options. An entry with a ``resource:`` and no
+``driver:`` is a ``scpi`` instrument.
 
 ``estop`` turns cells off straight through each instrument's interlock: it never
 waits in an instrument actor's mailbox. Over the API it does not wait in this
@@ -17,6 +20,7 @@ delay it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,9 @@ import pykka
 from actors.instrument import InstrumentActor, InstrumentClient, InstrumentConfig
 from actors.services import Services
 from hal.driver import Driver
+from hal.drivers.registry import Option, driver_kind, driver_kinds, read_options
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
-from hal.errors import HalError
+from hal.errors import DriverConfigError, HalError
 from hal.safety import Interlock, SafetyLimits
 from runtime.actor import ADMIN_SCOPE, OPERATE_SCOPE, exposed
 from runtime.documents import kind_of
@@ -35,8 +40,10 @@ from runtime.errors import CallError, GalvanaError
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = [
+    "SIM_OPTIONS",
     "EmergencyStop",
     "InstrumentSetup",
+    "InstrumentSetupError",
     "Instruments",
     "SimulatorPark",
     "parse_instruments",
@@ -45,6 +52,21 @@ __all__ = [
 logger = logging.getLogger("galvana.instruments")
 
 DEFAULT_LIMITS = {"E_min": -2.0, "E_max": 2.0, "I_max": 0.1, "scan_rate_max": 10.0}
+_LIMIT_KEYS = ("E_min", "E_max", "I_max", "scan_rate_max", "E_margin")
+
+SIM = "sim"
+"""The driver name of the simulated potentiostat the daemon serves itself."""
+
+SIM_OPTIONS: tuple[Option, ...] = (
+    Option("scenario", "text", "the hidden true cell, a physics scenario file", default=None),
+    Option("speed", "number", "instrument seconds per wall second (0: unpaced)", 1.0, lo=0.0),
+    Option("seed", "integer", "noise seed", 0, lo=0),
+    Option("relax", "number", "seconds off before the cell is back at rest (.inf)", 10.0, lo=0),
+)
+"""The simulated potentiostat's options (besides ``drift``, a map of parameter to
+fraction per cycle)."""
+
+_COMMON = ("id", "driver", "limits")
 
 
 class InstrumentSetupError(GalvanaError):
@@ -55,105 +77,98 @@ class InstrumentSetupError(GalvanaError):
 class InstrumentSetup:
     """One configured instrument.
 
-    ``resource``: ``sim`` or a VISA resource string; ``limits``: its compliance
-    limits (V, A, V/s). For ``sim``: the hidden true ``scenario`` (a physics scenario
-    file; default: the simulated cell), parameter ``drift`` per cycle
-    (``kinetics.k0=-0.03``), real-time ``speed`` factor, noise ``seed``, and how long
-    (instrument s) the cell must sit off to be back at rest (``relax``; until then an
-    acquisition carries on from where the last one left the cell).
+    ``driver``: ``sim`` or a name of :func:`hal.drivers.registry.driver_kinds`;
+    ``options``: its checked options (for ``sim``: the hidden true ``scenario``, a
+    physics scenario file, default the simulated cell; parameter ``drift`` per cycle
+    (``kinetics.k0=-0.03``); real-time ``speed`` factor; noise ``seed``; how long
+    (instrument s) the cell must sit off to be back at rest, ``relax``; until then an
+    acquisition carries on from where the last one left the cell); ``limits``: its
+    compliance limits (V, A, V/s).
     """
 
     id: str
-    resource: str = "sim"
+    driver: str = SIM
+    options: Mapping[str, Any] = field(
+        default_factory=lambda: {**read_options(SIM_OPTIONS, {}), "drift": ()}
+    )
     limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    scenario: str | None = None
-    drift: tuple[str, ...] = ()
-    speed: float = 1.0
-    seed: int = 0
-    relax: float = 10.0
-
-
-_KEYS = {"id", "resource", "limits", "scenario", "drift", "speed", "seed", "relax"}
-_LIMIT_KEYS = ("E_min", "E_max", "I_max", "scan_rate_max", "E_margin")
 
 
 def parse_instruments(entries: object, base: Path) -> list[InstrumentSetup]:
     """The ``instruments:`` list of a configuration (relative paths from ``base``).
 
-    Every key's type and value is checked; a bad one raises
-    :class:`InstrumentSetupError` naming it (``instruments[0].limits.I_max: ...``).
+    Every key is checked against the entry's driver; the first problem raises
+    :class:`InstrumentSetupError` naming it (``instruments[0].timeout: ...``).
     """
     if entries is None:
         return [InstrumentSetup("sim")]
     if not isinstance(entries, list):
         raise InstrumentSetupError(
             f"instruments: got {kind_of(entries)}; expected a list of instruments "
-            "(maps with id, resource, limits, ...)"
+            "(maps with id, driver, limits, ...)"
         )
-    out: list[InstrumentSetup] = []
-    for i, entry in enumerate(entries):
-        where = f"instruments[{i}]"
-        if not isinstance(entry, dict):
-            raise InstrumentSetupError(f"{where}: got {kind_of(entry)}; expected a map")
-        unknown = set(entry) - _KEYS
-        if unknown:
-            raise InstrumentSetupError(
-                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                f"accepted: {', '.join(sorted(_KEYS))}"
-            )
-        if not isinstance(entry.get("id"), str):
-            raise InstrumentSetupError(f"{where}.id: expected a name such as sim or potentiostat-1")
-        scenario = _text(where, entry, "scenario", None)
-        out.append(
-            InstrumentSetup(
-                id=entry["id"],
-                resource=_text(where, entry, "resource", "sim") or "sim",
-                limits=_limits(where, entry.get("limits")),
-                scenario=str(base / scenario) if scenario else None,
-                drift=_drift(where, entry.get("drift")),
-                speed=_number(where, entry, "speed", 1.0, "a real-time factor >= 0 (0: unpaced)"),
-                seed=_seed(where, entry.get("seed", 0)),
-                relax=_relax(where, entry.get("relax", 10.0)),
-            )
-        )
+    out = [_entry(f"instruments[{i}]", entry, base) for i, entry in enumerate(entries)]
     ids = [s.id for s in out]
     if len(set(ids)) != len(ids):
         raise InstrumentSetupError(f"instruments: ids must be unique, got {ids}")
     return out
 
 
-def _text(where: str, entry: dict[str, Any], key: str, default: str | None) -> str | None:
-    value = entry.get(key, default)
-    if value is not None and not (isinstance(value, str) and value.strip()):
-        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected a string")
-    return value
+def _entry(where: str, entry: object, base: Path) -> InstrumentSetup:
+    if not isinstance(entry, dict):
+        raise InstrumentSetupError(f"{where}: got {kind_of(entry)}; expected a map")
+    if not isinstance(entry.get("id"), str):
+        raise InstrumentSetupError(f"{where}.id: expected a name such as sim or potentiostat-1")
+    entry = dict(entry)
+    if "driver" not in entry:
+        # Before drivers had names, a resource meant SCPI and `resource: sim` the simulator.
+        resource = entry.get("resource", SIM)
+        entry["driver"] = SIM if resource == SIM else "scpi"
+        if resource == SIM:
+            entry.pop("resource", None)
+    name = entry["driver"]
+    try:
+        if name == SIM:
+            keys = (*_COMMON, "drift", *(o.name for o in SIM_OPTIONS))
+            _refuse_unknown(where, entry, keys, name)
+            options = read_options(SIM_OPTIONS, entry)
+            if options["scenario"] is not None:
+                options["scenario"] = str(base / options["scenario"])
+            options["drift"] = _drift(where, entry.get("drift"))
+        else:
+            kind = driver_kind(name, also=(SIM,))
+            _refuse_unknown(where, entry, (*_COMMON, *(o.name for o in kind.options)), name)
+            options = kind.read(entry)
+    except DriverConfigError as exc:
+        raise InstrumentSetupError(f"{where}.{exc}") from None
+    return InstrumentSetup(entry["id"], name, options, _limits(where, entry.get("limits")))
 
 
-def _number(where: str, entry: dict[str, Any], key: str, default: float, accepted: str) -> float:
-    value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise InstrumentSetupError(f"{where}.{key}: got {kind_of(value)}; expected {accepted}")
-    return float(value)
-
-
-def _seed(where: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InstrumentSetupError(f"{where}.seed: got {kind_of(value)}; expected an integer >= 0")
-    return value
+def _refuse_unknown(
+    where: str, entry: Mapping[str, object], keys: tuple[str, ...], name: str
+) -> None:
+    unknown = set(entry) - set(keys)
+    if unknown:
+        raise InstrumentSetupError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"accepted for driver {name}: {', '.join(sorted(keys))}"
+        )
 
 
 def _limits(where: str, value: object) -> dict[str, float]:
-    limits: dict[str, float] = dict(DEFAULT_LIMITS)
+    limits = dict(DEFAULT_LIMITS)
     if value is None:
         return limits
-    accepted = ", ".join(_LIMIT_KEYS)
     if not isinstance(value, dict):
         raise InstrumentSetupError(
-            f"{where}.limits: got {kind_of(value)}; expected a map of {accepted} to numbers"
+            f"{where}.limits: got {kind_of(value)}; expected a map of "
+            f"{', '.join(_LIMIT_KEYS)} to numbers (SI)"
         )
     for key, number in value.items():
         if key not in _LIMIT_KEYS:
-            raise InstrumentSetupError(f"{where}.limits.{key}: unknown limit; accepted: {accepted}")
+            raise InstrumentSetupError(
+                f"{where}.limits.{key}: unknown limit; accepted: {', '.join(_LIMIT_KEYS)}"
+            )
         if isinstance(number, bool) or not isinstance(number, int | float):
             raise InstrumentSetupError(
                 f"{where}.limits.{key}: got {kind_of(number)}; expected a number (SI: V, A, V/s)"
@@ -175,14 +190,6 @@ def _drift(where: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _relax(where: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise InstrumentSetupError(
-            f"{where}.relax: {value!r} is not accepted; expected seconds >= 0 (.inf: never)"
-        )
-    return float(value)
-
-
 class SimulatorPark:
     """The simulated potentiostats the daemon serves itself; closed at shutdown."""
 
@@ -196,12 +203,13 @@ class SimulatorPark:
         from hal.sim.potentiostat import DriftSpec, SimPotentiostat  # noqa: PLC0415
         from hal.sim.server import ScpiServer  # noqa: PLC0415
 
+        options = setup.options
         instrument = SimPotentiostat(
-            build_model(setup.scenario, "auto"),
-            drift=[DriftSpec.parse(d) for d in setup.drift],
-            speed=setup.speed,
-            seed=setup.seed,
-            relax_s=setup.relax,
+            build_model(options["scenario"], "auto"),
+            drift=[DriftSpec.parse(d) for d in options["drift"]],
+            speed=options["speed"],
+            seed=options["seed"],
+            relax_s=options["relax"],
         )
         server = ScpiServer(instrument, port=0).start()
         self._servers.append(server)
@@ -225,21 +233,31 @@ class SimulatorPark:
 
 def build_instruments(
     setups: list[InstrumentSetup], park: SimulatorPark
-) -> tuple[tuple[ChildSpec, ...], dict[str, Interlock]]:
-    """The instrument actors' child specs and their interlocks (which outlive restarts)."""
+) -> tuple[tuple[ChildSpec, ...], dict[str, Interlock], dict[str, dict[str, str]]]:
+    """The instrument actors' child specs, their interlocks (which outlive restarts) and
+    what each is (``{"driver", "connection"}``, for listings)."""
     children: list[ChildSpec] = []
     interlocks: dict[str, Interlock] = {}
+    described: dict[str, dict[str, str]] = {}
     for setup in setups:
-        resource = park.serve(setup) if setup.resource == "sim" else setup.resource
-        driver: Driver = ScpiPotentiostat(resource)
+        driver: Driver
+        if setup.driver == SIM:
+            resource = park.serve(setup)
+            driver = ScpiPotentiostat(resource)
+            connection = f"served by the daemon at {resource}"
+        else:
+            kind = driver_kinds()[setup.driver]
+            driver = kind.build(setup.options)
+            connection = kind.connection(setup.options)
         try:
             interlock = Interlock(driver, SafetyLimits(**setup.limits))  # type: ignore[arg-type]
         except (HalError, TypeError) as exc:
             raise InstrumentSetupError(f"instrument {setup.id}: limits: {exc}") from None
         interlocks[setup.id] = interlock
+        described[setup.id] = {"driver": setup.driver, "connection": connection}
         config = InstrumentConfig(setup.id, interlock)
         children.append(ChildSpec(setup.id, InstrumentActor, (config,), shutdown_s=10.0))
-    return tuple(children), interlocks
+    return tuple(children), interlocks, described
 
 
 class EmergencyStop:
@@ -272,11 +290,17 @@ class Instruments(Supervisor):
     """Supervises the instrument actors; finds them for runs; emergency stop for all."""
 
     def __init__(
-        self, spec: SupervisorSpec, *, interlocks: dict[str, Interlock], services: Services
+        self,
+        spec: SupervisorSpec,
+        *,
+        interlocks: dict[str, Interlock],
+        services: Services,
+        described: dict[str, dict[str, str]] | None = None,
     ) -> None:
         super().__init__(spec)
         self.interlocks = interlocks
         self.services = services
+        self.described = described or {}
 
     def on_start(self) -> None:
         super().on_start()
@@ -294,24 +318,37 @@ class Instruments(Supervisor):
 
     @exposed(name="list")
     def list_instruments(self) -> list[dict[str, Any]]:
-        """Each instrument's state, link, samples and trip."""
+        """Each instrument: its driver and connection, state, link (``up``/``down``),
+        interlock (``ok``, ``latched``, ``latched, cell-off unconfirmed``), the trip that
+        latched it, samples, identity."""
         out = []
-        for instrument_id in self.interlocks:
+        for instrument_id, interlock in self.interlocks.items():
+            item: dict[str, Any] = {"id": instrument_id, **self.described.get(instrument_id, {})}
+            trip = interlock.trip_record
+            item["interlock"] = (
+                "ok"
+                if trip is None
+                else "latched" + ("" if interlock.cell_off_confirmed else ", cell-off unconfirmed")
+            )
+            item["trip"] = "" if trip is None else f"{trip.limit}: {trip.detail}"
+            item["limits"] = {
+                name: getattr(interlock.limits, name) for name in ("E_min", "E_max", "I_max")
+            }
             try:
                 status = self.client(instrument_id).status(timeout=5)
-                out.append(
-                    {
-                        "id": instrument_id,
-                        "state": status.state,
-                        "link_up": status.link_up,
-                        "run": status.run_id,
-                        "identity": status.identity,
-                        "samples": status.samples,
-                        "trip": status.trip.detail if status.trip is not None else "",
-                    }
-                )
             except (CallError, pykka.Timeout, pykka.ActorDeadError) as exc:
-                out.append({"id": instrument_id, "state": "unavailable", "error": str(exc)})
+                item.update(state="unavailable", link="down", link_up=False, error=str(exc))
+                out.append(item)
+                continue
+            item.update(
+                state=status.state,
+                link="up" if status.link_up else "down",
+                link_up=status.link_up,
+                run=status.run_id,
+                identity=status.identity,
+                samples=status.samples,
+            )
+            out.append(item)
         return out
 
     @exposed(scope=OPERATE_SCOPE)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from actors.services import Services
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.codec import encode
 from runtime.errors import GalvanaError, MessageError
@@ -31,15 +32,13 @@ __all__ = ["RECORDED_TOPICS", "Recorder", "stream_of"]
 
 logger = logging.getLogger("galvana.recorder")
 
-RECORDED_TOPICS = ("run/**", "system/**")
+RECORDED_TOPICS = (topics.EVERY_RUN, topics.EVERY_SYSTEM)
 
 
 def stream_of(topic: str) -> str:
     """The stream a topic is recorded in: ``run/<id>/...`` -> ``run/<id>``, else ``system``."""
-    parts = topic.split("/")
-    if parts[0] == "run" and len(parts) >= 2:
-        return f"run/{parts[1]}"
-    return SYSTEM_STREAM
+    run_id = topics.run_of(topic)
+    return SYSTEM_STREAM if run_id is None else topics.run_stream(run_id)
 
 
 class _Drain:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from actors.run import RunContext
-from actors.run_state import run_stream
+from runtime import topics
 from runtime.codec import decode
 from runtime.errors import MessageError
 from runtime.event_store import EventStore
@@ -83,13 +83,13 @@ class ReplayProcedure:
                 self.store.close()
 
     def _replay(self) -> None:
-        topic = f"run/{self.context.run_id}/samples"
+        topic = topics.run_samples(self.context.run_id)
         seq = 0
         began = time.monotonic()
         t_offset = 0.0  # time spent paused is not replay time
         where = "the end of the recording"
         try:
-            for number, data in self.store.read(run_stream(self.source_run)):
+            for number, data in self.store.read(topics.run_stream(self.source_run)):
                 try:
                     event = decode(data)
                 except MessageError as exc:

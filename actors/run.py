@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import pykka
 
 from actors.run_state import FINAL_STATES, RunRecord, check_transition
+from runtime import topics
 from runtime.actor import OPERATE_SCOPE, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
@@ -140,7 +141,7 @@ class Run(Supervisor):
         check_transition(self.run_id, self.record.state, state)
         event = RunStateChanged(self.run_id, state, self.record.state, reason, utc_now())
         # Durable before anyone is told it happened.
-        self._recorder.proxy().commit(f"run/{self.run_id}/state", event).get()
+        self._recorder.proxy().commit(topics.run_state(self.run_id), event).get()
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:

@@ -20,9 +20,16 @@ from typing import TYPE_CHECKING
 
 from runtime.documents import MAX_DOCUMENT_BYTES
 from runtime.errors import CallError, GalvanaError
+from runtime.waveforms import (
+    Chronoamperometry,
+    CyclicVoltammetry,
+    LinearSweep,
+    SquareWave,
+    Staircase,
+    Waveform,
+)
 
 if TYPE_CHECKING:
-    from physics.scenario import Waveform
     from twins.spec import TwinSpec
 
 __all__ = ["RunLimits", "RunLimitsError", "check_run_limits", "parse_run_limits"]
@@ -111,30 +118,40 @@ def check_run_limits(twin: TwinSpec, limits: RunLimits) -> None:
             key = "protocol.waveform" + (f"[{i}]" if len(protocol.waveforms) > 1 else "")
             raise _refuse(key, f"one {wf.type} waveform", count, limits.segments, "segments")
     duration = protocol.duration
-    samples = math.floor(duration * protocol.sample_rate + 1e-9) + 1  # as Protocol.trace
+    repeats = protocol.cycles / len(protocol.waveforms)  # how often each waveform runs
+    stairs = [wf for wf in protocol.waveforms if isinstance(wf, Staircase)]
+    sweeps = [wf for wf in protocol.waveforms if not isinstance(wf, Staircase)]
+    per_rate = math.floor(duration * protocol.sample_rate + 1e-9) + 1  # as Protocol.trace
+    # A staircase is sampled once per step (on top of the rate: an upper bound).
+    per_step = math.ceil(sum(wf.steps for wf in stairs) * repeats)
+    samples = per_rate + per_step
     if samples > limits.samples:
-        raise _refuse(
-            "protocol.sample_rate",
-            f"{protocol.sample_rate:g} Hz x {duration:g} s of protocol",
-            samples,
-            limits.samples,
-            "samples",
-        )
+        implied = f"{protocol.sample_rate:g} Hz x {duration:g} s of protocol"
+        if per_step:
+            implied += f" and {per_step:,} staircase steps"
+        key = "protocol.waveform" if per_step > per_rate else "protocol.sample_rate"
+        raise _refuse(key, implied, samples, limits.samples, "samples")
     numerics = twin.model.numerics
     step = numerics.potential_step / numerics.refine
-    travel = sum(
-        potential_travel(protocol.waveform_of(k)) for k in range(len(protocol.waveforms))
-    ) * (protocol.cycles / len(protocol.waveforms))
+    travel = sum(potential_travel(wf) for wf in sweeps) * repeats
     steps = samples + travel / step
-    if steps > limits.time_steps:
-        raise _refuse(
-            "model.numerics",
-            f"{samples:,} samples and {travel:.3g} V of potential travel in steps of "
-            f"{step * 1e3:.3g} mV",
-            steps,
-            limits.time_steps,
-            "time steps",
+    implied = (
+        f"{samples:,} samples and {travel:.3g} V of potential travel in steps of "
+        f"{step * 1e3:.3g} mV"
+    )
+    if stairs:
+        from physics.waveforms import (  # noqa: PLC0415 - physics loads with the first twin run
+            staircase_time_steps,
         )
+
+        rc_time = twin.model.cell.Ru * twin.model.cell.Cdl
+        graded = repeats * sum(
+            staircase_time_steps(wf, refine=numerics.refine, rc_time=rc_time) for wf in stairs
+        )
+        steps += graded
+        implied += f" and {graded:,.0f} in staircase steps graded from their jumps"
+    if steps > limits.time_steps:
+        raise _refuse("model.numerics", implied, steps, limits.time_steps, "time steps")
     calibrate = twin.calibrate
     if calibrate is None:
         return
@@ -164,16 +181,8 @@ def check_run_limits(twin: TwinSpec, limits: RunLimits) -> None:
 
 
 def waveform_segments(wf: Waveform) -> int:
-    """The linear pieces of ``wf`` (what :func:`physics.waveforms.segments` would list),
-    counted without listing them."""
-    from physics.scenario import (  # noqa: PLC0415 - physics loads with the first twin run
-        Chronoamperometry,
-        CyclicVoltammetry,
-        LinearSweep,
-        SquareWave,
-        square_wave_periods,
-    )
-
+    """The linear pieces of ``wf`` (what :func:`physics.waveforms.segments` would list; a
+    staircase's steps), counted without listing them."""
     if isinstance(wf, CyclicVoltammetry):
         return wf.cycles * (len(wf.vertices) + 1)
     if isinstance(wf, LinearSweep):
@@ -181,22 +190,17 @@ def waveform_segments(wf: Waveform) -> int:
     if isinstance(wf, Chronoamperometry):
         return len(wf.steps)
     if isinstance(wf, SquareWave):
-        return 2 * square_wave_periods(wf)
+        return 2 * wf.periods
+    if isinstance(wf, Staircase):
+        return wf.steps
     return len(wf.points) - 1
 
 
 def potential_travel(wf: Waveform) -> float:
     """How far (V) the applied potential of ``wf`` moves in all, jumps included: the
     model takes at least one time step per potential step of it."""
-    from physics.scenario import (  # noqa: PLC0415 - see waveform_segments
-        Chronoamperometry,
-        CyclicVoltammetry,
-        LinearSweep,
-        SquareWave,
-        square_wave_periods,
-    )
-
-    if isinstance(wf, CyclicVoltammetry):
+    if isinstance(wf, CyclicVoltammetry | Staircase):
+        # A staircase too returns to E_start at each further cycle.
         path = (wf.E_start, *wf.vertices, wf.E_end)
         span = sum(abs(b - a) for a, b in itertools.pairwise(path))
         return wf.cycles * span + (wf.cycles - 1) * abs(wf.E_end - wf.E_start)
@@ -207,5 +211,5 @@ def potential_travel(wf: Waveform) -> float:
         return sum(abs(b - a) for a, b in itertools.pairwise(levels))
     if isinstance(wf, SquareWave):
         # Per period: up by the pulse, down by two amplitudes, on by the step.
-        return square_wave_periods(wf) * (4 * wf.amplitude + wf.E_step)
+        return wf.periods * (4 * wf.amplitude + wf.E_step)
     return sum(abs(b[1] - a[1]) for a, b in itertools.pairwise(wf.points))

@@ -20,7 +20,7 @@ from typing import Any, Final
 from runtime.errors import CallError
 from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch
 
-__all__ = ["FINAL_STATES", "LIVE_STATES", "RunRecord", "check_transition", "fold", "run_stream"]
+__all__ = ["FINAL_STATES", "LIVE_STATES", "RunRecord", "check_transition", "fold"]
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
 LIVE_STATES: Final = frozenset({"running", "paused"})
@@ -43,11 +43,6 @@ def check_transition(run_id: str, current: RunState, target: RunState) -> None:
             f"run {run_id} cannot go from {current} to {target}; from {current} it can go to "
             f"{', '.join(sorted(allowed))}",
         )
-
-
-def run_stream(run_id: str) -> str:
-    """The event-store stream that holds a run's events."""
-    return f"run/{run_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from actors.run import Procedure, Run, RunContext
 from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
+from runtime import topics
 from runtime.actor import OPERATE_SCOPE, exposed
 from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
@@ -75,7 +76,7 @@ class Runs(Supervisor):
         super().on_start()
         ref = self.actor_ref
         self._sub = self.services.bus.subscribe(
-            "run/**", mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+            topics.EVERY_RUN, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
         )
         self._rebuild()
 
@@ -94,7 +95,7 @@ class Runs(Supervisor):
         store = self.services.store
         interrupted = []
         for stream in store.streams():
-            if not stream.startswith("run/"):
+            if topics.run_of(stream) is None:
                 continue
             record = fold(self._decoded(stream))
             if record is None:
@@ -111,7 +112,7 @@ class Runs(Supervisor):
                 "the daemon stopped while the run was live (crash or kill); found at restart",
                 utc_now(),
             )
-            self.services.recorder_ref().proxy().commit(f"run/{record.id}/state", event).get()
+            self.services.recorder_ref().proxy().commit(topics.run_state(record.id), event).get()
         if interrupted:
             logger.warning("marked %d live runs interrupted", len(interrupted))
         self._drain()
@@ -215,7 +216,7 @@ class Runs(Supervisor):
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
 
@@ -236,7 +237,7 @@ class Runs(Supervisor):
                 failed = RunStateChanged(
                     run_id, "failed", "idle", f"could not start: {error}", utc_now()
                 )
-                bus.publish(f"run/{run_id}/state", failed)
+                bus.publish(topics.run_state(run_id), failed)
                 recorder.proxy().flush().get()
             raise CallError("failed", f"run {run_id} could not start: {error}")
         return self._record(run_id).as_plain()
@@ -288,7 +289,7 @@ class Runs(Supervisor):
             )
         try:
             with EventStore(path / "events.lmdb", readonly=True) as log:
-                runs = sorted(s.removeprefix("run/") for s in log.streams() if s.startswith("run/"))
+                runs = sorted(r for s in log.streams() if (r := topics.run_of(s)) is not None)
                 if run_id is None:
                     if len(runs) != 1:
                         raise CallError(
@@ -301,7 +302,7 @@ class Runs(Supervisor):
                     raise CallError(
                         "not_found", f"{path} has no run {run_id!r}; it has {', '.join(runs)}"
                     )
-                record = fold(_decoded_events(log, f"run/{run_id}"))
+                record = fold(_decoded_events(log, topics.run_stream(run_id)))
         except EventStoreError as exc:
             raise CallError("bad_request", f"cannot replay from {path}: {exc}") from None
         spec = dict(record.spec) if record is not None and isinstance(record.spec, dict) else {}
@@ -332,7 +333,7 @@ class Runs(Supervisor):
         ``limit`` (1..10000) from sequence number ``from_seq`` (>= 1) on."""
         self._record(run_id)
         out: list[dict[str, Any]] = []
-        for seq, data in self.services.store.read(f"run/{run_id}", from_seq, limit):
+        for seq, data in self.services.store.read(topics.run_stream(run_id), from_seq, limit):
             try:
                 out.append({"seq": seq, "message": decode(data)})
             except MessageError as exc:
@@ -373,14 +374,14 @@ class Runs(Supervisor):
         run_id = _new_run_id()
         created, running, batches, done = import_events(run_id, spec, source, t, E, I)
         recorder = self.services.recorder_ref()
-        recorder.proxy().commit(f"run/{run_id}/created", created).get()
+        recorder.proxy().commit(topics.run_created(run_id), created).get()
         self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
-        recorder.proxy().commit(f"run/{run_id}/state", running).get()
+        recorder.proxy().commit(topics.run_state(run_id), running).get()
         for k, batch in enumerate(batches):
-            self.services.bus.publish(f"run/{run_id}/samples", batch, timeout=None)
+            self.services.bus.publish(topics.run_samples(run_id), batch, timeout=None)
             if k % 256 == 255:
                 self._drain()  # this actor hears its own batches: keep its queue short
-        recorder.proxy().commit(f"run/{run_id}/state", done).get()
+        recorder.proxy().commit(topics.run_state(run_id), done).get()
         recorder.proxy().flush().get()
         return self._record(run_id).as_plain()
 

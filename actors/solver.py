@@ -44,6 +44,7 @@ from physics.engines import fenicsx
 from physics.errors import PhysicsError, ScenarioError, WorkerCrashed, WorkerError
 from physics.scenario import Scenario, load_scenario
 from physics.simulation import engine_of
+from runtime import topics
 from runtime.actor import OPERATE_SCOPE, Actor, exposed
 from runtime.event_bus import EventBus
 from runtime.field_store import FieldStore, RunFields
@@ -250,7 +251,7 @@ class Solver(Actor):
             return
         note = SystemNote(level, "solver", text, data, utc_now())  # type: ignore[arg-type]
         with contextlib.suppress(Exception):  # a log line must never take the solver down
-            self.bus.publish(f"run/{self.run_id}/log", note)
+            self.bus.publish(topics.run_log(self.run_id), note)
 
     def _report(self, kind: str, reason: str) -> None:
         link = self.link

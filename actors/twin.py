@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from actors.calibrator import Calibrator
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import (
@@ -38,19 +39,9 @@ from runtime.supervisor import ChildSpec
 from twins.lockstep import LockstepTwin
 from twins.spec import TwinSpec
 
-__all__ = ["Twin", "run_children", "topics"]
+__all__ = ["Twin", "run_children"]
 
 logger = logging.getLogger("galvana.twin")
-
-
-def topics(run_id: str) -> dict[str, str]:
-    """The bus topics of a run's twin and calibrator, by role."""
-    return {
-        "samples": f"run/{run_id}/samples",
-        "twin": f"run/{run_id}/twin",
-        "drift": f"run/{run_id}/drift",
-        "posterior": f"run/{run_id}/posterior",
-    }
 
 
 def run_children(spec: TwinSpec, run_id: str, bus: EventBus) -> tuple[ChildSpec, ...]:
@@ -82,7 +73,6 @@ class Twin(Actor):
         self.run_id = run_id
         self.spec = spec
         self.bus = bus
-        self.topics = topics(run_id)
         self.core: LockstepTwin | None = None
         self._samples: Subscription | None = None
         self._posteriors: Subscription | None = None
@@ -101,10 +91,10 @@ class Twin(Actor):
 
         # Posteriors first: an answer must never wait behind the samples it unblocks.
         self._posteriors = self.bus.subscribe(
-            self.topics["posterior"], mode="lossless", maxsize=100_000, on_ready=wake
+            topics.run_posterior(self.run_id), mode="lossless", maxsize=100_000, on_ready=wake
         )
         self._samples = self.bus.subscribe(
-            self.topics["samples"], mode="lossless", maxsize=100_000, on_ready=wake
+            topics.run_samples(self.run_id), mode="lossless", maxsize=100_000, on_ready=wake
         )
         self._drain()
 
@@ -165,9 +155,9 @@ class Twin(Actor):
             batch = self._pending.popleft()
             for event in core.predict(batch):
                 topic = (
-                    self.topics["drift"]
+                    topics.run_drift(self.run_id)
                     if isinstance(event, DriftDetected | DriftCleared)
-                    else self.topics["twin"]
+                    else topics.run_twin(self.run_id)
                 )
                 self.bus.publish(topic, event)
             self._predicted += 1

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from runtime import topics
 from runtime.client import Client
 from runtime.messages import SampleBatch
 
@@ -32,7 +33,7 @@ def subscribe(socket_path: str, seconds: float) -> dict[str, object]:
     latencies: list[float] = []
     samples = lost = 0
     with Client(socket_path=socket_path) as client:
-        client.subscribe("run/bench/samples")
+        client.subscribe(topics.run_samples("bench"))
         print("ready", flush=True)
         for event in client.events(timeout=seconds + 5.0):
             now = time.time()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.api import ApiConfig, ApiServer, ServerThread
 from runtime.event_bus import EventBus
@@ -57,7 +58,7 @@ def _publish(bus: EventBus, seconds: float) -> int:
         wall = time.time()
         t = wall - PERIOD_S + (np.arange(1, BATCH + 1) * PERIOD_S / BATCH)
         bus.publish(
-            "run/bench/samples",
+            topics.run_samples("bench"),
             SampleBatch(
                 "bench", seq, t, np.zeros(BATCH), np.zeros(BATCH), np.zeros(BATCH, np.uint8)
             ),
@@ -68,7 +69,7 @@ def _publish(bus: EventBus, seconds: float) -> int:
     end_marker = SampleBatch(
         "bench", -1, np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, np.uint8)
     )
-    bus.publish("run/bench/samples", end_marker)
+    bus.publish(topics.run_samples("bench"), end_marker)
     return published
 
 

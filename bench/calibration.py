@@ -60,7 +60,7 @@ import numba
 import numpy as np
 import torch
 
-from actors.acquire import cycle_origin, expected_current_range, protocol_waveform
+from actors.acquire import cycle_origin, expected_current_range
 from hal.driver import Samples, Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.sim import ScpiServer, SimPotentiostat
@@ -71,7 +71,7 @@ from runtime.messages import PosteriorUpdate, SampleBatch
 from twins.calibration import OnlineCalibrator
 from twins.experiments import calibrate_experiments, experiment
 from twins.samples import SampleCleaner, Segmenter
-from twins.spec import TwinSpec, load_twin_spec
+from twins.spec import TwinSpec, load_twin_spec, protocol_waveform
 
 SCENARIO: dict[str, Any] = {
     "name": "quasi-reversible-ru-cdl",

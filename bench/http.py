@@ -33,6 +33,7 @@ import numpy as np
 from actors.recorder import Recorder
 from actors.runs import Runs
 from actors.services import Services
+from runtime import topics
 from runtime.api_keys import KEY_FILE, KeyStore
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
@@ -66,7 +67,7 @@ def _publish(bus: EventBus, seconds: float) -> int:
         batch = SampleBatch(
             RUN, seq, t, np.zeros(BATCH), np.zeros(BATCH), np.zeros(BATCH, np.uint8)
         )
-        bus.publish(f"run/{RUN}/samples", batch)
+        bus.publish(topics.run_samples(RUN), batch)
         seq += 1
         published += BATCH
         next_due += PERIOD_S
@@ -107,9 +108,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             recorder = services.recorder_ref().proxy()
             created = RunCreated(RUN, utc_now(), {"name": "bench"}, "")
-            recorder.commit(f"run/{RUN}/created", created).get()
+            recorder.commit(topics.run_created(RUN), created).get()
             running = RunStateChanged(RUN, "running", "idle", "bench", utc_now())
-            recorder.commit(f"run/{RUN}/state", running).get()
+            recorder.commit(topics.run_state(RUN), running).get()
 
             rtt_proc = _client(url, key, "rtt", RUN, str(calls))
             rtt = np.array(json.loads(rtt_proc.communicate(timeout=600)[0])["rtt_ms"])
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             thread.start()
             thread.join()
             done = RunStateChanged(RUN, "completed", "running", "bench", utc_now())
-            recorder.commit(f"run/{RUN}/state", done).get()
+            recorder.commit(topics.run_state(RUN), done).get()
             results = [json.loads(p.communicate(timeout=300)[0]) for p in clients]
         finally:
             gateway.stop()

@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from actors.instrument import InstrumentConfig, samples_topic, start_instrument, state_topic
+from actors.instrument import InstrumentConfig, start_instrument
 from hal.driver import Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.safety import Interlock, SafetyLimits
-from hal.waveform import CyclicVoltammetry
+from runtime import topics
 from runtime.event_bus import EventBus
 from runtime.messages import AcquisitionEnded, Lagged, SampleBatch
+from runtime.waveforms import CyclicVoltammetry
 
 _ROOT = Path(__file__).resolve().parent.parent
 _LIMITS = SafetyLimits(E_min=-2.0, E_max=2.0, I_max=0.1, scan_rate_max=100.0)
@@ -92,8 +93,8 @@ def _measure(rate: float, seconds: float, poll: float, speed: float, model: str)
     bus = EventBus()
     try:
         driver = ScpiPotentiostat(resource, poll_s=poll, timeout_s=5.0)
-        samples_sub = bus.subscribe(samples_topic("bench", "bench"), maxsize=1_000_000)
-        state_sub = bus.subscribe(state_topic("bench"), mode="lossless")
+        samples_sub = bus.subscribe(topics.run_samples("bench"), maxsize=1_000_000)
+        state_sub = bus.subscribe(topics.instrument_state("bench"), mode="lossless")
         client = start_instrument(
             InstrumentConfig("bench", Interlock(driver, _LIMITS), stall_timeout_s=5.0), bus
         )

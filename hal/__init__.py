@@ -3,8 +3,8 @@
 - :mod:`hal.driver`: the :class:`~hal.driver.Driver` protocol every driver meets,
   and what it trades in (:class:`~hal.driver.Samples`, :class:`~hal.driver.Settings`,
   :class:`~hal.driver.Capabilities`, :class:`~hal.driver.LatencyProfile`, flags);
-- :mod:`hal.waveform`: the waveforms drivers program (CV, LSV, CA, SWV, piecewise;
-  the physics scenario schema's names and fields);
+- the waveforms drivers program are the shared vocabulary of :mod:`runtime.waveforms`
+  (CV, LSV, CA, SWV, piecewise: what a physics scenario simulates is what is applied);
 - :mod:`hal.safety`: per-instrument limits and the :class:`~hal.safety.Interlock`
   that checks waveforms before they are programmed and every streamed batch;
 - :mod:`hal.drivers`: Galvana's SCPI dialect over VISA, the Keithley 2450, PalmSens

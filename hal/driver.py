@@ -23,7 +23,6 @@ never hands out one sample at a time.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -32,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hal.errors import SafetyLimitError
-from hal.waveform import Waveform, potential_bounds
+from runtime.sample_flags import Flag  # re-exported: the flags are part of the driver contract
+from runtime.waveforms import Waveform, potential_bounds
 
 __all__ = [
     "Capabilities",
@@ -46,25 +46,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 U8Array = npt.NDArray[np.uint8]
-
-
-class Flag(enum.IntFlag):
-    """Per-sample status bits, as carried in ``SampleBatch.flags`` (one byte)."""
-
-    OVERLOAD = 0x01
-    """The current exceeded the range's full scale; the reading is clipped."""
-    COMPLIANCE = 0x02
-    """The instrument hit its current compliance and could not hold the potential."""
-    UNDERLOAD = 0x04
-    """The current is below the range's useful resolution (a finer range would do)."""
-    TIMING = 0x08
-    """The instrument could not keep the sample timing."""
-    GAP = 0x10
-    """Samples were lost right before this one (instrument buffer or link)."""
-
-
-KNOWN_FLAGS = int(Flag.OVERLOAD | Flag.COMPLIANCE | Flag.UNDERLOAD | Flag.TIMING | Flag.GAP)
-"""Every bit a driver may set; any other bit in a reply makes it out of range."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

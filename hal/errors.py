@@ -1,6 +1,9 @@
 """Every exception the instrument layer raises on purpose, in one hierarchy.
 
 Messages name what was wrong (the field, the value) and what would be accepted.
+A malformed waveform raises :class:`~runtime.errors.WaveformError` (re-exported here)
+when it is constructed, before any driver sees it: the waveforms are the shared
+vocabulary of :mod:`runtime.waveforms`.
 A :class:`LinkError` means the wire is unusable (reconnect); an
 :class:`InstrumentError` means the instrument understood and refused; a
 :class:`SafetyLimitError` means Galvana refused before anything reached the cell.
@@ -8,9 +11,10 @@ A :class:`LinkError` means the wire is unusable (reconnect); an
 
 from __future__ import annotations
 
-from runtime.errors import GalvanaError
+from runtime.errors import GalvanaError, WaveformError  # re-exported: see WaveformError
 
 __all__ = [
+    "DriverConfigError",
     "HalError",
     "InstrumentError",
     "InstrumentOpenError",
@@ -28,12 +32,14 @@ class HalError(GalvanaError):
     """Base class of every error the instrument layer raises on purpose."""
 
 
-class WaveformError(HalError, ValueError):
-    """A waveform is malformed; ``field`` names the offending field (``"cv.scan_rate"``)."""
+class DriverConfigError(HalError, ValueError):
+    """A driver's connection options are wrong; ``key`` names the option (``""``: the
+    driver's name itself)."""
 
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.detail = message
 
 
 class UnsupportedWaveformError(HalError, ValueError):

@@ -1,7 +1,7 @@
 """MethodSCRIPT, the scripting language of PalmSens instruments: scripts out, packets in.
 
-Writing: :func:`script_for` turns a Galvana waveform (CV, LSV, CA) into a
-MethodSCRIPT that measures time, applied potential and current at every step.
+Writing: :func:`script_for` turns a Galvana waveform (CV, LSV, CA, piecewise linear)
+into a MethodSCRIPT that measures time, applied potential and current at every step.
 
 Reading: the instrument answers with lines. A data packet is ``P`` followed by
 variables separated by ``;``; each variable is a two-letter type (``da`` applied
@@ -24,18 +24,21 @@ the tests build packets from it by hand.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from hal.driver import Flag, Settings
+from hal.driver import Settings
 from hal.errors import UnsupportedWaveformError
-from hal.waveform import (
+from runtime.sample_flags import Flag
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
+    Piecewise,
     Waveform,
     initial_potential,
     potential_bounds,
@@ -108,25 +111,29 @@ CURRENT_TYPES = ("ba",)
 def literal(value: float) -> str:
     """A MethodSCRIPT numeric literal: an integer with an SI prefix (``0.1`` -> ``100m``).
 
-    The largest prefix that represents ``value`` exactly (to 1e-9 relative) is used,
-    down to femto, where the value is rounded.
+    The largest prefix that represents ``value`` exactly (to 1e-9 relative) is used;
+    a value no prefix represents exactly is rounded with the finest prefix whose
+    integer still fits in 32 bits (nine or ten significant digits).
 
-    >>> [literal(v) for v in (0.1, -0.5, 1.0, 2.5e-3, 1e-7, 0.0)]
-    ['100m', '-500m', '1', '2500u', '100n', '0']
+    >>> [literal(v) for v in (0.1, -0.5, 1.0, 2.5e-3, 1e-7, 0.0, 1e-9, 2.9312345678e-4)]
+    ['100m', '-500m', '1', '2500u', '100n', '0', '1n', '293123457p']
     """
     if not math.isfinite(value):
         raise UnsupportedWaveformError(f"{value!r} cannot be written as a MethodSCRIPT literal")
     if value == 0:
         return "0"
+    finest = ""
     for exponent in (0, -3, -6, -9, -12, -15):
         mantissa = value / 10.0**exponent
         rounded = round(mantissa)
-        if abs(mantissa - rounded) <= 1e-9 * max(1.0, abs(mantissa)) or exponent == -15:
-            if abs(rounded) >= 2**31:
-                continue
-            suffix = _PREFIX_BY_EXPONENT[exponent].strip()
-            return f"{rounded}{suffix}"
-    raise UnsupportedWaveformError(f"{value!r} is too large for a MethodSCRIPT literal")
+        if abs(rounded) >= 2**31:
+            break
+        finest = f"{rounded}{_PREFIX_BY_EXPONENT[exponent].strip()}"
+        if abs(mantissa - rounded) <= 1e-9 * abs(mantissa):
+            return finest
+    if not finest:
+        raise UnsupportedWaveformError(f"{value!r} is too large for a MethodSCRIPT literal")
+    return finest
 
 
 def parse_literal(text: str) -> float:
@@ -150,7 +157,11 @@ def script_for(waveform: Waveform, settings: Settings, *, current_range: float) 
 
     CV maps onto ``meas_loop_cv`` (``E_begin -> E_vtx1 -> E_vtx2 -> E_begin``, so the
     CV must end where it starts, with one or two vertices), LSV onto
-    ``meas_loop_lsv``, CA onto one ``meas_loop_ca`` per step. Other waveforms raise
+    ``meas_loop_lsv``, CA onto one ``meas_loop_ca`` per step, and a piecewise-linear
+    waveform (a twin run's cycle with the rest before it) onto one loop per piece: a
+    sweep is a ``meas_loop_lsv`` at its own scan rate, a hold a ``meas_loop_ca``, a jump
+    the next loop starting at its potential. The script's timer runs on across the
+    loops, so the samples' times are the waveform's. Other waveforms raise
     :class:`UnsupportedWaveformError`.
     """
     interval = 1.0 / settings.sample_rate
@@ -194,9 +205,24 @@ def script_for(waveform: Waveform, settings: Settings, *, current_range: float) 
                 f"meas_loop_ca p c {literal(s.E)} {literal(interval)} {literal(s.duration)}"
             )
             lines += packet
+    elif isinstance(waveform, Piecewise):
+        for (t0, E0), (t1, E1) in itertools.pairwise(waveform.points):
+            span = t1 - t0
+            if span <= 0:
+                continue  # a jump: the next loop starts at its potential
+            if E1 == E0:
+                lines.append(f"meas_loop_ca p c {literal(E0)} {literal(interval)} {literal(span)}")
+            else:
+                rate = abs(E1 - E0) / span
+                lines.append(
+                    f"meas_loop_lsv p c {literal(E0)} {literal(E1)} {literal(rate * interval)} "
+                    f"{literal(rate)}"
+                )
+            lines += packet
     else:
         raise UnsupportedWaveformError(
-            f"MethodSCRIPT driver cannot run a {waveform.type!r} waveform; accepted: cv, lsv, ca"
+            f"MethodSCRIPT driver cannot run a {waveform.type!r} waveform; "
+            "accepted: cv, lsv, ca, piecewise"
         )
     lines += ["on_finished:", "cell_off", ""]
     return "\n".join(lines) + "\n"
@@ -582,7 +608,7 @@ def _slow_packet(line: bytes) -> tuple[dict[str, float], int, int] | None:
 
 
 def status_flags(status: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Galvana :class:`~hal.driver.Flag` bits for metadata status nibbles."""
+    """Galvana :class:`~runtime.sample_flags.Flag` bits for metadata status nibbles."""
     flags = np.zeros(status.shape, dtype=np.uint8)
     for bit, flag in STATUS_FLAGS.items():
         flags[(status & bit) != 0] |= np.uint8(flag)

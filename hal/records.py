@@ -3,7 +3,7 @@
 ``FETCh:NEW?`` answers with an IEEE 488.2 definite-length block (``#<d><len><data>``)
 whose data are records of 29 bytes, little-endian, no padding: ``u4`` sample number
 (from 1 in each acquisition), ``f8`` t (s), ``f8`` E (V), ``f8`` I (A), ``u1`` flags
-(:class:`hal.driver.Flag`). Records are read and written as whole numpy arrays.
+(:class:`runtime.sample_flags.Flag`). Records are read and written as whole numpy arrays.
 
 >>> RECORD.itemsize
 29

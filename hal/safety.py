@@ -28,9 +28,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hal.driver import Driver, Flag, Samples, Settings
+from hal.driver import Driver, Samples, Settings
 from hal.errors import HalError, InterlockLatched, SafetyLimitError
-from hal.waveform import SquareWave, Waveform, max_scan_rate, potential_bounds
+from runtime.sample_flags import Flag
+from runtime.waveforms import SquareWave, Waveform, max_scan_rate, potential_bounds
 
 __all__ = ["Breach", "Interlock", "SafetyLimits", "Trip", "check_waveform", "find_breach"]
 

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from physics.units import FARADAY, GAS_CONSTANT
+from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 
 __all__ = [
     "IRREVERSIBLE_PEAK",
@@ -113,7 +113,7 @@ def reversible_sweep_function(xi: FloatArray | float) -> FloatArray:
 
 
 def randles_sevcik_reversible(
-    *, n: int, area: float, c: float, D: float, scan_rate: float, T: float = 298.15
+    *, n: int, area: float, c: float, D: float, scan_rate: float, T: float = STANDARD_TEMPERATURE
 ) -> float:
     """Peak current (A) of a reversible wave at a planar electrode:
     ``0.4463 n F A c sqrt(n F v D / (R T))`` (with the constant to 10 digits, see
@@ -122,7 +122,14 @@ def randles_sevcik_reversible(
 
 
 def randles_sevcik_irreversible(
-    *, n: int, alpha_n: float, area: float, c: float, D: float, scan_rate: float, T: float = 298.15
+    *,
+    n: int,
+    alpha_n: float,
+    area: float,
+    c: float,
+    D: float,
+    scan_rate: float,
+    T: float = STANDARD_TEMPERATURE,
 ) -> float:
     """Peak current (A) of a totally irreversible wave at a planar electrode:
     ``0.4958 n F A c sqrt(alpha_n F v D / (R T))``, ``alpha_n`` = alpha times the electrons
@@ -137,7 +144,7 @@ def irreversible_peak_potential(
     alpha_n: float,
     D: float,
     scan_rate: float,
-    T: float = 298.15,
+    T: float = STANDARD_TEMPERATURE,
     direction: Literal["cathodic", "anodic"] = "cathodic",
 ) -> float:
     """Peak potential (V) of a totally irreversible wave (Bard & Faulkner eq. 6.3.5):
@@ -150,7 +157,7 @@ def irreversible_peak_potential(
 
 
 def reversible_half_wave_potential(
-    *, E0: float, n: int, D_O: float, D_R: float, T: float = 298.15
+    *, E0: float, n: int, D_O: float, D_R: float, T: float = STANDARD_TEMPERATURE
 ) -> float:
     """Reversible half-wave potential (V): ``E0 + RT/(nF) ln sqrt(D_R / D_O)``."""
     return E0 + math.log(math.sqrt(D_R / D_O)) / (n * _f(T))
@@ -160,7 +167,7 @@ def reversible_peak_potential(
     *,
     E_half: float,
     n: int,
-    T: float = 298.15,
+    T: float = STANDARD_TEMPERATURE,
     direction: Literal["cathodic", "anodic"] = "cathodic",
 ) -> float:
     """Reversible peak potential (V): ``E1/2 -/+ 1.109 RT/(nF)`` (first sweep)."""
@@ -168,12 +175,12 @@ def reversible_peak_potential(
     return E_half - offset if direction == "cathodic" else E_half + offset
 
 
-def half_peak_width_reversible(*, n: int, T: float = 298.15) -> float:
+def half_peak_width_reversible(*, n: int, T: float = STANDARD_TEMPERATURE) -> float:
     """``|Ep - Ep/2|`` (V) of a reversible wave: ``(1.109 + 1.09) RT/(nF)`` (56.5/n mV at 25 C)."""
     return (REVERSIBLE_PEAK_OFFSET + REVERSIBLE_HALF_PEAK_OFFSET) / (n * _f(T))
 
 
-def half_peak_width_irreversible(*, alpha_n: float, T: float = 298.15) -> float:
+def half_peak_width_irreversible(*, alpha_n: float, T: float = STANDARD_TEMPERATURE) -> float:
     """``|Ep - Ep/2|`` (V) of a totally irreversible wave: ``1.857 RT/(alpha_n F)``."""
     return 1.857 / (alpha_n * _f(T))
 
@@ -218,7 +225,7 @@ def nicholson_psi(
     scan_rate: float,
     n: int = 1,
     alpha: float = 0.5,
-    T: float = 298.15,
+    T: float = STANDARD_TEMPERATURE,
 ) -> float:
     """Nicholson's kinetic parameter ``psi = (D_O/D_R)^(alpha/2) k0 / sqrt(pi D_O n F v / RT)``."""
     gamma = (D_O / D_R) ** (alpha / 2.0)
@@ -237,7 +244,13 @@ def peak_separation_from_psi(psi: float) -> float:
 
 
 def matsuda_ayabe(
-    *, k0: float, D: float, scan_rate: float, n: int = 1, alpha: float = 0.5, T: float = 298.15
+    *,
+    k0: float,
+    D: float,
+    scan_rate: float,
+    n: int = 1,
+    alpha: float = 0.5,
+    T: float = STANDARD_TEMPERATURE,
 ) -> tuple[float, Literal["reversible", "quasi-reversible", "irreversible"]]:
     """Matsuda-Ayabe parameter ``Lambda = k0 / sqrt(D n F v / RT)`` and its zone:
     reversible for Lambda >= 15, irreversible for Lambda <= 10^(-2 (1 + alpha)),
@@ -250,13 +263,20 @@ def matsuda_ayabe(
     return lam, "quasi-reversible"
 
 
-def charge_transfer_resistance(*, n: int, i0: float, T: float = 298.15) -> float:
+def charge_transfer_resistance(*, n: int, i0: float, T: float = STANDARD_TEMPERATURE) -> float:
     """Charge-transfer resistance (ohm) for exchange current ``i0`` (A): ``RT/(n F i0)``."""
     return 1.0 / (n * _f(T) * i0)
 
 
 def warburg_coefficient(
-    *, n: int, area: float, D_O: float, D_R: float, c_O: float, c_R: float, T: float = 298.15
+    *,
+    n: int,
+    area: float,
+    D_O: float,
+    D_R: float,
+    c_O: float,
+    c_R: float,
+    T: float = STANDARD_TEMPERATURE,
 ) -> float:
     """Warburg coefficient sigma (ohm s^-1/2) of semi-infinite planar diffusion:
     ``RT/(n^2 F^2 A sqrt 2) (1/(sqrt(D_O) c_O) + 1/(sqrt(D_R) c_R))``."""

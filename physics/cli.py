@@ -18,9 +18,10 @@ import numpy as np
 
 from physics.errors import EngineUnavailableError, NumericalError, ScenarioError
 from physics.peaks import find_peaks
-from physics.scenario import SquareWave, load_scenario
+from physics.scenario import load_scenario
 from physics.simulation import SimulationResult, simulate
 from physics.waveforms import square_wave_currents
+from runtime.waveforms import SquareWave
 
 __all__ = ["configure", "run"]
 

@@ -12,6 +12,7 @@ __all__ = [
     "NumericalError",
     "ParameterError",
     "PhysicsError",
+    "ResolutionWarning",
     "ScenarioError",
     "WorkerCrashed",
     "WorkerError",
@@ -72,3 +73,10 @@ class WorkerCrashed(WorkerError):
 
 class WorkerProtocolError(WorkerCrashed):
     """The worker wrote something that is not a valid frame: it is treated as crashed."""
+
+
+class ResolutionWarning(UserWarning):
+    """A measured trace resolves the current too coarsely to be trusted: its potential
+    holds between jumps (a staircase fed as samples) with too few samples per step to
+    follow the current's decay after each jump. Simulate the waveform itself
+    (``staircase_cv``), or give the trace its step times (``jump_at``)."""

@@ -27,7 +27,6 @@ A real cell adds, each key optional and each value calibratable (see
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import re
@@ -38,6 +37,24 @@ from typing import Any, Literal, TypeAlias
 from physics.errors import ScenarioError
 from physics.reader import Reader, listed, number, read_document, show
 from physics.units import Quantity
+from runtime.constants import STANDARD_TEMPERATURE
+from runtime.errors import WaveformError
+
+# Re-exported: a scenario's waveform is one of the shared waveforms.
+from runtime.waveforms import (
+    CYCLES,
+    LIMITS,
+    Chronoamperometry,
+    CyclicVoltammetry,
+    Limit,
+    LinearSweep,
+    Piecewise,
+    PotentialStep,
+    SquareWave,
+    Staircase,
+    Waveform,
+    duration,
+)
 
 __all__ = [
     "Background",
@@ -56,6 +73,7 @@ __all__ = [
     "Scenario",
     "Species",
     "SquareWave",
+    "Staircase",
     "Waveform",
     "canonical_parameter",
     "load_scenario",
@@ -194,7 +212,7 @@ class Cell:
     empirical description of the measured curve and stays on the measured scale).
     """
 
-    T: float = 298.15
+    T: float = STANDARD_TEMPERATURE
     Ru: float = 0.0
     Cdl: float = 0.0
     reference_offset: float = 0.0
@@ -248,81 +266,11 @@ class Background:
 @dataclass(frozen=True, slots=True)
 class InitialState:
     """The state the recorded experiment starts from: the cell at rest, after
-    ``cycles_before`` cycles of the same waveform (a cyclic voltammogram) that were run
-    but not recorded. Results start with the first recorded cycle, at t = 0."""
+    ``cycles_before`` cycles of the same waveform (a cyclic voltammogram, sweeping or
+    staircase) that were run but not recorded. Results start with the first recorded
+    cycle, at t = 0."""
 
     cycles_before: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CyclicVoltammetry:
-    """Triangular sweeps ``E_start -> vertices -> E_end`` at ``scan_rate`` (V/s), repeated
-    ``cycles`` times."""
-
-    E_start: float
-    vertices: tuple[float, ...]
-    E_end: float
-    scan_rate: float
-    cycles: int = 1
-    type: Literal["cv"] = "cv"
-
-
-@dataclass(frozen=True, slots=True)
-class LinearSweep:
-    """One sweep from ``E_start`` to ``E_end`` (V) at ``scan_rate`` (V/s)."""
-
-    E_start: float
-    E_end: float
-    scan_rate: float
-    type: Literal["lsv"] = "lsv"
-
-
-@dataclass(frozen=True, slots=True)
-class PotentialStep:
-    """Hold the potential ``E`` (V) for ``duration`` (s)."""
-
-    E: float
-    duration: float
-
-
-@dataclass(frozen=True, slots=True)
-class Chronoamperometry:
-    """A sequence of potential steps; the cell rests at ``E_initial`` (V) before t = 0."""
-
-    steps: tuple[PotentialStep, ...]
-    E_initial: float
-    type: Literal["ca"] = "ca"
-
-
-@dataclass(frozen=True, slots=True)
-class SquareWave:
-    """Osteryoung square-wave voltammetry.
-
-    The base potential staircases from ``E_start`` towards ``E_end`` by ``E_step`` (V) per
-    period; each period is a forward pulse of ``+amplitude`` (in the scan direction)
-    and a reverse pulse of ``-amplitude``, each lasting half of ``1/frequency`` (Hz).
-    """
-
-    E_start: float
-    E_end: float
-    E_step: float
-    amplitude: float
-    frequency: float
-    type: Literal["swv"] = "swv"
-
-
-@dataclass(frozen=True, slots=True)
-class Piecewise:
-    """A piecewise-linear applied potential through ``points`` ``(t s, E V)``.
-
-    Two consecutive points at the same time make a potential jump.
-    """
-
-    points: tuple[tuple[float, float], ...]
-    type: Literal["piecewise"] = "piecewise"
-
-
-Waveform: TypeAlias = CyclicVoltammetry | LinearSweep | Chronoamperometry | SquareWave | Piecewise
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +318,7 @@ class Scenario:
     def duration(self) -> float:
         """Total duration of the waveform (s), the recorded part: cycles run before it
         (``initial_state.cycles_before``) are in :attr:`duration_before`."""
-        return waveform_duration(self.waveform)
+        return duration(self.waveform)
 
     @property
     def duration_before(self) -> float:
@@ -378,8 +326,8 @@ class Scenario:
         n = self.initial_state.cycles_before
         if n == 0:
             return 0.0
-        assert isinstance(self.waveform, CyclicVoltammetry)
-        return n * waveform_duration(self.waveform) / self.waveform.cycles
+        assert isinstance(self.waveform, CyclicVoltammetry | Staircase)
+        return n * duration(self.waveform) / self.waveform.cycles
 
     def parameters(self) -> dict[str, float]:
         """The calibratable parameters by key path (``"kinetics.k0"``), with values in SI.
@@ -463,6 +411,19 @@ class Scenario:
             }
         elif isinstance(wf, Piecewise):
             waveform = {"type": "piecewise", "points": [list(p) for p in wf.points]}
+        elif isinstance(wf, Staircase):
+            a, b = wf.sample
+            waveform = {
+                "type": wf.type,
+                "E_start": wf.E_start,
+                "E_end": wf.E_end,
+                "E_step": wf.E_step,
+                "t_step": wf.t_step,
+                "sample": b if a == b else [a, b],
+                "cycles": wf.cycles,
+            }
+            if wf.vertices:
+                waveform["E_vertex"] = list(wf.vertices)
         else:
             waveform = {f.name: getattr(wf, f.name) for f in fields(wf)}
         kinetics = [_kinetics_mapping(k) for k in self.kinetics]
@@ -584,27 +545,6 @@ def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
     for part in parts[1:-1]:
         node = node[part]
     node[parts[-1]] = value
-
-
-def waveform_duration(wf: Waveform) -> float:
-    """Total duration (s) of a waveform."""
-    if isinstance(wf, CyclicVoltammetry):
-        path = (wf.E_start, *wf.vertices, wf.E_end)
-        span = sum(abs(b - a) for a, b in itertools.pairwise(path))
-        return wf.cycles * span / wf.scan_rate
-    if isinstance(wf, LinearSweep):
-        return abs(wf.E_end - wf.E_start) / wf.scan_rate
-    if isinstance(wf, Chronoamperometry):
-        return sum(s.duration for s in wf.steps)
-    if isinstance(wf, SquareWave):
-        return square_wave_periods(wf) / wf.frequency
-    return wf.points[-1][0]
-
-
-def square_wave_periods(wf: SquareWave) -> int:
-    """Number of square-wave periods (staircase treads) from ``E_start`` to ``E_end``."""
-    # The small tolerance keeps E_end itself when the span is a whole number of steps.
-    return math.floor(abs(wf.E_end - wf.E_start) / wf.E_step + 1e-9) + 1
 
 
 # --------------------------------------------------------------------------- reading
@@ -1030,7 +970,7 @@ def _parse_cell(top: Reader) -> Cell:
     r = top.optional_child("cell")
     if r is None:
         return Cell()
-    T = r.number("T", _T, default=298.15, lo=200.0, hi=600.0)
+    T = r.number("T", _T, default=STANDARD_TEMPERATURE, lo=200.0, hi=600.0)
     Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
     Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
     offset = r.number("reference_offset", _E, default=0.0, lo=-2.0, hi=2.0)
@@ -1064,11 +1004,17 @@ def _parse_initial_state(top: Reader, waveform: Waveform) -> InitialState:
     r.finish(("cycles_before",))
     if not cycles:
         return InitialState()
-    if not isinstance(waveform, CyclicVoltammetry):
+    if not isinstance(waveform, CyclicVoltammetry | Staircase) or waveform.type == "staircase_lsv":
         raise ScenarioError(
             r.key("cycles_before"),
             f"got {cycles} with a {waveform.type} waveform; accepted: 0, or cycles before "
-            "a cv waveform (the cycles run are the waveform's own)",
+            "a cv or staircase_cv waveform (the cycles run are the waveform's own)",
+        )
+    if cycles + waveform.cycles > CYCLES[1]:
+        raise ScenarioError(
+            r.key("cycles_before"),
+            f"got {cycles} with {waveform.cycles} recorded; accepted: at most "
+            f"{CYCLES[1] - waveform.cycles} (at most {CYCLES[1]} cycles in all)",
         )
     if waveform.E_end != waveform.E_start:
         raise ScenarioError(
@@ -1085,10 +1031,25 @@ _WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
     "ca": ("type", "steps", "E_initial"),
     "swv": ("type", "E_start", "E_end", "E_step", "amplitude", "frequency"),
     "piecewise": ("type", "points"),
+    "staircase_cv": (
+        "type",
+        "E_start",
+        "E_vertex",
+        "E_end",
+        "E_step",
+        "t_step",
+        "scan_rate",
+        "sample",
+        "cycles",
+    ),
+    "staircase_lsv": ("type", "E_start", "E_end", "E_step", "t_step", "scan_rate", "sample"),
 }
 
 
 def _parse_waveform(top: Reader) -> Waveform:
+    """The shared waveform the scenario describes: values are read here (units, ranges
+    from :data:`runtime.waveforms.LIMITS`), the waveform's own rules are checked by its
+    class, and either problem names the scenario's key."""
     r = top.child("waveform")
     kind = r.choice("type", tuple(_WAVEFORM_KEYS))
     parsers: dict[str, Callable[[Reader], Waveform]] = {
@@ -1097,18 +1058,59 @@ def _parse_waveform(top: Reader) -> Waveform:
         "ca": _parse_ca,
         "swv": _parse_swv,
         "piecewise": _parse_piecewise,
+        "staircase_cv": _parse_staircase,
+        "staircase_lsv": _parse_staircase,
     }
-    wf = parsers[kind](r)
+    try:
+        wf = parsers[kind](r)
+    except WaveformError as exc:
+        raise ScenarioError(_waveform_key(r, exc.field), exc.reason) from None
     r.finish(_WAVEFORM_KEYS[kind])
     return wf
 
 
+def _waveform_key(r: Reader, field: str) -> str:
+    """The scenario key of a shared waveform's field: ``cv.vertices[1]`` is
+    ``waveform.E_vertex[1]`` (``waveform.E_vertex`` when one vertex was given bare),
+    ``piecewise.points[2].t`` is ``waveform.points[2][0]``."""
+    name = field.split(".", 1)[1]
+    if name.startswith("vertices"):
+        name = "E_vertex" + name.removeprefix("vertices")
+        if name == "E_vertex[0]" and not isinstance(r.node.get("E_vertex"), list):
+            name = "E_vertex"
+    name = re.sub(r"^points\[(\d+)\]\.t$", r"points[\1][0]", name)
+    name = re.sub(r"^points\[(\d+)\]\.E$", r"points[\1][1]", name)
+    return r.key(name)
+
+
+def _limited(
+    r: Reader, name: str, quantity: Quantity, limit: Limit, default: float | None = None
+) -> float:
+    return r.number(
+        name,
+        quantity,
+        default=default,
+        lo=limit.lo,
+        hi=limit.hi,
+        lo_open=limit.lo_open,
+        hi_open=limit.hi_open,
+    )
+
+
 def _potential(r: Reader, name: str, default: float | None = None) -> float:
-    return r.number(name, _E, default=default, lo=-10.0, hi=10.0)
+    return _limited(r, name, _E, LIMITS["potential"], default)
 
 
 def _parse_cv(r: Reader) -> CyclicVoltammetry:
     E_start = _potential(r, "E_start")
+    vertices = _vertices(r)
+    E_end = _potential(r, "E_end", default=E_start)
+    scan_rate = _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
+    cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
+    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
+
+
+def _vertices(r: Reader) -> tuple[float, ...]:
     raw_vertex = r.require("E_vertex")
     raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
     if not raw_list:
@@ -1117,46 +1119,25 @@ def _parse_cv(r: Reader) -> CyclicVoltammetry:
             "got an empty list; accepted: a potential or a list of potentials (V)",
         )
     indexed = isinstance(raw_vertex, list)
+    limit = LIMITS["potential"]
     vertices = tuple(
         number(
             v,
             r.key("E_vertex") + (f"[{i}]" if indexed else ""),
             _E,
             error=ScenarioError,
-            lo=-10.0,
-            hi=10.0,
+            lo=limit.lo,
+            hi=limit.hi,
         )
         for i, v in enumerate(raw_list)
     )
-    E_end = _potential(r, "E_end", default=E_start)
-    scan_rate = r.number("scan_rate", _SCAN, lo=1e-6, hi=1e6)
-    cycles = r.integer("cycles", default=1, lo=1, hi=1000)
-    path = (E_start, *vertices, E_end)
-    for i, (a, b) in enumerate(itertools.pairwise(path)):
-        if a == b:
-            what = "E_vertex" if i < len(vertices) else "E_end"
-            raise ScenarioError(
-                r.key(what),
-                f"got {b:g}, equal to the potential before it; accepted: a different "
-                "potential (a sweep needs a span)",
-            )
-    if cycles > 1 and E_end != E_start:
-        raise ScenarioError(
-            r.key("E_end"),
-            f"got {E_end:g} with cycles = {cycles}; accepted: E_end equal to "
-            f"E_start ({E_start:g}) when cycles > 1",
-        )
-    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
+    return vertices
 
 
 def _parse_lsv(r: Reader) -> LinearSweep:
     E_start = _potential(r, "E_start")
     E_end = _potential(r, "E_end")
-    if E_end == E_start:
-        raise ScenarioError(
-            r.key("E_end"), f"got {E_end:g}, equal to E_start; accepted: a different potential"
-        )
-    return LinearSweep(E_start, E_end, r.number("scan_rate", _SCAN, lo=1e-6, hi=1e6))
+    return LinearSweep(E_start, E_end, _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"]))
 
 
 def _parse_ca(r: Reader) -> Chronoamperometry:
@@ -1170,7 +1151,7 @@ def _parse_ca(r: Reader) -> Chronoamperometry:
     for i, node in enumerate(raw_steps):
         s = r.nested(node, f"{r.key('steps')}[{i}]")
         E = _potential(s, "E")
-        duration = s.number("duration", _TIME, lo=0.0, hi=1e7, lo_open=True)
+        duration = _limited(s, "duration", _TIME, LIMITS["duration"])
         s.finish(("E", "duration"))
         steps.append(PotentialStep(E, duration))
     E_initial = _potential(r, "E_initial", default=steps[0].E)
@@ -1180,14 +1161,44 @@ def _parse_ca(r: Reader) -> Chronoamperometry:
 def _parse_swv(r: Reader) -> SquareWave:
     E_start = _potential(r, "E_start")
     E_end = _potential(r, "E_end")
-    E_step = r.number("E_step", _E, lo=0.0, hi=0.1, lo_open=True)
-    amplitude = r.number("amplitude", _E, lo=0.0, hi=1.0, lo_open=True)
-    frequency = r.number("frequency", _FREQ, lo=1e-2, hi=1e6)
-    if E_end == E_start:
-        raise ScenarioError(
-            r.key("E_end"), f"got {E_end:g}, equal to E_start; accepted: a different potential"
-        )
+    E_step = _limited(r, "E_step", _E, LIMITS["E_step"])
+    amplitude = _limited(r, "amplitude", _E, LIMITS["amplitude"])
+    frequency = _limited(r, "frequency", _FREQ, LIMITS["frequency"])
     return SquareWave(E_start, E_end, E_step, amplitude, frequency)
+
+
+def _parse_staircase(r: Reader) -> Staircase:
+    kind = r.choice("type", ("staircase_cv", "staircase_lsv"))
+    E_start = _potential(r, "E_start")
+    vertices = _vertices(r) if kind == "staircase_cv" else ()
+    E_end = _potential(r, "E_end", default=E_start if vertices else None)
+    E_step = _limited(r, "E_step", _E, LIMITS["staircase_step"])
+    if r.has("t_step") == r.has("scan_rate"):
+        raise ScenarioError(
+            r.key("t_step"),
+            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
+            + ("both" if r.has("t_step") else "neither"),
+        )
+    if r.has("t_step"):
+        t_step = _limited(r, "t_step", _TIME, LIMITS["duration"])
+    else:
+        t_step = E_step / _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
+    sample: object = (1.0, 1.0)
+    if r.has("sample"):
+        raw = r.raw("sample")
+        path = r.key("sample")
+        if isinstance(raw, list):
+            sample = tuple(
+                number(x, f"{path}[{i}]", _NONE, error=ScenarioError, lo=0.0, hi=1.0)
+                for i, x in enumerate(raw)
+            )
+        else:
+            sample = number(raw, path, _NONE, error=ScenarioError, lo=0.0, hi=1.0, lo_open=True)
+    cycles = 1
+    if kind == "staircase_cv":
+        cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
+        return Staircase(E_start, vertices, E_end, E_step, t_step, sample, cycles)  # type: ignore[arg-type]
+    return Staircase(E_start, (), E_end, E_step, t_step, sample, 1, "staircase_lsv")  # type: ignore[arg-type]
 
 
 def _parse_piecewise(r: Reader) -> Piecewise:
@@ -1196,24 +1207,15 @@ def _parse_piecewise(r: Reader) -> Piecewise:
     if not isinstance(raw, list) or len(raw) < 2:
         raise ScenarioError(path, f"got {show(raw)}; accepted: a list of at least two [t, E] pairs")
     points: list[tuple[float, float]] = []
+    time, potential = LIMITS["time"], LIMITS["potential"]
     for i, p in enumerate(raw):
         if not isinstance(p, list | tuple) or len(p) != 2:
             raise ScenarioError(f"{path}[{i}]", f"got {show(p)}; accepted: a pair [t (s), E (V)]")
-        t = number(p[0], f"{path}[{i}][0]", _TIME, error=ScenarioError, lo=0.0, hi=1e7)
-        E = number(p[1], f"{path}[{i}][1]", _E, error=ScenarioError, lo=-10.0, hi=10.0)
-        if i == 0 and t != 0.0:
-            raise ScenarioError(
-                f"{path}[0][0]", f"got {t:g}; accepted: 0 (the waveform starts at t = 0)"
-            )
-        if i > 0 and t < points[-1][0]:
-            raise ScenarioError(
-                f"{path}[{i}][0]",
-                f"got {t:g}, earlier than the point before ({points[-1][0]:g}); "
-                "accepted: non-decreasing times",
-            )
+        t = number(p[0], f"{path}[{i}][0]", _TIME, error=ScenarioError, lo=time.lo, hi=time.hi)
+        E = number(
+            p[1], f"{path}[{i}][1]", _E, error=ScenarioError, lo=potential.lo, hi=potential.hi
+        )
         points.append((t, E))
-    if points[-1][0] <= 0.0:
-        raise ScenarioError(path, "the points span no time; accepted: a last time > 0")
     return Piecewise(tuple(points))
 
 

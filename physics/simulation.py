@@ -27,11 +27,13 @@ from physics.scenario import (
     Background,
     CyclicVoltammetry,
     Scenario,
+    Staircase,
     canonical_parameter,
     load_scenario,
 )
-from physics.units import FARADAY, GAS_CONSTANT
-from physics.waveforms import TimeSteps, segments, time_steps, trace_steps
+from physics.waveforms import TimeSteps, time_steps, trace_steps
+from runtime.constants import FARADAY, GAS_CONSTANT
+from runtime.waveforms import initial_potential
 
 __all__ = [
     "BatchResult",
@@ -346,7 +348,13 @@ class Simulator:
         )[0]
 
     def advance(
-        self, state: SimulationState, t: npt.ArrayLike, E: npt.ArrayLike
+        self,
+        state: SimulationState,
+        t: npt.ArrayLike,
+        E: npt.ArrayLike,
+        *,
+        jump_at: npt.ArrayLike | None = None,
+        window: npt.ArrayLike | None = None,
     ) -> tuple[SimulationResult, SimulationState]:
         """Advance ``state`` along measured samples ``(t s, E V)``; returns the
         simulated current at every sample and the new state.
@@ -356,6 +364,11 @@ class Simulator:
         them relative to the start of the run (not epoch seconds), or the step sizes
         lose precision.
 
+        Samples of a staircase instrument are followed as it applied and sampled them:
+        ``jump_at`` (s, one per sample, NaN for none) is when the potential jumped to each
+        sample's value, ``window`` (s, one per sample) the sampling window whose mean
+        current the sample reports (see :func:`physics.waveforms.trace_steps`).
+
         From a cell at rest whose bulk is out of equilibrium with the first potential (a
         partly oxidised solution away from its rest potential) the current starts as a
         t^-1/2 transient: the first steps are then graded as after a jump in a scenario
@@ -363,13 +376,17 @@ class Simulator:
         """
         ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
         Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
-        numerics = self.scenario.numerics
+        numerics, cell = self.scenario.numerics, self.scenario.cell
         steps = trace_steps(
             ta - state.t,
             Ea,
             t0=0.0,
             E0=state.E_applied,
             potential_step=numerics.potential_step / numerics.refine,
+            jump_at=None if jump_at is None else np.asarray(jump_at, dtype=np.float64) - state.t,
+            window=None if window is None else np.asarray(window, dtype=np.float64),
+            refine=numerics.refine,
+            rc_time=cell.Ru * cell.Cdl,
         )
         fresh = state.t == state.t_origin and state.arrays.scal[0] == 1.0
         if fresh and _model.starts_away_from_rest(self.scenario, state.E_applied):
@@ -390,7 +407,7 @@ class Simulator:
         wf = sc.waveform
         before = sc.initial_state.cycles_before
         if before:
-            assert isinstance(wf, CyclicVoltammetry)
+            assert isinstance(wf, CyclicVoltammetry | Staircase)
             wf = dataclasses.replace(wf, cycles=wf.cycles + before)
         steps = time_steps(
             wf,
@@ -403,8 +420,12 @@ class Simulator:
             return steps
         t_before = sc.duration_before
         # The step that ends the cycles before is the last one not reported.
-        recorded = steps.output[steps.t[steps.output] > t_before * (1.0 + 1e-12)]
-        return dataclasses.replace(steps, output=recorded)
+        recorded = steps.t[steps.output] > t_before * (1.0 + 1e-12)
+        return dataclasses.replace(
+            steps,
+            output=steps.output[recorded],
+            mean_from=None if steps.mean_from is None else steps.mean_from[recorded],
+        )
 
     def _run_steps(
         self,
@@ -477,7 +498,7 @@ class Simulator:
         elapsed = time.perf_counter() - start
         sel = steps.output
         E_app = steps.E[sel]
-        current, sens = self._currents(out, sel, E_app)
+        current, sens = self._currents(out, steps, E_app)
         E_int = out.theta[sel] / scales.f
         x = prof_t = prof = None
         if rec_idx.size:
@@ -509,21 +530,23 @@ class Simulator:
         return result, new_state
 
     def _currents(
-        self, out: _model.Outputs, sel: npt.NDArray[np.int64], E_app: FloatArray
+        self, out: _model.Outputs, steps: TimeSteps, E_app: FloatArray
     ) -> tuple[FloatArray, dict[str, FloatArray]]:
-        """The current (A) at the steps ``sel`` and its sensitivities, background
-        included: the cell's current scaled by the area, the faradaic-free background
-        added outside the kernel."""
+        """The current (A) reported at ``steps``' outputs (the value at each, or its mean
+        over a sampling window) and its sensitivities, background included: the cell's
+        current scaled by the area, the faradaic-free background (at ``E_app``, the
+        outputs' applied potentials) added outside the kernel."""
         params = self._params
         scale = self.scales.I_scale * self.model.area
-        cell = out.psi[sel] * scale
+        cell = steps.sampled(out.psi) * scale
         bg = self.scenario.background
         current = cell + background_current(bg, E_app) if bg.faradaic_free else cell
+        dpsi = steps.sampled(out.dpsi) if self.sensitivities else out.dpsi[steps.output]
         sens: dict[str, FloatArray] = {}
         for name, column, term, factor in zip(
             self.sensitivities, params.kernel, params.output, params.factors, strict=True
         ):
-            value = out.dpsi[sel, column] * scale * factor if column >= 0 else np.zeros(sel.size)
+            value = dpsi[:, column] * scale * factor if column >= 0 else np.zeros(cell.size)
             if term == _model.OUT_OFFSET:
                 value = value + 1.0
             elif term == _model.OUT_SLOPE:
@@ -544,7 +567,8 @@ _START_GROWTH = 0.12
 
 def _graded_start(steps: TimeSteps, E0: float, refine: float) -> TimeSteps:
     """``steps`` with the first ones cut finer as described above (the potential linear
-    along each); outputs keep their steps' ends."""
+    along each, or held after a jump where a step restarts); outputs keep their steps'
+    ends and sampling windows their steps' starts."""
     growth = _START_GROWTH / refine
     h, t, E = steps.h, steps.t, steps.E
     t_start = t - h
@@ -565,21 +589,31 @@ def _graded_start(steps: TimeSteps, E0: float, refine: float) -> TimeSteps:
     E_before = np.concatenate([[E0], E[: J - 1]])
     new_t = t_start[owner] + h[owner] * within
     new_t[np.cumsum(counts) - 1] = t[:J]
-    new_E = E_before[owner] + (E[owner] - E_before[owner]) * within
+    jumped = steps.restart[:J][owner]
+    new_E = np.where(jumped, E[owner], E_before[owner] + (E[owner] - E_before[owner]) * within)
     new_E[np.cumsum(counts) - 1] = E[:J]
     new_h = np.diff(np.concatenate([[0.0], new_t]))
+    # A step that restarts (after a jump) does so in its first piece.
     restart = np.zeros(new_h.size, dtype=np.bool_)
-    restart[0] = bool(steps.restart[0])
-    shift = np.concatenate(
-        [np.cumsum(counts) - 1 - np.arange(J), np.full(h.size - J, counts.sum() - J)]
-    )
+    restart[np.cumsum(counts) - counts] = steps.restart[:J]
+    tail = np.full(h.size - J, counts.sum() - J)
+    shift = np.concatenate([np.cumsum(counts) - 1 - np.arange(J), tail])
+    output = steps.output + shift[steps.output]
+    mean_from = None
+    if steps.mean_from is not None:
+        # A window starts at its first step's first piece; a point stays a point.
+        first = np.concatenate([np.cumsum(counts) - counts - np.arange(J), tail])
+        mean_from = np.where(
+            steps.mean_from == steps.output, output, steps.mean_from + first[steps.mean_from]
+        )
     return TimeSteps(
         h=np.concatenate([new_h, h[J:]]),
         t=np.concatenate([new_t, t[J:]]),
         E=np.concatenate([new_E, E[J:]]),
         restart=np.concatenate([restart, steps.restart[J:]]),
         E_initial=steps.E_initial,
-        output=steps.output + shift[steps.output],
+        output=output,
+        mean_from=mean_from,
     )
 
 
@@ -591,7 +625,7 @@ def background_current(background: Background, E_applied: FloatArray) -> FloatAr
 
 
 def _initial_potential(sc: Scenario) -> float:
-    return segments(sc.waveform, start_jump=False)[2]
+    return initial_potential(sc.waveform)
 
 
 def _grid_for(
@@ -666,11 +700,15 @@ def simulate_trace(
     E: npt.ArrayLike,
     *,
     sensitivities: Sequence[str] = (),
+    jump_at: npt.ArrayLike | None = None,
+    window: npt.ArrayLike | None = None,
 ) -> SimulationResult:
     """Simulate along a measured applied-potential trace ``(t s, E V)`` from rest.
 
     The cell is at rest at ``(t[0], E[0])``; the current at ``t[0]`` is 0 and the
-    result has one value per sample.
+    result has one value per sample. ``jump_at`` and ``window`` (one per sample; the
+    first sample's are not used) describe a staircase instrument's samples, as in
+    :meth:`Simulator.advance`.
     """
     ta = np.atleast_1d(np.asarray(t, dtype=np.float64))
     Ea = np.atleast_1d(np.asarray(E, dtype=np.float64))
@@ -686,6 +724,8 @@ def simulate_trace(
             "accepted: strictly increasing times"
         )
     sc = load_scenario(scenario)
+    jumps = None if jump_at is None else np.asarray(jump_at, dtype=np.float64)[1:]
+    windows = None if window is None else np.asarray(window, dtype=np.float64)[1:]
     # The same sub-steps that advance() will take, to size the grid for them.
     steps = trace_steps(
         ta[1:] - ta[0],
@@ -693,12 +733,16 @@ def simulate_trace(
         t0=0.0,
         E0=float(Ea[0]),
         potential_step=sc.numerics.potential_step / sc.numerics.refine,
+        jump_at=None if jumps is None else jumps - ta[0],
+        window=windows,
+        refine=sc.numerics.refine,
+        rc_time=sc.cell.Ru * sc.cell.Cdl,
     )
     span = float(ta[-1] - ta[0])
     h_min = float(steps.h.min())
     sim = Simulator(sc, sensitivities=sensitivities, horizon=span, min_time_step=h_min)
     state = sim.initial_state(t0=float(ta[0]), E0=float(Ea[0]))
-    rest, _ = sim.advance(state, ta[1:], Ea[1:])
+    rest, _ = sim.advance(state, ta[1:], Ea[1:], jump_at=jumps, window=windows)
     zero = np.zeros(1)
     return SimulationResult(
         t=ta,
@@ -785,7 +829,7 @@ def simulate_batch(
     )
     elapsed = time.perf_counter() - start
     E_out = steps.E[steps.output]
-    current = psi[:, steps.output] * sim.scales.I_scale
+    current = steps.sampled(psi, axis=1) * sim.scales.I_scale
     for b, (variant, model) in enumerate(zip(variants, models, strict=True)):
         current[b] *= model.area
         if variant.background.faradaic_free:

@@ -12,11 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AVOGADRO", "FARADAY", "GAS_CONSTANT", "Quantity", "to_si"]
+from runtime.constants import AVOGADRO
 
-FARADAY = 96485.33212  # C/mol (CODATA 2018, exact by the 2019 SI)
-GAS_CONSTANT = 8.314462618  # J/(mol K)
-AVOGADRO = 6.02214076e23  # 1/mol
+__all__ = ["Quantity", "to_si"]
 
 
 @dataclass(frozen=True, slots=True)

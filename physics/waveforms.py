@@ -1,38 +1,42 @@
-"""Applied-potential waveforms and their discretization into time steps.
+"""The discretization of applied-potential waveforms into the engine's time steps.
 
-A waveform is cut into segments (sweeps and holds, each possibly starting with a
-potential jump). Sweeps advance by at most one potential step per time step; after a
-jump the steps start small and grow geometrically, because the current right after a
-jump varies like ``t**-0.5`` and a uniform step would miss it.
+The waveforms themselves are the shared vocabulary (:mod:`runtime.waveforms`); what is
+physics is how they are stepped through. A waveform is cut into segments (sweeps and
+holds, each possibly starting with a potential jump). Sweeps advance by at most one
+potential step per time step; after a jump the steps start small and grow
+geometrically, because the current right after a jump varies like ``t**-0.5`` and a
+uniform step would miss it.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from physics.errors import NumericalError, ParameterError
-from physics.scenario import (
+from physics.errors import NumericalError, ParameterError, ResolutionWarning
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
     Piecewise,
     SquareWave,
+    Staircase,
     Waveform,
-    square_wave_periods,
 )
 
 __all__ = [
     "Segment",
     "SquareWaveCurrents",
     "TimeSteps",
-    "applied_potential",
     "segments",
     "square_wave_currents",
+    "staircase_time_steps",
     "time_steps",
     "trace_steps",
 ]
@@ -44,6 +48,15 @@ FloatArray = npt.NDArray[np.float64]
 _HOLD_FIRST = {"ca": 1e-5, "swv": 1e-3, "piecewise": 1e-5, "cv": 1.0}
 _HOLD_STEPS = {"ca": 100, "swv": 12, "piecewise": 100, "cv": 100}
 _GROWTH = 0.12
+# A staircase step: the first reported sub-step after its jump as a fraction of the
+# step (small, so that a sampling window that opens at the jump integrates the
+# t**-0.5 decay accurately), and the uniform sub-steps per step the grading grows to.
+_STAIRCASE_FIRST = 1e-5
+_STAIRCASE_STEPS = 24
+# A trace whose potential holds between jumps needs this many samples per step before
+# linear interpolation between samples follows the current (below it, the peak of a
+# reversible staircase CV fed as samples comes out several per cent low).
+MIN_SAMPLES_PER_STEP = 12
 # Beyond this many time steps a run would take minutes and gigabytes; the scenario's
 # time scales are then too far apart for a 1D simulation at the requested resolution.
 MAX_STEPS = 50_000_000
@@ -89,11 +102,40 @@ class TimeSteps:
     restart: npt.NDArray[np.bool_]
     E_initial: float
     output: npt.NDArray[np.int64]
+    mean_from: npt.NDArray[np.int64] | None = None
+    """Where a reported value is a mean over a sampling window (a staircase
+    instrument's): the first step of each window, the last being ``output``; a
+    value with ``mean_from == output`` is that step's own (so a window always spans two
+    steps or more)."""
 
     @property
     def count(self) -> int:
         """Number of time steps."""
         return int(self.h.size)
+
+    def sampled(self, values: npt.ArrayLike, axis: int = 0) -> FloatArray:
+        """The reported values of per-step ``values`` (along ``axis``): the value at each
+        ``output`` step, or its time-weighted mean over the sampling window."""
+        v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+        picked = v[self.output]
+        if self.mean_from is None or np.array_equal(self.mean_from, self.output):
+            return np.moveaxis(picked, 0, axis)
+        # A window's mean is its charge over its duration; each step's charge by the
+        # trapezoidal rule, except where a jump makes the current at a step's start
+        # unknown: the steps that restart (the jump's own, whose end value is its charge
+        # over its length, a charging spike included, and the next, whose start is that).
+        shape = (-1,) + (1,) * (v.ndim - 1)
+        h = self.h.reshape(shape)
+        before = np.concatenate([v[:1], v[:-1]])
+        restart = self.restart.reshape(shape)
+        charge_of_step = np.where(restart, v * h, 0.5 * (before + v) * h)
+        weighted = np.concatenate([charge_of_step, np.zeros((1, *v.shape[1:]))])
+        bounds = np.stack([self.mean_from, self.output + 1], axis=1).ravel()
+        charge = np.add.reduceat(weighted, bounds, axis=0)[0::2]
+        span = np.add.reduceat(np.append(self.h, 0.0), bounds)[0::2]
+        window = (self.mean_from < self.output).reshape(shape)
+        out = np.where(window, charge / span.reshape(shape), picked)
+        return np.moveaxis(out, 0, axis)
 
 
 def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, float]:
@@ -105,10 +147,11 @@ def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, flo
     out: list[Segment] = []
     if isinstance(wf, CyclicVoltammetry):
         path = (wf.E_start, *wf.vertices, wf.E_end)
+        back = wf.E_end != wf.E_start  # each further cycle jumps back to E_start
         for cycle in range(wf.cycles):
             for i, (a, b) in enumerate(itertools.pairwise(path)):
-                first = cycle == 0 and i == 0
-                out.append(Segment(abs(b - a) / wf.scan_rate, a, b, first and start_jump))
+                jump = i == 0 and (start_jump if cycle == 0 else back)
+                out.append(Segment(abs(b - a) / wf.scan_rate, a, b, jump))
         return out, "cv", wf.E_start
     if isinstance(wf, LinearSweep):
         out.append(
@@ -125,7 +168,7 @@ def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, flo
     if isinstance(wf, SquareWave):
         direction = 1.0 if wf.E_end > wf.E_start else -1.0
         half = 0.5 / wf.frequency
-        for k in range(square_wave_periods(wf)):
+        for k in range(wf.periods):
             base = wf.E_start + direction * k * wf.E_step
             forward = base + direction * wf.amplitude
             reverse = base - direction * wf.amplitude
@@ -158,6 +201,8 @@ def time_steps(
     jump or a kink and the regular step would not resolve it, the steps are graded
     from a twentieth of it, so that the charging transient is followed accurately.
     """
+    if isinstance(wf, Staircase):
+        return _staircase_steps(wf, refine=refine, start_jump=start_jump, rc_time=rc_time)
     segs, kind, E_initial = segments(wf, start_jump=start_jump)
     dE = potential_step / refine
     growth = 1.0 + _GROWTH / refine
@@ -208,6 +253,129 @@ def time_steps(
     )
 
 
+def _staircase_steps(
+    wf: Staircase, *, refine: float, start_jump: bool, rc_time: float
+) -> TimeSteps:
+    """A staircase as applied: each step a hold that starts with a jump, its sub-steps
+    graded from the jump (and from a twentieth of Ru Cdl, so each step's charging is
+    followed), with a sub-step boundary at each end of the sampling window; one
+    reported value per step, at the window's end or its mean over the window."""
+    count = staircase_time_steps(wf, refine=refine, start_jump=start_jump, rc_time=rc_time)
+    if count > MAX_STEPS:
+        raise NumericalError(
+            f"the staircase would need {count:.3g} time steps ({wf.steps} steps of "
+            f"{wf.t_step:.3g} s); at most {MAX_STEPS:.3g} are allowed: use fewer cycles "
+            "or a larger E_step"
+        )
+    levels = wf.levels()
+    n = levels.size
+    jump = np.empty(n, dtype=np.bool_)
+    jump[0] = start_jump
+    jump[1:] = levels[1:] != levels[:-1]
+    a, b = wf.sample
+    jumped = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=True)
+    held = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=False)
+    sizes = np.where(jump, jumped.h.size, held.h.size)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pattern = [jumped if j else held for j in jump.tolist()]
+    h = np.concatenate([p.h for p in pattern])
+    # Times from each step's start, so that the sampling times carry no accumulated rounding.
+    t = np.concatenate([k * wf.t_step + p.t for k, p in enumerate(pattern)])
+    restart = np.zeros(count, dtype=np.bool_)
+    restart[first[jump]] = True
+    # And the step after: the potential before the jump is no history for the charging
+    # current of the steps after it (the jump's own step took the jump's charge).
+    restart[first[jump] + 1] = True
+    restart[0] = True  # no history before t = 0
+    output = first + np.where(jump, jumped.end, held.end)
+    mean_from = first + np.where(jump, jumped.start, held.start)
+    return TimeSteps(
+        h=h,
+        t=t,
+        E=np.repeat(levels, sizes),
+        restart=restart,
+        E_initial=wf.E_start,
+        output=output.astype(np.int64),
+        mean_from=mean_from.astype(np.int64),
+    )
+
+
+def staircase_time_steps(
+    wf: Staircase, *, refine: float, start_jump: bool = True, rc_time: float = 0.0
+) -> int:
+    """How many time steps :func:`time_steps` takes along the staircase ``wf`` (each step
+    after a jump graded from it), counted without laying them out."""
+    a, b = wf.sample
+    jumped = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=True)
+    held = _step_pattern(wf.t_step, a=a, b=b, refine=refine, rc_time=rc_time, jump=False)
+    jumps = wf.jumps + int(start_jump)
+    return jumps * jumped.h.size + (wf.steps - jumps) * held.h.size
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    """The sub-steps of one staircase step: sizes ``h`` and end times ``t`` from the step's
+    start (s), and the indices of the sampling window's first (``start``) and last
+    (``end``) sub-step."""
+
+    h: FloatArray
+    t: FloatArray
+    start: int
+    end: int
+
+
+@functools.lru_cache(maxsize=64)
+def _step_pattern(
+    t_step: float, *, a: float, b: float, refine: float, rc_time: float, jump: bool
+) -> _Pattern:
+    growth = 1.0 + _GROWTH / refine
+    h_target = t_step / max(_STAIRCASE_STEPS, math.ceil(_STAIRCASE_STEPS * refine))
+    if jump:
+        h_first = t_step * _STAIRCASE_FIRST / refine
+        rc_first = rc_time / (20.0 * refine)
+        if h_target > 4.0 * rc_first and rc_time > 1e-3 * h_target:
+            h_first = min(h_first, rc_first)
+        h, _ = _graded(t_step, h_first, h_target, growth, startup=True)
+    else:
+        count = math.ceil(t_step / h_target - 1e-9)
+        h = np.full(count, t_step / count)
+    t = np.cumsum(h)
+    t[-1] = t_step
+    t = _with_boundary(t, a * t_step)
+    t = _with_boundary(t, b * t_step)
+    end = int(np.argmin(np.abs(t - b * t_step)))
+    if a < b and (t[end - 1] if end > 0 else 0.0) <= a * t_step:
+        # A window of one sub-step would read as that sub-step's end value: split it.
+        t = np.insert(t, end, 0.5 * (a + b) * t_step)
+        end += 1
+    ends = np.concatenate([[0.0], t])
+    h = np.diff(ends)
+    start = end if a == b else int(np.argmin(np.abs(ends[:-1] - a * t_step)))
+    t.flags.writeable = False
+    h.flags.writeable = False
+    return _Pattern(h, t, start, end)
+
+
+def _with_boundary(t: FloatArray, at: float) -> FloatArray:
+    """End times ``t`` with a sub-step ending exactly at ``at`` (the nearest end moves
+    there when it is within a hundredth of a sub-step, else the sub-step is split)."""
+    if at <= 0.0:
+        return t
+    i = int(np.searchsorted(t, at))
+    i = min(i, t.size - 1)
+    before = t[i - 1] if i > 0 else 0.0
+    width = t[i] - before
+    if abs(t[i] - at) <= 0.01 * width:
+        out = t.copy()
+        out[i] = at
+        return out
+    if i > 0 and abs(before - at) <= 0.01 * width:
+        out = t.copy()
+        out[i - 1] = at
+        return out
+    return np.insert(t, i, at)
+
+
 # After a jump the current is singular (t**-0.5) and the first implicit steps carry
 # an O(1) error (backward Euler overestimates the first flux by sqrt(pi)) that BDF2
 # then carries along. Starting the geometric sequence this many-fold below the first
@@ -253,13 +421,33 @@ def _graded(
 
 
 def trace_steps(
-    t: FloatArray, E: FloatArray, *, t0: float, E0: float, potential_step: float
+    t: FloatArray,
+    E: FloatArray,
+    *,
+    t0: float,
+    E0: float,
+    potential_step: float,
+    jump_at: FloatArray | None = None,
+    window: FloatArray | None = None,
+    refine: float = 1.0,
+    rc_time: float = 0.0,
 ) -> TimeSteps:
     """Time steps along a measured trace: samples ``(t, E)`` after the state ``(t0, E0)``.
 
     The potential is taken as linear between samples, with enough sub-steps that it
     changes by at most ``potential_step`` (V) per step. ``output`` indexes the steps
     that end on a sample.
+
+    A staircase instrument's samples say more: ``jump_at`` (s, one per sample, NaN for
+    none) is when the potential jumped in the interval before each sample. There the
+    potential holds the previous sample's value until ``jump_at[i]``, jumps to ``E[i]``
+    and holds it, the sub-steps graded from the jump as in a simulated staircase (and
+    from a twentieth of ``rc_time``, Ru Cdl in s, so the charging is followed); while it
+    holds, later samples keep the step's resolution. ``window`` (s, one per sample, 0
+    for none) makes a sample's value the mean over ``(t[i] - window[i], t[i]]``, the
+    instrument's sampling window. Without ``jump_at``, a trace that holds its potential
+    between jumps with fewer than :data:`MIN_SAMPLES_PER_STEP` samples per step is
+    followed too coarsely, and :class:`~physics.errors.ResolutionWarning` says so.
     """
     t = np.asarray(t, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)
@@ -282,6 +470,11 @@ def trace_steps(
         )
     dE = np.diff(EE)
     n = np.maximum(1, np.ceil(np.abs(dE) / potential_step - 1e-9)).astype(np.int64)
+    if jump_at is not None or window is not None:
+        jumps = _per_sample("jump_at", jump_at, t.size, np.nan)
+        widths = _per_sample("window", window, t.size, 0.0)
+        return _stepped_trace(tt, EE, n, jumps, widths, refine=refine, rc_time=rc_time)
+    _warn_if_coarse_steps(dE)
     if int(n.sum()) > MAX_STEPS:
         raise NumericalError(
             f"the trace would need {int(n.sum()):.3g} sub-steps of at most "
@@ -308,26 +501,205 @@ def trace_steps(
     )
 
 
-def applied_potential(wf: Waveform, t: FloatArray) -> FloatArray:
-    """The applied potential (V) of a scenario waveform at times ``t`` (s).
+def _per_sample(name: str, values: FloatArray | None, size: int, fill: float) -> FloatArray:
+    if values is None:
+        return np.full(size, fill)
+    out = np.asarray(values, dtype=np.float64)
+    if out.shape != (size,):
+        raise ParameterError(f"{name} must have one value per sample ({size}); got {out.shape}")
+    return out
 
-    At a jump the value after the jump is returned.
-    """
-    segs, _, E_initial = segments(wf, start_jump=False)
-    bounds = np.cumsum([0.0] + [s.duration for s in segs])
-    t = np.asarray(t, dtype=np.float64)
-    idx = np.clip(np.searchsorted(bounds, t, side="right") - 1, 0, len(segs) - 1)
-    e_from = np.array([s.E_from for s in segs])[idx]
-    e_to = np.array([s.E_to for s in segs])[idx]
-    dur = np.array([s.duration for s in segs])[idx]
-    frac = np.clip((t - bounds[idx]) / dur, 0.0, 1.0)
-    out: FloatArray = e_from + (e_to - e_from) * frac
-    return np.where(t < 0, E_initial, out)
+
+def _warn_if_coarse_steps(dE: FloatArray) -> None:
+    """Warn when the trace is a staircase (jumps between holds) sampled too coarsely."""
+    size = np.abs(dE)
+    top = float(size.max(initial=0.0))
+    if top == 0.0:
+        return
+    jumps = size > 0.5 * top
+    holds = size <= 0.05 * top
+    count = int(np.count_nonzero(jumps))
+    if count < 3 or np.any(~jumps & ~holds) or np.any(jumps[1:] & jumps[:-1]):
+        return  # a sweep (consecutive jumps), a single step, or noise: not a staircase
+    per_step = size.size / count
+    if 2.0 <= per_step < MIN_SAMPLES_PER_STEP:
+        warnings.warn(
+            ResolutionWarning(
+                f"the trace holds its potential between jumps of up to {top * 1e3:.3g} mV "
+                f"every {per_step:.3g} samples; linear interpolation between samples follows "
+                f"the current after a jump only with {MIN_SAMPLES_PER_STEP} or more samples "
+                "per step: simulate the staircase itself (waveform staircase_cv) or give "
+                "the trace its jump times (jump_at)"
+            ),
+            stacklevel=4,
+        )
+
+
+def _stepped_trace(
+    tt: FloatArray,
+    EE: FloatArray,
+    n: npt.NDArray[np.int64],
+    jumps: FloatArray,
+    widths: FloatArray,
+    *,
+    refine: float,
+    rc_time: float,
+) -> TimeSteps:
+    """:func:`trace_steps` with the jump times and sampling windows of a staircase."""
+    pieces: list[_Piece] = []
+    output = np.empty(jumps.size, dtype=np.int64)
+    mean_from = np.empty(jumps.size, dtype=np.int64)
+    count = 0
+    h_hold = math.nan  # the current staircase step's sub-step while its potential holds
+    for i in range(jumps.size):
+        start, end = float(tt[i]), float(tt[i + 1])
+        E_from, E_to = float(EE[i]), float(EE[i + 1])
+        s, width = float(jumps[i]), float(widths[i])
+        if not (math.isfinite(width) and 0.0 <= width <= end - start):
+            raise ParameterError(
+                f"window[{i}] = {width!r} s; accepted: a duration from 0 to the interval "
+                f"before its sample ({end - start!r} s)"
+            )
+        if math.isfinite(s):
+            piece = _jump_piece(
+                i,
+                start=start,
+                end=end,
+                s=s,
+                E_from=E_from,
+                E_to=E_to,
+                width=width,
+                h_hold=h_hold,
+                refine=refine,
+                rc_time=rc_time,
+            )
+            h_hold = float(piece.h[-1])
+        else:
+            holding = E_to == E_from and math.isfinite(h_hold)
+            # While a staircase step holds, later samples keep the step's resolution.
+            m = max(1, math.ceil((end - start) / h_hold - 1e-9)) if holding else int(n[i])
+            h_hold = h_hold if holding else math.nan
+            piece = _linear_piece(start, end, E_from=E_from, E_to=E_to, m=m, width=width)
+        pieces.append(piece)
+        output[i] = count + piece.end
+        mean_from[i] = count + piece.start
+        count += piece.h.size
+    if count > MAX_STEPS:
+        raise NumericalError(
+            f"the trace would need {count:.3g} sub-steps; at most {MAX_STEPS:.3g} are allowed "
+            "per call"
+        )
+    t_steps = np.concatenate([p.t for p in pieces])
+    E_steps = np.concatenate([p.E for p in pieces])
+    t_steps[output] = tt[1:]  # exact sample times and values
+    E_steps[output] = EE[1:]
+    firsts = np.concatenate([[0], np.cumsum([p.h.size for p in pieces])[:-1]])
+    restart = np.zeros(count, dtype=np.bool_)
+    jumps_at = [f + p.jump for f, p in zip(firsts.tolist(), pieces, strict=True) if p.jump >= 0]
+    restart[jumps_at] = True
+    restart[[j + 1 for j in jumps_at]] = True  # as in a simulated staircase
+    return TimeSteps(
+        h=np.concatenate([p.h for p in pieces]),
+        t=t_steps,
+        E=E_steps,
+        restart=restart,
+        E_initial=float(EE[0]),
+        output=output,
+        mean_from=mean_from,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """The sub-steps of one sample interval: sizes ``h`` (s), end times ``t`` (s) and
+    potentials ``E`` (V); ``end`` and ``start`` index (within the piece) the sample's
+    step and its window's first step; ``jump`` the step a potential jump starts (-1: none)."""
+
+    h: FloatArray
+    t: FloatArray
+    E: FloatArray
+    end: int
+    start: int
+    jump: int
+
+
+def _jump_piece(
+    i: int,
+    *,
+    start: float,
+    end: float,
+    s: float,
+    E_from: float,
+    E_to: float,
+    width: float,
+    h_hold: float,
+    refine: float,
+    rc_time: float,
+) -> _Piece:
+    """An interval in which the potential holds ``E_from`` until ``s``, then jumps to ``E_to``
+    and holds it until the sample at ``end``."""
+    if not start <= s < end:
+        raise ParameterError(
+            f"jump_at[{i}] = {s!r} s is not in [{start!r}, {end!r}), the interval before its sample"
+        )
+    if width > end - s:
+        raise ParameterError(
+            f"window[{i}] = {width!r} s reaches back before the jump at {s!r} s; accepted: "
+            "a window within the step"
+        )
+    hs, ts, Es = [], [], []
+    if s > start:  # the previous potential holds until the jump
+        step = h_hold if math.isfinite(h_hold) else s - start
+        m = math.ceil((s - start) / step - 1e-9)
+        hs.append(np.full(m, (s - start) / m))
+        ts.append(start + (s - start) * np.arange(1, m + 1) / m)
+        Es.append(np.full(m, E_from))
+    held = sum(h.size for h in hs)
+    length = end - s
+    pattern = _step_pattern(
+        length, a=1.0 - width / length, b=1.0, refine=refine, rc_time=rc_time, jump=E_to != E_from
+    )
+    hs.append(pattern.h)
+    ts.append(s + pattern.t)
+    Es.append(np.full(pattern.h.size, E_to))
+    return _Piece(
+        np.concatenate(hs),
+        np.concatenate(ts),
+        np.concatenate(Es),
+        held + pattern.end,
+        held + pattern.start,
+        held if E_to != E_from else -1,
+    )
+
+
+def _linear_piece(
+    start: float, end: float, *, E_from: float, E_to: float, m: int, width: float
+) -> _Piece:
+    """An interval in ``m`` sub-steps along which the potential is linear, with a sub-step
+    boundary where a sampling window of ``width`` (s) opens."""
+    span = end - start
+    ends = span * np.arange(1, m + 1) / m
+    if width > 0.0:
+        ends = _with_boundary(ends, span - width)
+    edges = np.concatenate([[0.0], ends])
+    first = ends.size - 1 if width == 0.0 else int(np.argmin(np.abs(edges[:-1] - (span - width))))
+    if width > 0.0 and first == ends.size - 1:
+        # A window of one sub-step would read as that sub-step's end value: split it.
+        ends = np.insert(ends, first, span - 0.5 * width)
+        edges = np.concatenate([[0.0], ends])
+    return _Piece(
+        np.diff(edges),
+        start + ends,
+        E_from + (E_to - E_from) * ends / span,
+        ends.size - 1,
+        first,
+        -1,
+    )
 
 
 def square_wave_currents(wf: SquareWave, t: FloatArray, I: FloatArray) -> SquareWaveCurrents:  # noqa: E741
     """Sample a simulated square-wave trace ``(t s, I A)`` at the end of every pulse."""
-    periods = square_wave_periods(wf)
+    periods = wf.periods
     half = 0.5 / wf.frequency
     ends = half * np.arange(1, 2 * periods + 1)
     # The last reported step of each pulse ends exactly at the pulse's end.

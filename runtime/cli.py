@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
     "estop": ("runtime.estop", "", "emergency stop: every cell (or one) off at once"),
+    "instruments": (
+        "runtime.commands",
+        "INSTRUMENTS",
+        "list the instruments: driver, state, link, interlock, connection",
+    ),
     "events": (
         "runtime.commands",
         "EVENTS",
@@ -50,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "actors.import_cli",
         "",
         "import instrument files (Autolab, PalmSens, Gamry, BioLogic, CHI, CSV) as runs",
+    ),
+    "compare": (
+        "actors.compare_cli",
+        "",
+        "overlay two runs on potential or time: their difference and peak shifts",
     ),
     "export": (
         "runtime.commands",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from runtime import topics
 from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, token_from
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
@@ -30,6 +31,7 @@ __all__ = [
     "ACTORS",
     "EVENTS",
     "EXPORT",
+    "INSTRUMENTS",
     "REPLAY",
     "RUN",
     "connect",
@@ -185,6 +187,31 @@ def _read_model(path: Path) -> dict[str, Any]:
     return doc
 
 
+class _Instruments:
+    """``galvana instruments``: each instrument with its driver, state, link and interlock."""
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        connection_options(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with connect(args) as daemon:
+            instruments = daemon.call("instruments", "list")
+        if args.json:
+            _print_json(instruments)
+            return 0
+        _table(instruments, ["id", "driver", "state", "link", "interlock", "connection"])
+        for item in instruments:
+            if item.get("identity"):
+                print(f"{item['id']}: {item['identity']}")
+            if item.get("trip"):
+                print(f"{item['id']}: tripped on {item['trip']}")
+            if item.get("error"):
+                print(f"{item['id']}: {item['error']}")
+        return 0
+
+
 class _Replay:
     """``galvana replay RUN_ID | LOGDIR [--run ID] [--speed X|max]``."""
 
@@ -278,7 +305,7 @@ class _Events:
     def run(args: argparse.Namespace) -> int:
         with connect(args) as daemon:
             if args.follow:
-                daemon.subscribe(f"run/{args.run_id}/**")
+                daemon.subscribe(topics.run_events(args.run_id))
             seq = args.from_seq
             while True:
                 page = daemon.call("runs", "events", args.run_id, seq, 1000)
@@ -403,7 +430,7 @@ def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
 
     try:
         with EventStore(data / "events.lmdb", readonly=True) as store:
-            first = next(iter(store.read(f"run/{run_id}", 1, 1)), None)
+            first = next(iter(store.read(topics.run_stream(run_id), 1, 1)), None)
     except GalvanaError as exc:
         raise GalvanaError(f"cannot read the event log in {data}: {exc}") from None
     if first is None:
@@ -447,6 +474,7 @@ def export_run(source: Path, fmt: str, dest: Path) -> int:
 
 RUN = _Run
 EXPORT = _Export
+INSTRUMENTS = _Instruments
 REPLAY = _Replay
 ACTORS = _Actors
 EVENTS = _Events

@@ -42,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runtime import topics
 from runtime.address import (
     ADMIN_TOKEN_ENV,
     TOKEN_ARGV_REFUSAL,
@@ -332,7 +333,7 @@ def _tree(
     try:
         services.limits = parse_run_limits(config.run_limits)
         setups = parse_instruments(config.instruments, config.config_dir)
-        instruments, interlocks = build_instruments(setups, park)
+        instruments, interlocks, described = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:
         raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)
@@ -377,7 +378,7 @@ def _tree(
                 "instruments",
                 Instruments,
                 (SupervisorSpec(children=instruments),),
-                {"interlocks": interlocks, "services": services},
+                {"interlocks": interlocks, "services": services, "described": described},
                 shutdown_s=None,
             ),
             ChildSpec(
@@ -413,12 +414,12 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             fields.close()
             raise
         note = SystemNote("info", "daemon", "started", {"pid": os.getpid()}, utc_now())
-        bus.publish("system/daemon", note)
+        bus.publish(topics.SYSTEM_DAEMON, note)
         logger.info("daemon started on %s (pid %d)", config.data, os.getpid())
         if ready is not None:
             ready(root)
         status = _wait(root, stop)
-        bus.publish("system/daemon", SystemNote("info", "daemon", "stopping", None, utc_now()))
+        bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
         root.stop(timeout=120)
         park.close()
         store.close()

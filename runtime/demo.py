@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import topics
 from runtime.client import Client
 from runtime.commands import read_twin_spec
 from runtime.daemon import DaemonConfig, serve
@@ -99,7 +100,7 @@ def _watch(socket_path: Path, run_id: str, began: float) -> None:
     first_prediction = True
     k0_truth: dict[int, tuple[float, float]] = {}  # by cycle: at its start and its end
     with Client(socket_path=socket_path) as client:
-        client.subscribe(f"run/{run_id}/**")
+        client.subscribe(topics.run_events(run_id))
         for event in client.events(timeout=120):
             msg = event.message
             if isinstance(msg, TwinPrediction) and len(msg.residual):

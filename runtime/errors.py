@@ -21,6 +21,17 @@ class MessageError(GalvanaError, ValueError):
         self.field = field
 
 
+class WaveformError(GalvanaError, ValueError):
+    """A waveform (:mod:`runtime.waveforms`) is malformed: ``field`` names the offending
+    field (``"cv.scan_rate"``, ``"piecewise.points[2].t"``) and ``reason`` says what it
+    got and what is accepted."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class CallError(GalvanaError):
     """An ask was refused: the caller receives this error and the actor carries on.
 

@@ -15,7 +15,7 @@ More than ``max_restarts`` restarts within ``max_seconds`` make the supervisor s
 its children in reverse start order and fail with :class:`RestartIntensityError`,
 which its own supervisor handles in turn. Restarts wait an exponential backoff with
 jitter. Starts, exits (with reason), restarts and give-ups are published on the event
-bus under :data:`ACTORS_TOPIC`.
+bus under ``system/actors`` (:data:`runtime.topics.SYSTEM_ACTORS`).
 
 >>> from runtime.actor import Actor
 >>> class Worker(Actor):
@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import pykka
 
+from runtime import topics
 from runtime.actor import ADMIN_SCOPE, Actor, ExitReason, Link, exposed, start_linked
 from runtime.codec import message
 from runtime.errors import (
@@ -65,7 +66,6 @@ from runtime.messages import (
 )
 
 __all__ = [
-    "ACTORS_TOPIC",
     "Backoff",
     "ChildInfo",
     "ChildSpec",
@@ -79,9 +79,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("galvana.supervisor")
-
-ACTORS_TOPIC = "system/actors"
-"""The bus topic of supervision events (started, exited, restarting, gave up)."""
 
 
 class Strategy(enum.StrEnum):
@@ -577,7 +574,7 @@ class Supervisor(Actor):
         if self.bus is None:
             return
         try:
-            self.bus.publish(ACTORS_TOPIC, msg)
+            self.bus.publish(topics.SYSTEM_ACTORS, msg)
         except BusError:
             # A stuck watcher must not take supervision down with it.
             logger.exception("%s could not publish %r", self.path, msg)

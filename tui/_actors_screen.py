@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog
 
+from runtime import topics
 from runtime.client import Event
 from runtime.errors import ApiError
 from runtime.messages import (
@@ -112,7 +113,7 @@ class ActorsScreen(Screen[None]):
             table.add_column(label, key=label)
         table.focus()
         self.query_one("#actors-log", RichLog).border_title = "supervision events"
-        self._subs = [link_of(self).subscribe("system/**", self._on_event)]
+        self._subs = [link_of(self).subscribe(topics.EVERY_SYSTEM, self._on_event)]
         self.watch(self.app, "connection_status", lambda _: self.refresh_tree(), init=False)
         self.set_interval(self.REFRESH_S, self.refresh_tree)
         self.refresh_tree()

@@ -22,6 +22,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
+from runtime import topics
 from runtime.client import Event
 from runtime.codec import message_from_plain
 from runtime.errors import ApiError, MessageError
@@ -133,8 +134,8 @@ class RunScreen(Screen[None]):
         self.query_one("#run-log", RichLog).border_title = "events"
         link = link_of(self)
         self._subs = [
-            link.subscribe(f"run/{self.run_id}/**", self._on_event),
-            link.subscribe("instrument/*/state", self._on_event),
+            link.subscribe(topics.run_events(self.run_id), self._on_event),
+            link.subscribe(topics.EVERY_INSTRUMENT_STATE, self._on_event),
         ]
         self.watch(self.app, "connection_status", self._on_connection, init=False)
         self.set_interval(self.DRAW_INTERVAL_S, self.draw)

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
+from runtime import topics
 from runtime.client import Event
 from runtime.errors import ApiError
 from tui._adapters import fields_of, spec_instrument, tag_of
@@ -104,9 +105,9 @@ class RunsScreen(Screen[None]):
         table.focus()
         link = link_of(self)
         self._subs = [
-            link.subscribe("run/*/state", self._on_event),
-            link.subscribe("run/*/created", self._on_event),
-            link.subscribe("instrument/*/state", self._on_event),
+            link.subscribe(topics.EVERY_RUN_STATE, self._on_event),
+            link.subscribe(topics.EVERY_RUN_CREATED, self._on_event),
+            link.subscribe(topics.EVERY_INSTRUMENT_STATE, self._on_event),
         ]
         self.watch(self.app, "connection_status", lambda _: self.refresh_runs(), init=False)
         self.set_interval(self.REFRESH_S, self.refresh_runs)

@@ -83,7 +83,7 @@ from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer import MCMC, NUTS, Trace_ELBO
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
-from physics.units import FARADAY, GAS_CONSTANT
+from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,

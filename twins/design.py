@@ -30,7 +30,7 @@ import torch
 from pyro.contrib.oed.eig import nmc_eig
 
 from physics import ScenarioError, load_scenario
-from physics.scenario import Waveform
+from runtime.waveforms import Waveform
 from twins.calibration import derive_seed, seeded
 from twins.errors import DesignError, ForwardModelError
 from twins.priors import Gaussian, Parameterization

@@ -9,6 +9,7 @@ from __future__ import annotations
 from runtime.errors import GalvanaError
 
 __all__ = [
+    "CompareError",
     "DesignError",
     "ExperimentError",
     "ForwardModelError",
@@ -52,3 +53,8 @@ class ExperimentError(TwinError, ValueError):
 
 class DesignError(TwinError, ValueError):
     """An experiment-design request is invalid (no candidates, unknown parameter)."""
+
+
+class CompareError(TwinError, ValueError):
+    """Two runs cannot be compared: a run without samples, no cycle, potential range or
+    time in common, an axis or cycle that does not exist."""

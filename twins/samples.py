@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runtime.sample_flags import Flag
 from twins.spec import TwinSpec
 
 __all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segment", "Segmenter"]
@@ -38,11 +39,8 @@ __all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segment", "Segmenter"]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-# The instrument layer's flag bits (hal.driver.Flag; twins does not import hal).
-OVERLOAD = 0x01
-COMPLIANCE = 0x02
-GAP = 0x10
-UNTRUSTED = OVERLOAD | COMPLIANCE
+# Samples whose current cannot be trusted: clipped, or the potential was not held.
+UNTRUSTED = int(Flag.OVERLOAD | Flag.COMPLIANCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +103,9 @@ class SampleCleaner:
     @classmethod
     def for_spec(cls, spec: TwinSpec) -> SampleCleaner:
         """The cleaner of a twin spec: its sample rate, gap factor and potential filter."""
+        protocol = spec.protocol
         return cls(
-            spec.protocol.sample_rate,
+            1.0 / protocol.sample_interval() if protocol.staircases else protocol.sample_rate,
             spec.twin.gap,
             programmed=spec.protocol.potential_at,
             window=spec.twin.potential_window,
@@ -174,7 +173,7 @@ class SampleCleaner:
         if tk.size:
             usable &= tk > self.masked_until  # still recovering from an earlier gap
             steps = np.diff(np.concatenate([[self.last_t], tk]))
-            gap = (steps > self.gap_factor * self.interval) | ((fk & GAP) != 0)
+            gap = (steps > self.gap_factor * self.interval) | ((fk & int(Flag.GAP)) != 0)
             gap &= np.isfinite(steps)
             if np.any(gap):
                 where = np.flatnonzero(gap)
@@ -237,8 +236,7 @@ class Segmenter:
         cal = spec.calibrate
         self.unit = cal.every.unit if cal is not None else "cycles"
         self.count = cal.every.count if cal is not None else 1
-        half = 0.5 / spec.protocol.sample_rate
-        self.bounds = spec.segment_ends() - half
+        self.bounds = spec.segment_closes()
         self.keep_data = keep_data
         self.index = 0
         self._parts: list[tuple[FloatArray, FloatArray, FloatArray, BoolArray]] = []

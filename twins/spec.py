@@ -7,7 +7,8 @@ physics scenario models the cell, and what to calibrate with which priors::
     seed: 7                          # seeds every random draw of the run (replays match)
     instrument: sim                  # or a VISA resource string
     protocol:
-      waveform: {type: cv, E_start: 0.6, E_vertex: -0.1, scan_rate: 0.2}   # or a list
+      waveform: {type: cv, E_start: 0.6, E_vertex: -0.1, scan_rate: 0.2}   # or a list;
+                                     # a staircase_cv is sampled once per step
       cycles: 10
       rest: 2 s                      # held at the next cycle's first potential
       sample_rate: 200 Hz
@@ -45,9 +46,17 @@ import numpy.typing as npt
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.reader import Reader, read_document, show
-from physics.scenario import CyclicVoltammetry, LinearSweep, Waveform, waveform_duration
 from physics.units import Quantity
-from physics.waveforms import applied_potential, segments
+from runtime.waveforms import (
+    Piecewise,
+    Staircase,
+    Waveform,
+    breakpoints,
+    duration,
+    initial_potential,
+    max_scan_rate,
+    potential,
+)
 from twins.errors import TwinSpecError
 
 __all__ = [
@@ -65,6 +74,7 @@ __all__ = [
     "UniformPrior",
     "load_twin_spec",
     "parameter_quantity",
+    "protocol_waveform",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -149,7 +159,11 @@ def prior_median(prior: Prior) -> float:
 class Protocol:
     """What the instrument applies: ``waveforms`` run one per cycle in turn (a single one
     repeats), ``cycles`` in all, ``rest`` (s) held between cycles at the next cycle's first
-    potential, sampled at ``sample_rate`` (Hz). Time 0 is the start of the first cycle."""
+    potential, sampled at ``sample_rate`` (Hz). Time 0 is the start of the first cycle.
+
+    A staircase cycle is sampled as staircase instruments sample it: one sample per step,
+    at the end of its sampling window, with the step's potential (see
+    :class:`runtime.waveforms.Staircase`); the rests are sampled at ``sample_rate``."""
 
     waveforms: tuple[Waveform, ...]
     cycles: int
@@ -160,7 +174,7 @@ class Protocol:
     _ends: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        durations = np.array([waveform_duration(self.waveform_of(k)) for k in range(self.cycles)])
+        durations = np.array([duration(self.waveform_of(k)) for k in range(self.cycles)])
         ends = np.cumsum(durations + self.rest) - self.rest
         ends.flags.writeable = False
         object.__setattr__(self, "_ends", ends)
@@ -184,41 +198,123 @@ class Protocol:
 
     def initial_potential(self) -> float:
         """The potential (V) of the cell at t = 0."""
-        return segments(self.waveforms[0], start_jump=False)[2]
+        return initial_potential(self.waveforms[0])
 
     def max_scan_rate(self) -> float:
         """The fastest sweep (V/s) of the protocol (0 when it has no sweep)."""
-        rates = [
-            wf.scan_rate for wf in self.waveforms if isinstance(wf, CyclicVoltammetry | LinearSweep)
-        ]
-        return max(rates, default=0.0)
+        return max(max_scan_rate(wf) for wf in self.waveforms)
+
+    @property
+    def staircases(self) -> bool:
+        """Whether any cycle is a staircase (sampled once per step)."""
+        return any(isinstance(wf, Staircase) for wf in self.waveforms)
+
+    def sample_interval(self) -> float:
+        """The longest nominal time (s) between two samples: ``1 / sample_rate``, or a
+        staircase's step time when that is longer."""
+        steps = [wf.t_step for wf in self.waveforms if isinstance(wf, Staircase)]
+        return max([1.0 / self.sample_rate, *steps])
+
+    def cycle_closes(self) -> FloatArray:
+        """For every cycle, a time (s) from which a sample closes it: half a sample
+        interval before its end, or half a step before a staircase's last sample."""
+        closes = self._ends - 0.5 / self.sample_rate
+        if self.staircases:
+            starts = self.cycle_starts()
+            for k in range(self.cycles):
+                wf = self.waveform_of(k)
+                if isinstance(wf, Staircase):
+                    last = (wf.steps - 1 + wf.sample[1]) * wf.t_step
+                    closes[k] = starts[k] + last - 0.5 * wf.t_step
+        return closes
 
     def trace_before(self, cycles: int) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` of ``cycles`` cycles of the first
         waveform run before t = 0, each followed by the protocol's rest: times from
         ``-span`` (the cell at rest) to 0 (the first recorded cycle's start) at
-        ``sample_rate``, both ends included. Empty arrays for 0 cycles."""
+        ``sample_rate`` (once per step in a staircase), both ends included. Empty arrays
+        for 0 cycles."""
         if cycles <= 0:
             return np.zeros(0), np.zeros(0)
-        one = Protocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
-        span = float(one.cycle_starts()[cycles])
-        t, E = one.trace(span)
+        _, span, t, E = self._before(cycles)
+        return t - span, E
+
+    def sampling_before(self, cycles: int) -> tuple[FloatArray, FloatArray] | None:
+        """How a staircase instrument applied and sampled the samples of
+        :meth:`trace_before` after the first: their jump times (s, on its time scale) and
+        sampling windows, as :meth:`sampling` gives them. None for 0 cycles or a first
+        waveform that is no staircase."""
+        if cycles <= 0 or not isinstance(self.waveforms[0], Staircase):
+            return None
+        before, span, t, _ = self._before(cycles)
+        # On the cycles' own time scale, where the jumps and samples were laid out.
+        how = before.sampling(float(t[0]), t[1:])
+        assert how is not None
+        return how[0] - span, how[1]
+
+    def _before(self, cycles: int) -> tuple[Protocol, float, FloatArray, FloatArray]:
+        """The protocol of ``cycles`` cycles before t = 0 (and the recorded one), their
+        span (s) and their samples ``(t, E)`` from 0 to the span."""
+        before = Protocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
+        span = float(before.cycle_starts()[cycles])
+        t, E = before.trace(span)
         # The last sample is the start of the recorded cycle itself, exactly.
         keep = t < span * (1.0 - 1e-12)
-        t = np.append(t[keep], span) - span
+        t = np.append(t[keep], span)
         E = np.append(E[keep], self.initial_potential())
-        return t, E
+        return before, span, t, E
 
     def trace(self, t_end: float | None = None) -> tuple[FloatArray, FloatArray]:
         """The programmed samples ``(t s, E V)`` at ``sample_rate`` from 0 to the end (or
-        ``t_end``): what a potentiostat running this protocol applies and reports."""
+        ``t_end``): what a potentiostat running this protocol applies and reports. A
+        staircase cycle is sampled once per step (see the class docstring)."""
         end = self.duration if t_end is None else float(t_end)
         n = math.floor(end * self.sample_rate + 1e-9) + 1
         t = np.arange(n, dtype=np.float64) / self.sample_rate
+        if self.staircases:
+            starts = self.cycle_starts()
+            for k in range(self.cycles):
+                wf = self.waveform_of(k)
+                if isinstance(wf, Staircase):
+                    inside = (t > starts[k]) & (t <= self._ends[k])
+                    steps = starts[k] + wf.sample_times()
+                    t = np.sort(np.concatenate([t[~inside], steps[steps <= end]]))
         return t, self.potential_at(t)
 
+    def sampling(self, t_before: float, t: FloatArray) -> tuple[FloatArray, FloatArray] | None:
+        """How a staircase instrument applied and sampled the samples at ``t`` (s), the
+        sample before them at ``t_before``: for each, when the potential jumped to its
+        step's (NaN: not since the sample before) and the sampling window whose mean it
+        reports (s; 0: the value at ``t``), as :meth:`physics.Simulator.advance` takes
+        them. A sample at a step's end belongs to that step. None when no cycle is a
+        staircase."""
+        if not self.staircases:
+            return None
+        t = np.asarray(t, dtype=np.float64)
+        jump_at = np.full(t.size, np.nan)
+        window = np.zeros(t.size)
+        starts = self.cycle_starts()
+        before = np.concatenate([[t_before], t[:-1]])
+        for k in range(self.cycles):
+            wf = self.waveform_of(k)
+            inside = (t > starts[k]) & (t <= self._ends[k])
+            if not isinstance(wf, Staircase) or not np.any(inside):
+                continue
+            u = t[inside] - starts[k]
+            j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1)
+            jumped = starts[k] + j * wf.t_step
+            jump_at[inside] = np.where(jumped >= before[inside], jumped, np.nan)
+            a, b = wf.sample
+            at_end = np.abs(u - (j + b) * wf.t_step) <= 1e-6 * wf.t_step
+            width = (b - a) * wf.t_step
+            fits = at_end & (width <= t[inside] - before[inside])
+            window[inside] = np.where(fits, width, 0.0)
+        return jump_at, window
+
     def potential_at(self, t: FloatArray) -> FloatArray:
-        """The programmed potential (V) at times ``t`` (s), rests included."""
+        """The programmed potential (V) at times ``t`` (s), rests included. Within a
+        staircase, the potential of the step a sample at ``t`` belongs to (a sample at a
+        step's end reports that step's potential)."""
         t = np.asarray(t, dtype=np.float64)
         starts, ends = self.cycle_starts(), self._ends
         E = np.empty_like(t)
@@ -233,16 +329,47 @@ class Protocol:
             # The rest before cycle k (k > 0) holds that cycle's first potential.
             lo = ends[k - 1] if k > 0 else -math.inf
             hold = (t > lo) & (t < starts[k])
-            E[hold] = segments(wf, start_jump=False)[2]
+            E[hold] = initial_potential(wf)
             inside = (t >= starts[k]) & (t <= ends[k])
             if k > 0:
                 inside &= t > ends[k - 1]
-            if np.any(inside):
-                E[inside] = applied_potential(wf, t[inside] - starts[k])
+            if np.any(inside) and isinstance(wf, Staircase):
+                u = t[inside] - starts[k]
+                j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1).astype(np.int64)
+                E[inside] = wf.levels()[j]
+            elif np.any(inside):
+                E[inside] = potential(wf, t[inside] - starts[k])
         last = t > ends[-1]
         if np.any(last):
-            E[last] = applied_potential(self.waveform_of(self.cycles - 1), np.array([1e300]))[0]
+            E[last] = potential(self.waveform_of(self.cycles - 1), np.array([1e300]))[0]
         return E
+
+
+def protocol_waveform(
+    protocol: Protocol, first_cycle: int = 0, count: int | None = None
+) -> Piecewise:
+    """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
+    starting at 0 s, the rest before ``first_cycle`` (if any) included: what an
+    instrument is programmed with to run them."""
+    t0 = 0.0 if first_cycle == 0 else float(protocol.cycle_ends()[first_cycle - 1])
+    starts = protocol.cycle_starts() - t0
+    last = protocol.cycles if count is None else min(protocol.cycles, first_cycle + count)
+    points: list[tuple[float, float]] = []
+
+    def corner(t: float, E: float) -> None:
+        if not points or points[-1] != (t, E):
+            points.append((t, E))
+
+    for k in range(first_cycle, last):
+        wf = protocol.waveform_of(k)
+        E_rest = initial_potential(wf)
+        # The rest before a cycle holds its first potential.
+        corner(points[-1][0] if points else 0.0, E_rest)
+        corner(float(starts[k]), E_rest)
+        tb, Eb = breakpoints(wf)
+        for t, E in zip((tb + starts[k]).tolist(), Eb.tolist(), strict=True):
+            corner(t, E)
+    return Piecewise(tuple(points))
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +473,18 @@ class TwinSpec:
 
     def segment_ends(self) -> FloatArray:
         """With a cadence in cycles: the end time (s) of every calibration segment."""
-        ends = self.protocol.cycle_ends()
+        return self._per_segment(self.protocol.cycle_ends())
+
+    def segment_closes(self) -> FloatArray:
+        """With a cadence in cycles: for every calibration segment, a time (s) from which
+        a sample closes it (:meth:`Protocol.cycle_closes` of its last cycle)."""
+        return self._per_segment(self.protocol.cycle_closes())
+
+    def _per_segment(self, per_cycle: FloatArray) -> FloatArray:
         every = self.calibrate.every.count if self.calibrate is not None else 1
-        picked = ends[every - 1 :: every]
-        if picked.size == 0 or picked[-1] != ends[-1]:
-            picked = np.append(picked, ends[-1])
+        picked = per_cycle[every - 1 :: every]
+        if picked.size == 0 or (per_cycle.size - 1) % every != every - 1:
+            picked = np.append(picked, per_cycle[-1])
         return picked
 
 

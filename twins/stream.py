@@ -22,24 +22,39 @@ are exact for any values (the state at rest is built for them, not moved to them
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from physics import PhysicsError, Scenario, SimulationState, Simulator
-from physics.scenario import canonical_parameter
+from physics.scenario import Numerics, canonical_parameter
+from physics.waveforms import time_steps
+from runtime.waveforms import Staircase
 from twins.errors import ForwardModelError
-from twins.spec import TwinSpec
+from twins.spec import Protocol, TwinSpec
 
-__all__ = ["ModelStream", "StreamState", "stream_for", "stream_over"]
+__all__ = [
+    "ModelStream",
+    "Sampling",
+    "StreamState",
+    "min_time_step",
+    "protocol_stream",
+    "stream_for",
+    "stream_over",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
 # Simulators for recently used parameter sets: inference revisits the same point
 # (the gradient after the value, the accepted step after the trial).
 _CACHE_SIZE = 8
+
+Sampling = Callable[[float, FloatArray], tuple[FloatArray, FloatArray] | None]
+"""How the instrument applied and sampled samples at some times, given the time of the
+sample before them: the ``jump_at`` and ``window`` of :meth:`physics.Simulator.advance`
+(:meth:`twins.spec.Protocol.sampling`), or None for a plain trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +82,12 @@ class ModelStream:
     ``values`` overrides scenario parameters for the nominal set; ``horizon`` (s) is how
     long the stream is expected to last and ``min_time_step`` (s) the shortest interval
     between samples (both size the grid). The current's derivatives with respect to
-    ``names`` come with every chunk. ``before`` is the applied potential ``(t s, E V)``
-    of what the cell went through before the stream's start, with times relative to it
-    (from ``-span``, the cell at rest, to 0; see :meth:`twins.spec.Protocol.trace_before`).
+    ``names`` come with every chunk. ``sampling`` says how a staircase instrument applied
+    and sampled the samples (:meth:`twins.spec.Protocol.sampling`). ``before`` is the
+    applied potential ``(t s, E V)`` of what the cell went through before the stream's
+    start, with times relative to it (from ``-span``, the cell at rest, to 0; see
+    :meth:`twins.spec.Protocol.trace_before`), and ``before_sampling`` how a staircase
+    instrument applied and sampled it (:meth:`twins.spec.Protocol.sampling_before`).
     """
 
     def __init__(
@@ -80,7 +98,9 @@ class ModelStream:
         horizon: float,
         min_time_step: float,
         values: Mapping[str, float] | None = None,
+        sampling: Sampling | None = None,
         before: tuple[FloatArray, FloatArray] | None = None,
+        before_sampling: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
         try:
             base = scenario.with_parameters(dict(values)) if values else scenario
@@ -91,10 +111,12 @@ class ModelStream:
         except PhysicsError as exc:
             raise ForwardModelError(f"the model cannot be simulated: {exc}") from None
         self.scenario = base
+        self.sampling = sampling
         known = base.parameters()
         self.nominal = np.array([known[n] for n in self.names], dtype=np.float64)
         self._cache: dict[bytes, Simulator] = {self.nominal.tobytes(): self._base}
         self.before = before if before is not None and before[0].size > 1 else None
+        self.before_sampling = before_sampling if self.before is not None else None
 
     def start(self, t0: float, E0: float) -> StreamState:
         """The cell at time ``t0`` (s) and potential ``E0`` (V), nominal values: at rest,
@@ -121,7 +143,11 @@ class ModelStream:
         try:
             sim = self._simulator(v)
             start = self._at_rest(sim, state) if state.at_rest else self.moved(state, v)
-            result, after = sim.advance(start, t, E)
+            how = self.sampling(state.t, t) if self.sampling is not None else None
+            if how is None:
+                result, after = sim.advance(start, t, E)
+            else:
+                result, after = sim.advance(start, t, E, jump_at=how[0], window=how[1])
         except PhysicsError as exc:
             shown = ", ".join(f"{n}={x:.6g}" for n, x in zip(self.names, v, strict=True))
             raise ForwardModelError(f"the engine failed at {shown}: {exc}") from None
@@ -138,7 +164,13 @@ class ModelStream:
         rest = sim.initial_state(t0=t0 + float(t_before[0]), E0=float(E_before[0]))
         # The last point is the stream's start: its measured potential, not the programme's.
         E_run = np.append(E_before[1:-1], E0)
-        _, ready = sim.advance(rest, t0 + t_before[1:], E_run)
+        if self.before_sampling is None:
+            _, ready = sim.advance(rest, t0 + t_before[1:], E_run)
+        else:
+            jump_at, window = self.before_sampling
+            _, ready = sim.advance(
+                rest, t0 + t_before[1:], E_run, jump_at=t0 + jump_at, window=window
+            )
         # Exactly the start time (the trace's sub-steps add rounding); the origin stays
         # the rest before the cycles, which is how long diffusion has been going on.
         return dataclasses.replace(ready, t=t0)
@@ -168,14 +200,39 @@ def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
     prior medians, ``names`` streamed, the grid sized for the whole protocol, and the
     model's ``initial_state.cycles_before`` cycles of the protocol's first waveform run
     before its start."""
-    protocol = spec.protocol
-    return stream_over(
-        spec,
+    start = spec.initial_values()
+    calibrated = spec.calibrate.names if spec.calibrate is not None else ()
+    return protocol_stream(
+        spec.model,
+        spec.protocol,
         names,
-        duration=protocol.duration,
-        sample_interval=1.0 / protocol.sample_rate,
-        scan_rate=protocol.max_scan_rate(),
-        before=protocol.trace_before(spec.model.initial_state.cycles_before),
+        values={n: start[n] for n in calibrated},
+    )
+
+
+def protocol_stream(
+    model: Scenario,
+    protocol: Protocol,
+    names: Sequence[str],
+    *,
+    values: Mapping[str, float] | None = None,
+) -> ModelStream:
+    """The stream of ``model`` along ``protocol``'s samples: ``names`` streamed, the
+    grid sized for the whole protocol, the samples of staircase cycles followed as the
+    instrument applies and samples them, and the model's ``initial_state.cycles_before``
+    cycles of the protocol's first waveform run before its start."""
+    cycles = model.initial_state.cycles_before
+    before = protocol.trace_before(cycles)
+    span = float(-before[0][0]) if before[0].size else 0.0
+    return ModelStream(
+        model,
+        names,
+        horizon=protocol.duration + span,
+        min_time_step=min_time_step(protocol, model.numerics),
+        values=values,
+        sampling=protocol.sampling if protocol.staircases else None,
+        before=before,
+        before_sampling=protocol.sampling_before(cycles),
     )
 
 
@@ -186,25 +243,43 @@ def stream_over(
     duration: float,
     sample_interval: float,
     scan_rate: float,
-    before: tuple[FloatArray, FloatArray] | None = None,
 ) -> ModelStream:
     """The model stream of a twin spec's model for a measurement lasting ``duration``
     (s), sampled every ``sample_interval`` (s), sweeping at most at ``scan_rate`` (V/s;
-    0 without a sweep): the calibrated parameters at their prior medians, ``names``
-    streamed, and ``before`` (times from ``-span`` to 0, potentials) run first when given."""
-    numerics = spec.model.numerics
-    step = sample_interval
-    if scan_rate > 0:
-        # trace_steps sub-divides sample intervals to this potential step.
-        step = min(step, numerics.potential_step / numerics.refine / scan_rate)
+    0 without a sweep), from rest: the calibrated parameters at their prior medians,
+    ``names`` streamed."""
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
-    span = float(-before[0][0]) if before is not None and before[0].size else 0.0
     return ModelStream(
         spec.model,
         names,
-        horizon=duration + span,
-        min_time_step=step,
+        horizon=duration,
+        min_time_step=_sweep_time_step(spec.model.numerics, sample_interval, scan_rate),
         values={n: start[n] for n in calibrated},
-        before=before,
     )
+
+
+def min_time_step(protocol: Protocol, numerics: Numerics) -> float:
+    """The shortest time step (s) the engine takes along ``protocol``'s samples with
+    ``numerics``: it sets the grid's first spacing."""
+    step = _sweep_time_step(numerics, 1.0 / protocol.sample_rate, protocol.max_scan_rate())
+    for wf in protocol.waveforms:
+        if isinstance(wf, Staircase):
+            # The steps after each jump start small: the same ones a scenario takes.
+            steps = time_steps(
+                wf,
+                potential_step=numerics.potential_step,
+                refine=numerics.refine,
+                start_jump=True,
+            )
+            step = min(step, float(steps.h.min()))
+    return step
+
+
+def _sweep_time_step(numerics: Numerics, sample_interval: float, scan_rate: float) -> float:
+    """The shortest time step (s) along samples ``sample_interval`` (s) apart sweeping at
+    most at ``scan_rate`` (V/s; 0 without a sweep)."""
+    if scan_rate > 0:
+        # trace_steps sub-divides sample intervals to this potential step.
+        return min(sample_interval, numerics.potential_step / numerics.refine / scan_rate)
+    return sample_interval

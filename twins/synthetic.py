@@ -18,7 +18,7 @@ import numpy.typing as npt
 from physics.scenario import with_numerics
 from runtime.messages import SampleBatch
 from twins.spec import TwinSpec
-from twins.stream import ModelStream
+from twins.stream import protocol_stream
 
 __all__ = ["synthetic_batches", "true_current"]
 
@@ -38,20 +38,7 @@ def true_current(
     names = tuple(at(0))
     protocol = spec.protocol
     model = with_numerics(spec.model, refine=refine)
-    rate = protocol.max_scan_rate()
-    step = 1.0 / protocol.sample_rate
-    if rate > 0:
-        step = min(step, model.numerics.potential_step / model.numerics.refine / rate)
-    before = protocol.trace_before(model.initial_state.cycles_before)
-    span = float(-before[0][0]) if before[0].size else 0.0
-    stream = ModelStream(
-        model,
-        names,
-        horizon=protocol.duration + span,
-        min_time_step=step,
-        values=dict(at(0)),
-        before=before,
-    )
+    stream = protocol_stream(model, protocol, names, values=dict(at(0)))
     t, E = protocol.trace(t_end)
     current = np.zeros_like(t)
     state = stream.start(float(t[0]), float(E[0]))

@@ -5,5 +5,7 @@
 - :mod:`hal.drivers.keithley2450`: a Keithley 2450 SourceMeter as a two-electrode
   potentiostat, over VISA;
 - :mod:`hal.drivers.methodscript`: PalmSens instruments speaking MethodSCRIPT over a
-  serial line.
+  serial line;
+- :mod:`hal.drivers.registry`: the drivers by name (``scpi``, ``keithley2450``,
+  ``methodscript``, and plug-ins) with their connection options.
 """

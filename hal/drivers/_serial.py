@@ -19,7 +19,7 @@ import tty
 
 from hal.errors import InstrumentOpenError, LinkError
 
-__all__ = ["SerialLine"]
+__all__ = ["BAUD_RATES", "SerialLine"]
 
 _BAUD = {
     9600: termios.B9600,
@@ -29,6 +29,8 @@ _BAUD = {
     115200: termios.B115200,
     230400: termios.B230400,
 }
+BAUD_RATES = tuple(sorted(_BAUD))
+"""The line speeds (baud) a serial line may be opened at."""
 
 
 class SerialLine:

@@ -36,10 +36,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from hal.driver import Capabilities, Flag, Identity, LatencyProfile, Samples, Settings
+from hal.driver import Capabilities, Identity, LatencyProfile, Samples, Settings
 from hal.drivers._scpi import ScpiLink
 from hal.errors import ProtocolError, UnsupportedWaveformError
-from hal.waveform import Waveform, potential, potential_bounds, sample_times
+from runtime.sample_flags import Flag
+from runtime.waveforms import Waveform, potential, potential_bounds, sample_times
 
 __all__ = ["CAPABILITIES", "Keithley2450"]
 
@@ -148,7 +149,9 @@ class Keithley2450:
             )
         values = potential(waveform, t)
         limit = settings.current_limit if settings.current_limit is not None else 0.105
-        current_range = settings.current_range or CAPABILITIES.range_for(limit)
+        # The 2450 measures on fixed ranges and takes the one covering what it is told:
+        # the dialogue names that range, as its :SENS:CURR:RANG? would answer.
+        current_range = CAPABILITIES.range_for(settings.current_range or limit)
         span = max(abs(v) for v in potential_bounds(waveform))
         source_range = next(r for r in _VOLTAGE_RANGES if r >= span)
         # The sweep's point period is the source delay plus the integration time.

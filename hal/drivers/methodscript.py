@@ -42,13 +42,15 @@ from hal.methodscript import (
     script_for,
     status_flags,
 )
-from hal.waveform import Waveform
+from runtime.waveforms import Waveform
 
 __all__ = ["DEVICES", "MethodScriptPotentiostat"]
 
 logger = logging.getLogger("galvana.hal.methodscript")
 
 _ALL_RANGES = tuple(sorted(CURRENT_RANGE_CODES.values()))
+# What hal.methodscript.script_for can write: a piecewise-linear waveform is a loop per piece.
+_TECHNIQUES = frozenset({"cv", "lsv", "ca", "piecewise"})
 
 DEVICES: dict[str, tuple[str, Capabilities]] = {
     # firmware prefix: (model, capabilities). Potential windows and ranges from the
@@ -62,20 +64,20 @@ DEVICES: dict[str, tuple[str, Capabilities]] = {
             (100e-9, 1e-6, 10e-6, 100e-6, 1e-3, 5e-3),
             3e-3,
             500.0,
-            frozenset({"cv", "lsv", "ca"}),
+            _TECHNIQUES,
         ),
     ),
     "es4_hr": (
         "EmStat4 HR",
-        Capabilities(-6.0, 6.0, _ALL_RANGES[2:], 0.2, 500.0, frozenset({"cv", "lsv", "ca"})),
+        Capabilities(-6.0, 6.0, _ALL_RANGES[2:], 0.2, 500.0, _TECHNIQUES),
     ),
     "es4_lr": (
         "EmStat4 LR",
-        Capabilities(-3.0, 3.0, _ALL_RANGES[:-1], 0.03, 500.0, frozenset({"cv", "lsv", "ca"})),
+        Capabilities(-3.0, 3.0, _ALL_RANGES[:-1], 0.03, 500.0, _TECHNIQUES),
     ),
     "galvsim": (
         "Galvana MethodSCRIPT simulator",
-        Capabilities(-3.0, 3.0, _ALL_RANGES, 0.1, 500.0, frozenset({"cv", "lsv", "ca"})),
+        Capabilities(-3.0, 3.0, _ALL_RANGES, 0.1, 500.0, _TECHNIQUES),
     ),
 }
 """Known devices by firmware prefix, with what they can do."""
@@ -184,7 +186,8 @@ class MethodScriptPotentiostat:
         caps = self.capabilities()
         caps.check(waveform, settings)
         limit = settings.current_limit if settings.current_limit is not None else caps.compliance
-        current_range = settings.current_range or caps.range_for(limit)
+        # The device measures on fixed ranges: the script names the one covering the request.
+        current_range = caps.range_for(settings.current_range or limit)
         self._script = script_for(waveform, settings, current_range=current_range)
 
     @property

@@ -30,12 +30,13 @@ import numpy as np
 import numpy.typing as npt
 from pyvisa.resources import MessageBasedResource
 
-from hal.driver import KNOWN_FLAGS, Capabilities, Flag, Identity, LatencyProfile, Samples, Settings
+from hal.driver import Capabilities, Identity, LatencyProfile, Samples, Settings
 from hal.drivers._scpi import ScpiLink
 from hal.drivers._visa import VISA_ERRORS, drain, visa_errors_as_link_errors
 from hal.errors import InstrumentError, LinkError, ProtocolError
 from hal.records import RECORD
-from hal.waveform import Waveform, breakpoints, initial_potential, period
+from runtime.sample_flags import KNOWN_FLAGS, Flag
+from runtime.waveforms import Waveform, breakpoints, initial_potential, period
 
 __all__ = ["ScpiPotentiostat"]
 

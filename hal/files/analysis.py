@@ -32,11 +32,16 @@ IntArray = npt.NDArray[np.int32]
 
 def _hysteresis(E: FloatArray) -> float:
     """How far (V) the potential must come back from an extreme to count as a turn: a
-    few typical steps, so that noise on a measured potential is not a vertex."""
+    few typical steps, and ten times the potential's noise (its sd, from the second
+    differences), so that noise on a measured potential is not a vertex even when the
+    steps are finer than the noise (a slow scan sampled fast)."""
     steps = np.abs(np.diff(E))
     steps = steps[np.isfinite(steps) & (steps > 0)]
     typical = float(np.median(steps)) if steps.size else 0.0
-    return max(4.0 * typical, 2e-4)
+    d2 = np.diff(E, 2)
+    d2 = d2[np.isfinite(d2)]
+    noise = 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / 6**0.5 if d2.size else 0.0
+    return max(4.0 * typical, 10.0 * noise, 2e-4)
 
 
 def turning_points(E: FloatArray) -> IntArray:

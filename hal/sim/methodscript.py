@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from hal.driver import Flag
 from hal.methodscript import CURRENT_RANGE_CODES, encode_packets, parse_literal
 from hal.sim.potentiostat import SimPotentiostat
+from runtime.sample_flags import Flag
 
 __all__ = ["MethodScriptDevice"]
 

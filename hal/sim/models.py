@@ -25,14 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from hal.errors import SimulatorError
+from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 
 __all__ = ["CurrentModel", "RandlesModel", "RandlesParameters"]
 
 FloatArray = npt.NDArray[np.float64]
 F = TypeVar("F", bound=Callable[..., Any])
-
-FARADAY = 96485.33212  # C/mol
-GAS_CONSTANT = 8.314462618  # J/(mol K)
 
 
 def _kernel(fn: F) -> F:
@@ -78,7 +76,7 @@ class RandlesParameters:
     n: float = 1.0
     area: float = 7.07e-6
     c: float = 1.0
-    T: float = 298.15
+    T: float = STANDARD_TEMPERATURE
 
     def __post_init__(self) -> None:
         for f in fields(self):

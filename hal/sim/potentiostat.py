@@ -50,11 +50,11 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from hal.driver import Flag
 from hal.errors import SimulatorError
 from hal.records import RECORD
 from hal.sim.models import CurrentModel
-from hal.waveform import potential_at
+from runtime.sample_flags import Flag
+from runtime.waveforms import potential_at
 
 __all__ = [
     "CURRENT_RANGES",

@@ -40,6 +40,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from runtime import topics
 from runtime.actor import SCOPES
 from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.api.protocol import ErrorCode
@@ -303,7 +304,7 @@ class Gateway:
         event = AuditEvent(caller.who, caller.key_id, action, target, status, detail, utc_now())
         try:
             # The recorder's subscription is lossless: publishing may wait for room.
-            await trio.to_thread.run_sync(partial(self.bus.publish, "system/audit", event))
+            await trio.to_thread.run_sync(partial(self.bus.publish, topics.SYSTEM_AUDIT, event))
         except GalvanaError:
             logger.exception("audit event not recorded: %s %s by %s", action, target, caller.who)
 

@@ -47,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from runtime import topics
 from runtime.actor import ADMIN_SCOPE, OPERATE_SCOPE, READ_SCOPE
 from runtime.api.dispatch import ask_actor
 from runtime.errors import ApiError
@@ -653,7 +654,7 @@ async def _telemetry(gw: Gateway, instrument_id: str) -> AsyncIterator[dict[str,
             token.run_sync_soon(poke)
 
     sub = gw.bus.subscribe(
-        f"instrument/{instrument_id}/**", mode="lossy", maxsize=1_000, on_ready=on_ready
+        topics.instrument_events(instrument_id), mode="lossy", maxsize=1_000, on_ready=on_ready
     )
     try:
         while True:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runtime import topics
 from runtime.actor import READ_SCOPE
 from runtime.api.dispatch import ask_actor
 from runtime.errors import ApiError
@@ -149,9 +150,11 @@ class Metrics:
         self.estops: dict[str, int] = {}
         self._samples: deque[tuple[float, int]] = deque()
         self._sub = gateway.bus.subscribe(
-            "run/*/samples", mode="lossy", maxsize=10_000, on_ready=None
+            topics.EVERY_RUN_SAMPLES, mode="lossy", maxsize=10_000, on_ready=None
         )
-        self._trips = gateway.bus.subscribe("instrument/*/state", mode="lossy", maxsize=1_000)
+        self._trips = gateway.bus.subscribe(
+            topics.EVERY_INSTRUMENT_STATE, mode="lossy", maxsize=1_000
+        )
 
     def observe(self, route: str, method: str, status: int, began: float) -> None:
         """Count one answered request and its latency."""

@@ -25,6 +25,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runtime import topics
 from runtime.api_keys import Caller
 from runtime.codec import decode
 from runtime.errors import KeyStoreError, MessageError
@@ -59,7 +60,7 @@ def run_stream(run_id: str) -> str:
     """The event-log stream of a run (``404`` for an id no run can have)."""
     if not _RUN_ID.match(run_id):
         raise HttpError(404, "not_found", f"no run {run_id!r}")
-    return f"run/{run_id}"
+    return topics.run_stream(run_id)
 
 
 def parse_channels(text: str | None) -> frozenset[str]:

@@ -17,11 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+import physics
+from actors.acquire import check_protocol, expected_current
+from actors.run_limits import RunLimits, check_run_limits, waveform_segments
+from hal.safety import SafetyLimits
 from runtime.client import Client
-from runtime.errors import ApiError
+from runtime.errors import ApiError, CallError
+from twins.spec import load_twin_spec
 
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon, record_source_run
@@ -337,3 +343,65 @@ def test_a_spec_in_utf16_or_latin1_is_one_line(daemon: Daemon, tmp_path: Path) -
     line = one_line(out)
     assert "latin1.yaml: is not UTF-8 text: the byte at line" in line
     assert "café" not in line
+
+
+# --- staircase protocols (no daemon: the checks runs.start makes) ---------------------------
+
+
+def staircase(E_step: str, t_step: str) -> dict[str, str]:
+    return {"type": "staircase_cv", "E_start": "500 mV", "E_vertex": "-100 mV",
+            "E_step": E_step, "t_step": t_step, "sample": "1.0"}  # fmt: skip
+
+
+def test_a_staircase_is_checked_at_its_nominal_scan_rate() -> None:
+    """Programmed as a piecewise waveform a staircase is jumps and holds (no sweep): its
+    nominal scan rate E_step / t_step is what the instrument's limit applies to."""
+    limits = SafetyLimits(**LIMITS)  # scan_rate_max 2 V/s
+    spec = twin_spec(cycles=2)
+    spec["protocol"]["waveform"] = staircase("10 mV", "2.5 ms")  # 4 V/s
+    fast = load_twin_spec(spec)
+    with pytest.raises(CallError) as info:
+        check_protocol(fast.protocol, fast.model, limits, "sim")
+    assert info.value.code == "refused"
+    assert "cycle 1 of 2 (protocol.waveform): scan rate 4 V/s" in str(info.value)
+    assert "scan_rate_max 2 V/s" in str(info.value)
+    spec["protocol"]["waveform"] = staircase("10 mV", "10 ms")  # 1 V/s
+    slow = load_twin_spec(spec)
+    check_protocol(slow.protocol, slow.model, limits, "sim")
+
+
+def test_the_expected_current_of_a_staircase_follows_its_steps() -> None:
+    """The compliance check's expected current of a staircase is the staircase's (each
+    step's jump resolved), not that of a sweep through one sample per step."""
+    spec = twin_spec(cycles=1)
+    spec["protocol"]["waveform"] = staircase("10 mV", "10 ms")
+    twin = load_twin_spec(spec)
+    peak, cycle = expected_current(twin.protocol, twin.model)
+    model = twin.model.to_mapping()
+    model["waveform"] = spec["protocol"]["waveform"]
+    engine = physics.simulate(model)
+    assert cycle == 0
+    assert peak == pytest.approx(float(np.max(np.abs(engine.I))), rel=1e-3)
+
+
+def test_run_limits_count_a_staircase_s_steps() -> None:
+    spec = twin_spec(cycles=1)
+    spec["protocol"]["waveform"] = staircase("1 mV", "1 ms")  # 1 V/s, 1201 steps
+    twin = load_twin_spec(spec)
+    check_run_limits(twin, RunLimits())
+    assert waveform_segments(twin.protocol.waveforms[0]) == 1201
+    with pytest.raises(CallError) as info:
+        check_run_limits(twin, RunLimits(samples=1000))
+    assert info.value.code == "limit"
+    # 1.2 s at 200 Hz (241 samples) and one sample per step
+    assert "the spec implies 1,442 samples" in str(info.value)
+    assert "and 1,201 staircase steps" in str(info.value)
+    with pytest.raises(CallError) as info:
+        check_run_limits(twin, RunLimits(time_steps=100_000))
+    assert "model.numerics" in str(info.value)
+    assert "in staircase steps graded from their jumps" in str(info.value)
+    # A staircase of a billion steps is refused without being laid out.
+    spec["protocol"]["waveform"] = staircase("0.6 nV", "1 ms")
+    with pytest.raises(CallError) as info:
+        check_run_limits(load_twin_spec(spec), RunLimits())
+    assert "protocol.waveform: the spec implies 2,000,000,001 segments" in str(info.value)

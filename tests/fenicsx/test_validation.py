@@ -17,7 +17,7 @@ import pytest
 import physics
 from physics.engines import fenicsx
 from physics.engines.fenicsx import _launcher
-from physics.units import FARADAY
+from runtime.constants import FARADAY
 from tests.fenicsx.conftest import disk_doc, requires_dolfinx
 
 pytestmark = requires_dolfinx

@@ -18,16 +18,14 @@ from actors.instrument import (
     InstrumentClient,
     InstrumentConfig,
     ReconnectPolicy,
-    samples_topic,
     start_instrument,
-    state_topic,
 )
 from hal.driver import Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import InterlockLatched, SafetyLimitError
 from hal.safety import Interlock, SafetyLimits
 from hal.sim import RandlesModel, ScpiServer, SimPotentiostat
-from hal.waveform import CyclicVoltammetry, LinearSweep
+from runtime import topics
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import (
     AcquisitionEnded,
@@ -41,6 +39,7 @@ from runtime.messages import (
     StreamStalled,
 )
 from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
+from runtime.waveforms import CyclicVoltammetry, LinearSweep
 
 LIMITS = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
@@ -57,7 +56,7 @@ class Rig:
         self.interlock = Interlock(self.driver, LIMITS)
         self.bus = EventBus()
         self.state: Subscription = self.bus.subscribe(
-            state_topic("sim"), mode="lossless", maxsize=10_000
+            topics.instrument_state("sim"), mode="lossless", maxsize=10_000
         )
         self.samples: Subscription = self.bus.subscribe(
             "*/*/samples", mode="lossless", maxsize=100_000
@@ -125,7 +124,7 @@ def test_a_bound_run_streams_every_sample_onto_the_run_topic(rig: Rig) -> None:
     ended = rig.wait_for(AcquisitionEnded)
     assert isinstance(ended, AcquisitionEnded)
     assert (ended.reason, ended.samples, ended.lost) == ("completed", 2000, 0)
-    batches = rig.batches(samples_topic("sim", "run-1"))
+    batches = rig.batches(topics.run_samples("run-1"))
     count, seqs = _accounted(batches)
     assert count == 2000
     assert seqs == list(range(len(batches)))  # numbered without gaps
@@ -213,7 +212,8 @@ def test_emergency_stop_from_idle_is_idempotent(rig: Rig) -> None:
     assert isinstance(trip, SafetyTripped)
     assert (trip.limit, trip.detail, trip.run_id) == ("emergency_stop", "operator", "")
     assert math.isnan(trip.value)
-    time.sleep(0.05)
+    # A trip is published inside the call that latches it, so by now a second one would
+    # be queued already.
     assert not [m for _, m in rig.state.drain() if isinstance(m, SafetyTripped)]  # once
 
 
@@ -236,8 +236,8 @@ def test_emergency_stop_while_a_driver_call_is_stuck() -> None:
         rig.client.program(LinearSweep(0.0, 0.5, 0.25), SETTINGS)
         rig.client.start()
         rig.samples.receive(timeout=10)
-        rig.server.hang(1.5)  # the link thread's next fetch sits in pyvisa
-        time.sleep(0.1)
+        rig.server.hang(3.0)  # the link thread's next fetch sits in pyvisa
+        assert rig.server.hung.wait(10)
         trip = rig.client.emergency_stop()
         assert trip.cell_off
         assert not rig.sim.output_on
@@ -301,7 +301,7 @@ def test_garbage_is_published_with_its_bytes_and_the_run_goes_on(rig: Rig) -> No
 def test_an_unreachable_instrument_is_reported_down_and_retried() -> None:
     driver = ScpiPotentiostat("TCPIP0::127.0.0.1::1::SOCKET", timeout_s=0.2)
     bus = EventBus()
-    state = bus.subscribe(state_topic("ghost"), mode="lossless")
+    state = bus.subscribe(topics.instrument_state("ghost"), mode="lossless")
     client = start_instrument(
         InstrumentConfig("ghost", Interlock(driver, LIMITS), reconnect=ReconnectPolicy(0.01, 0.05)),
         bus,
@@ -344,7 +344,7 @@ def test_supervised_under_the_instruments_supervisor() -> None:
     with ScpiServer(sim, port=0) as server:
         interlock = Interlock(ScpiPotentiostat(server.resource, timeout_s=1.0), LIMITS)
         bus = EventBus()
-        state = bus.subscribe(state_topic("bench-1"), mode="lossless")
+        state = bus.subscribe(topics.instrument_state("bench-1"), mode="lossless")
         config = InstrumentConfig("bench-1", interlock)
         root = start_supervisor(
             SupervisorSpec(children=(ChildSpec("bench-1", InstrumentActor, (config,)),)), bus=bus

@@ -10,7 +10,7 @@ import pytest
 from hal.driver import Driver, Flag, Samples, Settings
 from hal.drivers.keithley2450 import Keithley2450
 from hal.errors import InstrumentError, InstrumentOpenError, UnsupportedWaveformError
-from hal.waveform import LinearSweep
+from runtime.waveforms import LinearSweep
 
 SIM = f"{Path(__file__).with_name('keithley2450.yaml')}@sim"
 RESOURCE = "TCPIP0::192.168.0.50::5025::SOCKET"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.instrument import InstrumentConfig, start_instrument, state_topic
+from actors.instrument import InstrumentConfig, start_instrument
 from hal.driver import Driver, Samples, Settings
 from hal.drivers.methodscript import MethodScriptPotentiostat
 from hal.errors import InstrumentError, InstrumentOpenError, LinkError, UnsupportedWaveformError
@@ -17,16 +17,18 @@ from hal.methodscript import PacketParser, encode_packets, literal, parse_litera
 from hal.safety import Interlock, SafetyLimits
 from hal.sim import RandlesModel, SimPotentiostat
 from hal.sim.methodscript import MethodScriptDevice
-from hal.waveform import (
+from runtime import topics
+from runtime.event_bus import EventBus
+from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
+    Piecewise,
     PotentialStep,
     SquareWave,
     potential,
 )
-from runtime.event_bus import EventBus
-from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
 
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
 
@@ -36,7 +38,17 @@ CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.1, "100m"), (-0.5, "-500m"), (1.0, "1"), (2.5e-3, "2500u"), (1e-7, "100n"), (0.0, "0")],
+    [
+        (0.1, "100m"),
+        (-0.5, "-500m"),
+        (1.0, "1"),
+        (2.5e-3, "2500u"),
+        (1e-7, "100n"),
+        (0.0, "0"),
+        (1e-9, "1n"),  # the smallest current range; it once came out as 0
+        (1e-10, "100p"),
+        (0.19999999999999996, "200m"),  # a protocol's rest, summed in floating point
+    ],
 )
 def test_literals(value: float, text: str) -> None:
     assert literal(value) == text
@@ -57,6 +69,13 @@ def test_cv_script_measures_time_potential_and_current_and_turns_the_cell_off() 
     assert script.endswith("cell_off\n\n")  # an empty line ends a script
 
 
+def test_a_value_no_prefix_holds_exactly_is_rounded_to_32_bits() -> None:
+    # A twin's current range (its model's peak times the headroom) once failed the script.
+    assert literal(2.9312345678e-4) == "293123457p"
+    assert parse_literal(literal(2.9312345678e-4)) == pytest.approx(2.9312345678e-4, rel=1e-8)
+    assert literal(-1.234567890123) == "-1234567890n"
+
+
 def test_lsv_and_ca_scripts() -> None:
     lsv = script_for(LinearSweep(-0.2, 0.6, 0.05), Settings(50.0), current_range=1e-4)
     assert "meas_loop_lsv p c -200m 600m 1m 50m" in lsv
@@ -68,6 +87,19 @@ def test_lsv_and_ca_scripts() -> None:
     assert "set_e 0" in ca
     assert "meas_loop_ca p c 300m 100m 2" in ca
     assert "meas_loop_ca p c -100m 100m 1500m" in ca
+
+
+def test_a_piecewise_waveform_is_a_loop_per_piece() -> None:
+    # A twin run's second cycle: the rest before it, the sweep down, a jump, the sweep up.
+    rest_and_cv = Piecewise(((0, 0.5), (0.2, 0.5), (0.8, -0.1), (0.8, 0.0), (1.3, 0.5)))
+    script = script_for(rest_and_cv, Settings(200.0), current_range=1e-4)
+    loops = [x for x in script.splitlines() if x.startswith("meas_loop")]
+    assert loops == [
+        "meas_loop_ca p c 500m 5m 200m",
+        "meas_loop_lsv p c 500m -100m 5m 1",
+        "meas_loop_lsv p c 0 500m 5m 1",
+    ]
+    assert script.count("\tpck_add t") == 3  # each loop sends time, potential, current
 
 
 @pytest.mark.parametrize(
@@ -172,7 +204,7 @@ def test_identify_over_the_serial_device_file(pty: PtyRig) -> None:
     assert ident.vendor == "PalmSens"
     assert ident.firmware == "galvsim1.0"
     assert ident.serial == "GMS-0001"
-    assert pty.driver.capabilities().techniques == frozenset({"cv", "lsv", "ca"})
+    assert pty.driver.capabilities().techniques == frozenset({"cv", "lsv", "ca", "piecewise"})
 
 
 def test_a_cv_runs_as_a_script_and_streams_every_packet(pty: PtyRig) -> None:
@@ -186,6 +218,24 @@ def test_a_cv_runs_as_a_script_and_streams_every_packet(pty: PtyRig) -> None:
     assert np.allclose(got.E, potential(CV, got.t), atol=1e-3)
     assert pty.driver.current_range == pytest.approx(0.01)
     assert not pty.sim.output_on  # on_finished: cell_off
+
+
+def test_a_piecewise_waveform_streams_on_one_clock(pty: PtyRig) -> None:
+    waveform = Piecewise(((0, 0.4), (0.5, 0.4), (1.5, 0.0), (2.5, 0.4)))
+    pty.driver.program(waveform, Settings(sample_rate=100.0, current_limit=0.01))
+    pty.driver.start()
+    got = Samples.concat(list(pty.driver.stream()))
+    assert len(got) == 250  # 0.5 s held, 2 s swept, at 100 Hz
+    assert got.lost == 0
+    # The timer runs on across the three loops: one sample every 10 ms from 10 ms.
+    assert np.allclose(got.t, np.arange(1, 251) / 100.0, atol=1e-6)
+    assert np.allclose(got.E, potential(waveform, got.t), atol=1e-3)
+    assert not pty.sim.output_on
+
+
+def test_the_script_names_the_device_range_covering_what_is_asked(pty: PtyRig) -> None:
+    pty.driver.program(CV, Settings(sample_rate=100.0, current_range=2.93e-4))
+    assert "set_range ba 1m" in pty.driver.script.splitlines()
 
 
 def test_garbage_on_the_line_is_counted_and_dropped(pty: PtyRig) -> None:
@@ -255,7 +305,7 @@ def test_a_missing_device_file_names_itself() -> None:
 def test_the_interlock_cuts_a_methodscript_cell_through_the_actor() -> None:
     rig = PtyRig(speed=1.0)
     bus = EventBus()
-    state = bus.subscribe(state_topic("pico"), mode="lossless")
+    state = bus.subscribe(topics.instrument_state("pico"), mode="lossless")
     limits = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
     client = start_instrument(InstrumentConfig("pico", Interlock(rig.driver, limits)), bus)
     try:

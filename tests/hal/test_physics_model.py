@@ -16,7 +16,7 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import SimulatorError
 from hal.sim import DriftSpec, NoiseSpec, RandlesModel, ScpiServer, SimPotentiostat
 from hal.sim.physics_model import DEFAULT_SCENARIO, PhysicsModel
-from hal.waveform import CyclicVoltammetry
+from runtime.waveforms import CyclicVoltammetry
 
 ROOT = Path(__file__).resolve().parents[2]
 CV = CyclicVoltammetry(E_start=0.5, vertices=(-0.1,), E_end=0.5, scan_rate=0.2)  # 6 s

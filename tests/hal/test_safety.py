@@ -14,12 +14,13 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import InterlockLatched, SafetyLimitError
 from hal.safety import Interlock, SafetyLimits, check_waveform, find_breach
 from hal.sim import ScpiServer, SimPotentiostat
-from hal.waveform import (
+from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
     LinearSweep,
     PotentialStep,
     SquareWave,
+    Staircase,
 )
 
 LIMITS = SafetyLimits(E_min=-0.5, E_max=0.8, I_max=1e-3, scan_rate_max=0.5, E_margin=0.01)
@@ -45,6 +46,8 @@ def _samples(E: list[float], I: list[float], flags: list[int] | None = None) -> 
         (LinearSweep(0.0, 0.5, 0.6), "scan_rate", 0.6),
         # A square wave's staircase advances E_step per period: 0.01 V * 100 Hz = 1 V/s.
         (SquareWave(0.0, 0.3, 0.01, 0.02, 100.0), "scan_rate", 1.0),
+        # A staircase's nominal scan rate: 5 mV per 5 ms = 1 V/s.
+        (Staircase(0.0, (0.3,), 0.0, 0.005, 0.005), "scan_rate", 1.0),
     ],
 )
 def test_waveforms_beyond_the_limits_are_refused_with_a_clear_error(

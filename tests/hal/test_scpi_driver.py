@@ -11,7 +11,7 @@ from hal.driver import Driver, Flag, Samples, Settings
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import InstrumentOpenError, LinkError, SafetyLimitError
 from hal.sim import ScpiServer, SimPotentiostat
-from hal.waveform import CyclicVoltammetry, LinearSweep, potential
+from runtime.waveforms import CyclicVoltammetry, LinearSweep, potential
 
 CV = CyclicVoltammetry(E_start=0.4, vertices=(0.0,), E_end=0.4, scan_rate=0.4)  # 2 s
 SETTINGS = Settings(sample_rate=1000.0, current_limit=0.01)

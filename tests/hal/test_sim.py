@@ -18,7 +18,7 @@ from hal.sim import (
     ScpiServer,
     SimPotentiostat,
 )
-from hal.waveform import CyclicVoltammetry, LinearSweep, breakpoints, period
+from runtime.waveforms import CyclicVoltammetry, LinearSweep, breakpoints, period
 
 
 class FakeClock:

@@ -12,6 +12,7 @@ import yaml
 
 import physics
 from physics.scenario import load_scenario
+from runtime import waveforms
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -188,3 +189,38 @@ def test_runaway_step_counts_are_refused() -> None:
     doc["numerics"] = {"potential_step": 1e-5}
     with pytest.raises(physics.NumericalError, match="time steps"):
         physics.simulate(doc)
+
+
+@pytest.mark.parametrize(
+    ("waveform", "fragment"),
+    [
+        (
+            {"type": "lsv", "E_start": 50.0, "E_end": 0.0, "scan_rate": 0.1},
+            "waveform.E_start: got 50; accepted: a number in [-10, 10] V",
+        ),
+        (
+            {"type": "cv", "E_start": 0.5, "E_vertex": [-0.5, -0.5], "scan_rate": 0.1},
+            "waveform.E_vertex[1]: got -0.5, equal to the potential before it",
+        ),
+        (
+            {"type": "piecewise", "points": [[0.5, 0.0], [1.0, 0.1]]},
+            "waveform.points[0][0]: got 0.5; accepted: 0",
+        ),
+        (
+            {"type": "piecewise", "points": [[0.0, 0.0], [1.0, 0.1], [0.5, 0.2]]},
+            "waveform.points[2][0]: got 0.5, earlier than the point before",
+        ),
+    ],
+)
+def test_waveform_rules_are_the_shared_ones(waveform: dict[str, Any], fragment: str) -> None:
+    # The scenario reads with runtime.waveforms' ranges and its classes check the rest:
+    # a waveform an instrument is asked to run obeys the same rules.
+    with pytest.raises(physics.ScenarioError) as info:
+        load_scenario({**BASE, "waveform": waveform})
+    assert fragment in str(info.value)
+
+
+def test_a_scenario_waveform_is_the_shared_class() -> None:
+    scenario = load_scenario(BASE)
+    assert isinstance(scenario.waveform, waveforms.CyclicVoltammetry)
+    assert scenario.duration == waveforms.duration(scenario.waveform) == 20.0

@@ -15,8 +15,8 @@ import pytest
 import physics
 from physics import analytic
 from physics.peaks import Peak, find_peaks
-from physics.scenario import SquareWave
 from physics.waveforms import square_wave_currents
+from runtime.waveforms import SquareWave
 from tests.physics.conftest import F_RT, e_scenario
 
 AREA = 1e-6

@@ -45,7 +45,7 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
             "instruments[0].limits.I_min: unknown limit",
         ),
         ({"instruments": [{"id": "sim", "speed": "fast"}]}, "instruments[0].speed: got a string"),
-        ({"instruments": [{"id": "sim", "seed": 1.5}]}, "instruments[0].seed: got a number"),
+        ({"instruments": [{"id": "sim", "seed": 1.5}]}, "instruments[0].seed: got 1.5; expected"),
         ({"instruments": [{"id": "sim", "drift": 5}]}, "instruments[0].drift: got a number"),
         ({"instruments": [{"id": "sim", "scenario": 5}]}, "instruments[0].scenario: got a number"),
         (

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from runtime import topics
 from runtime.actor import Actor
 from runtime.errors import (
     CallError,
@@ -20,7 +21,6 @@ from runtime.errors import (
 from runtime.event_bus import EventBus
 from runtime.messages import ActorExited, ActorRestarting, ActorStarted, SupervisorGaveUp
 from runtime.supervisor import (
-    ACTORS_TOPIC,
     Backoff,
     ChildSpec,
     SupervisorRef,
@@ -203,7 +203,7 @@ def test_ask_failure_reaches_caller_and_crashes_the_actor(journal: Journal) -> N
 
 def test_shutdown_timeout_abandons_and_kills(journal: Journal) -> None:
     bus = EventBus()
-    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=100)
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=100)
     journal.hang_stop.add("slow")
     spec = SupervisorSpec(children=(probe(journal, "slow", shutdown_s=0.2), probe(journal, "b")))
     sup = start_supervisor(spec, bus=bus)
@@ -230,7 +230,7 @@ def test_start_timeout_counts_as_a_failed_start(journal: Journal) -> None:
 
 def test_intensity_escalates_through_two_levels(journal: Journal) -> None:
     bus = EventBus()
-    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=1000)
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=1000)
     journal.fail_starts["leaf"] = 0
     mid = SupervisorSpec(
         max_restarts=2, max_seconds=30, backoff=FAST, children=(probe(journal, "leaf"),)
@@ -269,7 +269,7 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
 
 def test_restarts_wait_the_backoff_and_are_announced(journal: Journal) -> None:
     bus = EventBus()
-    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=1000)
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=1000)
     spec = SupervisorSpec(
         max_restarts=10,
         max_seconds=30,
@@ -361,7 +361,7 @@ def test_bad_specs_name_the_valid_values(journal: Journal) -> None:
 
 def test_started_events_carry_paths_of_nested_supervisors(journal: Journal) -> None:
     bus = EventBus()
-    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=100)
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=100)
     inner = SupervisorSpec(children=(probe(journal, "leaf"),))
     root = start_supervisor(SupervisorSpec(children=(supervisor_child("runs", inner),)), bus=bus)
     started = [m.path for _, m in events.drain() if isinstance(m, ActorStarted)]
@@ -371,7 +371,7 @@ def test_started_events_carry_paths_of_nested_supervisors(journal: Journal) -> N
 
 def test_kill_is_a_crash_as_far_as_restart_types_go(journal: Journal) -> None:
     bus = EventBus()
-    events = bus.subscribe(ACTORS_TOPIC, mode="lossless", maxsize=100)
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=100)
     spec = SupervisorSpec(
         backoff=FAST, children=(probe(journal, "p"), probe(journal, "t", "transient"))
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.messages import CalibrationDiverged, PosteriorUpdate, SampleBatch
+from runtime.sample_flags import Flag
 from tests.twins.conftest import SCENARIO, batches_of, twin_doc
 from tests.twins.test_calibration import _calibrate, _segments
 from twins.calibration import (
@@ -25,7 +26,6 @@ from twins.calibration import (
 from twins.forward import ForwardProblem
 from twins.priors import Parameterization
 from twins.residuals import lag1
-from twins.samples import OVERLOAD
 from twins.spec import load_twin_spec
 from twins.stream import stream_for
 from twins.synthetic import true_current
@@ -135,7 +135,7 @@ def test_masked_samples_between_real_ones_do_not_switch_the_tempering_off() -> N
     t, E, current = true_current(spec, {"kinetics.k0": 5e-5, "kinetics.E0": 0.25, "cell.Cdl": 2e-6})
     y = current + np.random.default_rng(8).normal(0.0, 3e-8, t.size)
     flags = np.zeros(t.size, dtype=np.uint8)
-    flags[1::2] = OVERLOAD  # an instrument flagging every other sample ...
+    flags[1::2] = Flag.OVERLOAD  # an instrument flagging every other sample ...
     flags[::25] = flags[1::25] = 0  # ... but a few neighbouring pairs
     batch = SampleBatch("r", 0, t, E, y, flags)
     calibrator = OnlineCalibrator(spec, "r")

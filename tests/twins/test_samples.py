@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runtime.sample_flags import Flag
 from tests.twins.conftest import batches_of
-from twins.samples import GAP, OVERLOAD, SampleCleaner, Segmenter
+from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec
 
 
@@ -33,7 +34,7 @@ def test_nan_samples_are_dropped_or_masked_and_reported() -> None:
 
 def test_out_of_order_and_flagged_samples() -> None:
     t = np.array([0.0, 0.01, 0.02, 0.015, 0.03])
-    flags = np.array([0, 0, OVERLOAD, 0, 0], dtype=np.uint8)
+    flags = np.array([0, 0, Flag.OVERLOAD, 0, 0], dtype=np.uint8)
     chunk = _clean(t, np.zeros(5), np.zeros(5), flags)
     np.testing.assert_array_equal(chunk.t, [0.0, 0.01, 0.02, 0.03])
     np.testing.assert_array_equal(chunk.usable, [True, True, False, True])
@@ -58,7 +59,7 @@ def test_a_gap_masks_the_recovery_after_it() -> None:
     np.testing.assert_array_equal(third.usable, t3 > 2.51 + 1e-9)
     # An instrument's own GAP flag counts too.
     flags = np.zeros(10, np.uint8)
-    flags[4] = GAP
+    flags[4] = Flag.GAP
     t4 = 3.0 + np.arange(1, 11) / 100.0
     fourth = cleaner.clean(3, t4, np.zeros(10), np.zeros(10), flags)
     assert [i.kind for i in fourth.issues] == ["gap"]

@@ -46,7 +46,8 @@ from physics.engines.numba._model import starts_away_from_rest
 from physics.errors import EngineUnavailableError, ParameterError, ScenarioError
 from physics.scenario import Background, Scenario
 from physics.simulation import SimulationResult
-from physics.waveforms import TimeSteps, segments, time_steps
+from physics.waveforms import TimeSteps, time_steps
+from runtime.waveforms import initial_potential
 
 __all__ = [
     "INSTALL_HINT",
@@ -144,7 +145,7 @@ def prepare_job(
     check_scenario(scenario)
     sc = scenario
     # The same time steps as the numba engine takes (one place for the discretization).
-    start_E = segments(sc.waveform, start_jump=False)[2]
+    start_E = initial_potential(sc.waveform)
     steps = time_steps(
         sc.waveform,
         potential_step=sc.numerics.potential_step,
@@ -252,7 +253,7 @@ def simulate_fields(
         t=job.steps.t[sel],
         E_applied=job.steps.E[sel],
         E=job.steps.E[sel].copy(),
-        I=current[sel],
+        I=job.steps.sampled(current),
         species=("O", "R"),
         steps=M,
         grid_points=mesh.dofs,

@@ -47,8 +47,11 @@ import numpy as np
 import numpy.typing as npt
 
 PROTOCOL = 1
+# runtime.constants' values: this program cannot import Galvana (see above); a test
+# holds the two equal.
 FARADAY = 96485.33212  # C/mol
 GAS_CONSTANT = 8.314462618  # J/(mol K)
+STANDARD_TEMPERATURE = 298.15  # K
 _HEADER = struct.Struct(">I")
 _MAX_JOB_BYTES = 1 << 28
 
@@ -202,7 +205,9 @@ class Job:
         self.k0 = _number(kin, "k0", kp, lo=0.0, hi=1e3, lo_open=True, default=1.0)
         self.alpha = _number(kin, "alpha", kp, lo=0.0, hi=1.0, lo_open=True, default=0.5)
         cell = _node(sc.get("cell", {}), "job.scenario.cell")
-        self.T = _number(cell, "T", "job.scenario.cell", lo=200.0, hi=600.0, default=298.15)
+        self.T = _number(
+            cell, "T", "job.scenario.cell", lo=200.0, hi=600.0, default=STANDARD_TEMPERATURE
+        )
         for key in ("Ru", "Cdl"):
             if _number(cell, key, "job.scenario.cell", lo=0.0, hi=1e9, default=0.0) != 0.0:
                 raise JobError(f"job.scenario.cell.{key}", "accepted: 0 (not modelled in 2D)")

@@ -22,7 +22,7 @@ from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, 
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import NumericalError, ParameterError
 from physics.scenario import Scenario
-from physics.units import FARADAY, GAS_CONSTANT
+from runtime.constants import FARADAY, GAS_CONSTANT
 
 __all__ = [
     "KernelState",

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import yaml
 
+from runtime import topics
 from runtime.codec import encode
 from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
@@ -36,7 +37,7 @@ def record_run(
 ) -> None:
     """A finished run of ``batches`` x ``points`` samples (100 Hz) in DATA/events.lmdb."""
     data.mkdir(parents=True, exist_ok=True)
-    stream = f"run/{run_id}"
+    stream = topics.run_stream(run_id)
     with EventStore(data / "events.lmdb") as store:
         now = utc_now()
         store.append(stream, encode(RunCreated(run_id, now, {"name": name}, ""))).result()

@@ -18,6 +18,7 @@ from websockets.sync.client import connect as ws_connect
 
 from runtime.actor import SCOPES
 from runtime.codec import decode
+from runtime.event_store import SYSTEM_STREAM
 from runtime.http.endpoints import Endpoint, table
 from tests.runtime._actors import wait_until
 from tests.runtime.http._gateway import GatewayDaemon, log_events, start_gateway
@@ -175,7 +176,7 @@ def test_keys_are_added_listed_and_revoked_while_the_daemon_runs(
             owner.call("recorder", "flush")
         return {
             decode(data).detail
-            for _, data in log_events(gateway.data, "system")
+            for _, data in log_events(gateway.data, SYSTEM_STREAM)
             if type(decode(data)).__name__ == "AuditEvent"
         }
 
@@ -200,7 +201,7 @@ def test_state_changing_requests_are_audit_events(gateway: GatewayDaemon) -> Non
         owner.call("recorder", "flush")
     events = [
         decode(data)
-        for _, data in log_events(gateway.data, "system")
+        for _, data in log_events(gateway.data, SYSTEM_STREAM)
         if type(decode(data)).__name__ == "AuditEvent"
     ]
     by_action = {(e.action, e.status): e for e in events}

@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
+from runtime import topics
 from runtime.codec import decode
 from runtime.http.endpoints import table
 from runtime.messages import PosteriorUpdate, SampleBatch
@@ -86,7 +87,9 @@ def test_a_run_is_queried_with_samples_events_posterior_and_progress(
     result = _graphql(gateway, "read", RUN_QUERY, id=run_id)
     assert "errors" not in result, result
     run = result["data"]["run"]
-    logged = [(seq, decode(data)) for seq, data in log_events(gateway.data, f"run/{run_id}")]
+    logged = [
+        (seq, decode(data)) for seq, data in log_events(gateway.data, topics.run_stream(run_id))
+    ]
     batches = [m for _, m in logged if isinstance(m, SampleBatch)]
     import numpy as np
 
@@ -128,7 +131,7 @@ def test_instrument_telemetry_is_a_subscription(gateway: GatewayDaemon) -> None:
         assert frame["type"] == "next"
         telemetry = frame["payload"]["data"]["instrumentTelemetry"]
         assert telemetry["instrumentId"] == "sim"
-        assert telemetry["topic"] == "instrument/sim/state"
+        assert telemetry["topic"] == topics.instrument_state("sim")
         assert telemetry["type"] == "instrument.safety_tripped"
     with gateway.http("admin") as admin:
         admin.post("/api/v1/instruments/sim/reset")

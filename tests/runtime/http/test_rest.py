@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from runtime import topics
 from runtime.codec import decode, unpack_plain
 from runtime.messages import PosteriorUpdate, SampleBatch
 from tests.actors.test_twin_runs import twin_spec
@@ -93,7 +94,7 @@ def test_a_twin_run_is_accepted_with_its_location_and_duration(gateway: GatewayD
         posterior = client.get(f"{API}/runs/{run_id}/posterior").json()["items"]
     recorded = [
         (seq, decode(data))
-        for seq, data in log_events(gateway.data, f"run/{run_id}")
+        for seq, data in log_events(gateway.data, topics.run_stream(run_id))
         if isinstance(decode(data), PosteriorUpdate)
     ]
     assert [p["seq"] for p in posterior] == [seq for seq, _ in recorded]
@@ -208,7 +209,7 @@ def test_unknown_runs_instruments_keys_and_routes_are_404(gateway: GatewayDaemon
 def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
     batches = [
         decode(data)
-        for _, data in log_events(gateway.data, "run/src")
+        for _, data in log_events(gateway.data, topics.run_stream("src"))
         if isinstance(decode(data), SampleBatch)
     ]
     t = np.concatenate([b.t for b in batches])

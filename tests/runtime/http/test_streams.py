@@ -14,6 +14,7 @@ from httpx_sse import connect_sse
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from runtime import topics
 from runtime.codec import decode, message_from_plain, unpack_plain
 from runtime.http.render import CHANNELS
 from runtime.messages import RunStateChanged, SampleBatch
@@ -44,7 +45,9 @@ def _replay(client: httpx.Client, speed: float) -> str:
 
 
 def _logged(gateway: GatewayDaemon, run_id: str) -> list[tuple[int, Any]]:
-    return [(seq, decode(data)) for seq, data in log_events(gateway.data, f"run/{run_id}")]
+    return [
+        (seq, decode(data)) for seq, data in log_events(gateway.data, topics.run_stream(run_id))
+    ]
 
 
 def test_sse_resumes_after_a_disconnect_without_loss_or_repeat(gateway: GatewayDaemon) -> None:
