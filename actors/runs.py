@@ -148,6 +148,24 @@ class Runs(Supervisor):
             raise CallError("not_found", f"no run {run_id!r}; `galvana run list` shows the runs")
         return record
 
+    def _refuse_if_in_use(self, instrument: str) -> None:
+        """Refuse (``busy``) an acquisition on an instrument another live run acquires
+        on: one cell, one run (a second one would only fail once started)."""
+        self._drain()
+        for record in self.records.values():
+            spec = record.spec
+            if record.state in FINAL_STATES or not isinstance(spec, dict):
+                continue
+            if "replay" in spec or spec.get("procedure", "acquire") != "acquire":
+                continue
+            if spec.get("instrument") == instrument:
+                raise CallError(
+                    "busy",
+                    f"instrument {instrument} is in use by run {record.id} ({record.state}); "
+                    f"start this run once that one has ended, or stop it first "
+                    f"(`galvana run stop {record.id}`)",
+                )
+
     def _live(self, run_id: str) -> pykka.ActorRef[Any]:
         record = self._record(run_id)
         if record.state in FINAL_STATES:
@@ -213,6 +231,7 @@ class Runs(Supervisor):
             check_run_limits(twin, self.services.limits)
         if kind == "acquire":
             _preflight(twin, self.services)
+            self._refuse_if_in_use(twin.instrument)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()

@@ -6,7 +6,6 @@ and files beside it.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from starlette.websockets import WebSocket
 
 from runtime.api_keys import Caller
 from runtime.http.endpoints import Endpoint, table
-from runtime.http.errors import HttpError
+from runtime.http.errors import HttpError, validation_field
 
 if TYPE_CHECKING:
     from runtime.http.gateway import Gateway
@@ -53,10 +52,7 @@ def parse_query(kind: type[msgspec.Struct] | None, params: Any) -> Any:
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        found = re.search(r"`\$\.([^`]*)`", text) or re.search(r"unknown field `([^`]*)`", text)
-        name = found.group(1) if found else None
-        raise HttpError(400, "bad_request", f"query: {text}", field=name) from None
+        raise HttpError(400, "bad_request", f"query: {exc}", field=validation_field(exc)) from None
 
 
 def _target(request: Request) -> str:

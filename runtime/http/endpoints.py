@@ -192,7 +192,12 @@ def table() -> tuple[Endpoint, ...]:
     run = f"{API}/runs/{{run_id}}"
     common = {401: "no API key, or an unknown or revoked one", 403: "the key lacks the scope"}
     run_errors = {**common, 404: "no such run"}
-    steer = {**run_errors, 200: "the run's record after the change", 409: "not possible now"}
+    steer = {
+        **run_errors,
+        200: "the run's record after the change",
+        400: "a bad parameter",
+        409: "not possible now",
+    }
     return (
         Endpoint(
             "GET",
@@ -235,7 +240,8 @@ def table() -> tuple[Endpoint, ...]:
                 409: "refused: compliance limits, a latched interlock, a duplicate",
                 413: "the body is too large",
                 422: "beyond the daemon's run limits",
-                503: "busy (Retry-After)",
+                503: "busy: the instrument is in use by another run (Retry-After: the "
+                "seconds until it is expected to end), or too many calls in flight",
             },
         ),
         Endpoint(
@@ -313,7 +319,12 @@ def table() -> tuple[Endpoint, ...]:
             "streams",
             query=StreamQuery,
             produces=("text/event-stream",),
-            responses={200: "the stream", 503: "too many streams (Retry-After)", **run_errors},
+            responses={
+                200: "the stream",
+                400: "a bad parameter or Last-Event-ID",
+                503: "too many streams (Retry-After)",
+                **run_errors,
+            },
         ),
         Endpoint(
             "WS",
@@ -323,7 +334,12 @@ def table() -> tuple[Endpoint, ...]:
             "The same stream over a WebSocket (JSON text or msgpack binary frames).",
             "streams",
             query=StreamQuery,
-            responses={101: "switching to the WebSocket protocol", **run_errors},
+            responses={
+                101: "switching to the WebSocket protocol",
+                400: "a bad parameter",
+                503: "too many streams (Retry-After)",
+                **run_errors,
+            },
         ),
         Endpoint(
             "GET",
@@ -403,7 +419,12 @@ def table() -> tuple[Endpoint, ...]:
             "actors",
             body=KillBody,
             audited=True,
-            responses={200: "the child and its state", 404: "no such child", **common},
+            responses={
+                200: "the child and its state",
+                400: "a bad body (field names the key)",
+                404: "no such child",
+                **common,
+            },
         ),
         Endpoint(
             "GET",

@@ -11,9 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+import msgspec
+
 from runtime.errors import ApiError, GalvanaError
 
-__all__ = ["STATUS_OF_CODE", "HttpError", "http_error_of"]
+__all__ = ["RETRY_AFTER_S", "STATUS_OF_CODE", "HttpError", "http_error_of", "validation_field"]
 
 STATUS_OF_CODE: Final[Mapping[str, int]] = {
     "bad_request": 400,
@@ -29,7 +31,7 @@ STATUS_OF_CODE: Final[Mapping[str, int]] = {
     "failed": 500,  # a run that could not start
     "internal": 500,
     "unavailable": 503,  # an actor restarting, the recorder not running
-    "busy": 503,
+    "busy": 503,  # the instrument is in use by another run, too many calls in flight
     "timeout": 504,
 }
 """The HTTP status of each API error code (anything else: 500)."""
@@ -40,6 +42,9 @@ RETRY_AFTER_S: Final = 1
 # A bad_request names what was wrong first: `runs.events: argument 'limit' is ...`,
 # `twin spec: protocol[0].scan_rate: ...`, `model: kinetics.k0: ...`.
 _ARGUMENT = re.compile(r"argument '([^']+)'")
+# msgspec says where (`- at `$.a.b[0]``) and, for a field missing or unknown, which.
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 _KEY_PATH = re.compile(r"^(?:[\w .-]+: )?([A-Za-z_][\w]*(?:(?:\.[\w]+)|(?:\[\d+\]))+): ")
 
 
@@ -78,6 +83,28 @@ def _field_of(message: str) -> str | None:
         return found.group(1)
     found = _KEY_PATH.match(message)
     return found.group(1) if found else None
+
+
+def validation_field(exc: msgspec.ValidationError) -> str | None:
+    """The path of the field a query or body failed on (``k.child``, ``items[2]``), from
+    msgspec's message; None when it names none (the whole value was of the wrong kind).
+
+    >>> class Kill(msgspec.Struct):
+    ...     path: str
+    ...     child: str
+    >>> try:
+    ...     msgspec.convert([{"path": "runs", "child": "r1"}, {"path": "runs"}], list[Kill])
+    ... except msgspec.ValidationError as exc:
+    ...     validation_field(exc)
+    '[1].child'
+    """
+    text = str(exc)
+    at = _AT.search(text)
+    where = at.group(1) if at else ""
+    named = _NAMED.search(text)
+    if named is not None:
+        return f"{where}.{named.group(1)}" if where else named.group(1)
+    return where or None
 
 
 def http_error_of(exc: ApiError) -> HttpError:

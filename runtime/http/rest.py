@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import re
 import secrets
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from runtime.http.endpoints import (
     RunsQuery,
     SamplesQuery,
 )
-from runtime.http.errors import HttpError
+from runtime.http.errors import RETRY_AFTER_S, HttpError, validation_field
 from runtime.http.gateway import Gateway, Upload
 from runtime.http.render import CHANNELS, channel_of, jsonable, msgpack_bytes, tag_of
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch, utc_now
@@ -194,10 +195,8 @@ def convert_body(value: Any, kind: type[_T]) -> _T:
     try:
         return msgspec.convert({} if value is None else value, kind, strict=True)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        found = re.search(r"`\$\.?([^`]*)`", text)
         raise HttpError(
-            400, "bad_request", f"body: {text}", field=(found.group(1) or "body") if found else None
+            400, "bad_request", f"body: {exc}", field=validation_field(exc) or "body"
         ) from None
 
 
@@ -272,7 +271,12 @@ async def start_run(gw: Gateway, request: Request, caller: Caller, query: None) 
         )
     if "upload" in body:
         return await _import_json(gw, request, caller, body["upload"])
-    record = await gw.call(caller, "runs", "start", body, timeout=120)
+    try:
+        record = await gw.call(caller, "runs", "start", body, timeout=120)
+    except HttpError as exc:
+        if exc.code == "busy":
+            exc.headers["Retry-After"] = str(await _until_free(gw, caller, body.get("instrument")))
+        raise
     run_id = str(record.get("id"))
     _audit(request, run_id, f"started run {run_id}")
     # The recorded spec holds what the daemon read in (a model file named by path).
@@ -283,6 +287,25 @@ async def start_run(gw: Gateway, request: Request, caller: Caller, query: None) 
     if duration is not None:
         headers["X-Estimated-Duration"] = f"{duration:g}"
     return gw.json(view, 202, headers)
+
+
+async def _until_free(gw: Gateway, caller: Caller, instrument: object) -> int:
+    """Seconds (at least 1) until the live run acquiring on ``instrument`` is expected
+    to end: what ``Retry-After`` says when a run is refused because it is in use."""
+    with contextlib.suppress(HttpError):
+        for listed in await gw.call(caller, "runs", "list"):
+            if listed.get("state") in FINAL_STATES:
+                continue
+            record = await gw.call(caller, "runs", "show", listed["id"])
+            spec = record.get("spec")
+            if not isinstance(spec, dict) or "replay" in spec:
+                continue
+            if spec.get("instrument") != instrument:
+                continue
+            end = _parse_time(run_view(gw, record).get("estimated_completion"))
+            if end is not None:
+                return max(1, math.ceil((end - utc_now()).total_seconds()))
+    return RETRY_AFTER_S
 
 
 async def _import_form(gw: Gateway, request: Request, caller: Caller) -> Response:

@@ -1,5 +1,8 @@
 """A real daemon process serving the HTTP gateway, with API keys of every scope.
 
+Every answer its clients get is checked against the OpenAPI document: a status the
+document does not list for that route fails the test that got it.
+
 The daemon runs this worktree's code (``galvana daemon --http 127.0.0.1:0``); the keys
 are made by ``galvana keys add`` before it starts, as an operator would. Runs are
 replays of logs written with the event store (no instrument needed) or twin runs on
@@ -24,6 +27,7 @@ import yaml
 from runtime import topics
 from runtime.codec import encode
 from runtime.event_store import EventStore
+from runtime.http.openapi import document
 from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
 from tests.runtime._actors import wait_until
 from tests.runtime.test_daemon import GALVANA, Daemon
@@ -54,6 +58,29 @@ def record_run(
         store.append(
             stream, encode(RunStateChanged(run_id, "completed", "running", "done", now))
         ).result()
+
+
+_DOCUMENT = document()
+_OPERATIONS = [
+    (method.upper(), re.compile("^" + re.sub(r"{[^}]+}", "[^/]+", path) + "$"), operation)
+    for path, item in _DOCUMENT["paths"].items()
+    for method, operation in item.items()
+]
+
+
+def documented(response: httpx.Response) -> None:
+    """Fail on an answer whose status the OpenAPI document does not list for its route
+    (an httpx response hook; paths no operation matches, the web view's, pass)."""
+    request = response.request
+    for method, pattern, operation in _OPERATIONS:
+        if method == request.method and pattern.match(request.url.path):
+            listed = operation["responses"]
+            assert str(response.status_code) in listed, (
+                f"{request.method} {request.url.path} answered {response.status_code}, "
+                f"which its OpenAPI operation {operation['operationId']} does not list "
+                f"({', '.join(listed)})"
+            )
+            return
 
 
 class GatewayDaemon(Daemon):
@@ -109,7 +136,13 @@ class GatewayDaemon(Daemon):
 
     def http(self, scope: str | None = "admin", **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[scope]}"} if scope else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+        return httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=60,
+            event_hooks={"response": [documented]},
+            **kwargs,
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

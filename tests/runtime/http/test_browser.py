@@ -1,8 +1,9 @@
 """The web view in a real headless browser (Debian's Chromium through its chromium-driver,
 driven by selenium; nothing is downloaded) against a real daemon with a live twin run:
 the page loads, the runs table shows the run, the plot receives measured points and the
-twin's prediction, and the emergency-stop button turns the cell off (asserted from the
-daemon). ``GALVANA_WEB_VIEW_SCREENSHOT=FILE`` keeps a screenshot of the run page.
+twin's prediction, a read key's Pause is refused on the page, an operate key's Pause
+and Resume steer the run, and the emergency-stop button turns the cell off (each
+asserted from the daemon). ``GALVANA_WEB_VIEW_SCREENSHOT=FILE`` keeps a screenshot of the run page.
 Without Chromium the test is skipped saying how to install it; CI installs it and sets
 GALVANA_REQUIRE_BROWSER=1, which makes its absence a failure.
 """
@@ -73,6 +74,11 @@ def _view(browser: Any) -> dict[str, Any]:
     return dict(browser.execute_script("return window.galvanaView"))
 
 
+def _use_key(browser: Any, key: str) -> None:
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+
+
 def test_the_web_view_follows_a_live_run_and_its_estop_turns_the_cell_off(
     browser: Any, gateway: GatewayDaemon
 ) -> None:
@@ -81,8 +87,7 @@ def test_the_web_view_follows_a_live_run_and_its_estop_turns_the_cell_off(
         wait_state(client, run_id, {"running"})
 
     browser.get(gateway.url + "/")
-    browser.find_element(By.ID, "key").send_keys(gateway.keys["operate"])
-    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    _use_key(browser, gateway.keys["read"])
     wait_until(lambda: _view(browser)["runsShown"] >= 2, timeout=30, what="the runs table")
     rows = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
     row = next(r for r in rows if r.get_attribute("data-run") == run_id)
@@ -102,6 +107,26 @@ def test_the_web_view_follows_a_live_run_and_its_estop_turns_the_cell_off(
     assert browser.find_elements(By.CSS_SELECTOR, "#parameters tbody tr")
     if SCREENSHOT:
         browser.save_screenshot(SCREENSHOT)
+
+    # A read key sees everything but steers nothing: the page says why.
+    browser.find_element(By.ID, "pause").click()
+    wait_until(lambda: _view(browser)["errors"] >= 1, timeout=30, what="the refusal shown")
+    assert "403" in browser.find_element(By.ID, "error").text
+    assert "operate" in browser.find_element(By.ID, "error").text
+    with gateway.http("read") as client:
+        assert client.get(f"/api/v1/runs/{run_id}").json()["state"] == "running"
+
+    # With an operate key the buttons steer the run (the page reopens it, same stream).
+    _use_key(browser, gateway.keys["operate"])
+    wait_until(lambda: _view(browser)["streamOpen"], timeout=30, what="the stream reopened")
+    browser.find_element(By.ID, "pause").click()
+    with gateway.http("read") as client:
+        assert wait_state(client, run_id, {"paused"}) == "paused"
+    wait_until(lambda: _view(browser)["state"] == "paused", timeout=30, what="the page paused")
+    browser.find_element(By.ID, "resume").click()
+    with gateway.http("read") as client:
+        assert wait_state(client, run_id, {"running"}) == "running"
+    wait_until(lambda: _view(browser)["state"] == "running", timeout=30, what="the page resumed")
 
     browser.find_element(By.ID, "estop").click()
     with gateway.http("read") as client:

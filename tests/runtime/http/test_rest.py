@@ -9,7 +9,11 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import math
 from collections.abc import Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -18,6 +22,7 @@ import pytest
 
 from runtime import topics
 from runtime.codec import decode, unpack_plain
+from runtime.errors import ApiError
 from runtime.messages import PosteriorUpdate, SampleBatch
 from tests.actors.test_twin_runs import twin_spec
 from tests.hal.files import writers as w
@@ -242,9 +247,19 @@ def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
         assert refused.status_code == 406
 
 
+@pytest.fixture
+def lone_gateway(tmp_path: Path) -> Iterator[GatewayDaemon]:
+    """A daemon of its own, for a test that aborts a twin run: the other tests' runs never
+    meet what an emergency stop leaves behind on the module's instrument."""
+    daemon = start_gateway(tmp_path)
+    yield daemon
+    daemon.stop()
+
+
 def test_the_instruments_the_tree_and_an_estop_that_turns_the_cell_off(
-    gateway: GatewayDaemon,
+    lone_gateway: GatewayDaemon,
 ) -> None:
+    gateway = lone_gateway
     with gateway.http("operate") as client:
         (sim,) = client.get(f"{API}/instruments").json()["items"]
         assert sim["id"] == "sim"
@@ -323,3 +338,109 @@ def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaem
         )
         assert meta.status_code == 400
         assert "colour" in meta.json()["error"]["message"]
+
+
+def test_a_run_on_an_instrument_in_use_is_503_with_retry_after(gateway: GatewayDaemon) -> None:
+    with gateway.http("operate") as client:
+        first = client.post(f"{API}/runs", json=twin_spec(cycles=30)).json()["id"]
+        wait_state(client, first, {"running"})
+        ends = datetime.fromisoformat(
+            client.get(f"{API}/runs/{first}").json()["estimated_completion"]
+        )
+        before = client.get(f"{API}/runs").json()["total"]
+
+        busy = client.post(f"{API}/runs", json=twin_spec())
+        assert busy.status_code == 503, busy.text
+        error = busy.json()["error"]
+        assert error["code"] == "busy"
+        assert f"in use by run {first}" in error["message"]
+        # Retry-After: the seconds until the run holding the instrument is expected to end,
+        # by the daemon's clock (its Date header, to the second).
+        left = (ends - parsedate_to_datetime(busy.headers["date"])).total_seconds()
+        assert abs(int(busy.headers["retry-after"]) - max(1.0, left)) <= 1.0
+        assert math.ceil(left) > 1  # a 40 s run, seconds in: a real estimate, not the default
+        assert client.get(f"{API}/runs").json()["total"] == before  # nothing was created
+        with gateway.client() as owner, pytest.raises(ApiError) as refused:
+            owner.call("runs", "start", twin_spec())  # the socket API refuses it the same way
+        assert refused.value.code == "busy"
+
+        # A replay needs no instrument: it runs beside the acquisition.
+        replay = client.post(f"{API}/runs", json={"replay": {"run": "src", "speed": "max"}})
+        assert replay.status_code == 202, replay.text
+        stopped = client.post(f"{API}/runs/{first}/stop")
+        assert stopped.status_code == 200
+        assert wait_state(client, first, {"stopped"}) == "stopped"
+        second = client.post(f"{API}/runs", json=twin_spec(cycles=1))
+        assert second.status_code == 202, second.text
+        assert wait_state(client, second.json()["id"], {"completed"}) == "completed"
+
+
+def test_events_are_paged_by_sequence_number(gateway: GatewayDaemon) -> None:
+    logged = [
+        (seq, decode(data)) for seq, data in log_events(gateway.data, topics.run_stream("src"))
+    ]
+    with gateway.http("read") as client:
+        seqs: list[int] = []
+        after = 0
+        while True:
+            page = client.get(f"{API}/runs/src/events", params={"after": after, "limit": 7}).json()
+            assert len(page["items"]) <= 7
+            seqs += [e["seq"] for e in page["items"]]
+            if page["next"] == after:
+                break
+            after = page["next"]
+        assert seqs == [seq for seq, _ in logged]
+        assert page["final"] is True
+        status = client.get(f"{API}/runs/src/events", params={"channels": "status"}).json()
+        assert [e["type"] for e in status["items"]] == ["run.created", "run.state", "run.state"]
+        assert status["items"][-1]["data"]["state"] == "completed"
+        frames = client.get(f"{API}/runs/src/events", params={"after": 2, "limit": 1}).json()
+        (batch,) = frames["items"]
+        first = logged[2][1]
+        assert isinstance(first, SampleBatch)
+        assert batch["seq"] == 3
+        assert batch["data"]["I"] == first.I.tolist()
+        for params, field in (
+            ({"limit": 0}, "limit"),
+            ({"after": -1}, "after"),
+            ({"channels": "video"}, "channels"),
+            ({"wait": 61}, "wait"),
+        ):
+            bad = client.get(f"{API}/runs/src/events", params=params)
+            assert bad.status_code == 400, params
+            assert bad.json()["error"]["field"] == field
+
+
+def test_a_run_is_aborted_and_an_actor_killed(gateway: GatewayDaemon) -> None:
+    with gateway.http("admin") as client:
+        run_id = client.post(f"{API}/runs", json={"replay": {"run": "src", "speed": 0.5}}).json()[
+            "id"
+        ]
+        wait_state(client, run_id, {"running"})
+        aborted = client.post(f"{API}/runs/{run_id}/abort")
+        assert aborted.status_code == 200, aborted.text
+        assert aborted.json()["state"] == "aborted"
+        assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409
+
+        run_id = client.post(f"{API}/runs", json={"replay": {"run": "src", "speed": 0.5}}).json()[
+            "id"
+        ]
+        wait_state(client, run_id, {"running"})
+        killed = client.post(f"{API}/actors/kill", json={"path": "runs", "child": run_id})
+        assert killed.status_code == 200, killed.text
+        assert killed.json() == {"child": f"root/runs/{run_id}", "state": "stopped"}
+        # A run is temporary: killed, it is not restarted, and it ends interrupted.
+        assert wait_state(client, run_id, {"interrupted"}) == "interrupted"
+        runs = next(n for n in client.get(f"{API}/actors").json()["items"] if n["id"] == "runs")
+        assert run_id not in [c["id"] for c in runs.get("children", [])]
+        again = client.post(f"{API}/actors/kill", json={"path": "runs", "child": run_id})
+        assert again.status_code == 404
+        assert again.json()["error"]["code"] == "not_found"
+        nowhere = client.post(f"{API}/actors/kill", json={"path": "nope", "child": "x"})
+        assert nowhere.status_code == 404
+        missing = client.post(f"{API}/actors/kill", json={"path": "runs"})
+        assert missing.status_code == 400
+        assert missing.json()["error"]["field"] == "child"
+        unknown = client.post(f"{API}/actors/kill", json={"path": "runs", "child": "x", "y": 1})
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["field"] == "y"
