@@ -14,6 +14,11 @@ clients are.
   included; goal p99 < 50 ms). Each client drops its connection half way and resumes
   with ``Last-Event-ID``: ``sse_samples_lost`` (committed samples a client never got,
   goal 0) and ``sse_samples_repeated`` (got twice, goal 0) over all clients.
+- The baseline, side by side in the same run: ``log_latency_p50_ms`` / ``_p99_ms``, from
+  a batch's publication to its being readable in the log (a thread of this process
+  tailing the run's stream, no HTTP): what every stream waits for (the durable group
+  commit). ``sse_over_log_p99`` is the ratio of the two p99s: what the gateway, HTTP and
+  the client processes add.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from actors.runs import Runs
 from actors.services import Services
 from runtime import topics
 from runtime.api_keys import KEY_FILE, KeyStore
+from runtime.codec import decode
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
 from runtime.field_store import FieldStore
@@ -72,6 +78,17 @@ def _publish(bus: EventBus, seconds: float) -> int:
         published += BATCH
         next_due += PERIOD_S
     return published
+
+
+def _tail_latency(store: EventStore, out: list[float]) -> None:
+    """Follow the run's stream in the log until it completes; for each batch, the time
+    (ms) from its publication (its last sample's wall clock) to its being read here."""
+    for _seq, data in store.tail(topics.run_stream(RUN), idle_timeout=60.0):
+        message = decode(data)
+        if isinstance(message, SampleBatch):
+            out.append((time.time() - float(message.t[-1])) * 1e3)
+        elif isinstance(message, RunStateChanged) and message.state == "completed":
+            return
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,6 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert proc.stdout is not None
                 proc.stdout.readline()  # "ready": its stream has begun
             published = 0
+            log_latency: list[float] = []
+            tail = threading.Thread(target=_tail_latency, args=(store, log_latency))
+            tail.start()
 
             def publisher() -> None:
                 nonlocal published
@@ -131,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done = RunStateChanged(RUN, "completed", "running", "bench", utc_now())
             recorder.commit(topics.run_state(RUN), done).get()
             results = [json.loads(p.communicate(timeout=300)[0]) for p in clients]
+            tail.join(timeout=60)
         finally:
             gateway.stop()
             root.stop()
@@ -145,6 +166,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sse_sample_rate_hz": BATCH / PERIOD_S,
         "sse_latency_p50_ms": float(np.percentile(latency, 50)),
         "sse_latency_p99_ms": float(np.percentile(latency, 99)),
+        "log_latency_p50_ms": float(np.percentile(log_latency, 50)),
+        "log_latency_p99_ms": float(np.percentile(log_latency, 99)),
+        "sse_over_log_p99": float(np.percentile(latency, 99) / np.percentile(log_latency, 99)),
         "sse_samples_published": published,
         "sse_samples_lost": int(sum(published - r["unique_samples"] for r in results)),
         "sse_samples_repeated": int(sum(r["repeated_samples"] for r in results)),
