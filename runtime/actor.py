@@ -66,6 +66,7 @@ __all__ = [
     "Link",
     "exposed",
     "scopes_of",
+    "waker",
 ]
 
 logger = logging.getLogger("galvana.actor")
@@ -172,6 +173,21 @@ def exposed(
         return fn
 
     return mark(method) if method is not None else mark
+
+
+def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
+    """An ``on_ready`` callback for an actor's bus subscription: tells ``ref`` ``message``.
+
+    Once the actor has stopped it does nothing: a stopping actor closes its
+    subscriptions, and whoever publishes meanwhile (the recorder committing a run's last
+    state at shutdown) must never fail for it.
+    """
+
+    def wake() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    return wake
 
 
 def exposed_scope(method: object) -> str | None:

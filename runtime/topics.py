@@ -21,9 +21,11 @@ __all__ = [
     "EVERY_RUN_SAMPLES",
     "EVERY_RUN_STATE",
     "EVERY_SYSTEM",
+    "RECORDER_SAMPLES",
     "SYSTEM_ACTORS",
     "SYSTEM_AUDIT",
     "SYSTEM_DAEMON",
+    "SYSTEM_RECORDER",
     "instrument_events",
     "instrument_samples",
     "instrument_state",
@@ -48,6 +50,10 @@ SYSTEM_DAEMON = "system/daemon"
 """The daemon's own notes (starting, stopping)."""
 SYSTEM_AUDIT = "system/audit"
 """Every state-changing request over HTTP: who, what, when and how it was answered."""
+SYSTEM_RECORDER = "system/recorder"
+"""The recorder's check of the sample arrays against the log as the daemon starts."""
+RECORDER_SAMPLES = "recorder/samples"
+"""How many samples of each run the recorder made durable (not itself recorded)."""
 
 EVERY_RUN = "run/**"
 """Every event of every run."""
