@@ -3,8 +3,9 @@
 Like the API actor, it runs its server in a thread of its own and resolves call paths
 against its parent, the root supervisor, so an HTTP request reaches the same actors by
 the same dispatch as a socket call. It gives the gateway what ``runtime`` cannot know:
-how long a run spec takes (the twin spec's protocol, a scenario's waveform) and how to
-read an uploaded instrument file (``actors.importer``, the readers of ``hal.files``).
+how long a run spec takes (the twin spec's protocol, a scenario's waveform), how to
+read an uploaded instrument file (``actors.importer``, the readers of ``hal.files``) and
+the twin spec's JSON Schema for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from runtime.http.gateway import Hooks, Upload
 from runtime.supervisor import SupervisorRef
 from runtime.waveforms import duration
 
-__all__ = ["GatewayActor", "estimate_duration", "read_upload"]
+__all__ = ["GatewayActor", "estimate_duration", "read_upload", "run_spec_schema"]
 
 logger = logging.getLogger("galvana.http")
 
@@ -71,6 +72,13 @@ def estimate_duration(spec: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return _duration_of(key)
+
+
+def run_spec_schema() -> dict[str, Any]:
+    """The JSON Schema of a twin spec, as ``galvana schema twin`` prints it."""
+    from twins.spec import twin_spec_schema  # noqa: PLC0415 - twins imports torch
+
+    return twin_spec_schema()
 
 
 def read_upload(
@@ -133,7 +141,7 @@ class GatewayActor(Actor):
             resolve=resolve,
             keys=self.keys,
             urgent=self.urgent,
-            hooks=Hooks(estimate_duration, read_upload, CHUNK_ROWS),
+            hooks=Hooks(estimate_duration, read_upload, CHUNK_ROWS, run_spec_schema),
         )
         self._thread = GatewayThread(gateway)
         self.urls = self._thread.start()

@@ -112,13 +112,38 @@ class KillBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     child: str
 
 
+TWIN_SPEC_REF = "#/components/schemas/TwinSpec"
+"""Where the OpenAPI document puts the twin spec's JSON Schema (given by the daemon:
+``Hooks.run_spec_schema``, the schema ``galvana schema twin`` prints)."""
+
 RUN_SPEC_BODY: Mapping[str, Any] = {
-    "oneOf": [
+    "anyOf": [
+        {
+            "$ref": TWIN_SPEC_REF,
+            "description": "A twin spec (instrument, protocol, model, calibrate): an "
+            "acquisition on the instrument, passed to runs.start as it is.",
+        },
         {
             "type": "object",
-            "description": "A run spec, passed to runs.start as it is: a twin spec "
-            "(instrument, protocol, model, calibrate), a scenario ({scenario: ...}) or a "
-            "replay ({replay: {run, speed}}).",
+            "required": ["replay"],
+            "properties": {
+                "replay": {
+                    "type": "object",
+                    "required": ["run"],
+                    "properties": {
+                        "run": {"type": "string", "description": "the recorded run"},
+                        "speed": {
+                            "anyOf": [
+                                {"type": "number", "exclusiveMinimum": 0},
+                                {"const": "max"},
+                            ],
+                            "description": "times real time, or max",
+                        },
+                    },
+                }
+            },
+            "description": "A replay of a recorded run; with a twin spec's model, protocol "
+            "and calibrate beside it, followed by a twin.",
         },
         {
             "type": "object",

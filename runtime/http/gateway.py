@@ -107,7 +107,9 @@ class Hooks:
     ``estimate_duration(spec)``: a run spec's expected duration (s), None when unknown;
     ``read_upload(filename, data, meta, name, cycles)``: an instrument file read into
     an :class:`Upload` (raises ``ValueError`` with one line for a bad file), None when
-    imports are not offered; ``import_chunk_rows``: rows per ``runs.import_chunk``.
+    imports are not offered; ``import_chunk_rows``: rows per ``runs.import_chunk``;
+    ``run_spec_schema()``: the JSON Schema of a twin spec (the one the daemon reads
+    specs with), for the OpenAPI document, None when not known.
     """
 
     estimate_duration: Callable[[object], float | None] = lambda _spec: None
@@ -115,6 +117,7 @@ class Hooks:
         Callable[[str, bytes, Mapping[str, str], str | None, str | None], Upload] | None
     ) = None
     import_chunk_rows: int = 100_000
+    run_spec_schema: Callable[[], Mapping[str, Any]] | None = None
 
 
 @dataclass

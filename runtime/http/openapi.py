@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
 import msgspec
 
-from runtime.http.endpoints import Endpoint, table
+from runtime.http.endpoints import TWIN_SPEC_REF, Endpoint, table
 
 __all__ = ["document"]
 
@@ -115,10 +115,41 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
     return out
 
 
+_DEFS = "#/$defs/"
+
+
+def _adopt(schema: Mapping[str, Any], name: str, components: dict[str, Any]) -> None:
+    """Put a JSON Schema document (its ``$defs`` too) among the components as ``name``,
+    its references rewritten to point there."""
+
+    def moved(node: Any) -> Any:
+        # References are $ref values and a discriminator's mapping values alike.
+        if isinstance(node, dict):
+            return {k: moved(v) for k, v in node.items() if k not in ("$defs", "$schema")}
+        if isinstance(node, list):
+            return [moved(v) for v in node]
+        if isinstance(node, str) and node.startswith(_DEFS):
+            return "#/components/schemas/" + node.removeprefix(_DEFS)
+        return node
+
+    for key, value in schema.get("$defs", {}).items():
+        components.setdefault(key, moved(value))
+    components[name] = moved(schema)
+
+
 @functools.cache
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document (built once)."""
+def document(run_spec_schema: Callable[[], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once). ``run_spec_schema`` gives the twin spec's
+    JSON Schema (the daemon reads specs with the same structs); without it a twin spec
+    is described as an object."""
     components: dict[str, Any] = {"Error": _ERROR}
+    if run_spec_schema is not None:
+        _adopt(run_spec_schema(), TWIN_SPEC_REF.rsplit("/", 1)[-1], components)
+    else:
+        components[TWIN_SPEC_REF.rsplit("/", 1)[-1]] = {
+            "type": "object",
+            "description": "a twin spec (galvana schema twin prints its schema)",
+        }
     paths: dict[str, Any] = {}
     for endpoint in table():
         method = "get" if endpoint.method == "WS" else endpoint.method.lower()

@@ -206,7 +206,8 @@ def convert_body(value: Any, kind: type[_T]) -> _T:
 async def openapi(gw: Gateway, request: Request, caller: Caller, query: None) -> Response:
     from runtime.http.openapi import document  # noqa: PLC0415 - it imports the table
 
-    return gw.json(document())
+    # The twin spec's schema is made once, in a worker thread (it imports the twin).
+    return gw.json(await gw.read(document, gw.hooks.run_spec_schema))
 
 
 # --- runs ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
@@ -21,6 +22,7 @@ from runtime.http.endpoints import table
 from runtime.messages import PosteriorUpdate, SampleBatch
 from tests.actors.test_twin_runs import twin_spec
 from tests.runtime.http._gateway import GatewayDaemon, log_events, start_gateway
+from twins.spec import twin_spec_schema
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +185,29 @@ def test_the_openapi_document_describes_exactly_the_routes_served(
             assert answer.status_code != 405
             assert "no such route" not in answer.text
     assert document["paths"]["/api/v1/runs"]["post"]["responses"]["202"]["headers"]
+
+
+def test_a_run_spec_is_documented_with_the_schema_the_daemon_reads_it_with(
+    gateway: GatewayDaemon,
+) -> None:
+    with gateway.http("read") as client:
+        document = client.get("/api/v1/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/api/v1/runs"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["anyOf"][0]["$ref"] == "#/components/schemas/TwinSpec"
+    # The twin spec's schema is `galvana schema twin`'s, its references moved alongside.
+    cli = twin_spec_schema()
+    assert schemas["TwinSpec"]["$ref"] == "#/components/schemas/TwinSpecDocument"
+    moved = json.loads(json.dumps(cli["$defs"]).replace("#/$defs/", "#/components/schemas/"))
+    assert {name: schemas[name] for name in moved} == moved
+    twin = Draft202012Validator(
+        {"$ref": "#/components/schemas/TwinSpec", "components": document["components"]}
+    )
+    spec = twin_spec()
+    assert not list(twin.iter_errors(spec))
+    spec["protocol"]["colour"] = "red"
+    assert list(twin.iter_errors(spec))  # as the daemon refuses it:
+    with gateway.http("operate") as client:
+        refused = client.post("/api/v1/runs", json=spec)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "protocol.colour"
