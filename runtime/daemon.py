@@ -244,7 +244,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or _given(file.tcp)
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
-    http, http_options = _http(getattr(args, "http", None), file.http)
+    http, http_options = _http(getattr(args, "http", None), file.http, where)
     socket_path = args.socket or _given(file.socket)
     return DaemonConfig(
         data=data,
@@ -275,14 +275,15 @@ def _given(value: str | UnsetType) -> str | None:
 
 
 def _http(
-    option: str | None, configured: str | HttpConfig | UnsetType
+    option: str | None, configured: str | HttpConfig | UnsetType, where: str
 ) -> tuple[tuple[str, int] | None, dict[str, float]]:
     """The gateway's address (``--http`` wins) and limits, from ``http:`` (``HOST:PORT``
     or a map with ``listen: HOST:PORT`` and the limits)."""
     listen: str | None = configured if isinstance(configured, str) else None
+    key = "http"
     options: dict[str, float] = {}
     if isinstance(configured, HttpConfig):
-        listen = _given(configured.listen)
+        listen, key = _given(configured.listen), "http.listen"
         options = {
             key: getattr(configured, key)
             for key in HttpConfig.__struct_fields__
@@ -290,7 +291,13 @@ def _http(
         }
     if option:
         return parse_tcp(option, "--http"), options
-    return (parse_tcp(listen, "http") if listen else None), options
+    if not listen:
+        return None, options
+    try:
+        return parse_tcp(listen, key), options
+    except GalvanaError:
+        # The configuration's value is not quoted: others may read the daemon's errors.
+        raise DaemonError(f"{where}: {key}: expected HOST:PORT (e.g. 127.0.0.1:7341)") from None
 
 
 def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:

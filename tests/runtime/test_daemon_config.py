@@ -61,6 +61,12 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
         ({"run_limits": [1]}, "run_limits: got a list; accepted: a map of samples"),
         ({"run_limits": {"samples": -1}}, "run_limits.samples: got a number below 1"),
         ({"run_limits": {"pixels": 1}}, "run_limits.pixels: unknown key"),
+        ({"http": 7341}, "http: got a number; expected a string or a mapping"),
+        ({"http": "7341"}, "http: expected HOST:PORT"),
+        ({"http": {"listen": "somewhere"}}, "http.listen: expected HOST:PORT"),
+        ({"http": {"listen": "127.0.0.1:0", "colour": "red"}}, "http.colour: unknown key"),
+        ({"http": {"max_streams": 0}}, "http.max_streams: got a number below 1"),
+        ({"http": {"keepalive_s": "2 V"}}, "http.keepalive_s: got a string; expected a number"),
         ([1, 2], "the file must hold a map of settings"),
     ],
 )
