@@ -215,7 +215,10 @@ def table() -> tuple[Endpoint, ...]:
     from runtime.http import graphql, metrics, rest, streams  # noqa: PLC0415 - they import this
 
     run = f"{API}/runs/{{run_id}}"
-    common = {401: "no API key, or an unknown or revoked one", 403: "the key lacks the scope"}
+    # A key always holds read: only the routes needing more can answer 403.
+    anyone = {401: "no API key, or an unknown or revoked one"}
+    common = {**anyone, 403: "the key lacks the scope"}
+    run_read = {**anyone, 404: "no such run"}
     run_errors = {**common, 404: "no such run"}
     steer = {
         **run_errors,
@@ -231,7 +234,7 @@ def table() -> tuple[Endpoint, ...]:
             rest.openapi,
             "This document.",
             "meta",
-            responses={200: "the OpenAPI 3.1 document", **common},
+            responses={200: "the OpenAPI 3.1 document", **anyone},
         ),
         Endpoint(
             "GET",
@@ -241,7 +244,7 @@ def table() -> tuple[Endpoint, ...]:
             "Runs, filtered and paged.",
             "runs",
             query=RunsQuery,
-            responses={200: "a page of runs", 400: "a bad filter", **common},
+            responses={200: "a page of runs", 400: "a bad filter", **anyone},
         ),
         Endpoint(
             "POST",
@@ -276,7 +279,7 @@ def table() -> tuple[Endpoint, ...]:
             rest.show_run,
             "One run, with progress and links.",
             "runs",
-            responses={200: "the run", **run_errors},
+            responses={200: "the run", **run_read},
         ),
         Endpoint(
             "POST",
@@ -331,7 +334,7 @@ def table() -> tuple[Endpoint, ...]:
             responses={
                 200: "events after `after`; `next` is where to go on",
                 400: "a bad parameter",
-                **run_errors,
+                **run_read,
             },
         ),
         Endpoint(
@@ -348,7 +351,7 @@ def table() -> tuple[Endpoint, ...]:
                 200: "the stream",
                 400: "a bad parameter or Last-Event-ID",
                 503: "too many streams (Retry-After)",
-                **run_errors,
+                **run_read,
             },
         ),
         Endpoint(
@@ -363,7 +366,7 @@ def table() -> tuple[Endpoint, ...]:
                 101: "switching to the WebSocket protocol",
                 400: "a bad parameter",
                 503: "too many streams (Retry-After)",
-                **run_errors,
+                **run_read,
             },
         ),
         Endpoint(
@@ -375,7 +378,7 @@ def table() -> tuple[Endpoint, ...]:
             "runs",
             query=SamplesQuery,
             produces=("application/json", "text/csv", "application/msgpack"),
-            responses={200: "the samples", 406: "no accepted format", **run_errors},
+            responses={200: "the samples", 406: "no accepted format", **run_read},
         ),
         Endpoint(
             "GET",
@@ -384,7 +387,7 @@ def table() -> tuple[Endpoint, ...]:
             rest.posterior,
             "Every posterior update of the run, in order.",
             "runs",
-            responses={200: "the posterior history", **run_errors},
+            responses={200: "the posterior history", **run_read},
         ),
         Endpoint(
             "POST",
@@ -409,7 +412,7 @@ def table() -> tuple[Endpoint, ...]:
             rest.instruments,
             "Each instrument's state, link, samples and trip.",
             "instruments",
-            responses={200: "the instruments", **common},
+            responses={200: "the instruments", **anyone},
         ),
         Endpoint(
             "POST",
@@ -433,7 +436,7 @@ def table() -> tuple[Endpoint, ...]:
             rest.actors,
             "The supervision tree with restart counts.",
             "actors",
-            responses={200: "the tree", **common},
+            responses={200: "the tree", **anyone},
         ),
         Endpoint(
             "POST",
@@ -489,7 +492,7 @@ def table() -> tuple[Endpoint, ...]:
             "Prometheus metrics (text format 0.0.4).",
             "meta",
             produces=("text/plain",),
-            responses={200: "the metrics", **common},
+            responses={200: "the metrics", **anyone},
         ),
         Endpoint(
             "POST",
@@ -507,7 +510,7 @@ def table() -> tuple[Endpoint, ...]:
                     "operationName": {"type": ["string", "null"]},
                 },
             },
-            responses={200: "the result (errors inside)", 400: "not a GraphQL request", **common},
+            responses={200: "the result (errors inside)", 400: "not a GraphQL request", **anyone},
         ),
         Endpoint(
             "WS",

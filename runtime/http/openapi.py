@@ -93,7 +93,11 @@ def _body(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any] | No
 
 def _responses(endpoint: Endpoint) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for status, description in sorted(endpoint.responses.items()):
+    answers = dict(endpoint.responses)
+    if endpoint.method != "WS":
+        # Every route refuses a query parameter it does not take, naming it.
+        answers.setdefault(400, "a bad or unknown query parameter (field names it)")
+    for status, description in sorted(answers.items()):
         entry: dict[str, Any] = {"description": description}
         if status >= 400:
             entry["content"] = {

@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +149,17 @@ class GatewayDaemon(Daemon):
             self.signal(signal.SIGTERM)
 
 
-def start_gateway(base: Path, **http: Any) -> GatewayDaemon:
+def start_gateway(
+    base: Path, *, instruments: Sequence[dict[str, Any]] = (), **http: Any
+) -> GatewayDaemon:
     """A daemon on BASE/d with the simulated potentiostat ``sim`` (limits ``LIMITS``),
-    the recorded run ``src`` and the gateway (``http`` options in its config)."""
+    ``instruments`` after it, the recorded run ``src`` and the gateway (``http`` options
+    in its config)."""
     data = base / "d"
     record_run(data, "src")
     config = base / "daemon.yaml"
     doc: dict[str, Any] = {
-        "instruments": [{"id": "sim", "speed": 1.0, "seed": 5, "limits": LIMITS}],
+        "instruments": [{"id": "sim", "speed": 1.0, "seed": 5, "limits": LIMITS}, *instruments],
     }
     if http:
         doc["http"] = {"listen": "127.0.0.1:0", **http}

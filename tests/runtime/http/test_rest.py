@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import math
+import socket
 from collections.abc import Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -28,6 +29,7 @@ from tests.actors.test_twin_runs import twin_spec
 from tests.hal.files import writers as w
 from tests.hal.files.conftest import simulated_cv
 from tests.runtime.http._gateway import (
+    LIMITS,
     GatewayDaemon,
     log_events,
     record_run,
@@ -211,6 +213,33 @@ def test_unknown_runs_instruments_keys_and_routes_are_404(gateway: GatewayDaemon
         assert client.delete(f"{API}/runs").status_code == 405
 
 
+def test_steering_is_404_for_an_unknown_run_409_for_a_finished_one_400_for_a_bad_parameter(
+    gateway: GatewayDaemon,
+) -> None:
+    with gateway.http("operate") as client:
+        for action in ("pause", "resume", "stop", "abort"):
+            assert client.post(f"{API}/runs/nope/{action}").status_code == 404, action
+            finished = client.post(f"{API}/runs/src/{action}")
+            assert finished.status_code == 409, action
+            assert "completed" in finished.json()["error"]["message"]
+            bad = client.post(f"{API}/runs/src/{action}", params={"now": "1"})
+            assert bad.status_code == 400, action
+            assert bad.json()["error"]["field"] == "now"
+        # Routes that take no parameter say so, naming the one given.
+        for path in (
+            f"{API}/openapi.json",
+            f"{API}/runs/src",
+            f"{API}/runs/src/posterior",
+            f"{API}/runs/src/samples",
+            f"{API}/instruments",
+            f"{API}/actors",
+            "/metrics",
+        ):
+            bad = client.get(path, params={"x": "1"})
+            assert bad.status_code == 400, path
+            assert bad.json()["error"]["field"] == "x"
+
+
 def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
     batches = [
         decode(data)
@@ -245,6 +274,38 @@ def test_samples_come_as_json_csv_and_msgpack(gateway: GatewayDaemon) -> None:
 
         refused = client.get(f"{API}/runs/src/samples", headers={"Accept": "image/png"})
         assert refused.status_code == 406
+
+
+def test_an_interlock_whose_cell_off_is_unconfirmed_is_not_reset(tmp_path: Path) -> None:
+    # An instrument at an address where nothing listens: its link never comes up, so an
+    # emergency stop cannot confirm its cell off, and the interlock must stay latched.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ghost = {
+        "id": "ghost",
+        "driver": "scpi",
+        "resource": f"TCPIP0::127.0.0.1::{port}::SOCKET",
+        "limits": LIMITS,
+    }
+    daemon = start_gateway(tmp_path, instruments=[ghost])
+    try:
+        with daemon.http("admin") as client:
+            stopped = client.post(f"{API}/estop", json={"instrument": "ghost"})
+            assert stopped.status_code == 200
+            (entry,) = stopped.json()["items"]
+            assert entry["instrument"] == "ghost"
+            assert entry["cell_off"] is False  # asked for, never confirmed
+            refused = client.post(f"{API}/instruments/ghost/reset")
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["code"] == "conflict"
+            assert "cell-off has not been confirmed" in refused.json()["error"]["message"]
+            ghost_state = next(
+                i for i in client.get(f"{API}/instruments").json()["items"] if i["id"] == "ghost"
+            )
+            assert ghost_state["state"] == "tripped"
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from runtime import topics
@@ -127,6 +127,11 @@ def test_websocket_frames_as_json_and_as_msgpack(gateway: GatewayDaemon) -> None
         a == b for (_, a), (_, b) in zip(messages, [x for x in logged if x[0] > 40], strict=True)
     )
 
+    with pytest.raises(InvalidStatus) as bad:
+        ws_connect(ws_url + "?format=xml", additional_headers=headers)
+    assert bad.value.response.status_code == 400
+    assert json.loads(bad.value.response.body)["error"]["field"] == "format"
+
     with ws_connect(ws_url) as ws:
         ws.send(json.dumps({"key": "gk_00000000_wrong"}))
         with pytest.raises(ConnectionClosed) as refused:
@@ -186,6 +191,13 @@ def test_streams_past_the_limit_are_503_with_retry_after(gateway: GatewayDaemon)
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["code"] == "busy"
+            # A WebSocket counts among the streams: its handshake is answered 503.
+            ws_url = gateway.url.replace("http://", "ws://") + f"{API}/runs/{run_id}/ws"
+            headers = {"Authorization": f"Bearer {gateway.keys['read']}"}
+            with pytest.raises(InvalidStatus) as busy:
+                ws_connect(ws_url, additional_headers=headers)
+            assert busy.value.response.status_code == 503
+            assert busy.value.response.headers["retry-after"] == "1"
         finally:
             for stream in streams:
                 stream.__exit__(None, None, None)
