@@ -598,7 +598,7 @@ async def _run_operation(
         await send({"type": "error", "id": op_id, "payload": [{"message": "needs 'read'"}]})
         return
     try:
-        source = _source(gw, field_name, args)
+        source = await _source(gw, caller, field_name, args)
         async for event in source:
             result = execute_sync(
                 schema,
@@ -615,12 +615,23 @@ async def _run_operation(
     await send({"type": "complete", "id": op_id})
 
 
-def _source(gw: Gateway, field: str, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+async def _source(
+    gw: Gateway, caller: Caller, field: str, args: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
     if field == "runUpdates":
         return _run_updates(
             gw, str(args["runId"]), args.get("channels"), int(args.get("after") or 0)
         )
-    return _telemetry(gw, str(args["instrumentId"]))
+    instrument_id = str(args["instrumentId"])
+    # Named, never a pattern: the id becomes part of the bus topic subscribed to.
+    known = [str(i.get("id")) for i in await gw.call(caller, "instruments", "list")]
+    if instrument_id not in known:
+        raise HttpError(
+            404,
+            "not_found",
+            f"no instrument {instrument_id!r}; configured: {', '.join(known) or 'none'}",
+        )
+    return _telemetry(gw, instrument_id)
 
 
 async def _run_updates(

@@ -137,6 +137,13 @@ def test_instrument_telemetry_is_a_subscription(gateway: GatewayDaemon) -> None:
         assert telemetry["type"] == "instrument.safety_tripped"
     with gateway.http("admin") as admin:
         admin.post("/api/v1/instruments/sim/reset")
+    # Only a configured instrument, named: never a pattern over every instrument.
+    for name in ("nope", "*", "**"):
+        query = "subscription ($id: ID!) { instrumentTelemetry(instrumentId: $id) { topic } }"
+        with _subscribe(gateway, query, {"id": name}) as refused:
+            frame = json.loads(refused.recv())
+            assert frame["type"] == "error"
+            assert f"no instrument {name!r}; configured: sim" in frame["payload"][0]["message"]
 
 
 def test_metrics_parse_and_count_what_happened(gateway: GatewayDaemon) -> None:
