@@ -44,7 +44,7 @@ from runtime import topics
 from runtime.actor import SCOPES
 from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.api.protocol import ErrorCode
-from runtime.api.server import UrgentRoutes
+from runtime.api.server import FollowUp, UrgentRoutes
 from runtime.api_keys import Caller, KeyStore
 from runtime.errors import ApiError, GalvanaError, KeyStoreError
 from runtime.event_bus import EventBus
@@ -231,6 +231,23 @@ class Gateway:
         route = self.urgent.get((path.strip("/"), method))
         if route is not None:
             return await self.urgent_call(caller, path, method, args, kwargs, route=route)
+        try:
+            return await self._ask(caller, path, method, args, kwargs, timeout=timeout)
+        except ApiError as exc:
+            raise http_error_of(exc) from None
+
+    async def _ask(
+        self,
+        caller: Caller,
+        path: str,
+        method: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """An ordinary call on the shared pool, within the key's limit (API errors as
+        :class:`ApiError`)."""
         inflight = self.counters.per_key.get(caller.key_id, 0)
         if inflight >= self.config.max_calls_per_key:
             raise HttpError(
@@ -256,8 +273,6 @@ class Gateway:
                 limiter=self._calls_limiter,
                 abandon_on_cancel=True,
             )
-        except ApiError as exc:
-            raise http_error_of(exc) from None
         finally:
             left = self.counters.per_key.get(caller.key_id, 1) - 1
             if left:
@@ -275,8 +290,10 @@ class Gateway:
         *,
         route: Callable[..., object] | None = None,
     ) -> Any:
-        """Run an urgent route (the emergency stop) on the reserved threads, past every
-        mailbox and the shared pool, exactly as the socket API does."""
+        """Run an urgent route (the emergency stop, a run's abort) on the reserved threads,
+        past every mailbox and the shared pool, exactly as the socket API does; a route
+        that returns a :class:`~runtime.api.server.FollowUp` (its urgent part done: the
+        cell is off) has the rest asked as an ordinary call, and its reply combined."""
         route = route or self.urgent.get((path.strip("/"), method))
         if route is None:
             raise HttpError(404, "not_found", f"{path}.{method} is not an urgent route here")
@@ -284,10 +301,21 @@ class Gateway:
         self.counters.estops += method == "estop"
         try:
             # Not abandoned on cancel: a stop that was asked for is carried out.
-            return await trio.to_thread.run_sync(
+            result = await trio.to_thread.run_sync(
                 partial(run_urgent, route, name, args, kwargs, caller.scopes),
                 limiter=self._urgent_limiter,
             )
+        except ApiError as exc:
+            raise http_error_of(exc) from None
+        if not isinstance(result, FollowUp):
+            return result
+        outcome: object
+        try:
+            outcome = await self._ask(caller, result.path, result.method, result.args, {})
+        except ApiError as exc:
+            outcome = exc
+        try:
+            return result.combine(outcome)
         except ApiError as exc:
             raise http_error_of(exc) from None
 
