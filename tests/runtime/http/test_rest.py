@@ -195,7 +195,7 @@ def test_a_replay_is_paused_resumed_and_stopped(gateway: GatewayDaemon) -> None:
         stopped = client.post(f"{API}/runs/{run_id}/stop")
         assert stopped.status_code == 200
         assert stopped.json()["state"] == "stopped"
-        assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409
+        assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409  # it has ended
         assert client.get(f"{API}/runs/{run_id}").json()["progress"] == 1.0
 
 
@@ -349,6 +349,17 @@ def test_the_instruments_the_tree_and_an_estop_that_turns_the_cell_off(
         assert bad.status_code == 400
         assert bad.json()["error"]["field"] == "instrument"
 
+        # A run's abort cuts its cell first (on the reserved threads), then records it.
+        run_id = admin.post(f"{API}/runs", json=twin_spec(cycles=30)).json()["id"]
+        wait_state(admin, run_id, {"running"})
+        aborted = admin.post(f"{API}/runs/{run_id}/abort")
+        assert aborted.status_code == 200, aborted.text
+        assert aborted.json()["state"] == "aborted"
+        assert aborted.json()["instrument"] == "sim"
+        assert aborted.json()["cell_off"] is True
+        (sim,) = admin.get(f"{API}/instruments").json()["items"]
+        assert sim["state"] == "tripped"
+
 
 def test_an_instrument_file_is_imported_from_a_form_or_json(gateway: GatewayDaemon) -> None:
     exported = w.autolab(simulated_cv())
@@ -481,7 +492,9 @@ def test_a_run_is_aborted_and_an_actor_killed(gateway: GatewayDaemon) -> None:
         aborted = client.post(f"{API}/runs/{run_id}/abort")
         assert aborted.status_code == 200, aborted.text
         assert aborted.json()["state"] == "aborted"
-        assert client.post(f"{API}/runs/{run_id}/abort").status_code == 409
+        again = client.post(f"{API}/runs/{run_id}/abort")  # done already: the same record
+        assert again.status_code == 200
+        assert again.json()["state"] == "aborted"
 
         run_id = client.post(f"{API}/runs", json={"replay": {"run": "src", "speed": 0.5}}).json()[
             "id"
