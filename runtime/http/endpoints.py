@@ -251,7 +251,7 @@ def table() -> tuple[Endpoint, ...]:
             f"{API}/runs",
             OPERATE_SCOPE,
             rest.start_run,
-            "Start a run from a twin spec, a scenario or a replay; or import an "
+            "Start a run from a twin spec or a replay; or import an "
             "instrument file (multipart, or JSON with an upload).",
             "runs",
             body=RUN_SPEC_BODY,

@@ -265,8 +265,8 @@ async def start_run(gw: Gateway, request: Request, caller: Caller, query: None) 
         raise HttpError(
             400,
             "bad_request",
-            "the body must be a JSON object: a run spec (a twin spec, {scenario: ...} or "
-            "{replay: ...}), or {upload: {filename, content_base64, meta}}; or a multipart "
+            "the body must be a JSON object: a run spec (a twin spec, or {replay: ...}), or"
+            " {upload: {filename, content_base64, meta}}; or a multipart "
             "form with a file",
             field="body",
         )
