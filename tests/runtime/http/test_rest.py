@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from runtime.messages import PosteriorUpdate, SampleBatch
 from tests.actors.test_twin_runs import twin_spec
 from tests.hal.files import writers as w
 from tests.hal.files.conftest import simulated_cv
+from tests.runtime._actors import wait_until
 from tests.runtime.http._gateway import (
     LIMITS,
     GatewayDaemon,
@@ -304,6 +306,29 @@ def test_an_interlock_whose_cell_off_is_unconfirmed_is_not_reset(tmp_path: Path)
                 i for i in client.get(f"{API}/instruments").json()["items"] if i["id"] == "ghost"
             )
             assert ghost_state["state"] == "tripped"
+    finally:
+        daemon.stop()
+
+
+def test_the_gateway_is_a_supervised_child_restarted_after_a_kill(tmp_path: Path) -> None:
+    daemon = start_gateway(tmp_path)
+    try:
+        with daemon.client() as owner:
+            before = owner.call("http", "statistics")["urls"]
+            assert before == [daemon.url]
+            killed = owner.call("", "kill", "http")
+            assert killed["child"] == "root/http"
+
+            def restarted() -> bool:
+                (node,) = [n for n in owner.call("", "tree") if n["id"] == "http"]
+                return bool(node["state"] == "running" and node["restarts"] == 1)
+
+            wait_until(restarted, timeout=60, what="the gateway restarted by its supervisor")
+            (url,) = owner.call("http", "statistics")["urls"]  # port 0: a new one
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {daemon.keys['read']}"}
+        ) as client:
+            assert client.get(f"{API}/runs/src").json()["state"] == "completed"
     finally:
         daemon.stop()
 
