@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import msgspec
 
 from runtime import topics
-from runtime.actor import Actor, exposed, waker
+from runtime.actor import OPERATE_SCOPE, Actor, exposed, waker
 from runtime.errors import CallError, ExecutorError
 from runtime.event_bus import EventBus, Subscription
 from runtime.executor import Executor, ExecutorSettings, executor_for
@@ -163,7 +163,7 @@ class Calibrator(Actor):
         assert core is not None
         return None if core.latest is None else posterior_plain(core.latest)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def reference(
         self,
         warmup: _Draws | None = None,

@@ -81,6 +81,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
+    "keys": ("runtime.api_keys", "", "API keys of the HTTP gateway: add, list, revoke"),
     "schema": (
         "actors.schema_cli",
         "",
@@ -102,6 +103,7 @@ BENCH_SUITES: dict[str, str] = {
     "import": "instrument file readers: rows/s per format on a 100k-row file, peak memory",
     "safety": "emergency stop to cell off (ms), idle and under load, and from the command line",
     "scale": "ensembles on the executors: CVs/s local and on Ray (1, 2 workers), NUTS chains",
+    "http": "HTTP gateway: REST round trips, SSE latency at 1 kHz to 10 clients, resume losses",
 }
 
 

@@ -120,3 +120,8 @@ class TaskFailed(ExecutorError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class KeyStoreError(GalvanaError):
+    """The API key file cannot be read or written, or a key operation is refused (an
+    unknown key id, a bad scope or name)."""

@@ -696,18 +696,18 @@ def test_kill_needs_the_admin_scope(tree: SupervisorRef, bus: EventBus, sock_pat
     with serve(tree, bus, socket_path=sock_path, tcp=("127.0.0.1", 0), **tokens) as running:
         address = tcp_address(running)
         with Client(tcp=address, token="operator-token") as operator:
-            assert operator.server_info["scopes"] == []
+            assert operator.server_info["scopes"] == ["read", "operate"]
             with pytest.raises(ApiError, match="kill needs the 'admin' scope") as info:
                 operator.call("", "kill", "lab")
             assert info.value.code == "unauthorized"
             assert operator.call("lab", "echo", 1) == 1  # everything else is open to it
         assert tree.which_children()[0].incarnation == 1
         with Client(tcp=address, token="admin-token") as admin:
-            assert admin.server_info["scopes"] == ["admin"]
+            assert admin.server_info["scopes"] == ["read", "operate", "admin"]
             assert admin.call("", "kill", "lab")["child"] == "root/lab"
         wait_until(lambda: tree.which_children()[0].incarnation == 2, what="lab restarted")
         with Client(socket_path=sock_path) as owner:  # the socket's owner is admin
-            assert owner.server_info["scopes"] == ["admin"]
+            assert owner.server_info["scopes"] == ["read", "operate", "admin"]
             owner.call("", "kill", "lab")
         wait_until(lambda: tree.which_children()[0].incarnation == 3, what="lab restarted")
 

@@ -64,6 +64,12 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
         ({"executor": {"kind": "dask"}}, "executor.kind: got 'dask'; accepted: local, ray"),
         ({"executor": [1]}, "executor: got list; accepted: a mapping"),
         ({"executor": {"kind": "ray", "workers": 0}}, "executor.workers: got 0"),
+        ({"http": 7341}, "http: got a number; expected a string or a mapping"),
+        ({"http": "7341"}, "http: expected HOST:PORT"),
+        ({"http": {"listen": "somewhere"}}, "http.listen: expected HOST:PORT"),
+        ({"http": {"listen": "127.0.0.1:0", "colour": "red"}}, "http.colour: unknown key"),
+        ({"http": {"max_streams": 0}}, "http.max_streams: got a number below 1"),
+        ({"http": {"keepalive_s": "2 V"}}, "http.keepalive_s: got a string; expected a number"),
         ([1, 2], "the file must hold a map of settings"),
     ],
 )
