@@ -7,7 +7,9 @@ after the electrode was moved, a background, the noise sd of another current ran
 The spec's ``calibrate.per_run`` names those (``noise`` by default); every other
 calibrated parameter is shared. :func:`calibrate_experiments` finds the joint posterior
 (the mode search, tempering and Laplace approximation of :mod:`twins.calibration`, one
-likelihood block per run, each started from rest at its first sample), states the
+likelihood block per run, each started from rest at its first sample and simulated
+along its own protocol when it has one: a staircase as the instrument applied and
+sampled it, the model's cycles before the recording), states the
 model's adequacy for each run (:mod:`twins.adequacy`), and, with several runs, fits
 each run alone too and checks that the runs agree on what they are said to share (a
 misfit is flagged, not hidden in wide intervals).
@@ -47,7 +49,7 @@ from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
 from twins.spec import Protocol, TwinSpec
-from twins.stream import stream_over
+from twins.stream import stream_for, stream_over
 
 __all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
 
@@ -271,15 +273,19 @@ def _plain(value: Any) -> Any:
 
 
 def _segment(spec: TwinSpec, exp: Experiment, names: Sequence[str]) -> SegmentData:
-    """A run's likelihood data: its model stream from rest at its first sample."""
-    steps = np.diff(exp.t)
-    stream = stream_over(
-        spec,
-        names,
-        duration=float(exp.t[-1] - exp.t[0]),
-        sample_interval=float(np.min(steps)),
-        scan_rate=exp.scan_rate,
-    )
+    """A run's likelihood data: its model stream from rest at its first sample, along
+    the run's own protocol when it has one (a staircase as the instrument applied and
+    sampled it, the cycles before it), else along its samples."""
+    if exp.protocol is not None:
+        stream = stream_for(spec, names, exp.protocol)
+    else:
+        stream = stream_over(
+            spec,
+            names,
+            duration=float(exp.t[-1] - exp.t[0]),
+            sample_interval=float(np.min(np.diff(exp.t))),
+            scan_rate=exp.scan_rate,
+        )
     start = stream.start(float(exp.t[0]), float(exp.E[0]))
     problem = ForwardProblem(stream, start, exp.t[1:], exp.E[1:])
     usable = exp.usable[1:].copy()

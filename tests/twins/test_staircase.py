@@ -12,6 +12,7 @@ import physics
 from runtime.messages import SampleBatch, TwinPrediction
 from tests.twins.conftest import NOISE, SCENARIO, TRUTH, twin_doc
 from twins.calibration import OnlineCalibrator
+from twins.experiments import calibrate_experiments, experiment
 from twins.lockstep import LockstepTwin
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
@@ -137,3 +138,28 @@ def test_cycles_before_a_staircase_protocol_are_followed_as_applied() -> None:
     fresh = copy.deepcopy(model)
     del fresh["initial_state"]
     assert np.max(np.abs(physics.simulate(fresh).I - expected.I)) > 0.05 * peak
+
+
+def test_a_recorded_staircase_run_is_calibrated_along_its_own_protocol(
+    spec: TwinSpec, batches: list[SampleBatch]
+) -> None:
+    """A recorded staircase run calibrated after the fact (``galvana calibrate``) is
+    simulated as its protocol applied and sampled it: the truth within the intervals,
+    residuals at the noise. (Followed as a sweep through one sample per step, the same
+    data gave correlated residuals, a misfit verdict and intervals that missed k0.)"""
+    t, E, I, flags = (  # noqa: E741 - current
+        np.concatenate([getattr(b, f) for b in batches]) for f in ("t", "E", "I", "flags")
+    )
+    run = experiment("r", t, E, I, flags, spec=spec, protocol=spec.protocol)
+    result = calibrate_experiments(spec, [run])
+    assert result.converged, result.diagnostics["convergence"]
+    assert result.verdict == "adequate", result.reasons
+    (fit,) = result.runs
+    assert fit.scale == 1.0
+    assert fit.adequacy.rms_relative < 0.01
+    s = result.summary
+    for name, value in TRUTH.items():
+        j = s.names.index(name)
+        assert s.q05[j] <= value <= s.q95[j], (name, s.q05[j], s.q95[j])
+    k0 = s.median[s.names.index("kinetics.k0")]
+    assert k0 == pytest.approx(TRUTH["kinetics.k0"], rel=0.05)
