@@ -126,12 +126,13 @@ def _scan_rate(t: FloatArray, E: FloatArray) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RunFit:
-    """One run under the joint posterior: its samples after the first (the cell at rest
-    there) ``t``, ``E``, ``I`` and ``usable``; the model's current at the posterior mode
-    (``fitted``, A), the half-width of the 90 % predictive band (``band``, A: parameter
-    uncertainty and noise), the ``residual`` (A; NaN where masked); its ``adequacy``,
-    likelihood ``scale`` and residual ``lag1``; and, when each run was also fitted
-    alone, that posterior (``alone``) and whether its search ``alone_converged``."""
+    """One run under the joint posterior: its samples in the likelihood (after the first
+    when the model starts at it, the cell at rest there) ``t``, ``E``, ``I`` and
+    ``usable``; the model's current at the posterior mode (``fitted``, A), the
+    half-width of the 90 % predictive band (``band``, A: parameter uncertainty and
+    noise), the ``residual`` (A; NaN where masked); its ``adequacy``, likelihood
+    ``scale`` and residual ``lag1``; and, when each run was also fitted alone, that
+    posterior (``alone``) and whether its search ``alone_converged``."""
 
     label: str
     scan_rate: float
@@ -272,10 +273,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_fitted(exp: Experiment) -> int:
+    """The first sample of a run in its likelihood: 1 when its first sample is the cell
+    at rest, where its model starts (a twin run's, at its protocol's time 0; any run
+    without a protocol), 0 when the model starts from rest at the protocol's time 0
+    before it (an imported file's first sample is at the end of its first step)."""
+    return 1 if exp.protocol is None or exp.t[0] <= 0.0 else 0
+
+
 def _segment(spec: TwinSpec, exp: Experiment, names: Sequence[str]) -> SegmentData:
-    """A run's likelihood data: its model stream from rest at its first sample, along
-    the run's own protocol when it has one (a staircase as the instrument applied and
-    sampled it, the cycles before it), else along its samples."""
+    """A run's likelihood data: its model stream from rest (see :func:`_first_fitted`),
+    along the run's own protocol when it has one (a staircase as the instrument applied
+    and sampled it, the cycles before it), else along its samples."""
+    first = _first_fitted(exp)
     if exp.protocol is not None:
         stream = stream_for(spec, names, exp.protocol)
     else:
@@ -286,10 +296,14 @@ def _segment(spec: TwinSpec, exp: Experiment, names: Sequence[str]) -> SegmentDa
             sample_interval=float(np.min(np.diff(exp.t))),
             scan_rate=exp.scan_rate,
         )
-    start = stream.start(float(exp.t[0]), float(exp.E[0]))
-    problem = ForwardProblem(stream, start, exp.t[1:], exp.E[1:])
-    usable = exp.usable[1:].copy()
-    return SegmentData(problem, np.where(usable, exp.I[1:], 0.0), usable)
+    if first == 1:
+        start = stream.start(float(exp.t[0]), float(exp.E[0]))
+    else:
+        assert exp.protocol is not None
+        start = stream.start(0.0, exp.protocol.initial_potential())
+    problem = ForwardProblem(stream, start, exp.t[first:], exp.E[first:])
+    usable = exp.usable[first:].copy()
+    return SegmentData(problem, np.where(usable, exp.I[first:], 0.0), usable)
 
 
 def calibrate_experiments(
@@ -390,12 +404,13 @@ def _run_fit(
     band = z * np.sqrt(np.einsum("ij,ij->i", spread, spread) + sigma**2)
     mask = block.data.mask
     adequacy = adequacy_of(block, param, gaussian, seed=seed)
+    first = _first_fitted(exp)
     return RunFit(
         exp.label,
         exp.scan_rate,
-        exp.t[1:].copy(),
-        exp.E[1:].copy(),
-        exp.I[1:].copy(),
+        exp.t[first:].copy(),
+        exp.E[first:].copy(),
+        exp.I[first:].copy(),
         mask.copy(),
         np.asarray(fitted, dtype=np.float64).copy(),
         band,

@@ -276,7 +276,10 @@ class Protocol:
             for k in range(self.cycles):
                 wf = self.waveform_of(k)
                 if isinstance(wf, Staircase):
-                    inside = (t > starts[k]) & (t <= self._ends[k])
+                    # A sample of the rate's grid within rounding of the last step's end
+                    # is that step's sample, not another one a femtosecond later.
+                    end_k = self._ends[k] + 1e-9 * wf.t_step
+                    inside = (t > starts[k]) & (t <= end_k)
                     steps = starts[k] + wf.sample_times()
                     t = np.sort(np.concatenate([t[~inside], steps[steps <= end]]))
         return t, self.potential_at(t)

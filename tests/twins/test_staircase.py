@@ -163,3 +163,19 @@ def test_a_recorded_staircase_run_is_calibrated_along_its_own_protocol(
         assert s.q05[j] <= value <= s.q95[j], (name, s.q05[j], s.q95[j])
     k0 = s.median[s.names.index("kinetics.k0")]
     assert k0 == pytest.approx(TRUTH["kinetics.k0"], rel=0.05)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 1.0])
+def test_a_staircase_ends_with_its_last_steps_sample_alone(rate: float) -> None:
+    """The last step's end falls on the sample rate's grid up to rounding (at 50 mV/s,
+    281 steps of 0.1 s end at 28.099999999999998 s): it is sampled once (the grid's
+    28.1 s came too, 4e-15 s later, and a file written from it had two rows at one
+    time)."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=rate / 0.005)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.005 / rate}
+    protocol = load_twin_spec(doc).protocol
+    t, E = protocol.trace()
+    assert t.size == 1 + 281  # the rest at 0, then one sample per step
+    assert np.min(np.diff(t)) == pytest.approx(0.005 / rate)
+    assert E[-1] == pytest.approx(0.6)
