@@ -179,3 +179,21 @@ def test_a_staircase_ends_with_its_last_steps_sample_alone(rate: float) -> None:
     assert t.size == 1 + 281  # the rest at 0, then one sample per step
     assert np.min(np.diff(t)) == pytest.approx(0.005 / rate)
     assert E[-1] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 1.0])
+def test_sample_times_read_back_from_a_file_keep_every_jump(rate: float) -> None:
+    """Times written to a file and read back are rounded (0.3 for 3 x 0.09999999999999999):
+    each step's jump is still at the sample before, never missed (the step taken as a
+    ramp) nor a rounding error after it."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=rate / 0.005)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.005 / rate, "sample": 1.0}
+    protocol = load_twin_spec(doc).protocol
+    exact, _ = protocol.trace()
+    t = np.array([float(f"{x:g}") for x in exact[1:]])
+    how = protocol.sampling(0.0, t)
+    assert how is not None
+    jump_at, _ = how
+    # Step 0 holds the start (no jump); every later sample's step jumped at the one before.
+    np.testing.assert_array_equal(jump_at[1:], t[:-1])
