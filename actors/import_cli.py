@@ -159,6 +159,13 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
     parts.append(
         _describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given"
     )
+    waveform = (prepared.spec.get("protocol") or {}).get("waveform") or {}
+    if str(waveform.get("type", "")).startswith("staircase"):
+        at = waveform["sample"][1]
+        parts.append(
+            f"a staircase of {waveform['E_step'] * 1e3:.4g} mV steps, sampled at "
+            + ("the end of each" if at == 1.0 else f"{at:g} of each step")
+        )
     reference = spec.get("reference")
     if reference:
         parts.append(
@@ -169,7 +176,9 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
         spec["time"]["note"],
         spec["programme"]["note"],
         md.notes,
-        "" if "protocol" in prepared.spec else f"no protocol recovered: {spec['protocol_note']}",
+        spec["protocol_note"]
+        if "protocol" in prepared.spec
+        else f"no protocol recovered: {spec['protocol_note']}",
         (reference or {}).get("note", ""),
     ]
     lines += [f"  note: {n}" for n in notes if n]
