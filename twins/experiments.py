@@ -100,7 +100,10 @@ def experiment(
     steps = steps[steps > 0]
     if steps.size == 0:
         raise ExperimentError(f"run {label}: fewer than two samples in time order")
-    rate = protocol.sample_rate if protocol is not None else 1.0 / float(np.median(steps))
+    if protocol is None:
+        rate = 1.0 / float(np.median(steps))
+    else:  # a staircase is sampled once per step, as the live twin expects it
+        rate = 1.0 / protocol.sample_interval() if protocol.staircases else protocol.sample_rate
     cleaner = SampleCleaner(
         rate,
         spec.twin.gap,

@@ -33,6 +33,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         running.signal(signal.SIGTERM)
 
 
+# Six staircase fits of seven parameters (the joint one and each run alone): minutes on
+# a loaded machine, beyond the suite's default timeout for a hung test.
+@pytest.mark.timeout(1800)
 def test_a_staircase_series_imported_and_calibrated_recovers_the_cell(
     daemon: Daemon, tmp_path: Path
 ) -> None:

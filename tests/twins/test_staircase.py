@@ -197,3 +197,17 @@ def test_sample_times_read_back_from_a_file_keep_every_jump(rate: float) -> None
     jump_at, _ = how
     # Step 0 holds the start (no jump); every later sample's step jumped at the one before.
     np.testing.assert_array_equal(jump_at[1:], t[:-1])
+
+
+def test_a_slow_staircase_run_is_not_taken_for_gaps() -> None:
+    """A run whose steps (0.1 s) are far longer than the protocol's sample interval
+    (0.01 s; a staircase is sampled once per step) keeps every sample: none is a gap."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=100.0)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.1}
+    spec = load_twin_spec(doc)
+    t, E = spec.protocol.trace()
+    run = experiment("r", t, E, np.zeros(t.size), np.zeros(t.size, np.uint8), spec=spec,
+                     protocol=spec.protocol)  # fmt: skip
+    assert run.issues == ()
+    assert bool(np.all(run.usable))
