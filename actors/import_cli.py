@@ -156,16 +156,16 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
     if md.technique:
         rate = f" at {md.scan_rate * 1e3:.4g} mV/s" if md.scan_rate else ""
         parts.append(_describe(rec, "scan_rate", f"{md.technique}{rate}") if rate else md.technique)
-    parts.append(
-        _describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given"
-    )
     waveform = (prepared.spec.get("protocol") or {}).get("waveform") or {}
     if str(waveform.get("type", "")).startswith("staircase"):
         at = waveform["sample"][1]
         parts.append(
-            f"a staircase of {waveform['E_step'] * 1e3:.4g} mV steps, sampled at "
-            + ("the end of each" if at == 1.0 else f"{at:g} of each step")
+            f"a staircase of {waveform['E_step'] * 1e3:.4g} mV steps sampled at "
+            + ("the end of each" if at == 1.0 else f"{at:g} of each")
         )
+    parts.append(
+        _describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given"
+    )
     reference = spec.get("reference")
     if reference:
         parts.append(

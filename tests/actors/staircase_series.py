@@ -85,7 +85,9 @@ def write_series(directory: Path) -> list[Path]:
             E_step=E_STEP,
         )
         path = directory / file_name(rate)
-        path.write_bytes(gamry(columns))
+        path.write_bytes(
+            gamry(columns, notes=f"simulated: 2 mM, 80 % oxidised, {rate * 1e3:g} mV/s")
+        )
         paths.append(path)
     return paths
 
