@@ -616,7 +616,7 @@ def misspecified_spec(rate: float) -> TwinSpec:
     )
 
 
-def _staircase_data(spec: TwinSpec, truth: dict[str, float], seed: int) -> Measured:
+def staircase_data(spec: TwinSpec, truth: dict[str, float], seed: int) -> Measured:
     """The engine's current (at twice the model's resolution) along ``spec``'s staircase
     as applied and sampled, for ``truth``, with Gaussian noise of ``NOISE`` drawn from
     ``seed``."""
@@ -637,7 +637,7 @@ def misspecified_series(_bench: Bench, seed: int) -> Series:
         own = misspecified_spec(rate)
         offset = SERIES_OFFSETS[k]
         cell = {**MISSPECIFIED_TRUTH, "background.offset": offset}
-        runs.append((label, own, _staircase_data(own, cell, seed + k)))
+        runs.append((label, own, staircase_data(own, cell, seed + k)))
         truth[f"background.offset@{label}"] = offset
     return Series(misspecified_spec(SERIES_RATES[0]), runs, truth, "adequate")
 
@@ -650,7 +650,7 @@ def _misspecified(seeds: int) -> dict[str, Any]:
     for seed in range(seeds):
         rate = SERIES_RATES[seed % len(SERIES_RATES)]
         spec = misspecified_spec(rate)
-        measured = _staircase_data(spec, MISSPECIFIED_TRUTH, 3000 + seed)
+        measured = staircase_data(spec, MISSPECIFIED_TRUTH, 3000 + seed)
         (b,) = measured.batches
         run = experiment("run", b.t, b.E, b.I, b.flags, spec=spec, protocol=spec.protocol)
         w0 = time.perf_counter()
