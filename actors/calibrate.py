@@ -4,7 +4,9 @@ Any recorded run (a twin run, a replay, an imported file, a simulation: they all
 publish the same sample batches) can be calibrated after the fact, alone or with others
 in one posterior (:mod:`twins.experiments`): a scan-rate series with shared physical
 parameters and per-run nuisance terms. Each run's samples are read from the event log
-(``run/<id>``); its own protocol, when its recorded spec has one, filters the measured
+(``run/<id>``); its own protocol, when its recorded spec has one (a twin run's, or the
+programme recovered from an imported file: a staircase when the import says how the
+current was sampled), is what the model is run along, and filters the measured
 potential's noise as the live twin does.
 
 ``galvana calibrate RUN... --model TWIN.yaml [--report DIR] [--units k0=cm/s,...]``
@@ -99,16 +101,23 @@ def _recorded(store: EventStore, run_id: str, spec: TwinSpec) -> Experiment:
     t, E, I, flags = (  # noqa: E741 - current
         np.concatenate([getattr(b, f) for b in batches]) for f in ("t", "E", "I", "flags")
     )
-    return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded))
+    return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded, spec))
 
 
-def _protocol(recorded: Any) -> Protocol | None:
-    """The protocol a run's recorded spec names (None when it has none, as an imported
-    file or a bare recording has not)."""
-    if not isinstance(recorded, dict) or "protocol" not in recorded or "model" not in recorded:
+def _protocol(recorded: Any, spec: TwinSpec) -> Protocol | None:
+    """The protocol a run's recorded spec names: a twin run's own, or the programme
+    recovered from an imported file (read with ``spec``'s model); None when it has none
+    (a bare recording, a file whose programme could not be recovered)."""
+    if not isinstance(recorded, dict) or "protocol" not in recorded:
+        return None
+    if "model" in recorded:
+        doc = {k: v for k, v in recorded.items() if k != "calibrate"}
+    elif "import" in recorded:
+        doc = {"model": spec.model.to_mapping(), "protocol": recorded["protocol"]}
+    else:
         return None
     try:
-        return load_twin_spec({k: v for k, v in recorded.items() if k != "calibrate"}).protocol
+        return load_twin_spec(doc).protocol
     except TwinError:
         return None
 

@@ -7,7 +7,9 @@ after the electrode was moved, a background, the noise sd of another current ran
 The spec's ``calibrate.per_run`` names those (``noise`` by default); every other
 calibrated parameter is shared. :func:`calibrate_experiments` finds the joint posterior
 (the mode search, tempering and Laplace approximation of :mod:`twins.calibration`, one
-likelihood block per run, each started from rest at its first sample), states the
+likelihood block per run, each started from rest at its first sample and simulated
+along its own protocol when it has one: a staircase as the instrument applied and
+sampled it, the model's cycles before the recording), states the
 model's adequacy for each run (:mod:`twins.adequacy`), and, with several runs, fits
 each run alone too and checks that the runs agree on what they are said to share (a
 misfit is flagged, not hidden in wide intervals).
@@ -50,7 +52,7 @@ from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
 from twins.spec import FitSettings, Protocol, TwinSpec
-from twins.stream import stream_over
+from twins.stream import stream_for, stream_over
 
 __all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
 
@@ -101,7 +103,10 @@ def experiment(
     steps = steps[steps > 0]
     if steps.size == 0:
         raise ExperimentError(f"run {label}: fewer than two samples in time order")
-    rate = protocol.sample_rate if protocol is not None else 1.0 / float(np.median(steps))
+    if protocol is None:
+        rate = 1.0 / float(np.median(steps))
+    else:  # a staircase is sampled once per step, as the live twin expects it
+        rate = 1.0 / protocol.sample_interval() if protocol.staircases else protocol.sample_rate
     cleaner = SampleCleaner(
         rate,
         spec.twin.gap,
@@ -127,12 +132,13 @@ def _scan_rate(t: FloatArray, E: FloatArray) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RunFit:
-    """One run under the joint posterior: its samples after the first (the cell at rest
-    there) ``t``, ``E``, ``I`` and ``usable``; the model's current at the posterior mode
-    (``fitted``, A), the half-width of the 90 % predictive band (``band``, A: parameter
-    uncertainty and noise), the ``residual`` (A; NaN where masked); its ``adequacy``,
-    likelihood ``scale`` and residual ``lag1``; and, when each run was also fitted
-    alone, that posterior (``alone``) and whether its search ``alone_converged``."""
+    """One run under the joint posterior: its samples in the likelihood (after the first
+    when the model starts at it, the cell at rest there) ``t``, ``E``, ``I`` and
+    ``usable``; the model's current at the posterior mode (``fitted``, A), the
+    half-width of the 90 % predictive band (``band``, A: parameter uncertainty and
+    noise), the ``residual`` (A; NaN where masked); its ``adequacy``, likelihood
+    ``scale`` and residual ``lag1``; and, when each run was also fitted alone, that
+    posterior (``alone``) and whether its search ``alone_converged``."""
 
     label: str
     scan_rate: float
@@ -273,20 +279,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_fitted(exp: Experiment) -> int:
+    """The first sample of a run in its likelihood: 1 when its first sample is the cell
+    at rest, where its model starts (a twin run's, at its protocol's time 0; any run
+    without a protocol), 0 when the model starts from rest at the protocol's time 0
+    before it (an imported file's first sample is at the end of its first step)."""
+    return 1 if exp.protocol is None or exp.t[0] <= 0.0 else 0
+
+
 def _segment(spec: TwinSpec, exp: Experiment, names: Sequence[str]) -> SegmentData:
-    """A run's likelihood data: its model stream from rest at its first sample."""
-    steps = np.diff(exp.t)
-    stream = stream_over(
-        spec,
-        names,
-        duration=float(exp.t[-1] - exp.t[0]),
-        sample_interval=float(np.min(steps)),
-        scan_rate=exp.scan_rate,
-    )
-    start = stream.start(float(exp.t[0]), float(exp.E[0]))
-    problem = ForwardProblem(stream, start, exp.t[1:], exp.E[1:])
-    usable = exp.usable[1:].copy()
-    return SegmentData(problem, np.where(usable, exp.I[1:], 0.0), usable)
+    """A run's likelihood data: its model stream from rest (see :func:`_first_fitted`),
+    along the run's own protocol when it has one (a staircase as the instrument applied
+    and sampled it, the cycles before it), else along its samples."""
+    first = _first_fitted(exp)
+    if exp.protocol is not None:
+        stream = stream_for(spec, names, exp.protocol)
+    else:
+        stream = stream_over(
+            spec,
+            names,
+            duration=float(exp.t[-1] - exp.t[0]),
+            sample_interval=float(np.min(np.diff(exp.t))),
+            scan_rate=exp.scan_rate,
+        )
+    if first == 1:
+        start = stream.start(float(exp.t[0]), float(exp.E[0]))
+    else:
+        assert exp.protocol is not None
+        start = stream.start(0.0, exp.protocol.initial_potential())
+    problem = ForwardProblem(stream, start, exp.t[first:], exp.E[first:])
+    usable = exp.usable[first:].copy()
+    return SegmentData(problem, np.where(usable, exp.I[first:], 0.0), usable)
 
 
 def calibrate_experiments(
@@ -391,12 +414,13 @@ def _run_fit(
     band = z * np.sqrt(np.einsum("ij,ij->i", spread, spread) + sigma**2)
     mask = block.data.mask
     adequacy = adequacy_of(block, param, gaussian, seed=seed)
+    first = _first_fitted(exp)
     return RunFit(
         exp.label,
         exp.scan_rate,
-        exp.t[1:].copy(),
-        exp.E[1:].copy(),
-        exp.I[1:].copy(),
+        exp.t[first:].copy(),
+        exp.E[first:].copy(),
+        exp.I[first:].copy(),
         mask.copy(),
         np.asarray(fitted, dtype=np.float64).copy(),
         band,

@@ -182,6 +182,10 @@ def prior_median(prior: Prior) -> float:
 
 # --------------------------------------------------------------------------- spec objects
 
+# Times within this fraction of a staircase step of one of its boundaries are on it:
+# times read back from a file are rounded to a few digits (Gamry writes six).
+_STEP_ROUNDING = 1e-3
+
 
 @dataclass(frozen=True, slots=True)
 class Protocol:
@@ -306,7 +310,10 @@ class Protocol:
             for k in range(self.cycles):
                 wf = self.waveform_of(k)
                 if isinstance(wf, Staircase):
-                    inside = (t > starts[k]) & (t <= self._ends[k])
+                    # A sample of the rate's grid within rounding of the last step's end
+                    # is that step's sample, not another one a femtosecond later.
+                    end_k = self._ends[k] + 1e-9 * wf.t_step
+                    inside = (t > starts[k]) & (t <= end_k)
                     steps = starts[k] + wf.sample_times()
                     t = np.sort(np.concatenate([t[~inside], steps[steps <= end]]))
         return t, self.potential_at(t)
@@ -327,15 +334,22 @@ class Protocol:
         before = np.concatenate([[t_before], t[:-1]])
         for k in range(self.cycles):
             wf = self.waveform_of(k)
-            inside = (t > starts[k]) & (t <= self._ends[k])
-            if not isinstance(wf, Staircase) or not np.any(inside):
+            if not isinstance(wf, Staircase):
+                continue
+            tol = _STEP_ROUNDING * wf.t_step
+            inside = (t > starts[k]) & (t <= self._ends[k] + tol)
+            if not np.any(inside):
                 continue
             u = t[inside] - starts[k]
-            j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1)
+            j = np.clip(np.ceil(u / wf.t_step - _STEP_ROUNDING) - 1, 0, wf.steps - 1)
             jumped = starts[k] + j * wf.t_step
+            # A jump at the sample before up to rounding is at that sample: neither
+            # missed (the step taken for a ramp) nor a sliver of a hold after it.
+            at_before = np.abs(jumped - before[inside]) <= tol
+            jumped = np.where(at_before, before[inside], jumped)
             jump_at[inside] = np.where(jumped >= before[inside], jumped, np.nan)
             a, b = wf.sample
-            at_end = np.abs(u - (j + b) * wf.t_step) <= 1e-6 * wf.t_step
+            at_end = np.abs(u - (j + b) * wf.t_step) <= tol
             width = (b - a) * wf.t_step
             fits = at_end & (width <= t[inside] - before[inside])
             window[inside] = np.where(fits, width, 0.0)
@@ -365,8 +379,8 @@ class Protocol:
                 inside &= t > ends[k - 1]
             if np.any(inside) and isinstance(wf, Staircase):
                 u = t[inside] - starts[k]
-                j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1).astype(np.int64)
-                E[inside] = wf.levels()[j]
+                j = np.ceil(u / wf.t_step - _STEP_ROUNDING) - 1
+                E[inside] = wf.levels()[np.clip(j, 0, wf.steps - 1).astype(np.int64)]
             elif np.any(inside):
                 E[inside] = potential(wf, t[inside] - starts[k])
         last = t > ends[-1]
