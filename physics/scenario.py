@@ -23,6 +23,17 @@ A real cell adds, each key optional and each value calibratable (see
     cell: {Ru: 50, Cdl: 1 uF, reference_offset: 5 mV}
     background: {offset: 20 nA, slope: 0.1 uA/V, Cdl_slope: 0.5 uF/V, E_pivot: 0.2}
     initial_state: {cycles_before: 2}              # cycles run before the recorded one
+
+Any mechanism is a reaction network: ``reactions`` instead of ``mechanism``,
+``kinetics`` and ``chemistry``, each step with its own constants (see
+:mod:`physics.network` for how steps are written)::
+
+    reactions:
+      - {step: A + e = B, E0: 0.0, k0: 1e-4, alpha: 0.5}
+      - {step: C + e = D, E0: -0.2, model: nernst}
+      - {step: A = C, kf: 10, kb: 1}
+      - B = D, kf = 1e3, kb = 4.3           # the compact form of a step
+    species: {A: {D: 1e-9, c_bulk: 1.0}, B: {D: 1e-9}, C: {D: 1e-9}, D: {D: 1e-9}}
 """
 
 from __future__ import annotations
@@ -34,10 +45,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
+from physics import network
 from physics.errors import ScenarioError
 from physics.reader import Reader, listed, number, read_document, show
 from physics.units import Quantity
-from runtime.constants import STANDARD_TEMPERATURE
+from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 from runtime.errors import WaveformError
 
 # Re-exported: a scenario's waveform is one of the shared waveforms.
@@ -70,6 +82,7 @@ __all__ = [
     "Numerics",
     "Piecewise",
     "PotentialStep",
+    "Reaction",
     "Scenario",
     "Species",
     "SquareWave",
@@ -79,7 +92,7 @@ __all__ = [
     "load_scenario",
 ]
 
-Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]
+Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE", "network"]
 KineticsModel: TypeAlias = Literal["butler-volmer", "marcus-hush-chidsey", "nernst"]
 Geometry: TypeAlias = Literal["planar", "sphere", "cylinder", "disk", "ring", "band", "recessed"]
 Engine: TypeAlias = Literal["numba", "fenicsx", "auto"]
@@ -145,6 +158,20 @@ class Species:
     c_bulk: float
     derived: bool = False
     D_ratio: float | None = None
+    derived_by: int | None = None
+    """In a reaction network, the chemistry step (index) whose equilibrium gives a
+    ``derived`` bulk concentration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One step of a reaction network as the scenario gives it: the ``step``, its
+    ``kind`` (``transfer`` or ``chemical``) and its ``index`` among the scenario's
+    :attr:`Scenario.kinetics` or :attr:`Scenario.chemistry`, where its constants are."""
+
+    step: network.Step
+    kind: Literal["transfer", "chemical"]
+    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +333,9 @@ class Scenario:
     bulk: Bulk | None = None
     background: Background = field(default_factory=Background)
     initial_state: InitialState = field(default_factory=InitialState)
+    reactions: tuple[Reaction, ...] = ()
+    """The steps of a reaction network (``mechanism == "network"``), in the order given;
+    empty for a named mechanism."""
 
     def species_named(self, name: str) -> Species:
         """The species called ``name``; ``KeyError`` if the scenario has none."""
@@ -340,12 +370,24 @@ class Scenario:
         (``cell.reference_offset``) and the background (``background.*`` but E_pivot).
         """
         out: dict[str, float] = {}
-        for prefix, k in _indexed("kinetics", self.kinetics):
+        transfers = _indexed("kinetics", self.kinetics)
+        if self.reactions:
+            transfers = [
+                (f"reactions[{i}]", self.kinetics[r.index])
+                for i, r in enumerate(self.reactions)
+                if r.kind == "transfer"
+            ]
+        for prefix, k in transfers:
             if k.model != "nernst":
                 out[f"{prefix}.k0"] = k.k0
             if k.model == "butler-volmer":
                 out[f"{prefix}.alpha"] = k.alpha
             out[f"{prefix}.E0"] = k.E0
+        for i, r in enumerate(self.reactions):
+            if r.kind == "chemical":
+                out[f"reactions[{i}].kf"] = self.chemistry[r.index].kf
+                if r.step.reversible:
+                    out[f"reactions[{i}].kb"] = self.chemistry[r.index].kb
         for s in self.species:
             if s.D_ratio is None:
                 out[f"species.{s.name}.D"] = s.D
@@ -353,7 +395,7 @@ class Scenario:
                 out[f"species.{s.name}.D_ratio"] = s.D_ratio
         out["cell.Ru"] = self.cell.Ru
         out["cell.Cdl"] = self.cell.Cdl
-        for prefix, c in _indexed("chemistry", self.chemistry):
+        for prefix, c in [] if self.reactions else _indexed("chemistry", self.chemistry):
             out[f"{prefix}.kf"] = c.kf
             out[f"{prefix}.kb"] = c.kb
         # The terms a real cell needs, after the mechanism's own.
@@ -445,6 +487,10 @@ class Scenario:
         }
         if chemistry:
             doc["chemistry"] = chemistry[0] if len(chemistry) == 1 else chemistry
+        if self.reactions:
+            for key in ("mechanism", "kinetics", "chemistry"):
+                doc.pop(key, None)
+            doc["reactions"] = [self._reaction_mapping(r) for r in self.reactions]
         # The real-cell terms only when set, so that a plain scenario's mapping (which
         # the 2D engine's worker reads too) stays as it was.
         if self.cell.reference_offset != 0.0:
@@ -467,6 +513,29 @@ class Scenario:
         if not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
             out["c_bulk"] = s.c_bulk
         return out
+
+    def _reaction_mapping(self, r: Reaction) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": str(r.step)}
+        if r.kind == "transfer":
+            k = _kinetics_mapping(self.kinetics[r.index])
+            k.pop("n")  # written in the step
+            return out | k
+        c = self.chemistry[r.index]
+        out["kf"] = c.kf
+        if r.step.reversible:
+            out["kb"] = c.kb
+        return out
+
+    def internal_parameter(self, name: str) -> str:
+        """The key path of a parameter among the scenario's kinetics and chemistry: a
+        network step's constant (``reactions[2].kf``) is its chemistry's or kinetics'
+        (``chemistry[1].kf``); other names are returned as they are."""
+        m = _REACTION_PARAMETER.match(name)
+        if m is None:
+            return name
+        r = self.reactions[int(m.group(1))]
+        group = "kinetics" if r.kind == "transfer" else "chemistry"
+        return f"{group}[{r.index}].{m.group(2)}"
 
     def _chemistry_mapping(self, c: Chemistry) -> dict[str, Any]:
         out: dict[str, Any] = {"kf": c.kf, "kb": c.kb, "order": c.order}
@@ -516,6 +585,7 @@ def _indexed(key: str, items: Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 _INDEX_ZERO = re.compile(r"^(kinetics|chemistry)\[0\]\.")
+_REACTION_PARAMETER = re.compile(r"^reactions\[(\d+)\]\.(\w+)$")
 
 
 def canonical_parameter(scenario: Scenario, name: str) -> str:
@@ -568,6 +638,7 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
 
 _TOP_KEYS = (
     "name",
+    "reactions",
     "engine",
     "mechanism",
     "species",
@@ -587,12 +658,19 @@ def _parse(doc: object, default_name: str) -> Scenario:
     top = _reader(doc, "")
     name = top.text("name", default=default_name)
     engine = top.choice("engine", ENGINES, default="numba")
-    mechanism = top.choice("mechanism", MECHANISMS, default="E")
-    species_raw = _parse_species(top, mechanism)
-    bulk = _parse_bulk(top, species_raw)
-    kinetics = _parse_kinetics(top, mechanism)
-    chemistry = _parse_chemistry(top, mechanism)
-    species = _complete_species(species_raw, mechanism, chemistry)
+    reactions: tuple[Reaction, ...] = ()
+    if top.has("reactions"):
+        mechanism = "network"
+        reactions, kinetics, chemistry, species_raw = _parse_network(top)
+        bulk = _parse_bulk(top, species_raw)
+        species = _complete_network_species(species_raw, reactions, chemistry)
+    else:
+        mechanism = top.choice("mechanism", MECHANISMS, default="E")
+        species_raw = _parse_species(top, mechanism)
+        bulk = _parse_bulk(top, species_raw)
+        kinetics = _parse_kinetics(top, mechanism)
+        chemistry = _parse_chemistry(top, mechanism)
+        species = _complete_species(species_raw, mechanism, chemistry)
     electrode = _parse_electrode(top, engine)
     cell = _parse_cell(top)
     waveform = _parse_waveform(top)
@@ -614,8 +692,11 @@ def _parse(doc: object, default_name: str) -> Scenario:
         bulk=bulk,
         background=background,
         initial_state=initial_state,
+        reactions=reactions,
     )
     _check_bulk_equilibrium(scenario)
+    if reactions:
+        _check_cycles(scenario)
     if not any(s.c_bulk > 0 for s in species):
         raise ScenarioError(
             "species", "every c_bulk is 0; accepted: at least one species with c_bulk > 0"
@@ -722,10 +803,11 @@ def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
     )
 
 
-def _parse_transfer(r: Reader, ox: str, red: str) -> Kinetics:
+def _parse_transfer(r: Reader, ox: str, red: str, electrons: int | None = None) -> Kinetics:
+    """One electron transfer's constants; ``electrons`` when a network step sets n."""
     model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
     E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
-    n = r.integer("n", default=1, lo=1, hi=6)
+    n = r.integer("n", default=1, lo=1, hi=6) if electrons is None else electrons
     k0 = 1.0
     alpha = 0.5
     lam: float | None = None
@@ -752,11 +834,11 @@ def _parse_transfer(r: Reader, ox: str, red: str) -> Kinetics:
             )
         if n != 1:
             raise ScenarioError(
-                r.key("n"),
+                r.key("n" if electrons is None else "step"),
                 f"got {n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
             )
         lam = r.number("reorganization_energy", _LAMBDA, lo=4.8e3, hi=9.7e5)
-    r.finish(_KINETICS_KEYS)
+    r.finish(_KINETICS_KEYS if electrons is None else _TRANSFER_KEYS)
     return Kinetics(model, E0, k0, alpha, n, lam, ox, red)  # type: ignore[arg-type]
 
 
@@ -886,11 +968,16 @@ def _complete_bulk(
 
 def _check_bulk_equilibrium(s: Scenario) -> None:
     for i, chem in enumerate(s.chemistry):
+        step = next(
+            (j for j, r in enumerate(s.reactions) if r.kind == "chemical" and r.index == i), i
+        )
         cr = math.prod(s.species_named(n).c_bulk for n in chem.reactants)
         cp = math.prod(s.species_named(n).c_bulk for n in chem.products)
         forward, backward = chem.kf * cr, chem.kb * cp
         if abs(forward - backward) > 1e-6 * max(forward, backward):
             path = "chemistry" if len(s.chemistry) == 1 else f"chemistry[{i}]"
+            if s.reactions:
+                path = f"reactions[{step}]"
             reac = " * ".join(f"c_{n}" for n in chem.reactants)
             prod = " * ".join(f"c_{n}" for n in chem.products)
             raise ScenarioError(
@@ -899,6 +986,234 @@ def _check_bulk_equilibrium(s: Scenario) -> None:
                 f"kb*{prod} = {backward:g} (mol/m^3/s); accepted: bulk concentrations with "
                 f"kf*{reac} = kb*{prod}",
             )
+
+
+# --------------------------------------------------------------------------- networks
+
+_TRANSFER_KEYS = ("step", "model", "E0", "k0", "alpha", "reorganization_energy")
+_CHEMICAL_KEYS = ("step", "kf", "kb")
+_NETWORK_SPECIES_KEYS = ("D", "c_bulk", "D_ratio")
+
+
+_Network: TypeAlias = tuple[
+    tuple["Reaction", ...],
+    tuple["Kinetics", ...],
+    tuple["Chemistry", ...],
+    dict[str, "_RawSpecies"],
+]
+
+
+def _parse_network(top: Reader) -> _Network:
+    """The steps of ``reactions`` with their constants, and the species they name."""
+    for key in ("mechanism", "kinetics", "chemistry"):
+        if top.has(key):
+            raise ScenarioError(
+                key,
+                "not used with reactions (each step carries its own constants); give either "
+                "a named mechanism with kinetics and chemistry, or reactions",
+            )
+    raw = top.raw("reactions")
+    if isinstance(raw, str):
+        items: list[object] = list(network.split_steps(raw))
+    elif isinstance(raw, list):
+        items = list(raw)
+    else:
+        items = []
+    if not items:
+        raise ScenarioError(
+            "reactions",
+            f"got {show(raw)}; accepted: a non-empty list of steps ('O + e = R, E0 = 0.1 V', "
+            "or {step: O + e = R, E0: 0.1 V}), or one string of steps separated by ';'",
+        )
+    reactions: list[Reaction] = []
+    kinetics: list[Kinetics] = []
+    chemistry: list[Chemistry] = []
+    for i, item in enumerate(items):
+        path = f"reactions[{i}]"
+        text, node = _step_item(item, path)
+        try:
+            step = network.parse_step(text)
+        except ValueError as exc:
+            raise ScenarioError(f"{path}.step", str(exc)) from None
+        r = top.nested(node, path)
+        r.used.add("step")
+        if step.transfer:
+            kinetics.append(_parse_transfer(r, step.reactants[0], step.products[0], step.electrons))
+            reactions.append(Reaction(step, "transfer", len(kinetics) - 1))
+        else:
+            chemistry.append(_parse_chemical_step(r, step))
+            reactions.append(Reaction(step, "chemical", len(chemistry) - 1))
+    if not kinetics:
+        raise ScenarioError(
+            "reactions", "has no electron transfer; accepted: at least one step 'O + e = R'"
+        )
+    named = [n for rx in reactions for n in rx.step.species]
+    species = _parse_network_species(top, tuple(dict.fromkeys(named)), reactions)
+    return tuple(reactions), tuple(kinetics), tuple(chemistry), species
+
+
+def _step_item(item: object, path: str) -> tuple[str, Mapping[str, object]]:
+    """A step's text and its constants from a list item: ``{step: TEXT, key: value}``,
+    ``{TEXT: {key: value}}`` or ``"TEXT, key = value, ..."``."""
+    if isinstance(item, str):
+        text, *pairs = [p.strip() for p in item.split(",")]
+        node: dict[str, object] = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise ScenarioError(
+                    path, f"{pair!r} is not 'key = value' (e.g. 'kf = 10 1/s', 'E0 = 0.1 V')"
+                )
+            node[key.strip()] = value.strip()
+        return text, node
+    if isinstance(item, Mapping):
+        if "step" in item:
+            text = item["step"]
+            if not isinstance(text, str):
+                raise ScenarioError(f"{path}.step", f"got {show(text)}; accepted: a step as text")
+            return text, item
+        if len(item) == 1:
+            ((text, node_value),) = item.items()
+            if isinstance(text, str) and (node_value is None or isinstance(node_value, Mapping)):
+                return text, node_value or {}
+    raise ScenarioError(
+        path,
+        f"got {show(item)}; accepted: 'O + e = R, E0 = 0.1 V', {{step: O + e = R, E0: 0.1 V}} "
+        "or {O + e = R: {E0: 0.1 V}}",
+    )
+
+
+def _parse_chemical_step(r: Reader, step: network.Step) -> Chemistry:
+    def quantity(count: int) -> Quantity:
+        return _K1 if count == 1 else _K2
+
+    kf = r.number("kf", quantity(len(step.reactants)), lo=0.0, hi=1e12)
+    if step.reversible:
+        kb = r.number("kb", quantity(len(step.products)), lo=0.0, hi=1e12)
+    else:
+        if r.has("kb"):
+            raise ScenarioError(
+                r.key("kb"), "an irreversible step ('->') has no kb; write '=' for a reversible one"
+            )
+        kb = 0.0
+    r.finish(_CHEMICAL_KEYS)
+    return Chemistry(kf, kb, len(step.reactants), step.reactants, step.products)
+
+
+def _parse_network_species(
+    top: Reader, named: tuple[str, ...], reactions: list[Reaction]
+) -> dict[str, _RawSpecies]:
+    reader = top.child("species")
+    for n in named:
+        if not reader.has(n):
+            first = next(i for i, rx in enumerate(reactions) if n in rx.step.species)
+            raise ScenarioError(
+                reader.key(n), f"required: {n} is in reactions[{first}] ({reactions[first].step})"
+            )
+    out: dict[str, _RawSpecies] = {}
+    for key in list(reader.node):
+        if key not in named:
+            raise ScenarioError(
+                reader.key(str(key)),
+                f"not in any reaction; accepted: the species of the reactions ({listed(named)})",
+            )
+        sp = reader.child(key)
+        D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
+        c = sp.optional_number("c_bulk", _C, lo=0.0, hi=1e5)
+        ratio = None
+        if sp.has("D_ratio"):
+            if key == "O" or "O" not in named:
+                raise ScenarioError(
+                    sp.key("D_ratio"),
+                    "D_ratio is relative to species O's D; accepted on species other than O "
+                    "when O is one of the reactions' species",
+                )
+            if D is not None:
+                raise ScenarioError(
+                    sp.key("D_ratio"),
+                    "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
+                )
+            ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
+        elif D is None:
+            raise ScenarioError(sp.key("D"), f"required key is missing ({_D.name}, m^2/s)")
+        sp.finish(_NETWORK_SPECIES_KEYS)
+        out[str(key)] = (D, c, ratio)
+    return out
+
+
+def _complete_network_species(
+    raw: dict[str, _RawSpecies],
+    reactions: tuple[Reaction, ...],
+    chemistry: tuple[Chemistry, ...],
+) -> tuple[Species, ...]:
+    """Species of a network: a bulk concentration left out is the equilibrium one with
+    the species that a reversible chemical step with one product makes it from (along
+    chains of such steps in the order they are given), else 0."""
+    D_O = raw["O"][0] if "O" in raw else None
+    known = {n: c for n, (_, c, _) in raw.items() if c is not None}
+    derived_by: dict[str, int] = {}
+    for rx in reactions:
+        chem = chemistry[rx.index] if rx.kind == "chemical" else None
+        if chem is None or chem.kb <= 0 or len(chem.products) != 1:
+            continue
+        (product,) = chem.products
+        if product in known or not all(n in known for n in chem.reactants):
+            continue
+        known[product] = chem.kf * math.prod(known[n] for n in chem.reactants) / chem.kb
+        derived_by[product] = rx.index
+    out = []
+    for name, (given_D, _, ratio) in raw.items():
+        D = given_D
+        if ratio is not None:
+            assert D_O is not None
+            D = ratio * D_O
+        assert D is not None
+        value = known.get(name, 0.0)
+        out.append(Species(name, D, value, name in derived_by, ratio, derived_by.get(name)))
+    return tuple(out)
+
+
+def _check_cycles(s: Scenario) -> None:
+    """Refuse a network whose reversible steps form a cycle that does not close
+    thermodynamically, naming the cycle and a value that would close it."""
+    f = FARADAY / (GAS_CONSTANT * s.cell.T)
+    log_k: list[float | None] = []
+    for rx in s.reactions:
+        if rx.kind == "transfer":
+            k = s.kinetics[rx.index]
+            log_k.append(k.n * f * k.E0)
+        else:
+            c = s.chemistry[rx.index]
+            log_k.append(math.log(c.kf / c.kb) if c.kf > 0 and c.kb > 0 else None)
+    labels = [f"reactions[{i}]" for i in range(len(s.reactions))]
+    for cycle in network.cycles([rx.step for rx in s.reactions], log_k):
+        if abs(cycle.mismatch) <= _CYCLE_TOLERANCE:
+            continue
+        last = cycle.steps[-1]
+        value = log_k[last]
+        assert value is not None
+        closing = network.closing_log_k(cycle, last, value)
+        rx = s.reactions[last]
+        if rx.kind == "transfer":
+            k = s.kinetics[rx.index]
+            fix = f"reactions[{last}].E0 = {closing / (k.n * f):.6g} V"
+        else:
+            c = s.chemistry[rx.index]
+            fix = f"reactions[{last}].kb = {c.kf / math.exp(closing):.6g}"
+        energy = cycle.mismatch * GAS_CONSTANT * s.cell.T
+        raise ScenarioError(
+            "reactions",
+            f"the cycle {network.describe(cycle, labels)} is not thermodynamically "
+            f"consistent: its standard free energies add up to {energy / 1e3:.3g} kJ/mol "
+            f"({energy / FARADAY * 1e3:.3g} mV) instead of 0; accepted: constants that close "
+            f"every cycle of reversible steps (here e.g. {fix})",
+        )
+
+
+# A cycle closes when its free energies add up to less than this (in RT): 26 uV, far
+# below what any measurement resolves, yet above the rounding of constants computed
+# from one another.
+_CYCLE_TOLERANCE = 1e-3
 
 
 def _parse_electrode(top: Reader, engine: str) -> Electrode:

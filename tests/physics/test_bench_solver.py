@@ -19,3 +19,9 @@ def test_quick_bench_without_peers_reports_its_keys() -> None:
     assert isinstance(peers, dict)
     assert set(peers) == {"cvsim", "electrokitty"}
     assert all("unavailable" in p for p in peers.values())
+    # The square scheme through the network kernel, against its own finer run.
+    assert report["ms_per_cv_network"] > 0
+    network = report["network"]
+    assert isinstance(network, dict)
+    assert network["ip_rel_diff"] < 5e-3
+    assert "unavailable" in network["electrokitty"]

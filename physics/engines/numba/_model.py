@@ -314,6 +314,7 @@ def _parameter(sc: Scenario, model: Model, scales: object, name: str) -> _Entry:
     c_ref: float = scales.c_ref  # type: ignore[attr-defined]
     I_scale: float = scales.I_scale  # type: ignore[attr-defined]
     zero = np.zeros(model.d.size)
+    name = sc.internal_parameter(name)
     m = _INDEXED.match(name)
     if name in ("background.offset", "background.slope"):
         term = OUT_OFFSET if name == "background.offset" else OUT_SLOPE
@@ -394,10 +395,10 @@ def _transport_parameter(
         dcb_si[index[parts[1]]] = 1.0
     # Bulks at chemical equilibrium with the changed ones follow them:
     # c = kf/kb * prod(reactants), differentiated by the product rule.
-    for chem in sc.chemistry:
+    for j, chem in enumerate(sc.chemistry):
         for product in chem.products:
             sp = sc.species_named(product)
-            if not sp.derived or chem.kb <= 0:
+            if not sp.derived or chem.kb <= 0 or sp.derived_by not in (None, j):
                 continue
             total = 0.0
             for i, r in enumerate(chem.reactants):
@@ -419,9 +420,31 @@ def _chemistry_parameter(
     K = float(model.kf[j] if forward else model.kb[j])
     dcb = np.zeros(model.d.size)
     for k, sp in enumerate(sc.species):
-        if sp.derived and sp.name in chem.products and K > 0:
+        if sp.derived and sp.name in chem.products and K > 0 and sp.derived_by in (None, j):
             dcb[k] = model.cb[k] / K * (1.0 if forward else -1.0)
+    if any(sp.derived_by is not None for sp in sc.species):
+        _follow_equilibria(sc, model, dcb, after=j)
     return t_ref * (c_ref if order == 2 else 1.0), dcb
+
+
+def _follow_equilibria(sc: Scenario, model: Model, dcb: FloatArray, *, after: int) -> None:
+    """Carry changes of bulk concentrations (``dcb``, in place) down a network's chains
+    of equilibria: a bulk derived by a step ``j > after`` from species that moved moves
+    with them (``c = kf/kb * prod(reactants)``, by the product rule; dimensionless)."""
+    index = {n: i for i, n in enumerate(model.species)}
+    chained = sorted(
+        (sp.derived_by, index[sp.name])
+        for sp in sc.species
+        if sp.derived_by is not None and sp.derived_by > after
+    )
+    for j, k in chained:
+        reactants = [index[n] for n in sc.chemistry[j].reactants]
+        total = 0.0
+        for i, r in enumerate(reactants):
+            if dcb[r] != 0.0:
+                total += dcb[r] * math.prod(model.cb[q] for p, q in enumerate(reactants) if p != i)
+        if total:
+            dcb[k] += float(model.kf[j] / model.kb[j]) * total
 
 
 def initial_state(model: Model, grid: Grid, params: ParameterMap, theta: float) -> KernelState:

@@ -7,7 +7,7 @@ keeps the off-diagonal blocks diagonal), but the species at a node are coupled b
 reactions, so each step is a block-tridiagonal solve with small dense blocks,
 eliminated from the bulk towards the electrode. That leaves the surface concentrations affine in the
 interfacial rates ``r`` of the electron transfers; the rate laws then give ``r`` from
-an ``m x m`` system (m <= 2), inside a scalar Newton iteration on the interfacial
+an ``m x m`` system, inside a scalar Newton iteration on the interfacial
 potential when Ru > 0. Second-order steps are linearized and iterated (Newton) to
 convergence. With first-order steps only, the elimination coefficients depend on the
 step size alone and are reused across equal steps.
@@ -240,8 +240,36 @@ def _sweep_forward(al: Array, B: Array, c0: Array, boundary: Array, out: Array) 
 
 @kernel
 def _solve_small(A: Array, b: Array, x: Array) -> bool:
-    """Solve ``A x = b`` for m <= 2."""
+    """Solve ``A x = b`` (m x m): closed forms for m <= 2, else Gaussian elimination
+    with partial pivoting."""
     m = b.shape[0]
+    if m > 2:
+        w = A.copy()
+        for i in range(m):
+            x[i] = b[i]
+        for col in range(m):
+            piv = col
+            for r in range(col + 1, m):
+                if abs(w[r, col]) > abs(w[piv, col]):
+                    piv = r
+            if w[piv, col] == 0.0:
+                return False
+            if piv != col:
+                for j in range(m):
+                    w[col, j], w[piv, j] = w[piv, j], w[col, j]
+                x[col], x[piv] = x[piv], x[col]
+            for r in range(col + 1, m):
+                f = w[r, col] / w[col, col]
+                if f != 0.0:
+                    for j in range(col, m):
+                        w[r, j] -= f * w[col, j]
+                    x[r] -= f * x[col]
+        for i in range(m - 1, -1, -1):
+            acc = x[i]
+            for j in range(i + 1, m):
+                acc -= w[i, j] * x[j]
+            x[i] = acc / w[i, i]
+        return True
     if m == 1:
         if A[0, 0] == 0.0:
             return False
