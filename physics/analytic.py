@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from physics.rotating_disk import LEVICH
 from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "half_peak_width_irreversible",
     "half_peak_width_reversible",
     "irreversible_peak_potential",
+    "levich_current",
     "matsuda_ayabe",
     "nicholson_psi",
     "peak_separation_from_psi",
@@ -261,6 +263,13 @@ def matsuda_ayabe(
     if lam <= 10.0 ** (-2.0 * (1.0 + alpha)):
         return lam, "irreversible"
     return lam, "quasi-reversible"
+
+
+def levich_current(*, n: int, area: float, D: float, omega: float, nu: float, c: float) -> float:
+    """Limiting current (A) at a rotating disk (Levich; Bard & Faulkner eq. 9.3.22):
+    ``0.620 n F A D^(2/3) omega^(1/2) nu^(-1/6) c`` with the constant to 10 digits
+    (:data:`physics.rotating_disk.LEVICH`); ``omega`` rad/s, ``nu`` m^2/s."""
+    return float(LEVICH * n * FARADAY * area * D ** (2 / 3) * math.sqrt(omega) * nu ** (-1 / 6) * c)
 
 
 def charge_transfer_resistance(*, n: int, i0: float, T: float = STANDARD_TEMPERATURE) -> float:

@@ -98,6 +98,8 @@ Geometry: TypeAlias = Literal["planar", "sphere", "cylinder", "disk", "ring", "b
 Engine: TypeAlias = Literal["numba", "fenicsx", "auto"]
 
 MECHANISMS: tuple[str, ...] = ("E", "EC", "CE", "EC'", "ECE")
+# A dilute aqueous solution near room temperature: 0.01 cm^2/s (water at 25 C: 0.0089).
+KINEMATIC_VISCOSITY = 1.0e-6
 KINETICS_MODELS: tuple[str, ...] = ("butler-volmer", "marcus-hush-chidsey", "nernst")
 GEOMETRIES_1D: tuple[str, ...] = ("planar", "sphere", "cylinder")
 GEOMETRIES_2D: tuple[str, ...] = ("disk", "ring", "band", "recessed")
@@ -129,6 +131,8 @@ _CDL = Quantity("capacitance", "F", "[capacitance]")
 _SCAN = Quantity("scan rate", "V/s", "[electric_potential]/[time]")
 _TIME = Quantity("time", "s", "[time]")
 _FREQ = Quantity("frequency", "Hz", "1/[time]")
+_ROTATION = Quantity("rotation rate", "rad/s", "1/[time]")
+_VISCOSITY = Quantity("kinematic viscosity", "m^2/s", "[length]**2/[time]")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
 _CURRENT = Quantity("current", "A", "[current]")
 _CONDUCTANCE = Quantity("conductance", "A/V", "[current]/[electric_potential]")
@@ -243,6 +247,9 @@ class Cell:
     Ru: float = 0.0
     Cdl: float = 0.0
     reference_offset: float = 0.0
+    viscosity: float = KINEMATIC_VISCOSITY
+    """Kinematic viscosity of the solution (m^2/s); it sets the flow to a rotating disk
+    (:attr:`Scenario.rotation_rate`) and nothing else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +343,10 @@ class Scenario:
     reactions: tuple[Reaction, ...] = ()
     """The steps of a reaction network (``mechanism == "network"``), in the order given;
     empty for a named mechanism."""
+    rotation_rate: float = 0.0
+    """Angular velocity (rad/s) of a rotating disk electrode (``waveform.rotation_rate``):
+    the solution flows to the face of the disk as von Karman found, and species reach it
+    by convective diffusion (Levich). 0: a stationary electrode."""
 
     def species_named(self, name: str) -> Species:
         """The species called ``name``; ``KeyError`` if the scenario has none."""
@@ -495,6 +506,10 @@ class Scenario:
         # the 2D engine's worker reads too) stays as it was.
         if self.cell.reference_offset != 0.0:
             doc["cell"]["reference_offset"] = self.cell.reference_offset
+        if self.cell.viscosity != KINEMATIC_VISCOSITY:
+            doc["cell"]["viscosity"] = self.cell.viscosity
+        if self.rotation_rate:
+            doc["waveform"]["rotation_rate"] = self.rotation_rate
         if self.bulk is not None:
             doc["bulk"] = {
                 "total": self.bulk.total,
@@ -674,6 +689,7 @@ def _parse(doc: object, default_name: str) -> Scenario:
     electrode = _parse_electrode(top, engine)
     cell = _parse_cell(top)
     waveform = _parse_waveform(top)
+    rotation_rate = _parse_rotation(top, electrode)
     numerics = _parse_numerics(top)
     background = _parse_background(top)
     initial_state = _parse_initial_state(top, waveform)
@@ -693,6 +709,7 @@ def _parse(doc: object, default_name: str) -> Scenario:
         background=background,
         initial_state=initial_state,
         reactions=reactions,
+        rotation_rate=rotation_rate,
     )
     _check_bulk_equilibrium(scenario)
     if reactions:
@@ -1289,8 +1306,9 @@ def _parse_cell(top: Reader) -> Cell:
     Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
     Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
     offset = r.number("reference_offset", _E, default=0.0, lo=-2.0, hi=2.0)
-    r.finish(("T", "Ru", "Cdl", "reference_offset"))
-    return Cell(T, Ru, Cdl, offset)
+    nu = r.number("viscosity", _VISCOSITY, default=KINEMATIC_VISCOSITY, lo=1e-8, hi=1e-2)
+    r.finish(("T", "Ru", "Cdl", "reference_offset", "viscosity"))
+    return Cell(T, Ru, Cdl, offset, nu)
 
 
 _BACKGROUND_KEYS = ("offset", "slope", "Cdl_slope", "Cdl_curvature", "E_pivot")
@@ -1367,6 +1385,7 @@ def _parse_waveform(top: Reader) -> Waveform:
     class, and either problem names the scenario's key."""
     r = top.child("waveform")
     kind = r.choice("type", tuple(_WAVEFORM_KEYS))
+    r.used.update(_WAVEFORM_EXTRAS)  # read by _parse_waveform_extras
     parsers: dict[str, Callable[[Reader], Waveform]] = {
         "cv": _parse_cv,
         "lsv": _parse_lsv,
@@ -1380,8 +1399,25 @@ def _parse_waveform(top: Reader) -> Waveform:
         wf = parsers[kind](r)
     except WaveformError as exc:
         raise ScenarioError(_waveform_key(r, exc.field), exc.reason) from None
-    r.finish(_WAVEFORM_KEYS[kind])
+    r.finish(_WAVEFORM_KEYS[kind] + _WAVEFORM_EXTRAS)
     return wf
+
+
+# Keys any waveform may carry: what the experiment does besides the potential program.
+_WAVEFORM_EXTRAS = ("rotation_rate",)
+
+
+def _parse_rotation(top: Reader, electrode: Electrode) -> float:
+    """``waveform.rotation_rate`` (rad/s; ``"1600 rpm"``): a rotating disk electrode."""
+    r = top.child("waveform")
+    rate = r.number("rotation_rate", _ROTATION, default=0.0, lo=0.0, hi=1e4)
+    if rate > 0 and electrode.geometry != "planar":
+        raise ScenarioError(
+            r.key("rotation_rate"),
+            f"got {rate:g} rad/s with electrode.geometry {electrode.geometry!r}; accepted: a "
+            "rotation rate with a planar electrode (the face of a rotating disk)",
+        )
+    return rate
 
 
 def _waveform_key(r: Reader, field: str) -> str:

@@ -56,6 +56,12 @@ ProgressCallback = Callable[[float], None]
 # first spacing a fraction of the diffusion length of the slowest species over the
 # smallest time step; spacing growing by 12 % per node.
 _EXTENT = 6.0
+# At a rotating disk the flow brings the bulk to within the convective layer: the steady
+# profile reaches the bulk as exp(-(x / l)^3) with l = (3 D / b)^(1/3), so 3.5 l leaves
+# 1e-19 (and the Levich current unchanged to rounding).
+_CONVECTIVE_EXTENT = 3.5
+# ... and the first spacing at most this fraction of the slowest species' layer.
+_CONVECTIVE_FIRST = 0.02
 _FIRST = 0.3
 _EXPANSION = 1.12
 # Homogeneous kinetics: at least this many first spacings per reaction layer.
@@ -441,9 +447,7 @@ class Simulator:
         elapsed_total = state.t - state.t_origin + float(steps.t[-1])
         grid = state.grid
         arrays = state.arrays.copy()
-        needed = _EXTENT * math.sqrt(
-            self.model.d_max * max(elapsed_total, self.horizon) / scales.t_ref
-        )
+        needed = _extent(self.model, max(elapsed_total, self.horizon) / scales.t_ref)
         if needed > grid.x[-1] * 1.000001:
             new_grid = grid.extended(needed)
             arrays = _model.extend_state(
@@ -643,14 +647,28 @@ def _grid_for(
     for rate in model.reaction_rates():
         if rate > 0:
             first = min(first, math.sqrt(model.d_min / rate) / _REACTION_LAYER_POINTS / r)
+    if model.convection > 0.0:
+        layer = (3.0 * model.d_min / model.convection) ** (1.0 / 3.0)
+        first = min(first, _CONVECTIVE_FIRST * layer / r)
     radius = math.inf
     if sc.electrode.geometry != "planar":
         assert sc.electrode.radius is not None
         radius = sc.electrode.radius / scales.L
         first = min(first, _RADIUS_FRACTION * radius / r)
-    extent = _EXTENT * math.sqrt(model.d_max * horizon / scales.t_ref)
+    extent = _extent(model, horizon / scales.t_ref)
     expansion = 1.0 + (_EXPANSION - 1.0) / r
     return expanding_grid(first, expansion, extent, sc.electrode.geometry, radius)
+
+
+def _extent(model: _model.Model, time: float) -> float:
+    """How far (dimensionless) the grid must reach after ``time`` (dimensionless):
+    ``_EXTENT`` diffusion lengths of the fastest species, or at a rotating disk at most
+    ``_CONVECTIVE_EXTENT`` convective layers."""
+    extent = _EXTENT * math.sqrt(model.d_max * time)
+    if model.convection > 0.0:
+        layer = (3.0 * model.d_max / model.convection) ** (1.0 / 3.0)
+        extent = min(extent, _CONVECTIVE_EXTENT * layer)
+    return extent
 
 
 def engine_of(scenario: Scenario) -> str:

@@ -72,6 +72,7 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
 def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     mass: Array,
     stiff: Array,
+    conv: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -120,7 +121,7 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
             scal[1 + j] = theta_init
         none = np.zeros(0, dtype=np.int64)
         st, _ = run_network(
-            mass, stiff, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
+            mass, stiff, conv, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
             eta0, deta, kf[b], kb[b], reac, prod, rho[b], gamma[b], gamma1[b], gamma2[b],
             theta_p, h, theta_app, restart, hist, scal, none, none, np.zeros((0, S)),
             np.zeros((0, S)), np.zeros((0, K, S, N)), np.zeros((0, K)),

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from physics import rotating_disk
 from physics.engines.numba import _network as nw
 from physics.engines.numba import _single_couple as sc_kernel
 from physics.engines.numba._batch import run_network_batch, run_single_couple_batch
@@ -54,7 +55,8 @@ class Model:
     species indices ``ox``/``red``); reactions; ``rho`` for Ru; the capacitance
     ``gamma + gamma1 (theta - theta_p) + gamma2 (theta - theta_p)^2``; and ``area``, the
     electroactive area relative to the scales' (the current is ``area * I_scale * psi``;
-    ``rho`` and the capacitances already include it)."""
+    ``rho`` and the capacitances already include it); ``convection``, ``b`` of the flow
+    ``v = -b x^2`` to a rotating disk (0 without one)."""
 
     species: tuple[str, ...]
     d: FloatArray
@@ -79,6 +81,7 @@ class Model:
     gamma2: float = 0.0
     theta_p: float = 0.0
     area: float = 1.0
+    convection: float = 0.0
 
     @property
     def d_min(self) -> float:
@@ -90,8 +93,8 @@ class Model:
 
     @property
     def single_couple(self) -> bool:
-        """True when the fast one-couple kernel applies (mechanism E)."""
-        return self.n.size == 1 and self.kf.size == 0
+        """True when the fast one-couple kernel applies (mechanism E, no convection)."""
+        return self.n.size == 1 and self.kf.size == 0 and self.convection == 0.0
 
     def reaction_rates(self) -> list[float]:
         """Pseudo-first-order homogeneous rates (1/t_ref) that set reaction layers."""
@@ -206,6 +209,9 @@ def build(sc: Scenario, scales: object) -> Model:
         gamma2=bg.Cdl_curvature / (charge * f * f),
         theta_p=bg.E_pivot * f,
         area=a,
+        convection=(
+            rotating_disk.velocity_coefficient(sc.rotation_rate, sc.cell.viscosity) * L * t_ref
+        ),
     )
 
 
@@ -522,7 +528,7 @@ def run(
         )  # fmt: skip
     else:
         status, failed = nw.run_network(
-            grid.mass, grid.stiff, model.d, model.cb,
+            grid.mass, grid.stiff, grid.convection(model.convection), model.d, model.cb,
             model.n, model.theta0, model.K0, model.alpha, model.kinetics, model.ox, model.red,
             model.tables, model.eta0, model.deta,
             model.kf, model.kb, model.reactants, model.products,
@@ -569,7 +575,7 @@ def run_batch(
             )  # fmt: skip
         else:
             run_network_batch(
-                grid.mass, grid.stiff,
+                grid.mass, grid.stiff, grid.convection(first.convection),
                 np.stack([m.d for m in models]), np.stack([m.cb for m in models]),
                 first.n, np.stack([m.theta0 for m in models]), np.stack([m.K0 for m in models]),
                 np.stack([m.alpha for m in models]), first.kinetics, first.ox, first.red,
@@ -609,7 +615,7 @@ def warm_up() -> None:
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 2, N)),
         )  # fmt: skip
         nw.run_network(
-            grid.mass, grid.stiff, np.ones(3), np.array([1.0, 0.0, 0.0]),
+            grid.mass, grid.stiff, np.zeros((N, 3)), np.ones(3), np.array([1.0, 0.0, 0.0]),
             np.ones(1), np.zeros(1), np.ones(1), np.full(1, 0.5), np.zeros(1, dtype=np.int64),
             np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros((1, 2, 2)), 0.0, 1.0,
             np.ones(1), np.zeros(1), np.array([[1, -1]]), np.array([[2, -1]]),

@@ -156,9 +156,18 @@ def _reaction(  # noqa: PLR0917 - called from kernels, positionally
 
 @kernel
 def _factor(  # noqa: PLR0917 - called from kernels, positionally
-    mass: Array, stiff: Array, d: Array, b0: float, J: Array, den_inv: Array, B: Array
+    mass: Array,
+    stiff: Array,
+    conv: Array,
+    d: Array,
+    b0: float,
+    J: Array,
+    den_inv: Array,
+    B: Array,
+    up: Array,
 ) -> bool:
-    """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S)."""
+    """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S), and the
+    upper coefficients ``up`` (S, N) the sweeps use."""
     N = mass.shape[0]
     S = d.shape[0]
     tmp = np.empty((S, S))
@@ -169,40 +178,37 @@ def _factor(  # noqa: PLR0917 - called from kernels, positionally
     for i in range(N - 2, -1, -1):
         w = mass[i, 0] + mass[i, 1] + mass[i, 2]  # reactions are lumped on the node
         for a in range(S):
-            up = b0 * mass[i, 2] - d[a] * stiff[i, 2]
+            ua = b0 * mass[i, 2] - d[a] * stiff[i, 2] + conv[i, 2]
+            up[a, i] = ua
             for b in range(S):
-                tmp[a, b] = -w * J[i, a, b] + up * B[i + 1, a, b]
-            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1]
+                tmp[a, b] = -w * J[i, a, b] + ua * B[i + 1, a, b]
+            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1] + conv[i, 1]
         if not _invert(tmp, inv):
             return False
         for a in range(S):
             for b in range(S):
                 den_inv[i, a, b] = inv[a, b]
-                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0]
+                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0] + conv[i, 0]
                 B[i, a, b] = -inv[a, b] * lo if i > 0 else 0.0
     return True
 
 
 @kernel
-def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
-    mass: Array,
-    stiff: Array,
-    d: Array,
-    b0: float,
+def _sweep_back(
+    up: Array,
     rhs: Array,
     boundary: Array,
     den_inv: Array,
     al: Array,
 ) -> None:
     """``al[i] = den_inv[i] (rhs[i] - Up_i al[i+1])`` from the bulk node inwards."""
-    N = rhs.shape[1]
-    S = d.shape[0]
+    S, N = rhs.shape
     v = np.empty(S)
     for a in range(S):
         al[a, N - 1] = boundary[a]
     for i in range(N - 2, -1, -1):
         for a in range(S):
-            v[a] = rhs[a, i] - (b0 * mass[i, 2] - d[a] * stiff[i, 2]) * al[a, i + 1]
+            v[a] = rhs[a, i] - up[a, i] * al[a, i + 1]
         for a in range(S):
             acc = 0.0
             for b in range(S):
@@ -287,6 +293,7 @@ def _solve_small(A: Array, b: Array, x: Array) -> bool:
 def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays positionally
     mass: Array,
     stiff: Array,
+    conv: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -327,7 +334,8 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
 ) -> tuple[int, int]:
     """Advance the state over ``h.size`` steps; return ``(status, failed_step)``.
 
-    As :func:`run_single_couple`, with S species (``d``, ``cb``), m transfers (arrays
+    As :func:`run_single_couple`, with the convective row weights ``conv`` (zero but
+    at a rotating disk; see ``Grid.convection``), S species (``d``, ``cb``), m transfers (arrays
     ``n_e``, ``theta0``, ``K0``, ``alpha``, ``model``, species indices ``ox``/``red``,
     one Marcus table per transfer in ``tables``) and reactions ``reac -> prod`` (index
     pairs, -1 for none) with rate constants ``kf``/``kb``. Parameters are
@@ -362,6 +370,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     Jn = np.zeros((N, S, S))
     den_inv = np.zeros((N, S, S))
     B = np.zeros((N, S, S))
+    up = np.zeros((S, N))
     hsum = np.empty((S, N))
     base = np.empty((S, N))
     rhs = np.empty((S, N))
@@ -422,15 +431,15 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                             Jn[i, a, b] = Jtmp[a, b]
                             corr -= Jtmp[a, b] * guess[b, i]
                         rhs[a, i] = base[a, i] + w * corr
-                if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
+                if not _factor(mass, stiff, conv, d, b0, Jn, den_inv, B, up):
                     return 4, m
             else:
                 if b0 != fb0:
-                    if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
+                    if not _factor(mass, stiff, conv, d, b0, Jn, den_inv, B, up):
                         return 4, m
                     fb0 = b0
                 rhs[:, :] = base
-            _sweep_back(mass, stiff, d, b0, rhs, cb, den_inv, al)
+            _sweep_back(up, rhs, cb, den_inv, al)
             for a in range(S):
                 u[a] = al[a, 0]
                 for j in range(m_et):
@@ -558,7 +567,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                             k = r0 if spot == 0 else r1 if spot == 1 else p0 if spot == 2 else p1
                             if k >= 0:
                                 rhs[k, i] += w * (-1.0 if spot < 2 else 1.0) * rate
-                _sweep_back(mass, stiff, d, b0, rhs, dcb[q], den_inv, al)
+                _sweep_back(up, rhs, dcb[q], den_inv, al)
                 for j in range(m_et):
                     oj = ox[j]
                     rj = red[j]
