@@ -69,6 +69,7 @@ from runtime.waveforms import (
 )
 
 __all__ = [
+    "Adsorption",
     "Background",
     "Bulk",
     "Cell",
@@ -87,6 +88,7 @@ __all__ = [
     "Species",
     "SquareWave",
     "Staircase",
+    "Surface",
     "Waveform",
     "canonical_parameter",
     "load_scenario",
@@ -98,6 +100,7 @@ Geometry: TypeAlias = Literal["planar", "sphere", "cylinder", "disk", "ring", "b
 Engine: TypeAlias = Literal["numba", "fenicsx", "auto"]
 
 MECHANISMS: tuple[str, ...] = ("E", "EC", "CE", "EC'", "ECE")
+ISOTHERMS: tuple[str, ...] = ("langmuir", "frumkin")
 # A dilute aqueous solution near room temperature: 0.01 cm^2/s (water at 25 C: 0.0089).
 KINEMATIC_VISCOSITY = 1.0e-6
 KINETICS_MODELS: tuple[str, ...] = ("butler-volmer", "marcus-hush-chidsey", "nernst")
@@ -132,6 +135,7 @@ _SCAN = Quantity("scan rate", "V/s", "[electric_potential]/[time]")
 _TIME = Quantity("time", "s", "[time]")
 _FREQ = Quantity("frequency", "Hz", "1/[time]")
 _ROTATION = Quantity("rotation rate", "rad/s", "1/[time]")
+_GAMMA = Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2")
 _VISCOSITY = Quantity("kinematic viscosity", "m^2/s", "[length]**2/[time]")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
 _CURRENT = Quantity("current", "A", "[current]")
@@ -165,16 +169,22 @@ class Species:
     derived_by: int | None = None
     """In a reaction network, the chemistry step (index) whose equilibrium gives a
     ``derived`` bulk concentration."""
+    adsorbed: bool = False
+    """An adsorbed (surface-confined) species: no ``D`` or ``c_bulk`` (both 0), an
+    initial surface concentration ``Gamma`` (mol/m^2) instead; ``derived`` when it
+    starts at equilibrium with the bulk (the isotherm's value)."""
+    Gamma: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Reaction:
     """One step of a reaction network as the scenario gives it: the ``step``, its
-    ``kind`` (``transfer`` or ``chemical``) and its ``index`` among the scenario's
-    :attr:`Scenario.kinetics` or :attr:`Scenario.chemistry`, where its constants are."""
+    ``kind`` (``transfer``, ``chemical`` or ``adsorption``) and its ``index`` among the
+    scenario's :attr:`Scenario.kinetics`, :attr:`Scenario.chemistry` or
+    :attr:`Scenario.adsorption`, where its constants are."""
 
     step: network.Step
-    kind: Literal["transfer", "chemical"]
+    kind: Literal["transfer", "chemical", "adsorption"]
     index: int
 
 
@@ -195,6 +205,34 @@ class Kinetics:
     reorganization_energy: float | None
     oxidized: str
     reduced: str
+    surface: bool = False
+    """Both species adsorbed: ``k0`` is then the surface rate constant ks (1/s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adsorption:
+    """The dissolved species ``dissolved`` adsorbs as ``adsorbed`` on the sites of
+    :class:`Surface`: rate (mol/m^2/s) ``kf c (Gamma_max - Gamma_total) exp(g theta) -
+    kb Gamma exp(-g theta)`` with ``theta = Gamma_total / Gamma_max``, ``c`` the
+    dissolved species' concentration at the electrode, ``kf`` in m^3/(mol s) and ``kb``
+    in 1/s; at equilibrium ``theta_i = (kf/kb) c (1 - theta) exp(2 g theta)`` (Frumkin;
+    Langmuir at g = 0)."""
+
+    kf: float
+    kb: float
+    dissolved: str
+    adsorbed: str
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """The adsorption sites: ``Gamma_max`` (mol/m^2) in all, shared by every adsorbed
+    species, and the ``isotherm`` (``langmuir``, or ``frumkin`` with the interaction
+    ``g``: > 0 attraction, < 0 repulsion; below 2, where the isotherm stays monotonic)."""
+
+    Gamma_max: float
+    isotherm: Literal["langmuir", "frumkin"] = "langmuir"
+    g: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +381,10 @@ class Scenario:
     reactions: tuple[Reaction, ...] = ()
     """The steps of a reaction network (``mechanism == "network"``), in the order given;
     empty for a named mechanism."""
+    adsorption: tuple[Adsorption, ...] = ()
+    """A network's adsorption steps (``X = Xads``)."""
+    surface: Surface | None = None
+    """The adsorption sites and isotherm, with adsorption steps."""
     rotation_rate: float = 0.0
     """Angular velocity (rad/s) of a rotating disk electrode (``waveform.rotation_rate``):
     the solution flows to the face of the disk as von Karman found, and species reach it
@@ -390,16 +432,19 @@ class Scenario:
             ]
         for prefix, k in transfers:
             if k.model != "nernst":
-                out[f"{prefix}.k0"] = k.k0
+                out[f"{prefix}.{'ks' if k.surface else 'k0'}"] = k.k0
             if k.model == "butler-volmer":
                 out[f"{prefix}.alpha"] = k.alpha
             out[f"{prefix}.E0"] = k.E0
         for i, r in enumerate(self.reactions):
-            if r.kind == "chemical":
-                out[f"reactions[{i}].kf"] = self.chemistry[r.index].kf
+            if r.kind in ("chemical", "adsorption"):
+                steps = self.chemistry if r.kind == "chemical" else self.adsorption
+                out[f"reactions[{i}].kf"] = steps[r.index].kf
                 if r.step.reversible:
-                    out[f"reactions[{i}].kb"] = self.chemistry[r.index].kb
+                    out[f"reactions[{i}].kb"] = steps[r.index].kb
         for s in self.species:
+            if s.adsorbed:
+                continue
             if s.D_ratio is None:
                 out[f"species.{s.name}.D"] = s.D
             else:
@@ -414,7 +459,10 @@ class Scenario:
             out["bulk.total"] = self.bulk.total
             out["bulk.fraction_oxidized"] = self.bulk.fraction_oxidized
         for s in self.species:
-            if not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
+            if s.adsorbed:
+                if not s.derived:
+                    out[f"species.{s.name}.Gamma"] = s.Gamma
+            elif not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
                 out[f"species.{s.name}.c_bulk"] = s.c_bulk
         if self.electrode.geometry in GEOMETRIES_1D:
             out["electrode.area"] = self.electrode.area
@@ -502,6 +550,11 @@ class Scenario:
             for key in ("mechanism", "kinetics", "chemistry"):
                 doc.pop(key, None)
             doc["reactions"] = [self._reaction_mapping(r) for r in self.reactions]
+        if self.surface is not None:
+            surface = self.surface
+            doc["surface"] = {"Gamma_max": surface.Gamma_max, "isotherm": surface.isotherm}
+            if surface.isotherm == "frumkin":
+                doc["surface"]["g"] = surface.g
         # The real-cell terms only when set, so that a plain scenario's mapping (which
         # the 2D engine's worker reads too) stays as it was.
         if self.cell.reference_offset != 0.0:
@@ -524,6 +577,8 @@ class Scenario:
         return doc
 
     def _species_mapping(self, s: Species) -> dict[str, Any]:
+        if s.adsorbed:
+            return {"Gamma": "equilibrium" if s.derived else s.Gamma}
         out: dict[str, Any] = {"D": s.D} if s.D_ratio is None else {"D_ratio": s.D_ratio}
         if not s.derived and not (self.bulk is not None and s.name in ("O", "R")):
             out["c_bulk"] = s.c_bulk
@@ -534,8 +589,10 @@ class Scenario:
         if r.kind == "transfer":
             k = _kinetics_mapping(self.kinetics[r.index])
             k.pop("n")  # written in the step
+            if self.kinetics[r.index].surface and "k0" in k:
+                k["ks"] = k.pop("k0")
             return out | k
-        c = self.chemistry[r.index]
+        c = self.chemistry[r.index] if r.kind == "chemical" else self.adsorption[r.index]
         out["kf"] = c.kf
         if r.step.reversible:
             out["kb"] = c.kb
@@ -549,8 +606,9 @@ class Scenario:
         if m is None:
             return name
         r = self.reactions[int(m.group(1))]
-        group = "kinetics" if r.kind == "transfer" else "chemistry"
-        return f"{group}[{r.index}].{m.group(2)}"
+        group = {"transfer": "kinetics", "chemical": "chemistry", "adsorption": "adsorption"}
+        key = "k0" if m.group(2) == "ks" else m.group(2)
+        return f"{group[r.kind]}[{r.index}].{key}"
 
     def _chemistry_mapping(self, c: Chemistry) -> dict[str, Any]:
         out: dict[str, Any] = {"kf": c.kf, "kb": c.kb, "order": c.order}
@@ -654,6 +712,7 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
 _TOP_KEYS = (
     "name",
     "reactions",
+    "surface",
     "engine",
     "mechanism",
     "species",
@@ -674,11 +733,15 @@ def _parse(doc: object, default_name: str) -> Scenario:
     name = top.text("name", default=default_name)
     engine = top.choice("engine", ENGINES, default="numba")
     reactions: tuple[Reaction, ...] = ()
+    adsorption: tuple[Adsorption, ...] = ()
+    surface: Surface | None = None
     if top.has("reactions"):
         mechanism = "network"
-        reactions, kinetics, chemistry, species_raw = _parse_network(top)
-        bulk = _parse_bulk(top, species_raw)
-        species = _complete_network_species(species_raw, reactions, chemistry)
+        net = _parse_network(top)
+        reactions, kinetics, chemistry = net.reactions, net.kinetics, net.chemistry
+        adsorption, surface = net.adsorption, net.surface
+        bulk = _parse_bulk(top, net.dissolved)
+        species = _complete_network_species(net)
     else:
         mechanism = top.choice("mechanism", MECHANISMS, default="E")
         species_raw = _parse_species(top, mechanism)
@@ -709,14 +772,24 @@ def _parse(doc: object, default_name: str) -> Scenario:
         background=background,
         initial_state=initial_state,
         reactions=reactions,
+        adsorption=adsorption,
+        surface=surface,
         rotation_rate=rotation_rate,
     )
     _check_bulk_equilibrium(scenario)
     if reactions:
         _check_cycles(scenario)
-    if not any(s.c_bulk > 0 for s in species):
+    if not any(s.c_bulk > 0 or s.Gamma > 0 for s in species):
         raise ScenarioError(
-            "species", "every c_bulk is 0; accepted: at least one species with c_bulk > 0"
+            "species",
+            "every c_bulk is 0; accepted: at least one species with c_bulk > 0 (or an "
+            "adsorbed one with Gamma > 0)",
+        )
+    if surface is not None and sum(s.Gamma for s in species) > surface.Gamma_max * (1 + 1e-9):
+        raise ScenarioError(
+            "surface.Gamma_max",
+            f"got {surface.Gamma_max:g} mol/m^2, less than the adsorbed species' "
+            f"{sum(s.Gamma for s in species):g} mol/m^2 in all; accepted: room for them",
         )
     return scenario
 
@@ -820,20 +893,31 @@ def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
     )
 
 
-def _parse_transfer(r: Reader, ox: str, red: str, electrons: int | None = None) -> Kinetics:
-    """One electron transfer's constants; ``electrons`` when a network step sets n."""
+def _parse_transfer(
+    r: Reader, ox: str, red: str, electrons: int | None = None, *, surface: bool = False
+) -> Kinetics:
+    """One electron transfer's constants; ``electrons`` when a network step sets n;
+    ``surface`` for a couple of adsorbed species (rate constant ``ks``, 1/s)."""
     model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
     E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
     n = r.integer("n", default=1, lo=1, hi=6) if electrons is None else electrons
     k0 = 1.0
     alpha = 0.5
     lam: float | None = None
+    rate = "ks" if surface else "k0"
     if model == "nernst":
-        for unused in ("k0", "alpha", "reorganization_energy"):
+        for unused in (rate, "alpha", "reorganization_energy"):
             if r.has(unused):
                 raise ScenarioError(
                     r.key(unused), "not used by model nernst (reversible); remove it"
                 )
+    elif surface:
+        if r.has("k0"):
+            raise ScenarioError(
+                r.key("k0"),
+                "a couple of adsorbed species takes ks, the surface rate constant (1/s)",
+            )
+        k0 = r.number("ks", _K1, lo=1e-9, hi=1e12)
     else:
         k0 = r.number("k0", _K0, lo=1e-15, hi=1e3)
     if model == "butler-volmer":
@@ -855,8 +939,11 @@ def _parse_transfer(r: Reader, ox: str, red: str, electrons: int | None = None) 
                 f"got {n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
             )
         lam = r.number("reorganization_energy", _LAMBDA, lo=4.8e3, hi=9.7e5)
-    r.finish(_KINETICS_KEYS if electrons is None else _TRANSFER_KEYS)
-    return Kinetics(model, E0, k0, alpha, n, lam, ox, red)  # type: ignore[arg-type]
+    if electrons is None:
+        r.finish(_KINETICS_KEYS)
+    else:
+        r.finish(tuple(k if k != "k0" else rate for k in _TRANSFER_KEYS))
+    return Kinetics(model, E0, k0, alpha, n, lam, ox, red, surface)  # type: ignore[arg-type]
 
 
 _CHEMISTRY_KEYS = ("kf", "kb", "order", "reactant")
@@ -1012,12 +1099,17 @@ _CHEMICAL_KEYS = ("step", "kf", "kb")
 _NETWORK_SPECIES_KEYS = ("D", "c_bulk", "D_ratio")
 
 
-_Network: TypeAlias = tuple[
-    tuple["Reaction", ...],
-    tuple["Kinetics", ...],
-    tuple["Chemistry", ...],
-    dict[str, "_RawSpecies"],
-]
+@dataclass(frozen=True, slots=True)
+class _Network:
+    """What ``reactions`` (and the species and surface they need) parse to."""
+
+    reactions: tuple[Reaction, ...]
+    kinetics: tuple[Kinetics, ...]
+    chemistry: tuple[Chemistry, ...]
+    adsorption: tuple[Adsorption, ...]
+    dissolved: dict[str, _RawSpecies]
+    adsorbed: dict[str, float | None]  # the initial Gamma; None: at equilibrium
+    surface: Surface | None
 
 
 def _parse_network(top: Reader) -> _Network:
@@ -1042,9 +1134,7 @@ def _parse_network(top: Reader) -> _Network:
             f"got {show(raw)}; accepted: a non-empty list of steps ('O + e = R, E0 = 0.1 V', "
             "or {step: O + e = R, E0: 0.1 V}), or one string of steps separated by ';'",
         )
-    reactions: list[Reaction] = []
-    kinetics: list[Kinetics] = []
-    chemistry: list[Chemistry] = []
+    parsed: list[tuple[network.Step, Reader]] = []
     for i, item in enumerate(items):
         path = f"reactions[{i}]"
         text, node = _step_item(item, path)
@@ -1054,9 +1144,30 @@ def _parse_network(top: Reader) -> _Network:
             raise ScenarioError(f"{path}.step", str(exc)) from None
         r = top.nested(node, path)
         r.used.add("step")
+        parsed.append((step, r))
+    named = tuple(dict.fromkeys(n for step, _ in parsed for n in step.species))
+    dissolved, adsorbed = _parse_network_species(top, named, [step for step, _ in parsed])
+    reactions: list[Reaction] = []
+    kinetics: list[Kinetics] = []
+    chemistry: list[Chemistry] = []
+    adsorption: list[Adsorption] = []
+    for step, r in parsed:
+        on_surface = [n in adsorbed for n in step.species]
         if step.transfer:
-            kinetics.append(_parse_transfer(r, step.reactants[0], step.products[0], step.electrons))
+            surface = all(on_surface)
+            if any(on_surface) and not surface:
+                raise ScenarioError(
+                    r.key("step"),
+                    f"{str(step)!r} joins an adsorbed and a dissolved species; accepted: a "
+                    "transfer between two dissolved or two adsorbed species (adsorb or "
+                    "desorb with a step of its own: 'O = Oads')",
+                )
+            ox, red = step.reactants[0], step.products[0]
+            kinetics.append(_parse_transfer(r, ox, red, step.electrons, surface=surface))
             reactions.append(Reaction(step, "transfer", len(kinetics) - 1))
+        elif any(on_surface):
+            adsorption.append(_parse_adsorption_step(r, step, adsorbed))
+            reactions.append(Reaction(step, "adsorption", len(adsorption) - 1))
         else:
             chemistry.append(_parse_chemical_step(r, step))
             reactions.append(Reaction(step, "chemical", len(chemistry) - 1))
@@ -1064,9 +1175,16 @@ def _parse_network(top: Reader) -> _Network:
         raise ScenarioError(
             "reactions", "has no electron transfer; accepted: at least one step 'O + e = R'"
         )
-    named = [n for rx in reactions for n in rx.step.species]
-    species = _parse_network_species(top, tuple(dict.fromkeys(named)), reactions)
-    return tuple(reactions), tuple(kinetics), tuple(chemistry), species
+    sites = _parse_surface(top, needed=bool(adsorption))
+    return _Network(
+        tuple(reactions),
+        tuple(kinetics),
+        tuple(chemistry),
+        tuple(adsorption),
+        dissolved,
+        adsorbed,
+        sites,
+    )
 
 
 def _step_item(item: object, path: str) -> tuple[str, Mapping[str, object]]:
@@ -1117,17 +1235,76 @@ def _parse_chemical_step(r: Reader, step: network.Step) -> Chemistry:
     return Chemistry(kf, kb, len(step.reactants), step.reactants, step.products)
 
 
+def _parse_adsorption_step(
+    r: Reader, step: network.Step, adsorbed: dict[str, float | None]
+) -> Adsorption:
+    """``X = Xads``: the dissolved X adsorbs (kf, m^3/(mol s)) and desorbs (kb, 1/s)."""
+    if (
+        len(step.reactants) != 1
+        or len(step.products) != 1
+        or step.reactants[0] in adsorbed
+        or step.products[0] not in adsorbed
+    ):
+        raise ScenarioError(
+            r.key("step"),
+            f"{str(step)!r}: a step with adsorbed species other than an electron transfer "
+            "is an adsorption, one dissolved species on the left and one adsorbed on the "
+            "right (accepted: 'O = Oads', 'O -> Oads')",
+        )
+    kf = r.number("kf", _K2, lo=0.0, hi=1e12)
+    kb = 0.0
+    if step.reversible:
+        kb = r.number("kb", _K1, lo=0.0, hi=1e12)
+    elif r.has("kb"):
+        raise ScenarioError(
+            r.key("kb"), "an irreversible step ('->') has no kb; write '=' for a reversible one"
+        )
+    r.finish(_CHEMICAL_KEYS)
+    return Adsorption(kf, kb, step.reactants[0], step.products[0])
+
+
+_SURFACE_KEYS = ("Gamma_max", "isotherm", "g")
+
+
+def _parse_surface(top: Reader, *, needed: bool) -> Surface | None:
+    r = top.optional_child("surface")
+    if r is None:
+        if needed:
+            raise ScenarioError(
+                "surface",
+                "required with an adsorption step: the sites species adsorb on "
+                "({Gamma_max: ..., isotherm: langmuir or frumkin, g: ...})",
+            )
+        return None
+    if not needed:
+        raise ScenarioError(
+            "surface", "used only with an adsorption step ('O = Oads'); remove it or add one"
+        )
+    gmax = r.number("Gamma_max", _GAMMA, lo=0.0, hi=1.0, lo_open=True)
+    isotherm = r.choice("isotherm", ISOTHERMS, default="langmuir")
+    g = 0.0
+    if isotherm == "frumkin":
+        g = r.number("g", _NONE, lo=-10.0, hi=2.0, hi_open=True)
+    elif r.has("g"):
+        raise ScenarioError(r.key("g"), "used only by isotherm frumkin; remove it")
+    r.finish(_SURFACE_KEYS)
+    return Surface(gmax, isotherm, g)  # type: ignore[arg-type]
+
+
 def _parse_network_species(
-    top: Reader, named: tuple[str, ...], reactions: list[Reaction]
-) -> dict[str, _RawSpecies]:
+    top: Reader, named: tuple[str, ...], steps: list[network.Step]
+) -> tuple[dict[str, _RawSpecies], dict[str, float | None]]:
+    """The dissolved species (D, c_bulk, D_ratio) and the adsorbed ones (those given a
+    ``Gamma``: the initial surface concentration, or ``equilibrium``)."""
     reader = top.child("species")
     for n in named:
         if not reader.has(n):
-            first = next(i for i, rx in enumerate(reactions) if n in rx.step.species)
+            first = next(i for i, step in enumerate(steps) if n in step.species)
             raise ScenarioError(
-                reader.key(n), f"required: {n} is in reactions[{first}] ({reactions[first].step})"
+                reader.key(n), f"required: {n} is in reactions[{first}] ({steps[first]})"
             )
     out: dict[str, _RawSpecies] = {}
+    adsorbed: dict[str, float | None] = {}
     for key in list(reader.node):
         if key not in named:
             raise ScenarioError(
@@ -1135,6 +1312,23 @@ def _parse_network_species(
                 f"not in any reaction; accepted: the species of the reactions ({listed(named)})",
             )
         sp = reader.child(key)
+        if sp.has("Gamma"):
+            for other in _NETWORK_SPECIES_KEYS:
+                if sp.has(other):
+                    raise ScenarioError(
+                        sp.key(other),
+                        "an adsorbed species (given Gamma) has no diffusion coefficient or "
+                        "bulk concentration; remove it, or Gamma for a dissolved species",
+                    )
+            value = sp.raw("Gamma")
+            if value == "equilibrium":
+                adsorbed[str(key)] = None
+            else:
+                adsorbed[str(key)] = number(
+                    value, sp.key("Gamma"), _GAMMA, error=ScenarioError, lo=0.0, hi=1.0
+                )
+            sp.finish(("Gamma",))
+            continue
         D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
         c = sp.optional_number("c_bulk", _C, lo=0.0, hi=1e5)
         ratio = None
@@ -1152,25 +1346,26 @@ def _parse_network_species(
                 )
             ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
         elif D is None:
-            raise ScenarioError(sp.key("D"), f"required key is missing ({_D.name}, m^2/s)")
-        sp.finish(_NETWORK_SPECIES_KEYS)
+            raise ScenarioError(
+                sp.key("D"),
+                f"required key is missing ({_D.name}, m^2/s; or Gamma for an adsorbed species)",
+            )
+        sp.finish((*_NETWORK_SPECIES_KEYS, "Gamma"))
         out[str(key)] = (D, c, ratio)
-    return out
+    return out, adsorbed
 
 
-def _complete_network_species(
-    raw: dict[str, _RawSpecies],
-    reactions: tuple[Reaction, ...],
-    chemistry: tuple[Chemistry, ...],
-) -> tuple[Species, ...]:
+def _complete_network_species(net: _Network) -> tuple[Species, ...]:
     """Species of a network: a bulk concentration left out is the equilibrium one with
     the species that a reversible chemical step with one product makes it from (along
-    chains of such steps in the order they are given), else 0."""
+    chains of such steps in the order they are given), else 0; an adsorbed species'
+    ``Gamma: equilibrium`` is the isotherm's at those bulk concentrations."""
+    raw = net.dissolved
     D_O = raw["O"][0] if "O" in raw else None
     known = {n: c for n, (_, c, _) in raw.items() if c is not None}
     derived_by: dict[str, int] = {}
-    for rx in reactions:
-        chem = chemistry[rx.index] if rx.kind == "chemical" else None
+    for rx in net.reactions:
+        chem = net.chemistry[rx.index] if rx.kind == "chemical" else None
         if chem is None or chem.kb <= 0 or len(chem.products) != 1:
             continue
         (product,) = chem.products
@@ -1178,8 +1373,17 @@ def _complete_network_species(
             continue
         known[product] = chem.kf * math.prod(known[n] for n in chem.reactants) / chem.kb
         derived_by[product] = rx.index
+    gammas = _initial_coverage(net, known)
     out = []
-    for name, (given_D, _, ratio) in raw.items():
+    for name in dict.fromkeys([*raw, *net.adsorbed]):
+        if name in net.adsorbed:
+            out.append(
+                Species(
+                    name, 0.0, 0.0, net.adsorbed[name] is None, adsorbed=True, Gamma=gammas[name]
+                )
+            )
+            continue
+        given_D, _, ratio = raw[name]
         D = given_D
         if ratio is not None:
             assert D_O is not None
@@ -1188,6 +1392,49 @@ def _complete_network_species(
         value = known.get(name, 0.0)
         out.append(Species(name, D, value, name in derived_by, ratio, derived_by.get(name)))
     return tuple(out)
+
+
+def _initial_coverage(net: _Network, bulk: Mapping[str, float]) -> dict[str, float]:
+    """Each adsorbed species' initial Gamma (mol/m^2): as given, or at equilibrium with
+    the bulk through the isotherm (0 for one no adsorption step makes)."""
+    out = {n: (g if g is not None else 0.0) for n, g in net.adsorbed.items()}
+    pending = [n for n, g in net.adsorbed.items() if g is None]
+    if not pending:
+        return out
+    surface = net.surface
+    K = {a.adsorbed: a.kf / a.kb * bulk.get(a.dissolved, 0.0) for a in net.adsorption if a.kb > 0}
+    if surface is None or not any(n in K for n in pending):
+        bad = pending[0]
+        raise ScenarioError(
+            f"species.{bad}.Gamma",
+            "equilibrium needs a reversible adsorption step that makes the species ('X = "
+            f"{bad}', with kb > 0); accepted: a surface concentration (mol/m^2)",
+        )
+    fixed = sum(out.values())
+    theta = equilibrium_coverage(sum(K.values()), surface.g, fixed / surface.Gamma_max)
+    for n in pending:
+        # Each adsorbate's share of the equilibrium coverage is its K c.
+        share = K.get(n, 0.0) / sum(K.values()) if sum(K.values()) > 0 else 0.0
+        out[n] = share * (theta - fixed / surface.Gamma_max) * surface.Gamma_max
+    return out
+
+
+def equilibrium_coverage(Kc: float, g: float, occupied: float = 0.0) -> float:
+    """The total coverage theta (0 to 1) at adsorption equilibrium: the root of
+    ``theta - occupied = Kc (1 - theta) exp(2 g theta)`` (Frumkin; Langmuir at g = 0),
+    with ``Kc`` the sum of ``(kf/kb) c`` over the adsorbates that equilibrate and
+    ``occupied`` the coverage of the others; bisection (for g < 2 the isotherm is
+    monotonic and the root unique)."""
+    lo, hi = occupied, 1.0
+    if Kc <= 0.0 or occupied >= 1.0:
+        return occupied
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid - occupied - Kc * (1.0 - mid) * math.exp(2.0 * g * mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def _check_cycles(s: Scenario) -> None:
@@ -1200,7 +1447,7 @@ def _check_cycles(s: Scenario) -> None:
             k = s.kinetics[rx.index]
             log_k.append(k.n * f * k.E0)
         else:
-            c = s.chemistry[rx.index]
+            c = s.chemistry[rx.index] if rx.kind == "chemical" else s.adsorption[rx.index]
             log_k.append(math.log(c.kf / c.kb) if c.kf > 0 and c.kb > 0 else None)
     labels = [f"reactions[{i}]" for i in range(len(s.reactions))]
     for cycle in network.cycles([rx.step for rx in s.reactions], log_k):
@@ -1215,7 +1462,7 @@ def _check_cycles(s: Scenario) -> None:
             k = s.kinetics[rx.index]
             fix = f"reactions[{last}].E0 = {closing / (k.n * f):.6g} V"
         else:
-            c = s.chemistry[rx.index]
+            c = s.chemistry[rx.index] if rx.kind == "chemical" else s.adsorption[rx.index]
             fix = f"reactions[{last}].kb = {c.kf / math.exp(closing):.6g}"
         energy = cycle.mismatch * GAS_CONSTANT * s.cell.T
         raise ScenarioError(

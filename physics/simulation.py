@@ -56,6 +56,9 @@ ProgressCallback = Callable[[float], None]
 # first spacing a fraction of the diffusion length of the slowest species over the
 # smallest time step; spacing growing by 12 % per node.
 _EXTENT = 6.0
+# The diffusion coefficient (m^2/s) that makes a problem without dissolved species
+# dimensionless: any will do, nothing diffuses.
+_NOMINAL_D = 1e-9
 # At a rotating disk the flow brings the bulk to within the convective layer: the steady
 # profile reaches the bulk as exp(-(x / l)^3) with l = (3 D / b)^(1/3), so 3.5 l leaves
 # 1e-19 (and the Levich current unchanged to rounding).
@@ -95,10 +98,15 @@ class Scales:
 
     @classmethod
     def of(cls, scenario: Scenario, horizon: float) -> Scales:
-        """Scales for ``scenario`` simulated over ``horizon`` seconds."""
-        D_ref = max(s.D for s in scenario.species)
-        c_ref = max(s.c_bulk for s in scenario.species)
+        """Scales for ``scenario`` simulated over ``horizon`` seconds. Without dissolved
+        species (a surface-confined couple) ``D_ref`` is nominal and ``c_ref L`` the
+        largest initial surface concentration."""
+        dissolved = [s for s in scenario.species if not s.adsorbed]
+        D_ref = max((s.D for s in dissolved), default=_NOMINAL_D)
         L = math.sqrt(D_ref * horizon)
+        c_ref = max((s.c_bulk for s in dissolved), default=0.0)
+        if c_ref == 0.0:
+            c_ref = max(s.Gamma for s in scenario.species) / L
         f = FARADAY / (GAS_CONSTANT * scenario.cell.T)
         area = scenario.electrode.area
         I_scale = FARADAY * area * D_ref * c_ref / L
@@ -129,6 +137,8 @@ class SimulationResult:
     x: FloatArray | None = None
     profile_t: FloatArray | None = None
     profiles: FloatArray | None = None
+    surface: Mapping[str, FloatArray] = field(default_factory=dict)
+    """The surface concentration (mol/m^2) of each adsorbed species at every sample."""
 
     def sensitivity_matrix(self, names: Sequence[str] | None = None) -> FloatArray:
         """dI/dp as a (samples, parameters) array, columns in the order of ``names``."""
@@ -467,7 +477,10 @@ class Simulator:
         )
         h = steps.h / scales.t_ref
         theta = steps.E * scales.f
-        out = _model.Outputs.empty(M, self._params.count, rec_idx.size, arrays.c.shape)
+        adsorbed = [i for i, s in enumerate(sc.species) if s.adsorbed]
+        out = _model.Outputs.empty(
+            M, self._params.count, rec_idx.size, arrays.c.shape, surface=bool(adsorbed)
+        )
         chunk = max(20000, M // 50) if progress is not None else M
         _model.warm_up()
         start = time.perf_counter()
@@ -523,6 +536,10 @@ class Simulator:
             x=x,
             profile_t=prof_t,
             profiles=prof,
+            surface={
+                sc.species[i].name: steps.sampled(out.surface[:, i]) * scales.c_ref * scales.L
+                for i in adsorbed
+            },
         )
         new_state = SimulationState(
             t=t_offset + float(steps.t[-1]),
@@ -643,6 +660,9 @@ def _grid_for(
 ) -> Grid:
     """The automatic grid: see the constants at the top of this module."""
     r = sc.numerics.refine if refine is None else refine
+    if not model.dissolved:
+        # Only the electrode's own node matters: the fewest nodes the kernels take.
+        return expanding_grid(1.0, 1.0, 2.0, "planar", math.inf)
     first = _FIRST * math.sqrt(model.d_min * h_min) / r
     for rate in model.reaction_rates():
         if rate > 0:

@@ -303,9 +303,16 @@ def test_a_network_round_trips_through_its_mapping() -> None:
 def test_bad_networks_are_one_line_naming_the_key(
     reactions: str, species: dict[str, Any] | None, message: str
 ) -> None:
+    named: list[str] = []
+    for part in reactions.split("; "):
+        try:
+            named += network.parse_step(part.split(",")[0]).species
+        except ValueError:
+            pass  # the step is what is wrong
+    default = {n: {"D": 1e-9, "c_bulk": 1.0 if n == "O" else 0.0} for n in dict.fromkeys(named)}
     doc: dict[str, Any] = {
         "reactions": reactions.split("; "),
-        "species": species or {"O": {"D": 1e-9, "c_bulk": 1.0}, "R": {"D": 1e-9}, "P": {"D": 1e-9}},
+        "species": species or default,
         "electrode": {"geometry": "planar", "area": 1e-6},
         "waveform": {"type": "lsv", "E_start": 0.3, "E_end": -0.3, "scan_rate": 0.1},
     }
