@@ -69,6 +69,7 @@ from runtime.waveforms import (
 )
 
 __all__ = [
+    "AcPerturbation",
     "Adsorption",
     "Background",
     "Bulk",
@@ -77,6 +78,7 @@ __all__ = [
     "Chronoamperometry",
     "CyclicVoltammetry",
     "Electrode",
+    "Impedance",
     "InitialState",
     "Kinetics",
     "LinearSweep",
@@ -346,6 +348,26 @@ class InitialState:
 
 
 @dataclass(frozen=True, slots=True)
+class AcPerturbation:
+    """A sine added to the waveform's potential (``waveform.ac``), as AC and Fourier-
+    transformed AC voltammetry apply it: ``amplitude`` (V) and ``frequency`` (Hz)."""
+
+    amplitude: float
+    frequency: float
+
+
+@dataclass(frozen=True, slots=True)
+class Impedance:
+    """An impedance spectrum to take after the waveform (at its last potential, on the
+    state it leaves): frequencies from ``f_max`` down to ``f_min`` (Hz), ``per_decade``
+    of them per decade (see :mod:`physics.impedance`)."""
+
+    f_max: float
+    f_min: float
+    per_decade: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Numerics:
     """Optional numerical controls; the defaults already meet the documented accuracy.
 
@@ -385,6 +407,10 @@ class Scenario:
     """A network's adsorption steps (``X = Xads``)."""
     surface: Surface | None = None
     """The adsorption sites and isotherm, with adsorption steps."""
+    ac: AcPerturbation | None = None
+    """A sinusoidal perturbation on the waveform (``waveform.ac``)."""
+    impedance: Impedance | None = None
+    """An impedance spectrum to take at the end of the waveform (``impedance:``)."""
     rotation_rate: float = 0.0
     """Angular velocity (rad/s) of a rotating disk electrode (``waveform.rotation_rate``):
     the solution flows to the face of the disk as von Karman found, and species reach it
@@ -563,6 +589,10 @@ class Scenario:
             doc["cell"]["viscosity"] = self.cell.viscosity
         if self.rotation_rate:
             doc["waveform"]["rotation_rate"] = self.rotation_rate
+        if self.ac is not None:
+            doc["waveform"]["ac"] = {"amplitude": self.ac.amplitude, "frequency": self.ac.frequency}
+        if self.impedance is not None:
+            doc["impedance"] = {f.name: getattr(self.impedance, f.name) for f in fields(Impedance)}
         if self.bulk is not None:
             doc["bulk"] = {
                 "total": self.bulk.total,
@@ -713,6 +743,7 @@ _TOP_KEYS = (
     "name",
     "reactions",
     "surface",
+    "impedance",
     "engine",
     "mechanism",
     "species",
@@ -753,6 +784,8 @@ def _parse(doc: object, default_name: str) -> Scenario:
     cell = _parse_cell(top)
     waveform = _parse_waveform(top)
     rotation_rate = _parse_rotation(top, electrode)
+    ac = _parse_ac(top, waveform)
+    spectrum = _parse_impedance(top)
     numerics = _parse_numerics(top)
     background = _parse_background(top)
     initial_state = _parse_initial_state(top, waveform)
@@ -775,6 +808,8 @@ def _parse(doc: object, default_name: str) -> Scenario:
         adsorption=adsorption,
         surface=surface,
         rotation_rate=rotation_rate,
+        impedance=spectrum,
+        ac=ac,
     )
     _check_bulk_equilibrium(scenario)
     if reactions:
@@ -1651,7 +1686,41 @@ def _parse_waveform(top: Reader) -> Waveform:
 
 
 # Keys any waveform may carry: what the experiment does besides the potential program.
-_WAVEFORM_EXTRAS = ("rotation_rate",)
+_WAVEFORM_EXTRAS = ("rotation_rate", "ac")
+_AC_WAVEFORMS = ("cv", "lsv", "ca", "piecewise")
+
+
+def _parse_ac(top: Reader, waveform: Waveform) -> AcPerturbation | None:
+    """``waveform.ac: {amplitude, frequency}``: a sine on a sweeping or stepping waveform."""
+    w = top.child("waveform")
+    r = w.optional_child("ac")
+    if r is None:
+        return None
+    if waveform.type not in _AC_WAVEFORMS:
+        raise ScenarioError(
+            w.key("ac"),
+            f"got one on a {waveform.type} waveform; accepted on {listed(_AC_WAVEFORMS)} "
+            "(a square wave or a staircase is a perturbation of its own)",
+        )
+    amplitude = r.number("amplitude", _E, lo=0.0, hi=1.0, lo_open=True)
+    frequency = r.number("frequency", _FREQ, lo=0.0, hi=1e6, lo_open=True)
+    r.finish(("amplitude", "frequency"))
+    return AcPerturbation(amplitude, frequency)
+
+
+def _parse_impedance(top: Reader) -> Impedance | None:
+    r = top.optional_child("impedance")
+    if r is None:
+        return None
+    f_max = r.number("f_max", _FREQ, default=1e5, lo=0.0, hi=1e7, lo_open=True)
+    f_min = r.number("f_min", _FREQ, default=1e-2, lo=0.0, hi=1e7, lo_open=True)
+    if f_min >= f_max:
+        raise ScenarioError(
+            r.key("f_min"), f"got {f_min:g} Hz; accepted: below f_max ({f_max:g} Hz)"
+        )
+    per_decade = r.integer("per_decade", default=10, lo=1, hi=1000)
+    r.finish(("f_max", "f_min", "per_decade"))
+    return Impedance(f_max, f_min, per_decade)
 
 
 def _parse_rotation(top: Reader, electrode: Electrode) -> float:

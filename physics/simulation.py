@@ -31,7 +31,7 @@ from physics.scenario import (
     canonical_parameter,
     load_scenario,
 )
-from physics.waveforms import TimeSteps, time_steps, trace_steps
+from physics.waveforms import TimeSteps, time_steps, trace_steps, with_ac
 from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.waveforms import initial_potential
 
@@ -65,6 +65,9 @@ _NOMINAL_D = 1e-9
 _CONVECTIVE_EXTENT = 3.5
 # ... and the first spacing at most this fraction of the slowest species' layer.
 _CONVECTIVE_FIRST = 0.02
+# AC voltammetry: time steps per period of the sine (at refine 1). BDF3's error at the
+# k-th harmonic grows as (2 pi k / points)^3: 2e-4 at the 4th here.
+_AC_POINTS = 256
 _FIRST = 0.3
 _EXPANSION = 1.12
 # Homogeneous kinetics: at least this many first spacings per reaction layer.
@@ -354,6 +357,13 @@ class Simulator:
         ``profiles`` records concentration profiles: ``True`` for up to 200 frames, or
         the number of frames wanted. ``progress`` is called with the fraction done.
         """
+        return self.run_with_state(profiles=profiles, progress=progress)[0]
+
+    def run_with_state(
+        self, *, profiles: bool | int = False, progress: ProgressCallback | None = None
+    ) -> tuple[SimulationResult, SimulationState]:
+        """As :meth:`run`, with the state the waveform leaves the cell in (the start of
+        what follows it: an impedance spectrum at its last potential, say)."""
         state = self.initial_state()
         return self._run_steps(
             state,
@@ -361,7 +371,7 @@ class Simulator:
             profiles=profiles,
             progress=progress,
             t_offset=-self.scenario.duration_before,
-        )[0]
+        )
 
     def advance(
         self,
@@ -425,13 +435,26 @@ class Simulator:
         if before:
             assert isinstance(wf, CyclicVoltammetry | Staircase)
             wf = dataclasses.replace(wf, cycles=wf.cycles + before)
+        jump = _model.starts_away_from_rest(sc, _initial_potential(sc))
         steps = time_steps(
             wf,
             potential_step=sc.numerics.potential_step,
             refine=sc.numerics.refine,
-            start_jump=_model.starts_away_from_rest(sc, _initial_potential(sc)),
+            start_jump=jump,
             rc_time=sc.cell.Ru * sc.cell.Cdl if rc_time is None else rc_time,
         )
+        if sc.ac is not None:
+            # Enough points per period for the harmonics, and the sine's own swing
+            # within the potential step.
+            swing = 2 * math.pi * sc.ac.amplitude / sc.numerics.potential_step
+            points = math.ceil(max(_AC_POINTS, swing) * sc.numerics.refine)
+            steps = with_ac(
+                steps,
+                amplitude=sc.ac.amplitude,
+                frequency=sc.ac.frequency,
+                points_per_period=points,
+                jump_first=jump,
+            )
         if not before:
             return steps
         t_before = sc.duration_before
