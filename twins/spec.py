@@ -47,6 +47,7 @@ import numpy.typing as npt
 from physics import Scenario, ScenarioError, load_scenario
 from physics.reader import Reader, read_document, show
 from physics.units import Quantity
+from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.waveforms import (
     Piecewise,
     Staircase,
@@ -516,6 +517,8 @@ _CONCENTRATION = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "k0": (Quantity("heterogeneous rate constant", "m/s", "[length]/[time]"), "positive"),
+    "ks": (Quantity("surface rate constant", "1/s", "1/[time]"), "positive"),
+    "Gamma": (Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2"), "positive"),
     "alpha": (_NONE, "unit"),
     "E0": (_V, "real"),
     "D": (Quantity("diffusion coefficient", "m^2/s", "[length]**2/[time]"), "positive"),
@@ -774,11 +777,15 @@ def _parse_cadence(raw: object, path: str) -> Cadence:
 
 
 def _noise_scale(model: Scenario) -> float:
-    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s."""
+    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s,
+    or of a surface-confined one (n^2 F^2 A Gamma v / 4RT) when that is larger."""
     c = max(s.c_bulk for s in model.species)
     D = max(s.D for s in model.species)
     # Randles-Sevcik in its customary units: cm^2, mol/cm^3, cm^2/s.
     peak = 2.69e5 * (model.electrode.area * 1e4) * (c * 1e-6) * math.sqrt(D * 1e4 * 0.1)
+    gamma = max(s.Gamma for s in model.species)
+    f = FARADAY / (GAS_CONSTANT * model.cell.T)
+    peak = max(peak, FARADAY * f * model.electrode.area * gamma * 0.1 / 4)
     return max(1e-12, 0.01 * peak)
 
 
