@@ -14,10 +14,16 @@ Suspenders pause a running run when a condition trips (the instrument link is do
 the stream stalled) and resume it when every tripped condition has cleared, unless a
 person paused it meanwhile. Every transition is published on ``run/<id>/state`` and
 made durable by the recorder before the command returns.
+
+The run actor never waits for slow work, so a command is always answered promptly:
+the procedure works in threads of its own, and when it is done the run asks its
+children to settle without waiting (:meth:`runtime.actor.Actor.ask_later`), completing
+once they have; a stop or an abort meanwhile ends the run at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,11 +36,14 @@ from runtime.actor import exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
 from runtime.messages import ApiCall, ProcedureReport, RunState, RunStateChanged, utc_now
-from runtime.supervisor import Supervisor, SupervisorSpec
+from runtime.supervisor import ChildInfo, Supervisor, SupervisorSpec
 
 __all__ = ["Procedure", "ProcedureFactory", "Run", "RunContext"]
 
 logger = logging.getLogger("galvana.run")
+
+SETTLE_S = 120.0
+"""How long each child may take to catch up with the samples when the procedure is done."""
 
 
 class RunContext(Protocol):
@@ -64,6 +73,12 @@ class Procedure(Protocol):
 
     def abort(self) -> None:
         """Turn the cell off at once and end."""
+
+    def close(self) -> None:
+        """Release everything the procedure holds (its subscriptions, its threads, a log it
+        opened): the run has ended, however it ended (completed, stopped, aborted, failed,
+        interrupted, or its actor crashed). Idempotent; called before the run records
+        its final state, so nothing of the procedure reaches a finished run's stream."""
 
 
 ProcedureFactory = Callable[[RunContext], Procedure]
@@ -104,6 +119,7 @@ class Run(Supervisor):
         self._suspenders: set[str] = set()
         self._paused_by: str | None = None  # "user" or "suspender"
         self._pause_pending = False
+        self._finishing = False  # the procedure is done; the children are settling
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -118,6 +134,7 @@ class Run(Supervisor):
             if self._procedure is not None:
                 self._procedure.abort()
             self._to("interrupted", "the daemon shut down while the run was live")
+        self._close_procedure()
         super().on_stop()
 
     def on_failure(self, *exc_info: object) -> None:
@@ -128,6 +145,7 @@ class Run(Supervisor):
                 logger.exception(
                     "run %s: aborting the procedure after a failure raised", self.run_id
                 )
+        self._close_procedure()
         if self.record.state not in FINAL_STATES:
             exc = exc_info[1] if len(exc_info) > 1 else None
             try:
@@ -136,16 +154,30 @@ class Run(Supervisor):
                 logger.exception("run %s: could not record its failure", self.run_id)
         super().on_failure(*exc_info)
 
+    def _close_procedure(self) -> None:
+        if self._procedure is None:
+            return
+        try:
+            self._procedure.close()
+        except Exception:
+            logger.exception("run %s: closing its procedure raised", self.run_id)
+
     def _to(self, state: RunState, reason: str) -> None:
         """Make a transition durable, then publish it."""
         check_transition(self.run_id, self.record.state, state)
         event = RunStateChanged(self.run_id, state, self.record.state, reason, utc_now())
+        if state in FINAL_STATES:
+            # Nothing of the procedure may follow the final state into the stream.
+            self._close_procedure()
         # Durable before anyone is told it happened.
         self._recorder.proxy().commit(topics.run_state(self.run_id), event).get()
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:
-            self.stop()  # a transient child that finished: its supervisor forgets it
+            # A transient child that finished: its supervisor forgets it. (Not when the
+            # run ends because it is being stopped already: on_stop, on_failure.)
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.stop()
 
     # --- the procedure reports ----------------------------------------------------------
 
@@ -160,8 +192,10 @@ class Run(Supervisor):
         if state in FINAL_STATES:
             return
         if report.kind == "done":
-            self._settle_children()
-            self._to("completed", report.reason or "the procedure finished")
+            if not self._finishing:
+                self._finishing = True
+                children = [c for c in reversed(self.which_children()) if c.ref is not None]
+                self._settle(children, report.reason or "the procedure finished")
         elif report.kind == "failed":
             self._to("failed", report.reason)
         elif report.kind == "aborted":
@@ -176,19 +210,26 @@ class Run(Supervisor):
         elif report.kind == "unsuspend":
             self._unsuspend(report.reason)
 
-    def _settle_children(self) -> None:
-        """Let the children catch up with what the procedure produced, in reverse start
-        order (the calibrator's last posterior before the twin's last prediction)."""
-        for child in reversed(self.which_children()):
-            if child.ref is None:
-                continue
-            try:
-                child.ref.ask(ApiCall("settle", (), {}), timeout=120)
-            except CallError as exc:
-                if exc.code != "not_found":  # not_found: a child with nothing to settle
-                    logger.warning("run %s: %s did not settle: %s", self.run_id, child.path, exc)
-            except (pykka.Timeout, pykka.ActorDeadError) as exc:
-                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, exc)
+    def _settle(self, children: list[ChildInfo], reason: str) -> None:
+        """Let the children catch up with what the procedure produced, one after the other
+        in reverse start order (the calibrator's last posterior before the twin's last
+        prediction), then complete. Nothing here waits: each child answers later, and a
+        command in between is handled at once (a stop or an abort ends the run)."""
+        if self.record.state in FINAL_STATES:
+            return
+        if not children:
+            self._to("completed", reason)
+            return
+        child, rest = children[0], children[1:]
+        assert child.ref is not None
+
+        def settled(outcome: object) -> None:
+            quiet = isinstance(outcome, CallError) and outcome.code == "not_found"
+            if isinstance(outcome, BaseException) and not quiet:  # not_found: nothing to settle
+                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, outcome)
+            self._settle(rest, reason)
+
+        self.ask_later(child.ref, ApiCall("settle", (), {}), settled, timeout=SETTLE_S)
 
     # --- commands ----------------------------------------------------------------------
 
@@ -210,6 +251,12 @@ class Run(Supervisor):
     def pause(self, immediate: bool = False) -> dict[str, Any]:
         """Pause at the next checkpoint, or now when ``immediate``."""
         check_transition(self.run_id, self.record.state, "paused")
+        if self._finishing:
+            raise CallError(
+                "conflict",
+                f"run {self.run_id} has run its whole procedure; it completes once its twin "
+                "and calibrator have caught up",
+            )
         if immediate:
             self._procedure_or_fail().pause(True)
             self._paused_by = "user"
@@ -249,7 +296,10 @@ class Run(Supervisor):
 
     @exposed
     def abort(self, reason: str = "aborted on request") -> dict[str, Any]:
-        """Turn the cell off at once; the run ends ``aborted``."""
+        """Turn the cell off at once; the run ends ``aborted``. Idempotent: the trip of an
+        abort's cell-off may have aborted the run just before."""
+        if self.record.state == "aborted":
+            return self.record.as_plain()
         check_transition(self.run_id, self.record.state, "aborted")
         self._procedure_or_fail().abort()
         self._to("aborted", reason)

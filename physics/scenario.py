@@ -1,7 +1,7 @@
 """The scenario schema: YAML (or a mapping) in, validated frozen objects out.
 
 Bare numbers are SI; strings with units (``"1 mM"``, ``"100 mV/s"``) are converted by
-:mod:`physics.units`. Every problem raises :class:`~physics.errors.ScenarioError`
+:mod:`runtime.units`. Every problem raises :class:`~physics.errors.ScenarioError`
 naming the key path, the value and what is accepted.
 
 Example::
@@ -26,7 +26,8 @@ A real cell adds, each key optional and each value calibratable (see
 
 Any mechanism is a reaction network: ``reactions`` instead of ``mechanism``,
 ``kinetics`` and ``chemistry``, each step with its own constants (see
-:mod:`physics.network` for how steps are written)::
+:mod:`physics.network` for how steps are written); species given a ``Gamma`` are
+adsorbed (``surface:`` holds their sites and isotherm)::
 
     reactions:
       - {step: A + e = B, E0: 0.0, k0: 1e-4, alpha: 0.5}
@@ -34,6 +35,9 @@ Any mechanism is a reaction network: ``reactions`` instead of ``mechanism``,
       - {step: A = C, kf: 10, kb: 1}
       - B = D, kf = 1e3, kb = 4.3           # the compact form of a step
     species: {A: {D: 1e-9, c_bulk: 1.0}, B: {D: 1e-9}, C: {D: 1e-9}, D: {D: 1e-9}}
+
+The experiment around the mechanism: ``waveform.rotation_rate`` (a rotating disk),
+``waveform.ac`` (a sine on the waveform) and ``impedance`` (a spectrum after it).
 """
 
 from __future__ import annotations
@@ -41,16 +45,37 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
+
+import msgspec
 
 from physics import network
 from physics.errors import ScenarioError
-from physics.reader import Reader, listed, number, read_document, show
-from physics.units import Quantity
 from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 from runtime.errors import WaveformError
+from runtime.schema import (
+    SI,
+    UNSET,
+    Describe,
+    Document,
+    ErrorFactory,
+    Int,
+    Integer,
+    Invalid,
+    Number,
+    Str,
+    Text,
+    UnsetType,
+    decode,
+    json_schema,
+    listed,
+    read,
+    read_document,
+    show,
+)
+from runtime.units import Quantity
 
 # Re-exported: a scenario's waveform is one of the shared waveforms.
 from runtime.waveforms import (
@@ -87,15 +112,22 @@ __all__ = [
     "PotentialStep",
     "Reaction",
     "Scenario",
+    "ScenarioDocument",
     "Species",
     "SquareWave",
     "Staircase",
     "Surface",
     "Waveform",
+    "WaveformDocument",
     "canonical_parameter",
+    "equilibrium_coverage",
     "load_scenario",
+    "scenario_from",
+    "scenario_schema",
+    "waveform_from",
 ]
 
+NamedMechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]
 Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE", "network"]
 KineticsModel: TypeAlias = Literal["butler-volmer", "marcus-hush-chidsey", "nernst"]
 Geometry: TypeAlias = Literal["planar", "sphere", "cylinder", "disk", "ring", "band", "recessed"]
@@ -137,8 +169,8 @@ _SCAN = Quantity("scan rate", "V/s", "[electric_potential]/[time]")
 _TIME = Quantity("time", "s", "[time]")
 _FREQ = Quantity("frequency", "Hz", "1/[time]")
 _ROTATION = Quantity("rotation rate", "rad/s", "1/[time]")
-_GAMMA = Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2")
 _VISCOSITY = Quantity("kinematic viscosity", "m^2/s", "[length]**2/[time]")
+_GAMMA = Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2")
 _NONE = Quantity("dimensionless number", "dimensionless", "[]")
 _CURRENT = Quantity("current", "A", "[current]")
 _CONDUCTANCE = Quantity("conductance", "A/V", "[current]/[electric_potential]")
@@ -146,6 +178,14 @@ _CDL_SLOPE = Quantity("capacitance per volt", "F/V", "[capacitance]/[electric_po
 _CDL_CURVATURE = Quantity(
     "capacitance per volt squared", "F/V^2", "[capacitance]/[electric_potential]**2"
 )
+
+
+def _limited(quantity: Quantity, limit: Limit) -> Number:
+    """A number within one of the shared waveform ranges (:data:`runtime.waveforms.LIMITS`)."""
+    return Number(quantity, limit.lo, limit.hi, limit.lo_open, limit.hi_open)
+
+
+_POTENTIAL = _limited(_E, LIMITS["potential"])
 
 
 # --------------------------------------------------------------------------- objects
@@ -227,17 +267,6 @@ class Adsorption:
 
 
 @dataclass(frozen=True, slots=True)
-class Surface:
-    """The adsorption sites: ``Gamma_max`` (mol/m^2) in all, shared by every adsorbed
-    species, and the ``isotherm`` (``langmuir``, or ``frumkin`` with the interaction
-    ``g``: > 0 attraction, < 0 repulsion; below 2, where the isotherm stays monotonic)."""
-
-    Gamma_max: float
-    isotherm: Literal["langmuir", "frumkin"] = "langmuir"
-    g: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class Chemistry:
     """One homogeneous step ``reactants = products`` with forward/backward rate constants.
 
@@ -272,8 +301,7 @@ class Electrode:
     depth: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
+class Cell(Document):
     """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F).
 
     ``reference_offset`` (V) is the potential of the measuring reference electrode on the
@@ -283,17 +311,16 @@ class Cell:
     empirical description of the measured curve and stays on the measured scale).
     """
 
-    T: float = STANDARD_TEMPERATURE
-    Ru: float = 0.0
-    Cdl: float = 0.0
-    reference_offset: float = 0.0
-    viscosity: float = KINEMATIC_VISCOSITY
+    T: Annotated[SI, Number(_T, lo=200.0, hi=600.0)] = STANDARD_TEMPERATURE
+    Ru: Annotated[SI, Number(_RU, lo=0.0, hi=1e9)] = 0.0
+    Cdl: Annotated[SI, Number(_CDL, lo=0.0, hi=1.0)] = 0.0
+    reference_offset: Annotated[SI, Number(_E, lo=-2.0, hi=2.0)] = 0.0
+    viscosity: Annotated[SI, Number(_VISCOSITY, lo=1e-8, hi=1e-2)] = KINEMATIC_VISCOSITY
     """Kinematic viscosity of the solution (m^2/s); it sets the flow to a rotating disk
     (:attr:`Scenario.rotation_rate`) and nothing else."""
 
 
-@dataclass(frozen=True, slots=True)
-class Bulk:
+class Bulk(Document):
     """The bulk composition of the couple O/R given as a ``total`` concentration
     (mol/m^3) and the ``fraction_oxidized`` (0 to 1): ``c_O = total * fraction``,
     ``c_R = total * (1 - fraction)``. A partly oxidised solution then has its Nernstian
@@ -301,12 +328,11 @@ class Bulk:
     voltammogram even where the area and the total are not (it sets the ratio of the
     anodic and cathodic currents)."""
 
-    total: float
-    fraction_oxidized: float
+    total: Annotated[SI, Number(_C, lo=0.0, hi=1e5, lo_open=True)]
+    fraction_oxidized: Annotated[SI, Number(_NONE, lo=0.0, hi=1.0)]
 
 
-@dataclass(frozen=True, slots=True)
-class Background:
+class Background(Document):
     """The current the mechanism does not explain, in two parts.
 
     Capacitive: the double-layer capacitance depends on the electrode potential as
@@ -320,11 +346,11 @@ class Background:
     it; it is not calibrated.
     """
 
-    offset: float = 0.0
-    slope: float = 0.0
-    Cdl_slope: float = 0.0
-    Cdl_curvature: float = 0.0
-    E_pivot: float = 0.0
+    offset: Annotated[SI, Number(_CURRENT, lo=-1.0, hi=1.0)] = 0.0
+    slope: Annotated[SI, Number(_CONDUCTANCE, lo=-1.0, hi=1.0)] = 0.0
+    Cdl_slope: Annotated[SI, Number(_CDL_SLOPE, lo=-1.0, hi=1.0)] = 0.0
+    Cdl_curvature: Annotated[SI, Number(_CDL_CURVATURE, lo=-1.0, hi=1.0)] = 0.0
+    E_pivot: Annotated[SI, _POTENTIAL] = 0.0
 
     @property
     def faradaic_free(self) -> bool:
@@ -337,38 +363,56 @@ class Background:
         return self.Cdl_slope != 0.0 or self.Cdl_curvature != 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class InitialState:
+class InitialState(Document):
     """The state the recorded experiment starts from: the cell at rest, after
     ``cycles_before`` cycles of the same waveform (a cyclic voltammogram, sweeping or
     staircase) that were run but not recorded. Results start with the first recorded
     cycle, at t = 0."""
 
-    cycles_before: int = 0
+    cycles_before: Annotated[Int, Integer(0, 1000)] = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AcPerturbation:
+class Surface(Document):
+    """The adsorption sites: ``Gamma_max`` (mol/m^2) in all, shared by every adsorbed
+    species, and the ``isotherm`` (``langmuir``, or ``frumkin`` with the interaction
+    ``g``: > 0 attraction, < 0 repulsion; below 2, where the isotherm stays monotonic)."""
+
+    Gamma_max: Annotated[SI, Number(_GAMMA, lo=0.0, hi=1.0, lo_open=True)]
+    isotherm: Literal["langmuir", "frumkin"] = "langmuir"
+    g: Annotated[SI, Number(_NONE, lo=-10.0, hi=2.0, hi_open=True)] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.isotherm == "langmuir" and self.g != 0.0:
+            raise Invalid("g", "used only by isotherm frumkin; remove it")
+
+
+class AcPerturbation(Document):
     """A sine added to the waveform's potential (``waveform.ac``), as AC and Fourier-
     transformed AC voltammetry apply it: ``amplitude`` (V) and ``frequency`` (Hz)."""
 
-    amplitude: float
-    frequency: float
+    amplitude: Annotated[SI, Number(_E, lo=0.0, hi=1.0, lo_open=True)]
+    frequency: Annotated[SI, Number(_FREQ, lo=0.0, hi=1e6, lo_open=True)]
 
 
-@dataclass(frozen=True, slots=True)
-class Impedance:
+class Impedance(Document):
     """An impedance spectrum to take after the waveform (at its last potential, on the
     state it leaves): frequencies from ``f_max`` down to ``f_min`` (Hz), ``per_decade``
     of them per decade (see :mod:`physics.impedance`)."""
 
-    f_max: float
-    f_min: float
-    per_decade: int = 10
+    f_max: Annotated[SI, Number(_FREQ, lo=0.0, hi=1e7, lo_open=True)] = 1e5
+    f_min: Annotated[SI, Number(_FREQ, lo=0.0, hi=1e7, lo_open=True)] = 1e-2
+    per_decade: Annotated[Int, Integer(1, 1000)] = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.f_min >= self.f_max:
+            raise Invalid(
+                "f_min", f"got {self.f_min:g} Hz; accepted: below f_max ({self.f_max:g} Hz)"
+            )
 
 
-@dataclass(frozen=True, slots=True)
-class Numerics:
+class Numerics(Document):
     """Optional numerical controls; the defaults already meet the documented accuracy.
 
     ``potential_step`` (V) is the largest change of the applied potential per time step;
@@ -378,9 +422,9 @@ class Numerics:
     number of MPI ranks the ``fenicsx`` engine runs on (the numba engine ignores it).
     """
 
-    potential_step: float = 1.0e-3
-    refine: float = 1.0
-    ranks: int = 1
+    potential_step: Annotated[SI, Number(_E, lo=1e-5, hi=1e-2)] = 1.0e-3
+    refine: Annotated[SI, Number(_NONE, lo=0.25, hi=16.0)] = 1.0
+    ranks: Annotated[Int, Integer(1, 256)] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,14 +451,14 @@ class Scenario:
     """A network's adsorption steps (``X = Xads``)."""
     surface: Surface | None = None
     """The adsorption sites and isotherm, with adsorption steps."""
-    ac: AcPerturbation | None = None
-    """A sinusoidal perturbation on the waveform (``waveform.ac``)."""
-    impedance: Impedance | None = None
-    """An impedance spectrum to take at the end of the waveform (``impedance:``)."""
     rotation_rate: float = 0.0
     """Angular velocity (rad/s) of a rotating disk electrode (``waveform.rotation_rate``):
     the solution flows to the face of the disk as von Karman found, and species reach it
     by convective diffusion (Levich). 0: a stationary electrode."""
+    ac: AcPerturbation | None = None
+    """A sinusoidal perturbation on the waveform (``waveform.ac``)."""
+    impedance: Impedance | None = None
+    """An impedance spectrum to take at the end of the waveform (``impedance:``)."""
 
     def species_named(self, name: str) -> Species:
         """The species called ``name``; ``KeyError`` if the scenario has none."""
@@ -577,33 +621,28 @@ class Scenario:
                 doc.pop(key, None)
             doc["reactions"] = [self._reaction_mapping(r) for r in self.reactions]
         if self.surface is not None:
-            surface = self.surface
-            doc["surface"] = {"Gamma_max": surface.Gamma_max, "isotherm": surface.isotherm}
-            if surface.isotherm == "frumkin":
-                doc["surface"]["g"] = surface.g
+            doc["surface"] = msgspec.structs.asdict(self.surface)
         # The real-cell terms only when set, so that a plain scenario's mapping (which
         # the 2D engine's worker reads too) stays as it was.
         if self.cell.reference_offset != 0.0:
             doc["cell"]["reference_offset"] = self.cell.reference_offset
-        if self.cell.viscosity != KINEMATIC_VISCOSITY:
-            doc["cell"]["viscosity"] = self.cell.viscosity
-        if self.rotation_rate:
-            doc["waveform"]["rotation_rate"] = self.rotation_rate
-        if self.ac is not None:
-            doc["waveform"]["ac"] = {"amplitude": self.ac.amplitude, "frequency": self.ac.frequency}
-        if self.impedance is not None:
-            doc["impedance"] = {f.name: getattr(self.impedance, f.name) for f in fields(Impedance)}
         if self.bulk is not None:
             doc["bulk"] = {
                 "total": self.bulk.total,
                 "fraction_oxidized": self.bulk.fraction_oxidized,
             }
         if self.background != Background():
-            doc["background"] = {
-                f.name: getattr(self.background, f.name) for f in fields(Background)
-            }
+            doc["background"] = msgspec.structs.asdict(self.background)
         if self.initial_state.cycles_before:
             doc["initial_state"] = {"cycles_before": self.initial_state.cycles_before}
+        if self.cell.viscosity != KINEMATIC_VISCOSITY:
+            doc["cell"]["viscosity"] = self.cell.viscosity
+        if self.rotation_rate:
+            doc["waveform"]["rotation_rate"] = self.rotation_rate
+        if self.ac is not None:
+            doc["waveform"]["ac"] = msgspec.structs.asdict(self.ac)
+        if self.impedance is not None:
+            doc["impedance"] = msgspec.structs.asdict(self.impedance)
         return doc
 
     def _species_mapping(self, s: Species) -> dict[str, Any]:
@@ -629,9 +668,10 @@ class Scenario:
         return out
 
     def internal_parameter(self, name: str) -> str:
-        """The key path of a parameter among the scenario's kinetics and chemistry: a
-        network step's constant (``reactions[2].kf``) is its chemistry's or kinetics'
-        (``chemistry[1].kf``); other names are returned as they are."""
+        """The key path of a parameter among the scenario's kinetics, chemistry and
+        adsorption: a network step's constant (``reactions[2].kf``) is its chemistry's,
+        kinetics' or adsorption's (``chemistry[1].kf``; a surface couple's ``ks`` is its
+        kinetics' ``k0``); other names are returned as they are."""
         m = _REACTION_PARAMETER.match(name)
         if m is None:
             return name
@@ -720,11 +760,403 @@ def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
     node[parts[-1]] = value
 
 
+# --------------------------------------------------------------------------- the document
+#
+# The structs below are the scenario as a document says it (runtime.schema reads them:
+# unknown keys, kinds, units and ranges); scenario_from() then applies the rules that
+# span sections (the species a mechanism needs, the equilibrium of the bulk, ...) and
+# builds the Scenario.
+
+# A named mechanism's species are some of these; a network's are any names.
+_SPECIES_NAMES = ("O", "R", "Z", "Y", "O2", "R2")
+_SPECIES_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+_REACTIONS = (
+    "a non-empty list of steps ('O + e = R, E0 = 0.1 V', {step: O + e = R, E0: 0.1 V} or "
+    "{O + e = R: {E0: 0.1 V}}), or one string of steps separated by ';'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Coverage:
+    """``Gamma``: an initial surface concentration, or ``equilibrium`` (the isotherm's)."""
+
+    def read(self, value: object) -> float | str:
+        if value == "equilibrium":
+            return "equilibrium"
+        return float(_GAMMA_RANGE.read(value))
+
+    def accepted(self) -> str:
+        return f"{_GAMMA_RANGE.accepted()}; or equilibrium"
+
+    def missing(self) -> str:
+        return "required key is missing"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"anyOf": [_GAMMA_RANGE.json_schema(), {"const": "equilibrium"}]}
+
+
+_GAMMA_RANGE = Number(_GAMMA, lo=0.0, hi=1.0)
+
+
+class SpeciesDocument(Document):
+    """One species under ``species:``; what is left out follows from the mechanism."""
+
+    D: Annotated[SI | UnsetType, Number(_D, lo=1e-14, hi=1e-6)] = UNSET
+    c_bulk: Annotated[SI | UnsetType, Number(_C, lo=0.0)] = UNSET
+    D_ratio: Annotated[SI | UnsetType, Number(_NONE, lo=1e-3, hi=1e3)] = UNSET
+    Gamma: Annotated[Any, _Coverage()] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.c_bulk, UnsetType) and self.c_bulk > 1e5:
+            raise Invalid(
+                "c_bulk", f"got {self.c_bulk:g}; accepted: a number in [0, 100000] mol/m^3"
+            )
+        if not isinstance(self.D_ratio, UnsetType) and not isinstance(self.D, UnsetType):
+            raise Invalid(
+                "D_ratio",
+                "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
+            )
+
+
+class TransferDocument(Document, kw_only=True):
+    """One electron transfer under ``kinetics:``."""
+
+    model: KineticsModel = "butler-volmer"
+    E0: Annotated[SI, Number(_E, lo=-10.0, hi=10.0)]
+    k0: Annotated[SI | UnsetType, _K0_RANGE] = UNSET
+    alpha: Annotated[SI | UnsetType, Number(_NONE, lo=0.0, hi=1.0, lo_open=True, hi_open=True)] = (
+        UNSET
+    )
+    n: Annotated[Int, Integer(1, 6)] = 1
+    reorganization_energy: Annotated[SI | UnsetType, _LAMBDA_RANGE] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        given = {k for k in ("k0", "alpha", "reorganization_energy") if getattr(self, k) != UNSET}
+        if self.model == "nernst":
+            for unused in ("k0", "alpha", "reorganization_energy"):
+                if unused in given:
+                    raise Invalid(unused, "not used by model nernst (reversible); remove it")
+            return
+        if "k0" not in given:
+            raise Invalid("k0", _K0_RANGE.missing())
+        if self.model == "butler-volmer" and "reorganization_energy" in given:
+            raise Invalid("reorganization_energy", "only used by model marcus-hush-chidsey")
+        if self.model == "marcus-hush-chidsey":
+            if "alpha" in given:
+                raise Invalid(
+                    "alpha",
+                    "not used by marcus-hush-chidsey (the reorganization energy sets "
+                    "the asymmetry); remove it",
+                )
+            if self.n != 1:
+                raise Invalid(
+                    "n",
+                    f"got {self.n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
+                )
+            if "reorganization_energy" not in given:
+                raise Invalid("reorganization_energy", _LAMBDA_RANGE.missing())
+
+
+_K0_RANGE = Number(_K0, lo=1e-15, hi=1e3)
+_LAMBDA_RANGE = Number(_LAMBDA, lo=4.8e3, hi=9.7e5)
+_RATE = "a rate constant (1/s for order 1, m^3/(mol s) for order 2), or a string with units"
+
+
+class StepDocument(Document, kw_only=True):
+    """The homogeneous step under ``chemistry:``; its rate constants' unit follows ``order``."""
+
+    kf: Annotated[SI | UnsetType, Describe(_RATE)] = UNSET
+    kb: Annotated[SI, Describe(_RATE)] = 0.0
+    order: Annotated[Int, Integer(1, 2)] = 1
+    reactant: Literal["R", "O"] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rate = Number(_K1 if self.order == 1 else _K2, lo=0.0, hi=1e12)
+        if isinstance(self.kf, UnsetType):
+            raise Invalid("kf", rate.missing())
+        msgspec.structs.force_setattr(self, "kf", read(rate, self.kf, "kf"))
+        msgspec.structs.force_setattr(self, "kb", read(rate, self.kb, "kb"))
+
+
+class ReactionDocument(Document, kw_only=True):
+    """One step of ``reactions:`` and its constants; which ones it takes follows from
+    the step (a transfer: ``model``, ``E0``, ``k0`` or, between adsorbed species,
+    ``ks``, ``alpha``, ``reorganization_energy``; otherwise ``kf`` and ``kb``)."""
+
+    step: Annotated[Str, Text()]
+    model: KineticsModel | UnsetType = UNSET
+    E0: Annotated[SI | UnsetType, Number(_E, lo=-10.0, hi=10.0)] = UNSET
+    k0: Annotated[SI | UnsetType, _K0_RANGE] = UNSET
+    ks: Annotated[SI | UnsetType, _KS_RANGE] = UNSET
+    alpha: Annotated[SI | UnsetType, _ALPHA_RANGE] = UNSET
+    reorganization_energy: Annotated[SI | UnsetType, _LAMBDA_RANGE] = UNSET
+    kf: Annotated[SI | UnsetType, Describe(_RATE)] = UNSET
+    kb: Annotated[SI | UnsetType, Describe(_RATE)] = UNSET
+
+
+_KS_RANGE = Number(_K1, lo=1e-9, hi=1e12)
+_ALPHA_RANGE = Number(_NONE, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+_TRANSFER_KEYS = ("step", "model", "E0", "k0", "alpha", "reorganization_energy")
+_CHEMICAL_KEYS = ("step", "kf", "kb")
+
+
+_LENGTH_RANGE = Number(_LENGTH, lo=1e-8, hi=1.0)
+_ELECTRODE_LEAVES = {
+    "area": Number(_AREA, lo=0.0, hi=1.0, lo_open=True),
+    "radius": _LENGTH_RANGE,
+    "length": Number(_LENGTH, lo=1e-8, hi=10.0),
+    "inner_radius": _LENGTH_RANGE,
+    "outer_radius": _LENGTH_RANGE,
+    "width": _LENGTH_RANGE,
+    "depth": Number(_LENGTH, lo=0.0, hi=1.0, lo_open=True),
+}
+
+
+class ElectrodeDocument(Document, kw_only=True):
+    """The working electrode: which keys a geometry takes is checked by
+    :func:`scenario_from` (after the engine, which decides the geometries)."""
+
+    geometry: Geometry = "planar"
+    area: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["area"]] = UNSET
+    radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["radius"]] = UNSET
+    length: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["length"]] = UNSET
+    inner_radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["inner_radius"]] = UNSET
+    outer_radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["outer_radius"]] = UNSET
+    width: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["width"]] = UNSET
+    depth: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["depth"]] = UNSET
+
+
+_GEOMETRY_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # geometry: (the keys it takes, in order; those of them it requires)
+    "planar": (("geometry", "area"), ("area",)),
+    "sphere": (("geometry", "radius", "area"), ("radius",)),
+    "cylinder": (("geometry", "radius", "length", "area"), ("radius", "length")),
+    "disk": (("geometry", "radius"), ("radius",)),
+    "ring": (("geometry", "inner_radius", "outer_radius"), ("inner_radius", "outer_radius")),
+    "band": (("geometry", "width", "length"), ("width", "length")),
+    "recessed": (("geometry", "radius", "depth"), ("radius", "depth")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Vertices:
+    """``E_vertex``: a potential, or a non-empty list of them (read as a tuple)."""
+
+    def read(self, value: object) -> float | tuple[float, ...]:
+        if not isinstance(value, list):
+            return float(_VERTEX.read(value))
+        if not value:
+            raise Invalid("", "got an empty list; accepted: " + self.accepted())
+        return tuple(read(_VERTEX, v, f"[{i}]") for i, v in enumerate(value))
+
+    def accepted(self) -> str:
+        return "a potential or a list of potentials (V)"
+
+    def missing(self) -> str:
+        return "required key is missing"
+
+    def json_schema(self) -> dict[str, Any]:
+        one = _VERTEX.json_schema()
+        return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+
+
+_VERTEX = Number(_E, lo=LIMITS["potential"].lo, hi=LIMITS["potential"].hi)
+_ROTATION_RANGE = Number(_ROTATION, lo=0.0, hi=1e4)
+_SCAN_RATE = _limited(_SCAN, LIMITS["scan_rate"])
+_DURATION = _limited(_TIME, LIMITS["duration"])
+
+
+class CvWaveform(Document, tag="cv", tag_field="type", kw_only=True):
+    """``type: cv``: a cyclic voltammogram."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_vertex: Annotated[Any, _Vertices()]
+    E_end: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+    scan_rate: Annotated[SI, _SCAN_RATE]
+    cycles: Annotated[Int, Integer(*CYCLES)] = 1
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+    ac: AcPerturbation | UnsetType = UNSET
+
+
+class LsvWaveform(Document, tag="lsv", tag_field="type"):
+    """``type: lsv``: a linear sweep."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    scan_rate: Annotated[SI, _SCAN_RATE]
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+    ac: AcPerturbation | UnsetType = UNSET
+
+
+class CaStep(Document):
+    """One potential step of ``type: ca``."""
+
+    E: Annotated[SI, _POTENTIAL]
+    duration: Annotated[SI, _DURATION]
+
+
+_STEPS = "a non-empty list of {E, duration}"
+
+
+class CaWaveform(Document, tag="ca", tag_field="type"):
+    """``type: ca``: chronoamperometry, potential steps from ``E_initial``."""
+
+    steps: Annotated[list[CaStep], Describe(_STEPS)]
+    E_initial: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+    ac: AcPerturbation | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.steps:
+            raise Invalid("steps", f"got []; accepted: {_STEPS}")
+
+
+class SwvWaveform(Document, tag="swv", tag_field="type"):
+    """``type: swv``: square-wave voltammetry."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    E_step: Annotated[SI, _limited(_E, LIMITS["E_step"])]
+    amplitude: Annotated[SI, _limited(_E, LIMITS["amplitude"])]
+    frequency: Annotated[SI, _limited(_FREQ, LIMITS["frequency"])]
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+
+
+_PAIR = "a pair [t (s), E (V)]"
+_POINTS = "a list of at least two [t, E] pairs"
+
+
+class PiecewiseWaveform(Document, tag="piecewise", tag_field="type"):
+    """``type: piecewise``: straight lines through ``[t, E]`` points."""
+
+    points: Annotated[list[Annotated[list[Any], Describe(_PAIR)]], Describe(_POINTS)]
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+    ac: AcPerturbation | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.points) < 2:
+            raise Invalid("points", f"got {show(self.points)}; accepted: {_POINTS}")
+        time, potential = LIMITS["time"], LIMITS["potential"]
+        at_time = Number(_TIME, lo=time.lo, hi=time.hi)
+        at_potential = Number(_E, lo=potential.lo, hi=potential.hi)
+        points = []
+        for i, p in enumerate(self.points):
+            if len(p) != 2:
+                raise Invalid(f"points[{i}]", f"got {show(p)}; accepted: {_PAIR}")
+            t = read(at_time, p[0], f"points[{i}][0]")
+            points.append([t, read(at_potential, p[1], f"points[{i}][1]")])
+        msgspec.structs.force_setattr(self, "points", points)
+
+
+_STAIR_STEP = _limited(_E, LIMITS["staircase_step"])
+
+
+class StaircaseCvWaveform(Document, tag="staircase_cv", tag_field="type", kw_only=True):
+    """``type: staircase_cv``: a cyclic voltammogram in potential steps."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_vertex: Annotated[Any, _Vertices()]
+    E_end: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+    E_step: Annotated[SI, _STAIR_STEP]
+    t_step: Annotated[SI | UnsetType, _DURATION] = UNSET
+    scan_rate: Annotated[SI | UnsetType, _SCAN_RATE] = UNSET
+    sample: Annotated[Any, Describe("a fraction of the step, or a window [a, b]")] = UNSET
+    cycles: Annotated[Int, Integer(*CYCLES)] = 1
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_staircase(self)
+
+
+class StaircaseLsvWaveform(Document, tag="staircase_lsv", tag_field="type", kw_only=True):
+    """``type: staircase_lsv``: a linear sweep in potential steps."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    E_step: Annotated[SI, _STAIR_STEP]
+    t_step: Annotated[SI | UnsetType, _DURATION] = UNSET
+    scan_rate: Annotated[SI | UnsetType, _SCAN_RATE] = UNSET
+    sample: Annotated[Any, Describe("a fraction of the step, or a window [a, b]")] = UNSET
+    rotation_rate: Annotated[SI, _ROTATION_RANGE] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_staircase(self)
+
+
+def _check_staircase(doc: StaircaseCvWaveform | StaircaseLsvWaveform) -> None:
+    """Exactly one of ``t_step`` and ``scan_rate``; ``sample`` a point or a window."""
+    has_t, has_rate = doc.t_step is not UNSET, doc.scan_rate is not UNSET
+    if has_t == has_rate:
+        raise Invalid(
+            "t_step",
+            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
+            + ("both" if has_t else "neither"),
+        )
+    sample: object = (1.0, 1.0)
+    if isinstance(doc.sample, list):
+        within = Number(_NONE, lo=0.0, hi=1.0)
+        sample = tuple(read(within, x, f"sample[{i}]") for i, x in enumerate(doc.sample))
+    elif doc.sample is not UNSET:
+        sample = read(Number(_NONE, lo=0.0, hi=1.0, lo_open=True), doc.sample, "sample")
+    msgspec.structs.force_setattr(doc, "sample", sample)
+
+
+WaveformDocument: TypeAlias = (
+    CvWaveform
+    | LsvWaveform
+    | CaWaveform
+    | SwvWaveform
+    | PiecewiseWaveform
+    | StaircaseCvWaveform
+    | StaircaseLsvWaveform
+)
+"""A waveform as a document gives it, by ``type``."""
+
+
+class ScenarioDocument(Document, kw_only=True):
+    """A scenario as its YAML says it (see the module docstring)."""
+
+    name: Annotated[Str | UnsetType, Text()] = UNSET
+    engine: Engine = "numba"
+    mechanism: NamedMechanism | UnsetType = UNSET
+    species: Annotated[
+        dict[str, SpeciesDocument],
+        msgspec.Meta(extra_json_schema={"propertyNames": {"pattern": _SPECIES_NAME}}),
+    ]
+    kinetics: TransferDocument | list[TransferDocument] | UnsetType = UNSET
+    chemistry: StepDocument | list[StepDocument] | UnsetType = UNSET
+    reactions: Annotated[Any, Describe(_REACTIONS)] = UNSET
+    surface: Surface | UnsetType = UNSET
+    impedance: Impedance | UnsetType = UNSET
+    electrode: ElectrodeDocument
+    cell: Cell = msgspec.field(default_factory=Cell)
+    waveform: WaveformDocument
+    numerics: Numerics = msgspec.field(default_factory=Numerics)
+    bulk: Bulk | UnsetType = UNSET
+    background: Background = msgspec.field(default_factory=Background)
+    initial_state: InitialState = msgspec.field(default_factory=InitialState)
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario document (what ``galvana schema scenario`` prints)."""
+    schema = json_schema(ScenarioDocument, title="Galvana scenario")
+    # The mechanism is a named one with its kinetics, or a reaction network: one of two
+    # keys, which a struct's fields alone cannot say.
+    schema["$defs"]["ScenarioDocument"]["oneOf"] = [
+        {"required": ["kinetics"]},
+        {"required": ["reactions"]},
+    ]
+    return schema
+
+
 # --------------------------------------------------------------------------- reading
-
-
-def _reader(node: object, path: str) -> Reader:
-    return Reader(node, path, error=ScenarioError, root="<scenario>")
 
 
 def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario) -> Scenario:
@@ -736,80 +1168,63 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
     if isinstance(source, Scenario):
         return source
     doc, path = read_document(source, error=ScenarioError, root="<scenario>")
-    return _parse(doc, "scenario" if path is None else path.stem)
+    document = decode(doc, ScenarioDocument, error=ScenarioError, root="<scenario>")
+    return scenario_from(document, "scenario" if path is None else path.stem)
 
 
-_TOP_KEYS = (
-    "name",
-    "reactions",
-    "surface",
-    "impedance",
-    "engine",
-    "mechanism",
-    "species",
-    "kinetics",
-    "chemistry",
-    "electrode",
-    "cell",
-    "waveform",
-    "numerics",
-    "bulk",
-    "background",
-    "initial_state",
-)
-
-
-def _parse(doc: object, default_name: str) -> Scenario:
-    top = _reader(doc, "")
-    name = top.text("name", default=default_name)
-    engine = top.choice("engine", ENGINES, default="numba")
+def scenario_from(doc: ScenarioDocument, default_name: str) -> Scenario:
+    """The scenario a read document describes (``default_name`` when it names none):
+    the rules that span its sections are checked here, each problem a
+    :class:`~physics.errors.ScenarioError` naming the key."""
+    mechanism: Mechanism
     reactions: tuple[Reaction, ...] = ()
     adsorption: tuple[Adsorption, ...] = ()
     surface: Surface | None = None
-    if top.has("reactions"):
+    if doc.reactions is not UNSET:
         mechanism = "network"
-        net = _parse_network(top)
+        net = _network(doc)
         reactions, kinetics, chemistry = net.reactions, net.kinetics, net.chemistry
         adsorption, surface = net.adsorption, net.surface
-        bulk = _parse_bulk(top, net.dissolved)
+        bulk = _bulk(doc.bulk, net.dissolved)
         species = _complete_network_species(net)
     else:
-        mechanism = top.choice("mechanism", MECHANISMS, default="E")
-        species_raw = _parse_species(top, mechanism)
-        bulk = _parse_bulk(top, species_raw)
-        kinetics = _parse_kinetics(top, mechanism)
-        chemistry = _parse_chemistry(top, mechanism)
+        mechanism = "E" if isinstance(doc.mechanism, UnsetType) else doc.mechanism
+        species_raw = _species(doc, mechanism)
+        bulk = _bulk(doc.bulk, species_raw)
+        kinetics = _kinetics(doc, mechanism)
+        chemistry = _chemistry(doc, mechanism)
         species = _complete_species(species_raw, mechanism, chemistry)
-    electrode = _parse_electrode(top, engine)
-    cell = _parse_cell(top)
-    waveform = _parse_waveform(top)
-    rotation_rate = _parse_rotation(top, electrode)
-    ac = _parse_ac(top, waveform)
-    spectrum = _parse_impedance(top)
-    numerics = _parse_numerics(top)
-    background = _parse_background(top)
-    initial_state = _parse_initial_state(top, waveform)
-    top.finish(_TOP_KEYS)
+    electrode = _electrode(doc.electrode, doc.engine)
+    waveform = waveform_from(doc.waveform, "waveform")
+    initial_state = _initial_state(doc.initial_state, waveform)
+    rotation_rate = float(doc.waveform.rotation_rate)
+    if rotation_rate > 0 and electrode.geometry != "planar":
+        raise ScenarioError(
+            "waveform.rotation_rate",
+            f"got {rotation_rate:g} rad/s with electrode.geometry {electrode.geometry!r}; "
+            "accepted: a rotation rate with a planar electrode (the face of a rotating disk)",
+        )
+    ac = getattr(doc.waveform, "ac", UNSET)
     scenario = Scenario(
-        name=name,
-        engine=engine,  # type: ignore[arg-type]
-        mechanism=mechanism,  # type: ignore[arg-type]
+        name=default_name if isinstance(doc.name, UnsetType) else doc.name,
+        engine=doc.engine,
+        mechanism=mechanism,
         species=species,
         kinetics=kinetics,
         chemistry=chemistry,
         electrode=electrode,
-        cell=cell,
+        cell=doc.cell,
         waveform=waveform,
-        numerics=numerics,
+        numerics=doc.numerics,
         bulk=bulk,
-        background=background,
+        background=doc.background,
         initial_state=initial_state,
         reactions=reactions,
         adsorption=adsorption,
         surface=surface,
         rotation_rate=rotation_rate,
-        impedance=spectrum,
-        ac=ac,
+        ac=None if isinstance(ac, UnsetType) else ac,
+        impedance=None if isinstance(doc.impedance, UnsetType) else doc.impedance,
     )
     _check_bulk_equilibrium(scenario)
     if reactions:
@@ -820,11 +1235,12 @@ def _parse(doc: object, default_name: str) -> Scenario:
             "every c_bulk is 0; accepted: at least one species with c_bulk > 0 (or an "
             "adsorbed one with Gamma > 0)",
         )
-    if surface is not None and sum(s.Gamma for s in species) > surface.Gamma_max * (1 + 1e-9):
+    total = sum(s.Gamma for s in species)
+    if surface is not None and total > surface.Gamma_max * (1 + 1e-9):
         raise ScenarioError(
             "surface.Gamma_max",
             f"got {surface.Gamma_max:g} mol/m^2, less than the adsorbed species' "
-            f"{sum(s.Gamma for s in species):g} mol/m^2 in all; accepted: room for them",
+            f"{total:g} mol/m^2 in all; accepted: room for them",
         )
     return scenario
 
@@ -833,56 +1249,46 @@ def _parse(doc: object, default_name: str) -> Scenario:
 _RawSpecies: TypeAlias = tuple[float | None, float | None, float | None]
 
 
-def _parse_species(top: Reader, mechanism: str) -> dict[str, _RawSpecies]:
-    reader = top.child("species")
+def _given(value: float | UnsetType) -> float | None:
+    return None if isinstance(value, UnsetType) else value
+
+
+def _species(doc: ScenarioDocument, mechanism: str) -> dict[str, _RawSpecies]:
     allowed = _mechanism_species(mechanism)
-    out: dict[str, _RawSpecies] = {}
     for required in _REQUIRED_SPECIES[mechanism]:
-        if not reader.has(required):
+        if required not in doc.species:
             raise ScenarioError(
-                reader.key(required),
+                f"species.{required}",
                 f"required for mechanism {mechanism} (species: {listed(allowed)})",
             )
-    for key in list(reader.node):
+    out: dict[str, _RawSpecies] = {}
+    for key, sp in doc.species.items():
         if key not in allowed:
             raise ScenarioError(
-                reader.key(str(key)),
+                f"species.{key}",
                 f"unknown species for mechanism {mechanism}; accepted: {listed(allowed)}",
             )
-        sp = reader.child(key)
-        D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
-        c = sp.optional_number("c_bulk", _C, lo=0.0)
-        if c is not None and c > 1e5:
+        if sp.Gamma is not UNSET:
             raise ScenarioError(
-                sp.key("c_bulk"), f"got {c:g}; accepted: a number in [0, 100000] mol/m^3"
+                f"species.{key}.Gamma",
+                "adsorbed species are part of a reaction network (reactions:); accepted "
+                f"with mechanism {mechanism}: D, c_bulk, D_ratio",
             )
-        ratio = None
-        if sp.has("D_ratio"):
-            if key == "O":
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "D_ratio is relative to species O's D; give O its D and the ratio to "
-                    "the other species",
-                )
-            if D is not None:
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
-                )
-            ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
-        sp.finish(("D", "c_bulk", "D_ratio"))
-        out[key] = (D, c, ratio)
+        if key == "O" and not isinstance(sp.D_ratio, UnsetType):
+            raise ScenarioError(
+                "species.O.D_ratio",
+                "D_ratio is relative to species O's D; give O its D and the ratio to "
+                "the other species",
+            )
+        out[key] = (_given(sp.D), _given(sp.c_bulk), _given(sp.D_ratio))
     return out
 
 
-def _parse_bulk(top: Reader, raw: dict[str, _RawSpecies]) -> Bulk | None:
+def _bulk(doc: Bulk | UnsetType, raw: dict[str, _RawSpecies]) -> Bulk | None:
     """The couple's bulk as total and fraction oxidised; filled into O's and R's c_bulk."""
-    r = top.optional_child("bulk")
-    if r is None:
+    if isinstance(doc, UnsetType):
         return None
-    total = r.number("total", _C, lo=0.0, hi=1e5, lo_open=True)
-    fraction = r.number("fraction_oxidized", _NONE, lo=0.0, hi=1.0)
-    r.finish(("total", "fraction_oxidized"))
+    total, fraction = doc.total, doc.fraction_oxidized
     for name, c in (("O", total * fraction), ("R", total * (1.0 - fraction))):
         D, given, ratio = raw[name]
         if given is not None:
@@ -891,7 +1297,7 @@ def _parse_bulk(top: Reader, raw: dict[str, _RawSpecies]) -> Bulk | None:
                 "given twice: bulk (total, fraction_oxidized) sets it; remove one",
             )
         raw[name] = (D, c, ratio)
-    return Bulk(total, fraction)
+    return doc
 
 
 def _mechanism_species(mechanism: str) -> tuple[str, ...]:
@@ -904,17 +1310,13 @@ def _mechanism_species(mechanism: str) -> tuple[str, ...]:
     }[mechanism]
 
 
-_KINETICS_KEYS = ("model", "E0", "k0", "alpha", "n", "reorganization_energy")
-
-
-def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
-    raw = top.require("kinetics")
+def _kinetics(doc: ScenarioDocument, mechanism: str) -> tuple[Kinetics, ...]:
+    if isinstance(doc.kinetics, UnsetType):
+        raise ScenarioError(
+            "kinetics", "required key is missing (one electron transfer, or a list of them)"
+        )
     couples = [("O", "R"), ("O2", "R2")] if mechanism == "ECE" else [("O", "R")]
-    items: list[tuple[object, str]]
-    if isinstance(raw, list):
-        items = [(item, f"kinetics[{i}]") for i, item in enumerate(raw)]
-    else:
-        items = [(raw, "kinetics")]
+    items = doc.kinetics if isinstance(doc.kinetics, list) else [doc.kinetics]
     if len(items) != len(couples):
         need = (
             "a list of two electron transfers (O/R, then O2/R2)"
@@ -923,114 +1325,63 @@ def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
         )
         raise ScenarioError("kinetics", f"mechanism {mechanism} takes {need}; got {len(items)}")
     return tuple(
-        _parse_transfer(top.nested(node, path), ox, red)
-        for (node, path), (ox, red) in zip(items, couples, strict=True)
+        Kinetics(
+            k.model,
+            k.E0,
+            1.0 if isinstance(k.k0, UnsetType) else k.k0,
+            0.5 if isinstance(k.alpha, UnsetType) else k.alpha,
+            k.n,
+            _given(k.reorganization_energy),
+            ox,
+            red,
+        )
+        for k, (ox, red) in zip(items, couples, strict=True)
     )
 
 
-def _parse_transfer(
-    r: Reader, ox: str, red: str, electrons: int | None = None, *, surface: bool = False
-) -> Kinetics:
-    """One electron transfer's constants; ``electrons`` when a network step sets n;
-    ``surface`` for a couple of adsorbed species (rate constant ``ks``, 1/s)."""
-    model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
-    E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
-    n = r.integer("n", default=1, lo=1, hi=6) if electrons is None else electrons
-    k0 = 1.0
-    alpha = 0.5
-    lam: float | None = None
-    rate = "ks" if surface else "k0"
-    if model == "nernst":
-        for unused in (rate, "alpha", "reorganization_energy"):
-            if r.has(unused):
-                raise ScenarioError(
-                    r.key(unused), "not used by model nernst (reversible); remove it"
-                )
-    elif surface:
-        if r.has("k0"):
-            raise ScenarioError(
-                r.key("k0"),
-                "a couple of adsorbed species takes ks, the surface rate constant (1/s)",
-            )
-        k0 = r.number("ks", _K1, lo=1e-9, hi=1e12)
-    else:
-        k0 = r.number("k0", _K0, lo=1e-15, hi=1e3)
-    if model == "butler-volmer":
-        alpha = r.number("alpha", _NONE, default=0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        if r.has("reorganization_energy"):
-            raise ScenarioError(
-                r.key("reorganization_energy"), "only used by model marcus-hush-chidsey"
-            )
-    if model == "marcus-hush-chidsey":
-        if r.has("alpha"):
-            raise ScenarioError(
-                r.key("alpha"),
-                "not used by marcus-hush-chidsey (the reorganization energy sets "
-                "the asymmetry); remove it",
-            )
-        if n != 1:
-            raise ScenarioError(
-                r.key("n" if electrons is None else "step"),
-                f"got {n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
-            )
-        lam = r.number("reorganization_energy", _LAMBDA, lo=4.8e3, hi=9.7e5)
-    if electrons is None:
-        r.finish(_KINETICS_KEYS)
-    else:
-        r.finish(tuple(k if k != "k0" else rate for k in _TRANSFER_KEYS))
-    return Kinetics(model, E0, k0, alpha, n, lam, ox, red, surface)  # type: ignore[arg-type]
-
-
-_CHEMISTRY_KEYS = ("kf", "kb", "order", "reactant")
-
-
-def _parse_chemistry(top: Reader, mechanism: str) -> tuple[Chemistry, ...]:
+def _chemistry(doc: ScenarioDocument, mechanism: str) -> tuple[Chemistry, ...]:
+    raw = doc.chemistry
     if mechanism == "E":
-        if top.has("chemistry"):
+        if not isinstance(raw, UnsetType):
             raise ScenarioError(
                 "chemistry",
                 "mechanism E has no homogeneous step; remove it or choose EC, CE, EC' or ECE",
             )
         return ()
-    raw = top.require("chemistry")
-    node: object = raw
-    path = "chemistry"
+    if isinstance(raw, UnsetType):
+        raise ScenarioError("chemistry", "required key is missing")
+    step, path = raw, "chemistry"
     if isinstance(raw, list):
         if len(raw) != 1:
             raise ScenarioError(
                 "chemistry", f"mechanism {mechanism} has one homogeneous step; got {len(raw)}"
             )
-        node, path = raw[0], "chemistry[0]"
-    r = top.nested(node, path)
-    order = r.integer("order", default=1, lo=1, hi=2)
-    k_quantity = _K1 if order == 1 else _K2
-    kf = r.number("kf", k_quantity, lo=0.0, hi=1e12)
-    kb = r.number("kb", k_quantity, default=0.0, lo=0.0, hi=1e12)
-    reactant = "R"
-    if mechanism in ("EC", "EC'"):
-        reactant = r.choice("reactant", ("R", "O"), default="R")
+        step, path = raw[0], "chemistry[0]"
+    assert isinstance(step, StepDocument)
+    order, kf, kb = step.order, step.kf, step.kb
+    assert not isinstance(kf, UnsetType)  # StepDocument requires it
+    if mechanism not in ("EC", "EC'") and not isinstance(step.reactant, UnsetType):
+        raise ScenarioError(
+            f"{path}.reactant", "unknown key; accepted keys here: " + listed(("kf", "kb", "order"))
+        )
+    reactant = "R" if isinstance(step.reactant, UnsetType) else step.reactant
     product = "O" if reactant == "R" else "R"
     if mechanism in ("CE", "ECE") and order != 1:
-        raise ScenarioError(r.key("order"), f"got {order}; accepted for mechanism {mechanism}: 1")
-    chem: Chemistry
+        raise ScenarioError(f"{path}.order", f"got {order}; accepted for mechanism {mechanism}: 1")
     if mechanism == "EC":
-        reactants = (reactant,) * order
-        chem = Chemistry(kf, kb, order, reactants, ("Z",))
-    elif mechanism == "CE":
-        chem = Chemistry(kf, kb, 1, ("Y",), ("O",))
-    elif mechanism == "EC'":
+        return (Chemistry(kf, kb, order, (reactant,) * order, ("Z",)),)
+    if mechanism == "CE":
+        return (Chemistry(kf, kb, 1, ("Y",), ("O",)),)
+    if mechanism == "EC'":
         if kb != 0.0:
             raise ScenarioError(
-                r.key("kb"),
+                f"{path}.kb",
                 f"got {kb:g}; accepted for mechanism EC' "
                 "(catalytic regeneration is irreversible): 0",
             )
         reactants = (reactant,) if order == 1 else (reactant, "Z")
-        chem = Chemistry(kf, 0.0, order, reactants, (product,))
-    else:  # ECE
-        chem = Chemistry(kf, kb, 1, ("R",), ("O2",))
-    r.finish(_CHEMISTRY_KEYS if mechanism in ("EC", "EC'") else ("kf", "kb", "order"))
-    return (chem,)
+        return (Chemistry(kf, 0.0, order, reactants, (product,)),)
+    return (Chemistry(kf, kb, 1, ("R",), ("O2",)),)  # ECE
 
 
 def _complete_species(
@@ -1129,14 +1480,10 @@ def _check_bulk_equilibrium(s: Scenario) -> None:
 
 # --------------------------------------------------------------------------- networks
 
-_TRANSFER_KEYS = ("step", "model", "E0", "k0", "alpha", "reorganization_energy")
-_CHEMICAL_KEYS = ("step", "kf", "kb")
-_NETWORK_SPECIES_KEYS = ("D", "c_bulk", "D_ratio")
-
 
 @dataclass(frozen=True, slots=True)
 class _Network:
-    """What ``reactions`` (and the species and surface they need) parse to."""
+    """What ``reactions`` (and the species and surface they need) read to."""
 
     reactions: tuple[Reaction, ...]
     kinetics: tuple[Kinetics, ...]
@@ -1147,70 +1494,73 @@ class _Network:
     surface: Surface | None
 
 
-def _parse_network(top: Reader) -> _Network:
+def _network(doc: ScenarioDocument) -> _Network:
     """The steps of ``reactions`` with their constants, and the species they name."""
     for key in ("mechanism", "kinetics", "chemistry"):
-        if top.has(key):
+        if getattr(doc, key) is not UNSET:
             raise ScenarioError(
                 key,
                 "not used with reactions (each step carries its own constants); give either "
                 "a named mechanism with kinetics and chemistry, or reactions",
             )
-    raw = top.raw("reactions")
+    raw = doc.reactions
+    items: list[object] = []
     if isinstance(raw, str):
-        items: list[object] = list(network.split_steps(raw))
+        items = list(network.split_steps(raw))
     elif isinstance(raw, list):
         items = list(raw)
-    else:
-        items = []
     if not items:
-        raise ScenarioError(
-            "reactions",
-            f"got {show(raw)}; accepted: a non-empty list of steps ('O + e = R, E0 = 0.1 V', "
-            "or {step: O + e = R, E0: 0.1 V}), or one string of steps separated by ';'",
-        )
-    parsed: list[tuple[network.Step, Reader]] = []
+        raise ScenarioError("reactions", f"got {show(raw)}; accepted: {_REACTIONS}")
+    parsed: list[tuple[network.Step, ReactionDocument, str]] = []
     for i, item in enumerate(items):
         path = f"reactions[{i}]"
-        text, node = _step_item(item, path)
+        node = _step_item(item, path)
+        rd = decode(node, ReactionDocument, error=ScenarioError, root="<scenario>", path=path)
         try:
-            step = network.parse_step(text)
+            step = network.parse_step(rd.step)
         except ValueError as exc:
             raise ScenarioError(f"{path}.step", str(exc)) from None
-        r = top.nested(node, path)
-        r.used.add("step")
-        parsed.append((step, r))
-    named = tuple(dict.fromkeys(n for step, _ in parsed for n in step.species))
-    dissolved, adsorbed = _parse_network_species(top, named, [step for step, _ in parsed])
+        parsed.append((step, rd, path))
+    named = tuple(dict.fromkeys(n for step, _, _ in parsed for n in step.species))
+    dissolved, adsorbed = _network_species(doc, named, [step for step, _, _ in parsed])
     reactions: list[Reaction] = []
     kinetics: list[Kinetics] = []
     chemistry: list[Chemistry] = []
     adsorption: list[Adsorption] = []
-    for step, r in parsed:
+    for step, rd, path in parsed:
         on_surface = [n in adsorbed for n in step.species]
         if step.transfer:
             surface = all(on_surface)
             if any(on_surface) and not surface:
                 raise ScenarioError(
-                    r.key("step"),
+                    f"{path}.step",
                     f"{str(step)!r} joins an adsorbed and a dissolved species; accepted: a "
                     "transfer between two dissolved or two adsorbed species (adsorb or "
                     "desorb with a step of its own: 'O = Oads')",
                 )
-            ox, red = step.reactants[0], step.products[0]
-            kinetics.append(_parse_transfer(r, ox, red, step.electrons, surface=surface))
+            kinetics.append(_transfer(rd, step, path, surface=surface))
             reactions.append(Reaction(step, "transfer", len(kinetics) - 1))
         elif any(on_surface):
-            adsorption.append(_parse_adsorption_step(r, step, adsorbed))
+            adsorption.append(_adsorption_step(rd, step, path, adsorbed))
             reactions.append(Reaction(step, "adsorption", len(adsorption) - 1))
         else:
-            chemistry.append(_parse_chemical_step(r, step))
+            chemistry.append(_chemical_step(rd, step, path))
             reactions.append(Reaction(step, "chemical", len(chemistry) - 1))
     if not kinetics:
         raise ScenarioError(
             "reactions", "has no electron transfer; accepted: at least one step 'O + e = R'"
         )
-    sites = _parse_surface(top, needed=bool(adsorption))
+    sites = None if isinstance(doc.surface, UnsetType) else doc.surface
+    if sites is None and adsorption:
+        raise ScenarioError(
+            "surface",
+            "required with an adsorption step: the sites species adsorb on "
+            "({Gamma_max: ..., isotherm: langmuir or frumkin, g: ...})",
+        )
+    if sites is not None and not adsorption:
+        raise ScenarioError(
+            "surface", "used only with an adsorption step ('O = Oads'); remove it or add one"
+        )
     return _Network(
         tuple(reactions),
         tuple(kinetics),
@@ -1222,12 +1572,12 @@ def _parse_network(top: Reader) -> _Network:
     )
 
 
-def _step_item(item: object, path: str) -> tuple[str, Mapping[str, object]]:
-    """A step's text and its constants from a list item: ``{step: TEXT, key: value}``,
-    ``{TEXT: {key: value}}`` or ``"TEXT, key = value, ..."``."""
+def _step_item(item: object, path: str) -> Mapping[str, object]:
+    """A step's text and its constants as a mapping from a list item: ``{step: TEXT,
+    key: value}`` as it is, ``{TEXT: {key: value}}`` or ``"TEXT, key = value, ..."``."""
     if isinstance(item, str):
         text, *pairs = [p.strip() for p in item.split(",")]
-        node: dict[str, object] = {}
+        node: dict[str, object] = {"step": text}
         for pair in pairs:
             key, eq, value = pair.partition("=")
             if not eq or not key.strip() or not value.strip():
@@ -1235,17 +1585,14 @@ def _step_item(item: object, path: str) -> tuple[str, Mapping[str, object]]:
                     path, f"{pair!r} is not 'key = value' (e.g. 'kf = 10 1/s', 'E0 = 0.1 V')"
                 )
             node[key.strip()] = value.strip()
-        return text, node
+        return node
     if isinstance(item, Mapping):
         if "step" in item:
-            text = item["step"]
-            if not isinstance(text, str):
-                raise ScenarioError(f"{path}.step", f"got {show(text)}; accepted: a step as text")
-            return text, item
+            return item
         if len(item) == 1:
-            ((text, node_value),) = item.items()
-            if isinstance(text, str) and (node_value is None or isinstance(node_value, Mapping)):
-                return text, node_value or {}
+            ((text, constants),) = item.items()
+            if isinstance(text, str) and (constants is None or isinstance(constants, Mapping)):
+                return {"step": text, **(constants or {})}
     raise ScenarioError(
         path,
         f"got {show(item)}; accepted: 'O + e = R, E0 = 0.1 V', {{step: O + e = R, E0: 0.1 V}} "
@@ -1253,25 +1600,97 @@ def _step_item(item: object, path: str) -> tuple[str, Mapping[str, object]]:
     )
 
 
-def _parse_chemical_step(r: Reader, step: network.Step) -> Chemistry:
-    def quantity(count: int) -> Quantity:
-        return _K1 if count == 1 else _K2
-
-    kf = r.number("kf", quantity(len(step.reactants)), lo=0.0, hi=1e12)
-    if step.reversible:
-        kb = r.number("kb", quantity(len(step.products)), lo=0.0, hi=1e12)
-    else:
-        if r.has("kb"):
+def _only(rd: ReactionDocument, path: str, keys: Sequence[str]) -> None:
+    """Refuse the constants a step of this kind does not take."""
+    for name in ReactionDocument.keys():  # noqa: SIM118 - a struct's keys, not a dict's
+        if name not in keys and getattr(rd, name) is not UNSET:
             raise ScenarioError(
-                r.key("kb"), "an irreversible step ('->') has no kb; write '=' for a reversible one"
+                f"{path}.{name}", f"unknown key; accepted keys here: {listed(keys)}"
             )
-        kb = 0.0
-    r.finish(_CHEMICAL_KEYS)
+
+
+def _transfer(rd: ReactionDocument, step: network.Step, path: str, *, surface: bool) -> Kinetics:
+    """An electron transfer's constants; ``surface``: between adsorbed species (``ks``)."""
+    rate = "ks" if surface else "k0"
+    model = "butler-volmer" if isinstance(rd.model, UnsetType) else rd.model
+    if surface and rd.k0 is not UNSET:
+        raise ScenarioError(
+            f"{path}.k0", "a couple of adsorbed species takes ks, the surface rate constant (1/s)"
+        )
+    _only(rd, path, tuple(k if k != "k0" else rate for k in _TRANSFER_KEYS))
+    if isinstance(rd.E0, UnsetType):
+        raise ScenarioError(f"{path}.E0", Number(_E, lo=-10.0, hi=10.0).missing())
+    given = {k for k in (rate, "alpha", "reorganization_energy") if getattr(rd, k) is not UNSET}
+    k0 = 1.0
+    if model == "nernst":
+        for unused in (rate, "alpha", "reorganization_energy"):
+            if unused in given:
+                raise ScenarioError(
+                    f"{path}.{unused}", "not used by model nernst (reversible); remove it"
+                )
+    else:
+        if rate not in given:
+            raise ScenarioError(f"{path}.{rate}", (_KS_RANGE if surface else _K0_RANGE).missing())
+        k0 = float(getattr(rd, rate))
+    if model == "butler-volmer" and "reorganization_energy" in given:
+        raise ScenarioError(
+            f"{path}.reorganization_energy", "only used by model marcus-hush-chidsey"
+        )
+    lam = None
+    if model == "marcus-hush-chidsey":
+        if "alpha" in given:
+            raise ScenarioError(
+                f"{path}.alpha",
+                "not used by marcus-hush-chidsey (the reorganization energy sets the "
+                "asymmetry); remove it",
+            )
+        if step.electrons != 1:
+            raise ScenarioError(
+                f"{path}.step",
+                f"{step.electrons} electrons; accepted: 1 (marcus-hush-chidsey describes "
+                "one-electron steps)",
+            )
+        if isinstance(rd.reorganization_energy, UnsetType):
+            raise ScenarioError(f"{path}.reorganization_energy", _LAMBDA_RANGE.missing())
+        lam = rd.reorganization_energy
+    alpha = 0.5 if isinstance(rd.alpha, UnsetType) else rd.alpha
+    ox, red = step.reactants[0], step.products[0]
+    return Kinetics(model, rd.E0, k0, alpha, step.electrons, lam, ox, red, surface)
+
+
+def _rates(
+    rd: ReactionDocument, step: network.Step, path: str, forward: Number, backward: Number
+) -> tuple[float, float]:
+    """``kf`` and ``kb`` (0 for an irreversible step) read in the units of their order."""
+    _only(rd, path, _CHEMICAL_KEYS)
+    if isinstance(rd.kf, UnsetType):
+        raise ScenarioError(f"{path}.kf", forward.missing())
+    if not step.reversible and rd.kb is not UNSET:
+        raise ScenarioError(
+            f"{path}.kb", "an irreversible step ('->') has no kb; write '=' for a reversible one"
+        )
+    if step.reversible and isinstance(rd.kb, UnsetType):
+        raise ScenarioError(f"{path}.kb", backward.missing())
+    try:
+        kf = float(read(forward, rd.kf, "kf"))
+        kb = 0.0 if isinstance(rd.kb, UnsetType) else float(read(backward, rd.kb, "kb"))
+    except Invalid as exc:
+        raise ScenarioError(f"{path}.{exc.key}", exc.message) from None
+    return kf, kb
+
+
+def _order_rate(count: int) -> Number:
+    return Number(_K1 if count == 1 else _K2, lo=0.0, hi=1e12)
+
+
+def _chemical_step(rd: ReactionDocument, step: network.Step, path: str) -> Chemistry:
+    forward, backward = _order_rate(len(step.reactants)), _order_rate(len(step.products))
+    kf, kb = _rates(rd, step, path, forward, backward)
     return Chemistry(kf, kb, len(step.reactants), step.reactants, step.products)
 
 
-def _parse_adsorption_step(
-    r: Reader, step: network.Step, adsorbed: dict[str, float | None]
+def _adsorption_step(
+    rd: ReactionDocument, step: network.Step, path: str, adsorbed: Mapping[str, float | None]
 ) -> Adsorption:
     """``X = Xads``: the dissolved X adsorbs (kf, m^3/(mol s)) and desorbs (kb, 1/s)."""
     if (
@@ -1281,112 +1700,56 @@ def _parse_adsorption_step(
         or step.products[0] not in adsorbed
     ):
         raise ScenarioError(
-            r.key("step"),
+            f"{path}.step",
             f"{str(step)!r}: a step with adsorbed species other than an electron transfer "
             "is an adsorption, one dissolved species on the left and one adsorbed on the "
             "right (accepted: 'O = Oads', 'O -> Oads')",
         )
-    kf = r.number("kf", _K2, lo=0.0, hi=1e12)
-    kb = 0.0
-    if step.reversible:
-        kb = r.number("kb", _K1, lo=0.0, hi=1e12)
-    elif r.has("kb"):
-        raise ScenarioError(
-            r.key("kb"), "an irreversible step ('->') has no kb; write '=' for a reversible one"
-        )
-    r.finish(_CHEMICAL_KEYS)
+    kf, kb = _rates(rd, step, path, _order_rate(2), _order_rate(1))
     return Adsorption(kf, kb, step.reactants[0], step.products[0])
 
 
-_SURFACE_KEYS = ("Gamma_max", "isotherm", "g")
-
-
-def _parse_surface(top: Reader, *, needed: bool) -> Surface | None:
-    r = top.optional_child("surface")
-    if r is None:
-        if needed:
-            raise ScenarioError(
-                "surface",
-                "required with an adsorption step: the sites species adsorb on "
-                "({Gamma_max: ..., isotherm: langmuir or frumkin, g: ...})",
-            )
-        return None
-    if not needed:
-        raise ScenarioError(
-            "surface", "used only with an adsorption step ('O = Oads'); remove it or add one"
-        )
-    gmax = r.number("Gamma_max", _GAMMA, lo=0.0, hi=1.0, lo_open=True)
-    isotherm = r.choice("isotherm", ISOTHERMS, default="langmuir")
-    g = 0.0
-    if isotherm == "frumkin":
-        g = r.number("g", _NONE, lo=-10.0, hi=2.0, hi_open=True)
-    elif r.has("g"):
-        raise ScenarioError(r.key("g"), "used only by isotherm frumkin; remove it")
-    r.finish(_SURFACE_KEYS)
-    return Surface(gmax, isotherm, g)  # type: ignore[arg-type]
-
-
-def _parse_network_species(
-    top: Reader, named: tuple[str, ...], steps: list[network.Step]
+def _network_species(
+    doc: ScenarioDocument, named: tuple[str, ...], steps: list[network.Step]
 ) -> tuple[dict[str, _RawSpecies], dict[str, float | None]]:
     """The dissolved species (D, c_bulk, D_ratio) and the adsorbed ones (those given a
     ``Gamma``: the initial surface concentration, or ``equilibrium``)."""
-    reader = top.child("species")
     for n in named:
-        if not reader.has(n):
+        if n not in doc.species:
             first = next(i for i, step in enumerate(steps) if n in step.species)
             raise ScenarioError(
-                reader.key(n), f"required: {n} is in reactions[{first}] ({steps[first]})"
+                f"species.{n}", f"required: {n} is in reactions[{first}] ({steps[first]})"
             )
     out: dict[str, _RawSpecies] = {}
     adsorbed: dict[str, float | None] = {}
-    for key in list(reader.node):
+    for key, sp in doc.species.items():
         if key not in named:
             raise ScenarioError(
-                reader.key(str(key)),
+                f"species.{key}",
                 f"not in any reaction; accepted: the species of the reactions ({listed(named)})",
             )
-        sp = reader.child(key)
-        if sp.has("Gamma"):
-            for other in _NETWORK_SPECIES_KEYS:
-                if sp.has(other):
+        if sp.Gamma is not UNSET:
+            for other in ("D", "c_bulk", "D_ratio"):
+                if getattr(sp, other) is not UNSET:
                     raise ScenarioError(
-                        sp.key(other),
+                        f"species.{key}.{other}",
                         "an adsorbed species (given Gamma) has no diffusion coefficient or "
                         "bulk concentration; remove it, or Gamma for a dissolved species",
                     )
-            value = sp.raw("Gamma")
-            if value == "equilibrium":
-                adsorbed[str(key)] = None
-            else:
-                adsorbed[str(key)] = number(
-                    value, sp.key("Gamma"), _GAMMA, error=ScenarioError, lo=0.0, hi=1.0
-                )
-            sp.finish(("Gamma",))
+            adsorbed[key] = None if sp.Gamma == "equilibrium" else float(sp.Gamma)
             continue
-        D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
-        c = sp.optional_number("c_bulk", _C, lo=0.0, hi=1e5)
-        ratio = None
-        if sp.has("D_ratio"):
-            if key == "O" or "O" not in named:
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "D_ratio is relative to species O's D; accepted on species other than O "
-                    "when O is one of the reactions' species",
-                )
-            if D is not None:
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
-                )
-            ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
-        elif D is None:
+        if not isinstance(sp.D_ratio, UnsetType) and (key == "O" or "O" not in named):
             raise ScenarioError(
-                sp.key("D"),
+                f"species.{key}.D_ratio",
+                "D_ratio is relative to species O's D; accepted on species other than O "
+                "when O is one of the reactions' species",
+            )
+        if isinstance(sp.D, UnsetType) and isinstance(sp.D_ratio, UnsetType):
+            raise ScenarioError(
+                f"species.{key}.D",
                 f"required key is missing ({_D.name}, m^2/s; or Gamma for an adsorbed species)",
             )
-        sp.finish((*_NETWORK_SPECIES_KEYS, "Gamma"))
-        out[str(key)] = (D, c, ratio)
+        out[key] = (_given(sp.D), _given(sp.c_bulk), _given(sp.D_ratio))
     return out, adsorbed
 
 
@@ -1515,386 +1878,136 @@ def _check_cycles(s: Scenario) -> None:
 _CYCLE_TOLERANCE = 1e-3
 
 
-def _parse_electrode(top: Reader, engine: str) -> Electrode:
-    r = top.child("electrode")
-    geometry = r.choice("geometry", GEOMETRIES_1D + GEOMETRIES_2D, default="planar")
-    if geometry in GEOMETRIES_2D:
-        if engine == "numba":
-            raise ScenarioError(
-                r.key("geometry"),
-                f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
-                f"{listed(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
-                f"{listed(GEOMETRIES_2D)}",
-            )
-        return _parse_electrode_2d(r, geometry)
-    if engine == "fenicsx" and geometry != "planar":
+def _electrode(doc: ElectrodeDocument, engine: str) -> Electrode:
+    geometry = doc.geometry
+    if geometry in GEOMETRIES_2D and engine == "numba":
         raise ScenarioError(
-            r.key("geometry"),
+            "electrode.geometry",
+            f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
+            f"{listed(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
+            f"{listed(GEOMETRIES_2D)}",
+        )
+    if engine == "fenicsx" and geometry in ("sphere", "cylinder"):
+        raise ScenarioError(
+            "electrode.geometry",
             f"got {geometry!r}; accepted by engine fenicsx: planar, "
             f"{listed(GEOMETRIES_2D)}; set engine: numba (or auto) for sphere and cylinder",
         )
-    radius = length = None
+    keys, required = _GEOMETRY_KEYS[geometry]
+    for name in ElectrodeDocument.keys():  # noqa: SIM118 - a struct's keys, not a dict's
+        value = getattr(doc, name)
+        if name not in keys and value is not UNSET:
+            raise ScenarioError(
+                f"electrode.{name}", f"unknown key; accepted keys here: {listed(keys)}"
+            )
+        if name in required and value is UNSET:
+            raise ScenarioError(f"electrode.{name}", _ELECTRODE_LEAVES[name].missing())
+    d = {name: getattr(doc, name) for name in keys[1:]}
     if geometry == "planar":
-        area = r.number("area", _AREA, lo=0.0, hi=1.0, lo_open=True)
-        r.finish(("geometry", "area"))
-        return Electrode("planar", area)
-    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
+        return Electrode("planar", d["area"])
     if geometry == "sphere":
-        area = r.number(
-            "area", _AREA, default=4 * math.pi * radius**2, lo=0.0, hi=1.0, lo_open=True
-        )
-        r.finish(("geometry", "radius", "area"))
-        return Electrode("sphere", area, radius)
-    length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
-    area = r.number(
-        "area", _AREA, default=2 * math.pi * radius * length, lo=0.0, hi=1.0, lo_open=True
-    )
-    r.finish(("geometry", "radius", "length", "area"))
-    return Electrode("cylinder", area, radius, length)
-
-
-def _parse_electrode_2d(r: Reader, geometry: str) -> Electrode:
-    """Inlaid disk, ring, band and recessed disk: their dimensions set the area."""
+        r = d["radius"]
+        return Electrode("sphere", _or(d["area"], 4 * math.pi * r**2), r)
+    if geometry == "cylinder":
+        r, length = d["radius"], d["length"]
+        return Electrode("cylinder", _or(d["area"], 2 * math.pi * r * length), r, length)
     if geometry == "disk":
-        radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
-        r.finish(("geometry", "radius"))
-        return Electrode("disk", math.pi * radius**2, radius)
+        return Electrode("disk", math.pi * d["radius"] ** 2, d["radius"])
     if geometry == "ring":
-        inner = r.number("inner_radius", _LENGTH, lo=1e-8, hi=1.0)
-        outer = r.number("outer_radius", _LENGTH, lo=1e-8, hi=1.0)
+        inner, outer = d["inner_radius"], d["outer_radius"]
         if outer <= inner:
             raise ScenarioError(
-                r.key("outer_radius"),
+                "electrode.outer_radius",
                 f"got {outer:g} m; accepted: larger than inner_radius ({inner:g} m)",
             )
-        r.finish(("geometry", "inner_radius", "outer_radius"))
         return Electrode("ring", math.pi * (outer**2 - inner**2), outer, inner_radius=inner)
     if geometry == "band":
-        width = r.number("width", _LENGTH, lo=1e-8, hi=1.0)
-        length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
-        r.finish(("geometry", "width", "length"))
-        return Electrode("band", width * length, length=length, width=width)
-    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
-    depth = r.number("depth", _LENGTH, lo=0.0, hi=1.0, lo_open=True)
-    r.finish(("geometry", "radius", "depth"))
-    return Electrode("recessed", math.pi * radius**2, radius, depth=depth)
+        return Electrode("band", d["width"] * d["length"], length=d["length"], width=d["width"])
+    return Electrode("recessed", math.pi * d["radius"] ** 2, d["radius"], depth=d["depth"])
 
 
-def _parse_cell(top: Reader) -> Cell:
-    r = top.optional_child("cell")
-    if r is None:
-        return Cell()
-    T = r.number("T", _T, default=STANDARD_TEMPERATURE, lo=200.0, hi=600.0)
-    Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
-    Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
-    offset = r.number("reference_offset", _E, default=0.0, lo=-2.0, hi=2.0)
-    nu = r.number("viscosity", _VISCOSITY, default=KINEMATIC_VISCOSITY, lo=1e-8, hi=1e-2)
-    r.finish(("T", "Ru", "Cdl", "reference_offset", "viscosity"))
-    return Cell(T, Ru, Cdl, offset, nu)
+def _or(value: float | UnsetType, default: float) -> float:
+    return default if isinstance(value, UnsetType) else value
 
 
-_BACKGROUND_KEYS = ("offset", "slope", "Cdl_slope", "Cdl_curvature", "E_pivot")
-
-
-def _parse_background(top: Reader) -> Background:
-    r = top.optional_child("background")
-    if r is None:
-        return Background()
-    out = Background(
-        offset=r.number("offset", _CURRENT, default=0.0, lo=-1.0, hi=1.0),
-        slope=r.number("slope", _CONDUCTANCE, default=0.0, lo=-1.0, hi=1.0),
-        Cdl_slope=r.number("Cdl_slope", _CDL_SLOPE, default=0.0, lo=-1.0, hi=1.0),
-        Cdl_curvature=r.number("Cdl_curvature", _CDL_CURVATURE, default=0.0, lo=-1.0, hi=1.0),
-        E_pivot=_potential(r, "E_pivot", default=0.0),
-    )
-    r.finish(_BACKGROUND_KEYS)
-    return out
-
-
-def _parse_initial_state(top: Reader, waveform: Waveform) -> InitialState:
-    r = top.optional_child("initial_state")
-    if r is None:
-        return InitialState()
-    cycles = r.integer("cycles_before", default=0, lo=0, hi=1000)
-    r.finish(("cycles_before",))
+def _initial_state(doc: InitialState, waveform: Waveform) -> InitialState:
+    cycles = doc.cycles_before
     if not cycles:
-        return InitialState()
+        return doc
     if not isinstance(waveform, CyclicVoltammetry | Staircase) or waveform.type == "staircase_lsv":
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with a {waveform.type} waveform; accepted: 0, or cycles before "
             "a cv or staircase_cv waveform (the cycles run are the waveform's own)",
         )
     if cycles + waveform.cycles > CYCLES[1]:
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with {waveform.cycles} recorded; accepted: at most "
             f"{CYCLES[1] - waveform.cycles} (at most {CYCLES[1]} cycles in all)",
         )
     if waveform.E_end != waveform.E_start:
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with E_end ({waveform.E_end:g}) != E_start "
             f"({waveform.E_start:g}); accepted: a cycle that ends where it starts",
         )
-    return InitialState(cycles)
+    return doc
 
 
-_WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
-    "cv": ("type", "E_start", "E_vertex", "E_end", "scan_rate", "cycles"),
-    "lsv": ("type", "E_start", "E_end", "scan_rate"),
-    "ca": ("type", "steps", "E_initial"),
-    "swv": ("type", "E_start", "E_end", "E_step", "amplitude", "frequency"),
-    "piecewise": ("type", "points"),
-    "staircase_cv": (
-        "type",
-        "E_start",
-        "E_vertex",
-        "E_end",
-        "E_step",
-        "t_step",
-        "scan_rate",
-        "sample",
-        "cycles",
-    ),
-    "staircase_lsv": ("type", "E_start", "E_end", "E_step", "t_step", "scan_rate", "sample"),
-}
-
-
-def _parse_waveform(top: Reader) -> Waveform:
-    """The shared waveform the scenario describes: values are read here (units, ranges
-    from :data:`runtime.waveforms.LIMITS`), the waveform's own rules are checked by its
-    class, and either problem names the scenario's key."""
-    r = top.child("waveform")
-    kind = r.choice("type", tuple(_WAVEFORM_KEYS))
-    r.used.update(_WAVEFORM_EXTRAS)  # read by _parse_waveform_extras
-    parsers: dict[str, Callable[[Reader], Waveform]] = {
-        "cv": _parse_cv,
-        "lsv": _parse_lsv,
-        "ca": _parse_ca,
-        "swv": _parse_swv,
-        "piecewise": _parse_piecewise,
-        "staircase_cv": _parse_staircase,
-        "staircase_lsv": _parse_staircase,
-    }
+def waveform_from(
+    doc: WaveformDocument, path: str, error: ErrorFactory = ScenarioError
+) -> Waveform:
+    """The shared waveform a read waveform document describes; the waveform's own rules
+    are checked by its class (:mod:`runtime.waveforms`) and a problem raises
+    ``error(key, message)`` (a :class:`~physics.errors.ScenarioError`) naming the
+    document's key below ``path``."""
     try:
-        wf = parsers[kind](r)
+        if isinstance(doc, CvWaveform | StaircaseCvWaveform):
+            vertices = doc.E_vertex if isinstance(doc.E_vertex, tuple) else (doc.E_vertex,)
+            E_end = _or(doc.E_end, doc.E_start)
+            if isinstance(doc, CvWaveform):
+                return CyclicVoltammetry(doc.E_start, vertices, E_end, doc.scan_rate, doc.cycles)
+            t_step = _t_step(doc)
+            return Staircase(
+                doc.E_start, vertices, E_end, doc.E_step, t_step, doc.sample, doc.cycles
+            )
+        if isinstance(doc, StaircaseLsvWaveform):
+            t_step = _t_step(doc)
+            return Staircase(
+                doc.E_start, (), doc.E_end, doc.E_step, t_step, doc.sample, 1, "staircase_lsv"
+            )
+        if isinstance(doc, LsvWaveform):
+            return LinearSweep(doc.E_start, doc.E_end, doc.scan_rate)
+        if isinstance(doc, CaWaveform):
+            steps = tuple(PotentialStep(s.E, s.duration) for s in doc.steps)
+            return Chronoamperometry(steps, _or(doc.E_initial, steps[0].E))
+        if isinstance(doc, SwvWaveform):
+            return SquareWave(doc.E_start, doc.E_end, doc.E_step, doc.amplitude, doc.frequency)
+        return Piecewise(tuple((t, E) for t, E in doc.points))
     except WaveformError as exc:
-        raise ScenarioError(_waveform_key(r, exc.field), exc.reason) from None
-    r.finish(_WAVEFORM_KEYS[kind] + _WAVEFORM_EXTRAS)
-    return wf
+        raise error(_waveform_key(doc, exc.field, path), exc.reason) from None
 
 
-# Keys any waveform may carry: what the experiment does besides the potential program.
-_WAVEFORM_EXTRAS = ("rotation_rate", "ac")
-_AC_WAVEFORMS = ("cv", "lsv", "ca", "piecewise")
+def _t_step(doc: StaircaseCvWaveform | StaircaseLsvWaveform) -> float:
+    if isinstance(doc.t_step, UnsetType):
+        assert not isinstance(doc.scan_rate, UnsetType)  # one of the two, checked on reading
+        return doc.E_step / doc.scan_rate
+    return doc.t_step
 
 
-def _parse_ac(top: Reader, waveform: Waveform) -> AcPerturbation | None:
-    """``waveform.ac: {amplitude, frequency}``: a sine on a sweeping or stepping waveform."""
-    w = top.child("waveform")
-    r = w.optional_child("ac")
-    if r is None:
-        return None
-    if waveform.type not in _AC_WAVEFORMS:
-        raise ScenarioError(
-            w.key("ac"),
-            f"got one on a {waveform.type} waveform; accepted on {listed(_AC_WAVEFORMS)} "
-            "(a square wave or a staircase is a perturbation of its own)",
-        )
-    amplitude = r.number("amplitude", _E, lo=0.0, hi=1.0, lo_open=True)
-    frequency = r.number("frequency", _FREQ, lo=0.0, hi=1e6, lo_open=True)
-    r.finish(("amplitude", "frequency"))
-    return AcPerturbation(amplitude, frequency)
-
-
-def _parse_impedance(top: Reader) -> Impedance | None:
-    r = top.optional_child("impedance")
-    if r is None:
-        return None
-    f_max = r.number("f_max", _FREQ, default=1e5, lo=0.0, hi=1e7, lo_open=True)
-    f_min = r.number("f_min", _FREQ, default=1e-2, lo=0.0, hi=1e7, lo_open=True)
-    if f_min >= f_max:
-        raise ScenarioError(
-            r.key("f_min"), f"got {f_min:g} Hz; accepted: below f_max ({f_max:g} Hz)"
-        )
-    per_decade = r.integer("per_decade", default=10, lo=1, hi=1000)
-    r.finish(("f_max", "f_min", "per_decade"))
-    return Impedance(f_max, f_min, per_decade)
-
-
-def _parse_rotation(top: Reader, electrode: Electrode) -> float:
-    """``waveform.rotation_rate`` (rad/s; ``"1600 rpm"``): a rotating disk electrode."""
-    r = top.child("waveform")
-    rate = r.number("rotation_rate", _ROTATION, default=0.0, lo=0.0, hi=1e4)
-    if rate > 0 and electrode.geometry != "planar":
-        raise ScenarioError(
-            r.key("rotation_rate"),
-            f"got {rate:g} rad/s with electrode.geometry {electrode.geometry!r}; accepted: a "
-            "rotation rate with a planar electrode (the face of a rotating disk)",
-        )
-    return rate
-
-
-def _waveform_key(r: Reader, field: str) -> str:
-    """The scenario key of a shared waveform's field: ``cv.vertices[1]`` is
-    ``waveform.E_vertex[1]`` (``waveform.E_vertex`` when one vertex was given bare),
-    ``piecewise.points[2].t`` is ``waveform.points[2][0]``."""
+def _waveform_key(doc: WaveformDocument, field: str, path: str) -> str:
+    """The document key of a shared waveform's field: ``cv.vertices[1]`` is
+    ``E_vertex[1]`` (``E_vertex`` when one vertex was given bare),
+    ``piecewise.points[2].t`` is ``points[2][0]``; below ``path``."""
     name = field.split(".", 1)[1]
     if name.startswith("vertices"):
         name = "E_vertex" + name.removeprefix("vertices")
-        if name == "E_vertex[0]" and not isinstance(r.node.get("E_vertex"), list):
+        if name == "E_vertex[0]" and not isinstance(getattr(doc, "E_vertex", None), tuple):
             name = "E_vertex"
     name = re.sub(r"^points\[(\d+)\]\.t$", r"points[\1][0]", name)
     name = re.sub(r"^points\[(\d+)\]\.E$", r"points[\1][1]", name)
-    return r.key(name)
-
-
-def _limited(
-    r: Reader, name: str, quantity: Quantity, limit: Limit, default: float | None = None
-) -> float:
-    return r.number(
-        name,
-        quantity,
-        default=default,
-        lo=limit.lo,
-        hi=limit.hi,
-        lo_open=limit.lo_open,
-        hi_open=limit.hi_open,
-    )
-
-
-def _potential(r: Reader, name: str, default: float | None = None) -> float:
-    return _limited(r, name, _E, LIMITS["potential"], default)
-
-
-def _parse_cv(r: Reader) -> CyclicVoltammetry:
-    E_start = _potential(r, "E_start")
-    vertices = _vertices(r)
-    E_end = _potential(r, "E_end", default=E_start)
-    scan_rate = _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
-    cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
-    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
-
-
-def _vertices(r: Reader) -> tuple[float, ...]:
-    raw_vertex = r.require("E_vertex")
-    raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
-    if not raw_list:
-        raise ScenarioError(
-            r.key("E_vertex"),
-            "got an empty list; accepted: a potential or a list of potentials (V)",
-        )
-    indexed = isinstance(raw_vertex, list)
-    limit = LIMITS["potential"]
-    vertices = tuple(
-        number(
-            v,
-            r.key("E_vertex") + (f"[{i}]" if indexed else ""),
-            _E,
-            error=ScenarioError,
-            lo=limit.lo,
-            hi=limit.hi,
-        )
-        for i, v in enumerate(raw_list)
-    )
-    return vertices
-
-
-def _parse_lsv(r: Reader) -> LinearSweep:
-    E_start = _potential(r, "E_start")
-    E_end = _potential(r, "E_end")
-    return LinearSweep(E_start, E_end, _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"]))
-
-
-def _parse_ca(r: Reader) -> Chronoamperometry:
-    raw_steps = r.require("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise ScenarioError(
-            r.key("steps"),
-            f"got {show(raw_steps)}; accepted: a non-empty list of {{E, duration}}",
-        )
-    steps = []
-    for i, node in enumerate(raw_steps):
-        s = r.nested(node, f"{r.key('steps')}[{i}]")
-        E = _potential(s, "E")
-        duration = _limited(s, "duration", _TIME, LIMITS["duration"])
-        s.finish(("E", "duration"))
-        steps.append(PotentialStep(E, duration))
-    E_initial = _potential(r, "E_initial", default=steps[0].E)
-    return Chronoamperometry(tuple(steps), E_initial)
-
-
-def _parse_swv(r: Reader) -> SquareWave:
-    E_start = _potential(r, "E_start")
-    E_end = _potential(r, "E_end")
-    E_step = _limited(r, "E_step", _E, LIMITS["E_step"])
-    amplitude = _limited(r, "amplitude", _E, LIMITS["amplitude"])
-    frequency = _limited(r, "frequency", _FREQ, LIMITS["frequency"])
-    return SquareWave(E_start, E_end, E_step, amplitude, frequency)
-
-
-def _parse_staircase(r: Reader) -> Staircase:
-    kind = r.choice("type", ("staircase_cv", "staircase_lsv"))
-    E_start = _potential(r, "E_start")
-    vertices = _vertices(r) if kind == "staircase_cv" else ()
-    E_end = _potential(r, "E_end", default=E_start if vertices else None)
-    E_step = _limited(r, "E_step", _E, LIMITS["staircase_step"])
-    if r.has("t_step") == r.has("scan_rate"):
-        raise ScenarioError(
-            r.key("t_step"),
-            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
-            + ("both" if r.has("t_step") else "neither"),
-        )
-    if r.has("t_step"):
-        t_step = _limited(r, "t_step", _TIME, LIMITS["duration"])
-    else:
-        t_step = E_step / _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
-    sample: object = (1.0, 1.0)
-    if r.has("sample"):
-        raw = r.raw("sample")
-        path = r.key("sample")
-        if isinstance(raw, list):
-            sample = tuple(
-                number(x, f"{path}[{i}]", _NONE, error=ScenarioError, lo=0.0, hi=1.0)
-                for i, x in enumerate(raw)
-            )
-        else:
-            sample = number(raw, path, _NONE, error=ScenarioError, lo=0.0, hi=1.0, lo_open=True)
-    cycles = 1
-    if kind == "staircase_cv":
-        cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
-        return Staircase(E_start, vertices, E_end, E_step, t_step, sample, cycles)  # type: ignore[arg-type]
-    return Staircase(E_start, (), E_end, E_step, t_step, sample, 1, "staircase_lsv")  # type: ignore[arg-type]
-
-
-def _parse_piecewise(r: Reader) -> Piecewise:
-    raw = r.require("points")
-    path = r.key("points")
-    if not isinstance(raw, list) or len(raw) < 2:
-        raise ScenarioError(path, f"got {show(raw)}; accepted: a list of at least two [t, E] pairs")
-    points: list[tuple[float, float]] = []
-    time, potential = LIMITS["time"], LIMITS["potential"]
-    for i, p in enumerate(raw):
-        if not isinstance(p, list | tuple) or len(p) != 2:
-            raise ScenarioError(f"{path}[{i}]", f"got {show(p)}; accepted: a pair [t (s), E (V)]")
-        t = number(p[0], f"{path}[{i}][0]", _TIME, error=ScenarioError, lo=time.lo, hi=time.hi)
-        E = number(
-            p[1], f"{path}[{i}][1]", _E, error=ScenarioError, lo=potential.lo, hi=potential.hi
-        )
-        points.append((t, E))
-    return Piecewise(tuple(points))
-
-
-def _parse_numerics(top: Reader) -> Numerics:
-    r = top.optional_child("numerics")
-    if r is None:
-        return Numerics()
-    dE = r.number("potential_step", _E, default=1e-3, lo=1e-5, hi=1e-2)
-    refine = r.number("refine", _NONE, default=1.0, lo=0.25, hi=16.0)
-    ranks = r.integer("ranks", default=1, lo=1, hi=256)
-    r.finish(("potential_step", "refine", "ranks"))
-    return Numerics(dE, refine, ranks)
+    return f"{path}.{name}"
 
 
 def with_numerics(scenario: Scenario, **changes: float) -> Scenario:

@@ -9,8 +9,10 @@ No client can starve another, and none can starve the emergency stop:
 
 - calls share a pool of ``max_threads`` worker threads, of which one connection holds
   at most ``max_threads_per_connection`` (its other calls wait their turn);
-- *urgent* calls (``instruments.estop`` in the daemon) skip the pool and the actors'
-  mailboxes: their handler runs on threads of their own (``urgent_threads``);
+- *urgent* calls (``instruments.estop`` and ``runs.abort`` in the daemon) skip the pool
+  and the actors' mailboxes: their handler runs on threads of their own
+  (``urgent_threads``); one whose urgent part is done may hand the rest to the pool as an
+  ordinary call (:class:`FollowUp`: ``runs.abort`` cuts the cell, then the run records it);
 - past ``max_connections`` a further ``reserved_connections`` are still accepted and
   served for ``hello`` and urgent calls only (and closed when idle), so a client
   holding every connection slot does not lock the emergency stop out;
@@ -18,6 +20,11 @@ No client can starve another, and none can starve the emergency stop:
 - wrong tokens are rate limited per peer address with an exponential backoff: while
   it runs, that peer's ``hello`` is refused at once, without looking at the token and
   without blocking anyone else.
+
+When the daemon shuts down (:meth:`ApiServer.shut_down`) calls in flight and every
+later call are answered ``unavailable``; urgent calls are still served (a
+:class:`FollowUp`'s ordinary rest is answered ``unavailable``, with what the urgent part
+did).
 
 Scopes: the Unix socket's owner (checked with ``SO_PEERCRED``) and TCP clients that
 present the admin token get the ``admin`` scope (``runtime.actor.ADMIN_SCOPE``);
@@ -70,7 +77,14 @@ from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
 from runtime.messages import ApiCall, Lagged
 from runtime.supervisor import Backoff
 
-__all__ = ["ApiConfig", "ApiServer", "ServerThread", "UrgentRoutes", "default_socket_path"]
+__all__ = [
+    "ApiConfig",
+    "ApiServer",
+    "FollowUp",
+    "ServerThread",
+    "UrgentRoutes",
+    "default_socket_path",
+]
 
 logger = logging.getLogger("galvana.api")
 
@@ -80,7 +94,22 @@ Resolver = Callable[[str], "pykka.ActorRef[Any]"]
 UrgentRoutes = Mapping[tuple[str, str], Callable[..., object]]
 """``(path, method)`` -> the function that serves it on the reserved threads, without
 an actor's mailbox in between (annotated like an exposed method; its arguments are
-checked the same way)."""
+checked the same way). It returns the call's result, or a :class:`FollowUp`."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What an urgent route returns when its urgent part is done and the rest is ordinary
+    work: ``path.method(*args)`` is then asked like any call (on the shared worker
+    threads, through the actor's mailbox), so the reserved threads are free again at
+    once. ``combine`` makes the reply from that call's result, or from the
+    :class:`~runtime.errors.ApiError` it failed with (raise one to reply with an error)."""
+
+    path: str
+    method: str
+    args: tuple[object, ...]
+    combine: Callable[[object], object]
+
 
 URGENT_CALLS_PER_CONNECTION = 4
 """Urgent calls one connection may have in flight (an emergency stop takes milliseconds)."""
@@ -188,6 +217,8 @@ class _Connection:
     calls: int = 0
     urgent: int = 0
     subs: dict[int, tuple[Subscription, trio.CancelScope]] = field(default_factory=dict)
+    # The scopes of the calls in flight, cancelled (and answered) when the daemon stops.
+    call_scopes: set[trio.CancelScope] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -225,6 +256,8 @@ class ApiServer:
             max_bytes=config.max_frame_bytes, max_array_bytes=config.max_frame_bytes
         )
         self._connections = 0
+        self._open: set[_Connection] = set()
+        self._closing = False
         self._restricted = 0
         self._calls_in_flight = 0
         self._urgent_in_flight = 0
@@ -333,9 +366,11 @@ class ApiServer:
             )
             conn.deadline = trio.current_time() + self._hello_window(conn)
             nursery.start_soon(self._writer, stream, receive)
+            self._open.add(conn)
             try:
                 await self._reader(conn, stream)
             finally:
+                self._open.discard(conn)
                 for sub, scope in conn.subs.values():
                     sub.close()
                     scope.cancel()
@@ -527,6 +562,23 @@ class ApiServer:
 
     # --- calls -------------------------------------------------------------------------
 
+    async def shut_down(self, grace_s: float = 2.0) -> None:
+        """Answer every call in flight with ``unavailable`` (the daemon is shutting down)
+        and refuse new ones; returns once those answers are sent, or after ``grace_s``.
+
+        Urgent calls (the emergency stop) are neither cancelled nor refused: a stop asked
+        for while the daemon stops is still carried out and answered.
+        """
+        self._closing = True
+        for conn in self._open:
+            for scope in conn.call_scopes:
+                scope.cancel()
+        with trio.move_on_after(grace_s):
+            while any(
+                c.calls or c.urgent or c.send.statistics().current_buffer_used for c in self._open
+            ):
+                await trio.sleep(0.01)
+
     def _start_call(self, conn: _Connection, call: Call) -> None:
         route = self.urgent.get((call.path.strip("/"), call.method))
         if route is not None:
@@ -537,8 +589,11 @@ class ApiServer:
                     "per connection",
                 )
             conn.urgent += 1
+            # Served while the daemon shuts down too: a stop is never refused.
             conn.nursery.start_soon(self._urgent_call, conn, call, route)
             return
+        if self._closing:
+            raise ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
         self._refuse_if_restricted(conn)
         if conn.calls >= self.config.max_calls_in_flight:
             raise ApiError(
@@ -549,25 +604,42 @@ class ApiServer:
         conn.nursery.start_soon(self._call, conn, call)
 
     async def _call(self, conn: _Connection, call: Call) -> None:
-        self._calls_in_flight += 1
         try:
-            timeout = min(
-                call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
-            )
-            # One connection holds at most max_threads_per_connection of the shared pool.
-            async with conn.threads:
-                result = await trio.to_thread.run_sync(
-                    partial(self._ask, call, timeout, conn.scopes),
-                    limiter=self._calls_limiter,
-                    abandon_on_cancel=True,
-                )
-            reply = ok_reply(call.id, result)
-        except ApiError as exc:
-            reply = error_reply(call.id, exc.code, str(exc))
+            outcome = await self._pooled(conn, call)
         finally:
             conn.calls -= 1
-            self._calls_in_flight -= 1
+        if isinstance(outcome, ApiError):
+            reply = error_reply(call.id, outcome.code, str(outcome))
+        else:
+            reply = ok_reply(call.id, outcome)
         await self._reply(conn, reply)
+
+    async def _pooled(self, conn: _Connection, call: Call) -> object:
+        """Ask ``call``'s actor on the shared worker threads: its result, or the
+        :class:`ApiError` it failed with (``unavailable`` once the daemon shuts down)."""
+        # Cancelled only by shut_down: the caller is told why instead of losing the line.
+        outcome: object = ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        self._calls_in_flight += 1
+        with trio.CancelScope() as scope:
+            conn.call_scopes.add(scope)
+            try:
+                # One connection holds at most max_threads_per_connection of the shared pool.
+                async with conn.threads:
+                    outcome = await trio.to_thread.run_sync(
+                        partial(self._ask, call, self._timeout_of(call), conn.scopes),
+                        limiter=self._calls_limiter,
+                        abandon_on_cancel=True,
+                    )
+            except ApiError as exc:
+                outcome = exc
+            finally:
+                conn.call_scopes.discard(scope)
+                self._calls_in_flight -= 1
+        return outcome
+
+    def _timeout_of(self, call: Call) -> float:
+        """How long a call may wait for its actor (s): what it asked for, within bounds."""
+        return min(call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10)
 
     def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
         """In a worker thread: resolve the actor and ask it."""
@@ -594,18 +666,53 @@ class ApiServer:
         self, conn: _Connection, call: Call, route: Callable[..., object]
     ) -> None:
         self._urgent_in_flight += 1
+        follow_up: FollowUp | None = None
         try:
             # Not abandoned on cancel: a stop that was asked for is carried out.
             result = await trio.to_thread.run_sync(
                 partial(self._run_urgent, call, route), limiter=self._urgent_limiter
             )
+            if isinstance(result, FollowUp):
+                follow_up = result
             reply = ok_reply(call.id, result)
         except ApiError as exc:
             reply = error_reply(call.id, exc.code, str(exc))
         finally:
             conn.urgent -= 1
             self._urgent_in_flight -= 1
+        if follow_up is not None:
+            reply = await self._follow_up(conn, call, follow_up)
         await self._reply(conn, reply)
+
+    async def _follow_up(
+        self, conn: _Connection, call: Call, follow_up: FollowUp
+    ) -> dict[str, Any]:
+        """The ordinary rest of an urgent call, under the ordinary limits; its reply.
+
+        Like any ordinary call it is answered ``unavailable`` once the daemon shuts down
+        (``combine`` still says what the urgent part did).
+        """
+        outcome: object = ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        if not self._closing:
+            rest = Call(call.id, follow_up.path, follow_up.method, follow_up.args, {}, call.timeout)
+            conn.calls += 1
+            try:
+                outcome = await self._pooled(conn, rest)
+            finally:
+                conn.calls -= 1
+        name = f"{call.path.strip('/')}.{call.method}"
+        try:
+            return ok_reply(call.id, follow_up.combine(outcome))
+        except ApiError as exc:
+            return error_reply(call.id, exc.code, str(exc))
+        except Exception as exc:
+            logger.exception("%s failed", name)
+            return error_reply(
+                call.id,
+                ErrorCode.INTERNAL,
+                f"{name} failed inside the daemon ({type(exc).__name__}); "
+                "the daemon log has the details",
+            )
 
     @staticmethod
     def _run_urgent(call: Call, route: Callable[..., object]) -> object:
@@ -774,9 +881,18 @@ class ServerThread:
         finally:
             self._started.set()
 
+    def shut_down(self) -> None:
+        """Answer the calls in flight, and all later ones, with ``unavailable`` (the
+        daemon is shutting down); from any thread but the server's own."""
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run(self.server.shut_down, trio_token=self._token)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and close every connection."""
+        """Stop serving: answer the calls in flight (``unavailable``), then close every
+        connection."""
         if self._token is not None and self._cancel is not None:
+            self.shut_down()
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
         self._thread.join(timeout)
@@ -786,6 +902,9 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_SHUTTING_DOWN = "the daemon is shutting down"
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -187,7 +187,7 @@ def test_ac_is_refused_where_it_means_nothing_and_round_trips() -> None:
         "frequency": 25,
         "ac": {"amplitude": 0.01, "frequency": 9},
     }
-    with pytest.raises(physics.ScenarioError, match=r"waveform\.ac: got one on a swv waveform"):
+    with pytest.raises(physics.ScenarioError, match=r"waveform\.ac: unknown key"):
         physics.load_scenario(bad)
     with pytest.raises(physics.ParameterError, match="above the sampling's Nyquist"):
         ac.harmonics(np.linspace(0, 1, 101), np.zeros(101), 20.0, count=3)
