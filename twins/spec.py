@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.scenario import ScenarioDocument, WaveformDocument, scenario_from, waveform_from
+from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.schema import (
     SI,
     UNSET,
@@ -559,6 +560,8 @@ _TOP_KEYS = (
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "k0": (Quantity("heterogeneous rate constant", "m/s", "[length]/[time]"), "positive"),
+    "ks": (Quantity("surface rate constant", "1/s", "1/[time]"), "positive"),
+    "Gamma": (Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2"), "positive"),
     "alpha": (_NONE, "unit"),
     "E0": (_V, "real"),
     "D": (Quantity("diffusion coefficient", "m^2/s", "[length]**2/[time]"), "positive"),
@@ -742,6 +745,23 @@ def _model(doc: str | ScenarioDocument, base: Path) -> Scenario:
 
 
 def _protocol(doc: ProtocolDocument) -> Protocol:
+    items = doc.waveform if isinstance(doc.waveform, list) else [doc.waveform]
+    for i, w in enumerate(items):
+        # What the cell does besides the potential programme is the model's to say:
+        # an instrument programmed with a protocol applies only its potentials.
+        where = f"protocol.waveform[{i}]" if isinstance(doc.waveform, list) else "protocol.waveform"
+        if w.rotation_rate:
+            raise TwinSpecError(
+                f"{where}.rotation_rate",
+                "a protocol's waveform is what the instrument applies; give the rotation "
+                "rate in the model's waveform (model.waveform.rotation_rate)",
+            )
+        if getattr(w, "ac", UNSET) is not UNSET:
+            raise TwinSpecError(
+                f"{where}.ac",
+                "not followed by the twin: AC voltammetry is simulated from a scenario "
+                "(galvana simulate), not yet acquired by instruments",
+            )
     if isinstance(doc.waveform, list):
         waveforms = tuple(
             waveform_from(w, f"protocol.waveform[{i}]", TwinSpecError)
@@ -830,11 +850,15 @@ def _per_run(raw: object, names: list[str]) -> tuple[str, ...]:
 
 
 def _noise_scale(model: Scenario) -> float:
-    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s."""
+    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s,
+    or of a surface-confined one (n^2 F^2 A Gamma v / 4RT) when that is larger."""
     c = max(s.c_bulk for s in model.species)
     D = max(s.D for s in model.species)
     # Randles-Sevcik in its customary units: cm^2, mol/cm^3, cm^2/s.
     peak = 2.69e5 * (model.electrode.area * 1e4) * (c * 1e-6) * math.sqrt(D * 1e4 * 0.1)
+    gamma = max(s.Gamma for s in model.species)
+    f = FARADAY / (GAS_CONSTANT * model.cell.T)
+    peak = max(peak, FARADAY * f * model.electrode.area * gamma * 0.1 / 4)
     return max(1e-12, 0.01 * peak)
 
 
