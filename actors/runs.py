@@ -408,9 +408,9 @@ class Runs(Supervisor):
         return self._command(run_id, "stop_run")
 
     @exposed
-    def abort(self, run_id: str) -> dict[str, Any]:
-        """Cell off at once; the run ends ``aborted``."""
-        return self._command(run_id, "abort")
+    def abort(self, run_id: str, reason: str = "aborted on request") -> dict[str, Any]:
+        """Cell off at once; the run ends ``aborted`` with ``reason``."""
+        return self._command(run_id, "abort", reason)
 
 
 def _decoded_events(store: EventStore, stream: str) -> Iterator[object]:

@@ -23,9 +23,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
 from runtime import topics
+from runtime.api.protocol import decode_message
 from runtime.client import Event
-from runtime.codec import message_from_plain
-from runtime.errors import ApiError, MessageError
+from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
@@ -173,11 +173,11 @@ class RunScreen(Screen[None]):
                 lines: list[LogLine] = []
                 for item in page:
                     self._next_seq = int(item["seq"]) + 1
-                    try:
-                        msg = message_from_plain(item["message"])
-                    except MessageError:
-                        msg = item["message"]  # a tag this build does not know
-                    lines += self.model.ingest(msg)
+                    if item.get("error"):  # the daemon could not read it back
+                        text = f"recorded event {item['seq']} is unreadable: {item['error']}"
+                        lines.append(LogLine(None, "warning", text))
+                        continue
+                    lines += self.model.ingest(decode_message(item["message"]))
                 self.log_lines(lines)
                 if len(page) < _HISTORY_PAGE:
                     break
@@ -196,7 +196,7 @@ class RunScreen(Screen[None]):
         if self.reading_history:
             self._pending.append(event)
             return
-        lines = self.model.ingest_topic(event.topic, event.message)
+        lines = self.model.ingest(event.message)
         if lines:
             self.log_lines(lines)
 
