@@ -295,6 +295,14 @@ class Client:
 # --- the async client ---------------------------------------------------------------------
 
 
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a task group wrapped (the group itself when it holds several)."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner
+
+
 class _Waiter:
     """A request waiting for its reply (or for the connection to break)."""
 
@@ -372,16 +380,24 @@ class AsyncClient:
                 f"{connect_timeout:g} s"
             ) from None
         client = cls(stream, where, timeout=timeout)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(client._read)
-            try:
-                client.server_info = await client.request(
-                    hello_request(name, where.token), timeout=connect_timeout
-                )
-                yield client
-            finally:
-                tasks.cancel_scope.cancel()
-                await client.aclose()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(client._read)
+                try:
+                    client.server_info = await client.request(
+                        hello_request(name, where.token), timeout=connect_timeout
+                    )
+                    yield client
+                finally:
+                    tasks.cancel_scope.cancel()
+                    await client.aclose()
+        except BaseExceptionGroup as group:
+            # The reader never fails (it closes the client instead): what the group holds
+            # is what the hello or the caller's block raised, and it leaves as it was raised.
+            inner = _sole(group)
+            if inner is group:
+                raise
+            raise inner from inner.__cause__
 
     # --- reading ----------------------------------------------------------------------
 

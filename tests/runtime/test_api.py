@@ -601,6 +601,28 @@ def test_async_client_says_why_it_cannot_connect(tmp_path: Path, backend: str) -
     anyio.run(main, backend=backend)
 
 
+@BACKENDS
+def test_async_client_errors_leave_as_raised(
+    tree: SupervisorRef, bus: EventBus, backend: str
+) -> None:
+    """A refused hello, and whatever the caller's block raises, come out of ``connect``
+    as themselves, not wrapped in the exception group of the client's task group."""
+    with serve(tree, bus, tcp=("127.0.0.1", 0), token="s3cret") as running:
+        host, port = running.server.addresses[0].removeprefix("tcp:").rsplit(":", 1)
+
+        async def main() -> None:
+            with pytest.raises(ApiError, match="wrong or missing token") as info:
+                async with AsyncClient.connect(tcp=(host, int(port)), token="guess"):
+                    pass
+            assert info.value.code == "unauthorized"
+            with pytest.raises(KeyError, match="raised in the block"):
+                async with AsyncClient.connect(tcp=(host, int(port)), token="s3cret") as client:
+                    assert await client.call("lab", "add", 1, 1) == 2.0
+                    raise KeyError("raised in the block")
+
+        anyio.run(main, backend=backend)
+
+
 def test_frames_encode_numpy_results() -> None:
     frame = encode_frame({"id": 1, "ok": True, "result": np.arange(3)})
     assert HEADER.unpack(frame[:4])[0] == len(frame) - 4
