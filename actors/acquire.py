@@ -30,7 +30,7 @@ import numpy.typing as npt
 from actors.instrument import InstrumentClient
 from actors.run import RunContext
 from hal.driver import Settings
-from hal.errors import HalError, SafetyLimitError
+from hal.errors import HalError, InterlockLatched, SafetyLimitError
 from hal.safety import SafetyLimits, check_waveform
 from physics import PhysicsError, Scenario, simulate_trace
 from runtime import topics
@@ -280,6 +280,13 @@ class AcquireProcedure:
             client.program(waveform, settings)
             self._truth_start = self._truth() if self._truth is not None else None
             client.start()
+        except InterlockLatched as exc:
+            # A trip or an emergency stop landed between two cycles: the cell is off and
+            # the run ends aborted by it, as when it lands mid-cycle (its SafetyTripped
+            # may still be on its way, and finds the run ended).
+            with self._lock:
+                self._acquiring = False
+            self.context.report("aborted", f"safety interlock: {exc}")
         except (HalError, CallError) as exc:
             with self._lock:
                 self._acquiring = False

@@ -146,6 +146,7 @@ class RunModel:
         self.posterior = ""
         """The posterior shown: its version and method (``v12 svi``)."""
         self._warned: set[str] = set()
+        self._cell_off_unconfirmed = False
         self.data_version = 0
         self.twin_version = 0
         self.params_version = 0
@@ -180,8 +181,10 @@ class RunModel:
     def _set_state(self, state: str, reason: str) -> None:
         self.state, self.reason = state, reason
         if state in FINAL_STATES:
-            if self.cell != "unknown" or self.is_replay or not self.instrument:
-                self.cell = "off"  # every way a run ends turns its cell off
+            if not self._cell_off_unconfirmed:
+                # Every way a run ends turns its cell off; only a trip that could not
+                # confirm it (the link was down) leaves it in doubt.
+                self.cell = "off"
         elif self.is_replay:
             self.cell = "none"
         elif state in ("running", "paused") and self.cell == "unknown" and not self.instrument:
@@ -316,6 +319,7 @@ class RunModel:
                 return [LogLine(at, level, text)]
             case SafetyTripped():
                 self.cell = "off" if msg.cell_off else "unknown"
+                self._cell_off_unconfirmed = not msg.cell_off
                 off = "off" if msg.cell_off else "NOT confirmed off"
                 text = f"{name}: SAFETY TRIP {msg.limit}: {msg.detail} — cell {off}"
                 return [LogLine(at, "error", text)]
@@ -336,7 +340,7 @@ class RunModel:
         self.band_level = msg.level
         # The prediction covers a batch of samples (same times): take their potential.
         t, potential = self.samples.column("t"), self.samples.column("E")
-        if t.size >= 2:
+        if t.size:  # (a first batch of one sample is predicted too)
             E = np.interp(msg.t, t, potential, left=np.nan, right=np.nan)
         else:
             E = np.full(msg.t.size, np.nan)

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import msgpack
 import numpy as np
 import pykka
 import pytest
-import anyio
-import anyio.to_thread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -615,10 +615,14 @@ def test_async_client_errors_leave_as_raised(
                 async with AsyncClient.connect(tcp=(host, int(port)), token="guess"):
                     pass
             assert info.value.code == "unauthorized"
-            with pytest.raises(KeyError, match="raised in the block"):
+
+            async def failing_block() -> None:
                 async with AsyncClient.connect(tcp=(host, int(port)), token="s3cret") as client:
                     assert await client.call("lab", "add", 1, 1) == 2.0
                     raise KeyError("raised in the block")
+
+            with pytest.raises(KeyError, match="raised in the block"):
+                await failing_block()
 
         anyio.run(main, backend=backend)
 
