@@ -213,6 +213,9 @@ class EventStoreStatistics:
     """Batches whose transaction failed; their futures carry the error."""
     largest_batch: int
     """Most events committed in one transaction."""
+    lingered: int
+    """Batches the writer held open for up to ``max_delay_s`` waiting for more events:
+    only when others were already queued behind the first (load); a lone event never."""
     map_resizes: int
     """Times the memory map was grown (or a growth by another process adopted)."""
     map_size: int
@@ -361,6 +364,7 @@ class EventStore:
         self._bytes_committed = 0
         self._failed_batches = 0
         self._largest_batch = 0
+        self._lingered = 0
         self._map_resizes = 0
 
         self._registry_key = self._register(self._path)
@@ -651,6 +655,7 @@ class EventStore:
                     remaining = deadline - time.monotonic()
                     if len(batch) == 1 or remaining <= 0:
                         break
+                    self._lingered += 1
                     try:
                         item = get(True, remaining)
                     except queue.Empty:
@@ -1021,6 +1026,7 @@ class EventStore:
             transactions=self._transactions,
             failed_batches=self._failed_batches,
             largest_batch=self._largest_batch,
+            lingered=self._lingered,
             map_resizes=self._map_resizes,
             map_size=map_size,
             pending=self._queue.qsize(),

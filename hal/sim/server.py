@@ -79,6 +79,8 @@ class _Connection:
                 self.sock.close()
 
     def _wait_while_hung(self) -> None:
+        if self.hang_until > time.monotonic():
+            self.server.hung.set()
         while True:
             left = self.hang_until - time.monotonic()
             if left <= 0 or self.server.closed.wait(min(left, 0.05)):
@@ -102,6 +104,8 @@ class ScpiServer:
         self._listener.listen(8)
         self.port: int = self._listener.getsockname()[1]
         self.closed = threading.Event()
+        self.hung = threading.Event()
+        """Set once a connection has started sitting on a command for :meth:`hang`."""
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
         self._refuse_until = 0.0

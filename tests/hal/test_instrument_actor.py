@@ -212,7 +212,8 @@ def test_emergency_stop_from_idle_is_idempotent(rig: Rig) -> None:
     assert isinstance(trip, SafetyTripped)
     assert (trip.limit, trip.detail, trip.run_id) == ("emergency_stop", "operator", "")
     assert math.isnan(trip.value)
-    time.sleep(0.05)
+    # A trip is published inside the call that latches it, so by now a second one would
+    # be queued already.
     assert not [m for _, m in rig.state.drain() if isinstance(m, SafetyTripped)]  # once
 
 
@@ -235,8 +236,8 @@ def test_emergency_stop_while_a_driver_call_is_stuck() -> None:
         rig.client.program(LinearSweep(0.0, 0.5, 0.25), SETTINGS)
         rig.client.start()
         rig.samples.receive(timeout=10)
-        rig.server.hang(1.5)  # the link thread's next fetch sits in pyvisa
-        time.sleep(0.1)
+        rig.server.hang(3.0)  # the link thread's next fetch sits in pyvisa
+        assert rig.server.hung.wait(10)
         trip = rig.client.emergency_stop()
         assert trip.cell_off
         assert not rig.sim.output_on

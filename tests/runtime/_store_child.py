@@ -118,6 +118,7 @@ def reader(path: Path) -> None:
                 seqs_ok = [seq for seq, _ in events] == list(range(1, len(events) + 1))
                 _say(f"{len(events)} {good and seqs_ok}")
             elif command == "wait":
+                _say("waiting")  # the commit that follows this line must wake the wait
                 last = store.wait_appended(args[0], int(args[1]), timeout=float(args[2]))
                 _say(f"{last}")
             elif command == "map":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from runtime.errors import BackpressureTimeout, BusError, SubscriptionClosed
-from runtime.event_bus import LAGGED_TOPIC, EventBus, topic_matches
+from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription, topic_matches
 from runtime.messages import Lagged
+
+from ._actors import wait_until
 
 
 @pytest.mark.parametrize(
@@ -60,10 +61,8 @@ def test_lossy_slow_subscriber_never_blocks_and_is_told_what_it_lost() -> None:
     bus = EventBus()
     slow = bus.subscribe("t", mode="lossy", maxsize=10)
     fast = bus.subscribe("t", mode="lossless", maxsize=100_000)
-    began = time.monotonic()
     for i in range(10_000):
         bus.publish("t", i, timeout=0)  # a wait of any length would raise here
-    assert time.monotonic() - began < 5.0
     first = slow.receive(timeout=1)
     assert first == (LAGGED_TOPIC, Lagged("t", 9_990))
     kept = [m for _, m in slow.drain()]
@@ -77,27 +76,36 @@ def test_lossy_slow_subscriber_never_blocks_and_is_told_what_it_lost() -> None:
     assert slow.statistics().lost == 9_990 + 15
 
 
+def _waiting(sub: Subscription) -> int:
+    """Threads waiting on the subscription's condition (CPython's Condition keeps them in
+    ``_waiters``): the only way to know, without a sleep, that a thread is blocked in it."""
+    return len(sub._cond._waiters)  # type: ignore[attr-defined]
+
+
 def test_lossless_subscriber_loses_nothing_and_slows_the_publisher() -> None:
     bus = EventBus()
     sub = bus.subscribe("run/1/samples", mode="lossless", maxsize=8)
-    received: list[object] = []
+    published: list[int] = []
 
-    def consume() -> None:
-        for _ in range(500):
-            _, msg = sub.receive(timeout=10)
-            received.append(msg)
-            time.sleep(0.0005)  # slower than the publisher
+    def publish() -> None:
+        for i in range(500):
+            bus.publish("run/1/samples", i, timeout=30)
+            published.append(i)
 
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    for i in range(500):
-        bus.publish("run/1/samples", i, timeout=10)
-    consumer.join(timeout=30)
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    # Nobody consumes yet: the publisher fills the queue and then waits for room.
+    wait_until(lambda: _waiting(sub) == 1, what="the publisher to wait for room")
+    assert published == list(range(8))
+    assert sub.statistics().queued == 8
+    received = [sub.receive(timeout=30)[1] for _ in range(500)]
+    publisher.join(timeout=30)
+    assert not publisher.is_alive()
     assert received == list(range(500))
     stats = sub.statistics()
     assert stats.lost == 0
     assert stats.delivered == 500
-    assert stats.blocked_s > 0.05  # the publisher really waited: backpressure
+    assert stats.blocked_s > 0  # the publisher really waited: backpressure
 
 
 def test_lossless_backpressure_times_out_without_dropping() -> None:
@@ -137,7 +145,7 @@ def test_close_wakes_a_waiting_consumer() -> None:
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.05)
+    wait_until(lambda: _waiting(sub) == 1, what="the consumer to wait in receive")
     sub.close()
     waiter.join(timeout=5)
     assert len(errors) == 1

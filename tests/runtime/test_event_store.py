@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 
 from runtime.errors import EventStoreError
 from runtime.event_store import MAX_STREAM_NAME_BYTES, AppendFuture, EventStore
+from tests.runtime._actors import wait_until
 from tests.runtime._store_child import event_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,9 +157,10 @@ def test_group_commit_puts_many_appends_in_one_transaction(store: EventStore) ->
 def test_a_lone_append_is_not_held_back_for_company(tmp_path: Path) -> None:
     # A large max_delay_s only applies under load: a single append commits at once.
     with EventStore(tmp_path / "events.lmdb", max_delay_s=1.0) as store:
-        started = time.monotonic()
-        store.append_sync("run", b"alone", timeout=10)
-        assert time.monotonic() - started < 0.9
+        for seq in range(1, 6):
+            assert store.append_sync("run", b"alone", timeout=60) == seq
+        stats = store.statistics()
+        assert (stats.transactions, stats.lingered) == (5, 0)
 
 
 def test_large_batches_are_split_by_size(tmp_path: Path) -> None:
@@ -271,7 +272,7 @@ def _talk_to_reader(store: EventStore, proc: subprocess.Popen[str]) -> None:
     # A reader waiting in another process notices a commit by polling.
     stdin.write(f"wait run-a {seq - 1} 20\n")
     stdin.flush()
-    time.sleep(0.2)
+    assert stdout.readline().strip() == "waiting"
     store.append_sync("run-a", event_bytes("run-a", seq))
     assert stdout.readline().strip() == str(seq)
     ask("quit")
@@ -284,28 +285,25 @@ def _talk_to_reader(store: EventStore, proc: subprocess.Popen[str]) -> None:
 def test_tail_yields_old_events_then_wakes_on_new_ones(store: EventStore) -> None:
     store.append_many("run", [b"old-1", b"old-2"]).result(timeout=10)
     received: list[tuple[int, bytes]] = []
-    woke_after: list[float] = []
-    appended_at: list[float] = []
+    got = threading.Semaphore(0)
 
     def follow() -> None:
-        for event in store.tail("run", from_seq=2, idle_timeout=3.0):
+        # An hour's idle timeout: only the commits themselves can wake the follower in time.
+        for event in store.tail("run", from_seq=2, idle_timeout=3600.0):
             received.append(event)
-            if appended_at:
-                woke_after.append(time.monotonic() - appended_at[-1])
+            got.release()
             if len(received) == 4:
                 return
 
-    follower = threading.Thread(target=follow)
+    follower = threading.Thread(target=follow, daemon=True)
     follower.start()
+    assert got.acquire(timeout=10)  # the old event, then the follower waits for new ones
     for data in (b"new-3", b"new-4", b"new-5"):
-        time.sleep(0.05)
-        appended_at.append(time.monotonic())
         store.append_sync("run", data)
+        assert got.acquire(timeout=30), f"the tail did not wake for {data!r}"
     follower.join(timeout=10)
     assert not follower.is_alive()
     assert received == [(2, b"old-2"), (3, b"new-3"), (4, b"new-4"), (5, b"new-5")]
-    # Woken by the commit itself, far sooner than the 3 s idle timeout.
-    assert max(woke_after) < 2.0
 
 
 def test_wait_appended_times_out_and_tail_ends_when_idle(store: EventStore) -> None:
@@ -321,7 +319,7 @@ def test_tail_ends_when_the_store_closes(tmp_path: Path) -> None:
     follower = threading.Thread(target=lambda: received.extend(store.tail("run")))
     follower.start()
     store.append_sync("run", b"a")
-    time.sleep(0.1)
+    wait_until(lambda: received == [(1, b"a")], what="the follower to read the event")
     store.close()
     follower.join(timeout=10)
     assert not follower.is_alive()
