@@ -3,20 +3,11 @@ messages a real daemon recorded, and with messages made by their classes)."""
 
 from __future__ import annotations
 
-import doctest
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-import tui._actors_screen
-import tui._banner
-import tui._format
-import tui._parameters
-import tui._replay_screen
-import tui._ring
-import tui._run_model
-import tui._runs_screen
 from runtime.api.protocol import Undecodable, decode_message
 from runtime.messages import (
     AcquisitionStarted,
@@ -40,24 +31,6 @@ from ._data import posterior_at
 from ._recording import Recording
 
 AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        tui._actors_screen,
-        tui._banner,
-        tui._format,
-        tui._parameters,
-        tui._replay_screen,
-        tui._ring,
-        tui._run_model,
-        tui._runs_screen,
-    ],
-)
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, raise_on_error=False)  # type: ignore[arg-type]
-    assert result.failed == 0
 
 
 def _dots(codes: np.ndarray) -> int:
