@@ -438,14 +438,15 @@ class AsyncClient:
             logger.exception("the handler of subscription %d failed", event.subscription)
 
     def _close(self, why: str) -> None:
-        """Mark the connection closed: every waiting request fails with ``why``."""
+        """Mark the connection closed: every request still waiting fails with ``why``."""
         if self._closed.is_set():
             return
         self._why = why
         self._closed.set()
         for waiter in self._waiting.values():
-            waiter.error = ConnectionLost(why)
-            waiter.done.set()
+            if not waiter.done.is_set():  # an answered one keeps its answer (a refusal)
+                waiter.error = ConnectionLost(why)
+                waiter.done.set()
         self._event_send.close()
 
     @property

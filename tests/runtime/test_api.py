@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from runtime.actor import Actor, exposed
 from runtime.api import ApiConfig, ApiServer, ServerThread
-from runtime.api.protocol import HEADER, call_request, encode_frame
+from runtime.api.protocol import HEADER, call_request, encode_frame, error_reply
 from runtime.client import AsyncClient, Client, Event
 from runtime.errors import ApiError, CallError, ClientTimeout, ConnectionLost
 from runtime.event_bus import EventBus
@@ -625,6 +625,45 @@ def test_async_client_errors_leave_as_raised(
                 await failing_block()
 
         anyio.run(main, backend=backend)
+
+
+@BACKENDS
+def test_async_client_a_reply_then_a_hang_up_is_the_reply(tmp_path: Path, backend: str) -> None:
+    """A daemon that answers and hangs up at once (as it refuses a hello): the request
+    gets the answer, whichever of the two the client's reader takes in first. (Trio runs
+    the tasks woken together in either order: twenty connections see both.)"""
+    path = tmp_path / "refuses.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    connections = 20
+
+    def refuse_each() -> None:
+        for _ in range(connections):
+            conn, _ = listener.accept()
+            with conn:
+                header = conn.recv(HEADER.size, socket.MSG_WAITALL)
+                body = conn.recv(HEADER.unpack(header)[0], socket.MSG_WAITALL)
+                hello = msgpack.unpackb(body)
+                conn.sendall(
+                    encode_frame(error_reply(hello["id"], "unauthorized", "wrong or missing token"))
+                )
+
+    server = threading.Thread(target=refuse_each, daemon=True)
+    server.start()
+
+    async def main() -> None:
+        for _ in range(connections):
+            with pytest.raises(ApiError, match="wrong or missing token") as info:
+                async with AsyncClient.connect(socket_path=path):
+                    pass
+            assert info.value.code == "unauthorized"
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        listener.close()
+    server.join(timeout=30)
 
 
 def test_frames_encode_numpy_results() -> None:
