@@ -62,6 +62,9 @@ __all__ = [
 
 logger = logging.getLogger("galvana.acquire")
 
+# How long closing waits for the pump thread (it may be handing on one last batch).
+_PUMP_JOIN_S = 2.0
+
 # The model's expected current is computed on at most this many samples of the
 # protocol (every m-th sample beyond): enough to resolve a peak, and a spec at a high
 # sample rate costs no more to check than one at a low rate.
@@ -261,6 +264,24 @@ class AcquireProcedure:
             self._emergency_stop(f"run {self.context.run_id} aborted")
         finally:
             self._close()
+
+    def close(self) -> None:
+        """The run has ended: stop the instrument if it still acquires for it, end the
+        subscriptions, and wait (briefly) for the pump to finish what it was handing on."""
+        with self._lock:
+            halt = self._acquiring and not self._stopping  # stop() or abort() did already
+        if halt:
+            self._halt()
+        self._close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_PUMP_JOIN_S)
+            if thread.is_alive():
+                logger.warning(
+                    "run %s: the acquisition pump did not finish within %s s",
+                    self.context.run_id,
+                    _PUMP_JOIN_S,
+                )
 
     # --- driving the instrument ------------------------------------------------------------
 

@@ -61,6 +61,12 @@ class ApiActor(Actor):
         )
         self.addresses = self._server.start()
 
+    def shut_down(self) -> None:
+        """The daemon is stopping: answer the calls in flight, and every call from now on,
+        with ``unavailable``; subscriptions keep delivering until the server stops."""
+        if self._server is not None:
+            self._server.shut_down()
+
     @exposed
     def statistics(self) -> dict[str, int]:
         """The server's connections, calls and threads now (``ApiServer.statistics``)."""

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import msgspec
 
 from runtime import topics
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.errors import CallError
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
@@ -91,7 +91,7 @@ class Calibrator(Actor):
             topics.run_samples(self.run_id),
             mode="lossless",
             maxsize=100_000,
-            on_ready=lambda: ref.tell(_DRAIN),
+            on_ready=waker(ref, _DRAIN),
         )
         self._drain()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hal.files.analysis import scans_of, segments_of
+from runtime import topics
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
 from runtime.commands import connect
@@ -144,7 +145,7 @@ def _log_batches(data: Path) -> Batches:
         try:
             with EventStore(data / "events.lmdb", readonly=True) as store:
                 found = False
-                for _, raw in store.read(f"run/{run_id}"):
+                for _, raw in store.read(topics.run_stream(run_id)):
                     found = True
                     try:
                         message = decode(raw)

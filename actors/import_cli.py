@@ -24,10 +24,11 @@ from actors.importer import CHUNK_ROWS, Prepared, prepare, record_offline
 from hal.files import FileReader, Recording
 from hal.files.reader import READERS
 from hal.files.spec import parse_cycles, parse_meta
-from hal.files.table import ROLES, ColumnMap, TableReader
+from hal.files.table import ROLES, ColumnMap, ColumnMapDocument, TableReader
 from runtime.client import Client, resolve_data_dir
 from runtime.commands import connect
 from runtime.errors import ApiError, ConnectionLost, GalvanaError
+from runtime.schema import decode, read_document
 
 __all__ = ["configure", "run"]
 
@@ -90,38 +91,13 @@ def _mapping_from_args(items: list[str]) -> ColumnMap:
 
 
 def _mapping_from_file(path: str) -> tuple[ColumnMap, dict[str, Any]]:
-    from physics.reader import Reader, read_document  # noqa: PLC0415 - the YAML schema library
 
     def error(where: str, message: str) -> Exception:
         return ImportError_(f"--mapping {path}: {where}: {message}")
 
     doc, _ = read_document(path, error=error, root="<mapping>")
-    top = Reader(doc, "", error=error, root="<mapping>")
-    cols = top.child("columns")
-    columns: dict[str, tuple[str | int, str]] = {}
-    for role in list(cols.node):
-        if role not in ROLES:
-            raise error(cols.key(str(role)), f"not a role; accepted: {', '.join(ROLES)}")
-        c = cols.child(role)
-        which = c.require("column")
-        if not isinstance(which, str | int) or isinstance(which, bool):
-            raise error(c.key("column"), "a column name or a 1-based number")
-        unit = c.raw("unit") if c.has("unit") else ""
-        if ROLES[role] is not None and not unit:
-            raise error(c.key("unit"), "required key is missing (the column's unit)")
-        c.finish(("column", "unit"))
-        columns[role] = (which, str(unit))
-    delimiter = top.raw("delimiter") if top.has("delimiter") else None
-    skip = top.integer("skip", default=0, lo=0, hi=10_000)
-    header = top.raw("header") if top.has("header") else True
-    meta_node = top.raw("meta") if top.has("meta") else {}
-    if not isinstance(meta_node, dict):
-        raise error("meta", "a map of metadata (key: value)")
-    top.finish(("columns", "delimiter", "skip", "header", "meta"))
-    meta = {str(k): str(v) for k, v in meta_node.items()}
-    return ColumnMap(
-        columns, delimiter if isinstance(delimiter, str) else None, skip, bool(header)
-    ), meta
+    mapping = decode(doc, ColumnMapDocument, error=error, root="<mapping>")
+    return mapping.column_map(), {str(k): str(v) for k, v in mapping.meta.items()}
 
 
 def _reader(args: argparse.Namespace) -> tuple[FileReader | None, list[str]]:

@@ -12,7 +12,8 @@ the TUI treat it like any other run.
   in chunks (a frame has a size limit) and records the run only when the client
   commits, so a client that dies midway leaves nothing behind;
 - :func:`record_offline` writes the same run straight into a data directory when no
-  daemon holds it (the zarr group, then every event in one transaction).
+  daemon holds it (the zarr group, then every event in one transaction, then the
+  group's mark of the log position it holds, as the recorder writes it).
 
 The same file imported twice is found by its content hash (SHA-256): refused, naming
 the run that holds it, unless forced.
@@ -20,6 +21,7 @@ the run that holds it, unless forced.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import threading
@@ -32,7 +34,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from actors.recorder import _create_sample_arrays
+from actors.recorder import RECORDED_SAMPLES_ATTR, RECORDED_SEQ_ATTR, _create_sample_arrays
 from actors.run_state import RunRecord
 from hal.files import FileReader, Recording, digest, read_bytes, read_recording
 from hal.files.spec import run_spec, select_scans, shifted_to_start
@@ -290,7 +292,9 @@ def record_offline(data: Path, prepared: Prepared, *, force: bool = False) -> di
     hold it: its pid lock is taken for the while). Returns the run's record.
 
     The zarr group is written first, then every event in one transaction: a failure
-    leaves no run and removes the group.
+    leaves no run and removes the group. Last, the group is marked as holding the
+    stream's samples up to its last event (``recorded_seq``, ``recorded_samples``), so
+    the daemon's check at start finds it complete.
     """
     from runtime.daemon import DaemonError, pid_lock  # noqa: PLC0415 - the lock's one home
 
@@ -323,7 +327,7 @@ def record_offline(data: Path, prepared: Prepared, *, force: bool = False) -> di
                     run.append("I", prepared.I)
                     run.append("flags", np.zeros(len(prepared.t), np.uint8))
                 events = [encode(created), encode(running), *map(encode, batches), encode(done)]
-                store.append_many(topics.run_stream(run_id), events).result()
+                seqs = store.append_many(topics.run_stream(run_id), events).result()
             except (GalvanaError, OSError) as exc:
                 shutil.rmtree(group, ignore_errors=True)
                 if isinstance(exc, EventStoreError | OSError):
@@ -332,6 +336,12 @@ def record_offline(data: Path, prepared: Prepared, *, force: bool = False) -> di
             except BaseException:
                 shutil.rmtree(group, ignore_errors=True)
                 raise
+            # The run is recorded; without this mark (should writing it fail) the
+            # daemon rebuilds the arrays from the log at its next start.
+            with contextlib.suppress(GalvanaError, OSError), fields.run(run_id) as run:
+                run.update_attrs(
+                    {RECORDED_SEQ_ATTR: seqs[-1], RECORDED_SAMPLES_ATTR: len(prepared.t)}
+                )
         record = RunRecord(run_id, "idle", created.created, prepared.spec, prepared.source)
         for event in (running, *batches, done):
             record = record.apply(event)

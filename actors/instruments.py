@@ -20,11 +20,12 @@ delay it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import pykka
 
 from actors.instrument import InstrumentActor, InstrumentClient, InstrumentConfig
@@ -37,6 +38,16 @@ from hal.safety import Interlock, SafetyLimits
 from runtime.actor import exposed
 from runtime.documents import kind_of
 from runtime.errors import CallError, GalvanaError
+from runtime.schema import (
+    UNSET,
+    Describe,
+    Document,
+    Invalid,
+    UnsetType,
+    decode,
+    hidden_values,
+    listed,
+)
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = [
@@ -52,7 +63,6 @@ __all__ = [
 logger = logging.getLogger("galvana.instruments")
 
 DEFAULT_LIMITS = {"E_min": -2.0, "E_max": 2.0, "I_max": 0.1, "scan_rate_max": 10.0}
-_LIMIT_KEYS = ("E_min", "E_max", "I_max", "scan_rate_max", "E_margin")
 
 SIM = "sim"
 """The driver name of the simulated potentiostat the daemon serves itself."""
@@ -155,26 +165,43 @@ def _refuse_unknown(
         )
 
 
+_SI = Describe("a number (SI: V, A, V/s)")
+
+
+class InstrumentLimits(Document):
+    """An instrument's ``limits:``, its compliance (V, A, V/s; see
+    :class:`hal.safety.SafetyLimits`, which checks them together)."""
+
+    wording = "expected"
+
+    E_min: Annotated[float, _SI] = DEFAULT_LIMITS["E_min"]
+    E_max: Annotated[float, _SI] = DEFAULT_LIMITS["E_max"]
+    I_max: Annotated[float, _SI] = DEFAULT_LIMITS["I_max"]
+    scan_rate_max: Annotated[float, _SI] = DEFAULT_LIMITS["scan_rate_max"]
+    E_margin: Annotated[float | UnsetType, _SI] = UNSET
+
+    @classmethod
+    def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
+        return Invalid(unknown[0], f"unknown limit; accepted: {listed(cls.keys())}")
+
+    def given(self) -> dict[str, float]:
+        """The limits, by name (``E_margin`` only when given)."""
+        out = msgspec.structs.asdict(self)
+        return {k: float(v) for k, v in out.items() if v is not UNSET}
+
+
+InstrumentLimits.described = f"a map of {listed(InstrumentLimits.keys())} to numbers (SI)"
+
+
 def _limits(where: str, value: object) -> dict[str, float]:
-    limits = dict(DEFAULT_LIMITS)
     if value is None:
-        return limits
-    if not isinstance(value, dict):
-        raise InstrumentSetupError(
-            f"{where}.limits: got {kind_of(value)}; expected a map of "
-            f"{', '.join(_LIMIT_KEYS)} to numbers (SI)"
-        )
-    for key, number in value.items():
-        if key not in _LIMIT_KEYS:
-            raise InstrumentSetupError(
-                f"{where}.limits.{key}: unknown limit; accepted: {', '.join(_LIMIT_KEYS)}"
-            )
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            raise InstrumentSetupError(
-                f"{where}.limits.{key}: got {kind_of(number)}; expected a number (SI: V, A, V/s)"
-            )
-        limits[key] = float(number)
-    return limits
+        return dict(DEFAULT_LIMITS)
+
+    def error(key: str, message: str) -> InstrumentSetupError:
+        return InstrumentSetupError(f"{where}.{key}: {message}")
+
+    with hidden_values():  # the daemon's configuration is never quoted
+        return decode(value, InstrumentLimits, error=error, root="limits", path="limits").given()
 
 
 def _drift(where: str, value: object) -> tuple[str, ...]:

@@ -2,37 +2,111 @@
 
 It subscribes losslessly to every run topic (``run/<id>/...``) and to ``system/**`` and
 appends each message, encoded, to the run's stream (``run/<id>``) or to ``system``.
-Sample batches also go to the run's zarr group (``t``, ``E``, ``I``, ``flags``).
 
-Events that others must only hear of once they are durable (a run created, a state
-transition) go through :meth:`Recorder.commit` instead: the recorder first writes
-what the bus brought before them (so the stream keeps its order), then the event,
-waits for the commit, and only then publishes it.
+- **Group commit.** What the bus brings is written in one transaction per commit
+  window: ``window_s`` seconds at least, longer when writing the sample arrays gets
+  dear (a window is stretched so those writes take at most a tenth of the recorder's
+  time; at most 0.25 s), so that many busy runs cost a bounded share of a core. Events
+  that others must only hear of once they are durable (a run created, a state
+  transition) go through :meth:`Recorder.commit` instead: the recorder first writes
+  what the bus brought before them (so the stream keeps its order), then the event,
+  waits for the commit, and only then publishes it.
+- **Sample arrays.** The sample batches of each commit go to the run's zarr group
+  (``t``, ``E``, ``I``, ``flags``) as soon as the commit is durable, with the position
+  in the log they reach (group attributes ``recorded_seq``, the stream's sequence number,
+  and ``recorded_samples``, the rows): the arrays never lag the log by more than one
+  commit window. At start the recorder checks every run's arrays against the log:
+  batches after the recorded position are appended, and arrays that are damaged or
+  disagree with the log are rebuilt from it (the log is the record).
+- **Durable counts.** After each commit, a :class:`~runtime.messages.SamplesRecorded`
+  on :data:`SAMPLES_TOPIC` says how many samples of each run it made durable; counts
+  shown to people are built from these, never from samples still in flight.
+- **Closed streams.** A run's stream is closed once its final state is recorded (a
+  finished run never changes again). What is published on a finished run's topics
+  afterwards is refused, not written: the recorder logs one line per run saying which
+  run and what it refused (then at most one every 10 s). It learns a run's final state
+  from the log when the run was recorded before this start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from collections import defaultdict
-from typing import Any
+import os
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
+import pykka
 
+from actors.run_state import FINAL_STATES, sample_batches
 from actors.services import Services
 from runtime import topics
-from runtime.actor import Actor, exposed
-from runtime.codec import encode
-from runtime.errors import GalvanaError, MessageError
+from runtime.actor import Actor, exposed, waker
+from runtime.codec import decode, encode, peek_tag
+from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import SYSTEM_STREAM, EventStore
-from runtime.field_store import FieldStore, RunFields
-from runtime.messages import Lagged, SampleBatch
+from runtime.field_store import FieldStore, RunFields, check_arrays
+from runtime.messages import (
+    Lagged,
+    RunStateChanged,
+    SampleBatch,
+    SamplesRecorded,
+    SystemNote,
+    utc_now,
+)
 
-__all__ = ["RECORDED_TOPICS", "Recorder", "stream_of"]
+__all__ = [
+    "CHECKED_TOPIC",
+    "RECORDED_SAMPLES_ATTR",
+    "RECORDED_SEQ_ATTR",
+    "RECORDED_TOPICS",
+    "SAMPLES_TOPIC",
+    "SAMPLE_ARRAYS",
+    "Recorder",
+    "stream_of",
+]
 
 logger = logging.getLogger("galvana.recorder")
 
 RECORDED_TOPICS = (topics.EVERY_RUN, topics.EVERY_SYSTEM)
+
+SAMPLES_TOPIC: Final = topics.RECORDER_SAMPLES
+"""Where the recorder says which samples it made durable (not itself recorded)."""
+
+CHECKED_TOPIC: Final = topics.SYSTEM_RECORDER
+"""Where the recorder says it has checked the sample arrays against the log at start (a
+:class:`~runtime.messages.SystemNote` with the counts of runs checked and repaired)."""
+
+SAMPLE_ARRAYS: Final = ("t", "E", "I", "flags")
+"""The arrays of a run's zarr group that hold its samples, one row per sample."""
+
+RECORDED_SEQ_ATTR: Final = "recorded_seq"
+"""Group attribute: the sample arrays hold every sample of the run's stream up to this
+sequence number of the event log."""
+
+RECORDED_SAMPLES_ATTR: Final = "recorded_samples"
+"""Group attribute: the rows the sample arrays held when ``recorded_seq`` was written."""
+
+# The share of the recorder's time that writing sample arrays may take; commit windows
+# stretch (up to _MAX_WINDOW_S) to keep to it.
+_ARRAYS_DUTY: Final = 0.1
+_MAX_WINDOW_S: Final = 0.25
+# Small chunks, because the partial last chunk is rewritten at every commit window:
+# 16,384 rows is 128 KiB of float64 per chunk.
+_SAMPLE_CHUNK_ROWS: Final = 16_384
+_REFUSAL_LOG_INTERVAL_S: Final = 10.0
+# Rows gathered before a rebuild appends them to the arrays.
+_REBUILD_BLOCK_ROWS: Final = 1 << 16
+_STATE_TAG: Final = "run.state"  # the wire tag of RunStateChanged, which never changes
 
 
 def stream_of(topic: str) -> str:
@@ -48,94 +122,290 @@ class _Drain:
 _DRAIN = _Drain()
 
 
+@dataclass(slots=True)
+class _Refusals:
+    """What was refused for one finished run since it was last logged."""
+
+    state: str
+    pending: Counter[str] = field(default_factory=Counter)
+    logged_at: float | None = None
+
+
 class Recorder(Actor):
     """Writes what the bus carries on run and system topics into the stores."""
 
     def __init__(
-        self, store: EventStore, fields: FieldStore, bus: EventBus, services: Services | None = None
+        self,
+        store: EventStore,
+        fields: FieldStore,
+        bus: EventBus,
+        services: Services | None = None,
+        *,
+        window_s: float = 0.02,
     ) -> None:
         super().__init__()
+        if not 0 <= window_s <= 1:
+            raise ValueError(f"window_s={window_s} must be within 0..1 s")
         self.services = services
         self.store = store
         self.fields = fields
         self.bus = bus
+        self.window_s = window_s
+        self._window = window_s  # the current commit window, stretched under load
         self._subs: list[Subscription] = []
         self._recorded = 0
         self._dropped = 0
+        self._refused = 0
         # Messages this recorder committed and then published itself: when its own
         # subscription hands them back, they are already written.
         self._committed: dict[int, object] = {}
+        self._last_drain = 0.0
+        self._timer: threading.Timer | None = None
+        # Finished runs (id -> final state). Runs recorded before this start are looked
+        # up in the log the first time something arrives for them.
+        self._final: dict[str, str] = {}
+        self._from_log: set[str] = set()
+        self._refusals: dict[str, _Refusals] = {}
+        self._with_arrays: set[str] = set()  # runs whose sample arrays exist
+        self._checker: _ArrayChecker | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
 
     def on_start(self) -> None:
         ref = self.actor_ref
         for pattern in RECORDED_TOPICS:
             self._subs.append(
                 self.bus.subscribe(
-                    pattern, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
+                    pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
                 )
             )
+        runs = [r for r in map(topics.run_of, self.store.streams()) if r is not None]
+        self._from_log.update(runs)
+        # Only as the daemon starts: after a restart of the recorder alone, live runs are
+        # among these, and their arrays are this recorder's to write.
+        first = self.link is None or self.link.incarnation == 1
+        if runs and first:
+            # In a thread of its own: a long rebuild must not keep commits waiting. It only
+            # touches runs recorded before this start, which nothing else writes.
+            self._checker = _ArrayChecker(self.store, self.fields, self.bus, runs)
+            self._checker.start()
         self._drain()  # anything published between subscribing and now
         if self.services is not None:
             self.services.recorder = ref
 
     def on_stop(self) -> None:
+        self._cancel_timer()
+        self._stop_checker()
         for sub in self._subs:
             sub.close()
         self._drain()
         self.store.flush()
         self.fields.flush()
+        for run_id in list(self._refusals):
+            self._log_refusals(run_id, force=True)
 
     def on_failure(self, *exc_info: object) -> None:
+        self._cancel_timer()
+        self._stop_checker()
         for sub in self._subs:
             sub.close()
 
+    def _stop_checker(self) -> None:
+        if self._checker is not None:
+            self._checker.stop()
+            self._checker = None
+
     def on_receive(self, message: Any) -> Any:
         if message is _DRAIN:
-            self._drain()
+            wait = self._last_drain + self._window - time.monotonic()
+            if wait > 0:
+                self._arm_timer(wait)  # the rest of this window gathers more
+            else:
+                self._drain()
         return None
 
+    def _arm_timer(self, wait: float) -> None:
+        if self._timer is not None and self._timer.is_alive():
+            return
+        ref = self.actor_ref
+
+        def fire() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(_DRAIN)
+
+        self._timer = threading.Timer(wait, fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # --- writing what the bus brought ---------------------------------------------------------
+
     def _drain(self) -> None:
+        """Write everything queued in one durable commit, then the sample arrays."""
+        self._last_drain = time.monotonic()
         by_stream: dict[str, list[bytes]] = defaultdict(list)
+        samples: dict[str, list[SampleBatch]] = defaultdict(list)
+        finished: list[str] = []
         for sub in self._subs:
             for topic, msg in sub.drain():
                 if isinstance(msg, Lagged):
                     continue  # lossless subscriptions never lag; nothing to record
                 if self._committed.pop(id(msg), None) is msg:
                     continue
+                stream = stream_of(topic)
+                run_id = stream[4:] if stream != SYSTEM_STREAM else ""
+                if run_id and self._is_final(run_id):
+                    self._refuse(run_id, msg)
+                    continue
                 try:
-                    by_stream[stream_of(topic)].append(encode(msg))
+                    data = encode(msg)
                 except MessageError as exc:
                     # Only registered messages belong on recorded topics; say who broke that.
                     self._dropped += 1
                     logger.error("not recorded: %s on %s: %s", type(msg).__name__, topic, exc)
                     continue
+                by_stream[stream].append(data)
                 if isinstance(msg, SampleBatch):
-                    self._record_samples(msg)
-        for stream, items in by_stream.items():
-            self.store.append_many(stream, items)
-            self._recorded += len(items)
+                    samples[run_id].append(msg)
+                elif isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
+                    self._final[run_id] = msg.state  # what follows it is refused
+                    finished.append(run_id)
+        appended = [(s, self.store.append_many(s, items)) for s, items in by_stream.items()]
+        writing = 0.0
+        for stream, future in appended:
+            try:
+                seqs = future.result()
+            except EventStoreError as exc:
+                logger.error(
+                    "%d event(s) of %s not recorded: %s", len(by_stream[stream]), stream, exc
+                )
+                continue
+            self._recorded += len(seqs)
+            run_id = stream[4:]
+            if stream != SYSTEM_STREAM and run_id in samples:
+                began = time.perf_counter()
+                self._samples_durable(run_id, samples[run_id], seqs[-1])
+                writing += time.perf_counter() - began
+        self._window = min(_MAX_WINDOW_S, max(self.window_s, writing / _ARRAYS_DUTY))
+        for run_id in finished:
+            self._finished(run_id, self._final[run_id])
 
-    def _record_samples(self, batch: SampleBatch) -> None:
+    def _samples_durable(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
+        """Batches of ``run_id`` up to stream position ``seq`` are durable: write them to
+        the run's arrays, then say so."""
+        self._write_samples(run_id, batches, seq)
+        count = sum(len(b) for b in batches)
+        self.bus.publish(SAMPLES_TOPIC, SamplesRecorded(run_id, len(batches), count))
+
+    def _write_samples(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
         try:
-            run = self.fields.run(batch.run_id)
-            if "t" not in run.arrays():
-                _create_sample_arrays(run)
-            run.append("t", batch.t)
-            run.append("E", batch.E)
-            run.append("I", batch.I)
-            run.append("flags", batch.flags)
-        except GalvanaError:
-            logger.exception("samples of run %s not written to the field store", batch.run_id)
+            run = self.fields.run(run_id)
+            if run_id not in self._with_arrays:
+                _create_sample_arrays(run)  # or adopt those a crashed incarnation made
+                self._with_arrays.add(run_id)
+            for name in SAMPLE_ARRAYS:
+                column = [getattr(b, name) for b in batches]
+                run.append(name, column[0] if len(column) == 1 else np.concatenate(column))
+            run.flush(SAMPLE_ARRAYS)
+            run.update_attrs({RECORDED_SEQ_ATTR: seq, RECORDED_SAMPLES_ATTR: run.rows("t")})
+        except GalvanaError as exc:
+            # The log holds them; the next start rebuilds the arrays from it.
+            logger.error("samples of run %s not written to its arrays: %s", run_id, exc)
+
+    # --- finished runs ---------------------------------------------------------------------
+
+    def _finished(self, run_id: str, state: str) -> None:
+        """Run ``run_id`` reached its final state: close its stream, let go of its arrays."""
+        self._final[run_id] = state
+        if run_id in self._with_arrays:
+            self._with_arrays.discard(run_id)
+            try:
+                self.fields.run(run_id).release(SAMPLE_ARRAYS)
+            except GalvanaError as exc:
+                logger.error("run %s: its sample arrays could not be written: %s", run_id, exc)
+
+    def _is_final(self, run_id: str) -> bool:
+        if run_id in self._final:
+            return True
+        if run_id in self._from_log:
+            self._from_log.discard(run_id)
+            state = self._final_state_in_log(run_id)
+            if state is not None:
+                self._final[run_id] = state
+                return True
+        return False
+
+    def _final_state_in_log(self, run_id: str) -> str | None:
+        """The run's final state as its stream last recorded it (None while live)."""
+        for _, data in self.store.read_reversed(topics.run_stream(run_id)):
+            try:
+                if peek_tag(data) != _STATE_TAG:
+                    continue
+                event = decode(data)
+            except MessageError:
+                continue
+            state = str(event.state)
+            return state if state in FINAL_STATES else None
+        return None
+
+    def _refuse(self, run_id: str, msg: object) -> None:
+        self._refused += 1
+        refusals = self._refusals.get(run_id)
+        if refusals is None:
+            refusals = self._refusals[run_id] = _Refusals(self._final[run_id])
+        refusals.pending[getattr(msg, "__message_tag__", type(msg).__name__)] += 1
+        self._log_refusals(run_id)
+
+    def _log_refusals(self, run_id: str, *, force: bool = False) -> None:
+        refusals = self._refusals[run_id]
+        now = time.monotonic()
+        due = refusals.logged_at is None or now - refusals.logged_at >= _REFUSAL_LOG_INTERVAL_S
+        if not refusals.pending or not (due or force):
+            return
+        what = ", ".join(f"{tag} x{n}" for tag, n in sorted(refusals.pending.items()))
+        logger.warning(
+            "run %s is %s: refused %d event(s) published after it ended (%s); its stream is closed",
+            run_id,
+            refusals.state,
+            refusals.pending.total(),
+            what,
+        )
+        refusals.pending.clear()
+        refusals.logged_at = now
+
+    # --- the API ------------------------------------------------------------------------------
 
     def commit(self, topic: str, msg: object) -> int:
         """Write ``msg`` durably, after everything published before it; then publish it.
 
         Returns its sequence number in its stream. For in-process callers (the
-        message object itself is published).
+        message object itself is published). Refused (:class:`CallError`) when ``msg``
+        cannot be encoded (``bad_request``: nothing is written), when the run it belongs
+        to has finished (``conflict``), or when the log cannot write it (``unavailable``).
         """
+        stream = stream_of(topic)
+        try:
+            data = encode(msg)
+        except MessageError as exc:
+            raise CallError("bad_request", f"not recorded: {exc}") from None
         self._drain()
-        seq = self.store.append(stream_of(topic), encode(msg)).result()
+        run_id = stream[4:] if stream != SYSTEM_STREAM else ""
+        if run_id and self._is_final(run_id):
+            raise CallError(
+                "conflict",
+                f"run {run_id} is {self._final[run_id]}; its stream is closed to new events",
+            )
+        try:
+            seq = self.store.append(stream, data).result()
+        except EventStoreError as exc:
+            raise CallError("unavailable", f"not recorded: {exc}") from None
         self._recorded += 1
+        if isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
+            self._finished(run_id, msg.state)
         self._committed[id(msg)] = msg
         self.bus.publish(topic, msg)
         return seq
@@ -153,24 +423,225 @@ class Recorder(Actor):
 
     @exposed
     def statistics(self) -> dict[str, int]:
-        """Events recorded and dropped (unencodable) since start, and store counters."""
+        """Events recorded, dropped (unencodable) and refused (published on a finished
+        run's topics) since start; runs whose sample arrays were rebuilt from the log, and
+        runs still to be checked; store counters."""
         stats = self.store.statistics()
+        checker = self._checker
         return {
             "recorded": self._recorded,
             "dropped": self._dropped,
+            "refused": self._refused,
+            "arrays_rebuilt": checker.rebuilt if checker is not None else 0,
+            "arrays_unchecked": checker.unchecked if checker is not None else 0,
             "transactions": stats.transactions,
             "map_size": stats.map_size,
         }
 
 
+class _ArrayChecker:
+    """Checks the sample arrays of runs recorded before this start against the log, one
+    run after the other in a thread of its own, and repairs them: appends the samples the
+    arrays lack, or rebuilds arrays that are damaged or disagree with the log."""
+
+    def __init__(
+        self, store: EventStore, fields: FieldStore, bus: EventBus, runs: list[str]
+    ) -> None:
+        self.store = store
+        self.fields = fields
+        self.bus = bus
+        self._runs = list(runs)
+        self.rebuilt = 0
+        self.completed = 0
+        self.unchecked = len(self._runs)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="recorder-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the block being written; a run left half done is redone next start."""
+        self._halt.set()
+        self._thread.join()
+
+    def _main(self) -> None:
+        failed = 0
+        for run_id in self._runs:
+            if self._halt.is_set():
+                return
+            try:
+                self._check(run_id)
+            except GalvanaError as exc:
+                failed += 1
+                logger.error("run %s: its sample arrays could not be checked: %s", run_id, exc)
+            finally:
+                self._close(run_id)
+            self.unchecked -= 1
+        counts = {
+            "runs": len(self._runs),
+            "rebuilt": self.rebuilt,
+            "completed": self.completed,
+            "failed": failed,
+        }
+        logger.info("sample arrays checked against the log: %s", counts)
+        with contextlib.suppress(GalvanaError):
+            self.bus.publish(
+                CHECKED_TOPIC,
+                SystemNote(
+                    "info", "recorder", "sample arrays checked against the log", counts, utc_now()
+                ),
+            )
+
+    def _close(self, run_id: str) -> None:
+        """Let go of the run's arrays (a finished run's are not written again)."""
+        with contextlib.suppress(GalvanaError):
+            if self.fields.path_of(run_id).exists():
+                self.fields.run(run_id).close()
+
+    def _check(self, run_id: str) -> None:
+        """Bring run ``run_id``'s sample arrays in line with its stream in the log."""
+        try:
+            path = self.fields.path_of(run_id)
+        except FieldStoreError:
+            return  # an id the field store cannot hold: it never had arrays
+        stream = topics.run_stream(run_id)
+        last = self.store.last_seq(stream)
+        position = _recorded_position(self.fields.attrs_of(run_id))
+        if position is None:
+            self._rebuild(run_id, path, last, "they have no recorded position in the log")
+            return
+        seq, rows = position
+        try:
+            have = check_arrays(path, SAMPLE_ARRAYS, read_all=False)
+        except FieldStoreError as exc:
+            self._rebuild(run_id, path, last, str(exc))
+            return
+        if have != rows or seq > last:
+            why = (
+                f"they hold {have} rows, not the {rows} recorded with them"
+                if have != rows
+                else f"they claim the log up to event {seq}, but it ends at {last}"
+            )
+            self._rebuild(run_id, path, last, why)
+        elif seq < last:
+            run = self.fields.run(run_id)
+            added = self._append_blocks(run, _sample_blocks(self.store, run_id, seq + 1, last))
+            if added is None:
+                return
+            if added:
+                self.completed += 1
+                logger.info("run %s: %d samples appended to its arrays from the log", run_id, added)
+            run.update_attrs({RECORDED_SEQ_ATTR: last, RECORDED_SAMPLES_ATTR: rows + added})
+
+    def _rebuild(self, run_id: str, path: Path, last: int, why: str) -> None:
+        blocks = _sample_blocks(self.store, run_id, 1, last)
+        first = next(blocks, None)
+        if first is None and not path.exists():
+            return  # no samples, no arrays: nothing to do
+        if path.exists():
+            logger.warning(
+                "run %s: rebuilding its sample arrays from the event log: %s", run_id, why
+            )
+        try:
+            run = self.fields.run(run_id)
+        except FieldStoreError:
+            aside = _move_aside(path)
+            logger.warning("run %s: its zarr group was unreadable; moved it to %s", run_id, aside)
+            run = self.fields.run(run_id)
+        # Until it is done, the group claims no position: a rebuild cut short is redone.
+        run.update_attrs({RECORDED_SEQ_ATTR: -1, RECORDED_SAMPLES_ATTR: -1})
+        for name in SAMPLE_ARRAYS:
+            run.remove(name)
+        _create_sample_arrays(run)
+        rest = self._append_blocks(run, itertools.chain([first] if first else [], blocks))
+        if rest is None:
+            return
+        run.update_attrs({RECORDED_SEQ_ATTR: last, RECORDED_SAMPLES_ATTR: rest})
+        self.rebuilt += 1
+        logger.info("run %s: sample arrays rebuilt from the log: %d samples", run_id, rest)
+
+    def _append_blocks(
+        self, run: RunFields, blocks: Iterator[tuple[npt.NDArray[Any], ...]]
+    ) -> int | None:
+        """Append ``blocks`` of samples to ``run``'s arrays; returns how many (None when
+        stopped halfway)."""
+        added = 0
+        for block in blocks:
+            if self._halt.is_set():
+                return None
+            for name, column in zip(SAMPLE_ARRAYS, block, strict=True):
+                run.append(name, column)
+            added += len(block[0])
+        run.flush(SAMPLE_ARRAYS)
+        return added
+
+
 def _create_sample_arrays(run: RunFields) -> None:
+    dims = ("sample",)
+    rows = _SAMPLE_CHUNK_ROWS
     run.create(
-        "t", dtype=np.float64, units="s", long_name="time since the run started", dims=("sample",)
+        "t",
+        dtype=np.float64,
+        units="s",
+        long_name="time since the run started",
+        dims=dims,
+        chunk_rows=rows,
     )
-    run.create("E", dtype=np.float64, units="V", long_name="applied potential", dims=("sample",))
     run.create(
-        "I", dtype=np.float64, units="A", long_name="current (anodic positive)", dims=("sample",)
+        "E", dtype=np.float64, units="V", long_name="applied potential", dims=dims, chunk_rows=rows
     )
     run.create(
-        "flags", dtype=np.uint8, units="1", long_name="sample status flags", dims=("sample",)
+        "I",
+        dtype=np.float64,
+        units="A",
+        long_name="current (anodic positive)",
+        dims=dims,
+        chunk_rows=rows,
     )
+    run.create(
+        "flags",
+        dtype=np.uint8,
+        units="1",
+        long_name="sample status flags",
+        dims=dims,
+        chunk_rows=rows,
+    )
+
+
+def _recorded_position(attrs: dict[str, Any] | None) -> tuple[int, int] | None:
+    """``(recorded_seq, recorded_samples)`` from a run group's attributes; None if absent."""
+    if attrs is None:
+        return None
+    seq, rows = attrs.get(RECORDED_SEQ_ATTR), attrs.get(RECORDED_SAMPLES_ATTR)
+    if type(seq) is not int or type(rows) is not int or seq < 0 or rows < 0:
+        return None
+    return seq, rows
+
+
+def _sample_blocks(
+    store: EventStore, run_id: str, from_seq: int, to_seq: int
+) -> Iterator[tuple[npt.NDArray[Any], ...]]:
+    """The run's samples (:func:`~actors.run_state.sample_batches`) in events
+    ``from_seq..to_seq``, in blocks of columns (t, E, I, flags)."""
+    columns: list[list[npt.NDArray[Any]]] = [[] for _ in SAMPLE_ARRAYS]
+    rows = 0
+    for batch in sample_batches(store, run_id, from_seq, to_seq):
+        for column, name in zip(columns, SAMPLE_ARRAYS, strict=True):
+            column.append(getattr(batch, name))
+        rows += len(batch)
+        if rows >= _REBUILD_BLOCK_ROWS:
+            yield tuple(np.concatenate(c) for c in columns)
+            columns = [[] for _ in SAMPLE_ARRAYS]
+            rows = 0
+    if rows:
+        yield tuple(np.concatenate(c) for c in columns)
+
+
+def _move_aside(path: Path) -> Path:
+    for n in itertools.count(1):
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise AssertionError("unreachable")

@@ -26,6 +26,9 @@ __all__ = ["ReplayProcedure"]
 
 logger = logging.getLogger("galvana.replay")
 
+# How long closing waits for the replay thread (it may be handing on one last batch).
+_JOIN_S = 2.0
+
 
 class ReplayProcedure:
     """Publishes a recorded run's sample batches into a new run, at ``speed`` x real time."""
@@ -74,6 +77,16 @@ class ReplayProcedure:
 
     def abort(self) -> None:
         self.stop()
+
+    def close(self) -> None:
+        """The run has ended: halt, and wait (briefly) for the replay thread to finish."""
+        self.stop()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_S)
+            if self._thread.is_alive():
+                logger.warning(
+                    "replay %s: its thread did not finish within %s s", self.context.run_id, _JOIN_S
+                )
 
     def _main(self) -> None:
         try:

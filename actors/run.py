@@ -18,6 +18,7 @@ made durable by the recorder before the command returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -64,6 +65,12 @@ class Procedure(Protocol):
 
     def abort(self) -> None:
         """Turn the cell off at once and end."""
+
+    def close(self) -> None:
+        """Release everything the procedure holds (its subscriptions, its threads, a log it
+        opened): the run has ended, however it ended (completed, stopped, aborted, failed,
+        interrupted, or its actor crashed). Idempotent; called before the run records
+        its final state, so nothing of the procedure reaches a finished run's stream."""
 
 
 ProcedureFactory = Callable[[RunContext], Procedure]
@@ -118,6 +125,7 @@ class Run(Supervisor):
             if self._procedure is not None:
                 self._procedure.abort()
             self._to("interrupted", "the daemon shut down while the run was live")
+        self._close_procedure()
         super().on_stop()
 
     def on_failure(self, *exc_info: object) -> None:
@@ -128,6 +136,7 @@ class Run(Supervisor):
                 logger.exception(
                     "run %s: aborting the procedure after a failure raised", self.run_id
                 )
+        self._close_procedure()
         if self.record.state not in FINAL_STATES:
             exc = exc_info[1] if len(exc_info) > 1 else None
             try:
@@ -136,16 +145,30 @@ class Run(Supervisor):
                 logger.exception("run %s: could not record its failure", self.run_id)
         super().on_failure(*exc_info)
 
+    def _close_procedure(self) -> None:
+        if self._procedure is None:
+            return
+        try:
+            self._procedure.close()
+        except Exception:
+            logger.exception("run %s: closing its procedure raised", self.run_id)
+
     def _to(self, state: RunState, reason: str) -> None:
         """Make a transition durable, then publish it."""
         check_transition(self.run_id, self.record.state, state)
         event = RunStateChanged(self.run_id, state, self.record.state, reason, utc_now())
+        if state in FINAL_STATES:
+            # Nothing of the procedure may follow the final state into the stream.
+            self._close_procedure()
         # Durable before anyone is told it happened.
         self._recorder.proxy().commit(topics.run_state(self.run_id), event).get()
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:
-            self.stop()  # a transient child that finished: its supervisor forgets it
+            # A transient child that finished: its supervisor forgets it. (When the run
+            # is already stopping, at shutdown, there is nothing more to do.)
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.stop()
 
     # --- the procedure reports ----------------------------------------------------------
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 from runtime.documents import MAX_DOCUMENT_BYTES
 from runtime.errors import CallError, GalvanaError
+from runtime.schema import Document, Int, Integer, Invalid, decode, hidden_values, listed
 from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
@@ -39,8 +39,10 @@ class RunLimitsError(GalvanaError):
     """The ``run_limits:`` map of the daemon configuration is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunLimits:
+_LIMIT = Integer(1)
+
+
+class RunLimits(Document):
     """The most a run spec may imply.
 
     ``samples``: ``sample_rate`` x the protocol's duration (about 32 bytes each, in the
@@ -53,39 +55,33 @@ class RunLimits:
     spec (a model scenario).
     """
 
-    samples: int = 10_000_000
-    time_steps: int = 50_000_000
-    cycles: int = 100_000
-    segments: int = 1_000_000
-    calibration_samples: int = 2_000_000
-    nuts_draws: int = 100_000
-    document_bytes: int = MAX_DOCUMENT_BYTES
+    samples: Annotated[Int, _LIMIT] = 10_000_000
+    time_steps: Annotated[Int, _LIMIT] = 50_000_000
+    cycles: Annotated[Int, _LIMIT] = 100_000
+    segments: Annotated[Int, _LIMIT] = 1_000_000
+    calibration_samples: Annotated[Int, _LIMIT] = 2_000_000
+    nuts_draws: Annotated[Int, _LIMIT] = 100_000
+    document_bytes: Annotated[Int, _LIMIT] = MAX_DOCUMENT_BYTES
+
+    @classmethod
+    def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
+        return Invalid(unknown[0], f"unknown key; accepted: {listed(cls.keys())}")
 
 
-_KEYS = tuple(f.name for f in fields(RunLimits))
+RunLimits.described = f"a map of {listed(RunLimits.keys())} to integers >= 1"
 
 
 def parse_run_limits(raw: object) -> RunLimits:
-    """The ``run_limits:`` map of a configuration (``None``: the defaults)."""
+    """The ``run_limits:`` map of a configuration (``None``: the defaults); its values
+    are never quoted in an error (others may read the daemon's errors)."""
     if raw is None:
         return RunLimits()
-    if not isinstance(raw, Mapping):
-        kind = "list" if isinstance(raw, list) else type(raw).__name__
-        raise RunLimitsError(
-            f"run_limits: got a {kind}; accepted: a map of {', '.join(_KEYS)} to integers >= 1"
-        )
-    values: dict[str, int] = {}
-    for key, given in raw.items():
-        value = given
-        if key not in _KEYS:
-            raise RunLimitsError(f"run_limits.{key}: unknown key; accepted: {', '.join(_KEYS)}")
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            got = "a number below 1" if isinstance(value, int) and value < 1 else "no integer"
-            raise RunLimitsError(f"run_limits.{key}: got {got}; accepted: an integer >= 1")
-        values[key] = value
-    return RunLimits(**values)
+
+    def error(key: str, message: str) -> RunLimitsError:
+        return RunLimitsError(f"{key}: {message}")
+
+    with hidden_values():
+        return decode(raw, RunLimits, error=error, root="run_limits", path="run_limits")
 
 
 def _refuse(key: str, implied: str, size: float, limit: int, what: str) -> CallError:

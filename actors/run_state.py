@@ -12,15 +12,28 @@ were live as ``interrupted``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from runtime.errors import CallError
+from runtime import topics
+from runtime.codec import decode, peek_tag
+from runtime.errors import CallError, MessageError
+from runtime.event_store import EventStore
 from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch
 
-__all__ = ["FINAL_STATES", "LIVE_STATES", "RunRecord", "check_transition", "fold"]
+__all__ = [
+    "FINAL_STATES",
+    "LIVE_STATES",
+    "RunRecord",
+    "check_transition",
+    "fold",
+    "sample_batches",
+]
+
+logger = logging.getLogger("galvana.runs")
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
 LIVE_STATES: Final = frozenset({"running", "paused"})
@@ -57,6 +70,7 @@ class RunRecord:
     reason: str = ""
     updated: datetime | None = None
     samples: int = 0
+    """Durable samples: recorded in the event log, before the run's final state."""
     batches: int = 0
     transitions: tuple[tuple[str, str], ...] = field(default=())
 
@@ -84,8 +98,16 @@ class RunRecord:
                 transitions=(*self.transitions, (event.state, event.reason)),
             )
         if isinstance(event, SampleBatch):
-            return replace(self, samples=self.samples + len(event), batches=self.batches + 1)
+            if self.state in FINAL_STATES:
+                # A finished run's stream is closed: samples after its final state (in a
+                # log written before the recorder enforced that) are not the run's.
+                return self
+            return self.with_samples(1, len(event))
         return self
+
+    def with_samples(self, batches: int, samples: int) -> RunRecord:
+        """This record with ``batches`` more durable batches holding ``samples`` samples."""
+        return replace(self, samples=self.samples + samples, batches=self.batches + batches)
 
 
 def fold(events: Iterable[object]) -> RunRecord | None:
@@ -97,3 +119,36 @@ def fold(events: Iterable[object]) -> RunRecord | None:
         elif record is not None:
             record = record.apply(event)
     return record
+
+
+# The wire tags of SampleBatch and RunStateChanged (stable, like every tag).
+_SAMPLES_TAG: Final = "samples"
+_STATE_TAG: Final = "run.state"
+
+
+def sample_batches(
+    store: EventStore, run_id: str, from_seq: int = 1, to_seq: int | None = None
+) -> Iterator[SampleBatch]:
+    """The run's sample batches in events ``from_seq..to_seq`` of its stream: what
+    :func:`fold` counts as its samples. They end at the run's final state (a finished
+    run's stream is closed; samples after it are not the run's); corrupt events are
+    skipped and logged, as folding skips them. Only the batches and state changes are
+    decoded, so the other events of a long stream cost little."""
+    stream = topics.run_stream(run_id)
+    limit = None if to_seq is None else max(to_seq - from_seq + 1, 0)
+    if limit == 0:
+        return
+    for seq, data in store.read(stream, from_seq, limit):
+        try:
+            tag = peek_tag(data)
+            if tag not in (_SAMPLES_TAG, _STATE_TAG):
+                continue
+            event = decode(data)
+        except MessageError as exc:
+            logger.error("%s event %d is corrupt and was skipped: %s", stream, seq, exc)
+            continue
+        if isinstance(event, RunStateChanged):
+            if event.state in FINAL_STATES:
+                return
+        elif isinstance(event, SampleBatch):
+            yield event

@@ -3,7 +3,9 @@
 At start it rebuilds every run's record by folding its stream in the event log, and
 marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
 ``interrupted``: they are never silently lost. Afterwards it keeps the records current
-from the bus (``run/*/state``, ``run/*/samples``).
+from the bus: ``run/*/created`` and ``run/*/state`` (committed before they are
+published) and the recorder's :class:`~runtime.messages.SamplesRecorded`, so the sample
+counts it shows are durable counts, never samples still in flight.
 
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
@@ -29,18 +31,19 @@ from actors.importer import (
     import_events,
     replay_spec_of_import,
 )
+from actors.recorder import SAMPLES_TOPIC
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime import topics
-from runtime.actor import exposed
+from runtime.actor import exposed, waker
 from runtime.codec import decode
 from runtime.errors import CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch, utc_now
+from runtime.messages import RunCreated, RunState, RunStateChanged, SamplesRecorded, utc_now
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["Runs", "replay_procedure"]
@@ -69,27 +72,30 @@ class Runs(Supervisor):
         super().__init__(spec)
         self.services = services
         self.records: dict[str, RunRecord] = {}
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._imports = Imports()
 
     def on_start(self) -> None:
         super().on_start()
         ref = self.actor_ref
-        self._sub = self.services.bus.subscribe(
-            topics.EVERY_RUN, mode="lossless", maxsize=100_000, on_ready=lambda: ref.tell(_DRAIN)
-        )
+        self._subs = [
+            self.services.bus.subscribe(
+                pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
+            )
+            for pattern in (topics.EVERY_RUN_CREATED, topics.EVERY_RUN_STATE, SAMPLES_TOPIC)
+        ]
         self._rebuild()
 
     def on_stop(self) -> None:
         super().on_stop()  # the runs stop first (reverse order), recording how they ended
         self._drain()
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def on_failure(self, *exc_info: object) -> None:
         super().on_failure(*exc_info)
-        if self._sub is not None:
-            self._sub.close()
+        for sub in self._subs:
+            sub.close()
 
     def _rebuild(self) -> None:
         store = self.services.store
@@ -127,17 +133,22 @@ class Runs(Supervisor):
         return super().on_receive(message)
 
     def _drain(self) -> None:
-        if self._sub is None:
-            return
-        for _, event in self._sub.drain():
-            if isinstance(event, RunCreated):
-                self.records[event.run_id] = RunRecord(
-                    event.run_id, "idle", event.created, event.spec, event.source
-                )
-            elif isinstance(event, RunStateChanged | SampleBatch):
-                record = self.records.get(event.run_id)
-                if record is not None:
-                    self.records[event.run_id] = record.apply(event)
+        for sub in self._subs:
+            for _, event in sub.drain():
+                if isinstance(event, RunCreated):
+                    self.records[event.run_id] = RunRecord(
+                        event.run_id, "idle", event.created, event.spec, event.source
+                    )
+                elif isinstance(event, RunStateChanged):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.apply(event)
+                elif isinstance(event, SamplesRecorded):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.with_samples(
+                            event.batches, event.samples
+                        )
 
     # --- the API ---------------------------------------------------------------------
 
@@ -377,10 +388,10 @@ class Runs(Supervisor):
         recorder.proxy().commit(topics.run_created(run_id), created).get()
         self.records[run_id] = RunRecord(run_id, "idle", created.created, spec, source)
         recorder.proxy().commit(topics.run_state(run_id), running).get()
-        for k, batch in enumerate(batches):
+        # The recorder writes them to the log and the arrays with its group commits; the
+        # final state is committed after them and closes the run's stream.
+        for batch in batches:
             self.services.bus.publish(topics.run_samples(run_id), batch, timeout=None)
-            if k % 256 == 255:
-                self._drain()  # this actor hears its own batches: keep its queue short
         recorder.proxy().commit(topics.run_state(run_id), done).get()
         recorder.proxy().flush().get()
         return self._record(run_id).as_plain()
@@ -452,8 +463,8 @@ def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
     """A scenario file read on a client's behalf: checked, its values never quoted in
     an error (the client may not be allowed to see them)."""
     from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
-    from physics.reader import hidden_values, read_document  # noqa: PLC0415
     from physics.scenario import load_scenario  # noqa: PLC0415
+    from runtime.schema import hidden_values, read_document  # noqa: PLC0415
 
     try:
         with hidden_values():

@@ -24,7 +24,7 @@ from typing import Any
 
 from actors.calibrator import Calibrator
 from runtime import topics
-from runtime.actor import Actor, exposed
+from runtime.actor import Actor, exposed, waker
 from runtime.event_bus import EventBus, Subscription
 from runtime.messages import (
     CalibrationDiverged,
@@ -84,11 +84,7 @@ class Twin(Actor):
 
     def on_start(self) -> None:
         self.core = LockstepTwin(self.spec, self.run_id)
-        ref = self.actor_ref
-
-        def wake() -> None:
-            ref.tell(_DRAIN)
-
+        wake = waker(self.actor_ref, _DRAIN)
         # Posteriors first: an answer must never wait behind the samples it unblocks.
         self._posteriors = self.bus.subscribe(
             topics.run_posterior(self.run_id), mode="lossless", maxsize=100_000, on_ready=wake

@@ -1,4 +1,5 @@
-"""Storage benchmarks: durable event appends (LMDB) and field appends (zarr).
+"""Storage benchmarks: durable event appends (LMDB), field appends (zarr), and sample
+batches through the recorder (bus -> event log -> zarr arrays).
 
 Both functions only measure and report; they never assert on timings.
 Figures are per second of wall-clock time, from the first append until the
@@ -15,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from runtime.event_bus import EventBus
 from runtime.event_store import AppendFuture, EventStore
 from runtime.field_store import FieldStore
+from runtime.messages import RunCreated, SampleBatch, utc_now
 
-__all__ = ["bench_event_store", "bench_zarr_append"]
+__all__ = ["bench_event_store", "bench_recorder", "bench_zarr_append"]
 
 _EVENT_BYTES = 200
 _PRODUCERS = 4
@@ -182,3 +185,75 @@ def bench_zarr_append(tmp_dir: Path, *, quick: bool) -> dict[str, float]:
         "zarr_rows_per_s": n_batches * batch / elapsed,
         "zarr_compression_ratio": raw / max(stored, 1),
     }
+
+
+_RECORDER_RUNS = 4
+_RECORDER_BATCH = 10  # samples per batch: a potentiostat polled every 10 ms at 1 kHz
+
+
+def bench_recorder(tmp_dir: Path, *, quick: bool) -> dict[str, float]:
+    """Sample batches through the recorder: the bus, the event log (durable, group
+    commit) and the run's zarr arrays, as the daemon records a run.
+
+    Keys:
+        ``recorder_samples_per_s``: samples/s recorded when 4 runs publish 10-sample
+            batches as fast as they can, until the recorder's ``flush`` returns
+            (everything durable and in the arrays).
+        ``recorder_cpu_at_1khz``: CPU seconds per second of this process (recorder,
+            LMDB writer, zarr, and the publishers) while 4 runs each publish 1 kHz of
+            samples in 10-sample batches: the share of one core recording costs.
+    """
+    from actors.recorder import Recorder  # noqa: PLC0415 - bench sits above the actors
+
+    fast_batches = 2_000 if quick else 20_000
+    paced_s = 1.0 if quick else 4.0
+    results: dict[str, float] = {}
+    for phase in ("fast", "paced"):
+        root = tmp_dir / f"bench-recorder-{phase}"
+        store = EventStore(root / "events.lmdb")
+        fields = FieldStore(root / "fields")
+        bus = EventBus()
+        recorder = Recorder.start(store, fields, bus)
+        try:
+            proxy = recorder.proxy()
+            runs = [f"bench-{phase}-{k}" for k in range(_RECORDER_RUNS)]
+            for run_id in runs:
+                proxy.commit(f"run/{run_id}/created", RunCreated(run_id, utc_now(), {}, "")).get()
+            pool = [_sample_batch(k * _RECORDER_BATCH, _RECORDER_BATCH) for k in range(100)]
+            if phase == "fast":
+                started = time.perf_counter()
+                for b in range(fast_batches):
+                    run_id = runs[b % len(runs)]
+                    t, E, current, flags = pool[b % len(pool)]
+                    bus.publish(
+                        f"run/{run_id}/samples",
+                        SampleBatch(run_id, b // len(runs), t, E, current, flags),
+                        timeout=None,
+                    )
+                proxy.flush().get()
+                elapsed = time.perf_counter() - started
+                results["recorder_samples_per_s"] = fast_batches * _RECORDER_BATCH / elapsed
+            else:
+                period = _RECORDER_BATCH / 1000.0
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                due = wall0
+                seq = 0
+                while (now := time.perf_counter()) - wall0 < paced_s:
+                    if now < due:
+                        time.sleep(due - now)
+                    t, E, current, flags = pool[seq % len(pool)]
+                    for run_id in runs:
+                        bus.publish(
+                            f"run/{run_id}/samples", SampleBatch(run_id, seq, t, E, current, flags)
+                        )
+                    seq += 1
+                    due += period
+                proxy.flush().get()
+                results["recorder_cpu_at_1khz"] = (time.process_time() - cpu0) / (
+                    time.perf_counter() - wall0
+                )
+        finally:
+            recorder.stop()
+            store.close()
+            fields.close()
+    return results

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pykka
 
-from bench._storage import bench_event_store, bench_zarr_append
+from bench._storage import bench_event_store, bench_recorder, bench_zarr_append
 from runtime.actor import Actor
 from runtime.codec import decode, encode
 from runtime.messages import SampleBatch
@@ -140,4 +140,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures.update(bench_event_store(Path(tmp) / "store", quick=quick))
         _say(args, "field store: zarr appends")
         figures.update(bench_zarr_append(Path(tmp) / "fields", quick=quick))
+        _say(args, "recorder: sample batches to the event log and the arrays")
+        figures.update(bench_recorder(Path(tmp), quick=quick))
     return figures

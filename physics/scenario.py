@@ -1,7 +1,7 @@
 """The scenario schema: YAML (or a mapping) in, validated frozen objects out.
 
 Bare numbers are SI; strings with units (``"1 mM"``, ``"100 mV/s"``) are converted by
-:mod:`physics.units`. Every problem raises :class:`~physics.errors.ScenarioError`
+:mod:`runtime.units`. Every problem raises :class:`~physics.errors.ScenarioError`
 naming the key path, the value and what is accepted.
 
 Example::
@@ -30,15 +30,36 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
+
+import msgspec
 
 from physics.errors import ScenarioError
-from physics.reader import Reader, listed, number, read_document, show
-from physics.units import Quantity
 from runtime.constants import STANDARD_TEMPERATURE
 from runtime.errors import WaveformError
+from runtime.schema import (
+    SI,
+    UNSET,
+    Describe,
+    Document,
+    ErrorFactory,
+    Int,
+    Integer,
+    Invalid,
+    Number,
+    Str,
+    Text,
+    UnsetType,
+    decode,
+    json_schema,
+    listed,
+    read,
+    read_document,
+    show,
+)
+from runtime.units import Quantity
 
 # Re-exported: a scenario's waveform is one of the shared waveforms.
 from runtime.waveforms import (
@@ -71,12 +92,17 @@ __all__ = [
     "Piecewise",
     "PotentialStep",
     "Scenario",
+    "ScenarioDocument",
     "Species",
     "SquareWave",
     "Staircase",
     "Waveform",
+    "WaveformDocument",
     "canonical_parameter",
     "load_scenario",
+    "scenario_from",
+    "scenario_schema",
+    "waveform_from",
 ]
 
 Mechanism: TypeAlias = Literal["E", "EC", "CE", "EC'", "ECE"]
@@ -123,6 +149,14 @@ _CDL_SLOPE = Quantity("capacitance per volt", "F/V", "[capacitance]/[electric_po
 _CDL_CURVATURE = Quantity(
     "capacitance per volt squared", "F/V^2", "[capacitance]/[electric_potential]**2"
 )
+
+
+def _limited(quantity: Quantity, limit: Limit) -> Number:
+    """A number within one of the shared waveform ranges (:data:`runtime.waveforms.LIMITS`)."""
+    return Number(quantity, limit.lo, limit.hi, limit.lo_open, limit.hi_open)
+
+
+_POTENTIAL = _limited(_E, LIMITS["potential"])
 
 
 # --------------------------------------------------------------------------- objects
@@ -201,8 +235,7 @@ class Electrode:
     depth: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
+class Cell(Document):
     """Temperature ``T`` (K), uncompensated resistance ``Ru`` (ohm), double-layer ``Cdl`` (F).
 
     ``reference_offset`` (V) is the potential of the measuring reference electrode on the
@@ -212,14 +245,13 @@ class Cell:
     empirical description of the measured curve and stays on the measured scale).
     """
 
-    T: float = STANDARD_TEMPERATURE
-    Ru: float = 0.0
-    Cdl: float = 0.0
-    reference_offset: float = 0.0
+    T: Annotated[SI, Number(_T, lo=200.0, hi=600.0)] = STANDARD_TEMPERATURE
+    Ru: Annotated[SI, Number(_RU, lo=0.0, hi=1e9)] = 0.0
+    Cdl: Annotated[SI, Number(_CDL, lo=0.0, hi=1.0)] = 0.0
+    reference_offset: Annotated[SI, Number(_E, lo=-2.0, hi=2.0)] = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Bulk:
+class Bulk(Document):
     """The bulk composition of the couple O/R given as a ``total`` concentration
     (mol/m^3) and the ``fraction_oxidized`` (0 to 1): ``c_O = total * fraction``,
     ``c_R = total * (1 - fraction)``. A partly oxidised solution then has its Nernstian
@@ -227,12 +259,11 @@ class Bulk:
     voltammogram even where the area and the total are not (it sets the ratio of the
     anodic and cathodic currents)."""
 
-    total: float
-    fraction_oxidized: float
+    total: Annotated[SI, Number(_C, lo=0.0, hi=1e5, lo_open=True)]
+    fraction_oxidized: Annotated[SI, Number(_NONE, lo=0.0, hi=1.0)]
 
 
-@dataclass(frozen=True, slots=True)
-class Background:
+class Background(Document):
     """The current the mechanism does not explain, in two parts.
 
     Capacitive: the double-layer capacitance depends on the electrode potential as
@@ -246,11 +277,11 @@ class Background:
     it; it is not calibrated.
     """
 
-    offset: float = 0.0
-    slope: float = 0.0
-    Cdl_slope: float = 0.0
-    Cdl_curvature: float = 0.0
-    E_pivot: float = 0.0
+    offset: Annotated[SI, Number(_CURRENT, lo=-1.0, hi=1.0)] = 0.0
+    slope: Annotated[SI, Number(_CONDUCTANCE, lo=-1.0, hi=1.0)] = 0.0
+    Cdl_slope: Annotated[SI, Number(_CDL_SLOPE, lo=-1.0, hi=1.0)] = 0.0
+    Cdl_curvature: Annotated[SI, Number(_CDL_CURVATURE, lo=-1.0, hi=1.0)] = 0.0
+    E_pivot: Annotated[SI, _POTENTIAL] = 0.0
 
     @property
     def faradaic_free(self) -> bool:
@@ -263,18 +294,16 @@ class Background:
         return self.Cdl_slope != 0.0 or self.Cdl_curvature != 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class InitialState:
+class InitialState(Document):
     """The state the recorded experiment starts from: the cell at rest, after
     ``cycles_before`` cycles of the same waveform (a cyclic voltammogram, sweeping or
     staircase) that were run but not recorded. Results start with the first recorded
     cycle, at t = 0."""
 
-    cycles_before: int = 0
+    cycles_before: Annotated[Int, Integer(0, 1000)] = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Numerics:
+class Numerics(Document):
     """Optional numerical controls; the defaults already meet the documented accuracy.
 
     ``potential_step`` (V) is the largest change of the applied potential per time step;
@@ -284,9 +313,9 @@ class Numerics:
     number of MPI ranks the ``fenicsx`` engine runs on (the numba engine ignores it).
     """
 
-    potential_step: float = 1.0e-3
-    refine: float = 1.0
-    ranks: int = 1
+    potential_step: Annotated[SI, Number(_E, lo=1e-5, hi=1e-2)] = 1.0e-3
+    refine: Annotated[SI, Number(_NONE, lo=0.25, hi=16.0)] = 1.0
+    ranks: Annotated[Int, Integer(1, 256)] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,9 +484,7 @@ class Scenario:
                 "fraction_oxidized": self.bulk.fraction_oxidized,
             }
         if self.background != Background():
-            doc["background"] = {
-                f.name: getattr(self.background, f.name) for f in fields(Background)
-            }
+            doc["background"] = msgspec.structs.asdict(self.background)
         if self.initial_state.cycles_before:
             doc["initial_state"] = {"cycles_before": self.initial_state.cycles_before}
         return doc
@@ -547,11 +574,330 @@ def _set_path(doc: dict[str, Any], path: str, value: float) -> None:
     node[parts[-1]] = value
 
 
+# --------------------------------------------------------------------------- the document
+#
+# The structs below are the scenario as a document says it (runtime.schema reads them:
+# unknown keys, kinds, units and ranges); scenario_from() then applies the rules that
+# span sections (the species a mechanism needs, the equilibrium of the bulk, ...) and
+# builds the Scenario.
+
+_SPECIES_NAMES = ("O", "R", "Z", "Y", "O2", "R2")
+
+
+class SpeciesDocument(Document):
+    """One species under ``species:``; what is left out follows from the mechanism."""
+
+    D: Annotated[SI | UnsetType, Number(_D, lo=1e-14, hi=1e-6)] = UNSET
+    c_bulk: Annotated[SI | UnsetType, Number(_C, lo=0.0)] = UNSET
+    D_ratio: Annotated[SI | UnsetType, Number(_NONE, lo=1e-3, hi=1e3)] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.c_bulk, UnsetType) and self.c_bulk > 1e5:
+            raise Invalid(
+                "c_bulk", f"got {self.c_bulk:g}; accepted: a number in [0, 100000] mol/m^3"
+            )
+        if not isinstance(self.D_ratio, UnsetType) and not isinstance(self.D, UnsetType):
+            raise Invalid(
+                "D_ratio",
+                "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
+            )
+
+
+class TransferDocument(Document, kw_only=True):
+    """One electron transfer under ``kinetics:``."""
+
+    model: KineticsModel = "butler-volmer"
+    E0: Annotated[SI, Number(_E, lo=-10.0, hi=10.0)]
+    k0: Annotated[SI | UnsetType, _K0_RANGE] = UNSET
+    alpha: Annotated[SI | UnsetType, Number(_NONE, lo=0.0, hi=1.0, lo_open=True, hi_open=True)] = (
+        UNSET
+    )
+    n: Annotated[Int, Integer(1, 6)] = 1
+    reorganization_energy: Annotated[SI | UnsetType, _LAMBDA_RANGE] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        given = {k for k in ("k0", "alpha", "reorganization_energy") if getattr(self, k) != UNSET}
+        if self.model == "nernst":
+            for unused in ("k0", "alpha", "reorganization_energy"):
+                if unused in given:
+                    raise Invalid(unused, "not used by model nernst (reversible); remove it")
+            return
+        if "k0" not in given:
+            raise Invalid("k0", _K0_RANGE.missing())
+        if self.model == "butler-volmer" and "reorganization_energy" in given:
+            raise Invalid("reorganization_energy", "only used by model marcus-hush-chidsey")
+        if self.model == "marcus-hush-chidsey":
+            if "alpha" in given:
+                raise Invalid(
+                    "alpha",
+                    "not used by marcus-hush-chidsey (the reorganization energy sets "
+                    "the asymmetry); remove it",
+                )
+            if self.n != 1:
+                raise Invalid(
+                    "n",
+                    f"got {self.n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
+                )
+            if "reorganization_energy" not in given:
+                raise Invalid("reorganization_energy", _LAMBDA_RANGE.missing())
+
+
+_K0_RANGE = Number(_K0, lo=1e-15, hi=1e3)
+_LAMBDA_RANGE = Number(_LAMBDA, lo=4.8e3, hi=9.7e5)
+_RATE = "a rate constant (1/s for order 1, m^3/(mol s) for order 2), or a string with units"
+
+
+class StepDocument(Document, kw_only=True):
+    """The homogeneous step under ``chemistry:``; its rate constants' unit follows ``order``."""
+
+    kf: Annotated[SI | UnsetType, Describe(_RATE)] = UNSET
+    kb: Annotated[SI, Describe(_RATE)] = 0.0
+    order: Annotated[Int, Integer(1, 2)] = 1
+    reactant: Literal["R", "O"] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rate = Number(_K1 if self.order == 1 else _K2, lo=0.0, hi=1e12)
+        if isinstance(self.kf, UnsetType):
+            raise Invalid("kf", rate.missing())
+        msgspec.structs.force_setattr(self, "kf", read(rate, self.kf, "kf"))
+        msgspec.structs.force_setattr(self, "kb", read(rate, self.kb, "kb"))
+
+
+_LENGTH_RANGE = Number(_LENGTH, lo=1e-8, hi=1.0)
+_ELECTRODE_LEAVES = {
+    "area": Number(_AREA, lo=0.0, hi=1.0, lo_open=True),
+    "radius": _LENGTH_RANGE,
+    "length": Number(_LENGTH, lo=1e-8, hi=10.0),
+    "inner_radius": _LENGTH_RANGE,
+    "outer_radius": _LENGTH_RANGE,
+    "width": _LENGTH_RANGE,
+    "depth": Number(_LENGTH, lo=0.0, hi=1.0, lo_open=True),
+}
+
+
+class ElectrodeDocument(Document, kw_only=True):
+    """The working electrode: which keys a geometry takes is checked by
+    :func:`scenario_from` (after the engine, which decides the geometries)."""
+
+    geometry: Geometry = "planar"
+    area: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["area"]] = UNSET
+    radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["radius"]] = UNSET
+    length: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["length"]] = UNSET
+    inner_radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["inner_radius"]] = UNSET
+    outer_radius: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["outer_radius"]] = UNSET
+    width: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["width"]] = UNSET
+    depth: Annotated[SI | UnsetType, _ELECTRODE_LEAVES["depth"]] = UNSET
+
+
+_GEOMETRY_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # geometry: (the keys it takes, in order; those of them it requires)
+    "planar": (("geometry", "area"), ("area",)),
+    "sphere": (("geometry", "radius", "area"), ("radius",)),
+    "cylinder": (("geometry", "radius", "length", "area"), ("radius", "length")),
+    "disk": (("geometry", "radius"), ("radius",)),
+    "ring": (("geometry", "inner_radius", "outer_radius"), ("inner_radius", "outer_radius")),
+    "band": (("geometry", "width", "length"), ("width", "length")),
+    "recessed": (("geometry", "radius", "depth"), ("radius", "depth")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Vertices:
+    """``E_vertex``: a potential, or a non-empty list of them (read as a tuple)."""
+
+    def read(self, value: object) -> float | tuple[float, ...]:
+        if not isinstance(value, list):
+            return float(_VERTEX.read(value))
+        if not value:
+            raise Invalid("", "got an empty list; accepted: " + self.accepted())
+        return tuple(read(_VERTEX, v, f"[{i}]") for i, v in enumerate(value))
+
+    def accepted(self) -> str:
+        return "a potential or a list of potentials (V)"
+
+    def missing(self) -> str:
+        return "required key is missing"
+
+    def json_schema(self) -> dict[str, Any]:
+        one = _VERTEX.json_schema()
+        return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+
+
+_VERTEX = Number(_E, lo=LIMITS["potential"].lo, hi=LIMITS["potential"].hi)
+_SCAN_RATE = _limited(_SCAN, LIMITS["scan_rate"])
+_DURATION = _limited(_TIME, LIMITS["duration"])
+
+
+class CvWaveform(Document, tag="cv", tag_field="type", kw_only=True):
+    """``type: cv``: a cyclic voltammogram."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_vertex: Annotated[Any, _Vertices()]
+    E_end: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+    scan_rate: Annotated[SI, _SCAN_RATE]
+    cycles: Annotated[Int, Integer(*CYCLES)] = 1
+
+
+class LsvWaveform(Document, tag="lsv", tag_field="type"):
+    """``type: lsv``: a linear sweep."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    scan_rate: Annotated[SI, _SCAN_RATE]
+
+
+class CaStep(Document):
+    """One potential step of ``type: ca``."""
+
+    E: Annotated[SI, _POTENTIAL]
+    duration: Annotated[SI, _DURATION]
+
+
+_STEPS = "a non-empty list of {E, duration}"
+
+
+class CaWaveform(Document, tag="ca", tag_field="type"):
+    """``type: ca``: chronoamperometry, potential steps from ``E_initial``."""
+
+    steps: Annotated[list[CaStep], Describe(_STEPS)]
+    E_initial: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.steps:
+            raise Invalid("steps", f"got []; accepted: {_STEPS}")
+
+
+class SwvWaveform(Document, tag="swv", tag_field="type"):
+    """``type: swv``: square-wave voltammetry."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    E_step: Annotated[SI, _limited(_E, LIMITS["E_step"])]
+    amplitude: Annotated[SI, _limited(_E, LIMITS["amplitude"])]
+    frequency: Annotated[SI, _limited(_FREQ, LIMITS["frequency"])]
+
+
+_PAIR = "a pair [t (s), E (V)]"
+_POINTS = "a list of at least two [t, E] pairs"
+
+
+class PiecewiseWaveform(Document, tag="piecewise", tag_field="type"):
+    """``type: piecewise``: straight lines through ``[t, E]`` points."""
+
+    points: Annotated[list[Annotated[list[Any], Describe(_PAIR)]], Describe(_POINTS)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.points) < 2:
+            raise Invalid("points", f"got {show(self.points)}; accepted: {_POINTS}")
+        time, potential = LIMITS["time"], LIMITS["potential"]
+        at_time = Number(_TIME, lo=time.lo, hi=time.hi)
+        at_potential = Number(_E, lo=potential.lo, hi=potential.hi)
+        points = []
+        for i, p in enumerate(self.points):
+            if len(p) != 2:
+                raise Invalid(f"points[{i}]", f"got {show(p)}; accepted: {_PAIR}")
+            t = read(at_time, p[0], f"points[{i}][0]")
+            points.append([t, read(at_potential, p[1], f"points[{i}][1]")])
+        msgspec.structs.force_setattr(self, "points", points)
+
+
+_STAIR_STEP = _limited(_E, LIMITS["staircase_step"])
+
+
+class StaircaseCvWaveform(Document, tag="staircase_cv", tag_field="type", kw_only=True):
+    """``type: staircase_cv``: a cyclic voltammogram in potential steps."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_vertex: Annotated[Any, _Vertices()]
+    E_end: Annotated[SI | UnsetType, _POTENTIAL] = UNSET
+    E_step: Annotated[SI, _STAIR_STEP]
+    t_step: Annotated[SI | UnsetType, _DURATION] = UNSET
+    scan_rate: Annotated[SI | UnsetType, _SCAN_RATE] = UNSET
+    sample: Annotated[Any, Describe("a fraction of the step, or a window [a, b]")] = UNSET
+    cycles: Annotated[Int, Integer(*CYCLES)] = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_staircase(self)
+
+
+class StaircaseLsvWaveform(Document, tag="staircase_lsv", tag_field="type", kw_only=True):
+    """``type: staircase_lsv``: a linear sweep in potential steps."""
+
+    E_start: Annotated[SI, _POTENTIAL]
+    E_end: Annotated[SI, _POTENTIAL]
+    E_step: Annotated[SI, _STAIR_STEP]
+    t_step: Annotated[SI | UnsetType, _DURATION] = UNSET
+    scan_rate: Annotated[SI | UnsetType, _SCAN_RATE] = UNSET
+    sample: Annotated[Any, Describe("a fraction of the step, or a window [a, b]")] = UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_staircase(self)
+
+
+def _check_staircase(doc: StaircaseCvWaveform | StaircaseLsvWaveform) -> None:
+    """Exactly one of ``t_step`` and ``scan_rate``; ``sample`` a point or a window."""
+    has_t, has_rate = doc.t_step is not UNSET, doc.scan_rate is not UNSET
+    if has_t == has_rate:
+        raise Invalid(
+            "t_step",
+            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
+            + ("both" if has_t else "neither"),
+        )
+    sample: object = (1.0, 1.0)
+    if isinstance(doc.sample, list):
+        within = Number(_NONE, lo=0.0, hi=1.0)
+        sample = tuple(read(within, x, f"sample[{i}]") for i, x in enumerate(doc.sample))
+    elif doc.sample is not UNSET:
+        sample = read(Number(_NONE, lo=0.0, hi=1.0, lo_open=True), doc.sample, "sample")
+    msgspec.structs.force_setattr(doc, "sample", sample)
+
+
+WaveformDocument: TypeAlias = (
+    CvWaveform
+    | LsvWaveform
+    | CaWaveform
+    | SwvWaveform
+    | PiecewiseWaveform
+    | StaircaseCvWaveform
+    | StaircaseLsvWaveform
+)
+"""A waveform as a document gives it, by ``type``."""
+
+
+class ScenarioDocument(Document, kw_only=True):
+    """A scenario as its YAML says it (see the module docstring)."""
+
+    name: Annotated[Str | UnsetType, Text()] = UNSET
+    engine: Engine = "numba"
+    mechanism: Mechanism = "E"
+    species: Annotated[
+        dict[str, SpeciesDocument],
+        msgspec.Meta(extra_json_schema={"propertyNames": {"enum": list(_SPECIES_NAMES)}}),
+    ]
+    kinetics: TransferDocument | list[TransferDocument]
+    chemistry: StepDocument | list[StepDocument] | UnsetType = UNSET
+    electrode: ElectrodeDocument
+    cell: Cell = msgspec.field(default_factory=Cell)
+    waveform: WaveformDocument
+    numerics: Numerics = msgspec.field(default_factory=Numerics)
+    bulk: Bulk | UnsetType = UNSET
+    background: Background = msgspec.field(default_factory=Background)
+    initial_state: InitialState = msgspec.field(default_factory=InitialState)
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario document (what ``galvana schema scenario`` prints)."""
+    return json_schema(ScenarioDocument, title="Galvana scenario")
+
+
 # --------------------------------------------------------------------------- reading
-
-
-def _reader(node: object, path: str) -> Reader:
-    return Reader(node, path, error=ScenarioError, root="<scenario>")
 
 
 def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario) -> Scenario:
@@ -563,56 +909,36 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
     if isinstance(source, Scenario):
         return source
     doc, path = read_document(source, error=ScenarioError, root="<scenario>")
-    return _parse(doc, "scenario" if path is None else path.stem)
+    document = decode(doc, ScenarioDocument, error=ScenarioError, root="<scenario>")
+    return scenario_from(document, "scenario" if path is None else path.stem)
 
 
-_TOP_KEYS = (
-    "name",
-    "engine",
-    "mechanism",
-    "species",
-    "kinetics",
-    "chemistry",
-    "electrode",
-    "cell",
-    "waveform",
-    "numerics",
-    "bulk",
-    "background",
-    "initial_state",
-)
-
-
-def _parse(doc: object, default_name: str) -> Scenario:
-    top = _reader(doc, "")
-    name = top.text("name", default=default_name)
-    engine = top.choice("engine", ENGINES, default="numba")
-    mechanism = top.choice("mechanism", MECHANISMS, default="E")
-    species_raw = _parse_species(top, mechanism)
-    bulk = _parse_bulk(top, species_raw)
-    kinetics = _parse_kinetics(top, mechanism)
-    chemistry = _parse_chemistry(top, mechanism)
+def scenario_from(doc: ScenarioDocument, default_name: str) -> Scenario:
+    """The scenario a read document describes (``default_name`` when it names none):
+    the rules that span its sections are checked here, each problem a
+    :class:`~physics.errors.ScenarioError` naming the key."""
+    mechanism = doc.mechanism
+    species_raw = _species(doc)
+    bulk = _bulk(doc.bulk, species_raw)
+    kinetics = _kinetics(doc)
+    chemistry = _chemistry(doc)
     species = _complete_species(species_raw, mechanism, chemistry)
-    electrode = _parse_electrode(top, engine)
-    cell = _parse_cell(top)
-    waveform = _parse_waveform(top)
-    numerics = _parse_numerics(top)
-    background = _parse_background(top)
-    initial_state = _parse_initial_state(top, waveform)
-    top.finish(_TOP_KEYS)
+    electrode = _electrode(doc.electrode, doc.engine)
+    waveform = waveform_from(doc.waveform, "waveform")
+    initial_state = _initial_state(doc.initial_state, waveform)
     scenario = Scenario(
-        name=name,
-        engine=engine,  # type: ignore[arg-type]
-        mechanism=mechanism,  # type: ignore[arg-type]
+        name=default_name if isinstance(doc.name, UnsetType) else doc.name,
+        engine=doc.engine,
+        mechanism=mechanism,
         species=species,
         kinetics=kinetics,
         chemistry=chemistry,
         electrode=electrode,
-        cell=cell,
+        cell=doc.cell,
         waveform=waveform,
-        numerics=numerics,
+        numerics=doc.numerics,
         bulk=bulk,
-        background=background,
+        background=doc.background,
         initial_state=initial_state,
     )
     _check_bulk_equilibrium(scenario)
@@ -627,56 +953,41 @@ def _parse(doc: object, default_name: str) -> Scenario:
 _RawSpecies: TypeAlias = tuple[float | None, float | None, float | None]
 
 
-def _parse_species(top: Reader, mechanism: str) -> dict[str, _RawSpecies]:
-    reader = top.child("species")
+def _given(value: float | UnsetType) -> float | None:
+    return None if isinstance(value, UnsetType) else value
+
+
+def _species(doc: ScenarioDocument) -> dict[str, _RawSpecies]:
+    mechanism = doc.mechanism
     allowed = _mechanism_species(mechanism)
-    out: dict[str, _RawSpecies] = {}
     for required in _REQUIRED_SPECIES[mechanism]:
-        if not reader.has(required):
+        if required not in doc.species:
             raise ScenarioError(
-                reader.key(required),
+                f"species.{required}",
                 f"required for mechanism {mechanism} (species: {listed(allowed)})",
             )
-    for key in list(reader.node):
+    out: dict[str, _RawSpecies] = {}
+    for key, sp in doc.species.items():
         if key not in allowed:
             raise ScenarioError(
-                reader.key(str(key)),
+                f"species.{key}",
                 f"unknown species for mechanism {mechanism}; accepted: {listed(allowed)}",
             )
-        sp = reader.child(key)
-        D = sp.optional_number("D", _D, lo=1e-14, hi=1e-6)
-        c = sp.optional_number("c_bulk", _C, lo=0.0)
-        if c is not None and c > 1e5:
+        if key == "O" and not isinstance(sp.D_ratio, UnsetType):
             raise ScenarioError(
-                sp.key("c_bulk"), f"got {c:g}; accepted: a number in [0, 100000] mol/m^3"
+                "species.O.D_ratio",
+                "D_ratio is relative to species O's D; give O its D and the ratio to "
+                "the other species",
             )
-        ratio = None
-        if sp.has("D_ratio"):
-            if key == "O":
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "D_ratio is relative to species O's D; give O its D and the ratio to "
-                    "the other species",
-                )
-            if D is not None:
-                raise ScenarioError(
-                    sp.key("D_ratio"),
-                    "given with D; accepted: D (independent) or D_ratio (D = D_ratio * D_O)",
-                )
-            ratio = sp.number("D_ratio", _NONE, lo=1e-3, hi=1e3)
-        sp.finish(("D", "c_bulk", "D_ratio"))
-        out[key] = (D, c, ratio)
+        out[key] = (_given(sp.D), _given(sp.c_bulk), _given(sp.D_ratio))
     return out
 
 
-def _parse_bulk(top: Reader, raw: dict[str, _RawSpecies]) -> Bulk | None:
+def _bulk(doc: Bulk | UnsetType, raw: dict[str, _RawSpecies]) -> Bulk | None:
     """The couple's bulk as total and fraction oxidised; filled into O's and R's c_bulk."""
-    r = top.optional_child("bulk")
-    if r is None:
+    if isinstance(doc, UnsetType):
         return None
-    total = r.number("total", _C, lo=0.0, hi=1e5, lo_open=True)
-    fraction = r.number("fraction_oxidized", _NONE, lo=0.0, hi=1.0)
-    r.finish(("total", "fraction_oxidized"))
+    total, fraction = doc.total, doc.fraction_oxidized
     for name, c in (("O", total * fraction), ("R", total * (1.0 - fraction))):
         D, given, ratio = raw[name]
         if given is not None:
@@ -685,7 +996,7 @@ def _parse_bulk(top: Reader, raw: dict[str, _RawSpecies]) -> Bulk | None:
                 "given twice: bulk (total, fraction_oxidized) sets it; remove one",
             )
         raw[name] = (D, c, ratio)
-    return Bulk(total, fraction)
+    return doc
 
 
 def _mechanism_species(mechanism: str) -> tuple[str, ...]:
@@ -698,17 +1009,10 @@ def _mechanism_species(mechanism: str) -> tuple[str, ...]:
     }[mechanism]
 
 
-_KINETICS_KEYS = ("model", "E0", "k0", "alpha", "n", "reorganization_energy")
-
-
-def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
-    raw = top.require("kinetics")
+def _kinetics(doc: ScenarioDocument) -> tuple[Kinetics, ...]:
+    mechanism = doc.mechanism
     couples = [("O", "R"), ("O2", "R2")] if mechanism == "ECE" else [("O", "R")]
-    items: list[tuple[object, str]]
-    if isinstance(raw, list):
-        items = [(item, f"kinetics[{i}]") for i, item in enumerate(raw)]
-    else:
-        items = [(raw, "kinetics")]
+    items = doc.kinetics if isinstance(doc.kinetics, list) else [doc.kinetics]
     if len(items) != len(couples):
         need = (
             "a list of two electron transfers (O/R, then O2/R2)"
@@ -717,99 +1021,64 @@ def _parse_kinetics(top: Reader, mechanism: str) -> tuple[Kinetics, ...]:
         )
         raise ScenarioError("kinetics", f"mechanism {mechanism} takes {need}; got {len(items)}")
     return tuple(
-        _parse_transfer(top.nested(node, path), ox, red)
-        for (node, path), (ox, red) in zip(items, couples, strict=True)
+        Kinetics(
+            k.model,
+            k.E0,
+            1.0 if isinstance(k.k0, UnsetType) else k.k0,
+            0.5 if isinstance(k.alpha, UnsetType) else k.alpha,
+            k.n,
+            _given(k.reorganization_energy),
+            ox,
+            red,
+        )
+        for k, (ox, red) in zip(items, couples, strict=True)
     )
 
 
-def _parse_transfer(r: Reader, ox: str, red: str) -> Kinetics:
-    model = r.choice("model", KINETICS_MODELS, default="butler-volmer")
-    E0 = r.number("E0", _E, lo=-10.0, hi=10.0)
-    n = r.integer("n", default=1, lo=1, hi=6)
-    k0 = 1.0
-    alpha = 0.5
-    lam: float | None = None
-    if model == "nernst":
-        for unused in ("k0", "alpha", "reorganization_energy"):
-            if r.has(unused):
-                raise ScenarioError(
-                    r.key(unused), "not used by model nernst (reversible); remove it"
-                )
-    else:
-        k0 = r.number("k0", _K0, lo=1e-15, hi=1e3)
-    if model == "butler-volmer":
-        alpha = r.number("alpha", _NONE, default=0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        if r.has("reorganization_energy"):
-            raise ScenarioError(
-                r.key("reorganization_energy"), "only used by model marcus-hush-chidsey"
-            )
-    if model == "marcus-hush-chidsey":
-        if r.has("alpha"):
-            raise ScenarioError(
-                r.key("alpha"),
-                "not used by marcus-hush-chidsey (the reorganization energy sets "
-                "the asymmetry); remove it",
-            )
-        if n != 1:
-            raise ScenarioError(
-                r.key("n"),
-                f"got {n}; accepted: 1 (marcus-hush-chidsey describes one-electron steps)",
-            )
-        lam = r.number("reorganization_energy", _LAMBDA, lo=4.8e3, hi=9.7e5)
-    r.finish(_KINETICS_KEYS)
-    return Kinetics(model, E0, k0, alpha, n, lam, ox, red)  # type: ignore[arg-type]
-
-
-_CHEMISTRY_KEYS = ("kf", "kb", "order", "reactant")
-
-
-def _parse_chemistry(top: Reader, mechanism: str) -> tuple[Chemistry, ...]:
+def _chemistry(doc: ScenarioDocument) -> tuple[Chemistry, ...]:
+    mechanism = doc.mechanism
+    raw = doc.chemistry
     if mechanism == "E":
-        if top.has("chemistry"):
+        if not isinstance(raw, UnsetType):
             raise ScenarioError(
                 "chemistry",
                 "mechanism E has no homogeneous step; remove it or choose EC, CE, EC' or ECE",
             )
         return ()
-    raw = top.require("chemistry")
-    node: object = raw
-    path = "chemistry"
+    if isinstance(raw, UnsetType):
+        raise ScenarioError("chemistry", "required key is missing")
+    step, path = raw, "chemistry"
     if isinstance(raw, list):
         if len(raw) != 1:
             raise ScenarioError(
                 "chemistry", f"mechanism {mechanism} has one homogeneous step; got {len(raw)}"
             )
-        node, path = raw[0], "chemistry[0]"
-    r = top.nested(node, path)
-    order = r.integer("order", default=1, lo=1, hi=2)
-    k_quantity = _K1 if order == 1 else _K2
-    kf = r.number("kf", k_quantity, lo=0.0, hi=1e12)
-    kb = r.number("kb", k_quantity, default=0.0, lo=0.0, hi=1e12)
-    reactant = "R"
-    if mechanism in ("EC", "EC'"):
-        reactant = r.choice("reactant", ("R", "O"), default="R")
+        step, path = raw[0], "chemistry[0]"
+    assert isinstance(step, StepDocument)
+    order, kf, kb = step.order, step.kf, step.kb
+    assert not isinstance(kf, UnsetType)  # StepDocument requires it
+    if mechanism not in ("EC", "EC'") and not isinstance(step.reactant, UnsetType):
+        raise ScenarioError(
+            f"{path}.reactant", "unknown key; accepted keys here: " + listed(("kf", "kb", "order"))
+        )
+    reactant = "R" if isinstance(step.reactant, UnsetType) else step.reactant
     product = "O" if reactant == "R" else "R"
     if mechanism in ("CE", "ECE") and order != 1:
-        raise ScenarioError(r.key("order"), f"got {order}; accepted for mechanism {mechanism}: 1")
-    chem: Chemistry
+        raise ScenarioError(f"{path}.order", f"got {order}; accepted for mechanism {mechanism}: 1")
     if mechanism == "EC":
-        reactants = (reactant,) * order
-        chem = Chemistry(kf, kb, order, reactants, ("Z",))
-    elif mechanism == "CE":
-        chem = Chemistry(kf, kb, 1, ("Y",), ("O",))
-    elif mechanism == "EC'":
+        return (Chemistry(kf, kb, order, (reactant,) * order, ("Z",)),)
+    if mechanism == "CE":
+        return (Chemistry(kf, kb, 1, ("Y",), ("O",)),)
+    if mechanism == "EC'":
         if kb != 0.0:
             raise ScenarioError(
-                r.key("kb"),
+                f"{path}.kb",
                 f"got {kb:g}; accepted for mechanism EC' "
                 "(catalytic regeneration is irreversible): 0",
             )
         reactants = (reactant,) if order == 1 else (reactant, "Z")
-        chem = Chemistry(kf, 0.0, order, reactants, (product,))
-    else:  # ECE
-        chem = Chemistry(kf, kb, 1, ("R",), ("O2",))
-    r.finish(_CHEMISTRY_KEYS if mechanism in ("EC", "EC'") else ("kf", "kb", "order"))
-    return (chem,)
+        return (Chemistry(kf, 0.0, order, reactants, (product,)),)
+    return (Chemistry(kf, kb, 1, ("R",), ("O2",)),)  # ECE
 
 
 def _complete_species(
@@ -901,333 +1170,136 @@ def _check_bulk_equilibrium(s: Scenario) -> None:
             )
 
 
-def _parse_electrode(top: Reader, engine: str) -> Electrode:
-    r = top.child("electrode")
-    geometry = r.choice("geometry", GEOMETRIES_1D + GEOMETRIES_2D, default="planar")
-    if geometry in GEOMETRIES_2D:
-        if engine == "numba":
-            raise ScenarioError(
-                r.key("geometry"),
-                f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
-                f"{listed(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
-                f"{listed(GEOMETRIES_2D)}",
-            )
-        return _parse_electrode_2d(r, geometry)
-    if engine == "fenicsx" and geometry != "planar":
+def _electrode(doc: ElectrodeDocument, engine: str) -> Electrode:
+    geometry = doc.geometry
+    if geometry in GEOMETRIES_2D and engine == "numba":
         raise ScenarioError(
-            r.key("geometry"),
+            "electrode.geometry",
+            f"got {geometry!r}, a 2D geometry; accepted by engine numba: "
+            f"{listed(GEOMETRIES_1D)}; set engine: fenicsx (or auto) for "
+            f"{listed(GEOMETRIES_2D)}",
+        )
+    if engine == "fenicsx" and geometry in ("sphere", "cylinder"):
+        raise ScenarioError(
+            "electrode.geometry",
             f"got {geometry!r}; accepted by engine fenicsx: planar, "
             f"{listed(GEOMETRIES_2D)}; set engine: numba (or auto) for sphere and cylinder",
         )
-    radius = length = None
+    keys, required = _GEOMETRY_KEYS[geometry]
+    for name in ElectrodeDocument.keys():  # noqa: SIM118 - a struct's keys, not a dict's
+        value = getattr(doc, name)
+        if name not in keys and value is not UNSET:
+            raise ScenarioError(
+                f"electrode.{name}", f"unknown key; accepted keys here: {listed(keys)}"
+            )
+        if name in required and value is UNSET:
+            raise ScenarioError(f"electrode.{name}", _ELECTRODE_LEAVES[name].missing())
+    d = {name: getattr(doc, name) for name in keys[1:]}
     if geometry == "planar":
-        area = r.number("area", _AREA, lo=0.0, hi=1.0, lo_open=True)
-        r.finish(("geometry", "area"))
-        return Electrode("planar", area)
-    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
+        return Electrode("planar", d["area"])
     if geometry == "sphere":
-        area = r.number(
-            "area", _AREA, default=4 * math.pi * radius**2, lo=0.0, hi=1.0, lo_open=True
-        )
-        r.finish(("geometry", "radius", "area"))
-        return Electrode("sphere", area, radius)
-    length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
-    area = r.number(
-        "area", _AREA, default=2 * math.pi * radius * length, lo=0.0, hi=1.0, lo_open=True
-    )
-    r.finish(("geometry", "radius", "length", "area"))
-    return Electrode("cylinder", area, radius, length)
-
-
-def _parse_electrode_2d(r: Reader, geometry: str) -> Electrode:
-    """Inlaid disk, ring, band and recessed disk: their dimensions set the area."""
+        r = d["radius"]
+        return Electrode("sphere", _or(d["area"], 4 * math.pi * r**2), r)
+    if geometry == "cylinder":
+        r, length = d["radius"], d["length"]
+        return Electrode("cylinder", _or(d["area"], 2 * math.pi * r * length), r, length)
     if geometry == "disk":
-        radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
-        r.finish(("geometry", "radius"))
-        return Electrode("disk", math.pi * radius**2, radius)
+        return Electrode("disk", math.pi * d["radius"] ** 2, d["radius"])
     if geometry == "ring":
-        inner = r.number("inner_radius", _LENGTH, lo=1e-8, hi=1.0)
-        outer = r.number("outer_radius", _LENGTH, lo=1e-8, hi=1.0)
+        inner, outer = d["inner_radius"], d["outer_radius"]
         if outer <= inner:
             raise ScenarioError(
-                r.key("outer_radius"),
+                "electrode.outer_radius",
                 f"got {outer:g} m; accepted: larger than inner_radius ({inner:g} m)",
             )
-        r.finish(("geometry", "inner_radius", "outer_radius"))
         return Electrode("ring", math.pi * (outer**2 - inner**2), outer, inner_radius=inner)
     if geometry == "band":
-        width = r.number("width", _LENGTH, lo=1e-8, hi=1.0)
-        length = r.number("length", _LENGTH, lo=1e-8, hi=10.0)
-        r.finish(("geometry", "width", "length"))
-        return Electrode("band", width * length, length=length, width=width)
-    radius = r.number("radius", _LENGTH, lo=1e-8, hi=1.0)
-    depth = r.number("depth", _LENGTH, lo=0.0, hi=1.0, lo_open=True)
-    r.finish(("geometry", "radius", "depth"))
-    return Electrode("recessed", math.pi * radius**2, radius, depth=depth)
+        return Electrode("band", d["width"] * d["length"], length=d["length"], width=d["width"])
+    return Electrode("recessed", math.pi * d["radius"] ** 2, d["radius"], depth=d["depth"])
 
 
-def _parse_cell(top: Reader) -> Cell:
-    r = top.optional_child("cell")
-    if r is None:
-        return Cell()
-    T = r.number("T", _T, default=STANDARD_TEMPERATURE, lo=200.0, hi=600.0)
-    Ru = r.number("Ru", _RU, default=0.0, lo=0.0, hi=1e9)
-    Cdl = r.number("Cdl", _CDL, default=0.0, lo=0.0, hi=1.0)
-    offset = r.number("reference_offset", _E, default=0.0, lo=-2.0, hi=2.0)
-    r.finish(("T", "Ru", "Cdl", "reference_offset"))
-    return Cell(T, Ru, Cdl, offset)
+def _or(value: float | UnsetType, default: float) -> float:
+    return default if isinstance(value, UnsetType) else value
 
 
-_BACKGROUND_KEYS = ("offset", "slope", "Cdl_slope", "Cdl_curvature", "E_pivot")
-
-
-def _parse_background(top: Reader) -> Background:
-    r = top.optional_child("background")
-    if r is None:
-        return Background()
-    out = Background(
-        offset=r.number("offset", _CURRENT, default=0.0, lo=-1.0, hi=1.0),
-        slope=r.number("slope", _CONDUCTANCE, default=0.0, lo=-1.0, hi=1.0),
-        Cdl_slope=r.number("Cdl_slope", _CDL_SLOPE, default=0.0, lo=-1.0, hi=1.0),
-        Cdl_curvature=r.number("Cdl_curvature", _CDL_CURVATURE, default=0.0, lo=-1.0, hi=1.0),
-        E_pivot=_potential(r, "E_pivot", default=0.0),
-    )
-    r.finish(_BACKGROUND_KEYS)
-    return out
-
-
-def _parse_initial_state(top: Reader, waveform: Waveform) -> InitialState:
-    r = top.optional_child("initial_state")
-    if r is None:
-        return InitialState()
-    cycles = r.integer("cycles_before", default=0, lo=0, hi=1000)
-    r.finish(("cycles_before",))
+def _initial_state(doc: InitialState, waveform: Waveform) -> InitialState:
+    cycles = doc.cycles_before
     if not cycles:
-        return InitialState()
+        return doc
     if not isinstance(waveform, CyclicVoltammetry | Staircase) or waveform.type == "staircase_lsv":
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with a {waveform.type} waveform; accepted: 0, or cycles before "
             "a cv or staircase_cv waveform (the cycles run are the waveform's own)",
         )
     if cycles + waveform.cycles > CYCLES[1]:
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with {waveform.cycles} recorded; accepted: at most "
             f"{CYCLES[1] - waveform.cycles} (at most {CYCLES[1]} cycles in all)",
         )
     if waveform.E_end != waveform.E_start:
         raise ScenarioError(
-            r.key("cycles_before"),
+            "initial_state.cycles_before",
             f"got {cycles} with E_end ({waveform.E_end:g}) != E_start "
             f"({waveform.E_start:g}); accepted: a cycle that ends where it starts",
         )
-    return InitialState(cycles)
+    return doc
 
 
-_WAVEFORM_KEYS: dict[str, tuple[str, ...]] = {
-    "cv": ("type", "E_start", "E_vertex", "E_end", "scan_rate", "cycles"),
-    "lsv": ("type", "E_start", "E_end", "scan_rate"),
-    "ca": ("type", "steps", "E_initial"),
-    "swv": ("type", "E_start", "E_end", "E_step", "amplitude", "frequency"),
-    "piecewise": ("type", "points"),
-    "staircase_cv": (
-        "type",
-        "E_start",
-        "E_vertex",
-        "E_end",
-        "E_step",
-        "t_step",
-        "scan_rate",
-        "sample",
-        "cycles",
-    ),
-    "staircase_lsv": ("type", "E_start", "E_end", "E_step", "t_step", "scan_rate", "sample"),
-}
-
-
-def _parse_waveform(top: Reader) -> Waveform:
-    """The shared waveform the scenario describes: values are read here (units, ranges
-    from :data:`runtime.waveforms.LIMITS`), the waveform's own rules are checked by its
-    class, and either problem names the scenario's key."""
-    r = top.child("waveform")
-    kind = r.choice("type", tuple(_WAVEFORM_KEYS))
-    parsers: dict[str, Callable[[Reader], Waveform]] = {
-        "cv": _parse_cv,
-        "lsv": _parse_lsv,
-        "ca": _parse_ca,
-        "swv": _parse_swv,
-        "piecewise": _parse_piecewise,
-        "staircase_cv": _parse_staircase,
-        "staircase_lsv": _parse_staircase,
-    }
+def waveform_from(
+    doc: WaveformDocument, path: str, error: ErrorFactory = ScenarioError
+) -> Waveform:
+    """The shared waveform a read waveform document describes; the waveform's own rules
+    are checked by its class (:mod:`runtime.waveforms`) and a problem raises
+    ``error(key, message)`` (a :class:`~physics.errors.ScenarioError`) naming the
+    document's key below ``path``."""
     try:
-        wf = parsers[kind](r)
+        if isinstance(doc, CvWaveform | StaircaseCvWaveform):
+            vertices = doc.E_vertex if isinstance(doc.E_vertex, tuple) else (doc.E_vertex,)
+            E_end = _or(doc.E_end, doc.E_start)
+            if isinstance(doc, CvWaveform):
+                return CyclicVoltammetry(doc.E_start, vertices, E_end, doc.scan_rate, doc.cycles)
+            t_step = _t_step(doc)
+            return Staircase(
+                doc.E_start, vertices, E_end, doc.E_step, t_step, doc.sample, doc.cycles
+            )
+        if isinstance(doc, StaircaseLsvWaveform):
+            t_step = _t_step(doc)
+            return Staircase(
+                doc.E_start, (), doc.E_end, doc.E_step, t_step, doc.sample, 1, "staircase_lsv"
+            )
+        if isinstance(doc, LsvWaveform):
+            return LinearSweep(doc.E_start, doc.E_end, doc.scan_rate)
+        if isinstance(doc, CaWaveform):
+            steps = tuple(PotentialStep(s.E, s.duration) for s in doc.steps)
+            return Chronoamperometry(steps, _or(doc.E_initial, steps[0].E))
+        if isinstance(doc, SwvWaveform):
+            return SquareWave(doc.E_start, doc.E_end, doc.E_step, doc.amplitude, doc.frequency)
+        return Piecewise(tuple((t, E) for t, E in doc.points))
     except WaveformError as exc:
-        raise ScenarioError(_waveform_key(r, exc.field), exc.reason) from None
-    r.finish(_WAVEFORM_KEYS[kind])
-    return wf
+        raise error(_waveform_key(doc, exc.field, path), exc.reason) from None
 
 
-def _waveform_key(r: Reader, field: str) -> str:
-    """The scenario key of a shared waveform's field: ``cv.vertices[1]`` is
-    ``waveform.E_vertex[1]`` (``waveform.E_vertex`` when one vertex was given bare),
-    ``piecewise.points[2].t`` is ``waveform.points[2][0]``."""
+def _t_step(doc: StaircaseCvWaveform | StaircaseLsvWaveform) -> float:
+    if isinstance(doc.t_step, UnsetType):
+        assert not isinstance(doc.scan_rate, UnsetType)  # one of the two, checked on reading
+        return doc.E_step / doc.scan_rate
+    return doc.t_step
+
+
+def _waveform_key(doc: WaveformDocument, field: str, path: str) -> str:
+    """The document key of a shared waveform's field: ``cv.vertices[1]`` is
+    ``E_vertex[1]`` (``E_vertex`` when one vertex was given bare),
+    ``piecewise.points[2].t`` is ``points[2][0]``; below ``path``."""
     name = field.split(".", 1)[1]
     if name.startswith("vertices"):
         name = "E_vertex" + name.removeprefix("vertices")
-        if name == "E_vertex[0]" and not isinstance(r.node.get("E_vertex"), list):
+        if name == "E_vertex[0]" and not isinstance(getattr(doc, "E_vertex", None), tuple):
             name = "E_vertex"
     name = re.sub(r"^points\[(\d+)\]\.t$", r"points[\1][0]", name)
     name = re.sub(r"^points\[(\d+)\]\.E$", r"points[\1][1]", name)
-    return r.key(name)
-
-
-def _limited(
-    r: Reader, name: str, quantity: Quantity, limit: Limit, default: float | None = None
-) -> float:
-    return r.number(
-        name,
-        quantity,
-        default=default,
-        lo=limit.lo,
-        hi=limit.hi,
-        lo_open=limit.lo_open,
-        hi_open=limit.hi_open,
-    )
-
-
-def _potential(r: Reader, name: str, default: float | None = None) -> float:
-    return _limited(r, name, _E, LIMITS["potential"], default)
-
-
-def _parse_cv(r: Reader) -> CyclicVoltammetry:
-    E_start = _potential(r, "E_start")
-    vertices = _vertices(r)
-    E_end = _potential(r, "E_end", default=E_start)
-    scan_rate = _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
-    cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
-    return CyclicVoltammetry(E_start, vertices, E_end, scan_rate, cycles)
-
-
-def _vertices(r: Reader) -> tuple[float, ...]:
-    raw_vertex = r.require("E_vertex")
-    raw_list = raw_vertex if isinstance(raw_vertex, list) else [raw_vertex]
-    if not raw_list:
-        raise ScenarioError(
-            r.key("E_vertex"),
-            "got an empty list; accepted: a potential or a list of potentials (V)",
-        )
-    indexed = isinstance(raw_vertex, list)
-    limit = LIMITS["potential"]
-    vertices = tuple(
-        number(
-            v,
-            r.key("E_vertex") + (f"[{i}]" if indexed else ""),
-            _E,
-            error=ScenarioError,
-            lo=limit.lo,
-            hi=limit.hi,
-        )
-        for i, v in enumerate(raw_list)
-    )
-    return vertices
-
-
-def _parse_lsv(r: Reader) -> LinearSweep:
-    E_start = _potential(r, "E_start")
-    E_end = _potential(r, "E_end")
-    return LinearSweep(E_start, E_end, _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"]))
-
-
-def _parse_ca(r: Reader) -> Chronoamperometry:
-    raw_steps = r.require("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise ScenarioError(
-            r.key("steps"),
-            f"got {show(raw_steps)}; accepted: a non-empty list of {{E, duration}}",
-        )
-    steps = []
-    for i, node in enumerate(raw_steps):
-        s = r.nested(node, f"{r.key('steps')}[{i}]")
-        E = _potential(s, "E")
-        duration = _limited(s, "duration", _TIME, LIMITS["duration"])
-        s.finish(("E", "duration"))
-        steps.append(PotentialStep(E, duration))
-    E_initial = _potential(r, "E_initial", default=steps[0].E)
-    return Chronoamperometry(tuple(steps), E_initial)
-
-
-def _parse_swv(r: Reader) -> SquareWave:
-    E_start = _potential(r, "E_start")
-    E_end = _potential(r, "E_end")
-    E_step = _limited(r, "E_step", _E, LIMITS["E_step"])
-    amplitude = _limited(r, "amplitude", _E, LIMITS["amplitude"])
-    frequency = _limited(r, "frequency", _FREQ, LIMITS["frequency"])
-    return SquareWave(E_start, E_end, E_step, amplitude, frequency)
-
-
-def _parse_staircase(r: Reader) -> Staircase:
-    kind = r.choice("type", ("staircase_cv", "staircase_lsv"))
-    E_start = _potential(r, "E_start")
-    vertices = _vertices(r) if kind == "staircase_cv" else ()
-    E_end = _potential(r, "E_end", default=E_start if vertices else None)
-    E_step = _limited(r, "E_step", _E, LIMITS["staircase_step"])
-    if r.has("t_step") == r.has("scan_rate"):
-        raise ScenarioError(
-            r.key("t_step"),
-            "give either t_step (the step time) or scan_rate (E_step / t_step), not "
-            + ("both" if r.has("t_step") else "neither"),
-        )
-    if r.has("t_step"):
-        t_step = _limited(r, "t_step", _TIME, LIMITS["duration"])
-    else:
-        t_step = E_step / _limited(r, "scan_rate", _SCAN, LIMITS["scan_rate"])
-    sample: object = (1.0, 1.0)
-    if r.has("sample"):
-        raw = r.raw("sample")
-        path = r.key("sample")
-        if isinstance(raw, list):
-            sample = tuple(
-                number(x, f"{path}[{i}]", _NONE, error=ScenarioError, lo=0.0, hi=1.0)
-                for i, x in enumerate(raw)
-            )
-        else:
-            sample = number(raw, path, _NONE, error=ScenarioError, lo=0.0, hi=1.0, lo_open=True)
-    cycles = 1
-    if kind == "staircase_cv":
-        cycles = r.integer("cycles", default=1, lo=CYCLES[0], hi=CYCLES[1])
-        return Staircase(E_start, vertices, E_end, E_step, t_step, sample, cycles)  # type: ignore[arg-type]
-    return Staircase(E_start, (), E_end, E_step, t_step, sample, 1, "staircase_lsv")  # type: ignore[arg-type]
-
-
-def _parse_piecewise(r: Reader) -> Piecewise:
-    raw = r.require("points")
-    path = r.key("points")
-    if not isinstance(raw, list) or len(raw) < 2:
-        raise ScenarioError(path, f"got {show(raw)}; accepted: a list of at least two [t, E] pairs")
-    points: list[tuple[float, float]] = []
-    time, potential = LIMITS["time"], LIMITS["potential"]
-    for i, p in enumerate(raw):
-        if not isinstance(p, list | tuple) or len(p) != 2:
-            raise ScenarioError(f"{path}[{i}]", f"got {show(p)}; accepted: a pair [t (s), E (V)]")
-        t = number(p[0], f"{path}[{i}][0]", _TIME, error=ScenarioError, lo=time.lo, hi=time.hi)
-        E = number(
-            p[1], f"{path}[{i}][1]", _E, error=ScenarioError, lo=potential.lo, hi=potential.hi
-        )
-        points.append((t, E))
-    return Piecewise(tuple(points))
-
-
-def _parse_numerics(top: Reader) -> Numerics:
-    r = top.optional_child("numerics")
-    if r is None:
-        return Numerics()
-    dE = r.number("potential_step", _E, default=1e-3, lo=1e-5, hi=1e-2)
-    refine = r.number("refine", _NONE, default=1.0, lo=0.25, hi=16.0)
-    ranks = r.integer("ranks", default=1, lo=1, hi=256)
-    r.finish(("potential_step", "refine", "ranks"))
-    return Numerics(dE, refine, ranks)
+    return f"{path}.{name}"
 
 
 def with_numerics(scenario: Scenario, **changes: float) -> Scenario:

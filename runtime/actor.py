@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from runtime.event_bus import EventBus
 
-__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed"]
+__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed", "waker"]
 
 logger = logging.getLogger("galvana.actor")
 
@@ -138,6 +138,21 @@ def exposed(
         return fn
 
     return mark(method) if method is not None else mark
+
+
+def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
+    """An ``on_ready`` callback for an actor's bus subscription: tells ``ref`` ``message``.
+
+    Once the actor has stopped it does nothing: a stopping actor closes its
+    subscriptions, and whoever publishes meanwhile (the recorder committing a run's last
+    state at shutdown) must never fail for it.
+    """
+
+    def wake() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    return wake
 
 
 def exposed_scope(method: object) -> str | None:

@@ -76,6 +76,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
+    "schema": (
+        "actors.schema_cli",
+        "",
+        "print the JSON Schema of a scenario, twin spec, daemon configuration or mapping",
+    ),
     "tui": ("tui.cli", "", "watch and steer the daemon in the terminal UI"),
     "bench": ("runtime.cli", "BENCH", "run a benchmark suite and report its figures"),
     "doctor": ("runtime.cli", "DOCTOR", "check the installation and print versions"),

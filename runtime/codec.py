@@ -3,7 +3,9 @@
 A message class is declared with :func:`message`, which makes it a frozen, slotted
 dataclass and registers it under a stable tag. Field annotations are the wire
 schema; they are compiled once, at registration, into validators that decoding
-runs on every field. Supported field types:
+runs on every field, and that encoding runs before it packs anything (one rule per
+type for both directions), so :func:`encode` never produces what :func:`decode` would
+refuse. Supported field types:
 
 - ``bool``, ``int``, ``float`` (an int is accepted for a float), ``str``, ``bytes``
 - ``datetime`` (timezone-aware; travels as a msgpack timestamp)
@@ -18,7 +20,9 @@ msgpack array ``[dtype, shape, data]``: ``dtype`` a numpy type string (``"<f8"``
 non-negative ints and ``data`` the C-order, little-endian bytes.
 
 Decoding never executes code and raises only :class:`~runtime.errors.MessageError`,
-whose ``field`` names the offending field.
+whose ``field`` names the offending field; encoding raises the same error for a value
+that could not be read back (a field of the wrong type, an array of the wrong dtype, a
+naive datetime, data nested too deep, a message over the size limit).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ __all__ = [
     "message_from_plain",
     "message_types",
     "pack_plain",
+    "peek_tag",
     "unpack_plain",
 ]
 
@@ -126,6 +131,17 @@ M = TypeVar("M")
 # the dataclass holds (a tuple for a msgpack array, a numpy array for the extension).
 # Its arguments: the value, the nesting limit, the current depth.
 _Converter = Callable[[object, int, int], object]
+# A checker does the same for a value about to be encoded (a field of a message object)
+# and raises MessageError unless decoding the packed value would accept it.
+_Checker = Callable[[object, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What one field type accepts, in both directions."""
+
+    decode: _Converter
+    check: _Checker
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,7 @@ class _MessageType:
     tag: str
     names: tuple[str, ...]
     converters: tuple[_Converter, ...]
+    checkers: tuple[_Checker, ...]
 
 
 _REGISTRY: dict[str, _MessageType] = {}
@@ -145,7 +162,7 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
     """Declare a message class: a frozen, slotted dataclass registered under ``tag``.
 
     The tag is the wire identity of the class and must never change once messages
-    with it have been recorded. Field annotations are validated on decode.
+    with it have been recorded. Field annotations are validated on encode and decode.
 
     >>> @message("example.point")
     ... class Point:
@@ -166,8 +183,14 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
         made.__hash__ = None  # type: ignore[assignment]
         hints = typing.get_type_hints(made, include_extras=True)
         fields = dataclasses.fields(made)  # type: ignore[arg-type]
-        converters = tuple(_compile(hints[f.name], f"{tag}.{f.name}") for f in fields)
-        entry = _MessageType(made, tag, tuple(f.name for f in fields), converters)
+        rules = [_compile(hints[f.name], f"{tag}.{f.name}") for f in fields]
+        entry = _MessageType(
+            made,
+            tag,
+            tuple(f.name for f in fields),
+            tuple(r.decode for r in rules),
+            tuple(r.check for r in rules),
+        )
         _REGISTRY[tag] = entry
         _BY_CLASS[made] = entry
         return made
@@ -211,20 +234,42 @@ def _values_equal(a: object, b: object) -> bool:
 def encode(msg: object) -> bytes:
     """Encode a registered message as msgpack ``[tag, field, ...]``.
 
-    Raises :class:`MessageError` naming the field when a value cannot travel
-    (an unregistered class, an array of an unsupported dtype, a naive datetime, ...).
+    Every field is checked against its annotation first, with the rules decoding
+    applies, so nothing is encoded that :func:`decode` would refuse. Raises
+    :class:`MessageError` naming the message type and field (``run.state.reason:
+    expected str, got dict``) when a value cannot travel: a field of the wrong type, an
+    unregistered class, an array of an unsupported dtype, a naive datetime, data nested
+    deeper or a message larger than :class:`DecodeLimits` allows.
     """
     entry = _BY_CLASS.get(type(msg))
     if entry is None:
         raise MessageError(f"{type(msg).__qualname__} is not a registered message class")
+    values = [entry.tag, *(getattr(msg, n) for n in entry.names)]
+    max_depth = DEFAULT_LIMITS.max_depth
+    for check, value in zip(entry.checkers, values[1:], strict=True):
+        check(value, max_depth, 1)
     try:
-        return cast(
-            bytes, msgpack.packb(_as_list(msg, entry), default=_pack_default, datetime=True)
-        )
+        data = cast(bytes, msgpack.packb(values, default=_pack_default, datetime=True))
     except MessageError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
         raise _locate_encode_error(msg, entry, exc) from exc
+    if len(data) > DEFAULT_LIMITS.max_bytes:
+        raise MessageError(
+            f"{entry.tag}: encoded message is {len(data)} bytes; decoding accepts at most "
+            f"{DEFAULT_LIMITS.max_bytes}",
+            field=entry.tag,
+        )
+    return data
+
+
+def _check_fields(msg: object, entry: _MessageType, depth: int) -> None:
+    """Raise MessageError unless every field of ``msg`` would decode (depth as decode counts)."""
+    max_depth = DEFAULT_LIMITS.max_depth
+    if depth > max_depth:
+        raise MessageError(f"{entry.tag}: nested deeper than {max_depth}", field=entry.tag)
+    for check, name in zip(entry.checkers, entry.names, strict=True):
+        check(getattr(msg, name), max_depth, depth + 1)
 
 
 def _as_list(msg: object, entry: _MessageType) -> list[object]:
@@ -342,6 +387,35 @@ def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
     return _to_message(obj, "<frame>", 0, limits.max_depth)
 
 
+def peek_tag(data: bytes) -> str:
+    """The tag of an encoded message, read from its first bytes without decoding the rest
+    (to find messages of one kind in a long log cheaply). Raises :class:`MessageError`
+    if ``data`` does not start like ``[tag, ...]``."""
+    view = memoryview(data)
+    if len(view) < 2:
+        raise MessageError("too short to hold a message")
+    head = view[0]
+    # The array header: fixarray, array 16 or array 32.
+    pos = 1 if 0x90 <= head <= 0x9F else 3 if head == 0xDC else 5 if head == 0xDD else 0
+    if pos == 0 or len(view) <= pos:
+        raise MessageError("a message is an array [tag, fields...]")
+    kind = view[pos]
+    if 0xA0 <= kind <= 0xBF:  # fixstr
+        start, size = pos + 1, kind & 0x1F
+    elif kind == 0xD9 and len(view) > pos + 1:  # str 8
+        start, size = pos + 2, view[pos + 1]
+    elif kind == 0xDA and len(view) > pos + 2:  # str 16
+        start, size = pos + 3, int.from_bytes(view[pos + 1 : pos + 3], "big")
+    else:
+        raise MessageError("message tag must be a string")
+    if len(view) < start + size:
+        raise MessageError("message tag is truncated")
+    try:
+        return bytes(view[start : start + size]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError("message tag is not UTF-8") from None
+
+
 def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:
     if depth > max_depth:
         raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
@@ -403,61 +477,110 @@ def _fail(where: str, expected: str, value: object) -> MessageError:
     return MessageError(f"{where}: expected {expected}, got {shown}", field=where)
 
 
-def _compile(tp: Any, where: str) -> _Converter:
+def _compile(tp: Any, where: str) -> _Rule:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         base, *extras = typing.get_args(tp)
         for extra in extras:
             if isinstance(extra, ArraySpec):
-                return _array_converter(extra, where)
+                return _array_rule(extra, where)
             if isinstance(extra, _PlainMarker):
-                return lambda v, max_depth, depth: _to_plain(v, where, max_depth, depth)
+                return _Rule(
+                    lambda v, max_depth, depth: _to_plain(v, where, max_depth, depth),
+                    lambda v, max_depth, depth: _check_plain(v, where, max_depth, depth),
+                )
         return _compile(base, where)
     if tp is bool:
-        return _scalar_converter(where, "bool", lambda v: type(v) is bool)
+        return _scalar_rule(where, "bool", lambda v: type(v) is bool, _is_bool)
     if tp is int:
-        return _scalar_converter(where, "int", lambda v: type(v) is int)
+        return _scalar_rule(where, "int", lambda v: type(v) is int, _is_int)
     if tp is float:
-        return _float_converter(where)
+        return _float_rule(where)
     if tp is str:
-        return _scalar_converter(where, "str", lambda v: type(v) is str)
+        return _scalar_rule(where, "str", lambda v: type(v) is str, lambda v: isinstance(v, str))
     if tp is bytes:
-        return _scalar_converter(where, "bytes", lambda v: type(v) is bytes)
+        return _scalar_rule(
+            where, "bytes", lambda v: type(v) is bytes, lambda v: isinstance(v, bytes | bytearray)
+        )
     if tp is datetime:
-        return _scalar_converter(where, "timestamp", lambda v: isinstance(v, datetime))
+        return _scalar_rule(
+            where,
+            "timestamp",
+            lambda v: isinstance(v, datetime),
+            _is_aware_datetime,
+            encode_expected="a timezone-aware datetime",
+        )
     if tp is type(None):
-        return _scalar_converter(where, "nil", lambda v: v is None)
+        return _scalar_rule(where, "nil", lambda v: v is None, lambda v: v is None)
     if origin is Literal:
-        return _literal_converter(typing.get_args(tp), where)
+        return _literal_rule(typing.get_args(tp), where)
     if origin is typing.Union or origin is types.UnionType:
-        return _union_converter(typing.get_args(tp), where)
+        return _union_rule(typing.get_args(tp), where)
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return _tuple_converter(_compile(args[0], f"{where}[]"), where)
+            return _tuple_rule(_compile(args[0], f"{where}[]"), where)
         raise TypeError(f"{where}: only homogeneous tuple[X, ...] fields are supported")
     if origin is dict:
         key, val = typing.get_args(tp)
         if key is not str:
             raise TypeError(f"{where}: map fields need str keys")
-        return _dict_converter(_compile(val, f"{where}{{}}"), where)
+        return _dict_rule(_compile(val, f"{where}{{}}"), where)
     if isinstance(tp, type) and tp in _BY_CLASS:
-        return _nested_converter(tp, where)
+        return _nested_rule(tp, where)
     if isinstance(tp, type) and issubclass(tp, np.ndarray):
-        return _array_converter(ArraySpec(), where)
+        return _array_rule(ArraySpec(), where)
     raise TypeError(f"{where}: field type {tp!r} cannot travel in a message")
 
 
-def _scalar_converter(where: str, expected: str, ok: Callable[[object], bool]) -> _Converter:
+# What msgpack packs as each wire type: numpy scalars go through ``_pack_default`` as
+# their Python values, and an integer must fit msgpack's 64 bits.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _is_bool(value: object) -> bool:
+    return type(value) is bool or type(value) is np.bool_
+
+
+def _is_int(value: object) -> bool:
+    if type(value) is int:
+        return _INT_MIN <= value <= _INT_MAX
+    return isinstance(value, np.integer)
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is float or _is_int(value) or isinstance(value, np.floating | float)
+
+
+def _is_aware_datetime(value: object) -> bool:
+    return isinstance(value, datetime) and value.utcoffset() is not None
+
+
+def _scalar_rule(
+    where: str,
+    expected: str,
+    decodes: Callable[[object], bool],
+    encodes: Callable[[object], bool],
+    *,
+    encode_expected: str | None = None,
+) -> _Rule:
+    """A scalar: ``decodes`` says what decoding accepts (msgpack's exact types),
+    ``encodes`` what packs into that (numpy scalars, subclasses)."""
+    wanted = encode_expected or expected
+
     def convert(value: object, max_depth: int, depth: int) -> object:
-        if not ok(value):
+        if not decodes(value):
             raise _fail(where, expected, value)
         return value
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if not encodes(value):
+            raise _fail(where, wanted, value)
+
+    return _Rule(convert, check)
 
 
-def _float_converter(where: str) -> _Converter:
+def _float_rule(where: str) -> _Rule:
     def convert(value: object, max_depth: int, depth: int) -> object:
         if type(value) is float:
             return value
@@ -465,10 +588,14 @@ def _float_converter(where: str) -> _Converter:
             return float(value)
         raise _fail(where, "float", value)
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if type(value) is not float and not _is_number(value):
+            raise _fail(where, "float", value)
+
+    return _Rule(convert, check)
 
 
-def _literal_converter(choices: tuple[object, ...], where: str) -> _Converter:
+def _literal_rule(choices: tuple[object, ...], where: str) -> _Rule:
     accepted = ", ".join(repr(c) for c in choices)
 
     def convert(value: object, max_depth: int, depth: int) -> object:
@@ -476,62 +603,106 @@ def _literal_converter(choices: tuple[object, ...], where: str) -> _Converter:
             return value
         raise _fail(where, f"one of {accepted}", value)
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if not (type(value) in (str, int) and value in choices):
+            raise _fail(where, f"one of {accepted}", value)
+
+    return _Rule(convert, check)
 
 
-def _union_converter(options: tuple[Any, ...], where: str) -> _Converter:
-    convs = [_compile(opt, where) for opt in options]
+def _union_rule(options: tuple[Any, ...], where: str) -> _Rule:
+    rules = [_compile(opt, where) for opt in options]
     names = " | ".join(getattr(o, "__name__", repr(o)) for o in options)
 
     def convert(value: object, max_depth: int, depth: int) -> object:
-        for conv in convs:
+        for rule in rules:
             try:
-                return conv(value, max_depth, depth)
+                return rule.decode(value, max_depth, depth)
             except MessageError:
                 continue
         raise _fail(where, names, value)
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        for rule in rules:
+            try:
+                rule.check(value, max_depth, depth)
+            except MessageError:
+                continue
+            return
+        raise _fail(where, names, value)
+
+    return _Rule(convert, check)
 
 
-def _tuple_converter(item: _Converter, where: str) -> _Converter:
+def _too_deep(where: str, max_depth: int) -> MessageError:
+    return MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+
+
+def _tuple_rule(item: _Rule, where: str) -> _Rule:
+    decode_item, check_item = item.decode, item.check
+
     def convert(value: object, max_depth: int, depth: int) -> object:
         if not isinstance(value, list):
             raise _fail(where, "array", value)
         if depth > max_depth:
-            raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
-        return tuple(item(v, max_depth, depth + 1) for v in value)
+            raise _too_deep(where, max_depth)
+        return tuple(decode_item(v, max_depth, depth + 1) for v in value)
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if not isinstance(value, tuple | list):
+            raise _fail(where, "tuple", value)
+        if depth > max_depth:
+            raise _too_deep(where, max_depth)
+        for v in value:
+            check_item(v, max_depth, depth + 1)
+
+    return _Rule(convert, check)
 
 
-def _dict_converter(item: _Converter, where: str) -> _Converter:
+def _dict_rule(item: _Rule, where: str) -> _Rule:
+    decode_item, check_item = item.decode, item.check
+
     def convert(value: object, max_depth: int, depth: int) -> object:
         if not isinstance(value, dict):
             raise _fail(where, "map", value)
         if depth > max_depth:
-            raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+            raise _too_deep(where, max_depth)
         out: dict[str, object] = {}
         for k, v in value.items():
             if type(k) is not str:
                 raise _fail(f"{where} key", "str", k)
-            out[k] = item(v, max_depth, depth + 1)
+            out[k] = decode_item(v, max_depth, depth + 1)
         return out
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if not isinstance(value, dict):
+            raise _fail(where, "map", value)
+        if depth > max_depth:
+            raise _too_deep(where, max_depth)
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _fail(f"{where} key", "str", k)
+            check_item(v, max_depth, depth + 1)
+
+    return _Rule(convert, check)
 
 
-def _nested_converter(cls: type[Any], where: str) -> _Converter:
+def _nested_rule(cls: type[Any], where: str) -> _Rule:
     def convert(value: object, max_depth: int, depth: int) -> object:
         msg = _to_message(value, where, depth, max_depth)
         if type(msg) is not cls:
             raise _fail(where, f"a {_BY_CLASS[cls].tag} message", msg)
         return msg
 
-    return convert
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if type(value) is not cls:
+            raise _fail(where, f"a {_BY_CLASS[cls].tag} message", value)
+        _check_fields(value, _BY_CLASS[cls], depth)
+
+    return _Rule(convert, check)
 
 
-def _array_converter(spec: ArraySpec, where: str) -> _Converter:
+def _array_rule(spec: ArraySpec, where: str) -> _Rule:
     expected = f"{spec.dtype or 'any supported'} array" + (
         f" with {spec.ndim} dimension(s)" if spec.ndim is not None else ""
     )
@@ -545,12 +716,50 @@ def _array_converter(spec: ArraySpec, where: str) -> _Converter:
             raise _fail(where, expected, value)
         return value
 
-    return convert
+    wanted = np.dtype(spec.dtype) if spec.dtype is not None else None
+
+    def check(value: object, max_depth: int, depth: int) -> None:
+        if not isinstance(value, np.ndarray):
+            raise _fail(where, expected, value)
+        # The common case first (a native array of the wanted dtype): no string is made.
+        if wanted is None or value.dtype != wanted:
+            wire = _wire_dtype(value, where)
+            if spec.dtype is not None and wire != spec.dtype:
+                raise _fail(where, expected, value)
+        if spec.ndim is not None and value.ndim != spec.ndim:
+            raise _fail(where, expected, value)
+        if value.nbytes > DEFAULT_LIMITS.max_array_bytes or value.ndim > 32:
+            _check_array_size(value, where)
+
+    return _Rule(convert, check)
+
+
+def _wire_dtype(value: npt.NDArray[Any], where: str) -> str:
+    """The dtype an array travels as (little-endian), or MessageError if none."""
+    dt = value.dtype
+    wire = dt.newbyteorder("<").str if dt.byteorder == ">" else dt.str
+    if wire not in ARRAY_DTYPES:
+        raise MessageError(
+            f"{where}: array dtype {dt} is not supported; accepted: {sorted(ARRAY_DTYPES)}",
+            field=where,
+        )
+    return wire
+
+
+def _check_array_size(value: npt.NDArray[Any], where: str) -> None:
+    if value.ndim > 32:
+        raise MessageError(f"{where}: array has {value.ndim} dimensions; at most 32", field=where)
+    if value.nbytes > DEFAULT_LIMITS.max_array_bytes:
+        raise MessageError(
+            f"{where}: array of {value.nbytes} bytes exceeds the limit of "
+            f"{DEFAULT_LIMITS.max_array_bytes} bytes",
+            field=where,
+        )
 
 
 def _to_plain(value: object, where: str, max_depth: int, depth: int) -> object:
     if depth > max_depth:
-        raise MessageError(f"{where}: nested deeper than {max_depth}", field=where)
+        raise _too_deep(where, max_depth)
     if value is None or type(value) in (bool, int, float, str, bytes):
         return value
     if isinstance(value, datetime | np.ndarray):
@@ -562,4 +771,41 @@ def _to_plain(value: object, where: str, max_depth: int, depth: int) -> object:
             if type(k) is not str:
                 raise _fail(f"{where} key", "str", k)
         return {k: _to_plain(v, where, max_depth, depth + 1) for k, v in value.items()}
+    raise _fail(where, "plain data", value)
+
+
+def _check_plain(value: object, where: str, max_depth: int, depth: int) -> None:
+    """Raise unless ``value`` packs into what :func:`_to_plain` accepts at ``depth``."""
+    if depth > max_depth:
+        raise _too_deep(where, max_depth)
+    if value is None or type(value) in (bool, float, str, bytes):
+        return
+    if type(value) is int or isinstance(value, np.integer):
+        if not _is_int(value):
+            raise _fail(where, f"an integer within {_INT_MIN}..{_INT_MAX}", value)
+        return
+    if isinstance(value, str | bytes | bytearray | float | np.bool_ | np.floating):
+        return
+    if isinstance(value, datetime):
+        if not _is_aware_datetime(value):
+            raise _fail(where, "a timezone-aware datetime", value)
+        return
+    if isinstance(value, np.ndarray):
+        _wire_dtype(value, where)
+        _check_array_size(value, where)
+        return
+    if isinstance(value, list | tuple):
+        for v in value:
+            _check_plain(v, where, max_depth, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _fail(f"{where} key", "str", k)
+            _check_plain(v, where, max_depth, depth + 1)
+        return
+    entry = _BY_CLASS.get(type(value))
+    if entry is not None:  # packed as its [tag, ...] list, read back as plain data
+        _check_fields(value, entry, depth)
+        return
     raise _fail(where, "plain data", value)

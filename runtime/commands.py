@@ -10,6 +10,7 @@ answer within ``--timeout``, is one clear line and exit status 2. (``galvana est
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -24,7 +25,15 @@ from runtime.address import TOKEN_ARGV_REFUSAL, default_socket_path, parse_tcp, 
 from runtime.client import Client, resolve_data_dir
 from runtime.codec import decode, message_from_plain
 from runtime.documents import DocumentError, read_yaml
-from runtime.errors import ConnectionLost, GalvanaError, MessageError, TokenError
+from runtime.errors import (
+    ConnectionLost,
+    FieldStoreError,
+    GalvanaError,
+    MessageError,
+    TokenError,
+)
+from runtime.event_store import EventStore
+from runtime.field_store import check_arrays
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
 
 __all__ = [
@@ -395,26 +404,42 @@ class _Export:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         data = resolve_data_dir(args.data)
-        record: dict[str, Any] | None = None
-        try:
-            with connect(args) as daemon:
-                record = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
-                daemon.call("recorder", "flush")  # rows still buffered reach the disk
-        except ConnectionLost:
-            pass  # no daemon: the files on disk are complete
         dest = Path(args.dest)
         if dest.exists():
             raise GalvanaError(f"{dest} exists; choose a new destination")
+        record: dict[str, Any] | None = None
+        try:
+            with connect(args) as daemon:
+                daemon.call("recorder", "flush")  # what is durable reaches the arrays
+                record = daemon.call("runs", "show", args.run_id)  # an unknown run is refused
+            samples, live = int(record["samples"]), record["state"] in _LIVE_STATES
+        except ConnectionLost:
+            # No daemon: the log is the record, read as the daemon would fold it.
+            samples, live = _samples_in_log(data, args.run_id), False
         source = data / "fields" / f"{args.run_id}.zarr"
         if not source.exists():
+            if samples:
+                raise GalvanaError(
+                    f"run {args.run_id} has {samples} samples in the event log but no sample "
+                    f"arrays in {data / 'fields'}; start the daemon, which rebuilds them from "
+                    "the log, then export again"
+                )
             raise GalvanaError(f"no sample arrays for run {args.run_id!r} in {data / 'fields'}")
         if args.format == "datapackage":
             from runtime.datapackage import write_datapackage  # noqa: PLC0415
 
             run = record if record is not None else _recorded_run(data, args.run_id)
-            rows = write_datapackage(run, dest, lambda path: export_run(source, "csv", path))
+            try:
+                rows = write_datapackage(
+                    run,
+                    dest,
+                    lambda path: export_run(source, "csv", path, samples=samples, live=live),
+                )
+            except GalvanaError:
+                shutil.rmtree(dest, ignore_errors=True)  # refused: nothing is left behind
+                raise
         else:
-            rows = export_run(source, args.format, dest)
+            rows = export_run(source, args.format, dest, samples=samples, live=live)
         if args.json:
             _print_json(
                 {"run": args.run_id, "format": args.format, "dest": str(dest), "samples": rows}
@@ -426,8 +451,6 @@ class _Export:
 
 def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
     """A run's record from the event log on disk (no daemon): its first event."""
-    from runtime.event_store import EventStore  # noqa: PLC0415
-
     try:
         with EventStore(data / "events.lmdb", readonly=True) as store:
             first = next(iter(store.read(topics.run_stream(run_id), 1, 1)), None)
@@ -444,32 +467,87 @@ def _recorded_run(data: Path, run_id: str) -> dict[str, Any]:
     }
 
 
-def export_run(source: Path, fmt: str, dest: Path) -> int:
-    """Write a run's sample arrays (a zarr group) as csv, zarr or netcdf; returns the rows."""
+# A live run's arrays may already hold samples committed after the count was taken.
+_LIVE_STATES = frozenset({"idle", "running", "paused"})
+_SAMPLE_COLUMNS = ("t", "E", "I", "flags")
+
+
+def _samples_in_log(data: Path, run_id: str) -> int:
+    """The durable samples of ``run_id`` in the event log under ``data`` (read-only)."""
+    # Counting a run's samples is the runs' own rule: this command is a composition root.
+    from actors.run_state import sample_batches  # noqa: PLC0415
+    from runtime.topics import run_stream  # noqa: PLC0415
+
+    with EventStore(data / "events.lmdb", readonly=True) as store:
+        if store.last_seq(run_stream(run_id)) == 0:
+            raise GalvanaError(f"no run {run_id!r} in {data / 'events.lmdb'}")
+        return sum(len(batch) for batch in sample_batches(store, run_id))
+
+
+def export_run(source: Path, fmt: str, dest: Path, *, samples: int, live: bool = False) -> int:
+    """Write a run's sample arrays (a zarr group) as csv, zarr or netcdf; returns the rows.
+
+    ``samples`` is the run's durable sample count in the event log. The arrays are
+    checked first (every chunk present and readable) and must hold exactly that many
+    rows (a ``live`` run's may hold more; the first ``samples`` are written). Raises
+    :class:`GalvanaError` saying what disagrees, and writes nothing, otherwise.
+    """
+    run_id = source.name.removesuffix(".zarr")
+    try:
+        rows = check_arrays(source, _SAMPLE_COLUMNS, read_all=True)
+    except FieldStoreError as exc:
+        raise GalvanaError(f"cannot export run {run_id}: {exc}") from None
+    if rows < samples or (rows > samples and not live):
+        raise GalvanaError(
+            f"cannot export run {run_id}: its sample arrays hold {rows} samples but the event "
+            f"log holds {samples}; (re)start the daemon, which rebuilds the arrays from the "
+            "log, then export again"
+        )
+    try:
+        _write_export(source, fmt, dest, samples)
+    except GalvanaError:
+        raise
+    except Exception as exc:  # damaged arrays besides the samples (the solver's) are data
+        with contextlib.suppress(OSError):
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            else:
+                dest.unlink()
+        raise GalvanaError(
+            f"cannot export run {run_id} as {fmt}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    return samples
+
+
+def _write_export(source: Path, fmt: str, dest: Path, rows: int) -> None:
     # xarray pulls in pandas: load it only when exporting.
     import xarray as xr  # noqa: PLC0415
 
     group = zarr.open_group(str(source), mode="r")
-    columns = {n: group[n] for n in ("t", "E", "I", "flags") if n in group}
-    arrays = {n: a for n, a in columns.items() if isinstance(a, zarr.Array)}
-    names = list(arrays)
-    rows = int(arrays["t"].shape[0]) if "t" in arrays else 0
+    arrays = {n: a for n in _SAMPLE_COLUMNS if isinstance(a := group[n], zarr.Array)}
     if fmt == "zarr":
         shutil.copytree(source, dest)
+        copy = zarr.open_group(str(dest), mode="r+")
+        for name in _SAMPLE_COLUMNS:
+            array = copy[name]
+            if isinstance(array, zarr.Array) and array.shape[0] != rows:
+                array.resize((rows, *array.shape[1:]))
     elif fmt == "netcdf":
         with xr.open_zarr(str(source), consolidated=False) as ds:
-            ds.attrs["exported_by"] = "galvana export"
-            ds.to_netcdf(dest, engine="scipy")
+            out = ds.isel(sample=slice(0, rows)) if "sample" in ds.dims else ds
+            out.attrs["exported_by"] = "galvana export"
+            out.to_netcdf(dest, engine="scipy")
     else:
+        names = list(arrays)
         step = 1_000_000
-        with dest.open("w") as out:
-            out.write(",".join(names) + "\n")
+        with dest.open("w") as out_file:
+            out_file.write(",".join(names) + "\n")
             for start in range(0, rows, step):
-                block = np.column_stack(
-                    [np.asarray(arrays[n][start : start + step]) for n in names]
+                stop = min(start + step, rows)
+                block = np.column_stack([np.asarray(arrays[n][start:stop]) for n in names])
+                np.savetxt(
+                    out_file, block, delimiter=",", fmt=["%.17g"] * (len(names) - 1) + ["%d"]
                 )
-                np.savetxt(out, block, delimiter=",", fmt=["%.17g"] * (len(names) - 1) + ["%d"])
-    return rows
 
 
 RUN = _Run

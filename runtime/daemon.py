@@ -11,6 +11,9 @@ The tree (ARCHITECTURE.md)::
 The data directory holds ``events.lmdb``, ``fields/``, ``galvana.sock`` (unless
 ``--socket`` says otherwise), ``galvana.pid`` (locked while the daemon lives, so a
 second daemon on the same directory is refused) and ``logs/daemon.log`` (JSON lines).
+It is the user's alone: the directory is 0700 and what the daemon creates in it 0600
+(the daemon runs with umask 077). At start the daemon refuses a log it cannot trust, in
+one line: a damaged LMDB page, or a missing ``data.mdb`` where a log clearly existed.
 
 SIGTERM or SIGINT stops the tree in reverse order: the API closes, live runs end
 (their cells off) marked ``interrupted``, the recorder writes what is queued, the
@@ -34,12 +37,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from runtime import topics
 from runtime.address import (
@@ -53,12 +58,27 @@ from runtime.address import (
 from runtime.allowed_paths import AllowedPaths
 from runtime.api import ApiConfig
 from runtime.client import resolve_data_dir
-from runtime.documents import DocumentError, kind_of, read_yaml
+from runtime.documents import DocumentError, read_yaml
 from runtime.errors import GalvanaError
 from runtime.event_bus import EventBus
-from runtime.event_store import EventStore
+from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
+from runtime.schema import (
+    UNSET,
+    Custom,
+    Describe,
+    Document,
+    Invalid,
+    Str,
+    Text,
+    UnsetType,
+    decode,
+    hidden_values,
+    json_schema,
+    listed,
+    show,
+)
 from runtime.supervisor import (
     ChildSpec,
     SupervisorRef,
@@ -66,7 +86,15 @@ from runtime.supervisor import (
     start_supervisor,
 )
 
-__all__ = ["DaemonConfig", "DaemonError", "configure", "run", "serve"]
+__all__ = [
+    "ConfigDocument",
+    "DaemonConfig",
+    "DaemonError",
+    "config_schema",
+    "configure",
+    "run",
+    "serve",
+]
 
 logger = logging.getLogger("galvana.daemon")
 
@@ -112,17 +140,54 @@ class DaemonConfig:
         return AllowedPaths.of(self.config_dir, others)
 
 
-_CONFIG_KEYS = {
-    "socket",
-    "tcp",
-    "token_file",
-    "admin_token_file",
-    "log_level",
-    "instruments",
-    "allowed_paths",
-    "run_limits",
-}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid("", f"got {show(value)}; expected a string")
+    if value.upper() not in _LOG_LEVELS:
+        raise Invalid("", f"not a level; accepted: {listed(_LOG_LEVELS)}")
+    return value.upper()
+
+
+_STRING = Text("a string")
+
+
+class ConfigDocument(Document, kw_only=True):
+    """The daemon's configuration file (``--config FILE``) as it says it: where it is
+    reached (``socket``, ``tcp``), the token files (never a token), the log level, the
+    instruments and run limits (read by :mod:`actors.instruments` and
+    :mod:`actors.run_limits`), the further directories clients may name files in."""
+
+    wording = "expected"
+
+    socket: Annotated[Str | UnsetType, _STRING] = UNSET
+    tcp: Annotated[Str | UnsetType, _STRING] = UNSET
+    token_file: Annotated[Str | UnsetType, _STRING] = UNSET
+    admin_token_file: Annotated[Str | UnsetType, _STRING] = UNSET
+    log_level: Annotated[Str, Custom(str, "a log level", _log_level)] = "INFO"
+    instruments: Annotated[
+        Any, Custom(list[dict[str, Any]], "a list of instruments (maps with id, driver, ...)")
+    ] = None
+    allowed_paths: Annotated[
+        list[Annotated[Str, Text("a directory")]], Describe("a list of directories")
+    ] = msgspec.field(default_factory=list)
+    run_limits: Annotated[Any, Custom(dict[str, int], "a map of limits to integers")] = None
+
+    @classmethod
+    def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
+        if "token" in unknown:
+            return Invalid(
+                "token",
+                "a token is not kept in the configuration (which others may read); give "
+                "token_file: FILE (mode 0600) instead",
+            )
+        return Invalid(
+            "",
+            f"unknown key(s) {', '.join(sorted(unknown))}; "
+            f"accepted: {', '.join(sorted(cls.keys()))}",
+        )
 
 
 def load_config(args: argparse.Namespace) -> DaemonConfig:
@@ -133,7 +198,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     file and the key.
     """
     data = resolve_data_dir(args.data)
-    file: dict[str, Any] = {}
+    file = ConfigDocument()
     config_file = Path(args.config).resolve() if args.config is not None else None
     where = f"--config {args.config}"
     if config_file is not None:
@@ -143,45 +208,42 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
             raise DaemonError(f"--config {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise DaemonError(f"{where}: the file must hold a map of settings")
-        file = loaded or {}
-        if "token" in file:
-            raise DaemonError(
-                f"--config {args.config}: token: a token is not kept in the configuration "
-                "(which others may read); give token_file: FILE (mode 0600) instead"
-            )
-        unknown = set(file) - _CONFIG_KEYS
-        if unknown:
-            raise DaemonError(
-                f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                f"accepted: {', '.join(sorted(_CONFIG_KEYS))}"
-            )
-        for key in ("socket", "tcp", "token_file", "admin_token_file", "log_level"):
-            if key in file and not (isinstance(file[key], str) and file[key]):
-                raise DaemonError(f"{where}: {key}: got {kind_of(file[key])}; expected a string")
+
+        def error(key: str, message: str) -> DaemonError:
+            return DaemonError(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+        with hidden_values():  # others may read the daemon's errors, not its configuration
+            file = decode(loaded or {}, ConfigDocument, error=error, root="")
     if getattr(args, "token", None) is not None:
         raise DaemonError(TOKEN_ARGV_REFUSAL)
     config_dir = config_file.parent if config_file is not None else Path.cwd()
-    tcp_text = args.tcp or file.get("tcp")
+    tcp_text = args.tcp or _given(file.tcp)
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
-    log_level = str(file.get("log_level", "INFO")).upper()
-    if log_level not in _LOG_LEVELS:
-        raise DaemonError(f"{where}: log_level: not a level; accepted: {', '.join(_LOG_LEVELS)}")
-    socket_path = args.socket or file.get("socket")
+    socket_path = args.socket or _given(file.socket)
     return DaemonConfig(
         data=data,
         socket=Path(socket_path) if socket_path else default_socket_path(data),
         tcp=tcp,
-        token=_token(args.token_file, file.get("token_file"), config_dir, TOKEN_ENV),
+        token=_token(args.token_file, _given(file.token_file), config_dir, TOKEN_ENV),
         admin_token=_token(
-            args.admin_token_file, file.get("admin_token_file"), config_dir, ADMIN_TOKEN_ENV
+            args.admin_token_file, _given(file.admin_token_file), config_dir, ADMIN_TOKEN_ENV
         ),
-        log_level=log_level,
-        instruments=file.get("instruments"),
+        log_level=file.log_level,
+        instruments=file.instruments,
         config_dir=config_dir,
         config_file=config_file,
-        allowed_paths=_allowed_paths(file.get("allowed_paths"), config_dir, where),
-        run_limits=file.get("run_limits"),
+        allowed_paths=_allowed_paths(file.allowed_paths, config_dir, where),
+        run_limits=file.run_limits,
     )
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the daemon's configuration file (``galvana schema daemon``)."""
+    return json_schema(ConfigDocument, title="Galvana daemon configuration")
+
+
+def _given(value: str | UnsetType) -> str | None:
+    return None if isinstance(value, UnsetType) else value
 
 
 def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
@@ -194,20 +256,10 @@ def _token(option: str | None, configured: object, base: Path, env: str) -> str 
     return os.environ.get(env) or None
 
 
-def _allowed_paths(value: object, base: Path, where: str) -> tuple[Path, ...]:
+def _allowed_paths(value: list[str], base: Path, where: str) -> tuple[Path, ...]:
     """``allowed_paths:``: existing directories (relative ones from ``base``)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise DaemonError(
-            f"{where}: allowed_paths: got {kind_of(value)}; expected a list of directories"
-        )
     out = []
     for i, item in enumerate(value):
-        if not isinstance(item, str) or not item:
-            raise DaemonError(
-                f"{where}: allowed_paths[{i}]: got {kind_of(item)}; expected a directory"
-            )
         path = (base / item).resolve()
         if not path.is_dir():
             raise DaemonError(f"{where}: allowed_paths[{i}]: {item!r} is not a directory ({path})")
@@ -223,7 +275,7 @@ def pid_lock(data: Path) -> Iterator[None]:
     directory locked.
     """
     path = data / "galvana.pid"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -331,13 +383,49 @@ def _tree(
     )
 
 
+# What the data directory holds that the daemon tightens to the user alone at start
+# (what it creates later is covered by the umask).
+_PRIVATE_PATHS = ("events.lmdb", "events.lmdb/data.mdb", "events.lmdb/lock.mdb", "fields", "logs")
+
+
+def _private_data_dir(data: Path) -> None:
+    """Create ``data`` (0700), or tighten it and the daemon's files in it to the user alone."""
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (data, *(data / p for p in _PRIVATE_PATHS), *data.glob("logs/daemon.log*")):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            info = path.stat()
+            if info.st_uid == os.getuid():
+                os.chmod(path, (info.st_mode & 0o700) | (0o700 if path.is_dir() else 0o600))
+
+
+def _open_log(data: Path) -> EventStore:
+    """The event store of ``data``, refused in one line when it cannot be trusted."""
+    events = data / "events.lmdb"
+    fields = data / "fields"
+    if not (events / "data.mdb").exists() and fields.is_dir() and any(fields.glob("*.zarr")):
+        raise DaemonError(
+            f"{events}/data.mdb is missing, but {fields} holds runs: the log that was here is "
+            "gone; restore it from a backup, or move the data directory aside to start anew"
+        )
+    # A damaged page is one line now, not an abort of the daemon when a run is read.
+    verify_pages(events)
+    return EventStore(events)
+
+
 def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: Any = None) -> int:
     """Run the daemon until ``stop`` is set or the tree fails; returns the exit status."""
-    config.data.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the log, the arrays and the logs are the user's alone
+    _private_data_dir(config.data)
     stop = stop or threading.Event()
     with pid_lock(config.data):
         handler = _setup_logging(config.data, config.log_level)
-        store = EventStore(config.data / "events.lmdb")
+        try:
+            store = _open_log(config.data)
+        except GalvanaError as exc:
+            _log_to_file(handler, f"the daemon cannot start: {exc}")
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            raise
         fields = FieldStore(config.data / "fields")
         bus = EventBus()
         from actors.instruments import SimulatorPark
@@ -357,6 +445,7 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
             ready(root)
         status = _wait(root, stop)
         bus.publish(topics.SYSTEM_DAEMON, SystemNote("info", "daemon", "stopping", None, utc_now()))
+        _refuse_calls(root)
         root.stop(timeout=120)
         park.close()
         store.close()
@@ -365,6 +454,21 @@ def serve(config: DaemonConfig, *, stop: threading.Event | None = None, ready: A
         logging.getLogger().removeHandler(handler)
         handler.close()
         return status
+
+
+def _log_to_file(handler: logging.Handler, text: str) -> None:
+    """Log ``text`` as an error to the daemon's log file only: the terminal gets the same
+    line from the command itself, once."""
+    handler.handle(logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None))
+
+
+def _refuse_calls(root: SupervisorRef) -> None:
+    """Before the tree stops, have the API answer every call with ``unavailable`` (the
+    daemon is shutting down): a stopping tree would otherwise answer ``not_found``."""
+    try:
+        root.child_ref("api").proxy().shut_down().get(timeout=10)
+    except Exception as exc:  # no API (it failed, or is restarting): nothing to refuse
+        logger.info("the API could not be told the daemon is stopping: %r", exc)
 
 
 def _wait(root: SupervisorRef, stop: threading.Event) -> int:

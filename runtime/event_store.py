@@ -42,6 +42,8 @@ import os
 import queue
 import resource
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -59,6 +61,7 @@ __all__ = [
     "AppendFuture",
     "EventStore",
     "EventStoreStatistics",
+    "verify_pages",
 ]
 
 logger = logging.getLogger("galvana.event_store")
@@ -84,6 +87,49 @@ _DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # (closing either copy would drop the other's POSIX locks).
 _OPEN_PATHS: set[str] = set()
 _OPEN_PATHS_LOCK = threading.Lock()
+
+
+# Run in a child process by verify_pages: every key, and where every value starts (the
+# values are not copied: buffers=True), so that LMDB visits every page of the tree.
+_WALK: Final = """
+import sys
+import lmdb
+try:
+    env = lmdb.open(sys.argv[1], map_size=0, readonly=True, subdir=True, max_dbs=0)
+    with env.begin(buffers=True) as txn:
+        count = sum(1 for _ in txn.cursor())
+except lmdb.Error as exc:
+    print(exc)
+    sys.exit(3)
+print(count)
+"""
+
+
+def verify_pages(path: str | os.PathLike[str]) -> int:
+    """Walk every page of the event store at ``path``; returns the number of events.
+
+    LMDB has no checksums, and a damaged page can make it abort the process that reads
+    it (an assertion), so the walk runs in a child process: a damage costs that process,
+    never the caller. Raises :class:`EventStoreError` naming the file when the walk
+    fails. A store without ``data.mdb`` has no events to walk (0).
+    """
+    data_file = Path(path) / "data.mdb"
+    if not data_file.is_file():
+        return 0
+    done = subprocess.run(
+        [sys.executable, "-c", _WALK, str(path)], capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        return max(int(done.stdout.strip() or 0) - 1, 0)  # the format marker is no event
+    why = (
+        done.stdout.strip().splitlines()[-1]
+        if done.returncode == 3 and done.stdout.strip()
+        else f"LMDB stopped the process reading it (exit status {done.returncode})"
+    )
+    raise EventStoreError(
+        f"event store {data_file} cannot be read ({why}); it is probably corrupt: restore "
+        "it from a backup, or move the directory aside to start a new log"
+    )
 
 
 class _Stop:
@@ -410,6 +456,14 @@ class EventStore:
             raise EventStoreError(
                 f"event store path {path} exists but is not a directory; "
                 "an event store is a directory holding data.mdb and lock.mdb"
+            )
+        elif (path / "lock.mdb").exists() and not (path / "data.mdb").exists():
+            # LMDB would start an empty log here, and every event of the old one would be
+            # gone without a word.
+            raise EventStoreError(
+                f"event store {path} has lock.mdb but no data.mdb: the log that was here is "
+                "missing; restore data.mdb from a backup, or move the directory aside to "
+                "start a new log"
             )
         else:
             try:
@@ -965,6 +1019,37 @@ class EventStore:
             if len(page) < _READ_PAGE_EVENTS and page_bytes < _READ_PAGE_BYTES:
                 return
             from_seq = page[-1][0] + 1
+
+    def read_reversed(
+        self, stream: str, before_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Committed events of ``stream`` newest first, from ``before_seq - 1`` down (from
+        the last event when None): how a stream's last event of some kind is found without
+        reading the whole stream. Yields ``(seq, data)``."""
+        prefix = self._prefix(stream)
+        plen = len(prefix)
+        unpack_from = _SEQ.unpack_from
+        upper = prefix + (_LAST_KEY_SUFFIX if before_seq is None else _SEQ.pack(max(before_seq, 1)))
+        while True:
+            page: list[tuple[int, bytes]] = []
+            page_bytes = 0
+            with self._read_txn() as txn:
+                cursor = txn.cursor()
+                # The first key at or after ``upper`` (or none): step back from there.
+                found = cursor.prev() if cursor.set_range(upper) else cursor.last()
+                while found:
+                    key, value = cursor.item()
+                    if not key.startswith(prefix) or len(key) != plen + 8:
+                        break
+                    page.append((unpack_from(key, plen)[0], value))
+                    page_bytes += len(value)
+                    if len(page) >= _READ_PAGE_EVENTS or page_bytes >= _READ_PAGE_BYTES:
+                        break
+                    found = cursor.prev()
+            yield from page
+            if len(page) < _READ_PAGE_EVENTS and page_bytes < _READ_PAGE_BYTES:
+                return
+            upper = prefix + _SEQ.pack(page[-1][0])
 
     def wait_appended(self, stream: str, after_seq: int, *, timeout: float | None = None) -> int:
         """Block until ``stream`` has an event after ``after_seq``; returns its last seq number.

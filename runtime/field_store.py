@@ -7,12 +7,16 @@ carry ``units`` and ``long_name`` attributes and zarr ``dimension_names``, so
 plain ``zarr.open_group`` or ``xarray.open_zarr`` can read a run without Galvana.
 
 Appends are buffered in memory and written one whole chunk (about 1 MiB) at a
-time, compressed with Blosc lz4 + shuffle, so that a stream of small sample
+time, compressed with Blosc lz4 + shuffle and checksummed (CRC32C), so that a stream of small sample
 batches neither rewrites chunks nor rewrites metadata per batch. The partial
 last chunk is written by :meth:`RunFields.flush` and :meth:`RunFields.close`;
-rows still buffered when the process dies are lost (and a crash between growing
-an array and writing its chunk leaves rows of fill value 0 at its end), which is
-why the event log, not the field store, is the record a run is rebuilt from.
+its rows stay in memory, so the next write covers the whole chunk and zarr never
+reads it back. Every chunk is stored, even one of zeros, so a chunk file that is
+missing means damage, which :func:`check_arrays` reports (zarr itself would
+read it as zeros). Rows still buffered when the process dies are lost (and a
+crash between growing an array and writing its chunk leaves rows of fill value
+0 at its end), which is why the event log, not the field store, is the record a
+run is rebuilt from.
 
 >>> import tempfile, numpy as np
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -34,17 +38,20 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import zarr
 import zarr.errors
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from runtime.errors import FieldStoreError
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "FieldSpec", "FieldStore", "RunFields"]
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArrayConfigParams
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "FieldSpec", "FieldStore", "RunFields", "check_arrays"]
 
 DEFAULT_CHUNK_BYTES: Final = 1 << 20
 """Target size of one uncompressed chunk, in bytes; sets the default rows per chunk."""
@@ -53,6 +60,8 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _NUMERIC_KINDS: Final = "biufc"
 _RESERVED_ATTRS: Final = frozenset({"units", "long_name"})
+# Store chunks of fill values too: a missing chunk must mean damage, never zeros.
+_ARRAY_CONFIG: Final[ArrayConfigParams] = {"write_empty_chunks": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +83,10 @@ class FieldSpec:
 
 
 class _Appender:
-    """One array being appended to: the zarr array plus rows not yet written."""
+    """One array being appended to: the zarr array plus rows not yet written, and the
+    rows of its partial last chunk (``tail``), kept so that chunk is rewritten whole."""
 
-    __slots__ = ("array", "buffered", "buffered_rows", "disk_rows", "spec")
+    __slots__ = ("array", "buffered", "buffered_rows", "disk_rows", "spec", "tail")
 
     def __init__(self, spec: FieldSpec, array: zarr.Array[Any]) -> None:
         self.spec = spec
@@ -84,6 +94,8 @@ class _Appender:
         self.disk_rows = int(array.shape[0])
         self.buffered: list[npt.NDArray[Any]] = []
         self.buffered_rows = 0
+        # Rows from the last chunk boundary up to disk_rows; None: not read yet.
+        self.tail: npt.NDArray[Any] | None = None
 
     @property
     def rows(self) -> int:
@@ -99,13 +111,22 @@ class _Appender:
             end -= end % chunk
             if end <= self.disk_rows:
                 return
-        block = self.buffered[0] if len(self.buffered) == 1 else np.concatenate(self.buffered)
-        count = end - self.disk_rows
-        # Growing is a metadata write only; then whole chunks are encoded and stored
-        # without reading anything back (only a partial chunk left by flush is re-read).
+        # Start at the chunk boundary: a write that covers whole chunks (the last one up
+        # to the end of the array) is encoded and stored without reading anything back.
+        start = self.disk_rows - self.disk_rows % chunk
+        parts = list(self.buffered)
+        if start < self.disk_rows:
+            if self.tail is None:  # an array this process did not write: read it once
+                self.tail = np.asarray(self.array[start : self.disk_rows])
+            parts.insert(0, self.tail)
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        count = end - start
+        # Growing is a metadata write only.
         self.array.resize((end, *self.spec.tail_shape))
-        self.array[self.disk_rows : end] = block[:count]
+        self.array[start:end] = block[:count]
         self.disk_rows = end
+        partial = end % chunk
+        self.tail = block[count - partial : count].copy() if partial else None
         rest = block[count:]
         # Copy the remainder so that the big concatenated block can be freed.
         self.buffered = [rest.copy()] if len(rest) else []
@@ -276,10 +297,12 @@ class RunFields:
                     shape=(0, *spec.tail_shape),
                     dtype=spec.dtype,
                     chunks=(spec.chunk_rows, *spec.tail_shape),
-                    compressors=_blosc(spec.dtype),
+                    # The checksum makes a damaged chunk an error when read, never data.
+                    compressors=(_blosc(spec.dtype), Crc32cCodec()),
                     fill_value=0,
                     attributes=attributes,
                     dimension_names=dims,
+                    config=_ARRAY_CONFIG,
                 )
             except (TypeError, ValueError) as exc:
                 raise FieldStoreError(
@@ -369,6 +392,7 @@ class RunFields:
             raise FieldStoreError(
                 f"{self._path / name} is not a field array (expected a zarr array with a time axis)"
             )
+        array = array.with_config(_ARRAY_CONFIG)
         attrs = array.attrs
         spec = FieldSpec(
             name=name,
@@ -432,6 +456,19 @@ class RunFields:
                 "buffered and will be retried by the next flush"
             ) from None
 
+    def remove(self, name: str) -> None:
+        """Delete array ``name`` with its rows (buffered ones too); nothing if it is absent."""
+        with self._lock:
+            self._check_open()
+            self._appenders.pop(_array_name(name), None)
+            if name in {n for n, _ in self._group.arrays()}:
+                try:
+                    del self._group[name]
+                except OSError as exc:
+                    raise FieldStoreError(
+                        f"field array {name!r} of run {self._run_id!r} cannot be deleted ({exc})"
+                    ) from None
+
     def rows(self, name: str) -> int:
         """Length of array ``name`` along time, buffered rows included."""
         with self._lock:
@@ -454,12 +491,25 @@ class RunFields:
                 return np.empty((0, *appender.spec.tail_shape), dtype=appender.spec.dtype)
             return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
 
-    def flush(self) -> None:
-        """Write every buffered row, including a partial last chunk."""
+    def flush(self, names: Sequence[str] | None = None) -> None:
+        """Write every buffered row, including a partial last chunk (of arrays ``names``
+        only, when given)."""
         with self._lock:
             self._check_open()
-            for appender in self._appenders.values():
-                self._write(appender, whole_chunks_only=False)
+            for name, appender in self._appenders.items():
+                if names is None or name in names:
+                    self._write(appender, whole_chunks_only=False)
+
+    def release(self, names: Sequence[str]) -> None:
+        """Flush arrays ``names`` and let go of what is kept in memory for them (their
+        partial last chunk); using one again opens it from disk."""
+        with self._lock:
+            self._check_open()
+            for name in names:
+                appender = self._appenders.get(name)
+                if appender is not None:
+                    self._write(appender, whole_chunks_only=False)
+                    del self._appenders[name]
 
     def close(self) -> None:
         """Flush and release the arrays; idempotent."""
@@ -508,6 +558,17 @@ class FieldStore:
     def path_of(self, run_id: str) -> Path:
         """Where run ``run_id``'s group lives."""
         return self._root / f"{_run_id(run_id)}.zarr"
+
+    def attrs_of(self, run_id: str) -> dict[str, Any] | None:
+        """A copy of run ``run_id``'s attributes as stored, without creating or opening its
+        group for writing; None when it has no group or the group cannot be read."""
+        path = self.path_of(run_id)
+        if not path.is_dir():
+            return None
+        try:
+            return dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
+        except Exception:  # a damaged group is data to report, not a crash
+            return None
 
     def runs(self) -> list[str]:
         """Ids of the runs that have a group, sorted."""
@@ -559,3 +620,84 @@ class FieldStore:
             runs = list(self._runs.values())
         for fields in runs:
             fields.close()
+
+
+def check_arrays(
+    path: str | os.PathLike[str], names: Sequence[str], *, read_all: bool = True
+) -> int:
+    """The length of the arrays ``names`` of the zarr group at ``path``, once checked.
+
+    Checks that every array is there and readable, that all have one length, that every
+    chunk that length needs is stored (zarr would read a missing one as fill values),
+    and that every chunk decodes (only each array's last chunk when ``read_all`` is
+    False, which is cheap). Raises :class:`FieldStoreError` naming the first problem.
+    """
+    where = Path(path)
+    try:
+        group = zarr.open_group(str(where), mode="r", zarr_format=3)
+    except Exception as exc:  # a damaged group is data, not a bug: say what is wrong
+        raise FieldStoreError(
+            f"{where} is not a readable zarr group ({type(exc).__name__}: {exc})"
+        ) from None
+    arrays: dict[str, zarr.Array[Any]] = {}
+    for name in names:
+        try:
+            array = group[name]
+        except KeyError:
+            raise FieldStoreError(f"{where}: array {name!r} is missing") from None
+        except Exception as exc:
+            raise FieldStoreError(
+                f"{where}: array {name!r} cannot be opened ({type(exc).__name__}: {exc})"
+            ) from None
+        if not isinstance(array, zarr.Array) or array.ndim < 1:
+            raise FieldStoreError(f"{where}: {name!r} is not an array with a time axis")
+        arrays[name] = array
+    lengths = {name: int(a.shape[0]) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{n} {r}" for n, r in lengths.items())
+        raise FieldStoreError(f"{where}: the arrays should be of one length, but hold {shown} rows")
+    rows = next(iter(lengths.values()), 0)
+    for name, array in arrays.items():
+        _check_chunks(where, name, array, rows, read_all)
+    return rows
+
+
+# Chunks decoded per read while checking: few zarr calls, bounded memory.
+_CHECK_CHUNKS_PER_READ: Final = 64
+
+
+def _check_chunks(
+    where: Path, name: str, array: zarr.Array[Any], rows: int, read_all: bool
+) -> None:
+    chunk = int(array.chunks[0])
+    count = -(-rows // chunk)
+    rest = (0,) * (array.ndim - 1)
+
+    def key(i: int) -> str:
+        return str(array.metadata.encode_chunk_key((i, *rest)))
+
+    for i in range(count):
+        if not (where / name / key(i)).is_file():
+            raise FieldStoreError(
+                f"{where}: chunk {key(i)} of array {name!r} (rows {i * chunk}.."
+                f"{min(rows, (i + 1) * chunk) - 1}) is missing"
+            )
+    first = 0 if read_all else max(count - 1, 0)
+    for block in range(first, count, _CHECK_CHUNKS_PER_READ):
+        end = min(block + _CHECK_CHUNKS_PER_READ, count)
+        try:
+            array[block * chunk : min(rows, end * chunk)]
+        except Exception:
+            # Find the chunk: decoding one at a time names the damaged one.
+            for i in range(block, end):
+                try:
+                    array[i * chunk : min(rows, (i + 1) * chunk)]
+                except Exception as exc:
+                    raise FieldStoreError(
+                        f"{where}: chunk {key(i)} of array {name!r} cannot be read "
+                        f"({type(exc).__name__}: {str(exc)[:120]})"
+                    ) from None
+            raise FieldStoreError(
+                f"{where}: rows {block * chunk}..{min(rows, end * chunk) - 1} of array "
+                f"{name!r} cannot be read"
+            ) from None

@@ -25,6 +25,7 @@ __all__ = [
     "RunState",
     "RunStateChanged",
     "SampleBatch",
+    "SamplesRecorded",
     "SimulatedTruth",
     "SupervisorGaveUp",
     "SystemNote",
@@ -140,6 +141,17 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.t)
+
+
+@message("recorder.samples")
+class SamplesRecorded:
+    """``batches`` sample batches holding ``samples`` samples of run ``run_id`` are now
+    durable in the event log (and in the run's sample arrays): published by the recorder
+    after each commit, so counts built from these count only what a crash keeps."""
+
+    run_id: str
+    batches: int
+    samples: int
 
 
 # --- runs ----------------------------------------------------------------------

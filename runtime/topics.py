@@ -20,8 +20,10 @@ __all__ = [
     "EVERY_RUN_CREATED",
     "EVERY_RUN_STATE",
     "EVERY_SYSTEM",
+    "RECORDER_SAMPLES",
     "SYSTEM_ACTORS",
     "SYSTEM_DAEMON",
+    "SYSTEM_RECORDER",
     "instrument_events",
     "instrument_samples",
     "instrument_state",
@@ -44,6 +46,10 @@ SYSTEM_ACTORS = "system/actors"
 """Supervision: every actor start, exit and restart."""
 SYSTEM_DAEMON = "system/daemon"
 """The daemon's own notes (starting, stopping)."""
+SYSTEM_RECORDER = "system/recorder"
+"""The recorder's check of the sample arrays against the log as the daemon starts."""
+RECORDER_SAMPLES = "recorder/samples"
+"""How many samples of each run the recorder made durable (not itself recorded)."""
 
 EVERY_RUN = "run/**"
 """Every event of every run."""

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from physics.units import to_si
+from runtime.units import to_si
 from twins.experiments import Calibration
 from twins.spec import parameter_quantity
 

@@ -27,7 +27,7 @@ physics scenario models the cell, and what to calibrate with which priors::
       per_run: [cell.Ru, noise]      # over several runs: these differ per run, the rest shared
     twin: {band: 0.9, drift_window: 400, drift_fraction: 0.5, potential_window: 32}
 
-Bare numbers are SI; strings with units are converted by :mod:`physics.units`. Every
+Bare numbers are SI; strings with units are converted by :mod:`runtime.units`. Every
 problem raises :class:`~twins.errors.TwinSpecError` naming the key path, the value and
 what is accepted. The model is validated by :func:`physics.load_scenario`.
 """
@@ -39,14 +39,34 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, cast
+from typing import Annotated, Any, Literal, TypeAlias, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from physics import Scenario, ScenarioError, load_scenario
-from physics.reader import Reader, read_document, show
-from physics.units import Quantity
+from physics.scenario import ScenarioDocument, WaveformDocument, scenario_from, waveform_from
+from runtime.schema import (
+    SI,
+    UNSET,
+    Custom,
+    Describe,
+    Document,
+    Int,
+    Integer,
+    Invalid,
+    Number,
+    Str,
+    Text,
+    UnsetType,
+    decode,
+    json_schema,
+    read,
+    read_document,
+    show,
+)
+from runtime.units import Quantity
 from runtime.waveforms import (
     Piecewise,
     Staircase,
@@ -75,57 +95,65 @@ __all__ = [
     "load_twin_spec",
     "parameter_quantity",
     "protocol_waveform",
+    "twin_spec_from",
+    "twin_spec_schema",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 
+_V = Quantity("potential", "V", "[electric_potential]")
+_S = Quantity("time", "s", "[time]")
+_HZ = Quantity("frequency", "Hz", "1/[time]")
+_A = Quantity("current", "A", "[current]")
+_NONE = Quantity("dimensionless number", "dimensionless", "[]")
+
+_CONCENTRATION = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
+
 
 # --------------------------------------------------------------------------- priors
+#
+# A prior's values are in the SI unit of the parameter it describes: they are read with
+# decode(..., units=) once that parameter is known (a Number without a quantity).
 
 
-@dataclass(frozen=True, slots=True)
-class LogNormalPrior:
+class LogNormalPrior(Document, tag="lognormal", tag_field="dist"):
     """ln p ~ Normal(ln ``median``, ``scale``): ``median`` in the parameter's SI unit,
     ``scale`` the standard deviation of ln p (dimensionless)."""
 
-    median: float
-    scale: float
-    dist: Literal["lognormal"] = "lognormal"
+    median: Annotated[SI, Number(None, lo=0.0, lo_open=True)]
+    scale: Annotated[SI, Number(_NONE, lo=0.0, hi=20.0, lo_open=True)]
 
 
-@dataclass(frozen=True, slots=True)
-class NormalPrior:
+class NormalPrior(Document, tag="normal", tag_field="dist"):
     """p ~ Normal(``mean``, ``sd``), both in the parameter's SI unit."""
 
-    mean: float
-    sd: float
-    dist: Literal["normal"] = "normal"
+    mean: Annotated[SI, Number(None)]
+    sd: Annotated[SI, Number(None, lo=0.0, lo_open=True)]
 
 
-@dataclass(frozen=True, slots=True)
-class BetaPrior:
+class BetaPrior(Document, tag="beta", tag_field="dist"):
     """p ~ Beta(``a``, ``b``) on (0, 1) (the transfer coefficient)."""
 
-    a: float
-    b: float
-    dist: Literal["beta"] = "beta"
+    a: Annotated[SI, Number(_NONE, lo=0.0, hi=1e4, lo_open=True)]
+    b: Annotated[SI, Number(_NONE, lo=0.0, hi=1e4, lo_open=True)]
 
 
-@dataclass(frozen=True, slots=True)
-class UniformPrior:
+class UniformPrior(Document, tag="uniform", tag_field="dist"):
     """p ~ Uniform(``low``, ``high``) in the parameter's SI unit (a bounded prior)."""
 
-    low: float
-    high: float
-    dist: Literal["uniform"] = "uniform"
+    low: Annotated[SI, Number(None)]
+    high: Annotated[SI, Number(None)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.high > self.low:
+            raise Invalid("high", f"got {self.high:g}; accepted: a value above low ({self.low:g})")
 
 
-@dataclass(frozen=True, slots=True)
-class HalfNormalPrior:
+class HalfNormalPrior(Document, tag="halfnormal", tag_field="dist"):
     """p ~ |Normal(0, ``scale``)|, ``scale`` in the parameter's SI unit (Ru, Cdl, noise)."""
 
-    scale: float
-    dist: Literal["halfnormal"] = "halfnormal"
+    scale: Annotated[SI, Number(None, lo=0.0, lo_open=True)]
 
 
 Prior: TypeAlias = LogNormalPrior | NormalPrior | BetaPrior | UniformPrior | HalfNormalPrior
@@ -382,8 +410,7 @@ class Cadence:
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class FitSettings:
+class FitSettings(Document):
     """How the posterior mode is searched for (see :func:`twins.calibration.laplace_fit`).
 
     The search has converged when the Newton step is shorter than ``step_tolerance``
@@ -394,10 +421,10 @@ class FitSettings:
     the others drawn from the prior (seeded: the same data give the same fit).
     """
 
-    max_evaluations: int = 200
-    step_tolerance: float = 1e-3
-    objective_tolerance: float = 1e-6
-    starts: int = 4
+    max_evaluations: Annotated[Int, Integer(2, 100_000)] = 200
+    step_tolerance: Annotated[SI, Number(_NONE, lo=1e-8, hi=1.0)] = 1e-3
+    objective_tolerance: Annotated[SI, Number(_NONE, lo=0.0, hi=1e3)] = 1e-6
+    starts: Annotated[Int, Integer(1, 100)] = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,8 +461,7 @@ class CalibrationSpec:
         return not isinstance(self.noise, float)
 
 
-@dataclass(frozen=True, slots=True)
-class TwinSettings:
+class TwinSettings(Document):
     """The twin's own settings: the predictive ``band`` probability, and drift detection:
     drift is declared when more than ``drift_fraction`` of the last ``drift_window``
     samples fall outside the band. A time step over ``gap`` times the nominal sample
@@ -443,11 +469,20 @@ class TwinSettings:
     running median over ``potential_window`` samples (1: none; see
     :mod:`twins.samples`)."""
 
-    band: float = 0.9
-    drift_window: int = 400
-    drift_fraction: float = 0.5
-    gap: float = 5.0
-    potential_window: int = 32
+    band: Annotated[SI, Number(_NONE, lo=0.5, hi=0.999)] = 0.9
+    drift_window: Annotated[Int, Integer(10, 10**8)] = 400
+    drift_fraction: Annotated[SI, Number(_NONE, lo=0.0, hi=1.0, lo_open=True)] = 0.5
+    gap: Annotated[SI, Number(_NONE, lo=1.0, hi=1e6, lo_open=True)] = 5.0
+    potential_window: Annotated[Int, Integer(1, 100_000)] = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.drift_fraction <= 1.0 - self.band:
+            raise Invalid(
+                "drift_fraction",
+                f"got {self.drift_fraction:g}; accepted: above {1.0 - self.band:g}, the "
+                "fraction outside the band expected without drift",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,14 +540,6 @@ _TOP_KEYS = (
     "import",
 )
 
-_V = Quantity("potential", "V", "[electric_potential]")
-_S = Quantity("time", "s", "[time]")
-_HZ = Quantity("frequency", "Hz", "1/[time]")
-_A = Quantity("current", "A", "[current]")
-_NONE = Quantity("dimensionless number", "dimensionless", "[]")
-
-_CONCENTRATION = Quantity("concentration", "mol/m^3", "[substance]/[length]**3")
-
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "k0": (Quantity("heterogeneous rate constant", "m/s", "[length]/[time]"), "positive"),
@@ -552,8 +579,99 @@ def parameter_quantity(name: str) -> Quantity:
     return _PARAMETER_QUANTITY[name.split("@", 1)[0].rsplit(".", 1)[-1]][0]
 
 
-def _reader(node: object, path: str) -> Reader:
-    return Reader(node, path, error=TwinSpecError, root="<spec>")
+# --------------------------------------------------------------------------- the document
+#
+# The structs below are the spec as a document says it (runtime.schema reads them);
+# twin_spec_from() then reads what depends on the model (the calibrated parameters, their
+# priors' units) and builds the TwinSpec.
+
+
+def _cadence(value: object) -> Cadence:
+    """``every``: N, ``{cycles: N}`` or ``{samples: N}`` (N >= 1)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return Cadence("cycles", value)
+    if not (isinstance(value, Mapping) and len(value) == 1 and set(value) & {"cycles", "samples"}):
+        raise Invalid("", f"got {show(value)}; accepted: {_CADENCE.text}")
+    unit: Literal["cycles", "samples"] = "cycles" if "cycles" in value else "samples"
+    return Cadence(unit, read(Integer(1, 10**9), value[unit], unit))
+
+
+class _Every(msgspec.Struct, forbid_unknown_fields=True):
+    """``{cycles: N}`` or ``{samples: N}`` (only what the JSON Schema says of ``every``)."""
+
+    cycles: Annotated[int, msgspec.Meta(ge=1)] | UnsetType = UNSET
+    samples: Annotated[int, msgspec.Meta(ge=1)] | UnsetType = UNSET
+
+
+_CADENCE = Custom(
+    Annotated[int, msgspec.Meta(ge=1)] | _Every,
+    "N, {cycles: N} or {samples: N} (N >= 1)",
+    _cadence,
+)
+
+
+class Nuts(Document):
+    """The on-demand NUTS reference: ``warmup`` and ``samples`` draws."""
+
+    warmup: Annotated[Int, Integer(1, 1_000_000)] = 200
+    samples: Annotated[Int, Integer(2, 1_000_000)] = 200
+
+
+class CalibrateDocument(Document, kw_only=True):
+    """``calibrate:`` as a document gives it (see :class:`CalibrationSpec`)."""
+
+    parameters: Annotated[
+        dict[str, Any], Custom(dict[str, Prior], "a mapping of parameter names to priors")
+    ]
+    noise: Annotated[Any, Custom(float | str | Prior, "a number (A) or a prior")] = UNSET
+    every: Annotated[Any, _CADENCE] = UNSET
+    forgetting: Annotated[SI, Number(_NONE, lo=0.0, hi=1.0, lo_open=True)] = 1.0
+    drift: dict[str, Annotated[SI, Number(_NONE, lo=0.0, hi=10.0)]] = msgspec.field(
+        default_factory=dict
+    )
+    svi_steps: Annotated[Int, Integer(0, 100_000)] = 20
+    nuts: Nuts = msgspec.field(default_factory=Nuts)
+    fit: FitSettings = msgspec.field(default_factory=FitSettings)
+    per_run: Annotated[Any, Custom(list[str], "a list of calibrated parameters and noise")] = UNSET
+
+
+class ProtocolDocument(Document):
+    """``protocol:`` as a document gives it (see :class:`Protocol`)."""
+
+    waveform: Annotated[WaveformDocument | list[WaveformDocument], Describe("a waveform or a list")]
+    cycles: Annotated[Int | UnsetType, Integer(1, 100_000)] = UNSET
+    rest: Annotated[SI, Number(_S, lo=0.0, hi=1e6)] = 0.0
+    sample_rate: Annotated[SI, Number(_HZ, lo=0.0, hi=1e7, lo_open=True)] = 100.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.waveform == []:
+            raise Invalid("waveform", "got []; accepted: a waveform or a non-empty list")
+
+
+class TwinSpecDocument(Document, kw_only=True):
+    """A twin spec as its YAML says it (see the module docstring)."""
+
+    name: Annotated[Str | UnsetType, Text()] = UNSET
+    seed: Annotated[Int, Integer(0, 2**63 - 1)] = 0
+    instrument: Annotated[Str, Text("'sim' or an instrument resource string")] = "sim"
+    protocol: ProtocolDocument
+    model: Annotated[str | ScenarioDocument, Describe("a scenario file path or mapping")]
+    calibrate: CalibrateDocument | UnsetType = UNSET
+    twin: TwinSettings = msgspec.field(default_factory=TwinSettings)
+    # Read by the runs supervisor, not by the twin: which procedure runs, what it replays,
+    # and what an imported run recorded about its file.
+    procedure: Any = UNSET
+    replay: Any = UNSET
+    import_: Any = msgspec.field(default=UNSET, name="import")
+
+
+def twin_spec_schema() -> dict[str, Any]:
+    """The JSON Schema of a twin spec document (what ``galvana schema twin`` prints)."""
+    return json_schema(TwinSpecDocument, title="Galvana twin spec")
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def load_twin_spec(source: str | os.PathLike[str] | Mapping[str, Any] | TwinSpec) -> TwinSpec:
@@ -565,9 +683,10 @@ def load_twin_spec(source: str | os.PathLike[str] | Mapping[str, Any] | TwinSpec
     if isinstance(source, TwinSpec):
         return source
     doc, path = read_document(source, error=TwinSpecError, root="<spec>")
+    document = decode(doc, TwinSpecDocument, error=TwinSpecError, root="<spec>")
     if path is None:
-        return _parse(doc, Path.cwd(), "twin")
-    return _parse(doc, path.resolve().parent, path.stem)
+        return twin_spec_from(document, Path.cwd(), "twin")
+    return twin_spec_from(document, path.resolve().parent, path.stem)
 
 
 def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -580,197 +699,118 @@ def resolve_document(source: str | os.PathLike[str]) -> dict[str, Any]:
     return resolved
 
 
-def _parse(doc: object, base: Path, default_name: str) -> TwinSpec:
-    top = _reader(doc, "")
-    name = top.text("name", default=default_name)
-    seed = top.integer("seed", default=0, lo=0, hi=2**63 - 1)
-    instrument = "sim"
-    if top.has("instrument"):
-        raw = top.raw("instrument")
-        if not isinstance(raw, str) or not raw.strip():
-            raise TwinSpecError(
-                "instrument",
-                f"got {show(raw)}; accepted: 'sim' or an instrument resource string",
-            )
-        instrument = raw
-    if not top.has("model"):
-        raise TwinSpecError("model", "required key is missing (a scenario file or mapping)")
-    model = _parse_model(top.raw("model"), base)
-    protocol = _parse_protocol(top.child("protocol"), model)
-    calibrate_reader = top.optional_child("calibrate")
-    calibrate = None if calibrate_reader is None else _parse_calibrate(calibrate_reader, model)
-    twin_reader = top.optional_child("twin")
-    twin = TwinSettings() if twin_reader is None else _parse_twin(twin_reader)
-    for key in ("procedure", "replay", "import"):
-        if top.has(key):
-            top.raw(key)
-    top.finish(_TOP_KEYS)
-    return TwinSpec(name, seed, instrument, protocol, model, calibrate, twin)
+def twin_spec_from(doc: TwinSpecDocument, base: Path, default_name: str) -> TwinSpec:
+    """The twin spec a read document describes (a ``model:`` path relative to ``base``;
+    ``default_name`` when it names none): what depends on the model is read here, each
+    problem a :class:`TwinSpecError` naming the key."""
+    model = _model(doc.model, base)
+    protocol = _protocol(doc.protocol)
+    calibrate = None
+    if not isinstance(doc.calibrate, UnsetType):
+        calibrate = _calibration(doc.calibrate, model)
+    name = default_name if isinstance(doc.name, UnsetType) else doc.name
+    return TwinSpec(name, doc.seed, doc.instrument, protocol, model, calibrate, doc.twin)
 
 
-def _parse_model(raw: object, base: Path) -> Scenario:
+def _model(doc: str | ScenarioDocument, base: Path) -> Scenario:
     try:
-        if isinstance(raw, str):
-            path = Path(raw) if Path(raw).is_absolute() else base / raw
+        if isinstance(doc, str):
+            path = Path(doc) if Path(doc).is_absolute() else base / doc
             if not path.is_file():
                 raise TwinSpecError("model", f"no such scenario file: {str(path)!r}")
             return load_scenario(path)
-        if isinstance(raw, Mapping):
-            return load_scenario(raw)
+        return scenario_from(doc, "scenario")
     except ScenarioError as exc:
         where = "model" if exc.path == "<scenario>" else f"model.{exc.path}"
         raise TwinSpecError(where, str(exc).split(": ", 1)[-1]) from None
-    raise TwinSpecError("model", f"got {show(raw)}; accepted: a scenario file path or mapping")
 
 
-def _parse_protocol(r: Reader, model: Scenario) -> Protocol:
-    if not r.has("waveform"):
-        raise TwinSpecError(r.key("waveform"), "required key is missing (a waveform or a list)")
-    raw = r.raw("waveform")
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        raise TwinSpecError(r.key("waveform"), "got []; accepted: a waveform or a non-empty list")
-    waveforms = []
-    base = model.to_mapping()
-    # The cycles before the recorded ones are the protocol's own first waveform.
-    base.pop("initial_state", None)
-    for i, item in enumerate(items):
-        path = r.key("waveform") + (f"[{i}]" if isinstance(raw, list) else "")
-        try:
-            waveforms.append(load_scenario({**base, "waveform": item}).waveform)
-        except ScenarioError as exc:
-            sub = exc.path.removeprefix("waveform")
-            raise TwinSpecError(path + sub, str(exc).split(": ", 1)[-1]) from None
-    cycles = r.integer("cycles", default=len(waveforms), lo=1, hi=100_000)
-    rest = r.number("rest", _S, default=0.0, lo=0.0, hi=1e6)
-    rate = r.number("sample_rate", _HZ, default=100.0, lo=0.0, hi=1e7, lo_open=True)
-    r.finish(("waveform", "cycles", "rest", "sample_rate"))
-    return Protocol(tuple(waveforms), cycles, rest, rate)
+def _protocol(doc: ProtocolDocument) -> Protocol:
+    if isinstance(doc.waveform, list):
+        waveforms = tuple(
+            waveform_from(w, f"protocol.waveform[{i}]", TwinSpecError)
+            for i, w in enumerate(doc.waveform)
+        )
+    else:
+        waveforms = (waveform_from(doc.waveform, "protocol.waveform", TwinSpecError),)
+    cycles = len(waveforms) if isinstance(doc.cycles, UnsetType) else doc.cycles
+    return Protocol(waveforms, cycles, doc.rest, doc.sample_rate)
 
 
-def _parse_calibrate(r: Reader, model: Scenario) -> CalibrationSpec:
+def _calibration(doc: CalibrateDocument, model: Scenario) -> CalibrationSpec:
     known = model.parameters()
-    params = r.child("parameters")
-    if not params.node:
+    if not doc.parameters:
         raise TwinSpecError(
-            params.path, "no parameters; accepted: at least one of " + ", ".join(known)
+            "calibrate.parameters", "no parameters; accepted: at least one of " + ", ".join(known)
         )
     names: list[str] = []
     priors: list[Prior] = []
-    for key in list(params.node):
-        path = params.key(str(key))
-        if not isinstance(key, str) or key not in known:
+    for key, raw in doc.parameters.items():
+        path = f"calibrate.parameters.{key}"
+        if key not in known:
             raise TwinSpecError(
                 path,
                 f"{key!r} is not a parameter of model {model.name!r}; accepted: {', '.join(known)}",
             )
-        suffix = key.rsplit(".", 1)[-1]
-        quantity, support = _PARAMETER_QUANTITY[suffix]
-        priors.append(_parse_prior(params.child(key), quantity, support))
+        quantity, support = _PARAMETER_QUANTITY[key.rsplit(".", 1)[-1]]
+        priors.append(_prior(raw, path, quantity, support))
         names.append(key)
-    params.finish(tuple(known))
     noise: float | Prior
-    if not r.has("noise"):
+    if doc.noise is UNSET:
         noise = HalfNormalPrior(_noise_scale(model))
+    elif isinstance(doc.noise, Mapping):
+        noise = _prior(doc.noise, "calibrate.noise", _A, "positive")
     else:
-        raw = r.raw("noise")
-        if isinstance(raw, Mapping):
-            noise = _parse_prior(r.nested(raw, r.key("noise")), _A, "positive")
-        else:
-            noise = r.number("noise", _A, lo=0.0, lo_open=True)
-    every = _parse_cadence(r.raw("every"), r.key("every")) if r.has("every") else Cadence()
-    forgetting = r.number("forgetting", _NONE, default=1.0, lo=0.0, hi=1.0, lo_open=True)
+        noise = _read(Number(_A, lo=0.0, lo_open=True), doc.noise, "calibrate.noise")
     drift = [0.0] * len(names)
-    dr = r.optional_child("drift")
-    if dr is not None:
-        for key in list(dr.node):
-            if key not in names:
-                raise TwinSpecError(
-                    dr.key(str(key)),
-                    f"not a calibrated parameter; accepted: {', '.join(names)}",
-                )
-            drift[names.index(key)] = dr.number(key, _NONE, lo=0.0, hi=10.0)
-        dr.finish(tuple(names))
-    svi_steps = r.integer("svi_steps", default=20, lo=0, hi=100_000)
-    nuts_warmup, nuts_samples = 200, 200
-    nr = r.optional_child("nuts")
-    if nr is not None:
-        nuts_warmup = nr.integer("warmup", default=200, lo=1, hi=1_000_000)
-        nuts_samples = nr.integer("samples", default=200, lo=2, hi=1_000_000)
-        nr.finish(("warmup", "samples"))
-    fit = FitSettings()
-    fr = r.optional_child("fit")
-    if fr is not None:
-        fit = FitSettings(
-            fr.integer("max_evaluations", default=fit.max_evaluations, lo=2, hi=100_000),
-            fr.number("step_tolerance", _NONE, default=fit.step_tolerance, lo=1e-8, hi=1.0),
-            fr.number(
-                "objective_tolerance", _NONE, default=fit.objective_tolerance, lo=0.0, hi=1e3
-            ),
-            fr.integer("starts", default=fit.starts, lo=1, hi=100),
-        )
-        fr.finish(("max_evaluations", "step_tolerance", "objective_tolerance", "starts"))
-    per_run = _parse_per_run(r, names)
-    r.finish(
-        (
-            "parameters",
-            "noise",
-            "every",
-            "forgetting",
-            "drift",
-            "svi_steps",
-            "nuts",
-            "fit",
-            "per_run",
-        )
-    )
+    for key, sd in doc.drift.items():
+        if key not in names:
+            raise TwinSpecError(
+                f"calibrate.drift.{key}",
+                f"not a calibrated parameter; accepted: {', '.join(names)}",
+            )
+        drift[names.index(key)] = sd
     return CalibrationSpec(
         tuple(names),
         tuple(priors),
         noise,
-        every,
-        forgetting,
+        Cadence() if doc.every is UNSET else doc.every,
+        doc.forgetting,
         tuple(drift),
-        svi_steps,
-        nuts_warmup,
-        nuts_samples,
-        fit,
-        per_run,
+        doc.svi_steps,
+        doc.nuts.warmup,
+        doc.nuts.samples,
+        doc.fit,
+        _per_run(doc.per_run, names),
     )
 
 
-def _parse_per_run(r: Reader, names: list[str]) -> tuple[str, ...]:
+def _read(leaf: Number, value: object, path: str) -> float:
+    try:
+        return float(read(leaf, value))
+    except Invalid as exc:
+        raise TwinSpecError(path, exc.message) from None
+
+
+def _per_run(raw: object, names: list[str]) -> tuple[str, ...]:
     """``per_run``: a list of calibrated parameters, ``noise`` among them or not."""
-    if not r.has("per_run"):
+    if raw is UNSET:
         return ("noise",)
-    raw = r.raw("per_run")
     accepted = [*names, "noise"]
     if not isinstance(raw, list):
         raise TwinSpecError(
-            r.key("per_run"), f"got {show(raw)}; accepted: a list of {', '.join(accepted)}"
+            "calibrate.per_run", f"got {show(raw)}; accepted: a list of {', '.join(accepted)}"
         )
     out: list[str] = []
     for i, item in enumerate(raw):
         if item not in accepted:
             raise TwinSpecError(
-                f"{r.key('per_run')}[{i}]",
+                f"calibrate.per_run[{i}]",
                 f"got {show(item)}; accepted: one of {', '.join(accepted)}",
             )
         if item not in out:
             out.append(str(item))
     return tuple(out)
-
-
-def _parse_cadence(raw: object, path: str) -> Cadence:
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-        return Cadence("cycles", raw)
-    er = _reader(raw, path)
-    if len(er.node) != 1 or not (er.has("cycles") or er.has("samples")):
-        raise TwinSpecError(
-            path, f"got {show(raw)}; accepted: N, {{cycles: N}} or {{samples: N}} (N >= 1)"
-        )
-    unit: Literal["cycles", "samples"] = "cycles" if er.has("cycles") else "samples"
-    return Cadence(unit, er.integer(unit, default=1, lo=1, hi=10**9))
 
 
 def _noise_scale(model: Scenario) -> float:
@@ -782,75 +822,29 @@ def _noise_scale(model: Scenario) -> float:
     return max(1e-12, 0.01 * peak)
 
 
-def _parse_prior(r: Reader, quantity: Quantity, support: str) -> Prior:
-    if not r.has("dist"):
-        raise TwinSpecError(
-            r.key("dist"), f"required key is missing; accepted: {', '.join(PRIOR_KINDS)}"
-        )
-    kind = r.raw("dist")
-    if kind not in PRIOR_KINDS:
-        raise TwinSpecError(r.key("dist"), f"got {show(kind)}; accepted: {', '.join(PRIOR_KINDS)}")
+def _prior(raw: object, path: str, quantity: Quantity, support: str) -> Prior:
+    """A prior of a parameter of ``quantity`` whose values must be ``support``."""
+    prior = cast(
+        Prior,
+        decode(raw, Prior, error=TwinSpecError, root=path, path=path, units=quantity),  # type: ignore[arg-type]
+    )
     fitting = {"positive": _POSITIVE, "unit": _UNIT, "real": _REAL}[support]
+    kind = prior.__struct_config__.tag
     if kind not in fitting:
         where = {"positive": "positive", "unit": "in (0, 1)", "real": "real"}[support]
         raise TwinSpecError(
-            r.key("dist"),
+            f"{path}.dist",
             f"got {kind!r}, which does not fit a parameter that is {where}; "
             f"accepted: {', '.join(fitting)}",
         )
-    prior: Prior
-    if kind == "lognormal":
-        prior = LogNormalPrior(
-            r.number("median", quantity, lo=0.0, lo_open=True),
-            r.number("scale", _NONE, lo=0.0, hi=20.0, lo_open=True),
-        )
-        keys: tuple[str, ...] = ("dist", "median", "scale")
-    elif kind == "normal":
-        prior = NormalPrior(
-            r.number("mean", quantity), r.number("sd", quantity, lo=0.0, lo_open=True)
-        )
-        keys = ("dist", "mean", "sd")
-    elif kind == "beta":
-        prior = BetaPrior(
-            r.number("a", _NONE, lo=0.0, hi=1e4, lo_open=True),
-            r.number("b", _NONE, lo=0.0, hi=1e4, lo_open=True),
-        )
-        keys = ("dist", "a", "b")
-    elif kind == "uniform":
-        low = r.number("low", quantity)
-        high = r.number("high", quantity)
-        if not high > low:
-            raise TwinSpecError(
-                r.key("high"), f"got {high:g}; accepted: a value above low ({low:g})"
-            )
+    if isinstance(prior, UniformPrior):
+        low, high = prior.low, prior.high
         if support == "positive" and low < 0:
             raise TwinSpecError(
-                r.key("low"), f"got {low:g}; accepted: >= 0 (the parameter is positive)"
+                f"{path}.low", f"got {low:g}; accepted: >= 0 (the parameter is positive)"
             )
         if support == "unit" and (low < 0 or high > 1):
             raise TwinSpecError(
-                r.key("low" if low < 0 else "high"), "accepted: bounds within [0, 1]"
+                f"{path}.{'low' if low < 0 else 'high'}", "accepted: bounds within [0, 1]"
             )
-        prior = UniformPrior(low, high)
-        keys = ("dist", "low", "high")
-    else:
-        prior = HalfNormalPrior(r.number("scale", quantity, lo=0.0, lo_open=True))
-        keys = ("dist", "scale")
-    r.finish(keys)
     return prior
-
-
-def _parse_twin(r: Reader) -> TwinSettings:
-    band = r.number("band", _NONE, default=0.9, lo=0.5, hi=0.999)
-    window = r.integer("drift_window", default=400, lo=10, hi=10**8)
-    fraction = r.number("drift_fraction", _NONE, default=0.5, lo=0.0, hi=1.0, lo_open=True)
-    if fraction <= 1.0 - band:
-        raise TwinSpecError(
-            r.key("drift_fraction"),
-            f"got {fraction:g}; accepted: above {1.0 - band:g}, the fraction outside the "
-            "band expected without drift",
-        )
-    gap = r.number("gap", _NONE, default=5.0, lo=1.0, hi=1e6, lo_open=True)
-    potential_window = r.integer("potential_window", default=32, lo=1, hi=100_000)
-    r.finish(("band", "drift_window", "drift_fraction", "gap", "potential_window"))
-    return TwinSettings(band, window, fraction, gap, potential_window)

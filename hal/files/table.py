@@ -22,15 +22,18 @@ Without a ``t`` column, times are made from the scan rate (``--meta scan_rate=``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 
 from hal.files._text import decode_text, parse_rows
 from hal.files.errors import FileFormatError, MissingColumnError, UnitError
 from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
+from runtime.schema import UNSET, Describe, Document, Int, Integer, Invalid, Str, Text, UnsetType
 
-__all__ = ["ROLES", "ColumnMap", "TableReader"]
+__all__ = ["ROLES", "ColumnMap", "ColumnMapDocument", "TableReader"]
 
 ROLES: dict[str, str | None] = {
     "t": "time",
@@ -51,6 +54,45 @@ class ColumnMap:
     skip: int = 0
     header: bool = True
     meta: dict[str, str] = field(default_factory=dict)
+
+
+class ColumnDocument(Document):
+    """One column of a mapping file: its header name or 1-based number, and its unit."""
+
+    column: Annotated[str | int, Describe("a column name or a 1-based number")]
+    unit: Annotated[Str | UnsetType, Text("the column's unit")] = UNSET
+
+
+class ColumnMapDocument(Document, kw_only=True):
+    """A column mapping as its YAML file (``--mapping FILE``) says it; see the module
+    docstring."""
+
+    columns: Annotated[
+        dict[str, ColumnDocument],
+        msgspec.Meta(extra_json_schema={"propertyNames": {"enum": list(ROLES)}}),
+    ]
+    delimiter: str | None = None
+    skip: Annotated[Int, Integer(0, 10_000)] = 0
+    header: bool = True
+    meta: Annotated[dict[str, Any], Describe("a map of metadata (key: value)")] = msgspec.field(
+        default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for role, column in self.columns.items():
+            if role not in ROLES:
+                raise Invalid(f"columns.{role}", f"not a role; accepted: {', '.join(ROLES)}")
+            if ROLES[role] is not None and column.unit is UNSET:
+                raise Invalid(f"columns.{role}.unit", "required key is missing (the column's unit)")
+
+    def column_map(self) -> ColumnMap:
+        """The mapping (its ``meta`` apart)."""
+        columns = {
+            role: (c.column, "" if isinstance(c.unit, UnsetType) else c.unit)
+            for role, c in self.columns.items()
+        }
+        return ColumnMap(columns, self.delimiter, self.skip, self.header)
 
 
 class TableReader:

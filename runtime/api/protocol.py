@@ -99,6 +99,7 @@ class ErrorCode(enum.StrEnum):
     LIMIT = "limit"  # too many connections, subscriptions or calls in flight
     TIMEOUT = "timeout"
     INTERNAL = "internal"  # the method failed unexpectedly (logged; the actor carries on)
+    UNAVAILABLE = "unavailable"  # the daemon is shutting down (or a part it needs is down)
     # An actor that refuses a call (CallError) sends its own code: conflict, ...
 
 

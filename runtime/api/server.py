@@ -19,6 +19,9 @@ No client can starve another, and none can starve the emergency stop:
   it runs, that peer's ``hello`` is refused at once, without looking at the token and
   without blocking anyone else.
 
+When the daemon shuts down (:meth:`ApiServer.shut_down`) calls in flight and every
+later call are answered ``unavailable``; urgent calls are still served.
+
 Scopes: the Unix socket's owner (checked with ``SO_PEERCRED``) and TCP clients that
 present the admin token get the ``admin`` scope (``runtime.actor.ADMIN_SCOPE``);
 methods exposed with that scope (``kill``) refuse everyone else.
@@ -188,6 +191,8 @@ class _Connection:
     calls: int = 0
     urgent: int = 0
     subs: dict[int, tuple[Subscription, trio.CancelScope]] = field(default_factory=dict)
+    # The scopes of the calls in flight, cancelled (and answered) when the daemon stops.
+    call_scopes: set[trio.CancelScope] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -225,6 +230,8 @@ class ApiServer:
             max_bytes=config.max_frame_bytes, max_array_bytes=config.max_frame_bytes
         )
         self._connections = 0
+        self._open: set[_Connection] = set()
+        self._closing = False
         self._restricted = 0
         self._calls_in_flight = 0
         self._urgent_in_flight = 0
@@ -333,9 +340,11 @@ class ApiServer:
             )
             conn.deadline = trio.current_time() + self._hello_window(conn)
             nursery.start_soon(self._writer, stream, receive)
+            self._open.add(conn)
             try:
                 await self._reader(conn, stream)
             finally:
+                self._open.discard(conn)
                 for sub, scope in conn.subs.values():
                     sub.close()
                     scope.cancel()
@@ -527,6 +536,23 @@ class ApiServer:
 
     # --- calls -------------------------------------------------------------------------
 
+    async def shut_down(self, grace_s: float = 2.0) -> None:
+        """Answer every call in flight with ``unavailable`` (the daemon is shutting down)
+        and refuse new ones; returns once those answers are sent, or after ``grace_s``.
+
+        Urgent calls (the emergency stop) are neither cancelled nor refused: a stop asked
+        for while the daemon stops is still carried out and answered.
+        """
+        self._closing = True
+        for conn in self._open:
+            for scope in conn.call_scopes:
+                scope.cancel()
+        with trio.move_on_after(grace_s):
+            while any(
+                c.calls or c.urgent or c.send.statistics().current_buffer_used for c in self._open
+            ):
+                await trio.sleep(0.01)
+
     def _start_call(self, conn: _Connection, call: Call) -> None:
         route = self.urgent.get((call.path.strip("/"), call.method))
         if route is not None:
@@ -537,8 +563,11 @@ class ApiServer:
                     "per connection",
                 )
             conn.urgent += 1
+            # Served while the daemon shuts down too: a stop is never refused.
             conn.nursery.start_soon(self._urgent_call, conn, call, route)
             return
+        if self._closing:
+            raise ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
         self._refuse_if_restricted(conn)
         if conn.calls >= self.config.max_calls_in_flight:
             raise ApiError(
@@ -549,24 +578,29 @@ class ApiServer:
         conn.nursery.start_soon(self._call, conn, call)
 
     async def _call(self, conn: _Connection, call: Call) -> None:
+        # Cancelled only by shut_down: the caller is told why instead of losing the line.
+        reply = error_reply(call.id, ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
         self._calls_in_flight += 1
-        try:
-            timeout = min(
-                call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
-            )
-            # One connection holds at most max_threads_per_connection of the shared pool.
-            async with conn.threads:
-                result = await trio.to_thread.run_sync(
-                    partial(self._ask, call, timeout, conn.scopes),
-                    limiter=self._calls_limiter,
-                    abandon_on_cancel=True,
+        with trio.CancelScope() as scope:
+            conn.call_scopes.add(scope)
+            try:
+                timeout = min(
+                    call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
                 )
-            reply = ok_reply(call.id, result)
-        except ApiError as exc:
-            reply = error_reply(call.id, exc.code, str(exc))
-        finally:
-            conn.calls -= 1
-            self._calls_in_flight -= 1
+                # One connection holds at most max_threads_per_connection of the shared pool.
+                async with conn.threads:
+                    result = await trio.to_thread.run_sync(
+                        partial(self._ask, call, timeout, conn.scopes),
+                        limiter=self._calls_limiter,
+                        abandon_on_cancel=True,
+                    )
+                reply = ok_reply(call.id, result)
+            except ApiError as exc:
+                reply = error_reply(call.id, exc.code, str(exc))
+            finally:
+                conn.call_scopes.discard(scope)
+                conn.calls -= 1
+                self._calls_in_flight -= 1
         await self._reply(conn, reply)
 
     def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
@@ -774,9 +808,18 @@ class ServerThread:
         finally:
             self._started.set()
 
+    def shut_down(self) -> None:
+        """Answer the calls in flight, and all later ones, with ``unavailable`` (the
+        daemon is shutting down); from any thread but the server's own."""
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run(self.server.shut_down, trio_token=self._token)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and close every connection."""
+        """Stop serving: answer the calls in flight (``unavailable``), then close every
+        connection."""
         if self._token is not None and self._cancel is not None:
+            self.shut_down()
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
         self._thread.join(timeout)
@@ -786,6 +829,9 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_SHUTTING_DOWN = "the daemon is shutting down"
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -22,6 +22,7 @@ from tests.hal.files import writers as w
 from tests.hal.files.conftest import simulated_cv
 from tests.runtime._actors import wait_until
 from tests.runtime.test_daemon import Daemon, state_of
+from tests.runtime.test_data_integrity import wait_arrays_checked
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "twins" / "ferricyanide-gc3mm.yaml"
 
@@ -72,6 +73,9 @@ def test_offline_import_records_a_completed_run(
     assert sum(len(b) for b in batches) == 1400
     group = zarr.open_group(str(data / "fields" / f"{created.run_id}.zarr"), mode="r")
     np.testing.assert_allclose(np.asarray(group["t"]), np.concatenate([b.t for b in batches]))
+    # Marked as the recorder marks arrays: every sample of the stream, up to its last event.
+    assert group.attrs["recorded_seq"] == len(events)
+    assert group.attrs["recorded_samples"] == 1400
 
     # The same content again: refused, naming the run; --force imports it again.
     assert main(["import", str(files["cv.txt"]), "--data", str(data)]) == 2
@@ -108,6 +112,29 @@ def test_offline_import_is_refused_while_a_daemon_holds_the_directory(
     assert not (data / "events.lmdb").exists()
 
 
+def test_a_daemon_finds_an_offline_import_complete(tmp_path: Path, files: dict[str, Path]) -> None:
+    data = tmp_path / "d"
+    assert main(["import", str(files["cv.txt"]), "--data", str(data)]) == 0
+    ((stream, events),) = _events(data).items()
+    run_id = stream.removeprefix("run/")
+    running = Daemon(data)
+    running.start()
+    try:
+        stats = wait_arrays_checked(running)
+        assert (stats["arrays_rebuilt"], stats["arrays_unchecked"]) == (0, 0)
+        with running.client() as client:
+            shown = client.call("runs", "show", run_id)
+        assert (shown["state"], shown["samples"]) == ("completed", 1400)
+        out = running.cli("export", run_id, "--format", "csv", str(tmp_path / "run.csv"))
+        assert out.returncode == 0, out.stderr
+        table = np.loadtxt(tmp_path / "run.csv", delimiter=",", skiprows=1)
+        batches = [e for e in events if isinstance(e, SampleBatch)]
+        np.testing.assert_array_equal(table[:, 2], np.concatenate([b.I for b in batches]))
+    finally:
+        assert running.signal(signal.SIGTERM) == 0
+    assert "rebuilding its sample arrays" not in (data / "logs" / "daemon.log").read_text()
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     running = Daemon(tmp_path / "d")
@@ -127,6 +154,18 @@ def test_import_through_a_daemon_replay_and_export(
     assert record["samples"] == 700
     assert record["source"] == "import:CV.DTA"
     assert record["spec"]["import"]["programme"]["first_scan"] == 2
+    # The recorder wrote the arrays with its commits: up to the last batch, which the
+    # final state that closed the stream follows.
+    group = zarr.open_group(str(daemon.data / "fields" / f"{record['id']}.zarr"), mode="r")
+    assert group.attrs["recorded_samples"] == 700
+    with EventStore(daemon.data / "events.lmdb", readonly=True) as store:
+        logged = [(seq, decode(data)) for seq, data in store.read(f"run/{record['id']}")]
+    assert group.attrs["recorded_seq"] == max(
+        seq for seq, e in logged if isinstance(e, SampleBatch)
+    )
+    assert [e.state for _, e in logged if isinstance(e, RunStateChanged)][-1] == "completed"
+    assert isinstance(logged[-1][1], RunStateChanged)
+    assert np.asarray(group["I"]).shape == (700,)
     again = daemon.cli("import", str(files["CV.DTA"]))
     assert again.returncode == 2
     assert f"already imported as run {record['id']}" in again.stderr

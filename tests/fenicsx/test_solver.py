@@ -80,6 +80,9 @@ class _Procedure:
     def abort(self) -> None:
         self.calls.append("abort")
 
+    def close(self) -> None:
+        self.calls.append("close")
+
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout

@@ -671,6 +671,44 @@ def test_frames_encode_numpy_results() -> None:
     assert HEADER.unpack(frame[:4])[0] == len(frame) - 4
 
 
+class Gate(Actor):
+    """Holds a call until the test releases it: a call that is surely in flight."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        self.entered = entered
+        self.release = release
+
+    @exposed
+    def hold(self) -> str:
+        self.entered.set()
+        self.release.wait(60)
+        return "released"
+
+
+def test_calls_in_flight_at_shutdown_are_answered_unavailable(sock_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+    root = start_supervisor(SupervisorSpec(children=(ChildSpec("gate", Gate, (entered, release)),)))
+    server = serve(root, EventBus(), socket_path=sock_path)
+    try:
+        sock = greeted(sock_path)
+        raw_send(sock, {"id": 1, "op": "call", "path": "gate", "method": "hold", "args": []})
+        assert entered.wait(30)
+        server.shut_down()  # what the daemon does on SIGTERM before it stops the tree
+        reply = raw_recv(sock)
+        assert reply == {
+            "id": 1,
+            "ok": False,
+            "error": {"code": "unavailable", "message": "the daemon is shutting down"},
+        }
+        raw_send(sock, {"id": 2, "op": "call", "path": "gate", "method": "hold", "args": []})
+        assert raw_recv(sock)["error"]["code"] == "unavailable"  # and every call after it
+    finally:
+        release.set()
+        server.stop()
+        root.stop()
+
+
 # --- the emergency stop's own path, and what no client may take from others -------------
 
 STOPS: list[tuple[str | None, str]] = []
@@ -873,3 +911,32 @@ def test_wrong_tokens_are_rate_limited_per_peer(
         )
         assert re.search(r"\(4 in a row .*accepted in 1 s\)", replies[-1]["error"]["message"])
         assert running.server.statistics()["peers_backing_off"] == 1
+
+
+def test_the_emergency_stop_is_served_while_the_daemon_shuts_down(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path
+) -> None:
+    with serve(tree, bus, URGENT, socket_path=sock_path) as running:
+        sock = greeted(sock_path)
+        running.shut_down()
+        raw_send(sock, {"id": 1, "op": "call", "path": "lab", "method": "echo", "args": [1]})
+        assert raw_recv(sock)["error"] == {
+            "code": "unavailable",
+            "message": "the daemon is shutting down",
+        }
+        raw_send(
+            sock,
+            {
+                "id": 2,
+                "op": "call",
+                "path": "instruments",
+                "method": "estop",
+                "args": [None, "bye"],
+            },
+        )
+        assert raw_recv(sock) == {
+            "id": 2,
+            "ok": True,
+            "result": [{"instrument": "all", "cell_off": True, "detail": "bye"}],
+        }
+        assert STOPS[-1] == (None, "bye")

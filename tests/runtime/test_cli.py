@@ -89,6 +89,8 @@ def test_bench_runtime_json_has_the_promised_keys() -> None:
         "codec_decode_batches_per_s",
         "store_durable_events_per_s",
         "zarr_append_mb_per_s",
+        "recorder_samples_per_s",
+        "recorder_cpu_at_1khz",
     ):
         assert isinstance(figures[key], float), key
         assert figures[key] > 0, key

@@ -186,6 +186,120 @@ def test_naive_datetime_is_refused_at_encode() -> None:
         encode(note)
 
 
+# --- encoding validates with the rules decoding applies --------------------------------
+
+
+def test_a_field_of_the_wrong_type_is_refused_at_encode_naming_type_field_and_value() -> None:
+    from runtime.messages import RunCreated, RunStateChanged
+
+    now = datetime.now(UTC)
+    with pytest.raises(MessageError, match=r"^run\.state\.reason: expected str, got dict$") as info:
+        encode(RunStateChanged("r", "stopped", "running", {"why": 1}, now))  # type: ignore[arg-type]
+    assert info.value.field == "run.state.reason"
+    with pytest.raises(MessageError, match=r"^run\.created\.source: expected str, got list$"):
+        encode(RunCreated("r", now, {}, ["x"]))  # type: ignore[arg-type]
+    with pytest.raises(MessageError, match=r"run\.state\.state: expected one of 'idle'"):
+        encode(RunStateChanged("r", "bogus", "running", "", now))  # type: ignore[arg-type]
+    with pytest.raises(MessageError, match=r"samples\.t: expected <f8 array"):
+        encode(
+            SampleBatch(
+                "r", 0, np.zeros(2, np.float32), np.zeros(2), np.zeros(2), np.zeros(2, np.uint8)
+            )
+        )  # type: ignore[arg-type]
+    with pytest.raises(MessageError, match=r"samples\.seq: expected int, got 1\.5"):
+        encode(SampleBatch("r", 1.5, np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2, np.uint8)))  # type: ignore[arg-type]
+    with pytest.raises(MessageError, match=r"system\.note\.data: expected plain data, got set"):
+        encode(SystemNote("info", "s", "t", {"a": {1, 2}}, now))
+    with pytest.raises(MessageError, match=r"system\.note\.data key: expected str, got 1"):
+        encode(SystemNote("info", "s", "t", {1: "a"}, now))
+    with pytest.raises(MessageError, match=r"system\.note\.at: expected a timezone-aware"):
+        encode(SystemNote("info", "s", "t", None, datetime(2026, 1, 1)))
+    with pytest.raises(
+        MessageError, match=r"bus\.lagged\.lost: expected int, got 18446744073709551616"
+    ):
+        encode(Lagged("t", 2**64))
+
+
+def test_what_decoding_would_refuse_is_never_encoded() -> None:
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    now = datetime.now(UTC)
+    with pytest.raises(MessageError, match="nested deeper than 32"):
+        encode(SystemNote("info", "s", "t", deep, now))
+    big = np.zeros(9 * 1024 * 1024)  # 72 MiB of float64: over the array limit
+    with pytest.raises(MessageError, match="exceeds the limit"):
+        encode(SampleBatch("r", 0, big, big, big, np.zeros(len(big), np.uint8)))
+
+
+def test_values_that_pack_into_the_wire_type_are_accepted() -> None:
+    from runtime.messages import DriftDetected
+
+    msg = DriftDetected("r", np.float64(1.0), 2, np.float32(0.5), np.int64(400), 0.9)  # type: ignore[arg-type]
+    back = decode(encode(msg))
+    assert (back.t_start, back.t, back.fraction, back.window) == (1.0, 2.0, 0.5, 400)
+    note = SystemNote(
+        "info", "s", "t", {"n": np.int64(3), "x": (1, 2), "b": np.bool_(True)}, datetime.now(UTC)
+    )
+    assert decode(encode(note)).data == {"n": 3, "x": [1, 2], "b": True}
+    big_endian = SampleBatch(
+        "r", 0, np.zeros(2, ">f8"), np.zeros(2), np.zeros(2), np.zeros(2, np.uint8)
+    )
+    assert decode(encode(big_endian)).t.dtype.str == "<f8"
+
+
+WRONG_VALUES: st.SearchStrategy[Any] = (
+    PLAIN
+    | st.sets(st.integers(), max_size=2)
+    | st.tuples(st.integers())
+    | st.datetimes()
+    | st.integers(-(2**70), 2**70)
+    | st.builds(np.float32, st.floats(width=32))
+    | st.builds(np.int64, st.integers(-(2**63), 2**63 - 1))
+    | st.just(np.zeros(2, np.complex64))
+    | st.just(np.zeros(2, np.int16))
+    | st.just(np.zeros((2, 2)))
+    | st.just(object())
+)
+
+
+@pytest.mark.parametrize(("tag", "cls"), ALL_TYPES, ids=[t for t, _ in ALL_TYPES])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_encode_either_refuses_or_produces_what_decode_reads(
+    tag: str, cls: type[Any], data: st.DataObject
+) -> None:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    values = {
+        name: data.draw(strategy_for(hints[name]) | WRONG_VALUES, label=name)
+        for name in cls.__dataclass_fields__
+    }
+    try:
+        msg = cls(**values)
+    except (MessageError, TypeError, ValueError):
+        return  # the class itself refused (SampleBatch checks its column lengths)
+    refused: MessageError | None = None
+    try:
+        wire = encode(msg)
+    except MessageError as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.field.startswith(tag), refused.field
+        return
+    assert type(decode(wire)) is cls
+
+
+def test_peek_tag_reads_the_tag_alone() -> None:
+    from runtime.codec import peek_tag
+
+    wire = encode(SampleBatch("r", 0, np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3, np.uint8)))
+    assert peek_tag(wire) == "samples"
+    assert peek_tag(msgpack.packb(["x" * 40, 1])) == "x" * 40  # str 8
+    for bad in (b"", b"\x91", b"\x92\x01\x02", b"\xa3abc", b"\x92\xa5ab"):
+        with pytest.raises(MessageError):
+            peek_tag(bad)
+
+
 # --- decoding validates ---------------------------------------------------------------
 
 

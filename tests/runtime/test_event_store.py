@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import EventStoreError
-from runtime.event_store import MAX_STREAM_NAME_BYTES, AppendFuture, EventStore
+from runtime.event_store import MAX_STREAM_NAME_BYTES, AppendFuture, EventStore, verify_pages
 from tests.runtime._actors import wait_until
 from tests.runtime._store_child import event_bytes
 
@@ -483,6 +483,52 @@ def test_full_disk_fails_the_batch_clearly_and_loses_nothing_committed(tmp_path:
         assert all(data == event_bytes("run", seq) for seq, data in events)
         # With room again, the store carries on where it stopped.
         assert store.append_sync("run", b"after") == last_acked + 1
+
+
+def test_read_reversed_gives_the_newest_first_across_pages(store: EventStore) -> None:
+    store.append_many("a", [b"%d" % i for i in range(3000)]).result()
+    store.append_many("ab", [b"other"]).result()
+    newest = list(store.read_reversed("a"))
+    assert [seq for seq, _ in newest] == list(range(3000, 0, -1))
+    assert newest[0][1] == b"2999"
+    assert list(store.read_reversed("a", before_seq=3)) == [(2, b"1"), (1, b"0")]
+    assert list(store.read_reversed("a", before_seq=1)) == []
+    assert list(store.read_reversed("nothing")) == []
+
+
+def test_verify_pages_walks_every_page_and_names_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.lmdb"
+    assert verify_pages(path) == 0  # no log yet
+    with EventStore(path) as store:
+        for k in range(20):
+            store.append_many(f"run/{k}", [b"x" * 3000] * 30).result()
+        assert verify_pages(path) == 600  # beside a writer, from another process
+    data = bytearray((path / "data.mdb").read_bytes())
+    page = os.sysconf("SC_PAGE_SIZE")
+    leaves = [
+        start
+        for start in range(2 * page, len(data), page)
+        if int.from_bytes(data[start + 10 : start + 12], "little") == 0x02  # P_LEAF
+        and b"galvana/format" not in data[start : start + page]
+    ]
+    assert len(leaves) > 2
+    # Damage the leaves but the one with the store's first key: the store opens, and
+    # only a walk over every page finds the damage (where LMDB may abort the process).
+    for start in leaves:
+        data[start + 10 : start + 12] = b"\x40\x00"
+    (path / "data.mdb").write_bytes(bytes(data))
+    with pytest.raises(EventStoreError, match=r"data\.mdb cannot be read .*corrupt"):
+        verify_pages(path)
+
+
+def test_a_missing_data_mdb_beside_lock_mdb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.lmdb"
+    with EventStore(path) as store:
+        store.append("system", b"x").result()
+    (path / "data.mdb").unlink()
+    with pytest.raises(EventStoreError, match="has lock.mdb but no data.mdb"):
+        EventStore(path)
+    assert not (path / "data.mdb").exists()  # no empty log was started in its place
 
 
 def test_module_example_runs() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from runtime.errors import FieldStoreError
-from runtime.field_store import DEFAULT_CHUNK_BYTES, FieldStore, RunFields
+from runtime.field_store import DEFAULT_CHUNK_BYTES, FieldStore, RunFields, check_arrays
 
 
 def chunk_files(run: Path, name: str) -> list[Path]:
@@ -57,10 +57,11 @@ def test_many_small_batches_read_back_with_plain_zarr(fields: FieldStore) -> Non
     assert dict(potential.attrs) == {"units": "V", "long_name": "potential"}
     assert dict(flag_array.attrs) == {"units": "1", "long_name": "flags", "bit0": "clip"}
     assert potential.metadata.dimension_names == ("sample",)  # type: ignore[union-attr]
-    # Chunked along time only, about 1 MiB per chunk, Blosc lz4 + shuffle.
+    # Chunked along time only, about 1 MiB per chunk, Blosc lz4 + shuffle, checksummed.
     assert potential.chunks == (DEFAULT_CHUNK_BYTES // 8,)
     assert flag_array.chunks == (DEFAULT_CHUNK_BYTES,)
-    (codec,) = potential.compressors
+    codec, checksum = potential.compressors
+    assert isinstance(checksum, Crc32cCodec)
     assert isinstance(codec, BloscCodec)
     assert codec.cname.value == "lz4"
     assert codec.shuffle is not None
@@ -294,6 +295,88 @@ def test_field_store_root_must_be_a_directory(tmp_path: Path) -> None:
     (tmp_path / "fields").write_text("")
     with pytest.raises(FieldStoreError, match="not a directory"):
         FieldStore(tmp_path / "fields")
+
+
+def test_the_partial_last_chunk_is_rewritten_whole_without_reading_it_back(
+    fields: FieldStore,
+) -> None:
+    run = fields.run("r")
+    run.create("I", dtype=np.float64, units="A", chunk_rows=100)
+    run.append("I", np.arange(150.0))
+    run.flush()  # a whole chunk and half of the next
+    partial = run.path / "I" / "c" / "1"
+    partial.write_bytes(b"damaged")  # were it read back, decoding would fail
+    run.append("I", np.arange(150.0, 180.0))
+    run.flush()
+    np.testing.assert_array_equal(zarr.open_array(str(run.path / "I"))[:], np.arange(180.0))
+    assert check_arrays(run.path, ["I"]) == 180
+
+
+def test_chunks_of_zeros_are_stored_so_a_missing_one_means_damage(fields: FieldStore) -> None:
+    run = fields.run("r")
+    run.create("flags", dtype=np.uint8, units="1", chunk_rows=100)
+    run.append("flags", np.zeros(250, np.uint8))
+    run.flush()
+    assert [p.name for p in chunk_files(run.path, "flags")] == ["0", "1", "2"]
+
+
+def make_run(fields: FieldStore, rows: int = 250) -> RunFields:
+    run = fields.run("r")
+    for name in ("t", "I"):
+        run.create(name, dtype=np.float64, units="1", chunk_rows=100, dims=("sample",))
+        run.append(name, np.arange(float(rows)))
+    run.flush()
+    return run
+
+
+def test_check_arrays_finds_missing_and_damaged_chunks(fields: FieldStore) -> None:
+    run = make_run(fields)
+    assert check_arrays(run.path, ["t", "I"]) == 250
+    (run.path / "I" / "c" / "1").unlink()
+    with pytest.raises(
+        FieldStoreError, match=r"chunk c/1 of array 'I' \(rows 100\.\.199\) is missing"
+    ):
+        check_arrays(run.path, ["t", "I"])
+    damaged = run.path / "t" / "c" / "0"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: the checksum sees it
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(FieldStoreError, match=r"chunk c/0 of array 't' cannot be read"):
+        check_arrays(run.path, ["t", "I"])
+    # Only the last chunk is decoded when asked to be quick (what the daemon does at start).
+    with pytest.raises(FieldStoreError, match="is missing"):
+        check_arrays(run.path, ["t", "I"], read_all=False)
+
+
+def test_check_arrays_wants_arrays_of_one_length(fields: FieldStore) -> None:
+    run = make_run(fields)
+    run.append("t", np.zeros(3))
+    run.flush()
+    with pytest.raises(FieldStoreError, match="should be of one length, but hold t 253, I 250"):
+        check_arrays(run.path, ["t", "I"])
+    with pytest.raises(FieldStoreError, match="array 'E' is missing"):
+        check_arrays(run.path, ["t", "E"])
+    with pytest.raises(FieldStoreError, match="not a readable zarr group"):
+        check_arrays(run.path / "nowhere", ["t"])
+
+
+def test_remove_deletes_an_array_with_its_rows(fields: FieldStore) -> None:
+    run = make_run(fields)
+    run.remove("I")
+    assert run.arrays() == ["t"]
+    run.remove("I")  # absent: nothing to do
+    assert fields.attrs_of("r") == {}
+    assert fields.attrs_of("other") is None
+
+
+def test_release_writes_and_forgets_then_reopens_from_disk(fields: FieldStore) -> None:
+    run = make_run(fields)  # 250 rows: the last chunk (50 rows) is kept in memory
+    run.append("t", np.arange(250.0, 260.0))
+    run.release(["t"])
+    assert zarr.open_array(str(run.path / "t")).shape == (260,)
+    run.append("t", np.arange(260.0, 300.0))  # reopened from disk, its tail read back once
+    run.flush()
+    np.testing.assert_array_equal(zarr.open_array(str(run.path / "t"))[:], np.arange(300.0))
 
 
 def test_module_example_runs() -> None:

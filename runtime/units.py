@@ -1,4 +1,4 @@
-"""Unit conversion for scenario values: the one place where strings with units become SI.
+"""Unit conversion for document values: the one place where strings with units become SI.
 
 Bare numbers are taken to be SI already. Strings such as ``"1 mM"``, ``"1e-5 cm^2/s"``
 or ``"25 degC"`` are parsed with pint and converted to the SI unit of the quantity the
