@@ -13,7 +13,14 @@ gap-free batch numbers, which is what the twin follows.
   instrument actor restarting (its supervisor brought it back) suspends it until it
   runs again. Each clears when the condition does, and the run resumes by itself.
 - A safety trip (or an emergency stop) has already turned the cell off: the run is
-  aborted, with the trip's reason.
+  aborted, with the trip's reason (also when the trip is found as the next cycle is
+  programmed, before the instrument reported it).
+
+Nothing here waits on the run actor's thread for long: the current range is computed
+(the model simulated, the engine compiled on its first use) and the first cycle begun
+in a thread of the procedure's own, so the run answers its commands meanwhile; a stop,
+an abort or an immediate pause that comes first is honoured (the cycle is not begun,
+or stopped again if it was starting).
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pykka
 
 from actors.instrument import InstrumentClient
 from actors.run import RunContext
 from hal.driver import Settings
 from hal.errors import HalError, InterlockLatched, SafetyLimitError
-from hal.safety import SafetyLimits, check_waveform
+from hal.safety import Interlock, SafetyLimits, check_waveform
 from physics import PhysicsError, Scenario, simulate_trace
 from runtime import topics
 from runtime.errors import CallError
@@ -110,7 +118,11 @@ def _estimate_trace(
 def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
     """A current range (A) for measuring ``protocol`` on a cell like ``model``: the model's
     peak current times ``headroom`` (drift, a prior far from the truth). A range chosen
-    this way keeps the range-proportional noise of the instrument near its floor."""
+    this way keeps the range-proportional noise of the instrument near its floor.
+
+    The model is simulated from rest over the protocol's distinct cycles only
+    (:func:`distinct_cycles`): the cost of a cycle per waveform, whatever the number of
+    cycles."""
     peak, _ = expected_current(protocol, model)
     return max(peak * headroom, 1e-9)
 
@@ -185,8 +197,8 @@ class AcquireProcedure:
         instrument: Callable[[], InstrumentClient],
         instrument_id: str,
         protocol: Protocol,
-        emergency_stop: Callable[[str], object],
-        current_range: float | None = None,
+        interlock: Interlock,
+        current_range: float | Callable[[], float] | None = None,
         truth: Callable[[], dict[str, float] | None] | None = None,
         instrument_path: str = "",
     ) -> None:
@@ -194,10 +206,12 @@ class AcquireProcedure:
         # Looked up at every use: after a restart the instrument is a new actor.
         self._client = instrument
         # Straight to the interlock: works while the instrument actor is stuck or restarting.
-        self._emergency_stop = emergency_stop
+        self._interlock = interlock
         self.instrument_id = instrument_id
         self.protocol = protocol
-        self.current_range = current_range
+        # A callable is worked out as the run starts, in the procedure's own thread.
+        self._current_range = current_range
+        self.current_range: float | None = None if callable(current_range) else current_range
         self._truth = truth
         self._truth_start: dict[str, float] | None = None
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
@@ -209,6 +223,10 @@ class AcquireProcedure:
         self._stopping = False  # an end we asked for: not a failure
         self._pause_at_checkpoint = False
         self._finished = False
+        self._preparing = False  # the current range is being worked out; cycle 0 follows
+        self._held = False  # paused at once: no cycle begins until resumed
+        self._due: int | None = None  # a cycle held back by a pause: resuming begins it
+        self._resume_at_end = False  # resumed before the paused cycle's end was heard
         # An instrument restart: it went down; since then, it started and its link came up.
         self._down = False
         self._restarted = False
@@ -229,10 +247,34 @@ class AcquireProcedure:
             target=self._pump, name=f"acquire-{self.context.run_id}", daemon=True
         )
         self._thread.start()
+        self._preparing = True
+        threading.Thread(
+            target=self._prepare, name=f"acquire-{self.context.run_id}-start", daemon=True
+        ).start()
+
+    def _prepare(self) -> None:
+        """Work out the current range (it may take long), then begin the first cycle."""
+        if callable(self._current_range):
+            try:
+                self.current_range = self._current_range()
+            except Exception as exc:
+                logger.exception("run %s: the expected current failed", self.context.run_id)
+                with self._lock:
+                    self._preparing = False
+                    quiet = self._finished
+                if not quiet:
+                    self.context.report(
+                        "failed", f"the expected current range: {type(exc).__name__}: {exc}"
+                    )
+                return
+        with self._lock:
+            self._preparing = False
         self._begin(0)
 
     def pause(self, immediate: bool) -> None:
         if immediate:
+            with self._lock:
+                self._held = True
             self._halt()
         else:
             with self._lock:
@@ -241,10 +283,16 @@ class AcquireProcedure:
     def resume(self) -> None:
         with self._lock:
             self._pause_at_checkpoint = False
-            acquiring = self._acquiring
-            next_cycle = self._cycle + 1
-        if acquiring:
-            return  # a deferred pause withdrawn before it was reached
+            self._held = False
+            if self._preparing:
+                return  # the first cycle is still to begin
+            if self._acquiring:
+                # A deferred pause withdrawn; or the cycle an immediate pause stopped has
+                # not ended yet, and the next one follows its end.
+                self._resume_at_end = self._stopping
+                return
+            next_cycle = self._due if self._due is not None else self._cycle + 1
+            self._due = None
         self._next(next_cycle, "the protocol had no cycle left after the pause")
 
     def _next(self, cycle: int, why_done: str) -> None:
@@ -261,7 +309,7 @@ class AcquireProcedure:
         with self._lock:
             self._stopping = True
         try:
-            self._emergency_stop(f"run {self.context.run_id} aborted")
+            self._interlock.emergency_stop(f"run {self.context.run_id} aborted")
         finally:
             self._close()
 
@@ -286,9 +334,16 @@ class AcquireProcedure:
     # --- driving the instrument ------------------------------------------------------------
 
     def _begin(self, cycle: int) -> None:
-        """Program cycle ``cycle`` (with the rest before it) and start it."""
+        """Program cycle ``cycle`` (with the rest before it) and start it; not when the run
+        was stopped or aborted meanwhile, nor while it is paused at once (then resuming
+        begins it). Called from the procedure's threads, never the run actor's."""
         waveform = protocol_waveform(self.protocol, cycle, 1)
         with self._lock:
+            if self._finished:
+                return
+            if self._held:
+                self._due = cycle
+                return
             self._cycle = cycle
             self._offset = cycle_origin(self.protocol, cycle)
             self._stopping = False
@@ -301,17 +356,24 @@ class AcquireProcedure:
             client.program(waveform, settings)
             self._truth_start = self._truth() if self._truth is not None else None
             client.start()
-        except InterlockLatched as exc:
-            # A trip or an emergency stop landed between two cycles: the cell is off and
-            # the run ends aborted by it, as when it lands mid-cycle (its SafetyTripped
-            # may still be on its way, and finds the run ended).
+        except (HalError, CallError, pykka.ActorDeadError, pykka.Timeout) as exc:
             with self._lock:
                 self._acquiring = False
-            self.context.report("aborted", f"safety interlock: {exc}")
-        except (HalError, CallError) as exc:
-            with self._lock:
-                self._acquiring = False
-            self.context.report("failed", f"instrument {self.instrument_id}: {exc}")
+                quiet = self._finished or self._stopping
+            trip = self._interlock.trip_record
+            if isinstance(exc, InterlockLatched) and trip is not None:
+                # Tripped before the instrument said so (an emergency stop between two
+                # cycles): the run is aborted for the trip, as when the instrument reports it.
+                self.context.report("aborted", f"safety interlock ({trip.limit}): {trip.detail}")
+            elif not quiet:
+                self.context.report("failed", f"instrument {self.instrument_id}: {exc}")
+            return
+        with self._lock:
+            # A stop, an abort or an immediate pause that came while the cycle started
+            # found nothing acquiring yet, or asked the instrument before it started.
+            again = self._finished or self._stopping or self._held
+        if again:
+            self._stop_instrument()
 
     def _publish_truth(self, cycle: int) -> None:
         """A simulated cell's hidden parameters over cycle ``cycle``, for people to compare
@@ -332,10 +394,13 @@ class AcquireProcedure:
             if not self._acquiring:
                 return
             self._stopping = True
+        self._stop_instrument()
+
+    def _stop_instrument(self) -> None:
         try:
             self._client().stop()
-        except (HalError, CallError) as exc:
-            logger.warning("run %s: stopping the instrument: %s", self.context.run_id, exc)
+        except (HalError, CallError, pykka.ActorDeadError, pykka.Timeout) as exc:
+            logger.warning("run %s: stopping the instrument: %r", self.context.run_id, exc)
 
     def _close(self) -> None:
         with self._lock:
@@ -359,7 +424,7 @@ class AcquireProcedure:
                 return  # closed
             for _, event in watch.drain():
                 self._supervision(event)
-            if msg is None:
+            if msg is None or self._finished:
                 continue
             try:
                 self._handle(msg)
@@ -431,13 +496,17 @@ class AcquireProcedure:
             cycle = self._cycle
             pause = self._pause_at_checkpoint
             self._pause_at_checkpoint = False
+            resume = self._resume_at_end and not self._finished
+            self._resume_at_end = False
         self._publish_truth(cycle)
+        total = self.protocol.cycles
         if msg.reason == "completed":
-            total = self.protocol.cycles
             if pause and cycle + 1 < total:
                 self.context.report("checkpoint", f"end of cycle {cycle + 1} of {total}")
             else:
                 self._next(cycle + 1, f"the protocol ran to its end ({total} cycles)")
+        elif resume and msg.reason == "stopped":
+            self._next(cycle + 1, "the protocol had no cycle left after the pause")
         elif msg.reason == "failed" and not asked:
             self.context.report("failed", f"instrument {self.instrument_id}: {msg.detail}")
         # stopped/aborted/tripped: the run already knows (it asked, or a trip was reported)

@@ -86,12 +86,11 @@ class Calibrator(Actor):
         self.core = OnlineCalibrator(self.spec, self.run_id)
         incarnation = self.link.incarnation if self.link is not None else 1
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
-        ref = self.actor_ref
         self._sub = self.bus.subscribe(
             topics.run_samples(self.run_id),
             mode="lossless",
             maxsize=100_000,
-            on_ready=waker(ref, _DRAIN),
+            on_ready=waker(self.actor_ref, _DRAIN),
         )
         self._drain()
 

@@ -243,6 +243,11 @@ class SimulatorPark:
         self._instruments[setup.id] = instrument
         return str(server.resource)
 
+    def simulator(self, instrument_id: str) -> Any:
+        """The simulated potentiostat (``hal.sim.SimPotentiostat``) serving ``instrument_id``,
+        None for an instrument that is not simulated: its output shows whether the cell is on."""
+        return self._instruments.get(instrument_id)
+
     def truth(self, instrument_id: str) -> dict[str, float] | None:
         """The simulated cell's parameters now (None for an instrument that is not simulated)."""
         instrument = self._instruments.get(instrument_id)

@@ -44,7 +44,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pykka
 
 from actors.run_state import FINAL_STATES, sample_batches
 from actors.services import Services
@@ -227,13 +226,7 @@ class Recorder(Actor):
     def _arm_timer(self, wait: float) -> None:
         if self._timer is not None and self._timer.is_alive():
             return
-        ref = self.actor_ref
-
-        def fire() -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(_DRAIN)
-
-        self._timer = threading.Timer(wait, fire)
+        self._timer = threading.Timer(wait, waker(self.actor_ref, _DRAIN))
         self._timer.daemon = True
         self._timer.start()
 

@@ -14,6 +14,11 @@ Suspenders pause a running run when a condition trips (the instrument link is do
 the stream stalled) and resume it when every tripped condition has cleared, unless a
 person paused it meanwhile. Every transition is published on ``run/<id>/state`` and
 made durable by the recorder before the command returns.
+
+The run actor never waits for slow work, so a command is always answered promptly:
+the procedure works in threads of its own, and when it is done the run asks its
+children to settle without waiting (:meth:`runtime.actor.Actor.ask_later`), completing
+once they have; a stop or an abort meanwhile ends the run at once.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from runtime.actor import exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
 from runtime.messages import ApiCall, ProcedureReport, RunState, RunStateChanged, utc_now
-from runtime.supervisor import Supervisor, SupervisorSpec
+from runtime.supervisor import ChildInfo, Supervisor, SupervisorSpec
 
 __all__ = ["Procedure", "ProcedureFactory", "Run", "RunContext"]
 
 logger = logging.getLogger("galvana.run")
+
+SETTLE_S = 120.0
+"""How long each child may take to catch up with the samples when the procedure is done."""
 
 
 class RunContext(Protocol):
@@ -111,6 +119,7 @@ class Run(Supervisor):
         self._suspenders: set[str] = set()
         self._paused_by: str | None = None  # "user" or "suspender"
         self._pause_pending = False
+        self._finishing = False  # the procedure is done; the children are settling
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -165,8 +174,8 @@ class Run(Supervisor):
         self.record = self.record.apply(event)
         logger.info("run %s: %s -> %s (%s)", self.run_id, event.previous, state, reason)
         if state in FINAL_STATES:
-            # A transient child that finished: its supervisor forgets it. (When the run
-            # is already stopping, at shutdown, there is nothing more to do.)
+            # A transient child that finished: its supervisor forgets it. (Not when the
+            # run ends because it is being stopped already: on_stop, on_failure.)
             with contextlib.suppress(pykka.ActorDeadError):
                 self.stop()
 
@@ -183,8 +192,10 @@ class Run(Supervisor):
         if state in FINAL_STATES:
             return
         if report.kind == "done":
-            self._settle_children()
-            self._to("completed", report.reason or "the procedure finished")
+            if not self._finishing:
+                self._finishing = True
+                children = [c for c in reversed(self.which_children()) if c.ref is not None]
+                self._settle(children, report.reason or "the procedure finished")
         elif report.kind == "failed":
             self._to("failed", report.reason)
         elif report.kind == "aborted":
@@ -199,19 +210,26 @@ class Run(Supervisor):
         elif report.kind == "unsuspend":
             self._unsuspend(report.reason)
 
-    def _settle_children(self) -> None:
-        """Let the children catch up with what the procedure produced, in reverse start
-        order (the calibrator's last posterior before the twin's last prediction)."""
-        for child in reversed(self.which_children()):
-            if child.ref is None:
-                continue
-            try:
-                child.ref.ask(ApiCall("settle", (), {}), timeout=120)
-            except CallError as exc:
-                if exc.code != "not_found":  # not_found: a child with nothing to settle
-                    logger.warning("run %s: %s did not settle: %s", self.run_id, child.path, exc)
-            except (pykka.Timeout, pykka.ActorDeadError) as exc:
-                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, exc)
+    def _settle(self, children: list[ChildInfo], reason: str) -> None:
+        """Let the children catch up with what the procedure produced, one after the other
+        in reverse start order (the calibrator's last posterior before the twin's last
+        prediction), then complete. Nothing here waits: each child answers later, and a
+        command in between is handled at once (a stop or an abort ends the run)."""
+        if self.record.state in FINAL_STATES:
+            return
+        if not children:
+            self._to("completed", reason)
+            return
+        child, rest = children[0], children[1:]
+        assert child.ref is not None
+
+        def settled(outcome: object) -> None:
+            quiet = isinstance(outcome, CallError) and outcome.code == "not_found"
+            if isinstance(outcome, BaseException) and not quiet:  # not_found: nothing to settle
+                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, outcome)
+            self._settle(rest, reason)
+
+        self.ask_later(child.ref, ApiCall("settle", (), {}), settled, timeout=SETTLE_S)
 
     # --- commands ----------------------------------------------------------------------
 
@@ -233,6 +251,12 @@ class Run(Supervisor):
     def pause(self, immediate: bool = False) -> dict[str, Any]:
         """Pause at the next checkpoint, or now when ``immediate``."""
         check_transition(self.run_id, self.record.state, "paused")
+        if self._finishing:
+            raise CallError(
+                "conflict",
+                f"run {self.run_id} has run its whole procedure; it completes once its twin "
+                "and calibrator have caught up",
+            )
         if immediate:
             self._procedure_or_fail().pause(True)
             self._paused_by = "user"
@@ -272,7 +296,10 @@ class Run(Supervisor):
 
     @exposed
     def abort(self, reason: str = "aborted on request") -> dict[str, Any]:
-        """Turn the cell off at once; the run ends ``aborted``."""
+        """Turn the cell off at once; the run ends ``aborted``. Idempotent: the trip of an
+        abort's cell-off may have aborted the run just before."""
+        if self.record.state == "aborted":
+            return self.record.as_plain()
         check_transition(self.run_id, self.record.state, "aborted")
         self._procedure_or_fail().abort()
         self._to("aborted", reason)

@@ -10,6 +10,13 @@ counts it shows are durable counts, never samples still in flight.
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
 calibrator are restarted by the run itself (``rest_for_one``).
+
+The supervisor never waits for a run: a command (pause, resume, stop, abort) and the
+live part of ``show`` are asked of the run's actor without waiting, and answered when
+it answers (OTP's ``{noreply}``), so a run that is slow to answer delays nobody else.
+An abort turns the run's cell off first, straight through its instrument's interlock,
+and only then asks the run to record it; over the API the cell goes off before the
+call even reaches this supervisor (:class:`RunAbort`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -31,7 +39,6 @@ from actors.importer import (
     import_events,
     replay_spec_of_import,
 )
-from actors.recorder import SAMPLES_TOPIC
 from actors.replay import ReplayProcedure
 from actors.run import Procedure, Run, RunContext
 from actors.run_limits import check_run_limits
@@ -39,19 +46,32 @@ from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime import topics
 from runtime.actor import exposed, waker
+from runtime.api import FollowUp
 from runtime.codec import decode
-from runtime.errors import CallError, EventStoreError, MessageError
+from runtime.errors import ApiError, CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunState, RunStateChanged, SamplesRecorded, utc_now
+from runtime.messages import (
+    ApiCall,
+    RunCreated,
+    RunState,
+    RunStateChanged,
+    SamplesRecorded,
+    utc_now,
+)
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
-__all__ = ["Runs", "replay_procedure"]
+__all__ = ["RunAbort", "Runs", "cut_cell", "replay_procedure"]
 
 Speed = Annotated[float, msgspec.Meta(gt=0)] | Literal["max"]
 """A replay's speed: a factor of real time (> 0), or ``max`` (as fast as it goes)."""
 
 logger = logging.getLogger("galvana.runs")
+
+SHOW_WAIT_S = 5.0
+"""How long ``show`` waits for a live run's own details before answering without them."""
+
+ABORTED_ON_REQUEST = "aborted on request"
 
 
 class _Drain:
@@ -82,7 +102,11 @@ class Runs(Supervisor):
             self.services.bus.subscribe(
                 pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
             )
-            for pattern in (topics.EVERY_RUN_CREATED, topics.EVERY_RUN_STATE, SAMPLES_TOPIC)
+            for pattern in (
+                topics.EVERY_RUN_CREATED,
+                topics.EVERY_RUN_STATE,
+                topics.RECORDER_SAMPLES,
+            )
         ]
         self._rebuild()
 
@@ -143,6 +167,8 @@ class Runs(Supervisor):
                     record = self.records.get(event.run_id)
                     if record is not None:
                         self.records[event.run_id] = record.apply(event)
+                    if event.state in FINAL_STATES:
+                        self.services.cells.pop(event.run_id, None)
                 elif isinstance(event, SamplesRecorded):
                     record = self.records.get(event.run_id)
                     if record is not None:
@@ -178,23 +204,25 @@ class Runs(Supervisor):
         return [r.as_plain() for r in records if state is None or r.state == state]
 
     @exposed
-    def show(self, run_id: str) -> dict[str, Any]:
-        """One run's record (with live details while it runs)."""
+    def show(self, run_id: str) -> None:
+        """One run's record (with live details while it runs: ``suspended_by``,
+        ``pause_pending``, asked of the run without waiting for it)."""
         record = self._record(run_id)
         shown = record.as_plain()
         shown["transitions"] = [list(t) for t in record.transitions]
         shown["spec"] = record.spec
-        if record.state not in FINAL_STATES:
-            child = self._find(run_id)
-            if child is not None and child.ref is not None:
-                try:
-                    live = child.ref.proxy().status().get(timeout=5)
-                    shown.update(
-                        suspended_by=live["suspended_by"], pause_pending=live["pause_pending"]
-                    )
-                except (pykka.ActorDeadError, pykka.Timeout):
-                    pass
-        return shown
+        reply = self.reply_later()
+        child = self._find(run_id) if record.state not in FINAL_STATES else None
+        if child is None or child.ref is None:
+            reply.send(shown)
+            return
+
+        def answered(live: object) -> None:
+            if isinstance(live, dict):
+                shown.update(suspended_by=live["suspended_by"], pause_pending=live["pause_pending"])
+            reply.send(shown)  # without them when the run ended or did not answer in time
+
+        self.ask_later(child.ref, ApiCall("status", (), {}), answered, timeout=SHOW_WAIT_S)
 
     @exposed(name="start")
     def start_run(self, spec: dict[str, Any], source: str = "") -> dict[str, Any]:
@@ -230,6 +258,9 @@ class Runs(Supervisor):
         recorder.proxy().commit(topics.run_created(run_id), created).get()
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
+        if kind == "acquire" and twin is not None:
+            self._drain()  # runs on this instrument that ended are no longer its cell's
+            self.services.cells[run_id] = twin.instrument  # its abort cuts this cell first
 
         def procedure(context: RunContext) -> Procedure:
             return factory(context, spec)
@@ -244,6 +275,7 @@ class Runs(Supervisor):
         )
         _, error = self.start_child(child)
         if error is not None:
+            self.services.cells.pop(run_id, None)
             if self._record(run_id).state not in FINAL_STATES:
                 failed = RunStateChanged(
                     run_id, "failed", "idle", f"could not start: {error}", utc_now()
@@ -396,32 +428,100 @@ class Runs(Supervisor):
         recorder.proxy().flush().get()
         return self._record(run_id).as_plain()
 
-    def _command(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
+    def _command(
+        self, run_id: str, method: str, *args: Any, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Ask run ``run_id``'s actor to ``method`` and answer the caller with the run's
+        record once it has (with ``extra``), without waiting for it meanwhile."""
         ref = self._live(run_id)
-        try:
-            return getattr(ref.proxy(), method)(*args).get(timeout=30)  # type: ignore[no-any-return]
-        except pykka.ActorDeadError:
-            return self._record(run_id).as_plain()
+        reply = self.reply_later()
+
+        def answered(outcome: object) -> None:
+            if isinstance(outcome, pykka.ActorDeadError):
+                outcome = self._record(run_id).as_plain()  # it ended first; this says how
+            if isinstance(outcome, BaseException):
+                reply.fail(outcome)
+            elif isinstance(outcome, dict):
+                reply.send({**outcome, **(extra or {})})
+            else:
+                reply.send(outcome)
+
+        self.ask_later(ref, ApiCall(method, args, {}), answered)
 
     @exposed
-    def pause(self, run_id: str, immediate: bool = False) -> dict[str, Any]:
-        """Pause a run at its next checkpoint, or at once when ``immediate``."""
-        return self._command(run_id, "pause", immediate)
+    def pause(self, run_id: str, immediate: bool = False) -> None:
+        """Pause a run at its next checkpoint, or at once when ``immediate``; answers with
+        its record (``pause_pending`` while a deferred pause is not reached yet)."""
+        self._command(run_id, "pause", immediate)
 
     @exposed
-    def resume(self, run_id: str) -> dict[str, Any]:
-        """Resume a paused run."""
-        return self._command(run_id, "resume")
+    def resume(self, run_id: str) -> None:
+        """Resume a paused run; answers with its record."""
+        self._command(run_id, "resume")
 
     @exposed(name="stop")
-    def stop_run(self, run_id: str) -> dict[str, Any]:
-        """Finish a run cleanly (cell off); it ends ``stopped``."""
-        return self._command(run_id, "stop_run")
+    def stop_run(self, run_id: str) -> None:
+        """Finish a run cleanly (cell off); it ends ``stopped``. Answers with its record."""
+        self._command(run_id, "stop")
 
     @exposed
-    def abort(self, run_id: str, reason: str = "aborted on request") -> dict[str, Any]:
-        """Cell off at once; the run ends ``aborted`` with ``reason``."""
-        return self._command(run_id, "abort", reason)
+    def abort(self, run_id: str, reason: str = ABORTED_ON_REQUEST) -> None:
+        """Cell off at once, straight through the run's instrument interlock (from any
+        state, however busy the run is), then the run ends ``aborted`` with ``reason``.
+        Answers with its record, and for a run with a cell ``cell_off`` (confirmed by the
+        instrument) and ``instrument``. A replay, import or simulation just ends."""
+        cut = cut_cell(self.services, run_id, reason)
+        # Read after the cut (and its drain of the run's events): the trip of that cut, or
+        # the one RunAbort made just before this call, may have aborted the run already.
+        record = self._record(run_id)
+        if record.state == "aborted":
+            # Its cell's trip (the cut above, or one over the API before) got there first.
+            self.reply_later().send({**record.as_plain(), **(cut or {})})
+            return
+        self._command(run_id, "abort", reason, extra=cut)
+
+
+def cut_cell(services: Services, run_id: str, reason: str) -> dict[str, Any] | None:
+    """Turn live run ``run_id``'s cell off through its instrument's interlock, in the
+    calling thread: no mailbox in the way. ``{"instrument", "cell_off"}``, or None for a
+    run without a cell (a replay, an import, a simulation, a run already ended)."""
+    instrument = services.cells.get(run_id)
+    interlock = services.interlocks.get(instrument) if instrument is not None else None
+    if interlock is None:
+        return None
+    trip = interlock.emergency_stop(f"run {run_id}: {reason}")
+    return {"instrument": instrument, "cell_off": bool(trip.cell_off)}
+
+
+class RunAbort:
+    """``runs.abort`` as the API server's urgent route: the run's cell off at once, on the
+    server's reserved threads (as :class:`~actors.instruments.EmergencyStop` is for
+    ``instruments.estop``), however busy the runs supervisor and the run are; the rest,
+    recording the run ``aborted``, then goes to :meth:`Runs.abort` as an ordinary call."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def __call__(self, run_id: str, reason: str = ABORTED_ON_REQUEST) -> FollowUp:
+        """Cut run ``run_id``'s cell, then have the runs supervisor abort the run."""
+        cut = cut_cell(self.services, run_id, reason)
+
+        def combine(outcome: object) -> object:
+            if isinstance(outcome, ApiError):
+                if cut is None:
+                    raise outcome
+                confirmed = "confirmed" if cut["cell_off"] else "NOT confirmed"
+                raise ApiError(
+                    outcome.code,
+                    f"{outcome}; the cell on {cut['instrument']} was turned off first "
+                    f"({confirmed})",
+                )
+            if isinstance(outcome, dict) and cut is not None:
+                # The first cut is the one that turned the cell off.
+                return {**outcome, **cut, "cell_off": cut["cell_off"] or outcome.get("cell_off")}
+            return outcome
+
+        return FollowUp("runs", "abort", (run_id, reason), combine)
 
 
 def _decoded_events(store: EventStore, stream: str) -> Iterator[object]:
@@ -540,8 +640,9 @@ def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Servi
         instrument=lambda: services.instrument(twin.instrument),
         instrument_id=twin.instrument,
         protocol=twin.protocol,
-        emergency_stop=services.interlocks[twin.instrument].emergency_stop,
-        current_range=expected_current_range(twin.protocol, twin.model),
+        interlock=services.interlocks[twin.instrument],
+        # Worked out by the procedure as it starts, off the run actor's thread.
+        current_range=partial(expected_current_range, twin.protocol, twin.model),
         truth=lambda: services.truth(twin.instrument),
     )
 

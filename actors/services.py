@@ -37,6 +37,9 @@ class Services:
     instruments: pykka.ActorRef[Any] | None = None
     # instrument id -> its interlock (hal.safety.Interlock); they outlive actor restarts.
     interlocks: dict[str, Any] = field(default_factory=dict)
+    # live acquisition run id -> the instrument whose cell it drives. The runs supervisor
+    # keeps it; a run's abort reads it from any thread to cut the cell first.
+    cells: dict[str, str] = field(default_factory=dict)
     procedures: dict[str, ProcedureMaker] = field(default_factory=dict)
     # The hidden truth of a simulated instrument's cell (None for real instruments).
     truth: Callable[[str], dict[str, float] | None] = lambda _instrument_id: None

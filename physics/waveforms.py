@@ -474,7 +474,7 @@ def trace_steps(
         jumps = _per_sample("jump_at", jump_at, t.size, np.nan)
         widths = _per_sample("window", window, t.size, 0.0)
         return _stepped_trace(tt, EE, n, jumps, widths, refine=refine, rc_time=rc_time)
-    _warn_if_coarse_steps(dE)
+    _warn_if_coarse_steps(dE, potential_step)
     if int(n.sum()) > MAX_STEPS:
         raise NumericalError(
             f"the trace would need {int(n.sum()):.3g} sub-steps of at most "
@@ -510,11 +510,14 @@ def _per_sample(name: str, values: FloatArray | None, size: int, fill: float) ->
     return out
 
 
-def _warn_if_coarse_steps(dE: FloatArray) -> None:
-    """Warn when the trace is a staircase (jumps between holds) sampled too coarsely."""
+def _warn_if_coarse_steps(dE: FloatArray, potential_step: float) -> None:
+    """Warn when the trace is a staircase (jumps between holds) sampled too coarsely.
+
+    Jumps no larger than ``potential_step`` (V) are not a staircase's: a sweep is
+    followed at that step, and an instrument at rest flickers by its last digit."""
     size = np.abs(dE)
     top = float(size.max(initial=0.0))
-    if top == 0.0:
+    if top <= potential_step:
         return
     jumps = size > 0.5 * top
     holds = size <= 0.05 * top

@@ -20,6 +20,13 @@ unexpected exception inside the method is answered ``internal`` (the traceback g
 the log) without ending the actor. A crash in a call is the caller's failure; a client
 sending malformed calls must never exhaust a supervisor's restart intensity.
 
+An actor never waits for another one to answer (OTP's gen_server that returns
+``{noreply}``): a handler whose answer depends on another actor takes the caller's
+answer with :meth:`Actor.reply_later`, asks the other actor with
+:meth:`Actor.ask_later` and answers from the callback, which runs on the actor's own
+thread when the other actor's answer arrives. Meanwhile the actor takes its next
+messages.
+
 Only the actor loop is replaced; message dispatch, proxies and the registry remain
 Pykka's own.
 
@@ -46,6 +53,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import pykka
+from pykka._envelope import Envelope  # the actor loop below is Pykka's, made OTP
 
 from runtime.arguments import bind_arguments
 from runtime.errors import CallError
@@ -56,7 +64,7 @@ if TYPE_CHECKING:
 
     from runtime.event_bus import EventBus
 
-__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "exposed", "waker"]
+__all__ = ["ADMIN_SCOPE", "Actor", "ExitReason", "Link", "Reply", "exposed", "waker"]
 
 logger = logging.getLogger("galvana.actor")
 
@@ -143,8 +151,9 @@ def exposed(
 def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
     """An ``on_ready`` callback for an actor's bus subscription: tells ``ref`` ``message``.
 
-    Once the actor has stopped it does nothing: a stopping actor closes its
-    subscriptions, and whoever publishes meanwhile (the recorder committing a run's last
+    It runs in the publisher's thread and never raises. Once the actor has stopped
+    taking messages it does nothing: a stopping actor closes its subscriptions only
+    after that, and whoever publishes meanwhile (the recorder committing a run's last
     state at shutdown) must never fail for it.
     """
 
@@ -159,6 +168,85 @@ def exposed_scope(method: object) -> str | None:
     """The scope an exposed method requires (None: any caller)."""
     scope = getattr(method, _SCOPE, None)
     return scope if isinstance(scope, str) else None
+
+
+class Reply:
+    """A caller's answer, given later (OTP: the ``From`` that a ``{noreply}`` handler keeps
+    for ``gen_server:reply``). Answered once, from any thread; later answers are ignored.
+    A message that was told rather than asked has nobody to answer."""
+
+    def __init__(self, future: pykka.Future[Any] | None) -> None:
+        self._future = future
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> bool:
+        """Whether a caller still waits for this answer."""
+        return self._future is not None
+
+    def send(self, value: object) -> None:
+        """Answer with ``value``."""
+        future = self._take()
+        if future is not None:
+            future.set(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with ``error``, raised in the caller's thread."""
+        future = self._take()
+        if future is not None:
+            future.set_exception(exc_info=(type(error), error, error.__traceback__))
+
+    def _take(self) -> pykka.Future[Any] | None:
+        with self._lock:
+            future, self._future = self._future, None
+        return future
+
+
+@dataclass(eq=False)
+class _Replies:
+    """An actor's answers taken to give later, and its questions awaiting an answer
+    (one attribute, so that subclasses' own names never clash with them)."""
+
+    handling: Envelope[Any] | None = None
+    deferred: Reply | None = None
+    asked: int = 0
+    # token -> (what to do with the answer, its timeout's timer)
+    awaiting: dict[int, tuple[Callable[[object], None], threading.Timer | None]] = field(
+        default_factory=dict
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """What an actor asked with :meth:`Actor.ask_later` answered (or ``pykka.Timeout``)."""
+
+    token: int
+    outcome: object
+
+
+class _Relay(pykka.ThreadingFuture[Any]):
+    """The future an asked actor answers: it tells the asker instead of holding the answer."""
+
+    def __init__(self, asker: pykka.ActorRef[Any], token: int) -> None:
+        super().__init__()
+        self._asker = asker
+        self._token = token
+
+    def set(self, value: Any = None) -> None:
+        self._tell(value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        _, error, _ = exc_info if exc_info is not None else sys.exc_info()
+        self._tell(error)
+
+    def expire(self, timeout: float) -> None:
+        """No answer within ``timeout`` s (a timer's thread)."""
+        self._tell(pykka.Timeout(f"no answer within {timeout:g} s"))
+
+    def _tell(self, outcome: object) -> None:
+        # An asker that stopped meanwhile no longer wants the answer.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._asker.tell(_Answered(self._token, outcome))
 
 
 _pending = threading.local()
@@ -209,6 +297,7 @@ class Actor(pykka.ThreadingActor):
         super().__init__(*args, **kwargs)
         self._link: Link | None = _take_pending_link()
         self._failure: _ExcInfo | None = None
+        self._replies = _Replies()
         if self._link is not None:
             self._link.kill = self.on_kill
 
@@ -231,20 +320,22 @@ class Actor(pykka.ThreadingActor):
                 self._link.settled.set()
         while not self.actor_stopped.is_set():
             envelope = self.actor_inbox.get()
+            replies = self._replies
+            replies.handling, replies.deferred = envelope, None
             try:
                 if isinstance(envelope.message, ApiCall):
                     response = self._api_call(envelope.message)
+                elif isinstance(envelope.message, _Answered):
+                    response = None
+                    self._handle_answer(envelope.message)
                 else:
                     response = self._handle_receive(envelope.message)
             except CallError as refusal:
-                if envelope.reply_to is not None:
-                    envelope.reply_to.set_exception(exc_info=(CallError, refusal, None))
-                else:
+                if not self._reply_failure(envelope, refusal):
                     logger.warning("%s refused a message: %s", self, refusal)
             except Exception:
                 exc_info: _ExcInfo = sys.exc_info()  # type: ignore[assignment]
-                if envelope.reply_to is not None:
-                    envelope.reply_to.set_exception(exc_info)
+                self._reply_failure(envelope, exc_info[1])
                 self._fail(exc_info)
             except BaseException:
                 # Pykka's rule: KeyboardInterrupt and friends stop every actor.
@@ -254,8 +345,80 @@ class Actor(pykka.ThreadingActor):
             else:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(response)
+            finally:
+                replies.handling, replies.deferred = None, None
+        for _, timer in self._replies.awaiting.values():
+            if timer is not None:
+                timer.cancel()
+        self._replies.awaiting.clear()
         self._actor_loop_teardown()
         self._report_exit()
+
+    def _reply_failure(self, envelope: Envelope[Any], error: BaseException) -> bool:
+        """Give a handler's exception to whoever waits for the answer; False if nobody."""
+        if envelope.reply_to is not None:
+            envelope.reply_to.set_exception(exc_info=(type(error), error, error.__traceback__))
+            return True
+        deferred = self._replies.deferred
+        if deferred is not None and deferred.pending:
+            deferred.fail(error)  # taken with reply_later, then the handler raised
+            return True
+        return False
+
+    # --- answering later, asking without waiting (OTP's noreply) ---------------------------
+
+    def reply_later(self) -> Reply:
+        """Take the answer to the message being handled: this actor goes on to its next
+        message without answering, and the returned :class:`Reply` answers later.
+
+        For a handler whose answer depends on another actor (see :meth:`ask_later`).
+        An exception the handler raises afterwards still reaches the caller.
+        """
+        envelope = self._replies.handling
+        if envelope is None:
+            raise RuntimeError("reply_later() is for the handler of a message, in its thread")
+        reply = Reply(envelope.reply_to)
+        envelope.reply_to = None
+        self._replies.deferred = reply
+        return reply
+
+    def ask_later(
+        self,
+        ref: pykka.ActorRef[Any],
+        message: object,
+        then: Callable[[object], None],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Ask ``ref`` without waiting: ``then(outcome)`` runs later on this actor's
+        thread, as a message handler would, with the answer or the exception the asked
+        actor raised: ``pykka.ActorDeadError`` when it is gone or stops before answering,
+        ``pykka.Timeout`` when ``timeout`` s pass first. Exactly one outcome is handled.
+        """
+        self._replies.asked += 1
+        token = self._replies.asked
+        relay = _Relay(self.actor_ref, token)
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, relay.expire, (timeout,))
+            timer.daemon = True
+        self._replies.awaiting[token] = (then, timer)
+        if timer is not None:
+            timer.start()
+        if not ref.is_alive():
+            gone = pykka.ActorDeadError(f"{ref} is not running")
+            relay.set_exception((pykka.ActorDeadError, gone, None))
+            return
+        ref.actor_inbox.put(Envelope(message, reply_to=relay))
+
+    def _handle_answer(self, answer: _Answered) -> None:
+        entry = self._replies.awaiting.pop(answer.token, None)
+        if entry is None:
+            return  # answered already (a timeout, then the late answer)
+        then, timer = entry
+        if timer is not None:
+            timer.cancel()
+        then(answer.outcome)
 
     def _api_call(self, call: ApiCall) -> object:
         if call.method not in self._exposed:

@@ -113,6 +113,9 @@ def _show_run(record: dict[str, Any], as_json: bool) -> None:
         return
     for key in ("id", "state", "reason", "name", "created", "updated", "samples", "source"):
         print(f"{key:<9} {record.get(key, '')}")
+    if "cell_off" in record:  # an abort says whether the instrument confirmed its cell off
+        cell = "OFF" if record["cell_off"] else "off NOT CONFIRMED (link down; retried)"
+        print(f"{'cell':<9} {cell} ({record.get('instrument', '')})")
     for state, reason in record.get("transitions", []):
         print(f"  -> {state:<12} {reason}")
 
@@ -160,7 +163,8 @@ class _Run:
             else:
                 record = daemon.call("runs", args.action, args.run_id)
             _show_run(record, args.json)
-        return 0
+        # As for `galvana estop`: 1 when the instrument could not confirm its cell off.
+        return 1 if record.get("cell_off") is False else 0
 
 
 def read_twin_spec(path: Path) -> dict[str, Any]:

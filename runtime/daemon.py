@@ -333,7 +333,7 @@ def _tree(
     )
     from actors.recorder import Recorder
     from actors.run_limits import parse_run_limits
-    from actors.runs import Runs, acquire_procedure, replay_procedure
+    from actors.runs import RunAbort, Runs, acquire_procedure, replay_procedure
     from actors.services import Services
     from physics.errors import PhysicsError
 
@@ -355,9 +355,13 @@ def _tree(
         admin_token=config.admin_token,
     )
     info = {"version": metadata.version("galvana"), "data": str(config.data), "pid": os.getpid()}
-    # The emergency stop is served by the API server itself, on threads of its own,
-    # straight through the interlocks: no mailbox and no other client in its way.
-    urgent = {("instruments", "estop"): EmergencyStop(interlocks)}
+    # The emergency stop, and a run's abort, are served by the API server itself, on
+    # threads of its own, straight through the interlocks: no mailbox and no other client
+    # in the way of the cell going off.
+    urgent = {
+        ("instruments", "estop"): EmergencyStop(interlocks),
+        ("runs", "abort"): RunAbort(services),
+    }
     return SupervisorSpec(
         strategy="one_for_one",
         max_restarts=5,

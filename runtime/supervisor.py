@@ -40,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import pykka
@@ -60,6 +61,7 @@ from runtime.messages import (
     ActorExited,
     ActorRestarting,
     ActorStarted,
+    ApiCall,
     ChildExited,
     SupervisorGaveUp,
     utc_now,
@@ -79,6 +81,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("galvana.supervisor")
+
+TREE_WAIT_S = 5.0
+"""How long :meth:`Supervisor.tree` waits for a child supervisor's own subtree."""
 
 
 class Strategy(enum.StrEnum):
@@ -338,9 +343,15 @@ class Supervisor(Actor):
         return [self._info(c) for c in self._children]
 
     @exposed
-    def tree(self) -> list[dict[str, Any]]:
-        """The supervision tree below this supervisor, as plain data (``galvana actors``)."""
-        out = []
+    def tree(self) -> None:
+        """The supervision tree below this supervisor, as plain data (``galvana actors``).
+
+        Answered once each child supervisor has answered for its own subtree (an empty
+        one after 5 s without an answer): this supervisor never waits for a child.
+        """
+        reply = self.reply_later()
+        out: list[dict[str, Any]] = []
+        below: dict[int, pykka.ActorRef[Any]] = {}
         for child in self._children:
             info = self._info(child)
             node: dict[str, Any] = {
@@ -355,12 +366,25 @@ class Supervisor(Actor):
                 "supervisor": info.supervisor,
             }
             if info.supervisor and info.ref is not None:
-                try:
-                    node["children"] = info.ref.proxy().tree().get(timeout=5)
-                except (pykka.ActorDeadError, pykka.Timeout):
-                    node["children"] = []
+                node["children"] = []
+                below[len(out)] = info.ref
             out.append(node)
-        return out
+        waiting = set(below)
+        if not waiting:
+            reply.send(out)
+            return
+
+        def answered(index: int, outcome: object) -> None:
+            if isinstance(outcome, list):
+                out[index]["children"] = outcome
+            waiting.discard(index)
+            if not waiting:
+                reply.send(out)
+
+        for index, ref in below.items():
+            self.ask_later(
+                ref, ApiCall("tree", (), {}), partial(answered, index), timeout=TREE_WAIT_S
+            )
 
     # --- starting and stopping children ----------------------------------------
 

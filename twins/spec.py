@@ -202,7 +202,9 @@ class Protocol:
     _ends: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        durations = np.array([duration(self.waveform_of(k)) for k in range(self.cycles)])
+        # One duration per waveform, then every cycle's: a protocol's cost is not per cycle.
+        each = np.array([duration(wf) for wf in self.waveforms])
+        durations = each[np.arange(self.cycles) % len(self.waveforms)]
         ends = np.cumsum(durations + self.rest) - self.rest
         ends.flags.writeable = False
         object.__setattr__(self, "_ends", ends)

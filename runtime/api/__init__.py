@@ -5,13 +5,14 @@ trio server and :mod:`runtime.client` for the Python client.
 """
 
 from runtime.api.protocol import PROTOCOL_VERSION, ErrorCode
-from runtime.api.server import ApiConfig, ApiServer, ServerThread, default_socket_path
+from runtime.api.server import ApiConfig, ApiServer, FollowUp, ServerThread, default_socket_path
 
 __all__ = [
     "PROTOCOL_VERSION",
     "ApiConfig",
     "ApiServer",
     "ErrorCode",
+    "FollowUp",
     "ServerThread",
     "default_socket_path",
 ]

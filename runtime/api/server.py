@@ -9,8 +9,10 @@ No client can starve another, and none can starve the emergency stop:
 
 - calls share a pool of ``max_threads`` worker threads, of which one connection holds
   at most ``max_threads_per_connection`` (its other calls wait their turn);
-- *urgent* calls (``instruments.estop`` in the daemon) skip the pool and the actors'
-  mailboxes: their handler runs on threads of their own (``urgent_threads``);
+- *urgent* calls (``instruments.estop`` and ``runs.abort`` in the daemon) skip the pool
+  and the actors' mailboxes: their handler runs on threads of their own
+  (``urgent_threads``); one whose urgent part is done may hand the rest to the pool as an
+  ordinary call (:class:`FollowUp`: ``runs.abort`` cuts the cell, then the run records it);
 - past ``max_connections`` a further ``reserved_connections`` are still accepted and
   served for ``hello`` and urgent calls only (and closed when idle), so a client
   holding every connection slot does not lock the emergency stop out;
@@ -20,7 +22,9 @@ No client can starve another, and none can starve the emergency stop:
   without blocking anyone else.
 
 When the daemon shuts down (:meth:`ApiServer.shut_down`) calls in flight and every
-later call are answered ``unavailable``; urgent calls are still served.
+later call are answered ``unavailable``; urgent calls are still served (a
+:class:`FollowUp`'s ordinary rest is answered ``unavailable``, with what the urgent part
+did).
 
 Scopes: the Unix socket's owner (checked with ``SO_PEERCRED``) and TCP clients that
 present the admin token get the ``admin`` scope (``runtime.actor.ADMIN_SCOPE``);
@@ -73,7 +77,14 @@ from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
 from runtime.messages import ApiCall, Lagged
 from runtime.supervisor import Backoff
 
-__all__ = ["ApiConfig", "ApiServer", "ServerThread", "UrgentRoutes", "default_socket_path"]
+__all__ = [
+    "ApiConfig",
+    "ApiServer",
+    "FollowUp",
+    "ServerThread",
+    "UrgentRoutes",
+    "default_socket_path",
+]
 
 logger = logging.getLogger("galvana.api")
 
@@ -83,7 +94,22 @@ Resolver = Callable[[str], "pykka.ActorRef[Any]"]
 UrgentRoutes = Mapping[tuple[str, str], Callable[..., object]]
 """``(path, method)`` -> the function that serves it on the reserved threads, without
 an actor's mailbox in between (annotated like an exposed method; its arguments are
-checked the same way)."""
+checked the same way). It returns the call's result, or a :class:`FollowUp`."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What an urgent route returns when its urgent part is done and the rest is ordinary
+    work: ``path.method(*args)`` is then asked like any call (on the shared worker
+    threads, through the actor's mailbox), so the reserved threads are free again at
+    once. ``combine`` makes the reply from that call's result, or from the
+    :class:`~runtime.errors.ApiError` it failed with (raise one to reply with an error)."""
+
+    path: str
+    method: str
+    args: tuple[object, ...]
+    combine: Callable[[object], object]
+
 
 URGENT_CALLS_PER_CONNECTION = 4
 """Urgent calls one connection may have in flight (an emergency stop takes milliseconds)."""
@@ -578,30 +604,42 @@ class ApiServer:
         conn.nursery.start_soon(self._call, conn, call)
 
     async def _call(self, conn: _Connection, call: Call) -> None:
+        try:
+            outcome = await self._pooled(conn, call)
+        finally:
+            conn.calls -= 1
+        if isinstance(outcome, ApiError):
+            reply = error_reply(call.id, outcome.code, str(outcome))
+        else:
+            reply = ok_reply(call.id, outcome)
+        await self._reply(conn, reply)
+
+    async def _pooled(self, conn: _Connection, call: Call) -> object:
+        """Ask ``call``'s actor on the shared worker threads: its result, or the
+        :class:`ApiError` it failed with (``unavailable`` once the daemon shuts down)."""
         # Cancelled only by shut_down: the caller is told why instead of losing the line.
-        reply = error_reply(call.id, ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        outcome: object = ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
         self._calls_in_flight += 1
         with trio.CancelScope() as scope:
             conn.call_scopes.add(scope)
             try:
-                timeout = min(
-                    call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10
-                )
                 # One connection holds at most max_threads_per_connection of the shared pool.
                 async with conn.threads:
-                    result = await trio.to_thread.run_sync(
-                        partial(self._ask, call, timeout, conn.scopes),
+                    outcome = await trio.to_thread.run_sync(
+                        partial(self._ask, call, self._timeout_of(call), conn.scopes),
                         limiter=self._calls_limiter,
                         abandon_on_cancel=True,
                     )
-                reply = ok_reply(call.id, result)
             except ApiError as exc:
-                reply = error_reply(call.id, exc.code, str(exc))
+                outcome = exc
             finally:
                 conn.call_scopes.discard(scope)
-                conn.calls -= 1
                 self._calls_in_flight -= 1
-        await self._reply(conn, reply)
+        return outcome
+
+    def _timeout_of(self, call: Call) -> float:
+        """How long a call may wait for its actor (s): what it asked for, within bounds."""
+        return min(call.timeout or self.config.call_timeout_s, self.config.call_timeout_s * 10)
 
     def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
         """In a worker thread: resolve the actor and ask it."""
@@ -628,18 +666,53 @@ class ApiServer:
         self, conn: _Connection, call: Call, route: Callable[..., object]
     ) -> None:
         self._urgent_in_flight += 1
+        follow_up: FollowUp | None = None
         try:
             # Not abandoned on cancel: a stop that was asked for is carried out.
             result = await trio.to_thread.run_sync(
                 partial(self._run_urgent, call, route), limiter=self._urgent_limiter
             )
+            if isinstance(result, FollowUp):
+                follow_up = result
             reply = ok_reply(call.id, result)
         except ApiError as exc:
             reply = error_reply(call.id, exc.code, str(exc))
         finally:
             conn.urgent -= 1
             self._urgent_in_flight -= 1
+        if follow_up is not None:
+            reply = await self._follow_up(conn, call, follow_up)
         await self._reply(conn, reply)
+
+    async def _follow_up(
+        self, conn: _Connection, call: Call, follow_up: FollowUp
+    ) -> dict[str, Any]:
+        """The ordinary rest of an urgent call, under the ordinary limits; its reply.
+
+        Like any ordinary call it is answered ``unavailable`` once the daemon shuts down
+        (``combine`` still says what the urgent part did).
+        """
+        outcome: object = ApiError(ErrorCode.UNAVAILABLE, _SHUTTING_DOWN)
+        if not self._closing:
+            rest = Call(call.id, follow_up.path, follow_up.method, follow_up.args, {}, call.timeout)
+            conn.calls += 1
+            try:
+                outcome = await self._pooled(conn, rest)
+            finally:
+                conn.calls -= 1
+        name = f"{call.path.strip('/')}.{call.method}"
+        try:
+            return ok_reply(call.id, follow_up.combine(outcome))
+        except ApiError as exc:
+            return error_reply(call.id, exc.code, str(exc))
+        except Exception as exc:
+            logger.exception("%s failed", name)
+            return error_reply(
+                call.id,
+                ErrorCode.INTERNAL,
+                f"{name} failed inside the daemon ({type(exc).__name__}); "
+                "the daemon log has the details",
+            )
 
     @staticmethod
     def _run_urgent(call: Call, route: Callable[..., object]) -> object:

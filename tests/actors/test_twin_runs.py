@@ -269,3 +269,17 @@ def test_run_start_from_a_spec_file_reads_its_model_in(daemon: Daemon, tmp_path:
     assert bad.returncode == 2
     assert "kinetics.k9" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_sigterm_during_a_twin_run_logs_no_traceback(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "start", twin_spec(cycles=3))["id"]
+        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
+    assert daemon.signal(signal.SIGTERM) == 0
+    log = (daemon.data / "logs" / "daemon.log").read_text().splitlines()
+    entries = [json.loads(line) for line in log]
+    tracebacks = [(e["logger"], e["msg"], e["exc"]) for e in entries if "exc" in e]
+    assert tracebacks == []
+    assert [e for e in entries if e["level"] in ("ERROR", "CRITICAL")] == []
+    stopped = [e["msg"] for e in entries if e["logger"] == "galvana.run"]
+    assert any("-> interrupted" in m for m in stopped), stopped

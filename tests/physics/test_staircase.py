@@ -222,6 +222,25 @@ def test_six_samples_per_step_are_too_coarse_and_the_engine_says_so() -> None:
     assert np.max(np.abs(fine - proper)) < 5e-3 * peak
 
 
+def test_a_hold_flickering_by_less_than_a_potential_step_is_no_staircase() -> None:
+    # An instrument at rest reports its potential to its last digit: a 5 uV flicker every
+    # three samples holds between "jumps", but each is far below the engine's potential
+    # step (1 mV), which any sweep is followed at: no warning (a twin's batch at rest).
+    waveform = {"type": "cv", "E_start": 0.3, "E_vertex": -0.3, "scan_rate": 0.1}
+    scenario = physics.load_scenario(_scenario(waveform))
+    t = np.arange(25) / 200.0
+    E = 0.3 + 5e-6 * ((np.arange(25) // 3) % 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flickering = physics.simulate_trace(scenario, t, E).I
+        steady = physics.simulate_trace(scenario, t, np.full(t.size, 0.3)).I
+    # The cell settles at 0.3 V either way; 5 uV moves its surface ratio by F/RT x 5 uV,
+    # about 2e-4 of the settling current.
+    peak = float(np.max(np.abs(steady)))
+    assert peak > 0
+    assert np.max(np.abs(flickering - steady)) < 1e-3 * peak
+
+
 def test_one_sample_per_step_with_jumps_and_windows_is_the_staircase() -> None:
     # What a staircase instrument reports: one (t, E) per step, the window's mean current.
     waveform = {"type": "staircase_cv", "E_start": 0.3, "E_vertex": -0.3, "E_step": 0.005,

@@ -126,7 +126,7 @@ ALL_TYPES = sorted(message_types().items())
 
 
 @pytest.mark.parametrize(("tag", "cls"), ALL_TYPES, ids=[t for t, _ in ALL_TYPES])
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_registered_type_round_trips(tag: str, cls: type[Any], data: st.DataObject) -> None:
     msg = data.draw(instances_of(cls))
@@ -264,7 +264,7 @@ WRONG_VALUES: st.SearchStrategy[Any] = (
 
 
 @pytest.mark.parametrize(("tag", "cls"), ALL_TYPES, ids=[t for t, _ in ALL_TYPES])
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_encode_either_refuses_or_produces_what_decode_reads(
     tag: str, cls: type[Any], data: st.DataObject
@@ -359,12 +359,14 @@ GOOD_U1 = array_ext("|u1", [2], b"\x00\x01")
             "unknown msgpack extension type 9",
         ),
         (
-            frame("system.note", "loud", "s", "t", None, datetime.now(UTC)),
+            frame("system.note", "loud", "s", "t", None, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
             "system.note.level",
             "expected one of 'debug', 'info', 'warning', 'error', got 'loud'",
         ),
         (
-            frame("system.note", "info", "s", "t", {1: 2}, datetime.now(UTC)),
+            frame(
+                "system.note", "info", "s", "t", {1: 2}, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+            ),
             "<frame>",
             "malformed msgpack",
         ),
@@ -464,14 +466,14 @@ VALID_WIRES = [
 ]
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_only_raise_message_error(data: bytes) -> None:
     with contextlib.suppress(MessageError):
         decode(data)
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(st.sampled_from(VALID_WIRES), st.data())
 def test_fuzz_truncated_and_mutated_frames_only_raise_message_error(
     wire: bytes, data: st.DataObject
