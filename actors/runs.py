@@ -471,14 +471,15 @@ class Runs(Supervisor):
         Answers with its record, and for a run with a cell ``cell_off`` (confirmed by the
         instrument) and ``instrument``. A replay, import or simulation just ends."""
         cut = cut_cell(self.services, run_id, reason)
-        # Read after the cut (and its drain of the run's events): the trip of that cut, or
-        # the one RunAbort made just before this call, may have aborted the run already.
-        record = self._record(run_id)
-        if record.state == "aborted":
-            # Its cell's trip (the cut above, or one over the API before) got there first.
+        try:
+            self._command(run_id, "abort", reason, extra=cut)
+        except CallError:
+            # Its cell's trip (the cut above, or the one RunAbort made just before this
+            # call) may have aborted the run already: then the abort is done.
+            record = self._record(run_id)
+            if record.state != "aborted":
+                raise
             self.reply_later().send({**record.as_plain(), **(cut or {})})
-            return
-        self._command(run_id, "abort", reason, extra=cut)
 
 
 def cut_cell(services: Services, run_id: str, reason: str) -> dict[str, Any] | None:
