@@ -70,7 +70,7 @@ def test_an_emergency_stop_between_two_cycles_aborts_the_run(rig: Rig) -> None:
         instrument=lambda: rig.client,
         instrument_id="sim",
         protocol=Protocol((CV,), cycles=3, rest=0.0, sample_rate=1000.0),
-        emergency_stop=rig.interlock.emergency_stop,
+        interlock=rig.interlock,
         truth=truth,
     )
     procedure.start()
