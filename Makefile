@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-ray demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The optional Ray executor (`galvana[ray]`): its own stamp, redone after every
+# (re)install of the base, since that one may have been redone for a changed pyproject.
+RAY_STAMP := $(VENV)/.installed-ray
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]' --config-settings editable_mode=compat
+	touch $@
+
+install-ray: $(RAY_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/galvana demo
 
+# Two workers, each taking whole test modules (their daemons and fixtures stay shared).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

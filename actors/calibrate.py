@@ -5,7 +5,9 @@ Any recorded run (a twin run, a replay, an imported file, a simulation: they all
 publish the same sample batches) can be calibrated after the fact, alone or with others
 in one posterior (:mod:`twins.experiments`): a scan-rate series with shared physical
 parameters and per-run nuisance terms. Each run's samples are read from the event log
-(``run/<id>``); its own protocol, when its recorded spec has one, filters the measured
+(``run/<id>``); its own protocol, when its recorded spec has one (a twin run's, or the
+programme recovered from an imported file: a staircase when the import says how the
+current was sampled), is what the model is run along, and filters the measured
 potential's noise as the live twin does.
 
 ``galvana calibrate`` (:mod:`galvana.calibrate`) runs :func:`recorded_experiments` in
@@ -30,8 +32,9 @@ import numpy as np
 from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.codec import decode
-from runtime.errors import CallError, EventStoreError, MessageError
+from runtime.errors import CallError, EventStoreError, ExecutorError, MessageError
 from runtime.event_store import EventStore
+from runtime.executor import Executor, ExecutorSettings, executor_for
 from runtime.messages import RunCreated, SampleBatch, utc_now
 from runtime.supervisor import ChildSpec, Supervisor
 from twins.errors import ExperimentError, TwinError
@@ -75,16 +78,23 @@ def _recorded(store: EventStore, run_id: str, spec: TwinSpec) -> Experiment:
     t, E, I, flags = (  # noqa: E741 - current
         np.concatenate([getattr(b, f) for b in batches]) for f in ("t", "E", "I", "flags")
     )
-    return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded))
+    return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded, spec))
 
 
-def _protocol(recorded: Any) -> Protocol | None:
-    """The protocol a run's recorded spec names (None when it has none, as an imported
-    file or a bare recording has not)."""
-    if not isinstance(recorded, dict) or "protocol" not in recorded or "model" not in recorded:
+def _protocol(recorded: Any, spec: TwinSpec) -> Protocol | None:
+    """The protocol a run's recorded spec names: a twin run's own, or the programme
+    recovered from an imported file (read with ``spec``'s model); None when it has none
+    (a bare recording, a file whose programme could not be recovered)."""
+    if not isinstance(recorded, dict) or "protocol" not in recorded:
+        return None
+    if "model" in recorded:
+        doc = {k: v for k, v in recorded.items() if k != "calibrate"}
+    elif "import" in recorded:
+        doc = {"model": spec.model.to_mapping(), "protocol": recorded["protocol"]}
+    else:
         return None
     try:
-        return load_twin_spec({k: v for k, v in recorded.items() if k != "calibrate"}).protocol
+        return load_twin_spec(doc).protocol
     except TwinError:
         return None
 
@@ -95,13 +105,14 @@ def calibrate_recorded(
     spec: TwinSpec,
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    executor: Executor | None = None,
 ) -> Calibration:
     """One posterior of ``spec``'s model over the recorded runs (see the module
-    docstring)."""
+    docstring), its ensembles on ``executor`` when given."""
     if spec.calibrate is None:
         raise ExperimentError("the twin spec has no calibrate: block; nothing to calibrate")
     return calibrate_experiments(
-        spec, recorded_experiments(store, run_ids, spec), progress=progress
+        spec, recorded_experiments(store, run_ids, spec), progress=progress, executor=executor
     )
 
 
@@ -122,8 +133,15 @@ class CalibrationJob(Actor):
     # A job computing at shutdown must not keep the process alive.
     use_daemon_thread = True
 
-    def __init__(self, store: EventStore, run_ids: list[str], spec: TwinSpec) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        run_ids: list[str],
+        spec: TwinSpec,
+        executor: ExecutorSettings | None = None,
+    ) -> None:
         super().__init__()
+        self.executor = executor
         self.store = store
         self.run_ids = run_ids
         self.spec = spec
@@ -147,7 +165,13 @@ class CalibrationJob(Actor):
 
     def _compute(self) -> None:
         try:
-            result = calibrate_recorded(self.store, self.run_ids, self.spec)
+            if self.executor is None:
+                result = calibrate_recorded(self.store, self.run_ids, self.spec)
+            else:
+                with executor_for(self.executor) as executor:
+                    result = calibrate_recorded(
+                        self.store, self.run_ids, self.spec, executor=executor
+                    )
             self.outcome = result.as_plain()
         except ExperimentError as exc:
             self.error = CallError("bad_request", str(exc))
@@ -155,6 +179,9 @@ class CalibrationJob(Actor):
             self.error = CallError("failed", f"the calibration failed: {exc}")
         except EventStoreError as exc:
             self.error = CallError("unavailable", f"the event log cannot be read: {exc}")
+        except ExecutorError as exc:
+            # Ray gone (or never there): the job says so; the daemon carries on.
+            self.error = CallError("unavailable", f"the calibration's executor: {exc}")
         ref = self.actor_ref
         self._timer = threading.Timer(_RESULT_KEPT_S, lambda: ref.tell(_Expire()))
         self._timer.daemon = True
@@ -171,9 +198,16 @@ class CalibrationJob(Actor):
         return self.outcome
 
 
-def start_job(runs: Supervisor, store: EventStore, run_ids: object, spec: object) -> dict[str, Any]:
+def start_job(
+    runs: Supervisor,
+    store: EventStore,
+    run_ids: object,
+    spec: object,
+    executor: ExecutorSettings | None = None,
+) -> dict[str, Any]:
     """Start a calibration job under the runs supervisor ``runs`` (the runs must exist:
-    the caller checks); refuses a bad spec or run list with ``bad_request``."""
+    the caller checks), its ensembles on ``executor`` when one is configured; refuses a
+    bad spec or run list with ``bad_request``."""
     if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise CallError(
             "bad_request", f"run_ids must be a non-empty list of run ids, got {run_ids!r}"
@@ -191,7 +225,11 @@ def start_job(runs: Supervisor, store: EventStore, run_ids: object, spec: object
     job = f"calibration-{utc_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     _, error = runs.start_child(
         ChildSpec(
-            job, CalibrationJob, (store, list(run_ids), twin), restart="temporary", shutdown_s=5.0
+            job,
+            CalibrationJob,
+            (store, list(run_ids), twin, executor),
+            restart="temporary",
+            shutdown_s=5.0,
         )
     )
     if error is not None:

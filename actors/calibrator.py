@@ -14,15 +14,18 @@ NUTS run on everything seen so far, published with method ``nuts``) and ``sugges
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import msgspec
 
 from runtime import topics
-from runtime.actor import Actor, exposed, waker
-from runtime.errors import CallError
+from runtime.actor import OPERATE_SCOPE, Actor, exposed, waker
+from runtime.errors import CallError, ExecutorError
 from runtime.event_bus import EventBus, Subscription
+from runtime.executor import Executor, ExecutorSettings, executor_for
 from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
 from twins.calibration import OnlineCalibrator
 from twins.design import suggest_next_experiment
@@ -69,8 +72,15 @@ def posterior_plain(update: PosteriorUpdate) -> dict[str, Any]:
 class Calibrator(Actor):
     """The calibrator of run ``run_id`` (see the module docstring)."""
 
-    def __init__(self, run_id: str, spec: TwinSpec, bus: EventBus) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        spec: TwinSpec,
+        bus: EventBus,
+        executor: ExecutorSettings | None = None,
+    ) -> None:
         super().__init__()
+        self.executor = executor
         if spec.calibrate is None:
             raise CallError("bad_request", "calibrate: the spec calibrates nothing")
         self.run_id = run_id
@@ -153,7 +163,7 @@ class Calibrator(Actor):
         assert core is not None
         return None if core.latest is None else posterior_plain(core.latest)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def reference(
         self,
         warmup: _Draws | None = None,
@@ -168,8 +178,11 @@ class Calibrator(Actor):
         core = self.core
         assert core is not None
         try:
-            update = core.reference(warmup=warmup, samples=samples, chains=chains)
-        except TwinError as exc:
+            with _executor(self.executor) as executor:
+                update = core.reference(
+                    warmup=warmup, samples=samples, chains=chains, executor=executor
+                )
+        except (TwinError, ExecutorError) as exc:
             raise CallError("unavailable", f"reference posterior: {exc}") from None
         self.bus.publish(self.topic, update)
         return posterior_plain(update)
@@ -185,12 +198,26 @@ class Calibrator(Actor):
         core = self.core
         assert core is not None
         try:
-            ranked = suggest_next_experiment(
-                self.spec,
-                candidates,
-                parameters=parameters,
-                posterior=core.posterior,
-            )
+            with _executor(self.executor) as executor:
+                ranked = suggest_next_experiment(
+                    self.spec,
+                    candidates,
+                    parameters=parameters,
+                    posterior=core.posterior,
+                    executor=executor,
+                )
         except TwinError as exc:
             raise CallError("bad_request", str(exc)) from None
+        except ExecutorError as exc:
+            raise CallError("unavailable", f"suggest: {exc}") from None
         return [r.as_plain() for r in ranked]
+
+
+@contextlib.contextmanager
+def _executor(settings: ExecutorSettings | None) -> Iterator[Executor | None]:
+    """The configured executor for one call (None: none configured, this thread)."""
+    if settings is None:
+        yield None
+        return
+    with executor_for(settings) as executor:
+        yield executor

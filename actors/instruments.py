@@ -35,7 +35,7 @@ from hal.drivers.registry import Option, driver_kind, driver_kinds, read_options
 from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.errors import DriverConfigError, HalError
 from hal.safety import Interlock, SafetyLimits
-from runtime.actor import exposed
+from runtime.actor import ADMIN_SCOPE, OPERATE_SCOPE, exposed
 from runtime.documents import kind_of
 from runtime.errors import CallError, GalvanaError
 from runtime.schema import (
@@ -384,7 +384,7 @@ class Instruments(Supervisor):
             out.append(item)
         return out
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def estop(
         self, instrument_id: str | None = None, reason: str = "emergency stop"
     ) -> list[dict[str, Any]]:
@@ -392,7 +392,7 @@ class Instruments(Supervisor):
         (Over the API the daemon serves this without this actor: see :class:`EmergencyStop`.)"""
         return EmergencyStop(self.interlocks)(instrument_id, reason)
 
-    @exposed
+    @exposed(scope=ADMIN_SCOPE)
     def reset(self, instrument_id: str) -> dict[str, Any]:
         """Unlatch an instrument's interlock after a trip was dealt with."""
         try:

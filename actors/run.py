@@ -32,7 +32,7 @@ import pykka
 
 from actors.run_state import FINAL_STATES, RunRecord, check_transition
 from runtime import topics
-from runtime.actor import exposed
+from runtime.actor import OPERATE_SCOPE, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
 from runtime.messages import ApiCall, ProcedureReport, RunState, RunStateChanged, utc_now
@@ -247,7 +247,7 @@ class Run(Supervisor):
             "pause_pending": self._pause_pending,
         }
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def pause(self, immediate: bool = False) -> dict[str, Any]:
         """Pause at the next checkpoint, or now when ``immediate``."""
         check_transition(self.run_id, self.record.state, "paused")
@@ -267,7 +267,7 @@ class Run(Supervisor):
             self._procedure_or_fail().pause(False)
         return self.status()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def resume(self) -> dict[str, Any]:
         """Continue a paused run (refused while a suspender is still tripped)."""
         if self._pause_pending and self.record.state == "running":
@@ -286,7 +286,7 @@ class Run(Supervisor):
         self._to("running", "resumed on request")
         return self.status()
 
-    @exposed(name="stop")
+    @exposed(name="stop", scope=OPERATE_SCOPE)
     def stop_run(self, reason: str = "stopped on request") -> dict[str, Any]:
         """Finish the run cleanly (cell off); it ends ``stopped``."""
         check_transition(self.run_id, self.record.state, "stopped")
@@ -294,7 +294,7 @@ class Run(Supervisor):
         self._to("stopped", reason)
         return self.record.as_plain()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def abort(self, reason: str = "aborted on request") -> dict[str, Any]:
         """Turn the cell off at once; the run ends ``aborted``. Idempotent: the trip of an
         abort's cell-off may have aborted the run just before."""

@@ -45,12 +45,13 @@ from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime import topics
-from runtime.actor import exposed, waker
+from runtime.actor import OPERATE_SCOPE, exposed, scopes_of, waker
 from runtime.api import FollowUp
 from runtime.codec import decode
 from runtime.errors import ApiError, CallError, EventStoreError, MessageError
 from runtime.event_bus import Subscription
 from runtime.event_store import EventStore
+from runtime.executor import ExecutorSettings
 from runtime.messages import (
     ApiCall,
     RunCreated,
@@ -185,6 +186,22 @@ class Runs(Supervisor):
             raise CallError("not_found", f"no run {run_id!r}; `galvana run list` shows the runs")
         return record
 
+    def _refuse_if_in_use(self, instrument: str) -> None:
+        """Refuse (``busy``) an acquisition on an instrument whose cell another live run
+        holds (``services.cells``): one cell, one run (a second would only fail once
+        started)."""
+        self._drain()  # runs that ended hold no cell
+        for run_id, held in self.services.cells.items():
+            if held == instrument:
+                record = self.records.get(run_id)
+                state = record.state if record is not None else "starting"
+                raise CallError(
+                    "busy",
+                    f"instrument {instrument} is in use by run {run_id} ({state}); start "
+                    f"this run once that one has ended, or stop it first "
+                    f"(`galvana run stop {run_id}`)",
+                )
+
     def _live(self, run_id: str) -> pykka.ActorRef[Any]:
         record = self._record(run_id)
         if record.state in FINAL_STATES:
@@ -224,7 +241,7 @@ class Runs(Supervisor):
 
         self.ask_later(child.ref, ApiCall("status", (), {}), answered, timeout=SHOW_WAIT_S)
 
-    @exposed(name="start")
+    @exposed(name="start", scope=OPERATE_SCOPE)
     def start_run(self, spec: dict[str, Any], source: str = "") -> dict[str, Any]:
         """Create and start a run from a spec; returns its record once it is running."""
         if not isinstance(spec, dict):
@@ -252,6 +269,7 @@ class Runs(Supervisor):
             check_run_limits(twin, self.services.limits)
         if kind == "acquire":
             _preflight(twin, self.services)
+            self._refuse_if_in_use(twin.instrument)
         run_id = _new_run_id()
         created = RunCreated(run_id, utc_now(), spec, source)
         bus, recorder = self.services.bus, self.services.recorder_ref()
@@ -268,7 +286,12 @@ class Runs(Supervisor):
         child = ChildSpec(
             run_id,
             Run,
-            (SupervisorSpec(strategy="rest_for_one", children=_twin_children(twin, run_id, bus)),),
+            (
+                SupervisorSpec(
+                    strategy="rest_for_one",
+                    children=_twin_children(twin, run_id, bus, self.services.executor),
+                ),
+            ),
             {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
             restart="temporary",
             shutdown_s=15.0,
@@ -285,7 +308,7 @@ class Runs(Supervisor):
             raise CallError("failed", f"run {run_id} could not start: {error}")
         return self._record(run_id).as_plain()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def replay(
         self,
         run_id: str,
@@ -310,7 +333,7 @@ class Runs(Supervisor):
         spec["replay"] = {"run": run_id, "speed": speed}
         return self.start_run(spec, source=f"replay:{run_id}")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def replay_log(
         self, log_dir: str, run_id: str | None = None, speed: Speed = "max"
     ) -> dict[str, Any]:
@@ -352,7 +375,7 @@ class Runs(Supervisor):
         spec["replay"] = {"run": run_id, "log": str(path), "speed": speed}
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def calibrate(self, run_ids: list[str], spec: dict[str, Any]) -> dict[str, Any]:
         """Calibrate a twin spec's model on recorded runs, one posterior over them all
         (shared parameters, the spec's ``calibrate.per_run`` ones per run). Starts a job
@@ -363,7 +386,7 @@ class Runs(Supervisor):
 
         for run_id in run_ids if isinstance(run_ids, list) else []:
             self._record(run_id)  # an unknown run is refused here, by name
-        return start_job(self, self.services.store, run_ids, spec)
+        return start_job(self, self.services.store, run_ids, spec, self.services.executor)
 
     @exposed
     def events(
@@ -383,19 +406,19 @@ class Runs(Supervisor):
                 out.append({"seq": seq, "message": None, "error": str(exc)})
         return out
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_chunk(self, token: str, t: Any, E: Any, I: Any) -> int:  # noqa: E741
         """Stage a chunk of an import's columns (t s, E V, I A; float64 arrays) under the
         client's ``token``; returns the rows staged so far. Nothing is recorded until
         :meth:`import_commit`."""
         return self._imports.add(token, t, E, I)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_discard(self, token: str) -> bool:
         """Forget an import staged under ``token``."""
         return self._imports.discard(token)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def import_commit(
         self, token: str, spec: dict[str, Any], source: str, force: bool = False
     ) -> dict[str, Any]:
@@ -446,37 +469,41 @@ class Runs(Supervisor):
             else:
                 reply.send(outcome)
 
-        self.ask_later(ref, ApiCall(method, args, {}), answered)
+        # The caller's operate scope was checked here; the run's own methods need it too.
+        self.ask_later(ref, ApiCall(method, args, {}, scopes_of(OPERATE_SCOPE)), answered)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def pause(self, run_id: str, immediate: bool = False) -> None:
         """Pause a run at its next checkpoint, or at once when ``immediate``; answers with
         its record (``pause_pending`` while a deferred pause is not reached yet)."""
         self._command(run_id, "pause", immediate)
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def resume(self, run_id: str) -> None:
         """Resume a paused run; answers with its record."""
         self._command(run_id, "resume")
 
-    @exposed(name="stop")
+    @exposed(name="stop", scope=OPERATE_SCOPE)
     def stop_run(self, run_id: str) -> None:
         """Finish a run cleanly (cell off); it ends ``stopped``. Answers with its record."""
         self._command(run_id, "stop")
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def abort(self, run_id: str, reason: str = ABORTED_ON_REQUEST) -> None:
         """Cell off at once, straight through the run's instrument interlock (from any
         state, however busy the run is), then the run ends ``aborted`` with ``reason``.
         Answers with its record, and for a run with a cell ``cell_off`` (confirmed by the
         instrument) and ``instrument``. A replay, import or simulation just ends."""
-        record = self._record(run_id)
         cut = cut_cell(self.services, run_id, reason)
-        if record.state == "aborted":
-            # Its cell's trip (the cut above, or one over the API before) got there first.
+        try:
+            self._command(run_id, "abort", reason, extra=cut)
+        except CallError:
+            # Its cell's trip (the cut above, or the one RunAbort made just before this
+            # call) may have aborted the run already: then the abort is done.
+            record = self._record(run_id)
+            if record.state != "aborted":
+                raise
             self.reply_later().send({**record.as_plain(), **(cut or {})})
-            return
-        self._command(run_id, "abort", reason, extra=cut)
 
 
 def cut_cell(services: Services, run_id: str, reason: str) -> dict[str, Any] | None:
@@ -616,13 +643,15 @@ def _twin_spec(spec: dict[str, Any]) -> Any:
         raise CallError("bad_request", f"twin spec: {exc}") from None
 
 
-def _twin_children(twin: Any, run_id: str, bus: Any) -> tuple[ChildSpec, ...]:
+def _twin_children(
+    twin: Any, run_id: str, bus: Any, executor: ExecutorSettings | None = None
+) -> tuple[ChildSpec, ...]:
     """The run's twin and calibrator (none without a twin spec)."""
     if twin is None:
         return ()
     from actors.twin import run_children  # noqa: PLC0415 - see _twin_spec
 
-    return run_children(twin, run_id, bus)
+    return run_children(twin, run_id, bus, executor=executor)
 
 
 def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:

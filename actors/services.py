@@ -13,6 +13,7 @@ from runtime.allowed_paths import AllowedPaths
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
+from runtime.executor import ExecutorSettings
 
 if TYPE_CHECKING:
     from actors.run import Procedure, RunContext
@@ -47,6 +48,9 @@ class Services:
     paths: AllowedPaths | None = None
     # How much a run spec may imply (samples, time steps, ...).
     limits: RunLimits = field(default_factory=RunLimits)
+    # Where calibration ensembles run (the configuration's `executor:`; None: in the
+    # actor's own thread). Each job starts its own executor and closes it.
+    executor: ExecutorSettings | None = None
 
     @property
     def allowed_paths(self) -> AllowedPaths:

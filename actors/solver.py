@@ -45,7 +45,7 @@ from physics.errors import PhysicsError, ScenarioError, WorkerCrashed, WorkerErr
 from physics.scenario import Scenario, load_scenario
 from physics.simulation import engine_of
 from runtime import topics
-from runtime.actor import Actor, exposed
+from runtime.actor import OPERATE_SCOPE, Actor, exposed
 from runtime.event_bus import EventBus
 from runtime.field_store import FieldStore, RunFields
 from runtime.messages import ProcedureReport, SystemNote, utc_now
@@ -472,14 +472,14 @@ class Solver(Actor):
             "last_error": self.last_error,
         }
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def pause(self) -> None:
         """Halt the worker where it is (SIGSTOP to its process group)."""
         with self._worker_lock:
             if self._worker is not None:
                 self._worker.pause()
 
-    @exposed
+    @exposed(scope=OPERATE_SCOPE)
     def resume(self) -> None:
         """Continue a halted worker (SIGCONT)."""
         with self._worker_lock:

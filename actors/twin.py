@@ -26,6 +26,7 @@ from actors.calibrator import Calibrator
 from runtime import topics
 from runtime.actor import Actor, exposed, waker
 from runtime.event_bus import EventBus, Subscription
+from runtime.executor import ExecutorSettings
 from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,
@@ -44,15 +45,22 @@ __all__ = ["Twin", "run_children"]
 logger = logging.getLogger("galvana.twin")
 
 
-def run_children(spec: TwinSpec, run_id: str, bus: EventBus) -> tuple[ChildSpec, ...]:
+def run_children(
+    spec: TwinSpec, run_id: str, bus: EventBus, *, executor: ExecutorSettings | None = None
+) -> tuple[ChildSpec, ...]:
     """The children a run supervisor (``rest_for_one``) starts for a validated twin spec:
-    the twin, then the calibrator when the spec calibrates anything. A twin that crashes
-    takes its calibrator down with it and both restart; a calibrator restarts alone."""
+    the twin, then the calibrator when the spec calibrates anything (its NUTS reference
+    and design run on ``executor`` when one is configured). A twin that crashes takes
+    its calibrator down with it and both restart; a calibrator restarts alone."""
     children = [ChildSpec("twin", Twin, (run_id, spec, bus), restart="transient", shutdown_s=10.0)]
     if spec.calibrate is not None:
         children.append(
             ChildSpec(
-                "calibrator", Calibrator, (run_id, spec, bus), restart="transient", shutdown_s=30.0
+                "calibrator",
+                Calibrator,
+                (run_id, spec, bus, executor),
+                restart="transient",
+                shutdown_s=30.0,
             )
         )
     return tuple(children)

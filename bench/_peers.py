@@ -78,6 +78,41 @@ def _electrokitty(nx: int, fraction: float) -> dict[str, Any]:
     }
 
 
+def _electrokitty_square(nx: int, fraction: float) -> dict[str, Any]:
+    # The square scheme of bench.solver (SQUARE), in ElectroKitty's notation.
+    from bench.solver import SQUARE, _square_constants  # noqa: PLC0415 - a subprocess
+
+    kb1, kb2 = _square_constants()
+    sim = importlib.import_module("electrokitty").ElectroKitty(
+        "E(1): a = b\nE(1): c = d\nC: a = c\nC: b = d"
+    )
+    c_a = CV["c"] / (1.0 + SQUARE["K1"])
+    sim.create_simulation(
+        [
+            [SQUARE["alpha"], SQUARE["k0"], SQUARE["E1"]],
+            [SQUARE["alpha"], SQUARE["k0"], SQUARE["E2"]],
+            [SQUARE["kf1"], kb1],
+            [SQUARE["kf2"], kb2],
+        ],
+        [CV["T"], 0.0, 0.0, CV["area"]],
+        [CV["D"]] * 4,
+        [],
+        [fraction, nx, 1.0, 0.0],
+        [[], [c_a, 0.0, c_a * SQUARE["K1"], 0.0]],
+    )
+    points = round(2 * abs(CV["E_start"] - CV["E_vertex"]) / CV["step"]) + 1
+    sim.V_potential(CV["E_start"], CV["E_vertex"], CV["scan_rate"], 0.0, 0.0, points)
+    start = time.perf_counter()
+    potential, current, _ = sim.simulate()
+    elapsed = time.perf_counter() - start
+    return {
+        "ms_per_cv": elapsed * 1e3,
+        "E": [float(x) for x in potential],
+        "I": [float(x) for x in current],
+        "settings": f"ElectroKitty C++ simulator, 1 mV steps, nx={nx}, dx/xmax={fraction:g}",
+    }
+
+
 def main(argv: list[str]) -> int:
     name = argv[0]
     try:
@@ -85,10 +120,13 @@ def main(argv: list[str]) -> int:
             result = _cvsim()
         elif name == "electrokitty":
             result = _electrokitty(int(argv[1]), float(argv[2]))
+        elif name == "electrokitty-square":
+            result = _electrokitty_square(int(argv[1]), float(argv[2]))
         else:
             result = {"unavailable": f"unknown peer {name!r}"}
     except ImportError as exc:
-        result = {"unavailable": f"not installed ({exc.name or exc}); pip install {name}"}
+        package = name.split("-", 1)[0]
+        result = {"unavailable": f"not installed ({exc.name or exc}); pip install {package}"}
     except Exception as exc:  # a peer failing is a result to report, not a crash
         result = {"unavailable": f"failed: {type(exc).__name__}: {exc}"}
     sys.stdout.write("PEER-RESULT " + json.dumps(result) + "\n")

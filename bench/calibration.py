@@ -40,6 +40,26 @@ it measures. Noise seeds are the instrument's.
   the truth, the verdict); ``missing_resistance``: the same cell fitted by a model that
   lacks its 150 ohm, which the check should flag. ``series_verdicts_correct``: the
   fraction of series whose verdict is the expected one;
+- (g) misspecified data (``misspecified``): what real cells add and simple models lack,
+  calibrated by the full model (:mod:`twins.experiments`, as ``galvana calibrate`` does).
+  The cell has a background current (an offset and a slope in E), a partly oxidised
+  bulk (80 % of 2 mM oxidised) and is measured as staircase potentiostats measure (5 mV
+  steps, the current sampled at the end of each); the model calibrates k0, alpha, E0,
+  D, the fraction oxidised and the background. Over ``--seeds`` noise draws (at least
+  50 unless ``--quick``), each one CV at one of five scan rates in turn (0.1 to 2 V/s):
+  ``median_rel_err`` (each posterior median's relative error, the median over the
+  seeds; ``median_rel_err_worst`` the largest), ``coverage_90``, ``converged_fraction``
+  (of these fits and the series' below; goal 1.0) and ``adequate_fraction`` (fits whose
+  model the adequacy check passes).
+  Intervals are the Laplace approximation at the mode that ``galvana calibrate``
+  reports (NUTS on 50 staircase fits would take hours). ``scan_rate_consistency``: the
+  five rates of one noise draw fitted jointly (the background offset and the noise sd
+  per run) and each alone: the spread of k0, D and E0 across the rates relative to
+  their intervals (chi-square per degree of freedom, the worst run in sds, p-values),
+  the joint intervals' coverage and the verdict, which must be ``adequate``. The data
+  are the engine's at twice the model's resolution along the staircase as applied and
+  sampled, with Gaussian current noise of ``NOISE`` (not the simulated potentiostat,
+  which samples at a fixed rate, not once per step);
 - with ``--nuts``: the reference. NUTS on all of seed 0's data from rest with the spec's
   priors, against the online posterior: ``nuts_width_ratio`` (online 90 % interval width
   over NUTS's), ``nuts_median_shift`` (online median minus NUTS median, in online
@@ -72,6 +92,7 @@ from twins.calibration import OnlineCalibrator
 from twins.experiments import calibrate_experiments, experiment
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec, protocol_waveform
+from twins.synthetic import true_current
 
 SCENARIO: dict[str, Any] = {
     "name": "quasi-reversible-ru-cdl",
@@ -108,7 +129,16 @@ SHORT = {
     "cell.Ru": "Ru",
     "cell.Cdl": "Cdl",
     "noise": "noise",
+    "bulk.fraction_oxidized": "fraction_oxidized",
+    "background.offset": "offset",
+    "background.slope": "slope",
 }
+
+
+def _short(name: str) -> str:
+    """A parameter's short name (``k0``, ``offset@0.1V/s``)."""
+    base, _, run = name.partition("@")
+    return SHORT.get(base, base) + (f"@{run}" if run else "")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +148,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-seeds", type=int, default=5, help="noise draws for tracking")
     parser.add_argument(
         "--nuts", action="store_true", help="also compare with a NUTS reference (minutes)"
+    )
+    parser.add_argument(
+        "--misspecified-seeds", type=int, default=50, help="noise draws for misspecified data"
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"the parts to run, of {','.join(PARTS)} (default: all)",
     )
 
 
@@ -286,11 +324,18 @@ def _progress(text: str) -> None:
     print(f"  calibration: {text}", file=sys.stderr, flush=True)
 
 
+PARTS = ("accuracy", "tracking", "series", "misspecified")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the suite; returns the figures."""
     seeds = 10 if args.quick else args.seeds
     cycles = 10 if args.quick else args.cycles
     tracking_seeds = 1 if args.quick else args.tracking_seeds
+    parts = [p.strip() for p in str(getattr(args, "parts", ",".join(PARTS))).split(",")]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"--parts: {unknown[0]!r} is not a part; accepted: {', '.join(PARTS)}")
     # One core: the engine, numba and torch all single-threaded.
     numba.set_num_threads(1)
     torch.set_num_threads(1)
@@ -304,12 +349,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     bench = Bench()
     try:
-        figures.update(_accuracy_and_coverage(bench, seeds))
-        figures.update(_tracking(bench, cycles, tracking_seeds))
-        fits = figures.pop("_fits") + figures.pop("_tracking_fits")
-        figures["converged_fraction"] = float(np.mean(fits))
-        figures["converged_fits"] = f"{int(np.sum(fits))} of {len(fits)}"
-        figures.update(_series(bench))
+        fits: list[bool] = []
+        if "accuracy" in parts:
+            figures.update(_accuracy_and_coverage(bench, seeds))
+            fits += figures.pop("_fits")
+        if "tracking" in parts:
+            figures.update(_tracking(bench, cycles, tracking_seeds))
+            fits += figures.pop("_tracking_fits")
+        if fits:
+            figures["converged_fraction"] = float(np.mean(fits))
+            figures["converged_fits"] = f"{int(np.sum(fits))} of {len(fits)}"
+        if "series" in parts:
+            figures.update(_series(bench))
+        if "misspecified" in parts:
+            count = 10 if args.quick else getattr(args, "misspecified_seeds", 50)
+            figures["misspecified"] = out = _misspecified(count)
+            series = figures.get("series", {}).get("misspecified")
+            if series is None:
+                series, _ = _series_figures("misspecified", misspecified_series(bench, 2000))
+            out["scan_rate_consistency"] = series
+            # Every fit of (g): one per seed, the series' joint one and its runs alone.
+            fits = [*out.pop("_converged"), series["converged"]]
+            fits += [True] * series["alone_converged"]
+            fits += [False] * (len(SERIES_RATES) - series["alone_converged"])
+            out["converged_fraction"] = float(np.mean(fits))
+            out["converged_fits"] = f"{int(np.sum(fits))} of {len(fits)}"
         if getattr(args, "nuts", False):
             figures.update(_nuts_reference(bench, quick=args.quick))
     finally:
@@ -497,11 +561,136 @@ def missing_resistance_series(bench: Bench, seed: int) -> Series:
     return _measured_series(bench, seed, model, "misfit")
 
 
-# name -> data generator. A new suite (a background current, a staircase waveform, a
-# partly oxidised bulk) is one more function returning a Series.
+# --------------------------------------------------------------------------- (g) misspecified
+
+E_STEP = 0.005  # V: the staircase's step, sampled at its end
+MISSPECIFIED_CELL: dict[str, Any] = {
+    **SCENARIO,
+    "name": "background-staircase-partly-oxidised",
+    "species": {"O": {"D": 7.2e-10}, "R": {"D": 6.5e-10}},
+    "bulk": {"total": 2.0, "fraction_oxidized": 0.8},
+    "background": {"offset": 5e-7, "slope": 2e-6, "E_pivot": 0.25},
+}
+MISSPECIFIED_TRUTH = {
+    **{n: TRUTH[n] for n in SERIES_SHARED},
+    "bulk.fraction_oxidized": 0.8,
+    "background.offset": 5e-7,
+    "background.slope": 2e-6,
+}
+MISSPECIFIED_PRIORS: dict[str, Any] = {
+    **{n: PRIORS[n] for n in SERIES_SHARED},
+    "bulk.fraction_oxidized": {"dist": "beta", "a": 2, "b": 2},
+    "background.offset": {"dist": "normal", "mean": 0.0, "sd": 2e-6},
+    "background.slope": {"dist": "normal", "mean": 0.0, "sd": 5e-6},
+}
+# The background offset of each run of the series (A): it moves from run to run.
+SERIES_OFFSETS = (3e-7, 5e-7, 8e-7, 4e-7, 6e-7)
+
+
+def misspecified_spec(rate: float) -> TwinSpec:
+    """One staircase CV at ``rate`` V/s (5 mV steps, the current sampled at the end of
+    each) of the cell with a background and a partly oxidised bulk; the full model
+    calibrated, the background offset and the noise sd per run in a series."""
+    return load_twin_spec(
+        {
+            "name": "bench-misspecified",
+            "seed": 5,
+            "model": MISSPECIFIED_CELL,
+            "protocol": {
+                "waveform": {
+                    "type": "staircase_cv",
+                    "E_start": 0.6,
+                    "E_vertex": -0.1,
+                    "E_step": E_STEP,
+                    "t_step": E_STEP / rate,
+                    "sample": 1.0,
+                },
+                "sample_rate": rate / E_STEP,
+            },
+            "calibrate": {
+                "parameters": MISSPECIFIED_PRIORS,
+                "noise": {"dist": "halfnormal", "scale": 1e-6},
+                "per_run": ["background.offset", "noise"],
+            },
+        }
+    )
+
+
+def staircase_data(spec: TwinSpec, truth: dict[str, float], seed: int) -> Measured:
+    """The engine's current (at twice the model's resolution) along ``spec``'s staircase
+    as applied and sampled, for ``truth``, with Gaussian noise of ``NOISE`` drawn from
+    ``seed``."""
+    t, E, current = true_current(spec, truth)
+    y = current + np.random.default_rng(seed).normal(0.0, NOISE, t.size)
+    batch = SampleBatch("bench", 0, t, E, y, np.zeros(t.size, dtype=np.uint8))
+    return Measured([batch], [truth], [truth], [(0.0, spec.protocol.duration)], NOISE)
+
+
+def misspecified_series(_bench: Bench, seed: int) -> Series:
+    """Five staircase CVs (0.1 to 2 V/s) of the cell with a background (its offset
+    moving from run to run) and a partly oxidised bulk, fitted by the full model: the
+    runs should agree."""
+    runs = []
+    truth = {n: v for n, v in MISSPECIFIED_TRUTH.items() if n != "background.offset"}
+    for k, rate in enumerate(SERIES_RATES):
+        label = f"{rate:g}V/s"
+        own = misspecified_spec(rate)
+        offset = SERIES_OFFSETS[k]
+        cell = {**MISSPECIFIED_TRUTH, "background.offset": offset}
+        runs.append((label, own, staircase_data(own, cell, seed + k)))
+        truth[f"background.offset@{label}"] = offset
+    return Series(misspecified_spec(SERIES_RATES[0]), runs, truth, "adequate")
+
+
+def _misspecified(seeds: int) -> dict[str, Any]:
+    """(g): one staircase CV per noise draw, the scan rates in turn."""
+    names = [*MISSPECIFIED_TRUTH, "noise"]
+    rel_errors, covered, converged, adequate, walls = [], [], [], [], []
+    start = time.perf_counter()
+    for seed in range(seeds):
+        rate = SERIES_RATES[seed % len(SERIES_RATES)]
+        spec = misspecified_spec(rate)
+        measured = staircase_data(spec, MISSPECIFIED_TRUTH, 3000 + seed)
+        (b,) = measured.batches
+        run = experiment("run", b.t, b.E, b.I, b.flags, spec=spec, protocol=spec.protocol)
+        w0 = time.perf_counter()
+        result = calibrate_experiments(spec, [run])
+        walls.append(time.perf_counter() - w0)
+        s = result.summary
+        assert list(s.names) == names
+        truth = np.array([*MISSPECIFIED_TRUTH.values(), NOISE])
+        rel_errors.append(np.abs(s.median / truth - 1.0))
+        covered.append((s.q05 <= truth) & (truth <= s.q95))
+        converged.append(result.converged)
+        adequate.append(result.verdict == "adequate")
+        if (seed + 1) % 10 == 0 or seed + 1 == seeds:
+            _progress(f"misspecified data: {seed + 1} of {seeds} seeds")
+    rel, cov = np.array(rel_errors), np.array(covered)
+    return {
+        "data_source": (
+            "physics engine at refine 2 along a staircase CV (5 mV steps, sampled at the end "
+            "of each) with a background (offset 0.5 uA, slope 2 uA/V) and 80 % of 2 mM "
+            f"oxidised, Gaussian current noise {NOISE:g} A"
+        ),
+        "posterior": "laplace (the mode search and Laplace approximation of galvana calibrate)",
+        "seeds": seeds,
+        "rates": list(SERIES_RATES),
+        "median_rel_err": {_short(n): float(np.median(rel[:, j])) for j, n in enumerate(names)},
+        "median_rel_err_worst": {_short(n): float(rel[:, j].max()) for j, n in enumerate(names)},
+        "coverage_90": {_short(n): float(cov[:, j].mean()) for j, n in enumerate(names)},
+        "_converged": converged,
+        "adequate_fraction": float(np.mean(adequate)),
+        "fit_s": float(np.median(walls)),
+        "run_s": time.perf_counter() - start,
+    }
+
+
+# name -> data generator. A new suite (a chronoamperogram beside the CVs, a drifting
+# electrode) is one more function returning a Series.
 SERIES: dict[str, Callable[[Bench, int], Series]] = {
     "scan_rates": scan_rate_series,
     "missing_resistance": missing_resistance_series,
+    "misspecified": misspecified_series,
 }
 
 
@@ -509,44 +698,53 @@ def _series(bench: Bench) -> dict[str, Any]:
     out: dict[str, Any] = {}
     correct = []
     for name, generate in SERIES.items():
-        series = generate(bench, 2000)
-        experiments = []
-        for label, own, measured in series.runs:
-            t, E, I, flags = (  # noqa: E741 - current
-                np.concatenate([getattr(b, f) for b in measured.batches])
-                for f in ("t", "E", "I", "flags")
-            )
-            experiments.append(
-                experiment(label, t, E, I, flags, spec=series.spec, protocol=own.protocol)
-            )
-        start = time.perf_counter()
-        result = calibrate_experiments(series.spec, experiments)
-        elapsed = time.perf_counter() - start
-        check = result.consistency
-        assert check is not None
-        s = result.summary
-        covered = {
-            SHORT[n]: bool(s.q05[j] <= series.truth[n] <= s.q95[j])
-            for j, n in enumerate(s.names)
-            if n in series.truth
-        }
-        out[name] = {
-            "rates": list(SERIES_RATES),
-            "consistent": check.consistent,
-            "p_min": min(p.p for p in check.parameters),
-            "chi2_dof": {SHORT[p.name]: p.chi2_dof for p in check.parameters},
-            "spread": {SHORT[p.name]: p.spread for p in check.parameters},
-            "adequate_runs": sum(r.adequacy.verdict == "adequate" for r in result.runs),
-            "covered_90": covered,
-            "converged": result.converged,
-            "verdict": result.verdict,
-            "expected": series.expected,
-            "run_s": elapsed,
-        }
-        correct.append(result.verdict == series.expected)
-        _progress(f"series {name}: verdict {result.verdict} (expected {series.expected})")
+        out[name], right = _series_figures(name, generate(bench, 2000))
+        correct.append(right)
     return {
         "scan_rate_consistency": out["scan_rates"],
         "series": out,
         "series_verdicts_correct": float(np.mean(correct)),
     }
+
+
+def _series_figures(name: str, series: Series) -> tuple[dict[str, Any], bool]:
+    """One series calibrated jointly and run by run: its figures, and whether its
+    verdict is the expected one."""
+    experiments = []
+    for label, own, measured in series.runs:
+        t, E, I, flags = (  # noqa: E741 - current
+            np.concatenate([getattr(b, f) for b in measured.batches])
+            for f in ("t", "E", "I", "flags")
+        )
+        experiments.append(
+            experiment(label, t, E, I, flags, spec=series.spec, protocol=own.protocol)
+        )
+    start = time.perf_counter()
+    result = calibrate_experiments(series.spec, experiments)
+    elapsed = time.perf_counter() - start
+    check = result.consistency
+    assert check is not None
+    s = result.summary
+    covered = {
+        _short(n): bool(s.q05[j] <= series.truth[n] <= s.q95[j])
+        for j, n in enumerate(s.names)
+        if n in series.truth
+    }
+    figures = {
+        "rates": list(SERIES_RATES),
+        "consistent": check.consistent,
+        "p_min": min(p.p for p in check.parameters),
+        "p": {_short(p.name): p.p for p in check.parameters},
+        "chi2_dof": {_short(p.name): p.chi2_dof for p in check.parameters},
+        "worst_sd": {_short(p.name): p.worst for p in check.parameters},
+        "spread": {_short(p.name): p.spread for p in check.parameters},
+        "adequate_runs": sum(r.adequacy.verdict == "adequate" for r in result.runs),
+        "covered_90": covered,
+        "converged": result.converged,
+        "alone_converged": sum(r.alone_converged for r in result.runs),
+        "verdict": result.verdict,
+        "expected": series.expected,
+        "run_s": elapsed,
+    }
+    _progress(f"series {name}: verdict {result.verdict} (expected {series.expected})")
+    return figures, result.verdict == series.expected

@@ -11,7 +11,11 @@ peak (Randles-Sevcik with the constant 0.44629469, see physics.analytic). Report
 * ``peers``: the same CV in cvsim and ElectroKitty (if installed), each in its own
   process with a time limit, timed the same way and scored against the same reference;
 * ``matched``: for each peer, the cheapest refinement of our engine that is at least
-  as accurate as the peer, and the speed-up at that accuracy.
+  as accurate as the peer, and the speed-up at that accuracy;
+* ``ms_per_cv_network``: a CV of a 4-step square scheme (two Butler-Volmer transfers,
+  two reversible chemical steps closing the cycle) through the general network kernel,
+  with ``network`` giving its steps, grid, the deviation of its cathodic peak from a run
+  at 4 times the resolution, and ElectroKitty on the same mechanism (when installed).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import numpy as np
 import physics
 from physics import analytic
 from physics.peaks import find_peaks
+from runtime.constants import FARADAY, GAS_CONSTANT
 
-__all__ = ["configure", "run"]
+__all__ = ["SQUARE", "configure", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CV: dict[str, float] = {
@@ -49,6 +54,17 @@ CV: dict[str, float] = {
 # step makes 40 points cost seconds; this is its accuracy/time sweet spot here.
 ELECTROKITTY_GRID = (40, 1e-3)
 REFINEMENTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+# The square scheme: A + e = B (E1), C + e = D (E2), A = C (K1), B = D (K2 closes the
+# cycle); the bulk is A with C at equilibrium. Shared with bench._peers.
+SQUARE: dict[str, float] = {
+    "E1": 0.0,
+    "E2": -0.2,
+    "k0": 1e-4,
+    "alpha": 0.5,
+    "kf1": 20.0,
+    "K1": 0.5,
+    "kf2": 20.0,
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +102,69 @@ def _scenario(refine: float = 1.0) -> dict[str, Any]:
     }
 
 
+def _square_constants() -> tuple[float, float]:
+    """kb of A = C and of B = D (the second closes the cycle at the benchmark's T)."""
+    f = FARADAY / (GAS_CONSTANT * CV["T"])
+    K2 = SQUARE["K1"] * math.exp(f * (SQUARE["E2"] - SQUARE["E1"]))
+    return SQUARE["kf1"] / SQUARE["K1"], SQUARE["kf2"] / K2
+
+
+def _square_scenario(refine: float = 1.0) -> dict[str, Any]:
+    kb1, kb2 = _square_constants()
+    bv = {"k0": SQUARE["k0"], "alpha": SQUARE["alpha"]}
+    c_A = CV["c"] / (1.0 + SQUARE["K1"])
+    return {
+        "name": "bench-square-scheme",
+        "reactions": [
+            {"step": "A + e = B", "E0": SQUARE["E1"], **bv},
+            {"step": "C + e = D", "E0": SQUARE["E2"], **bv},
+            {"step": "A = C", "kf": SQUARE["kf1"], "kb": kb1},
+            {"step": "B = D", "kf": SQUARE["kf2"], "kb": kb2},
+        ],
+        "species": {
+            "A": {"D": CV["D"], "c_bulk": c_A},
+            "B": {"D": CV["D"]},
+            "C": {"D": CV["D"]},
+            "D": {"D": CV["D"]},
+        },
+        "electrode": {"geometry": "planar", "area": CV["area"]},
+        "cell": {"T": CV["T"]},
+        "waveform": {
+            "type": "cv",
+            "E_start": CV["E_start"],
+            "E_vertex": CV["E_vertex"],
+            "scan_rate": CV["scan_rate"],
+        },
+        "numerics": {"refine": refine},
+    }
+
+
+def _cathodic_peak(E: np.ndarray[Any, Any], I: np.ndarray[Any, Any]) -> float:  # noqa: E741
+    t = np.arange(E.size, dtype=np.float64)
+    cathodic = [p for p in find_peaks(t, E, I) if p.kind == "cathodic"]
+    return -cathodic[0].I if cathodic else float(np.max(-I))
+
+
+def _time_network(repeats: int) -> dict[str, Any]:
+    sim = physics.Simulator(_square_scenario())
+    result = sim.run()
+    times = []
+    for _ in range(repeats):
+        result = sim.run()
+        times.append(result.elapsed_s)
+    elapsed = statistics.median(times)
+    fine = physics.simulate(_square_scenario(4.0))
+    reference = _cathodic_peak(fine.E_applied, fine.I)
+    return {
+        "ms_per_cv": elapsed * 1e3,
+        "steps": result.steps,
+        "grid_points": result.grid_points,
+        "steps_per_s": result.steps / elapsed,
+        "ip_rel_diff": abs(_cathodic_peak(result.E_applied, result.I) / reference - 1.0),
+        "reference_peak_A": reference,
+    }
+
+
 def _reference_peak() -> float:
     return analytic.randles_sevcik_reversible(
         n=1, area=CV["area"], c=CV["c"], D=CV["D"], scan_rate=CV["scan_rate"], T=CV["T"]
@@ -118,7 +197,7 @@ def _time_ours(refine: float, repeats: int) -> dict[str, Any]:
     }
 
 
-def _run_peer(args: list[str], timeout: float) -> dict[str, Any]:
+def _run_peer(args: list[str], timeout: float, reference: float | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     try:
@@ -146,7 +225,10 @@ def _run_peer(args: list[str], timeout: float) -> dict[str, Any]:
     I = np.asarray(data.pop("I"), dtype=np.float64)  # noqa: E741
     if not np.all(np.isfinite(I)) or E.size != I.size:
         return {"unavailable": "returned a non-finite or malformed current trace", **data}
-    data["ip_rel_err"] = _peak_error(E, I)
+    if reference is None:
+        data["ip_rel_err"] = _peak_error(E, I)
+    else:
+        data["ip_rel_diff"] = abs(_cathodic_peak(E, I) / reference - 1.0)
     return data
 
 
@@ -207,6 +289,21 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "speedup": peer["ms_per_cv"] / chosen["ms_per_cv"],
         }
 
+    network = _time_network(repeats)
+    if getattr(args, "no_peers", False) or quick:
+        why = "skipped (--no-peers)" if getattr(args, "no_peers", False) else "skipped (--quick)"
+        network["electrokitty"] = {"unavailable": why}
+    else:
+        nx, fraction = ELECTROKITTY_GRID
+        network["electrokitty"] = _run_peer(
+            ["electrokitty-square", str(nx), str(fraction)],
+            float(getattr(args, "peer_timeout", 180.0)),
+            reference=network["reference_peak_A"],
+        )
+        ek = network["electrokitty"]
+        if "ms_per_cv" in ek:
+            network["speedup_vs_electrokitty"] = ek["ms_per_cv"] / network["ms_per_cv"]
+
     available = {k: v for k, v in peers.items() if "ms_per_cv" in v}
     fastest = min(available, key=lambda k: available[k]["ms_per_cv"]) if available else None
     return {
@@ -220,6 +317,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "ip_rel_err": ours["ip_rel_err"],
         "batch_steps_per_s": batch_steps_per_s,
         "batch_sets": sets,
+        "ms_per_cv_network": network["ms_per_cv"],
+        "network": {
+            "benchmark": (
+                "square scheme A + e = B (0 V), C + e = D (-0.2 V), A = C (K 0.5), B = D "
+                "(closing the cycle), k0 1e-4 m/s, kf 20 1/s; the CV above"
+            ),
+            **network,
+        },
         "threads": numba.get_num_threads(),
         "peers": peers,
         "matched_accuracy": matched,

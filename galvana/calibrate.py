@@ -22,10 +22,11 @@ from typing import Any
 from actors.calibrate import recorded_experiments
 from runtime.errors import ConnectionLost, GalvanaError
 from runtime.event_store import EventStore
+from runtime.executor import add_arguments, executor_for, settings_from
 from twins.errors import ExperimentError, TwinError
-from twins.experiments import calibrate_experiments
+from twins.experiments import Calibration, Experiment, calibrate_experiments
 from twins.priors import Parameterization
-from twins.spec import load_twin_spec
+from twins.spec import TwinSpec, load_twin_spec
 
 __all__ = ["CALIBRATE"]
 
@@ -49,6 +50,9 @@ class _Calibrate:
         )
         parser.add_argument("--socket", help="a daemon's Unix socket (default: DATA/galvana.sock)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        # The starts of the mode search and the runs fitted alone as tasks (default:
+        # in this process, which for a few runs is the quickest).
+        add_arguments(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -86,7 +90,7 @@ class _Calibrate:
             except ValueError as exc:
                 raise GalvanaError(str(exc)) from None
             with progress as say:
-                result = calibrate_experiments(spec, experiments, progress=say)
+                result = _calibrate_on(args, spec, experiments, say)
         except ExperimentError as exc:
             raise GalvanaError(str(exc)) from None
         except TwinError as exc:
@@ -103,6 +107,19 @@ class _Calibrate:
             if written:
                 print("\nreport: " + ", ".join(str(p) for p in written))
         return 0 if result.converged else 1
+
+
+def _calibrate_on(
+    args: argparse.Namespace,
+    spec: TwinSpec,
+    experiments: list[Experiment],
+    say: Callable[[int, int, str], None],
+) -> Calibration:
+    """The calibration, on the executor the command line names (none: this process)."""
+    if args.executor is None and args.ray_address is None:
+        return calibrate_experiments(spec, experiments, progress=say)
+    with executor_for(settings_from(args)) as executor:
+        return calibrate_experiments(spec, experiments, progress=say, executor=executor)
 
 
 class _Progress:

@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("galvana.demo", "", "run the demo: daemon, simulated potentiostat and live twin"),
     "daemon": ("galvana.daemon", "", "run the daemon in the foreground"),
     "simulate": ("physics.cli", "", "simulate a scenario (YAML): current trace, peaks, CSV"),
+    "sweep": (
+        "physics.sweep_cli",
+        "",
+        "sweep a scenario over a grid or random design of its entries, locally or on Ray",
+    ),
     "run": ("runtime.commands", "RUN", "start, list, show, pause, resume, stop or abort runs"),
     "replay": ("runtime.commands", "REPLAY", "replay a recorded run into a new run"),
     "estop": ("runtime.estop", "", "emergency stop: every cell (or one) off at once"),
@@ -73,6 +78,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "",
         "instruments: list them, reset a latched interlock, serve a simulated potentiostat",
     ),
+    "keys": ("runtime.api_keys", "", "API keys of the HTTP gateway: add, list, revoke"),
     "schema": (
         "galvana.schema",
         "",
@@ -93,6 +99,8 @@ BENCH_SUITES: dict[str, str] = {
     "fenicsx": "2D engine (DOLFINx/PETSc worker): s per step on 1 and 2 MPI ranks, dofs",
     "import": "instrument file readers: rows/s per format on a 100k-row file, peak memory",
     "safety": "emergency stop to cell off (ms), idle and under load, and from the command line",
+    "scale": "ensembles on the executors: CVs/s local and on Ray (1, 2 workers), NUTS chains",
+    "http": "HTTP gateway: REST round trips, SSE latency at 1 kHz to 10 clients, resume losses",
 }
 
 
@@ -213,6 +221,11 @@ class _Doctor:
             report["fenicsx"] = fenicsx.find_worker().describe()
         except EngineUnavailableError as exc:
             report["fenicsx"] = f"not available: {exc}"
+        # Likewise the Ray executor, an optional extra.
+        try:
+            report["ray"] = metadata.version("ray")
+        except metadata.PackageNotFoundError:
+            report["ray"] = "not installed (optional: pip install 'galvana[ray]')"
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -7,11 +7,12 @@ The tree (ARCHITECTURE.md)::
     +-- instruments   one_for_one the instrument actors of the configuration
     +-- runs          one_for_one the runs (dynamic children)
     +-- api           permanent   the actor message API (trio, in a thread)
+    +-- http          permanent   the HTTP gateway (when the configuration has http:)
 
 :func:`tree` assembles it from the concrete actors of ``actors``: the services they
 share, the instruments of the configuration (the simulated ones served by the daemon
 itself), the run procedures, and the API with its urgent routes. A further child of
-the root (a gateway, say) is one more entry in its ``children``.
+the root is one more entry in its ``children``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from runtime import daemon
 from runtime.api import ApiConfig
 from runtime.daemon import DaemonError, Host
 from runtime.errors import GalvanaError
+from runtime.executor import ExecutorSettings
 from runtime.supervisor import ChildSpec, SupervisorSpec
 
 __all__ = ["configure", "run", "tree"]
@@ -67,6 +69,7 @@ def tree(host: Host, park: SimulatorPark | None = None) -> SupervisorSpec:
     services.procedures["acquire"] = partial(acquire_procedure, services=services)
     try:
         services.limits = parse_run_limits(config.run_limits)
+        services.executor = ExecutorSettings.parse(config.executor)
         setups = parse_instruments(config.instruments, config.config_dir)
         instruments, interlocks, described = build_instruments(setups, park)
     except (GalvanaError, PhysicsError) as exc:
@@ -87,6 +90,27 @@ def tree(host: Host, park: SimulatorPark | None = None) -> SupervisorSpec:
         ("instruments", "estop"): EmergencyStop(interlocks),
         ("runs", "abort"): RunAbort(services),
     }
+    gateway: tuple[ChildSpec, ...] = ()
+    if config.http is not None:
+        # The web stack (hypercorn, Starlette, GraphQL) loads only for a daemon that serves it.
+        from actors.gateway import GatewayActor  # noqa: PLC0415
+        from runtime.api_keys import KEY_FILE  # noqa: PLC0415
+        from runtime.http import GatewayConfig  # noqa: PLC0415
+
+        # The socket API's limits, for both front ends.
+        http = GatewayConfig(
+            host=config.http[0],
+            port=config.http[1],
+            call_timeout_s=api.call_timeout_s,
+            max_threads=api.max_threads,
+            max_calls_per_key=api.max_calls_in_flight,
+            urgent_threads=api.urgent_threads,
+            **(config.http_options or {}),  # type: ignore[arg-type]
+        )
+        keys = config.data / KEY_FILE
+        gateway = (
+            ChildSpec("http", GatewayActor, (http, bus, store, keys, urgent), shutdown_s=15),
+        )
     # In start order; the root stops them in reverse.
     children = (
         ChildSpec("recorder", Recorder, (store, host.fields, bus, services), shutdown_s=60),
@@ -105,5 +129,6 @@ def tree(host: Host, park: SimulatorPark | None = None) -> SupervisorSpec:
             shutdown_s=None,
         ),
         ChildSpec("api", ApiActor, (api, bus, info, urgent), shutdown_s=15),
+        *gateway,
     )
     return SupervisorSpec(strategy="one_for_one", max_restarts=5, max_seconds=30, children=children)

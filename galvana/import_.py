@@ -132,6 +132,13 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
     if md.technique:
         rate = f" at {md.scan_rate * 1e3:.4g} mV/s" if md.scan_rate else ""
         parts.append(_describe(rec, "scan_rate", f"{md.technique}{rate}") if rate else md.technique)
+    waveform = (prepared.spec.get("protocol") or {}).get("waveform") or {}
+    if str(waveform.get("type", "")).startswith("staircase"):
+        at = waveform["sample"][1]
+        parts.append(
+            f"a staircase of {waveform['E_step'] * 1e3:.4g} mV steps sampled at "
+            + ("the end of each" if at == 1.0 else f"{at:g} of each")
+        )
     parts.append(
         _describe(rec, "area", f"area {md.area * 1e4:.4g} cm²") if md.area else "area not given"
     )
@@ -145,7 +152,9 @@ def _summary(prepared: Prepared, record: dict[str, Any], where: str) -> list[str
         spec["time"]["note"],
         spec["programme"]["note"],
         md.notes,
-        "" if "protocol" in prepared.spec else f"no protocol recovered: {spec['protocol_note']}",
+        spec["protocol_note"]
+        if "protocol" in prepared.spec
+        else f"no protocol recovered: {spec['protocol_note']}",
         (reference or {}).get("note", ""),
     ]
     lines += [f"  note: {n}" for n in notes if n]

@@ -19,6 +19,15 @@ The public API (SI units throughout, currents anodic-positive)::
     # Many parameter sets at once, in parallel: I has shape (sets, samples).
     batch = physics.simulate_batch(scenario, ["kinetics.k0"], [[1e-3], [1e-2]])
 
+    # An impedance spectrum about the state a scenario leaves the cell in, and the
+    # harmonics of an AC voltammogram (a scenario with waveform.ac).
+    from physics.impedance import frequencies, impedance
+    spectrum = impedance(scenario, frequencies(1e5, 1e-2))
+    from physics.ac import harmonics
+    envelope_2 = harmonics(result.t, result.I, 9.0).envelope(2)
+
+Any mechanism is a reaction network (``reactions:`` in a scenario, :mod:`physics.network`),
+with adsorbed species, at a rotating disk (:mod:`physics.rotating_disk`).
 ``physics.analytic`` holds the published references the tests check against.
 """
 

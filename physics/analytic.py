@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from physics.rotating_disk import LEVICH
 from runtime.constants import FARADAY, GAS_CONSTANT, STANDARD_TEMPERATURE
 
 __all__ = [
@@ -22,12 +23,14 @@ __all__ = [
     "NICHOLSON_1965",
     "REVERSIBLE_PEAK",
     "SWITCHING_POTENTIAL_SEPARATION",
+    "ac_harmonic_reversible",
     "catalytic_plateau_current",
     "charge_transfer_resistance",
     "cottrell",
     "half_peak_width_irreversible",
     "half_peak_width_reversible",
     "irreversible_peak_potential",
+    "levich_current",
     "matsuda_ayabe",
     "nicholson_psi",
     "peak_separation_from_psi",
@@ -261,6 +264,57 @@ def matsuda_ayabe(
     if lam <= 10.0 ** (-2.0 * (1.0 + alpha)):
         return lam, "irreversible"
     return lam, "quasi-reversible"
+
+
+def levich_current(*, n: int, area: float, D: float, omega: float, nu: float, c: float) -> float:
+    """Limiting current (A) at a rotating disk (Levich; Bard & Faulkner eq. 9.3.22):
+    ``0.620 n F A D^(2/3) omega^(1/2) nu^(-1/6) c`` with the constant to 10 digits
+    (:data:`physics.rotating_disk.LEVICH`); ``omega`` rad/s, ``nu`` m^2/s."""
+    return float(LEVICH * n * FARADAY * area * D ** (2 / 3) * math.sqrt(omega) * nu ** (-1 / 6) * c)
+
+
+def ac_harmonic_reversible(
+    k: int,
+    *,
+    n: int,
+    area: float,
+    c: float,
+    D: float,
+    frequency: float,
+    amplitude: float,
+    E: FloatArray | float,
+    E_half: float,
+    T: float = STANDARD_TEMPERATURE,
+) -> FloatArray:
+    """Amplitude (A) of the k-th harmonic of the current of a reversible couple (equal
+    diffusion coefficients, planar) under ``E + amplitude sin(omega t)``, to lowest order
+    in the amplitude (Smith's small-amplitude theory, Bard & Faulkner sec. 10.4): the
+    surface fraction oxidised is ``g = 1 / (1 + exp(-n f (E - E_half)))``, its k-th
+    harmonic ``g^(k) a^k / (k! 2^(k-1))`` with ``a = n f amplitude``, and each harmonic
+    diffuses as ``sqrt(k omega D)``::
+
+        I_k = n F A c sqrt(k omega D) |g^(k)| a^k / (k! 2^(k-1))
+
+    For k = 1 this is ``n^2 F^2 A c sqrt(omega D) amplitude / (4 RT cosh^2(...))``."""
+    f = _f(T)
+    g = 1.0 / (1.0 + np.exp(-n * f * (np.asarray(E, dtype=np.float64) - E_half)))
+    # d^k g / dxi^k as a polynomial in g: p_1 = g - g^2, p_(k+1) = p_k'(g) g (1 - g).
+    p = np.polynomial.Polynomial([0.0, 1.0, -1.0])
+    for _ in range(k - 1):
+        p = p.deriv() * np.polynomial.Polynomial([0.0, 1.0, -1.0])
+    a = n * f * amplitude
+    omega = 2 * math.pi * frequency
+    scale = (
+        n
+        * FARADAY
+        * area
+        * c
+        * math.sqrt(k * omega * D)
+        * a**k
+        / (math.factorial(k) * 2 ** (k - 1))
+    )
+    out: FloatArray = scale * np.abs(p(g))
+    return out
 
 
 def charge_transfer_resistance(*, n: int, i0: float, T: float = STANDARD_TEMPERATURE) -> float:

@@ -14,6 +14,7 @@ __all__ = [
     "PhysicsError",
     "ResolutionWarning",
     "ScenarioError",
+    "SweepError",
     "WorkerCrashed",
     "WorkerError",
     "WorkerProtocolError",
@@ -80,3 +81,9 @@ class ResolutionWarning(UserWarning):
     holds between jumps (a staircase fed as samples) with too few samples per step to
     follow the current's decay after each jump. Simulate the waveform itself
     (``staircase_cv``), or give the trace its step times (``jump_at``)."""
+
+
+class SweepError(PhysicsError, ValueError):
+    """A sweep cannot run as asked: a bad ``--vary`` or design, or a store that holds
+    another sweep. The message names the option or the file, the value and what is
+    accepted."""

@@ -9,7 +9,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Peak", "find_peaks"]
+from physics.waveforms import square_wave_currents
+from runtime.waveforms import SquareWave, Waveform
+
+__all__ = ["Peak", "find_peaks", "voltammogram_peaks"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -74,3 +77,19 @@ def find_peaks(t: FloatArray, E: FloatArray, I: FloatArray) -> list[Peak]:  # no
             )
         )
     return peaks
+
+
+def voltammogram_peaks(
+    waveform: Waveform,
+    t: FloatArray,
+    E_applied: FloatArray,
+    I: FloatArray,  # noqa: E741
+) -> list[Peak]:
+    """The peaks of a simulated run of ``waveform``: of the current against the applied
+    potential, or for a square wave of the net current against the base potential (its
+    ``t`` then the end of each staircase tread)."""
+    if isinstance(waveform, SquareWave):
+        swv = square_wave_currents(waveform, t, I)
+        t_tread = np.arange(1, swv.E_base.size + 1) / waveform.frequency
+        return find_peaks(t_tread, swv.E_base, swv.I_net)
+    return find_peaks(t, E_applied, I)

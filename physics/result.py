@@ -42,6 +42,8 @@ class SimulationResult:
     x: FloatArray | None = None
     profile_t: FloatArray | None = None
     profiles: FloatArray | None = None
+    surface: Mapping[str, FloatArray] = field(default_factory=dict)
+    """The surface concentration (mol/m^2) of each adsorbed species at every sample."""
 
     def sensitivity_matrix(self, names: Sequence[str] | None = None) -> FloatArray:
         """dI/dp as a (samples, parameters) array, columns in the order of ``names``."""

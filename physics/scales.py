@@ -15,6 +15,10 @@ from runtime.constants import FARADAY, GAS_CONSTANT
 
 __all__ = ["Scales"]
 
+# The diffusion coefficient (m^2/s) that makes a problem without dissolved species
+# dimensionless: any will do, nothing diffuses.
+_NOMINAL_D = 1e-9
+
 
 @dataclass(frozen=True, slots=True)
 class Scales:
@@ -36,10 +40,15 @@ class Scales:
 
     @classmethod
     def of(cls, scenario: Scenario, horizon: float) -> Scales:
-        """Scales for ``scenario`` simulated over ``horizon`` seconds."""
-        D_ref = max(s.D for s in scenario.species)
-        c_ref = max(s.c_bulk for s in scenario.species)
+        """Scales for ``scenario`` simulated over ``horizon`` seconds. Without dissolved
+        species (a surface-confined couple) ``D_ref`` is nominal and ``c_ref L`` the
+        largest initial surface concentration."""
+        dissolved = [s for s in scenario.species if not s.adsorbed]
+        D_ref = max((s.D for s in dissolved), default=_NOMINAL_D)
         L = math.sqrt(D_ref * horizon)
+        c_ref = max((s.c_bulk for s in dissolved), default=0.0)
+        if c_ref == 0.0:
+            c_ref = max(s.Gamma for s in scenario.species) / L
         f = FARADAY / (GAS_CONSTANT * scenario.cell.T)
         area = scenario.electrode.area
         I_scale = FARADAY * area * D_ref * c_ref / L

@@ -36,7 +36,7 @@ from physics.scenario import (
     canonical_parameter,
     load_scenario,
 )
-from physics.waveforms import TimeSteps, time_steps, trace_steps
+from physics.waveforms import TimeSteps, time_steps, trace_steps, with_ac
 from runtime.waveforms import initial_potential
 
 __all__ = [
@@ -60,6 +60,15 @@ ProgressCallback = Callable[[float], None]
 # first spacing a fraction of the diffusion length of the slowest species over the
 # smallest time step; spacing growing by 12 % per node.
 _EXTENT = 6.0
+# At a rotating disk the flow brings the bulk to within the convective layer: the steady
+# profile reaches the bulk as exp(-(x / l)^3) with l = (3 D / b)^(1/3), so 3.5 l leaves
+# 1e-19 (and the Levich current unchanged to rounding).
+_CONVECTIVE_EXTENT = 3.5
+# ... and the first spacing at most this fraction of the slowest species' layer.
+_CONVECTIVE_FIRST = 0.02
+# AC voltammetry: time steps per period of the sine (at refine 1). BDF3's error at the
+# k-th harmonic grows as (2 pi k / points)^3: 2e-4 at the 4th here.
+_AC_POINTS = 256
 _FIRST = 0.3
 _EXPANSION = 1.12
 # Homogeneous kinetics: at least this many first spacings per reaction layer.
@@ -279,6 +288,13 @@ class Simulator:
         ``profiles`` records concentration profiles: ``True`` for up to 200 frames, or
         the number of frames wanted. ``progress`` is called with the fraction done.
         """
+        return self.run_with_state(profiles=profiles, progress=progress)[0]
+
+    def run_with_state(
+        self, *, profiles: bool | int = False, progress: ProgressCallback | None = None
+    ) -> tuple[SimulationResult, SimulationState]:
+        """As :meth:`run`, with the state the waveform leaves the cell in (the start of
+        what follows it: an impedance spectrum at its last potential, say)."""
         state = self.initial_state()
         return self._run_steps(
             state,
@@ -286,7 +302,7 @@ class Simulator:
             profiles=profiles,
             progress=progress,
             t_offset=-self.scenario.duration_before,
-        )[0]
+        )
 
     def advance(
         self,
@@ -350,13 +366,26 @@ class Simulator:
         if before:
             assert isinstance(wf, CyclicVoltammetry | Staircase)
             wf = dataclasses.replace(wf, cycles=wf.cycles + before)
+        jump = _model.starts_away_from_rest(sc, _initial_potential(sc))
         steps = time_steps(
             wf,
             potential_step=sc.numerics.potential_step,
             refine=sc.numerics.refine,
-            start_jump=_model.starts_away_from_rest(sc, _initial_potential(sc)),
+            start_jump=jump,
             rc_time=sc.cell.Ru * sc.cell.Cdl if rc_time is None else rc_time,
         )
+        if sc.ac is not None:
+            # Enough points per period for the harmonics, and the sine's own swing
+            # within the potential step.
+            swing = 2 * math.pi * sc.ac.amplitude / sc.numerics.potential_step
+            points = math.ceil(max(_AC_POINTS, swing) * sc.numerics.refine)
+            steps = with_ac(
+                steps,
+                amplitude=sc.ac.amplitude,
+                frequency=sc.ac.frequency,
+                points_per_period=points,
+                jump_first=jump,
+            )
         if not before:
             return steps
         t_before = sc.duration_before
@@ -382,9 +411,7 @@ class Simulator:
         elapsed_total = state.t - state.t_origin + float(steps.t[-1])
         grid = state.grid
         arrays = state.arrays.copy()
-        needed = _EXTENT * math.sqrt(
-            self.model.d_max * max(elapsed_total, self.horizon) / scales.t_ref
-        )
+        needed = _extent(self.model, max(elapsed_total, self.horizon) / scales.t_ref)
         if needed > grid.x[-1] * 1.000001:
             new_grid = grid.extended(needed)
             arrays = _model.extend_state(
@@ -404,7 +431,10 @@ class Simulator:
         )
         h = steps.h / scales.t_ref
         theta = steps.E * scales.f
-        out = _model.Outputs.empty(M, self._params.count, rec_idx.size, arrays.c.shape)
+        adsorbed = [i for i, s in enumerate(sc.species) if s.adsorbed]
+        out = _model.Outputs.empty(
+            M, self._params.count, rec_idx.size, arrays.c.shape, surface=bool(adsorbed)
+        )
         chunk = max(20000, M // 50) if progress is not None else M
         _model.warm_up()
         start = time.perf_counter()
@@ -460,6 +490,10 @@ class Simulator:
             x=x,
             profile_t=prof_t,
             profiles=prof,
+            surface={
+                sc.species[i].name: steps.sampled(out.surface[:, i]) * scales.c_ref * scales.L
+                for i in adsorbed
+            },
         )
         new_state = SimulationState(
             t=t_offset + float(steps.t[-1]),
@@ -580,18 +614,35 @@ def _grid_for(
 ) -> Grid:
     """The automatic grid: see the constants at the top of this module."""
     r = sc.numerics.refine if refine is None else refine
+    if not model.dissolved:
+        # Only the electrode's own node matters: the fewest nodes the kernels take.
+        return expanding_grid(1.0, 1.0, 2.0, "planar", math.inf)
     first = _FIRST * math.sqrt(model.d_min * h_min) / r
     for rate in model.reaction_rates():
         if rate > 0:
             first = min(first, math.sqrt(model.d_min / rate) / _REACTION_LAYER_POINTS / r)
+    if model.convection > 0.0:
+        layer = (3.0 * model.d_min / model.convection) ** (1.0 / 3.0)
+        first = min(first, _CONVECTIVE_FIRST * layer / r)
     radius = math.inf
     if sc.electrode.geometry != "planar":
         assert sc.electrode.radius is not None
         radius = sc.electrode.radius / scales.L
         first = min(first, _RADIUS_FRACTION * radius / r)
-    extent = _EXTENT * math.sqrt(model.d_max * horizon / scales.t_ref)
+    extent = _extent(model, horizon / scales.t_ref)
     expansion = 1.0 + (_EXPANSION - 1.0) / r
     return expanding_grid(first, expansion, extent, sc.electrode.geometry, radius)
+
+
+def _extent(model: _model.Model, time: float) -> float:
+    """How far (dimensionless) the grid must reach after ``time`` (dimensionless):
+    ``_EXTENT`` diffusion lengths of the fastest species, or at a rotating disk at most
+    ``_CONVECTIVE_EXTENT`` convective layers."""
+    extent = _EXTENT * math.sqrt(model.d_max * time)
+    if model.convection > 0.0:
+        layer = (3.0 * model.d_max / model.convection) ** (1.0 / 3.0)
+        extent = min(extent, _CONVECTIVE_EXTENT * layer)
+    return extent
 
 
 def engine_of(scenario: Scenario) -> str:

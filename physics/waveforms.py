@@ -39,6 +39,7 @@ __all__ = [
     "staircase_time_steps",
     "time_steps",
     "trace_steps",
+    "with_ac",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -250,6 +251,55 @@ def time_steps(
         restart=restart_all,
         E_initial=E_initial,
         output=np.flatnonzero(np.concatenate(outs)).astype(np.int64),
+    )
+
+
+def with_ac(
+    steps: TimeSteps,
+    *,
+    amplitude: float,
+    frequency: float,
+    points_per_period: int,
+    jump_first: bool,
+) -> TimeSteps:
+    """``steps`` with a sine of ``amplitude`` (V) and ``frequency`` (Hz) added to the
+    potential, ``E_dc(t) + amplitude sin(2 pi frequency t)``: each step is cut into
+    pieces of at most a period / ``points_per_period`` (the DC potential linear along
+    a sweep, held after a jump; ``jump_first`` says the first step starts with one),
+    and every piece is reported, so that the current is sampled evenly enough for its
+    harmonics."""
+    h_max = 1.0 / (frequency * points_per_period)
+    pieces = np.maximum(1, np.ceil(steps.h / h_max - 1e-9)).astype(np.int64)
+    total = int(pieces.sum())
+    if total > MAX_STEPS:
+        raise NumericalError(
+            f"the AC perturbation would need {total:.3g} time steps ({points_per_period} per "
+            f"period of {1 / frequency:.3g} s over {float(steps.t[-1]):.3g} s); at most "
+            f"{MAX_STEPS:.3g} are allowed: shorten the waveform or lower the frequency"
+        )
+    owner = np.repeat(np.arange(steps.h.size), pieces)
+    first = np.cumsum(pieces) - pieces
+    within = (np.arange(total) - first[owner] + 1) / pieces[owner]
+    ends = np.cumsum(pieces) - 1
+    within[ends] = 1.0
+    t_start = steps.t - steps.h
+    t = t_start[owner] + steps.h[owner] * within
+    t[ends] = steps.t
+    E_before = np.concatenate([[steps.E_initial], steps.E[:-1]])
+    held = steps.restart.copy()
+    held[0] = jump_first
+    E_dc = np.where(
+        held[owner], steps.E[owner], E_before[owner] + (steps.E - E_before)[owner] * within
+    )
+    restart = np.zeros(total, dtype=np.bool_)
+    restart[first] = steps.restart
+    return TimeSteps(
+        h=np.diff(np.concatenate([[0.0], t])),
+        t=t,
+        E=E_dc + amplitude * np.sin(2.0 * math.pi * frequency * t),
+        restart=restart,
+        E_initial=steps.E_initial,
+        output=np.arange(total, dtype=np.int64),
     )
 
 

@@ -66,11 +66,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADMIN_SCOPE",
+    "OPERATE_SCOPE",
+    "READ_SCOPE",
+    "SCOPES",
     "Actor",
     "ExitReason",
     "Link",
     "Reply",
     "exposed",
+    "scopes_of",
     "start_linked",
     "waker",
 ]
@@ -120,9 +124,32 @@ class Link:
 _EXPOSED = "__galvana_exposed__"
 _SCOPE = "__galvana_scope__"
 
+READ_SCOPE = "read"
+"""Look, never touch: runs, events, samples, instruments, the tree. Every caller has it."""
+
+OPERATE_SCOPE = "operate"
+"""Change what the cells do: start, pause, resume, stop and abort runs, the emergency
+stop, imports, calibrations."""
+
 ADMIN_SCOPE = "admin"
-"""The scope of operator tools that act on the tree itself (``kill``). The API server
-grants it to the Unix socket's owner and to TCP clients presenting the admin token."""
+"""The scope of operator tools that act on the tree and its safety state (``kill``, an
+interlock's reset, API keys). The API server grants it to the Unix socket's owner and
+to TCP clients presenting the admin token; the HTTP gateway to admin keys."""
+
+SCOPES = (READ_SCOPE, OPERATE_SCOPE, ADMIN_SCOPE)
+"""Every scope, each granting the ones before it (an admin may operate and read)."""
+
+
+def scopes_of(scope: str) -> tuple[str, ...]:
+    """The scopes a caller holding ``scope`` has: itself and every lesser one.
+
+    >>> scopes_of("operate")
+    ('read', 'operate')
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; accepted: {', '.join(SCOPES)}")
+    return SCOPES[: SCOPES.index(scope) + 1]
+
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
@@ -145,7 +172,8 @@ def exposed(
     checked against (ranges with ``Annotated[int, msgspec.Meta(ge=1)]``). Raise
     :class:`~runtime.errors.CallError` to refuse a request. ``name`` publishes it under
     another name (``stop`` for a method that cannot be called ``stop``); ``scope``
-    (:data:`ADMIN_SCOPE`) restricts it to callers the server granted that scope.
+    (:data:`OPERATE_SCOPE`, :data:`ADMIN_SCOPE`) restricts it to callers the server
+    granted that scope; without one, every caller (they all hold :data:`READ_SCOPE`).
     """
 
     def mark(fn: F) -> F:
@@ -442,7 +470,9 @@ class Actor(pykka.ThreadingActor):
             raise CallError(
                 "unauthorized",
                 f"{call.method} needs the {scope!r} scope: call it through the daemon's Unix "
-                "socket as its owner, or over TCP with the admin token",
+                "socket as its owner, over TCP with the "
+                + ("admin token" if scope == ADMIN_SCOPE else "token")
+                + f", or over HTTP with an API key of scope {scope!r}",
             )
         args, kwargs = bind_arguments(method, self._call_name(call.method), call.args, call.kwargs)
         try:

@@ -7,6 +7,7 @@ The tree (ARCHITECTURE.md)::
     +-- instruments   one_for_one the instrument actors of the configuration
     +-- runs          one_for_one the runs (dynamic children)
     +-- api           permanent   the actor message API (trio, in a thread)
+    +-- http          permanent   the HTTP gateway (with --http or http:; runtime.http)
 
 The data directory holds ``events.lmdb``, ``fields/``, ``galvana.sock`` (unless
 ``--socket`` says otherwise), ``galvana.pid`` (locked while the daemon lives, so a
@@ -64,11 +65,15 @@ from runtime.event_store import EventStore, verify_pages
 from runtime.field_store import FieldStore
 from runtime.messages import SystemNote, utc_now
 from runtime.schema import (
+    SI,
     UNSET,
     Custom,
     Describe,
     Document,
+    Int,
+    Integer,
     Invalid,
+    Number,
     Str,
     Text,
     UnsetType,
@@ -83,12 +88,14 @@ from runtime.supervisor import (
     SupervisorSpec,
     start_supervisor,
 )
+from runtime.units import Quantity
 
 __all__ = [
     "ConfigDocument",
     "DaemonConfig",
     "DaemonError",
     "Host",
+    "HttpConfig",
     "TreeBuilder",
     "config_schema",
     "configure",
@@ -126,6 +133,9 @@ class DaemonConfig:
     config_file: Path | None = None
     allowed_paths: tuple[Path, ...] = ()
     run_limits: object = None  # the raw `run_limits:` map; actors.run_limits parses it
+    executor: object = None  # the raw `executor:` block; runtime.executor parses it
+    http: tuple[str, int] | None = None  # the HTTP gateway's address (None: no gateway)
+    http_options: dict[str, float] | None = None  # its limits (max_streams, ...)
 
     @property
     def source(self) -> str:
@@ -143,6 +153,7 @@ class DaemonConfig:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TIME = Quantity("time", "s", "[time]")
 
 
 def _log_level(value: object) -> str:
@@ -156,11 +167,26 @@ def _log_level(value: object) -> str:
 _STRING = Text("a string")
 
 
+class HttpConfig(Document, kw_only=True):
+    """``http:`` as a map: where the HTTP gateway listens (``listen: HOST:PORT``) and the
+    limits it keeps (``runtime.http.GatewayConfig``; unset ones keep their defaults)."""
+
+    wording = "expected"
+
+    listen: Annotated[Str | UnsetType, Text("HOST:PORT")] = UNSET
+    max_streams: Annotated[Int | UnsetType, Integer(1)] = UNSET
+    max_body_bytes: Annotated[Int | UnsetType, Integer(1)] = UNSET
+    lag_events: Annotated[Int | UnsetType, Integer(1)] = UNSET
+    keepalive_s: Annotated[SI | UnsetType, Number(_TIME, lo=0.0, lo_open=True)] = UNSET
+
+
 class ConfigDocument(Document, kw_only=True):
     """The daemon's configuration file (``--config FILE``) as it says it: where it is
     reached (``socket``, ``tcp``), the token files (never a token), the log level, the
     instruments and run limits (read by :mod:`actors.instruments` and
-    :mod:`actors.run_limits`), the further directories clients may name files in."""
+    :mod:`actors.run_limits`), the further directories clients may name files in,
+    where calibration ensembles run (``executor``, read by :mod:`runtime.executor`) and
+    the HTTP gateway (``http: HOST:PORT``, or a :class:`HttpConfig` map)."""
 
     wording = "expected"
 
@@ -176,6 +202,11 @@ class ConfigDocument(Document, kw_only=True):
         list[Annotated[Str, Text("a directory")]], Describe("a list of directories")
     ] = msgspec.field(default_factory=list)
     run_limits: Annotated[Any, Custom(dict[str, int], "a map of limits to integers")] = None
+    # Read by runtime.executor (ExecutorSettings.parse) as the daemon starts.
+    executor: Annotated[
+        Any, Custom(str | dict[str, Any], "local, ray, or a map with kind, address, workers")
+    ] = None
+    http: str | HttpConfig | UnsetType = UNSET
 
     @classmethod
     def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
@@ -221,6 +252,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
     config_dir = config_file.parent if config_file is not None else Path.cwd()
     tcp_text = args.tcp or _given(file.tcp)
     tcp = parse_tcp(str(tcp_text)) if tcp_text else None
+    http, http_options = _http(getattr(args, "http", None), file.http, where)
     socket_path = args.socket or _given(file.socket)
     return DaemonConfig(
         data=data,
@@ -236,6 +268,9 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         config_file=config_file,
         allowed_paths=_allowed_paths(file.allowed_paths, config_dir, where),
         run_limits=file.run_limits,
+        executor=file.executor,
+        http=http,
+        http_options=http_options,
     )
 
 
@@ -246,6 +281,32 @@ def config_schema() -> dict[str, Any]:
 
 def _given(value: str | UnsetType) -> str | None:
     return None if isinstance(value, UnsetType) else value
+
+
+def _http(
+    option: str | None, configured: str | HttpConfig | UnsetType, where: str
+) -> tuple[tuple[str, int] | None, dict[str, float]]:
+    """The gateway's address (``--http`` wins) and limits, from ``http:`` (``HOST:PORT``
+    or a map with ``listen: HOST:PORT`` and the limits)."""
+    listen: str | None = configured if isinstance(configured, str) else None
+    key = "http"
+    options: dict[str, float] = {}
+    if isinstance(configured, HttpConfig):
+        listen, key = _given(configured.listen), "http.listen"
+        options = {
+            key: getattr(configured, key)
+            for key in HttpConfig.__struct_fields__
+            if key != "listen" and not isinstance(getattr(configured, key), UnsetType)
+        }
+    if option:
+        return parse_tcp(option, "--http"), options
+    if not listen:
+        return None, options
+    try:
+        return parse_tcp(listen, key), options
+    except GalvanaError:
+        # The configuration's value is not quoted: others may read the daemon's errors.
+        raise DaemonError(f"{where}: {key}: expected HOST:PORT (e.g. 127.0.0.1:7341)") from None
 
 
 def _token(option: str | None, configured: object, base: Path, env: str) -> str | None:
@@ -447,7 +508,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments, allowed_paths, run_limits)",
+        "instruments, allowed_paths, run_limits, executor, http)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"
@@ -463,6 +524,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--admin-token-file",
         help="a file (mode 0600) holding the token that gives TCP clients the admin scope "
         f"(kill; or ${ADMIN_TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--http",
+        help="serve the HTTP gateway (REST, streams, GraphQL, metrics, web view) on "
+        "HOST:PORT (loopback by default: :7341); clients need an API key (galvana keys)",
     )
     # Refused with the reason: a token in argv is in every user's process list.
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -485,6 +551,8 @@ def run(args: argparse.Namespace, tree: TreeBuilder) -> int:
         where = [f"unix:{config.socket}"] + (
             [f"tcp:{config.tcp[0]}:{config.tcp[1]}"] if config.tcp else []
         )
+        if config.http is not None:
+            where += root.child_ref("http").proxy().urls.get(timeout=10)
         print(
             f"galvana daemon: serving {config.data} on {', '.join(where)} (pid {os.getpid()})",
             flush=True,

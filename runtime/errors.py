@@ -106,3 +106,22 @@ class ClientTimeout(ApiError, TimeoutError):
 class TokenError(GalvanaError):
     """A token cannot be used: its file is readable by others, missing, or empty; or it
     was given on the command line."""
+
+
+class ExecutorError(GalvanaError):
+    """An ensemble could not run on its executor: a bad executor setting, Ray missing or
+    unreachable, the cluster lost mid-way, a worker that kept dying."""
+
+
+class TaskFailed(ExecutorError):
+    """A task of an ensemble raised; ``kind`` is the name of what it raised (the task's
+    own exception does not cross processes: its class may not unpickle there)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class KeyStoreError(GalvanaError):
+    """The API key file cannot be read or written, or a key operation is refused (an
+    unknown key id, a bad scope or name)."""

@@ -405,6 +405,7 @@ class EventStore:
         # Notified after every commit; ``_commits`` lets waiters detect a missed notify.
         self._committed = threading.Condition(threading.Lock())
         self._commits = 0
+        self._commit_listeners: tuple[Callable[[], None], ...] = ()
         self._transactions = 0
         self._events_committed = 0
         self._bytes_committed = 0
@@ -845,6 +846,11 @@ class EventStore:
         for request in with_callbacks:
             for fn in request._callbacks or ():
                 _run_callback(fn, request)
+        for listener in self._commit_listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("event store: commit listener %r raised", listener)
 
     def _write_error(self, exc: lmdb.Error, batch: list[_Request], size: int) -> EventStoreError:
         n = sum(
@@ -1075,6 +1081,28 @@ class EventStore:
             with self._committed:
                 if self._commits == seen and not self._closed:
                     self._committed.wait(wait)
+
+    @property
+    def commits(self) -> int:
+        """Transactions this store object has committed so far."""
+        with self._committed:
+            return self._commits
+
+    def on_commit(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` in the writer thread after every commit of this store
+        (quick and non-blocking, as a done callback); returns the function that stops
+        it. One listener can follow every stream of the process's own writer (the HTTP
+        gateway wakes its streams with it); other processes' commits are not seen."""
+        with self._committed:
+            self._commit_listeners = (*self._commit_listeners, listener)
+
+        def stop() -> None:
+            with self._committed:
+                self._commit_listeners = tuple(
+                    f for f in self._commit_listeners if f is not listener
+                )
+
+        return stop
 
     def tail(
         self, stream: str, from_seq: int = 1, *, idle_timeout: float | None = None

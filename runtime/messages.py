@@ -19,6 +19,7 @@ __all__ = [
     "ActorRestarting",
     "ActorStarted",
     "ApiCall",
+    "AuditEvent",
     "CalibrationDiverged",
     "CalibrationSkipped",
     "CalibratorStarted",
@@ -259,6 +260,26 @@ class SystemNote:
     text: str
     data: Plain
     at: datetime
+
+
+@message("system.audit")
+class AuditEvent:
+    """A state-changing request through the HTTP gateway, recorded on ``system/audit``
+    (the ``system`` stream): ``who`` made it (the key's name and id; ``key_id`` alone
+    for searching), ``action`` (``POST /api/v1/runs/{run_id}/pause``), its ``target``
+    (a run or instrument id; empty when none), the HTTP ``status`` it was answered with,
+    ``detail`` (the refusal's message, or what was done) and ``at`` when."""
+
+    who: str
+    key_id: str
+    action: str
+    target: str
+    status: int
+    detail: str
+    at: datetime
+
+
+__all__ += ["AuditEvent"]
 
 
 # --- instruments -------------------------------------------------------------

@@ -18,10 +18,12 @@ __all__ = [
     "EVERY_INSTRUMENT_STATE",
     "EVERY_RUN",
     "EVERY_RUN_CREATED",
+    "EVERY_RUN_SAMPLES",
     "EVERY_RUN_STATE",
     "EVERY_SYSTEM",
     "RECORDER_SAMPLES",
     "SYSTEM_ACTORS",
+    "SYSTEM_AUDIT",
     "SYSTEM_DAEMON",
     "SYSTEM_RECORDER",
     "instrument_events",
@@ -46,6 +48,8 @@ SYSTEM_ACTORS = "system/actors"
 """Supervision: every actor start, exit and restart."""
 SYSTEM_DAEMON = "system/daemon"
 """The daemon's own notes (starting, stopping)."""
+SYSTEM_AUDIT = "system/audit"
+"""Every state-changing request over HTTP: who, what, when and how it was answered."""
 SYSTEM_RECORDER = "system/recorder"
 """The recorder's check of the sample arrays against the log as the daemon starts."""
 RECORDER_SAMPLES = "recorder/samples"
@@ -59,6 +63,8 @@ EVERY_RUN_STATE = "run/*/state"
 """Every run's state changes."""
 EVERY_RUN_CREATED = "run/*/created"
 """Every run's creation."""
+EVERY_RUN_SAMPLES = "run/*/samples"
+"""Every run's sample batches."""
 EVERY_INSTRUMENT_STATE = "instrument/*/state"
 """Every instrument's link, watchdog, safety and acquisition events."""
 

@@ -34,6 +34,8 @@ VOCABULARY = (
     "runtime.documents",
     "runtime.schema",  # the schema library of every YAML document
     "runtime.units",  # quantities with units, which runtime.schema reads
+    "runtime.executor",  # the one seam every ensemble runs on (a sweep, NUTS chains, ...)
+    "runtime.ray_executor",  # its Ray side
 )
 
 # package -> the modules (or packages) of ours it may import, besides its own.

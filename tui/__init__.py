@@ -1,8 +1,8 @@
 """The Textual terminal UI, a client of the actor message API.
 
 ``galvana tui`` (or :func:`run_app`) opens it on a terminal. It depends on the
-runtime only through the client side: ``runtime.client``, ``runtime.api.protocol``,
-``runtime.codec`` and ``runtime.messages``.
+runtime only through the client side: ``runtime.client`` (the async client, on
+anyio), ``runtime.api.protocol``, ``runtime.messages``, and the runtime's one backoff.
 """
 
 from tui._actors_screen import ActorsScreen

@@ -54,29 +54,34 @@ def tree_rows(
         yield from tree_rows(node.get("children") or [], prefix + ("   " if last else "│  "))
 
 
-def _describe(msg: object) -> tuple[str, str] | None:
-    """A supervision event in words, and its style; None for other messages."""
-    if isinstance(msg, ActorStarted):
-        again = f" (incarnation {msg.incarnation})" if msg.incarnation > 1 else ""
-        return f"{msg.path} started{again}", "green"
-    if isinstance(msg, ActorExited):
-        style = "bold red" if msg.reason in ("error", "killed") else "dim"
-        detail = f": {msg.detail}" if msg.detail else ""
-        return f"{msg.path} exited ({msg.reason}){detail}", style
-    if isinstance(msg, ActorRestarting):
-        return (
-            f"{msg.path} restarts in {msg.delay_s:.2f} s (restart {msg.restarts})",
-            "yellow",
-        )
-    if isinstance(msg, SupervisorGaveUp):
-        return (
-            f"{msg.path} GAVE UP: {msg.restarts} restarts within {msg.window_s:g} s",
-            "bold red",
-        )
-    if isinstance(msg, SystemNote):
-        style = {"error": "bold red", "warning": "yellow"}.get(msg.level, "")
-        return f"{msg.source}: {msg.text}", style
-    return None
+def _describe(msg: object) -> tuple[str, str, datetime] | None:
+    """A supervision event in words, its style and when it happened; None for other
+    messages."""
+    match msg:
+        case ActorStarted():
+            again = f" (incarnation {msg.incarnation})" if msg.incarnation > 1 else ""
+            return f"{msg.path} started{again}", "green", msg.at
+        case ActorExited():
+            style = "bold red" if msg.reason in ("error", "killed") else "dim"
+            detail = f": {msg.detail}" if msg.detail else ""
+            return f"{msg.path} exited ({msg.reason}){detail}", style, msg.at
+        case ActorRestarting():
+            return (
+                f"{msg.path} restarts in {msg.delay_s:.2f} s (restart {msg.restarts})",
+                "yellow",
+                msg.at,
+            )
+        case SupervisorGaveUp():
+            return (
+                f"{msg.path} GAVE UP: {msg.restarts} restarts within {msg.window_s:g} s",
+                "bold red",
+                msg.at,
+            )
+        case SystemNote():
+            style = {"error": "bold red", "warning": "yellow"}.get(msg.level, "")
+            return f"{msg.source}: {msg.text}", style, msg.at
+        case _:
+            return None
 
 
 class ActorsScreen(Screen[None]):
@@ -128,9 +133,8 @@ class ActorsScreen(Screen[None]):
         described = _describe(event.message)
         if described is None:
             return
-        text, style = described
-        at = getattr(event.message, "at", None)
-        stamp = (at if isinstance(at, datetime) else datetime.now()).astimezone()
+        text, style, at = described
+        stamp = at.astimezone()
         self.query_one("#actors-log", RichLog).write(
             Text.assemble((stamp.strftime("%H:%M:%S "), "dim"), (text, style))
         )

@@ -48,14 +48,10 @@ async def stop_run(link: Link, run_id: str) -> dict[str, Any]:
 async def abort_run(
     link: Link, run_id: str, reason: str = "aborted from the TUI"
 ) -> dict[str, Any]:
-    """The cell off at once; the run ends ``aborted`` with ``reason``."""
-    try:
-        # The run actor itself takes a reason, which the record then shows.
-        result: dict[str, Any] = await link.call(f"run/{run_id}", "abort", reason=reason)
-    except ApiError as exc:
-        if exc.code != "not_found":
-            raise
-        result = await link.call("runs", "abort", run_id)  # its actor is gone: let runs answer
+    """The cell off at once; the run ends ``aborted`` with ``reason`` (which its record
+    then shows). ``runs.abort`` cuts the run's cell through its instrument's interlock
+    first, never waiting behind the run's own mailbox."""
+    result: dict[str, Any] = await link.call("runs", "abort", run_id, reason)
     return result
 
 

@@ -3,35 +3,77 @@
 Events are folded in as they arrive (cheap: a slice copy into ring buffers), and
 the screen draws from here at its own pace, so the draw rate is independent of
 the sample rate. Version counters tell the screen what changed since it last drew.
+
+Messages are told apart by their class (:mod:`runtime.messages`), and read by their
+fields as declared there; a message of any other kind (a newer daemon's, or one this
+build could not decode) is counted in :attr:`RunModel.ignored`, said once in the log,
+and otherwise left alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, assert_never
 
 import numpy as np
 
-from runtime.messages import RunCreated, RunStateChanged, SampleBatch, SimulatedTruth
-from tui._adapters import (
-    fields_of,
-    kind_of_tag,
-    posterior_estimates,
-    spec_instrument,
-    tag_of,
-    twin_points,
+from runtime.api.protocol import Undecodable
+from runtime.messages import (
+    AcquisitionEnded,
+    AcquisitionStarted,
+    CalibrationDiverged,
+    CalibrationSkipped,
+    CalibratorStarted,
+    DataIssue,
+    DriftCleared,
+    DriftDetected,
+    InstrumentLinkDown,
+    InstrumentLinkUp,
+    PosteriorUpdate,
+    ReplyDropped,
+    RunCreated,
+    RunStateChanged,
+    SafetyTripped,
+    SampleBatch,
+    SimulatedTruth,
+    StreamResumed,
+    StreamStalled,
+    SystemNote,
+    TwinPrediction,
 )
 from tui._ring import Ring
 
-__all__ = ["FINAL_STATES", "CellState", "LogLine", "ParameterTrack", "RunModel"]
+__all__ = [
+    "FINAL_STATES",
+    "CellState",
+    "InstrumentEvent",
+    "LogLine",
+    "ParameterTrack",
+    "RunModel",
+    "spec_instrument",
+]
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
 
 CellState = Literal["on", "off", "unknown", "none"]
 """``none``: the run drives no cell (a replay); ``unknown``: not confirmed off."""
+
+Level = Literal["info", "warning", "error"]
+
+InstrumentEvent = (
+    AcquisitionStarted
+    | AcquisitionEnded
+    | SafetyTripped
+    | InstrumentLinkDown
+    | InstrumentLinkUp
+    | StreamStalled
+    | StreamResumed
+    | ReplyDropped
+)
+"""What an instrument publishes on ``instrument/<id>/state``."""
 
 _HISTORY = 240  # posterior updates kept per parameter for its sparkline
 
@@ -41,7 +83,7 @@ class LogLine:
     """One line of a run's event log: when, how loud (``info``, ``warning``, ``error``), what."""
 
     at: datetime | None
-    level: Literal["info", "warning", "error"]
+    level: Level
     text: str
 
 
@@ -57,9 +99,22 @@ class ParameterTrack:
     history: Ring = field(default_factory=lambda: Ring(("median", "lower", "upper"), _HISTORY))
 
 
-def _at(fields: dict[str, Any]) -> datetime | None:
-    at = fields.get("at")
-    return at if isinstance(at, datetime) else None
+def spec_instrument(spec: object) -> str:
+    """The instrument a twin spec measures with (its ``instrument:``; ``""`` for a spec
+    that names none, such as a simulation's).
+
+    >>> spec_instrument({"instrument": "sim"}), spec_instrument({"model": {}})
+    ('sim', '')
+    """
+    instrument = spec.get("instrument") if isinstance(spec, dict) else None
+    return instrument if isinstance(instrument, str) else ""
+
+
+def _tag(msg: object) -> str:
+    if isinstance(msg, Undecodable):
+        return msg.tag or "?"
+    tag = getattr(type(msg), "__message_tag__", None)
+    return tag if isinstance(tag, str) else type(msg).__name__
 
 
 class RunModel:
@@ -82,6 +137,8 @@ class RunModel:
         """Events the daemon dropped for this TUI because it read too slowly (display only)."""
         self.gaps = 0
         """Sample batches missing from the sequence (dropped for this TUI)."""
+        self.ignored: Counter[str] = Counter()
+        """Messages this TUI does not show, by tag (unknown to it, or undecodable)."""
         self.last_batch = -1
         self.sample_rate_hz: float | None = None
         self.drift = ""
@@ -89,6 +146,7 @@ class RunModel:
         self.posterior = ""
         """The posterior shown: its version and method (``v12 svi``)."""
         self._warned: set[str] = set()
+        self._cell_off_unconfirmed = False
         self.data_version = 0
         self.twin_version = 0
         self.params_version = 0
@@ -114,24 +172,19 @@ class RunModel:
         self.record = record
         self.source = str(record.get("source", ""))
         self.name = str(record.get("name", ""))
-        spec = record.get("spec")
         if not self.is_replay:
             # A replay keeps its recording's spec, but no instrument: its e-stop must
             # never reach the instrument the recording was made on (another run's now).
-            self.instrument = spec_instrument(spec) or self.instrument
-        if isinstance(spec, dict):
-            truth = spec.get("truth")
-            if isinstance(truth, dict):
-                self.truth = {str(k): float(v) for k, v in truth.items() if _is_number(v)}
-                for name, value in self.truth.items():
-                    self._track(name).truth = value
+            self.instrument = spec_instrument(record.get("spec")) or self.instrument
         self._set_state(str(record.get("state", self.state)), str(record.get("reason", "")))
 
     def _set_state(self, state: str, reason: str) -> None:
         self.state, self.reason = state, reason
         if state in FINAL_STATES:
-            if self.cell != "unknown" or self.is_replay or not self.instrument:
-                self.cell = "off"  # every way a run ends turns its cell off
+            if not self._cell_off_unconfirmed:
+                # Every way a run ends turns its cell off; only a trip that could not
+                # confirm it (the link was down) leaves it in doubt.
+                self.cell = "off"
         elif self.is_replay:
             self.cell = "none"
         elif state in ("running", "paused") and self.cell == "unknown" and not self.instrument:
@@ -155,59 +208,59 @@ class RunModel:
         )
 
     def ingest(self, msg: object) -> list[LogLine]:
-        """Fold one message in; returns the lines it adds to the event log."""
-        if isinstance(msg, SampleBatch):
-            self._samples(msg)
-            return []
-        if isinstance(msg, RunStateChanged):
-            key = (msg.state, msg.previous, msg.at.isoformat())
-            if key in self._seen_transitions:  # seen in the history and again live
+        """Fold one message in (recorded or live); returns the lines it adds to the event log."""
+        match msg:
+            case SampleBatch():
+                self._samples(msg)
                 return []
-            self._seen_transitions.add(key)
-            self._set_state(msg.state, msg.reason)
-            level: Literal["info", "warning", "error"] = (
-                "error" if msg.state in ("aborted", "failed") else "info"
-            )
-            return [LogLine(msg.at, level, f"{msg.previous} → {msg.state}: {msg.reason}")]
-        if isinstance(msg, SimulatedTruth):
-            # A simulated cell's hidden truth, which drifts from cycle to cycle.
-            for name, value in zip(msg.parameters, msg.values.tolist(), strict=True):
-                self.truth[name] = value
-                if name in self.params:
-                    self.params[name].truth = value
+            case TwinPrediction():
+                self._twin(msg)
+                return []
+            case PosteriorUpdate():
+                return self._posterior(msg)
+            case RunStateChanged():
+                return self._transition(msg)
+            case RunCreated():
+                self.source = msg.source
+                origin = f" from {msg.source}" if msg.source else ""
+                return [LogLine(msg.created, "info", f"created{origin}")]
+            case SimulatedTruth():
+                self._truth(msg)
+                return []
+            case DriftDetected() | DriftCleared():
+                return self._drift(msg)
+            case DataIssue():
+                span = f"t {msg.t_start:.2f}-{msg.t_end:.2f} s"
+                detail = f": {msg.detail}" if msg.detail else ""
+                text = f"twin set aside {msg.count} samples ({msg.kind}, {span}){detail}"
+                return [LogLine(None, "warning", text)]
+            case CalibrationDiverged() | CalibrationSkipped() | CalibratorStarted():
+                return [self._calibration_note(msg)]
+            case SystemNote():
+                loud: Level = "warning" if msg.level == "warning" else "info"
+                level: Level = "error" if msg.level == "error" else loud
+                return [LogLine(msg.at, level, f"{msg.source}: {msg.text}")]
+            case (
+                AcquisitionStarted()
+                | AcquisitionEnded()
+                | SafetyTripped()
+                | InstrumentLinkDown()
+                | InstrumentLinkUp()
+                | StreamStalled()
+                | StreamResumed()
+                | ReplyDropped()
+            ):
+                return self._instrument(msg)
+            case _:
+                return self._ignore(msg)
+
+    def _ignore(self, msg: object) -> list[LogLine]:
+        tag = _tag(msg)
+        self.ignored[tag] += 1
+        if self.ignored[tag] > 1:
             return []
-        if isinstance(msg, RunCreated):
-            self.source = msg.source
-            origin = f" from {msg.source}" if msg.source else ""
-            return [LogLine(msg.created, "info", f"created{origin}")]
-        tag = tag_of(msg)
-        if tag.startswith("instrument."):
-            return self._instrument(tag, fields_of(msg))
-        if tag in _TWIN_EVENTS:
-            return _TWIN_EVENTS[tag](self, fields_of(msg))
-        return self._by_kind(kind_of_tag(tag), msg)
-
-    def ingest_topic(self, topic: str, msg: object) -> list[LogLine]:
-        """Fold in a live message; the topic decides for a tag not known here."""
-        tag = tag_of(msg)
-        known = (
-            isinstance(msg, SampleBatch | RunStateChanged | RunCreated | SimulatedTruth)
-            or tag in _TWIN_EVENTS
-            or tag.startswith("instrument.")
-            or kind_of_tag(tag)
-        )
-        if known:
-            return self.ingest(msg)
-        return self._by_kind(topic.rsplit("/", 1)[-1], msg)
-
-    def _by_kind(self, kind: str, msg: object) -> list[LogLine]:
-        if kind == "twin":
-            return self._twin(msg)
-        if kind == "posterior":
-            return self._posterior(msg)
-        if kind == "drift":
-            return self._drift(msg)
-        return []
+        why = f": {msg.reason}" if isinstance(msg, Undecodable) else ""
+        return [LogLine(None, "info", f"{tag} events are not shown here{why}")]
 
     def _samples(self, batch: SampleBatch) -> None:
         if batch.seq <= self.last_batch:
@@ -224,197 +277,138 @@ class RunModel:
                 self.sample_rate_hz = (len(batch) - 1) / span
         self.data_version += 1
 
-    def _instrument(self, tag: str, fields: dict[str, Any]) -> list[LogLine]:
-        run_id = fields.get("run_id")
-        if run_id not in (None, "", self.run_id):
-            return []  # another run's instrument
-        instrument = str(fields.get("instrument_id", ""))
-        at = _at(fields)
-        kind = tag.removeprefix("instrument.")
-        self.status_version += 1
-        if kind == "acquisition_started":
-            self.instrument, self.cell = instrument, "on"
-            return [
-                LogLine(
-                    at,
-                    "info",
-                    f"{instrument}: {fields.get('technique', '?')} started, "
-                    f"{fields.get('sample_rate_hz', 0):g} Hz for {fields.get('duration_s', 0):g} s",
-                )
-            ]
-        if kind == "acquisition_ended":
-            self.cell = "off"
-            counts = f"{fields.get('samples', 0)} samples, {fields.get('lost', 0)} lost"
-            text = f"{instrument}: acquisition {fields.get('reason', 'ended')} ({counts})"
-            detail = str(fields.get("detail", ""))
-            level: Literal["info", "warning", "error"] = (
-                "info" if fields.get("reason") in ("completed", "stopped") else "warning"
-            )
-            return [LogLine(at, level, f"{text} {detail}".strip())]
-        if kind == "safety_tripped":
-            cell_off = bool(fields.get("cell_off"))
-            self.cell = "off" if cell_off else "unknown"
-            return [
-                LogLine(
-                    at,
-                    "error",
-                    f"{instrument}: SAFETY TRIP {fields.get('limit', '?')}: "
-                    f"{fields.get('detail', '')} — cell "
-                    f"{'off' if cell_off else 'NOT confirmed off'}",
-                )
-            ]
-        if kind == "link_down":
-            return [LogLine(at, "warning", f"{instrument}: link down: {fields.get('reason', '')}")]
-        if kind == "link_up":
-            return [LogLine(at, "info", f"{instrument}: link up ({fields.get('identity', '')})")]
-        if kind == "stream_stalled":
-            silent = float(fields.get("silent_s", 0.0))
-            return [LogLine(at, "warning", f"{instrument}: no samples for {silent:.1f} s")]
-        if kind == "stream_resumed":
-            return [LogLine(at, "info", f"{instrument}: samples flow again")]
-        if kind == "reply_dropped":
-            why = fields.get("reason", "")
-            return [LogLine(at, "warning", f"{instrument}: reply dropped: {why}")]
-        return [LogLine(at, "info", f"{instrument}: {kind}")]
-
-    def _twin(self, msg: object) -> list[LogLine]:
-        points = twin_points(msg)
-        if points is None:
+    def _transition(self, msg: RunStateChanged) -> list[LogLine]:
+        key = (msg.state, msg.previous, msg.at.isoformat())
+        if key in self._seen_transitions:  # seen in the history and again live
             return []
-        if points.level is not None:
-            self.band_level = points.level
-        E = points.E
-        if np.isnan(E).all():
-            # The prediction covers a batch of samples (same times): take their potential.
-            t, potential = self.samples.column("t"), self.samples.column("E")
-            if t.size >= 2:
-                E = np.interp(points.t, t, potential, left=np.nan, right=np.nan)
-        residual = points.residual
-        if residual is None:
-            # Measured minus predicted at the twin's times, from the samples held here.
-            t, current = self.samples.column("t"), self.samples.column("I")
-            if t.size >= 2:
-                measured = np.interp(points.t, t, current, left=np.nan, right=np.nan)
-                residual = measured - points.predicted
-            else:
-                residual = np.full(points.t.size, np.nan)
+        self._seen_transitions.add(key)
+        self._set_state(msg.state, msg.reason)
+        level: Level = "error" if msg.state in ("aborted", "failed") else "info"
+        return [LogLine(msg.at, level, f"{msg.previous} → {msg.state}: {msg.reason}")]
+
+    def _truth(self, msg: SimulatedTruth) -> None:
+        # A simulated cell's hidden truth, which drifts from cycle to cycle.
+        for name, value in zip(msg.parameters, msg.values.tolist(), strict=True):
+            self.truth[name] = value
+            if name in self.params:
+                self.params[name].truth = value
+        self.params_version += 1
+
+    def _instrument(self, msg: InstrumentEvent) -> list[LogLine]:
+        bound = "" if isinstance(msg, ReplyDropped) else msg.run_id
+        if bound != self.run_id and (bound or msg.instrument_id != self.instrument):
+            return []  # another run's, or another instrument's
+        name, at = msg.instrument_id, msg.at
+        self.status_version += 1
+        match msg:
+            case AcquisitionStarted():
+                self.instrument, self.cell = name, "on"
+                return [
+                    LogLine(
+                        at,
+                        "info",
+                        f"{name}: {msg.technique} started, {msg.sample_rate_hz:g} Hz for "
+                        f"{msg.duration_s:g} s",
+                    )
+                ]
+            case AcquisitionEnded():
+                self.cell = "off"
+                counts = f"{msg.samples} samples, {msg.lost} lost"
+                text = f"{name}: acquisition {msg.reason} ({counts}) {msg.detail}".strip()
+                level: Level = "info" if msg.reason in ("completed", "stopped") else "warning"
+                return [LogLine(at, level, text)]
+            case SafetyTripped():
+                self.cell = "off" if msg.cell_off else "unknown"
+                self._cell_off_unconfirmed = not msg.cell_off
+                off = "off" if msg.cell_off else "NOT confirmed off"
+                text = f"{name}: SAFETY TRIP {msg.limit}: {msg.detail} — cell {off}"
+                return [LogLine(at, "error", text)]
+            case InstrumentLinkDown():
+                return [LogLine(at, "warning", f"{name}: link down: {msg.reason}")]
+            case InstrumentLinkUp():
+                return [LogLine(at, "info", f"{name}: link up ({msg.identity})")]
+            case StreamStalled():
+                return [LogLine(at, "warning", f"{name}: no samples for {msg.silent_s:.1f} s")]
+            case StreamResumed():
+                return [LogLine(at, "info", f"{name}: samples flow again")]
+            case ReplyDropped():
+                return [LogLine(at, "warning", f"{name}: reply dropped: {msg.reason}")]
+            case _:
+                assert_never(msg)
+
+    def _twin(self, msg: TwinPrediction) -> None:
+        self.band_level = msg.level
+        # The prediction covers a batch of samples (same times): take their potential.
+        t, potential = self.samples.column("t"), self.samples.column("E")
+        if t.size:  # (a first batch of one sample is predicted too)
+            E = np.interp(msg.t, t, potential, left=np.nan, right=np.nan)
+        else:
+            E = np.full(msg.t.size, np.nan)
         self.twin.extend(
             {
-                "t": points.t,
+                "t": msg.t,
                 "E": E,
-                "predicted": points.predicted,
-                "lower": points.lower,
-                "upper": points.upper,
-                "residual": residual,
+                "predicted": msg.predicted,
+                "lower": msg.predicted - msg.band,
+                "upper": msg.predicted + msg.band,
+                "residual": msg.residual,
             }
         )
         self.twin_version += 1
-        return []
 
-    def _posterior(self, msg: object) -> list[LogLine]:
-        fields = fields_of(msg)
+    def _posterior(self, msg: PosteriorUpdate) -> list[LogLine]:
+        self.posterior = f"v{msg.version} {msg.method}"
         lines: list[LogLine] = []
-        if isinstance(fields.get("version"), int):
-            self.posterior = f"v{fields['version']} {fields.get('method', '')}".strip()
-        for warning in fields.get("warnings") or ():
+        for warning in msg.warnings:
             if warning not in self._warned:
-                self._warned.add(str(warning))
+                self._warned.add(warning)
                 lines.append(LogLine(None, "warning", f"calibration: {warning}"))
-        _, estimates = posterior_estimates(msg)
-        for estimate in estimates:
-            track = self._track(estimate.name)
-            track.median, track.lower, track.upper = estimate.median, estimate.lower, estimate.upper
-            if estimate.truth is not None:
-                track.truth = estimate.truth
+        for k, name in enumerate(msg.parameters):
+            track = self._track(name)
+            track.median = float(msg.median[k])
+            track.lower, track.upper = float(msg.q05[k]), float(msg.q95[k])
             track.history.extend(
-                {"median": [estimate.median], "lower": [estimate.lower], "upper": [estimate.upper]}
+                {"median": [track.median], "lower": [track.lower], "upper": [track.upper]}
             )
-        if estimates:
-            self.params_version += 1
+        self.params_version += 1
         return lines
 
-    def _drift_detected(self, fields: dict[str, Any]) -> list[LogLine]:
-        fraction, window = float(fields.get("fraction", math.nan)), fields.get("window", "?")
-        level = float(fields.get("level", math.nan))
-        self.drift = f"{fraction:.0%} outside the {level:.0%} band"
+    def _drift(self, msg: DriftDetected | DriftCleared) -> list[LogLine]:
         self.status_version += 1
-        since = float(fields.get("t_start", math.nan))
+        if isinstance(msg, DriftCleared):
+            self.drift = ""
+            return [LogLine(None, "info", f"drift cleared ({msg.fraction:.0%} outside the band)")]
+        self.drift = f"{msg.fraction:.0%} outside the {msg.level:.0%} band"
         return [
             LogLine(
                 None,
                 "warning",
-                f"DRIFT: {fraction:.0%} of the last {window} samples outside the {level:.0%} "
-                f"band since t = {since:.1f} s: the model no longer describes the cell",
+                f"DRIFT: {msg.fraction:.0%} of the last {msg.window} samples outside the "
+                f"{msg.level:.0%} band since t = {msg.t_start:.1f} s: the model no longer "
+                "describes the cell",
             )
         ]
 
-    def _drift_cleared(self, fields: dict[str, Any]) -> list[LogLine]:
-        self.drift = ""
-        self.status_version += 1
-        fraction = float(fields.get("fraction", math.nan))
-        return [LogLine(None, "info", f"drift cleared ({fraction:.0%} outside the band)")]
-
-    def _data_issue(self, fields: dict[str, Any]) -> list[LogLine]:
-        span = f"t {float(fields.get('t_start', 0)):.2f}-{float(fields.get('t_end', 0)):.2f} s"
-        detail = f": {fields['detail']}" if fields.get("detail") else ""
-        text = f"twin set aside {fields.get('count', '?')} samples ({fields.get('kind')}, {span})"
-        return [LogLine(None, "warning", text + detail)]
-
-    def _calibration_note(self, fields: dict[str, Any]) -> list[LogLine]:
-        if "kept_version" in fields:
-            return [
-                LogLine(
-                    None,
-                    "error",
-                    f"calibration diverged on segment {fields.get('segment')}: "
-                    f"{fields.get('reason')}; kept posterior v{fields.get('kept_version')}",
-                )
-            ]
-        if "first" in fields:
-            return [
-                LogLine(
-                    None,
-                    "warning",
-                    f"calibration skipped segments {fields.get('first')}-{fields.get('last')}: "
-                    f"{fields.get('reason')}",
-                )
-            ]
-        again = int(fields.get("incarnation", 1)) > 1
-        return [
-            LogLine(
+    @staticmethod
+    def _calibration_note(
+        msg: CalibrationDiverged | CalibrationSkipped | CalibratorStarted,
+    ) -> LogLine:
+        if isinstance(msg, CalibrationDiverged):
+            return LogLine(
                 None,
-                "warning" if again else "info",
-                "calibrator restarted" if again else "calibrator started",
+                "error",
+                f"calibration diverged on segment {msg.segment}: {msg.reason}; "
+                f"kept posterior v{msg.kept_version}",
             )
-        ]
-
-    def _drift(self, msg: object) -> list[LogLine]:
-        fields = fields_of(msg)
-        text = str(fields.get("detail") or fields.get("reason") or fields.get("text") or "")
-        drifting = fields.get("drifting", fields.get("alarm"))
-        score = fields.get("score", fields.get("statistic"))
-        parts = []
-        if score is not None and _is_number(score):
-            parts.append(f"score {float(score):.3g}")
-        if text:
-            parts.append(text)
-        self.drift = ", ".join(parts) or "drift reported"
-        self.status_version += 1
-        if drifting is False:
-            return []
-        return [LogLine(_at(fields), "warning", f"drift: {self.drift}")]
-
-
-_TWIN_EVENTS: Final[dict[str, Callable[[RunModel, dict[str, Any]], list[LogLine]]]] = {
-    "twin.drift": RunModel._drift_detected,
-    "twin.drift_cleared": RunModel._drift_cleared,
-    "twin.data_issue": RunModel._data_issue,
-    "calibration.diverged": RunModel._calibration_note,
-    "calibration.skipped": RunModel._calibration_note,
-    "calibration.started": RunModel._calibration_note,
-}
-"""The twin's and calibrator's events other than predictions and posteriors, by tag."""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(msg, CalibrationSkipped):
+            return LogLine(
+                None,
+                "warning",
+                f"calibration skipped segments {msg.first}-{msg.last}: {msg.reason}",
+            )
+        again = msg.incarnation > 1
+        return LogLine(
+            None,
+            "warning" if again else "info",
+            "calibrator restarted" if again else "calibrator started",
+        )

@@ -23,9 +23,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
 from runtime import topics
+from runtime.api.protocol import decode_message
 from runtime.client import Event
-from runtime.codec import message_from_plain
-from runtime.errors import ApiError, MessageError
+from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
@@ -173,11 +173,11 @@ class RunScreen(Screen[None]):
                 lines: list[LogLine] = []
                 for item in page:
                     self._next_seq = int(item["seq"]) + 1
-                    try:
-                        msg = message_from_plain(item["message"])
-                    except MessageError:
-                        msg = item["message"]  # a tag this build does not know
-                    lines += self.model.ingest(msg)
+                    if item.get("error"):  # the daemon could not read it back
+                        text = f"recorded event {item['seq']} is unreadable: {item['error']}"
+                        lines.append(LogLine(None, "warning", text))
+                        continue
+                    lines += self.model.ingest(decode_message(item["message"]))
                 self.log_lines(lines)
                 if len(page) < _HISTORY_PAGE:
                     break
@@ -196,7 +196,7 @@ class RunScreen(Screen[None]):
         if self.reading_history:
             self._pending.append(event)
             return
-        lines = self.model.ingest_topic(event.topic, event.message)
+        lines = self.model.ingest(event.message)
         if lines:
             self.log_lines(lines)
 
@@ -213,6 +213,16 @@ class RunScreen(Screen[None]):
 
     # --- drawing -------------------------------------------------------------------------
 
+    def _versions(self) -> tuple[int, int, int, int]:
+        m = self.model
+        return (m.status_version, m.data_version, m.twin_version, m.params_version)
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the run's history is read and the last draw shows everything folded in
+        since (no redraw pending)."""
+        return not self.reading_history and self._drawn == self._versions()
+
     def draw(self) -> None:
         """Redraw what changed since the last draw (the timer calls this at 10 Hz)."""
         if self.app.screen is not self and not self.app.screen.is_modal:
@@ -223,7 +233,7 @@ class RunScreen(Screen[None]):
             return
         self._last_draw = now
         m = self.model
-        versions = (m.status_version, m.data_version, m.twin_version, m.params_version)
+        versions = self._versions()
         if versions == self._drawn:
             return
         status, data, twin, params = self._drawn
@@ -275,9 +285,9 @@ class RunScreen(Screen[None]):
                 layers.append(Band(x_twin, tw["lower"], tw["upper"], BAND))
                 layers.append(Line(x_twin, tw["predicted"], PREDICTED))
             layers.append(Line(x, current, MEASURED))
-            plot = self.query_one(plot_id, Plot)
-            if plot.display:
-                plot.plot(layers)
+            # A hidden plot is given its layers too (rasterising waits until it shows): a
+            # frame drawn while the axis switches must not leave the other one empty.
+            self.query_one(plot_id, Plot).plot(layers)
         residual = self.query_one("#plot-residual", Plot)
         if tw["t"].size:
             zero = Line(np.array([tw["t"][0], tw["t"][-1]]), np.zeros(2), ZERO)
@@ -432,11 +442,7 @@ class RunScreen(Screen[None]):
     def action_toggle_axis(self) -> None:
         """Plot against time instead of potential, or back."""
         self._time_axis = not self._time_axis
-        self.set_class(self._time_axis, "-time-axis")
-        status, _, _, params = self._drawn
-        self._drawn = (status, -1, -1, params)  # the plot now shown draws afresh
-        self._last_draw = 0.0
-        self.call_after_refresh(self.draw)
+        self.set_class(self._time_axis, "-time-axis")  # both plots hold what they show
 
     def action_back(self) -> None:
         """Back to the screen before."""

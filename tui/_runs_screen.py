@@ -16,14 +16,14 @@ from textual.widgets import DataTable, Footer, Header, Input
 from runtime import topics
 from runtime.client import Event
 from runtime.errors import ApiError
-from tui._adapters import fields_of, spec_instrument, tag_of
+from runtime.messages import AcquisitionStarted, RunCreated, RunStateChanged
 from tui._banner import ConnectionBanner
 from tui._connection import Subscription
 from tui._context import link_of
 from tui._control import emergency_stop
 from tui._format import format_when, progress_bar
 from tui._replay_screen import start_replay
-from tui._run_model import FINAL_STATES
+from tui._run_model import FINAL_STATES, spec_instrument
 from tui._run_screen import RunScreen
 from tui._states import state_text
 
@@ -124,16 +124,11 @@ class RunsScreen(Screen[None]):
     # --- data ------------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        tag = tag_of(event.message)
-        if tag == "instrument.acquisition_started":
-            fields = fields_of(event.message)
-            run_id = str(fields.get("run_id", ""))
-            if run_id:
-                self.instruments[run_id] = str(fields.get("instrument_id", ""))
-                rate, duration = fields.get("sample_rate_hz"), fields.get("duration_s")
-                if isinstance(rate, int | float) and isinstance(duration, int | float):
-                    self.expected[run_id] = round(rate * duration)
-        if tag in ("run.state", "run.created"):
+        msg = event.message
+        if isinstance(msg, AcquisitionStarted) and msg.run_id:
+            self.instruments[msg.run_id] = msg.instrument_id
+            self.expected[msg.run_id] = round(msg.sample_rate_hz * msg.duration_s)
+        elif isinstance(msg, RunStateChanged | RunCreated):
             self.refresh_runs()
 
     def refresh_runs(self) -> None:

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Open the TUI; returns 0 when the user quits.
 
     A daemon that cannot be reached is no error here: the TUI says so in a banner
-    and keeps retrying. A malformed ``--tcp`` is (``AddressError``, exit status 2).
+    and keeps retrying. A malformed ``--tcp`` is (one line, exit status 2).
     """
     from runtime.address import TOKEN_ARGV_REFUSAL, token_from  # noqa: PLC0415
     from runtime.errors import TokenError  # noqa: PLC0415

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from runtime.errors import GalvanaError
 
-__all__ = ["AddressError", "TuiError"]
+__all__ = ["TuiError"]
 
 
 class TuiError(GalvanaError):
     """Base class of every error the TUI raises on purpose."""
-
-
-class AddressError(TuiError, ValueError):
-    """The daemon's address given on the command line cannot be used (``--tcp``, ...)."""

@@ -84,6 +84,8 @@ from pyro.infer import MCMC, NUTS, Trace_ELBO
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
 from runtime.constants import FARADAY, GAS_CONSTANT
+from runtime.errors import TaskFailed
+from runtime.executor import Executor
 from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,
@@ -112,6 +114,7 @@ __all__ = [
     "informative_times",
     "laplace_fit",
     "misfit_warnings",
+    "nuts_chain",
     "nuts_posterior",
     "residual_lag1",
     "seeded",
@@ -428,6 +431,31 @@ def _poor(blocks: Sequence[Block], point: _Point) -> bool:
     return False
 
 
+def _start_point(param: Parameterization, z0: FloatArray, seed: int, k: int) -> FloatArray:
+    """Where start ``k`` of the mode search begins: ``z0``, then draws of the prior."""
+    if k == 0:
+        return np.array(z0, dtype=np.float64)
+    rng = np.random.default_rng(derive_seed(seed, 0x5EED, k))
+    out: FloatArray = param.prior_center() + param.prior_z_scale * rng.standard_normal(param.dim)
+    return out
+
+
+def _start_search(  # noqa: PLR0917 - a task takes its arguments positionally
+    blocks: tuple[Block, ...],
+    param: Parameterization,
+    prior: dist.Distribution,
+    z: FloatArray,
+    settings: FitSettings,
+    start: int,
+) -> _Search | str:
+    """One start of the mode search as a task: where it ended, or why it could not
+    start (the :class:`InferenceError`'s message)."""
+    try:
+        return _search(blocks, param, prior, z, settings, start=start)
+    except InferenceError as exc:
+        return str(exc)
+
+
 def _better(a: _Search, b: _Search) -> bool:
     """Whether search ``a`` ended better than ``b``: converged first, then the objective."""
     if a.converged != b.converged:
@@ -443,26 +471,49 @@ def _mode(
     *,
     settings: FitSettings,
     seed: int,
-) -> tuple[_Search, int, list[str]]:
+    executor: Executor | None = None,
+) -> tuple[_Search, int, list[str], int]:
     """The mode search from ``z0``, then from draws of the spec's prior while no start
     has converged to a good fit (see the module docstring). Returns the best search, the
-    number of starts tried and why the failed ones failed. Raises
-    :class:`InferenceError` when no start can be simulated."""
+    number of starts tried, why the failed ones failed and the engine runs made in other
+    processes. Raises :class:`InferenceError` when no start can be simulated.
+
+    With an ``executor``, the starts run as many at a time as it has CPUs (the results
+    are those of the loop here: each start depends on its index and seed alone)."""
     best: _Search | None = None
     failures: list[str] = []
     tried = 0
+    elsewhere = 0  # engine runs of the starts that ran in other processes
+    ahead: dict[int, _Search | str] = {}
     for k in range(settings.starts):
-        if k == 0:
-            z = np.array(z0, dtype=np.float64)
-        else:
-            rng = np.random.default_rng(derive_seed(seed, 0x5EED, k))
-            z = param.prior_center() + param.prior_z_scale * rng.standard_normal(param.dim)
+        if executor is not None and k not in ahead:
+            # The next starts at once, one per task: the same searches as one after the
+            # other here, of which only those this loop would have tried are used.
+            wave = range(k, min(settings.starts, k + max(1, executor.cpus)))
+            argsets = [
+                (tuple(blocks), param, prior, _start_point(param, z0, seed, j), settings, j)
+                for j in wave
+            ]
+            try:
+                ahead.update(zip(wave, executor.map(_start_search, argsets), strict=True))
+            except TaskFailed as exc:
+                raise InferenceError(f"a start of the mode search failed: {exc}") from None
         tried += 1
-        try:
-            found = _search(blocks, param, prior, z, settings, start=k)
-        except InferenceError as exc:
-            failures.append(f"start {k}: {exc}")
-            continue
+        if executor is not None:
+            outcome = ahead.pop(k)
+            if isinstance(outcome, str):
+                failures.append(f"start {k}: {outcome}")
+                continue
+            found = outcome
+            elsewhere += found.evaluations
+        else:
+            try:
+                found = _search(
+                    blocks, param, prior, _start_point(param, z0, seed, k), settings, start=k
+                )
+            except InferenceError as exc:
+                failures.append(f"start {k}: {exc}")
+                continue
         if not found.converged:
             failures.append(f"start {k}: {found.describe(settings)}")
         if best is None or _better(found, best):
@@ -471,7 +522,7 @@ def _mode(
             break
     if best is None:
         raise InferenceError(f"no start of the mode search succeeded ({'; '.join(failures)})")
-    return best, tried, failures
+    return best, tried, failures, elsewhere
 
 
 def _likelihood_scale(rho: float, n: int) -> float:
@@ -499,6 +550,7 @@ def fit_posterior(
     settings: FitSettings,
     seed: int,
     temper: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[Fit, tuple[Block, ...]]:
     """The Laplace approximation at the posterior mode (multi-start, tempered; see the
     module docstring), and the blocks with the likelihood scales it used.
@@ -508,7 +560,9 @@ def fit_posterior(
     no start can be simulated or the Hessian at the end is not positive definite.
     """
     before = _engine_runs(blocks)
-    search, tried, failures = _mode(blocks, param, prior, z0, settings=settings, seed=seed)
+    search, tried, failures, elsewhere = _mode(
+        blocks, param, prior, z0, settings=settings, seed=seed, executor=executor
+    )
     rho = _block_lag1(blocks, search.point)
     used = [b.data.used for b in blocks]
     scales = [
@@ -535,7 +589,7 @@ def fit_posterior(
     if not (np.all(np.isfinite(gaussian.loc)) and np.all(np.isfinite(gaussian.scale_tril))):
         raise InferenceError("the Laplace approximation is not finite")
     diagnostics: dict[str, Any] = {
-        "evaluations": _engine_runs(blocks) - before,
+        "evaluations": _engine_runs(blocks) - before + elsewhere,
         "iterations": iterations,
         "newton_decrement": search.step_sd**2,
         "converged": search.converged,
@@ -704,35 +758,29 @@ def nuts_posterior(
     samples: int,
     chains: int = 2,
     seed: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[FloatArray, dict[str, Any]]:
     """Posterior draws of ``z`` (chains * samples, dim) by NUTS, run in the whitened
     coordinates of ``whitening`` (an approximate posterior) so that one step size suits
     every direction, each block's likelihood tempered by its scale as the online
     posterior is. A proposal the engine
     cannot simulate is rejected (zero likelihood), so every draw is one it can. Chains
-    run one after the other; diagnostics hold split R-hat and the effective sample size
-    per coordinate and the number of divergent transitions. Raises
-    :class:`InferenceError` when the sampler fails."""
-    model = _model(blocks, param, prior, whitening)
-    draws = []
-    divergences = 0
-    for c in range(chains):
-        with seeded(derive_seed(seed, c)):
-            kernel = NUTS(model, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=6)
-            mcmc = MCMC(
-                kernel,
-                num_samples=samples,
-                warmup_steps=warmup,
-                disable_progbar=True,
+    run one after the other here, or one per task on ``executor`` (the same draws: each
+    chain is seeded from ``seed`` and its index alone); diagnostics hold split R-hat
+    and the effective sample size per coordinate across the chains and the number of
+    divergent transitions. Raises :class:`InferenceError` when the sampler fails."""
+    args = (tuple(blocks), param, prior, whitening, warmup, samples)
+    if executor is None:
+        chain_runs = [nuts_chain(*args, derive_seed(seed, c), c) for c in range(chains)]
+    else:
+        try:
+            chain_runs = executor.map(
+                nuts_chain, [(*args, derive_seed(seed, c), c) for c in range(chains)]
             )
-            try:
-                mcmc.run()
-            except (ForwardModelError, RuntimeError, ValueError) as exc:
-                raise InferenceError(f"NUTS chain {c} failed: {exc}") from None
-            draws.append(mcmc.get_samples()["w"].detach())
-            diag = mcmc.diagnostics()
-            divergences += int(sum(len(v) for v in diag.get("divergences", {}).values()))
-    w = torch.stack(draws)  # (chains, samples, dim)
+        except TaskFailed as exc:
+            raise InferenceError(str(exc)) from None
+    divergences = sum(d for _, d in chain_runs)
+    w = torch.stack([torch.from_numpy(draws) for draws, _ in chain_runs])  # (chains, samples, dim)
     if not bool(torch.all(torch.isfinite(w))):
         raise InferenceError("NUTS produced non-finite draws")
     loc = torch.from_numpy(whitening.loc.copy())
@@ -750,6 +798,33 @@ def nuts_posterior(
         "samples": samples,
         "likelihood_scale": [b.scale for b in blocks],
     }
+
+
+def nuts_chain(  # noqa: PLR0917 - a task takes its arguments positionally
+    blocks: tuple[Block, ...],
+    param: Parameterization,
+    prior: dist.Distribution,
+    whitening: Gaussian,
+    warmup: int,
+    samples: int,
+    seed: int,
+    chain: int,
+) -> tuple[FloatArray, int]:
+    """One NUTS chain of :func:`nuts_posterior` from ``seed``: its draws of the whitened
+    ``w`` (samples, dim) and its divergent transitions. A task of its own on an
+    executor; raises :class:`InferenceError` when the sampler fails."""
+    model = _model(blocks, param, prior, whitening)
+    with seeded(seed):
+        kernel = NUTS(model, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=6)
+        mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, disable_progbar=True)
+        try:
+            mcmc.run()
+        except (ForwardModelError, RuntimeError, ValueError) as exc:
+            raise InferenceError(f"NUTS chain {chain} failed: {exc}") from None
+        draws = mcmc.get_samples()["w"].detach().numpy().copy()
+        diag = mcmc.diagnostics()
+        divergences = int(sum(len(v) for v in diag.get("divergences", {}).values()))
+    return draws, divergences
 
 
 # --------------------------------------------------------------------------- residuals
@@ -1117,10 +1192,16 @@ class OnlineCalibrator:
     # -- the reference -----------------------------------------------------------------
 
     def reference(
-        self, *, warmup: int | None = None, samples: int | None = None, chains: int = 2
+        self,
+        *,
+        warmup: int | None = None,
+        samples: int | None = None,
+        chains: int = 2,
+        executor: Executor | None = None,
     ) -> PosteriorUpdate:
         """A full NUTS posterior from every sample seen so far, from rest, with the spec's
-        priors: the reference the online posterior is judged against. Raises
+        priors: the reference the online posterior is judged against. The chains run
+        one per task on ``executor`` when one is given (the same draws as here). Raises
         :class:`InferenceError` when there are no data or it fails."""
         if not self.segments:
             raise InferenceError("no segment has been seen yet; nothing to sample from")
@@ -1155,6 +1236,7 @@ class OnlineCalibrator:
             samples=samples or self.cal.nuts_samples,
             chains=chains,
             seed=seed,
+            executor=executor,
         )
         diagnostics["residual_lag1"] = fit.diagnostics["residual_lag1"][0]
         diagnostics["likelihood_scale"] = blocks[0].scale

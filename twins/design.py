@@ -17,6 +17,7 @@ more than that, which is why the ranking uses the closed form.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ import torch
 from pyro.contrib.oed.eig import nmc_eig
 
 from physics import ScenarioError, load_scenario
+from runtime.errors import TaskFailed
+from runtime.executor import Executor, run_batched
 from runtime.waveforms import Waveform
 from twins.calibration import derive_seed, seeded
 from twins.errors import DesignError, ForwardModelError
@@ -75,14 +78,17 @@ def suggest_next_experiment(
     posterior: Gaussian | None = None,
     method: Literal["linear", "nmc"] = "linear",
     seed: int = 0,
+    executor: Executor | None = None,
 ) -> list[Suggestion]:
     """Rank candidate waveforms (mappings in the scenario's waveform schema) by EIG about
     ``parameters`` (default: every calibrated one), best first.
 
     ``posterior`` is the current Gaussian over ``z`` (default: the prior, as a Gaussian
     with the prior's spreads). Each candidate runs from rest, sampled at the protocol's
-    rate. Raises :class:`DesignError` for an empty list, an invalid waveform or a
-    parameter that is not calibrated.
+    rate. With an ``executor``, the candidates run there in batches sized from a timed
+    probe (the same figures as here: each candidate's depends on it alone). Raises
+    :class:`DesignError` for an empty list, an invalid waveform or a parameter that is
+    not calibrated.
     """
     cal = spec.calibrate
     if cal is None:
@@ -104,27 +110,59 @@ def suggest_next_experiment(
     noise = float(values[P]) if param.learns_noise else float(cal.noise)  # type: ignore[arg-type]
     prior_cov = g.cov[:P, :P]
     S = [cal.names.index(n) for n in targets]
-    out = []
     for i, raw in enumerate(candidates):
-        wf = _waveform(spec, raw, i)
-        Jz = _jacobian(spec, wf, values[:P]) * slope[:P]
-        precision = np.linalg.inv(prior_cov) + Jz.T @ Jz / noise**2
+        _waveform(spec, raw, i)  # every candidate checked before any runs
+    context = _Context(spec, targets, S, values[:P], slope[:P], prior_cov, noise, method, seed)
+    items = [(i, dict(raw)) for i, raw in enumerate(candidates)]
+    if executor is None:
+        out = rank_candidates(context, items)
+    else:
+        try:
+            out = run_batched(executor, functools.partial(rank_candidates, context), items)
+        except TaskFailed as exc:
+            raise DesignError(f"a candidate could not be ranked: {exc}") from None
+    return sorted(out, key=lambda s: -s.eig)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every candidate is ranked against (see :func:`suggest_next_experiment`)."""
+
+    spec: TwinSpec
+    targets: tuple[str, ...]
+    S: list[int]
+    values: FloatArray
+    slope: FloatArray
+    prior_cov: FloatArray
+    noise: float
+    method: Literal["linear", "nmc"]
+    seed: int
+
+
+def rank_candidates(context: _Context, items: list[tuple[int, dict[str, Any]]]) -> list[Suggestion]:
+    """The EIG of candidates ``(index, waveform)``; a task of its own on an executor."""
+    c = context
+    S = c.S
+    out = []
+    for i, raw in items:
+        wf = _waveform(c.spec, raw, i)
+        Jz = _jacobian(c.spec, wf, c.values) * c.slope
+        precision = np.linalg.inv(c.prior_cov) + Jz.T @ Jz / c.noise**2
         post_cov = np.asarray(np.linalg.inv(precision), dtype=np.float64)
-        eig_linear = 0.5 * (_logdet(prior_cov[np.ix_(S, S)]) - _logdet(post_cov[np.ix_(S, S)]))
-        eig = eig_linear
-        if method == "nmc":
-            eig = _nmc(Jz / noise, prior_cov, S, seed=derive_seed(seed, i))
+        eig = 0.5 * (_logdet(c.prior_cov[np.ix_(S, S)]) - _logdet(post_cov[np.ix_(S, S)]))
+        if c.method == "nmc":
+            eig = _nmc(Jz / c.noise, c.prior_cov, S, seed=derive_seed(c.seed, i))
         out.append(
             Suggestion(
                 i,
                 dict(raw),
-                targets,
+                c.targets,
                 float(eig),
                 tuple(float(math.sqrt(post_cov[j, j])) for j in S),
-                tuple(float(math.sqrt(prior_cov[j, j])) for j in S),
+                tuple(float(math.sqrt(c.prior_cov[j, j])) for j in S),
             )
         )
-    return sorted(out, key=lambda s: -s.eig)
+    return out
 
 
 def _waveform(spec: TwinSpec, raw: Mapping[str, Any], i: int) -> Waveform:

@@ -7,7 +7,9 @@ after the electrode was moved, a background, the noise sd of another current ran
 The spec's ``calibrate.per_run`` names those (``noise`` by default); every other
 calibrated parameter is shared. :func:`calibrate_experiments` finds the joint posterior
 (the mode search, tempering and Laplace approximation of :mod:`twins.calibration`, one
-likelihood block per run, each started from rest at its first sample), states the
+likelihood block per run, each started from rest at its first sample and simulated
+along its own protocol when it has one: a staircase as the instrument applied and
+sampled it, the model's cycles before the recording), states the
 model's adequacy for each run (:mod:`twins.adequacy`), and, with several runs, fits
 each run alone too and checks that the runs agree on what they are said to share (a
 misfit is flagged, not hidden in wide intervals).
@@ -30,9 +32,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runtime.errors import TaskFailed
+from runtime.executor import Executor
 from twins.adequacy import Adequacy, Consistency, consistency
 from twins.calibration import (
     Block,
+    Fit,
     SegmentData,
     adequacy_of,
     blocks_of,
@@ -42,12 +47,12 @@ from twins.calibration import (
     misfit_warnings,
     seeded,
 )
-from twins.errors import ExperimentError, TwinSpecError
+from twins.errors import ExperimentError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
-from twins.spec import Protocol, TwinSpec
-from twins.stream import stream_over
+from twins.spec import FitSettings, Protocol, TwinSpec
+from twins.stream import stream_for, stream_over
 
 __all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
 
@@ -98,7 +103,10 @@ def experiment(
     steps = steps[steps > 0]
     if steps.size == 0:
         raise ExperimentError(f"run {label}: fewer than two samples in time order")
-    rate = protocol.sample_rate if protocol is not None else 1.0 / float(np.median(steps))
+    if protocol is None:
+        rate = 1.0 / float(np.median(steps))
+    else:  # a staircase is sampled once per step, as the live twin expects it
+        rate = 1.0 / protocol.sample_interval() if protocol.staircases else protocol.sample_rate
     cleaner = SampleCleaner(
         rate,
         spec.twin.gap,
@@ -124,12 +132,13 @@ def _scan_rate(t: FloatArray, E: FloatArray) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RunFit:
-    """One run under the joint posterior: its samples after the first (the cell at rest
-    there) ``t``, ``E``, ``I`` and ``usable``; the model's current at the posterior mode
-    (``fitted``, A), the half-width of the 90 % predictive band (``band``, A: parameter
-    uncertainty and noise), the ``residual`` (A; NaN where masked); its ``adequacy``,
-    likelihood ``scale`` and residual ``lag1``; and, when each run was also fitted
-    alone, that posterior (``alone``) and whether its search ``alone_converged``."""
+    """One run under the joint posterior: its samples in the likelihood (after the first
+    when the model starts at it, the cell at rest there) ``t``, ``E``, ``I`` and
+    ``usable``; the model's current at the posterior mode (``fitted``, A), the
+    half-width of the 90 % predictive band (``band``, A: parameter uncertainty and
+    noise), the ``residual`` (A; NaN where masked); its ``adequacy``, likelihood
+    ``scale`` and residual ``lag1``; and, when each run was also fitted alone, that
+    posterior (``alone``) and whether its search ``alone_converged``."""
 
     label: str
     scan_rate: float
@@ -270,20 +279,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_fitted(exp: Experiment) -> int:
+    """The first sample of a run in its likelihood: 1 when its first sample is the cell
+    at rest, where its model starts (a twin run's, at its protocol's time 0; any run
+    without a protocol), 0 when the model starts from rest at the protocol's time 0
+    before it (an imported file's first sample is at the end of its first step)."""
+    return 1 if exp.protocol is None or exp.t[0] <= 0.0 else 0
+
+
 def _segment(spec: TwinSpec, exp: Experiment, names: Sequence[str]) -> SegmentData:
-    """A run's likelihood data: its model stream from rest at its first sample."""
-    steps = np.diff(exp.t)
-    stream = stream_over(
-        spec,
-        names,
-        duration=float(exp.t[-1] - exp.t[0]),
-        sample_interval=float(np.min(steps)),
-        scan_rate=exp.scan_rate,
-    )
-    start = stream.start(float(exp.t[0]), float(exp.E[0]))
-    problem = ForwardProblem(stream, start, exp.t[1:], exp.E[1:])
-    usable = exp.usable[1:].copy()
-    return SegmentData(problem, np.where(usable, exp.I[1:], 0.0), usable)
+    """A run's likelihood data: its model stream from rest (see :func:`_first_fitted`),
+    along the run's own protocol when it has one (a staircase as the instrument applied
+    and sampled it, the cycles before it), else along its samples."""
+    first = _first_fitted(exp)
+    if exp.protocol is not None:
+        stream = stream_for(spec, names, exp.protocol)
+    else:
+        stream = stream_over(
+            spec,
+            names,
+            duration=float(exp.t[-1] - exp.t[0]),
+            sample_interval=float(np.min(np.diff(exp.t))),
+            scan_rate=exp.scan_rate,
+        )
+    if first == 1:
+        start = stream.start(float(exp.t[0]), float(exp.E[0]))
+    else:
+        assert exp.protocol is not None
+        start = stream.start(0.0, exp.protocol.initial_potential())
+    problem = ForwardProblem(stream, start, exp.t[first:], exp.E[first:])
+    usable = exp.usable[first:].copy()
+    return SegmentData(problem, np.where(usable, exp.I[first:], 0.0), usable)
 
 
 def calibrate_experiments(
@@ -292,12 +318,15 @@ def calibrate_experiments(
     *,
     separate: bool = True,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Calibration:
     """The joint posterior of ``spec``'s calibrated parameters over ``experiments``
     (see the module docstring); with several runs and ``separate``, each run is also
     fitted alone for the consistency check. ``progress(done, total, what)`` is called
-    as each stage starts. Raises :class:`ExperimentError` for unusable data,
-    :class:`~twins.errors.InferenceError` when no fit can be made at all."""
+    as each stage starts. With an ``executor``, the starts of the mode search and the
+    runs fitted alone run there, as tasks (the same numbers as in this process). Raises
+    :class:`ExperimentError` for unusable data, :class:`~twins.errors.InferenceError`
+    when no fit can be made at all."""
     cal = spec.calibrate
     if cal is None:
         raise TwinSpecError("calibrate", "required key is missing: nothing to calibrate")
@@ -329,6 +358,7 @@ def calibrate_experiments(
             param.prior_center(),
             settings=cal.fit,
             seed=seed,
+            executor=executor,
         )
         fits = [
             _run_fit(e, b, param, fit.gaussian, seed=derive_seed(seed, k))
@@ -344,7 +374,7 @@ def calibrate_experiments(
     if multi and separate:
         fits, check = _alone(
             spec, experiments, data, joint=param, gaussian=fit.gaussian, fits=fits, seed=seed,
-            say=say,
+            say=say, executor=executor,
         )  # fmt: skip
     reasons: list[str] = []
     for r in fits:
@@ -384,12 +414,13 @@ def _run_fit(
     band = z * np.sqrt(np.einsum("ij,ij->i", spread, spread) + sigma**2)
     mask = block.data.mask
     adequacy = adequacy_of(block, param, gaussian, seed=seed)
+    first = _first_fitted(exp)
     return RunFit(
         exp.label,
         exp.scan_rate,
-        exp.t[1:].copy(),
-        exp.E[1:].copy(),
-        exp.I[1:].copy(),
+        exp.t[first:].copy(),
+        exp.E[first:].copy(),
+        exp.I[first:].copy(),
         mask.copy(),
         np.asarray(fitted, dtype=np.float64).copy(),
         band,
@@ -411,9 +442,10 @@ def _alone(
     fits: list[RunFit],
     seed: int,
     say: Progress,
+    executor: Executor | None = None,
 ) -> tuple[list[RunFit], Consistency]:
     """Each run fitted alone (started from the joint mode), and whether the runs agree
-    on the parameters the joint fit shares."""
+    on the parameters the joint fit shares. On ``executor``, one run per task."""
     cal = spec.calibrate
     assert cal is not None
     single = Parameterization(cal)
@@ -421,21 +453,25 @@ def _alone(
     total = 1 + len(experiments)
     out: list[RunFit] = []
     z_rows, sd_rows, median_rows = [], [], []
-    for k, (e, d, r) in enumerate(zip(experiments, data, fits, strict=True)):
-        say(1 + k, total, f"run {e.label} alone")
+    argsets = []
+    for k in range(len(experiments)):
         z0 = gaussian.loc[joint.columns(k)]
         index = joint.noise_index(k)
         if index is not None:
             z0 = np.append(z0, gaussian.loc[index])
-        with seeded(derive_seed(seed, 1 + k)):
-            fit, _ = fit_posterior(
-                blocks_of(single, [d], noise),
-                single,
-                single.spec_prior(),
-                z0,
-                settings=cal.fit,
-                seed=derive_seed(seed, 1 + k),
-            )
+        argsets.append((data[k], single, noise, z0, cal.fit, derive_seed(seed, 1 + k)))
+    if executor is not None:
+        say(1, total, f"{len(experiments)} runs alone on {executor.describe()}")
+        try:
+            alone = executor.map(alone_fit, argsets)
+        except TaskFailed as exc:
+            raise InferenceError(f"a run fitted alone failed: {exc}") from None
+    else:
+        alone = []
+        for k, (e, args) in enumerate(zip(experiments, argsets, strict=True)):
+            say(1 + k, total, f"run {e.label} alone")
+            alone.append(alone_fit(*args))
+    for r, fit in zip(fits, alone, strict=True):
         summary = single.summarize(fit.gaussian)
         out.append(
             replace(
@@ -460,3 +496,27 @@ def _alone(
         log_scale=[single.log_scale[j] for j in shared],
     )
     return out, check
+
+
+def alone_fit(  # noqa: PLR0917 - a task takes its arguments positionally
+    data: SegmentData,
+    single: Parameterization,
+    noise: float | None,
+    z0: FloatArray,
+    settings: FitSettings,
+    seed: int,
+) -> Fit:
+    """One run's posterior alone (the consistency check's), from ``z0``; a task of its
+    own on an executor. It starts without the evaluations the joint fit left
+    remembered, here as in another process, so its engine-run counts are the same."""
+    data.problem.forget()
+    with seeded(seed):
+        fit, _ = fit_posterior(
+            blocks_of(single, [data], noise),
+            single,
+            single.spec_prior(),
+            z0,
+            settings=settings,
+            seed=seed,
+        )
+    return fit

@@ -40,6 +40,22 @@ class ForwardProblem:
         self.evaluations = 0
         self._memo: dict[bytes, tuple[FloatArray, FloatArray]] = {}
 
+    def forget(self) -> None:
+        """Drop the remembered evaluations (a fresh start: engine runs counted from
+        scratch, as a copy in another process counts them)."""
+        self._memo = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to another process (a task of an ensemble) starts without the
+        # remembered evaluations: a search capped by engine runs then takes the same
+        # steps wherever it runs, whatever this copy was asked before.
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @property
     def size(self) -> int:
         """Number of samples."""

@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from physics import Scenario, ScenarioError, load_scenario
 from physics.scenario import ScenarioDocument, WaveformDocument, scenario_from, waveform_from
+from runtime.constants import FARADAY, GAS_CONSTANT
 from runtime.schema import (
     SI,
     UNSET,
@@ -184,6 +185,10 @@ def prior_median(prior: Prior) -> float:
 
 # --------------------------------------------------------------------------- spec objects
 
+# Times within this fraction of a staircase step of one of its boundaries are on it:
+# times read back from a file are rounded to a few digits (Gamry writes six).
+_STEP_ROUNDING = 1e-3
+
 
 @dataclass(frozen=True, slots=True)
 class Protocol:
@@ -308,7 +313,10 @@ class Protocol:
             for k in range(self.cycles):
                 wf = self.waveform_of(k)
                 if isinstance(wf, Staircase):
-                    inside = (t > starts[k]) & (t <= self._ends[k])
+                    # A sample of the rate's grid within rounding of the last step's end
+                    # is that step's sample, not another one a femtosecond later.
+                    end_k = self._ends[k] + 1e-9 * wf.t_step
+                    inside = (t > starts[k]) & (t <= end_k)
                     steps = starts[k] + wf.sample_times()
                     t = np.sort(np.concatenate([t[~inside], steps[steps <= end]]))
         return t, self.potential_at(t)
@@ -329,15 +337,22 @@ class Protocol:
         before = np.concatenate([[t_before], t[:-1]])
         for k in range(self.cycles):
             wf = self.waveform_of(k)
-            inside = (t > starts[k]) & (t <= self._ends[k])
-            if not isinstance(wf, Staircase) or not np.any(inside):
+            if not isinstance(wf, Staircase):
+                continue
+            tol = _STEP_ROUNDING * wf.t_step
+            inside = (t > starts[k]) & (t <= self._ends[k] + tol)
+            if not np.any(inside):
                 continue
             u = t[inside] - starts[k]
-            j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1)
+            j = np.clip(np.ceil(u / wf.t_step - _STEP_ROUNDING) - 1, 0, wf.steps - 1)
             jumped = starts[k] + j * wf.t_step
+            # A jump at the sample before up to rounding is at that sample: neither
+            # missed (the step taken for a ramp) nor a sliver of a hold after it.
+            at_before = np.abs(jumped - before[inside]) <= tol
+            jumped = np.where(at_before, before[inside], jumped)
             jump_at[inside] = np.where(jumped >= before[inside], jumped, np.nan)
             a, b = wf.sample
-            at_end = np.abs(u - (j + b) * wf.t_step) <= 1e-6 * wf.t_step
+            at_end = np.abs(u - (j + b) * wf.t_step) <= tol
             width = (b - a) * wf.t_step
             fits = at_end & (width <= t[inside] - before[inside])
             window[inside] = np.where(fits, width, 0.0)
@@ -367,8 +382,8 @@ class Protocol:
                 inside &= t > ends[k - 1]
             if np.any(inside) and isinstance(wf, Staircase):
                 u = t[inside] - starts[k]
-                j = np.clip(np.ceil(u / wf.t_step - 1e-9) - 1, 0, wf.steps - 1).astype(np.int64)
-                E[inside] = wf.levels()[j]
+                j = np.ceil(u / wf.t_step - _STEP_ROUNDING) - 1
+                E[inside] = wf.levels()[np.clip(j, 0, wf.steps - 1).astype(np.int64)]
             elif np.any(inside):
                 E[inside] = potential(wf, t[inside] - starts[k])
         last = t > ends[-1]
@@ -547,6 +562,8 @@ _TOP_KEYS = (
 # Parameter (last key) -> its quantity and its support.
 _PARAMETER_QUANTITY: dict[str, tuple[Quantity, str]] = {
     "k0": (Quantity("heterogeneous rate constant", "m/s", "[length]/[time]"), "positive"),
+    "ks": (Quantity("surface rate constant", "1/s", "1/[time]"), "positive"),
+    "Gamma": (Quantity("surface concentration", "mol/m^2", "[substance]/[length]**2"), "positive"),
     "alpha": (_NONE, "unit"),
     "E0": (_V, "real"),
     "D": (Quantity("diffusion coefficient", "m^2/s", "[length]**2/[time]"), "positive"),
@@ -730,6 +747,23 @@ def _model(doc: str | ScenarioDocument, base: Path) -> Scenario:
 
 
 def _protocol(doc: ProtocolDocument) -> Protocol:
+    items = doc.waveform if isinstance(doc.waveform, list) else [doc.waveform]
+    for i, w in enumerate(items):
+        # What the cell does besides the potential programme is the model's to say:
+        # an instrument programmed with a protocol applies only its potentials.
+        where = f"protocol.waveform[{i}]" if isinstance(doc.waveform, list) else "protocol.waveform"
+        if w.rotation_rate:
+            raise TwinSpecError(
+                f"{where}.rotation_rate",
+                "a protocol's waveform is what the instrument applies; give the rotation "
+                "rate in the model's waveform (model.waveform.rotation_rate)",
+            )
+        if getattr(w, "ac", UNSET) is not UNSET:
+            raise TwinSpecError(
+                f"{where}.ac",
+                "not followed by the twin: AC voltammetry is simulated from a scenario "
+                "(galvana simulate), not yet acquired by instruments",
+            )
     if isinstance(doc.waveform, list):
         waveforms = tuple(
             waveform_from(w, f"protocol.waveform[{i}]", TwinSpecError)
@@ -818,11 +852,15 @@ def _per_run(raw: object, names: list[str]) -> tuple[str, ...]:
 
 
 def _noise_scale(model: Scenario) -> float:
-    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s."""
+    """A weakly informative noise scale (A): 1 % of a Randles-Sevcik-sized peak at 0.1 V/s,
+    or of a surface-confined one (n^2 F^2 A Gamma v / 4RT) when that is larger."""
     c = max(s.c_bulk for s in model.species)
     D = max(s.D for s in model.species)
     # Randles-Sevcik in its customary units: cm^2, mol/cm^3, cm^2/s.
     peak = 2.69e5 * (model.electrode.area * 1e4) * (c * 1e-6) * math.sqrt(D * 1e4 * 0.1)
+    gamma = max(s.Gamma for s in model.species)
+    f = FARADAY / (GAS_CONSTANT * model.cell.T)
+    peak = max(peak, FARADAY * f * model.electrode.area * gamma * 0.1 / 4)
     return max(1e-12, 0.01 * peak)
 
 

@@ -195,16 +195,19 @@ class ModelStream:
         return sim
 
 
-def stream_for(spec: TwinSpec, names: Sequence[str]) -> ModelStream:
+def stream_for(
+    spec: TwinSpec, names: Sequence[str], protocol: Protocol | None = None
+) -> ModelStream:
     """The model stream of a twin spec: its model with the calibrated parameters at their
-    prior medians, ``names`` streamed, the grid sized for the whole protocol, and the
-    model's ``initial_state.cycles_before`` cycles of the protocol's first waveform run
-    before its start."""
+    prior medians, ``names`` streamed, along ``protocol`` (default: the spec's; a recorded
+    run's own): the grid sized for the whole protocol, staircase cycles followed as
+    applied and sampled, and the model's ``initial_state.cycles_before`` cycles of the
+    protocol's first waveform run before its start."""
     start = spec.initial_values()
     calibrated = spec.calibrate.names if spec.calibrate is not None else ()
     return protocol_stream(
         spec.model,
-        spec.protocol,
+        spec.protocol if protocol is None else protocol,
         names,
         values={n: start[n] for n in calibrated},
     )

@@ -34,10 +34,15 @@ def true_current(
     them (a drifting cell; values change at each cycle's start, the cell's state kept).
     The model's ``initial_state.cycles_before`` cycles run first, with the first cycle's
     values."""
-    at = truth if callable(truth) else (lambda _k, fixed=truth: fixed)
-    names = tuple(at(0))
     protocol = spec.protocol
     model = with_numerics(spec.model, refine=refine)
+    if callable(truth):
+        at = truth
+        names = tuple(at(0))
+    else:
+        # Fixed values are the model's own: nothing streamed, no sensitivities to carry.
+        model = model.with_parameters(dict(truth))
+        at, names = (lambda _k: {}), ()
     stream = protocol_stream(model, protocol, names, values=dict(at(0)))
     t, E = protocol.trace(t_end)
     current = np.zeros_like(t)

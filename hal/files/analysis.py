@@ -5,7 +5,9 @@ potential passes its starting value again in the first sweep's direction (or, wh
 the file starts at a vertex, every second segment). The scan rate of each segment is
 the slope of its potential against time. For a cyclic or linear sweep, the programme
 that produced the file (start, vertices, scan rate, cycles) is recovered and checked
-against the data; a model can then be driven along it (``protocol:`` of a twin spec).
+against the data (a staircase when the file or the user says where in each step the
+current was sampled); a model can then be driven along it (``protocol:`` of a twin
+spec).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hal.files.recording import Recording
+from runtime.errors import WaveformError
+from runtime.waveforms import Staircase
 
 __all__ = [
     "derive_protocol",
@@ -38,10 +42,7 @@ def _hysteresis(E: FloatArray) -> float:
     steps = np.abs(np.diff(E))
     steps = steps[np.isfinite(steps) & (steps > 0)]
     typical = float(np.median(steps)) if steps.size else 0.0
-    d2 = np.diff(E, 2)
-    d2 = d2[np.isfinite(d2)]
-    noise = 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / 6**0.5 if d2.size else 0.0
-    return max(4.0 * typical, 10.0 * noise, 2e-4)
+    return max(4.0 * typical, 10.0 * _noise(E), 2e-4)
 
 
 def turning_points(E: FloatArray) -> IntArray:
@@ -168,7 +169,11 @@ def _triangle(knots_E: list[float], rate: float, t: FloatArray) -> FloatArray:
 def derive_protocol(rec: Recording) -> tuple[dict[str, Any] | None, str]:
     """The programme that produced a sweep recording, as a twin spec's ``protocol:``
     (plain data, SI), or None and the reason it cannot be recovered. Checked: the
-    programme's potential must stay within a few steps of the recorded one."""
+    programme's potential must stay within a few steps of the recorded one. A recording
+    that says where in each step its current was sampled (``metadata.sampling``) and
+    holds one sample per step is the staircase a digital potentiostat applied
+    (``staircase_cv``, ``staircase_lsv``); when its samples do not fall on one, the
+    linear programme is kept and the reason returned with it."""
     t, E = rec.t, rec.potential
     n = len(t)
     if n < 4:
@@ -230,9 +235,85 @@ def derive_protocol(rec: Recording) -> tuple[dict[str, Any] | None, str]:
             f"a {waveform['type']} programme through the recorded vertices misses the "
             f"recorded potential by up to {deviation * 1e3:.3g} mV"
         )
-    return {
-        "waveform": waveform,
-        "cycles": cycles,
-        "rest": 0.0,
-        "sample_rate": sample_rate,
-    }, ""
+    protocol = {"waveform": waveform, "cycles": cycles, "rest": 0.0, "sample_rate": sample_rate}
+    if rec.metadata.sampling is None:
+        return protocol, ""
+    stairs, why = _staircase(rec, waveform, cycles, rate)
+    return (protocol, why) if stairs is None else (stairs, "")
+
+
+def _staircase(
+    rec: Recording, sweep: dict[str, Any], cycles: int, rate: float
+) -> tuple[dict[str, Any] | None, str]:
+    """The recovered sweep ``sweep`` as the staircase a digital potentiostat applied,
+    when the recording says where in each step it sampled the current
+    (``metadata.sampling``) and holds one sample per step: steps of ``E_step`` every
+    ``E_step / rate`` (s), each sample at that fraction of its step with its step's
+    potential. None and the reason (the linear programme is kept) when the samples do
+    not fall on such a staircase."""
+    md = rec.metadata
+    b = float(md.sampling or 1.0)
+    if md.E_step is None or not md.E_step > 0 or not b > 0:
+        return None, "the staircase's step is not known: give --meta E_step=2mV"
+    t, E = rec.t, rec.potential
+    t_step = md.E_step / rate
+    if abs(float(np.median(np.diff(t))) / t_step - 1.0) > 0.02:
+        return None, (
+            f"the samples are not one per {md.E_step * 1e3:.4g} mV step at "
+            f"{rate * 1e3:.4g} mV/s: kept as a linear sweep"
+        )
+    # Sample j of step j is at (j + b) t_step, reporting step j's potential.
+    first = round(float(t[0]) / t_step - b)
+    vertices = [float(v) for v in np.atleast_1d(sweep.get("E_vertex", []))]
+    towards = vertices[0] if vertices else float(E[-1])
+    direction = 1.0 if towards >= float(E[0]) else -1.0
+    E_start = float(E[0]) - direction * first * md.E_step
+    # Corners a whole number of steps apart (a staircase reaches each exactly); the last
+    # step holds the end (the linear programme's end is a step further).
+    E_end = float(E[-1]) if cycles == 1 else E_start
+    corners = [E_start]
+    for corner in [*vertices, E_end]:
+        corners.append(E_start + round((corner - E_start) / md.E_step) * md.E_step)
+    kind = "staircase_cv" if sweep["type"] == "cv" else "staircase_lsv"
+    try:
+        stairs = Staircase(
+            corners[0],
+            tuple(corners[1:-1]) if kind == "staircase_cv" else (),
+            corners[-1],
+            md.E_step,
+            t_step,
+            (b, b),
+            cycles,  # laid out as the protocol's cycles, each from its own step 0
+            kind,  # type: ignore[arg-type]
+        )
+    except WaveformError as exc:
+        return None, f"no staircase fits the data ({exc}): kept as a linear sweep"
+    step = np.clip(np.rint(t / t_step - b).astype(np.int64), 0, stairs.steps - 1)
+    misplaced = float(np.max(np.abs(t - (step + b) * t_step))) / t_step
+    deviation = float(np.nanmax(np.abs(stairs.levels()[step] - E)))
+    if misplaced > 0.05 or deviation > max(0.5 * md.E_step, 10.0 * _noise(E)):
+        return None, (
+            f"the samples do not fall on a staircase of {md.E_step * 1e3:.4g} mV steps "
+            f"sampled at {b:g} of each step (up to {deviation * 1e3:.3g} mV and "
+            f"{misplaced:.2g} of a step away): kept as a linear sweep"
+        )
+    waveform: dict[str, Any] = {
+        "type": kind,
+        "E_start": stairs.E_start,
+        "E_end": stairs.E_end,
+        "E_step": md.E_step,
+        "t_step": t_step,
+        "sample": [b, b],
+    }
+    if kind == "staircase_cv":
+        waveform["E_vertex"] = (
+            list(stairs.vertices) if len(stairs.vertices) > 1 else (stairs.vertices[0])
+        )
+    return {"waveform": waveform, "cycles": cycles, "rest": 0.0, "sample_rate": 1.0 / t_step}, ""
+
+
+def _noise(E: FloatArray) -> float:
+    """The sd (V) of a measured potential's noise, from its second differences."""
+    d2 = np.diff(E, 2)
+    d2 = d2[np.isfinite(d2)]
+    return 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / 6**0.5 if d2.size else 0.0

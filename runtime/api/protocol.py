@@ -30,38 +30,58 @@ The first request must be ``hello``. Malformed frames, unknown ops and bad field
 get an error reply and the connection stays up; a frame longer than the limit gets
 a ``too_large`` reply and its body is skipped; a connection that breaks framing
 (ends inside a frame, or announces an absurd length) is closed.
+
+The client's side is here too, without any I/O: :class:`ClientProtocol` numbers the
+requests, frames them, and turns the bytes a client reads into :class:`Reply` and
+:class:`Event` objects (events decoded into their message classes). The blocking and
+the async client (:mod:`runtime.client`) are thin loops around it.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from runtime.codec import DecodeLimits, pack_plain, unpack_plain
+from runtime.codec import DEFAULT_LIMITS, DecodeLimits, message_from_plain, pack_plain, unpack_plain
 from runtime.errors import ApiError, MessageError
 
 __all__ = [
+    "CLIENT_MAX_FRAME",
     "HARD_FRAME_LIMIT",
     "HEADER",
+    "LAGGED_EVENT_TOPIC",
     "PROTOCOL_VERSION",
     "Call",
+    "ClientProtocol",
     "ErrorCode",
+    "Event",
     "FrameDecoder",
     "Hello",
+    "Reply",
     "Request",
     "Subscribe",
+    "Undecodable",
     "Unsubscribe",
     "call_request",
     "decode_body",
+    "decode_message",
     "encode_frame",
     "error_reply",
+    "event_of",
+    "hello_request",
     "ok_reply",
     "parse_request",
     "reply_result",
     "request_id_of",
+    "subscribe_request",
+    "unsubscribe_request",
 ]
+
+logger = logging.getLogger("galvana.client")
 
 PROTOCOL_VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
@@ -109,6 +129,22 @@ def call_request(
     if timeout is not None:
         payload["timeout"] = timeout
     return payload
+
+
+def hello_request(client: str, token: str | None = None) -> dict[str, Any]:
+    """A ``hello`` request (without its ``id``): ``client`` names the client in the daemon's
+    log; ``token`` is needed over TCP."""
+    return {"op": "hello", "protocol": PROTOCOL_VERSION, "client": client, "token": token}
+
+
+def subscribe_request(topic: str) -> dict[str, Any]:
+    """A ``subscribe`` request (without its ``id``, which names the subscription)."""
+    return {"op": "subscribe", "topic": topic}
+
+
+def unsubscribe_request(subscription: int) -> dict[str, Any]:
+    """An ``unsubscribe`` request for the subscription made by request ``subscription``."""
+    return {"op": "unsubscribe", "subscription": subscription}
 
 
 def reply_result(frame: dict[str, Any]) -> Any:
@@ -286,3 +322,127 @@ def parse_request(frame: dict[str, Any]) -> Request:
     if op == "unsubscribe":
         return Unsubscribe(rid, _field(frame, "subscription", int, "a subscription id"))
     raise ApiError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; valid: {', '.join(_OPS)}")
+
+
+# --- the client's side --------------------------------------------------------------
+
+CLIENT_MAX_FRAME: Final = 64 * 1024 * 1024
+"""The largest frame a client reads: a reply may carry a large page of recorded events."""
+
+LAGGED_EVENT_TOPIC: Final = "bus/lagged"
+"""The topic an :class:`Event` reports a lag under (it carries no message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A message a client could not decode, in place of it: its ``tag`` (``""`` when it
+    has none) and why (an unknown tag, from a newer daemon; fields that do not match
+    this build's class). Nothing of its content is kept: a client never guesses at it."""
+
+    tag: str
+    reason: str
+
+
+def decode_message(plain: object, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
+    """The message an unpacked ``[tag, field, ...]`` list encodes (an instance of its
+    class in :mod:`runtime.messages`), or an :class:`Undecodable` saying why not.
+
+    >>> decode_message(["no.such.tag", 1])
+    Undecodable(tag='no.such.tag', reason="unknown message tag 'no.such.tag'")
+    """
+    try:
+        return message_from_plain(plain, limits=limits)
+    except MessageError as exc:
+        tag = plain[0] if isinstance(plain, list) and plain and isinstance(plain[0], str) else ""
+        return Undecodable(tag, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One delivery on a subscription: a message, or a note that ``lost`` were dropped.
+
+    ``message`` is the decoded message (or :class:`Undecodable`); None for a lag report,
+    whose topic is :data:`LAGGED_EVENT_TOPIC`.
+    """
+
+    subscription: int
+    topic: str
+    message: object
+    lost: int = 0
+
+    @property
+    def lagged(self) -> bool:
+        """True when this is a lag report (the client read too slowly)."""
+        return self.lost > 0
+
+
+def event_of(frame: dict[str, Any], limits: DecodeLimits = DEFAULT_LIMITS) -> Event:
+    """The :class:`Event` an ``event`` or ``lagged`` frame carries."""
+    sid = frame.get("subscription")
+    sid = sid if isinstance(sid, int) and not isinstance(sid, bool) else -1
+    if frame.get("op") == "lagged":
+        lost = frame.get("lost")
+        return Event(sid, LAGGED_EVENT_TOPIC, None, lost if isinstance(lost, int) else 0)
+    return Event(sid, str(frame.get("topic", "")), decode_message(frame.get("message"), limits))
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The daemon's reply to request ``id`` (None: to a request it could not read)."""
+
+    id: int | None
+    frame: dict[str, Any]
+
+    def result(self) -> Any:
+        """The result, or the error raised as :class:`ApiError`."""
+        return reply_result(self.frame)
+
+
+class ClientProtocol:
+    """A client's side of one connection, without I/O.
+
+    :meth:`frame` frames a request under an id of :meth:`next_id` (a subscription is
+    named by the id of its request, so a client that registers a handler under it
+    before sending sees the events that arrive with the reply); :meth:`receive` takes
+    the bytes read from the socket and returns the replies and events they complete, in
+    order. A frame over ``max_frame_bytes``, or one that holds no map, is skipped and
+    counted in :attr:`skipped` (its request, if any, then times out); a length no frame
+    can have raises :class:`ApiError` ``bad_frame``: the connection cannot be trusted.
+    """
+
+    def __init__(
+        self, *, max_frame_bytes: int = CLIENT_MAX_FRAME, limits: DecodeLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.limits = limits
+        self.skipped = 0
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        """The id of the next request."""
+        return next(self._ids)
+
+    @staticmethod
+    def frame(request_id: int, payload: dict[str, Any]) -> bytes:
+        """The frame of request ``payload`` under ``request_id``."""
+        return encode_frame({**payload, "id": request_id})
+
+    def receive(self, data: bytes) -> list[Reply | Event]:
+        """The replies and events that ``data`` (what the socket gave) completes."""
+        out: list[Reply | Event] = []
+        for item in self._decoder.feed(data):
+            try:
+                if isinstance(item, ApiError):
+                    raise item
+                frame = decode_body(item, self.limits)
+            except ApiError as exc:
+                self.skipped += 1
+                logger.warning("a frame from the daemon was skipped: %s", exc)
+                continue
+            if "id" not in frame and frame.get("op") in ("event", "lagged"):
+                out.append(event_of(frame, self.limits))
+            else:
+                rid = frame.get("id")
+                valid = isinstance(rid, int) and not isinstance(rid, bool)
+                out.append(Reply(rid if valid else None, frame))
+        return out

@@ -26,9 +26,12 @@ later call are answered ``unavailable``; urgent calls are still served (a
 :class:`FollowUp`'s ordinary rest is answered ``unavailable``, with what the urgent part
 did).
 
-Scopes: the Unix socket's owner (checked with ``SO_PEERCRED``) and TCP clients that
-present the admin token get the ``admin`` scope (``runtime.actor.ADMIN_SCOPE``);
-methods exposed with that scope (``kill``) refuse everyone else.
+Scopes (``runtime.actor``): the Unix socket's owner (checked with ``SO_PEERCRED``) and
+TCP clients that present the admin token get ``admin`` (with ``operate`` and ``read``);
+TCP clients with the token get ``operate`` and ``read``. Methods exposed with a scope
+(``kill`` and an interlock's reset: ``admin``; runs started, steered or stopped, the
+emergency stop: ``operate``) refuse everyone else. The HTTP gateway grants the same
+scopes to API keys.
 """
 
 from __future__ import annotations
@@ -50,11 +53,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pykka
 import trio
 
-from runtime.actor import ADMIN_SCOPE
+from runtime.actor import ADMIN_SCOPE, OPERATE_SCOPE, scopes_of
 from runtime.address import default_socket_path
+from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.api.protocol import (
     PROTOCOL_VERSION,
     Call,
@@ -70,11 +73,10 @@ from runtime.api.protocol import (
     parse_request,
     request_id_of,
 )
-from runtime.arguments import bind_arguments
 from runtime.codec import DecodeLimits
-from runtime.errors import ApiError, BusError, CallError, MessageError
+from runtime.errors import ApiError, BusError, MessageError
 from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
-from runtime.messages import ApiCall, Lagged
+from runtime.messages import Lagged
 from runtime.supervisor import Backoff
 
 __all__ = [
@@ -87,9 +89,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("galvana.api")
-
-Resolver = Callable[[str], "pykka.ActorRef[Any]"]
-"""Finds the actor at a path; raises :class:`CallError` ``not_found`` when there is none."""
 
 UrgentRoutes = Mapping[tuple[str, str], Callable[..., object]]
 """``(path, method)`` -> the function that serves it on the reserved threads, without
@@ -480,7 +479,7 @@ class ApiServer:
             if scopes is None:
                 return False
         else:
-            scopes = (ADMIN_SCOPE,) if conn.local_admin else ()
+            scopes = scopes_of(ADMIN_SCOPE if conn.local_admin else OPERATE_SCOPE)
         conn.greeted, conn.scopes = True, scopes
         conn.deadline = (
             trio.current_time() + self.config.handshake_timeout_s if conn.restricted else math.inf
@@ -509,11 +508,11 @@ class ApiServer:
         presented = (hello.token or "").encode()
         admin = self.config.admin_token
         if admin is not None and hmac.compare_digest(presented, admin.encode()):
-            scopes: tuple[str, ...] | None = (ADMIN_SCOPE,)
+            scopes: tuple[str, ...] | None = scopes_of(ADMIN_SCOPE)
         elif self.config.token is not None and hmac.compare_digest(
             presented, self.config.token.encode()
         ):
-            scopes = ()
+            scopes = scopes_of(OPERATE_SCOPE)
         else:
             scopes = None
         if scopes is not None:
@@ -643,24 +642,15 @@ class ApiServer:
 
     def _ask(self, call: Call, timeout: float, scopes: tuple[str, ...]) -> object:
         """In a worker thread: resolve the actor and ask it."""
-        try:
-            ref = self.resolve(call.path)
-            return ref.ask(ApiCall(call.method, call.args, call.kwargs, scopes), timeout=timeout)
-        except CallError as exc:
-            raise ApiError(exc.code, str(exc)) from None  # the actor's own code goes through
-        except pykka.Timeout:
-            raise ApiError(
-                ErrorCode.TIMEOUT, f"{call.path}.{call.method} did not answer within {timeout} s"
-            ) from None
-        except pykka.ActorDeadError:
-            raise ApiError(ErrorCode.NOT_FOUND, f"actor {call.path!r} is not running") from None
-        except Exception as exc:
-            logger.exception("%s.%s failed", call.path, call.method)
-            raise ApiError(
-                ErrorCode.INTERNAL,
-                f"{call.path}.{call.method} failed inside the daemon ({type(exc).__name__}); "
-                "the daemon log has the details",
-            ) from None
+        return ask_actor(
+            self.resolve,
+            call.path,
+            call.method,
+            call.args,
+            call.kwargs,
+            scopes=scopes,
+            timeout=timeout,
+        )
 
     async def _urgent_call(
         self, conn: _Connection, call: Call, route: Callable[..., object]
@@ -670,7 +660,8 @@ class ApiServer:
         try:
             # Not abandoned on cancel: a stop that was asked for is carried out.
             result = await trio.to_thread.run_sync(
-                partial(self._run_urgent, call, route), limiter=self._urgent_limiter
+                partial(self._run_urgent, call, route, conn.scopes),
+                limiter=self._urgent_limiter,
             )
             if isinstance(result, FollowUp):
                 follow_up = result
@@ -715,21 +706,10 @@ class ApiServer:
             )
 
     @staticmethod
-    def _run_urgent(call: Call, route: Callable[..., object]) -> object:
-        """On a reserved thread: check the arguments and run the route's function."""
+    def _run_urgent(call: Call, route: Callable[..., object], scopes: tuple[str, ...]) -> object:
+        """On a reserved thread: check the scope and arguments, run the route's function."""
         name = f"{call.path.strip('/')}.{call.method}"
-        try:
-            args, kwargs = bind_arguments(route, name, call.args, call.kwargs)
-            return route(*args, **kwargs)
-        except CallError as exc:
-            raise ApiError(exc.code, str(exc)) from None
-        except Exception as exc:
-            logger.exception("%s failed", name)
-            raise ApiError(
-                ErrorCode.INTERNAL,
-                f"{name} failed inside the daemon ({type(exc).__name__}); "
-                "the daemon log has the details",
-            ) from None
+        return run_urgent(route, name, call.args, call.kwargs, scopes)
 
     # --- subscriptions -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,24 @@ def test_calibrate_recorded_runs_offline_with_a_report(series: Path) -> None:
     assert f"{k0['display']['median']:.4g}" in table
 
 
+def test_calibrate_on_the_local_pool_gives_the_same_posterior(series: Path) -> None:
+    """``--executor local``: the starts and the runs alone as tasks of a process pool,
+    the same numbers as in the command's own process."""
+    common = ("calibrate", "cv-0", "cv-1", "--model", str(series / "twin.yaml"))
+    here = galvana(*common, "--data", str(series / "data"), "--json")
+    there = galvana(
+        *common, "--data", str(series / "data"), "--json", "--executor", "local", "--workers", "2"
+    )
+    assert here.returncode == 0, here.stderr
+    assert there.returncode == 0, there.stderr
+    assert "on local (2 CPUs)" in there.stderr
+    a, b = json.loads(here.stdout), json.loads(there.stdout)
+    assert b["parameters"] == a["parameters"]
+    assert b["correlation"] == a["correlation"]
+    assert b["consistency"] == a["consistency"]
+    assert [r["alone"] for r in b["runs"]] == [r["alone"] for r in a["runs"]]
+
+
 def test_bad_input_is_one_line_and_exit_status_2(series: Path) -> None:
     data, model = str(series / "data"), str(series / "twin.yaml")
     cases = [
@@ -217,3 +236,55 @@ def test_calibrate_through_a_running_daemon_and_its_api(series: Path, daemon: Da
         # The daemon carries on.
         assert {r["id"] for r in client.call("runs", "list")} >= {"cv-0", "cv-1", "cv-2", replay}
     assert np.isfinite(result["parameters"]["kinetics.k0"]["median"])
+
+
+def test_the_daemons_executor_runs_calibration_jobs_and_its_loss_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """``executor:`` in the daemon's configuration: a calibration job's ensembles run on
+    it (the local pool here: the same posterior); an executor that cannot be reached (a
+    Ray cluster that is not there) fails the job with ``unavailable``, and the daemon
+    carries on. The series is recorded afresh: a daemon holds the module's directory."""
+    series = tmp_path / "series"
+    (series / "data").mkdir(parents=True)
+    record_series(series / "data")
+    (series / "twin.yaml").write_text(yaml.safe_dump(SPEC))
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": 2}}))
+    ray = tmp_path / "ray.yaml"
+    # An address where nothing answers: Ray is "gone" from the start (a cluster killed
+    # under a running daemon: tests/ray/test_ray_cluster.py).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{s.getsockname()[1]}"
+    ray.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": nowhere}}))
+    runs = ["cv-0", "cv-2"]
+    here = galvana(
+        "calibrate", *runs, "--model", str(series / "twin.yaml"), "--data",
+        str(series / "data"), "--json",
+    )  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    expected = json.loads(here.stdout)["parameters"]
+    for config, ok in ((pool, True), (ray, False)):
+        running = Daemon(series / "data", ("--config", str(config)))
+        running.start()
+        try:
+            with running.client() as client:
+                job = client.call("runs", "calibrate", runs, SPEC)
+                if ok:
+                    result = client.call(job["path"], "result", timeout=300)
+                    # As the daemon's own calibration agrees with the command's: to
+                    # round-off (the daemon's threads are not the command's).
+                    for name, entry in expected.items():
+                        got = result["parameters"][name]
+                        for key in ("median", "q05", "q95"):
+                            assert got[key] == pytest.approx(entry[key], rel=1e-9), name
+                else:
+                    with pytest.raises(ApiError) as lost:
+                        client.call(job["path"], "result", timeout=300)
+                    assert lost.value.code == "unavailable"
+                    assert "executor" in str(lost.value)
+                    assert "Ray" in str(lost.value)
+                assert {r["id"] for r in client.call("runs", "list")} >= set(runs)
+        finally:
+            assert running.signal(signal.SIGTERM) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,17 @@ import numpy as np
 import pytest
 import yaml
 
+from actors.run_state import FINAL_STATES
+from runtime import topics
 from runtime.client import Client
 from runtime.codec import message_from_plain
-from runtime.messages import PosteriorUpdate, RunStateChanged, SimulatedTruth, TwinPrediction
+from runtime.messages import (
+    PosteriorUpdate,
+    RunStateChanged,
+    SampleBatch,
+    SimulatedTruth,
+    TwinPrediction,
+)
 
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon
@@ -122,16 +130,43 @@ def test_deferred_pause_waits_for_the_end_of_the_cycle(daemon: Daemon) -> None:
         wait_until(lambda: state(client, run_id) == "completed", timeout=120, what="the end")
 
 
+LONG_RUN_CYCLES = 500
+"""A protocol no test sees the end of (about 12 minutes): a run that must be stopped
+cannot finish first however slowly the machine runs the test."""
+
+
+def next_event(
+    client: Client,
+    kind: type[Any],
+    what: str,
+    matches: Callable[[Any], bool] = lambda _: True,
+    timeout: float = 120.0,
+) -> Any:
+    """The next message of the client's subscriptions that is a ``kind`` and ``matches``
+    (``timeout`` s without one bounds a failure)."""
+    for event in client.events(timeout=timeout):
+        if isinstance(event.message, kind) and matches(event.message):
+            return event.message
+    raise AssertionError(f"no {what} within {timeout:g} s")
+
+
 def test_emergency_stop_aborts_the_run_and_turns_the_cell_off(daemon: Daemon) -> None:
     with daemon.client() as client:
-        run_id = client.call("runs", "start", twin_spec(cycles=3))["id"]
-        wait_until(lambda: client.call("runs", "show", run_id)["samples"] > 20, what="samples")
-    out = daemon.cli("estop", "--json")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)[0]["cell_off"] is True
-    with daemon.client() as client:
-        wait_until(lambda: state(client, run_id) == "aborted", timeout=30, what="the abort")
-        assert "emergency stop" in client.call("runs", "show", run_id)["reason"]
+        run_id = client.call("runs", "start", twin_spec(cycles=LONG_RUN_CYCLES))["id"]
+        samples = client.subscribe(topics.run_samples(run_id))
+        next_event(client, SampleBatch, "samples")  # the cell is on and measuring
+        client.unsubscribe(samples)
+        client.subscribe(topics.run_state(run_id))
+        out = daemon.cli("estop", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)[0]["cell_off"] is True
+        # (Under load a suspender may pause and resume the run first: skip to its end.)
+        ended = next_event(
+            client, RunStateChanged, "the run's end", lambda m: m.state in FINAL_STATES
+        )
+        assert ended.state == "aborted"
+        assert "emergency stop" in ended.reason
+        assert client.call("runs", "show", run_id)["reason"] == ended.reason
         sim = client.call("instruments", "list")[0]
         assert sim["state"] == "tripped"
         # A second emergency stop is harmless; a reset brings the instrument back.

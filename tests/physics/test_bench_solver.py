@@ -20,3 +20,9 @@ def test_quick_bench_without_peers_reports_its_keys() -> None:
     assert set(peers) == {"cvsim", "electrokitty"}
     # --no-peers skips them whether or not they are installed, and says so.
     assert all(p == {"unavailable": "skipped (--no-peers)"} for p in peers.values())
+    # The square scheme through the network kernel, against its own finer run.
+    assert report["ms_per_cv_network"] > 0
+    network = report["network"]
+    assert isinstance(network, dict)
+    assert network["ip_rel_diff"] < 5e-3
+    assert network["electrokitty"] == {"unavailable": "skipped (--no-peers)"}

@@ -63,3 +63,34 @@ def test_broken_scenario_exits_2_with_one_line(
 def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["no-such-scenario.yaml"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_impedance_spectrum_to_csv_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, png = tmp_path / "eis.csv", tmp_path / "eis.png"
+    scenario = str(EXAMPLES / "impedance-randles.yaml")
+    assert _run([scenario, "--output", str(out), "--plot", str(png), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["impedance"]["points"] == 71
+    assert report["impedance"]["E_dc"] == 0.2
+    assert out.read_text().splitlines()[0] == "f,Z_re,Z_im,Z_mod,phase_deg"
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert data.shape == (71, 5)
+    assert data[0, 1] == pytest.approx(50.0, rel=1e-3)  # Ru at 100 kHz
+    assert np.all(data[:, 2] < 0)  # capacitive everywhere
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ac_voltammetry_reports_its_harmonics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "h.png"
+    assert _run([str(EXAMPLES / "ftacv.yaml"), "--plot", str(png)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = next(line for line in lines if "harmonic 1:" in line)
+    # The fundamental's largest amplitude sits at the couple's formal potential (0.2 V).
+    assert abs(float(first.rsplit("E_dc = ", 1)[1].split()[0]) - 0.2) < 0.01
+    assert sum("harmonic" in line for line in lines) == 6
+    assert not any("peak:" in line for line in lines)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,19 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import msgpack
 import numpy as np
 import pykka
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.actor import Actor, exposed
 from runtime.api import ApiConfig, ApiServer, ServerThread
-from runtime.api.protocol import HEADER, encode_frame
-from runtime.client import AsyncClient, Client
-from runtime.errors import ApiError, CallError, ConnectionLost
+from runtime.api.protocol import HEADER, call_request, encode_frame, error_reply
+from runtime.client import AsyncClient, Client, Event
+from runtime.errors import ApiError, CallError, ClientTimeout, ConnectionLost
 from runtime.event_bus import EventBus
 from runtime.messages import SampleBatch
 from runtime.supervisor import (
@@ -489,11 +490,14 @@ def test_second_server_on_the_same_socket_is_refused(
         serve(tree, bus, socket_path=sock_path)
 
 
-# --- the trio client ----------------------------------------------------------------------
+# --- the async client: one client, under trio and under asyncio ---------------------------
+
+BACKENDS = pytest.mark.parametrize("backend", ["trio", "asyncio"])
 
 
+@BACKENDS
 def test_async_client_concurrent_calls_and_events(
-    server: ServerThread, bus: EventBus, sock_path: Path
+    server: ServerThread, bus: EventBus, sock_path: Path, backend: str
 ) -> None:
     async def main() -> None:
         async with AsyncClient.connect(socket_path=sock_path) as client:
@@ -502,19 +506,170 @@ def test_async_client_concurrent_calls_and_events(
             async def one(i: int) -> None:
                 results[i] = await client.call("lab", "add", i, 1)
 
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for i in range(12):  # under the 16 calls in flight a connection may have
-                    nursery.start_soon(one, i)
+                    tasks.start_soon(one, i)
             assert results == {i: i + 1.0 for i in range(12)}
+            # A subscription without a handler: its events come out of events().
             await client.subscribe("run/**")
             bus.publish("run/r1/samples", batch(7))
-            with trio.fail_after(5):
+            with anyio.fail_after(5):
                 event = await client.events().receive()
+            assert isinstance(event.message, SampleBatch)
             assert event.message.seq == 7
+            assert event.topic == "run/r1/samples"
             with pytest.raises(ApiError, match="no actor 'x'"):
                 await client.call("x", "echo", 1)
 
-    trio.run(main)
+    anyio.run(main, backend=backend)
+
+
+@BACKENDS
+def test_async_client_handlers_and_unsubscribe(
+    server: ServerThread, bus: EventBus, sock_path: Path, backend: str
+) -> None:
+    async def main() -> None:
+        async with AsyncClient.connect(socket_path=sock_path) as client:
+            heard: list[int] = []
+            arrived = anyio.Event()
+
+            def handler(event: Event) -> None:
+                assert isinstance(event.message, SampleBatch)
+                heard.append(event.message.seq)
+                if len(heard) == 3:
+                    arrived.set()
+
+            sid = await client.subscribe("run/*/samples", handler)
+            for seq in range(3):
+                bus.publish("run/r1/samples", batch(seq))
+            with anyio.fail_after(5):
+                await arrived.wait()
+            assert heard == [0, 1, 2]
+            await client.unsubscribe(sid)
+            bus.publish("run/r1/samples", batch(3))
+            assert await client.call("lab", "echo", "after") == "after"  # a round trip later
+            assert heard == [0, 1, 2]  # nothing after the unsubscribe
+
+    anyio.run(main, backend=backend)
+
+
+@BACKENDS
+def test_async_client_timeout_then_the_link_breaks(
+    tree: SupervisorRef, bus: EventBus, sock_path: Path, released: None, backend: str
+) -> None:
+    running = serve(tree, bus, socket_path=sock_path)
+
+    async def main() -> None:
+        async with AsyncClient.connect(socket_path=sock_path) as client:
+            with pytest.raises(ClientTimeout, match=r"within 0\.2 s"):
+                await client.request(call_request("lab", "hold", (), {}), timeout=0.2)
+            # The late reply to the abandoned request is dropped; the link serves on (another
+            # actor: the lab is still holding).
+            assert await client.call("runs/run-1", "add", 1, 2) == 3.0
+            failure: list[ApiError] = []
+
+            async def held() -> None:
+                # Answered `unavailable` when the daemon read it before it went away (it
+                # says so to every call in flight), else lost with the connection.
+                try:
+                    await client.call("lab", "hold")
+                except ApiError as exc:
+                    failure.append(exc)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(held)
+                await anyio.to_thread.run_sync(running.stop)  # the daemon goes away
+                why = await client.wait_closed()
+            assert "closed the connection" in why or "lost the connection" in why
+            assert len(failure) == 1
+            assert isinstance(failure[0], ConnectionLost) or (
+                failure[0].code,
+                str(failure[0]),
+            ) == ("unavailable", "the daemon is shutting down")
+            assert client.closed
+            with pytest.raises(ConnectionLost, match="not connected"):
+                await client.call("runs/run-1", "add", 1, 2)
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        RELEASE.set()
+        running.stop()
+
+
+@BACKENDS
+def test_async_client_says_why_it_cannot_connect(tmp_path: Path, backend: str) -> None:
+    async def main() -> None:
+        with pytest.raises(ConnectionLost, match="no daemon socket at .*is `galvana daemon`"):
+            async with AsyncClient.connect(socket_path=tmp_path / "absent.sock"):
+                pass
+
+    anyio.run(main, backend=backend)
+
+
+@BACKENDS
+def test_async_client_errors_leave_as_raised(
+    tree: SupervisorRef, bus: EventBus, backend: str
+) -> None:
+    """A refused hello, and whatever the caller's block raises, come out of ``connect``
+    as themselves, not wrapped in the exception group of the client's task group."""
+    with serve(tree, bus, tcp=("127.0.0.1", 0), token="s3cret") as running:
+        host, port = running.server.addresses[0].removeprefix("tcp:").rsplit(":", 1)
+
+        async def main() -> None:
+            with pytest.raises(ApiError, match="wrong or missing token") as info:
+                async with AsyncClient.connect(tcp=(host, int(port)), token="guess"):
+                    pass
+            assert info.value.code == "unauthorized"
+
+            async def failing_block() -> None:
+                async with AsyncClient.connect(tcp=(host, int(port)), token="s3cret") as client:
+                    assert await client.call("lab", "add", 1, 1) == 2.0
+                    raise KeyError("raised in the block")
+
+            with pytest.raises(KeyError, match="raised in the block"):
+                await failing_block()
+
+        anyio.run(main, backend=backend)
+
+
+@BACKENDS
+def test_async_client_a_reply_then_a_hang_up_is_the_reply(tmp_path: Path, backend: str) -> None:
+    """A daemon that answers and hangs up at once (as it refuses a hello): the request
+    gets the answer, whichever of the two the client's reader takes in first. (Trio runs
+    the tasks woken together in either order: twenty connections see both.)"""
+    path = tmp_path / "refuses.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    connections = 20
+
+    def refuse_each() -> None:
+        for _ in range(connections):
+            conn, _ = listener.accept()
+            with conn:
+                header = conn.recv(HEADER.size, socket.MSG_WAITALL)
+                body = conn.recv(HEADER.unpack(header)[0], socket.MSG_WAITALL)
+                hello = msgpack.unpackb(body)
+                conn.sendall(
+                    encode_frame(error_reply(hello["id"], "unauthorized", "wrong or missing token"))
+                )
+
+    server = threading.Thread(target=refuse_each, daemon=True)
+    server.start()
+
+    async def main() -> None:
+        for _ in range(connections):
+            with pytest.raises(ApiError, match="wrong or missing token") as info:
+                async with AsyncClient.connect(socket_path=path):
+                    pass
+            assert info.value.code == "unauthorized"
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        listener.close()
+    server.join(timeout=30)
 
 
 def test_frames_encode_numpy_results() -> None:
@@ -696,18 +851,18 @@ def test_kill_needs_the_admin_scope(tree: SupervisorRef, bus: EventBus, sock_pat
     with serve(tree, bus, socket_path=sock_path, tcp=("127.0.0.1", 0), **tokens) as running:
         address = tcp_address(running)
         with Client(tcp=address, token="operator-token") as operator:
-            assert operator.server_info["scopes"] == []
+            assert operator.server_info["scopes"] == ["read", "operate"]
             with pytest.raises(ApiError, match="kill needs the 'admin' scope") as info:
                 operator.call("", "kill", "lab")
             assert info.value.code == "unauthorized"
             assert operator.call("lab", "echo", 1) == 1  # everything else is open to it
         assert tree.which_children()[0].incarnation == 1
         with Client(tcp=address, token="admin-token") as admin:
-            assert admin.server_info["scopes"] == ["admin"]
+            assert admin.server_info["scopes"] == ["read", "operate", "admin"]
             assert admin.call("", "kill", "lab")["child"] == "root/lab"
         wait_until(lambda: tree.which_children()[0].incarnation == 2, what="lab restarted")
         with Client(socket_path=sock_path) as owner:  # the socket's owner is admin
-            assert owner.server_info["scopes"] == ["admin"]
+            assert owner.server_info["scopes"] == ["read", "operate", "admin"]
             owner.call("", "kill", "lab")
         wait_until(lambda: tree.which_children()[0].incarnation == 3, what="lab restarted")
 

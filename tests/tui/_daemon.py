@@ -125,15 +125,6 @@ class Daemon:
             return client.call(path, method, *args)
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``condition`` (blocking) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.05)
-
-
 def screen_text(app: Any) -> str:
     """The app's screen as plain text, one line per terminal row (what a person reads)."""
     width, height = app.size
@@ -156,15 +147,28 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
     return run
 
 
+UNTIL_TIMEOUT_S = 120.0
+"""How long :func:`until` waits before it calls a test failed: a bound on a failure on a
+loaded machine, never a time anything is expected to take."""
+
+
 async def until(
-    pilot: Any, condition: Callable[[], bool], *, timeout: float = 30.0, what: str = ""
+    pilot: Any,
+    condition: Callable[[], bool],
+    *,
+    timeout: float = UNTIL_TIMEOUT_S,
+    what: str = "",
 ) -> None:
-    """Let the app run until ``condition`` holds."""
+    """Let the app run until ``condition`` (on the app's state) holds: it is looked at
+    again each time the app has handled what was pending, and a tenth of a second
+    later when nothing was."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.1)
+        await pilot.pause()
+        if not condition():
+            await pilot.pause(0.1)
 
 
 def free_port() -> int:

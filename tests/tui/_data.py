@@ -1,4 +1,8 @@
-"""Canned daemon answers for screen and snapshot tests (fixed times: stable screens)."""
+"""Canned daemon answers for screen and snapshot tests (fixed times: stable screens).
+
+The messages are instances of their classes in :mod:`runtime.messages`, made with their
+fields by name (a renamed field fails here); what a real daemon sends is fed to the
+screens from a recorded run (``_recording.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,14 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import ApiError
-from runtime.messages import ActorRestarting, RunStateChanged, SampleBatch
+from runtime.messages import (
+    ActorRestarting,
+    PosteriorUpdate,
+    RunStateChanged,
+    SampleBatch,
+    SimulatedTruth,
+    TwinPrediction,
+)
 
 from ._fake import FakeLink
 
@@ -110,7 +121,7 @@ TREE: list[dict[str, Any]] = [
 def _record(run_id: str) -> dict[str, Any]:
     for run in RUNS:
         if run["id"] == run_id:
-            spec = {"name": run["name"], "instrument": "sim1", "truth": TRUTH}
+            spec = {"name": run["name"], "instrument": "sim1"}
             return {**run, "transitions": [], "spec": spec}
     raise ApiError("not_found", f"no run {run_id!r}")
 
@@ -133,7 +144,6 @@ def fake_link() -> FakeLink:
             ("runs", "resume"): command("running"),
             ("runs", "stop"): command("stopped"),
             ("runs", "abort"): command("aborted"),
-            (f"run/{LIVE}", "abort"): lambda reason="": {**_record(LIVE), "state": "aborted"},
             ("runs", "replay"): lambda run_id, speed="max": {**_record(LIVE), "id": REPLAYED},
             ("", "tree"): TREE,
         }
@@ -155,32 +165,34 @@ def cv_batches(
     return out
 
 
-# The twin's and calibrator's messages as this build receives them until branch `twin`
-# is merged: plain [tag, field, ...] lists in the field order that branch declares
-# (TwinPrediction, PosteriorUpdate). Merged, they arrive as those classes, same fields.
-
 PARAMETERS = ("kinetics.k0", "kinetics.E0", "species.O.D", "noise")
 TRUTH = {"kinetics.k0": 1e-2, "kinetics.E0": 0.235, "species.O.D": 1e-9}
 
 
-def twin_for(batch: SampleBatch, level: float = 0.9) -> list[Any]:
+def truth_of(run_id: str) -> SimulatedTruth:
+    """The simulated cell's hidden parameters over its first cycle (TRUTH, no drift)."""
+    names = tuple(TRUTH)
+    values = np.array([TRUTH[n] for n in names])
+    return SimulatedTruth(run_id, 0, names, values, values, values)
+
+
+def twin_for(batch: SampleBatch, level: float = 0.9) -> TwinPrediction:
     """The twin's prediction for a batch: a little off the measurement, band +-80 nA."""
     measured = np.asarray(batch.I)
     predicted = measured * 0.97 + 2e-8
-    return [
-        "twin.prediction",
-        batch.run_id,
-        batch.seq,
-        3,
-        level,
-        np.asarray(batch.t),
-        predicted,
-        measured - predicted,
-        np.full(len(batch), 8e-8),
-    ]
+    return TwinPrediction(
+        run_id=batch.run_id,
+        seq=batch.seq,
+        posterior=3,
+        level=level,
+        t=np.asarray(batch.t),
+        predicted=predicted,
+        residual=measured - predicted,
+        band=np.full(len(batch), 8e-8),
+    )
 
 
-def posterior_at(run_id: str, k: int, warning: str = "") -> list[Any]:
+def posterior_at(run_id: str, k: int, warning: str = "") -> PosteriorUpdate:
     """The k-th posterior update: k0 converging on its truth, E0's interval missing it.
 
     (A ``warning`` is logged at the time it arrives: keep it out of snapshots.)
@@ -190,26 +202,25 @@ def posterior_at(run_id: str, k: int, warning: str = "") -> list[Any]:
     q05 = np.array([1e-2 * (1 - shrink / 2), 0.229, 0.8e-9, 1.8e-9])
     q95 = np.array([1e-2 * (1 + 2 * shrink), 0.233, 1.3e-9, 2.2e-9])
     empty = np.zeros(0)
-    return [
-        "calibration.posterior",
-        run_id,
-        k + 1,
-        k,
-        "svi",
-        0.5 * k,
-        400 * (k + 1),
-        PARAMETERS,
-        median,
-        median,
-        q05,
-        q95,
-        empty,
-        empty,
-        empty,
-        empty,
-        {},
-        (warning,) if warning else (),
-    ]
+    return PosteriorUpdate(
+        run_id=run_id,
+        version=k + 1,
+        segment=k,
+        method="svi",
+        t_end=0.5 * k,
+        samples=400 * (k + 1),
+        parameters=PARAMETERS,
+        mean=median,
+        median=median,
+        q05=q05,
+        q95=q95,
+        loc=empty,
+        scale_tril=empty,
+        correlation=empty,
+        elbo=empty,
+        diagnostics={},
+        warnings=(warning,) if warning else (),
+    )
 
 
 def paused(run_id: str) -> RunStateChanged:

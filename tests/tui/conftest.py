@@ -1,4 +1,5 @@
-"""Fixtures of the TUI tests: a real daemon with a recorded run."""
+"""Fixtures of the TUI tests: a real daemon with a recorded run, and a twin run a real
+daemon recorded."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from ._daemon import Daemon, free_port, record_run
+from ._recording import Recording, record_twin_run
 
 TOKEN = "s3cret-token"
 
@@ -24,3 +26,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def twin_recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """A two-cycle twin run on the simulated potentiostat, run to its end by a real daemon
+    and read back from its event log (once per session: it takes the daemon a while)."""
+    return record_twin_run(tmp_path_factory.mktemp("recorded") / "d")

@@ -20,9 +20,9 @@ def sim_state(daemon: Daemon) -> str:
 
 @run_async
 async def test_reset_interlock_after_an_emergency_stop(daemon: Daemon) -> None:
-    from tests.actors.test_twin_runs import twin_spec
+    from tests.actors.test_twin_runs import LONG_RUN_CYCLES, twin_spec
 
-    record: Any = daemon.call("runs", "start", twin_spec(cycles=6))
+    record: Any = daemon.call("runs", "start", twin_spec(cycles=LONG_RUN_CYCLES))
     app = GalvanaApp(address=Address(socket_path=daemon.socket), run_id=record["id"])
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")

@@ -1,47 +1,36 @@
-"""The TUI's pieces without a terminal: rasterising, rings, message adapters, the run model."""
+"""The TUI's pieces without a terminal: rasterising, rings, the run model (fed with the
+messages a real daemon recorded, and with messages made by their classes)."""
 
 from __future__ import annotations
 
-import doctest
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-import tui._actors_screen
-import tui._adapters
-import tui._banner
-import tui._format
-import tui._parameters
-import tui._replay_screen
-import tui._ring
-import tui._runs_screen
-from runtime.messages import RunStateChanged, SampleBatch
-from tui._adapters import fields_of, posterior_estimates, twin_points
+from runtime.api.protocol import Undecodable, decode_message
+from runtime.messages import (
+    AcquisitionStarted,
+    CalibrationDiverged,
+    CalibratorStarted,
+    DataIssue,
+    DriftCleared,
+    DriftDetected,
+    PosteriorUpdate,
+    RunStateChanged,
+    SafetyTripped,
+    SampleBatch,
+    SimulatedTruth,
+    TwinPrediction,
+)
 from tui._raster import band_codes, codes_to_text, line_codes, nice_range
 from tui._ring import Ring
 from tui._run_model import RunModel
 
+from ._data import posterior_at
+from ._recording import Recording
+
 AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        tui._actors_screen,
-        tui._adapters,
-        tui._banner,
-        tui._format,
-        tui._parameters,
-        tui._replay_screen,
-        tui._ring,
-        tui._runs_screen,
-    ],
-)
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, raise_on_error=False)  # type: ignore[arg-type]
-    assert result.failed == 0
 
 
 def _dots(codes: np.ndarray) -> int:
@@ -106,76 +95,6 @@ def test_ring_keeps_the_last_rows_across_the_wrap() -> None:
         ring.extend({"t": [1, 2], "I": [1]})
 
 
-def test_instrument_messages_read_from_plain_lists() -> None:
-    # As they arrive before the hal branch's classes are in this build.
-    raw = [
-        "instrument.safety_tripped",
-        "sim1",
-        "r1",
-        "current_limit",
-        0.02,
-        "10 mA",
-        "over",
-        True,
-        AT,
-    ]
-    assert fields_of(raw)["cell_off"] is True
-    assert fields_of(["instrument.unknown_thing", 1, 2]) == {}
-
-
-@dataclass
-class _Prediction:  # stands in for the twin branch's message until it is merged
-    t: np.ndarray
-    E: np.ndarray
-    I_pred: np.ndarray
-    I_lo: np.ndarray
-    I_hi: np.ndarray
-
-
-@dataclass
-class _Posterior:
-    names: tuple[str, ...]
-    median: np.ndarray
-    q05: np.ndarray
-    q95: np.ndarray
-    truth: dict[str, float]
-
-
-def test_twin_and_posterior_are_read_by_field_names() -> None:
-    t = np.arange(3.0)
-    points = twin_points(_Prediction(t, -t, t * 2, t * 2 - 1, t * 2 + 1))
-    assert points is not None
-    assert points.predicted.tolist() == [0, 2, 4]
-    assert points.residual is None
-    assert twin_points(_Prediction(t, t, t[:2], t, t)) is None  # lengths disagree
-    _, estimates = posterior_estimates(
-        _Posterior(
-            ("k0", "alpha"),
-            np.array([1e-3, 0.5]),
-            np.array([8e-4, 0.4]),
-            np.array([1.2e-3, 0.6]),
-            {"alpha": 0.45},
-        )
-    )
-    assert [(e.name, e.median, e.truth) for e in estimates] == [
-        ("k0", 1e-3, None),
-        ("alpha", 0.5, 0.45),
-    ]
-    _, mapped = posterior_estimates(
-        {"parameters": {"D": {"median": 1e-9, "lower": 9e-10, "upper": 1.1e-9}}}
-    )
-    assert mapped == []  # a plain dict is no message: fields_of reads only messages
-    _, mapped = posterior_estimates(
-        _Table({"D": {"median": 1e-9, "lower": 9e-10, "upper": 1.1e-9, "truth": 1e-9}})
-    )
-    assert [(e.name, e.lower, e.truth) for e in mapped] == [("D", 9e-10, 1e-9)]
-
-
-@dataclass
-class _Table:
-    parameters: dict[str, dict[str, float]]
-
-
 def _batch(seq: int, n: int = 10, run_id: str = "r1") -> SampleBatch:
     t = (seq * n + np.arange(n)) / 1000.0
     return SampleBatch(run_id, seq, t, 0.1 * t, 1e-6 * t, np.zeros(n, np.uint8))
@@ -208,24 +127,15 @@ def test_run_model_state_and_cell() -> None:
 
     live = RunModel("r2")
     live.apply_record({"id": "r2", "state": "running", "source": ""})
-    started = ["instrument.acquisition_started", "sim1", "r2", "cv", 10.0, 1000.0, AT]
-    live.ingest(started)
+    live.ingest(AcquisitionStarted("sim1", "r2", "cv", 10.0, 1000.0, AT))
     assert (live.instrument, live.cell) == ("sim1", "on")
-    other = ["instrument.acquisition_started", "sim2", "r9", "cv", 10.0, 1000.0, AT]
-    assert live.ingest(other) == []
+    assert live.ingest(AcquisitionStarted("sim2", "r9", "cv", 10.0, 1000.0, AT)) == []
     assert live.instrument == "sim1"
-    trip = [
-        "instrument.safety_tripped",
-        "sim1",
-        "r2",
-        "emergency_stop",
-        float("nan"),
-        "",
-        "estop",
-        False,
-        AT,
-    ]
+    trip = SafetyTripped("sim1", "r2", "emergency_stop", float("nan"), "", "estop", False, AT)
     assert "NOT confirmed off" in live.ingest(trip)[0].text
+    assert live.cell == "unknown"
+    # The run ends, but the trip's cell-off was never confirmed: the display says so still.
+    live.ingest(RunStateChanged("r2", "aborted", "running", "safety interlock", AT))
     assert live.cell == "unknown"
 
 
@@ -233,17 +143,25 @@ def test_run_model_twin_residual_from_its_own_samples() -> None:
     model = RunModel("r1")
     model.ingest(_batch(0, n=100))
     t = model.samples.column("t")[10:20]
-    model.ingest_topic(
-        "run/r1/twin", _Prediction(t, t, np.zeros(10), np.zeros(10) - 1, np.zeros(10) + 1)
-    )
-    residual = model.twin.column("residual")
-    np.testing.assert_allclose(residual, 1e-6 * t)  # measured - 0
-    model.ingest_topic(
-        "run/r1/posterior",
-        _Posterior(("k0",), np.array([2.0]), np.array([1.0]), np.array([3.0]), {"k0": 2.5}),
-    )
-    track = model.params["k0"]
-    assert (track.median, track.truth, len(track.history)) == (2.0, 2.5, 1)
+    measured = model.samples.column("I")[10:20]
+    model.ingest(TwinPrediction("r1", 0, 0, 0.9, t, np.zeros(10), measured, np.ones(10)))
+    np.testing.assert_allclose(model.twin.column("residual"), 1e-6 * t)  # measured - 0
+    np.testing.assert_array_equal(model.twin.column("E"), model.samples.column("E")[10:20])
+    np.testing.assert_array_equal(model.twin.column("upper"), np.ones(10))
+    model.ingest(SimulatedTruth("r1", 0, ("kinetics.k0",), np.array([2.5e-2]), *[np.zeros(1)] * 2))
+    model.ingest(posterior_at("r1", 0))
+    track = model.params["kinetics.k0"]
+    assert (track.median, track.truth, len(track.history)) == (1.5e-2, 2.5e-2, 1)
+    assert (track.lower, track.upper) == (5e-3, 3e-2)
+
+
+def test_a_prediction_of_a_first_batch_of_one_sample_has_its_potential() -> None:
+    # An instrument's first batch may hold a single sample (a real run's did).
+    model = RunModel("r1")
+    one = _batch(0, n=1)
+    model.ingest(one)
+    model.ingest(TwinPrediction("r1", 0, 0, 0.9, one.t, one.I, np.zeros(1), np.ones(1)))
+    assert model.twin.column("E").tolist() == one.E.tolist()
 
 
 def test_a_replay_is_bound_to_no_instrument_even_if_its_spec_names_one() -> None:
@@ -255,34 +173,106 @@ def test_a_replay_is_bound_to_no_instrument_even_if_its_spec_names_one() -> None
     assert live.instrument == "sim1"
 
 
-def test_real_twin_messages_as_plain_lists() -> None:
-    # The field order of branch `twin`, as they arrive before its classes are merged.
+def test_twin_and_calibration_notes_are_read_by_their_classes() -> None:
     model = RunModel("r1")
     batch = _batch(0, n=10)
     model.ingest(batch)
     t = np.asarray(batch.t)
     predicted = np.asarray(batch.I) + 1e-9
     model.ingest(
-        ["twin.prediction", "r1", 0, 2, 0.9, t, predicted, np.full(10, -1e-9), np.full(10, 5e-9)]
+        TwinPrediction("r1", 0, 2, 0.9, t, predicted, np.full(10, -1e-9), np.full(10, 5e-9))
     )
     np.testing.assert_allclose(model.twin.column("upper") - model.twin.column("predicted"), 5e-9)
     np.testing.assert_array_equal(model.twin.column("E"), np.asarray(batch.E))
     assert model.band_level == 0.9
-    names = ("kinetics.k0", "noise")
-    arr = np.array
-    posterior = ["calibration.posterior", "r1", 4, 3, "laplace", 1.0, 100, names]
-    posterior += [arr([1.0, 2.0]), arr([1.1, 2.0]), arr([0.9, 1.9]), arr([1.3, 2.1])]
-    posterior += [np.zeros(0)] * 4 + [{}, ("weakly identified",)]
-    lines = model.ingest(posterior)
-    assert model.posterior == "v4 laplace"
-    assert model.params["kinetics.k0"].median == 1.1
+    lines = model.ingest(posterior_at("r1", 3, "weakly identified"))
+    assert model.posterior == "v4 svi"
+    assert model.params["kinetics.k0"].median == pytest.approx(1.125e-2)  # 1e-2 * (1 + 0.5 / 4)
     assert [line.text for line in lines] == ["calibration: weakly identified"]
-    drift = model.ingest(["twin.drift", "r1", 1.0, 2.0, 0.5, 100, 0.9])
+    drift = model.ingest(DriftDetected("r1", 1.0, 2.0, 0.5, 100, 0.9))
     assert model.drift == "50% outside the 90% band"
     assert "50% of the last 100 samples" in drift[0].text
-    model.ingest(["twin.drift_cleared", "r1", 3.0, 0.02])
+    model.ingest(DriftCleared("r1", 3.0, 0.02))
     assert model.drift == ""
-    issue = model.ingest(["twin.data_issue", "r1", 0, "flagged", 3, 0.1, 0.2, "compliance"])
+    issue = model.ingest(DataIssue("r1", 0, "flagged", 3, 0.1, 0.2, "compliance"))
     assert "set aside 3 samples (flagged" in issue[0].text
-    diverged = model.ingest(["calibration.diverged", "r1", 5, 2.0, "nan in the loss", 4])
+    diverged = model.ingest(CalibrationDiverged("r1", 5, 2.0, "nan in the loss", 4))
     assert diverged[0].level == "error"
+    assert model.ingest(CalibratorStarted("r1", 2))[0].text == "calibrator restarted"
+
+
+def test_what_the_model_does_not_know_is_counted_and_said_once() -> None:
+    model = RunModel("r1")
+    newer = decode_message(["twin.forecast", "r1", 1.0])  # a newer daemon's message
+    assert isinstance(newer, Undecodable)
+    lines = model.ingest(newer)
+    assert [line.text for line in lines] == [
+        "twin.forecast events are not shown here: unknown message tag 'twin.forecast'"
+    ]
+    assert model.ingest(newer) == []  # said once
+    broken = decode_message(["twin.prediction", "r1", 0])  # fields this build does not match
+    assert isinstance(broken, Undecodable)
+    model.ingest(broken)
+    assert model.ignored == {"twin.forecast": 2, "twin.prediction": 1}
+    assert model.twin.total == 0
+
+
+def test_run_model_folds_a_recorded_twin_run(twin_recording: Recording) -> None:
+    """Every message a real daemon recorded for a twin run, as the run screen reads them
+    back: nothing is left unread, and each panel holds what the messages say."""
+    rec = twin_recording
+    model = RunModel(rec.run_id)
+    model.apply_record(rec.record)
+    lines = [line for msg in rec.messages for line in model.ingest(msg)]
+    assert not model.ignored  # every kind of message a twin run records is shown
+
+    batches: list[SampleBatch] = rec.of(SampleBatch)
+    assert model.samples.total == sum(len(b) for b in batches) == rec.record["samples"] > 0
+    assert model.gaps == 0
+    np.testing.assert_array_equal(model.samples.column("I"), np.concatenate([b.I for b in batches]))
+    assert model.sample_rate_hz == pytest.approx(200.0)  # the spec's sample rate
+
+    predictions: list[TwinPrediction] = rec.of(TwinPrediction)
+    assert model.twin.total == sum(len(p.t) for p in predictions) > 0
+    np.testing.assert_array_equal(
+        model.twin.column("predicted"), np.concatenate([p.predicted for p in predictions])
+    )
+    for column, sign in (("lower", -1.0), ("upper", 1.0)):
+        np.testing.assert_array_equal(
+            model.twin.column(column),
+            np.concatenate([p.predicted + sign * p.band for p in predictions]),
+        )
+    np.testing.assert_array_equal(
+        model.twin.column("residual"), np.concatenate([p.residual for p in predictions])
+    )
+    # The twin's potential is the measured one at the same times (the prediction has none).
+    t, E = model.samples.column("t"), model.samples.column("E")
+    twin_t = model.twin.column("t")
+    assert np.isin(twin_t, t).all()
+    np.testing.assert_array_equal(model.twin.column("E"), E[np.searchsorted(t, twin_t)])
+    assert model.band_level == predictions[-1].level
+
+    posteriors: list[PosteriorUpdate] = rec.of(PosteriorUpdate)
+    last = posteriors[-1]
+    assert model.posterior == f"v{last.version} {last.method}"
+    assert list(model.params) == list(last.parameters)
+    truth = rec.of(SimulatedTruth)[-1]
+    for k, name in enumerate(last.parameters):
+        track = model.params[name]
+        assert (track.median, track.lower, track.upper) == (
+            last.median[k],
+            last.q05[k],
+            last.q95[k],
+        )
+        assert len(track.history) == len(posteriors)
+        known = dict(zip(truth.parameters, truth.values.tolist(), strict=True))
+        assert track.truth == known.get(name)
+    assert model.params["kinetics.E0"].truth == pytest.approx(0.2)  # the simulated cell's
+
+    assert (model.state, model.reason) == ("completed", "the protocol ran to its end (2 cycles)")
+    assert model.cell == "off"  # every way a run ends turns its cell off
+    texts = [line.text for line in lines]
+    assert texts[0] == "created"
+    assert "idle → running: started" in texts
+    assert "calibrator started" in texts
+    assert texts[-1] == "running → completed: the protocol ran to its end (2 cycles)"

@@ -15,7 +15,8 @@ from textual.pilot import Pilot
 
 from tui import ConnectionStatus, GalvanaApp, RunScreen
 
-from ._data import LIVE, cv_batches, fake_link, paused, posterior_at, twin_for
+from ._daemon import until
+from ._data import LIVE, cv_batches, fake_link, paused, posterior_at, truth_of, twin_for
 from ._fake import FakeLink
 
 Compare = Callable[..., bool]
@@ -42,6 +43,8 @@ async def _open_run(pilot: Pilot[Any], link: FakeLink, *, twin: bool = True) -> 
     await pilot.app.push_screen(RunScreen(LIVE))
     await pilot.pause()
     batches = cv_batches(LIVE, 40)
+    if twin:
+        link.publish(f"run/{LIVE}/truth", truth_of(LIVE))
     for k, batch in enumerate(batches[:30]):
         link.publish(f"run/{LIVE}/samples", batch)
         if twin:
@@ -49,7 +52,14 @@ async def _open_run(pilot: Pilot[Any], link: FakeLink, *, twin: bool = True) -> 
             if k % 3 == 0:
                 link.publish(f"run/{LIVE}/posterior", posterior_at(LIVE, k // 3))
     link.publish(f"run/{LIVE}/state", paused(LIVE))
-    await pilot.pause(0.3)
+    await _drawn(pilot)
+
+
+async def _drawn(pilot: Pilot[Any]) -> None:
+    """Until the run screen shows everything it was given."""
+    screen = pilot.app.screen
+    assert isinstance(screen, RunScreen)
+    await until(pilot, lambda: screen.up_to_date, what="the frame")
 
 
 def test_runs(snap_compare: Compare) -> None:
@@ -77,7 +87,7 @@ def test_run_against_time(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await _open_run(pilot, link, twin=False)
         await pilot.press("x")
-        await pilot.pause(0.3)
+        await _drawn(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 

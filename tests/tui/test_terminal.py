@@ -58,7 +58,9 @@ class Terminal:
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "t", *keys)
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for(self, text: str, timeout: float = 90.0) -> str:
+        """The screen, once ``text`` shows on it (a terminal can only be read by looking:
+        the timeout bounds a failure, nothing waits for it)."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
@@ -68,7 +70,7 @@ class Terminal:
                 raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
             time.sleep(0.2)
 
-    def exit_status(self, timeout: float = 15.0) -> int:
+    def exit_status(self, timeout: float = 60.0) -> int:
         """The command's exit status, once it has exited (the shell prints it)."""
         screen = self.wait_for("[exit ", timeout)
         return int(screen.rsplit("[exit ", 1)[1].split("]", 1)[0])
@@ -96,8 +98,9 @@ def test_galvana_tui_in_a_terminal(daemon: Daemon, terminal: list[Terminal]) -> 
     assert "src" in screen
     assert "Galvana" in screen
     term.keys("Enter")  # open the run under the cursor
-    screen = term.wait_for("COMPLETED")
-    assert "4,000 samples" in screen
+    # The state shows with the run's record, the samples once its history is read.
+    screen = term.wait_for("4,000 samples")
+    assert "COMPLETED" in screen
     assert "I vs E" in screen
     assert any("\u2800" < ch <= "\u28ff" for ch in screen)  # the plot is drawn in braille
     term.keys("F3")

@@ -12,6 +12,7 @@ import physics
 from runtime.messages import SampleBatch, TwinPrediction
 from tests.twins.conftest import NOISE, SCENARIO, TRUTH, twin_doc
 from twins.calibration import OnlineCalibrator
+from twins.experiments import calibrate_experiments, experiment
 from twins.lockstep import LockstepTwin
 from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
@@ -137,3 +138,76 @@ def test_cycles_before_a_staircase_protocol_are_followed_as_applied() -> None:
     fresh = copy.deepcopy(model)
     del fresh["initial_state"]
     assert np.max(np.abs(physics.simulate(fresh).I - expected.I)) > 0.05 * peak
+
+
+def test_a_recorded_staircase_run_is_calibrated_along_its_own_protocol(
+    spec: TwinSpec, batches: list[SampleBatch]
+) -> None:
+    """A recorded staircase run calibrated after the fact (``galvana calibrate``) is
+    simulated as its protocol applied and sampled it: the truth within the intervals,
+    residuals at the noise. (Followed as a sweep through one sample per step, the same
+    data gave correlated residuals, a misfit verdict and intervals that missed k0.)"""
+    t, E, I, flags = (  # noqa: E741 - current
+        np.concatenate([getattr(b, f) for b in batches]) for f in ("t", "E", "I", "flags")
+    )
+    run = experiment("r", t, E, I, flags, spec=spec, protocol=spec.protocol)
+    result = calibrate_experiments(spec, [run])
+    assert result.converged, result.diagnostics["convergence"]
+    assert result.verdict == "adequate", result.reasons
+    (fit,) = result.runs
+    assert fit.scale == 1.0
+    assert fit.adequacy.rms_relative < 0.01
+    s = result.summary
+    for name, value in TRUTH.items():
+        j = s.names.index(name)
+        assert s.q05[j] <= value <= s.q95[j], (name, s.q05[j], s.q95[j])
+    k0 = s.median[s.names.index("kinetics.k0")]
+    assert k0 == pytest.approx(TRUTH["kinetics.k0"], rel=0.05)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 1.0])
+def test_a_staircase_ends_with_its_last_steps_sample_alone(rate: float) -> None:
+    """The last step's end falls on the sample rate's grid up to rounding (at 50 mV/s,
+    281 steps of 0.1 s end at 28.099999999999998 s): it is sampled once (the grid's
+    28.1 s came too, 4e-15 s later, and a file written from it had two rows at one
+    time)."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=rate / 0.005)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.005 / rate}
+    protocol = load_twin_spec(doc).protocol
+    t, E = protocol.trace()
+    assert t.size == 1 + 281  # the rest at 0, then one sample per step
+    assert np.min(np.diff(t)) == pytest.approx(0.005 / rate)
+    assert E[-1] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 1.0])
+def test_sample_times_read_back_from_a_file_keep_every_jump(rate: float) -> None:
+    """Times written to a file and read back are rounded (0.3 for 3 x 0.09999999999999999):
+    each step's jump is still at the sample before, never missed (the step taken as a
+    ramp) nor a rounding error after it."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=rate / 0.005)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.005 / rate, "sample": 1.0}
+    protocol = load_twin_spec(doc).protocol
+    exact, _ = protocol.trace()
+    t = np.array([float(f"{x:g}") for x in exact[1:]])
+    how = protocol.sampling(0.0, t)
+    assert how is not None
+    jump_at, _ = how
+    # Step 0 holds the start (no jump); every later sample's step jumped at the one before.
+    np.testing.assert_array_equal(jump_at[1:], t[:-1])
+
+
+def test_a_slow_staircase_run_is_not_taken_for_gaps() -> None:
+    """A run whose steps (0.1 s) are far longer than the protocol's sample interval
+    (0.01 s; a staircase is sampled once per step) keeps every sample: none is a gap."""
+    doc = _doc()
+    doc["protocol"].update(cycles=1, sample_rate=100.0)
+    doc["protocol"]["waveform"] = {**STAIRCASE, "t_step": 0.1}
+    spec = load_twin_spec(doc)
+    t, E = spec.protocol.trace()
+    run = experiment("r", t, E, np.zeros(t.size), np.zeros(t.size, np.uint8), spec=spec,
+                     protocol=spec.protocol)  # fmt: skip
+    assert run.issues == ()
+    assert bool(np.all(run.usable))

@@ -110,6 +110,9 @@ def check_scenario(scenario: Scenario) -> None:
         ("cell.reference_offset", scenario.cell.reference_offset != 0.0),
         ("background", scenario.background != Background()),
         ("initial_state", scenario.initial_state.cycles_before != 0),
+        ("waveform.rotation_rate", scenario.rotation_rate != 0.0),
+        ("impedance", scenario.impedance is not None),
+        ("waveform.ac", scenario.ac is not None),
     )
     for key, used in unsupported:
         if used:

@@ -72,6 +72,7 @@ def run_single_couple_batch(  # noqa: PLR0917 - numba kernels take positional ar
 def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     mass: Array,
     stiff: Array,
+    conv: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -88,6 +89,13 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     kb: Array,
     reac: npt.NDArray[np.int64],
     prod: npt.NDArray[np.int64],
+    surf: npt.NDArray[np.int64],
+    ad_sol: npt.NDArray[np.int64],
+    ad_surf: npt.NDArray[np.int64],
+    ka: Array,
+    kd: Array,
+    gmax: float,
+    gfr: float,
     rho: Array,
     gamma: Array,
     gamma1: Array,
@@ -101,8 +109,8 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
     status: npt.NDArray[np.int64],
 ) -> None:
     """Run set ``b`` of a reaction network (per-set ``d[b]``, ``cb[b]``, ``theta0[b]``,
-    ``K0[b]``, ``alpha[b]``, ``kf[b]``, ``kb[b]``, ``rho[b]``, ``gamma[b]``, ``gamma1[b]``,
-    ``gamma2[b]``) from rest."""
+    ``K0[b]``, ``alpha[b]``, ``kf[b]``, ``kb[b]``, ``ka[b]``, ``kd[b]``, ``rho[b]``,
+    ``gamma[b]``, ``gamma1[b]``, ``gamma2[b]``) from rest."""
     B = psi_out.shape[0]
     N = mass.shape[0]
     S = d.shape[1]
@@ -120,10 +128,12 @@ def run_network_batch(  # noqa: PLR0917 - numba kernels take positional arrays
             scal[1 + j] = theta_init
         none = np.zeros(0, dtype=np.int64)
         st, _ = run_network(
-            mass, stiff, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
-            eta0, deta, kf[b], kb[b], reac, prod, rho[b], gamma[b], gamma1[b], gamma2[b],
+            mass, stiff, conv, d[b], cb[b], n_e, theta0[b], K0[b], alpha[b], model, ox, red, tables,
+            eta0, deta, kf[b], kb[b], reac, prod, surf, ad_sol, ad_surf, ka[b], kd[b], gmax,
+            gfr, rho[b], gamma[b], gamma1[b], gamma2[b],
             theta_p, h, theta_app, restart, hist, scal, none, none, np.zeros((0, S)),
             np.zeros((0, S)), np.zeros((0, K, S, N)), np.zeros((0, K)),
             psi_out[b], np.empty(M), np.zeros((M, 0)), none, np.zeros((0, S, N)),
+            np.zeros((0, S)),
         )  # fmt: skip
         status[b] = st

@@ -4,16 +4,18 @@ Python side of each kernel call (allocation, state, parameter bookkeeping).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
+from physics import rotating_disk
 from physics.engines.numba import _network as nw
 from physics.engines.numba import _single_couple as sc_kernel
 from physics.engines.numba._batch import run_network_batch, run_single_couple_batch
@@ -22,7 +24,7 @@ from physics.engines.numba._kinetics import BUTLER_VOLMER, MARCUS_HUSH_CHIDSEY, 
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import NumericalError, ParameterError
 from physics.scales import Scales
-from physics.scenario import Scenario
+from physics.scenario import Kinetics, Scenario
 from runtime.constants import FARADAY, GAS_CONSTANT
 
 __all__ = [
@@ -55,7 +57,11 @@ class Model:
     species indices ``ox``/``red``); reactions; ``rho`` for Ru; the capacitance
     ``gamma + gamma1 (theta - theta_p) + gamma2 (theta - theta_p)^2``; and ``area``, the
     electroactive area relative to the scales' (the current is ``area * I_scale * psi``;
-    ``rho`` and the capacitances already include it)."""
+    ``rho`` and the capacitances already include it); ``convection``, ``b`` of the flow
+    ``v = -b x^2`` to a rotating disk (0 without one). Adsorbed species: ``surf`` (1 per
+    adsorbed species, ``d`` 0 and ``cb`` the initial Gamma in units of ``c_ref L``),
+    adsorptions ``ad_sol -> ad_surf`` with ``ka``, ``kd``, the sites ``gmax`` and the
+    Frumkin interaction ``gfr``."""
 
     species: tuple[str, ...]
     d: FloatArray
@@ -80,19 +86,41 @@ class Model:
     gamma2: float = 0.0
     theta_p: float = 0.0
     area: float = 1.0
+    convection: float = 0.0
+    surf: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ad_sol: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ad_surf: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ka: FloatArray = field(default_factory=lambda: np.zeros(0))
+    kd: FloatArray = field(default_factory=lambda: np.zeros(0))
+    gmax: float = 1.0
+    gfr: float = 0.0
 
     @property
     def d_min(self) -> float:
-        return float(self.d.min())
+        """The smallest diffusion coefficient of a dissolved species (1 without any)."""
+        moving = self.d[self.d > 0]
+        return float(moving.min()) if moving.size else 1.0
 
     @property
     def d_max(self) -> float:
-        return float(self.d.max())
+        """The largest diffusion coefficient of a dissolved species (1 without any)."""
+        moving = self.d[self.d > 0]
+        return float(moving.max()) if moving.size else 1.0
+
+    @property
+    def dissolved(self) -> bool:
+        """Whether any species diffuses (else only the surface is simulated)."""
+        return bool(np.any(self.d > 0))
 
     @property
     def single_couple(self) -> bool:
-        """True when the fast one-couple kernel applies (mechanism E)."""
-        return self.n.size == 1 and self.kf.size == 0
+        """True when the fast one-couple kernel applies (mechanism E, no convection)."""
+        return (
+            self.n.size == 1
+            and self.kf.size == 0
+            and self.convection == 0.0
+            and not np.any(self.surf)
+        )
 
     def reaction_rates(self) -> list[float]:
         """Pseudo-first-order homogeneous rates (1/t_ref) that set reaction layers."""
@@ -132,20 +160,27 @@ class KernelState:
 
 @dataclass(slots=True)
 class Outputs:
-    """Kernel outputs for one run: current, interfacial potential, dI/dp, profiles."""
+    """Kernel outputs for one run: current, interfacial potential, dI/dp, profiles, and
+    the species' values at the electrode (for adsorbed species)."""
 
     psi: FloatArray
     theta: FloatArray
     dpsi: FloatArray
     profiles: FloatArray
+    surface: FloatArray
 
     @classmethod
-    def empty(cls, steps: int, params: int, frames: int, shape: tuple[int, ...]) -> Outputs:
+    def empty(
+        cls, steps: int, params: int, frames: int, shape: tuple[int, ...], surface: bool = False
+    ) -> Outputs:
+        """Zeroed outputs; ``surface``: room for every species' node-0 value per step
+        (the adsorbed species' Gamma)."""
         return cls(
             psi=np.zeros(steps),
             theta=np.zeros(steps),
             dpsi=np.zeros((steps, params)),
             profiles=np.zeros((frames, *shape)),
+            surface=np.zeros((steps if surface else 0, shape[0])),
         )
 
 
@@ -162,7 +197,9 @@ def build(sc: Scenario, scales: Scales) -> Model:
     names = tuple(s.name for s in sc.species)
     index = {n: i for i, n in enumerate(names)}
     d = np.array([s.D / D_ref for s in sc.species])
-    cb = np.array([s.c_bulk / c_ref for s in sc.species])
+    # Surface concentrations in units of c_ref L: a flux (D_ref c_ref / L) fills them
+    # at a rate of 1 per unit of dimensionless time.
+    cb = np.array([(s.Gamma / L if s.adsorbed else s.c_bulk) / c_ref for s in sc.species])
     kin = sc.kinetics
     models = np.array(
         [MARCUS_HUSH_CHIDSEY if k.model == "marcus-hush-chidsey" else BUTLER_VOLMER for k in kin],
@@ -185,7 +222,7 @@ def build(sc: Scenario, scales: Scales) -> Model:
         # The reference offset moves the measured potentials onto the formal potentials'
         # scale: the same as every formal potential moved by minus the offset.
         theta0=np.array([(k.E0 - sc.cell.reference_offset) * f for k in kin]),
-        K0=np.array([(_NERNST_K0 if k.model == "nernst" else k.k0 * L / D_ref) for k in kin]),
+        K0=np.array([_rate_constant(k, L / D_ref, t_ref) for k in kin]),
         alpha=np.array([k.alpha for k in kin]),
         kinetics=models,
         ox=np.array([index[k.oxidized] for k in kin], dtype=np.int64),
@@ -203,7 +240,25 @@ def build(sc: Scenario, scales: Scales) -> Model:
         gamma2=bg.Cdl_curvature / (charge * f * f),
         theta_p=bg.E_pivot * f,
         area=a,
+        convection=(
+            rotating_disk.velocity_coefficient(sc.rotation_rate, sc.cell.viscosity) * L * t_ref
+        ),
+        surf=np.array([1 if s.adsorbed else 0 for s in sc.species], dtype=np.int64),
+        ad_sol=np.array([index[a.dissolved] for a in sc.adsorption], dtype=np.int64),
+        ad_surf=np.array([index[a.adsorbed] for a in sc.adsorption], dtype=np.int64),
+        ka=np.array([a.kf * c_ref * t_ref for a in sc.adsorption], dtype=np.float64),
+        kd=np.array([a.kb * t_ref for a in sc.adsorption], dtype=np.float64),
+        gmax=1.0 if sc.surface is None else sc.surface.Gamma_max / (c_ref * L),
+        gfr=0.0 if sc.surface is None else sc.surface.g,
     )
+
+
+def _rate_constant(k: Kinetics, dissolved: float, surface: float) -> float:
+    """A transfer's dimensionless rate constant: ``k0 L / D_ref`` (m/s), or ``ks
+    t_ref`` for a couple of adsorbed species (1/s); very large for ``nernst``."""
+    if k.model == "nernst":
+        return _NERNST_K0
+    return k.k0 * (surface if k.surface else dissolved)
 
 
 def _tables(sc: Scenario, f: float) -> tuple[FloatArray, float, float]:
@@ -267,13 +322,17 @@ class ParameterMap:
         return out
 
 
-_INDEXED = re.compile(r"^(kinetics|chemistry)(?:\[(\d+)\])?\.(\w+)$")
+_INDEXED = re.compile(r"^(kinetics|chemistry|adsorption)(?:\[(\d+)\])?\.(\w+)$")
 
 
 def parameter_map(sc: Scenario, model: Model, scales: Scales, names: Sequence[str]) -> ParameterMap:
     """Kernel parameters for the key paths ``names`` (validated by the caller)."""
     S = model.d.size
     entries = [_parameter(sc, model, scales, name) for name in names]
+    if any(sp.adsorbed and sp.derived for sp in sc.species):
+        entries = [
+            _with_coverage(sc, model, scales, n, e) for n, e in zip(names, entries, strict=True)
+        ]
     in_kernel = [e for e in entries if e.single is not None]
     kernel = np.cumsum([e.single is not None for e in entries], dtype=np.int64) - 1
     kernel[[e.single is None for e in entries]] = -1
@@ -307,10 +366,15 @@ def _parameter(sc: Scenario, model: Model, scales: Scales, name: str) -> _Entry:
     D_ref, L, f = scales.D_ref, scales.L, scales.f
     t_ref, c_ref, I_scale = scales.t_ref, scales.c_ref, scales.I_scale
     zero = np.zeros(model.d.size)
+    name = sc.internal_parameter(name)
     m = _INDEXED.match(name)
     if name in ("background.offset", "background.slope"):
         term = OUT_OFFSET if name == "background.offset" else OUT_SLOPE
         return _Entry(None, -1, -1, 0.0, zero, zero, term)
+    if name.startswith("species.") and name.endswith(".Gamma"):
+        dcb = np.zeros(model.d.size)
+        dcb[model.species.index(name.split(".")[1])] = 1.0
+        return _Entry(sc_kernel.P_TRANSPORT, nw.Q_TRANSPORT, -1, 1.0 / (c_ref * L), zero, dcb)
     if name.startswith(("species.", "bulk.")):
         factor, dd, dcb = _transport_parameter(sc, model, name, D_ref, c_ref)
         return _Entry(sc_kernel.P_TRANSPORT, nw.Q_TRANSPORT, -1, factor, dd, dcb)
@@ -333,20 +397,52 @@ def _parameter(sc: Scenario, model: Model, scales: Scales, name: str) -> _Entry:
     if m is not None and m.group(1) == "kinetics":
         j = int(m.group(2) or 0)
         key = m.group(3)
+        k0_factor = t_ref if sc.kinetics[j].surface else L / D_ref
         return _Entry(
             {"k0": sc_kernel.P_K0, "alpha": sc_kernel.P_ALPHA, "E0": sc_kernel.P_E0}[key],
             {"k0": nw.Q_K0, "alpha": nw.Q_ALPHA, "E0": nw.Q_E0}[key],
             j,
-            {"k0": L / D_ref, "alpha": 1.0, "E0": f}[key],
+            {"k0": k0_factor, "alpha": 1.0, "E0": f}[key],
             zero,
             zero,
         )
+    if m is not None and m.group(1) == "adsorption":
+        j = int(m.group(2) or 0)
+        forward = m.group(3) == "kf"
+        factor = t_ref * (c_ref if forward else 1.0)
+        return _Entry(-1, nw.Q_KA if forward else nw.Q_KD, j, factor, zero, zero)
     if m is not None and m.group(1) == "chemistry":
         j = int(m.group(2) or 0)
         forward = m.group(3) == "kf"
         factor, dcb = _chemistry_parameter(sc, model, j, forward=forward, t_ref=t_ref, c_ref=c_ref)
         return _Entry(-1, nw.Q_KF if forward else nw.Q_KB, j, factor, zero, dcb)
     raise ParameterError(f"no sensitivity is available for {name!r}")
+
+
+# Initial coverages at adsorption equilibrium follow the parameters that set them: the
+# isotherm solved again at p (1 +- this), by central differences (its bisection is
+# exact to rounding, so the derivative is good to about 1e-10 relative).
+_COVERAGE_STEP = 1e-6
+_SETS_COVERAGE = re.compile(r"^(reactions\[\d+\]\.k[fb]|species\.[^.]+\.c_bulk|bulk\.\w+)$")
+
+
+def _with_coverage(sc: Scenario, model: Model, scales: Scales, name: str, entry: _Entry) -> _Entry:
+    """``entry`` with the change of the equilibrium initial coverages added to its
+    ``dcb`` row (dimensionless, per unit of the kernel's parameter)."""
+    if entry.single is None or entry.factor == 0.0 or not _SETS_COVERAGE.match(name):
+        return entry
+    value = sc.parameters()[name]
+    step = _COVERAGE_STEP * abs(value) if value else _COVERAGE_STEP
+    up = sc.with_parameters({name: value + step})
+    down = sc.with_parameters({name: max(value - step, 0.0)})
+    width = value + step - max(value - step, 0.0)
+    scale = scales.c_ref * scales.L * entry.factor
+    dcb = entry.dcb.copy()
+    for k, sp in enumerate(sc.species):
+        if sp.adsorbed and sp.derived:
+            slope = (up.species[k].Gamma - down.species[k].Gamma) / width
+            dcb[k] += slope / scale
+    return dataclasses.replace(entry, dcb=dcb)
 
 
 def _transport_parameter(
@@ -387,10 +483,10 @@ def _transport_parameter(
         dcb_si[index[parts[1]]] = 1.0
     # Bulks at chemical equilibrium with the changed ones follow them:
     # c = kf/kb * prod(reactants), differentiated by the product rule.
-    for chem in sc.chemistry:
+    for j, chem in enumerate(sc.chemistry):
         for product in chem.products:
             sp = sc.species_named(product)
-            if not sp.derived or chem.kb <= 0:
+            if not sp.derived or chem.kb <= 0 or sp.derived_by not in (None, j):
                 continue
             total = 0.0
             for i, r in enumerate(chem.reactants):
@@ -412,9 +508,31 @@ def _chemistry_parameter(
     K = float(model.kf[j] if forward else model.kb[j])
     dcb = np.zeros(model.d.size)
     for k, sp in enumerate(sc.species):
-        if sp.derived and sp.name in chem.products and K > 0:
+        if sp.derived and sp.name in chem.products and K > 0 and sp.derived_by in (None, j):
             dcb[k] = model.cb[k] / K * (1.0 if forward else -1.0)
+    if any(sp.derived_by is not None for sp in sc.species):
+        _follow_equilibria(sc, model, dcb, after=j)
     return t_ref * (c_ref if order == 2 else 1.0), dcb
+
+
+def _follow_equilibria(sc: Scenario, model: Model, dcb: FloatArray, *, after: int) -> None:
+    """Carry changes of bulk concentrations (``dcb``, in place) down a network's chains
+    of equilibria: a bulk derived by a step ``j > after`` from species that moved moves
+    with them (``c = kf/kb * prod(reactants)``, by the product rule; dimensionless)."""
+    index = {n: i for i, n in enumerate(model.species)}
+    chained = sorted(
+        (sp.derived_by, index[sp.name])
+        for sp in sc.species
+        if sp.derived_by is not None and sp.derived_by > after
+    )
+    for j, k in chained:
+        reactants = [index[n] for n in sc.chemistry[j].reactants]
+        total = 0.0
+        for i, r in enumerate(reactants):
+            if dcb[r] != 0.0:
+                total += dcb[r] * math.prod(model.cb[q] for p, q in enumerate(reactants) if p != i)
+        if total:
+            dcb[k] += float(model.kf[j] / model.kb[j]) * total
 
 
 def initial_state(model: Model, grid: Grid, params: ParameterMap, theta: float) -> KernelState:
@@ -443,19 +561,39 @@ def extend_state(
 
 
 def starts_away_from_rest(sc: Scenario, E: float) -> bool:
-    """Whether the bulk is out of Nernstian equilibrium with the potential ``E`` (V)
-    enough for a noticeable initial transient (then the first steps are refined)."""
+    """Whether the bulk is out of Nernstian equilibrium with the potential ``E`` (V), or
+    the surface out of adsorption equilibrium with the bulk, enough for a noticeable
+    initial transient (then the first steps are refined)."""
     f = FARADAY / (GAS_CONSTANT * sc.cell.T)
     c_ref = max(s.c_bulk for s in sc.species)
     for k in sc.kinetics:
-        cO = sc.species_named(k.oxidized).c_bulk
-        cR = sc.species_named(k.reduced).c_bulk
+        ox, red = sc.species_named(k.oxidized), sc.species_named(k.reduced)
+        cO, cR = (ox.Gamma, red.Gamma) if k.surface else (ox.c_bulk, red.c_bulk)
         total = cO + cR
         if total == 0:
             continue
         x = max(-500.0, min(500.0, k.n * f * (E + sc.cell.reference_offset - k.E0)))
         f_eq = 1.0 / (1.0 + math.exp(-x))
-        if abs(f_eq - cO / total) * total / c_ref > 1e-4:
+        if abs(f_eq - cO / total) * (1.0 if k.surface else total / c_ref) > 1e-4:
+            return True
+    return _adsorbs_at_start(sc)
+
+
+def _adsorbs_at_start(sc: Scenario) -> bool:
+    """Whether an adsorption is out of equilibrium with the bulk at the start (a clean
+    surface, say), enough for a noticeable transient."""
+    surface = sc.surface
+    if surface is None:
+        return False
+    total = sum(s.Gamma for s in sc.species)
+    theta = total / surface.Gamma_max
+    for a in sc.adsorption:
+        c = sc.species_named(a.dissolved).c_bulk
+        gamma = sc.species_named(a.adsorbed).Gamma
+        forward = a.kf * c * (surface.Gamma_max - total) * math.exp(surface.g * theta)
+        backward = a.kb * gamma * math.exp(-surface.g * theta)
+        gross = (a.kf * c + a.kb) * surface.Gamma_max
+        if gross > 0 and abs(forward - backward) > 1e-4 * gross:
             return True
     return False
 
@@ -492,16 +630,17 @@ def run(
         )  # fmt: skip
     else:
         status, failed = nw.run_network(
-            grid.mass, grid.stiff, model.d, model.cb,
+            grid.mass, grid.stiff, grid.convection(model.convection), model.d, model.cb,
             model.n, model.theta0, model.K0, model.alpha, model.kinetics, model.ox, model.red,
             model.tables, model.eta0, model.deta,
             model.kf, model.kb, model.reactants, model.products,
+            model.surf, model.ad_sol, model.ad_surf, model.ka, model.kd, model.gmax, model.gfr,
             model.rho, model.gamma, model.gamma1, model.gamma2, model.theta_p,
             h, theta, restart,
             state.hist, state.scal,
             params.ptype, params.pidx, params.dd, params.dcb, state.s_hist, state.s_theta,
             out.psi[offset:stop], out.theta[offset:stop], out.dpsi[offset:stop],
-            rec_idx - offset, out.profiles,
+            rec_idx - offset, out.profiles, out.surface[offset:stop],
         )  # fmt: skip
     return int(status), int(failed)
 
@@ -539,13 +678,16 @@ def run_batch(
             )  # fmt: skip
         else:
             run_network_batch(
-                grid.mass, grid.stiff,
+                grid.mass, grid.stiff, grid.convection(first.convection),
                 np.stack([m.d for m in models]), np.stack([m.cb for m in models]),
                 first.n, np.stack([m.theta0 for m in models]), np.stack([m.K0 for m in models]),
                 np.stack([m.alpha for m in models]), first.kinetics, first.ox, first.red,
                 first.tables, first.eta0, first.deta,
                 np.stack([m.kf for m in models]), np.stack([m.kb for m in models]),
                 first.reactants, first.products,
+                first.surf, first.ad_sol, first.ad_surf,
+                np.stack([m.ka for m in models]), np.stack([m.kd for m in models]),
+                first.gmax, first.gfr,
                 np.array([m.rho for m in models]), np.array([m.gamma for m in models]),
                 np.array([m.gamma1 for m in models]), np.array([m.gamma2 for m in models]),
                 first.theta_p, h, theta, restart, theta_init, psi, status,
@@ -579,13 +721,16 @@ def warm_up() -> None:
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 2, N)),
         )  # fmt: skip
         nw.run_network(
-            grid.mass, grid.stiff, np.ones(3), np.array([1.0, 0.0, 0.0]),
+            grid.mass, grid.stiff, np.zeros((N, 3)), np.ones(3), np.array([1.0, 0.0, 0.0]),
             np.ones(1), np.zeros(1), np.ones(1), np.full(1, 0.5), np.zeros(1, dtype=np.int64),
             np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros((1, 2, 2)), 0.0, 1.0,
             np.ones(1), np.zeros(1), np.array([[1, -1]]), np.array([[2, -1]]),
+            np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), 1.0, 0.0,
             0.0, 0.0, 0.0, 0.0, 0.0, h, theta, restart,
             np.ones((K, 3, N)), scal.copy(),
             np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64), np.zeros((P, 3)),
             np.zeros((P, 3)), np.zeros((P, K, 3, N)), np.zeros((P, K)),
             np.zeros(3), np.zeros(3), np.zeros((3, P)), no_rec, np.zeros((0, 3, N)),
+            np.zeros((0, 3)),
         )  # fmt: skip

@@ -7,7 +7,7 @@ keeps the off-diagonal blocks diagonal), but the species at a node are coupled b
 reactions, so each step is a block-tridiagonal solve with small dense blocks,
 eliminated from the bulk towards the electrode. That leaves the surface concentrations affine in the
 interfacial rates ``r`` of the electron transfers; the rate laws then give ``r`` from
-an ``m x m`` system (m <= 2), inside a scalar Newton iteration on the interfacial
+an ``m x m`` system, inside a scalar Newton iteration on the interfacial
 potential when Ru > 0. Second-order steps are linearized and iterated (Newton) to
 convergence. With first-order steps only, the elimination coefficients depend on the
 step size alone and are reused across equal steps.
@@ -46,7 +46,9 @@ __all__ = [
     "Q_CDL2",
     "Q_E0",
     "Q_K0",
+    "Q_KA",
     "Q_KB",
+    "Q_KD",
     "Q_KF",
     "Q_RU",
     "Q_TRANSPORT",
@@ -68,10 +70,16 @@ Q_KB = 7
 Q_CDL1 = 8
 Q_CDL2 = 9
 Q_AREA = 10  # ln(area / nominal area)
+Q_KA = 11  # an adsorption's rate constant (pidx: the adsorption)
+Q_KD = 12  # its desorption rate constant
 
 _NEWTON_TOL = 1e-11
 K = MAX_ORDER
 _NEWTON_MAX = 50
+# Adsorption rates are bilinear (Langmuir) or exponential (Frumkin) in the coverages:
+# Newton on the interfacial rates, from the previous step's.
+_ADSORPTION_MAX = 50
+_ADSORPTION_TOL = 1e-13
 
 
 @kernel
@@ -156,9 +164,18 @@ def _reaction(  # noqa: PLR0917 - called from kernels, positionally
 
 @kernel
 def _factor(  # noqa: PLR0917 - called from kernels, positionally
-    mass: Array, stiff: Array, d: Array, b0: float, J: Array, den_inv: Array, B: Array
+    mass: Array,
+    stiff: Array,
+    conv: Array,
+    d: Array,
+    b0: float,
+    J: Array,
+    den_inv: Array,
+    B: Array,
+    up: Array,
 ) -> bool:
-    """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S)."""
+    """Block elimination coefficients: ``den_inv[i]`` and ``B[i]`` (N, S, S), and the
+    upper coefficients ``up`` (S, N) the sweeps use."""
     N = mass.shape[0]
     S = d.shape[0]
     tmp = np.empty((S, S))
@@ -169,40 +186,37 @@ def _factor(  # noqa: PLR0917 - called from kernels, positionally
     for i in range(N - 2, -1, -1):
         w = mass[i, 0] + mass[i, 1] + mass[i, 2]  # reactions are lumped on the node
         for a in range(S):
-            up = b0 * mass[i, 2] - d[a] * stiff[i, 2]
+            ua = b0 * mass[i, 2] - d[a] * stiff[i, 2] + conv[i, 2]
+            up[a, i] = ua
             for b in range(S):
-                tmp[a, b] = -w * J[i, a, b] + up * B[i + 1, a, b]
-            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1]
+                tmp[a, b] = -w * J[i, a, b] + ua * B[i + 1, a, b]
+            tmp[a, a] += b0 * mass[i, 1] - d[a] * stiff[i, 1] + conv[i, 1]
         if not _invert(tmp, inv):
             return False
         for a in range(S):
             for b in range(S):
                 den_inv[i, a, b] = inv[a, b]
-                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0]
+                lo = b0 * mass[i, 0] - d[b] * stiff[i, 0] + conv[i, 0]
                 B[i, a, b] = -inv[a, b] * lo if i > 0 else 0.0
     return True
 
 
 @kernel
-def _sweep_back(  # noqa: PLR0917 - called from kernels, positionally
-    mass: Array,
-    stiff: Array,
-    d: Array,
-    b0: float,
+def _sweep_back(
+    up: Array,
     rhs: Array,
     boundary: Array,
     den_inv: Array,
     al: Array,
 ) -> None:
     """``al[i] = den_inv[i] (rhs[i] - Up_i al[i+1])`` from the bulk node inwards."""
-    N = rhs.shape[1]
-    S = d.shape[0]
+    S, N = rhs.shape
     v = np.empty(S)
     for a in range(S):
         al[a, N - 1] = boundary[a]
     for i in range(N - 2, -1, -1):
         for a in range(S):
-            v[a] = rhs[a, i] - (b0 * mass[i, 2] - d[a] * stiff[i, 2]) * al[a, i + 1]
+            v[a] = rhs[a, i] - up[a, i] * al[a, i + 1]
         for a in range(S):
             acc = 0.0
             for b in range(S):
@@ -240,8 +254,36 @@ def _sweep_forward(al: Array, B: Array, c0: Array, boundary: Array, out: Array) 
 
 @kernel
 def _solve_small(A: Array, b: Array, x: Array) -> bool:
-    """Solve ``A x = b`` for m <= 2."""
+    """Solve ``A x = b`` (m x m): closed forms for m <= 2, else Gaussian elimination
+    with partial pivoting."""
     m = b.shape[0]
+    if m > 2:
+        w = A.copy()
+        for i in range(m):
+            x[i] = b[i]
+        for col in range(m):
+            piv = col
+            for r in range(col + 1, m):
+                if abs(w[r, col]) > abs(w[piv, col]):
+                    piv = r
+            if w[piv, col] == 0.0:
+                return False
+            if piv != col:
+                for j in range(m):
+                    w[col, j], w[piv, j] = w[piv, j], w[col, j]
+                x[col], x[piv] = x[piv], x[col]
+            for r in range(col + 1, m):
+                f = w[r, col] / w[col, col]
+                if f != 0.0:
+                    for j in range(col, m):
+                        w[r, j] -= f * w[col, j]
+                    x[r] -= f * x[col]
+        for i in range(m - 1, -1, -1):
+            acc = x[i]
+            for j in range(i + 1, m):
+                acc -= w[i, j] * x[j]
+            x[i] = acc / w[i, i]
+        return True
     if m == 1:
         if A[0, 0] == 0.0:
             return False
@@ -256,9 +298,138 @@ def _solve_small(A: Array, b: Array, x: Array) -> bool:
 
 
 @kernel
+def _adsorption_solve(  # noqa: PLR0917 - called from the kernel, positionally
+    A: Array,
+    bvec: Array,
+    rr: Array,
+    u: Array,
+    W: Array,
+    surf: IntArray,
+    ad_sol: IntArray,
+    ad_surf: IntArray,
+    ka: Array,
+    kd: Array,
+    gmax: float,
+    gfr: float,
+    m_et: int,
+    g_sol: Array,
+    g_all: Array,
+    g_own: Array,
+) -> bool:
+    """The interfacial rates ``rr`` with adsorption steps: Newton from ``rr`` as it is
+    (the previous step's). The transfer rows of ``A`` and ``bvec`` are filled already
+    (linear in the rates); the adsorption rows are linearised at each iterate, and their
+    derivatives by the concentrations are left in ``g_sol`` (the dissolved species'),
+    ``g_all`` (every adsorbed species', through the free sites) and ``g_own`` (the
+    adsorbing species' own, through desorption)."""
+    m = A.shape[0]
+    S = u.shape[0]
+    m_ad = m - m_et
+    X = np.empty(S)
+    rstar = rr.copy()
+    for _ in range(_ADSORPTION_MAX):
+        for a in range(S):
+            acc = u[a]
+            for j in range(m):
+                acc += W[a, j] * rstar[j]
+            X[a] = acc
+        tot = 0.0
+        for a in range(S):
+            if surf[a]:
+                tot += X[a]
+        th = tot / gmax
+        ep = np.exp(gfr * th)
+        em = np.exp(-gfr * th)
+        gross = 0.0
+        for p in range(m_ad):
+            row = m_et + p
+            sl = ad_sol[p]
+            sa = ad_surf[p]
+            free = gmax - tot
+            forward = ka[p] * X[sl] * free * ep
+            backward = kd[p] * X[sa] * em
+            gross = max(gross, abs(forward) + abs(backward))
+            gs = ka[p] * free * ep
+            ga = ka[p] * X[sl] * ep * (free * gfr / gmax - 1.0) + backward * gfr / gmax
+            go = -kd[p] * em
+            g_sol[p] = gs
+            g_all[p] = ga
+            g_own[p] = go
+            acc_b = forward - backward
+            for col in range(m):
+                sw = 0.0
+                for a in range(S):
+                    if surf[a]:
+                        sw += W[a, col]
+                dR = gs * W[sl, col] + go * W[sa, col] + ga * sw
+                A[row, col] = (1.0 if row == col else 0.0) - dR
+                acc_b -= dR * rstar[col]
+            bvec[row] = acc_b
+        if not _solve_small(A, bvec, rr):
+            return False
+        change = 0.0
+        for j in range(m):
+            change = max(change, abs(rr[j] - rstar[j]))
+            rstar[j] = rr[j]
+        if change <= _ADSORPTION_TOL * gross or change == 0.0:
+            return True
+    return False
+
+
+@kernel
+def _adsorption_sensitivity(  # noqa: PLR0917 - called from the kernel, positionally
+    p: int,
+    pt: int,
+    pi: int,
+    al: Array,
+    new: Array,
+    surf: IntArray,
+    ad_sol: IntArray,
+    ad_surf: IntArray,
+    gmax: float,
+    gfr: float,
+    g_sol: Array,
+    g_all: Array,
+    g_own: Array,
+) -> float:
+    """The right-hand side of adsorption ``p``'s row for a parameter ``(pt, pi)``: its
+    rate's change through the concentrations' parts ``al[:, 0]`` that do not depend on
+    the rates, and its explicit dependence on ka or kd."""
+    S = al.shape[0]
+    sl = ad_sol[p]
+    sa = ad_surf[p]
+    sw = 0.0
+    tot = 0.0
+    for a in range(S):
+        if surf[a]:
+            sw += al[a, 0]
+            tot += new[a, 0]
+    acc = g_sol[p] * al[sl, 0] + g_own[p] * al[sa, 0] + g_all[p] * sw
+    if pi == p:
+        th = tot / gmax
+        if pt == Q_KA:
+            acc += new[sl, 0] * (gmax - tot) * np.exp(gfr * th)
+        elif pt == Q_KD:
+            acc -= new[sa, 0] * np.exp(-gfr * th)
+    return float(acc)
+
+
+@kernel
+def _flat_surface(surf: IntArray, level: Array) -> None:
+    """An adsorbed species' value on node 0 repeated on the other nodes (which only
+    carry it)."""
+    S, N = level.shape
+    for a in range(S):
+        if surf[a]:
+            for i in range(1, N):
+                level[a, i] = level[a, 0]
+
+
+@kernel
 def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays positionally
     mass: Array,
     stiff: Array,
+    conv: Array,
     d: Array,
     cb: Array,
     n_e: Array,
@@ -275,6 +446,13 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     kb: Array,
     reac: IntArray,
     prod: IntArray,
+    surf: IntArray,
+    ad_sol: IntArray,
+    ad_surf: IntArray,
+    ka: Array,
+    kd: Array,
+    gmax: float,
+    gfr: float,
     rho: float,
     gamma: float,
     gamma1: float,
@@ -296,32 +474,57 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     dpsi_out: Array,
     rec_idx: IntArray,
     prof_out: Array,
+    surf_out: Array,
 ) -> tuple[int, int]:
     """Advance the state over ``h.size`` steps; return ``(status, failed_step)``.
 
-    As :func:`run_single_couple`, with S species (``d``, ``cb``), m transfers (arrays
+    As :func:`run_single_couple`, with the convective row weights ``conv`` (zero but
+    at a rotating disk; see ``Grid.convection``), S species (``d``, ``cb``), m transfers (arrays
     ``n_e``, ``theta0``, ``K0``, ``alpha``, ``model``, species indices ``ox``/``red``,
     one Marcus table per transfer in ``tables``) and reactions ``reac -> prod`` (index
     pairs, -1 for none) with rate constants ``kf``/``kb``. Parameters are
     ``(ptype[q], pidx[q])``; ``dd[q]`` and ``dcb[q]`` are the derivatives of the
     relative diffusion coefficients and of the bulk concentrations.
+
+    Adsorbed species (``surf[k] == 1``, ``d[k] == 0``) live on node 0 (their other nodes
+    repeat it): their BDF balance is ``dGamma/dt = sum_j nu[k, j] r_j`` over the
+    interfacial processes, the m transfers (between adsorbed species too) and the
+    adsorptions ``ad_sol[p] -> ad_surf[p]`` with rate ``ka c (gmax - G) exp(gfr G/gmax)
+    - kd Gamma exp(-gfr G/gmax)`` (G the total adsorbed). ``surf_out`` (M, S), when it
+    has rows, gets every species' node-0 value per step.
+
     Status 1: the potential iteration failed; 2: non-finite current; 3: the
-    concentration iteration failed; 4: a singular block.
+    concentration iteration failed; 4: a singular block; 5: the adsorption iteration
+    failed.
     """
     N = mass.shape[0]
     S = d.shape[0]
     m_et = n_e.shape[0]
+    m_ad = ka.shape[0]
+    m = m_et + m_ad
     M = h.shape[0]
     P = ptype.shape[0]
+    n_surf = 0
+    for a in range(S):
+        n_surf += surf[a]
     nonlinear = False
     for j in range(kf.shape[0]):
         if reac[j, 1] >= 0 or prod[j, 1] >= 0:
             nonlinear = True
-    # nu[k, j]: moles of species k made per mole of oxidation through transfer j.
-    nu = np.zeros((S, m_et))
+    # nu[k, j]: moles of species k made per mole of oxidation through transfer j, or
+    # per mole adsorbed through adsorption j - m_et.
+    nu = np.zeros((S, m))
     for j in range(m_et):
         nu[ox[j], j] += 1.0
         nu[red[j], j] -= 1.0
+    for p in range(m_ad):
+        nu[ad_sol[p], m_et + p] -= 1.0
+        nu[ad_surf[p], m_et + p] += 1.0
+    # The adsorption rows' derivatives by the dissolved, every adsorbed and the
+    # adsorbing species' concentrations, kept for the sensitivities.
+    g_sol = np.zeros(m_ad)
+    g_all = np.zeros(m_ad)
+    g_own = np.zeros(m_ad)
     ring = np.empty((RING, S, N))
     sring = np.empty((RING, P, S, N))
     th_ring = np.zeros(RING)
@@ -334,13 +537,14 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     Jn = np.zeros((N, S, S))
     den_inv = np.zeros((N, S, S))
     B = np.zeros((N, S, S))
+    up = np.zeros((S, N))
     hsum = np.empty((S, N))
     base = np.empty((S, N))
     rhs = np.empty((S, N))
     al = np.empty((S, N))
     Rn = np.empty(S)
     Jtmp = np.empty((S, S))
-    W = np.empty((S, m_et))
+    W = np.empty((S, m))
     u = np.empty(S)
     c0 = np.empty(S)
     kred = np.empty(m_et)
@@ -349,17 +553,17 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
     dkox = np.empty(m_et)
     dkred_a = np.empty(m_et)
     dkox_a = np.empty(m_et)
-    A = np.empty((m_et, m_et))
-    bvec = np.empty(m_et)
-    rr = np.empty(m_et)
-    dA = np.empty((m_et, m_et))
-    dbv = np.empty(m_et)
-    tmpv = np.empty(m_et)
-    drr = np.empty(m_et)
-    beta_t = np.empty(m_et)
-    bv_t = np.empty(m_et)
-    ap = np.empty(m_et)
-    rp = np.empty(m_et)
+    A = np.empty((m, m))
+    bvec = np.empty(m)
+    rr = np.zeros(m)
+    dA = np.zeros((m, m))
+    dbv = np.zeros(m)
+    tmpv = np.empty(m)
+    drr = np.empty(m)
+    beta_t = np.zeros(m)
+    bv_t = np.empty(m)
+    ap = np.empty(m)
+    rp = np.empty(m)
     th_p = np.zeros(P)
     fb0 = -1.0
     if not nonlinear:
@@ -368,9 +572,9 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
         for i in range(N):
             Jn[i] = Jtmp
     rec = first_record(rec_idx)
-    for m in range(M):
-        hm = h[m]
-        if restart[m]:
+    for istep in range(M):
+        hm = h[istep]
+        if restart[istep]:
             levels = min(levels, 1)
         order = bdf_weights(hm, h_hist, levels, beta_w)
         b0 = beta_w[0]
@@ -394,24 +598,30 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                             Jn[i, a, b] = Jtmp[a, b]
                             corr -= Jtmp[a, b] * guess[b, i]
                         rhs[a, i] = base[a, i] + w * corr
-                if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
-                    return 4, m
+                if not _factor(mass, stiff, conv, d, b0, Jn, den_inv, B, up):
+                    return 4, istep
             else:
                 if b0 != fb0:
-                    if not _factor(mass, stiff, d, b0, Jn, den_inv, B):
-                        return 4, m
+                    if not _factor(mass, stiff, conv, d, b0, Jn, den_inv, B, up):
+                        return 4, istep
                     fb0 = b0
                 rhs[:, :] = base
-            _sweep_back(mass, stiff, d, b0, rhs, cb, den_inv, al)
+            _sweep_back(up, rhs, cb, den_inv, al)
             for a in range(S):
+                if surf[a]:
+                    # b0 Gamma + history = sum_j nu r_j, on the node alone.
+                    u[a] = -hsum[a, 0] / b0
+                    for j in range(m):
+                        W[a, j] = nu[a, j] / b0
+                    continue
                 u[a] = al[a, 0]
-                for j in range(m_et):
+                for j in range(m):
                     acc = 0.0
                     for b in range(S):
                         acc += den_inv[0, a, b] * nu[b, j]
                     W[a, j] = acc
             # Interfacial potential (Newton when Ru > 0) and the transfer rates.
-            x = th_new if rho > 0.0 else theta_app[m]
+            x = th_new if rho > 0.0 else theta_app[istep]
             ok = False
             for _it in range(100):
                 for j in range(m_et):
@@ -427,21 +637,27 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 for j in range(m_et):
                     oj = ox[j]
                     rj = red[j]
-                    for col in range(m_et):
+                    for col in range(m):
                         A[j, col] = (
                             (1.0 if j == col else 0.0) - kox[j] * W[rj, col] + kred[j] * W[oj, col]
                         )
                         dA[j, col] = -dkox[j] * W[rj, col] + dkred[j] * W[oj, col]
                     bvec[j] = kox[j] * u[rj] - kred[j] * u[oj]
                     dbv[j] = dkox[j] * u[rj] - dkred[j] * u[oj]
-                if not _solve_small(A, bvec, rr):
-                    return 4, m
+                if m_ad == 0:
+                    if not _solve_small(A, bvec, rr):
+                        return 4, istep
+                elif not _adsorption_solve(
+                    A, bvec, rr, u, W, surf, ad_sol, ad_surf, ka, kd, gmax, gfr, m_et,
+                    g_sol, g_all, g_own,
+                ):  # fmt: skip
+                    return 5, istep
                 if rho <= 0.0:
                     ok = True
                     break
-                for j in range(m_et):
+                for j in range(m):
                     acc = dbv[j]
-                    for col in range(m_et):
+                    for col in range(m):
                         acc -= dA[j, col] * rr[col]
                     tmpv[j] = acc
                 _solve_small(A, tmpv, drr)
@@ -453,7 +669,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 for j in range(m_et):
                     psi += n_e[j] * rr[j]
                     dpsi_dx += n_e[j] * drr[j]
-                g = theta_app[m] - x - rho * psi
+                g = theta_app[istep] - x - rho * psi
                 dg = -1.0 - rho * dpsi_dx
                 step = -g / dg
                 step = min(2.0, max(-2.0, step))
@@ -463,14 +679,16 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 if abs(step) < 1e-10 * (1.0 + abs(x)):
                     ok = True
             if not ok:
-                return 1, m
+                return 1, istep
             th_new = x
             for a in range(S):
                 acc = u[a]
-                for j in range(m_et):
+                for j in range(m):
                     acc += W[a, j] * rr[j]
                 c0[a] = acc
             _sweep_forward(al, B, c0, cb, new)
+            if n_surf:
+                _flat_surface(surf, new)
             if not nonlinear:
                 converged = True
                 break
@@ -483,7 +701,7 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                 converged = True
                 break
         if not converged:
-            return 3, m
+            return 3, istep
         dx = th_new - theta_p
         G = gamma + dx * (gamma1 + gamma2 * dx)
         Gp = gamma1 + 2.0 * gamma2 * dx
@@ -492,9 +710,12 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
         for j in range(m_et):
             psi += n_e[j] * rr[j]
         if not np.isfinite(psi):
-            return 2, m
-        psi_out[m] = psi
-        theta_out[m] = th_new
+            return 2, istep
+        psi_out[istep] = psi
+        theta_out[istep] = th_new
+        if surf_out.shape[0]:
+            for a in range(S):
+                surf_out[istep, a] = new[a, 0]
 
         if P > 0:
             # beta_t[j] = d r_j / d theta at fixed surface concentrations.
@@ -530,7 +751,10 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                             k = r0 if spot == 0 else r1 if spot == 1 else p0 if spot == 2 else p1
                             if k >= 0:
                                 rhs[k, i] += w * (-1.0 if spot < 2 else 1.0) * rate
-                _sweep_back(mass, stiff, d, b0, rhs, dcb[q], den_inv, al)
+                _sweep_back(up, rhs, dcb[q], den_inv, al)
+                for a in range(S):
+                    if surf[a]:
+                        al[a, 0] = -hsum[a, 0] / b0
                 for j in range(m_et):
                     oj = ox[j]
                     rj = red[j]
@@ -543,6 +767,11 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                         elif pt == Q_E0:
                             expl = -(dkox[j] * new[rj, 0] - dkred[j] * new[oj, 0])
                     tmpv[j] = kox[j] * al[rj, 0] - kred[j] * al[oj, 0] + expl
+                for p in range(m_ad):
+                    tmpv[m_et + p] = _adsorption_sensitivity(
+                        p, pt, pi, al, new, surf, ad_sol, ad_surf, gmax, gfr, g_sol, g_all,
+                        g_own,
+                    )  # fmt: skip
                 _solve_small(A, tmpv, ap)
                 hist_p = history_scalar(st_ring[:, q], head, order, beta_w)
                 sum_ap = 0.0
@@ -568,22 +797,25 @@ def run_network(  # noqa: PLR0915, PLR0917 - one hot loop; numba takes arrays po
                     rhs_t -= rho * psi
                 tp = rhs_t / (1.0 + rho * sum_bv + rho * (G * b0 + Gp * charge_rate))
                 dpsi = G * (b0 * tp + hist_p) + Gp * tp * charge_rate + expl_c
-                for j in range(m_et):
+                for j in range(m):
                     rp[j] = ap[j] + bv_t[j] * tp
+                for j in range(m_et):
                     dpsi += n_e[j] * rp[j]
-                dpsi_out[m, q] = dpsi
+                dpsi_out[istep, q] = dpsi
                 th_p[q] = tp
                 for a in range(S):
                     acc = al[a, 0]
-                    for j in range(m_et):
+                    for j in range(m):
                         acc += W[a, j] * rp[j]
                     c0[a] = acc
                 _sweep_forward(al, B, c0, dcb[q], sring[slot, q])
+                if n_surf:
+                    _flat_surface(surf, sring[slot, q])
             for q in range(P):
                 st_ring[slot, q] = th_p[q]
 
-        if rec < rec_idx.shape[0] and rec_idx[rec] == m:
-            rec = record(prof_out, rec_idx, rec, m, new)
+        if rec < rec_idx.shape[0] and rec_idx[rec] == istep:
+            rec = record(prof_out, rec_idx, rec, istep, new)
         th_ring[slot] = th_new
         head = slot
         levels = push_step(h_hist, hm, levels)

@@ -55,6 +55,40 @@ class Grid:
         """Number of nodes."""
         return int(self.x.size)
 
+    def convection(self, b: float) -> FloatArray:
+        """Row weights (N, 3) of the convective term for the flow ``v = -b x^2`` towards
+        the electrode (a rotating disk, dimensionless ``b``): ``sum_j conv[i, j] c_j``
+        approximates ``sum_j mass[i, j] v_j dc/dx_j``, so that a row reads
+        ``mass . dc/dt = d stiff . c - conv . c``. Each node's slope is that of the
+        parabola through the row's three nodes (exact for quadratics; the electrode row,
+        which sees only two nodes and where the flow vanishes, takes their chord).
+        Zero weights when ``b`` is 0."""
+        conv = np.zeros((self.points, 3))
+        if b == 0.0:
+            return conv
+        x = self.x
+        v = -b * x * x
+        # Interior rows: nodes (i-1, i, i+1) at offsets (-hm, 0, hp).
+        hm = x[1:-1] - x[:-2]
+        hp = x[2:] - x[1:-1]
+        # Lagrange slopes at each node of the parabola through the three.
+        slope = np.zeros((hm.size, 3, 3))  # [row, at node, weight of node]
+        slope[:, 0, 0] = -(2 * hm + hp) / (hm * (hm + hp))
+        slope[:, 0, 1] = (hm + hp) / (hm * hp)
+        slope[:, 0, 2] = -hm / (hp * (hm + hp))
+        slope[:, 1, 0] = -hp / (hm * (hm + hp))
+        slope[:, 1, 1] = (hp - hm) / (hm * hp)
+        slope[:, 1, 2] = hm / (hp * (hm + hp))
+        slope[:, 2, 0] = hp / (hm * (hm + hp))
+        slope[:, 2, 1] = -(hm + hp) / (hm * hp)
+        slope[:, 2, 2] = (2 * hp + hm) / (hp * (hm + hp))
+        nodes_v = np.stack([v[:-2], v[1:-1], v[2:]], axis=1)
+        conv[1:-1] = np.einsum("rj,rj,rjk->rk", self.mass[1:-1], nodes_v, slope)
+        h0 = x[1] - x[0]
+        conv[0, 1] = -self.mass[0, 2] * v[1] / h0
+        conv[0, 2] = self.mass[0, 2] * v[1] / h0
+        return conv
+
     def extended(self, extent: float) -> Grid:
         """The same grid continued (same spacing law) until it reaches ``extent``."""
         if extent <= self.x[-1]:

@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import physics
 from hal.files import read_recording
 from hal.files.analysis import derive_protocol
 from hal.files.reference import convert, find_reference
 from hal.files.table import ColumnMap, TableReader
 from hal.files.units import quantity_to_si, scale_to_si
+from twins.spec import load_twin_spec
 
 from . import writers as w
-from .conftest import AREA, E_START, E_VERTEX, SCAN_RATE
+from .conftest import AREA, E_START, E_VERTEX, SCAN_RATE, SCENARIO
 from .writers import Columns
 
 # name, writer, file name, metadata given, current tolerance (A; what the format keeps)
@@ -68,6 +70,59 @@ def test_reads_the_simulated_cv(
     assert protocol["waveform"]["E_start"] == pytest.approx(E_START, abs=1e-6)
     assert protocol["waveform"]["E_vertex"] == pytest.approx(E_VERTEX, abs=1e-6)
     assert protocol["sample_rate"] == pytest.approx(SCAN_RATE / 0.002, rel=1e-6)
+
+
+def _staircase_cv(E_step_said: float = 0.002) -> Columns:
+    """Two cycles of a staircase CV (2 mV steps every 20 ms, the current sampled at the
+    end of each step) as the engine simulates one, its header saying ``E_step_said``."""
+    waveform = {
+        "type": "staircase_cv",
+        "E_start": E_START,
+        "E_vertex": E_VERTEX,
+        "E_step": 0.002,
+        "t_step": 0.002 / SCAN_RATE,
+        "cycles": 2,
+    }
+    result = physics.simulate({**SCENARIO, "waveform": waveform})
+    half = len(result.t) // 2
+    scan = np.where(np.arange(len(result.t)) < half, 1, 2).astype(np.int32)
+    return Columns(result.t, result.E, result.I, scan, SCAN_RATE, E_step_said)
+
+
+def test_a_staircase_file_is_recovered_as_the_staircase_it_was(tmp_path: Path) -> None:
+    """With the sampling point given (``--meta sampling=1``), a file of one sample per
+    step is the staircase the instrument applied: its layout gives back the file's
+    times and potentials exactly. Without it the linear programme is kept as before."""
+    c = _staircase_cv()
+    path = tmp_path / "stairs.DTA"
+    path.write_bytes(w.gamry(c))
+    protocol, why = derive_protocol(read_recording(path, meta={"sampling": 1.0}))
+    assert protocol is not None, why
+    assert why == ""
+    wf = protocol["waveform"]
+    assert wf["type"] == "staircase_cv"
+    assert (wf["E_start"], wf["E_end"]) == (pytest.approx(E_START), pytest.approx(E_START))
+    assert wf["E_vertex"] == pytest.approx(E_VERTEX)
+    assert (wf["E_step"], wf["t_step"]) == (pytest.approx(0.002), pytest.approx(0.02))
+    assert wf["sample"] == [1.0, 1.0]
+    assert protocol["cycles"] == 2
+    t, E = load_twin_spec({"model": SCENARIO, "protocol": protocol}).protocol.trace()
+    np.testing.assert_allclose(t[1:], c.t, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(E[1:], c.E, rtol=0, atol=1e-9)
+    linear, _ = derive_protocol(read_recording(path))
+    assert linear is not None
+    assert linear["waveform"]["type"] == "cv"
+
+
+def test_samples_off_the_staircase_keep_the_linear_programme_and_say_why(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stairs.DTA"
+    path.write_bytes(w.gamry(_staircase_cv(E_step_said=0.001)))  # 2 mV steps said to be 1 mV
+    protocol, why = derive_protocol(read_recording(path, meta={"sampling": 1.0}))
+    assert protocol is not None
+    assert protocol["waveform"]["type"] == "cv"
+    assert why == "the samples are not one per 1 mV step at 100 mV/s: kept as a linear sweep"
 
 
 def test_header_metadata_of_each_format(tmp_path: Path, cv: Columns) -> None:

@@ -216,14 +216,16 @@ def pssession(c: Columns, *, generation: str = "5.11") -> bytes:
     return codecs.BOM_UTF16_LE + (text + "\ufeff").encode("utf-16-le")
 
 
-def gamry(c: Columns, *, decimal_comma: bool = False) -> bytes:
+def gamry(
+    c: Columns, *, decimal_comma: bool = False, notes: str = "ferricyanide 1 mM, 3 mm GC"
+) -> bytes:
     """A Gamry Framework 7.10 CV .DTA as it writes it: Windows-1252, CRLF, the EXPLAIN
     header (``KEY<tab>TYPE<tab>value<tab>label``; 7.10 labels some quantities "A
     Potential (V)" and "A Real Number", without a unit), one ``CURVEn<tab>TABLE`` per
     cycle without a row count, and a last curve holding the sweep to the final
     potential (here the last point). Numbers as Gamry prints them: ``1.00264E-001``,
     times and temperatures shortest (``20.1``); a decimal comma under a European
-    locale."""
+    locale. ``notes``: the one line of the NOTES field."""
 
     def f(x: float) -> str:
         mantissa, _, exponent = f"{x:.5E}".partition("E")
@@ -242,7 +244,7 @@ def gamry(c: Columns, *, decimal_comma: bool = False) -> bytes:
         "DATE\tLABEL\t11.3.2024\tDate",
         "TIME\tLABEL\t13:15:24\tTime",
         "NOTES\tNOTES\t1\tNotes...",
-        "\tferricyanide 1 mM, 3 mm GC",
+        f"\t{notes}",
         "PSTAT\tPSTAT\tIFC1010-12345\tPotentiostat",
         f"VINIT\tPOTEN\t{f(0.6)}\tF\tA Potential (V)",
         f"VLIMIT1\tPOTEN\t{f(-0.1)}\tF\tA Potential (V)",
