@@ -24,7 +24,8 @@ The public API (SI units throughout, currents anodic-positive)::
     from physics.impedance import frequencies, impedance
     spectrum = impedance(scenario, frequencies(1e5, 1e-2))
     from physics.ac import harmonics
-    envelope_2 = harmonics(result.t, result.I, 9.0).envelope(2)
+    acv = physics.simulate(physics.load_scenario("examples/ftacv.yaml"))
+    envelope_2 = harmonics(acv.t, acv.I, 9.0, count=5).envelope(2)
 
 Any mechanism is a reaction network (``reactions:`` in a scenario, :mod:`physics.network`),
 with adsorbed species, at a rotating disk (:mod:`physics.rotating_disk`).

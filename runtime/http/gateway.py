@@ -45,7 +45,7 @@ from runtime.actor import SCOPES
 from runtime.api.dispatch import Resolver, ask_actor, run_urgent
 from runtime.api.protocol import ErrorCode
 from runtime.api.server import FollowUp, UrgentRoutes
-from runtime.api_keys import Caller, KeyStore
+from runtime.api_keys import ApiKey, Caller, KeyStore
 from runtime.errors import ApiError, GalvanaError, KeyStoreError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
@@ -155,7 +155,10 @@ class Gateway:
         self._calls_limiter = trio.CapacityLimiter(config.max_threads)
         self._urgent_limiter = trio.CapacityLimiter(config.urgent_threads)
         self._reads_limiter = trio.CapacityLimiter(8)
-        self._key_ids: set[str] = set()
+        try:
+            self._keys_seen = {k.id: k.revoked for k in keys.entries()}
+        except KeyStoreError:
+            self._keys_seen = {}
         self.started = time.monotonic()
         # Built here, not at import: each part imports what it needs.
         from runtime.http.app import build_app  # noqa: PLC0415 - the app imports this module
@@ -339,30 +342,41 @@ class Gateway:
         except GalvanaError:
             logger.exception("audit event not recorded: %s %s by %s", action, target, caller.who)
 
+    def noted_key(self, entry: ApiKey) -> None:
+        """A key the gateway itself added or revoked (audited by its route, not again
+        by :meth:`watch_keys`)."""
+        self._keys_seen = {**self._keys_seen, entry.id: entry.revoked}
+
     async def watch_keys(self) -> None:
         """Record keys added or revoked outside the gateway (``galvana keys``) as they
-        are noticed (checked every few seconds)."""
-        known: dict[str, str | None] | None = None
+        are noticed (checked every few seconds; the first look is taken when the gateway
+        is built, so a change made while it starts is not missed)."""
         while True:
+            known = self._keys_seen
             try:
-                now = {k.id: k.revoked for k in self.keys.entries()}
+                entries = {k.id: k for k in self.keys.entries()}
             except KeyStoreError as exc:
                 logger.error("API keys cannot be read: %s", exc)
-                now = known or {}
-            if known is not None:
-                for key_id, revoked in now.items():
-                    entry = next(k for k in self.keys.entries() if k.id == key_id)
-                    what = None
+                entries = {}
+            else:
+                owner = Caller("owner", "the data directory's owner (galvana keys)", ())
+                for key_id, entry in entries.items():
+                    changes = []
                     if key_id not in known:
-                        what = f"key added: {entry.name}, scope {entry.scope}"
-                    elif revoked is not None and known.get(key_id) is None:
-                        what = f"key revoked: {entry.name}, scope {entry.scope}"
-                    if what is not None:
-                        owner = Caller("owner", "the data directory's owner (galvana keys)", ())
+                        changes.append(f"key added: {entry.name}, scope {entry.scope}")
+                    # Added and revoked between two looks: both are recorded.
+                    if entry.revoked is not None and known.get(key_id) is None:
+                        changes.append(f"key revoked: {entry.name}, scope {entry.scope}")
+                    for what in changes:
                         await self.audit(
                             owner, "galvana keys", target=key_id, status=0, detail=what
                         )
-            known = now
+                # Merged, not replaced: the gateway may have noted a change meanwhile.
+                seen = self._keys_seen
+                self._keys_seen = {
+                    **seen,
+                    **{i: e.revoked or seen.get(i) for i, e in entries.items()},
+                }
             await trio.sleep(2.0)
 
     # --- answers ----------------------------------------------------------------------

@@ -706,6 +706,7 @@ async def add_key(gw: Gateway, request: Request, caller: Caller, query: None) ->
         entry, key = await gw.read(gw.keys.add, body.name, body.scope)
     except KeyStoreError as exc:
         raise HttpError(400, "bad_request", str(exc), field="name") from None
+    gw.noted_key(entry)
     _audit(request, entry.id, f"key added: {entry.name}, scope {entry.scope}")
     return gw.json({**entry.shown(), "key": key}, 201, {"Location": f"{API}/keys/{entry.id}"})
 
@@ -717,4 +718,5 @@ async def revoke_key(gw: Gateway, request: Request, caller: Caller, query: None)
         entry = await gw.read(gw.keys.revoke, key_id)
     except KeyStoreError as exc:
         raise HttpError(404, "not_found", str(exc)) from None
+    gw.noted_key(entry)
     return gw.json(entry.shown())
