@@ -7,18 +7,23 @@ resolves call paths against its parent, the root supervisor. Short aliases:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pykka
 
 from runtime.actor import Actor, exposed
+from runtime.address import estop_socket_path
 from runtime.api import ApiConfig, ApiServer, ServerThread
 from runtime.api.server import UrgentRoutes
+from runtime.api.urgent import UrgentListener
 from runtime.errors import SupervisorError
 from runtime.event_bus import EventBus
 from runtime.supervisor import SupervisorRef
 
 __all__ = ["ApiActor", "expand_alias"]
+
+logger = logging.getLogger("galvana.api")
 
 _ALIASES = {"run": "runs", "instrument": "instruments"}
 
@@ -45,6 +50,7 @@ class ApiActor(Actor):
         self.info = info or {}
         self.urgent = urgent
         self._server: ServerThread | None = None
+        self._estop: UrgentListener | None = None
         self.addresses: list[str] = []
 
     def on_start(self) -> None:
@@ -60,6 +66,16 @@ class ApiActor(Actor):
             ApiServer(self.config, self.bus, resolve, server_info=self.info, urgent=self.urgent)
         )
         self.addresses = self._server.start()
+        # The stop also gets a socket of its own, outside the server's event loop, so a
+        # burst of connections being set up there cannot delay it (runtime.api.urgent).
+        estop = (self.urgent or {}).get(("instruments", "estop"))
+        if estop is not None and self.config.socket_path is not None:
+            self._estop = UrgentListener(
+                estop_socket_path(self.config.socket_path),
+                {("instruments", "estop"): estop},
+                self.info,
+            )
+            logger.info("emergency stop served on %s", self._estop.start())
 
     def shut_down(self) -> None:
         """The daemon is stopping: answer the calls in flight, and every call from now on,
@@ -74,6 +90,9 @@ class ApiActor(Actor):
         return self._server.server.statistics()
 
     def on_stop(self) -> None:
+        if self._estop is not None:
+            self._estop.close()
+            self._estop = None
         if self._server is not None:
             self._server.stop()
 

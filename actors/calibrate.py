@@ -130,6 +130,8 @@ class _Expire:
 class CalibrationJob(Actor):
     """One calibration of recorded runs for the API (see the module docstring)."""
 
+    niceness = 10  # a batch calibration: the CPU goes to the stop first
+
     # A job computing at shutdown must not keep the process alive.
     use_daemon_thread = True
 

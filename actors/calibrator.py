@@ -72,6 +72,8 @@ def posterior_plain(update: PosteriorUpdate) -> dict[str, Any]:
 class Calibrator(Actor):
     """The calibrator of run ``run_id`` (see the module docstring)."""
 
+    niceness = 10  # NUTS and online updates: the CPU goes to the stop first
+
     def __init__(
         self,
         run_id: str,

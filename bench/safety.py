@@ -5,8 +5,9 @@ measuring a twin run) and ``cell``, a simulated potentiostat served by this proc
 over its SCPI socket, so the moment its cell goes off is seen here, on the instrument's
 side (its output switched off by the daemon's ``ABOR;:OUTP OFF``), not inferred from a
 reply. Before each trial the cell is switched on at the instrument; the trial's clock
-starts when the stop leaves the client (connect, ``hello`` and the call in one write,
-as ``galvana estop`` sends them) and stops when the instrument's output is off.
+starts when the stop leaves the client (connect to the daemon's emergency-stop socket,
+``hello`` and the call in one write, as ``galvana estop`` sends them) and stops when
+the instrument's output is off.
 
 Figures (ms, ``TRIALS`` trials each; the goal is a p99 under 50 ms):
 
@@ -14,9 +15,14 @@ Figures (ms, ``TRIALS`` trials each; the goal is a p99 under 50 ms):
 - ``estop_to_cell_off_ms_loaded_p50`` / ``_p99``: while another client holds 16 slow
   calls (NUTS reference posteriors on the twin run's calibrator, the attack that
   starved the stop before) and 64 connections that never say hello;
+- ``estop_api_socket_to_cell_off_ms_loaded_p50`` / ``_p99``: the same stop sent to the
+  API socket instead (its reserved threads and connections; the first trial waits for
+  the 64 connections just opened to be set up by its event loop);
 - ``estop_cli_to_cell_off_ms_p50`` / ``_p99``: ``galvana estop cell`` as a user types
   it, the process's start included (goal: under 300 ms), under the same load (a twin
   run measuring and calibrating every cycle on ``sim`` besides);
+- ``python_start_ms_p50`` / ``_p99``: the command line's baseline, taken between its
+  trials: this interpreter starting and exiting (``python -c pass``) under that load;
 - ``driver_cell_off_ms_p50`` / ``_p99``: the baseline, side by side: this process
   turning the same cell off through its own SCPI driver (pyvisa, the instrument's
   socket), no daemon in between; the ``*_ratio_p50`` figures divide by its p50;
@@ -50,6 +56,7 @@ from hal.drivers.scpi_potentiostat import ScpiPotentiostat
 from hal.sim.models import RandlesModel
 from hal.sim.potentiostat import SimPotentiostat
 from hal.sim.server import ScpiServer
+from runtime.address import estop_socket_path
 from runtime.client import Client
 from runtime.errors import ApiError
 
@@ -156,6 +163,13 @@ def _stop_from_the_command_line(galvana: str, data: Path, cell: _Cell) -> float:
     return (cell.off_at - began) * 1e3
 
 
+def _python_start() -> float:
+    """The command line's baseline: ms for this interpreter to start and exit."""
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return (time.perf_counter() - began) * 1e3
+
+
 def _slow_calls(sock_path: Path, calibrator: str) -> list[socket.socket]:
     """The attack's slow calls: 16 NUTS reference posteriors, on two connections (one
     connection holds at most 8 worker threads), each waiting up to 3000 s."""
@@ -245,13 +259,8 @@ def _wait(condition: Any, what: str, timeout: float = 300.0) -> None:
         time.sleep(0.1)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the suite; returns the figures of the module docstring."""
-    trials = max(2, int(args.trials))
-    galvana = shutil.which("galvana") or str(Path(sys.executable).with_name("galvana"))
-    cell = _Cell()
-    work = Path(tempfile.mkdtemp(prefix="galvana-bench-safety-"))
-    data = work / "d"
+def _start_daemon(galvana: str, work: Path, data: Path, cell: _Cell) -> subprocess.Popen[str]:
+    """The daemon: ``sim`` (its own simulated potentiostat) and ``cell`` (served here)."""
     config = work / "daemon.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -269,14 +278,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    return daemon
+
+
+def _wait_serving(daemon: subprocess.Popen[str]) -> None:
+    assert daemon.stdout is not None
+    line = daemon.stdout.readline()
+    if "serving" not in line:
+        raise RuntimeError(f"the daemon did not start: {line!r}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the suite; returns the figures of the module docstring."""
+    trials = max(2, int(args.trials))
+    galvana = shutil.which("galvana") or str(Path(sys.executable).with_name("galvana"))
+    cell = _Cell()
+    work = Path(tempfile.mkdtemp(prefix="galvana-bench-safety-"))
+    data = work / "d"
+    daemon = _start_daemon(galvana, work, data, cell)
     held: list[socket.socket] = []
     try:
-        assert daemon.stdout is not None
-        line = daemon.stdout.readline()
-        if "serving" not in line:
-            raise RuntimeError(f"the daemon did not start: {line!r}")
+        _wait_serving(daemon)
         sock_path = data / "galvana.sock"
-        idle = [_stop_over_the_api(sock_path, cell) for _ in range(trials)]
+        # The stop goes where `galvana estop` sends it: the daemon's emergency-stop socket.
+        stop_path = estop_socket_path(sock_path)
+        idle = [_stop_over_the_api(stop_path, cell) for _ in range(trials)]
         baseline = _driver_baseline(cell, trials)
         with Client(socket_path=sock_path, timeout=120) as client:
             run_id = _start_twin_run(client)
@@ -296,8 +322,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sock = socket.socket(socket.AF_UNIX)
             sock.connect(str(sock_path))
             held.append(sock)
-        loaded = [_stop_over_the_api(sock_path, cell) for _ in range(trials)]
-        cli = [_stop_from_the_command_line(galvana, data, cell) for _ in range(trials)]
+        loaded = [_stop_over_the_api(stop_path, cell) for _ in range(trials)]
+        # The API socket's own path for the stop (its reserved threads and connections),
+        # for a client that speaks to that socket alone.
+        loaded_api = [_stop_over_the_api(sock_path, cell) for _ in range(trials)]
+        cli, python_start = [], []
+        for _ in range(trials):  # interleaved: both see the same load
+            cli.append(_stop_from_the_command_line(galvana, data, cell))
+            python_start.append(_python_start())
     finally:
         for sock in held:
             sock.close()
@@ -314,8 +346,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         driver_cell_off_ms=baseline,
         estop_to_cell_off_ms_idle=idle,
         estop_to_cell_off_ms_loaded=loaded,
+        estop_api_socket_to_cell_off_ms_loaded=loaded_api,
         estop_cli_to_cell_off_ms=cli,
     )
+    start = _figures(trials, driver_cell_off_ms=baseline, python_start_ms=python_start)
+    figures["python_start_ms_p50"] = start["python_start_ms_p50"]
+    figures["python_start_ms_p99"] = start["python_start_ms_p99"]
     figures["load_calls_in_flight"] = int(load["calls_in_flight"]) - 1  # less the asking call
     figures["load_threads_busy"] = int(load["threads_busy"]) - 1
     figures["load_connections"] = IDLE_CONNECTIONS + 2

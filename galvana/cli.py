@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -127,6 +125,10 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["estop"]:
+        return _estop(argv[1:])
+    import logging
+
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = _parser(selected if selected in COMMANDS else None)
     args, rest = parser.parse_known_args(argv)
@@ -148,6 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`galvana events RUN | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _estop(argv: list[str]) -> int:
+    """``galvana estop``: the stop's own short path, no other command's parser built and
+    no logging set up before the stop is on the wire (its module is standalone)."""
+    from runtime import estop
+
+    _, _, help_text = COMMANDS["estop"]
+    parser = argparse.ArgumentParser(prog="galvana estop", description=help_text)
+    estop.configure(parser)
+    return estop.run(parser.parse_args(argv))
 
 
 # --- commands that belong to the runtime itself -------------------------------------
@@ -175,6 +188,8 @@ class _Bench:
         suite_args.quick, suite_args.json = args.quick, args.json
         figures: dict[str, Any] = suite.run(suite_args)
         if args.json:
+            import json
+
             print(json.dumps(figures, indent=2, sort_keys=True))
         else:
             width = max(map(len, figures), default=0)
@@ -227,6 +242,8 @@ class _Doctor:
         except metadata.PackageNotFoundError:
             report["ray"] = "not installed (optional: pip install 'galvana[ray]')"
         if args.json:
+            import json
+
             print(json.dumps(report, indent=2))
         else:
             for key, value in report.items():

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import sys
 import threading
 import uuid
@@ -74,6 +75,7 @@ __all__ = [
     "Link",
     "Reply",
     "exposed",
+    "lower_thread_priority",
     "scopes_of",
     "start_linked",
     "waker",
@@ -308,6 +310,17 @@ def start_linked(cls: type[Actor], link: Link, *args: Any, **kwargs: Any) -> pyk
         _pending.link = None
 
 
+def lower_thread_priority(niceness: int) -> bool:
+    """Add ``niceness`` to the calling thread's nice value (on Linux a thread's own; the
+    threads it starts inherit it). False where the system does not allow it."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 class Actor(pykka.ThreadingActor):
     """Base class of Galvana actors: Pykka's API, OTP's exit semantics.
 
@@ -318,6 +331,11 @@ class Actor(pykka.ThreadingActor):
 
     # An actor its supervisor abandoned must not keep the process alive.
     use_daemon_thread = True
+
+    # Added to the OS scheduling priority's nice value of this actor's thread (Linux):
+    # compute-heavy actors (calibration) yield the CPU to the threads and processes that
+    # must answer at once (the emergency stop, ``galvana estop``, the API's loop).
+    niceness: ClassVar[int] = 0
 
     # API name -> attribute name, for the methods marked with @exposed.
     _exposed: ClassVar[dict[str, str]] = {}
@@ -347,6 +365,8 @@ class Actor(pykka.ThreadingActor):
         """Called from the supervisor's thread when this actor is abandoned; must not block."""
 
     def _actor_loop(self) -> None:
+        if self.niceness:
+            lower_thread_priority(self.niceness)
         try:
             self.on_start()
         except Exception:

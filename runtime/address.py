@@ -23,6 +23,7 @@ __all__ = [
     "TOKEN_ARGV_REFUSAL",
     "TOKEN_ENV",
     "default_socket_path",
+    "estop_socket_path",
     "parse_tcp",
     "read_token_file",
     "resolve_data_dir",
@@ -52,6 +53,13 @@ def resolve_data_dir(data: str | Path | None = None) -> Path:
 def default_socket_path(data_dir: Path) -> Path:
     """Where the daemon listens unless told otherwise: ``<data>/galvana.sock``."""
     return data_dir / "galvana.sock"
+
+
+def estop_socket_path(socket_path: Path) -> Path:
+    """The emergency-stop socket beside the API socket ``socket_path``:
+    ``<data>/galvana.sock`` -> ``<data>/galvana-estop.sock``
+    (:mod:`runtime.api.urgent`)."""
+    return socket_path.with_name(f"{socket_path.stem}-estop{socket_path.suffix}")
 
 
 def parse_tcp(text: str, option: str = "--tcp") -> tuple[str, int]:

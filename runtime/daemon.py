@@ -432,6 +432,10 @@ TreeBuilder = Callable[[Host], SupervisorSpec]
 :class:`DaemonError` naming the file and the key."""
 
 
+SWITCH_INTERVAL_S = 0.001
+"""The daemon's thread switch interval (s; Python's default is 5 ms)."""
+
+
 def serve(
     config: DaemonConfig,
     tree: TreeBuilder,
@@ -442,6 +446,9 @@ def serve(
     """Run the daemon, hosting the actor tree ``tree`` builds, until ``stop`` is set or
     the tree fails; returns the exit status."""
     os.umask(0o077)  # the log, the arrays and the logs are the user's alone
+    # Threads that wait on a socket (the stop's, the API's loop) get the interpreter back
+    # within 1 ms of asking, not 5 ms, while calibrations compute in other threads.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     _private_data_dir(config.data)
     stop = stop or threading.Event()
     with pid_lock(config.data):

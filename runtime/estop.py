@@ -1,6 +1,8 @@
 """``galvana estop [INSTRUMENT]``: every cell (or one) off at once; never asks.
 
-This command stands alone: the standard library, msgpack and ``runtime.address``,
+It goes to the daemon's emergency-stop socket (``galvana-estop.sock`` beside the API
+socket, served outside the API's event loop) and to the API socket when that one is
+not there. This command stands alone: the standard library, msgpack and ``runtime.address``,
 nothing else (no numpy, no trio, no codec), so the stop is on the wire within
 milliseconds of the command being typed. It connects, sends ``hello`` and the
 ``instruments.estop`` call in one write (the daemon answers frames in order), and
@@ -31,6 +33,7 @@ from runtime.address import (
     TOKEN_ARGV_REFUSAL,
     TOKEN_ENV,
     default_socket_path,
+    estop_socket_path,
     parse_tcp,
     resolve_data_dir,
     token_from,
@@ -98,17 +101,19 @@ def _stop(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise GalvanaError(f"--timeout {args.timeout!r} is not accepted; expected seconds > 0")
     deadline = time.monotonic() + args.timeout
     hello: dict[str, Any] = {"id": 1, "op": "hello", "protocol": 1, "client": "galvana-estop"}
+    targets: list[tuple[str, socket.AddressFamily, Any]]
     if args.tcp:
         address = parse_tcp(args.tcp)
-        where = f"tcp:{address[0]}:{address[1]}"
         hello["token"] = token_from(args.token_file)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        target: Any = address
+        targets = [(f"tcp:{address[0]}:{address[1]}", family, address)]
     else:
-        path = (
-            Path(args.socket) if args.socket else default_socket_path(resolve_data_dir(args.data))
-        )
-        where, family, target = f"unix:{path}", socket.AF_UNIX, str(path)
+        api = Path(args.socket) if args.socket else default_socket_path(resolve_data_dir(args.data))
+        # The daemon's emergency-stop socket first: served outside the API's event loop
+        # (runtime.api.urgent); the API socket when it is not there (an older daemon).
+        targets = [
+            (f"unix:{path}", socket.AF_UNIX, str(path)) for path in (estop_socket_path(api), api)
+        ]
     call = {
         "id": 2,
         "op": "call",
@@ -117,17 +122,27 @@ def _stop(args: argparse.Namespace) -> list[dict[str, Any]]:
         "args": [args.instrument, _REASON],
         "kwargs": {},
     }
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(args.timeout)
-        try:
-            sock.connect(target)
-            sock.sendall(_frame(hello) + _frame(call))
-        except OSError as exc:
-            raise _NotConfirmed(
-                f"cannot reach the daemon at {where}: {exc.strerror or exc}; the stop is NOT "
-                "confirmed: turn the cell off at the instrument"
-            ) from None
-        return _answer(sock, where, deadline, args.timeout)
+    for number, (where, family, target) in enumerate(targets, 1):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(target)
+                sock.sendall(_frame(hello) + _frame(call))
+            except OSError as exc:
+                if number < len(targets):
+                    continue
+                raise _NotConfirmed(
+                    f"cannot reach the daemon at {where}: {exc.strerror or exc}; the stop is "
+                    "NOT confirmed: turn the cell off at the instrument"
+                ) from None
+            try:
+                return _answer(sock, where, deadline, args.timeout)
+            except _NotConfirmed:
+                # Every slot of the stop's socket taken (or it went away): the API socket
+                # keeps connections in reserve for the stop.
+                if number == len(targets) or time.monotonic() >= deadline:
+                    raise
+    raise AssertionError("unreachable: the last target answers or raises")
 
 
 def _frame(payload: dict[str, Any]) -> bytes:

@@ -45,7 +45,6 @@ import os
 import random
 import socket as stdlib_socket
 import struct
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +72,7 @@ from runtime.api.protocol import (
     parse_request,
     request_id_of,
 )
+from runtime.api.urgent import bind_private_unix_socket
 from runtime.codec import DecodeLimits
 from runtime.errors import ApiError, BusError, MessageError
 from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
@@ -296,30 +296,9 @@ class ApiServer:
                     self.config.socket_path.unlink()
 
     async def _unix_listener(self, path: Path) -> trio.SocketListener:
-        # Bind in a private directory and rename into place, so the socket is never
-        # reachable with permissions wider than 0600.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() or path.is_symlink():
-            if await _socket_answers(path):
-                raise ApiError(ErrorCode.LIMIT, f"another server is listening on {path}")
-            path.unlink()
-        if len(os.fsencode(path)) > 100:  # sun_path holds 108 bytes, the staging name needs a few
-            raise ApiError(
-                ErrorCode.BAD_REQUEST,
-                f"socket path {path} is too long for a Unix socket (at most 100 bytes); "
-                "use --socket with a shorter path",
-            )
-        private = Path(tempfile.mkdtemp(prefix=".gs-", dir=path.parent))
-        sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
-        try:
-            staged = private / "s"
-            await sock.bind(str(staged))
-            staged.chmod(0o600)
-            staged.rename(path)
-        finally:
-            private.rmdir()
-        sock.listen(128)
-        return trio.SocketListener(sock)
+        # Bound in a private directory and renamed into place (mode 0600 from the start).
+        sock = bind_private_unix_socket(path)
+        return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
     # --- one connection ------------------------------------------------------------------
 
@@ -812,15 +791,6 @@ def _peer(transport: str, stream: trio.SocketStream) -> tuple[str, bool]:
         return "unix:?", False
     _pid, uid, _gid = struct.unpack("3i", creds)
     return f"unix:uid={uid}", uid in (os.geteuid(), 0)
-
-
-async def _socket_answers(path: Path) -> bool:
-    try:
-        stream = await trio.open_unix_socket(str(path))
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 class ServerThread:

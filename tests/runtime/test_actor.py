@@ -7,6 +7,7 @@ actor's answer once the test lets it go.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -157,3 +158,22 @@ def test_tree_does_not_wait_for_a_busy_child_supervisor() -> None:
     (node,) = tree.get(timeout=HANG_GUARD_S)
     assert (node["id"], [c["id"] for c in node["children"]]) == ("inner", ["leaf"])
     root.stop()
+
+
+class _Niced(Actor):
+    niceness = 7
+
+    @exposed
+    def nice(self) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_a_compute_actor_runs_at_a_lower_priority_than_the_process() -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    ref = _Niced.start()
+    try:
+        assert ref.proxy().nice().get(timeout=10) == min(mine + 7, 19)
+    finally:
+        ref.stop()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # ours unchanged
+    assert Actor.niceness == 0  # an actor is not lowered unless it says so

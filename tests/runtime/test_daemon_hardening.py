@@ -10,13 +10,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
+from runtime.api.protocol import (
+    FrameDecoder,
+    call_request,
+    encode_frame,
+    hello_request,
+)
+from runtime.api.urgent import MAX_CONNECTIONS
 from runtime.client import Client
 from runtime.errors import ApiError
 
@@ -128,6 +137,12 @@ def test_estop_from_the_command_line_while_every_connection_slot_is_taken(
             sock = socket.socket(socket.AF_UNIX)
             sock.connect(str(daemon.data / "galvana.sock"))
             silent.append(sock)
+        # ... and every slot of the stop's own socket: the command goes on to the API
+        # socket's reserved connections.
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(daemon.data / "galvana-estop.sock"))
+            silent.append(sock)
         out = daemon.cli("estop")
         assert out.returncode == 0, out.stderr
         assert out.stdout == "sim: cell OFF\n"
@@ -139,6 +154,66 @@ def test_estop_from_the_command_line_while_every_connection_slot_is_taken(
         assert client.call("instruments", "list")[0]["state"] == "tripped"
         client.call("instruments", "reset", "sim")
         assert client.call("runs", "show", live_run)["state"] == "running"  # a replay: no cell
+
+
+def _frames(*payloads: dict[str, Any]) -> bytes:
+    return b"".join(encode_frame(p) for p in payloads)
+
+
+def _replies(sock: socket.socket, count: int) -> list[dict[str, Any]]:
+    decoder, out = FrameDecoder(1 << 20), []
+    while len(out) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(out)} of {count} replies"
+        out += [msgpack.unpackb(body) for body in decoder.feed(chunk)]
+    return out
+
+
+def test_the_stop_has_a_socket_of_its_own_that_serves_the_stop_alone(
+    daemon: Daemon, live_run: str
+) -> None:
+    path = daemon.data / "galvana-estop.sock"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    silent = []
+    try:
+        # A burst of connections on the API socket that never say hello: the stop's
+        # socket is served elsewhere, by a thread of its own.
+        for _ in range(64):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(daemon.data / "galvana.sock"))
+            silent.append(sock)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(60)
+            sock.connect(str(path))
+            sock.sendall(
+                _frames(
+                    {"id": 1, **call_request("runs", "list", (), {})},  # before hello
+                    {"id": 2, **hello_request("test")},
+                    {"id": 3, **call_request("runs", "list", (), {})},  # not the stop
+                    {"id": 4, **call_request("instruments", "estop", ("sim", "test"), {})},
+                    {"id": 5, **call_request("instruments", "estop", ("nope",), {})},
+                    {"id": 6, **call_request("instruments", "estop", ([1],), {})},
+                )
+            )
+            before, hello, other, stop, unknown, bad = _replies(sock, 6)
+    finally:
+        for sock in silent:
+            sock.close()
+    assert before["error"]["code"] == "unauthorized"
+    assert hello["ok"]
+    assert "operate" in hello["result"]["scopes"]
+    assert other["error"]["code"] == "not_found"
+    assert "serves instruments.estop only" in other["error"]["message"]
+    assert stop["ok"], stop
+    assert stop["result"] == [{"instrument": "sim", "cell_off": True, "detail": "test"}]
+    assert unknown["error"]["code"] == "not_found"
+    assert "no instrument 'nope'" in unknown["error"]["message"]
+    assert bad["error"]["code"] == "bad_request"
+    wait_until(lambda: _served_in_full(daemon), what="the silent connections to be gone")
+    with daemon.client() as client:
+        assert client.call("instruments", "list")[0]["state"] == "tripped"
+        client.call("instruments", "reset", "sim")
+        assert restarts(client.call("", "tree")) == 0
 
 
 def _served_in_full(daemon: Daemon) -> bool:
