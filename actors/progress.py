@@ -18,7 +18,7 @@ import time
 
 from runtime import topics
 from runtime.event_bus import EventBus
-from runtime.messages import RunProgress
+from runtime.messages import RunProgress, utc_now
 
 __all__ = ["ProgressMeter", "WorkRate"]
 
@@ -48,7 +48,7 @@ class ProgressMeter:
                 return False
             self._last = now
         eta = max(float(eta_s), 0.0) if math.isfinite(eta_s) else math.nan
-        msg = RunProgress(self.run_id, fraction, eta, basis)
+        msg = RunProgress(self.run_id, fraction, eta, basis, utc_now())
         self.bus.publish(topics.run_progress(self.run_id), msg, timeout=None)
         return True
 

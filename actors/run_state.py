@@ -88,6 +88,8 @@ class RunRecord:
     eta_s: float | None = None
     """The estimated seconds to the run's end; None when unknown or ended."""
     eta_basis: str = ""
+    eta_at: datetime | None = None
+    """When the estimate was made."""
     summary: dict[str, Any] = field(default_factory=dict)
     """A simulation's ``conservation`` check and ``stability`` figures (plain data)."""
 
@@ -107,6 +109,7 @@ class RunRecord:
             "progress": self.progress,
             "eta_s": self.eta_s,
             "eta_basis": self.eta_basis,
+            "eta_at": self.eta_at.isoformat() if self.eta_at is not None else None,
         }
         if self.summary:
             plain["summary"] = self.summary
@@ -130,7 +133,9 @@ class RunRecord:
             if self.state in FINAL_STATES:
                 return self
             eta = event.eta_s if math.isfinite(event.eta_s) else None
-            return replace(self, progress=event.fraction, eta_s=eta, eta_basis=event.basis)
+            return replace(
+                self, progress=event.fraction, eta_s=eta, eta_basis=event.basis, eta_at=event.at
+            )
         if isinstance(event, ConservationChecked):
             check = {
                 "engine": event.engine,

@@ -223,15 +223,16 @@ class ProcedureReport:
 @message("run.progress")
 class RunProgress:
     """How far run ``run_id`` is: ``fraction`` of it done (0 to 1) and ``eta_s`` the
-    estimated seconds to its end (NaN while unknown); ``basis`` says what the estimate
-    rests on (``step rate``: the engine's measured rate; ``probe``: the 2D engine's
-    first steps; ``protocol``: an acquisition's programmed duration; ``replay``: the
-    recording's length and the replay's pace)."""
+    estimated seconds to its end from ``at`` (NaN while unknown); ``basis`` says what
+    the estimate rests on (``step rate``: the engine's measured rate; ``probe``: the 2D
+    engine's first steps; ``protocol``: an acquisition's programmed duration;
+    ``replay``: the recording's length and the replay's pace)."""
 
     run_id: str
     fraction: float
     eta_s: float
     basis: str
+    at: datetime
 
 
 @message("fields.mesh")
