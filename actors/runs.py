@@ -63,7 +63,13 @@ from runtime.messages import (
     SolverSummary,
     utc_now,
 )
-from runtime.run_kinds import SIMULATE, is_scenario, run_kind, simulation_spec
+from runtime.run_kinds import (
+    SIMULATE,
+    SIMULATED_INSTRUMENT,
+    is_scenario,
+    run_kind,
+    simulation_spec,
+)
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
 __all__ = ["RunAbort", "Runs", "acquire_procedure", "cut_cell", "replay_procedure"]
@@ -288,7 +294,7 @@ class Runs(Supervisor):
         # cell is ever on: what the spec would allocate, then the instrument's limits.
         if twin is not None:
             check_run_limits(twin, self.services.limits)
-        on_cell = kind == "acquire"
+        on_cell = kind == "acquire" and twin.instrument != SIMULATED_INSTRUMENT
         if on_cell:
             _preflight(twin, self.services)
             self._refuse_if_in_use(twin.instrument)
@@ -686,12 +692,17 @@ def _twin_children(
 
 
 def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:
-    """The procedure of a twin run: its protocol, on the instrument its spec names."""
+    """The procedure of a twin run: its protocol, on the instrument its spec names (or
+    on its own model's simulation, ``instrument: simulation``)."""
     from actors.acquire import AcquireProcedure, expected_current_range  # noqa: PLC0415
 
     twin = _twin_spec(spec)
     if twin is None:
         raise CallError("bad_request", "a run spec needs a model (a twin spec) to acquire")
+    if twin.instrument == SIMULATED_INSTRUMENT:
+        from actors.simulated_measurement import SimulatedMeasurement  # noqa: PLC0415
+
+        return SimulatedMeasurement(context, twin)
     services.instrument(twin.instrument)  # refuse now if there is no such instrument
     return AcquireProcedure(
         context,

@@ -1,7 +1,8 @@
 """Simulation runs in a real daemon: a scenario run as a supervised run, streamed,
 paused, resumed, stopped, aborted, checked for conservation, refused when the engine
-refuses it; and a 2D run whose worker is killed (here with a stand-in worker, see
-``tests/fenicsx/fake_worker.py``; ``tests/fenicsx/test_solver.py`` kills DOLFINx's)."""
+refuses it; a 2D run whose worker is killed (here with a stand-in worker, see
+``tests/fenicsx/fake_worker.py``; ``tests/fenicsx/test_solver.py`` kills DOLFINx's);
+and a twin spec measured on its own model (``instrument: simulation``)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,19 @@ from runtime.messages import (
     ConservationChecked,
     FieldMesh,
     FieldSnapshot,
+    PosteriorUpdate,
     RunProgress,
     RunStateChanged,
     SampleBatch,
     SolverSummary,
+    TwinPrediction,
 )
 from runtime.run_kinds import simulation_spec
 
 from ..fenicsx.conftest import disk_doc
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon
+from .test_twin_runs import twin_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_WORKER = ROOT / "tests" / "fenicsx" / "fake_worker.py"
@@ -307,3 +311,35 @@ def test_a_2d_run_pauses_at_a_checkpoint_and_publishes_nothing_while_paused(
     batches = [m for m in events[:paused_at] if isinstance(m, SampleBatch)]
     assert sum(len(b) for b in batches) == held["published"]
     assert held["published"] < held["steps"]
+
+
+# --- a twin spec measured on its own model ---------------------------------------------
+
+
+def test_a_twin_spec_on_instrument_simulation_measures_its_own_model(daemon: Daemon) -> None:
+    spec = {**twin_spec(cycles=2), "instrument": "simulation"}
+    with daemon.client() as client:
+        runs = [client.call("runs", "start", spec)["id"] for _ in range(2)]
+        shown = [finished(client, run_id, timeout=300) for run_id in runs]
+        events = [messages(client, run_id) for run_id in runs]
+    for record in shown:
+        assert record["state"] == "completed", record["reason"]
+        assert record["kind"] == "acquisition"
+        assert record["reason"] == (
+            "the protocol ran to its end (2 cycles) on its model's simulation"
+        )
+    # The protocol's samples: 2 cycles of 1.2 s and a rest of 0.2 s at 200 Hz, both ends.
+    t, current = currents(events[0])
+    np.testing.assert_allclose(t, np.arange(521) / 200.0, rtol=0, atol=1e-12)
+    # Seeded: the same spec measures the same, to the bit.
+    assert np.array_equal(current, currents(events[1])[1])
+    # The twin and the calibrator follow it as they follow an instrument, and find the
+    # model's own values (E0 0.2 V, k0 0.01 cm/s) from priors away from them, and the
+    # noise it was measured with (the noise prior's median: 0.674 uA).
+    predictions = [m for m in events[0] if isinstance(m, TwinPrediction)]
+    assert sum(len(p.t) for p in predictions) >= 500
+    posterior = [m for m in events[0] if isinstance(m, PosteriorUpdate)][-1]
+    median = dict(zip(posterior.parameters, posterior.median, strict=True))
+    assert median["kinetics.E0"] == pytest.approx(0.2, abs=2e-3)
+    assert median["kinetics.k0"] == pytest.approx(1e-4, rel=0.1)
+    assert median["noise"] == pytest.approx(0.6745e-6, rel=0.2)
