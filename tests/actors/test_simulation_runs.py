@@ -24,7 +24,6 @@ import physics
 from actors.run_state import FINAL_STATES
 from runtime import topics
 from runtime.client import Client
-from runtime.codec import message_from_plain
 from runtime.errors import ApiError
 from runtime.messages import (
     ConservationChecked,
@@ -42,7 +41,7 @@ from runtime.run_kinds import simulation_spec
 from ..fenicsx.conftest import disk_doc
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon
-from .test_twin_runs import twin_spec
+from .test_twin_runs import messages, state, twin_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_WORKER = ROOT / "tests" / "fenicsx" / "fake_worker.py"
@@ -60,18 +59,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     yield running
     if running.proc is not None and running.proc.poll() is None:
         running.signal(signal.SIGTERM)
-
-
-def state(client: Client, run_id: str) -> str:
-    return str(client.call("runs", "show", run_id)["state"])
-
-
-def messages(client: Client, run_id: str) -> list[Any]:
-    out, seq = [], 1
-    while page := client.call("runs", "events", run_id, seq, 1000):
-        out.extend(message_from_plain(e["message"]) for e in page)
-        seq = page[-1]["seq"] + 1
-    return out
 
 
 def currents(events: list[Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
