@@ -16,6 +16,9 @@ gap-free batch numbers, which is what the twin follows.
   aborted, with the trip's reason (also when the trip is found as the next cycle is
   programmed, before the instrument reported it).
 
+Its progress is the protocol time reached, its estimated time to completion the
+protocol time left (an instrument runs it in real time).
+
 Nothing here waits on the run actor's thread for long: the current range is computed
 (the model simulated, the engine compiled on its first use) and the first cycle begun
 in a thread of the procedure's own, so the run answers its commands meanwhile; a stop,
@@ -36,6 +39,7 @@ import numpy.typing as npt
 import pykka
 
 from actors.instrument import InstrumentClient
+from actors.progress import ProgressMeter
 from actors.run import RunContext
 from hal.driver import Settings
 from hal.errors import HalError, InterlockLatched, SafetyLimitError
@@ -234,6 +238,7 @@ class AcquireProcedure:
         self._sub: Subscription | None = None
         self._watch: Subscription | None = None
         self._thread: threading.Thread | None = None
+        self._progress = ProgressMeter(context.bus, context.run_id)
 
     # --- the run's calls ---------------------------------------------------------------
 
@@ -488,6 +493,10 @@ class AcquireProcedure:
         )
         self._seq += 1
         self.context.bus.publish(topics.run_samples(self.context.run_id), out, timeout=None)
+        # An instrument runs the protocol in real time: what is left of it is the estimate.
+        duration = self.protocol.duration
+        t_now = float(t[-1])
+        self._progress.update(t_now / duration, duration - t_now, "protocol")
 
     def _ended(self, msg: AcquisitionEnded) -> None:
         with self._lock:

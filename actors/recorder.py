@@ -18,6 +18,12 @@ appends each message, encoded, to the run's stream (``run/<id>``) or to ``system
   commit window. At start the recorder checks every run's arrays against the log:
   batches after the recorded position are appended, and arrays that are damaged or
   disagree with the log are rebuilt from it (the log is the record).
+- **Fields.** A simulation's concentration fields (:class:`~runtime.messages.FieldMesh`
+  and :class:`~runtime.messages.FieldSnapshot`, on ``run/<id>/fields``) go to the run's
+  zarr group as well, once their commit is durable: under the engine's prefix, the
+  mesh's node coordinates (``<prefix>.mesh.<axis>``) and triangles, and the snapshots
+  (``<prefix>.snapshot.t``, ``.step``, ``.c``). The recorder is the only writer of
+  both stores; the engines only publish.
 - **Durable counts.** After each commit, a :class:`~runtime.messages.SamplesRecorded`
   on :data:`SAMPLES_TOPIC` says how many samples of each run it made durable; counts
   shown to people are built from these, never from samples still in flight.
@@ -55,6 +61,8 @@ from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import SYSTEM_STREAM, EventStore
 from runtime.field_store import FieldStore, RunFields, check_arrays
 from runtime.messages import (
+    FieldMesh,
+    FieldSnapshot,
     Lagged,
     RunStateChanged,
     SampleBatch,
@@ -166,6 +174,7 @@ class Recorder(Actor):
         self._from_log: set[str] = set()
         self._refusals: dict[str, _Refusals] = {}
         self._with_arrays: set[str] = set()  # runs whose sample arrays exist
+        self._field_arrays: dict[str, set[str]] = {}  # live runs' field arrays written
         self._checker: _ArrayChecker | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -242,6 +251,7 @@ class Recorder(Actor):
         self._last_drain = time.monotonic()
         by_stream: dict[str, list[bytes]] = defaultdict(list)
         samples: dict[str, list[SampleBatch]] = defaultdict(list)
+        fields: dict[str, list[FieldMesh | FieldSnapshot]] = defaultdict(list)
         finished: list[str] = []
         for sub in self._subs:
             for topic, msg in sub.drain():
@@ -264,6 +274,8 @@ class Recorder(Actor):
                 by_stream[stream].append(data)
                 if isinstance(msg, SampleBatch):
                     samples[run_id].append(msg)
+                elif isinstance(msg, FieldMesh | FieldSnapshot) and run_id:
+                    fields[run_id].append(msg)
                 elif isinstance(msg, RunStateChanged) and msg.state in FINAL_STATES and run_id:
                     self._final[run_id] = msg.state  # what follows it is refused
                     finished.append(run_id)
@@ -282,6 +294,10 @@ class Recorder(Actor):
             if stream != SYSTEM_STREAM and run_id in samples:
                 began = time.perf_counter()
                 self._samples_durable(run_id, samples[run_id], seqs[-1])
+                writing += time.perf_counter() - began
+            if stream != SYSTEM_STREAM and run_id in fields:
+                began = time.perf_counter()
+                self._write_fields(run_id, fields[run_id])
                 writing += time.perf_counter() - began
         self._window = min(_MAX_WINDOW_S, max(self.window_s, writing / _ARRAYS_DUTY))
         for run_id in finished:
@@ -309,11 +325,35 @@ class Recorder(Actor):
             # The log holds them; the next start rebuilds the arrays from it.
             logger.error("samples of run %s not written to its arrays: %s", run_id, exc)
 
+    def _write_fields(self, run_id: str, messages: list[FieldMesh | FieldSnapshot]) -> None:
+        """Durable field messages of ``run_id`` into its zarr group (see the module
+        docstring)."""
+        try:
+            run = self.fields.run(run_id)
+            written = self._field_arrays.setdefault(run_id, set())
+            for msg in messages:
+                names = (
+                    _write_mesh(run, msg)
+                    if isinstance(msg, FieldMesh)
+                    else _write_snapshot(run, msg)
+                )
+                written.update(names)
+            run.flush(sorted(written))
+        except GalvanaError as exc:
+            # The log holds them: the fields can be read back from the run's stream.
+            logger.error("fields of run %s not written to its arrays: %s", run_id, exc)
+
     # --- finished runs ---------------------------------------------------------------------
 
     def _finished(self, run_id: str, state: str) -> None:
         """Run ``run_id`` reached its final state: close its stream, let go of its arrays."""
         self._final[run_id] = state
+        written = self._field_arrays.pop(run_id, None)
+        if written:
+            try:
+                self.fields.run(run_id).release(sorted(written))
+            except GalvanaError as exc:
+                logger.error("run %s: its field arrays could not be written: %s", run_id, exc)
         if run_id in self._with_arrays:
             self._with_arrays.discard(run_id)
             try:
@@ -600,6 +640,68 @@ def _create_sample_arrays(run: RunFields) -> None:
         dims=dims,
         chunk_rows=rows,
     )
+
+
+def _write_mesh(run: RunFields, mesh: FieldMesh) -> list[str]:
+    """The mesh's coordinates and triangles as arrays of ``run`` (once: a mesh published
+    again, by a restarted engine, is the same); returns the arrays' names."""
+    p = mesh.prefix
+    names = []
+    nodes = int(mesh.coordinates.shape[1])
+    existing = set(run.arrays())
+    for axis, values in zip(mesh.axes, mesh.coordinates, strict=True):
+        name = f"{p}.mesh.{axis}"
+        names.append(name)
+        if name in existing:
+            continue
+        run.create(
+            name,
+            dtype=np.float64,
+            units="m",
+            tail_shape=(nodes,),
+            long_name=f"mesh node coordinate {axis}",
+            dims=(f"{p}.mesh", f"{p}.node"),
+        )
+        run.append(name, values[None, :])
+    if mesh.cells.shape[0]:
+        name = f"{p}.mesh.triangles"
+        names.append(name)
+        if name not in existing:
+            run.create(
+                name,
+                dtype=np.int64,
+                units="1",
+                tail_shape=mesh.cells.shape,
+                long_name="mesh triangles (node indices)",
+                dims=(f"{p}.mesh", f"{p}.cell", f"{p}.vertex"),
+            )
+            run.append(name, mesh.cells[None, :, :])
+    run.update_attrs(
+        {f"{p}.axes": list(mesh.axes), **{f"{p}.{k}": v for k, v in mesh.attrs.items()}}
+    )
+    return names
+
+
+def _write_snapshot(run: RunFields, snap: FieldSnapshot) -> list[str]:
+    """One snapshot appended to ``run``'s snapshot arrays; returns their names."""
+    p = snap.prefix
+    names = [f"{p}.snapshot.t", f"{p}.snapshot.step", f"{p}.snapshot.c"]
+    dims = (f"{p}.snapshot",)
+    run.create(names[0], dtype=np.float64, units="s", long_name="snapshot time", dims=dims)
+    run.create(names[1], dtype=np.int64, units="1", long_name="snapshot time step", dims=dims)
+    run.create(
+        names[2],
+        dtype=np.float64,
+        units="mol/m^3",
+        tail_shape=snap.c.shape,
+        long_name="concentrations at the mesh nodes",
+        dims=(*dims, f"{p}.species", f"{p}.node"),
+        attrs={"species": list(snap.species)},
+    )
+    run.append(names[0], np.array([snap.t]))
+    run.append(names[1], np.array([snap.step], dtype=np.int64))
+    run.append(names[2], snap.c[None, :, :])
+    return names
 
 
 def _recorded_position(attrs: dict[str, Any] | None) -> tuple[int, int] | None:

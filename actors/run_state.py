@@ -13,6 +13,7 @@ were live as ``interrupted``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,7 +23,16 @@ from runtime import topics
 from runtime.codec import decode, peek_tag
 from runtime.errors import CallError, MessageError
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunState, RunStateChanged, SampleBatch
+from runtime.messages import (
+    ConservationChecked,
+    RunCreated,
+    RunProgress,
+    RunState,
+    RunStateChanged,
+    SampleBatch,
+    SolverSummary,
+)
+from runtime.run_kinds import run_kind
 
 __all__ = [
     "FINAL_STATES",
@@ -73,10 +83,20 @@ class RunRecord:
     """Durable samples: recorded in the event log, before the run's final state."""
     batches: int = 0
     transitions: tuple[tuple[str, str], ...] = field(default=())
+    progress: float | None = None
+    """The fraction of the run done (0 to 1); None before the run said."""
+    eta_s: float | None = None
+    """The estimated seconds to the run's end; None when unknown or ended."""
+    eta_basis: str = ""
+    eta_at: datetime | None = None
+    """When the estimate was made."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    """A simulation's ``conservation`` check and ``stability`` figures (plain data)."""
 
     def as_plain(self) -> dict[str, Any]:
-        """The record as the API and ``--json`` show it."""
-        return {
+        """The record as the API and ``--json`` show it (``summary`` only where there is
+        one: a simulation's conservation check and stability figures)."""
+        plain = {
             "id": self.id,
             "state": self.state,
             "reason": self.reason,
@@ -85,18 +105,66 @@ class RunRecord:
             "samples": self.samples,
             "source": self.source,
             "name": self.spec.get("name", "") if isinstance(self.spec, dict) else "",
+            "kind": run_kind(self.spec),
+            "progress": self.progress,
+            "eta_s": self.eta_s,
+            "eta_basis": self.eta_basis,
+            "eta_at": self.eta_at.isoformat() if self.eta_at is not None else None,
         }
+        if self.summary:
+            plain["summary"] = self.summary
+        return plain
 
     def apply(self, event: object) -> RunRecord:
         """This record after ``event`` (events of other kinds leave it as it is)."""
         if isinstance(event, RunStateChanged):
+            ended = event.state in FINAL_STATES
+            progress = 1.0 if event.state == "completed" else self.progress
             return replace(
                 self,
                 state=event.state,
                 reason=event.reason,
                 updated=event.at,
                 transitions=(*self.transitions, (event.state, event.reason)),
+                progress=progress,
+                eta_s=None if ended else self.eta_s,
             )
+        if isinstance(event, RunProgress):
+            if self.state in FINAL_STATES:
+                return self
+            eta = event.eta_s if math.isfinite(event.eta_s) else None
+            return replace(
+                self, progress=event.fraction, eta_s=eta, eta_basis=event.basis, eta_at=event.at
+            )
+        if isinstance(event, ConservationChecked):
+            check = {
+                "engine": event.engine,
+                "passed": event.passed,
+                "max_relative_error": event.max_relative_error,
+                "tolerance": event.tolerance,
+                "charge_C": event.charge,
+                "species": {
+                    name: {
+                        "relative_error": float(err),
+                        "expected_mol": float(exp),
+                        "change_mol": float(chg),
+                        "boundary_mol": float(bnd),
+                    }
+                    for name, err, exp, chg, bnd in zip(
+                        event.species,
+                        event.relative_error,
+                        event.expected,
+                        event.change,
+                        event.boundary,
+                        strict=True,
+                    )
+                },
+                "unchecked": dict(event.unchecked),
+            }
+            return replace(self, summary={**self.summary, "conservation": check})
+        if isinstance(event, SolverSummary):
+            stability = {"engine": event.engine, **event.stability, "timings_s": event.timings}
+            return replace(self, summary={**self.summary, "stability": stability})
         if isinstance(event, SampleBatch):
             if self.state in FINAL_STATES:
                 # A finished run's stream is closed: samples after its final state (in a

@@ -54,11 +54,21 @@ from runtime.event_store import EventStore
 from runtime.executor import ExecutorSettings
 from runtime.messages import (
     ApiCall,
+    ConservationChecked,
     RunCreated,
+    RunProgress,
     RunState,
     RunStateChanged,
     SamplesRecorded,
+    SolverSummary,
     utc_now,
+)
+from runtime.run_kinds import (
+    SIMULATE,
+    SIMULATED_INSTRUMENT,
+    is_scenario,
+    run_kind,
+    simulation_spec,
 )
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 
@@ -107,6 +117,8 @@ class Runs(Supervisor):
                 topics.EVERY_RUN_CREATED,
                 topics.EVERY_RUN_STATE,
                 topics.RECORDER_SAMPLES,
+                topics.EVERY_RUN_PROGRESS,
+                topics.EVERY_RUN_CHECKS,
             )
         ]
         self._rebuild()
@@ -176,6 +188,10 @@ class Runs(Supervisor):
                         self.records[event.run_id] = record.with_samples(
                             event.batches, event.samples
                         )
+                elif isinstance(event, RunProgress | ConservationChecked | SolverSummary):
+                    record = self.records.get(event.run_id)
+                    if record is not None:
+                        self.records[event.run_id] = record.apply(event)
 
     # --- the API ---------------------------------------------------------------------
 
@@ -243,31 +259,43 @@ class Runs(Supervisor):
 
     @exposed(name="start", scope=OPERATE_SCOPE)
     def start_run(self, spec: dict[str, Any], source: str = "") -> dict[str, Any]:
-        """Create and start a run from a spec; returns its record once it is running."""
+        """Create and start a run from a spec; returns its record once it is running.
+
+        The spec is a twin spec (an acquisition), a replay, or a simulation (a scenario,
+        bare or as ``{"procedure": "simulate", "scenario": ..., "speed", "snapshots",
+        "tolerance"}``; see :mod:`actors.simulation`)."""
         if not isinstance(spec, dict):
             raise CallError("bad_request", f"a run spec is a map, got {type(spec).__name__}")
+        if is_scenario(spec):
+            spec = simulation_spec(spec)
         kind = "replay" if "replay" in spec else spec.get("procedure", "acquire")
         factory = self.services.procedures.get(kind)
-        if factory is None:
-            offered = ", ".join(sorted(self.services.procedures)) or "none"
+        if factory is None and kind != SIMULATE:
+            offered = ", ".join(sorted([*self.services.procedures, SIMULATE]))
             raise CallError(
                 "bad_request", f"procedure {kind!r} is not available here; offered: {offered}"
             )
         # Files the spec names are read here, from the allowed directories only, and
         # recorded inline: the run's record holds everything it ran with.
         spec = _files_read_in(spec, self.services)
-        twin = _twin_spec(spec)
+        twin: Any = _twin_spec(spec) if kind != SIMULATE else None
         if kind == "acquire" and twin is None:
             raise CallError(
                 "bad_request",
                 "a run spec needs a `model:` (a twin spec: instrument, protocol, model, "
-                "calibrate), or `replay:`; see examples/twins/",
+                "calibrate), `replay:`, or a scenario (a simulation); see examples/",
             )
+        simulation = None
+        if kind == SIMULATE:
+            from actors.simulation import check_simulation  # noqa: PLC0415 - see _twin_spec
+
+            simulation = check_simulation(spec, max_steps=self.services.limits.time_steps)
         # Everything that can refuse the run does so before it exists and before the
         # cell is ever on: what the spec would allocate, then the instrument's limits.
         if twin is not None:
             check_run_limits(twin, self.services.limits)
-        if kind == "acquire":
+        on_cell = kind == "acquire" and twin.instrument != SIMULATED_INSTRUMENT
+        if on_cell:
             _preflight(twin, self.services)
             self._refuse_if_in_use(twin.instrument)
         run_id = _new_run_id()
@@ -276,22 +304,27 @@ class Runs(Supervisor):
         recorder.proxy().commit(topics.run_created(run_id), created).get()
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
-        if kind == "acquire" and twin is not None:
+        if on_cell:
             self._drain()  # runs on this instrument that ended are no longer its cell's
             self.services.cells[run_id] = twin.instrument  # its abort cuts this cell first
 
-        def procedure(context: RunContext) -> Procedure:
-            return factory(context, spec)
+        children = _twin_children(twin, run_id, bus, self.services.executor)
+        if simulation is not None:
+            from actors.simulation import simulation_run  # noqa: PLC0415 - see _twin_spec
+
+            children, procedure = simulation_run(
+                run_id, *simulation, bus=bus, store=self.services.store, recorder=recorder
+            )
+        else:
+            assert factory is not None
+
+            def procedure(context: RunContext) -> Procedure:
+                return factory(context, spec)
 
         child = ChildSpec(
             run_id,
             Run,
-            (
-                SupervisorSpec(
-                    strategy="rest_for_one",
-                    children=_twin_children(twin, run_id, bus, self.services.executor),
-                ),
-            ),
+            (SupervisorSpec(strategy="rest_for_one", children=children),),
             {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
             restart="temporary",
             shutdown_s=15.0,
@@ -326,6 +359,9 @@ class Runs(Supervisor):
                 "bad_request", f"speed must be a positive number or 'max', got {speed!r}"
             )
         spec = dict(source.spec) if isinstance(source.spec, dict) else {}
+        if run_kind(spec) == "simulation":
+            # Its samples are replayed; the scenario that made them is not a twin spec.
+            spec = {"name": spec.get("name", "")} if spec.get("name") else {}
         if "import" in spec and (model is not None or meta):
             spec = replay_spec_of_import(run_id, spec, model, meta or [])
         elif model is not None:
@@ -573,10 +609,11 @@ def _files_read_in(spec: dict[str, Any], services: Services) -> dict[str, Any]:
     ``model:`` file read in (as the CLI does on the client's side), a ``replay.log``
     directory resolved. Refuses (``forbidden``) a path outside them."""
     out = dict(spec)
-    model = spec.get("model")
-    if isinstance(model, str):
-        path = services.allowed_paths.resolve(model, "model")
-        out["model"] = _read_model(path, services.limits.document_bytes)
+    for key in ("model", "scenario"):
+        model = spec.get(key)
+        if isinstance(model, str):
+            path = services.allowed_paths.resolve(model, key)
+            out[key] = _read_model(path, services.limits.document_bytes, key)
     replay = spec.get("replay")
     if isinstance(replay, dict) and "log" in replay:
         log = services.allowed_paths.resolve(replay["log"], "replay.log")
@@ -584,7 +621,7 @@ def _files_read_in(spec: dict[str, Any], services: Services) -> dict[str, Any]:
     return out
 
 
-def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
+def _read_model(path: Path, max_bytes: int, key: str = "model") -> dict[str, Any]:
     """A scenario file read on a client's behalf: checked, its values never quoted in
     an error (the client may not be allowed to see them)."""
     from physics.errors import ScenarioError  # noqa: PLC0415 - see _twin_spec
@@ -601,7 +638,7 @@ def _read_model(path: Path, max_bytes: int) -> dict[str, Any]:
     except ScenarioError as exc:
         problem = str(exc).split(": ", 1)[-1]
         where = "" if exc.path == "<scenario>" else f"{path}: {exc.path}: "
-        raise CallError("bad_request", f"model: {where}{problem}") from None
+        raise CallError("bad_request", f"{key}: {where}{problem}") from None
     return dict(model)
 
 
@@ -655,12 +692,17 @@ def _twin_children(
 
 
 def acquire_procedure(context: RunContext, spec: dict[str, Any], services: Services) -> Procedure:
-    """The procedure of a twin run: its protocol, on the instrument its spec names."""
+    """The procedure of a twin run: its protocol, on the instrument its spec names (or
+    on its own model's simulation, ``instrument: simulation``)."""
     from actors.acquire import AcquireProcedure, expected_current_range  # noqa: PLC0415
 
     twin = _twin_spec(spec)
     if twin is None:
         raise CallError("bad_request", "a run spec needs a model (a twin spec) to acquire")
+    if twin.instrument == SIMULATED_INSTRUMENT:
+        from actors.simulated_measurement import SimulatedMeasurement  # noqa: PLC0415
+
+        return SimulatedMeasurement(context, twin)
     services.instrument(twin.instrument)  # refuse now if there is no such instrument
     return AcquireProcedure(
         context,

@@ -1,16 +1,26 @@
-"""``galvana bench api``: call round trips and event fan-out over the Unix socket.
+"""``galvana bench api``: call round trips and event fan-out over the Unix socket, and
+how soon a simulation run's first sample reaches a client.
 
 The server (an actor tree, its bus and the API in a thread) runs in this process;
 every client runs in a process of its own, as real clients do. Fan-out: a publisher
 emits 10-sample batches every 10 ms (1 kHz sampling), stamped with the wall clock of
 their last sample; 10 subscriber processes report how late each batch arrived and
 whether any sample was lost.
+
+First sample: a real daemon (``galvana daemon``, a process of its own, in a temporary
+data directory) is given ``runs.start`` with a scenario (``examples/ferrocene-cv.yaml``)
+by a client subscribed to every run's samples; ``first_sample_ms`` is the time from the
+call to the first sample batch of that run at the client, the median over the runs
+after the first (``first_sample_cold_ms``: the first, which loads the engine's compiled
+kernels into the daemon).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,10 +34,13 @@ import numpy as np
 from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.api import ApiConfig, ApiServer, ServerThread
+from runtime.client import Client
+from runtime.documents import read_yaml
 from runtime.event_bus import EventBus
 from runtime.messages import SampleBatch
 from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
 
+SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "ferrocene-cv.yaml"
 SUBSCRIBERS = 10
 BATCH = 10
 PERIOD_S = 0.010
@@ -73,6 +86,46 @@ def _publish(bus: EventBus, seconds: float) -> int:
     return published
 
 
+def _first_samples(runs: int) -> list[float]:
+    """Seconds from ``runs.start`` of a simulation to its first sample at the client, for
+    ``runs`` runs one after the other on a daemon of its own."""
+    scenario = read_yaml(SCENARIO)
+    with tempfile.TemporaryDirectory(prefix="galvana-bench-") as tmp:
+        data = Path(tmp) / "data"
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "galvana", "daemon", "--data", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ},
+        )
+        try:
+            assert daemon.stdout is not None
+            line = daemon.stdout.readline()
+            if "serving" not in line:
+                raise RuntimeError(f"the daemon did not start: {line!r}")
+            times = []
+            with Client(socket_path=data / "galvana.sock", timeout=120) as client:
+                client.subscribe(topics.EVERY_RUN_SAMPLES)
+                for _ in range(runs):
+                    began = time.perf_counter()
+                    run_id = client.call("runs", "start", scenario)["id"]
+                    for event in client.events(timeout=120):
+                        batch = event.message
+                        if isinstance(batch, SampleBatch) and batch.run_id == run_id:
+                            times.append(time.perf_counter() - began)
+                            break
+                    else:
+                        raise RuntimeError(f"run {run_id} sent no sample within 120 s")
+                    # The next run starts once this one is over: one at a time.
+                    while client.call("runs", "show", run_id)["state"] == "running":
+                        time.sleep(0.05)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+    return times
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure and return the API figures."""
     quick = bool(args.quick)
@@ -107,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             root.stop()
     latency = np.concatenate([np.array(r["latency_ms"]) for r in results])
     lost = sum(published - r["samples"] for r in results)
+    first = np.array(_first_samples(4 if quick else 11)) * 1e3
     return {
         "call_rtt_p50_ms": float(np.percentile(rtt, 50)),
         "call_rtt_p99_ms": float(np.percentile(rtt, 99)),
@@ -117,4 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fanout_latency_p99_ms": float(np.percentile(latency, 99)),
         "samples_published": published,
         "samples_lost": int(lost),
+        "first_sample_ms": float(np.median(first[1:])),
+        "first_sample_cold_ms": float(first[0]),
+        "first_sample_runs": int(first.size - 1),
     }

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from physics.engines.numba import _model
+from physics.engines.numba import _balance, _model
+from physics.engines.numba._bdf import MAX_ORDER
 from physics.engines.numba.grid import Grid, expanding_grid
 from physics.errors import EngineUnavailableError, NumericalError, ParameterError
-from physics.result import SimulationResult
+from physics.result import MassBalance, SimulationResult
 from physics.scales import Scales
 from physics.scenario import (
     GEOMETRIES_2D,
@@ -37,14 +38,18 @@ from physics.scenario import (
     load_scenario,
 )
 from physics.waveforms import TimeSteps, time_steps, trace_steps, with_ac
+from runtime.constants import FARADAY
 from runtime.waveforms import initial_potential
 
 __all__ = [
     "BatchResult",
+    "MassBalance",
     "Scales",
     "SimulationResult",
     "SimulationState",
     "Simulator",
+    "StepChunk",
+    "Stepper",
     "background_current",
     "engine_of",
     "simulate",
@@ -178,6 +183,11 @@ class Simulator:
         self._params = _model.parameter_map(sc, self.model, self.scales, self.sensitivities)
 
     # -- public API -----------------------------------------------------------------
+
+    @property
+    def time_steps(self) -> int:
+        """How many time steps the scenario's own waveform takes (:meth:`run`)."""
+        return self._steps.count
 
     @property
     def dimensionless_factors(self) -> FloatArray:
@@ -353,6 +363,13 @@ class Simulator:
         )
         return result, new_state
 
+    def stepper(self, *, snapshots: int = 0) -> Stepper:
+        """The scenario's own waveform from rest (as :meth:`run` runs it), advanced a
+        number of time steps at a time (:class:`Stepper`): a run that streams its
+        current, can halt between steps, and checks its mass balance. ``snapshots``
+        concentration profiles are kept, evenly spaced over the recorded steps."""
+        return Stepper(self, snapshots=snapshots)
+
     # -- internals ------------------------------------------------------------------
 
     def _scenario_steps(self, rc_time: float | None = None) -> TimeSteps:
@@ -454,15 +471,7 @@ class Simulator:
                 rec_idx=rec_idx,
             )
             if status != 0:
-                t_fail = t_offset + float(steps.t[done + failed])
-                reason = (
-                    "the interfacial-potential iteration did not converge"
-                    if status == 1
-                    else "the current became non-finite"
-                )
-                raise NumericalError(
-                    f"at t = {t_fail:.6g} s {reason}; check Ru, Cdl and the rate constants"
-                )
+                raise _kernel_failure(status, t_offset + float(steps.t[done + failed]))
             done = stop
             if progress is not None:
                 progress(done / M)
@@ -530,6 +539,279 @@ class Simulator:
                 value = value + cell / self.scenario.electrode.area
             sens[name] = value
         return current, sens
+
+
+@dataclass(frozen=True, slots=True)
+class StepChunk:
+    """What one :meth:`Stepper.advance` produced: the reported samples it completed
+    (``t`` s, ``E_applied`` V, ``I`` A; none while a sampling window is still open),
+    the steps done after it, and the concentration ``profiles`` it reached: ``(step,
+    t s, c)`` with ``c`` (species, points) in mol/m^3 on :attr:`Stepper.x`."""
+
+    t: FloatArray
+    E_applied: FloatArray
+    I: FloatArray  # noqa: E741 - the electrochemical symbol for current
+    done: int
+    profiles: tuple[tuple[int, float, FloatArray], ...] = ()
+
+
+# Profiles kept per chunk for the balance's far-boundary term: at most this many bytes.
+_CHUNK_PROFILE_BYTES = 16 << 20
+
+
+class Stepper:
+    """A scenario's own waveform advanced chunk by chunk (:meth:`Simulator.stepper`).
+
+    The chunks are cut only where the caller asks, and each continues the kernel's
+    state exactly: the currents do not depend on how the run was cut, nor on how long
+    it waited between chunks. Reported samples come out as their steps are done (a
+    sampling window's mean once its last step is). Along the way it integrates the
+    mass balance (:mod:`physics.engines.numba._balance`): :meth:`balance` compares the
+    faradaic charge passed with the change of each species' amount in the domain.
+    """
+
+    def __init__(self, sim: Simulator, *, snapshots: int = 0) -> None:
+        if sim.sensitivities:
+            raise ParameterError("a stepper computes currents only; build it without sensitivities")
+        self.sim = sim
+        sc, scales, model = sim.scenario, sim.scales, sim.model
+        self.steps = sim._steps
+        self._t_offset = -sc.duration_before
+        state = sim.initial_state()
+        grid, arrays = state.grid, state.arrays.copy()
+        needed = _extent(model, max(float(self.steps.t[-1]), sim.horizon) / scales.t_ref)
+        if needed > grid.x[-1] * 1.000001:
+            new_grid = grid.extended(needed)
+            arrays = _model.extend_state(arrays, model, sim._params, grid.points, new_grid.points)
+            grid = new_grid
+        self.grid = grid
+        self._arrays = arrays
+        M = self.steps.count
+        S, N = arrays.c.shape
+        self._h = self.steps.h / scales.t_ref
+        self._theta_app = self.steps.E * scales.f
+        self._psi = np.zeros(M)
+        self._theta = np.zeros(M)
+        self._dpsi = np.zeros((M, 0))
+        adsorbed = any(s.adsorbed for s in sc.species)
+        self._surface = np.zeros((M if adsorbed else 0, S))
+        self.done = 0
+        self._emitted = 0  # reported samples handed out
+        self.elapsed_s = 0.0  # in the kernels
+        first = int(self.steps.output[0]) if self.steps.output.size else 0
+        count = min(max(int(snapshots), 0), M - first)
+        self._snapshot_steps = (
+            np.unique(np.linspace(first, M - 1, count).round().astype(np.int64))
+            if count
+            else np.zeros(0, dtype=np.int64)
+        )
+        self._chunk_limit = max(16, _CHUNK_PROFILE_BYTES // (8 * S * N))
+        # The balance: what it checks, its weights, its running integrals.
+        self._checked, self._unchecked = _balance_species(sc, model)
+        conv = grid.convection(model.convection)
+        # A species that does not diffuse (adsorbed) is never checked: no weights.
+        pairs = [
+            _balance.conserved_weights(model.d[k] * grid.stiff - conv)
+            if model.d[k] > 0
+            else (np.zeros(N - 1), 0.0)
+            for k in range(S)
+        ]
+        self._weights = np.stack([w for w, _ in pairs])
+        self._far = np.array([g for _, g in pairs])
+        self._amount0 = _balance.amounts(grid.mass, self._weights, arrays.c)
+        K = MAX_ORDER
+        self._integrals = np.concatenate(
+            [arrays.scal[:1], arrays.scal[1 + K : 1 + 2 * K], arrays.scal[1 : 1 + K],
+             np.zeros((2 + S) * K)]
+        )  # fmt: skip
+        _model.warm_up()
+
+    @property
+    def count(self) -> int:
+        """The number of time steps in all."""
+        return self.steps.count
+
+    @property
+    def samples(self) -> int:
+        """The number of reported samples in all."""
+        return int(self.steps.output.size)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every step is done."""
+        return self.done >= self.count
+
+    @property
+    def x(self) -> FloatArray:
+        """The grid (m from the electrode surface) of the profiles."""
+        out: FloatArray = self.grid.x * self.sim.scales.L
+        return out
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        """The species, in the profiles' order."""
+        return tuple(s.name for s in self.sim.scenario.species)
+
+    @property
+    def t_end(self) -> float:
+        """The time (s) of the last reported sample."""
+        return self._t_offset + float(self.steps.t[-1])
+
+    def advance(self, max_steps: int) -> StepChunk:
+        """Do up to ``max_steps`` more time steps (fewer at the end); raises
+        :class:`NumericalError` where the kernel fails, naming the time."""
+        if max_steps < 1:
+            raise ParameterError(f"max_steps must be >= 1; got {max_steps}")
+        sim, steps = self.sim, self.steps
+        start = self.done
+        stop = min(self.count, start + max_steps, start + self._chunk_limit)
+        if stop <= start:
+            return StepChunk(np.zeros(0), np.zeros(0), np.zeros(0), self.done)
+        S, N = self._arrays.c.shape
+        profiles = np.zeros((stop - start, S, N))
+        out = _model.Outputs(self._psi, self._theta, self._dpsi, profiles, self._surface)
+        began = time.perf_counter()
+        status, failed = _model.run(
+            sim.model,
+            self.grid,
+            h=self._h[start:stop],
+            theta=self._theta_app[start:stop],
+            restart=steps.restart[start:stop],
+            state=self._arrays,
+            params=sim._params,
+            out=out,
+            offset=start,
+            rec_idx=np.arange(start, stop, dtype=np.int64),
+        )
+        if status != 0:
+            raise _kernel_failure(status, self._t_offset + float(steps.t[start + failed]))
+        far = self._far * (profiles[:, :, N - 1] - profiles[:, :, N - 2])
+        model = sim.model
+        _balance.integrals(
+            self._h[start:stop], steps.restart[start:stop], self._theta[start:stop],
+            self._psi[start:stop], far, model.gamma, model.gamma1, model.gamma2,
+            model.theta_p, self._integrals,
+        )  # fmt: skip
+        self.elapsed_s += time.perf_counter() - began
+        self.done = stop
+        kept = self._snapshot_steps[(self._snapshot_steps >= start) & (self._snapshot_steps < stop)]
+        c_ref = sim.scales.c_ref
+        snaps = tuple(
+            (int(k), self._t_offset + float(steps.t[k]), profiles[k - start] * c_ref) for k in kept
+        )
+        t, E, current = self._reported(stop)
+        return StepChunk(t, E, current, stop, snaps)
+
+    def _reported(self, stop: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The reported samples whose steps are all done by step ``stop``."""
+        steps = self.steps
+        a = self._emitted
+        b = int(np.searchsorted(steps.output, stop, side="left"))
+        if b <= a:
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        self._emitted = b
+        part, lo = steps.window(a, b)
+        hi = lo + part.count
+        out = _model.Outputs(
+            self._psi[lo:hi], self._theta[lo:hi], self._dpsi[lo:hi], self._dpsi[:0], self._surface
+        )
+        output = steps.output[a:b]
+        E_app = steps.E[output]
+        current, _ = self.sim._currents(out, part, E_app)
+        return self._t_offset + steps.t[output], E_app, current
+
+    def balance(self) -> MassBalance:
+        """The mass balance over the steps done so far (see :class:`MassBalance`)."""
+        sim = self.sim
+        model, scales = sim.model, sim.scales
+        K = MAX_ORDER
+        state = self._integrals
+        n_e = float(model.n[0]) if model.n.size == 1 else 1.0
+        charge, gross = float(state[1 + 2 * K]), float(state[1 + 3 * K])
+        far = state[1 + 4 * K :].reshape(-1, K)[:, 0]
+        # The kernels advance the state in place: its newest level is the last step's.
+        change = _balance.amounts(self.grid.mass, self._weights, self._arrays.c) - self._amount0
+        unit = scales.I_scale * model.area * scales.t_ref / FARADAY  # mol per unit amount
+        names = self.species
+        idx = [k for k, _ in self._checked]
+        nu = np.array([v for _, v in self._checked])
+        expected = nu * charge / n_e
+        imbalance = np.abs(change[idx] - expected - far[idx])
+        scale = abs(gross) / n_e
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = imbalance / scale if scale > 0 else np.where(imbalance == 0, 0.0, np.inf)
+        return MassBalance(
+            charge=charge * unit * FARADAY,
+            gross_charge=abs(gross) * unit * FARADAY,
+            electrons=n_e,
+            species=tuple(names[k] for k in idx),
+            expected=expected * unit,
+            boundary=far[idx] * unit,
+            change=change[idx] * unit,
+            relative_error=np.asarray(relative, dtype=np.float64),
+            unchecked=dict(self._unchecked),
+        )
+
+    def stability(self) -> dict[str, float | int | str]:
+        """What the engine can say of its time stepping: the steps done, the restarts
+        (jumps, where BDF drops to backward Euler), the smallest and largest step (s),
+        the largest growth between two steps, the grid's points; the step sequence is
+        fixed in advance (nothing is rejected: a step that fails, fails the run), and
+        the interfacial-potential Newton iteration (with Ru > 0) converged at every step
+        done."""
+        h = self.steps.h[: self.done]
+        restart = self.steps.restart[: self.done]
+        smooth = ~restart[1:]
+        ratios = h[1:][smooth] / h[:-1][smooth] if h.size > 1 else np.zeros(0)
+        newton = "converged at every step" if self.sim.model.rho > 0 else "not needed (Ru = 0)"
+        return {
+            "engine": "numba",
+            "steps": int(self.done),
+            "rejected_steps": 0,
+            "restarts": int(np.count_nonzero(restart)),
+            "step_min_s": float(h.min()) if h.size else 0.0,
+            "step_max_s": float(h.max()) if h.size else 0.0,
+            "step_growth_max": float(ratios.max()) if ratios.size else 1.0,
+            "bdf_order_max": MAX_ORDER,
+            "grid_points": int(self.grid.points),
+            "newton": newton,
+        }
+
+
+def _kernel_failure(status: int, t_fail: float) -> NumericalError:
+    """What a kernel's failure ``status`` at time ``t_fail`` (s) says, as an error."""
+    reason = (
+        "the interfacial-potential iteration did not converge"
+        if status == 1
+        else "the current became non-finite"
+    )
+    return NumericalError(f"at t = {t_fail:.6g} s {reason}; check Ru, Cdl and the rate constants")
+
+
+def _balance_species(
+    sc: Scenario, model: _model.Model
+) -> tuple[list[tuple[int, float]], dict[str, str]]:
+    """The species the mass balance checks, with the moles made per mole of oxidation
+    (+1 oxidised form, -1 reduced form), and the others with why they are not."""
+    names = [s.name for s in sc.species]
+    if model.n.size != 1:
+        why = f"{model.n.size} electron transfers: the current does not say which passed it"
+        return [], dict.fromkeys(names, why)
+    reacting = {int(i) for i in np.concatenate([model.reactants.ravel(), model.products.ravel()])}
+    adsorbing = {int(i) for i in np.concatenate([model.ad_sol, model.ad_surf])}
+    checked: list[tuple[int, float]] = []
+    unchecked: dict[str, str] = {}
+    for k, name in enumerate(names):
+        nu = 1.0 if k == model.ox[0] else -1.0 if k == model.red[0] else 0.0
+        if k in reacting:
+            unchecked[name] = "made or consumed by homogeneous reactions"
+        elif k in adsorbing or (model.surf.size and model.surf[k]) or model.d[k] <= 0:
+            unchecked[name] = "adsorbed, or exchanged with the surface"
+        elif nu == 0.0:
+            unchecked[name] = "takes no part in the electron transfer"
+        else:
+            checked.append((k, nu))
+    return checked, unchecked
 
 
 # A start away from rest: the first step is cut into steps growing by 12 % (divided by

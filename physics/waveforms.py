@@ -138,6 +138,28 @@ class TimeSteps:
         out = np.where(window, charge / span.reshape(shape), picked)
         return np.moveaxis(out, 0, axis)
 
+    def window(self, first: int, stop: int) -> tuple[TimeSteps, int]:
+        """The steps that reported values ``first..stop-1`` need, as steps of their own
+        (their ``output`` re-indexed), and the index of their first step here: ``part,
+        lo = steps.window(a, b)`` then ``part.sampled(values[lo:lo + part.count])`` is
+        ``steps.sampled(values)[a:b]``, the same numbers, at the cost of those steps
+        alone (a run that reports its values as they come)."""
+        output = self.output[first:stop]
+        mean_from = None if self.mean_from is None else self.mean_from[first:stop]
+        # A window's first step needs the value at its start: the step before's.
+        lo = max(int(output.min() if mean_from is None else mean_from.min()) - 1, 0)
+        hi = int(output.max()) + 1
+        part = TimeSteps(
+            h=self.h[lo:hi],
+            t=self.t[lo:hi],
+            E=self.E[lo:hi],
+            restart=self.restart[lo:hi],
+            E_initial=self.E_initial,
+            output=output - lo,
+            mean_from=None if mean_from is None else mean_from - lo,
+        )
+        return part, lo
+
 
 def segments(wf: Waveform, *, start_jump: bool) -> tuple[list[Segment], str, float]:
     """Cut a waveform into segments; returns ``(segments, kind, E_initial)``.

@@ -50,6 +50,8 @@ __all__ = [
     "Bool1D",
     "DecodeLimits",
     "F64Array1D",
+    "F64Array2D",
+    "I64Array2D",
     "Message",
     "Plain",
     "U8Array1D",
@@ -95,6 +97,12 @@ Plain = Annotated[object, _PlainMarker()]
 
 F64Array1D = Annotated[npt.NDArray[np.float64], ArraySpec("<f8", 1)]
 """A one-dimensional float64 array field."""
+
+F64Array2D = Annotated[npt.NDArray[np.float64], ArraySpec("<f8", 2)]
+"""A two-dimensional float64 array field."""
+
+I64Array2D = Annotated[npt.NDArray[np.int64], ArraySpec("<i8", 2)]
+"""A two-dimensional int64 array field."""
 
 U8Array1D = Annotated[npt.NDArray[np.uint8], ArraySpec("|u1", 1)]
 """A one-dimensional uint8 array field."""

@@ -35,6 +35,7 @@ from runtime.errors import (
 from runtime.event_store import EventStore
 from runtime.field_store import check_arrays
 from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch
+from runtime.run_kinds import is_scenario, simulation_spec
 
 __all__ = [
     "ACTORS",
@@ -47,6 +48,7 @@ __all__ = [
     "connect",
     "connection_options",
     "export_run",
+    "read_run_spec",
     "read_twin_spec",
 ]
 
@@ -105,18 +107,65 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
 
 
-_RUN_COLUMNS = ["id", "state", "name", "samples", "created", "source", "reason"]
+_RUN_COLUMNS = ["id", "kind", "state", "name", "samples", "done", "eta", "created", "reason"]
+
+
+def _progress_text(record: dict[str, Any]) -> tuple[str, str]:
+    """The record's progress (``42%``) and estimated time to completion, as shown."""
+    progress, eta = record.get("progress"), record.get("eta_s")
+    done = f"{100 * progress:.0f}%" if isinstance(progress, int | float) else ""
+    if not isinstance(eta, int | float):
+        return done, ""
+    if eta < 60:
+        return done, f"{eta:.0f} s"
+    if eta < 3600:
+        return done, f"{eta / 60:.1f} min"
+    return done, f"{eta / 3600:.1f} h"
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        done, eta = _progress_text(run)
+        rows.append({**run, "done": done, "eta": eta})
+    return rows
 
 
 def _show_run(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(record)
         return
-    for key in ("id", "state", "reason", "name", "created", "updated", "samples", "source"):
+    for key in ("id", "kind", "state", "reason", "name", "created", "updated", "samples"):
         print(f"{key:<9} {record.get(key, '')}")
+    print(f"{'source':<9} {record.get('source', '')}")
+    done, eta = _progress_text(record)
+    if done:
+        basis = f" (from the {record['eta_basis']})" if eta and record.get("eta_basis") else ""
+        print(f"{'progress':<9} {done}" + (f", about {eta} to go{basis}" if eta else ""))
     if "cell_off" in record:  # an abort says whether the instrument confirmed its cell off
         cell = "OFF" if record["cell_off"] else "off NOT CONFIRMED (link down; retried)"
         print(f"{'cell':<9} {cell} ({record.get('instrument', '')})")
+    summary = record.get("summary") or {}
+    check = summary.get("conservation")
+    if check:
+        verdict = "passed" if check["passed"] else "FAILED"
+        print(
+            f"{'balance':<9} {verdict}: largest relative error {check['max_relative_error']:.3g} "
+            f"(tolerance {check['tolerance']:.3g}), charge {check['charge_C']:.6g} C"
+        )
+        for name, figures in check["species"].items():
+            print(
+                f"  {name:<8} {figures['relative_error']:.3g} (change "
+                f"{figures['change_mol']:.6g} mol, from the charge "
+                f"{figures['expected_mol']:.6g} mol, through the far boundary "
+                f"{figures['boundary_mol']:.3g} mol)"
+            )
+        for name, why in check.get("unchecked", {}).items():
+            print(f"  {name:<8} not checked: {why}")
+    stability = summary.get("stability")
+    if stability:
+        shown = ", ".join(f"{k} {v}" for k, v in stability.items() if k != "timings_s")
+        print(f"{'solver':<9} {shown}")
     for state, reason in record.get("transitions", []):
         print(f"  -> {state:<12} {reason}")
 
@@ -127,8 +176,26 @@ class _Run:
     @staticmethod
     def configure(parser: argparse.ArgumentParser) -> None:
         subs = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-        start = subs.add_parser("start", help="start a run from a twin spec (YAML)")
-        start.add_argument("spec", help="the twin spec file")
+        start = subs.add_parser(
+            "start", help="start a run from a twin spec, or a simulation from a scenario (YAML)"
+        )
+        start.add_argument("spec", help="the twin spec or scenario file")
+        start.add_argument(
+            "--speed",
+            help="a simulation's pace: a factor of real time, or 'max' (default: as fast as "
+            "it goes)",
+        )
+        start.add_argument(
+            "--snapshots",
+            type=int,
+            help="a simulation's concentration snapshots to keep (default 0)",
+        )
+        start.add_argument(
+            "--tolerance",
+            type=float,
+            help="a simulation's largest mass-balance error, relative (default 1e-6); "
+            "beyond it the run fails",
+        )
         listing = subs.add_parser("list", help="list the runs")
         listing.add_argument("--state", help="only runs in this state")
         for action, text in [
@@ -153,10 +220,10 @@ class _Run:
                 if args.json:
                     _print_json(runs)
                 else:
-                    _table(runs, _RUN_COLUMNS)
+                    _table(_run_rows(runs), _RUN_COLUMNS)
                 return 0
             if args.action == "start":
-                record = daemon.call("runs", "start", read_twin_spec(Path(args.spec)))
+                record = daemon.call("runs", "start", read_run_spec(args))
             elif args.action == "show":
                 record = daemon.call("runs", "show", args.run_id)
             elif args.action == "pause":
@@ -166,6 +233,29 @@ class _Run:
             _show_run(record, args.json)
         # As for `galvana estop`: 1 when the instrument could not confirm its cell off.
         return 1 if record.get("cell_off") is False else 0
+
+
+def read_run_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """``run start``'s spec: a twin spec file (its model read in), or a scenario file as
+    a simulation with the options given (``--speed``, ``--snapshots``, ``--tolerance``)."""
+    path = Path(args.spec)
+    doc = read_yaml(path)
+    options = {"speed": args.speed, "snapshots": args.snapshots, "tolerance": args.tolerance}
+    if not is_scenario(doc):
+        given = [f"--{k}" for k, v in options.items() if v is not None]
+        if given and isinstance(doc, dict) and "protocol" in doc:
+            raise GalvanaError(
+                f"{', '.join(given)}: options of a simulation (a scenario file); "
+                f"{path} is a twin spec"
+            )
+        return read_twin_spec(path)
+    speed: float | str | None = args.speed
+    if speed is not None and speed != "max":
+        try:
+            speed = float(speed)
+        except ValueError:
+            raise GalvanaError(f"--speed {args.speed!r} is not a number or 'max'") from None
+    return simulation_spec(doc, **{**options, "speed": speed})
 
 
 def read_twin_spec(path: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from runtime.codec import F64Array1D, Plain, U8Array1D, message
+from runtime.codec import F64Array1D, F64Array2D, I64Array2D, Plain, U8Array1D, message
 from runtime.errors import MessageError
 
 __all__ = [
@@ -24,10 +24,13 @@ __all__ = [
     "CalibrationSkipped",
     "CalibratorStarted",
     "ChildExited",
+    "ConservationChecked",
     "DataIssue",
     "DriftCleared",
     "DriftDetected",
     "ExitKind",
+    "FieldMesh",
+    "FieldSnapshot",
     "InstrumentEndReason",
     "InstrumentLinkDown",
     "InstrumentLinkUp",
@@ -36,12 +39,14 @@ __all__ = [
     "ProcedureReport",
     "ReplyDropped",
     "RunCreated",
+    "RunProgress",
     "RunState",
     "RunStateChanged",
     "SafetyTripped",
     "SampleBatch",
     "SamplesRecorded",
     "SimulatedTruth",
+    "SolverSummary",
     "StreamResumed",
     "StreamStalled",
     "SupervisorGaveUp",
@@ -213,6 +218,87 @@ class ProcedureReport:
     run_id: str
     kind: Literal["checkpoint", "done", "failed", "aborted", "suspend", "unsuspend"]
     reason: str
+
+
+@message("run.progress")
+class RunProgress:
+    """How far run ``run_id`` is: ``fraction`` of it done (0 to 1) and ``eta_s`` the
+    estimated seconds to its end from ``at`` (NaN while unknown); ``basis`` says what
+    the estimate rests on (``step rate``: the engine's measured rate; ``probe``: the 2D
+    engine's first steps; ``protocol``: an acquisition's programmed duration;
+    ``replay``: the recording's length and the replay's pace)."""
+
+    run_id: str
+    fraction: float
+    eta_s: float
+    basis: str
+    at: datetime
+
+
+@message("fields.mesh")
+class FieldMesh:
+    """The grid of run ``run_id``'s concentration fields, stored under ``prefix``
+    (``numba``, ``fenicsx``) in the run's zarr group: the node coordinates (m), one row
+    of ``coordinates`` per axis of ``axes``; ``cells`` the triangles (node indices; no
+    rows for a 1D grid); ``attrs`` what the engine says of it (SI)."""
+
+    run_id: str
+    prefix: str
+    axes: tuple[str, ...]
+    coordinates: F64Array2D
+    cells: I64Array2D
+    attrs: dict[str, Plain]
+
+
+@message("fields.snapshot")
+class FieldSnapshot:
+    """The concentrations ``c`` (mol/m^3; one row per species of ``species``, one
+    column per node of the run's :class:`FieldMesh` under ``prefix``) after time step
+    ``step``, at time ``t`` (s)."""
+
+    run_id: str
+    prefix: str
+    step: int
+    t: float
+    species: tuple[str, ...]
+    c: F64Array2D
+
+
+@message("run.conservation")
+class ConservationChecked:
+    """A simulation's mass balance: the faradaic ``charge`` (C, anodic positive; and
+    ``gross_charge``, passed either way) against the change of each species' amount in
+    the domain. Per species of ``species`` (mol): ``expected`` the change the charge
+    implies, ``boundary`` what entered through the domain's far boundary, ``change`` the
+    change in the domain, and ``relative_error`` ``|change - expected - boundary|`` over
+    the gross charge's moles. ``passed``: the largest error is within ``tolerance``
+    (else the run fails). ``unchecked``: species left out, and why."""
+
+    run_id: str
+    engine: str
+    charge: float
+    gross_charge: float
+    species: tuple[str, ...]
+    expected: F64Array1D
+    boundary: F64Array1D
+    change: F64Array1D
+    relative_error: F64Array1D
+    max_relative_error: float
+    tolerance: float
+    passed: bool
+    unchecked: dict[str, str]
+
+
+@message("run.solver_summary")
+class SolverSummary:
+    """How a simulation's engine stepped through run ``run_id``: its ``stability``
+    figures (steps, rejected steps, restarts, Newton iterations, step sizes; what the
+    engine can say) and its ``timings`` (s)."""
+
+    run_id: str
+    engine: str
+    stability: dict[str, Plain]
+    timings: dict[str, float]
 
 
 @message("sim.truth")

@@ -17,7 +17,9 @@ from __future__ import annotations
 __all__ = [
     "EVERY_INSTRUMENT_STATE",
     "EVERY_RUN",
+    "EVERY_RUN_CHECKS",
     "EVERY_RUN_CREATED",
+    "EVERY_RUN_PROGRESS",
     "EVERY_RUN_SAMPLES",
     "EVERY_RUN_STATE",
     "EVERY_SYSTEM",
@@ -29,12 +31,15 @@ __all__ = [
     "instrument_events",
     "instrument_samples",
     "instrument_state",
+    "run_checks",
     "run_created",
     "run_drift",
     "run_events",
+    "run_fields",
     "run_log",
     "run_of",
     "run_posterior",
+    "run_progress",
     "run_samples",
     "run_state",
     "run_stream",
@@ -65,6 +70,10 @@ EVERY_RUN_CREATED = "run/*/created"
 """Every run's creation."""
 EVERY_RUN_SAMPLES = "run/*/samples"
 """Every run's sample batches."""
+EVERY_RUN_PROGRESS = "run/*/progress"
+"""Every run's progress and estimated time to completion."""
+EVERY_RUN_CHECKS = "run/*/checks"
+"""Every simulation's conservation check and solver summary."""
 EVERY_INSTRUMENT_STATE = "instrument/*/state"
 """Every instrument's link, watchdog, safety and acquisition events."""
 
@@ -105,6 +114,21 @@ def run_created(run_id: str) -> str:
 def run_log(run_id: str) -> str:
     """``run/<id>/log``: lines a run's solver worker wrote."""
     return f"{_RUN}{run_id}/log"
+
+
+def run_progress(run_id: str) -> str:
+    """``run/<id>/progress``: how far the run is, and its estimated time to completion."""
+    return f"{_RUN}{run_id}/progress"
+
+
+def run_fields(run_id: str) -> str:
+    """``run/<id>/fields``: a simulation's concentration fields (mesh, snapshots)."""
+    return f"{_RUN}{run_id}/fields"
+
+
+def run_checks(run_id: str) -> str:
+    """``run/<id>/checks``: a simulation's conservation check and solver summary."""
+    return f"{_RUN}{run_id}/checks"
 
 
 def run_truth(run_id: str) -> str:

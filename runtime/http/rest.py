@@ -121,7 +121,9 @@ def event_json(seq: int, message: object) -> dict[str, Any]:
 
 
 def run_view(gw: Gateway, record: dict[str, Any]) -> dict[str, Any]:
-    """A run's record with its links, expected duration, progress and expected end."""
+    """A run's record with its links, expected duration, progress and expected end: the
+    progress and estimate the run publishes, or while it has published none, the time
+    since it was created over its spec's expected duration."""
     run_id = str(record.get("id", ""))
     base = f"{API}/runs/{run_id}"
     view = dict(record)
@@ -130,9 +132,19 @@ def run_view(gw: Gateway, record: dict[str, Any]) -> dict[str, Any]:
     view["estimated_duration_s"] = duration
     state = record.get("state", "")
     created = _parse_time(record.get("created"))
+    progress, eta = record.get("progress"), record.get("eta_s")
+    estimated_at = _parse_time(record.get("eta_at")) or utc_now()
     if state in FINAL_STATES:
         view["progress"] = 1.0
         view["estimated_completion"] = record.get("updated")
+    elif isinstance(progress, int | float):
+        # What the run itself measured (its engine's step rate, its protocol).
+        view["progress"] = float(progress)
+        view["estimated_completion"] = (
+            (estimated_at + timedelta(seconds=float(eta))).isoformat()
+            if isinstance(eta, int | float)
+            else None
+        )
     elif duration and created is not None:
         # Time-based: a paused run's estimate moves on as the pause goes on.
         elapsed = (utc_now() - created).total_seconds()

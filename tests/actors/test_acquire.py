@@ -1,5 +1,6 @@
 """The acquisition procedure on the simulated potentiostat (a real socket, pyvisa, the
-instrument actor and its interlock): an emergency stop that lands between two cycles."""
+instrument actor and its interlock): an emergency stop that lands between two cycles;
+the progress it publishes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from actors.acquire import AcquireProcedure
+from runtime import topics
 from runtime.event_bus import EventBus
-from runtime.messages import InstrumentLinkUp
+from runtime.messages import InstrumentLinkUp, RunProgress
 from twins.spec import Protocol
 
 from ..hal.test_instrument_actor import CV, Rig
@@ -84,3 +86,31 @@ def test_an_emergency_stop_between_two_cycles_aborts_the_run(rig: Rig) -> None:
     finally:
         procedure.abort()
     assert rig.interlock.latched
+
+
+def test_an_acquisition_publishes_its_progress_from_its_protocol(rig: Rig) -> None:
+    protocol = Protocol((CV,), cycles=2, rest=0.5, sample_rate=1000.0)  # 4.5 s in all
+    progress = rig.bus.subscribe(topics.run_progress("run-2"), mode="lossless", maxsize=10_000)
+    run = RunReports("run-2", rig.bus)
+    procedure = AcquireProcedure(
+        run,
+        instrument=lambda: rig.client,
+        instrument_id="sim",
+        protocol=protocol,
+        interlock=rig.interlock,
+    )
+    procedure.start()
+    try:
+        assert run.ended.wait(timeout=120), f"the procedure never ended: {run.reports}"
+        assert run.final()[0] == "done"
+    finally:
+        procedure.close()
+    seen = [m for _, m in progress.drain() if isinstance(m, RunProgress)]
+    assert seen, "no progress was published"
+    assert {m.basis for m in seen} == {"protocol"}
+    fractions = [m.fraction for m in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0  # the last sample is the protocol's end
+    # The estimate is the protocol time left: an instrument runs it in real time.
+    for m in seen:
+        assert m.eta_s == pytest.approx((1.0 - m.fraction) * protocol.duration, abs=1e-9)

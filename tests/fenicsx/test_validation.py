@@ -106,6 +106,24 @@ def test_planar_electrode_matches_the_numba_engine_along_a_whole_cv(
     assert fem.I.min() < 0 < fem.I.max()  # a reduction wave, then the reoxidation
 
 
+@pytest.mark.parametrize(
+    "electrode",
+    [{"geometry": "disk", "radius": 5.0e-6}, {"geometry": "planar", "area": 1.0e-6}],
+    ids=["disk (monopole far boundary)", "planar (Dirichlet far boundary)"],
+)
+def test_the_mass_balance_closes_in_2d(electrode: dict[str, Any]) -> None:
+    doc = disk_doc(electrode=electrode, numerics={"potential_step": 1.0e-2})
+    done = fenicsx.simulate_fields(physics.load_scenario(doc), mesh_refine=0.5).done
+    balance = done.balance
+    assert balance is not None  # the worker evaluated it
+    assert balance.species == ("O", "R")
+    assert balance.charge < 0  # a reduction wave, then a partial reoxidation
+    # The amounts changed by what the charge says, plus what the far boundary let in,
+    # to the direct solver's rounding.
+    assert balance.max_relative_error < 1e-6, balance
+    np.testing.assert_allclose(balance.expected[0], -balance.expected[1])
+
+
 @pytest.fixture(scope="module")
 def disk_cv_ranks() -> dict[int, fenicsx.FieldResult]:
     """A quasi-reversible CV at the disk, on 1 and on 2 MPI ranks, with 2 snapshots."""

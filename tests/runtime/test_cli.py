@@ -129,9 +129,16 @@ def test_bench_api_json_has_the_promised_keys() -> None:
     out = galvana("bench", "api", "--quick", "--json")
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
-    for key in ("call_rtt_p50_ms", "call_rtt_p99_ms", "fanout_latency_p99_ms"):
+    for key in (
+        "call_rtt_p50_ms",
+        "call_rtt_p99_ms",
+        "fanout_latency_p99_ms",
+        "first_sample_ms",
+        "first_sample_cold_ms",
+    ):
         assert isinstance(figures[key], float), key
         assert figures[key] > 0, key
     assert figures["call_rtt_p50_ms"] <= figures["call_rtt_p99_ms"]
+    assert figures["first_sample_runs"] == 3
     assert figures["samples_published"] >= 1000
     assert figures["samples_lost"] == 0  # ten subscribers at 1 kHz on an idle machine

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 import yaml
 
+from runtime import topics
 from runtime.client import Client
 from runtime.codec import decode, encode, message_from_plain
 from runtime.errors import ApiError
 from runtime.event_store import EventStore
-from runtime.messages import RunCreated, RunStateChanged, SampleBatch, utc_now
+from runtime.messages import RunCreated, RunProgress, RunStateChanged, SampleBatch, utc_now
 
 from ._actors import wait_until
 
@@ -169,6 +170,35 @@ def test_pause_resume_stop_abort_over_the_api(daemon: Daemon) -> None:
         tree = client.call("", "tree")
         runs_node = next(n for n in tree if n["id"] == "runs")
         assert runs_node["children"] == []
+
+
+def test_a_replay_shows_its_progress_and_estimate(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "replay", "src", 1.0)["id"]  # 40 s of recorded time
+        client.subscribe(topics.run_progress(run_id))
+        for event in client.events(timeout=60):
+            progress = event.message
+            if isinstance(progress, RunProgress) and progress.fraction > 0.05:
+                break
+        else:
+            raise AssertionError("no progress within 60 s")
+        assert progress.basis == "replay"
+        assert progress.fraction < 1
+        assert progress.eta_s > 0
+        shown = client.call("runs", "show", run_id)
+        assert 0 < shown["progress"] < 1
+        assert shown["eta_basis"] == "replay"
+        listed = daemon.cli("run", "list")
+        header, *rows = listed.stdout.splitlines()
+        assert header.split()[:7] == ["ID", "KIND", "STATE", "NAME", "SAMPLES", "DONE", "ETA"]
+        row = next(r for r in rows if r.startswith(run_id))
+        assert row.split()[1:3] == ["replay", "running"]
+        assert "%" in row
+        text = daemon.cli("run", "show", run_id).stdout
+        assert "to go (from the replay)" in text
+        client.call("runs", "abort", run_id)
+        done = client.call("runs", "show", run_id)
+    assert done["eta_s"] is None  # nothing left of an ended run
 
 
 def test_sigterm_marks_live_runs_interrupted_and_exits_0(daemon: Daemon) -> None:

@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from physics.errors import WorkerProtocolError
+from physics.result import MassBalance
+from runtime.constants import FARADAY
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -93,13 +95,15 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The worker finished ``steps`` steps; timings in seconds."""
+    """The worker finished ``steps`` steps; timings in seconds; the run's mass balance
+    (None when the worker could not evaluate it, or sent none)."""
 
     steps: int
     setup_s: float
     stepping_s: float
     assemble_s: float
     solve_s: float
+    balance: MassBalance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +205,11 @@ class FrameReader:
                 )
             return Done(
                 steps,
-                *(_float(doc, k, kind) for k in ("setup_s", "stepping_s", "assemble_s", "solve_s")),
+                setup_s=_float(doc, "setup_s", kind),
+                stepping_s=_float(doc, "stepping_s", kind),
+                assemble_s=_float(doc, "assemble_s", kind),
+                solve_s=_float(doc, "solve_s", kind),
+                balance=_balance(doc.get("balance")),
             )
         if kind == "error":
             return WorkerFailed(_str(doc, "message", kind))
@@ -276,6 +284,49 @@ class FrameReader:
             tuple(species),
             c.reshape(len(species), self.mesh.nodes),
         )
+
+
+def _balance(doc: object) -> MassBalance | None:
+    """The ``done`` frame's ``balance`` (charges in C, amounts in mol), checked."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise WorkerProtocolError(f"done.balance: got {type(doc).__name__}; accepted: a map")
+    kind = "done.balance"
+    charge, gross = _float(doc, "charge", kind), _float(doc, "gross_charge", kind)
+    electrons = _float(doc, "electrons", kind)
+    species = doc.get("species")
+    if species != ["O", "R"]:
+        raise WorkerProtocolError(f"{kind}.species: got {species!r}; accepted: ['O', 'R']")
+    columns = {}
+    for key in ("start", "end", "inflow"):
+        value = doc.get(key)
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+        ):
+            raise WorkerProtocolError(f"{kind}.{key}: got {value!r}; accepted: two numbers")
+        columns[key] = np.array(value, dtype=np.float64)
+    if not electrons > 0:
+        raise WorkerProtocolError(f"{kind}.electrons: got {electrons!r}; accepted: > 0")
+    # O is made by oxidation (anodic charge), R consumed.
+    expected = np.array([1.0, -1.0]) * charge / (electrons * FARADAY)
+    change = columns["end"] - columns["start"]
+    imbalance = np.abs(change - expected - columns["inflow"])
+    scale = abs(gross) / (electrons * FARADAY)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = imbalance / scale if scale > 0 else np.where(imbalance == 0, 0.0, np.inf)
+    return MassBalance(
+        charge=charge,
+        gross_charge=abs(gross),
+        electrons=electrons,
+        species=("O", "R"),
+        expected=expected,
+        boundary=columns["inflow"],
+        change=change,
+        relative_error=np.asarray(relative, dtype=np.float64),
+    )
 
 
 def _int(doc: Mapping[str, Any], key: str, kind: str, *, lo: int) -> int:

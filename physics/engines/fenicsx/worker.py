@@ -474,7 +474,13 @@ class Cell:
             self.flux_to_current = -job.n * FARADAY * 2.0 * el.length  # both halves
         else:
             self.flux_to_current = -job.n * FARADAY * 2.0 * math.pi
+        # Moles per unit of a domain or boundary integral of these forms: the current is
+        # -nF times the reduction rate's integral.
+        self.form_to_mol = self.flux_to_current / (-job.n * FARADAY)
         self.b = fem_petsc.create_vector(self.L)
+        if self.residual is not None:
+            self.residual_vector = fem_petsc.create_vector(self.residual)
+        self.rate = 0.0
         # The operator's parts (transport, mass, forward and backward rates), each
         # assembled once from the full form with one coefficient on: a step then only
         # adds them up with its a0/h, kf and kb. Every part has the full form's
@@ -564,6 +570,35 @@ class Cell:
         self.L = fem.form(L)
         wO, wR = ufl.split(self.w)
         self.flux = fem.form((self.kf * wO - self.kb * wR) * weight * ds(ELECTRODE))
+        self._balance_forms(a, L, weight, (dx, ds), facets)
+
+    def _balance_forms(
+        self, a: Any, L: Any, weight: Any, measures: tuple[Any, Any], facets: Any
+    ) -> None:
+        """The mass balance's forms: each species' amount in the domain, and what enters
+        through the far boundary (the monopole condition's flux; at a Dirichlet boundary
+        the residual of the unconstrained equations at its dofs, which is its flux)."""
+        import ufl  # noqa: PLC0415
+
+        fem, job, W = self.fem, self.job, self.W
+        dx, ds = measures
+        wO, wR = ufl.split(self.w)
+        self.amounts = [fem.form(c * weight * dx) for c in (wO, wR)]
+        self.inflow_forms = []
+        self.residual = None
+        self.far_dofs: list[Any] = []
+        if job.electrode.axisymmetric:
+            self.inflow_forms = [
+                fem.form(job.D[s] * (job.c_bulk[s] - c) / self.far * weight * ds(FAR))
+                for s, c in (("O", wO), ("R", wR))
+            ]
+        else:
+            self.residual = fem.form(ufl.action(a, self.w) - L)
+            owned = W.dofmap.index_map.size_local * W.dofmap.index_map_bs
+            far_facets = facets.indices[facets.values == FAR]
+            for i in range(2):
+                dofs = fem.locate_dofs_topological(W.sub(i), 1, far_facets)
+                self.far_dofs.append(dofs[dofs < owned])
 
     def _finest_cell(self) -> float:
         """The shortest cell edge (m) anywhere in the mesh."""
@@ -596,13 +631,7 @@ class Cell:
 
     def step(self, h: float, h_prev: float, E: float, bdf2: bool) -> float:
         """Advance by ``h`` (s) to potential ``E`` (V); returns the current (A)."""
-        if bdf2:
-            omega = h / h_prev
-            a0 = (1 + 2 * omega) / (1 + omega)
-            a1 = -(1 + omega)
-            a2 = omega * omega / (1 + omega)
-        else:
-            a0, a1, a2 = 1.0, -1.0, 0.0
+        a0, a1, a2 = bdf_coefficients(h, h_prev, bdf2)
         kf, kb = self.rates(E)
         self.b1.value = -a1 / h
         self.b2.value = -a2 / h
@@ -635,7 +664,28 @@ class Cell:
         self.w.x.scatter_forward()
         self.solve_s += time.perf_counter() - start
         local_flux = self.fem.assemble_scalar(self.flux)
-        return float(self.comm.allreduce(local_flux)) * self.flux_to_current
+        self.rate = float(self.comm.allreduce(local_flux))
+        return self.rate * self.flux_to_current
+
+    def amount(self) -> FloatArray:
+        """The amount of O and R in the domain, in units of the forms (see form_to_mol)."""
+        local = [self.fem.assemble_scalar(form) for form in self.amounts]
+        return np.array([float(self.comm.allreduce(v)) for v in local])
+
+    def inflow(self) -> FloatArray:
+        """The rate at which O and R enter through the far boundary (units of the forms
+        per second), at the state just solved."""
+        if self.residual is None:
+            local = [self.fem.assemble_scalar(form) for form in self.inflow_forms]
+        else:
+            r = self.residual_vector
+            with r.localForm() as part:
+                part.set(0.0)
+            self.fem_petsc.assemble_vector(r, self.residual)
+            r.ghostUpdate(addv=self.PETSc.InsertMode.ADD, mode=self.PETSc.ScatterMode.REVERSE)
+            values = r.array
+            local = [float(values[dofs].sum()) for dofs in self.far_dofs]
+        return np.array([float(self.comm.allreduce(v)) for v in local])
 
     # -- output gathered on rank 0, in DOLFINx's global dof order -------------------
 
@@ -718,6 +768,7 @@ def run(job: Job, comm: Any, out: FrameWriter) -> None:
     first = 0
     last_flush = time.monotonic()
     h_prev = job.h[0]
+    balance = _Balance(cell)
     stepping = time.perf_counter()
     for i in range(M):
         # BDF2 needs two smooth steps behind it: backward Euler after a jump.
@@ -725,6 +776,7 @@ def run(job: Job, comm: Any, out: FrameWriter) -> None:
         current[i] = cell.step(float(job.h[i]), float(h_prev), float(job.E[i]), bdf2)
         if not math.isfinite(current[i]):
             raise ArithmeticError(f"the current became non-finite at t = {job.t[i]:.6g} s")
+        balance.step(float(job.h[i]), float(h_prev), bdf2)
         h_prev = job.h[i]
         if i in job.snapshots:
             snap = cell.snapshot_frame(i, float(job.t[i]))
@@ -752,8 +804,76 @@ def run(job: Job, comm: Any, out: FrameWriter) -> None:
             "stepping_s": stepping_s,
             "assemble_s": cell.assemble_s,
             "solve_s": cell.solve_s,
+            "balance": balance.frame(),
         }
     )
+
+
+def bdf_coefficients(h: float, h_prev: float, bdf2: bool) -> tuple[float, float, float]:
+    """``(a0, a1, a2)`` of the step: ``(a0 y_n + a1 y_n-1 + a2 y_n-2) / h`` is dy/dt at
+    its end (variable-step BDF2, or backward Euler)."""
+    if not bdf2:
+        return 1.0, -1.0, 0.0
+    omega = h / h_prev
+    return (1 + 2 * omega) / (1 + omega), -(1 + omega), omega * omega / (1 + omega)
+
+
+class _Balance:
+    """The mass balance over the run: the reduction rate at the electrode, its magnitude
+    and the far boundary's inflows, integrated with the steps' own BDF weights (so
+    that, with the amounts at the start and the end, it closes to the solver's
+    residual). A balance whose forms cannot be evaluated is reported missing (a line
+    on stderr); the simulation itself goes on."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.failed = ""
+        # Histories (newest first, two levels) of the integrals: rate, |rate|, inflows.
+        self.hist = np.zeros((2, 4))
+        try:
+            self.start = cell.amount()
+        except Exception as exc:  # a diagnostic must not end the run
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        sys.stderr.write(f"galvana fenicsx worker: no mass balance: {self.failed}\n")
+        sys.stderr.flush()
+
+    def step(self, h: float, h_prev: float, bdf2: bool) -> None:
+        if self.failed:
+            return
+        try:
+            inflow = self.cell.inflow()
+        except Exception as exc:  # see the class docstring
+            self._fail(exc)
+            return
+        rate = self.cell.rate
+        a0, a1, a2 = bdf_coefficients(h, h_prev, bdf2)
+        f = np.array([rate, abs(rate), inflow[0], inflow[1]])
+        new = (h * f - a1 * self.hist[0] - a2 * self.hist[1]) / a0
+        self.hist = np.stack([new, self.hist[0]])
+
+    def frame(self) -> dict[str, object] | None:
+        """The ``balance`` of the ``done`` frame (SI), or None without one."""
+        if self.failed:
+            return None
+        try:
+            end = self.cell.amount()
+        except Exception as exc:  # see the class docstring
+            self._fail(exc)
+            return None
+        to_mol = self.cell.form_to_mol
+        rate, gross, in_o, in_r = self.hist[0]
+        return {
+            "charge": rate * self.cell.flux_to_current,
+            "gross_charge": gross * abs(self.cell.flux_to_current),
+            "electrons": float(self.cell.job.n),
+            "species": ["O", "R"],
+            "start": [float(v) * to_mol for v in self.start],
+            "end": [float(v) * to_mol for v in end],
+            "inflow": [in_o * to_mol, in_r * to_mol],
+        }
 
 
 def _fatal(out: FrameWriter, message: str, status: int) -> NoReturn:
