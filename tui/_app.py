@@ -17,6 +17,7 @@ from tui._help import HelpScreen
 from tui._replay_screen import start_replay
 from tui._run_screen import RunScreen
 from tui._runs_screen import RunsScreen
+from tui._units import Units
 
 __all__ = ["GalvanaApp", "run_app"]
 
@@ -38,6 +39,7 @@ class GalvanaApp(App[None]):
         Binding("f2", "switch_mode('runs')", "Runs"),
         Binding("f3", "switch_mode('actors')", "Actors"),
         Binding("f4", "replay", "Replay"),
+        Binding("u", "toggle_units", "Units"),
         Binding("ctrl+r", "reconnect", "Reconnect", show=False),
     ]
 
@@ -51,8 +53,10 @@ class GalvanaApp(App[None]):
         address: Address | None = None,
         link: Link | None = None,
         run_id: str | None = None,
+        units: Units | None = None,
     ) -> None:
         super().__init__()
+        self.units = units or Units()
         if (address is None) == (link is None):
             raise ValueError("give exactly one of address or link")
         self._connection: Connection | None = None
@@ -97,6 +101,15 @@ class GalvanaApp(App[None]):
     def action_replay(self) -> None:
         """Replay a recorded run."""
         start_replay(self)
+
+    def action_toggle_units(self) -> None:
+        """Show estimates in SI, or back in the chosen units."""
+        self.units.toggle()
+        self.notify("estimates in SI" if self.units.si else f"estimates in {self.units.source}")
+        for screen in self.screen_stack:
+            changed = getattr(screen, "units_changed", None)
+            if callable(changed):
+                changed()
 
     def action_reconnect(self) -> None:
         """Try to reach the daemon now rather than at the next retry."""
@@ -145,6 +158,7 @@ def run_app(
     token: str | None = None,
     data: str | None = None,
     run_id: str | None = None,
+    units: Units | None = None,
 ) -> None:
     """Run the TUI in this terminal until the user quits (what ``make demo`` calls).
 
@@ -152,4 +166,4 @@ def run_app(
     ``tcp="HOST:PORT"`` with ``token``, or ``DATA/galvana.sock``.
     """
     address = Address.from_options(data=data, socket=socket_path, tcp=tcp, token=token)
-    GalvanaApp(address=address, run_id=run_id).run()
+    GalvanaApp(address=address, run_id=run_id, units=units).run()

@@ -54,6 +54,7 @@ __all__ = [
     "ParameterTrack",
     "RunModel",
     "spec_instrument",
+    "spec_reference",
 ]
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
@@ -96,6 +97,8 @@ class ParameterTrack:
     lower: float = math.nan
     upper: float = math.nan
     truth: float | None = None
+    si_unit: str | None = None
+    """The SI unit the posterior gave (``""``: dimensionless; None: it did not say)."""
     history: Ring = field(default_factory=lambda: Ring(("median", "lower", "upper"), _HISTORY))
 
 
@@ -108,6 +111,25 @@ def spec_instrument(spec: object) -> str:
     """
     instrument = spec.get("instrument") if isinstance(spec, dict) else None
     return instrument if isinstance(instrument, str) else ""
+
+
+def spec_reference(spec: object) -> str:
+    """The reference electrode a run's potentials are against, as its spec names it (an
+    import's ``import.reference``, or a ``reference:`` of its own); ``""`` when unnamed.
+
+    >>> spec_reference({"import": {"reference": {"given": "SCE sat.", "name": "SCE"}}})
+    'SCE'
+    """
+    if not isinstance(spec, dict):
+        return ""
+    imported = spec.get("import")
+    if isinstance(imported, dict):
+        ref = imported.get("reference")
+        if isinstance(ref, dict):
+            name = ref.get("name") or ref.get("given")
+            return name if isinstance(name, str) else ""
+    own = spec.get("reference")
+    return own if isinstance(own, str) else ""
 
 
 def _tag(msg: object) -> str:
@@ -128,6 +150,8 @@ class RunModel:
         self.source = ""
         self.name = ""
         self.instrument = ""
+        self.reference = ""
+        """The reference electrode the run's potentials are against (``""``: not named)."""
         self.cell: CellState = "unknown"
         self.samples = Ring(("t", "E", "I"), capacity)
         self.twin = Ring(("t", "E", "predicted", "lower", "upper", "residual"), capacity)
@@ -172,6 +196,7 @@ class RunModel:
         self.record = record
         self.source = str(record.get("source", ""))
         self.name = str(record.get("name", ""))
+        self.reference = spec_reference(record.get("spec")) or self.reference
         if not self.is_replay:
             # A replay keeps its recording's spec, but no instrument: its e-stop must
             # never reach the instrument the recording was made on (another run's now).
@@ -358,6 +383,7 @@ class RunModel:
 
     def _posterior(self, msg: PosteriorUpdate) -> list[LogLine]:
         self.posterior = f"v{msg.version} {msg.method}"
+        units = msg.diagnostics.get("units")
         lines: list[LogLine] = []
         for warning in msg.warnings:
             if warning not in self._warned:
@@ -365,6 +391,8 @@ class RunModel:
                 lines.append(LogLine(None, "warning", f"calibration: {warning}"))
         for k, name in enumerate(msg.parameters):
             track = self._track(name)
+            if isinstance(units, dict) and isinstance(units.get(name), str):
+                track.si_unit = units[name]
             track.median = float(msg.median[k])
             track.lower, track.upper = float(msg.q05[k]), float(msg.q95[k])
             track.history.extend(

@@ -29,7 +29,7 @@ from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
-from tui._context import link_of
+from tui._context import link_of, units_of
 from tui._control import (
     abort_run,
     emergency_stop,
@@ -103,6 +103,7 @@ class RunScreen(Screen[None]):
         self.frame_interval_s = self.DRAW_INTERVAL_S
         self._last_draw = 0.0
         self._pace_mark = (time.process_time(), time.monotonic())
+        self._said: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -244,8 +245,20 @@ class RunScreen(Screen[None]):
         if m.twin_version != twin or m.params_version != params:
             self._titles()
         if m.params_version != params or m.status_version != status:
-            self.query_one("#params", ParameterPanel).show(m.params.values())
+            self._show_parameters()
         self._drawn = versions
+
+    def _show_parameters(self) -> None:
+        panel = self.query_one("#params", ParameterPanel)
+        panel.show(self.model.params.values(), units_of(self), self.model.reference)
+        for _, _, shown in panel.rows():
+            if shown.problem and shown.problem not in self._said:
+                self._said.add(shown.problem)
+                self.log_lines([LogLine(None, "warning", f"units: {shown.problem}")])
+
+    def units_changed(self) -> None:
+        """The display units changed (the app's ``u``): show the parameters in them."""
+        self._show_parameters()
 
     def _titles(self) -> None:
         """The plots' legends (with the band's probability) and the posterior's version."""
