@@ -23,6 +23,7 @@ __all__ = [
     "format_when",
     "power_of_ten",
     "progress_bar",
+    "si_prefix",
 ]
 
 _PREFIXES = (
@@ -38,6 +39,21 @@ _PREFIXES = (
 )
 
 
+def si_prefix(magnitude: float) -> tuple[float, str]:
+    """The SI prefix to write a value of this magnitude with: its factor and symbol.
+
+    >>> si_prefix(2.5e-6), si_prefix(0.6), si_prefix(0.0)
+    ((1e-06, 'µ'), (0.001, 'm'), (1.0, ''))
+    """
+    if not (magnitude > 0 and math.isfinite(magnitude)):
+        return 1.0, ""
+    scale, prefix = _PREFIXES[0]
+    for factor, name in _PREFIXES:
+        if magnitude >= factor * 0.9995:
+            scale, prefix = factor, name
+    return scale, prefix
+
+
 def format_si(value: float, unit: str = "", digits: int = 3) -> str:
     """``value`` with an SI prefix and ``digits`` significant figures.
 
@@ -48,11 +64,7 @@ def format_si(value: float, unit: str = "", digits: int = 3) -> str:
         return f"{value} {unit}".strip()
     if value == 0:
         return f"0 {unit}".strip()
-    magnitude = abs(value)
-    scale, prefix = _PREFIXES[0]
-    for factor, name in _PREFIXES:
-        if magnitude >= factor * 0.9995:
-            scale, prefix = factor, name
+    scale, prefix = si_prefix(abs(value))
     text = f"{value / scale:.{digits}g}"
     return f"{text} {prefix}{unit}".strip()
 

@@ -99,7 +99,11 @@ class ParameterTrack:
     truth: float | None = None
     si_unit: str | None = None
     """The SI unit the posterior gave (``""``: dimensionless; None: it did not say)."""
-    history: Ring = field(default_factory=lambda: Ring(("median", "lower", "upper"), _HISTORY))
+    history: Ring = field(
+        default_factory=lambda: Ring(("t", "median", "lower", "upper", "truth"), _HISTORY)
+    )
+    """Per posterior update: its last sample's time ``t`` (s), the estimate, and the
+    truth then (NaN when unknown); SI."""
 
 
 def spec_instrument(spec: object) -> str:
@@ -396,7 +400,13 @@ class RunModel:
             track.median = float(msg.median[k])
             track.lower, track.upper = float(msg.q05[k]), float(msg.q95[k])
             track.history.extend(
-                {"median": [track.median], "lower": [track.lower], "upper": [track.upper]}
+                {
+                    "t": [msg.t_end],
+                    "median": [track.median],
+                    "lower": [track.lower],
+                    "upper": [track.upper],
+                    "truth": [math.nan if track.truth is None else track.truth],
+                }
             )
         self.params_version += 1
         return lines

@@ -38,9 +38,11 @@ from tui._control import (
     resume_run,
     stop_run,
 )
+from tui._cycles import cycle_window
 from tui._format import format_si
+from tui._history_screen import HistoryScreen
 from tui._parameters import ParameterPanel
-from tui._plot import Band, Layer, Line, Plot
+from tui._plot import Axis, Band, Layer, Line, Plot
 from tui._run_model import LogLine, RunModel
 from tui._states import STATE_STYLES
 from tui._status_line import StatusLine
@@ -49,9 +51,9 @@ __all__ = ["RunScreen"]
 
 MEASURED = "bright_cyan"
 PREDICTED = "orange1"
-BAND = "orange4"
+BAND = "#5a3a08"  # the band's shade: a dark orange under the twin's bright one
 RESIDUAL = "light_coral"
-ZERO = "grey42"
+ZERO = "grey50"
 
 _LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 _HISTORY_PAGE = 1000
@@ -84,6 +86,10 @@ class RunScreen(Screen[None]):
         Binding("E", "emergency_stop", "E-STOP"),
         Binding("U", "reset_interlock", "Reset interlock", show=False),
         Binding("x", "toggle_axis", "E/t"),
+        Binding("z", "zoom", "Last cycle"),
+        Binding("left_square_bracket", "cycle(-1)", "Cycle -", show=False),
+        Binding("right_square_bracket", "cycle(1)", "Cycle +", show=False),
+        Binding("h", "history", "History"),
         Binding("escape", "back", "Back"),
     ]
     DRAW_INTERVAL_S = 0.1
@@ -100,6 +106,10 @@ class RunScreen(Screen[None]):
         self._next_seq = 1
         self._drawn: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._time_axis = False
+        self.cycle: int | None = None
+        """The cycle the plots show: None, every one; 0, the last; else its number."""
+        self.cycle_shown = ""
+        """Which cycle the plots show, in words (``cycle 3 of 12``; ``""``: all)."""
         self.frame_interval_s = self.DRAW_INTERVAL_S
         self._last_draw = 0.0
         self._pace_mark = (time.process_time(), time.monotonic())
@@ -113,11 +123,16 @@ class RunScreen(Screen[None]):
             with Vertical(id="run-plots"):
                 with Horizontal(id="run-main-plots"):
                     waiting = "waiting for samples…"
-                    yield Plot(x_unit="V", y_unit="A", empty_text=waiting, id="plot-e")
-                    yield Plot(x_unit="s", y_unit="A", empty_text=waiting, id="plot-t")
+                    current = Axis("I", "A")
+                    yield Plot(
+                        x_axis=Axis("E", "V"), y_axis=current, empty_text=waiting, id="plot-e"
+                    )
+                    yield Plot(
+                        x_axis=Axis("t", "s"), y_axis=current, empty_text=waiting, id="plot-t"
+                    )
                 yield Plot(
-                    x_unit="s",
-                    y_unit="A",
+                    x_axis=Axis("t", "s"),
+                    y_axis=Axis("I - twin", "A"),
                     empty_text="no twin prediction yet",
                     id="plot-residual",
                 )
@@ -261,12 +276,16 @@ class RunScreen(Screen[None]):
         self._show_parameters()
 
     def _titles(self) -> None:
-        """The plots' legends (with the band's probability) and the posterior's version."""
+        """The plots' legends (with the band's probability), the cycle shown, and the
+        posterior's version."""
         level = self.model.band_level
-        band = f"█ {level:.0%} band" if level is not None else "█ band"
-        legend = Text.assemble(("━ measured ", MEASURED), ("━ twin ", PREDICTED), (band, BAND))
-        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend)
-        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend)
+        band = f" {level:.0%} band " if level is not None else " band "
+        legend = Text.assemble(
+            ("━ measured ", MEASURED), ("━ twin ", PREDICTED), (band, f"on {BAND}")
+        )
+        which = f"  [{self.cycle_shown}]" if self.cycle_shown else ""
+        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend, which)
+        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend, which)
         posterior = f" ({self.model.posterior})" if self.model.posterior else ""
         self.query_one("#params", ParameterPanel).border_title = f"parameters{posterior}"
 
@@ -292,6 +311,20 @@ class RunScreen(Screen[None]):
         m = self.model
         t, E, current = (m.samples.column(c) for c in ("t", "E", "I"))
         tw = {c: m.twin.column(c) for c in m.twin.names}
+        shown = ""
+        if self.cycle is not None and t.size:
+            number, count, t0, t1 = cycle_window(t, E, self.cycle)
+            self.cycle = min(self.cycle, count)
+            shown = f"cycle {number} of {count}"
+            keep = (t >= t0) & (t < t1)
+            t, E, current = t[keep], E[keep], current[keep]
+            keep = (tw["t"] >= t0) & (tw["t"] < t1)
+            tw = {c: v[keep] for c, v in tw.items()}
+        if shown != self.cycle_shown:
+            self.cycle_shown = shown
+            self._titles()
+        vs = f"vs {m.reference}" if m.reference else ""
+        self.query_one("#plot-e", Plot).x_axis = Axis("E", "V", vs)
         for plot_id, x, x_twin in (("#plot-e", E, tw["E"]), ("#plot-t", t, tw["t"])):
             layers: list[Layer] = []
             if tw["t"].size:
@@ -456,6 +489,26 @@ class RunScreen(Screen[None]):
         """Plot against time instead of potential, or back."""
         self._time_axis = not self._time_axis
         self.set_class(self._time_axis, "-time-axis")  # both plots hold what they show
+
+    def action_zoom(self) -> None:
+        """Zoom the plots to the last cycle, or back to every cycle."""
+        self.cycle = None if self.cycle is not None else 0
+        self._redraw_plots()
+
+    def action_cycle(self, step: int) -> None:
+        """Show the cycle before (-1) or after (1) the one shown."""
+        count = int(self.cycle_shown.rsplit(" ", 1)[-1]) if self.cycle_shown else 0
+        now = self.cycle or count or 1
+        self.cycle = max(1, now + step)
+        self._redraw_plots()
+
+    def _redraw_plots(self) -> None:
+        self._draw_plots()
+        self.refresh_bindings()
+
+    def action_history(self) -> None:
+        """Each parameter's posterior history: its median, interval and truth over time."""
+        self.app.push_screen(HistoryScreen(self.model))
 
     def action_back(self) -> None:
         """Back to the screen before."""
