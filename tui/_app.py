@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import work
@@ -13,6 +14,7 @@ from textual.screen import Screen
 
 from tui._actors_screen import ActorsScreen
 from tui._connection import Address, Connection, ConnectionStatus, Link
+from tui._export import export_pictures
 from tui._help import HelpScreen
 from tui._replay_screen import start_replay
 from tui._run_screen import RunScreen
@@ -40,6 +42,7 @@ class GalvanaApp(App[None]):
         Binding("f3", "switch_mode('actors')", "Actors"),
         Binding("f4", "replay", "Replay"),
         Binding("u", "toggle_units", "Units"),
+        Binding("ctrl+s", "export", "Save SVG+PNG"),
         Binding("ctrl+r", "reconnect", "Reconnect", show=False),
     ]
 
@@ -57,6 +60,8 @@ class GalvanaApp(App[None]):
     ) -> None:
         super().__init__()
         self.units = units or Units()
+        self.export_dir = Path.cwd()
+        """Where ctrl+s saves the screen (SVG) and the plot in front (PNG)."""
         if (address is None) == (link is None):
             raise ValueError("give exactly one of address or link")
         self._connection: Connection | None = None
@@ -110,6 +115,15 @@ class GalvanaApp(App[None]):
             changed = getattr(screen, "units_changed", None)
             if callable(changed):
                 changed()
+
+    def action_export(self) -> None:
+        """Save the screen as SVG and the plot in front as PNG (in :attr:`export_dir`)."""
+        try:
+            written = export_pictures(self, self.export_dir)
+        except OSError as exc:
+            self.notify(f"cannot save the pictures: {exc}", severity="error")
+            return
+        self.notify("saved " + ", ".join(str(p) for p in written))
 
     def action_reconnect(self) -> None:
         """Try to reach the daemon now rather than at the next retry."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal, assert_never
+from typing import TYPE_CHECKING, Any, Final, Literal, assert_never
 
 import numpy as np
 
-from runtime.api.protocol import Undecodable
+from runtime.api.protocol import Undecodable, decode_message
 from runtime.messages import (
     AcquisitionEnded,
     AcquisitionStarted,
@@ -46,6 +47,9 @@ from runtime.messages import (
 )
 from tui._ring import Ring
 
+if TYPE_CHECKING:
+    from tui._connection import Link
+
 __all__ = [
     "FINAL_STATES",
     "CellState",
@@ -53,6 +57,7 @@ __all__ = [
     "LogLine",
     "ParameterTrack",
     "RunModel",
+    "read_recorded",
     "spec_instrument",
     "spec_reference",
 ]
@@ -77,6 +82,7 @@ InstrumentEvent = (
 """What an instrument publishes on ``instrument/<id>/state``."""
 
 _HISTORY = 240  # posterior updates kept per parameter for its sparkline
+_PAGE = 1000  # recorded events per runs.events call
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,3 +456,30 @@ class RunModel:
             "warning" if again else "info",
             "calibrator restarted" if again else "calibrator started",
         )
+
+
+async def read_recorded(
+    link: Link,
+    model: RunModel,
+    from_seq: int,
+    log: Callable[[list[LogLine]], None],
+    *,
+    pages: int,
+) -> int:
+    """Fold a run's recorded events from ``from_seq`` on into ``model``, a page at a time
+    (at most ``pages``), handing each page's log lines to ``log``; returns the sequence
+    number to read from next. Raises what the link raises (ApiError, TimeoutError)."""
+    for _ in range(pages):
+        page = await link.call("runs", "events", model.run_id, from_seq, _PAGE)
+        lines: list[LogLine] = []
+        for item in page:
+            from_seq = int(item["seq"]) + 1
+            if item.get("error"):  # the daemon could not read it back
+                text = f"recorded event {item['seq']} is unreadable: {item['error']}"
+                lines.append(LogLine(None, "warning", text))
+                continue
+            lines += model.ingest(decode_message(item["message"]))
+        log(lines)
+        if len(page) < _PAGE:
+            break
+    return from_seq

@@ -20,13 +20,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Header, RichLog
+from textual.widgets import Footer, Header, RichLog, Static
 
 from runtime import topics
-from runtime.api.protocol import decode_message
 from runtime.client import Event
 from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
+from tui._calibration_screen import CalibrationScreen
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
 from tui._context import link_of, units_of
@@ -43,7 +43,8 @@ from tui._format import format_si
 from tui._history_screen import HistoryScreen
 from tui._parameters import ParameterPanel
 from tui._plot import Axis, Band, Layer, Line, Plot
-from tui._run_model import LogLine, RunModel
+from tui._run_info import run_details, run_kind
+from tui._run_model import LogLine, RunModel, read_recorded
 from tui._states import STATE_STYLES
 from tui._status_line import StatusLine
 
@@ -56,7 +57,6 @@ RESIDUAL = "light_coral"
 ZERO = "grey50"
 
 _LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
-_HISTORY_PAGE = 1000
 _HISTORY_PAGES_MAX = 200  # a run longer than this is shown from the live stream on
 _WIDE = 150  # columns from which I-E and I-t plots show side by side
 
@@ -90,9 +90,12 @@ class RunScreen(Screen[None]):
         Binding("left_square_bracket", "cycle(-1)", "Cycle -", show=False),
         Binding("right_square_bracket", "cycle(1)", "Cycle +", show=False),
         Binding("h", "history", "History"),
+        Binding("C", "calibration", "Calibration report"),
         Binding("escape", "back", "Back"),
     ]
     DRAW_INTERVAL_S = 0.1
+    RECORD_INTERVAL_S = 2.0
+    """How often a simulation's record (its progress, ETA, conservation) is read again."""
     CPU_BUDGET = 0.15
     """The share of one core the whole TUI may use while this screen follows a run."""
 
@@ -137,6 +140,7 @@ class RunScreen(Screen[None]):
                     id="plot-residual",
                 )
             with Vertical(id="run-side"):
+                yield Static(id="run-info")
                 yield ParameterPanel(id="params")
                 yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
@@ -155,6 +159,7 @@ class RunScreen(Screen[None]):
         ]
         self.watch(self.app, "connection_status", self._on_connection, init=False)
         self.set_interval(self.DRAW_INTERVAL_S, self.draw)
+        self.set_interval(self.RECORD_INTERVAL_S, self._follow_record)
         self._load()
         self.draw()
 
@@ -184,19 +189,9 @@ class RunScreen(Screen[None]):
         try:
             record = await link.call("runs", "show", self.run_id)
             self.model.apply_record(record)
-            for _ in range(_HISTORY_PAGES_MAX):
-                page = await link.call("runs", "events", self.run_id, self._next_seq, _HISTORY_PAGE)
-                lines: list[LogLine] = []
-                for item in page:
-                    self._next_seq = int(item["seq"]) + 1
-                    if item.get("error"):  # the daemon could not read it back
-                        text = f"recorded event {item['seq']} is unreadable: {item['error']}"
-                        lines.append(LogLine(None, "warning", text))
-                        continue
-                    lines += self.model.ingest(decode_message(item["message"]))
-                self.log_lines(lines)
-                if len(page) < _HISTORY_PAGE:
-                    break
+            self._next_seq = await read_recorded(
+                link, self.model, self._next_seq, self.log_lines, pages=_HISTORY_PAGES_MAX
+            )
         except (ApiError, TimeoutError) as exc:
             self.log_lines([LogLine(None, "error", f"cannot read run {self.run_id}: {exc}")])
         finally:
@@ -255,6 +250,8 @@ class RunScreen(Screen[None]):
         status, data, twin, params = self._drawn
         if m.status_version != status or m.data_version != data:
             self.query_one("#run-status", StatusLine).show(self.status_text())
+        if m.status_version != status:
+            self._show_info()
         if m.data_version != data or m.twin_version != twin:
             self._draw_plots()
         if m.twin_version != twin or m.params_version != params:
@@ -262,6 +259,30 @@ class RunScreen(Screen[None]):
         if m.params_version != params or m.status_version != status:
             self._show_parameters()
         self._drawn = versions
+
+    def _show_info(self) -> None:
+        """The run panel: what kind of run this is, and what matters of that kind."""
+        details = run_details(self.model.record)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for k, (label, value) in enumerate(details):
+            text.append(("\n" if k else "") + f"{label:<12}", style="dim")
+            text.append(value)
+        info = self.query_one("#run-info", Static)
+        info.update(text)
+        info.border_title = "run"
+
+    def _follow_record(self) -> None:
+        """A simulation reports its progress in its record: read it again while it runs."""
+        if run_kind(self.model.record) == "simulation" and not self.model.is_final:
+            self._read_record()
+
+    @work(group="record", exclusive=True)
+    async def _read_record(self) -> None:
+        try:
+            record = await link_of(self).call("runs", "show", self.run_id)
+        except (ApiError, TimeoutError):
+            return  # the banner says why; the next tick asks again
+        self.model.apply_record(record)
 
     def _show_parameters(self) -> None:
         panel = self.query_one("#params", ParameterPanel)
@@ -509,6 +530,10 @@ class RunScreen(Screen[None]):
     def action_history(self) -> None:
         """Each parameter's posterior history: its median, interval and truth over time."""
         self.app.push_screen(HistoryScreen(self.model))
+
+    def action_calibration(self) -> None:
+        """The calibration report: the daemon calibrates the run's model on its samples."""
+        self.app.push_screen(CalibrationScreen(self.run_id, self.model.record))
 
     def action_back(self) -> None:
         """Back to the screen before."""
