@@ -19,6 +19,7 @@ from tui._help import HelpScreen
 from tui._replay_screen import start_replay
 from tui._run_screen import RunScreen
 from tui._runs_screen import RunsScreen
+from tui._sweep_screen import SweepData, SweepScreen
 from tui._units import Units
 
 __all__ = ["GalvanaApp", "run_app"]
@@ -57,8 +58,10 @@ class GalvanaApp(App[None]):
         link: Link | None = None,
         run_id: str | None = None,
         units: Units | None = None,
+        sweep: SweepData | None = None,
     ) -> None:
         super().__init__()
+        self.start_sweep = sweep
         self.units = units or Units()
         self.export_dir = Path.cwd()
         """Where ctrl+s saves the screen (SVG) and the plot in front (PNG)."""
@@ -88,6 +91,8 @@ class GalvanaApp(App[None]):
             self._keep_connected(self._connection)
         if self.start_run:
             self.push_screen(RunScreen(self.start_run))
+        if self.start_sweep is not None:
+            self.push_screen(SweepScreen(self.start_sweep))
 
     @work(group="connection")
     async def _keep_connected(self, connection: Connection) -> None:
@@ -173,6 +178,7 @@ def run_app(
     data: str | None = None,
     run_id: str | None = None,
     units: Units | None = None,
+    sweep: SweepData | None = None,
 ) -> None:
     """Run the TUI in this terminal until the user quits (what ``make demo`` calls).
 
@@ -180,4 +186,4 @@ def run_app(
     ``tcp="HOST:PORT"`` with ``token``, or ``DATA/galvana.sock``.
     """
     address = Address.from_options(data=data, socket=socket_path, tcp=tcp, token=token)
-    GalvanaApp(address=address, run_id=run_id, units=units).run()
+    GalvanaApp(address=address, run_id=run_id, units=units, sweep=sweep).run()

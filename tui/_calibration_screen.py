@@ -40,11 +40,12 @@ _BAND = "#5a3a08"
 
 
 def posterior_table(result: dict[str, Any], units: Any, reference: str = "") -> Table:
-    """The posterior: parameter, median, 90 % interval, unit (``units``: a :class:`Units`)."""
+    """The posterior: parameter (its last key: ``k0``), median, 90 % interval, unit
+    (``units``: a :class:`Units`)."""
     table = Table(box=None, padding=(0, 1), show_edge=False)
-    for name, justify in (("parameter", "left"), ("median", "right"), ("90% interval", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    table.add_column("unit", style="dim", no_wrap=True)
+    table.add_column("parameter", no_wrap=True)
+    table.add_column("median", justify="right", no_wrap=True)
+    table.add_column("90% interval, unit", no_wrap=True)
     for name, entry in (result.get("parameters") or {}).items():
         if not isinstance(entry, dict):
             continue
@@ -55,7 +56,8 @@ def posterior_table(result: dict[str, Any], units: Any, reference: str = "") -> 
             float(v) if isinstance(v, int | float) else math.nan for v in values
         )
         estimate = format_estimate(median, lower, upper, unit=shown.label, scale=shown.scale)
-        table.add_row(name, estimate.median, estimate.interval, estimate.unit)
+        interval = Text.assemble(estimate.interval, (f" {estimate.unit}", "dim"))
+        table.add_row(_short(name), estimate.median, interval)
     return table
 
 

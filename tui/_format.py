@@ -21,6 +21,7 @@ __all__ = [
     "format_estimate",
     "format_si",
     "format_when",
+    "local_today",
     "power_of_ten",
     "progress_bar",
     "si_prefix",
@@ -69,6 +70,11 @@ def format_si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{text} {prefix}{unit}".strip()
 
 
+def local_today() -> str:
+    """Today's date here, ``YYYY-MM-DD`` (what :func:`format_when` compares with)."""
+    return datetime.now().astimezone().strftime("%Y-%m-%d")
+
+
 def format_when(iso: str, today: str | None = None) -> str:
     """An ISO timestamp from the API in local time: ``HH:MM:SS`` when it is ``today``
     (``YYYY-MM-DD``, local; default: now), else ``MM-DD HH:MM``; as given if unreadable."""
@@ -77,7 +83,7 @@ def format_when(iso: str, today: str | None = None) -> str:
     except (TypeError, ValueError):
         return str(iso)
     if today is None:
-        today = datetime.now().astimezone().strftime("%Y-%m-%d")
+        today = local_today()
     if moment.strftime("%Y-%m-%d") == today:
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%m-%d %H:%M")

@@ -54,6 +54,7 @@ __all__ = [
     "FINAL_STATES",
     "CellState",
     "InstrumentEvent",
+    "Level",
     "LogLine",
     "ParameterTrack",
     "RunModel",
@@ -68,6 +69,7 @@ CellState = Literal["on", "off", "unknown", "none"]
 """``none``: the run drives no cell (a replay); ``unknown``: not confirmed off."""
 
 Level = Literal["info", "warning", "error"]
+"""How loud a log line is."""
 
 InstrumentEvent = (
     AcquisitionStarted

@@ -44,7 +44,7 @@ from tui._history_screen import HistoryScreen
 from tui._parameters import ParameterPanel
 from tui._plot import Axis, Band, Layer, Line, Plot
 from tui._run_info import run_details, run_kind
-from tui._run_model import LogLine, RunModel, read_recorded
+from tui._run_model import Level, LogLine, RunModel, read_recorded
 from tui._states import STATE_STYLES
 from tui._status_line import StatusLine
 
@@ -59,6 +59,11 @@ ZERO = "grey50"
 _LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 _HISTORY_PAGES_MAX = 200  # a run longer than this is shown from the live stream on
 _WIDE = 150  # columns from which I-E and I-t plots show side by side
+
+
+def _said_now(level: Level, text: str) -> LogLine:
+    """A line this screen adds itself, at the time it does."""
+    return LogLine(datetime.now().astimezone(), level, text)
 
 
 class RunScreen(Screen[None]):
@@ -193,7 +198,7 @@ class RunScreen(Screen[None]):
                 link, self.model, self._next_seq, self.log_lines, pages=_HISTORY_PAGES_MAX
             )
         except (ApiError, TimeoutError) as exc:
-            self.log_lines([LogLine(None, "error", f"cannot read run {self.run_id}: {exc}")])
+            self.log_lines([_said_now("error", f"cannot read run {self.run_id}: {exc}")])
         finally:
             self.reading_history = False
             pending, self._pending = self._pending, []
@@ -217,9 +222,8 @@ class RunScreen(Screen[None]):
             return
         log = self.query_one("#run-log", RichLog)
         for line in lines:
-            at = (line.at.astimezone() if line.at else datetime.now().astimezone()).strftime(
-                "%H:%M:%S"
-            )
+            # A twin's or calibrator's note carries no wall-clock time: none is made up.
+            at = line.at.astimezone().strftime("%H:%M:%S") if line.at else " " * 8
             log.write(Text.assemble((at + " ", "dim"), (line.text, _LEVEL_STYLES[line.level])))
 
     # --- drawing -------------------------------------------------------------------------
@@ -290,7 +294,7 @@ class RunScreen(Screen[None]):
         for _, _, shown in panel.rows():
             if shown.problem and shown.problem not in self._said:
                 self._said.add(shown.problem)
-                self.log_lines([LogLine(None, "warning", f"units: {shown.problem}")])
+                self.log_lines([_said_now("warning", f"units: {shown.problem}")])
 
     def units_changed(self) -> None:
         """The display units changed (the app's ``u``): show the parameters in them."""
@@ -301,9 +305,9 @@ class RunScreen(Screen[None]):
         posterior's version."""
         level = self.model.band_level
         band = f" {level:.0%} band " if level is not None else " band "
-        legend = Text.assemble(
-            ("━ measured ", MEASURED), ("━ twin ", PREDICTED), (band, f"on {BAND}")
-        )
+        legend = Text.assemble(("━ measured ", MEASURED))
+        if len(self.model.twin):  # a run without a twin (an import) has nothing more to show
+            legend.append_text(Text.assemble(("━ twin ", PREDICTED), (band, f"on {BAND}")))
         which = f"  [{self.cycle_shown}]" if self.cycle_shown else ""
         self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend, which)
         self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend, which)
@@ -466,7 +470,7 @@ class RunScreen(Screen[None]):
     @work(group="estop")
     async def _emergency_stop(self) -> None:
         notes = await emergency_stop(link_of(self), self.run_id, self.model.instrument)
-        self.log_lines([LogLine(None, "error", f"EMERGENCY STOP: {note}") for note in notes])
+        self.log_lines([_said_now("error", f"EMERGENCY STOP: {note}") for note in notes])
         self.notify("\n".join(notes), title="EMERGENCY STOP", severity="error", timeout=10)
 
     def action_reset_interlock(self) -> None:
@@ -503,7 +507,7 @@ class RunScreen(Screen[None]):
             )
             return
         line = f"{instrument}: interlock reset; it accepts runs again"
-        self.log_lines([LogLine(None, "info", line)])
+        self.log_lines([_said_now("info", line)])
         self.notify(line)
 
     def action_toggle_axis(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -17,6 +16,7 @@ from runtime import topics
 from runtime.client import Event
 from runtime.errors import ApiError
 from runtime.messages import AcquisitionStarted, RunCreated, RunStateChanged
+from tui import _format
 from tui._banner import ConnectionBanner
 from tui._compare_screen import CompareScreen
 from tui._connection import Subscription
@@ -206,7 +206,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs", DataTable)
         query = self.query_one("#filter", Input).value
         by_id = {str(r["id"]): r for r in self.runs}
-        today = datetime.now().astimezone().strftime("%Y-%m-%d")
+        today = _format.local_today()
         rows = {str(r["id"]): self._row(r, by_id, today) for r in self.runs}
         shown = [
             run_id for run_id, run in by_id.items() if run_matches(run, rows[run_id][6], query)

@@ -22,6 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help=argparse.SUPPRESS)  # refused: it shows in `ps`
     parser.add_argument("--run", dest="run_id", metavar="ID", help="open this run at start")
     parser.add_argument(
+        "--sweep",
+        metavar="DIR.zarr",
+        help="open a sweep's results (galvana sweep --out DIR.zarr) as a heatmap",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="the TUI's settings (display units; default: $XDG_CONFIG_HOME/galvana/tui.yaml)",
@@ -43,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from tui._units import load_units  # noqa: PLC0415
 
     units = load_units(args.config)
+    sweep = None
+    if args.sweep is not None:
+        from tui._sweep_screen import read_sweep  # noqa: PLC0415
+
+        sweep = read_sweep(args.sweep)
     # Textual is imported only when the TUI is used: `galvana --help` stays instant.
     from textual.logging import TextualHandler  # noqa: PLC0415
 
@@ -65,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         run_id=args.run_id,
         units=units,
+        sweep=sweep,
     )
     return 0
