@@ -209,9 +209,9 @@ class CalibrationScreen(Screen[None]):
         plot.set_axes(Axis("E", "V", f"vs {reference}" if reference else ""))
         plot.plot(
             [
-                Band(a["E"], a["fitted"] - a["band"], a["fitted"] + a["band"], _BAND),
-                Line(a["E"], a["fitted"], _FIT),
-                Line(a["E"], measured, _MEASURED),
+                Band(a["E"], a["fitted"] - a["band"], a["fitted"] + a["band"], _BAND, "90% band"),
+                Line(a["E"], a["fitted"], _FIT, label="fitted"),
+                Line(a["E"], measured, _MEASURED, label="measured"),
             ]
         )
 

@@ -116,9 +116,10 @@ class CompareScreen(Screen[None]):
 
     def _show(self) -> None:
         layers: list[Layer] = []
-        for model, color in zip(self.models, (FIRST, SECOND), strict=True):
+        for name, model, color in zip("AB", self.models, (FIRST, SECOND), strict=True):
             x = model.samples.column("t" if self.time_axis else "E")
-            layers.append(Line(x, model.samples.column("I"), color))
+            label = f"{name}: {model.run_id}"
+            layers.append(Line(x, model.samples.column("I"), color, label=label))
         plot = self.query_one("#compare-plot", Plot)
         refs = {m.reference for m in self.models if m.reference}
         note = f"vs {refs.pop()}" if len(refs) == 1 else ""

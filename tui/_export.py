@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from rich.color import Color
+from rich.text import Text
 from textual.app import App
 
 from tui._plot import Band, Line, Plot, axis_scale
@@ -61,11 +62,14 @@ def write_png(plot: Plot, path: Path) -> Path:
             for k, piece in enumerate(_monotone(x)):
                 ax.fill_between(
                     x[piece], lo[piece], hi[piece], color=_color(layer.color), alpha=0.5,
-                    lw=0, label="band" if k == 0 else None,
+                    lw=0, label=(layer.label or None) if k == 0 else None,
                 )  # fmt: skip
         elif isinstance(layer, Line):
             style = "-" if layer.connect else "."
-            ax.plot(x, layer.y / y_scale, style, color=_color(layer.color), lw=0.8, ms=1.5)
+            ax.plot(
+                x, layer.y / y_scale, style, color=_color(layer.color), lw=0.8, ms=1.5,
+                label=layer.label or None,
+            )  # fmt: skip
     ax.set_xlim(x0 / x_scale, x1 / x_scale)
     ax.set_ylim(y0 / y_scale, y1 / y_scale)
     x_label = f"{plot.x_axis.quantity} / {x_unit} {plot.x_axis.note}".strip()
@@ -73,8 +77,11 @@ def write_png(plot: Plot, path: Path) -> Path:
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(True, lw=0.3, alpha=0.5)
+    if any(layer.label for layer in plot.drawn):
+        ax.legend(fontsize=8, loc="best")
     title = plot.border_title
-    ax.set_title(str(getattr(title, "plain", title or "")), fontsize=9)
+    plain = title.plain if isinstance(title, Text) else Text.from_markup(str(title or "")).plain
+    ax.set_title(plain, fontsize=9)
     fig.savefig(path, dpi=PNG_DPI)
     return path
 
@@ -87,14 +94,16 @@ def front_plot(app: App[Any]) -> Plot | None:
     return None
 
 
-def export_pictures(app: App[Any], directory: Path, stem: str | None = None) -> list[Path]:
-    """Save the screen as ``STEM.svg`` and its plot in front (if any) as ``STEM.png`` in
-    ``directory``; returns the paths written. ``stem`` defaults to ``galvana-`` and the
-    local time."""
+def export_pictures(
+    app: App[Any], directory: Path, stem: str | None = None, *, png: bool = True
+) -> list[Path]:
+    """Save the screen as ``STEM.svg`` and (``png``) its plot in front, if any, as
+    ``STEM.png`` in ``directory``; returns the paths written. ``stem`` defaults to
+    ``galvana-`` and the local time."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = stem or f"galvana-{datetime.now():%Y%m%d-%H%M%S}"
     written = [Path(app.save_screenshot(f"{stem}.svg", str(directory)))]
-    plot = front_plot(app)
+    plot = front_plot(app) if png else None
     if plot is not None:
         written.append(write_png(plot, directory / f"{stem}.png"))
     return written

@@ -92,11 +92,11 @@ class HistoryScreen(Screen[None]):
             h = {c: track.history.column(c) for c in track.history.names}
             scale = shown.scale
             layers: list[Band | Line] = [
-                Band(h["t"], h["lower"] / scale, h["upper"] / scale, INTERVAL),
-                Line(h["t"], h["median"] / scale, MEDIAN),
+                Band(h["t"], h["lower"] / scale, h["upper"] / scale, INTERVAL, "90% interval"),
+                Line(h["t"], h["median"] / scale, MEDIAN, label="median"),
             ]
             if np.isfinite(h["truth"]).any():
-                layers.append(Line(h["t"], h["truth"] / scale, TRUTH))
+                layers.append(Line(h["t"], h["truth"] / scale, TRUTH, label="truth"))
             plot.set_axes(Axis("t", "s"), Axis(short_name(track.name), shown.label, prefixed=False))
             plot.plot(layers)
             title = Text.assemble(

@@ -28,7 +28,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tui._format import power_of_ten, si_prefix
-from tui._raster import band_codes, codes_to_text, line_codes, nice_range, nice_ticks
+from tui._raster import BRAILLE_BASE, band_codes, line_codes, nice_range, nice_ticks
 
 __all__ = ["Axis", "Band", "Layer", "Line", "Plot", "axis_scale"]
 
@@ -41,23 +41,26 @@ _AXIS = Style(dim=True)
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Line:
-    """A polyline (or, with ``connect=False``, points) in ``color`` (a Rich colour)."""
+    """A polyline (or, with ``connect=False``, points) in ``color`` (a Rich colour);
+    ``label`` names it in an exported picture's legend."""
 
     x: FloatArray
     y: FloatArray
     color: str
     connect: bool = True
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Band:
     """The region between ``lower`` and ``upper`` at each ``x``, shaded in ``color``
-    (a Rich colour, used as the cells' background)."""
+    (a Rich colour, used as the cells' background); ``label`` as a line's."""
 
     x: FloatArray
     lower: FloatArray
     upper: FloatArray
     color: str
+    label: str = ""
 
 
 Layer = Line | Band
@@ -102,6 +105,15 @@ def _tick_label(value: float) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+def _cell_text(codes: npt.NDArray[np.uint8], grid: npt.NDArray[np.int16]) -> list[str]:
+    """Each row's characters, made at once: braille dots, a blank, or the grid's."""
+    points = codes.astype(np.uint32) + BRAILLE_BASE
+    points[codes == 0] = 0x20
+    points[grid == 1] = ord("┈")
+    points[grid == 2] = ord("┊")
+    return [row.astype("<u4").tobytes().decode("utf-32-le") for row in points]
+
+
 def _y_arrays(layer: Layer) -> tuple[FloatArray, ...]:
     return (layer.y,) if isinstance(layer, Line) else (layer.lower, layer.upper)
 
@@ -137,6 +149,7 @@ class Plot(Widget):
         self._layers: tuple[Layer, ...] = ()
         self._x_range: tuple[float, float] | None = None
         self._y_range: tuple[float, float] | None = None
+        self._ranges: tuple[tuple[float, float], tuple[float, float]] | None = None
         self._strips: list[Strip] | None = None
         self._drawn_for: tuple[int, int] = (-1, -1)
         self.draws = 0
@@ -154,13 +167,15 @@ class Plot(Widget):
 
     @property
     def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """The x and y ranges shown (SI)."""
-        xs = [layer.x for layer in self._layers]
-        ys = [a for layer in self._layers for a in _y_arrays(layer)]
-        return (
-            self._x_range or nice_range(*xs, pad=0.01),
-            self._y_range or nice_range(*ys, pad=0.05),
-        )
+        """The x and y ranges shown (SI): as given, else spanning the data."""
+        if self._ranges is None:
+            xs = [layer.x for layer in self._layers]
+            ys = [a for layer in self._layers for a in _y_arrays(layer)]
+            self._ranges = (
+                self._x_range or nice_range(*xs, pad=0.01),
+                self._y_range or nice_range(*ys, pad=0.05),
+            )
+        return self._ranges
 
     def plot(
         self,
@@ -173,6 +188,7 @@ class Plot(Widget):
         self._layers = tuple(layers)
         self._x_range = x_range
         self._y_range = y_range
+        self._ranges = None
         self._strips = None
         self.border_subtitle = self.axes_text()
         self.refresh()
@@ -231,11 +247,7 @@ class Plot(Widget):
         grid[y_cells, :] = 1
         grid[:, x_cells] = 2
         grid[owner != 0] = 0
-        text = np.full((rows, cols), " ", dtype="<U1")
-        for r in range(rows):
-            text[r] = list(codes_to_text(codes[r]))
-        text[grid == 1] = "┈"
-        text[grid == 2] = "┊"
+        text = _cell_text(codes, grid)
         # One style per (line, band, grid) combination, made once per draw.
         key = (owner.astype(np.int64) * 64 + shade) * 4 + grid
         styles: dict[int, Style] = {}
@@ -267,7 +279,7 @@ class Plot(Widget):
                 segments.append(Segment(shown + mark, base + _AXIS))
             row_key = key[r]
             cuts = (np.flatnonzero(row_key[1:] != row_key[:-1]) + 1).tolist()
-            line_text = "".join(text[r])
+            line_text = text[r]
             for a, b in zip([0, *cuts], [*cuts, cols], strict=True):
                 segments.append(Segment(line_text[a:b], style_of(int(row_key[a]))))
             strips.append(Strip(segments, width))

@@ -353,16 +353,18 @@ class RunScreen(Screen[None]):
         for plot_id, x, x_twin in (("#plot-e", E, tw["E"]), ("#plot-t", t, tw["t"])):
             layers: list[Layer] = []
             if tw["t"].size:
-                layers.append(Band(x_twin, tw["lower"], tw["upper"], BAND))
-                layers.append(Line(x_twin, tw["predicted"], PREDICTED))
-            layers.append(Line(x, current, MEASURED))
+                band = f"{m.band_level:.0%} band" if m.band_level is not None else "band"
+                layers.append(Band(x_twin, tw["lower"], tw["upper"], BAND, label=band))
+                layers.append(Line(x_twin, tw["predicted"], PREDICTED, label="twin"))
+            layers.append(Line(x, current, MEASURED, label="measured"))
             # A hidden plot is given its layers too (rasterising waits until it shows): a
             # frame drawn while the axis switches must not leave the other one empty.
             self.query_one(plot_id, Plot).plot(layers)
         residual = self.query_one("#plot-residual", Plot)
         if tw["t"].size:
             zero = Line(np.array([tw["t"][0], tw["t"][-1]]), np.zeros(2), ZERO)
-            residual.plot([zero, Line(tw["t"], tw["residual"], RESIDUAL)])
+            measured_minus_twin = Line(tw["t"], tw["residual"], RESIDUAL, label="measured - twin")
+            residual.plot([zero, measured_minus_twin])
 
     def status_text(self) -> Text:
         """The status lines: state and reason; cell, samples, rate, lag, instrument."""
