@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from textual.pilot import Pilot
+from textual.widgets import RichLog
 
 from runtime.codec import decode, unpack_plain
 from runtime.errors import ApiError
+from tui import RunScreen
+from tui._calibration_screen import CalibrationScreen
+from tui._compare_screen import CompareScreen
 
+from ._daemon import until
 from ._fake import FakeLink
 
 RECORDED = Path(__file__).parent / "recorded"
@@ -96,3 +102,49 @@ def recorded() -> Recorded:
         calibration=document["calibration"],
         tree=document["tree"],
     )
+
+
+# --- the views, opened on the recording (the snapshots and the README's pictures) --------
+
+
+async def open_run(pilot: Pilot[Any], run_id: str, *keys: str) -> RunScreen:
+    """Open a recorded run, drawn, its log at its end; then press ``keys``."""
+    screen = RunScreen(run_id)
+    await pilot.app.push_screen(screen)
+    await until(pilot, lambda: screen.up_to_date, what="the run, drawn")
+    log = screen.query_one("#run-log", RichLog)
+    # The log scrolls to its end when it has laid out its lines, which is a matter of
+    # timing: scroll it there now, so that every picture shows the same lines.
+    await until(pilot, lambda: bool(log.lines), what="the log")
+    await pilot.pause()
+    log.scroll_end(animate=False, immediate=True)
+    await pilot.pause()
+    for key in keys:
+        await pilot.press(key)
+        await until(pilot, lambda: screen.up_to_date, what="the frame")
+    await pilot.pause()
+    return screen
+
+
+async def runs_listed(pilot: Pilot[Any]) -> None:
+    """Until the runs table lists every recorded run."""
+    table = pilot.app.screen.query_one("#runs")
+    await until(pilot, lambda: table.row_count == len(recorded().runs), what="the runs")
+
+
+async def calibration_report(pilot: Pilot[Any]) -> None:
+    """The twin run's calibration report, shown."""
+    await open_run(pilot, recorded().twin, "C")
+    screen = pilot.app.screen
+    assert isinstance(screen, CalibrationScreen)
+    await until(pilot, lambda: screen.result is not None, what="the calibration")
+    await pilot.pause()
+
+
+async def two_runs_compared(pilot: Pilot[Any]) -> None:
+    """The twin run and the imported one overlaid."""
+    rec = recorded()
+    screen = CompareScreen(rec.twin, rec.imported)
+    await pilot.app.push_screen(screen)
+    await until(pilot, lambda: screen.loaded, what="both runs")
+    await pilot.pause()

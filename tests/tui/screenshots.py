@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import RichLog
 
-from tui import GalvanaApp, RunScreen
-from tui._calibration_screen import CalibrationScreen
-from tui._compare_screen import CompareScreen
+from tui import GalvanaApp
 from tui._export import export_pictures
 from tui._sweep_screen import SweepScreen, read_sweep
 
-from ._daemon import until
-from ._recorded import SWEEP, recorded
+from ._recorded import (
+    SWEEP,
+    calibration_report,
+    open_run,
+    recorded,
+    runs_listed,
+    two_runs_compared,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (120, 36)
@@ -36,54 +39,20 @@ SIZE = (120, 36)
 View = Callable[[Pilot[Any]], Awaitable[None]]
 
 
-async def _run(pilot: Pilot[Any], run_id: str, *keys: str) -> None:
-    screen = RunScreen(run_id)
-    await pilot.app.push_screen(screen)
-    await until(pilot, lambda: screen.up_to_date, what="the run")
-    log = screen.query_one("#run-log", RichLog)
-    await pilot.pause()
-    log.scroll_end(animate=False, immediate=True)
-    for key in keys:
-        await pilot.press(key)
-        await until(pilot, lambda: screen.up_to_date, what="the frame")
-    await pilot.pause()
-
-
-async def _runs(pilot: Pilot[Any]) -> None:
-    table = pilot.app.screen.query_one("#runs")
-    await until(pilot, lambda: table.row_count == len(recorded().runs), what="the runs")
-
-
 async def _twin(pilot: Pilot[Any]) -> None:
-    await _run(pilot, recorded().twin)
+    await open_run(pilot, recorded().twin)
 
 
 async def _last_cycle(pilot: Pilot[Any]) -> None:
-    await _run(pilot, recorded().twin, "x", "z")
+    await open_run(pilot, recorded().twin, "x", "z")
 
 
 async def _history(pilot: Pilot[Any]) -> None:
-    await _run(pilot, recorded().twin, "h")
-
-
-async def _calibration(pilot: Pilot[Any]) -> None:
-    await _run(pilot, recorded().twin, "C")
-    screen = pilot.app.screen
-    assert isinstance(screen, CalibrationScreen)
-    await until(pilot, lambda: screen.result is not None, what="the calibration")
-    await pilot.pause()
+    await open_run(pilot, recorded().twin, "h")
 
 
 async def _imported(pilot: Pilot[Any]) -> None:
-    await _run(pilot, recorded().imported)
-
-
-async def _compare(pilot: Pilot[Any]) -> None:
-    rec = recorded()
-    screen = CompareScreen(rec.twin, rec.imported)
-    await pilot.app.push_screen(screen)
-    await until(pilot, lambda: screen.loaded, what="both runs")
-    await pilot.pause()
+    await open_run(pilot, recorded().imported)
 
 
 async def _sweep(pilot: Pilot[Any]) -> None:
@@ -92,13 +61,13 @@ async def _sweep(pilot: Pilot[Any]) -> None:
 
 
 VIEWS: dict[str, View] = {
-    "runs": _runs,
+    "runs": runs_listed,
     "twin-run": _twin,
     "last-cycle": _last_cycle,
     "posterior-history": _history,
-    "calibration-report": _calibration,
+    "calibration-report": calibration_report,
     "imported-run": _imported,
-    "compare": _compare,
+    "compare": two_runs_compared,
     "sweep": _sweep,
 }
 

@@ -15,16 +15,20 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import RichLog
 
 from tui import ConnectionStatus, GalvanaApp, RunScreen
 from tui import _format as tui_format
-from tui._calibration_screen import CalibrationScreen
-from tui._compare_screen import CompareScreen
 from tui._sweep_screen import SweepScreen, read_sweep
 
 from ._daemon import until
-from ._recorded import SWEEP, recorded
+from ._recorded import (
+    SWEEP,
+    calibration_report,
+    open_run,
+    recorded,
+    runs_listed,
+    two_runs_compared,
+)
 
 Compare = Callable[..., bool]
 Before = Callable[[Pilot[Any]], Awaitable[None]]
@@ -48,43 +52,20 @@ def _app() -> GalvanaApp:
     return GalvanaApp(link=recorded().link())
 
 
-async def _open(pilot: Pilot[Any], run_id: str, *keys: str) -> RunScreen:
-    screen = RunScreen(run_id)
-    await pilot.app.push_screen(screen)
-    await until(pilot, lambda: screen.up_to_date, what="the run, drawn")
-    log = screen.query_one("#run-log", RichLog)
-    # The log scrolls to its end when it has laid out its lines, which is a matter of
-    # timing: scroll it there now, so that every snapshot shows the same lines.
-    await until(pilot, lambda: bool(log.lines), what="the log")
-    await pilot.pause()
-    log.scroll_end(animate=False, immediate=True)
-    await pilot.pause()
-    for key in keys:
-        await pilot.press(key)
-        await until(pilot, lambda: screen.up_to_date, what="the frame")
-    await pilot.pause()
-    return screen
-
-
 def _snap(snap_compare: Compare, before: Before, size: tuple[int, int] = (80, 24)) -> bool:
     return snap_compare(_app(), terminal_size=size, run_before=before)
-
-
-async def _runs_listed(pilot: Pilot[Any]) -> None:
-    table = pilot.app.screen.query_one("#runs")
-    await until(pilot, lambda: table.row_count == len(recorded().runs), what="the runs")
 
 
 # --- the runs -----------------------------------------------------------------------------
 
 
 def test_runs(snap_compare: Compare) -> None:
-    assert _snap(snap_compare, _runs_listed)
+    assert _snap(snap_compare, runs_listed)
 
 
 def test_runs_one_pinned_large(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _runs_listed(pilot)
+        await runs_listed(pilot)
         await pilot.press("down", "p")
         await until(pilot, lambda: not pilot.app._notifications, what="the note to go")
 
@@ -96,28 +77,28 @@ def test_runs_one_pinned_large(snap_compare: Compare) -> None:
 
 def test_twin_run(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin)
+        await open_run(pilot, recorded().twin)
 
     assert _snap(snap_compare, before)
 
 
 def test_twin_run_wide(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin)
+        await open_run(pilot, recorded().twin)
 
     assert _snap(snap_compare, before, (170, 48))
 
 
 def test_twin_run_against_time_last_cycle(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "x", "z")
+        await open_run(pilot, recorded().twin, "x", "z")
 
     assert _snap(snap_compare, before, (120, 36))
 
 
 def test_twin_run_first_cycle_in_si(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "z", "left_square_bracket", "u")
+        await open_run(pilot, recorded().twin, "z", "left_square_bracket", "u")
         await until(pilot, lambda: not pilot.app._notifications, what="the note to go")
 
     assert _snap(snap_compare, before, (120, 36))
@@ -125,32 +106,25 @@ def test_twin_run_first_cycle_in_si(snap_compare: Compare) -> None:
 
 def test_posterior_history(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "h")
+        await open_run(pilot, recorded().twin, "h")
 
     assert _snap(snap_compare, before, (120, 36))
 
 
 def test_calibration_report(snap_compare: Compare) -> None:
-    async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "C")
-        screen = pilot.app.screen
-        assert isinstance(screen, CalibrationScreen)
-        await until(pilot, lambda: screen.result is not None, what="the calibration")
-        await pilot.pause()
-
-    assert _snap(snap_compare, before, (120, 36))
+    assert _snap(snap_compare, calibration_report, (120, 36))
 
 
 def test_abort_asks_first(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "a")
+        await open_run(pilot, recorded().twin, "a")
 
     assert _snap(snap_compare, before)
 
 
 def test_help(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().twin, "f1")
+        await open_run(pilot, recorded().twin, "f1")
 
     assert _snap(snap_compare, before)
 
@@ -160,20 +134,13 @@ def test_help(snap_compare: Compare) -> None:
 
 def test_imported_run(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open(pilot, recorded().imported)
+        await open_run(pilot, recorded().imported)
 
     assert _snap(snap_compare, before, (120, 36))
 
 
 def test_two_runs_compared(snap_compare: Compare) -> None:
-    async def before(pilot: Pilot[Any]) -> None:
-        rec = recorded()
-        screen = CompareScreen(rec.twin, rec.imported)
-        await pilot.app.push_screen(screen)
-        await until(pilot, lambda: screen.loaded, what="both runs")
-        await pilot.pause()
-
-    assert _snap(snap_compare, before, (120, 36))
+    assert _snap(snap_compare, two_runs_compared, (120, 36))
 
 
 def test_sweep_heatmap(snap_compare: Compare) -> None:
@@ -217,7 +184,7 @@ def test_replay(snap_compare: Compare) -> None:
 
 def test_connection_lost_banner(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _runs_listed(pilot)
+        await runs_listed(pilot)
         status = ConnectionStatus(
             "down",
             "unix:/var/lib/galvana/galvana.sock",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import xarray as xr
 
 from galvana.compare import read_trace
 from runtime.messages import PosteriorUpdate, SampleBatch, TwinPrediction
-from tui import GalvanaApp, Plot, RunScreen
+from tui import GalvanaApp, Plot
 from tui._calibration_screen import CalibrationScreen
 from tui._compare_screen import CompareScreen
 from tui._format import format_estimate
@@ -25,14 +24,7 @@ from tui.errors import TuiError
 from twins.compare import compare
 
 from ._daemon import run_async, screen_text, until
-from ._recorded import SWEEP, Recorded, recorded
-
-
-async def _opened(pilot: Any, run_id: str) -> RunScreen:
-    screen = RunScreen(run_id)
-    await pilot.app.push_screen(screen)
-    await until(pilot, lambda: screen.up_to_date, what="the run, drawn")
-    return screen
+from ._recorded import SWEEP, Recorded, open_run, recorded
 
 
 def _batches(rec: Recorded, run_id: str) -> list[SampleBatch]:
@@ -44,7 +36,7 @@ async def test_an_imported_run_shows_its_file_instrument_reference_and_scans() -
     rec = recorded()
     app = GalvanaApp(link=rec.link())
     async with app.run_test(size=(120, 36)) as pilot:
-        screen = await _opened(pilot, rec.imported)
+        screen = await open_run(pilot, rec.imported)
         text = screen_text(app)
         spec = rec.records[rec.imported]["spec"]["import"]
         assert f"file        {spec['file']} (autolab)" in text
@@ -85,7 +77,7 @@ async def test_zoom_to_the_last_cycle_and_step_to_a_chosen_one() -> None:
     rec = recorded()
     app = GalvanaApp(link=rec.link())
     async with app.run_test(size=(120, 36)) as pilot:
-        screen = await _opened(pilot, rec.twin)
+        screen = await open_run(pilot, rec.twin)
         plot = screen.query_one("#plot-e", Plot)
         every = plot.points
         t = screen.model.samples.column("t")
@@ -110,7 +102,7 @@ async def test_u_switches_the_estimates_to_si_and_back() -> None:
     rec = recorded()
     app = GalvanaApp(link=rec.link())
     async with app.run_test(size=(120, 36)) as pilot:
-        await _opened(pilot, rec.twin)
+        await open_run(pilot, rec.twin)
         last: PosteriorUpdate = [
             m for m in rec.messages(rec.twin) if isinstance(m, PosteriorUpdate)
         ][-1]
@@ -129,7 +121,7 @@ async def test_the_posterior_history_plots_each_parameter_with_its_interval_and_
     rec = recorded()
     app = GalvanaApp(link=rec.link())
     async with app.run_test(size=(120, 36)) as pilot:
-        await _opened(pilot, rec.twin)
+        await open_run(pilot, rec.twin)
         await pilot.press("h")
         screen = app.screen
         assert isinstance(screen, HistoryScreen)
@@ -156,7 +148,7 @@ async def test_the_calibration_report_shows_the_daemons_posterior_and_its_fit() 
     link = rec.link()
     app = GalvanaApp(link=link)
     async with app.run_test(size=(120, 36)) as pilot:
-        await _opened(pilot, rec.twin)
+        await open_run(pilot, rec.twin)
         await pilot.press("C")
         screen = app.screen
         assert isinstance(screen, CalibrationScreen)
@@ -253,7 +245,7 @@ async def test_ctrl_s_saves_the_screen_as_svg_and_the_plot_as_png(tmp_path: Path
     app = GalvanaApp(link=rec.link())
     app.export_dir = tmp_path
     async with app.run_test(size=(120, 36)) as pilot:
-        await _opened(pilot, rec.twin)
+        await open_run(pilot, rec.twin)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: len(list(tmp_path.iterdir())) == 2, what="the pictures")
     svg = next(tmp_path.glob("*.svg")).read_text()
