@@ -242,7 +242,9 @@ class Plot(Widget):
         x_range, y_range = self.ranges
         owner, codes, shade = self._rasterise(x_range, y_range, cols, rows)
         x_ticks, x_cells = self._ticks(x_range, cols, spacing=10)
-        y_ticks, y_cells = self._ticks(y_range, rows, spacing=3, flip=True)
+        # Short plots (the residuals at 80x24) get a tick every other row, tall ones every third.
+        y_spacing = 3 if rows >= 12 else 2
+        y_ticks, y_cells = self._ticks(y_range, rows, spacing=y_spacing, flip=True)
         grid = np.zeros((rows, cols), dtype=np.int16)  # 1: a row's, 2: a column's
         grid[y_cells, :] = 1
         grid[:, x_cells] = 2
