@@ -141,9 +141,11 @@ class CalibrationJob(Actor):
         run_ids: list[str],
         spec: TwinSpec,
         executor: ExecutorSettings | None = None,
+        arrays: bool = False,
     ) -> None:
         super().__init__()
         self.executor = executor
+        self.arrays = arrays
         self.store = store
         self.run_ids = run_ids
         self.spec = spec
@@ -174,7 +176,7 @@ class CalibrationJob(Actor):
                     result = calibrate_recorded(
                         self.store, self.run_ids, self.spec, executor=executor
                     )
-            self.outcome = result.as_plain()
+            self.outcome = result.as_plain(arrays=self.arrays)
         except ExperimentError as exc:
             self.error = CallError("bad_request", str(exc))
         except TwinError as exc:
@@ -206,10 +208,13 @@ def start_job(
     run_ids: object,
     spec: object,
     executor: ExecutorSettings | None = None,
+    *,
+    arrays: bool = False,
 ) -> dict[str, Any]:
     """Start a calibration job under the runs supervisor ``runs`` (the runs must exist:
-    the caller checks), its ensembles on ``executor`` when one is configured; refuses a
-    bad spec or run list with ``bad_request``."""
+    the caller checks), its ensembles on ``executor`` when one is configured, its result
+    with each run's arrays when ``arrays``; refuses a bad spec or run list with
+    ``bad_request``."""
     if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise CallError(
             "bad_request", f"run_ids must be a non-empty list of run ids, got {run_ids!r}"
@@ -229,7 +234,7 @@ def start_job(
         ChildSpec(
             job,
             CalibrationJob,
-            (store, list(run_ids), twin, executor),
+            (store, list(run_ids), twin, executor, bool(arrays)),
             restart="temporary",
             shutdown_s=5.0,
         )

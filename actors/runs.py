@@ -412,17 +412,22 @@ class Runs(Supervisor):
         return self.start_run(spec, source=f"replay:{path}#{run_id}")
 
     @exposed(scope=OPERATE_SCOPE)
-    def calibrate(self, run_ids: list[str], spec: dict[str, Any]) -> dict[str, Any]:
+    def calibrate(
+        self, run_ids: list[str], spec: dict[str, Any], arrays: bool = False
+    ) -> dict[str, Any]:
         """Calibrate a twin spec's model on recorded runs, one posterior over them all
         (shared parameters, the spec's ``calibrate.per_run`` ones per run). Starts a job
         and returns ``{"job", "path"}``: ``call(path, "result")`` answers once it is done
-        (see :mod:`actors.calibrate`)."""
+        (see :mod:`actors.calibrate`); with ``arrays``, each run's samples, fit and band
+        are in it too (what a client plots)."""
         # twins pulls in torch and pyro: imported on the first calibration.
         from actors.calibrate import start_job  # noqa: PLC0415
 
         for run_id in run_ids if isinstance(run_ids, list) else []:
             self._record(run_id)  # an unknown run is refused here, by name
-        return start_job(self, self.services.store, run_ids, spec, self.services.executor)
+        return start_job(
+            self, self.services.store, run_ids, spec, self.services.executor, arrays=arrays
+        )
 
     @exposed
     def events(

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.constants import AVOGADRO
 
-__all__ = ["Quantity", "to_si"]
+__all__ = ["Quantity", "to_si", "unit_factor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,9 @@ class Quantity:
     dimensionality: str
     per_particle: str | None = None
 
+
+# "cm2/s" as people write it: pint needs "cm^2/s".
+_EXPONENT = re.compile(r"(?<=[A-Za-z\u00b5\u03bc])(-?\d+)")
 
 _NUMBER_THEN_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
@@ -71,3 +74,17 @@ def to_si(value: str, quantity: Quantity) -> float:
         f"{value!r} is not a {quantity.name}; expected a value in {quantity.si_unit} "
         f"(a bare number) or a string with compatible units"
     )
+
+
+@functools.cache
+def unit_factor(unit: str, quantity: Quantity) -> float:
+    """The SI value of one ``unit`` of ``quantity``: what a value in SI is divided by to
+    be shown in ``unit`` (``"cm/s"`` of a rate constant: 0.01).
+
+    Exponents may be written bare (``cm2/s``), with ``^`` or as superscripts (``cm²/s``).
+    Raises ``ValueError`` naming the unit and the quantity when ``unit`` is not one of it.
+
+    >>> unit_factor("cm2/s", Quantity("diffusion coefficient", "m^2/s", "[length]**2/[time]"))
+    0.0001
+    """
+    return to_si("1 " + _EXPONENT.sub(r"^\1", unit.strip()), quantity)

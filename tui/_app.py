@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import work
@@ -13,10 +14,13 @@ from textual.screen import Screen
 
 from tui._actors_screen import ActorsScreen
 from tui._connection import Address, Connection, ConnectionStatus, Link
+from tui._export import export_pictures
 from tui._help import HelpScreen
 from tui._replay_screen import start_replay
 from tui._run_screen import RunScreen
 from tui._runs_screen import RunsScreen
+from tui._sweep_screen import SweepData, SweepScreen
+from tui._units import Units
 
 __all__ = ["GalvanaApp", "run_app"]
 
@@ -38,6 +42,8 @@ class GalvanaApp(App[None]):
         Binding("f2", "switch_mode('runs')", "Runs"),
         Binding("f3", "switch_mode('actors')", "Actors"),
         Binding("f4", "replay", "Replay"),
+        Binding("u", "toggle_units", "Units"),
+        Binding("ctrl+s", "export", "Save SVG+PNG"),
         Binding("ctrl+r", "reconnect", "Reconnect", show=False),
     ]
 
@@ -51,8 +57,14 @@ class GalvanaApp(App[None]):
         address: Address | None = None,
         link: Link | None = None,
         run_id: str | None = None,
+        units: Units | None = None,
+        sweep: SweepData | None = None,
     ) -> None:
         super().__init__()
+        self.start_sweep = sweep
+        self.units = units or Units()
+        self.export_dir = Path.cwd()
+        """Where ctrl+s saves the screen (SVG) and the plot in front (PNG)."""
         if (address is None) == (link is None):
             raise ValueError("give exactly one of address or link")
         self._connection: Connection | None = None
@@ -79,6 +91,8 @@ class GalvanaApp(App[None]):
             self._keep_connected(self._connection)
         if self.start_run:
             self.push_screen(RunScreen(self.start_run))
+        if self.start_sweep is not None:
+            self.push_screen(SweepScreen(self.start_sweep))
 
     @work(group="connection")
     async def _keep_connected(self, connection: Connection) -> None:
@@ -97,6 +111,24 @@ class GalvanaApp(App[None]):
     def action_replay(self) -> None:
         """Replay a recorded run."""
         start_replay(self)
+
+    def action_toggle_units(self) -> None:
+        """Show estimates in SI, or back in the chosen units."""
+        self.units.toggle()
+        self.notify("estimates in SI" if self.units.si else f"estimates in {self.units.source}")
+        for screen in self.screen_stack:
+            changed = getattr(screen, "units_changed", None)
+            if callable(changed):
+                changed()
+
+    def action_export(self) -> None:
+        """Save the screen as SVG and the plot in front as PNG (in :attr:`export_dir`)."""
+        try:
+            written = export_pictures(self, self.export_dir)
+        except OSError as exc:
+            self.notify(f"cannot save the pictures: {exc}", severity="error")
+            return
+        self.notify("saved " + ", ".join(str(p) for p in written))
 
     def action_reconnect(self) -> None:
         """Try to reach the daemon now rather than at the next retry."""
@@ -145,6 +177,8 @@ def run_app(
     token: str | None = None,
     data: str | None = None,
     run_id: str | None = None,
+    units: Units | None = None,
+    sweep: SweepData | None = None,
 ) -> None:
     """Run the TUI in this terminal until the user quits (what ``make demo`` calls).
 
@@ -152,4 +186,4 @@ def run_app(
     ``tcp="HOST:PORT"`` with ``token``, or ``DATA/galvana.sock``.
     """
     address = Address.from_options(data=data, socket=socket_path, tcp=tcp, token=token)
-    GalvanaApp(address=address, run_id=run_id).run()
+    GalvanaApp(address=address, run_id=run_id, units=units, sweep=sweep).run()

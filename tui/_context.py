@@ -1,4 +1,4 @@
-"""What every screen reaches through the app: the daemon link and the run commands.
+"""What every screen reaches through the app: the daemon link and the display units.
 
 Screens ask for the link with :func:`link_of` rather than importing the app (which
 imports them).
@@ -11,8 +11,9 @@ from typing import Protocol, cast
 from textual.dom import DOMNode
 
 from tui._connection import Link
+from tui._units import Units
 
-__all__ = ["HasLink", "link_of"]
+__all__ = ["HasLink", "HasUnits", "link_of", "units_of"]
 
 
 class HasLink(Protocol):
@@ -26,3 +27,16 @@ class HasLink(Protocol):
 def link_of(node: DOMNode) -> Link:
     """The daemon link of the app ``node`` belongs to."""
     return cast(HasLink, node.app).link
+
+
+class HasUnits(Protocol):
+    """An app that holds the display units."""
+
+    @property
+    def units(self) -> Units:
+        """The units estimates are shown in (the user's, or SI)."""
+
+
+def units_of(node: DOMNode) -> Units:
+    """The display units of the app ``node`` belongs to."""
+    return cast(HasUnits, node.app).units

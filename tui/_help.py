@@ -19,6 +19,8 @@ _GENERAL = (
     ("f2", "runs"),
     ("f3", "actors (the supervision tree)"),
     ("f4", "replay a recorded run"),
+    ("u", "estimates in your units (the config file) or in SI"),
+    ("ctrl+s", "save the screen as SVG and the plot in front as PNG"),
     ("ctrl+p", "command palette: every command by name"),
     ("ctrl+r", "reconnect now (when the daemon was unreachable)"),
     ("ctrl+q", "quit"),

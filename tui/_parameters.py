@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -12,9 +11,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
+from tui._format import Printed, format_estimate
 from tui._run_model import ParameterTrack
+from tui._units import Shown, Units
 
-__all__ = ["ParameterPanel", "short_name", "sparkline"]
+__all__ = ["ParameterPanel", "printed", "short_name", "sparkline"]
 
 _BLOCKS = np.array(list(" ▁▂▃▄▅▆▇█"))
 
@@ -45,21 +46,25 @@ def short_name(name: str) -> str:
     return name.split(".", 1)[1] if "." in name else name
 
 
-def _number(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.4g}"
-
-
-def _covers(track: ParameterTrack) -> bool | None:
-    if track.truth is None or not (math.isfinite(track.lower) and math.isfinite(track.upper)):
-        return None
-    return track.lower <= track.truth <= track.upper
+def printed(track: ParameterTrack, units: Units, reference: str = "") -> tuple[Printed, Shown]:
+    """A parameter's estimate as the panel prints it, and the unit it is shown in."""
+    shown = units.shown(track.name, track.si_unit, reference)
+    estimate = format_estimate(
+        track.median,
+        track.lower,
+        track.upper,
+        track.truth,
+        unit=shown.label,
+        scale=shown.scale,
+    )
+    return estimate, shown
 
 
 class ParameterPanel(Widget):
-    """Each calibrated parameter: median, 90% interval, a sparkline of the median, and
-    (in simulated runs) the hidden truth, marked whether the interval covers it."""
+    """Each calibrated parameter: median, 90% interval and unit (digits from the
+    interval's width: :func:`tui._format.format_estimate`), a sparkline of the median,
+    and (in simulated runs) the hidden truth, marked whether the printed interval covers
+    the printed truth."""
 
     DEFAULT_CSS = """
     ParameterPanel {
@@ -79,66 +84,86 @@ class ParameterPanel(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self.empty_text = empty_text
         self._tracks: tuple[ParameterTrack, ...] = ()
+        self._units = Units()
+        self._reference = ""
 
-    def show(self, tracks: Iterable[ParameterTrack]) -> None:
-        """Show these parameters (in this order)."""
+    def show(
+        self, tracks: Iterable[ParameterTrack], units: Units | None = None, reference: str = ""
+    ) -> None:
+        """Show these parameters (in this order) in ``units`` (default: the defaults),
+        potentials against ``reference``."""
         self._tracks = tuple(tracks)
+        self._units = units or Units()
+        self._reference = reference
         self.refresh(layout=True)
+
+    def rows(self) -> list[tuple[ParameterTrack, Printed, Shown]]:
+        """Each parameter as printed."""
+        return [(t, *printed(t, self._units, self._reference)) for t in self._tracks]
 
     def render(self) -> RenderableType:
         """A table when wide enough, else two lines per parameter."""
         if not self._tracks:
             return Text(self.empty_text, style="dim")
         width = self.content_region.width or self.size.width
-        if width >= 56:
+        if width >= 64:
             return self._table(width)
         return self._stacked(width)
 
     def _table(self, width: int) -> RenderableType:
-        has_truth = any(t.truth is not None for t in self._tracks)
-        spark_width = max(6, width - 44 - (10 if has_truth else 0))
+        rows = self.rows()
+        has_truth = any(p.truth is not None for _, p, _ in rows)
+        used = max(len(t.name) for t, _, _ in rows) + max(len(p.median) for _, p, _ in rows)
+        used += max(len(p.interval) for _, p, _ in rows) + max(len(p.unit) for _, p, _ in rows)
+        if has_truth:
+            used += max(len(p.truth or "") for _, p, _ in rows) + 2
+        spark_width = max(6, width - used - 10)
         table = Table(box=None, padding=(0, 1), expand=True, show_edge=False)
         table.add_column("parameter", style="bold", no_wrap=True)
         table.add_column("median", justify="right", no_wrap=True)
         table.add_column("90% interval", no_wrap=True)
+        table.add_column("unit", no_wrap=True, style="dim")
         table.add_column("history", no_wrap=True, style="cyan")
         if has_truth:
             table.add_column("truth", justify="right", no_wrap=True)
-        for track in self._tracks:
-            row = [
+        for track, estimate, _ in rows:
+            row: list[str | Text] = [
                 track.name,
-                _number(track.median),
-                f"[{_number(track.lower)}, {_number(track.upper)}]",
+                estimate.median,
+                estimate.interval,
+                estimate.unit,
                 sparkline(track.history.column("median"), spark_width),
             ]
             if has_truth:
-                row.append(self._truth(track))
+                row.append(self._truth(estimate))
             table.add_row(*row)
         return table
 
     def _stacked(self, width: int) -> RenderableType:
-        # Two lines per parameter: name, median, truth; then the interval and the history.
+        # Two lines per parameter: name, median, truth; then the interval, unit and history.
         text = Text(no_wrap=True, overflow="ellipsis")
-        for k, track in enumerate(self._tracks):
+        for k, (track, estimate, _) in enumerate(self.rows()):
             if k:
                 text.append("\n")
             text.append(f"{short_name(track.name)} ", style="bold")
-            text.append(_number(track.median))
-            if track.truth is not None:
-                text.append_text(Text.from_markup(self._mark(track)))
-                text.append(f" truth {_number(track.truth)}", style="dim")
-            interval = f"\n [{_number(track.lower)}, {_number(track.upper)}] "
+            text.append(estimate.median)
+            if estimate.truth is not None:
+                text.append_text(self._mark(estimate))
+                text.append(f" truth {estimate.truth}", style="dim")
+            interval = f"\n {estimate.interval} {estimate.unit} ".replace("  ", " ")
             text.append(interval, style="dim")
             spark = sparkline(track.history.column("median"), max(0, width - len(interval) + 1))
             text.append(spark, style="cyan")
         return text
 
     @staticmethod
-    def _mark(track: ParameterTrack) -> str:
-        """`` ✓`` when the interval covers the truth, `` ✗`` when not, ``""`` when unknown."""
-        covered = _covers(track)
-        return "" if covered is None else (" [green]✓[/]" if covered else " [red]✗[/]")
+    def _mark(estimate: Printed) -> Text:
+        """`` ✓`` (green) when the printed interval covers the printed truth, `` ✗``
+        (red) when not, nothing when there is no truth."""
+        if estimate.covered is None:
+            return Text()
+        return Text(f" {estimate.mark}", style="green" if estimate.covered else "red")
 
     @staticmethod
-    def _truth(track: ParameterTrack) -> str:
-        return f"{_number(track.truth)}{ParameterPanel._mark(track)}"
+    def _truth(estimate: Printed) -> Text:
+        return Text.assemble(estimate.truth or "", ParameterPanel._mark(estimate))

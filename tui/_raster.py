@@ -8,7 +8,7 @@ points ten times a second while a 1 kHz run streams.
 
 from __future__ import annotations
 
-import warnings
+import math
 from typing import Final
 
 import numpy as np
@@ -18,10 +18,10 @@ __all__ = [
     "BRAILLE_BASE",
     "band_codes",
     "codes_to_text",
-    "decimate_band",
-    "decimate_line",
+    "column_envelope",
     "line_codes",
     "nice_range",
+    "nice_ticks",
 ]
 
 BRAILLE_BASE: Final = 0x2800
@@ -100,6 +100,83 @@ def _plot_pixels(
     return codes
 
 
+def _runs(
+    px: npt.NDArray[np.int64], finite: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Where each run of consecutive finite points in one pixel column starts (indices
+    into the finite points), and whether each run follows the one before it without a
+    break (a NaN between them breaks a line)."""
+    index = np.flatnonzero(finite)
+    cols = px[index]
+    # A gap in the original indices means NaNs were dropped there: a break.
+    broken = np.ones(index.size, dtype=bool)
+    broken[1:] = index[1:] != index[:-1] + 1
+    new = broken.copy()
+    new[1:] |= cols[1:] != cols[:-1]
+    starts = np.flatnonzero(new)
+    return starts, ~broken[starts]
+
+
+def column_envelope(
+    px: npt.NDArray[np.int64], py: npt.NDArray[np.int64], finite: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """A trace decimated to its per-column envelope, in the trace's order: for each run
+    of consecutive points in one pixel column, its column, lowest and highest pixel row,
+    its first and last pixel row, and whether it joins the run before (no NaN between).
+
+    Nothing a pixel canvas can show is lost (every point lies in its run's span), and
+    a voltammogram's two branches over one potential stay apart: they pass a column at
+    different times, so they are different runs.
+    """
+    starts, joined = _runs(px, finite)
+    fx, fy = px[finite], py[finite]
+    if starts.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty, empty, np.zeros(0, dtype=np.int64)
+    ends = np.append(starts[1:], fx.size) - 1
+    low = np.minimum.reduceat(fy, starts)
+    high = np.maximum.reduceat(fy, starts)
+    return fx[starts], low, high, fy[starts], fy[ends], joined.astype(np.int64)
+
+
+def _spans(
+    cols: npt.NDArray[np.int64], top: npt.NDArray[np.int64], bottom: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The pixels of vertical spans ``top..bottom`` (inclusive) in columns ``cols``."""
+    lengths = np.maximum(bottom - top + 1, 0)
+    total = int(lengths.sum())
+    if total > _MAX_INTERPOLATED:  # pathological: the ends alone
+        return np.concatenate([cols, cols]), np.concatenate([top, bottom])
+    owner = np.repeat(np.arange(lengths.size), lengths)
+    offset = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return cols[owner], top[owner] + offset
+
+
+def _segments(
+    x0: npt.NDArray[np.int64],
+    y0: npt.NDArray[np.int64],
+    x1: npt.NDArray[np.int64],
+    y1: npt.NDArray[np.int64],
+    limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The inner pixels of straight segments ``(x0, y0) -> (x1, y1)``, rounded to the
+    nearest (their ends are plotted by the caller)."""
+    steps = np.minimum(np.maximum(np.abs(x1 - x0), np.abs(y1 - y0)), limit)
+    gap = steps > 1
+    x0, y0, dx, dy, steps = x0[gap], y0[gap], x1[gap] - x0[gap], y1[gap] - y0[gap], steps[gap]
+    inner = steps - 1
+    total = int(inner.sum())
+    if total > _MAX_INTERPOLATED:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(steps.size), inner)
+    k = np.arange(1, total + 1) - np.repeat(np.cumsum(inner) - inner, inner)
+    s = steps[owner]
+    return (
+        x0[owner] + (2 * dx[owner] * k + s) // (2 * s),
+        y0[owner] + (2 * dy[owner] * k + s) // (2 * s),
+    )
+
+
 def line_codes(
     x: npt.NDArray[np.floating],
     y: npt.NDArray[np.floating],
@@ -112,40 +189,26 @@ def line_codes(
 ) -> Codes:
     """The braille codes (``rows`` x ``cols``) of a polyline through ``(x, y)``.
 
-    Consecutive finite points are joined by straight pixel lines when ``connect``;
-    a NaN breaks the line. Points outside the ranges are clipped away.
+    The trace is reduced to its per-column envelope (:func:`column_envelope`): each
+    run of points in one pixel column fills its span, and consecutive runs are joined
+    by straight pixel lines when ``connect``; a NaN breaks the line. Points outside
+    the ranges are clipped away. Without ``connect``, the points alone.
     """
     if cols <= 0 or rows <= 0:
         return np.zeros((max(rows, 0), max(cols, 0)), dtype=np.uint8)
     width, height = 2 * cols, 4 * rows
     px, py, finite = _pixels(x, y, x_range=x_range, y_range=y_range, width=width, height=height)
-    if not connect or px.size < 2:
+    if not connect:
         return _plot_pixels(px[finite], py[finite], cols, rows)
-    # Dense streams land many points on one pixel: keep only pixel changes (and breaks).
-    keep = np.ones(px.size, dtype=bool)
-    keep[1:] = (px[1:] != px[:-1]) | (py[1:] != py[:-1]) | (finite[1:] != finite[:-1])
-    px, py, finite = px[keep], py[keep], finite[keep]
-    if px.size < 2:
-        return _plot_pixels(px[finite], py[finite], cols, rows)
-    # Only segments that skip a pixel need filling; their end points are plotted anyway.
-    steps = np.maximum(np.abs(px[1:] - px[:-1]), np.abs(py[1:] - py[:-1]))
-    gap = finite[:-1] & finite[1:] & (steps > 1)
-    x0, y0 = px[:-1][gap], py[:-1][gap]
-    dx, dy = px[1:][gap] - x0, py[1:][gap] - y0
-    steps = np.minimum(steps[gap], width + height)  # clamped points keep segments bounded
-    inner = steps - 1
-    total = int(inner.sum())
-    if total > _MAX_INTERPOLATED:  # pathological noise: plot the points themselves
-        return _plot_pixels(px[finite], py[finite], cols, rows)
-    # Segment j contributes its inner pixels k = 1 .. steps[j]-1, rounded to the nearest.
-    owner = np.repeat(np.arange(steps.size), inner)
-    k = np.arange(1, total + 1) - np.repeat(np.cumsum(inner) - inner, inner)
-    s = steps[owner]
-    lx = x0[owner] + (2 * dx[owner] * k + s) // (2 * s)
-    ly = y0[owner] + (2 * dy[owner] * k + s) // (2 * s)
-    allx = np.concatenate([lx, px[finite]])
-    ally = np.concatenate([ly, py[finite]])
-    return _plot_pixels(allx, ally, cols, rows)
+    col, low, high, first, last, joined = column_envelope(px, py, finite)
+    if col.size == 0:
+        return np.zeros((rows, cols), dtype=np.uint8)
+    span_x, span_y = _spans(col, low, high)
+    link = np.flatnonzero(joined[1:].astype(bool))  # run k+1 joins run k
+    seg_x, seg_y = _segments(col[link], last[link], col[link + 1], first[link + 1], width + height)
+    return _plot_pixels(
+        np.concatenate([span_x, seg_x]), np.concatenate([span_y, seg_y]), cols, rows
+    )
 
 
 def band_codes(
@@ -158,9 +221,11 @@ def band_codes(
     cols: int,
     rows: int,
 ) -> Codes:
-    """The braille codes of a band: at each point, every pixel from ``lower`` to ``upper``.
+    """The braille codes of a band: in each run of points in one pixel column (see
+    :func:`column_envelope`), every pixel from the lowest ``lower`` to the highest
+    ``upper``.
 
-    Filled per point rather than per x column, so a band along a cyclic
+    Filled along the points rather than per x column, so a band along a cyclic
     voltammogram (two branches over one potential) fills each branch, not the
     loop between them.
     """
@@ -171,89 +236,34 @@ def band_codes(
     px, plo, ok_lo = _pixels(x, lower, **frame)  # type: ignore[arg-type]
     _, phi, ok_hi = _pixels(x, upper, **frame)  # type: ignore[arg-type]
     ok = ok_lo & ok_hi & (px >= 0) & (px < width)
-    px, plo, phi = px[ok], plo[ok], phi[ok]
     top = np.clip(np.minimum(plo, phi), 0, height - 1)
     bottom = np.clip(np.maximum(plo, phi), 0, height - 1)
-    if px.size == 0:
+    starts, _ = _runs(px, ok)
+    if starts.size == 0:
         return np.zeros((rows, cols), dtype=np.uint8)
-    # Many points share one column span: drop exact repeats in a row of points.
-    keep = np.ones(px.size, dtype=bool)
-    keep[1:] = (px[1:] != px[:-1]) | (top[1:] != top[:-1]) | (bottom[1:] != bottom[:-1])
-    px, top, bottom = px[keep], top[keep], bottom[keep]
-    lengths = bottom - top + 1
-    total = int(lengths.sum())
-    if total > _MAX_INTERPOLATED:
-        stride = total // _MAX_INTERPOLATED + 1
-        px, top, lengths = px[::stride], top[::stride], lengths[::stride]
-        total = int(lengths.sum())
-    owner = np.repeat(np.arange(lengths.size), lengths)
-    starts = np.cumsum(lengths) - lengths
-    offset = np.arange(total) - np.repeat(starts, lengths)
-    return _plot_pixels(px[owner], top[owner] + offset, cols, rows)
+    span_top = np.minimum.reduceat(top[ok], starts)
+    span_bottom = np.maximum.reduceat(bottom[ok], starts)
+    span_x, span_y = _spans(px[ok][starts], span_top, span_bottom)
+    return _plot_pixels(span_x, span_y, cols, rows)
 
 
-def _blocks(n: int, target: int) -> int:
-    """Points per block so that ``n`` points become about ``target`` blocks (1: keep all)."""
-    return max(1, n // max(target, 1))
+def nice_ticks(lo: float, hi: float, most: int) -> FloatArray:
+    """At most ``most`` round values (1, 2 or 5 times a power of ten apart) in
+    ``[lo, hi]``, for an axis's ticks and grid.
 
-
-def decimate_line(
-    x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], target: int
-) -> tuple[FloatArray, FloatArray]:
-    """At most about ``2 * target`` points that draw like ``(x, y)``: each block of
-    consecutive points keeps its lowest and its highest ``y``, in order.
-
-    Noise and peaks survive (a block's extremes are kept), and so does the order
-    a polyline needs; NaN-only blocks keep a NaN, so breaks stay breaks.
+    >>> nice_ticks(-0.52, 0.51, 5).tolist()
+    [-0.5, 0.0, 0.5]
     """
-    n = x.size
-    b = _blocks(n, target)
-    if b <= 2:
-        return np.asarray(x, np.float64), np.asarray(y, np.float64)
-    m = n // b
-    head_x = np.asarray(x[: m * b], np.float64).reshape(m, b)
-    head_y = np.asarray(y[: m * b], np.float64).reshape(m, b)
-    with np.errstate(invalid="ignore"):
-        filled = np.where(np.isnan(head_y), np.inf, head_y)
-        lo = np.argmin(filled, axis=1)
-        filled = np.where(np.isnan(head_y), -np.inf, head_y)
-        hi = np.argmax(filled, axis=1)
-    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
-    rows = np.arange(m)
-    idx = np.stack([first, second], axis=1).ravel()
-    rr = np.repeat(rows, 2)
-    out_x = np.concatenate([head_x[rr, idx], np.asarray(x[m * b :], np.float64)])
-    out_y = np.concatenate([head_y[rr, idx], np.asarray(y[m * b :], np.float64)])
-    return out_x, out_y
-
-
-def decimate_band(
-    x: npt.NDArray[np.floating],
-    lower: npt.NDArray[np.floating],
-    upper: npt.NDArray[np.floating],
-    target: int,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """About ``target`` points of a band: per block, its middle ``x``, the lowest
-    ``lower`` and the highest ``upper`` (the band never gets thinner)."""
-    n = x.size
-    b = _blocks(n, target)
-    if b <= 1:
-        return (
-            np.asarray(x, np.float64),
-            np.asarray(lower, np.float64),
-            np.asarray(upper, np.float64),
-        )
-    m = n // b
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
-        mid = np.asarray(x[: m * b], np.float64).reshape(m, b)[:, b // 2]
-        lo = np.nanmin(np.asarray(lower[: m * b], np.float64).reshape(m, b), axis=1)
-        hi = np.nanmax(np.asarray(upper[: m * b], np.float64).reshape(m, b), axis=1)
-    return (
-        np.concatenate([mid, np.asarray(x[m * b :], np.float64)]),
-        np.concatenate([lo, np.asarray(lower[m * b :], np.float64)]),
-        np.concatenate([hi, np.asarray(upper[m * b :], np.float64)]),
-    )
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or most < 1:
+        return np.zeros(0)
+    raw = (hi - lo) / max(most, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(f * power for f in (1.0, 2.0, 5.0, 10.0) if f * power >= raw)
+    first = math.ceil(lo / step)
+    last = math.floor(hi / step)
+    ticks: FloatArray = np.arange(first, last + 1, dtype=np.float64) * step
+    ticks[np.abs(ticks) < step * 1e-9] = 0.0  # no "-0"
+    return ticks
 
 
 def codes_to_text(codes: Codes) -> str:

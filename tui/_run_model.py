@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal, assert_never
+from typing import TYPE_CHECKING, Any, Final, Literal, assert_never
 
 import numpy as np
 
-from runtime.api.protocol import Undecodable
+from runtime.api.protocol import Undecodable, decode_message
 from runtime.messages import (
     AcquisitionEnded,
     AcquisitionStarted,
@@ -46,14 +47,20 @@ from runtime.messages import (
 )
 from tui._ring import Ring
 
+if TYPE_CHECKING:
+    from tui._connection import Link
+
 __all__ = [
     "FINAL_STATES",
     "CellState",
     "InstrumentEvent",
+    "Level",
     "LogLine",
     "ParameterTrack",
     "RunModel",
+    "read_recorded",
     "spec_instrument",
+    "spec_reference",
 ]
 
 FINAL_STATES: Final = frozenset({"completed", "stopped", "aborted", "failed", "interrupted"})
@@ -62,6 +69,7 @@ CellState = Literal["on", "off", "unknown", "none"]
 """``none``: the run drives no cell (a replay); ``unknown``: not confirmed off."""
 
 Level = Literal["info", "warning", "error"]
+"""How loud a log line is."""
 
 InstrumentEvent = (
     AcquisitionStarted
@@ -76,6 +84,7 @@ InstrumentEvent = (
 """What an instrument publishes on ``instrument/<id>/state``."""
 
 _HISTORY = 240  # posterior updates kept per parameter for its sparkline
+_PAGE = 1000  # recorded events per runs.events call
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +105,13 @@ class ParameterTrack:
     lower: float = math.nan
     upper: float = math.nan
     truth: float | None = None
-    history: Ring = field(default_factory=lambda: Ring(("median", "lower", "upper"), _HISTORY))
+    si_unit: str | None = None
+    """The SI unit the posterior gave (``""``: dimensionless; None: it did not say)."""
+    history: Ring = field(
+        default_factory=lambda: Ring(("t", "median", "lower", "upper", "truth"), _HISTORY)
+    )
+    """Per posterior update: its last sample's time ``t`` (s), the estimate, and the
+    truth then (NaN when unknown); SI."""
 
 
 def spec_instrument(spec: object) -> str:
@@ -108,6 +123,25 @@ def spec_instrument(spec: object) -> str:
     """
     instrument = spec.get("instrument") if isinstance(spec, dict) else None
     return instrument if isinstance(instrument, str) else ""
+
+
+def spec_reference(spec: object) -> str:
+    """The reference electrode a run's potentials are against, as its spec names it (an
+    import's ``import.reference``, or a ``reference:`` of its own); ``""`` when unnamed.
+
+    >>> spec_reference({"import": {"reference": {"given": "SCE sat.", "name": "SCE"}}})
+    'SCE'
+    """
+    if not isinstance(spec, dict):
+        return ""
+    imported = spec.get("import")
+    if isinstance(imported, dict):
+        ref = imported.get("reference")
+        if isinstance(ref, dict):
+            name = ref.get("name") or ref.get("given")
+            return name if isinstance(name, str) else ""
+    own = spec.get("reference")
+    return own if isinstance(own, str) else ""
 
 
 def _tag(msg: object) -> str:
@@ -128,6 +162,8 @@ class RunModel:
         self.source = ""
         self.name = ""
         self.instrument = ""
+        self.reference = ""
+        """The reference electrode the run's potentials are against (``""``: not named)."""
         self.cell: CellState = "unknown"
         self.samples = Ring(("t", "E", "I"), capacity)
         self.twin = Ring(("t", "E", "predicted", "lower", "upper", "residual"), capacity)
@@ -172,6 +208,7 @@ class RunModel:
         self.record = record
         self.source = str(record.get("source", ""))
         self.name = str(record.get("name", ""))
+        self.reference = spec_reference(record.get("spec")) or self.reference
         if not self.is_replay:
             # A replay keeps its recording's spec, but no instrument: its e-stop must
             # never reach the instrument the recording was made on (another run's now).
@@ -358,6 +395,7 @@ class RunModel:
 
     def _posterior(self, msg: PosteriorUpdate) -> list[LogLine]:
         self.posterior = f"v{msg.version} {msg.method}"
+        units = msg.diagnostics.get("units")
         lines: list[LogLine] = []
         for warning in msg.warnings:
             if warning not in self._warned:
@@ -365,10 +403,18 @@ class RunModel:
                 lines.append(LogLine(None, "warning", f"calibration: {warning}"))
         for k, name in enumerate(msg.parameters):
             track = self._track(name)
+            if isinstance(units, dict) and isinstance(units.get(name), str):
+                track.si_unit = units[name]
             track.median = float(msg.median[k])
             track.lower, track.upper = float(msg.q05[k]), float(msg.q95[k])
             track.history.extend(
-                {"median": [track.median], "lower": [track.lower], "upper": [track.upper]}
+                {
+                    "t": [msg.t_end],
+                    "median": [track.median],
+                    "lower": [track.lower],
+                    "upper": [track.upper],
+                    "truth": [math.nan if track.truth is None else track.truth],
+                }
             )
         self.params_version += 1
         return lines
@@ -412,3 +458,30 @@ class RunModel:
             "warning" if again else "info",
             "calibrator restarted" if again else "calibrator started",
         )
+
+
+async def read_recorded(
+    link: Link,
+    model: RunModel,
+    from_seq: int,
+    log: Callable[[list[LogLine]], None],
+    *,
+    pages: int,
+) -> int:
+    """Fold a run's recorded events from ``from_seq`` on into ``model``, a page at a time
+    (at most ``pages``), handing each page's log lines to ``log``; returns the sequence
+    number to read from next. Raises what the link raises (ApiError, TimeoutError)."""
+    for _ in range(pages):
+        page = await link.call("runs", "events", model.run_id, from_seq, _PAGE)
+        lines: list[LogLine] = []
+        for item in page:
+            from_seq = int(item["seq"]) + 1
+            if item.get("error"):  # the daemon could not read it back
+                text = f"recorded event {item['seq']} is unreadable: {item['error']}"
+                lines.append(LogLine(None, "warning", text))
+                continue
+            lines += model.ingest(decode_message(item["message"]))
+        log(lines)
+        if len(page) < _PAGE:
+            break
+    return from_seq

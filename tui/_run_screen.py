@@ -20,16 +20,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Header, RichLog
+from textual.widgets import Footer, Header, RichLog, Static
 
 from runtime import topics
-from runtime.api.protocol import decode_message
 from runtime.client import Event
 from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
+from tui._calibration_screen import CalibrationScreen
 from tui._confirm import ConfirmScreen
 from tui._connection import ConnectionStatus, Subscription
-from tui._context import link_of
+from tui._context import link_of, units_of
 from tui._control import (
     abort_run,
     emergency_stop,
@@ -38,10 +38,13 @@ from tui._control import (
     resume_run,
     stop_run,
 )
+from tui._cycles import cycle_window
 from tui._format import format_si
+from tui._history_screen import HistoryScreen
 from tui._parameters import ParameterPanel
-from tui._plot import Band, Layer, Line, Plot
-from tui._run_model import LogLine, RunModel
+from tui._plot import Axis, Band, Layer, Line, Plot
+from tui._run_info import run_details, run_kind
+from tui._run_model import Level, LogLine, RunModel, read_recorded
 from tui._states import STATE_STYLES
 from tui._status_line import StatusLine
 
@@ -49,14 +52,18 @@ __all__ = ["RunScreen"]
 
 MEASURED = "bright_cyan"
 PREDICTED = "orange1"
-BAND = "orange4"
+BAND = "#5a3a08"  # the band's shade: a dark orange under the twin's bright one
 RESIDUAL = "light_coral"
-ZERO = "grey42"
+ZERO = "grey50"
 
 _LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
-_HISTORY_PAGE = 1000
 _HISTORY_PAGES_MAX = 200  # a run longer than this is shown from the live stream on
 _WIDE = 150  # columns from which I-E and I-t plots show side by side
+
+
+def _said_now(level: Level, text: str) -> LogLine:
+    """A line this screen adds itself, at the time it does."""
+    return LogLine(datetime.now().astimezone(), level, text)
 
 
 class RunScreen(Screen[None]):
@@ -84,9 +91,16 @@ class RunScreen(Screen[None]):
         Binding("E", "emergency_stop", "E-STOP"),
         Binding("U", "reset_interlock", "Reset interlock", show=False),
         Binding("x", "toggle_axis", "E/t"),
+        Binding("z", "zoom", "Last cycle"),
+        Binding("left_square_bracket", "cycle(-1)", "Cycle -", show=False),
+        Binding("right_square_bracket", "cycle(1)", "Cycle +", show=False),
+        Binding("h", "history", "History"),
+        Binding("C", "calibration", "Calibration report"),
         Binding("escape", "back", "Back"),
     ]
     DRAW_INTERVAL_S = 0.1
+    RECORD_INTERVAL_S = 2.0
+    """How often a simulation's record (its progress, ETA, conservation) is read again."""
     CPU_BUDGET = 0.15
     """The share of one core the whole TUI may use while this screen follows a run."""
 
@@ -100,9 +114,14 @@ class RunScreen(Screen[None]):
         self._next_seq = 1
         self._drawn: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._time_axis = False
+        self.cycle: int | None = None
+        """The cycle the plots show: None, every one; 0, the last; else its number."""
+        self.cycle_shown = ""
+        """Which cycle the plots show, in words (``cycle 3 of 12``; ``""``: all)."""
         self.frame_interval_s = self.DRAW_INTERVAL_S
         self._last_draw = 0.0
         self._pace_mark = (time.process_time(), time.monotonic())
+        self._said: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,15 +131,21 @@ class RunScreen(Screen[None]):
             with Vertical(id="run-plots"):
                 with Horizontal(id="run-main-plots"):
                     waiting = "waiting for samples…"
-                    yield Plot(x_unit="V", y_unit="A", empty_text=waiting, id="plot-e")
-                    yield Plot(x_unit="s", y_unit="A", empty_text=waiting, id="plot-t")
+                    current = Axis("I", "A")
+                    yield Plot(
+                        x_axis=Axis("E", "V"), y_axis=current, empty_text=waiting, id="plot-e"
+                    )
+                    yield Plot(
+                        x_axis=Axis("t", "s"), y_axis=current, empty_text=waiting, id="plot-t"
+                    )
                 yield Plot(
-                    x_unit="s",
-                    y_unit="A",
+                    x_axis=Axis("t", "s"),
+                    y_axis=Axis("I - twin", "A"),
                     empty_text="no twin prediction yet",
                     id="plot-residual",
                 )
             with Vertical(id="run-side"):
+                yield Static(id="run-info")
                 yield ParameterPanel(id="params")
                 yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
@@ -139,6 +164,7 @@ class RunScreen(Screen[None]):
         ]
         self.watch(self.app, "connection_status", self._on_connection, init=False)
         self.set_interval(self.DRAW_INTERVAL_S, self.draw)
+        self.set_interval(self.RECORD_INTERVAL_S, self._follow_record)
         self._load()
         self.draw()
 
@@ -168,21 +194,11 @@ class RunScreen(Screen[None]):
         try:
             record = await link.call("runs", "show", self.run_id)
             self.model.apply_record(record)
-            for _ in range(_HISTORY_PAGES_MAX):
-                page = await link.call("runs", "events", self.run_id, self._next_seq, _HISTORY_PAGE)
-                lines: list[LogLine] = []
-                for item in page:
-                    self._next_seq = int(item["seq"]) + 1
-                    if item.get("error"):  # the daemon could not read it back
-                        text = f"recorded event {item['seq']} is unreadable: {item['error']}"
-                        lines.append(LogLine(None, "warning", text))
-                        continue
-                    lines += self.model.ingest(decode_message(item["message"]))
-                self.log_lines(lines)
-                if len(page) < _HISTORY_PAGE:
-                    break
+            self._next_seq = await read_recorded(
+                link, self.model, self._next_seq, self.log_lines, pages=_HISTORY_PAGES_MAX
+            )
         except (ApiError, TimeoutError) as exc:
-            self.log_lines([LogLine(None, "error", f"cannot read run {self.run_id}: {exc}")])
+            self.log_lines([_said_now("error", f"cannot read run {self.run_id}: {exc}")])
         finally:
             self.reading_history = False
             pending, self._pending = self._pending, []
@@ -206,9 +222,8 @@ class RunScreen(Screen[None]):
             return
         log = self.query_one("#run-log", RichLog)
         for line in lines:
-            at = (line.at.astimezone() if line.at else datetime.now().astimezone()).strftime(
-                "%H:%M:%S"
-            )
+            # A twin's or calibrator's note carries no wall-clock time: none is made up.
+            at = line.at.astimezone().strftime("%H:%M:%S") if line.at else " " * 8
             log.write(Text.assemble((at + " ", "dim"), (line.text, _LEVEL_STYLES[line.level])))
 
     # --- drawing -------------------------------------------------------------------------
@@ -239,21 +254,63 @@ class RunScreen(Screen[None]):
         status, data, twin, params = self._drawn
         if m.status_version != status or m.data_version != data:
             self.query_one("#run-status", StatusLine).show(self.status_text())
+        if m.status_version != status:
+            self._show_info()
         if m.data_version != data or m.twin_version != twin:
             self._draw_plots()
         if m.twin_version != twin or m.params_version != params:
             self._titles()
         if m.params_version != params or m.status_version != status:
-            self.query_one("#params", ParameterPanel).show(m.params.values())
+            self._show_parameters()
         self._drawn = versions
 
+    def _show_info(self) -> None:
+        """The run panel: what kind of run this is, and what matters of that kind."""
+        details = run_details(self.model.record)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for k, (label, value) in enumerate(details):
+            text.append(("\n" if k else "") + f"{label:<12}", style="dim")
+            text.append(value)
+        info = self.query_one("#run-info", Static)
+        info.update(text)
+        info.border_title = "run"
+
+    def _follow_record(self) -> None:
+        """A simulation reports its progress in its record: read it again while it runs."""
+        if run_kind(self.model.record) == "simulation" and not self.model.is_final:
+            self._read_record()
+
+    @work(group="record", exclusive=True)
+    async def _read_record(self) -> None:
+        try:
+            record = await link_of(self).call("runs", "show", self.run_id)
+        except (ApiError, TimeoutError):
+            return  # the banner says why; the next tick asks again
+        self.model.apply_record(record)
+
+    def _show_parameters(self) -> None:
+        panel = self.query_one("#params", ParameterPanel)
+        panel.show(self.model.params.values(), units_of(self), self.model.reference)
+        for _, _, shown in panel.rows():
+            if shown.problem and shown.problem not in self._said:
+                self._said.add(shown.problem)
+                self.log_lines([_said_now("warning", f"units: {shown.problem}")])
+
+    def units_changed(self) -> None:
+        """The display units changed (the app's ``u``): show the parameters in them."""
+        self._show_parameters()
+
     def _titles(self) -> None:
-        """The plots' legends (with the band's probability) and the posterior's version."""
+        """The plots' legends (with the band's probability), the cycle shown, and the
+        posterior's version."""
         level = self.model.band_level
-        band = f"█ {level:.0%} band" if level is not None else "█ band"
-        legend = Text.assemble(("━ measured ", MEASURED), ("━ twin ", PREDICTED), (band, BAND))
-        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend)
-        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend)
+        band = f" {level:.0%} band " if level is not None else " band "
+        legend = Text.assemble(("━ measured ", MEASURED))
+        if len(self.model.twin):  # a run without a twin (an import) has nothing more to show
+            legend.append_text(Text.assemble(("━ twin ", PREDICTED), (band, f"on {BAND}")))
+        which = f"  [{self.cycle_shown}]" if self.cycle_shown else ""
+        self.query_one("#plot-e", Plot).border_title = Text.assemble("I vs E  ", legend, which)
+        self.query_one("#plot-t", Plot).border_title = Text.assemble("I vs t  ", legend, which)
         posterior = f" ({self.model.posterior})" if self.model.posterior else ""
         self.query_one("#params", ParameterPanel).border_title = f"parameters{posterior}"
 
@@ -279,19 +336,35 @@ class RunScreen(Screen[None]):
         m = self.model
         t, E, current = (m.samples.column(c) for c in ("t", "E", "I"))
         tw = {c: m.twin.column(c) for c in m.twin.names}
+        shown = ""
+        if self.cycle is not None and t.size:
+            number, count, t0, t1 = cycle_window(t, E, self.cycle)
+            self.cycle = min(self.cycle, count)
+            shown = f"cycle {number} of {count}"
+            keep = (t >= t0) & (t < t1)
+            t, E, current = t[keep], E[keep], current[keep]
+            keep = (tw["t"] >= t0) & (tw["t"] < t1)
+            tw = {c: v[keep] for c, v in tw.items()}
+        if shown != self.cycle_shown:
+            self.cycle_shown = shown
+            self._titles()
+        vs = f"vs {m.reference}" if m.reference else ""
+        self.query_one("#plot-e", Plot).x_axis = Axis("E", "V", vs)
         for plot_id, x, x_twin in (("#plot-e", E, tw["E"]), ("#plot-t", t, tw["t"])):
             layers: list[Layer] = []
             if tw["t"].size:
-                layers.append(Band(x_twin, tw["lower"], tw["upper"], BAND))
-                layers.append(Line(x_twin, tw["predicted"], PREDICTED))
-            layers.append(Line(x, current, MEASURED))
+                band = f"{m.band_level:.0%} band" if m.band_level is not None else "band"
+                layers.append(Band(x_twin, tw["lower"], tw["upper"], BAND, label=band))
+                layers.append(Line(x_twin, tw["predicted"], PREDICTED, label="twin"))
+            layers.append(Line(x, current, MEASURED, label="measured"))
             # A hidden plot is given its layers too (rasterising waits until it shows): a
             # frame drawn while the axis switches must not leave the other one empty.
             self.query_one(plot_id, Plot).plot(layers)
         residual = self.query_one("#plot-residual", Plot)
         if tw["t"].size:
             zero = Line(np.array([tw["t"][0], tw["t"][-1]]), np.zeros(2), ZERO)
-            residual.plot([zero, Line(tw["t"], tw["residual"], RESIDUAL)])
+            measured_minus_twin = Line(tw["t"], tw["residual"], RESIDUAL, label="measured - twin")
+            residual.plot([zero, measured_minus_twin])
 
     def status_text(self) -> Text:
         """The status lines: state and reason; cell, samples, rate, lag, instrument."""
@@ -399,7 +472,7 @@ class RunScreen(Screen[None]):
     @work(group="estop")
     async def _emergency_stop(self) -> None:
         notes = await emergency_stop(link_of(self), self.run_id, self.model.instrument)
-        self.log_lines([LogLine(None, "error", f"EMERGENCY STOP: {note}") for note in notes])
+        self.log_lines([_said_now("error", f"EMERGENCY STOP: {note}") for note in notes])
         self.notify("\n".join(notes), title="EMERGENCY STOP", severity="error", timeout=10)
 
     def action_reset_interlock(self) -> None:
@@ -436,13 +509,37 @@ class RunScreen(Screen[None]):
             )
             return
         line = f"{instrument}: interlock reset; it accepts runs again"
-        self.log_lines([LogLine(None, "info", line)])
+        self.log_lines([_said_now("info", line)])
         self.notify(line)
 
     def action_toggle_axis(self) -> None:
         """Plot against time instead of potential, or back."""
         self._time_axis = not self._time_axis
         self.set_class(self._time_axis, "-time-axis")  # both plots hold what they show
+
+    def action_zoom(self) -> None:
+        """Zoom the plots to the last cycle, or back to every cycle."""
+        self.cycle = None if self.cycle is not None else 0
+        self._redraw_plots()
+
+    def action_cycle(self, step: int) -> None:
+        """Show the cycle before (-1) or after (1) the one shown."""
+        count = int(self.cycle_shown.rsplit(" ", 1)[-1]) if self.cycle_shown else 0
+        now = self.cycle or count or 1
+        self.cycle = max(1, now + step)
+        self._redraw_plots()
+
+    def _redraw_plots(self) -> None:
+        self._draw_plots()
+        self.refresh_bindings()
+
+    def action_history(self) -> None:
+        """Each parameter's posterior history: its median, interval and truth over time."""
+        self.app.push_screen(HistoryScreen(self.model))
+
+    def action_calibration(self) -> None:
+        """The calibration report: the daemon calibrates the run's model on its samples."""
+        self.app.push_screen(CalibrationScreen(self.run_id, self.model.record))
 
     def action_back(self) -> None:
         """Back to the screen before."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -17,7 +16,9 @@ from runtime import topics
 from runtime.client import Event
 from runtime.errors import ApiError
 from runtime.messages import AcquisitionStarted, RunCreated, RunStateChanged
+from tui import _format
 from tui._banner import ConnectionBanner
+from tui._compare_screen import CompareScreen
 from tui._connection import Subscription
 from tui._context import link_of
 from tui._control import emergency_stop
@@ -61,13 +62,16 @@ class RunsScreen(Screen[None]):
     HELP = (
         "Every run the daemon knows, newest first: its state, how far it got, its samples, "
         "when it started. Type / to filter (words match id, state, name, source and "
-        "instrument); enter opens the run under the cursor."
+        "instrument); enter opens the run under the cursor. p pins the run under the "
+        "cursor; c then overlays the run under the cursor on the pinned one."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("R", "replay", "Replay this"),
+        Binding("p", "pin", "Pin"),
+        Binding("c", "compare", "Compare with pinned"),
         Binding("E", "emergency_stop", "E-STOP"),
     ]
     REFRESH_S = 1.0
@@ -88,6 +92,7 @@ class RunsScreen(Screen[None]):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._subs: list[Subscription] = []
         self._asked: set[str] = set()
+        self.pinned: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -167,6 +172,9 @@ class RunsScreen(Screen[None]):
         samples = int(run.get("samples", 0))
         if run.get("state") == "completed":
             return 1.0
+        reported = run.get("progress")  # a run that reports its own (a simulation's)
+        if isinstance(reported, int | float) and not isinstance(reported, bool):
+            return float(reported)
         expected = self.expected.get(str(run["id"]))
         source = str(run.get("source", ""))
         if expected is None and source.startswith("replay:"):
@@ -184,7 +192,7 @@ class RunsScreen(Screen[None]):
         source = str(run.get("source", ""))
         instrument = self.instruments.get(run_id, "replay" if source.startswith("replay:") else "—")
         return (
-            run_id,
+            f"◆ {run_id}" if run_id == self.pinned else run_id,
             str(run.get("state", "?")),
             progress_bar(self._progress(run, by_id)),
             f"{int(run.get('samples', 0)):,}",
@@ -198,7 +206,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs", DataTable)
         query = self.query_one("#filter", Input).value
         by_id = {str(r["id"]): r for r in self.runs}
-        today = datetime.now().astimezone().strftime("%Y-%m-%d")
+        today = _format.local_today()
         rows = {str(r["id"]): self._row(r, by_id, today) for r in self.runs}
         shown = [
             run_id for run_id, run in by_id.items() if run_matches(run, rows[run_id][6], query)
@@ -276,6 +284,23 @@ class RunsScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         self.query_one("#runs", DataTable).focus()
+
+    def action_pin(self) -> None:
+        """Pin the run under the cursor (or unpin it): the run others are compared with."""
+        run_id = self.selected_run()
+        self.pinned = None if run_id == self.pinned else run_id
+        self.notify(
+            f"pinned {self.pinned}: c compares a run with it" if self.pinned else "unpinned"
+        )
+        self._render_rows()
+
+    def action_compare(self) -> None:
+        """Overlay the run under the cursor on the pinned one."""
+        run_id = self.selected_run()
+        if self.pinned is None or run_id is None or run_id == self.pinned:
+            self.notify("pin a run first (p), then compare another with it (c)")
+            return
+        self.app.push_screen(CompareScreen(self.pinned, run_id))
 
     def action_replay(self) -> None:
         """Replay the run under the cursor (asks for the speed)."""

@@ -21,13 +21,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token", help=argparse.SUPPRESS)  # refused: it shows in `ps`
     parser.add_argument("--run", dest="run_id", metavar="ID", help="open this run at start")
+    parser.add_argument(
+        "--sweep",
+        metavar="DIR.zarr",
+        help="open a sweep's results (galvana sweep --out DIR.zarr) as a heatmap",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the TUI's settings (display units; default: $XDG_CONFIG_HOME/galvana/tui.yaml)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Open the TUI; returns 0 when the user quits.
 
     A daemon that cannot be reached is no error here: the TUI says so in a banner
-    and keeps retrying. A malformed ``--tcp`` is (one line, exit status 2).
+    and keeps retrying. A malformed ``--tcp`` or config file is (one line, exit status 2).
     """
     from runtime.address import TOKEN_ARGV_REFUSAL, token_from  # noqa: PLC0415
     from runtime.errors import TokenError  # noqa: PLC0415
@@ -35,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.token is not None:
         raise TokenError(TOKEN_ARGV_REFUSAL)
     token = token_from(args.token_file)
+    from tui._units import load_units  # noqa: PLC0415
+
+    units = load_units(args.config)
+    sweep = None
+    if args.sweep is not None:
+        from tui._sweep_screen import read_sweep  # noqa: PLC0415
+
+        sweep = read_sweep(args.sweep)
     # Textual is imported only when the TUI is used: `galvana --help` stays instant.
     from textual.logging import TextualHandler  # noqa: PLC0415
 
@@ -50,5 +68,13 @@ def run(args: argparse.Namespace) -> int:
         ):
             root.removeHandler(handler)
     root.addHandler(TextualHandler())
-    run_app(socket_path=args.socket, tcp=args.tcp, token=token, data=args.data, run_id=args.run_id)
+    run_app(
+        socket_path=args.socket,
+        tcp=args.tcp,
+        token=token,
+        data=args.data,
+        run_id=args.run_id,
+        units=units,
+        sweep=sweep,
+    )
     return 0

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from runtime.errors import GalvanaError
 
-__all__ = ["TuiError"]
+__all__ = ["ConfigError", "TuiError"]
 
 
 class TuiError(GalvanaError):
     """Base class of every error the TUI raises on purpose."""
+
+
+class ConfigError(TuiError):
+    """The TUI's config file cannot be used (the message names the file and the key)."""

@@ -97,7 +97,7 @@ from twins.forward import ForwardProblem, engine_current
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.residuals import Lag1, lag1
 from twins.samples import Segment
-from twins.spec import FitSettings, TwinSpec
+from twins.spec import FitSettings, TwinSpec, si_units
 from twins.stream import ModelStream, StreamState, stream_for
 
 __all__ = [
@@ -1169,6 +1169,9 @@ class OnlineCalibrator:
     ) -> PosteriorUpdate:
         values = summary.median
         warnings = identifiability_warnings(self.param, gaussian, self.spec, values)
+        # Each parameter's SI unit travels with its numbers: a client (the TUI) shows
+        # them in units of its user's choosing without knowing the twin's schema.
+        diagnostics = {**diagnostics, "units": si_units(self.param.names)}
         return PosteriorUpdate(
             self.run_id,
             self.version,

@@ -51,7 +51,7 @@ from twins.errors import ExperimentError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
-from twins.spec import FitSettings, Protocol, TwinSpec
+from twins.spec import FitSettings, Protocol, TwinSpec, si_units
 from twins.stream import stream_for, stream_over
 
 __all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
@@ -189,17 +189,19 @@ class Calibration:
 
     def as_plain(self, *, arrays: bool = False) -> dict[str, Any]:
         """As plain data (JSON-ready: NaN as None); ``arrays`` adds each run's samples,
-        fit, band and residuals."""
+        fit, band and residuals. Each parameter names its SI ``unit`` (``""``: none)."""
         s = self.summary
         shared = set(self.param.spec.names) - set(
             self.param.spec.per_run if self.param.runs else ()
         )
         parameters: dict[str, Any] = {}
+        units = si_units(s.names)
         for j, name in enumerate(s.names):
             base, _, run = name.partition("@")
             parameters[name] = {
                 "parameter": base,
                 "run": run or None,
+                "unit": units[name],
                 "shared": base in shared or (base == "noise" and not run),
                 "mean": float(s.mean[j]),
                 "median": float(s.median[j]),

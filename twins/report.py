@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from runtime.units import to_si
+from runtime.units import unit_factor
 from twins.experiments import Calibration
 from twins.spec import parameter_quantity
 
@@ -37,8 +36,6 @@ FloatArray = npt.NDArray[np.float64]
 _POSTERIOR_DRAWS = 4000
 _MAX_PAIRWISE = 8
 _Z90 = 1.6448536269514722
-# "cm2/s" as people write it: pint needs "cm^2/s".
-_EXPONENT = re.compile(r"(?<=[A-Za-z\u00b5\u03bc])(-?\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +75,7 @@ def parse_units(text: str | None, names: Sequence[str]) -> dict[str, DisplayUnit
             )
         quantity = parameter_quantity(matched[0])
         try:
-            factor = to_si("1 " + _EXPONENT.sub(r"^\1", unit), quantity)
+            factor = unit_factor(unit, quantity)
         except ValueError:
             raise ValueError(
                 f"--units {key}={unit}: {unit!r} is not a unit of {quantity.name} "

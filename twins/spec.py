@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, cast
@@ -98,6 +98,7 @@ __all__ = [
     "prior_median",
     "protocol_waveform",
     "resolve_document",
+    "si_units",
     "twin_spec_from",
     "twin_spec_schema",
 ]
@@ -598,6 +599,19 @@ def parameter_quantity(name: str) -> Quantity:
     if name.split("@", 1)[0] == "noise":
         return _A
     return _PARAMETER_QUANTITY[name.split("@", 1)[0].rsplit(".", 1)[-1]][0]
+
+
+def si_units(names: Sequence[str]) -> dict[str, str]:
+    """Each calibrated parameter's SI unit (``""`` for a dimensionless one), by name.
+
+    >>> si_units(["kinetics.k0", "kinetics.alpha", "noise"])
+    {'kinetics.k0': 'm/s', 'kinetics.alpha': '', 'noise': 'A'}
+    """
+    out = {}
+    for name in names:
+        unit = parameter_quantity(name).si_unit
+        out[name] = "" if unit == "dimensionless" else unit
+    return out
 
 
 # --------------------------------------------------------------------------- the document

@@ -218,7 +218,14 @@ def posterior_at(run_id: str, k: int, warning: str = "") -> PosteriorUpdate:
         scale_tril=empty,
         correlation=empty,
         elbo=empty,
-        diagnostics={},
+        diagnostics={
+            "units": {
+                "kinetics.k0": "m/s",
+                "kinetics.E0": "V",
+                "species.O.D": "m^2/s",
+                "noise": "A",
+            }
+        },
         warnings=(warning,) if warning else (),
     )
 

@@ -78,13 +78,16 @@ def main() -> None:
             assert isinstance(shown, dict)
             match = re.search(r"([\d,]+) samples @ ([^ ]+ \w+)", screen)
             lag = "no lag" if "no lag" in screen else "LAGGED"
+            # The screen draws less often than 10 Hz when over its CPU budget, and says so.
+            paced = re.search(r"display (\d+) Hz", screen)
+            frames = f"display {paced.group(1)} Hz (paced)" if paced else "display 10 Hz"
             shown_samples = match.group(1) if match else "?"
             rate = match.group(2) if match else "?"
             report = [
                 f"terminal {width}x{height}, {args.seconds:.0f} s window at 1 kHz",
                 f"TUI CPU: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f}% of one core",
                 f"samples shown {shown_samples} at {rate}; daemon counted "
-                f"{shown['samples']:,}; {lag}",
+                f"{shown['samples']:,}; {lag}; {frames}",
             ]
             sys.stdout.write("\n".join(report) + "\n")
         finally:

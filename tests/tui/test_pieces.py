@@ -23,7 +23,16 @@ from runtime.messages import (
     SimulatedTruth,
     TwinPrediction,
 )
-from tui._raster import band_codes, codes_to_text, line_codes, nice_range
+from tui._cycles import cycle_starts, cycle_window
+from tui._plot import Axis, Band, Line, Plot, axis_scale
+from tui._raster import (
+    band_codes,
+    codes_to_text,
+    column_envelope,
+    line_codes,
+    nice_range,
+    nice_ticks,
+)
 from tui._ring import Ring
 from tui._run_model import RunModel
 
@@ -276,3 +285,81 @@ def test_run_model_folds_a_recorded_twin_run(twin_recording: Recording) -> None:
     assert "idle → running: started" in texts
     assert "calibrator started" in texts
     assert texts[-1] == "running → completed: the protocol ran to its end (2 cycles)"
+
+
+# --- the plot: envelopes, layers that never interleave, ticks, cycles -------------------
+
+
+def test_a_voltammograms_branches_stay_apart_in_the_envelope() -> None:
+    # Forward and reverse sweeps over one potential range, 1 µA apart: many points per
+    # pixel column; the envelope fills each branch's column span, never the loop.
+    E = np.concatenate([np.linspace(-0.5, 0.5, 5000), np.linspace(0.5, -0.5, 5000)])
+    current = np.concatenate([np.full(5000, 1e-6), np.full(5000, -1e-6)])
+    codes = line_codes(E, current, x_range=(-0.5, 0.5), y_range=(-2e-6, 2e-6), cols=20, rows=8)
+    # The two branches, and between them only the jump at the vertex (the last column).
+    assert np.flatnonzero(codes[:, :-1].any(axis=1)).tolist() == [2, 5]
+    assert codes[2].all()
+    assert codes[5].all()
+    px = np.arange(10)
+    py = np.array([0, 3, 1, 5, 5, 5, 2, 2, 9, 0])
+    cols = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    col, low, high, first, last, joined = column_envelope(cols, py, np.ones(10, dtype=bool))
+    assert col.tolist() == [0, 1, 2, 3]
+    assert (low.tolist(), high.tolist()) == ([0, 5, 2, 0], [3, 5, 5, 9])
+    assert (first.tolist(), last.tolist()) == ([0, 5, 5, 9], [1, 5, 2, 0])
+    assert joined.tolist() == [0, 1, 1, 1]
+    assert px.size == 10
+
+
+def test_each_cell_shows_one_series_and_the_band_is_a_shade() -> None:
+    plot = Plot()
+    x = np.linspace(0.0, 1.0, 2000)
+    twin = np.sin(6 * x)
+    measured = twin + 0.02 * np.random.default_rng(1).standard_normal(x.size)
+    plot.plot(
+        [
+            Band(x, twin - 0.1, twin + 0.1, "#5a3a08"),
+            Line(x, twin, "orange1"),
+            Line(x, measured, "bright_cyan"),
+        ]
+    )
+    x_range, y_range = plot.ranges
+    owner, codes, shade = plot._rasterise(x_range, y_range, 60, 16)
+    measured_only = line_codes(x, measured, x_range=x_range, y_range=y_range, cols=60, rows=16)
+    twin_only = line_codes(x, twin, x_range=x_range, y_range=y_range, cols=60, rows=16)
+    # Where the measured trace is, its dots alone show: never OR-ed with the twin's.
+    mine = measured_only != 0
+    assert (owner[mine] == 3).all()
+    assert (codes[mine] == measured_only[mine]).all()
+    # The twin shows where the measured trace is not, with its own dots.
+    theirs = (twin_only != 0) & ~mine
+    assert (owner[theirs] == 2).all()
+    assert (codes[theirs] == twin_only[theirs]).all()
+    # The band is the background of the cells it covers, under both lines.
+    assert (shade[mine] == 1).mean() > 0.9
+    assert (owner[shade == 1] != 1).all()
+
+
+def test_ticks_are_round_and_the_axis_says_its_unit() -> None:
+    assert nice_ticks(-0.52, 0.51, 5).tolist() == [-0.5, 0.0, 0.5]
+    assert nice_ticks(0.0, 2.02, 4).tolist() == [0.0, 1.0, 2.0]  # at most 4, 1-2-5 steps
+    assert nice_ticks(0.0, 2.02, 5).tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert axis_scale(-1.2e-6, 2.5e-6, "A") == (1e-6, "µA")
+    assert axis_scale(0.9e-5, 1.2e-5, "cm²/s", prefixed=False) == (1e-5, "\u00d710⁻⁵ cm²/s")
+    plot = Plot(x_axis=Axis("E", "V", "vs SCE"), y_axis=Axis("I", "A"))
+    plot.plot([Line(np.array([-0.5, 0.5]), np.array([-2e-6, 2e-6]), "white")])
+    assert plot.axes_text() == "I / µA  against  E / mV vs SCE"
+
+
+def test_cycles_are_found_in_the_potential() -> None:
+    t = np.linspace(0.0, 3.0, 301)
+    vertex_start = np.abs((t % 1.0) * 2.0 - 1.0) - 0.5  # 0.5 -> -0.5 -> 0.5 V
+    middle_start = 0.5 * np.sin(2 * np.pi * t)  # 0 -> 0.5 -> -0.5 -> 0 V
+    noisy = vertex_start + 0.01 * np.random.default_rng(3).standard_normal(t.size)
+    assert cycle_starts(vertex_start).tolist() == [0, 100, 200]
+    assert cycle_starts(middle_start).tolist() == [0, 100, 200]
+    assert cycle_starts(-middle_start).tolist() == [0, 100, 200]
+    assert np.abs(cycle_starts(noisy) - [0, 100, 200]).max() <= 2
+    assert cycle_starts(np.linspace(0.0, 1.0, 50)).tolist() == [0]  # one sweep: one cycle
+    assert cycle_window(t, vertex_start, 0) == (3, 3, t[200], float("inf"))
+    assert cycle_window(t, vertex_start, 2) == (2, 3, t[100], t[200])

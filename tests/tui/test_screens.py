@@ -19,6 +19,7 @@ from runtime.messages import (
 )
 from tui import ActorsScreen, ConnectionStatus, GalvanaApp, Plot, ReplayScreen, RunScreen
 from tui._confirm import ConfirmScreen
+from tui._format import format_estimate
 from tui._help import HelpScreen
 from tui._parameters import ParameterPanel
 
@@ -117,7 +118,8 @@ async def test_twin_band_residual_and_parameters_follow_their_topics() -> None:
         assert screen.model.params["kinetics.k0"].truth == TRUTH["kinetics.k0"]  # simulated
         assert len(screen.model.params["noise"].history) == 20
         text = screen_text(app)
-        assert "k0 0.01025 ✓ truth 0.01" in text
+        assert "k0 1.02 ✓ truth 1.00" in text  # cm/s, the interval [0.97, 1.10]
+        assert "[0.97, 1.10] cm/s" in text
         assert "✗" in text  # E0's interval misses its truth
         assert "90% band" in text
         assert "parameters (v20 svi)" in text
@@ -317,8 +319,11 @@ def _shows_the_recording(app: GalvanaApp, screen: RunScreen, rec: Recording) -> 
     assert f"parameters (v{last.version} {last.method})" in text
     truth = rec.of(SimulatedTruth)[-1]
     k, j = last.parameters.index("kinetics.E0"), truth.parameters.index("kinetics.E0")
-    mark = "✓" if last.q05[k] <= truth.values[j] <= last.q95[k] else "✗"
-    assert f"E0 {last.median[k]:.4g} {mark} truth {truth.values[j]:.4g}" in text
+    # E0 in mV, its digits from its interval's width; the mark read from what is printed.
+    p = format_estimate(last.median[k], last.q05[k], last.q95[k], truth.values[j], scale=1e-3)
+    assert p.covered == (float(p.lower) <= float(p.truth or "nan") <= float(p.upper))
+    assert f"E0 {p.median} {p.mark} truth {p.truth}" in text
+    assert f"{p.interval} mV" in text
 
 
 @run_async

@@ -1,4 +1,7 @@
-"""Snapshots of every screen (pytest-textual-snapshot): the layout at 80x24 and when larger.
+"""Snapshots of every screen (pytest-textual-snapshot), fed by runs a real daemon recorded
+(``_recorded.py``: a twin run on the simulated potentiostat, an imported instrument
+file, the daemon's calibration of the twin run, a ``galvana sweep`` store), at 80x24
+and larger.
 
 Review a changed layout with ``pytest tests/tui/test_snapshots.py`` (the report shows
 both images) and accept it with ``--snapshot-update``.
@@ -7,25 +10,36 @@ both images) and accept it with ``--snapshot-update``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
 from tui import ConnectionStatus, GalvanaApp, RunScreen
+from tui import _format as tui_format
+from tui._sweep_screen import SweepScreen, read_sweep
 
 from ._daemon import until
-from ._data import LIVE, cv_batches, fake_link, paused, posterior_at, truth_of, twin_for
-from ._fake import FakeLink
+from ._recorded import (
+    SWEEP,
+    calibration_report,
+    open_run,
+    recorded,
+    runs_listed,
+    two_runs_compared,
+)
 
 Compare = Callable[..., bool]
+Before = Callable[[Pilot[Any]], Awaitable[None]]
 
 
 @pytest.fixture(autouse=True)
-def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Times show in local time; the snapshots are taken in UTC wherever they run.
+def _stable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Times show in local time; the snapshots are taken in UTC wherever they run, on a
+    # "today" that is not the recording's day (so dates show, whenever the tests run).
     monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setattr(tui_format, "local_today", lambda: "2000-01-01")
     # A busy test machine must not slow the frame rate (the status line would say so).
     monkeypatch.setattr(RunScreen, "CPU_BUDGET", 100.0)
     time.tzset()
@@ -34,108 +48,143 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def _app() -> tuple[GalvanaApp, FakeLink]:
-    link = fake_link()
-    return GalvanaApp(link=link), link
+def _app() -> GalvanaApp:
+    return GalvanaApp(link=recorded().link())
 
 
-async def _open_run(pilot: Pilot[Any], link: FakeLink, *, twin: bool = True) -> None:
-    await pilot.app.push_screen(RunScreen(LIVE))
-    await pilot.pause()
-    batches = cv_batches(LIVE, 40)
-    if twin:
-        link.publish(f"run/{LIVE}/truth", truth_of(LIVE))
-    for k, batch in enumerate(batches[:30]):
-        link.publish(f"run/{LIVE}/samples", batch)
-        if twin:
-            link.publish(f"run/{LIVE}/twin", twin_for(batch))
-            if k % 3 == 0:
-                link.publish(f"run/{LIVE}/posterior", posterior_at(LIVE, k // 3))
-    link.publish(f"run/{LIVE}/state", paused(LIVE))
-    await _drawn(pilot)
+def _snap(snap_compare: Compare, before: Before, size: tuple[int, int] = (80, 24)) -> bool:
+    return snap_compare(_app(), terminal_size=size, run_before=before)
 
 
-async def _drawn(pilot: Pilot[Any]) -> None:
-    """Until the run screen shows everything it was given."""
-    screen = pilot.app.screen
-    assert isinstance(screen, RunScreen)
-    await until(pilot, lambda: screen.up_to_date, what="the frame")
+# --- the runs -----------------------------------------------------------------------------
 
 
 def test_runs(snap_compare: Compare) -> None:
-    app, _ = _app()
-    assert snap_compare(app, terminal_size=(80, 24))
+    assert _snap(snap_compare, runs_listed)
 
 
-def test_runs_filtered_large(snap_compare: Compare) -> None:
-    app, _ = _app()
-    assert snap_compare(app, press=["slash", *"ferro", "enter"], terminal_size=(140, 36))
-
-
-def test_run(snap_compare: Compare) -> None:
-    app, link = _app()
-
+def test_runs_one_pinned_large(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open_run(pilot, link)
+        await runs_listed(pilot)
+        await pilot.press("down", "p")
+        await until(pilot, lambda: not pilot.app._notifications, what="the note to go")
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+    assert _snap(snap_compare, before, (140, 36))
 
 
-def test_run_against_time(snap_compare: Compare) -> None:
-    app, link = _app()
+# --- a twin run -----------------------------------------------------------------------------
 
+
+def test_twin_run(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open_run(pilot, link, twin=False)
-        await pilot.press("x")
-        await _drawn(pilot)
+        await open_run(pilot, recorded().twin)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+    assert _snap(snap_compare, before)
 
 
-def test_run_wide(snap_compare: Compare) -> None:
-    app, link = _app()
-
+def test_twin_run_wide(snap_compare: Compare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        await _open_run(pilot, link)
+        await open_run(pilot, recorded().twin)
 
-    assert snap_compare(app, terminal_size=(170, 48), run_before=before)
+    assert _snap(snap_compare, before, (170, 48))
+
+
+def test_twin_run_against_time_last_cycle(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await open_run(pilot, recorded().twin, "x", "z")
+
+    assert _snap(snap_compare, before, (120, 36))
+
+
+def test_twin_run_first_cycle_in_si(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await open_run(pilot, recorded().twin, "z", "left_square_bracket", "u")
+        await until(pilot, lambda: not pilot.app._notifications, what="the note to go")
+
+    assert _snap(snap_compare, before, (120, 36))
+
+
+def test_posterior_history(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await open_run(pilot, recorded().twin, "h")
+
+    assert _snap(snap_compare, before, (120, 36))
+
+
+def test_calibration_report(snap_compare: Compare) -> None:
+    assert _snap(snap_compare, calibration_report, (120, 36))
 
 
 def test_abort_asks_first(snap_compare: Compare) -> None:
-    app, link = _app()
-
     async def before(pilot: Pilot[Any]) -> None:
-        await _open_run(pilot, link)
-        await pilot.press("a")
+        await open_run(pilot, recorded().twin, "a")
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
-
-
-def test_actors(snap_compare: Compare) -> None:
-    app, _ = _app()
-    assert snap_compare(app, press=["f3", "_"], terminal_size=(80, 24))
-
-
-def test_replay(snap_compare: Compare) -> None:
-    app, _ = _app()
-    assert snap_compare(app, press=["f4", "_", "plus"], terminal_size=(80, 24))
+    assert _snap(snap_compare, before)
 
 
 def test_help(snap_compare: Compare) -> None:
-    app, link = _app()
-
     async def before(pilot: Pilot[Any]) -> None:
-        await _open_run(pilot, link)
-        await pilot.press("f1")
+        await open_run(pilot, recorded().twin, "f1")
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+    assert _snap(snap_compare, before)
+
+
+# --- an imported run, a comparison, a sweep ------------------------------------------------
+
+
+def test_imported_run(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await open_run(pilot, recorded().imported)
+
+    assert _snap(snap_compare, before, (120, 36))
+
+
+def test_two_runs_compared(snap_compare: Compare) -> None:
+    assert _snap(snap_compare, two_runs_compared, (120, 36))
+
+
+def test_sweep_heatmap(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.app.push_screen(SweepScreen(read_sweep(SWEEP)))
+        await pilot.pause()
+
+    assert _snap(snap_compare, before, (100, 30))
+
+
+def test_sweep_heatmap_another_output(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.app.push_screen(SweepScreen(read_sweep(SWEEP)))
+        await pilot.press("o", "o")
+        await pilot.pause()
+
+    assert _snap(snap_compare, before)
+
+
+# --- the daemon -------------------------------------------------------------------------------
+
+
+def test_actors(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("f3")
+        table = pilot.app.screen.query_one("#actors")
+        await until(pilot, lambda: table.row_count > 0, what="the tree")
+
+    assert _snap(snap_compare, before)
+
+
+def test_replay(snap_compare: Compare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("f4")
+        table = pilot.app.screen.query_one("#replay-runs")
+        await until(pilot, lambda: table.row_count == len(recorded().runs), what="the runs")
+        await pilot.press("plus")
+
+    assert _snap(snap_compare, before)
 
 
 def test_connection_lost_banner(snap_compare: Compare) -> None:
-    app, link = _app()
-
     async def before(pilot: Pilot[Any]) -> None:
-        await pilot.pause()
+        await runs_listed(pilot)
         status = ConnectionStatus(
             "down",
             "unix:/var/lib/galvana/galvana.sock",
@@ -144,7 +193,8 @@ def test_connection_lost_banner(snap_compare: Compare) -> None:
             3,
             8.0,
         )
-        link.set_status(status, pilot.app)
+        link = pilot.app.link
+        link.set_status(status, pilot.app)  # type: ignore[attr-defined]
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+    assert _snap(snap_compare, before)
