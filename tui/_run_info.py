@@ -7,8 +7,8 @@ key a daemon does not send is left out, never guessed.
   technique, reference electrode, scan rate and the scans it holds;
 - a **simulation**: its progress, estimated time to completion and the conservation
   check (charge passed against the change in the species' amounts), from the record's
-  ``progress`` (fraction), ``eta_s`` (s) and ``conservation`` (``{"relative_error":
-  ..., "ok": ...}``) when the daemon reports them: the hook for simulation runs;
+  ``progress`` (fraction), ``eta_s`` (s), ``eta_basis`` and ``summary.conservation``
+  (``max_relative_error``, ``passed``, ``tolerance``), once the daemon reports them;
 - a **replay** (source ``replay:RUN``): what it replays;
 - a **twin** run on an instrument: the instrument and the protocol's waveform.
 """
@@ -33,7 +33,7 @@ def run_kind(record: dict[str, Any]) -> RunKind:
         return "import"
     if source.startswith("replay:"):
         return "replay"
-    kind = record.get("kind")
+    kind = record.get("kind")  # the daemon's (runtime.run_kinds)
     if kind == "simulation" or (isinstance(spec, dict) and "scenario" in spec):
         return "simulation"
     if isinstance(spec, dict) and not spec.get("instrument") and "progress" in record:
@@ -92,13 +92,19 @@ def _import(spec: dict[str, Any]) -> list[tuple[str, str]]:
 def _simulation(record: dict[str, Any]) -> list[tuple[str, str]]:
     progress = _number(record.get("progress"))
     out = [("progress", progress_bar(progress, 12) if progress is not None else "not reported")]
-    out.append(("ETA", format_duration(_number(record.get("eta_s")))))
-    conservation = record.get("conservation")
-    if isinstance(conservation, dict):
-        error = _number(conservation.get("relative_error"))
-        ok = conservation.get("ok")
-        verdict = "" if ok is None else (" ok" if ok else " FAILED")
-        shown = f"{error:.1e} relative{verdict}" if error is not None else "not reported"
+    eta = format_duration(_number(record.get("eta_s")))
+    basis = record.get("eta_basis")
+    out.append(("ETA", f"{eta} (from the {basis})" if basis and record.get("eta_s") else eta))
+    summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
+    assert isinstance(summary, dict)
+    check = summary.get("conservation")
+    if isinstance(check, dict):
+        error = _number(check.get("max_relative_error"))
+        passed = check.get("passed")
+        verdict = "" if passed is None else (" ok" if passed else " FAILED")
+        tolerance = _number(check.get("tolerance"))
+        within = f" (tolerance {tolerance:.0e})" if tolerance is not None else ""
+        shown = f"{error:.1e} relative{verdict}{within}" if error is not None else "not reported"
         out.append(("conservation", shown))
     else:
         out.append(("conservation", "not reported yet"))

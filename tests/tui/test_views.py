@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
+import physics
+from actors.run_state import RunRecord
+from actors.simulation import conservation_checked
 from galvana.compare import read_trace
-from runtime.messages import PosteriorUpdate, SampleBatch, TwinPrediction
+from runtime.messages import PosteriorUpdate, RunProgress, SampleBatch, TwinPrediction
 from tui import GalvanaApp, Plot
 from tui._calibration_screen import CalibrationScreen
 from tui._compare_screen import CompareScreen
@@ -25,6 +29,8 @@ from twins.compare import compare
 
 from ._daemon import run_async, screen_text, until
 from ._recorded import SWEEP, Recorded, open_run, recorded
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _batches(rec: Recorded, run_id: str) -> list[SampleBatch]:
@@ -55,21 +61,30 @@ async def test_an_imported_run_shows_its_file_instrument_reference_and_scans() -
 
 
 def test_a_simulations_progress_eta_and_conservation_come_from_its_record() -> None:
-    # The hook for simulation runs: what the daemon reports in the record is shown, and
-    # what it does not report yet is said to be missing, never made up.
-    record = {"id": "s", "source": "", "spec": {"scenario": {}}, "progress": 0.25, "eta_s": 200.0}
-    record["conservation"] = {"relative_error": 3.2e-8, "ok": True}
+    # The record as the daemon folds it (actors.run_state) from a real numba run's
+    # progress and mass balance: what it reports is shown, what it does not is said to
+    # be missing, never made up.
+    scenario = physics.load_scenario(EXAMPLES / "ferrocene-cv.yaml")
+    stepper = physics.Simulator(scenario).stepper()
+    while not stepper.finished:
+        stepper.advance(5_000)
+    check = conservation_checked("s", "numba", stepper.balance(), 1e-6)
+    now = datetime.now(UTC)
+    spec = {"procedure": "simulate", "scenario": {"name": "ferrocene-cv"}}
+    fresh = RunRecord("s", "running", now, spec, "")
+    record = fresh.apply(RunProgress("s", 0.25, 200.0, "step rate", now)).apply(check).as_plain()
     assert run_kind(record) == "simulation"
     assert run_details(record)[1:] == [
         ("progress", "███░░░░░░░░░  25%"),
-        ("ETA", "3 min 20 s"),
-        ("conservation", "3.2e-08 relative ok"),
+        ("ETA", "3 min 20 s (from the step rate)"),
+        ("conservation", f"{check.max_relative_error:.1e} relative ok (tolerance 1e-06)"),
     ]
-    bare = {"id": "s", "source": "", "spec": {"scenario": {}}}
+    assert 0 < check.max_relative_error < 1e-6
+    bare = fresh.as_plain()
     assert dict(run_details(bare))["conservation"] == "not reported yet"
     assert dict(run_details(bare))["progress"] == "not reported"
     screen = RunsScreen()
-    assert screen._progress({**record, "id": "s", "state": "running"}, {}) == 0.25
+    assert screen._progress(record, {}) == 0.25
 
 
 @run_async
