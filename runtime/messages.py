@@ -138,7 +138,10 @@ class SampleBatch:
 
     ``t`` time since the run started (s), ``E`` applied potential (V), ``I`` current
     (A, anodic positive), ``flags`` per-sample status bits (overload, compliance, ...).
-    ``seq`` numbers the batches of one run from 0 without gaps.
+    ``seq`` numbers the batches of one run from 0 without gaps. ``lost`` counts the
+    samples the instrument or its link lost before this batch (the sample after a loss
+    is flagged ``GAP`` where the instrument says where it was); a batch may hold no
+    samples and only a loss. Batches recorded before ``lost`` existed read back with 0.
     """
 
     run_id: str
@@ -147,6 +150,7 @@ class SampleBatch:
     E: F64Array1D
     I: F64Array1D  # noqa: E741 - the electrochemist's name for current
     flags: U8Array1D
+    lost: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.t)
@@ -156,6 +160,11 @@ class SampleBatch:
                     f"samples.{name}: has {len(getattr(self, name))} points but t has {n}",
                     field=f"samples.{name}",
                 )
+        if self.lost < 0:
+            raise MessageError(
+                f"samples.lost: {self.lost} samples lost; expected a count >= 0",
+                field="samples.lost",
+            )
 
     def __len__(self) -> int:
         return len(self.t)
