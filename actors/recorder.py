@@ -18,9 +18,11 @@ appends each message, encoded, to the run's stream (``run/<id>``) or to ``system
   commit window. At start the recorder checks every run's arrays against the log:
   batches after the recorded position are appended, and arrays that are damaged or
   disagree with the log are rebuilt from it (the log is the record).
-- **Durable counts.** After each commit, a :class:`~runtime.messages.SamplesRecorded`
-  on :data:`SAMPLES_TOPIC` says how many samples of each run it made durable; counts
-  shown to people are built from these, never from samples still in flight.
+- **Durable counts.** After each commit the recorder adds the samples it made durable
+  to the daemon's :class:`~actors.run_state.DurableSamples` (which the runs supervisor
+  reads: counts shown to people are durable, never samples still in flight, and counting
+  them puts no one in the recorder's way), and says so in a
+  :class:`~runtime.messages.SamplesRecorded` on :data:`SAMPLES_TOPIC` for whoever watches.
 - **Closed streams.** A run's stream is closed once its final state is recorded (a
   finished run never changes again). What is published on a finished run's topics
   afterwards is refused, not written: the recorder logs one line per run saying which
@@ -49,7 +51,7 @@ from actors.run_state import FINAL_STATES, sample_batches
 from actors.services import Services
 from runtime import topics
 from runtime.actor import Actor, exposed, waker
-from runtime.codec import decode, encode, peek_tag
+from runtime.codec import decode, encoded, peek_tag
 from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import SYSTEM_STREAM, EventStore
@@ -255,7 +257,7 @@ class Recorder(Actor):
                     self._refuse(run_id, msg)
                     continue
                 try:
-                    data = encode(msg)
+                    data = encoded(msg)  # the bytes API subscribers are sent, made once
                 except MessageError as exc:
                     # Only registered messages belong on recorded topics; say who broke that.
                     self._dropped += 1
@@ -292,6 +294,8 @@ class Recorder(Actor):
         the run's arrays, then say so."""
         self._write_samples(run_id, batches, seq)
         count = sum(len(b) for b in batches)
+        if self.services is not None:
+            self.services.durable.add(run_id, len(batches), count)
         self.bus.publish(SAMPLES_TOPIC, SamplesRecorded(run_id, len(batches), count))
 
     def _write_samples(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
@@ -382,7 +386,7 @@ class Recorder(Actor):
         """
         stream = stream_of(topic)
         try:
-            data = encode(msg)
+            data = encoded(msg)
         except MessageError as exc:
             raise CallError("bad_request", f"not recorded: {exc}") from None
         self._drain()

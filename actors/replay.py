@@ -2,7 +2,9 @@
 
 The samples of the source run are read from the event store, in order, and published
 on the new run's ``run/<id>/samples`` topic, paced by their own timestamps divided by
-``speed`` (or as fast as the consumers take them, ``speed=None``). Each batch
+``speed`` (or as fast as the consumers take them, ``speed=None``), with the samples the
+instrument lost before each (``lost``; a batch that holds only a loss is replayed too,
+as it came). Each batch
 boundary is a checkpoint. A source whose tail is corrupt or truncated is replayed as
 far as it is intact; the run then completes and says where the replay stopped.
 """
@@ -108,9 +110,9 @@ class ReplayProcedure:
                 except MessageError as exc:
                     where = f"event {number}, which is corrupt ({exc})"
                     break
-                if not isinstance(event, SampleBatch) or len(event) == 0:
+                if not isinstance(event, SampleBatch) or not (len(event) or event.lost):
                     continue
-                if self.speed is not None:
+                if self.speed is not None and len(event):
                     due = began + t_offset + float(event.t[-1]) / self.speed
                     while (delay := due - time.monotonic()) > 0 and not self._halt.is_set():
                         time.sleep(min(delay, 0.05))
@@ -126,6 +128,7 @@ class ReplayProcedure:
                     np.array(event.E),
                     np.array(event.I),
                     np.array(event.flags),
+                    event.lost,
                 )
                 self.context.bus.publish(topic, batch, timeout=None)
                 seq += 1

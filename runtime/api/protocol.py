@@ -71,6 +71,7 @@ __all__ = [
     "decode_message",
     "encode_frame",
     "error_reply",
+    "event_frame",
     "event_of",
     "hello_request",
     "ok_reply",
@@ -108,6 +109,17 @@ class ErrorCode(enum.StrEnum):
 def encode_frame(payload: dict[str, Any]) -> bytes:
     """One frame: the length header and the msgpack body."""
     body = pack_plain(payload)
+    return HEADER.pack(len(body)) + body
+
+
+def event_frame(subscription: int, topic: str, message: bytes) -> bytes:
+    """The ``event`` frame of ``subscription`` for a message on ``topic`` that is already
+    encoded (:func:`runtime.codec.encoded`: the bytes the event log holds): byte for
+    byte what :func:`encode_frame` makes of ``{"op": "event", "subscription": ...,
+    "topic": ..., "message": msg}``, without encoding the message again."""
+    head = pack_plain({"op": "event", "subscription": subscription, "topic": topic})
+    # The map of three entries becomes one of four (fixmap 0x8N); the message is the last.
+    body = b"\x84" + head[1:] + pack_plain("message") + message
     return HEADER.pack(len(body)) + body
 
 
