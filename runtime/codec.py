@@ -68,6 +68,7 @@ __all__ = [
     "message_from_plain",
     "message_types",
     "pack_plain",
+    "pack_plain_with",
     "peek_tag",
     "unpack_plain",
 ]
@@ -366,6 +367,17 @@ def pack_plain(value: object) -> bytes:
         return cast(bytes, msgpack.packb(value, default=_pack_default, datetime=True))
     except (TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"value cannot be encoded: {exc}") from exc
+
+
+def pack_plain_with(head: dict[str, object], key: str, message: bytes) -> bytes:
+    """:func:`pack_plain` of the map ``head`` with one entry more, last: ``key`` and a
+    message already encoded (``message``, as :func:`encoded` made it), spliced in rather
+    than encoded again. Byte for byte what ``pack_plain({**head, key: msg})`` makes."""
+    if len(head) >= 15 or key in head:
+        raise ValueError(f"a map of {len(head)} keys with {key!r} is not a fixmap of new keys")
+    packed = pack_plain(head)
+    # A fixmap's first byte holds its size: 0x80 | entries.
+    return bytes([0x80 | (len(head) + 1)]) + packed[1:] + pack_plain(key) + message
 
 
 # ---------------------------------------------------------------------------

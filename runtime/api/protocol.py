@@ -46,7 +46,14 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from runtime.codec import DEFAULT_LIMITS, DecodeLimits, message_from_plain, pack_plain, unpack_plain
+from runtime.codec import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    message_from_plain,
+    pack_plain,
+    pack_plain_with,
+    unpack_plain,
+)
 from runtime.errors import ApiError, MessageError
 
 __all__ = [
@@ -117,9 +124,8 @@ def event_frame(subscription: int, topic: str, message: bytes) -> bytes:
     encoded (:func:`runtime.codec.encoded`: the bytes the event log holds): byte for
     byte what :func:`encode_frame` makes of ``{"op": "event", "subscription": ...,
     "topic": ..., "message": msg}``, without encoding the message again."""
-    head = pack_plain({"op": "event", "subscription": subscription, "topic": topic})
-    # The map of three entries becomes one of four (fixmap 0x8N); the message is the last.
-    body = b"\x84" + head[1:] + pack_plain("message") + message
+    head: dict[str, object] = {"op": "event", "subscription": subscription, "topic": topic}
+    body = pack_plain_with(head, "message", message)
     return HEADER.pack(len(body)) + body
 
 

@@ -29,6 +29,7 @@ from runtime.codec import (
     message,
     message_types,
     pack_plain,
+    pack_plain_with,
     unpack_plain,
 )
 from runtime.errors import MessageError
@@ -461,6 +462,16 @@ def test_a_message_is_encoded_once_and_its_bytes_shared() -> None:
     assert "_wire" not in repr(note)
     other = SystemNote("info", "x", "z", None, note.at)
     assert encoded(other) == encode(other) != first
+
+
+def test_a_message_encoded_once_is_spliced_into_a_map_byte_for_byte() -> None:
+    batch = SampleBatch("r", 2, np.arange(3.0), np.ones(3), np.zeros(3), np.zeros(3, np.uint8))
+    head: dict[str, object] = {"op": "event", "subscription": 7, "topic": "run/r/samples"}
+    spliced = pack_plain_with(head, "message", encoded(batch))
+    assert spliced == pack_plain({**head, "message": batch})
+    assert unpack_plain(spliced)["message"][:3] == ["samples", "r", 2]  # type: ignore[index]
+    with pytest.raises(ValueError, match="not a fixmap of new keys"):
+        pack_plain_with(head, "op", encoded(batch))
 
 
 def test_message_classes_are_frozen_and_slotted() -> None:
