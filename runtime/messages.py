@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from runtime.codec import F64Array1D, Plain, U8Array1D, message
+from runtime.codec import Bool1D, F64Array1D, Plain, U8Array1D, message
 from runtime.errors import MessageError
 
 __all__ = [
@@ -487,6 +487,39 @@ class DriftCleared:
     fraction: float
 
 
+@message("twin.segment")
+class CalibrationSegment:
+    """One calibration segment of a run, cut by its twin from the cleaned samples (the
+    run's one cleaning; see ``twins.samples``) for its calibrator: the kept samples ``t``
+    (s), ``E`` (V, noise filtered) and ``I`` (A, NaN where unknown) with ``usable``
+    (which may enter a likelihood), its ``index`` (from 0) and ``first`` (whether it
+    starts the stream: the model starts at rest at its first sample).
+
+    Published on ``twin/<run>/segments``, never recorded: a replay cuts them again.
+    """
+
+    index: int
+    t: F64Array1D
+    E: F64Array1D
+    I: F64Array1D  # noqa: E741 - current
+    usable: Bool1D
+    first: bool
+
+    def __post_init__(self) -> None:
+        n = len(self.t)
+        for name in ("E", "I", "usable"):
+            if len(getattr(self, name)) != n:
+                raise MessageError(
+                    f"twin.segment.{name}: has {len(getattr(self, name))} points but t has {n}",
+                    field=f"twin.segment.{name}",
+                )
+
+    @property
+    def t_end(self) -> float:
+        """The last sample time (s)."""
+        return float(self.t[-1])
+
+
 @message("calibration.posterior")
 class PosteriorUpdate:
     """A posterior over the calibrated parameters (and the noise sd, named ``noise``).
@@ -559,6 +592,7 @@ class CalibratorStarted:
 
 __all__ += [
     "CalibrationDiverged",
+    "CalibrationSegment",
     "CalibrationSkipped",
     "CalibratorStarted",
     "DataIssue",
