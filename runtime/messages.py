@@ -21,6 +21,7 @@ __all__ = [
     "ApiCall",
     "AuditEvent",
     "CalibrationDiverged",
+    "CalibrationSegment",
     "CalibrationSkipped",
     "CalibratorStarted",
     "ChildExited",
@@ -592,7 +593,6 @@ class CalibratorStarted:
 
 __all__ += [
     "CalibrationDiverged",
-    "CalibrationSegment",
     "CalibrationSkipped",
     "CalibratorStarted",
     "DataIssue",
