@@ -6,6 +6,7 @@ never changes once released. Add new messages; never repurpose a tag.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -63,6 +64,16 @@ within its shutdown timeout and was abandoned.
 def utc_now() -> datetime:
     """The current time, timezone-aware (UTC), as messages carry it."""
     return datetime.now(UTC)
+
+
+def _check_columns(tag: str, t: Sized, columns: dict[str, Sized]) -> None:
+    """Raise :class:`MessageError` unless every one of ``columns`` is as long as ``t``."""
+    for name, column in columns.items():
+        if len(column) != len(t):
+            raise MessageError(
+                f"{tag}.{name}: has {len(column)} points but t has {len(t)}",
+                field=f"{tag}.{name}",
+            )
 
 
 # --- supervision -----------------------------------------------------------
@@ -154,13 +165,7 @@ class SampleBatch:
     lost: int = 0
 
     def __post_init__(self) -> None:
-        n = len(self.t)
-        for name in ("E", "I", "flags"):
-            if len(getattr(self, name)) != n:
-                raise MessageError(
-                    f"samples.{name}: has {len(getattr(self, name))} points but t has {n}",
-                    field=f"samples.{name}",
-                )
+        _check_columns("samples", self.t, {"E": self.E, "I": self.I, "flags": self.flags})
         if self.lost < 0:
             raise MessageError(
                 f"samples.lost: {self.lost} samples lost; expected a count >= 0",
@@ -507,13 +512,7 @@ class CalibrationSegment:
     first: bool
 
     def __post_init__(self) -> None:
-        n = len(self.t)
-        for name in ("E", "I", "usable"):
-            if len(getattr(self, name)) != n:
-                raise MessageError(
-                    f"twin.segment.{name}: has {len(getattr(self, name))} points but t has {n}",
-                    field=f"twin.segment.{name}",
-                )
+        _check_columns("twin.segment", self.t, {"E": self.E, "I": self.I, "usable": self.usable})
 
     @property
     def t_end(self) -> float:

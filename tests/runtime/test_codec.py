@@ -33,7 +33,7 @@ from runtime.codec import (
     unpack_plain,
 )
 from runtime.errors import MessageError
-from runtime.messages import Lagged, SampleBatch, SystemNote
+from runtime.messages import CalibrationSegment, Lagged, SampleBatch, SystemNote
 
 # --- strategies built from the same annotations the codec compiles ------------------
 
@@ -119,6 +119,17 @@ def instances_of(cls: type[Any]) -> st.SearchStrategy[Any]:
                 st.integers(-(2**63), 2**64 - 1),
                 *(hnp.arrays(np.float64, k) for _ in range(3)),
                 hnp.arrays(np.uint8, k),
+                st.integers(0, 2**63 - 1),
+            )
+        )
+    if cls is CalibrationSegment:  # so must a segment's
+        return st.integers(0, 50).flatmap(
+            lambda k: st.builds(
+                CalibrationSegment,
+                st.integers(0, 2**63 - 1),
+                *(hnp.arrays(np.float64, k) for _ in range(3)),
+                hnp.arrays(np.bool_, k),
+                st.booleans(),
             )
         )
     return st.builds(cls, **fields)
