@@ -2,9 +2,12 @@
 
 Each cycle of the protocol, with the rest before it, is one acquisition: the
 instrument counts its cycles (a simulated cell fouls per cycle) and every cycle end is
-a checkpoint. The samples arrive on ``instrument/<id>/samples`` and are published again
-on ``run/<run>/samples`` in *protocol time* (0 at the start of the first cycle) with
-gap-free batch numbers, which is what the twin follows.
+a checkpoint. The instrument publishes the samples once, straight onto
+``run/<run>/samples``, through the run's :class:`~actors.instrument.RunStream`: in
+*protocol time* (each cycle started at its origin, 0 at the start of the first) with
+batch numbers gap-free across the cycles, which is what the twin follows. The
+procedure itself hears only the instrument's state events (``instrument/<id>/state``)
+and the supervision events, in a thread of its own.
 
 - A deferred pause takes effect at the end of the current cycle (the next cycle is
   not started); an immediate pause stops the instrument at once (cell off). Resuming
@@ -38,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pykka
 
-from actors.instrument import InstrumentClient
+from actors.instrument import InstrumentClient, RunStream
 from actors.progress import ProgressMeter
 from actors.run import RunContext
 from hal.driver import Settings
@@ -74,8 +77,9 @@ __all__ = [
 
 logger = logging.getLogger("galvana.acquire")
 
-# How long closing waits for the pump thread (it may be handing on one last batch).
-_PUMP_JOIN_S = 2.0
+# How long closing waits for a batch the instrument is publishing, and for the thread
+# that hears the instrument's events.
+_CLOSE_S = 2.0
 
 # The model's expected current is computed on at most this many samples of the
 # protocol (every m-th sample beyond): enough to resolve a peak, and a spec at a high
@@ -221,8 +225,8 @@ class AcquireProcedure:
         self.instrument_path = instrument_path or f"root/instruments/{instrument_id}"
         self._lock = threading.Lock()
         self._cycle = 0  # the cycle the samples are in
-        self._offset = 0.0  # protocol time of this acquisition's t = 0
-        self._seq = 0
+        # Where the instrument publishes the run's samples, for every cycle.
+        self._stream = RunStream(context.run_id, on_published=self._published)
         self._acquiring = False
         self._stopping = False  # an end we asked for: not a failure
         self._pause_at_checkpoint = False
@@ -245,11 +249,11 @@ class AcquireProcedure:
     def start(self) -> None:
         bus = self.context.bus
         self._sub = bus.subscribe(
-            topics.instrument_events(self.instrument_id), mode="lossless", maxsize=100_000
+            topics.instrument_state(self.instrument_id), mode="lossless", maxsize=10_000
         )
         self._watch = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless", maxsize=10_000)
         self._thread = threading.Thread(
-            target=self._pump, name=f"acquire-{self.context.run_id}", daemon=True
+            target=self._listen, name=f"acquire-{self.context.run_id}", daemon=True
         )
         self._thread.start()
         self._preparing = True
@@ -320,7 +324,8 @@ class AcquireProcedure:
 
     def close(self) -> None:
         """The run has ended: stop the instrument if it still acquires for it, end the
-        subscriptions, and wait (briefly) for the pump to finish what it was handing on."""
+        run's samples (a batch being published is finished first, none follows) and the
+        subscriptions, and wait (briefly) for the thread that hears the instrument."""
         with self._lock:
             halt = self._acquiring and not self._stopping  # stop() or abort() did already
         if halt:
@@ -328,12 +333,12 @@ class AcquireProcedure:
         self._close()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(_PUMP_JOIN_S)
+            thread.join(_CLOSE_S)
             if thread.is_alive():
                 logger.warning(
-                    "run %s: the acquisition pump did not finish within %s s",
+                    "run %s: the acquisition's event thread did not finish within %s s",
                     self.context.run_id,
-                    _PUMP_JOIN_S,
+                    _CLOSE_S,
                 )
 
     # --- driving the instrument ------------------------------------------------------------
@@ -350,7 +355,6 @@ class AcquireProcedure:
                 self._due = cycle
                 return
             self._cycle = cycle
-            self._offset = cycle_origin(self.protocol, cycle)
             self._stopping = False
             self._acquiring = True
         try:
@@ -360,7 +364,7 @@ class AcquireProcedure:
             )
             client.program(waveform, settings)
             self._truth_start = self._truth() if self._truth is not None else None
-            client.start()
+            client.start(self._stream, cycle_origin(self.protocol, cycle))
         except (HalError, CallError, pykka.ActorDeadError, pykka.Timeout) as exc:
             with self._lock:
                 self._acquiring = False
@@ -410,13 +414,19 @@ class AcquireProcedure:
     def _close(self) -> None:
         with self._lock:
             self._finished = True
+        if not self._stream.close(_CLOSE_S):
+            logger.warning(
+                "run %s: a batch held up by backpressure for %s s may still reach its stream",
+                self.context.run_id,
+                _CLOSE_S,
+            )
         for sub in (self._sub, self._watch):
             if sub is not None:
                 sub.close()
 
     # --- what the instrument says -------------------------------------------------------
 
-    def _pump(self) -> None:
+    def _listen(self) -> None:
         sub, watch = self._sub, self._watch
         if sub is None or watch is None:
             return
@@ -434,7 +444,7 @@ class AcquireProcedure:
             try:
                 self._handle(msg)
             except Exception as exc:
-                logger.exception("run %s: acquisition pump failed", self.context.run_id)
+                logger.exception("run %s: acquisition failed", self.context.run_id)
                 self.context.report("failed", f"acquisition failed: {type(exc).__name__}: {exc}")
                 return
 
@@ -460,9 +470,7 @@ class AcquireProcedure:
             self.context.report("unsuspend", f"instrument {self.instrument_id} restarting")
 
     def _handle(self, msg: Any) -> None:
-        if isinstance(msg, SampleBatch):
-            self._samples(msg)
-        elif isinstance(msg, SafetyTripped):
+        if isinstance(msg, SafetyTripped):
             self._stopping = True
             self.context.report("aborted", f"safety interlock ({msg.limit}): {msg.detail}")
         elif isinstance(msg, AcquisitionEnded):
@@ -479,23 +487,13 @@ class AcquireProcedure:
         elif isinstance(msg, StreamResumed):
             self.context.report("unsuspend", f"instrument {self.instrument_id} stream stalled")
 
-    def _samples(self, batch: SampleBatch) -> None:
+    def _published(self, batch: SampleBatch) -> None:
+        """A batch the instrument published on the run's stream (in its thread): an
+        instrument runs the protocol in real time, so what is left of it is the estimate."""
         if len(batch) == 0:
             return
-        t = np.asarray(batch.t) + self._offset
-        out = SampleBatch(
-            self.context.run_id,
-            self._seq,
-            t,
-            np.asarray(batch.E),
-            np.asarray(batch.I),
-            np.asarray(batch.flags),
-        )
-        self._seq += 1
-        self.context.bus.publish(topics.run_samples(self.context.run_id), out, timeout=None)
-        # An instrument runs the protocol in real time: what is left of it is the estimate.
         duration = self.protocol.duration
-        t_now = float(t[-1])
+        t_now = float(batch.t[-1])
         self._progress.update(t_now / duration, duration - t_now, "protocol")
 
     def _ended(self, msg: AcquisitionEnded) -> None:

@@ -1,11 +1,13 @@
 """The calibrator actor: online Bayesian calibration of a run's model parameters.
 
-It subscribes losslessly to ``run/<id>/samples``, cuts the stream into calibration
-segments (the spec's cadence, counted in cycles or samples) and, for each, publishes
+It subscribes losslessly to the calibration segments its run's twin cuts from the
+cleaned samples (``twin/<id>/segments``: the spec's cadence, counted in cycles or
+samples; the samples are cleaned and cut once, by the twin) and, for each, publishes
 the outcome on ``run/<id>/posterior``: a :class:`~runtime.messages.PosteriorUpdate`,
 or a :class:`~runtime.messages.CalibrationDiverged` (rolled back to the last good
-posterior) or :class:`~runtime.messages.CalibrationSkipped`. The work is a pure
-function of the samples (see :mod:`twins.calibration`); a replay reproduces it.
+posterior) or :class:`~runtime.messages.CalibrationSkipped` (also for segments cut
+before it started, which it never saw). The work is a pure function of the samples
+(see :mod:`twins.calibration`); a replay reproduces it.
 
 Exposed through the API: ``posterior()`` (the latest summary), ``reference()`` (a full
 NUTS run on everything seen so far, published with method ``nuts``) and ``suggest()``
@@ -26,11 +28,15 @@ from runtime.actor import OPERATE_SCOPE, Actor, exposed, waker
 from runtime.errors import CallError, ExecutorError
 from runtime.event_bus import EventBus, Subscription
 from runtime.executor import Executor, ExecutorSettings, executor_for
-from runtime.messages import CalibrationSkipped, CalibratorStarted, PosteriorUpdate, SampleBatch
+from runtime.messages import (
+    CalibrationSegment,
+    CalibrationSkipped,
+    CalibratorStarted,
+    PosteriorUpdate,
+)
 from twins.calibration import OnlineCalibrator
 from twins.design import suggest_next_experiment
 from twins.errors import TwinError
-from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec
 
 __all__ = ["Calibrator", "posterior_plain"]
@@ -90,8 +96,7 @@ class Calibrator(Actor):
         self.bus = bus
         self.topic = topics.run_posterior(run_id)
         self.core: OnlineCalibrator | None = None
-        self._cleaner = SampleCleaner.for_spec(spec)
-        self._segmenter = Segmenter(spec)
+        self._next = 0  # the segment due next (those before it were answered or skipped)
         self._sub: Subscription | None = None
 
     def on_start(self) -> None:
@@ -99,7 +104,7 @@ class Calibrator(Actor):
         incarnation = self.link.incarnation if self.link is not None else 1
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
         self._sub = self.bus.subscribe(
-            topics.run_samples(self.run_id),
+            topics.twin_segments(self.run_id),
             mode="lossless",
             maxsize=100_000,
             on_ready=waker(self.actor_ref, _DRAIN),
@@ -123,37 +128,34 @@ class Calibrator(Actor):
         if self._sub is None:
             return
         for _, msg in self._sub.drain():
-            if isinstance(msg, SampleBatch):
+            if isinstance(msg, CalibrationSegment):
                 self._use(msg)
 
     @exposed
     def settle(self) -> None:
-        """The run has ended: take in every batch received (posteriors it completes are
-        published before this returns)."""
+        """The run has ended: take in every segment received (posteriors they complete
+        are published before this returns)."""
         self._drain()
 
-    def _use(self, batch: SampleBatch) -> None:
+    def _use(self, segment: CalibrationSegment) -> None:
         core = self.core
         assert core is not None
-        chunk = self._cleaner.clean(batch.seq, batch.t, batch.E, batch.I, batch.flags)
-        before = self._segmenter.skipped
-        segments = self._segmenter.feed(chunk)
-        if self._segmenter.skipped != before:
+        if segment.index > self._next and segment.t.size:
             self.bus.publish(
                 self.topic,
                 CalibrationSkipped(
                     self.run_id,
-                    0,
-                    self._segmenter.skipped - 1,
-                    float(chunk.t[0]),
+                    self._next,
+                    segment.index - 1,
+                    float(segment.t[0]),
                     "the calibrator started after these segments and never saw them",
                 ),
             )
-        for segment in segments:
-            outcome = core.update(segment)
-            if not isinstance(outcome, PosteriorUpdate):
-                logger.warning("run %s: segment %d: %s", self.run_id, segment.index, outcome)
-            self.bus.publish(self.topic, outcome)
+        self._next = segment.index + 1
+        outcome = core.update(segment)
+        if not isinstance(outcome, PosteriorUpdate):
+            logger.warning("run %s: segment %d: %s", self.run_id, segment.index, outcome)
+        self.bus.publish(self.topic, outcome)
 
     # --- the API ---------------------------------------------------------------------
 

@@ -139,16 +139,19 @@ class ChunkedProcedure:
         E: npt.NDArray[np.float64],
         current: npt.NDArray[np.float64],
         flags: npt.NDArray[np.uint8] | None = None,
+        lost: int = 0,
     ) -> bool:
         """One batch of samples (time since the run's start, s), paced by ``speed``, once
-        the run is not paused; False (nothing published) when it was halted first."""
+        the run is not paused; False (nothing published) when it was halted first.
+        ``lost``: samples the source lost before these (a batch of nothing but a loss is
+        published too, as it came)."""
         if self.speed is not None and t.size:
             due = self._began + self._paused_s + float(t[-1]) / self.speed
             while (delay := due - time.monotonic()) > 0 and not self._halt.is_set():
                 time.sleep(min(delay, 0.05))
         if not self.proceed():
             return False
-        if t.size == 0:
+        if t.size == 0 and not lost:
             return True
         run_id = self.context.run_id
         batch = SampleBatch(
@@ -158,6 +161,7 @@ class ChunkedProcedure:
             np.ascontiguousarray(E, dtype=np.float64),
             np.ascontiguousarray(current, dtype=np.float64),
             np.zeros(t.size, dtype=np.uint8) if flags is None else np.array(flags, np.uint8),
+            lost,
         )
         self._seq += 1
         self.context.bus.publish(topics.run_samples(run_id), batch, timeout=None)

@@ -2,11 +2,15 @@
 
 Topics (``<id>`` is the instrument id, ``<run>`` the run an acquisition is bound to):
 
-``instrument/<id>/samples``
-    :class:`~runtime.messages.SampleBatch` of an acquisition bound to no run
-    (``run_id`` ""), ``seq`` from 0 per acquisition.
 ``run/<run>/samples``
-    the same, for an acquisition started with ``run_id``.
+    :class:`~runtime.messages.SampleBatch` of an acquisition bound to a run, published
+    once, straight onto the run's stream, through the run's :class:`RunStream`: in the
+    run's time (the acquisition's ``origin_s`` added) and numbered without gaps across
+    every acquisition of the run; ``lost`` says how many samples the instrument or its
+    link lost before each batch.
+``instrument/<id>/samples``
+    the same for an acquisition bound to no run (``run_id`` ""), ``seq`` from 0 per
+    acquisition.
 ``instrument/<id>/state``
     :class:`~runtime.messages.InstrumentLinkDown` / ``InstrumentLinkUp`` (a bound
     run is suspended while the link is down, not failed),
@@ -36,6 +40,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +75,7 @@ __all__ = [
     "InstrumentConfig",
     "InstrumentStatus",
     "ReconnectPolicy",
+    "RunStream",
     "start_instrument",
 ]
 
@@ -127,6 +133,75 @@ class InstrumentConfig:
         return self.interlock.driver
 
 
+class RunStream:
+    """Where the acquisitions of one run publish their samples: ``run/<run_id>/samples``.
+
+    A run may be several acquisitions (a protocol's cycles, each its own waveform): they
+    share one RunStream, so the run's batches are numbered from 0 without gaps across
+    all of them, whichever instrument actor (a restarted one too) published them. Each
+    acquisition says where its ``t = 0`` lies in the run's time (``origin_s``).
+
+    :meth:`close` ends publishing for the run: a batch being published is finished
+    first and none follows, so nothing reaches the stream of a run that has ended.
+    """
+
+    def __init__(
+        self, run_id: str, on_published: Callable[[SampleBatch], None] | None = None
+    ) -> None:
+        if not _ID.match(run_id):
+            raise HalError(
+                f"run_id {run_id!r} is not accepted; expected letters, digits, '_', '.' or '-'"
+            )
+        self.run_id = run_id
+        self.topic = topics.run_samples(run_id)
+        self.on_published = on_published  # told of each batch (the run's progress)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._closed = False
+
+    @property
+    def batches(self) -> int:
+        """Batches published so far."""
+        return self._seq
+
+    @property
+    def closed(self) -> bool:
+        """Whether the run has stopped taking samples."""
+        return self._closed
+
+    def publish(self, bus: EventBus, samples: Samples, origin_s: float) -> SampleBatch | None:
+        """Publish ``samples`` as the run's next batch, ``origin_s`` (s) added to their
+        times; None once closed. Waits while a lossless subscriber (the recorder, the
+        twin) is full: what the instrument measures meanwhile waits in its own buffer,
+        and what overflows it is counted there and arrives as ``lost``."""
+        with self._lock:
+            if self._closed:
+                return None
+            batch = SampleBatch(
+                self.run_id,
+                self._seq,
+                np.asarray(samples.t, dtype=np.float64) + origin_s,
+                np.ascontiguousarray(samples.E, dtype=np.float64),
+                np.ascontiguousarray(samples.I, dtype=np.float64),
+                np.ascontiguousarray(samples.flags, dtype=np.uint8),
+                samples.lost,
+            )
+            self._seq += 1
+            bus.publish(self.topic, batch, timeout=None)
+        if self.on_published is not None:
+            self.on_published(batch)
+        return batch
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Take no more samples; waits up to ``timeout`` s for a batch being published
+        (False when it is still held up by backpressure: it may land after all)."""
+        finished = self._lock.acquire(timeout=timeout)
+        self._closed = True
+        if finished:
+            self._lock.release()
+        return finished
+
+
 InstrumentState = Literal["disconnected", "idle", "armed", "acquiring", "tripped"]
 
 
@@ -172,6 +247,8 @@ class InstrumentActor(Actor):
         self._armed: tuple[Waveform, Settings] | None = None
         self._acquiring = False
         self._run_id = ""
+        self._stream_to: RunStream | None = None
+        self._origin_s = 0.0
         self._seq = 0
         self._samples = 0
         self._lost = 0
@@ -246,13 +323,21 @@ class InstrumentActor(Actor):
             self._armed = (waveform, effective)
         return None
 
-    def start_acquisition(self, run_id: str = "") -> HalError | None:
-        """Start the programmed waveform; samples go to ``run/<run_id>/samples`` when
-        bound to a run, else to ``instrument/<id>/samples``."""
-        if run_id and not _ID.match(run_id):
-            return HalError(
-                f"run_id {run_id!r} is not accepted; expected letters, digits, '_', '.' or '-'"
-            )
+    def start_acquisition(
+        self, run: str | RunStream = "", origin_s: float = 0.0
+    ) -> HalError | None:
+        """Start the programmed waveform. Bound to a run (its id, or the
+        :class:`RunStream` its acquisitions share), the samples go to
+        ``run/<run>/samples`` with ``origin_s`` (s) added to their times; else to
+        ``instrument/<id>/samples``."""
+        if isinstance(run, str):
+            try:
+                stream = RunStream(run) if run else None
+            except HalError as exc:
+                return exc
+        else:
+            stream = run
+        run_id = stream.run_id if stream is not None else ""
         with self._lock:
             armed = self._armed
             if self._acquiring:
@@ -269,6 +354,7 @@ class InstrumentActor(Actor):
         with self._lock:
             self._acquiring = True
             self._run_id = run_id
+            self._stream_to, self._origin_s = stream, float(origin_s)
             self._seq = self._samples = self._lost = 0
             self._end_reason, self._end_detail = None, ""
             self._last_progress = time.monotonic()
@@ -436,6 +522,7 @@ class InstrumentActor(Actor):
             self._samples += len(samples)
             self._lost += samples.lost
             run_id = self._run_id
+            stream, origin_s = self._stream_to, self._origin_s
             if len(samples):
                 self._last_progress = time.monotonic()
             stalled_for = time.monotonic() - self._stall_began if self._stalled else 0.0
@@ -444,17 +531,20 @@ class InstrumentActor(Actor):
                 self._stalled = False
         if was_stalled:
             self._publish_state(StreamResumed(self.id, run_id, stalled_for, utc_now()))
-        batch = SampleBatch(
-            run_id,
-            seq,
-            np.ascontiguousarray(samples.t, dtype=np.float64),
-            np.ascontiguousarray(samples.E, dtype=np.float64),
-            np.ascontiguousarray(samples.I, dtype=np.float64),
-            np.ascontiguousarray(samples.flags, dtype=np.uint8),
-        )
         try:
-            topic = topics.run_samples(run_id) if run_id else topics.instrument_samples(self.id)
-            self.bus.publish(topic, batch)
+            if stream is not None:
+                stream.publish(self.bus, samples, origin_s)
+                return
+            batch = SampleBatch(
+                "",
+                seq,
+                np.ascontiguousarray(samples.t, dtype=np.float64),
+                np.ascontiguousarray(samples.E, dtype=np.float64),
+                np.ascontiguousarray(samples.I, dtype=np.float64),
+                np.ascontiguousarray(samples.flags, dtype=np.uint8),
+                samples.lost,
+            )
+            self.bus.publish(topics.instrument_samples(self.id), batch)
         except BusError:
             logger.exception("instrument %s: publishing batch %d failed", self.id, seq)
 
@@ -548,9 +638,13 @@ class InstrumentClient:
         """Program a waveform (refused with SafetyLimitError beyond the limits)."""
         self._raise(self.ref.proxy().program(waveform, settings).get(timeout=timeout))
 
-    def start(self, run_id: str = "", *, timeout: float = 30.0) -> None:
-        """Start the programmed waveform, bound to ``run_id`` when given."""
-        self._raise(self.ref.proxy().start_acquisition(run_id).get(timeout=timeout))
+    def start(
+        self, run: str | RunStream = "", origin_s: float = 0.0, *, timeout: float = 30.0
+    ) -> None:
+        """Start the programmed waveform, bound to a run when given (its id, or the
+        :class:`RunStream` of its acquisitions; ``origin_s`` (s) the run's time of this
+        acquisition's start)."""
+        self._raise(self.ref.proxy().start_acquisition(run, origin_s).get(timeout=timeout))
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop the acquisition cleanly and turn the cell off."""

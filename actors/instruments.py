@@ -265,10 +265,12 @@ class SimulatorPark:
 
 
 def build_instruments(
-    setups: list[InstrumentSetup], park: SimulatorPark
+    setups: list[InstrumentSetup], park: SimulatorPark, *, stall_timeout_s: float = 2.0
 ) -> tuple[tuple[ChildSpec, ...], dict[str, Interlock], dict[str, dict[str, str]]]:
     """The instrument actors' child specs, their interlocks (which outlive restarts) and
-    what each is (``{"driver", "connection"}``, for listings)."""
+    what each is (``{"driver", "connection"}``, for listings). ``stall_timeout_s``: how
+    long (s) a stream may bring no sample before its watchdog calls it stalled (the
+    configuration's ``stall_timeout_s``)."""
     children: list[ChildSpec] = []
     interlocks: dict[str, Interlock] = {}
     described: dict[str, dict[str, str]] = {}
@@ -288,7 +290,7 @@ def build_instruments(
             raise InstrumentSetupError(f"instrument {setup.id}: limits: {exc}") from None
         interlocks[setup.id] = interlock
         described[setup.id] = {"driver": setup.driver, "connection": connection}
-        config = InstrumentConfig(setup.id, interlock)
+        config = InstrumentConfig(setup.id, interlock, stall_timeout_s=stall_timeout_s)
         children.append(ChildSpec(setup.id, InstrumentActor, (config,), shutdown_s=10.0))
     return tuple(children), interlocks, described
 

@@ -4,29 +4,38 @@ It subscribes losslessly to every run topic (``run/<id>/...``) and to ``system/*
 appends each message, encoded, to the run's stream (``run/<id>``) or to ``system``.
 
 - **Group commit.** What the bus brings is written in one transaction per commit
-  window: ``window_s`` seconds at least, longer when writing the sample arrays gets
-  dear (a window is stretched so those writes take at most a tenth of the recorder's
-  time; at most 0.25 s), so that many busy runs cost a bounded share of a core. Events
-  that others must only hear of once they are durable (a run created, a state
+  window of ``window_s`` seconds (20 ms), whatever else the recorder does: the HTTP
+  streams, which follow the log, show an event one window after it was published.
+  Events that others must only hear of once they are durable (a run created, a state
   transition) go through :meth:`Recorder.commit` instead: the recorder first writes
   what the bus brought before them (so the stream keeps its order), then the event,
   waits for the commit, and only then publishes it.
-- **Sample arrays.** The sample batches of each commit go to the run's zarr group
-  (``t``, ``E``, ``I``, ``flags``) as soon as the commit is durable, with the position
-  in the log they reach (group attributes ``recorded_seq``, the stream's sequence number,
-  and ``recorded_samples``, the rows): the arrays never lag the log by more than one
-  commit window. At start the recorder checks every run's arrays against the log:
+- **Sample arrays.** The sample batches the log has made durable go to the run's zarr
+  group (``t``, ``E``, ``I``, ``flags``) on a cadence of their own (``arrays_s``, 0.25 s),
+  in a thread of their own, so that writing them (which costs about the same whatever
+  the number of rows) neither holds up the commits nor costs more as runs get busy;
+  each write records the position in the log the arrays reach (group attributes
+  ``recorded_seq``, the stream's sequence number, and ``recorded_samples``, the rows).
+  Arrays found behind the log when written (a recorder restarted mid-run) are first
+  completed from it. At start the recorder checks every run's arrays against the log:
   batches after the recorded position are appended, and arrays that are damaged or
-  disagree with the log are rebuilt from it (the log is the record).
+  disagree with the log are rebuilt from it (the log is the record): what a crash
+  takes from the arrays, the log gives back.
+  Before it commits a run's transition (:meth:`Recorder.commit`), the recorder writes
+  that run's waiting samples: whoever hears of it (a run paused, completed) finds the
+  arrays and the counts holding every sample before it.
 - **Fields.** A simulation's concentration fields (:class:`~runtime.messages.FieldMesh`
   and :class:`~runtime.messages.FieldSnapshot`, on ``run/<id>/fields``) go to the run's
-  zarr group as well, once their commit is durable: under the engine's prefix, the
-  mesh's node coordinates (``<prefix>.mesh.<axis>``) and triangles, and the snapshots
-  (``<prefix>.snapshot.t``, ``.step``, ``.c``). The recorder is the only writer of
-  both stores; the engines only publish.
-- **Durable counts.** After each commit, a :class:`~runtime.messages.SamplesRecorded`
-  on :data:`SAMPLES_TOPIC` says how many samples of each run it made durable; counts
-  shown to people are built from these, never from samples still in flight.
+  zarr group as well, in the commit's thread once it is durable (they are few): under
+  the engine's prefix, the mesh's node coordinates (``<prefix>.mesh.<axis>``) and
+  triangles, and the snapshots (``<prefix>.snapshot.t``, ``.step``, ``.c``). The
+  recorder is the only writer of both stores; the engines only publish.
+- **Durable counts.** Once they are in the arrays too, the recorder adds the samples to
+  the daemon's :class:`~actors.run_state.DurableSamples` (which the runs supervisor
+  reads: counts shown to people are durable, never samples still in flight, never more
+  than the arrays hold, and counting them puts no one in the recorder's way), and says
+  so in a :class:`~runtime.messages.SamplesRecorded` on :data:`SAMPLES_TOPIC` for
+  whoever watches.
 - **Closed streams.** A run's stream is closed once its final state is recorded (a
   finished run never changes again). What is published on a finished run's topics
   afterwards is refused, not written: the recorder logs one line per run saying which
@@ -51,11 +60,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from actors.run_state import FINAL_STATES, sample_batches
+from actors.run_state import FINAL_STATES, DurableSamples, sample_batches
 from actors.services import Services
 from runtime import topics
 from runtime.actor import Actor, exposed, waker
-from runtime.codec import decode, encode, peek_tag
+from runtime.codec import decode, encoded, peek_tag
 from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
 from runtime.event_store import SYSTEM_STREAM, EventStore
@@ -103,11 +112,10 @@ sequence number of the event log."""
 RECORDED_SAMPLES_ATTR: Final = "recorded_samples"
 """Group attribute: the rows the sample arrays held when ``recorded_seq`` was written."""
 
-# The share of the recorder's time that writing sample arrays may take; commit windows
-# stretch (up to _MAX_WINDOW_S) to keep to it.
-_ARRAYS_DUTY: Final = 0.1
-_MAX_WINDOW_S: Final = 0.25
-# Small chunks, because the partial last chunk is rewritten at every commit window:
+# Rows waiting for the arrays that make the writer go before its cadence is up (memory
+# stays bounded however busy the runs).
+_ARRAYS_ROWS_DUE: Final = 1 << 18
+# Small chunks, because the partial last chunk is rewritten at every write of the arrays:
 # 16,384 rows is 128 KiB of float64 per chunk.
 _SAMPLE_CHUNK_ROWS: Final = 16_384
 _REFUSAL_LOG_INTERVAL_S: Final = 10.0
@@ -149,16 +157,21 @@ class Recorder(Actor):
         services: Services | None = None,
         *,
         window_s: float = 0.02,
+        arrays_s: float = 0.25,
     ) -> None:
         super().__init__()
         if not 0 <= window_s <= 1:
             raise ValueError(f"window_s={window_s} must be within 0..1 s")
+        if not 0 <= arrays_s <= 10:
+            raise ValueError(f"arrays_s={arrays_s} must be within 0..10 s")
         self.services = services
         self.store = store
         self.fields = fields
         self.bus = bus
         self.window_s = window_s
-        self._window = window_s  # the current commit window, stretched under load
+        self.arrays = _ArrayWriter(
+            store, fields, bus, services.durable if services is not None else None, arrays_s
+        )
         self._subs: list[Subscription] = []
         self._recorded = 0
         self._dropped = 0
@@ -173,7 +186,6 @@ class Recorder(Actor):
         self._final: dict[str, str] = {}
         self._from_log: set[str] = set()
         self._refusals: dict[str, _Refusals] = {}
-        self._with_arrays: set[str] = set()  # runs whose sample arrays exist
         self._field_arrays: dict[str, set[str]] = {}  # live runs' field arrays written
         self._checker: _ArrayChecker | None = None
 
@@ -181,6 +193,7 @@ class Recorder(Actor):
 
     def on_start(self) -> None:
         ref = self.actor_ref
+        self.arrays.start()
         for pattern in RECORDED_TOPICS:
             self._subs.append(
                 self.bus.subscribe(
@@ -208,6 +221,7 @@ class Recorder(Actor):
             sub.close()
         self._drain()
         self.store.flush()
+        self.arrays.stop()  # after writing everything the log holds
         self.fields.flush()
         for run_id in list(self._refusals):
             self._log_refusals(run_id, force=True)
@@ -217,6 +231,7 @@ class Recorder(Actor):
         self._stop_checker()
         for sub in self._subs:
             sub.close()
+        self.arrays.stop()
 
     def _stop_checker(self) -> None:
         if self._checker is not None:
@@ -225,7 +240,7 @@ class Recorder(Actor):
 
     def on_receive(self, message: Any) -> Any:
         if message is _DRAIN:
-            wait = self._last_drain + self._window - time.monotonic()
+            wait = self._last_drain + self.window_s - time.monotonic()
             if wait > 0:
                 self._arm_timer(wait)  # the rest of this window gathers more
             else:
@@ -247,7 +262,8 @@ class Recorder(Actor):
     # --- writing what the bus brought ---------------------------------------------------------
 
     def _drain(self) -> None:
-        """Write everything queued in one durable commit, then the sample arrays."""
+        """Write everything queued in one durable commit; hand the samples it made
+        durable to the arrays' writer."""
         self._last_drain = time.monotonic()
         by_stream: dict[str, list[bytes]] = defaultdict(list)
         samples: dict[str, list[SampleBatch]] = defaultdict(list)
@@ -265,7 +281,7 @@ class Recorder(Actor):
                     self._refuse(run_id, msg)
                     continue
                 try:
-                    data = encode(msg)
+                    data = encoded(msg)  # the bytes API subscribers are sent, made once
                 except MessageError as exc:
                     # Only registered messages belong on recorded topics; say who broke that.
                     self._dropped += 1
@@ -280,7 +296,6 @@ class Recorder(Actor):
                     self._final[run_id] = msg.state  # what follows it is refused
                     finished.append(run_id)
         appended = [(s, self.store.append_many(s, items)) for s, items in by_stream.items()]
-        writing = 0.0
         for stream, future in appended:
             try:
                 seqs = future.result()
@@ -292,38 +307,11 @@ class Recorder(Actor):
             self._recorded += len(seqs)
             run_id = stream[4:]
             if stream != SYSTEM_STREAM and run_id in samples:
-                began = time.perf_counter()
-                self._samples_durable(run_id, samples[run_id], seqs[-1])
-                writing += time.perf_counter() - began
+                self.arrays.add(run_id, samples[run_id], seqs[0], seqs[-1])
             if stream != SYSTEM_STREAM and run_id in fields:
-                began = time.perf_counter()
                 self._write_fields(run_id, fields[run_id])
-                writing += time.perf_counter() - began
-        self._window = min(_MAX_WINDOW_S, max(self.window_s, writing / _ARRAYS_DUTY))
         for run_id in finished:
             self._finished(run_id, self._final[run_id])
-
-    def _samples_durable(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
-        """Batches of ``run_id`` up to stream position ``seq`` are durable: write them to
-        the run's arrays, then say so."""
-        self._write_samples(run_id, batches, seq)
-        count = sum(len(b) for b in batches)
-        self.bus.publish(SAMPLES_TOPIC, SamplesRecorded(run_id, len(batches), count))
-
-    def _write_samples(self, run_id: str, batches: list[SampleBatch], seq: int) -> None:
-        try:
-            run = self.fields.run(run_id)
-            if run_id not in self._with_arrays:
-                _create_sample_arrays(run)  # or adopt those a crashed incarnation made
-                self._with_arrays.add(run_id)
-            for name in SAMPLE_ARRAYS:
-                column = [getattr(b, name) for b in batches]
-                run.append(name, column[0] if len(column) == 1 else np.concatenate(column))
-            run.flush(SAMPLE_ARRAYS)
-            run.update_attrs({RECORDED_SEQ_ATTR: seq, RECORDED_SAMPLES_ATTR: run.rows("t")})
-        except GalvanaError as exc:
-            # The log holds them; the next start rebuilds the arrays from it.
-            logger.error("samples of run %s not written to its arrays: %s", run_id, exc)
 
     def _write_fields(self, run_id: str, messages: list[FieldMesh | FieldSnapshot]) -> None:
         """Durable field messages of ``run_id`` into its zarr group (see the module
@@ -346,7 +334,8 @@ class Recorder(Actor):
     # --- finished runs ---------------------------------------------------------------------
 
     def _finished(self, run_id: str, state: str) -> None:
-        """Run ``run_id`` reached its final state: close its stream, let go of its arrays."""
+        """Run ``run_id`` reached its final state: close its stream; its arrays are let go
+        once they hold everything."""
         self._final[run_id] = state
         written = self._field_arrays.pop(run_id, None)
         if written:
@@ -354,12 +343,7 @@ class Recorder(Actor):
                 self.fields.run(run_id).release(sorted(written))
             except GalvanaError as exc:
                 logger.error("run %s: its field arrays could not be written: %s", run_id, exc)
-        if run_id in self._with_arrays:
-            self._with_arrays.discard(run_id)
-            try:
-                self.fields.run(run_id).release(SAMPLE_ARRAYS)
-            except GalvanaError as exc:
-                logger.error("run %s: its sample arrays could not be written: %s", run_id, exc)
+        self.arrays.release(run_id)
 
     def _is_final(self, run_id: str) -> bool:
         if run_id in self._final:
@@ -422,7 +406,7 @@ class Recorder(Actor):
         """
         stream = stream_of(topic)
         try:
-            data = encode(msg)
+            data = encoded(msg)
         except MessageError as exc:
             raise CallError("bad_request", f"not recorded: {exc}") from None
         self._drain()
@@ -432,6 +416,10 @@ class Recorder(Actor):
                 "conflict",
                 f"run {run_id} is {self._final[run_id]}; its stream is closed to new events",
             )
+        if run_id:
+            # Whoever hears of a run's transition finds its arrays and its durable count
+            # holding every sample recorded before it (a finished run's, all of them).
+            self.arrays.flush(run_id)
         try:
             seq = self.store.append(stream, data).result()
         except EventStoreError as exc:
@@ -451,6 +439,7 @@ class Recorder(Actor):
         """
         self._drain()
         self.store.flush()
+        self.arrays.flush()
         self.fields.flush()
         return self._recorded
 
@@ -470,6 +459,165 @@ class Recorder(Actor):
             "transactions": stats.transactions,
             "map_size": stats.map_size,
         }
+
+
+@dataclass(slots=True)
+class _Unwritten:
+    """A run's durable batches not in its arrays yet: they cover the run's stream from
+    event ``first`` to event ``last``."""
+
+    batches: list[SampleBatch]
+    first: int
+    last: int
+
+
+class _ArrayWriter:
+    """Writes the runs' sample arrays from what the log has made durable, every
+    ``every_s`` seconds (sooner when many rows wait), in a thread of its own: all of a
+    run's waiting batches in one append per array, then the position they reach, then
+    the durable counts. A run that has finished has its arrays let go (their last chunk
+    written) after its last batches."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        fields: FieldStore,
+        bus: EventBus,
+        durable: DurableSamples | None,
+        every_s: float,
+    ) -> None:
+        self.store = store
+        self.fields = fields
+        self.bus = bus
+        self.durable = durable
+        self.every_s = every_s
+        self._cond = threading.Condition()
+        self._waiting: dict[str, _Unwritten] = {}  # in the order runs first waited
+        self._release: list[str] = []
+        self._rows = 0
+        self._asked = 0  # flushes asked for, and done (the writer's own count)
+        self._done = 0
+        self._halt = False
+        self._open: dict[str, int] = {}  # run -> the log event its arrays reach
+        self._thread = threading.Thread(target=self._main, name="recorder-arrays", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, run_id: str, batches: list[SampleBatch], first: int, last: int) -> None:
+        """``batches`` of ``run_id``, in its stream's events ``first..last``, are durable."""
+        rows = sum(len(b) for b in batches)
+        with self._cond:
+            waiting = self._waiting.get(run_id)
+            if waiting is None:
+                self._waiting[run_id] = _Unwritten(list(batches), first, last)
+            else:
+                waiting.batches.extend(batches)
+                waiting.last = last
+            self._rows += rows
+            if self._rows >= _ARRAYS_ROWS_DUE:
+                self._cond.notify_all()
+
+    def release(self, run_id: str) -> None:
+        """``run_id`` has ended: write what waits for it now, then let its arrays go."""
+        with self._cond:
+            self._release.append(run_id)
+            self._cond.notify_all()
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Write everything handed over so far (returns once it is written); given a
+        ``run_id``, only when some of it is that run's."""
+        with self._cond:
+            if not self._thread.is_alive():
+                return
+            if run_id is not None and run_id not in self._waiting:
+                return
+            self._asked += 1
+            wanted = self._asked
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._done >= wanted or not self._thread.is_alive())
+
+    def stop(self) -> None:
+        """Write everything handed over, then end the thread."""
+        with self._cond:
+            self._halt = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: (
+                        self._halt
+                        or self._release
+                        or self._asked > self._done
+                        or self._rows >= _ARRAYS_ROWS_DUE
+                    ),
+                    timeout=self.every_s,
+                )
+                waiting, self._waiting = self._waiting, {}
+                release, self._release = self._release, []
+                self._rows = 0
+                asked, halt = self._asked, self._halt
+            for run_id, unwritten in waiting.items():
+                try:
+                    self._write(run_id, unwritten)
+                except Exception:
+                    # The log holds them; arrays behind it are completed from it later.
+                    logger.exception("samples of run %s not written to its arrays", run_id)
+            for run_id in release:
+                try:
+                    self._let_go(run_id)
+                except Exception:
+                    logger.exception("run %s: its sample arrays could not be let go", run_id)
+            with self._cond:
+                self._done = asked
+                self._cond.notify_all()
+                if halt and not self._waiting and not self._release:
+                    return
+
+    def _write(self, run_id: str, unwritten: _Unwritten) -> None:
+        """Append a run's waiting batches to its arrays (completed from the log first if
+        they are behind it), record their position, then count them and say so."""
+        try:
+            run = self.fields.run(run_id)
+            if run_id not in self._open:
+                _create_sample_arrays(run)  # or adopt those a crashed incarnation made
+                position = _recorded_position(run.attrs)
+                self._open[run_id] = position[0] if position is not None else 0
+            batches = unwritten.batches
+            behind = self._open[run_id]
+            if behind < unwritten.first - 1:
+                # Events the log made durable that these arrays never got (a recorder
+                # restarted mid-run): from the log, before what follows them.
+                missed = list(sample_batches(self.store, run_id, behind + 1, unwritten.first - 1))
+                batches = missed + batches
+            for name in SAMPLE_ARRAYS:
+                column = [getattr(b, name) for b in batches]
+                run.append(name, column[0] if len(column) == 1 else np.concatenate(column))
+            run.flush(SAMPLE_ARRAYS)
+            run.update_attrs(
+                {RECORDED_SEQ_ATTR: unwritten.last, RECORDED_SAMPLES_ATTR: run.rows("t")}
+            )
+            self._open[run_id] = unwritten.last
+        except GalvanaError as exc:
+            # The log holds them; the next start completes the arrays from it.
+            logger.error("samples of run %s not written to its arrays: %s", run_id, exc)
+            return
+        rows = sum(len(b) for b in batches)
+        if self.durable is not None:
+            self.durable.add(run_id, len(batches), rows)
+        self.bus.publish(SAMPLES_TOPIC, SamplesRecorded(run_id, len(batches), rows))
+
+    def _let_go(self, run_id: str) -> None:
+        if self._open.pop(run_id, None) is None:
+            return
+        try:
+            self.fields.run(run_id).release(SAMPLE_ARRAYS)
+        except GalvanaError as exc:
+            logger.error("run %s: its sample arrays could not be written: %s", run_id, exc)
 
 
 class _ArrayChecker:

@@ -2,11 +2,12 @@
 
 The samples of the source run are read from the event store, in order, and published
 on the new run's ``run/<id>/samples`` topic, paced by their own timestamps divided by
-``speed`` (or as fast as the consumers take them, ``speed=None``). Each batch
-boundary is a checkpoint. Its progress is the share of the recording's events read,
-its estimated time to completion the rate it reads them at. A source whose tail is
-corrupt or truncated is replayed as far as it is intact; the run then completes and
-says where the replay stopped.
+``speed`` (or as fast as the consumers take them, ``speed=None``), with the samples the
+instrument lost before each (``lost``; a batch that holds only a loss is replayed too,
+as it came). Each batch boundary is a checkpoint. Its progress is the share of the
+recording's events read, its estimated time to completion the rate it reads them at. A
+source whose tail is corrupt or truncated is replayed as far as it is intact; the run
+then completes and says where the replay stopped.
 """
 
 from __future__ import annotations
@@ -65,10 +66,14 @@ class ReplayProcedure(ChunkedProcedure):
             except MessageError as exc:
                 where = f"event {number}, which is corrupt ({exc})"
                 break
-            if not isinstance(event, SampleBatch) or len(event) == 0:
+            if not isinstance(event, SampleBatch) or not (len(event) or event.lost):
                 continue
             if not self.publish_samples(
-                np.array(event.t), np.array(event.E), np.array(event.I), np.array(event.flags)
+                np.array(event.t),
+                np.array(event.E),
+                np.array(event.I),
+                np.array(event.flags),
+                event.lost,
             ):
                 return None
             batches += 1

@@ -17,8 +17,11 @@ made durable by the recorder before the command returns.
 
 The run actor never waits for slow work, so a command is always answered promptly:
 the procedure works in threads of its own, and when it is done the run asks its
-children to settle without waiting (:meth:`runtime.actor.Actor.ask_later`), completing
-once they have; a stop or an abort meanwhile ends the run at once.
+children, without waiting (:meth:`runtime.actor.Actor.ask_later`), first to take in
+what they received (``take_in``, in start order: the twin cuts the last calibration
+segments), then to settle (in reverse start order: the calibrator's last posterior
+before the twin's last prediction), completing once they have; a stop or an abort
+meanwhile ends the run at once.
 """
 
 from __future__ import annotations
@@ -194,8 +197,10 @@ class Run(Supervisor):
         if report.kind == "done":
             if not self._finishing:
                 self._finishing = True
-                children = [c for c in reversed(self.which_children()) if c.ref is not None]
-                self._settle(children, report.reason or "the procedure finished")
+                children = [c for c in self.which_children() if c.ref is not None]
+                steps = [(c, "take_in") for c in children]
+                steps += [(c, "settle") for c in reversed(children)]
+                self._settle(steps, report.reason or "the procedure finished")
         elif report.kind == "failed":
             self._to("failed", report.reason)
         elif report.kind == "aborted":
@@ -210,26 +215,28 @@ class Run(Supervisor):
         elif report.kind == "unsuspend":
             self._unsuspend(report.reason)
 
-    def _settle(self, children: list[ChildInfo], reason: str) -> None:
-        """Let the children catch up with what the procedure produced, one after the other
-        in reverse start order (the calibrator's last posterior before the twin's last
-        prediction), then complete. Nothing here waits: each child answers later, and a
-        command in between is handled at once (a stop or an abort ends the run)."""
+    def _settle(self, steps: list[tuple[ChildInfo, str]], reason: str) -> None:
+        """Let the children catch up with what the procedure produced, one step after
+        the other (a child and what it is asked: ``take_in``, ``settle``), then complete.
+        Nothing here waits: each child answers later, and a command in between is
+        handled at once (a stop or an abort ends the run)."""
         if self.record.state in FINAL_STATES:
             return
-        if not children:
+        if not steps:
             self._to("completed", reason)
             return
-        child, rest = children[0], children[1:]
+        (child, method), rest = steps[0], steps[1:]
         assert child.ref is not None
 
         def settled(outcome: object) -> None:
             quiet = isinstance(outcome, CallError) and outcome.code == "not_found"
-            if isinstance(outcome, BaseException) and not quiet:  # not_found: nothing to settle
-                logger.warning("run %s: %s did not settle: %r", self.run_id, child.path, outcome)
+            if isinstance(outcome, BaseException) and not quiet:  # not_found: nothing to do
+                logger.warning(
+                    "run %s: %s did not %s: %r", self.run_id, child.path, method, outcome
+                )
             self._settle(rest, reason)
 
-        self.ask_later(child.ref, ApiCall("settle", (), {}), settled, timeout=SETTLE_S)
+        self.ask_later(child.ref, ApiCall(method, (), {}), settled, timeout=SETTLE_S)
 
     # --- commands ----------------------------------------------------------------------
 

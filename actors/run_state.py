@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,6 +38,7 @@ from runtime.run_kinds import run_kind
 __all__ = [
     "FINAL_STATES",
     "LIVE_STATES",
+    "DurableSamples",
     "RunRecord",
     "check_transition",
     "fold",
@@ -176,6 +178,29 @@ class RunRecord:
     def with_samples(self, batches: int, samples: int) -> RunRecord:
         """This record with ``batches`` more durable batches holding ``samples`` samples."""
         return replace(self, samples=self.samples + samples, batches=self.batches + batches)
+
+
+class DurableSamples:
+    """How many batches and samples of each run the recorder has made durable since the
+    daemon started: it adds to them after each write, and anyone reads them, from any
+    thread, with no message in between. So the runs supervisor shows durable counts
+    without subscribing to anything the recorder publishes: nothing it does (or fails
+    to do) can hold up the recorder, and through it the samples. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def add(self, run_id: str, batches: int, samples: int) -> None:
+        """``batches`` batches holding ``samples`` samples of ``run_id`` are now durable."""
+        with self._lock:
+            had = self._counts.get(run_id, (0, 0))
+            self._counts[run_id] = (had[0] + batches, had[1] + samples)
+
+    def of(self, run_id: str) -> tuple[int, int]:
+        """``(batches, samples)`` of ``run_id`` made durable since the daemon started."""
+        with self._lock:
+            return self._counts.get(run_id, (0, 0))
 
 
 def fold(events: Iterable[object]) -> RunRecord | None:

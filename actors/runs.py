@@ -4,8 +4,10 @@ At start it rebuilds every run's record by folding its stream in the event log, 
 marks the runs that were live when the daemon last stopped (a crash, a SIGKILL) as
 ``interrupted``: they are never silently lost. Afterwards it keeps the records current
 from the bus: ``run/*/created`` and ``run/*/state`` (committed before they are
-published) and the recorder's :class:`~runtime.messages.SamplesRecorded`, so the sample
-counts it shows are durable counts, never samples still in flight.
+published). The sample counts it shows are the log's and what the recorder has made
+durable since (:class:`~actors.run_state.DurableSamples`, read when a record is shown):
+durable counts, never samples still in flight, and counted off the samples' way (the
+supervisor subscribes to nothing the recorder publishes per commit).
 
 A run whose state machine crashes is marked ``failed`` (final) and is not restarted:
 restarting it would resurrect a run from a stale state. Its solver, twin and
@@ -59,7 +61,6 @@ from runtime.messages import (
     RunProgress,
     RunState,
     RunStateChanged,
-    SamplesRecorded,
     SolverSummary,
     utc_now,
 )
@@ -116,7 +117,6 @@ class Runs(Supervisor):
             for pattern in (
                 topics.EVERY_RUN_CREATED,
                 topics.EVERY_RUN_STATE,
-                topics.RECORDER_SAMPLES,
                 topics.EVERY_RUN_PROGRESS,
                 topics.EVERY_RUN_CHECKS,
             )
@@ -182,13 +182,9 @@ class Runs(Supervisor):
                         self.records[event.run_id] = record.apply(event)
                     if event.state in FINAL_STATES:
                         self.services.cells.pop(event.run_id, None)
-                elif isinstance(event, SamplesRecorded):
-                    record = self.records.get(event.run_id)
-                    if record is not None:
-                        self.records[event.run_id] = record.with_samples(
-                            event.batches, event.samples
-                        )
                 elif isinstance(event, RunProgress | ConservationChecked | SolverSummary):
+                    # Progress and checks are few; the samples are counted off this path
+                    # (DurableSamples, from the recorder).
                     record = self.records.get(event.run_id)
                     if record is not None:
                         self.records[event.run_id] = record.apply(event)
@@ -200,7 +196,12 @@ class Runs(Supervisor):
         record = self.records.get(run_id)
         if record is None:
             raise CallError("not_found", f"no run {run_id!r}; `galvana run list` shows the runs")
-        return record
+        return self._counted(record)
+
+    def _counted(self, record: RunRecord) -> RunRecord:
+        """``record`` with the samples the recorder made durable since the daemon started
+        (the fold of the log at start counted those before)."""
+        return record.with_samples(*self.services.durable.of(record.id))
 
     def _refuse_if_in_use(self, instrument: str) -> None:
         """Refuse (``busy``) an acquisition on an instrument whose cell another live run
@@ -234,7 +235,7 @@ class Runs(Supervisor):
         """Every run, oldest first (only those in ``state`` when given)."""
         self._drain()
         records = sorted(self.records.values(), key=lambda r: r.created)
-        return [r.as_plain() for r in records if state is None or r.state == state]
+        return [self._counted(r).as_plain() for r in records if state is None or r.state == state]
 
     @exposed
     def show(self, run_id: str) -> None:

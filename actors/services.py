@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors.run_limits import RunLimits
+from actors.run_state import DurableSamples
 from runtime.allowed_paths import AllowedPaths
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
@@ -51,6 +52,8 @@ class Services:
     # Where calibration ensembles run (the configuration's `executor:`; None: in the
     # actor's own thread). Each job starts its own executor and closes it.
     executor: ExecutorSettings | None = None
+    # What the recorder made durable of each run: it counts, the runs supervisor reads.
+    durable: DurableSamples = field(default_factory=DurableSamples)
 
     @property
     def allowed_paths(self) -> AllowedPaths:

@@ -6,6 +6,10 @@ band) and any :class:`~runtime.messages.DataIssue` on ``run/<id>/twin``, and dri
 changes on ``run/<id>/drift``. It listens to ``run/<id>/posterior`` and swaps in each
 new posterior without restarting the stream.
 
+The twin cleans the run's samples and cuts them into calibration segments, once for
+the run, as they arrive (before it predicts them): the segments go to the calibrator
+on ``twin/<id>/segments`` (:class:`~runtime.messages.CalibrationSegment`).
+
 Replays must reproduce the predictions bit for bit, so which posterior a batch is
 predicted with cannot depend on timing: a batch is predicted with the posteriors of
 every calibration segment completed by the batches before it, and the twin holds a
@@ -37,7 +41,7 @@ from runtime.messages import (
     SampleBatch,
 )
 from runtime.supervisor import ChildSpec
-from twins.lockstep import LockstepTwin
+from twins.lockstep import LockstepTwin, PreparedBatch
 from twins.spec import TwinSpec
 
 __all__ = ["Twin", "run_children"]
@@ -84,7 +88,7 @@ class Twin(Actor):
         self.core: LockstepTwin | None = None
         self._samples: Subscription | None = None
         self._posteriors: Subscription | None = None
-        self._pending: deque[SampleBatch] = deque()
+        self._pending: deque[PreparedBatch] = deque()
         self._answered = 0  # segments the calibrator has answered for, from 0 on
         self._updates: dict[int, PosteriorUpdate] = {}
         self._waiting = spec.calibrate is not None
@@ -123,12 +127,24 @@ class Twin(Actor):
             return
         for _, msg in self._posteriors.drain():
             self._heard(msg)
+        self._take_in()
+        self._predict_pending()
+
+    def _take_in(self) -> None:
+        """Clean and cut what arrived; hand the segments on to the calibrator."""
+        core = self.core
+        if self._samples is None or core is None:
+            return
+        segments = topics.twin_segments(self.run_id)
         # Batches are kept here, not in the subscription, so a twin waiting for the
         # calibrator never pushes back on the instrument.
         for _, msg in self._samples.drain():
             if isinstance(msg, SampleBatch):
-                self._pending.append(msg)
-        self._predict_pending()
+                prepared = core.prepare(msg)
+                if self.spec.calibrate is not None:
+                    for segment in prepared.segments:
+                        self.bus.publish(segments, segment)
+                self._pending.append(prepared)
 
     def _heard(self, msg: object) -> None:
         if isinstance(msg, PosteriorUpdate):
@@ -165,6 +181,13 @@ class Twin(Actor):
                 )
                 self.bus.publish(topic, event)
             self._predicted += 1
+
+    @exposed
+    def take_in(self) -> int:
+        """The run's procedure is done: clean and cut every batch received, so the
+        calibrator has every segment before it settles. Returns the batches held."""
+        self._take_in()
+        return len(self._pending)
 
     @exposed
     def settle(self) -> int:

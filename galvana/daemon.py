@@ -71,7 +71,9 @@ def tree(host: Host, park: SimulatorPark | None = None) -> SupervisorSpec:
         services.limits = parse_run_limits(config.run_limits)
         services.executor = ExecutorSettings.parse(config.executor)
         setups = parse_instruments(config.instruments, config.config_dir)
-        instruments, interlocks, described = build_instruments(setups, park)
+        instruments, interlocks, described = build_instruments(
+            setups, park, stall_timeout_s=config.stall_timeout_s
+        )
     except (GalvanaError, PhysicsError) as exc:
         raise DaemonError(f"{config.source}: {exc}") from None
     services.interlocks.update(interlocks)

@@ -329,7 +329,11 @@ class Event:
 @dataclass(slots=True)
 class Parsed:
     """What one chunk held: decoded columns by variable type, per-sample metadata,
-    events in order, and lines dropped as garbage with their raw bytes."""
+    events in order, and lines dropped as garbage with their raw bytes.
+
+    ``lines`` is the line (of the chunk) of each decoded packet, ``dropped`` the line of
+    each packet line that could not be used (garbled, NaN, another layout), both in
+    order: a sample was lost wherever one of ``dropped`` lies between two of ``lines``."""
 
     values: dict[str, FloatArray] = field(default_factory=dict)
     status: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
@@ -337,6 +341,7 @@ class Parsed:
     events: list[Event] = field(default_factory=list)
     garbage: list[bytes] = field(default_factory=list)
     lines: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    dropped: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _data: bytes = b""
     _starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _ends: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -450,14 +455,18 @@ class PacketParser:
                 )
         slow = np.setdiff1d(np.arange(starts.size), fast, assume_unique=True)
         extra: list[tuple[int, dict[str, float], int, int]] = []
+        dropped: list[int] = []
         for i in slow:
             line = data[int(starts[i]) : int(ends[i])].rstrip(b"\r")
             packet = self._line(line, out)
             if packet is not None:
                 extra.append((int(i), *packet))
+            elif line.startswith(b"P"):
+                dropped.append(int(i))
         out.lines = fast
         if extra:
-            _merge(out, fast, extra)
+            dropped += _merge(out, fast, extra)
+        out.dropped = np.array(sorted(dropped), dtype=np.int64)
         out._data, out._starts, out._ends = data, starts, ends
         return out
 
@@ -546,10 +555,12 @@ def _merge(
     out: Parsed,
     fast: npt.NDArray[np.int64],
     extra: list[tuple[int, dict[str, float], int, int]],
-) -> None:
-    """Put packets decoded one by one among the fast ones, in line order."""
+) -> list[int]:
+    """Put packets decoded one by one among the fast ones, in line order; returns the
+    lines of those dropped."""
     names = list(out.values) or list(extra[0][1])
-    if any(set(e[1]) != set(names) for e in extra):
+    dropped = [e[0] for e in extra if set(e[1]) != set(names)]
+    if dropped:
         # A chunk mixing layouts: keep the majority layout, drop the rest as garbage.
         extra = [e for e in extra if set(e[1]) == set(names)]
     index = np.concatenate([fast, np.array([e[0] for e in extra], dtype=np.int64)])
@@ -566,6 +577,7 @@ def _merge(
     out.range_code = np.concatenate(
         [out.range_code, np.array([e[3] for e in extra], dtype=np.int64)]
     )[order]
+    return dropped
 
 
 def _hex_code(text: str) -> int:

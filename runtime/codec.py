@@ -19,6 +19,14 @@ msgpack array ``[dtype, shape, data]``: ``dtype`` a numpy type string (``"<f8"``
 ``"<f4"``, ``"<i8"``, ``"<i4"``, ``"|u1"``, ``"|b1"``), ``shape`` a list of
 non-negative ints and ``data`` the C-order, little-endian bytes.
 
+A message may grow: a field added at the end with a default can be absent on the wire,
+so what was recorded before it existed still decodes (with the default). Encoding
+always writes every field.
+
+A message's encoding is made once: :func:`encoded` keeps it with the message object
+(messages are immutable), so the recorder that writes it to the event log and the API
+server that sends it to clients share the same bytes.
+
 Decoding never executes code and raises only :class:`~runtime.errors.MessageError`,
 whose ``field`` names the offending field; encoding raises the same error for a value
 that could not be read back (a field of the wrong type, an array of the wrong dtype, a
@@ -57,10 +65,12 @@ __all__ = [
     "U8Array1D",
     "decode",
     "encode",
+    "encoded",
     "message",
     "message_from_plain",
     "message_types",
     "pack_plain",
+    "pack_plain_with",
     "peek_tag",
     "unpack_plain",
 ]
@@ -160,6 +170,14 @@ class _MessageType:
     names: tuple[str, ...]
     converters: tuple[_Converter, ...]
     checkers: tuple[_Checker, ...]
+    required: int  # fields on the wire at least: those after it have defaults
+
+
+class _Wire:
+    """The base of every message class: a slot that keeps the message's encoding once
+    :func:`encoded` has made it (not a field: never compared, shown or encoded)."""
+
+    __slots__ = ("_wire",)
 
 
 _REGISTRY: dict[str, _MessageType] = {}
@@ -186,25 +204,42 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
     def register(cls: type[M]) -> type[M]:
         if tag in _REGISTRY:
             raise ValueError(f"message tag {tag!r} is already registered to {_REGISTRY[tag].cls}")
-        made = dataclasses.dataclass(frozen=True, slots=True, eq=False)(cls)
+        made = dataclasses.dataclass(frozen=True, slots=True, eq=False)(_wired(cls))
         made.__message_tag__ = tag  # type: ignore[attr-defined]
         made.__eq__ = _message_eq  # type: ignore[method-assign]
         made.__hash__ = None  # type: ignore[assignment]
         hints = typing.get_type_hints(made, include_extras=True)
         fields = dataclasses.fields(made)  # type: ignore[arg-type]
         rules = [_compile(hints[f.name], f"{tag}.{f.name}") for f in fields]
+        defaulted = [
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            for f in fields
+        ]
+        required = max((i + 1 for i, d in enumerate(defaulted) if not d), default=0)
         entry = _MessageType(
             made,
             tag,
             tuple(f.name for f in fields),
             tuple(r.decode for r in rules),
             tuple(r.check for r in rules),
+            required,
         )
         _REGISTRY[tag] = entry
         _BY_CLASS[made] = entry
         return made
 
     return register
+
+
+def _wired(cls: type[M]) -> type[M]:
+    """``cls`` remade on :class:`_Wire` (a slotted class cannot take a slot later)."""
+    namespace = dict(cls.__dict__)
+    namespace.pop("__dict__", None)
+    namespace.pop("__weakref__", None)
+    bases = (*(b for b in cls.__bases__ if b is not object), _Wire)
+    remade = type(cls.__name__, bases, namespace)
+    remade.__qualname__ = cls.__qualname__
+    return cast("type[M]", remade)
 
 
 def message_types() -> dict[str, type[Any]]:
@@ -272,6 +307,23 @@ def encode(msg: object) -> bytes:
     return data
 
 
+def encoded(msg: object) -> bytes:
+    """:func:`encode` of ``msg``, made once per message object and kept with it.
+
+    Whoever needs a message's bytes first (the recorder writing the event log, the API
+    server sending an event) makes them; the others reuse them. Messages are immutable,
+    so the bytes stay right for as long as the object lives: a message's arrays must not
+    be changed in place once it is published. Raises as :func:`encode` does.
+    """
+    data = getattr(msg, "_wire", None)
+    if data is None:
+        data = encode(msg)
+        if isinstance(msg, _Wire):
+            # A frozen dataclass refuses setattr; the slot is not one of its fields.
+            object.__setattr__(msg, "_wire", data)
+    return cast(bytes, data)
+
+
 def _check_fields(msg: object, entry: _MessageType, depth: int) -> None:
     """Raise MessageError unless every field of ``msg`` would decode (depth as decode counts)."""
     max_depth = DEFAULT_LIMITS.max_depth
@@ -323,6 +375,17 @@ def pack_plain(value: object) -> bytes:
         return cast(bytes, msgpack.packb(value, default=_pack_default, datetime=True))
     except (TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"value cannot be encoded: {exc}") from exc
+
+
+def pack_plain_with(head: dict[str, object], key: str, message: bytes) -> bytes:
+    """:func:`pack_plain` of the map ``head`` with one entry more, last: ``key`` and a
+    message already encoded (``message``, as :func:`encoded` made it), spliced in rather
+    than encoded again. Byte for byte what ``pack_plain({**head, key: msg})`` makes."""
+    if len(head) >= 15 or key in head:
+        raise ValueError(f"a map of {len(head)} keys with {key!r} is not a fixmap of new keys")
+    packed = pack_plain(head)
+    # A fixmap's first byte holds its size: 0x80 | entries.
+    return bytes([0x80 | (len(head) + 1)]) + packed[1:] + pack_plain(key) + message
 
 
 # ---------------------------------------------------------------------------
@@ -439,14 +502,18 @@ def _to_message(obj: object, where: str, depth: int, max_depth: int) -> Any:
     entry = _REGISTRY.get(tag)
     if entry is None:
         raise MessageError(f"unknown message tag {tag!r}", field=where)
-    if len(obj) - 1 != len(entry.names):
-        raise MessageError(
-            f"{tag}: expected {len(entry.names)} fields ({', '.join(entry.names)}), "
-            f"got {len(obj) - 1}",
-            field=tag,
-        )
+    given = len(obj) - 1
+    if not entry.required <= given <= len(entry.names):
+        expected = f"{entry.required} fields ({', '.join(entry.names[: entry.required])})"
+        if entry.required < len(entry.names):
+            later = entry.names[entry.required :]
+            expected += f", or up to {len(entry.names)} with {', '.join(later)}"
+        raise MessageError(f"{tag}: expected {expected}, got {given}", field=tag)
+    # Fields absent from the end (a message recorded before they were added) keep
+    # their defaults.
     values = [
-        conv(v, max_depth, depth + 1) for conv, v in zip(entry.converters, obj[1:], strict=True)
+        conv(v, max_depth, depth + 1)
+        for conv, v in zip(entry.converters[:given], obj[1:], strict=True)
     ]
     try:
         return entry.cls(*values)

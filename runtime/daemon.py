@@ -136,6 +136,9 @@ class DaemonConfig:
     executor: object = None  # the raw `executor:` block; runtime.executor parses it
     http: tuple[str, int] | None = None  # the HTTP gateway's address (None: no gateway)
     http_options: dict[str, float] | None = None  # its limits (max_streams, ...)
+    # How long (s) an instrument's stream may bring no sample before it counts as
+    # stalled, which suspends the run acquiring from it until samples come again.
+    stall_timeout_s: float = 2.0
 
     @property
     def source(self) -> str:
@@ -184,9 +187,11 @@ class ConfigDocument(Document, kw_only=True):
     """The daemon's configuration file (``--config FILE``) as it says it: where it is
     reached (``socket``, ``tcp``), the token files (never a token), the log level, the
     instruments and run limits (read by :mod:`actors.instruments` and
-    :mod:`actors.run_limits`), the further directories clients may name files in,
-    where calibration ensembles run (``executor``, read by :mod:`runtime.executor`) and
-    the HTTP gateway (``http: HOST:PORT``, or a :class:`HttpConfig` map)."""
+    :mod:`actors.run_limits`), how long an instrument's stream may bring no sample
+    before the run acquiring from it is suspended as stalled (``stall_timeout_s``), the
+    further directories clients may name files in, where calibration ensembles run
+    (``executor``, read by :mod:`runtime.executor`) and the HTTP gateway
+    (``http: HOST:PORT``, or a :class:`HttpConfig` map)."""
 
     wording = "expected"
 
@@ -207,6 +212,7 @@ class ConfigDocument(Document, kw_only=True):
         Any, Custom(str | dict[str, Any], "local, ray, or a map with kind, address, workers")
     ] = None
     http: str | HttpConfig | UnsetType = UNSET
+    stall_timeout_s: Annotated[SI, Number(_TIME, lo=0.0, lo_open=True)] = 2.0
 
     @classmethod
     def refuse_unknown(cls, unknown: Sequence[str]) -> Invalid:
@@ -271,6 +277,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         executor=file.executor,
         http=http,
         http_options=http_options,
+        stall_timeout_s=float(file.stall_timeout_s),
     )
 
 
@@ -515,7 +522,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="a YAML file of settings (socket, tcp, token_file, admin_token_file, log_level, "
-        "instruments, allowed_paths, run_limits, executor, http)",
+        "instruments, stall_timeout_s, allowed_paths, run_limits, executor, http)",
     )
     parser.add_argument(
         "--socket", help="the Unix socket to listen on (default: DATA/galvana.sock)"

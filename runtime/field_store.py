@@ -201,6 +201,11 @@ class RunFields:
         return self._path
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (everything was written then)."""
+        return self._closed
+
+    @property
     def attrs(self) -> dict[str, Any]:
         """A copy of the run's attributes (the group's zarr attributes)."""
         with self._lock:
@@ -608,11 +613,16 @@ class FieldStore:
                 del self._runs[run_id]
 
     def flush(self) -> None:
-        """Flush every open run."""
+        """Flush every open run (one closed meanwhile, in another thread, wrote all it
+        had as it closed)."""
         with self._lock:
             runs = list(self._runs.values())
         for fields in runs:
-            fields.flush()
+            try:
+                fields.flush()
+            except FieldStoreError:
+                if not fields.closed:
+                    raise
 
     def close(self) -> None:
         """Flush and close every open run; the store can still hand out runs afterwards."""

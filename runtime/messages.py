@@ -6,10 +6,19 @@ never changes once released. Add new messages; never repurpose a tag.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from datetime import UTC, datetime
 from typing import Literal
 
-from runtime.codec import F64Array1D, F64Array2D, I64Array2D, Plain, U8Array1D, message
+from runtime.codec import (
+    Bool1D,
+    F64Array1D,
+    F64Array2D,
+    I64Array2D,
+    Plain,
+    U8Array1D,
+    message,
+)
 from runtime.errors import MessageError
 
 __all__ = [
@@ -21,6 +30,7 @@ __all__ = [
     "ApiCall",
     "AuditEvent",
     "CalibrationDiverged",
+    "CalibrationSegment",
     "CalibrationSkipped",
     "CalibratorStarted",
     "ChildExited",
@@ -67,6 +77,16 @@ within its shutdown timeout and was abandoned.
 def utc_now() -> datetime:
     """The current time, timezone-aware (UTC), as messages carry it."""
     return datetime.now(UTC)
+
+
+def _check_columns(tag: str, t: Sized, columns: dict[str, Sized]) -> None:
+    """Raise :class:`MessageError` unless every one of ``columns`` is as long as ``t``."""
+    for name, column in columns.items():
+        if len(column) != len(t):
+            raise MessageError(
+                f"{tag}.{name}: has {len(column)} points but t has {len(t)}",
+                field=f"{tag}.{name}",
+            )
 
 
 # --- supervision -----------------------------------------------------------
@@ -143,7 +163,10 @@ class SampleBatch:
 
     ``t`` time since the run started (s), ``E`` applied potential (V), ``I`` current
     (A, anodic positive), ``flags`` per-sample status bits (overload, compliance, ...).
-    ``seq`` numbers the batches of one run from 0 without gaps.
+    ``seq`` numbers the batches of one run from 0 without gaps. ``lost`` counts the
+    samples the instrument or its link lost before this batch (the sample after a loss
+    is flagged ``GAP`` where the instrument says where it was); a batch may hold no
+    samples and only a loss. Batches recorded before ``lost`` existed read back with 0.
     """
 
     run_id: str
@@ -152,15 +175,15 @@ class SampleBatch:
     E: F64Array1D
     I: F64Array1D  # noqa: E741 - the electrochemist's name for current
     flags: U8Array1D
+    lost: int = 0
 
     def __post_init__(self) -> None:
-        n = len(self.t)
-        for name in ("E", "I", "flags"):
-            if len(getattr(self, name)) != n:
-                raise MessageError(
-                    f"samples.{name}: has {len(getattr(self, name))} points but t has {n}",
-                    field=f"samples.{name}",
-                )
+        _check_columns("samples", self.t, {"E": self.E, "I": self.I, "flags": self.flags})
+        if self.lost < 0:
+            raise MessageError(
+                f"samples.lost: {self.lost} samples lost; expected a count >= 0",
+                field="samples.lost",
+            )
 
     def __len__(self) -> int:
         return len(self.t)
@@ -562,6 +585,33 @@ class DriftCleared:
     run_id: str
     t: float
     fraction: float
+
+
+@message("twin.segment")
+class CalibrationSegment:
+    """One calibration segment of a run, cut by its twin from the cleaned samples (the
+    run's one cleaning; see ``twins.samples``) for its calibrator: the kept samples ``t``
+    (s), ``E`` (V, noise filtered) and ``I`` (A, NaN where unknown) with ``usable``
+    (which may enter a likelihood), its ``index`` (from 0) and ``first`` (whether it
+    starts the stream: the model starts at rest at its first sample).
+
+    Published on ``twin/<run>/segments``, never recorded: a replay cuts them again.
+    """
+
+    index: int
+    t: F64Array1D
+    E: F64Array1D
+    I: F64Array1D  # noqa: E741 - current
+    usable: Bool1D
+    first: bool
+
+    def __post_init__(self) -> None:
+        _check_columns("twin.segment", self.t, {"E": self.E, "I": self.I, "usable": self.usable})
+
+    @property
+    def t_end(self) -> float:
+        """The last sample time (s)."""
+        return float(self.t[-1])
 
 
 @message("calibration.posterior")

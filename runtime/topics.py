@@ -45,6 +45,7 @@ __all__ = [
     "run_stream",
     "run_truth",
     "run_twin",
+    "twin_segments",
 ]
 
 _RUN = "run/"
@@ -149,6 +150,12 @@ def run_drift(run_id: str) -> str:
 def run_posterior(run_id: str) -> str:
     """``run/<id>/posterior``: the calibrator's posterior updates."""
     return f"{_RUN}{run_id}/posterior"
+
+
+def twin_segments(run_id: str) -> str:
+    """``twin/<id>/segments``: the calibration segments the run's twin cut from its
+    cleaned samples, for its calibrator (not recorded: a replay cuts them again)."""
+    return f"twin/{run_id}/segments"
 
 
 def instrument_events(instrument_id: str) -> str:

@@ -26,7 +26,7 @@ from twins.errors import (
 from twins.experiments import Calibration, Experiment, calibrate_experiments, experiment
 from twins.forward import EngineCurrent, ForwardProblem, engine_current
 from twins.lockstep import LockstepTwin
-from twins.samples import SampleCleaner, Segment, Segmenter
+from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec, resolve_document
 from twins.stream import ModelStream, StreamState, stream_for
 from twins.synthetic import synthetic_batches, true_current
@@ -45,7 +45,6 @@ __all__ = [
     "OnlineCalibrator",
     "Outcome",
     "SampleCleaner",
-    "Segment",
     "Segmenter",
     "StreamState",
     "Suggestion",

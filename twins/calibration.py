@@ -88,6 +88,7 @@ from runtime.errors import TaskFailed
 from runtime.executor import Executor
 from runtime.messages import (
     CalibrationDiverged,
+    CalibrationSegment,
     CalibrationSkipped,
     PosteriorUpdate,
 )
@@ -96,7 +97,6 @@ from twins.errors import ForwardModelError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem, engine_current
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.residuals import Lag1, lag1
-from twins.samples import Segment
 from twins.spec import FitSettings, TwinSpec, si_units
 from twins.stream import ModelStream, StreamState, stream_for
 
@@ -1033,7 +1033,7 @@ class OnlineCalibrator:
         self.posterior: Gaussian | None = None
         self.version = 0
         self.latest: PosteriorUpdate | None = None
-        self.segments: list[Segment] = []
+        self.segments: list[CalibrationSegment] = []
         drift = np.zeros(self.param.dim)
         drift[: self.param.count] = self.cal.drift
         self._drift_var = drift**2
@@ -1055,7 +1055,7 @@ class OnlineCalibrator:
 
     # -- updates ---------------------------------------------------------------------
 
-    def update(self, segment: Segment) -> Outcome:
+    def update(self, segment: CalibrationSegment) -> Outcome:
         """Use one segment: returns the new posterior, or why it was not updated."""
         self.segments.append(segment)
         data, start = self._data(segment)
@@ -1128,7 +1128,7 @@ class OnlineCalibrator:
             self.latest = _with_warnings(self.latest, extra)
         return self.latest
 
-    def _data(self, segment: Segment) -> tuple[SegmentData | None, StreamState]:
+    def _data(self, segment: CalibrationSegment) -> tuple[SegmentData | None, StreamState]:
         """The forward problem of a segment, from the stream's state at its start."""
         t, E, I, usable = segment.t, segment.E, segment.I, segment.usable  # noqa: E741
         state = self.state
@@ -1142,7 +1142,7 @@ class OnlineCalibrator:
         y = np.where(usable, I, 0.0)
         return SegmentData(problem, y, usable.copy()), state
 
-    def _advance(self, start: StreamState, segment: Segment, values: FloatArray) -> None:
+    def _advance(self, start: StreamState, segment: CalibrationSegment, values: FloatArray) -> None:
         """Carry the reference state through the segment with the new estimate."""
         t, E = segment.t, segment.E
         if segment.first or self.state is None:
@@ -1160,7 +1160,7 @@ class OnlineCalibrator:
         self,
         *,
         method: str,
-        segment: Segment,
+        segment: CalibrationSegment,
         used: int,
         summary: Summary,
         gaussian: Gaussian,

@@ -12,17 +12,23 @@ product per batch; nothing iterates over samples in Python.
 
 New parameters (:meth:`apply`) take effect at the next batch without restarting: the
 model's state is moved to them to first order (see :class:`twins.stream.ModelStream`).
+
+The twin is where a run's samples are cleaned and cut into calibration segments, once
+(:meth:`LockstepTwin.prepare`): it predicts from the cleaned batch, and the segments
+go to the calibrator (the twin actor publishes them), which never cleans anything.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 
 from runtime.messages import (
+    CalibrationSegment,
     DataIssue,
     DriftCleared,
     DriftDetected,
@@ -32,14 +38,24 @@ from runtime.messages import (
 )
 from twins.drift import DriftDetector
 from twins.priors import Gaussian, Parameterization
-from twins.samples import SampleCleaner, Segmenter
+from twins.samples import CleanChunk, SampleCleaner, Segmenter
 from twins.spec import TwinSpec
 from twins.stream import StreamState, stream_for
 
-__all__ = ["LockstepTwin", "TwinEvent"]
+__all__ = ["LockstepTwin", "PreparedBatch", "TwinEvent"]
 
 FloatArray = npt.NDArray[np.float64]
 TwinEvent = TwinPrediction | DataIssue | DriftDetected | DriftCleared
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A run's sample batch made fit for the model, once: the ``batch`` as measured, its
+    cleaned ``chunk`` and the calibration ``segments`` it completes."""
+
+    batch: SampleBatch
+    chunk: CleanChunk
+    segments: tuple[CalibrationSegment, ...]
 
 
 class LockstepTwin:
@@ -59,7 +75,8 @@ class LockstepTwin:
         names = cal.names if cal is not None else ()
         self.stream = stream_for(spec, names)
         self.cleaner = SampleCleaner.for_spec(spec)
-        self.segmenter = Segmenter(spec, keep_data=False)
+        # The segments carry their samples only for a calibrator to use.
+        self.segmenter = Segmenter(spec, keep_data=cal is not None)
         self.level = spec.twin.band
         self._z = NormalDist().inv_cdf(0.5 + 0.5 * self.level)
         self.state: StreamState | None = None
@@ -99,12 +116,19 @@ class LockstepTwin:
         )
         self.version = update.version
 
-    def predict(self, batch: SampleBatch) -> list[TwinEvent]:
-        """Predict one batch; returns the prediction first, then any issues and drift
-        changes."""
-        n = len(batch)
+    def prepare(self, batch: SampleBatch) -> PreparedBatch:
+        """Clean the run's next batch and cut the calibration segments it completes
+        (batches in order, each once; :meth:`predict` takes them in the same order)."""
         chunk = self.cleaner.clean(batch.seq, batch.t, batch.E, batch.I, batch.flags)
-        self.closed += len(self.segmenter.feed(chunk))
+        return PreparedBatch(batch, chunk, tuple(self.segmenter.feed(chunk)))
+
+    def predict(self, batch: SampleBatch | PreparedBatch) -> list[TwinEvent]:
+        """Predict one batch (prepared by :meth:`prepare`, or prepared here); returns the
+        prediction first, then any issues and drift changes."""
+        prepared = batch if isinstance(batch, PreparedBatch) else self.prepare(batch)
+        batch, chunk = prepared.batch, prepared.chunk
+        n = len(batch)
+        self.closed += len(prepared.segments)
         events: list[TwinEvent] = [
             DataIssue(self.run_id, batch.seq, i.kind, i.count, i.t_start, i.t_end, i.detail)  # type: ignore[arg-type]
             for i in chunk.issues

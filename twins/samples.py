@@ -6,8 +6,10 @@ previous one) and masks from the likelihood those whose current cannot be truste
 non-finite current, an overload or compliance flag, the recovery after a gap), and
 says so as a list of :class:`Issue`. :class:`Segmenter` cuts the cleaned stream into
 the calibration segments of the spec's cadence. Both are pure functions of the samples
-they were given, in order, whatever the batching, so the twin and the calibrator (and
-a replay) cut the same segments.
+they were given, in order, whatever the batching: a run's samples are cleaned and cut
+once, by its twin, which hands the segments
+(:class:`~runtime.messages.CalibrationSegment`) to its calibrator; a replay cuts the same
+ones again.
 
 The potential the model is advanced along is the measured one with its noise filtered
 out. A potentiostat reports the applied potential with measurement noise (tens of µV),
@@ -31,10 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runtime.messages import CalibrationSegment
 from runtime.sample_flags import Flag
 from twins.spec import TwinSpec
 
-__all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segment", "Segmenter"]
+__all__ = ["CleanChunk", "Issue", "SampleCleaner", "Segmenter"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -206,24 +209,6 @@ def _issue(kind: str, which: BoolArray, t: FloatArray, detail: str) -> Issue:
     return Issue(kind, int(which.sum()), lo, hi, detail)
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One calibration segment: kept samples ``t``, ``E``, ``I`` with their ``usable``
-    mask, its ``index`` (0-based) and ``first`` (whether it starts the stream)."""
-
-    index: int
-    t: FloatArray
-    E: FloatArray
-    I: FloatArray  # noqa: E741 - current
-    usable: BoolArray
-    first: bool
-
-    @property
-    def t_end(self) -> float:
-        """The last sample time (s)."""
-        return float(self.t[-1])
-
-
 class Segmenter:
     """Cuts cleaned chunks into calibration segments as the spec's cadence says.
 
@@ -244,14 +229,14 @@ class Segmenter:
         self._started = False
         self.skipped = 0
 
-    def feed(self, chunk: CleanChunk) -> list[Segment]:
+    def feed(self, chunk: CleanChunk) -> list[CalibrationSegment]:
         """The segments this chunk completes (possibly none).
 
         A stream that begins after the end of some segments (a calibrator that
         restarted mid-run) starts at the segment its first sample falls in; ``skipped``
         says how many were passed over.
         """
-        out: list[Segment] = []
+        out: list[CalibrationSegment] = []
         start = 0
         n = chunk.t.size
         if n and not self._started and not self._pending and self.unit == "cycles":
@@ -288,13 +273,13 @@ class Segmenter:
         i = start + int(np.searchsorted(t[start:], self.bounds[self.index], side="left"))
         return i if i < t.size else None
 
-    def _close(self) -> Segment:
+    def _close(self) -> CalibrationSegment:
         if self.keep_data and self._parts:
             t, E, I, usable = (np.concatenate(c) for c in zip(*self._parts, strict=True))  # noqa: E741
         else:
             t = E = I = np.zeros(0)  # noqa: E741 - current
             usable = np.zeros(0, dtype=np.bool_)
-        seg = Segment(self.index, t, E, I, usable.astype(np.bool_), not self._started)
+        seg = CalibrationSegment(self.index, t, E, I, usable.astype(np.bool_), not self._started)
         self._started = True
         self._parts = []
         self._pending = 0

@@ -9,9 +9,12 @@ it runs. The line is a serial device file (USB CDC: ``/dev/ttyACM0``, FTDI:
 Streaming reads whatever arrived, decodes all complete packet lines at once
 (:class:`hal.methodscript.PacketParser`) and yields them as one batch. Lines that
 are garbage, packets with NaN or implausible values are counted, logged with their
-raw bytes and dropped (their samples counted as lost). A ``!`` error line ends the
-stream with :class:`~hal.errors.InstrumentError` (the device stops the script); an
-abort (``Z``) or the script's end (an empty line) ends it normally.
+raw bytes and dropped. A dropped packet is a lost sample, and the driver says where:
+the next sample kept is flagged ``GAP`` and its batch counts the samples lost before
+it in ``lost`` (losses after a batch's last sample go with the next batch, or with the
+last one when the script ends). A ``!`` error line ends the stream with
+:class:`~hal.errors.InstrumentError` (the device stops the script); an abort (``Z``)
+or the script's end (an empty line) ends it normally.
 
 The line is full duplex, so :meth:`MethodScriptPotentiostat.cell_off` writes the
 abort command (``Z``; the script's ``on_finished:`` turns the cell off) while the
@@ -42,6 +45,7 @@ from hal.methodscript import (
     script_for,
     status_flags,
 )
+from runtime.sample_flags import Flag
 from runtime.waveforms import Waveform
 
 __all__ = ["DEVICES", "MethodScriptPotentiostat"]
@@ -110,6 +114,7 @@ class MethodScriptPotentiostat:
         self._dropped = 0
         self._device: tuple[str, Capabilities] | None = None
         self._parser = PacketParser()
+        self._lost_since = 0  # samples lost since the last one kept (they flag the next)
         self.current_range: float | None = None
         """The current range (A) the last packet reported."""
 
@@ -203,6 +208,7 @@ class MethodScriptPotentiostat:
             self._line.flush_input()
             self._stopping.clear()
             self._parser = PacketParser()
+            self._lost_since = 0
             self._line.write(self._script.encode("ascii"))
             echo = self._line.readline(self.timeout_s)
             if echo != b"e":
@@ -216,7 +222,6 @@ class MethodScriptPotentiostat:
         while self._running:
             chunk = self._line.read(self.poll_s)
             parsed = self._parser.feed(chunk) if chunk else Parsed()
-            batch = self._samples(parsed)
             for event in parsed.events:
                 if event.kind == "error":
                     error = InstrumentError(
@@ -225,7 +230,8 @@ class MethodScriptPotentiostat:
                     )
                 elif event.kind == "ended":
                     self._running = False
-            yield batch
+            # The script's last batch also carries what was lost after its last sample.
+            yield self._samples(parsed, last=error is not None or not self._running)
             if error is not None:
                 self._running = False
                 raise error
@@ -268,35 +274,57 @@ class MethodScriptPotentiostat:
 
     # --- internals ------------------------------------------------------------------
 
-    def _samples(self, parsed: Parsed) -> Samples:
+    def _samples(self, parsed: Parsed, *, last: bool = False) -> Samples:
+        """The samples of a chunk, gaps flagged; ``last``: the script's final batch."""
         for raw in parsed.garbage:
             self._drop("not a MethodSCRIPT line, or a packet without a number", raw)
-        lost = sum(1 for raw in parsed.garbage if raw.startswith(b"P"))
-        if parsed.count == 0:
-            return Samples.empty(lost=lost)
         values = parsed.values
         t = _column(values, TIME_TYPES)
         E = _column(values, POTENTIAL_TYPES)
         I = _column(values, CURRENT_TYPES)  # noqa: E741 - current
         if t is None or E is None or I is None:
-            self._drop(f"packets carry {sorted(values)}; expected time, potential and current", b"")
-            return Samples.empty(lost=lost + parsed.count)
+            if parsed.count:
+                what = f"packets carry {sorted(values)}; expected time, potential and current"
+                self._drop(what, b"")
+            self._lost_since += parsed.dropped.size + parsed.count
+            return self._nothing_kept(last)
         good = (np.abs(E) <= _E_PLAUSIBLE) & (np.abs(I) <= _I_PLAUSIBLE)
         if not good.all():
             for row in np.flatnonzero(~good)[:8]:
                 self._drop("packet value out of range", parsed.raw(int(row)))
             self._dropped += max(0, int((~good).sum()) - 8)
-            lost += int((~good).sum())
-        codes = parsed.range_code[good]
+        kept = np.flatnonzero(good)
+        if kept.size == 0:
+            self._lost_since += parsed.dropped.size + parsed.count
+            return self._nothing_kept(last)
+        # Samples lost before each packet of the chunk: dropped lines before its line,
+        # implausible packets before it, and what the previous chunks left unflagged.
+        before = (
+            np.searchsorted(parsed.dropped, parsed.lines)
+            + np.concatenate([[0], np.cumsum(~good)[:-1]])
+            + self._lost_since
+        )
+        at_kept = before[kept]
+        gap = np.diff(at_kept, prepend=0) > 0
+        lost = int(at_kept[-1])
+        # What was lost after the last sample kept waits for the next one.
+        self._lost_since += parsed.dropped.size + int((~good).sum()) - lost
+        flags = status_flags(parsed.status[kept])
+        flags[gap] |= np.uint8(Flag.GAP)
+        codes = parsed.range_code[kept]
         if codes.size and codes[-1] in CURRENT_RANGE_CODES:
             self.current_range = CURRENT_RANGE_CODES[int(codes[-1])]
-        return Samples(
-            t[good].copy(),
-            E[good].copy(),
-            I[good].copy(),
-            status_flags(parsed.status[good]),
-            lost=lost,
-        )
+        if last:
+            lost, self._lost_since = lost + self._lost_since, 0
+        return Samples(t[kept].copy(), E[kept].copy(), I[kept].copy(), flags, lost=lost)
+
+    def _nothing_kept(self, last: bool) -> Samples:
+        """A chunk without a usable sample: its losses wait for the next one kept (or
+        are reported now, with the script's final batch)."""
+        if not last:
+            return Samples.empty()
+        lost, self._lost_since = self._lost_since, 0
+        return Samples.empty(lost=lost)
 
     def _drain_script(self, deadline: float) -> None:
         while time.monotonic() < deadline:

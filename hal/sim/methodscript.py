@@ -22,7 +22,9 @@ runs with ``!4003: Line n, Col 1`` (the simulator's own error codes:
 0x4003 unknown script command, 0x4004 invalid argument).
 
 Packets carry the variables in ``pck_add`` order: ``eb`` time, ``da`` applied
-potential, ``ba`` current with status and current-range metadata.
+potential, ``ba`` current with status and current-range metadata. The instrument's
+``faults.garbage_replies`` garbles that many packets on the line (from the middle of
+the next packets sent), as a line error would: the driver must drop them as lost.
 """
 
 from __future__ import annotations
@@ -320,11 +322,26 @@ class MethodScriptDevice:
             key=lambda c: abs(CURRENT_RANGE_CODES[c] - self.instrument.current_range),
         )
         with_meta = columns[-1] == "ba"
-        return encode_packets(
+        data = encode_packets(
             [(c, source[c]) for c in columns],
             status=status if with_meta else None,
             range_code=code if with_meta else None,
         )
+        with self.instrument.lock:
+            faults = self.instrument.faults
+            garbled = min(faults.garbage_replies, records.size)
+            faults.garbage_replies -= garbled
+        return _garbled(data, garbled) if garbled else data
+
+
+def _garbled(data: bytes, count: int) -> bytes:
+    """``data`` (packet lines) with ``count`` lines from the middle on garbled: their
+    first value's digits are no longer hexadecimal."""
+    lines = data.split(b"\n")
+    first = (len(lines) - 1 - count) // 2
+    for i in range(first, first + count):
+        lines[i] = lines[i][:3] + b"#" * 7 + lines[i][10:]
+    return b"\n".join(lines)
 
 
 def _loop_program(loop: _Loop) -> tuple[list[float], list[float], float, float]:

@@ -46,7 +46,14 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from runtime.codec import DEFAULT_LIMITS, DecodeLimits, message_from_plain, pack_plain, unpack_plain
+from runtime.codec import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    message_from_plain,
+    pack_plain,
+    pack_plain_with,
+    unpack_plain,
+)
 from runtime.errors import ApiError, MessageError
 
 __all__ = [
@@ -71,6 +78,7 @@ __all__ = [
     "decode_message",
     "encode_frame",
     "error_reply",
+    "event_frame",
     "event_of",
     "hello_request",
     "ok_reply",
@@ -108,6 +116,16 @@ class ErrorCode(enum.StrEnum):
 def encode_frame(payload: dict[str, Any]) -> bytes:
     """One frame: the length header and the msgpack body."""
     body = pack_plain(payload)
+    return HEADER.pack(len(body)) + body
+
+
+def event_frame(subscription: int, topic: str, message: bytes) -> bytes:
+    """The ``event`` frame of ``subscription`` for a message on ``topic`` that is already
+    encoded (:func:`runtime.codec.encoded`: the bytes the event log holds): byte for
+    byte what :func:`encode_frame` makes of ``{"op": "event", "subscription": ...,
+    "topic": ..., "message": msg}``, without encoding the message again."""
+    head: dict[str, object] = {"op": "event", "subscription": subscription, "topic": topic}
+    body = pack_plain_with(head, "message", message)
     return HEADER.pack(len(body)) + body
 
 

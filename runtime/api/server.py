@@ -68,12 +68,13 @@ from runtime.api.protocol import (
     decode_body,
     encode_frame,
     error_reply,
+    event_frame,
     ok_reply,
     parse_request,
     request_id_of,
 )
 from runtime.api.urgent import bind_private_unix_socket
-from runtime.codec import DecodeLimits
+from runtime.codec import DecodeLimits, encoded
 from runtime.errors import ApiError, BusError, MessageError
 from runtime.event_bus import LAGGED_TOPIC, EventBus, Subscription
 from runtime.messages import Lagged
@@ -411,11 +412,11 @@ class ApiServer:
         try:
             frame = encode_frame(payload)
         except MessageError as exc:
-            frame = encode_frame(
-                error_reply(
-                    payload.get("id"), ErrorCode.INTERNAL, f"reply cannot be encoded: {exc}"
-                )
-            )
+            frame = _unencodable(payload.get("id"), exc)
+        await self._send(conn, frame)
+
+    @staticmethod
+    async def _send(conn: _Connection, frame: bytes) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await conn.send.send(frame)
 
@@ -739,19 +740,16 @@ class ApiServer:
                     continue
                 for topic, msg in items:
                     if topic == LAGGED_TOPIC and isinstance(msg, Lagged):
-                        payload: dict[str, Any] = {
-                            "op": "lagged",
-                            "subscription": sid,
-                            "lost": msg.lost,
-                        }
-                    else:
-                        payload = {
-                            "op": "event",
-                            "subscription": sid,
-                            "topic": topic,
-                            "message": msg,
-                        }
-                    await self._reply(conn, payload)
+                        lagged = {"op": "lagged", "subscription": sid, "lost": msg.lost}
+                        await self._reply(conn, lagged)
+                        continue
+                    try:
+                        # The bytes the recorder wrote to the log (or will): made once, for
+                        # the log and every subscriber.
+                        frame = event_frame(sid, topic, encoded(msg))
+                    except MessageError as exc:
+                        frame = _unencodable(None, exc)
+                    await self._send(conn, frame)
 
     async def _unsubscribe(self, conn: _Connection, request: Unsubscribe) -> None:
         entry = conn.subs.pop(request.subscription, None)
@@ -774,6 +772,12 @@ class ApiServer:
             "urgent_in_flight": self._urgent_in_flight,
             "peers_backing_off": len(self._strikes),
         }
+
+
+def _unencodable(request_id: object, exc: MessageError) -> bytes:
+    """The error frame in place of a reply or an event that cannot be encoded."""
+    rid = request_id if isinstance(request_id, int) else None
+    return encode_frame(error_reply(rid, ErrorCode.INTERNAL, f"reply cannot be encoded: {exc}"))
 
 
 def _peer(transport: str, stream: trio.SocketStream) -> tuple[str, bool]:

@@ -18,7 +18,8 @@ SSE: ``id:`` the sequence number, ``event:`` the channel (``status``, ``frames``
 ``logs``, ``events``), ``data:`` the event as JSON (``{seq, channel, type, data}``);
 ``event: lagged`` and ``event: end`` (the run finished, every event sent) carry no id.
 The WebSocket sends the same objects as JSON text, or as msgpack binary frames with the
-message encoded as the actor message API encodes it (``format=msgpack``).
+message encoded as the actor message API encodes it (``format=msgpack``): the very bytes
+the log holds, not encoded again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from runtime.codec import decode
+from runtime.codec import decode, pack_plain_with
 from runtime.errors import MessageError
 from runtime.event_store import EventStore
 from runtime.http.app import parse_query
@@ -122,9 +123,10 @@ class EventCache:
 
     def read(
         self, store: EventStore, stream: str, after: int, limit: int
-    ) -> list[tuple[int, object]]:
-        """Like :func:`runtime.http.rest.read_events`, decoding only what is not cached."""
-        out: list[tuple[int, object]] = []
+    ) -> list[tuple[int, object, bytes]]:
+        """Like :func:`runtime.http.rest.read_events`, decoding only what is not cached;
+        each event comes with its bytes in the log."""
+        out: list[tuple[int, object, bytes]] = []
         for seq, data in store.read(stream, after + 1, limit):
             key = (stream, seq)
             with self._lock:
@@ -139,7 +141,7 @@ class EventCache:
                     self._items[key] = entry
                     while len(self._items) > self.capacity:
                         self._items.popitem(last=False)
-            out.append((seq, entry[0]))
+            out.append((seq, entry[0], data))
         return out
 
     def json_text(self, stream: str, seq: int, message: object) -> str:
@@ -156,14 +158,16 @@ class EventCache:
 
 @dataclass(frozen=True, slots=True)
 class Follow:
-    """What a follower yields: ``kind`` ``event`` (with ``seq`` and ``message``),
-    ``lagged`` (``behind`` events behind the head), ``keepalive`` or ``end``."""
+    """What a follower yields: ``kind`` ``event`` (with ``seq``, ``message`` and its
+    bytes in the log, ``data``), ``lagged`` (``behind`` events behind the head),
+    ``keepalive`` or ``end``."""
 
     kind: str
     seq: int = 0
     message: object = None
     behind: int = 0
     head: int = 0
+    data: bytes = b""
 
 
 async def follow(
@@ -185,12 +189,12 @@ async def follow(
             page = await gw.read(gw.events.read, gw.store, stream, position, PAGE_EVENTS)
         live = len(page) < LIVE_EVENTS
         out: list[Follow] = []
-        for seq, message in page:
+        for seq, message, data in page:
             position = seq
             if isinstance(message, RunStateChanged) and message.state in FINAL_STATES:
                 final = True
             if message is not None and channel_of(message) in channels:
-                out.append(Follow("event", seq, message))
+                out.append(Follow("event", seq, message, data=data))
         if len(page) >= LIVE_EVENTS:
             head = await gw.read(gw.store.last_seq, stream)
             behind = head - position
@@ -337,13 +341,12 @@ async def _ws_send(gw: Gateway, ws: WebSocket, stream: str, item: Follow, binary
     payload: dict[str, Any]
     if item.kind == "event":
         if binary:
-            payload = {
+            head: dict[str, object] = {
                 "seq": item.seq,
                 "channel": channel_of(item.message),
                 "type": tag_of(item.message),
-                "message": item.message,
             }
-            await ws.send_bytes(msgpack_bytes(payload))
+            await ws.send_bytes(pack_plain_with(head, "message", item.data))
             return
         await ws.send_text(gw.events.json_text(stream, item.seq, item.message))
         return

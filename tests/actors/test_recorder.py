@@ -1,9 +1,11 @@
 """The recorder with a real LMDB log, real zarr arrays and the event bus: closed streams,
-sample arrays written with each commit and checked against the log at start."""
+sample arrays written behind the commits (which never wait for them), made good from
+the log, and checked against it at start."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,10 @@ import zarr
 from actors.recorder import CHECKED_TOPIC, SAMPLES_TOPIC, Recorder
 from actors.run_state import fold
 from runtime.codec import decode, encode
-from runtime.errors import CallError
+from runtime.errors import CallError, FieldStoreError
 from runtime.event_bus import EventBus
 from runtime.event_store import EventStore
-from runtime.field_store import FieldStore
+from runtime.field_store import FieldStore, RunFields
 from runtime.messages import (
     DriftCleared,
     RunCreated,
@@ -164,3 +166,63 @@ def test_a_damaged_group_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
         assert (data / "fields" / "src.zarr.damaged-1" / "zarr.json").read_text() == "{not json"
     finally:
         opened.close()
+
+
+def test_commits_go_on_while_the_sample_arrays_are_written(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores.wait_checked()  # the arrays of the run recorded before are done
+    durable = stores.bus.subscribe(SAMPLES_TOPIC, mode="lossless")
+    writing, written = threading.Event(), threading.Event()
+    append = RunFields.append
+
+    def slow(self: RunFields, name: str, data: Any) -> int:
+        writing.set()
+        assert written.wait(120), "the test never let the write finish"
+        return append(self, name, data)
+
+    monkeypatch.setattr(RunFields, "append", slow)
+    recorder = stores.recorder.proxy()
+    recorder.commit("run/r2/created", RunCreated("r2", utc_now(), {}, "")).get()
+    stores.bus.publish("run/r2/samples", batch("r2", 0))
+    assert writing.wait(60)  # the arrays' write of batch 0 has begun, and is held
+    for seq in range(1, 4):
+        stores.bus.publish("run/r2/samples", batch("r2", seq))
+    # Batches 1..3 are committed to the log meanwhile: the commits wait for no write.
+    assert stores.store.wait_appended("run/r2", 4, timeout=60) == 5
+    assert durable.receive_nowait() is None  # counted only once in the arrays
+    written.set()
+    recorder.flush().get()
+    counted = sum(note.samples for _, note in durable.drain())  # type: ignore[attr-defined]
+    assert counted == 4 * POINTS
+    group = zarr.open_group(str(stores.fields.path_of("r2")), mode="r")
+    np.testing.assert_array_equal(group["t"][:], np.arange(4 * POINTS) / RATE)  # type: ignore[index]
+    assert group.attrs["recorded_seq"] == 5
+
+
+def test_a_failed_write_of_the_arrays_is_made_good_from_the_log(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stores.wait_checked()
+    failures = [FieldStoreError("no space left on the device (test)")]
+    append = RunFields.append
+
+    def flaky(self: RunFields, name: str, data: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return append(self, name, data)
+
+    monkeypatch.setattr(RunFields, "append", flaky)
+    recorder = stores.recorder.proxy()
+    recorder.commit("run/r3/created", RunCreated("r3", utc_now(), {}, "")).get()
+    with caplog.at_level(logging.ERROR, logger="galvana.recorder"):
+        stores.bus.publish("run/r3/samples", batch("r3", 0))
+        recorder.flush().get()
+    assert "samples of run r3 not written to its arrays: no space left" in caplog.text
+    stores.bus.publish("run/r3/samples", batch("r3", 1))
+    recorder.flush().get()
+    # The next write took batch 0 from the log first: the arrays hold the log, in order.
+    group = zarr.open_group(str(stores.fields.path_of("r3")), mode="r")
+    np.testing.assert_array_equal(group["t"][:], np.arange(2 * POINTS) / RATE)  # type: ignore[index]
+    assert group.attrs["recorded_samples"] == 2 * POINTS
+    assert group.attrs["recorded_seq"] == stores.store.last_seq("run/r3") == 3

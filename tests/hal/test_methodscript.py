@@ -20,6 +20,7 @@ from hal.sim.methodscript import MethodScriptDevice
 from runtime import topics
 from runtime.event_bus import EventBus
 from runtime.messages import AcquisitionEnded, InstrumentLinkUp, SafetyTripped
+from runtime.sample_flags import Flag
 from runtime.waveforms import (
     Chronoamperometry,
     CyclicVoltammetry,
@@ -248,6 +249,45 @@ def test_garbage_on_the_line_is_counted_and_dropped(pty: PtyRig) -> None:
     assert len(got) == 400
     assert pty.driver.dropped_replies == 1
     assert seen == [b"\x01\x02GARBAGE\xfe"]
+
+
+def _gaps(batches: list[Samples], rate: float) -> tuple[Samples, list[int]]:
+    """The stream joined, and the samples lost before each sample flagged GAP (from the
+    times: the instrument samples every 1/rate s from 1/rate)."""
+    got = Samples.concat(batches)
+    steps = np.rint(np.diff(got.t, prepend=0.0) * rate).astype(int) - 1
+    return got, [int(steps[i]) for i in np.flatnonzero(got.flags & Flag.GAP)]
+
+
+def test_packets_garbled_on_the_line_are_lost_and_the_gap_flagged(pty: PtyRig) -> None:
+    seen: list[bytes] = []
+    pty.driver.on_drop = lambda reason, raw: seen.append(raw)
+    pty.driver.program(CV, Settings(sample_rate=200.0))
+    pty.sim.faults.garbage_replies = 3  # three packets of the first block sent
+    pty.driver.start()
+    got, gaps = _gaps(list(pty.driver.stream()), 200.0)
+    assert len(seen) == 3
+    assert all(raw.startswith(b"Peb#######") for raw in seen)
+    assert got.lost == 3
+    assert len(got) + got.lost == 400
+    assert gaps == [3]  # one gap, flagged on the sample after it, three samples wide
+    assert not np.any(got.flags & ~np.uint8(Flag.GAP))  # no other flag was touched
+
+
+def test_a_loss_across_reads_is_flagged_on_the_next_sample_kept(pty: PtyRig) -> None:
+    pty.driver.program(CV, Settings(sample_rate=200.0))
+    pty.sim.faults.garbage_replies = 300  # the whole first block, then 44 of the second
+    pty.driver.start()
+    batches = list(pty.driver.stream())
+    got, gaps = _gaps(batches, 200.0)
+    assert got.lost == 300
+    assert len(got) + got.lost == 400
+    assert gaps == [256, 44]
+    assert got.t[0] == pytest.approx(257 / 200)
+    # A batch counts the samples lost before the samples it flags, none it does not hold.
+    for batch in batches:
+        flagged = np.flatnonzero(batch.flags & Flag.GAP)
+        assert (batch.lost > 0) == (flagged.size > 0), (batch.lost, flagged)
 
 
 def test_an_error_line_stops_the_stream_with_the_instrument_code(pty: PtyRig) -> None:

@@ -25,13 +25,15 @@ from runtime.codec import (
     _PlainMarker,
     decode,
     encode,
+    encoded,
     message,
     message_types,
     pack_plain,
+    pack_plain_with,
     unpack_plain,
 )
 from runtime.errors import MessageError
-from runtime.messages import Lagged, SampleBatch, SystemNote
+from runtime.messages import CalibrationSegment, Lagged, SampleBatch, SystemNote
 
 # --- strategies built from the same annotations the codec compiles ------------------
 
@@ -117,6 +119,17 @@ def instances_of(cls: type[Any]) -> st.SearchStrategy[Any]:
                 st.integers(-(2**63), 2**64 - 1),
                 *(hnp.arrays(np.float64, k) for _ in range(3)),
                 hnp.arrays(np.uint8, k),
+                st.integers(0, 2**63 - 1),
+            )
+        )
+    if cls is CalibrationSegment:  # so must a segment's
+        return st.integers(0, 50).flatmap(
+            lambda k: st.builds(
+                CalibrationSegment,
+                st.integers(0, 2**63 - 1),
+                *(hnp.arrays(np.float64, k) for _ in range(3)),
+                hnp.arrays(np.bool_, k),
+                st.booleans(),
             )
         )
     return st.builds(cls, **fields)
@@ -432,6 +445,44 @@ def test_nested_messages_and_containers() -> None:
     wrong_kind = frame("test.envelope", ["samples", "r"], [], {}, None, None)
     with pytest.raises(MessageError, match="samples: expected 6 fields"):
         decode(wrong_kind)
+
+
+def test_a_batch_recorded_before_lost_existed_reads_back_with_none_lost() -> None:
+    old = frame("samples", "r", 4, GOOD_F8, GOOD_F8, GOOD_F8, array_ext("|u1", [2], b"\x00\x10"))
+    batch = decode(old)
+    assert (batch.run_id, batch.seq, batch.lost) == ("r", 4, 0)
+    assert batch.flags.tolist() == [0, 0x10]
+    now = SampleBatch("r", 4, np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2, np.uint8), 3)
+    assert msgpack.unpackb(encode(now), strict_map_key=False)[-1] == 3  # written, always
+    assert decode(encode(now)).lost == 3
+    with pytest.raises(MessageError, match=r"samples\.lost: -1 samples lost"):
+        SampleBatch("r", 0, np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), -1)
+    too_many = frame(
+        "samples", "r", 4, GOOD_F8, GOOD_F8, GOOD_F8, array_ext("|u1", [2], b"\0\0"), 0, 1
+    )
+    with pytest.raises(MessageError, match=r"expected 6 fields .*, or up to 7 with lost, got 8"):
+        decode(too_many)
+
+
+def test_a_message_is_encoded_once_and_its_bytes_shared() -> None:
+    note = SystemNote("info", "x", "y", {"k": [1, 2]}, datetime.now(UTC))
+    first = encoded(note)
+    assert first == encode(note)
+    assert encoded(note) is first  # kept with the message, not made again
+    assert decode(first) == note
+    assert "_wire" not in repr(note)
+    other = SystemNote("info", "x", "z", None, note.at)
+    assert encoded(other) == encode(other) != first
+
+
+def test_a_message_encoded_once_is_spliced_into_a_map_byte_for_byte() -> None:
+    batch = SampleBatch("r", 2, np.arange(3.0), np.ones(3), np.zeros(3), np.zeros(3, np.uint8))
+    head: dict[str, object] = {"op": "event", "subscription": 7, "topic": "run/r/samples"}
+    spliced = pack_plain_with(head, "message", encoded(batch))
+    assert spliced == pack_plain({**head, "message": batch})
+    assert unpack_plain(spliced)["message"][:3] == ["samples", "r", 2]  # type: ignore[index]
+    with pytest.raises(ValueError, match="not a fixmap of new keys"):
+        pack_plain_with(head, "op", encoded(batch))
 
 
 def test_message_classes_are_frozen_and_slotted() -> None:

@@ -3,12 +3,20 @@ the key, exit status 2, never a traceback (the daemon as a real process)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from galvana.daemon import tree
+from runtime.daemon import Host, configure, load_config
+from runtime.event_bus import EventBus
+from runtime.event_store import EventStore
+from runtime.field_store import FieldStore
 
 from .test_daemon import GALVANA
 
@@ -70,6 +78,7 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
         ({"http": {"listen": "127.0.0.1:0", "colour": "red"}}, "http.colour: unknown key"),
         ({"http": {"max_streams": 0}}, "http.max_streams: got a number below 1"),
         ({"http": {"keepalive_s": "2 V"}}, "http.keepalive_s: got a string; expected a number"),
+        ({"stall_timeout_s": 0}, "stall_timeout_s: got a number <= 0; expected a number > 0 s"),
         ([1, 2], "the file must hold a map of settings"),
     ],
 )
@@ -112,3 +121,24 @@ def test_a_yaml_error_names_the_line_and_column_and_never_quotes_the_file(tmp_pa
     line = one_line(daemon_with(tmp_path, config))
     assert "not valid YAML at line 3, column 1: expected ',' or ']'" in line
     assert "hunter2" not in line
+
+
+def test_the_stall_timeout_is_every_instrument_s_watchdog(tmp_path: Path) -> None:
+    config = tmp_path / "daemon.yaml"
+    instrument = {"id": "pico", "driver": "methodscript", "port": str(tmp_path / "no-tty")}
+    config.write_text(yaml.safe_dump({"stall_timeout_s": "250 ms", "instruments": [instrument]}))
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    data = tmp_path / "d"
+    assert load_config(parser.parse_args(["--data", str(data)])).stall_timeout_s == 2.0
+    loaded = load_config(parser.parse_args(["--data", str(data), "--config", str(config)]))
+    assert loaded.stall_timeout_s == 0.25
+    # The daemon's tree, as it assembles it (nothing started, no instrument touched).
+    with contextlib.ExitStack() as resources:
+        store = resources.enter_context(EventStore(tmp_path / "events.lmdb"))
+        fields = FieldStore(tmp_path / "fields")
+        resources.callback(fields.close)
+        spec = tree(Host(loaded, store, fields, EventBus(), resources))
+        instruments = next(c for c in spec.children if c.id == "instruments")
+        (pico,) = instruments.args[0].children
+        assert pico.args[0].stall_timeout_s == 0.25

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from actors.twin import run_children
+from runtime import topics
 from runtime.codec import encode
 from runtime.event_bus import EventBus
 from runtime.messages import (
     ApiCall,
+    CalibrationSegment,
     CalibratorStarted,
     PosteriorUpdate,
     SampleBatch,
@@ -22,6 +24,7 @@ from runtime.messages import (
 )
 from runtime.supervisor import SupervisorSpec, start_supervisor
 from tests.twins.conftest import TRUTH, batches_of, twin_doc
+from twins.samples import SampleCleaner
 from twins.spec import TwinSpec, load_twin_spec
 from twins.synthetic import true_current
 
@@ -44,6 +47,7 @@ def _run(spec: TwinSpec, batches: list[SampleBatch], *, calls: bool = False) -> 
     what they publish until every batch is predicted and every segment answered."""
     bus = EventBus()
     watcher = bus.subscribe(f"run/{RUN}/**", mode="lossless", maxsize=100_000)
+    cut = bus.subscribe(topics.twin_segments(RUN), mode="lossless", maxsize=100_000)
     tree = start_supervisor(
         SupervisorSpec(strategy="rest_for_one", children=run_children(spec, RUN, bus)), bus=bus
     )
@@ -75,6 +79,7 @@ def _run(spec: TwinSpec, batches: list[SampleBatch], *, calls: bool = False) -> 
             elif not isinstance(msg, SampleBatch):
                 got["other"].append(msg)
         feeder.join()
+        got["segments"] = [m for _, m in cut.drain()]
         if calls:
             calibrator = tree.child_ref("calibrator")
             got["summary"] = calibrator.ask(ApiCall("posterior", (), {}))
@@ -122,6 +127,34 @@ def test_twin_follows_and_posterior_converges(spec: TwinSpec, batches: list[Samp
     ranked = got["suggest"]
     assert [r["waveform"]["scan_rate"] for r in ranked] == [2.0, 0.05]
     assert ranked[0]["eig"] > ranked[1]["eig"] > 0
+
+
+def test_the_samples_are_cleaned_and_cut_once_for_twin_and_calibrator(
+    spec: TwinSpec, batches: list[SampleBatch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cleaned: list[int] = []
+    clean = SampleCleaner.clean
+
+    def counted(self: SampleCleaner, seq: int, *columns: Any) -> Any:
+        cleaned.append(seq)
+        return clean(self, seq, *columns)
+
+    monkeypatch.setattr(SampleCleaner, "clean", counted)
+    got = _run(spec, batches)
+    assert len(got["pred"]) == len(batches)
+    # Each batch was cleaned once, for the twin and the calibrator together ...
+    assert sorted(cleaned) == list(range(len(batches)))
+    # ... by the twin, which cut the segments the calibrator calibrated: one per cycle,
+    # every cleaned sample of the run in one of them.
+    segments = got["segments"]
+    assert all(isinstance(s, CalibrationSegment) for s in segments)
+    assert [s.index for s in segments] == [0, 1, 2]
+    assert [p.segment for p in got["post"]] == [0, 1, 2]
+    assert [s.first for s in segments] == [True, False, False]
+    assert sum(s.t.size for s in segments) == sum(len(b) for b in batches)
+    np.testing.assert_array_equal(
+        np.concatenate([s.t for s in segments]), np.concatenate([b.t for b in batches])
+    )
 
 
 def test_a_run_spec_with_a_model_gets_its_twin_and_calibrator(spec: TwinSpec) -> None:

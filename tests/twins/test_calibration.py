@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 
 from runtime.codec import decode, encode
-from runtime.messages import CalibrationDiverged, PosteriorUpdate, SampleBatch
+from runtime.messages import CalibrationDiverged, CalibrationSegment, PosteriorUpdate, SampleBatch
 from tests.twins.conftest import NOISE, SCENARIO, TRUTH, batches_of, twin_doc
 from twins.calibration import OnlineCalibrator, Outcome
-from twins.samples import SampleCleaner, Segment, Segmenter
+from twins.samples import SampleCleaner, Segmenter
 from twins.spec import TwinSpec, load_twin_spec
 from twins.synthetic import true_current
 
 
-def _segments(spec: TwinSpec, batches: list[SampleBatch]) -> list[Segment]:
+def _segments(spec: TwinSpec, batches: list[SampleBatch]) -> list[CalibrationSegment]:
     cleaner = SampleCleaner.for_spec(spec)
     segmenter = Segmenter(spec)
-    out: list[Segment] = []
+    out: list[CalibrationSegment] = []
     for b in batches:
         out += segmenter.feed(cleaner.clean(b.seq, b.t, b.E, b.I, b.flags))
     return out
@@ -120,7 +120,7 @@ def test_a_diverging_update_is_reported_and_rolled_back(
     before = calibrator.posterior
     # A segment the model cannot explain at all: currents of kiloamperes.
     s = segments[1]
-    broken = Segment(s.index, s.t, s.E, np.full_like(s.I, 1e3), s.usable, s.first)
+    broken = CalibrationSegment(s.index, s.t, s.E, np.full_like(s.I, 1e3), s.usable, s.first)
     outcome = calibrator.update(broken)
     assert isinstance(outcome, CalibrationDiverged)
     assert outcome.kept_version == 1
