@@ -17,7 +17,7 @@ from runtime.address import estop_socket_path
 from runtime.api import ApiConfig, ApiServer, ServerThread
 from runtime.api.server import UrgentRoutes
 from runtime.api.urgent import UrgentListener
-from runtime.errors import SupervisorError
+from runtime.errors import ApiError, SupervisorError
 from runtime.event_bus import EventBus
 from runtime.supervisor import SupervisorRef
 
@@ -70,12 +70,17 @@ class ApiActor(Actor):
         # burst of connections being set up there cannot delay it (runtime.api.urgent).
         estop = (self.urgent or {}).get(("instruments", "estop"))
         if estop is not None and self.config.socket_path is not None:
-            self._estop = UrgentListener(
+            listener = UrgentListener(
                 estop_socket_path(self.config.socket_path),
                 {("instruments", "estop"): estop},
                 self.info,
             )
-            logger.info("emergency stop served on %s", self._estop.start())
+            try:
+                logger.info("emergency stop served on %s", listener.start())
+                self._estop = listener
+            except (ApiError, OSError) as exc:
+                # The API socket still serves the stop (its reserved threads and slots).
+                logger.warning("no emergency-stop socket of its own: %s", exc)
 
     def shut_down(self) -> None:
         """The daemon is stopping: answer the calls in flight, and every call from now on,

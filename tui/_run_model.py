@@ -28,6 +28,7 @@ from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,
     CalibratorStarted,
+    ConservationChecked,
     DataIssue,
     DriftCleared,
     DriftDetected,
@@ -36,10 +37,12 @@ from runtime.messages import (
     PosteriorUpdate,
     ReplyDropped,
     RunCreated,
+    RunProgress,
     RunStateChanged,
     SafetyTripped,
     SampleBatch,
     SimulatedTruth,
+    SolverSummary,
     StreamResumed,
     StreamStalled,
     SystemNote,
@@ -187,6 +190,10 @@ class RunModel:
         self.twin_version = 0
         self.params_version = 0
         self.status_version = 0
+        self.progress: float | None = None
+        """The fraction of the run done, as the daemon last said (None before it did)."""
+        self.eta_s: float | None = None
+        """The daemon's estimated seconds to the run's end (None when unknown)."""
         self._seen_transitions: set[tuple[str, str, str]] = set()
 
     # --- derived -------------------------------------------------------------------------
@@ -264,6 +271,20 @@ class RunModel:
             case SimulatedTruth():
                 self._truth(msg)
                 return []
+            case RunProgress():
+                self.progress = msg.fraction
+                self.eta_s = msg.eta_s if math.isfinite(msg.eta_s) else None
+                self.status_version += 1
+                return []
+            case ConservationChecked():
+                verdict = "passed" if msg.passed else "FAILED"
+                text = (
+                    f"conservation check {verdict}: largest relative error "
+                    f"{msg.max_relative_error:.2g} (tolerance {msg.tolerance:.2g}, {msg.engine})"
+                )
+                return [LogLine(None, "info" if msg.passed else "error", text)]
+            case SolverSummary():
+                return []  # its figures are in the run's record (the run panel)
             case DriftDetected() | DriftCleared():
                 return self._drift(msg)
             case DataIssue():

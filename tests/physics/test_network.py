@@ -87,17 +87,29 @@ NETWORKS: dict[str, tuple[list[dict[str, Any]], tuple[str, ...]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_named_mechanism_and_its_network_give_the_recorded_currents_to_the_bit(case: str) -> None:
+def test_named_mechanism_and_its_network_give_the_same_currents_as_recorded(case: str) -> None:
     recorded = np.load(FIXTURE)
     doc, sens = CASES[case]
     steps, net_sens = NETWORKS[case]
     preset = physics.simulate(doc, sensitivities=sens)
     as_network = physics.simulate(_as_network(doc, steps), sensitivities=net_sens)
-    assert np.array_equal(preset.I, recorded[f"{case}/I"])
-    assert np.array_equal(as_network.I, recorded[f"{case}/I"])
+    # The preset and its network: the same arithmetic, so the same currents to the bit.
+    assert np.array_equal(as_network.I, preset.I)
+    # The recording (made before networks existed, perhaps on another CPU: numba compiles
+    # for the host, whose fused multiply-adds round differently in the last bits).
+    _assert_recorded(preset.I, recorded[f"{case}/I"])
     if sens:
-        assert np.array_equal(preset.sensitivity_matrix(sens), recorded[f"{case}/S"])
-        assert np.array_equal(as_network.sensitivity_matrix(net_sens), recorded[f"{case}/S"])
+        S = preset.sensitivity_matrix(sens)
+        assert np.array_equal(as_network.sensitivity_matrix(net_sens), S)
+        _assert_recorded(S, recorded[f"{case}/S"])
+
+
+def _assert_recorded(now: np.ndarray, recorded: np.ndarray) -> None:
+    """Equal to the recording to rounding: within 1e-11 of its largest magnitude (the
+    rounding of some thousand steps, each within a few ulp)."""
+    assert now.shape == recorded.shape
+    scale = float(np.max(np.abs(recorded)))
+    np.testing.assert_array_less(np.abs(now - recorded), 1e-11 * scale + np.finfo(float).tiny)
 
 
 def test_presets_are_the_networks_they_name() -> None:

@@ -24,14 +24,17 @@ from runtime.messages import (
     CalibrationDiverged,
     CalibrationSkipped,
     CalibratorStarted,
+    ConservationChecked,
     DataIssue,
     DriftCleared,
     DriftDetected,
     PosteriorUpdate,
     RunCreated,
+    RunProgress,
     RunStateChanged,
     SampleBatch,
     SimulatedTruth,
+    SolverSummary,
     TwinPrediction,
 )
 from tui._run_model import FINAL_STATES
@@ -75,6 +78,10 @@ def topic_of(run_id: str, msg: object) -> str:
             return topics.run_posterior(run_id)
         case SimulatedTruth():
             return topics.run_truth(run_id)
+        case RunProgress():
+            return topics.run_progress(run_id)
+        case ConservationChecked() | SolverSummary():
+            return topics.run_checks(run_id)
         case _:
             raise AssertionError(f"no topic known for {type(msg).__name__} in a recorded run")
 
