@@ -127,6 +127,29 @@ def test_a_simulation_paused_and_resumed_gives_the_currents_of_an_uninterrupted_
     assert np.array_equal(current, direct.I)
 
 
+def test_a_simulation_and_its_replay_compare_to_exactly_zero(daemon: Daemon) -> None:
+    # Simulations and experiments are the same kind of run: a simulation run is replayed
+    # and compared like any recorded run, through the daemon.
+    with daemon.client() as client:
+        sim = client.call("runs", "start", DOC)["id"]
+        assert finished(client, sim)["state"] == "completed"
+    replay = daemon.cli("replay", sim, "--json")
+    assert replay.returncode == 0, replay.stderr
+    replay_id = json.loads(replay.stdout)["id"]
+    with daemon.client() as client:
+        assert finished(client, replay_id)["state"] == "completed"
+    for axis in ("E", "t"):
+        out = daemon.cli("compare", sim, replay_id, "--axis", axis, "--json")
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert (result["rms"], result["max_abs"]) == (0.0, 0.0)
+        # Every sample on the time axis; on the potential axis those where both sweeps
+        # of a branch overlap.
+        assert result["points"] == STEPS if axis == "t" else result["points"] > 0.95 * STEPS
+        assert result["peaks"], "the voltammogram's peaks are compared"
+        assert all(p["dE"] == 0.0 and p["dI"] == 0.0 for p in result["peaks"])
+
+
 def test_a_simulation_stops_and_aborts_at_a_checkpoint(daemon: Daemon) -> None:
     with daemon.client() as client:
         for command, ended in (("stop", "stopped"), ("abort", "aborted")):
