@@ -187,11 +187,8 @@ def test_bad_input_is_one_line_and_exit_status_2(series: Path) -> None:
 
 @pytest.fixture(scope="module")
 def daemon(series: Path) -> Iterator[Daemon]:
-    running = Daemon(series / "data")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(series / "data") as running:
+        yield running
 
 
 def test_calibrate_through_a_running_daemon_and_its_api(series: Path, daemon: Daemon) -> None:

@@ -12,7 +12,6 @@ their intervals, the runs consistent, the model adequate for each.
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +25,8 @@ from .test_calibrate import galvana
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    running = Daemon(tmp_path_factory.mktemp("series") / "data")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(tmp_path_factory.mktemp("series") / "data") as running:
+        yield running
 
 
 # Six staircase fits of seven parameters (the joint one and each run alone): minutes on

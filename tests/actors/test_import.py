@@ -137,11 +137,8 @@ def test_a_daemon_finds_an_offline_import_complete(tmp_path: Path, files: dict[s
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    running = Daemon(tmp_path / "d")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(tmp_path / "d") as running:
+        yield running
 
 
 def test_import_through_a_daemon_replay_and_export(

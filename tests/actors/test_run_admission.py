@@ -54,10 +54,8 @@ def start_daemon(tmp_path: Path, **config: Any) -> Daemon:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    running = start_daemon(tmp_path)
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with start_daemon(tmp_path) as running:
+        yield running
 
 
 def sim_status(client: Client) -> dict[str, Any]:

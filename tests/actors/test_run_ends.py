@@ -3,14 +3,12 @@ it (a real daemon, its simulated potentiostat over pyvisa, the twin and calibrat
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pykka
 import pytest
-import yaml
 
 from actors.recorder import Recorder
 from actors.run import Run, RunContext
@@ -29,15 +27,8 @@ from .test_twin_runs import twin_spec
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    data = tmp_path / "d"
-    data.mkdir()
-    config = tmp_path / "daemon.yaml"
-    config.write_text(yaml.safe_dump({"instruments": [{"id": "sim", "speed": 1.0, "seed": 5}]}))
-    running = Daemon(data, extra=("--config", str(config)))
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon.with_simulator(tmp_path) as running:
+        yield running
 
 
 def test_a_finished_run_takes_nothing_of_the_next_one(daemon: Daemon) -> None:

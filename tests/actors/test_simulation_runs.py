@@ -1,16 +1,12 @@
 """Simulation runs in a real daemon: a scenario run as a supervised run, streamed,
 paused, resumed, stopped, aborted, checked for conservation, refused when the engine
-refuses it; a 2D run whose worker is killed (here with a stand-in worker, see
-``tests/fenicsx/fake_worker.py``; ``tests/fenicsx/test_solver.py`` kills DOLFINx's);
-and a twin spec measured on its own model (``instrument: simulation``)."""
+refuses it; and a twin spec measured on its own model (``instrument: simulation``).
+2D runs (a killed worker, a pause at a checkpoint) run on the real DOLFINx worker in
+``tests/fenicsx/test_solver.py``."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import stat
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,13 +34,11 @@ from runtime.messages import (
 )
 from runtime.run_kinds import simulation_spec
 
-from ..fenicsx.conftest import disk_doc
 from ..runtime._actors import wait_until
 from ..runtime.test_daemon import Daemon
 from .test_twin_runs import messages, state, twin_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_WORKER = ROOT / "tests" / "fenicsx" / "fake_worker.py"
 
 # A reversible CV: 2,000 time steps, 20 s of simulated time, ten chunks of 200 steps.
 DOC: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "ferrocene-cv.yaml").read_text())
@@ -54,11 +48,8 @@ SLOW = 2.0  # x real time: ten seconds, time enough to act between chunks
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    running = Daemon(tmp_path / "d")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(tmp_path / "d") as running:
+        yield running
 
 
 def currents(events: list[Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -243,84 +234,6 @@ def test_the_mass_balance_closes_and_a_failed_check_fails_the_run(
     assert failed["state"] == "failed"
     assert failed["reason"].startswith("conservation check failed: species ")
     assert "tolerance 1e-15" in failed["reason"]
-
-
-# --- 2D runs, with the stand-in worker ------------------------------------------------
-
-
-@pytest.fixture
-def fake_2d(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    """A daemon whose FEniCSx worker is the stand-in (see the module docstring)."""
-    python = tmp_path / "fake-python"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_WORKER} "$@"\n')
-    python.chmod(python.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("GALVANA_FENICSX_PYTHON", str(python))
-    monkeypatch.setenv("GALVANA_FAKE_WORKER_DELAY_S", "0.05")
-    monkeypatch.setenv("GALVANA_FAKE_WORKER_BATCH", "5")  # 48 batches: 2.4 s in all
-    running = Daemon(tmp_path / "d")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
-
-
-def test_a_2d_run_whose_worker_is_killed_resumes_without_losing_a_sample(
-    fake_2d: Daemon,
-) -> None:
-    doc = disk_doc(kinetics={"model": "butler-volmer", "E0": 0.0, "k0": 1.0e-4})
-    with fake_2d.client() as client:
-        whole = client.call("runs", "start", simulation_spec(doc, snapshots=2))["id"]
-        shown = finished(client, whole)
-        assert shown["state"] == "completed", shown["reason"]
-        reference = messages(client, whole)
-
-        run_id = client.call("runs", "start", simulation_spec(doc, snapshots=2))["id"]
-        client.subscribe(topics.run_events(run_id))
-        next_event(client, SampleBatch, "the first samples")
-        status = client.call(f"runs/{run_id}/solver", "status")
-        assert status["published"] < status["steps"], "the worker finished too soon"
-        os.killpg(status["pid"], signal.SIGKILL)  # a crash in native code, as seen from here
-        shown = finished(client, run_id)
-        events = messages(client, run_id)
-    assert shown["state"] == "completed", shown["reason"]
-    transitions = [tuple(t) for t in shown["transitions"]]
-    assert ("paused", "suspended: the solver's worker process is restarting") in transitions
-    assert ("running", "resumed: the solver's worker process is restarting cleared") in transitions
-    t_ref, i_ref = currents(reference)
-    t, current = currents(events)
-    np.testing.assert_array_equal(t, t_ref)
-    assert np.array_equal(current, i_ref)  # nothing lost, nothing repeated
-    snaps = [m for m in events if isinstance(m, FieldSnapshot)]
-    assert [s.step for s in snaps] == [m.step for m in reference if isinstance(m, FieldSnapshot)]
-    assert sum(isinstance(m, FieldMesh) for m in events) == 1
-    check = next(m for m in events if isinstance(m, ConservationChecked))
-    assert check.engine == "fenicsx"
-    assert check.passed
-    assert shown["summary"]["stability"]["worker_restarts"] == 1
-
-
-def test_a_2d_run_pauses_at_a_checkpoint_and_publishes_nothing_while_paused(
-    fake_2d: Daemon,
-) -> None:
-    doc = disk_doc()
-    with fake_2d.client() as client:
-        run_id = client.call("runs", "start", doc)["id"]
-        client.subscribe(topics.run_events(run_id))
-        next_event(client, SampleBatch, "the first samples")
-        assert client.call("runs", "pause", run_id)["pause_pending"] is True
-        next_event(client, RunStateChanged, "the pause", lambda m: m.state == "paused")
-        held = client.call(f"runs/{run_id}/solver", "status")
-        assert client.call("runs", "resume", run_id)["state"] == "running"
-        shown = finished(client, run_id)
-        events = messages(client, run_id)
-    assert shown["state"] == "completed", shown["reason"]
-    # Between the pause and the resume, no sample reached the run's stream.
-    states = [i for i, m in enumerate(events) if isinstance(m, RunStateChanged)]
-    paused_at, resumed_at = states[1], states[2]
-    assert not any(isinstance(m, SampleBatch) for m in events[paused_at:resumed_at])
-    batches = [m for m in events[:paused_at] if isinstance(m, SampleBatch)]
-    assert sum(len(b) for b in batches) == held["published"]
-    assert held["published"] < held["steps"]
 
 
 # --- a twin spec measured on its own model ---------------------------------------------

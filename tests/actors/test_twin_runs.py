@@ -61,15 +61,8 @@ def twin_spec(cycles: int = 3) -> dict[str, Any]:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    data = tmp_path / "d"
-    data.mkdir()
-    config = tmp_path / "daemon.yaml"
-    config.write_text(yaml.safe_dump({"instruments": [{"id": "sim", "speed": 1.0, "seed": 5}]}))
-    running = Daemon(data, extra=("--config", str(config)))
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon.with_simulator(tmp_path) as running:
+        yield running
 
 
 def state(client: Client, run_id: str) -> str:

@@ -144,12 +144,12 @@ def test_garbage_is_a_protocol_error(data: bytes, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
-def _fake_worker(code: str) -> list[str]:
+def _misbehaving_worker(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
 
 def test_a_worker_printing_garbage_is_killed_and_treated_as_crashed() -> None:
-    argv = _fake_worker(
+    argv = _misbehaving_worker(
         """
         import sys, time
         sys.stdin.buffer.read()
@@ -171,7 +171,7 @@ def test_a_worker_printing_garbage_is_killed_and_treated_as_crashed() -> None:
 
 def test_a_worker_dying_midway_is_a_crash_with_its_status_and_stderr() -> None:
     hello, mesh = _frame(HELLO), _frame(MESH)
-    argv = _fake_worker(
+    argv = _misbehaving_worker(
         f"""
         import os, sys
         sys.stdin.buffer.read()
@@ -196,7 +196,7 @@ def test_a_worker_dying_midway_is_a_crash_with_its_status_and_stderr() -> None:
 def test_a_worker_error_frame_is_a_worker_error_not_a_crash() -> None:
     hello = _frame(HELLO)
     error = _frame({"type": "error", "message": "ArithmeticError: the PETSc solve failed"})
-    argv = _fake_worker(
+    argv = _misbehaving_worker(
         f"""
         import sys
         sys.stdin.buffer.read()
@@ -379,7 +379,7 @@ def test_every_2d_example_loads_and_makes_a_job(path: Path) -> None:
 
 def test_a_silent_worker_is_killed_after_the_stall_timeout() -> None:
     hello = _frame(HELLO)
-    argv = _fake_worker(
+    argv = _misbehaving_worker(
         f"""
         import sys, time
         sys.stdin.buffer.read()

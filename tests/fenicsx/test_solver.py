@@ -3,15 +3,15 @@
 A worker killed mid-run is restarted, the run is suspended meanwhile and resumes, and
 the run's samples are exactly those of an uninterrupted run: nothing lost, nothing
 repeated; the fields reach the run's zarr group through the recorder, and the mass
-balance is checked. A worker its actor's supervisor abandons is killed.
+balance is checked. A paused run halts its worker at the next checkpoint and publishes
+nothing until it is resumed. A worker its actor's supervisor abandons is killed.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,18 @@ import zarr
 from actors.solver import FIELD_PREFIX, SUSPEND_REASON, solver_child
 from runtime import topics
 from runtime.errors import ChildStartError
-from runtime.messages import ConservationChecked, FieldSnapshot, SampleBatch
+from runtime.messages import (
+    ConservationChecked,
+    FieldMesh,
+    FieldSnapshot,
+    RunStateChanged,
+    SampleBatch,
+)
 from runtime.run_kinds import simulation_spec
 from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
 from tests.actors.test_simulation_runs import currents, finished, messages, next_event
 from tests.fenicsx.conftest import disk_doc, requires_dolfinx
+from tests.runtime._actors import wait_until
 from tests.runtime.test_daemon import Daemon
 
 pytestmark = requires_dolfinx
@@ -47,19 +54,8 @@ def _no_actor_left() -> Iterator[None]:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    running = Daemon(tmp_path / "d")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    with Daemon(tmp_path / "d") as running:
+        yield running
 
 
 def _alive(pid: int) -> bool:
@@ -112,6 +108,33 @@ def test_a_killed_worker_is_restarted_and_the_run_suspended_not_lost(daemon: Dae
     assert check.engine == "fenicsx"
     assert check.passed, check
     assert shown["summary"]["conservation"]["max_relative_error"] == check.max_relative_error
+    assert shown["summary"]["stability"]["worker_restarts"] == 1
+    assert sum(isinstance(m, FieldMesh) for m in events) == 1  # not again after the restart
+
+
+def test_a_2d_run_pauses_at_a_checkpoint_and_publishes_nothing_while_paused(
+    daemon: Daemon,
+) -> None:
+    with daemon.client() as client:
+        run_id = client.call("runs", "start", simulation_spec(DOC, snapshots=2))["id"]
+        client.subscribe(topics.run_events(run_id))
+        next_event(client, SampleBatch, "the first samples")
+        assert client.call("runs", "pause", run_id)["pause_pending"] is True
+        next_event(client, RunStateChanged, "the pause", lambda m: m.state == "paused")
+        held = client.call(f"runs/{run_id}/solver", "status")
+        assert client.call("runs", "resume", run_id)["state"] == "running"
+        shown = finished(client, run_id, timeout=300)
+        events = messages(client, run_id)
+    assert shown["state"] == "completed", shown["reason"]
+    assert held["published"] < held["steps"], "the worker finished before the pause"
+    # Between the pause and the resume, no sample reached the run's stream.
+    states = [i for i, m in enumerate(events) if isinstance(m, RunStateChanged)]
+    paused_at, resumed_at = states[1], states[2]
+    assert events[paused_at].state == "paused"
+    assert events[resumed_at].state == "running"
+    assert not any(isinstance(m, SampleBatch) for m in events[paused_at:resumed_at])
+    batches = [m for m in events[:paused_at] if isinstance(m, SampleBatch)]
+    assert sum(len(b) for b in batches) == held["published"]
 
 
 def test_a_solver_abandoned_at_shutdown_has_its_worker_killed() -> None:
@@ -126,7 +149,7 @@ def test_a_solver_abandoned_at_shutdown_has_its_worker_killed() -> None:
     assert _alive(pid)
     solver.proxy().pause().get()  # a worker that no longer responds to anything
     root.stop()
-    _wait(lambda: not _alive(pid), 10, "the worker to die")
+    wait_until(lambda: not _alive(pid), timeout=10, what="the worker to die")
 
 
 def test_the_solver_refuses_scenarios_that_run_in_process() -> None:

@@ -54,10 +54,32 @@ def record_source_run(data: Path, run_id: str = "src") -> None:
 
 
 class Daemon:
+    """A real ``galvana daemon`` process on DATA; as a context manager, started on entry
+    (unless it was already) and, if still running, stopped with SIGTERM on exit."""
+
     def __init__(self, data: Path, extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def with_simulator(cls, root: Path) -> Daemon:
+        """A daemon on ROOT/d with the simulated potentiostat ``sim`` (real time, seed 5),
+        configured by ROOT/daemon.yaml."""
+        data = root / "d"
+        data.mkdir(exist_ok=True)
+        config = root / "daemon.yaml"
+        config.write_text(yaml.safe_dump({"instruments": [{"id": "sim", "speed": 1.0, "seed": 5}]}))
+        return cls(data, extra=("--config", str(config)))
+
+    def __enter__(self) -> Daemon:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -97,11 +119,8 @@ class Daemon:
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     data = tmp_path / "d"
     record_source_run(data)
-    running = Daemon(data)
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(data) as running:
+        yield running
 
 
 def state_of(client: Client, run_id: str) -> str:

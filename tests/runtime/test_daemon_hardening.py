@@ -8,7 +8,6 @@ actor, and the last test checks that the supervision tree agrees.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -64,11 +63,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     port = _free_port()
     token_file = private_file(root / "token", TOKEN)
     running = Daemon(data, extra=("--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file)))
-    running.start()
     running.tcp = ("127.0.0.1", port)  # type: ignore[attr-defined]
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with running:
+        yield running
 
 
 def _free_port() -> int:

@@ -36,11 +36,8 @@ FINAL = {"completed", "stopped", "aborted", "failed", "interrupted"}
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     data = tmp_path / "d"
     record_source_run(data)
-    running = Daemon(data)
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.signal(signal.SIGTERM)
+    with Daemon(data) as running:
+        yield running
 
 
 # --- waiting on events -----------------------------------------------------------------
