@@ -63,7 +63,7 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
-from twins.spec import Protocol, protocol_waveform
+from twins.spec import MeasurementProtocol, protocol_waveform
 
 __all__ = [
     "AcquireProcedure",
@@ -87,14 +87,14 @@ _CLOSE_S = 2.0
 _ESTIMATE_POINTS = 100_000
 
 
-def distinct_cycles(protocol: Protocol) -> int:
+def distinct_cycles(protocol: MeasurementProtocol) -> int:
     """How many cycles from the first cover every acquisition the protocol makes: the
     first cycle (no rest before it), then each waveform once with a rest before it;
     later cycles repeat one of these exactly."""
     return min(protocol.cycles, len(protocol.waveforms) + 1)
 
 
-def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
+def expected_current(protocol: MeasurementProtocol, model: Scenario) -> tuple[float, int]:
     """The model's largest current magnitude (A) over ``protocol``'s distinct cycles
     and the (0-based) cycle it comes in; :class:`PhysicsError` when the model cannot run."""
     t_end = float(protocol.cycle_ends()[distinct_cycles(protocol) - 1])
@@ -111,7 +111,7 @@ def expected_current(protocol: Protocol, model: Scenario) -> tuple[float, int]:
 
 
 def _estimate_trace(
-    protocol: Protocol, t_end: float
+    protocol: MeasurementProtocol, t_end: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The protocol's samples up to ``t_end`` (s), every m-th beyond ``_ESTIMATE_POINTS``
     (all of them with a staircase, whose samples are its steps)."""
@@ -123,7 +123,9 @@ def _estimate_trace(
     return t, protocol.potential_at(t)
 
 
-def expected_current_range(protocol: Protocol, model: Scenario, headroom: float = 3.0) -> float:
+def expected_current_range(
+    protocol: MeasurementProtocol, model: Scenario, headroom: float = 3.0
+) -> float:
     """A current range (A) for measuring ``protocol`` on a cell like ``model``: the model's
     peak current times ``headroom`` (drift, a prior far from the truth). A range chosen
     this way keeps the range-proportional noise of the instrument near its floor.
@@ -136,7 +138,7 @@ def expected_current_range(protocol: Protocol, model: Scenario, headroom: float 
 
 
 def check_protocol(
-    protocol: Protocol, model: Scenario, limits: SafetyLimits, instrument_id: str
+    protocol: MeasurementProtocol, model: Scenario, limits: SafetyLimits, instrument_id: str
 ) -> None:
     """Check the whole protocol against an instrument's compliance limits before the cell
     is ever on: every cycle's acquisition (the rest before it included) for the potential
@@ -183,13 +185,13 @@ def check_protocol(
         )
 
 
-def _waveform_key(protocol: Protocol, cycle: int) -> str:
+def _waveform_key(protocol: MeasurementProtocol, cycle: int) -> str:
     if len(protocol.waveforms) == 1:
         return "protocol.waveform"
     return f"protocol.waveform[{cycle % len(protocol.waveforms)}]"
 
 
-def cycle_origin(protocol: Protocol, cycle: int) -> float:
+def cycle_origin(protocol: MeasurementProtocol, cycle: int) -> float:
     """Protocol time (s) at which cycle ``cycle``'s acquisition starts: the start of the
     rest before it (0 for the first)."""
     return 0.0 if cycle == 0 else float(protocol.cycle_ends()[cycle - 1])
@@ -204,7 +206,7 @@ class AcquireProcedure:
         *,
         instrument: Callable[[], InstrumentClient],
         instrument_id: str,
-        protocol: Protocol,
+        protocol: MeasurementProtocol,
         interlock: Interlock,
         current_range: float | Callable[[], float] | None = None,
         truth: Callable[[], dict[str, float] | None] | None = None,

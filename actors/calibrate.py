@@ -39,7 +39,7 @@ from runtime.messages import RunCreated, SampleBatch, utc_now
 from runtime.supervisor import ChildSpec, Supervisor
 from twins.errors import ExperimentError, TwinError
 from twins.experiments import Calibration, Experiment, calibrate_experiments, experiment
-from twins.spec import Protocol, TwinSpec, load_twin_spec
+from twins.spec import MeasurementProtocol, TwinSpec, load_twin_spec
 
 __all__ = ["CalibrationJob", "calibrate_recorded", "recorded_experiments", "start_job"]
 
@@ -81,7 +81,7 @@ def _recorded(store: EventStore, run_id: str, spec: TwinSpec) -> Experiment:
     return experiment(run_id, t, E, I, flags, spec=spec, protocol=_protocol(recorded, spec))
 
 
-def _protocol(recorded: Any, spec: TwinSpec) -> Protocol | None:
+def _protocol(recorded: Any, spec: TwinSpec) -> MeasurementProtocol | None:
     """The protocol a run's recorded spec names: a twin run's own, or the programme
     recovered from an imported file (read with ``spec``'s model); None when it has none
     (a bare recording, a file whose programme could not be recovered)."""

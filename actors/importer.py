@@ -54,6 +54,7 @@ __all__ = [
     "duplicate_message",
     "holder_of",
     "import_events",
+    "new_run_id",
     "prepare",
     "record_offline",
     "replay_spec_of_import",

@@ -53,6 +53,7 @@ from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec
 __all__ = [
     "SIM_OPTIONS",
     "EmergencyStop",
+    "InstrumentLimits",
     "InstrumentSetup",
     "InstrumentSetupError",
     "Instruments",

@@ -251,7 +251,7 @@ class Solver(Actor):
         self._rate = WorkRate()
         self._probe_started = False
         self.last_error = ""
-        self.hello: fenicsx.Hello | None = None
+        self.hello: fenicsx.HelloFrame | None = None
         self.done: fenicsx.Done | None = None
         self.balance_passed: bool | None = None
 
@@ -461,13 +461,13 @@ class Solver(Actor):
                 self._frame(frame)
 
     def _frame(self, frame: fenicsx.Frame) -> None:
-        if isinstance(frame, fenicsx.Hello):
+        if isinstance(frame, fenicsx.HelloFrame):
             self.hello = frame
         elif isinstance(frame, fenicsx.MeshFrame):
             self._take_mesh(frame)
-        elif isinstance(frame, fenicsx.Samples):
+        elif isinstance(frame, fenicsx.SamplesFrame):
             self._take_samples(frame)
-        elif isinstance(frame, fenicsx.Snapshot):
+        elif isinstance(frame, fenicsx.SnapshotFrame):
             self._take_snapshot(frame)
         elif isinstance(frame, fenicsx.Done):
             self._finished(frame)
@@ -555,7 +555,7 @@ class Solver(Actor):
             ),
         )
 
-    def _take_samples(self, frame: fenicsx.Samples) -> None:
+    def _take_samples(self, frame: fenicsx.SamplesFrame) -> None:
         end = frame.first + frame.t.size
         if end > self._steps:
             raise WorkerError(f"the worker reported step {end - 1} of a {self._steps}-step job")
@@ -595,7 +595,7 @@ class Solver(Actor):
         basis = "probe" if fraction < _PROBE_FRACTION else "step rate"
         self._progress.update(fraction, self._rate.eta_s(self._steps - self.delivered), basis)
 
-    def _take_snapshot(self, snap: fenicsx.Snapshot) -> None:
+    def _take_snapshot(self, snap: fenicsx.SnapshotFrame) -> None:
         if snap.step in self._snapshot_steps or self._mesh is None:
             return
         self._snapshot_steps.add(snap.step)

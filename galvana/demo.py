@@ -27,7 +27,7 @@ from runtime.daemon import DaemonConfig, serve
 from runtime.errors import ConnectionLost, GalvanaError
 from runtime.messages import PosteriorUpdate, RunStateChanged, SimulatedTruth, TwinPrediction
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "run", "say"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "twins" / "demo.yaml"

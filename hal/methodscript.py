@@ -52,9 +52,9 @@ __all__ = [
     "SI_PREFIXES",
     "STATUS_FLAGS",
     "TIME_TYPES",
-    "Event",
     "PacketParser",
     "Parsed",
+    "ScriptEvent",
     "encode_packets",
     "literal",
     "parse_literal",
@@ -316,7 +316,7 @@ _WEIGHTS = (16 ** np.arange(6, -1, -1)).astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class ScriptEvent:
     """A non-packet line: ``kind`` is ``started``, ``loop``, ``loop_end``, ``error``,
     ``aborted``, ``not_running``, ``ended`` or ``reply`` (t/i/v answers); ``code``
     the error code (hex in the line); ``text`` the line."""
@@ -338,7 +338,7 @@ class Parsed:
     values: dict[str, FloatArray] = field(default_factory=dict)
     status: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
     range_code: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    events: list[Event] = field(default_factory=list)
+    events: list[ScriptEvent] = field(default_factory=list)
     garbage: list[bytes] = field(default_factory=list)
     lines: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     dropped: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -529,23 +529,23 @@ class PacketParser:
         text = line.decode("ascii", errors="replace")
         head = text[:1]
         if text == "":
-            out.events.append(Event("ended", text))
+            out.events.append(ScriptEvent("ended", text))
         elif text == "e":
-            out.events.append(Event("started", text))
+            out.events.append(ScriptEvent("started", text))
         elif text.startswith("Z!"):
-            out.events.append(Event("not_running", text, _hex_code(text[2:])))
+            out.events.append(ScriptEvent("not_running", text, _hex_code(text[2:])))
         elif text == "Z":
-            out.events.append(Event("aborted", text))
+            out.events.append(ScriptEvent("aborted", text))
         elif head == "!":
-            out.events.append(Event("error", text, _hex_code(text[1:])))
+            out.events.append(ScriptEvent("error", text, _hex_code(text[1:])))
         elif text == "L" or (
             head in "MC" and len(text) == 5 and all(_NIBBLE[ord(c)] != 255 for c in text[1:])
         ):
-            out.events.append(Event("loop", text))
+            out.events.append(ScriptEvent("loop", text))
         elif text in ("*", "-", "+"):
-            out.events.append(Event("loop_end", text))
+            out.events.append(ScriptEvent("loop_end", text))
         elif head in "tiv" and text.isprintable():
-            out.events.append(Event("reply", text))
+            out.events.append(ScriptEvent("reply", text))
         else:
             out.garbage.append(line)
         return None

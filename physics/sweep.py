@@ -42,7 +42,7 @@ from physics.simulation import engine_of
 from physics.sweep_store import PointResult, SweepStore
 from runtime.executor import BatchPlan, Executor, InlineExecutor, run_batched
 
-__all__ = ["DESIGNS", "Axis", "Design", "SweepReport", "run_sweep"]
+__all__ = ["DESIGNS", "Axis", "Design", "SweepReport", "run_sweep", "sweep_points"]
 
 FloatArray = npt.NDArray[np.float64]
 DesignKind = Literal["grid", "random", "lhs"]

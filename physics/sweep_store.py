@@ -36,7 +36,7 @@ import zarr.errors
 
 from physics.errors import SweepError
 
-__all__ = ["PEAKS", "PointResult", "SweepStore"]
+__all__ = ["PEAKS", "PointResult", "SweepStore", "fingerprint"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -75,6 +75,7 @@ __all__ = [
     "Link",
     "Reply",
     "exposed",
+    "exposed_scope",
     "lower_thread_priority",
     "scopes_of",
     "start_linked",

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_DOCUMENT_VALUES",
     "DocumentError",
     "check_shape",
+    "decode_text",
     "kind_of",
     "parse_yaml",
     "read_text",

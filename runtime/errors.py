@@ -5,6 +5,29 @@ Messages name what was wrong (the field, the value) and what would be accepted.
 
 from __future__ import annotations
 
+__all__ = [
+    "ApiError",
+    "BackpressureTimeout",
+    "BusError",
+    "CallError",
+    "ChildStartError",
+    "ClientTimeout",
+    "ConnectionLost",
+    "EventStoreError",
+    "ExecutorError",
+    "FieldStoreError",
+    "GalvanaError",
+    "KeyStoreError",
+    "MessageError",
+    "RestartIntensityError",
+    "SubscriptionClosed",
+    "SupervisorError",
+    "SupervisorSpecError",
+    "TaskFailed",
+    "TokenError",
+    "WaveformError",
+]
+
 
 class GalvanaError(Exception):
     """Base class of every error Galvana raises on purpose."""

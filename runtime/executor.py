@@ -50,6 +50,7 @@ from runtime.errors import ExecutorError, TaskFailed
 __all__ = [
     "KINDS",
     "RETRIES",
+    "BatchOutcome",
     "BatchPlan",
     "Executor",
     "ExecutorKind",

@@ -8,7 +8,7 @@ anyio), ``runtime.api.protocol``, ``runtime.messages``, and the runtime's one ba
 from tui._actors_screen import ActorsScreen
 from tui._app import GalvanaApp, run_app
 from tui._banner import ConnectionBanner
-from tui._connection import Address, Connection, ConnectionStatus, Link, Subscription
+from tui._connection import Address, Connection, ConnectionStatus, DaemonLink, StandingSubscription
 from tui._parameters import ParameterPanel
 from tui._plot import Band, Line, Plot
 from tui._replay_screen import ReplayScreen
@@ -24,16 +24,16 @@ __all__ = [
     "Connection",
     "ConnectionBanner",
     "ConnectionStatus",
+    "DaemonLink",
     "GalvanaApp",
     "Line",
-    "Link",
     "ParameterPanel",
     "Plot",
     "ReplayScreen",
     "RunModel",
     "RunScreen",
     "RunsScreen",
+    "StandingSubscription",
     "StatusLine",
-    "Subscription",
     "run_app",
 ]

@@ -24,7 +24,7 @@ from runtime.messages import (
     SystemNote,
 )
 from tui._banner import ConnectionBanner
-from tui._connection import Subscription
+from tui._connection import StandingSubscription
 from tui._context import link_of
 
 __all__ = ["ActorsScreen", "tree_rows"]
@@ -101,7 +101,7 @@ class ActorsScreen(Screen[None]):
         super().__init__()
         self._shown: list[str] = []
         self._cells: dict[str, tuple[str, ...]] = {}
-        self._subs: list[Subscription] = []
+        self._subs: list[StandingSubscription] = []
 
     def compose(self) -> ComposeResult:
         yield Header()

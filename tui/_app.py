@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from tui._actors_screen import ActorsScreen
-from tui._connection import Address, Connection, ConnectionStatus, Link
+from tui._connection import Address, Connection, ConnectionStatus, DaemonLink
 from tui._export import export_pictures
 from tui._help import HelpScreen
 from tui._replay_screen import start_replay
@@ -29,7 +29,7 @@ class GalvanaApp(App[None]):
     """Watch and steer a Galvana daemon: runs, a run's twin, the actors, replays.
 
     Give ``address`` to connect to a daemon (the connection is kept up, and comes
-    back after the daemon restarts), or ``link`` for any other :class:`Link` (tests
+    back after the daemon restarts), or ``link`` for any other :class:`DaemonLink` (tests
     use a fake). ``run_id`` opens that run at start.
     """
 
@@ -55,7 +55,7 @@ class GalvanaApp(App[None]):
         self,
         *,
         address: Address | None = None,
-        link: Link | None = None,
+        link: DaemonLink | None = None,
         run_id: str | None = None,
         units: Units | None = None,
         sweep: SweepData | None = None,
@@ -70,7 +70,7 @@ class GalvanaApp(App[None]):
         self._connection: Connection | None = None
         if address is not None:
             self._connection = Connection(address, on_status=self._status_changed)
-            self._link: Link = self._connection
+            self._link: DaemonLink = self._connection
         else:
             assert link is not None
             self._link = link
@@ -79,7 +79,7 @@ class GalvanaApp(App[None]):
         self.connection_status = self._link.status
 
     @property
-    def link(self) -> Link:
+    def link(self) -> DaemonLink:
         """The daemon link every screen uses."""
         return self._link
 

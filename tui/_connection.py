@@ -28,9 +28,9 @@ __all__ = [
     "Connection",
     "ConnectionState",
     "ConnectionStatus",
+    "DaemonLink",
     "EventHandler",
-    "Link",
-    "Subscription",
+    "StandingSubscription",
 ]
 
 logger = logging.getLogger("galvana.tui")
@@ -64,7 +64,7 @@ class ConnectionStatus:
 
 
 @dataclass(eq=False)
-class Subscription:
+class StandingSubscription:
     """A subscription the TUI holds; it survives reconnects (it is re-sent each time)."""
 
     topic: str
@@ -78,7 +78,7 @@ class Subscription:
             self.handler(event)
 
 
-class Link(Protocol):
+class DaemonLink(Protocol):
     """What the screens need of a daemon connection (a fake one stands in for tests)."""
 
     @property
@@ -90,10 +90,10 @@ class Link(Protocol):
     ) -> Any:
         """Call an exposed actor method; raises ApiError, or ConnectionLost when down."""
 
-    def subscribe(self, topic: str, handler: EventHandler) -> Subscription:
+    def subscribe(self, topic: str, handler: EventHandler) -> StandingSubscription:
         """Deliver the events of ``topic`` (a pattern) to ``handler``, now and after reconnects."""
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: StandingSubscription) -> None:
         """Stop delivering a subscription's events."""
 
     def retry_now(self) -> None:
@@ -125,7 +125,7 @@ class Connection:
         self.server_info: dict[str, Any] = {}
         self._on_status = on_status
         self._status = ConnectionStatus("connecting", self.where)
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[StandingSubscription] = []
         self._client: AsyncClient | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._retry: anyio.Event | None = None  # made on the loop: anyio needs one running
@@ -221,15 +221,15 @@ class Connection:
 
     # --- subscriptions ------------------------------------------------------------------
 
-    def subscribe(self, topic: str, handler: EventHandler) -> Subscription:
+    def subscribe(self, topic: str, handler: EventHandler) -> StandingSubscription:
         """Deliver the events of ``topic`` to ``handler``, now and after every reconnect."""
-        sub = Subscription(topic, handler)
+        sub = StandingSubscription(topic, handler)
         self._subscriptions.append(sub)
         if self._client is not None and self._tasks is not None:
             self._tasks.start_soon(self._send_subscribe, self._client, sub)
         return sub
 
-    async def _send_subscribe(self, client: AsyncClient, sub: Subscription) -> None:
+    async def _send_subscribe(self, client: AsyncClient, sub: StandingSubscription) -> None:
         try:
             sub.server_id = await client.subscribe(sub.topic, sub.deliver, timeout=10.0)
         except ApiError as exc:
@@ -238,7 +238,7 @@ class Connection:
         if not sub.active:  # unsubscribed while the request was under way
             await self._send_unsubscribe(client, sub.server_id)
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: StandingSubscription) -> None:
         """Stop delivering a subscription's events (and tell the daemon)."""
         subscription.active = False
         if subscription in self._subscriptions:

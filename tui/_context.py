@@ -10,7 +10,7 @@ from typing import Protocol, cast
 
 from textual.dom import DOMNode
 
-from tui._connection import Link
+from tui._connection import DaemonLink
 from tui._units import Units
 
 __all__ = ["HasLink", "HasUnits", "link_of", "units_of"]
@@ -20,11 +20,11 @@ class HasLink(Protocol):
     """An app that holds a daemon link."""
 
     @property
-    def link(self) -> Link:
+    def link(self) -> DaemonLink:
         """The daemon link (real, or a fake in tests)."""
 
 
-def link_of(node: DOMNode) -> Link:
+def link_of(node: DOMNode) -> DaemonLink:
     """The daemon link of the app ``node`` belongs to."""
     return cast(HasLink, node.app).link
 

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any, Final
 
 from runtime.errors import ApiError
-from tui._connection import Link
+from tui._connection import DaemonLink
 
 __all__ = [
     "ESTOP_REASON",
@@ -27,26 +27,26 @@ __all__ = [
 ESTOP_REASON: Final = "emergency stop (TUI)"
 
 
-async def pause_run(link: Link, run_id: str, *, immediate: bool = False) -> dict[str, Any]:
+async def pause_run(link: DaemonLink, run_id: str, *, immediate: bool = False) -> dict[str, Any]:
     """Pause at the next checkpoint, or at once when ``immediate``; the run's record."""
     result: dict[str, Any] = await link.call("runs", "pause", run_id, immediate)
     return result
 
 
-async def resume_run(link: Link, run_id: str) -> dict[str, Any]:
+async def resume_run(link: DaemonLink, run_id: str) -> dict[str, Any]:
     """Resume a paused run (or withdraw a pause not yet reached)."""
     result: dict[str, Any] = await link.call("runs", "resume", run_id)
     return result
 
 
-async def stop_run(link: Link, run_id: str) -> dict[str, Any]:
+async def stop_run(link: DaemonLink, run_id: str) -> dict[str, Any]:
     """Finish cleanly (the cell off); the run ends ``stopped``."""
     result: dict[str, Any] = await link.call("runs", "stop", run_id)
     return result
 
 
 async def abort_run(
-    link: Link, run_id: str, reason: str = "aborted from the TUI"
+    link: DaemonLink, run_id: str, reason: str = "aborted from the TUI"
 ) -> dict[str, Any]:
     """The cell off at once; the run ends ``aborted`` with ``reason`` (which its record
     then shows). ``runs.abort`` cuts the run's cell through its instrument's interlock
@@ -55,14 +55,14 @@ async def abort_run(
     return result
 
 
-async def reset_interlock(link: Link, instrument_id: str) -> dict[str, Any]:
+async def reset_interlock(link: DaemonLink, instrument_id: str) -> dict[str, Any]:
     """Unlatch ``instrument_id``'s safety interlock (after a trip or an emergency stop);
     ``{"instrument": id, "latched": False}`` once it accepts runs again."""
     result: dict[str, Any] = await link.call("instruments", "reset", instrument_id)
     return result
 
 
-async def emergency_stop(link: Link, run_id: str, instrument_id: str = "") -> list[str]:
+async def emergency_stop(link: DaemonLink, run_id: str, instrument_id: str = "") -> list[str]:
     """Cut the cell now: the instrument's emergency stop and the run's abort, together.
 
     Never asks, never waits for one before sending the other. The instruments

@@ -51,7 +51,7 @@ from runtime.messages import (
 from tui._ring import Ring
 
 if TYPE_CHECKING:
-    from tui._connection import Link
+    from tui._connection import DaemonLink
 
 __all__ = [
     "FINAL_STATES",
@@ -482,7 +482,7 @@ class RunModel:
 
 
 async def read_recorded(
-    link: Link,
+    link: DaemonLink,
     model: RunModel,
     from_seq: int,
     log: Callable[[list[LogLine]], None],

@@ -28,7 +28,7 @@ from runtime.errors import ApiError
 from tui._banner import ConnectionBanner
 from tui._calibration_screen import CalibrationScreen
 from tui._confirm import ConfirmScreen
-from tui._connection import ConnectionStatus, Subscription
+from tui._connection import ConnectionStatus, StandingSubscription
 from tui._context import link_of, units_of
 from tui._control import (
     abort_run,
@@ -110,7 +110,7 @@ class RunScreen(Screen[None]):
         self.model = RunModel(run_id, capacity=capacity)
         self.reading_history = True
         self._pending: list[Event] = []
-        self._subs: list[Subscription] = []
+        self._subs: list[StandingSubscription] = []
         self._next_seq = 1
         self._drawn: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._time_axis = False

@@ -19,7 +19,7 @@ from runtime.messages import AcquisitionStarted, RunCreated, RunStateChanged
 from tui import _format
 from tui._banner import ConnectionBanner
 from tui._compare_screen import CompareScreen
-from tui._connection import Subscription
+from tui._connection import StandingSubscription
 from tui._context import link_of
 from tui._control import emergency_stop
 from tui._format import format_when, progress_bar
@@ -90,7 +90,7 @@ class RunsScreen(Screen[None]):
         self.expected: dict[str, int] = {}
         self._shown: list[str] = []
         self._cells: dict[str, tuple[str, ...]] = {}
-        self._subs: list[Subscription] = []
+        self._subs: list[StandingSubscription] = []
         self._asked: set[str] = set()
         self.pinned: str | None = None
 

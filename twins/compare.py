@@ -43,7 +43,7 @@ import numpy.typing as npt
 from physics.peaks import Peak, find_peaks
 from twins.errors import CompareError
 
-__all__ = ["Comparison", "PeakShift", "Segment", "Trace", "compare"]
+__all__ = ["ComparedSegment", "Comparison", "PeakShift", "Trace", "compare"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -93,7 +93,7 @@ class Trace:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Segment:
+class ComparedSegment:
     """One stretch compared: on the potential axis a sweep pair (``cycle``, ``kind``,
     ``index``: the k-th sweep of that kind in the cycle), on the time axis a cycle (or
     the whole run, ``cycle`` 0, ``kind`` ``""``); ``x`` the common axis (V or s) in the
@@ -167,7 +167,7 @@ class Comparison:
     b: str
     axis: Axis
     cycles: tuple[int, ...]
-    segments: tuple[Segment, ...]
+    segments: tuple[ComparedSegment, ...]
     peaks: tuple[PeakShift, ...]
     points: int
     rms: float
@@ -353,8 +353,8 @@ def _potential_segments(
     sweeps_a: dict[tuple[int, Kind, int], _Sweep],
     sweeps_b: dict[tuple[int, Kind, int], _Sweep],
     cycles: tuple[int, ...],
-) -> tuple[Segment, ...]:
-    out: list[Segment] = []
+) -> tuple[ComparedSegment, ...]:
+    out: list[ComparedSegment] = []
     for key in sorted(set(sweeps_a) & set(sweeps_b)):
         sa, sb = sweeps_a[key], sweeps_b[key]
         lo = max(float(np.min(sa.E)), float(np.min(sb.E)))
@@ -366,7 +366,9 @@ def _potential_segments(
         grid = np.linspace(lo, hi, n)
         if sa.kind == "cathodic":
             grid = grid[::-1]  # in the order the sweep ran
-        out.append(Segment(key[0], key[1], key[2], grid, _along(sa, grid), _along(sb, grid)))
+        out.append(
+            ComparedSegment(key[0], key[1], key[2], grid, _along(sa, grid), _along(sb, grid))
+        )
     if not out:
         raise CompareError(
             f"{a.name} ({_window(a)}) and {b.name} ({_window(b)}) sweep no potential range "
@@ -391,7 +393,7 @@ def _window(trace: Trace) -> str:
     return f"{float(np.min(trace.E)):.4g} V to {float(np.max(trace.E)):.4g} V"
 
 
-def _time_segment(a: Trace, b: Trace, cycle: int | None) -> Segment:
+def _time_segment(a: Trace, b: Trace, cycle: int | None) -> ComparedSegment:
     ta = a.t - a.t[0] if cycle is not None else a.t
     tb = b.t - b.t[0] if cycle is not None else b.t
     lo, hi = max(ta[0], tb[0]), min(ta[-1], tb[-1])
@@ -403,7 +405,7 @@ def _time_segment(a: Trace, b: Trace, cycle: int | None) -> Segment:
             f"({tb[0]:.6g} s to {tb[-1]:.6g} s) have no time in common"
         )
     x = ta[keep]
-    return Segment(cycle or 0, "", 0, x, a.I[keep], np.interp(x, tb, b.I))
+    return ComparedSegment(cycle or 0, "", 0, x, a.I[keep], np.interp(x, tb, b.I))
 
 
 # --- peaks ----------------------------------------------------------------------------------

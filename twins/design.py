@@ -37,10 +37,10 @@ from runtime.waveforms import Waveform
 from twins.calibration import derive_seed, seeded
 from twins.errors import DesignError, ForwardModelError
 from twins.priors import Gaussian, Parameterization
-from twins.spec import Protocol, TwinSpec
+from twins.spec import MeasurementProtocol, TwinSpec
 from twins.stream import stream_for
 
-__all__ = ["Suggestion", "suggest_next_experiment"]
+__all__ = ["Suggestion", "rank_candidates", "suggest_next_experiment"]
 
 FloatArray = npt.NDArray[np.float64]
 _F64 = torch.float64
@@ -177,7 +177,7 @@ def _waveform(spec: TwinSpec, raw: Mapping[str, Any], i: int) -> Waveform:
 def _jacobian(spec: TwinSpec, wf: Waveform, values: FloatArray) -> FloatArray:
     """dI/dp (samples, parameters) of one candidate run from rest at ``values``."""
     assert spec.calibrate is not None
-    protocol = Protocol((wf,), 1, 0.0, spec.protocol.sample_rate)
+    protocol = MeasurementProtocol((wf,), 1, 0.0, spec.protocol.sample_rate)
     one = TwinSpec(
         spec.name, spec.seed, spec.instrument, protocol, spec.model, spec.calibrate, spec.twin
     )

@@ -51,10 +51,17 @@ from twins.errors import ExperimentError, InferenceError, TwinSpecError
 from twins.forward import ForwardProblem
 from twins.priors import Gaussian, Parameterization, Summary
 from twins.samples import Issue, SampleCleaner
-from twins.spec import FitSettings, Protocol, TwinSpec, si_units
+from twins.spec import FitSettings, MeasurementProtocol, TwinSpec, si_units
 from twins.stream import stream_for, stream_over
 
-__all__ = ["Calibration", "Experiment", "RunFit", "calibrate_experiments", "experiment"]
+__all__ = [
+    "Calibration",
+    "Experiment",
+    "RunFit",
+    "alone_fit",
+    "calibrate_experiments",
+    "experiment",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -79,7 +86,7 @@ class Experiment:
     I: FloatArray  # noqa: E741 - current
     usable: BoolArray
     scan_rate: float
-    protocol: Protocol | None
+    protocol: MeasurementProtocol | None
     issues: tuple[Issue, ...]
 
 
@@ -91,7 +98,7 @@ def experiment(
     flags: npt.NDArray[np.uint8],
     *,
     spec: TwinSpec,
-    protocol: Protocol | None = None,
+    protocol: MeasurementProtocol | None = None,
 ) -> Experiment:
     """A run's samples (columnar arrays, in order) as an :class:`Experiment`: cleaned
     with ``spec``'s twin settings, the potential filtered against ``protocol`` (the

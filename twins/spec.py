@@ -83,15 +83,19 @@ from twins.errors import TwinSpecError
 __all__ = [
     "BetaPrior",
     "Cadence",
+    "CalibrateDocument",
     "CalibrationSpec",
     "FitSettings",
     "HalfNormalPrior",
     "LogNormalPrior",
+    "MeasurementProtocol",
     "NormalPrior",
+    "Nuts",
     "Prior",
-    "Protocol",
+    "ProtocolDocument",
     "TwinSettings",
     "TwinSpec",
+    "TwinSpecDocument",
     "UniformPrior",
     "load_twin_spec",
     "parameter_quantity",
@@ -192,7 +196,7 @@ _STEP_ROUNDING = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
-class Protocol:
+class MeasurementProtocol:
     """What the instrument applies: ``waveforms`` run one per cycle in turn (a single one
     repeats), ``cycles`` in all, ``rest`` (s) held between cycles at the next cycle's first
     potential, sampled at ``sample_rate`` (Hz). Time 0 is the start of the first cycle.
@@ -290,10 +294,10 @@ class Protocol:
         assert how is not None
         return how[0] - span, how[1]
 
-    def _before(self, cycles: int) -> tuple[Protocol, float, FloatArray, FloatArray]:
+    def _before(self, cycles: int) -> tuple[MeasurementProtocol, float, FloatArray, FloatArray]:
         """The protocol of ``cycles`` cycles before t = 0 (and the recorded one), their
         span (s) and their samples ``(t, E)`` from 0 to the span."""
-        before = Protocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
+        before = MeasurementProtocol(self.waveforms[:1], cycles + 1, self.rest, self.sample_rate)
         span = float(before.cycle_starts()[cycles])
         t, E = before.trace(span)
         # The last sample is the start of the recorded cycle itself, exactly.
@@ -394,7 +398,7 @@ class Protocol:
 
 
 def protocol_waveform(
-    protocol: Protocol, first_cycle: int = 0, count: int | None = None
+    protocol: MeasurementProtocol, first_cycle: int = 0, count: int | None = None
 ) -> Piecewise:
     """Cycles ``first_cycle`` .. (``count`` of them, default all) as one piecewise waveform
     starting at 0 s, the rest before ``first_cycle`` (if any) included: what an
@@ -512,7 +516,7 @@ class TwinSpec:
     name: str
     seed: int
     instrument: str
-    protocol: Protocol
+    protocol: MeasurementProtocol
     model: Scenario
     calibrate: CalibrationSpec | None
     twin: TwinSettings
@@ -532,7 +536,7 @@ class TwinSpec:
 
     def segment_closes(self) -> FloatArray:
         """With a cadence in cycles: for every calibration segment, a time (s) from which
-        a sample closes it (:meth:`Protocol.cycle_closes` of its last cycle)."""
+        a sample closes it (:meth:`MeasurementProtocol.cycle_closes` of its last cycle)."""
         return self._per_segment(self.protocol.cycle_closes())
 
     def _per_segment(self, per_cycle: FloatArray) -> FloatArray:
@@ -671,7 +675,7 @@ class CalibrateDocument(Document, kw_only=True):
 
 
 class ProtocolDocument(Document):
-    """``protocol:`` as a document gives it (see :class:`Protocol`)."""
+    """``protocol:`` as a document gives it (see :class:`MeasurementProtocol`)."""
 
     waveform: Annotated[WaveformDocument | list[WaveformDocument], Describe("a waveform or a list")]
     cycles: Annotated[Int | UnsetType, Integer(1, 100_000)] = UNSET
@@ -760,7 +764,7 @@ def _model(doc: str | ScenarioDocument, base: Path) -> Scenario:
         raise TwinSpecError(where, str(exc).split(": ", 1)[-1]) from None
 
 
-def _protocol(doc: ProtocolDocument) -> Protocol:
+def _protocol(doc: ProtocolDocument) -> MeasurementProtocol:
     items = doc.waveform if isinstance(doc.waveform, list) else [doc.waveform]
     for i, w in enumerate(items):
         # What the cell does besides the potential programme is the model's to say:
@@ -786,7 +790,7 @@ def _protocol(doc: ProtocolDocument) -> Protocol:
     else:
         waveforms = (waveform_from(doc.waveform, "protocol.waveform", TwinSpecError),)
     cycles = len(waveforms) if isinstance(doc.cycles, UnsetType) else doc.cycles
-    return Protocol(waveforms, cycles, doc.rest, doc.sample_rate)
+    return MeasurementProtocol(waveforms, cycles, doc.rest, doc.sample_rate)
 
 
 def _calibration(doc: CalibrateDocument, model: Scenario) -> CalibrationSpec:

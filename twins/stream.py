@@ -33,7 +33,7 @@ from physics.scenario import Numerics, canonical_parameter
 from physics.waveforms import time_steps
 from runtime.waveforms import Staircase
 from twins.errors import ForwardModelError
-from twins.spec import Protocol, TwinSpec
+from twins.spec import MeasurementProtocol, TwinSpec
 
 __all__ = [
     "ModelStream",
@@ -54,7 +54,7 @@ _CACHE_SIZE = 8
 Sampling = Callable[[float, FloatArray], tuple[FloatArray, FloatArray] | None]
 """How the instrument applied and sampled samples at some times, given the time of the
 sample before them: the ``jump_at`` and ``window`` of :meth:`physics.Simulator.advance`
-(:meth:`twins.spec.Protocol.sampling`), or None for a plain trace."""
+(:meth:`twins.spec.MeasurementProtocol.sampling`), or None for a plain trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +83,11 @@ class ModelStream:
     long the stream is expected to last and ``min_time_step`` (s) the shortest interval
     between samples (both size the grid). The current's derivatives with respect to
     ``names`` come with every chunk. ``sampling`` says how a staircase instrument applied
-    and sampled the samples (:meth:`twins.spec.Protocol.sampling`). ``before`` is the
+    and sampled the samples (:meth:`twins.spec.MeasurementProtocol.sampling`). ``before`` is the
     applied potential ``(t s, E V)`` of what the cell went through before the stream's
     start, with times relative to it (from ``-span``, the cell at rest, to 0; see
-    :meth:`twins.spec.Protocol.trace_before`), and ``before_sampling`` how a staircase
-    instrument applied and sampled it (:meth:`twins.spec.Protocol.sampling_before`).
+    :meth:`twins.spec.MeasurementProtocol.trace_before`), and ``before_sampling`` how a staircase
+    instrument applied and sampled it (:meth:`twins.spec.MeasurementProtocol.sampling_before`).
     """
 
     def __init__(
@@ -196,7 +196,7 @@ class ModelStream:
 
 
 def stream_for(
-    spec: TwinSpec, names: Sequence[str], protocol: Protocol | None = None
+    spec: TwinSpec, names: Sequence[str], protocol: MeasurementProtocol | None = None
 ) -> ModelStream:
     """The model stream of a twin spec: its model with the calibrated parameters at their
     prior medians, ``names`` streamed, along ``protocol`` (default: the spec's; a recorded
@@ -215,7 +215,7 @@ def stream_for(
 
 def protocol_stream(
     model: Scenario,
-    protocol: Protocol,
+    protocol: MeasurementProtocol,
     names: Sequence[str],
     *,
     values: Mapping[str, float] | None = None,
@@ -262,7 +262,7 @@ def stream_over(
     )
 
 
-def min_time_step(protocol: Protocol, numerics: Numerics) -> float:
+def min_time_step(protocol: MeasurementProtocol, numerics: Numerics) -> float:
     """The shortest time step (s) the engine takes along ``protocol``'s samples with
     ``numerics``: it sets the grid's first spacing."""
     step = _sweep_time_step(numerics, 1.0 / protocol.sample_rate, protocol.max_scan_rate())

@@ -33,7 +33,7 @@ from hal.files.recording import Metadata, Recording, scan_numbers
 from hal.files.units import scale_to_si
 from runtime.schema import UNSET, Describe, Document, Int, Integer, Invalid, Str, Text, UnsetType
 
-__all__ = ["ROLES", "ColumnMap", "ColumnMapDocument", "TableReader"]
+__all__ = ["ROLES", "ColumnDocument", "ColumnMap", "ColumnMapDocument", "TableReader"]
 
 ROLES: dict[str, str | None] = {
     "t": "time",

@@ -53,7 +53,7 @@ from runtime.http.errors import HttpError, http_error_of
 from runtime.http.render import json_bytes
 from runtime.messages import AuditEvent, utc_now
 
-__all__ = ["Gateway", "GatewayConfig", "GatewayThread", "Hooks", "Upload"]
+__all__ = ["Gateway", "GatewayConfig", "GatewayThread", "Hooks", "Upload", "not_found_response"]
 
 logger = logging.getLogger("galvana.http")
 

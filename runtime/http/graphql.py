@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
     Info = GraphQLResolveInfo[Any]
 
-__all__ = ["FIELD_SCOPES", "SDL", "http", "schema", "websocket"]
+__all__ = ["FIELD_SCOPES", "SDL", "http", "read_all", "schema", "websocket"]
 
 logger = logging.getLogger("galvana.http")
 

@@ -48,13 +48,33 @@ from runtime.messages import PosteriorUpdate, RunStateChanged, SampleBatch, utc_
 
 __all__ = [
     "FINAL_STATES",
+    "abort_run",
+    "actors",
+    "add_key",
+    "convert_body",
+    "estop",
     "event_json",
+    "instruments",
+    "kill",
+    "list_keys",
+    "list_runs",
+    "openapi",
     "parse_channels",
+    "pause_run",
+    "posterior",
     "posterior_history",
     "read_body",
     "read_events",
+    "reset_instrument",
+    "resume_run",
+    "revoke_key",
+    "run_events",
     "run_stream",
     "run_view",
+    "samples",
+    "show_run",
+    "start_run",
+    "stop_run",
 ]
 
 _T = TypeVar("_T")

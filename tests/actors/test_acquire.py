@@ -30,7 +30,7 @@ from runtime.messages import (
     StreamStalled,
 )
 from runtime.sample_flags import Flag
-from twins.spec import Protocol
+from twins.spec import MeasurementProtocol
 
 from ..hal.test_instrument_actor import CV, Rig
 
@@ -74,7 +74,7 @@ def acquire(rig: Rig, run: RunReports, cycles: int) -> AcquireProcedure:
         run,
         instrument=lambda: rig.client,
         instrument_id="sim",
-        protocol=Protocol((CV,), cycles=cycles, rest=0.0, sample_rate=1000.0),
+        protocol=MeasurementProtocol((CV,), cycles=cycles, rest=0.0, sample_rate=1000.0),
         interlock=rig.interlock,
     )
 
@@ -191,7 +191,7 @@ def test_an_emergency_stop_between_two_cycles_aborts_the_run(rig: Rig) -> None:
         run,
         instrument=lambda: rig.client,
         instrument_id="sim",
-        protocol=Protocol((CV,), cycles=3, rest=0.0, sample_rate=1000.0),
+        protocol=MeasurementProtocol((CV,), cycles=3, rest=0.0, sample_rate=1000.0),
         interlock=rig.interlock,
         truth=truth,
     )
@@ -209,7 +209,7 @@ def test_an_emergency_stop_between_two_cycles_aborts_the_run(rig: Rig) -> None:
 
 
 def test_an_acquisition_publishes_its_progress_from_its_protocol(rig: Rig) -> None:
-    protocol = Protocol((CV,), cycles=2, rest=0.5, sample_rate=1000.0)  # 4.5 s in all
+    protocol = MeasurementProtocol((CV,), cycles=2, rest=0.5, sample_rate=1000.0)  # 4.5 s in all
     progress = rig.bus.subscribe(topics.run_progress("run-2"), mode="lossless", maxsize=10_000)
     run = RunReports("run-2", rig.bus)
     procedure = AcquireProcedure(

@@ -98,15 +98,15 @@ def test_a_well_formed_stream_is_read_and_checked() -> None:
     )
     frames = _read_all(data)
     assert [type(f).__name__ for f in frames] == [
-        "Hello",
+        "HelloFrame",
         "MeshFrame",
-        "Samples",
-        "Snapshot",
-        "Samples",
+        "SamplesFrame",
+        "SnapshotFrame",
+        "SamplesFrame",
         "Done",
     ]
     snap = frames[3]
-    assert isinstance(snap, fenicsx.Snapshot)
+    assert isinstance(snap, fenicsx.SnapshotFrame)
     assert snap.c.shape == (2, 3)
 
 
@@ -186,7 +186,7 @@ def test_a_worker_dying_midway_is_a_crash_with_its_status_and_stderr() -> None:
         frames = []
         with pytest.raises(WorkerCrashed) as info:
             frames.extend(worker.frames())
-    assert [type(f).__name__ for f in frames] == ["Hello", "MeshFrame"]
+    assert [type(f).__name__ for f in frames] == ["HelloFrame", "MeshFrame"]
     assert info.value.status == 139
     assert "exited with status 139 after 0 steps" in str(info.value)
     assert "segmentation fault" in str(info.value)

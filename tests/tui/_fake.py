@@ -7,7 +7,7 @@ from typing import Any
 
 from runtime.client import Event
 from runtime.errors import ApiError
-from tui import ConnectionStatus, Subscription
+from tui import ConnectionStatus, StandingSubscription
 from tui._connection import EventHandler
 
 
@@ -29,7 +29,7 @@ class FakeLink:
     def __init__(self, answers: dict[tuple[str, str], Any] | None = None) -> None:
         self.answers: dict[tuple[str, str], Any] = dict(answers or {})
         self.calls: list[tuple[str, str, tuple[Any, ...], dict[str, Any]]] = []
-        self.subscriptions: list[Subscription] = []
+        self.subscriptions: list[StandingSubscription] = []
         self._status = ConnectionStatus("connected", "unix:/fake/galvana.sock")
 
     @property
@@ -55,12 +55,12 @@ class FakeLink:
             return answer(*args, **kwargs)
         return answer
 
-    def subscribe(self, topic: str, handler: EventHandler) -> Subscription:
-        sub = Subscription(topic, handler)
+    def subscribe(self, topic: str, handler: EventHandler) -> StandingSubscription:
+        sub = StandingSubscription(topic, handler)
         self.subscriptions.append(sub)
         return sub
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: StandingSubscription) -> None:
         subscription.active = False
         if subscription in self.subscriptions:
             self.subscriptions.remove(subscription)

@@ -28,10 +28,10 @@ from physics.engines.fenicsx._frames import (
     Done,
     Frame,
     FrameReader,
-    Hello,
+    HelloFrame,
     MeshFrame,
-    Samples,
-    Snapshot,
+    SamplesFrame,
+    SnapshotFrame,
     WorkerFailed,
     encode_frame,
 )
@@ -56,11 +56,11 @@ __all__ = [
     "FieldResult",
     "Frame",
     "FrameReader",
-    "Hello",
+    "HelloFrame",
     "Job",
     "MeshFrame",
-    "Samples",
-    "Snapshot",
+    "SamplesFrame",
+    "SnapshotFrame",
     "WorkerFailed",
     "WorkerInfo",
     "WorkerProcess",
@@ -200,9 +200,9 @@ class FieldResult:
 
     result: SimulationResult
     mesh: MeshFrame
-    snapshots: tuple[Snapshot, ...]
+    snapshots: tuple[SnapshotFrame, ...]
     done: Done
-    hello: Hello
+    hello: HelloFrame
     stderr: str = field(default="", repr=False)
 
 
@@ -227,22 +227,22 @@ def simulate_fields(
     started = time.perf_counter()
     M = job.steps.count
     current = np.full(M, np.nan)
-    snaps: list[Snapshot] = []
+    snaps: list[SnapshotFrame] = []
     mesh: MeshFrame | None = None
-    hello: Hello | None = None
+    hello: HelloFrame | None = None
     done: Done | None = None
     with WorkerProcess(info, job.frame, ranks=job.ranks, on_stderr=on_stderr) as worker:
         for frame in worker.frames():
-            if isinstance(frame, Hello):
+            if isinstance(frame, HelloFrame):
                 hello = frame
             elif isinstance(frame, MeshFrame):
                 mesh = frame
-            elif isinstance(frame, Samples):
+            elif isinstance(frame, SamplesFrame):
                 _check_samples(frame, job.steps)
                 current[frame.first : frame.first + frame.I.size] = frame.I
                 if progress is not None:
                     progress((frame.first + frame.I.size) / M)
-            elif isinstance(frame, Snapshot):
+            elif isinstance(frame, SnapshotFrame):
                 snaps.append(frame)
             elif isinstance(frame, Done):
                 done = frame
@@ -266,7 +266,7 @@ def simulate_fields(
     return FieldResult(result, mesh, tuple(snaps), done, hello, stderr)
 
 
-def _check_samples(frame: Samples, steps: TimeSteps) -> None:
+def _check_samples(frame: SamplesFrame, steps: TimeSteps) -> None:
     """The worker must report the steps it was given: a mismatch is a broken worker."""
     from physics.errors import WorkerProtocolError  # noqa: PLC0415 - rare path
 

@@ -28,10 +28,10 @@ __all__ = [
     "Done",
     "Frame",
     "FrameReader",
-    "Hello",
+    "HelloFrame",
     "MeshFrame",
-    "Samples",
-    "Snapshot",
+    "SamplesFrame",
+    "SnapshotFrame",
     "WorkerFailed",
     "encode_frame",
 ]
@@ -45,7 +45,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
-class Hello:
+class HelloFrame:
     """The worker started: its protocol, versions and number of MPI ranks."""
 
     dolfinx: str
@@ -73,7 +73,7 @@ class MeshFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class Samples:
+class SamplesFrame:
     """Currents of consecutive steps from ``first``: ``t`` (s), ``E`` (V), ``I`` (A)."""
 
     first: int
@@ -83,7 +83,7 @@ class Samples:
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
+class SnapshotFrame:
     """Concentrations (mol/m^3) at every mesh node after step ``step`` (time ``t``, s):
     ``c`` has shape (species, nodes)."""
 
@@ -113,7 +113,7 @@ class WorkerFailed:
     message: str
 
 
-Frame = Hello | MeshFrame | Samples | Snapshot | Done | WorkerFailed
+Frame = HelloFrame | MeshFrame | SamplesFrame | SnapshotFrame | Done | WorkerFailed
 
 
 def encode_frame(doc: Mapping[str, Any]) -> bytes:
@@ -145,7 +145,7 @@ class FrameReader:
         self.stream = stream
         self.max_frame_bytes = max_frame_bytes
         self.mesh: MeshFrame | None = None
-        self.hello: Hello | None = None
+        self.hello: HelloFrame | None = None
         self.next_step = 0  # the step the next sample batch must start at
         self.frames = 0
 
@@ -218,14 +218,14 @@ class FrameReader:
             "samples, snapshot, done, error"
         )
 
-    def _hello(self, doc: dict[str, Any]) -> Hello:
+    def _hello(self, doc: dict[str, Any]) -> HelloFrame:
         if self.hello is not None:
             raise WorkerProtocolError("the worker said hello twice")
         if doc.get("protocol") != PROTOCOL:
             raise WorkerProtocolError(
                 f"the worker speaks protocol {doc.get('protocol')!r}; accepted: {PROTOCOL}"
             )
-        self.hello = Hello(
+        self.hello = HelloFrame(
             _str(doc, "dolfinx", "hello"),
             _str(doc, "petsc", "hello"),
             _int(doc, "ranks", "hello", lo=1),
@@ -258,7 +258,7 @@ class FrameReader:
         )
         return self.mesh
 
-    def _samples(self, doc: dict[str, Any]) -> Samples:
+    def _samples(self, doc: dict[str, Any]) -> SamplesFrame:
         first = _int(doc, "first", "samples", lo=0)
         if first != self.next_step:
             raise WorkerProtocolError(
@@ -270,15 +270,15 @@ class FrameReader:
         if t.size == 0:
             raise WorkerProtocolError("samples: an empty batch")
         self.next_step = first + t.size
-        return Samples(first, t, E, current)
+        return SamplesFrame(first, t, E, current)
 
-    def _snapshot(self, doc: dict[str, Any]) -> Snapshot:
+    def _snapshot(self, doc: dict[str, Any]) -> SnapshotFrame:
         assert self.mesh is not None  # checked in _check
         species = doc.get("species")
         if not (isinstance(species, list) and species and all(isinstance(s, str) for s in species)):
             raise WorkerProtocolError(f"snapshot.species: got {species!r}; accepted: names")
         c = _floats(doc, "c", "snapshot", len(species) * self.mesh.nodes)
-        return Snapshot(
+        return SnapshotFrame(
             _int(doc, "step", "snapshot", lo=0),
             _float(doc, "t", "snapshot"),
             tuple(species),

@@ -450,7 +450,7 @@ def _size_field(
 # --------------------------------------------------------------------------- the solver
 
 
-class Cell:
+class DiscreteCell:
     """The discretized cell: forms, matrix, solver, and the state of O and R."""
 
     def __init__(self, job: Job, comm: Any) -> None:
@@ -758,7 +758,7 @@ def run(job: Job, comm: Any, out: FrameWriter) -> None:
         }
     )
     started = time.perf_counter()
-    cell = Cell(job, comm)
+    cell = DiscreteCell(job, comm)
     setup_s = time.perf_counter() - started
     frame = cell.mesh_frame()
     if frame is not None:
@@ -825,7 +825,7 @@ class _Balance:
     residual). A balance whose forms cannot be evaluated is reported missing (a line
     on stderr); the simulation itself goes on."""
 
-    def __init__(self, cell: Cell) -> None:
+    def __init__(self, cell: DiscreteCell) -> None:
         self.cell = cell
         self.failed = ""
         # Histories (newest first, two levels) of the integrals: rate, |rate|, inflows.
