@@ -26,13 +26,13 @@ from physics.errors import PhysicsError
 from physics.scenario import Scenario, load_scenario
 from physics.simulation import Simulator, background_current, engine_of, simulate
 
-__all__ = ["Failure", "Trace", "simulate_each"]
+__all__ = ["Failure", "VariantTrace", "simulate_each"]
 
 FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
-class Trace:
+class VariantTrace:
     """One variant's voltammogram: ``t`` (s), ``E_applied`` (V), ``I`` (A, anodic
     positive), as :class:`physics.SimulationResult` holds them."""
 
@@ -54,7 +54,7 @@ def simulate_each(
     rows: npt.ArrayLike,
     *,
     threads: int = 1,
-) -> list[Trace | Failure]:
+) -> list[VariantTrace | Failure]:
     """The voltammogram of ``scenario`` with the entries ``keys`` (key paths) set to each
     row of ``rows`` (sets, len(keys); SI units), one result per row in order.
 
@@ -65,7 +65,7 @@ def simulate_each(
     """
     sc = load_scenario(scenario)
     values = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-    out: list[Trace | Failure | None] = [None] * values.shape[0]
+    out: list[VariantTrace | Failure | None] = [None] * values.shape[0]
     sims: dict[int, Simulator] = {}
     groups: dict[bytes, list[int]] = {}
     for i, row in enumerate(values):
@@ -73,7 +73,7 @@ def simulate_each(
             variant = sc.with_values(dict(zip(keys, row.tolist(), strict=True)))
             if engine_of(variant) == "fenicsx":
                 result = simulate(variant)
-                out[i] = Trace(result.t, result.E_applied, result.I)
+                out[i] = VariantTrace(result.t, result.E_applied, result.I)
                 continue
             sim = Simulator(variant)
         except PhysicsError as exc:
@@ -120,7 +120,7 @@ def _signature(sim: Simulator) -> bytes:
     return h.digest()
 
 
-def _run_group(sims: list[Simulator], threads: int) -> list[Trace | Failure]:
+def _run_group(sims: list[Simulator], threads: int) -> list[VariantTrace | Failure]:
     """Variants of one signature through the batch kernel; when it fails, each alone
     (``Simulator.run``, the very path of ``simulate``) so only the failing ones fail."""
     first = sims[0]
@@ -144,21 +144,21 @@ def _run_group(sims: list[Simulator], threads: int) -> list[Trace | Failure]:
         except PhysicsError:
             psi = None
         if psi is not None:
-            traces: list[Trace | Failure] = []
+            traces: list[VariantTrace | Failure] = []
             for b, sim in enumerate(sims):
                 # The same products, in the same order, as Simulator._currents.
                 current = psi[b, sel] * (scales.I_scale * sim.model.area)
                 bg = sim.scenario.background
                 if bg.faradaic_free:
                     current = current + background_current(bg, E_app)
-                traces.append(Trace(t.copy(), E_app.copy(), current))
+                traces.append(VariantTrace(t.copy(), E_app.copy(), current))
             return traces
-    out: list[Trace | Failure] = []
+    out: list[VariantTrace | Failure] = []
     for sim in sims:
         try:
             result = sim.run()
         except PhysicsError as exc:
             out.append(Failure(str(exc)))
             continue
-        out.append(Trace(result.t, result.E_applied, result.I))
+        out.append(VariantTrace(result.t, result.E_applied, result.I))
     return out

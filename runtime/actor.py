@@ -73,7 +73,7 @@ __all__ = [
     "Actor",
     "ExitReason",
     "Link",
-    "Reply",
+    "PendingReply",
     "exposed",
     "exposed_scope",
     "lower_thread_priority",
@@ -210,7 +210,7 @@ def exposed_scope(method: object) -> str | None:
     return scope if isinstance(scope, str) else None
 
 
-class Reply:
+class PendingReply:
     """A caller's answer, given later (OTP: the ``From`` that a ``{noreply}`` handler keeps
     for ``gen_server:reply``). Answered once, from any thread; later answers are ignored.
     A message that was told rather than asked has nobody to answer."""
@@ -248,7 +248,7 @@ class _Replies:
     (one attribute, so that subclasses' own names never clash with them)."""
 
     handling: Envelope[Any] | None = None
-    deferred: Reply | None = None
+    deferred: PendingReply | None = None
     asked: int = 0
     # token -> (what to do with the answer, its timeout's timer)
     awaiting: dict[int, tuple[Callable[[object], None], threading.Timer | None]] = field(
@@ -425,9 +425,9 @@ class Actor(pykka.ThreadingActor):
 
     # --- answering later, asking without waiting (OTP's noreply) ---------------------------
 
-    def reply_later(self) -> Reply:
+    def reply_later(self) -> PendingReply:
         """Take the answer to the message being handled: this actor goes on to its next
-        message without answering, and the returned :class:`Reply` answers later.
+        message without answering, and the returned :class:`PendingReply` answers later.
 
         For a handler whose answer depends on another actor (see :meth:`ask_later`).
         An exception the handler raises afterwards still reaches the caller.
@@ -435,7 +435,7 @@ class Actor(pykka.ThreadingActor):
         envelope = self._replies.handling
         if envelope is None:
             raise RuntimeError("reply_later() is for the handler of a message, in its thread")
-        reply = Reply(envelope.reply_to)
+        reply = PendingReply(envelope.reply_to)
         envelope.reply_to = None
         self._replies.deferred = reply
         return reply

@@ -1,7 +1,8 @@
 """Each module's ``__all__`` is its public surface, read from the source: it names only
 what the module defines, and everything another module takes from it (a name used
 across modules is public, so it is listed); every message is listed in
-``runtime.messages``."""
+``runtime.messages``; and no two packages' classes share a name, so a class name says
+one thing wherever it is read."""
 
 from __future__ import annotations
 
@@ -94,6 +95,22 @@ def surface_defects(root: Path = ROOT) -> list[str]:
     return found
 
 
+def shared_class_names(root: Path = ROOT) -> dict[str, list[str]]:
+    """Public top-level class names defined in more than one module of the packages."""
+    where: dict[str, list[str]] = {}
+    for module, path in sorted(_modules(root).items()):
+        if module.split(".")[0] not in PACKAGES:
+            continue
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(module)
+    return {name: modules for name, modules in where.items() if len(modules) > 1}
+
+
+def test_no_two_classes_share_a_name() -> None:
+    assert shared_class_names() == {}
+
+
 def test_every_all_is_complete_and_true() -> None:
     assert surface_defects() == []
 
@@ -127,3 +144,11 @@ def test_the_check_sees_a_missing_name_and_a_false_one(tmp_path: Path) -> None:
         "hal.a.__all__: ghost is not defined there",
         "hal/b.py:1: hal.a.unlisted is not in its __all__",
     ]
+
+
+def test_the_name_check_sees_a_shared_class_name(tmp_path: Path) -> None:
+    for package in ("hal", "tui"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "m.py").write_text("class Link: ...\nclass _Own: ...\n")
+    (tmp_path / "tui" / "n.py").write_text("class _Own: ...\n")
+    assert shared_class_names(tmp_path) == {"Link": ["hal.m", "tui.m"]}

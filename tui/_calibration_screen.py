@@ -26,7 +26,7 @@ from textual.widgets import Footer, Header, Static
 from runtime.errors import ApiError
 from tui._context import link_of, units_of
 from tui._format import format_estimate
-from tui._plot import Axis, Band, Line, Plot
+from tui._plot import Band, Line, Plot, PlotAxis
 from tui._run_model import spec_reference
 
 __all__ = ["CALIBRATION_TIMEOUT_S", "CalibrationScreen", "correlation_table", "posterior_table"]
@@ -112,8 +112,8 @@ class CalibrationScreen(Screen[None]):
         yield Header()
         with Horizontal(id="calibration-body"):
             yield Plot(
-                x_axis=Axis("E", "V"),
-                y_axis=Axis("I", "A"),
+                x_axis=PlotAxis("E", "V"),
+                y_axis=PlotAxis("I", "A"),
                 empty_text="calibrating…",
                 id="calibration-fit",
             )
@@ -206,7 +206,7 @@ class CalibrationScreen(Screen[None]):
         }
         usable = np.asarray(arrays.get("usable") or [True] * a["I"].size, dtype=bool)
         measured = np.where(usable, a["I"], np.nan)
-        plot.set_axes(Axis("E", "V", f"vs {reference}" if reference else ""))
+        plot.set_axes(PlotAxis("E", "V", f"vs {reference}" if reference else ""))
         plot.plot(
             [
                 Band(a["E"], a["fitted"] - a["band"], a["fitted"] + a["band"], _BAND, "90% band"),

@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Static
 from runtime.errors import ApiError
 from tui._context import link_of
 from tui._format import format_si
-from tui._plot import Axis, Layer, Line, Plot
+from tui._plot import Layer, Line, Plot, PlotAxis
 from tui._run_info import run_kind
 from tui._run_model import RunModel, read_recorded
 
@@ -78,7 +78,7 @@ class CompareScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="compare-body"):
-            yield Plot(x_axis=Axis("E", "V"), y_axis=Axis("I", "A"), id="compare-plot")
+            yield Plot(x_axis=PlotAxis("E", "V"), y_axis=PlotAxis("I", "A"), id="compare-plot")
             yield Static(id="compare-figures")
         yield Footer()
 
@@ -123,7 +123,7 @@ class CompareScreen(Screen[None]):
         plot = self.query_one("#compare-plot", Plot)
         refs = {m.reference for m in self.models if m.reference}
         note = f"vs {refs.pop()}" if len(refs) == 1 else ""
-        plot.set_axes(Axis("t", "s") if self.time_axis else Axis("E", "V", note))
+        plot.set_axes(PlotAxis("t", "s") if self.time_axis else PlotAxis("E", "V", note))
         plot.plot(layers)
         text = Text()
         for label, model, color in zip("AB", self.models, (FIRST, SECOND), strict=True):

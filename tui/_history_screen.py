@@ -20,7 +20,7 @@ from textual.widgets import Footer, Header, Static
 
 from tui._context import units_of
 from tui._parameters import printed, short_name
-from tui._plot import Axis, Band, Line, Plot
+from tui._plot import Band, Line, Plot, PlotAxis
 from tui._run_model import RunModel
 
 __all__ = ["INTERVAL", "MEDIAN", "TRUTH", "HistoryScreen"]
@@ -97,7 +97,9 @@ class HistoryScreen(Screen[None]):
             ]
             if np.isfinite(h["truth"]).any():
                 layers.append(Line(h["t"], h["truth"] / scale, TRUTH, label="truth"))
-            plot.set_axes(Axis("t", "s"), Axis(short_name(track.name), shown.label, prefixed=False))
+            plot.set_axes(
+                PlotAxis("t", "s"), PlotAxis(short_name(track.name), shown.label, prefixed=False)
+            )
             plot.plot(layers)
             title = Text.assemble(
                 (f"{short_name(track.name)} ", "bold"),

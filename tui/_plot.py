@@ -30,7 +30,7 @@ from textual.widget import Widget
 from tui._format import power_of_ten, si_prefix
 from tui._raster import BRAILLE_BASE, band_codes, line_codes, nice_range, nice_ticks
 
-__all__ = ["Axis", "Band", "Layer", "Line", "Plot", "axis_scale"]
+__all__ = ["Band", "Layer", "Line", "Plot", "PlotAxis", "axis_scale"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -67,7 +67,7 @@ Layer = Line | Band
 
 
 @dataclass(frozen=True, slots=True)
-class Axis:
+class PlotAxis:
     """What an axis shows: its quantity (``I``), unit (``A``) and a note after the unit
     (``vs SCE``). An SI unit gets the prefix that suits the range (``µA``); a unit that
     is not to be prefixed (``cm/s``: ``prefixed=False``) gets a power of ten instead
@@ -135,8 +135,8 @@ class Plot(Widget):
     def __init__(
         self,
         *,
-        x_axis: Axis = Axis("x", ""),
-        y_axis: Axis = Axis("y", ""),
+        x_axis: PlotAxis = PlotAxis("x", ""),
+        y_axis: PlotAxis = PlotAxis("y", ""),
         empty_text: str = "no data yet",
         name: str | None = None,
         id: str | None = None,
@@ -193,7 +193,7 @@ class Plot(Widget):
         self.border_subtitle = self.axes_text()
         self.refresh()
 
-    def set_axes(self, x_axis: Axis | None = None, y_axis: Axis | None = None) -> None:
+    def set_axes(self, x_axis: PlotAxis | None = None, y_axis: PlotAxis | None = None) -> None:
         """Change what the axes show (their quantity, unit, note)."""
         self.x_axis = x_axis or self.x_axis
         self.y_axis = y_axis or self.y_axis

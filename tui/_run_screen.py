@@ -42,7 +42,7 @@ from tui._cycles import cycle_window
 from tui._format import format_si
 from tui._history_screen import HistoryScreen
 from tui._parameters import ParameterPanel
-from tui._plot import Axis, Band, Layer, Line, Plot
+from tui._plot import Band, Layer, Line, Plot, PlotAxis
 from tui._run_info import run_details, run_kind
 from tui._run_model import Level, LogLine, RunModel, read_recorded
 from tui._states import STATE_STYLES
@@ -131,16 +131,16 @@ class RunScreen(Screen[None]):
             with Vertical(id="run-plots"):
                 with Horizontal(id="run-main-plots"):
                     waiting = "waiting for samples…"
-                    current = Axis("I", "A")
+                    current = PlotAxis("I", "A")
                     yield Plot(
-                        x_axis=Axis("E", "V"), y_axis=current, empty_text=waiting, id="plot-e"
+                        x_axis=PlotAxis("E", "V"), y_axis=current, empty_text=waiting, id="plot-e"
                     )
                     yield Plot(
-                        x_axis=Axis("t", "s"), y_axis=current, empty_text=waiting, id="plot-t"
+                        x_axis=PlotAxis("t", "s"), y_axis=current, empty_text=waiting, id="plot-t"
                     )
                 yield Plot(
-                    x_axis=Axis("t", "s"),
-                    y_axis=Axis("I - twin", "A"),
+                    x_axis=PlotAxis("t", "s"),
+                    y_axis=PlotAxis("I - twin", "A"),
                     empty_text="no twin prediction yet",
                     id="plot-residual",
                 )
@@ -349,7 +349,7 @@ class RunScreen(Screen[None]):
             self.cycle_shown = shown
             self._titles()
         vs = f"vs {m.reference}" if m.reference else ""
-        self.query_one("#plot-e", Plot).x_axis = Axis("E", "V", vs)
+        self.query_one("#plot-e", Plot).x_axis = PlotAxis("E", "V", vs)
         for plot_id, x, x_twin in (("#plot-e", E, tw["E"]), ("#plot-t", t, tw["t"])):
             layers: list[Layer] = []
             if tw["t"].size:

@@ -47,7 +47,7 @@ __all__ = ["ComparedSegment", "Comparison", "PeakShift", "Trace", "compare"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-Axis = Literal["E", "t"]
+AxisName = Literal["E", "t"]
 Kind = Literal["anodic", "cathodic"]
 
 
@@ -165,7 +165,7 @@ class Comparison:
 
     a: str
     b: str
-    axis: Axis
+    axis: AxisName
     cycles: tuple[int, ...]
     segments: tuple[ComparedSegment, ...]
     peaks: tuple[PeakShift, ...]
@@ -203,7 +203,7 @@ class Comparison:
         }
 
 
-def compare(a: Trace, b: Trace, *, axis: Axis = "E", cycle: int | None = None) -> Comparison:
+def compare(a: Trace, b: Trace, *, axis: AxisName = "E", cycle: int | None = None) -> Comparison:
     """Compare ``b`` with ``a`` on ``axis`` (``"E"`` or ``"t"``), over every cycle both
     have or only ``cycle``; :class:`CompareError` when they share nothing to compare."""
     if axis not in ("E", "t"):

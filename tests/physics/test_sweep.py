@@ -18,7 +18,7 @@ import yaml
 
 import physics
 from galvana.cli import main
-from physics.ensemble import Failure, Trace, simulate_each
+from physics.ensemble import Failure, VariantTrace, simulate_each
 from physics.errors import SweepError
 from physics.peaks import voltammogram_peaks
 from physics.sweep import Axis, Design, run_sweep
@@ -67,7 +67,7 @@ def test_each_variant_equals_its_own_simulation() -> None:
     )
     results = simulate_each(doc, keys, rows)
     for row, got in zip(rows, results, strict=True):
-        assert isinstance(got, Trace)
+        assert isinstance(got, VariantTrace)
         want = _direct(doc, keys, row)
         np.testing.assert_array_equal(got.t, want.t)
         np.testing.assert_array_equal(got.E_applied, want.E_applied)
@@ -76,8 +76,8 @@ def test_each_variant_equals_its_own_simulation() -> None:
 
 def test_a_variant_the_schema_rejects_fails_alone() -> None:
     results = simulate_each(_scenario(), ["kinetics.k0"], [[1e-5], [-1.0], [1e-3]])
-    assert isinstance(results[0], Trace)
-    assert isinstance(results[2], Trace)
+    assert isinstance(results[0], VariantTrace)
+    assert isinstance(results[2], VariantTrace)
     assert isinstance(results[1], Failure)
     assert "kinetics.k0" in results[1].message
 

@@ -24,7 +24,7 @@ from runtime.messages import (
     TwinPrediction,
 )
 from tui._cycles import cycle_starts, cycle_window
-from tui._plot import Axis, Band, Line, Plot, axis_scale
+from tui._plot import Band, Line, Plot, PlotAxis, axis_scale
 from tui._raster import (
     band_codes,
     codes_to_text,
@@ -346,7 +346,7 @@ def test_ticks_are_round_and_the_axis_says_its_unit() -> None:
     assert nice_ticks(0.0, 2.02, 5).tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert axis_scale(-1.2e-6, 2.5e-6, "A") == (1e-6, "µA")
     assert axis_scale(0.9e-5, 1.2e-5, "cm²/s", prefixed=False) == (1e-5, "\u00d710⁻⁵ cm²/s")
-    plot = Plot(x_axis=Axis("E", "V", "vs SCE"), y_axis=Axis("I", "A"))
+    plot = Plot(x_axis=PlotAxis("E", "V", "vs SCE"), y_axis=PlotAxis("I", "A"))
     plot.plot([Line(np.array([-0.5, 0.5]), np.array([-2e-6, 2e-6]), "white")])
     assert plot.axes_text() == "I / µA  against  E / mV vs SCE"
 

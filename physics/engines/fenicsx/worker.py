@@ -174,8 +174,9 @@ def _array(doc: Mapping[str, Any], key: str, path: str, dtype: str) -> npt.NDArr
     return np.frombuffer(raw, dtype=dtype).copy()
 
 
-class Job:
-    """The validated job: physics in SI units, time steps and requests."""
+class ReadJob:
+    """The job as the worker reads and validates it: physics in SI units, time steps and
+    requests."""
 
     def __init__(self, doc: object) -> None:
         top = _node(doc, "job")
@@ -294,7 +295,7 @@ class _Electrode:
 # --------------------------------------------------------------------------- the mesh
 
 
-def build_mesh(job: Job, comm: Any) -> tuple[Any, Any, float, float]:
+def build_mesh(job: ReadJob, comm: Any) -> tuple[Any, Any, float, float]:
     """The Gmsh mesh, distributed over ``comm``: (mesh, facet tags, far radius, width).
 
     ``far radius`` (m) is the radius of the far boundary around the electrode (the
@@ -453,7 +454,7 @@ def _size_field(
 class DiscreteCell:
     """The discretized cell: forms, matrix, solver, and the state of O and R."""
 
-    def __init__(self, job: Job, comm: Any) -> None:
+    def __init__(self, job: ReadJob, comm: Any) -> None:
         from dolfinx import fem  # noqa: PLC0415
         from dolfinx.fem import petsc as fem_petsc  # noqa: PLC0415
         from petsc4py import PETSc  # noqa: PLC0415
@@ -743,7 +744,7 @@ def _mpi_min() -> Any:
 # --------------------------------------------------------------------------- main
 
 
-def run(job: Job, comm: Any, out: FrameWriter) -> None:
+def run(job: ReadJob, comm: Any, out: FrameWriter) -> None:
     """Solve the job, streaming frames to ``out`` (which only rank 0 writes)."""
     import dolfinx  # noqa: PLC0415
     from petsc4py import PETSc  # noqa: PLC0415
@@ -905,7 +906,7 @@ def main() -> int:
     outcome: tuple[str, Any]
     if comm.rank == 0:
         try:
-            outcome = ("ok", Job(read_frame(sys.stdin.buffer)))
+            outcome = ("ok", ReadJob(read_frame(sys.stdin.buffer)))
         except JobError as exc:
             outcome = ("bad", str(exc))
     else:
@@ -915,7 +916,7 @@ def main() -> int:
         if comm.rank == 0:
             _fatal(out, f"bad job: {outcome[1]}", 2)
         return 2
-    job: Job = outcome[1]
+    job: ReadJob = outcome[1]
     try:
         run(job, comm, out)
     except BrokenPipeError:
