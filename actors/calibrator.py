@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 
 from runtime import topics
-from runtime.actor import OPERATE_SCOPE, Actor, exposed, waker
+from runtime.actor import OPERATE_SCOPE, Actor, exposed
 from runtime.errors import CallError, ExecutorError
 from runtime.event_bus import EventBus, Subscription
 from runtime.executor import Executor, ExecutorSettings, executor_for
@@ -44,13 +44,6 @@ __all__ = ["Calibrator", "posterior_plain"]
 _Draws = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 logger = logging.getLogger("galvana.calibrator")
-
-
-class _Drain:
-    """Internal wake-up: samples are queued."""
-
-
-_DRAIN = _Drain()
 
 
 def posterior_plain(update: PosteriorUpdate) -> dict[str, Any]:
@@ -103,13 +96,8 @@ class Calibrator(Actor):
         self.core = OnlineCalibrator(self.spec, self.run_id)
         incarnation = self.link.incarnation if self.link is not None else 1
         self.bus.publish(self.topic, CalibratorStarted(self.run_id, incarnation))
-        self._sub = self.bus.subscribe(
-            topics.twin_segments(self.run_id),
-            mode="lossless",
-            maxsize=100_000,
-            on_ready=waker(self.actor_ref, _DRAIN),
-        )
-        self._drain()
+        self._sub = self.subscribe_drained(self.bus, topics.twin_segments(self.run_id))
+        self.on_drain()
 
     def on_stop(self) -> None:
         if self._sub is not None:
@@ -119,12 +107,7 @@ class Calibrator(Actor):
         if self._sub is not None:
             self._sub.close()
 
-    def on_receive(self, message: Any) -> Any:
-        if message is _DRAIN:
-            self._drain()
-        return None
-
-    def _drain(self) -> None:
+    def on_drain(self) -> None:
         if self._sub is None:
             return
         for _, msg in self._sub.drain():
@@ -135,7 +118,7 @@ class Calibrator(Actor):
     def settle(self) -> None:
         """The run has ended: take in every segment received (posteriors they complete
         are published before this returns)."""
-        self._drain()
+        self.on_drain()
 
     def _use(self, segment: CalibrationSegment) -> None:
         core = self.core
@@ -162,7 +145,7 @@ class Calibrator(Actor):
     @exposed
     def posterior(self) -> dict[str, Any] | None:
         """The latest online posterior (None before the first update)."""
-        self._drain()
+        self.on_drain()
         core = self.core
         assert core is not None
         return None if core.latest is None else posterior_plain(core.latest)
@@ -178,7 +161,7 @@ class Calibrator(Actor):
         posterior with method ``nuts`` and return its summary. ``warmup`` and ``samples``
         (1..100000 each; default: the spec's) and ``chains`` (1..16). Blocks this
         calibrator while it runs; samples wait (losslessly) meanwhile."""
-        self._drain()
+        self.on_drain()
         core = self.core
         assert core is not None
         try:
@@ -198,7 +181,7 @@ class Calibrator(Actor):
         """Rank candidate waveforms (protocol waveform mappings) by the expected
         information gain about ``parameters`` (default: every calibrated one) under the
         current posterior; best first."""
-        self._drain()
+        self.on_drain()
         core = self.core
         assert core is not None
         try:

@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -67,14 +67,15 @@ from runtime.messages import (
     StreamStalled,
     utc_now,
 )
+from runtime.supervisor import Backoff
 from runtime.waveforms import Waveform, duration
 
 __all__ = [
+    "RECONNECT_BACKOFF",
     "InstrumentActor",
     "InstrumentClient",
     "InstrumentConfig",
     "InstrumentStatus",
-    "ReconnectPolicy",
     "RunStream",
     "start_instrument",
 ]
@@ -84,21 +85,9 @@ logger = logging.getLogger("galvana.actors.instrument")
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Delay before reconnect attempt ``n``: ``initial_s * factor**(n-1)`` capped at
-    ``max_s``, +-``jitter`` (a fraction), so a lab full of instruments does not
-    reconnect in lockstep."""
-
-    initial_s: float = 0.05
-    max_s: float = 2.0
-    factor: float = 2.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before attempt ``attempt`` (1-based)."""
-        base = min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
-        return base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
+RECONNECT_BACKOFF = Backoff(initial_s=0.05, max_s=2.0, factor=2.0, jitter=0.2)
+"""Delay before reconnect attempt ``n``, jittered so that a lab full of instruments
+does not reconnect in lockstep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +102,7 @@ class InstrumentConfig:
     instrument_id: str
     interlock: Interlock
     stall_timeout_s: float = 2.0
-    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    reconnect: Backoff = RECONNECT_BACKOFF
     idle_check_s: float = 2.0
 
     def __post_init__(self) -> None:

@@ -63,7 +63,7 @@ import numpy.typing as npt
 from actors.run_state import FINAL_STATES, DurableSamples, sample_batches
 from actors.services import Services
 from runtime import topics
-from runtime.actor import Actor, exposed, waker
+from runtime.actor import DRAIN, Actor, exposed, waker
 from runtime.codec import decode, encoded, peek_tag
 from runtime.errors import CallError, EventStoreError, FieldStoreError, GalvanaError, MessageError
 from runtime.event_bus import EventBus, Subscription
@@ -130,13 +130,6 @@ def stream_of(topic: str) -> str:
     return SYSTEM_STREAM if run_id is None else topics.run_stream(run_id)
 
 
-class _Drain:
-    """Internal wake-up: the subscriptions have messages queued."""
-
-
-_DRAIN = _Drain()
-
-
 @dataclass(slots=True)
 class _Refusals:
     """What was refused for one finished run since it was last logged."""
@@ -192,14 +185,9 @@ class Recorder(Actor):
     # --- lifecycle -----------------------------------------------------------------------
 
     def on_start(self) -> None:
-        ref = self.actor_ref
         self.arrays.start()
         for pattern in RECORDED_TOPICS:
-            self._subs.append(
-                self.bus.subscribe(
-                    pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
-                )
-            )
+            self._subs.append(self.subscribe_drained(self.bus, pattern))
         runs = [r for r in map(topics.run_of, self.store.streams()) if r is not None]
         self._from_log.update(runs)
         # Only as the daemon starts: after a restart of the recorder alone, live runs are
@@ -212,7 +200,7 @@ class Recorder(Actor):
             self._checker.start()
         self._drain()  # anything published between subscribing and now
         if self.services is not None:
-            self.services.recorder = ref
+            self.services.recorder = self.actor_ref
 
     def on_stop(self) -> None:
         self._cancel_timer()
@@ -238,19 +226,17 @@ class Recorder(Actor):
             self._checker.stop()
             self._checker = None
 
-    def on_receive(self, message: Any) -> Any:
-        if message is _DRAIN:
-            wait = self._last_drain + self.window_s - time.monotonic()
-            if wait > 0:
-                self._arm_timer(wait)  # the rest of this window gathers more
-            else:
-                self._drain()
-        return None
+    def on_drain(self) -> None:
+        wait = self._last_drain + self.window_s - time.monotonic()
+        if wait > 0:
+            self._arm_timer(wait)  # the rest of this window gathers more
+        else:
+            self._drain()
 
     def _arm_timer(self, wait: float) -> None:
         if self._timer is not None and self._timer.is_alive():
             return
-        self._timer = threading.Timer(wait, waker(self.actor_ref, _DRAIN))
+        self._timer = threading.Timer(wait, waker(self.actor_ref, DRAIN))
         self._timer.daemon = True
         self._timer.start()
 

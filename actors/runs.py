@@ -47,7 +47,7 @@ from actors.run_limits import check_run_limits
 from actors.run_state import FINAL_STATES, RunRecord, fold
 from actors.services import Services
 from runtime import topics
-from runtime.actor import OPERATE_SCOPE, exposed, scopes_of, waker
+from runtime.actor import OPERATE_SCOPE, exposed, scopes_of
 from runtime.api import FollowUp
 from runtime.codec import decode
 from runtime.errors import ApiError, CallError, EventStoreError, MessageError
@@ -86,13 +86,6 @@ SHOW_WAIT_S = 5.0
 ABORTED_ON_REQUEST = "aborted on request"
 
 
-class _Drain:
-    pass
-
-
-_DRAIN = _Drain()
-
-
 def _new_run_id() -> str:
     return f"{utc_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
@@ -109,11 +102,8 @@ class Runs(Supervisor):
 
     def on_start(self) -> None:
         super().on_start()
-        ref = self.actor_ref
         self._subs = [
-            self.services.bus.subscribe(
-                pattern, mode="lossless", maxsize=100_000, on_ready=waker(ref, _DRAIN)
-            )
+            self.subscribe_drained(self.services.bus, pattern)
             for pattern in (
                 topics.EVERY_RUN_CREATED,
                 topics.EVERY_RUN_STATE,
@@ -125,7 +115,7 @@ class Runs(Supervisor):
 
     def on_stop(self) -> None:
         super().on_stop()  # the runs stop first (reverse order), recording how they ended
-        self._drain()
+        self.on_drain()
         for sub in self._subs:
             sub.close()
 
@@ -158,18 +148,12 @@ class Runs(Supervisor):
             self.services.recorder_ref().proxy().commit(topics.run_state(record.id), event).get()
         if interrupted:
             logger.warning("marked %d live runs interrupted", len(interrupted))
-        self._drain()
+        self.on_drain()
 
     def _decoded(self, stream: str) -> Iterator[object]:
         return _decoded_events(self.services.store, stream)
 
-    def on_receive(self, message: object) -> object:
-        if message is _DRAIN:
-            self._drain()
-            return None
-        return super().on_receive(message)
-
-    def _drain(self) -> None:
+    def on_drain(self) -> None:
         for sub in self._subs:
             for _, event in sub.drain():
                 if isinstance(event, RunCreated):
@@ -192,7 +176,7 @@ class Runs(Supervisor):
     # --- the API ---------------------------------------------------------------------
 
     def _record(self, run_id: str) -> RunRecord:
-        self._drain()
+        self.on_drain()
         record = self.records.get(run_id)
         if record is None:
             raise CallError("not_found", f"no run {run_id!r}; `galvana run list` shows the runs")
@@ -207,7 +191,7 @@ class Runs(Supervisor):
         """Refuse (``busy``) an acquisition on an instrument whose cell another live run
         holds (``services.cells``): one cell, one run (a second would only fail once
         started)."""
-        self._drain()  # runs that ended hold no cell
+        self.on_drain()  # runs that ended hold no cell
         for run_id, held in self.services.cells.items():
             if held == instrument:
                 record = self.records.get(run_id)
@@ -233,7 +217,7 @@ class Runs(Supervisor):
     @exposed(name="list")
     def list_runs(self, state: RunState | None = None) -> list[dict[str, Any]]:
         """Every run, oldest first (only those in ``state`` when given)."""
-        self._drain()
+        self.on_drain()
         records = sorted(self.records.values(), key=lambda r: r.created)
         return [self._counted(r).as_plain() for r in records if state is None or r.state == state]
 
@@ -306,7 +290,7 @@ class Runs(Supervisor):
         record = RunRecord(run_id, "idle", created.created, spec, source)
         self.records[run_id] = record
         if on_cell:
-            self._drain()  # runs on this instrument that ended are no longer its cell's
+            self.on_drain()  # runs on this instrument that ended are no longer its cell's
             self.services.cells[run_id] = twin.instrument  # its abort cuts this cell first
 
         children = _twin_children(twin, run_id, bus, self.services.executor)
@@ -468,7 +452,7 @@ class Runs(Supervisor):
         :mod:`actors.importer`); refused when the same content was imported before,
         unless ``force``."""
         spec, source = check_spec(spec, source)
-        self._drain()
+        self.on_drain()
         if not force:
             holder = holder_of(
                 spec["import"]["sha256"], ((r.id, r.spec) for r in self.records.values())

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -71,13 +72,23 @@ from runtime.messages import (
     SystemNote,
     utc_now,
 )
-from runtime.supervisor import ChildSpec
+from runtime.supervisor import Backoff, ChildSpec
 
-__all__ = ["FIELD_PREFIX", "SUSPEND_REASON", "Solver", "SolverControl", "solver_child"]
+__all__ = [
+    "FIELD_PREFIX",
+    "SUSPEND_REASON",
+    "WORKER_BACKOFF",
+    "Solver",
+    "SolverControl",
+    "solver_child",
+]
 
 logger = logging.getLogger("galvana.solver")
 
 SUSPEND_REASON = "the solver's worker process is restarting"
+WORKER_BACKOFF = Backoff(initial_s=0.5, max_s=8.0, factor=2.0, jitter=0.0)
+"""Delay before relaunching a crashed worker: 0.5 s, then doubling with each crash
+within the restart window."""
 """The suspender a worker crash trips (and its recovery clears) on the run."""
 
 FIELD_PREFIX = "fenicsx"
@@ -201,7 +212,7 @@ class Solver(Actor):
         batch: int = 100,
         max_worker_restarts: int = 3,
         restart_window_s: float = 60.0,
-        backoff_s: float = 0.5,
+        backoff: Backoff = WORKER_BACKOFF,
         stop_grace_s: float = 2.0,
         stall_timeout_s: float | None = 600.0,
         report_done: bool = False,
@@ -220,7 +231,8 @@ class Solver(Actor):
         self.batch = batch
         self.max_worker_restarts = max_worker_restarts
         self.restart_window_s = restart_window_s
-        self.backoff_s = backoff_s
+        self.backoff = backoff
+        self._rng = random.Random()
         self.stop_grace_s = stop_grace_s
         self.stall_timeout_s = stall_timeout_s
         self.report_done = report_done
@@ -504,7 +516,7 @@ class Solver(Actor):
         self.delivered = 0
         self.state = "restarting"
         self.restarts += 1
-        delay = self.backoff_s * 2 ** (len(self._crashes) - 1)
+        delay = self.backoff.delay(len(self._crashes), self._rng)
         ref, generation = self.actor_ref, self._generation
         self._timer = threading.Timer(delay, _tell, args=(ref, _Relaunch(generation)))
         self._timer.daemon = True

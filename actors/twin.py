@@ -28,7 +28,7 @@ from typing import Any
 
 from actors.calibrator import Calibrator
 from runtime import topics
-from runtime.actor import Actor, exposed, waker
+from runtime.actor import Actor, exposed
 from runtime.event_bus import EventBus, Subscription
 from runtime.executor import ExecutorSettings
 from runtime.messages import (
@@ -70,13 +70,6 @@ def run_children(
     return tuple(children)
 
 
-class _Drain:
-    """Internal wake-up: a subscription has messages queued."""
-
-
-_DRAIN = _Drain()
-
-
 class Twin(Actor):
     """The twin of run ``run_id`` (see the module docstring)."""
 
@@ -96,15 +89,10 @@ class Twin(Actor):
 
     def on_start(self) -> None:
         self.core = LockstepTwin(self.spec, self.run_id)
-        wake = waker(self.actor_ref, _DRAIN)
         # Posteriors first: an answer must never wait behind the samples it unblocks.
-        self._posteriors = self.bus.subscribe(
-            topics.run_posterior(self.run_id), mode="lossless", maxsize=100_000, on_ready=wake
-        )
-        self._samples = self.bus.subscribe(
-            topics.run_samples(self.run_id), mode="lossless", maxsize=100_000, on_ready=wake
-        )
-        self._drain()
+        self._posteriors = self.subscribe_drained(self.bus, topics.run_posterior(self.run_id))
+        self._samples = self.subscribe_drained(self.bus, topics.run_samples(self.run_id))
+        self.on_drain()
 
     def on_stop(self) -> None:
         self._close()
@@ -117,12 +105,7 @@ class Twin(Actor):
             if sub is not None:
                 sub.close()
 
-    def on_receive(self, message: Any) -> Any:
-        if message is _DRAIN:
-            self._drain()
-        return None
-
-    def _drain(self) -> None:
+    def on_drain(self) -> None:
         if self._posteriors is None or self._samples is None:
             return
         for _, msg in self._posteriors.drain():
@@ -193,7 +176,7 @@ class Twin(Actor):
     def settle(self) -> int:
         """The run has ended: predict every batch received, with the posteriors received
         (none will follow). Returns the batches predicted in all."""
-        self._drain()
+        self.on_drain()
         if self._posteriors is not None:
             for _, msg in self._posteriors.drain():
                 self._heard(msg)

@@ -51,7 +51,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
 
 import pykka
 from pykka._envelope import Envelope  # the actor loop below is Pykka's, made OTP
@@ -63,10 +63,11 @@ from runtime.messages import ApiCall, ChildExited, ExitKind
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from runtime.event_bus import EventBus
+    from runtime.event_bus import EventBus, Subscription
 
 __all__ = [
     "ADMIN_SCOPE",
+    "DRAIN",
     "OPERATE_SCOPE",
     "READ_SCOPE",
     "SCOPES",
@@ -186,6 +187,18 @@ def exposed(
         return fn
 
     return mark(method) if method is not None else mark
+
+
+class _Drain:
+    """The wake-up :meth:`Actor.subscribe_drained`'s subscriptions send their actor."""
+
+    def __repr__(self) -> str:
+        return "DRAIN"
+
+
+DRAIN: Final = _Drain()
+"""Told to an actor when one of its drained subscriptions has messages queued: the
+actor's :meth:`Actor.on_drain` runs (also to be told by a timer, to drain later)."""
 
 
 def waker(ref: pykka.ActorRef[Any], message: object) -> Callable[[], None]:
@@ -364,6 +377,28 @@ class Actor(pykka.ThreadingActor):
 
     def on_kill(self) -> None:
         """Called from the supervisor's thread when this actor is abandoned; must not block."""
+
+    def subscribe_drained(
+        self, bus: EventBus, pattern: str, maxsize: int = 100_000
+    ) -> Subscription:
+        """A lossless subscription to ``pattern`` that wakes this actor: when messages
+        arrive on an empty queue, :data:`DRAIN` is told to the actor, whose
+        :meth:`on_drain` then takes them in its own thread (``Subscription.drain``).
+        One wake-up per burst, however many messages it holds; the publisher waits
+        (backpressure) when ``maxsize`` are queued."""
+        return bus.subscribe(
+            pattern, mode="lossless", maxsize=maxsize, on_ready=waker(self.actor_ref, DRAIN)
+        )
+
+    def on_drain(self) -> None:
+        """Take what this actor's drained subscriptions hold (see :meth:`subscribe_drained`)."""
+
+    def on_receive(self, message: Any) -> Any:
+        """:data:`DRAIN` runs :meth:`on_drain`; anything else is Pykka's (a warning)."""
+        if message is DRAIN:
+            self.on_drain()
+            return None
+        return super().on_receive(message)
 
     def _actor_loop(self) -> None:
         if self.niceness:

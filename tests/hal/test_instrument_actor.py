@@ -17,7 +17,6 @@ from actors.instrument import (
     InstrumentActor,
     InstrumentClient,
     InstrumentConfig,
-    ReconnectPolicy,
     start_instrument,
 )
 from hal.driver import Settings
@@ -38,7 +37,7 @@ from runtime.messages import (
     StreamResumed,
     StreamStalled,
 )
-from runtime.supervisor import ChildSpec, SupervisorSpec, start_supervisor
+from runtime.supervisor import Backoff, ChildSpec, SupervisorSpec, start_supervisor
 from runtime.waveforms import CyclicVoltammetry, LinearSweep
 
 LIMITS = SafetyLimits(E_min=-1.0, E_max=1.0, I_max=5e-3, scan_rate_max=1.0)
@@ -65,7 +64,7 @@ class Rig:
             "sim",
             self.interlock,
             stall_timeout_s=stall_timeout_s,
-            reconnect=ReconnectPolicy(initial_s=0.02, max_s=0.2),
+            reconnect=Backoff(initial_s=0.02, max_s=0.2),
         )
         self.client: InstrumentClient = start_instrument(config, self.bus)
         self.seen: list[object] = []
@@ -303,7 +302,7 @@ def test_an_unreachable_instrument_is_reported_down_and_retried() -> None:
     bus = EventBus()
     state = bus.subscribe(topics.instrument_state("ghost"), mode="lossless")
     client = start_instrument(
-        InstrumentConfig("ghost", Interlock(driver, LIMITS), reconnect=ReconnectPolicy(0.01, 0.05)),
+        InstrumentConfig("ghost", Interlock(driver, LIMITS), reconnect=Backoff(0.01, 0.05)),
         bus,
     )
     try:

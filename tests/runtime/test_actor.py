@@ -17,6 +17,7 @@ import pytest
 
 from runtime.actor import Actor, exposed
 from runtime.errors import CallError
+from runtime.event_bus import EventBus
 from runtime.messages import ApiCall
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec, start_supervisor
 
@@ -177,3 +178,63 @@ def test_a_compute_actor_runs_at_a_lower_priority_than_the_process() -> None:
         ref.stop()
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # ours unchanged
     assert Actor.niceness == 0  # an actor is not lowered unless it says so
+
+
+# --- drained subscriptions ----------------------------------------------------------------
+
+
+class Gatherer(Actor):
+    """Takes what its drained subscription holds; ``got`` is set once ``want`` arrived."""
+
+    def __init__(self, bus: EventBus, want: int, got: threading.Event) -> None:
+        super().__init__()
+        self.bus, self.want, self.got = bus, want, got
+        self.taken: list[object] = []
+        self.drains = 0
+
+    def on_start(self) -> None:
+        self.sub = self.subscribe_drained(self.bus, "lab/*")
+
+    def on_drain(self) -> None:
+        self.drains += 1
+        self.taken += [message for _, message in self.sub.drain()]
+        if len(self.taken) >= self.want:
+            self.got.set()
+
+    @exposed
+    def seen(self) -> tuple[list[object], int]:
+        return self.taken, self.drains
+
+
+class GatheringSupervisor(Supervisor):
+    """A supervisor with a drained subscription of its own (as the runs supervisor)."""
+
+    def __init__(self, bus: EventBus, want: int, got: threading.Event) -> None:
+        super().__init__(SupervisorSpec(children=()))
+        self.lab_bus, self.want, self.got = bus, want, got
+        self.taken: list[object] = []
+        self.drains = 0
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.sub = self.subscribe_drained(self.lab_bus, "lab/*")
+
+    on_drain = Gatherer.on_drain
+    seen = Gatherer.seen
+
+
+@pytest.mark.parametrize("kind", ["actor", "supervisor"])
+def test_a_drained_subscription_wakes_its_actor_and_loses_nothing(kind: str) -> None:
+    bus, got = EventBus(), threading.Event()
+    kinds: dict[str, type[Gatherer | GatheringSupervisor]] = {
+        "actor": Gatherer,
+        "supervisor": GatheringSupervisor,
+    }
+    ref = kinds[kind].start(bus, 500, got)
+    for k in range(500):
+        bus.publish("lab/cell", k)
+    assert got.wait(HANG_GUARD_S)
+    taken, drains = ref.proxy().seen().get(timeout=HANG_GUARD_S)
+    assert taken == list(range(500))  # in order, none lost (lossless)
+    assert 1 <= drains <= 500  # woken per burst, not necessarily per message
+    ref.stop()
