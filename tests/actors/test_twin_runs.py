@@ -16,7 +16,6 @@ import yaml
 from actors.run_state import FINAL_STATES
 from runtime import topics
 from runtime.client import Client
-from runtime.codec import message_from_plain
 from runtime.messages import (
     PosteriorUpdate,
     RunStateChanged,
@@ -26,7 +25,7 @@ from runtime.messages import (
 )
 
 from ..runtime._actors import wait_until
-from ..runtime.test_daemon import Daemon
+from ..runtime.test_daemon import Daemon, recorded_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,12 +68,7 @@ def state(client: Client, run_id: str) -> str:
     return str(client.call("runs", "show", run_id)["state"])
 
 
-def messages(client: Client, run_id: str) -> list[Any]:
-    out, seq = [], 1
-    while page := client.call("runs", "events", run_id, seq, 1000):
-        out.extend(message_from_plain(e["message"]) for e in page)
-        seq = page[-1]["seq"] + 1
-    return out
+messages = recorded_messages
 
 
 def test_a_twin_run_follows_the_simulated_cell_and_calibrates(daemon: Daemon) -> None:
