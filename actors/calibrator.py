@@ -111,6 +111,8 @@ class Calibrator(Actor):
         if self._sub is None:
             return
         for _, msg in self._sub.drain():
+            if self.stopping:
+                return  # the run is going down: its stop must not wait behind a backlog
             if isinstance(msg, CalibrationSegment):
                 self._use(msg)
 

@@ -84,6 +84,8 @@ SHOW_WAIT_S = 5.0
 """How long ``show`` waits for a live run's own details before answering without them."""
 
 ABORTED_ON_REQUEST = "aborted on request"
+RUN_SHUTDOWN_S = 15.0
+"""A run's own time to stop (its procedure), before its children's."""
 
 
 def _new_run_id() -> str:
@@ -312,7 +314,9 @@ class Runs(Supervisor):
             (SupervisorSpec(strategy="rest_for_one", children=children),),
             {"record": record, "procedure": procedure, "recorder": recorder, "bus": bus},
             restart="temporary",
-            shutdown_s=15.0,
+            # Time to stop the procedure, then each child within its own timeout: a run
+            # is not abandoned while a child it is stopping still has time.
+            shutdown_s=RUN_SHUTDOWN_S + sum(c.shutdown_s or 0.0 for c in children),
         )
         _, error = self.start_child(child)
         if error is not None:

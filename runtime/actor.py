@@ -378,6 +378,13 @@ class Actor(pykka.ThreadingActor):
     def on_kill(self) -> None:
         """Called from the supervisor's thread when this actor is abandoned; must not block."""
 
+    @property
+    def stopping(self) -> bool:
+        """Whether this actor's supervisor has asked it to stop: long work (a backlog of
+        fits) checks it between pieces, so that the stop, queued behind that work, is
+        taken within the child's shutdown timeout."""
+        return self._link is not None and self._link.shutdown_requested.is_set()
+
     def subscribe_drained(
         self, bus: EventBus, pattern: str, maxsize: int = 100_000
     ) -> Subscription:
@@ -590,7 +597,7 @@ class Actor(pykka.ThreadingActor):
         if self._failure is not None:
             _, exc, _ = self._failure
             return ExitReason("error", f"{type(exc).__name__}: {exc}", exc)
-        if self._link is not None and self._link.shutdown_requested.is_set():
+        if self.stopping:
             return ExitReason("shutdown")
         return ExitReason("normal")
 

@@ -15,10 +15,11 @@ from typing import Any
 import pykka
 import pytest
 
+from runtime import topics
 from runtime.actor import Actor, exposed
 from runtime.errors import CallError
 from runtime.event_bus import EventBus
-from runtime.messages import ApiCall
+from runtime.messages import ActorExited, ApiCall
 from runtime.supervisor import ChildSpec, Supervisor, SupervisorSpec, start_supervisor
 
 HANG_GUARD_S = 30.0  # a failing test ends here instead of hanging; nothing waits this long
@@ -238,3 +239,39 @@ def test_a_drained_subscription_wakes_its_actor_and_loses_nothing(kind: str) -> 
     assert taken == list(range(500))  # in order, none lost (lossless)
     assert 1 <= drains <= 500  # woken per burst, not necessarily per message
     ref.stop()
+
+
+class Backlogged(Actor):
+    """Works through a backlog item by item; on the first it holds until its supervisor
+    asks it to stop (the stop is then queued behind the backlog)."""
+
+    def __init__(self, bus: EventBus, entered: threading.Event, done: list[int]) -> None:
+        super().__init__()
+        self.bus, self.entered, self.done = bus, entered, done
+
+    def on_start(self) -> None:
+        self.sub = self.subscribe_drained(self.bus, "work/*")
+
+    def on_drain(self) -> None:
+        for _, item in self.sub.drain():
+            if self.stopping:
+                return
+            assert isinstance(item, int)
+            self.done.append(item)
+            self.entered.set()
+            assert self.link is not None
+            self.link.shutdown_requested.wait(HANG_GUARD_S)
+
+
+def test_an_actor_asked_to_stop_leaves_its_backlog_and_stops_in_time() -> None:
+    bus, entered, done = EventBus(), threading.Event(), []
+    events = bus.subscribe(topics.SYSTEM_ACTORS, mode="lossless")
+    child = ChildSpec("worker", Backlogged, (bus, entered, done), shutdown_s=HANG_GUARD_S)
+    root = start_supervisor(SupervisorSpec(children=(child,)), bus=bus)
+    for k in range(5):
+        bus.publish("work/item", k)
+    assert entered.wait(HANG_GUARD_S)
+    root.stop()
+    assert done == [0]  # the four behind it were left: the stop did not wait for them
+    exits = [m for _, m in events.drain() if isinstance(m, ActorExited)]
+    assert [(e.path, e.reason) for e in exits] == [("root/worker", "shutdown")]
