@@ -27,12 +27,11 @@ from hal.sim.methodscript import MethodScriptDevice
 from hal.sim.potentiostat import SimPotentiostat
 from hal.sim.server import ScpiServer
 from runtime.client import Client
-from runtime.codec import message_from_plain
 from runtime.messages import RunStateChanged, SampleBatch, TwinPrediction
 from twins.spec import load_twin_spec
 
 from ..runtime._actors import wait_until
-from ..runtime.test_daemon import GALVANA, Daemon
+from ..runtime.test_daemon import GALVANA, Daemon, recorded_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 K2450 = ROOT / "tests" / "hal" / "keithley2450.yaml"
@@ -68,12 +67,7 @@ def stop_daemon(daemon: Daemon) -> None:
         daemon.signal(signal.SIGTERM)
 
 
-def events(client: Client, run_id: str) -> list[Any]:
-    out, seq = [], 1
-    while page := client.call("runs", "events", run_id, seq, 1000):
-        out.extend(message_from_plain(e["message"]) for e in page)
-        seq = page[-1]["seq"] + 1
-    return out
+events = recorded_messages
 
 
 def state(client: Client, run_id: str) -> str:

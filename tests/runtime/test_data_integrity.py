@@ -22,12 +22,19 @@ import pytest
 import zarr
 
 from runtime.client import Client
-from runtime.codec import message_from_plain
 from runtime.errors import ApiError
 from runtime.event_store import verify_pages
 from runtime.messages import RunStateChanged, SampleBatch, SamplesRecorded
 
-from .test_daemon import BATCHES, GALVANA, POINTS, RATE, Daemon, record_source_run
+from .test_daemon import (
+    BATCHES,
+    GALVANA,
+    POINTS,
+    RATE,
+    Daemon,
+    record_source_run,
+    recorded_messages,
+)
 
 FINAL = {"completed", "stopped", "aborted", "failed", "interrupted"}
 
@@ -81,13 +88,7 @@ def wait_arrays_checked(daemon: Daemon, timeout: float = 120) -> dict[str, Any]:
     raise AssertionError(f"the recorder did not check the arrays within {timeout} s")
 
 
-def stream_events(client: Client, run_id: str) -> list[Any]:
-    out: list[Any] = []
-    seq = 1
-    while page := client.call("runs", "events", run_id, seq, 1000):
-        out.extend(message_from_plain(e["message"]) for e in page)
-        seq = page[-1]["seq"] + 1
-    return out
+stream_events = recorded_messages
 
 
 def export(daemon: Daemon, run_id: str, dest: Path) -> subprocess.CompletedProcess[str]:
