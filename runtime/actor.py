@@ -401,11 +401,14 @@ class Actor(pykka.ThreadingActor):
         """Take what this actor's drained subscriptions hold (see :meth:`subscribe_drained`)."""
 
     def on_receive(self, message: Any) -> Any:
-        """:data:`DRAIN` runs :meth:`on_drain`; anything else is Pykka's (a warning)."""
+        """:data:`DRAIN` runs :meth:`on_drain`; anything else is logged and ignored.
+        Subclasses handle their own messages and pass the rest here."""
         if message is DRAIN:
             self.on_drain()
-            return None
-        return super().on_receive(message)
+        else:
+            where = self._link.path if self._link is not None else type(self).__name__
+            logger.warning("%s ignored an unexpected message %r", where, message)
+        return None
 
     def _actor_loop(self) -> None:
         if self.niceness:

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import pykka
 
 from runtime import topics
-from runtime.actor import ADMIN_SCOPE, DRAIN, Actor, ExitReason, Link, exposed, start_linked
+from runtime.actor import ADMIN_SCOPE, Actor, ExitReason, Link, exposed, start_linked
 from runtime.codec import message
 from runtime.errors import (
     BusError,
@@ -294,10 +294,8 @@ class Supervisor(Actor):
             self._child_exited(message)
         elif isinstance(message, _RestartDue):
             self._restart_due(message)
-        elif message is DRAIN:
-            self.on_drain()
         else:
-            logger.warning("%s ignored an unexpected message %r", self.path, message)
+            return super().on_receive(message)
         return None
 
     # Ask handlers return (value, error) rather than raising: an exception here would
